@@ -1,0 +1,109 @@
+//! Finding the credential (SPEC §4): every configured source is searched, every
+//! occurrence counted. More than one credential is `multiple_tokens`, because
+//! Envoy's single-value header getter would otherwise hide the second one and
+//! the upstream might act on it (SEC-A04).
+
+use crate::core::config::TokenSource;
+use crate::core::host::{header_values, single_header, Host};
+use crate::core::pattern::query_only;
+
+/// Where the one credential was found (so that `remove_token` can strip it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub token: Vec<u8>,
+    pub source: TokenSource,
+}
+
+/// The result of searching all sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    None,
+    One(Found),
+    Multiple,
+}
+
+/// Searches every configured source for credentials.
+pub fn find(sources: &[TokenSource], host: &dyn Host) -> Credential {
+    let mut found: Option<Found> = None;
+    let mut count = 0usize;
+    let mut note = |token: &[u8], source: &TokenSource| {
+        count += 1;
+        if found.is_none() {
+            found = Some(Found { token: token.to_vec(), source: source.clone() });
+        }
+    };
+    for source in sources {
+        match source {
+            TokenSource::Header { name, prefix } => {
+                for value in header_values(host, name) {
+                    if let Some(token) = strip_scheme(value, prefix.as_bytes()) {
+                        note(token, source);
+                    }
+                }
+            }
+            TokenSource::Cookie(cookie) => {
+                for value in header_values(host, "cookie") {
+                    for pair in value.split(|b| *b == b';') {
+                        let pair = trim(pair);
+                        if let Some(eq) = pair.iter().position(|b| *b == b'=') {
+                            let (name, rest) = pair.split_at(eq);
+                            let v = rest.get(1..).unwrap_or(&[]);
+                            if name == cookie.as_bytes() && !v.is_empty() {
+                                note(v, source);
+                            }
+                        }
+                    }
+                }
+            }
+            TokenSource::Query(param) => {
+                if let Some(query) = single_header(host, ":path").and_then(query_only) {
+                    for pair in query.split('&') {
+                        if let Some((name, v)) = pair.split_once('=') {
+                            if name == param && !v.is_empty() {
+                                note(v.as_bytes(), source);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    match (count, found) {
+        (0, _) | (_, None) => Credential::None,
+        (1, Some(f)) => Credential::One(f),
+        _ => Credential::Multiple,
+    }
+}
+
+/// The token after an ASCII-case-insensitive `prefix`, or `None` when the value
+/// does not carry a credential of this scheme (wrong scheme, or nothing after it).
+fn strip_scheme<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let head = value.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    let rest = value.get(prefix.len()..)?;
+    if trim(rest).is_empty() {
+        None
+    } else {
+        Some(rest)
+    }
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if *first == b' ' || *first == b'\t' {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = s {
+        if *last == b' ' || *last == b'\t' {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s
+}

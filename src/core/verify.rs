@@ -1,0 +1,269 @@
+//! From an untrusted compact JWS to a [`VerifiedToken`]: provider by `iss`, key by
+//! `kid` and `alg`, signature, then the constraints claim compiled once.
+//!
+//! Time-dependent checks (`exp`, `nbf`, `iat`, lifetime) are *not* done here; they
+//! run on every request in [`check_claims`], so a cached [`VerifiedToken`] never
+//! outlives its validity.
+
+use crate::core::config::{Config, Provider};
+use crate::core::constraints::{lookup, Constraints};
+use crate::core::jws::{self, ParseError, UntrustedToken};
+use crate::core::keys::VerificationKey;
+use crate::core::reason::Reason;
+use serde_json::{Map, Value};
+
+/// At most this many keys are tried for a token without `kid`.
+const MAX_KEYS_WITHOUT_KID: usize = 4;
+
+/// Why a token is not trusted (each maps to one 401 reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    TooLarge,
+    Malformed,
+    ForbiddenHeader,
+    UnsupportedAlgorithm,
+    UnknownIssuer,
+    UnknownKey,
+    KeysUnavailable,
+    BadSignature,
+    MissingExp,
+    Expired,
+    NotYetValid,
+    LifetimeTooLong,
+    WrongAudience,
+    WrongTyp,
+    MalformedConstraint,
+}
+
+impl From<TokenError> for Reason {
+    fn from(e: TokenError) -> Reason {
+        match e {
+            TokenError::TooLarge => Reason::TokenTooLarge,
+            TokenError::Malformed => Reason::MalformedToken,
+            TokenError::ForbiddenHeader => Reason::ForbiddenHeader,
+            TokenError::UnsupportedAlgorithm => Reason::UnsupportedAlgorithm,
+            TokenError::UnknownIssuer => Reason::UnknownIssuer,
+            TokenError::UnknownKey => Reason::UnknownKey,
+            TokenError::KeysUnavailable => Reason::KeysUnavailable,
+            TokenError::BadSignature => Reason::BadSignature,
+            TokenError::MissingExp => Reason::MissingExp,
+            TokenError::Expired => Reason::Expired,
+            TokenError::NotYetValid => Reason::NotYetValid,
+            TokenError::LifetimeTooLong => Reason::LifetimeTooLong,
+            TokenError::WrongAudience => Reason::WrongAudience,
+            TokenError::WrongTyp => Reason::WrongTyp,
+            TokenError::MalformedConstraint => Reason::MalformedConstraint,
+        }
+    }
+}
+
+impl From<ParseError> for TokenError {
+    fn from(e: ParseError) -> TokenError {
+        match e {
+            ParseError::Malformed => TokenError::Malformed,
+            ParseError::ForbiddenHeader => TokenError::ForbiddenHeader,
+            ParseError::UnsupportedAlgorithm => TokenError::UnsupportedAlgorithm,
+        }
+    }
+}
+
+/// A token whose signature was verified with a configured key. Only
+/// [`verify`] constructs one.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    pub claims: Map<String, Value>,
+    /// The payload JSON as signed (for `forward.payload_header`).
+    pub payload: Vec<u8>,
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
+    pub jti: Option<String>,
+    pub typ: Option<String>,
+    pub constraints: Constraints,
+    _sealed: (),
+}
+
+impl VerifiedToken {
+    pub fn issuer(&self) -> &str {
+        self.claims.get("iss").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+/// Keys a provider can use right now: its inline keys, plus keys fetched at run
+/// time (remote JWKS) when the adapter has any.
+pub trait KeyLookup {
+    /// Keys fetched for `provider` (by index), or `None` when none were fetched yet.
+    fn fetched(&self, provider: usize) -> Option<&[VerificationKey]>;
+}
+
+/// No remote keys: inline keys only.
+pub struct InlineOnly;
+
+impl KeyLookup for InlineOnly {
+    fn fetched(&self, _provider: usize) -> Option<&[VerificationKey]> {
+        None
+    }
+}
+
+/// Parses, selects provider and key, verifies the signature and compiles the
+/// constraints. Does no time checks (see [`check_claims`]).
+pub fn verify(config: &Config, keys: &dyn KeyLookup, token: &str) -> Result<VerifiedToken, TokenError> {
+    if token.len() > config.max_token_bytes {
+        return Err(TokenError::TooLarge);
+    }
+    let untrusted = jws::parse(token)?;
+    let iss = match untrusted.claims.get("iss") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(TokenError::Malformed),
+        None => return Err(TokenError::UnknownIssuer),
+    };
+    let (index, provider) = config
+        .providers
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.issuer == iss)
+        .ok_or(TokenError::UnknownIssuer)?;
+    if !provider.algorithms.contains(untrusted.alg) {
+        return Err(TokenError::UnsupportedAlgorithm);
+    }
+    check_signature(provider, keys.fetched(index), &untrusted)?;
+    into_verified(config, index, untrusted)
+}
+
+fn check_signature(provider: &Provider, fetched: Option<&[VerificationKey]>, token: &UntrustedToken<'_>) -> Result<(), TokenError> {
+    let inline = provider.keys.as_slice();
+    let remote = fetched.unwrap_or(&[]);
+    if inline.is_empty() && remote.is_empty() {
+        return Err(TokenError::KeysUnavailable);
+    }
+    let key_ok = |k: &VerificationKey| k.verify(token.alg, token.signing_input, &token.signature);
+    match &token.kid {
+        Some(kid) => {
+            let key = provider
+                .keys_by_kid
+                .get(kid)
+                .or_else(|| remote.iter().find(|k| k.kid.as_deref() == Some(kid.as_str())))
+                .ok_or(TokenError::UnknownKey)?;
+            if !key.algs.contains(token.alg) {
+                return Err(TokenError::UnsupportedAlgorithm);
+            }
+            if key_ok(key) {
+                Ok(())
+            } else {
+                Err(TokenError::BadSignature)
+            }
+        }
+        None => {
+            let mut candidates = inline.iter().chain(remote).filter(|k| k.algs.contains(token.alg)).peekable();
+            if candidates.peek().is_none() {
+                return Err(TokenError::UnknownKey);
+            }
+            if candidates.take(MAX_KEYS_WITHOUT_KID).any(key_ok) {
+                Ok(())
+            } else {
+                Err(TokenError::BadSignature)
+            }
+        }
+    }
+}
+
+fn into_verified(config: &Config, provider: usize, token: UntrustedToken<'_>) -> Result<VerifiedToken, TokenError> {
+    let claims = token.claims;
+    let exp = numeric_date(&claims, "exp", Rounding::Down)?;
+    let nbf = numeric_date(&claims, "nbf", Rounding::Up)?;
+    let iat = numeric_date(&claims, "iat", Rounding::Up)?;
+    let jti = match claims.get("jti") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(TokenError::Malformed),
+    };
+    // `aud` must be a string or an array of strings wherever it appears.
+    match claims.get("aud") {
+        None | Some(Value::String(_)) => {}
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+        Some(_) => return Err(TokenError::Malformed),
+    }
+    let constraints = match lookup(&claims, &config.constraints_claim) {
+        None => Constraints::default(),
+        Some(value) => {
+            let names: Vec<&str> = config.custom_constraints.iter().map(|(n, _)| n.as_str()).collect();
+            Constraints::parse(value, &names, jti.is_some()).map_err(|_| TokenError::MalformedConstraint)?
+        }
+    };
+    Ok(VerifiedToken { provider, claims, payload: token.payload, exp, nbf, iat, jti, typ: token.typ, constraints, _sealed: () })
+}
+
+#[derive(Clone, Copy)]
+enum Rounding {
+    /// Towards the past (an `exp` of 10.5 expires at 10).
+    Down,
+    /// Towards the future (an `nbf` of 10.5 starts at 11).
+    Up,
+}
+
+/// A NumericDate: an integer or a float, saturated into i64 seconds.
+fn numeric_date(claims: &Map<String, Value>, name: &str, rounding: Rounding) -> Result<Option<i64>, TokenError> {
+    let Some(v) = claims.get(name) else {
+        return Ok(None);
+    };
+    let n = v.as_number().ok_or(TokenError::Malformed)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    if n.as_u64().is_some() {
+        return Ok(Some(i64::MAX));
+    }
+    let f = n.as_f64().filter(|f| f.is_finite()).ok_or(TokenError::Malformed)?;
+    let rounded = match rounding {
+        Rounding::Down => f.floor(),
+        Rounding::Up => f.ceil(),
+    };
+    // `as` saturates for floats out of range.
+    Ok(Some(rounded as i64))
+}
+
+/// The checks that depend on the clock or on per-provider settings; run on every
+/// request, cached token or not.
+pub fn check_claims(config: &Config, token: &VerifiedToken, now: i64) -> Result<(), TokenError> {
+    let skew = config.clock_skew_seconds;
+    match token.exp {
+        None if config.require_expiration => return Err(TokenError::MissingExp),
+        Some(exp) if now >= exp.saturating_add(skew) => return Err(TokenError::Expired),
+        _ => {}
+    }
+    if let Some(nbf) = token.nbf {
+        if now.saturating_add(skew) < nbf {
+            return Err(TokenError::NotYetValid);
+        }
+    }
+    if let Some(iat) = token.iat {
+        if now.saturating_add(skew) < iat {
+            return Err(TokenError::NotYetValid);
+        }
+    }
+    if let (Some(max), Some(exp)) = (config.max_lifetime_seconds, token.exp) {
+        let issued = token.iat.unwrap_or(now);
+        if exp.saturating_sub(issued) > max {
+            return Err(TokenError::LifetimeTooLong);
+        }
+    }
+    if let Some(audiences) = config.providers.get(token.provider).and_then(|p| p.audiences.as_ref()) {
+        let ok = match token.claims.get("aud") {
+            Some(Value::String(a)) => audiences.contains(a),
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(|a| audiences.iter().any(|x| x == a)),
+            _ => false,
+        };
+        if !ok {
+            return Err(TokenError::WrongAudience);
+        }
+    }
+    if let Some(required) = &config.required_typ {
+        let ok = token.typ.as_deref().is_some_and(|t| crate::core::config::normalize_typ(t) == *required);
+        if !ok {
+            return Err(TokenError::WrongTyp);
+        }
+    }
+    Ok(())
+}
