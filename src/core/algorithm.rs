@@ -108,6 +108,9 @@ impl AlgSet {
     pub fn insert(&mut self, alg: Algorithm) {
         self.0 |= alg.bit();
     }
+    pub fn union(self, other: AlgSet) -> AlgSet {
+        AlgSet(self.0 | other.0)
+    }
     pub fn intersect(self, other: AlgSet) -> AlgSet {
         AlgSet(self.0 & other.0)
     }

@@ -245,7 +245,7 @@ fn check_constraints(config: &Config, token: &VerifiedToken, host: &dyn Host, co
     }
     if let Some(regions) = &c.region {
         let region = request_region(config, host).ok_or(Reason::Region)?;
-        if !regions.iter().any(|r| *r == region) {
+        if !regions.contains(&region) {
             return Err(Reason::Region);
         }
     }
@@ -266,7 +266,7 @@ fn check_constraints(config: &Config, token: &VerifiedToken, host: &dyn Host, co
         let expires_at = token.exp.map_or(i64::MAX, |e| e.saturating_add(config.clock_skew_seconds));
         match counter.try_use(&key, limit, expires_at, now) {
             Ok(true) => {}
-            Ok(false) | Err(()) => return Err(Reason::MaxUses),
+            Ok(false) | Err(_) => return Err(Reason::MaxUses),
         }
     }
     Ok(())

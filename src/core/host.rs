@@ -29,13 +29,17 @@ pub fn single_header<'a>(host: &'a dyn Host, name: &'a str) -> Option<&'a str> {
     std::str::from_utf8(first).ok()
 }
 
+/// The usage store failed (the caller fails closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageError;
+
 /// Per-instance usage counting for `max_uses` (SPEC §8).
 pub trait UsageCounter {
     /// Atomically counts one use of `key` if fewer than `limit` were counted.
     /// Returns `Ok(true)` when the use was counted, `Ok(false)` when the limit is
     /// reached. `expires_at` (Unix seconds) lets the store drop the counter later.
     /// An `Err` is a store failure; the caller fails closed.
-    fn try_use(&mut self, key: &str, limit: u64, expires_at: i64, now: i64) -> Result<bool, ()>;
+    fn try_use(&mut self, key: &str, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError>;
 }
 
 /// An in-memory counter (tests and the command line; not shared across VMs).
@@ -45,7 +49,7 @@ pub struct MemoryCounter {
 }
 
 impl UsageCounter for MemoryCounter {
-    fn try_use(&mut self, key: &str, limit: u64, expires_at: i64, now: i64) -> Result<bool, ()> {
+    fn try_use(&mut self, key: &str, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError> {
         self.counts.retain(|_, (_, exp)| *exp > now);
         let entry = self.counts.entry(key.to_owned()).or_insert((0, expires_at));
         if entry.0 >= limit {

@@ -70,6 +70,7 @@ impl From<ParseError> for TokenError {
 /// A token whose signature was verified with a configured key. Only
 /// [`verify`] constructs one.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct VerifiedToken {
     /// Index into [`Config::providers`].
     pub provider: usize,
@@ -82,7 +83,6 @@ pub struct VerifiedToken {
     pub jti: Option<String>,
     pub typ: Option<String>,
     pub constraints: Constraints,
-    _sealed: (),
 }
 
 impl VerifiedToken {
@@ -192,7 +192,7 @@ fn into_verified(config: &Config, provider: usize, token: UntrustedToken<'_>) ->
             Constraints::parse(value, &names, jti.is_some()).map_err(|_| TokenError::MalformedConstraint)?
         }
     };
-    Ok(VerifiedToken { provider, claims, payload: token.payload, exp, nbf, iat, jti, typ: token.typ, constraints, _sealed: () })
+    Ok(VerifiedToken { provider, claims, payload: token.payload, exp, nbf, iat, jti, typ: token.typ, constraints })
 }
 
 #[derive(Clone, Copy)]

@@ -201,6 +201,19 @@ impl Config {
         compile(raw)
     }
 
+    /// Compiles the plugin configuration as Envoy delivers it: JSON text (from a
+    /// `StringValue` or `BytesValue`) or the wire bytes of a `google.protobuf.Struct`.
+    pub fn from_plugin_bytes(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first == Some(&b'{') || bytes.is_empty() {
+            return Config::from_json(bytes);
+        }
+        match super::pb_struct::decode_struct(bytes) {
+            Some(json) => Config::from_json(json.to_string().as_bytes()),
+            None => err("(root)", "the plugin configuration is neither JSON nor a protobuf Struct"),
+        }
+    }
+
     /// The rule that applies to a request, first match wins.
     pub fn rule_for(&self, index: Option<usize>) -> &Rule {
         index.and_then(|i| self.rules.get(i)).unwrap_or(&self.default_rule)
@@ -442,7 +455,7 @@ fn compile_provider(field: &str, raw: RawProvider) -> Result<Provider, ConfigErr
             }
         }
     }
-    let union = keys.iter().fold(AlgSet::EMPTY, |acc, k| AlgSet::of(&acc.iter().chain(k.algs.iter()).collect::<Vec<_>>()));
+    let union = keys.iter().fold(AlgSet::EMPTY, |acc, k| acc.union(k.algs));
     let algorithms = match (algorithms, remote.is_some()) {
         (Some(a), _) => a,
         (None, true) => AlgSet::all(),

@@ -5,6 +5,7 @@
 //! from the single log line Envoy shows when it refuses the configuration.
 
 mod compile;
+pub mod pb_struct;
 pub mod raw;
 
 pub use compile::*;

@@ -1,0 +1,110 @@
+//! One HTTP stream: read the request, ask the core, then forward or refuse.
+
+use super::host::{ProxyHost, SharedDataCounter};
+use super::root::Shared;
+use crate::core::config::Mode;
+use crate::core::decide::{Decision, Denial};
+use crate::core::forward::{self, HeaderEdits};
+use crate::core::host::header_values;
+use crate::core::reason::Reason;
+use crate::core::response::refusal;
+use crate::core::verify::InlineOnly;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
+use std::rc::Rc;
+
+pub struct CjwtHttp {
+    shared: Option<Rc<Shared>>,
+}
+
+impl CjwtHttp {
+    pub fn new(shared: Option<Rc<Shared>>) -> CjwtHttp {
+        CjwtHttp { shared }
+    }
+}
+
+impl Context for CjwtHttp {}
+
+impl HttpContext for CjwtHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            // No configuration: Envoy would not have started; refuse anyway.
+            return refuse(Reason::KeysUnavailable, "cjwt", true);
+        };
+        let host = ProxyHost::read();
+        let Ok(mut engine) = shared.engine.try_borrow_mut() else {
+            return refuse(Reason::KeysUnavailable, "cjwt", true);
+        };
+        let outcome = engine.decide(&host, &InlineOnly, &mut SharedDataCounter);
+        shared.metrics.cache(outcome.cache_hit);
+        let config = &engine.config;
+        let path = header_values(&host, ":path").next().and_then(|p| std::str::from_utf8(p).ok()).unwrap_or("/");
+        match outcome.decision {
+            Decision::Allow { token, credential } => {
+                shared.metrics.allowed();
+                let edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), path);
+                apply_or_fail(&edits, &host)
+            }
+            Decision::Deny(denial) if config.mode == Mode::DryRun => {
+                shared.metrics.dry_run_denied(denial.reason);
+                log_denial(&denial, true);
+                apply_or_fail(&forward::edits(&config.forward, None, None, path), &host)
+            }
+            Decision::Deny(denial) => {
+                shared.metrics.denied(denial.reason);
+                log_denial(&denial, false);
+                refuse(denial.reason, &config.realm, config.detail)
+            }
+        }
+    }
+}
+
+fn log_denial(denial: &Denial, dry_run: bool) {
+    if log::log_enabled!(log::Level::Info) {
+        let mode = if dry_run { " (dry_run: allowed)" } else { "" };
+        let fp = denial.fingerprint.as_deref().unwrap_or("-");
+        log::info!("cjwt: denied reason={} status={} token={fp}{mode}", denial.reason.code(), denial.reason.status());
+    }
+}
+
+/// Sends the local refusal and stops the request; it never reaches the upstream.
+fn refuse(reason: Reason, realm: &str, detail: bool) -> Action {
+    let r = refusal(reason, realm, detail);
+    let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _ = hostcalls::send_http_response(r.status, headers, Some(r.body.as_bytes()));
+    Action::Pause
+}
+
+/// Applies the edits and continues; if Envoy refuses an edit, the request is
+/// refused with 503 rather than forwarded with a client-supplied header intact.
+fn apply_or_fail(edits: &HeaderEdits, host: &ProxyHost) -> Action {
+    if apply(edits, host).is_ok() {
+        return Action::Continue;
+    }
+    log::error!("cjwt: could not rewrite request headers; refusing");
+    let _ = hostcalls::send_http_response(503, vec![("content-type", "application/json")], Some(b"{\"error\":\"unavailable\"}"));
+    Action::Pause
+}
+
+/// Removes client copies of forwarded headers, then sets verified values.
+fn apply(edits: &HeaderEdits, host: &ProxyHost) -> Result<(), proxy_wasm::types::Status> {
+    for name in &edits.remove {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)?;
+    }
+    for (name, value) in &edits.set {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))?;
+    }
+    if let Some(path) = &edits.path {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(path))?;
+    }
+    if let Some(cookie) = &edits.drop_cookie {
+        let joined: Vec<String> = header_values(host, "cookie")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .filter_map(|v| forward::remove_cookie(v, cookie))
+            .collect();
+        let value = if joined.is_empty() { None } else { Some(joined.join("; ")) };
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, "cookie", value.as_deref())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! The proxy-wasm adapter: maps Envoy's callbacks and hostcalls onto the core.
+//! Nothing here decides; it reads, calls [`crate::core::decide::Engine`], and acts.
+
+mod host;
+mod http;
+mod metrics;
+mod root;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::CjwtRoot::default())
+    });
+}}
