@@ -35,9 +35,14 @@ pub fn find(sources: &[TokenSource], host: &dyn Host) -> Credential {
     for source in sources {
         match source {
             TokenSource::Header { name, prefix } => {
+                // Envoy joins repeated headers with ',' (HTTP/1 inline headers such
+                // as `authorization`); a comma never occurs in a compact JWS, so
+                // every comma-separated element is a credential of its own.
                 for value in header_values(host, name) {
-                    if let Some(token) = strip_scheme(value, prefix.as_bytes()) {
-                        note(token, source);
+                    for element in value.split(|b| *b == b',') {
+                        if let Some(token) = strip_scheme(trim(element), prefix.as_bytes()) {
+                            note(token, source);
+                        }
                     }
                 }
             }

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+pub mod envoy;
+
 /// A request as the core sees it, with a fixed clock.
 pub struct FakeHost {
     pub headers: Vec<(String, Vec<u8>)>,
@@ -94,7 +96,17 @@ pub fn key(alg: Algorithm) -> &'static SigningKey {
 
 /// Standard claims valid at [`NOW`].
 pub fn claims(extra: Value) -> Value {
-    let mut base = json!({"iss": "https://idp.example.com", "sub": "alice", "aud": "orders-api", "iat": NOW - 60, "exp": NOW + 600});
+    claims_at(NOW, extra)
+}
+
+/// The real current time, Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Standard claims valid at `now`.
+pub fn claims_at(now: i64, extra: Value) -> Value {
+    let mut base = json!({"iss": "https://idp.example.com", "sub": "alice", "aud": "orders-api", "iat": now - 60, "exp": now + 600});
     if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
         for (k, v) in e {
             if v.is_null() {
