@@ -22,7 +22,9 @@ impl SigningKey {
             Algorithm::EdDSA => SigningKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut rng)),
             Algorithm::ES256 => SigningKey::P256(p256::ecdsa::SigningKey::random(&mut rng)),
             Algorithm::ES384 => SigningKey::P384(p384::ecdsa::SigningKey::random(&mut rng)),
-            a if a.is_rsa() => SigningKey::Rsa(Box::new(rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| e.to_string())?), a),
+            a if a.is_rsa() => {
+                SigningKey::Rsa(Box::new(rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| e.to_string())?), a)
+            }
             a => {
                 let len = match a.hash() {
                     Hash::Sha256 => 32,
@@ -41,10 +43,20 @@ impl SigningKey {
         use pkcs8::DecodePrivateKey;
         let pem = pem.trim();
         Ok(match alg {
-            Algorithm::EdDSA => SigningKey::Ed25519(ed25519_dalek::SigningKey::from_pkcs8_pem(pem).map_err(|e| format!("not an Ed25519 private key: {e}"))?),
-            Algorithm::ES256 => SigningKey::P256(p256::ecdsa::SigningKey::from_pkcs8_pem(pem).map_err(|e| format!("not a P-256 private key: {e}"))?),
-            Algorithm::ES384 => SigningKey::P384(p384::ecdsa::SigningKey::from_pkcs8_pem(pem).map_err(|e| format!("not a P-384 private key: {e}"))?),
-            a if a.is_rsa() => SigningKey::Rsa(Box::new(rsa::RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| format!("not an RSA private key: {e}"))?), a),
+            Algorithm::EdDSA => SigningKey::Ed25519(
+                ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+                    .map_err(|e| format!("not an Ed25519 private key: {e}"))?,
+            ),
+            Algorithm::ES256 => SigningKey::P256(
+                p256::ecdsa::SigningKey::from_pkcs8_pem(pem).map_err(|e| format!("not a P-256 private key: {e}"))?,
+            ),
+            Algorithm::ES384 => SigningKey::P384(
+                p384::ecdsa::SigningKey::from_pkcs8_pem(pem).map_err(|e| format!("not a P-384 private key: {e}"))?,
+            ),
+            a if a.is_rsa() => SigningKey::Rsa(
+                Box::new(rsa::RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| format!("not an RSA private key: {e}"))?),
+                a,
+            ),
             a => SigningKey::Hmac(b64::decode(pem.as_bytes()).ok_or("an HMAC secret file holds base64url")?, a),
         })
     }
@@ -74,7 +86,9 @@ impl SigningKey {
     /// The public JWK (for HS*, the secret JWK: it is what the filter must hold).
     pub fn public_jwk(&self, kid: Option<&str>) -> Value {
         let mut jwk = match self {
-            SigningKey::Ed25519(k) => json!({"kty": "OKP", "crv": "Ed25519", "x": b64::encode(k.verifying_key().as_bytes())}),
+            SigningKey::Ed25519(k) => {
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64::encode(k.verifying_key().as_bytes())})
+            }
             SigningKey::P256(k) => ec_jwk("P-256", k.verifying_key().to_encoded_point(false).as_bytes()),
             SigningKey::P384(k) => ec_jwk("P-384", k.verifying_key().to_encoded_point(false).as_bytes()),
             SigningKey::Rsa(k, _) => {
@@ -115,21 +129,42 @@ impl SigningKey {
                 let mut rng = rand_core::OsRng;
                 let pss = matches!(alg, Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512);
                 let result = match (alg.hash(), pss) {
-                    (Hash::Sha256, false) => k.sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &sha2::Sha256::digest(input)),
-                    (Hash::Sha384, false) => k.sign(rsa::Pkcs1v15Sign::new::<sha2::Sha384>(), &sha2::Sha384::digest(input)),
-                    (Hash::Sha512, false) => k.sign(rsa::Pkcs1v15Sign::new::<sha2::Sha512>(), &sha2::Sha512::digest(input)),
-                    (Hash::Sha256, true) => k.sign_with_rng(&mut rng, rsa::Pss::new_with_salt::<sha2::Sha256>(32), &sha2::Sha256::digest(input)),
-                    (Hash::Sha384, true) => k.sign_with_rng(&mut rng, rsa::Pss::new_with_salt::<sha2::Sha384>(48), &sha2::Sha384::digest(input)),
-                    (Hash::Sha512, true) => k.sign_with_rng(&mut rng, rsa::Pss::new_with_salt::<sha2::Sha512>(64), &sha2::Sha512::digest(input)),
+                    (Hash::Sha256, false) => {
+                        k.sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &sha2::Sha256::digest(input))
+                    }
+                    (Hash::Sha384, false) => {
+                        k.sign(rsa::Pkcs1v15Sign::new::<sha2::Sha384>(), &sha2::Sha384::digest(input))
+                    }
+                    (Hash::Sha512, false) => {
+                        k.sign(rsa::Pkcs1v15Sign::new::<sha2::Sha512>(), &sha2::Sha512::digest(input))
+                    }
+                    (Hash::Sha256, true) => k.sign_with_rng(
+                        &mut rng,
+                        rsa::Pss::new_with_salt::<sha2::Sha256>(32),
+                        &sha2::Sha256::digest(input),
+                    ),
+                    (Hash::Sha384, true) => k.sign_with_rng(
+                        &mut rng,
+                        rsa::Pss::new_with_salt::<sha2::Sha384>(48),
+                        &sha2::Sha384::digest(input),
+                    ),
+                    (Hash::Sha512, true) => k.sign_with_rng(
+                        &mut rng,
+                        rsa::Pss::new_with_salt::<sha2::Sha512>(64),
+                        &sha2::Sha512::digest(input),
+                    ),
                 };
                 result.unwrap_or_default()
             }
             SigningKey::Hmac(s, alg) => {
                 use hmac::Mac;
                 match alg.hash() {
-                    Hash::Sha256 => hmac::Hmac::<sha2::Sha256>::new_from_slice(s).map(|m| m.chain_update(input).finalize().into_bytes().to_vec()),
-                    Hash::Sha384 => hmac::Hmac::<sha2::Sha384>::new_from_slice(s).map(|m| m.chain_update(input).finalize().into_bytes().to_vec()),
-                    Hash::Sha512 => hmac::Hmac::<sha2::Sha512>::new_from_slice(s).map(|m| m.chain_update(input).finalize().into_bytes().to_vec()),
+                    Hash::Sha256 => hmac::Hmac::<sha2::Sha256>::new_from_slice(s)
+                        .map(|m| m.chain_update(input).finalize().into_bytes().to_vec()),
+                    Hash::Sha384 => hmac::Hmac::<sha2::Sha384>::new_from_slice(s)
+                        .map(|m| m.chain_update(input).finalize().into_bytes().to_vec()),
+                    Hash::Sha512 => hmac::Hmac::<sha2::Sha512>::new_from_slice(s)
+                        .map(|m| m.chain_update(input).finalize().into_bytes().to_vec()),
                 }
                 .unwrap_or_default()
             }

@@ -57,17 +57,41 @@ fn credential_extraction_reasons() {
     check(
         &[
             ("no header", FakeHost::get("/x"), Some(Reason::MissingToken)),
-            ("basic scheme", FakeHost::get("/x").header("authorization", "Basic dXNlcjpwYXNz"), Some(Reason::MissingToken)),
+            (
+                "basic scheme",
+                FakeHost::get("/x").header("authorization", "Basic dXNlcjpwYXNz"),
+                Some(Reason::MissingToken),
+            ),
             ("empty bearer", FakeHost::get("/x").header("authorization", "Bearer "), Some(Reason::MissingToken)),
-            ("bearer glued", FakeHost::get("/x").header("authorization", &format!("Bearer{t}")), Some(Reason::MissingToken)),
+            (
+                "bearer glued",
+                FakeHost::get("/x").header("authorization", &format!("Bearer{t}")),
+                Some(Reason::MissingToken),
+            ),
             ("lowercase scheme", FakeHost::get("/x").header("authorization", &format!("bearer {t}")), None),
             ("uppercase scheme", FakeHost::get("/x").header("authorization", &format!("BEARER {t}")), None),
-            ("trailing junk", FakeHost::get("/x").header("authorization", &format!("Bearer {t} trailing")), Some(Reason::MalformedToken)),
-            ("two tokens in one", FakeHost::get("/x").header("authorization", &format!("Bearer {t},Bearer {t}")), Some(Reason::MultipleTokens)),
-            ("joined by envoy", FakeHost::get("/x").header("authorization", &format!("Bearer {t}, Bearer forged")), Some(Reason::MultipleTokens)),
+            (
+                "trailing junk",
+                FakeHost::get("/x").header("authorization", &format!("Bearer {t} trailing")),
+                Some(Reason::MalformedToken),
+            ),
+            (
+                "two tokens in one",
+                FakeHost::get("/x").header("authorization", &format!("Bearer {t},Bearer {t}")),
+                Some(Reason::MultipleTokens),
+            ),
+            (
+                "joined by envoy",
+                FakeHost::get("/x").header("authorization", &format!("Bearer {t}, Bearer forged")),
+                Some(Reason::MultipleTokens),
+            ),
             ("trailing comma", FakeHost::get("/x").header("authorization", &format!("Bearer {t},")), None),
             ("two headers", FakeHost::get("/x").bearer(&t).bearer("forged.x.y"), Some(Reason::MultipleTokens)),
-            ("two headers, forged first", FakeHost::get("/x").bearer("forged.x.y").bearer(&t), Some(Reason::MultipleTokens)),
+            (
+                "two headers, forged first",
+                FakeHost::get("/x").bearer("forged.x.y").bearer(&t),
+                Some(Reason::MultipleTokens),
+            ),
             ("non-utf8", FakeHost::get("/x").header("authorization", "Bearer \u{00ff}"), Some(Reason::MalformedToken)),
         ],
         &mut e,
@@ -76,13 +100,22 @@ fn credential_extraction_reasons() {
 
 #[test]
 fn header_plus_query_is_multiple_tokens() {
-    let mut e = engine(json!({"token_from": [{"header": "authorization", "prefix": "Bearer "}, {"query": "access_token"}]}));
+    let mut e =
+        engine(json!({"token_from": [{"header": "authorization", "prefix": "Bearer "}, {"query": "access_token"}]}));
     let t = eddsa(json!({}));
     check(
         &[
             ("query only", FakeHost::get(&format!("/x?access_token={t}")), None),
-            ("header and query", FakeHost::get(&format!("/x?access_token={t}")).bearer(&t), Some(Reason::MultipleTokens)),
-            ("query twice", FakeHost::get(&format!("/x?access_token={t}&access_token={t}")), Some(Reason::MultipleTokens)),
+            (
+                "header and query",
+                FakeHost::get(&format!("/x?access_token={t}")).bearer(&t),
+                Some(Reason::MultipleTokens),
+            ),
+            (
+                "query twice",
+                FakeHost::get(&format!("/x?access_token={t}&access_token={t}")),
+                Some(Reason::MultipleTokens),
+            ),
         ],
         &mut e,
     );
@@ -95,7 +128,11 @@ fn cookie_source() {
     check(
         &[
             ("cookie", FakeHost::get("/x").header("cookie", &format!("a=1; jwt={t}")), None),
-            ("cookie twice", FakeHost::get("/x").header("cookie", &format!("jwt={t}")).header("cookie", &format!("jwt={t}")), Some(Reason::MultipleTokens)),
+            (
+                "cookie twice",
+                FakeHost::get("/x").header("cookie", &format!("jwt={t}")).header("cookie", &format!("jwt={t}")),
+                Some(Reason::MultipleTokens),
+            ),
             ("other cookie", FakeHost::get("/x").header("cookie", "jwtx=1"), Some(Reason::MissingToken)),
         ],
         &mut e,
@@ -115,23 +152,75 @@ fn token_reasons_401() {
         &[
             ("too large", FakeHost::get("/x").bearer(&"a".repeat(2049)), Some(Reason::TokenTooLarge)),
             ("garbage", FakeHost::get("/x").bearer("not-a-jwt"), Some(Reason::MalformedToken)),
-            ("alg none", FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"none"}"#, &claims(json!({})).to_string())), Some(Reason::UnsupportedAlgorithm)),
-            ("crit", FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1","crit":["x"]}"#, &claims(json!({})).to_string())), Some(Reason::ForbiddenHeader)),
-            ("jku", FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"EdDSA","jku":"http://169.254.169.254/"}"#, &claims(json!({})).to_string())), Some(Reason::ForbiddenHeader)),
-            ("unknown issuer", FakeHost::get("/x").bearer(&eddsa(json!({"iss": "https://evil"}))), Some(Reason::UnknownIssuer)),
+            (
+                "alg none",
+                FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"none"}"#, &claims(json!({})).to_string())),
+                Some(Reason::UnsupportedAlgorithm),
+            ),
+            (
+                "crit",
+                FakeHost::get("/x").bearer(&mint_raw(
+                    k,
+                    r#"{"alg":"EdDSA","kid":"k1","crit":["x"]}"#,
+                    &claims(json!({})).to_string(),
+                )),
+                Some(Reason::ForbiddenHeader),
+            ),
+            (
+                "jku",
+                FakeHost::get("/x").bearer(&mint_raw(
+                    k,
+                    r#"{"alg":"EdDSA","jku":"http://169.254.169.254/"}"#,
+                    &claims(json!({})).to_string(),
+                )),
+                Some(Reason::ForbiddenHeader),
+            ),
+            (
+                "unknown issuer",
+                FakeHost::get("/x").bearer(&eddsa(json!({"iss": "https://evil"}))),
+                Some(Reason::UnknownIssuer),
+            ),
             ("no issuer", FakeHost::get("/x").bearer(&eddsa(json!({"iss": null}))), Some(Reason::UnknownIssuer)),
-            ("unknown kid", FakeHost::get("/x").bearer(&mint(k, Some("k2"), &claims(json!({})))), Some(Reason::UnknownKey)),
-            ("alg not of provider", FakeHost::get("/x").bearer(&mint(other, Some("k1"), &claims(json!({})))), Some(Reason::UnsupportedAlgorithm)),
+            (
+                "unknown kid",
+                FakeHost::get("/x").bearer(&mint(k, Some("k2"), &claims(json!({})))),
+                Some(Reason::UnknownKey),
+            ),
+            (
+                "alg not of provider",
+                FakeHost::get("/x").bearer(&mint(other, Some("k1"), &claims(json!({})))),
+                Some(Reason::UnsupportedAlgorithm),
+            ),
             ("bad signature", FakeHost::get("/x").bearer(&tampered), Some(Reason::BadSignature)),
-            ("wrong key, no kid", FakeHost::get("/x").bearer(&mint(key(Algorithm::EdDSA), None, &claims(json!({})))), None),
+            (
+                "wrong key, no kid",
+                FakeHost::get("/x").bearer(&mint(key(Algorithm::EdDSA), None, &claims(json!({})))),
+                None,
+            ),
             ("missing exp", FakeHost::get("/x").bearer(&eddsa(json!({"exp": null}))), Some(Reason::MissingExp)),
-            ("wrong audience", FakeHost::get("/x").bearer(&eddsa(json!({"aud": "other"}))), Some(Reason::WrongAudience)),
+            (
+                "wrong audience",
+                FakeHost::get("/x").bearer(&eddsa(json!({"aud": "other"}))),
+                Some(Reason::WrongAudience),
+            ),
             ("audience in array", FakeHost::get("/x").bearer(&eddsa(json!({"aud": ["x", "orders-api"]}))), None),
             ("no audience", FakeHost::get("/x").bearer(&eddsa(json!({"aud": null}))), Some(Reason::WrongAudience)),
             ("aud not string", FakeHost::get("/x").bearer(&eddsa(json!({"aud": 5}))), Some(Reason::MalformedToken)),
-            ("exp string", FakeHost::get("/x").bearer(&eddsa(json!({"exp": "tomorrow"}))), Some(Reason::MalformedToken)),
-            ("malformed constraint", FakeHost::get("/x").bearer(&eddsa(json!({"cnst": {"ip": ["010.0.0.0/8"]}}))), Some(Reason::MalformedConstraint)),
-            ("max_uses without jti", FakeHost::get("/x").bearer(&eddsa(json!({"cnst": {"max_uses": 1}}))), Some(Reason::MalformedConstraint)),
+            (
+                "exp string",
+                FakeHost::get("/x").bearer(&eddsa(json!({"exp": "tomorrow"}))),
+                Some(Reason::MalformedToken),
+            ),
+            (
+                "malformed constraint",
+                FakeHost::get("/x").bearer(&eddsa(json!({"cnst": {"ip": ["010.0.0.0/8"]}}))),
+                Some(Reason::MalformedConstraint),
+            ),
+            (
+                "max_uses without jti",
+                FakeHost::get("/x").bearer(&eddsa(json!({"cnst": {"max_uses": 1}}))),
+                Some(Reason::MalformedConstraint),
+            ),
         ],
         &mut e,
     );
@@ -191,11 +280,19 @@ fn lifetime_and_typ() {
             ("media type form", FakeHost::get("/x").bearer(&typed("application/AT+JWT")), None),
             ("trailing space", FakeHost::get("/x").bearer(&typed("at+jwt ")), Some(Reason::WrongTyp)),
             ("JWT", FakeHost::get("/x").bearer(&typed("JWT")), Some(Reason::WrongTyp)),
-            ("absent", FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1"}"#, &c)), Some(Reason::WrongTyp)),
+            (
+                "absent",
+                FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1"}"#, &c)),
+                Some(Reason::WrongTyp),
+            ),
         ],
         &mut e,
     );
-    let long = mint_raw(k, r#"{"alg":"EdDSA","kid":"k1","typ":"at+jwt"}"#, &claims(json!({"iat": NOW, "exp": NOW + 3601})).to_string());
+    let long = mint_raw(
+        k,
+        r#"{"alg":"EdDSA","kid":"k1","typ":"at+jwt"}"#,
+        &claims(json!({"iat": NOW, "exp": NOW + 3601})).to_string(),
+    );
     assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&long)), Some(Reason::LifetimeTooLong));
 }
 
@@ -224,7 +321,11 @@ fn constraints_ip_from_xff_trusts_only_configured_hops() {
     check(
         &[
             ("last entry", FakeHost::get("/x").bearer(&t).header("x-forwarded-for", "6.6.6.6, 10.0.0.9"), None),
-            ("spoofed first entry", FakeHost::get("/x").bearer(&t).header("x-forwarded-for", "10.0.0.9, 6.6.6.6"), Some(Reason::Ip)),
+            (
+                "spoofed first entry",
+                FakeHost::get("/x").bearer(&t).header("x-forwarded-for", "10.0.0.9, 6.6.6.6"),
+                Some(Reason::Ip),
+            ),
             ("no header", FakeHost::get("/x").bearer(&t), Some(Reason::Ip)),
         ],
         &mut e,
@@ -234,7 +335,9 @@ fn constraints_ip_from_xff_trusts_only_configured_hops() {
 #[test]
 fn constraints_methods_paths_hosts() {
     let mut e = engine(json!({}));
-    let t = eddsa(json!({"cnst": {"methods": ["GET", "HEAD"], "paths": ["/v1/orders/**", "/v1/items/*"], "hosts": ["*.example.com"]}}));
+    let t = eddsa(
+        json!({"cnst": {"methods": ["GET", "HEAD"], "paths": ["/v1/orders/**", "/v1/items/*"], "hosts": ["*.example.com"]}}),
+    );
     check(
         &[
             ("all hold", FakeHost::get("/v1/orders/7").bearer(&t), None),
@@ -248,9 +351,21 @@ fn constraints_methods_paths_hosts() {
             ("encoded slash", FakeHost::get("/v1/orders%2F..%2Fadmin").bearer(&t), Some(Reason::PathNotNormalized)),
             ("semicolon", FakeHost::get("/v1/orders/..;/admin").bearer(&t), Some(Reason::PathNotNormalized)),
             ("double slash", FakeHost::get("/v1//orders/7").bearer(&t), Some(Reason::PathNotNormalized)),
-            ("host with port", FakeHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "API.example.com:443"), None),
-            ("host two labels", FakeHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "a.b.example.com"), Some(Reason::Host)),
-            ("apex host", FakeHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "example.com"), Some(Reason::Host)),
+            (
+                "host with port",
+                FakeHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "API.example.com:443"),
+                None,
+            ),
+            (
+                "host two labels",
+                FakeHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "a.b.example.com"),
+                Some(Reason::Host),
+            ),
+            (
+                "apex host",
+                FakeHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "example.com"),
+                Some(Reason::Host),
+            ),
         ],
         &mut e,
     );
@@ -270,14 +385,22 @@ fn constraints_region_from_each_source() {
         &[
             ("header", FakeHost::get("/x").bearer(&t).header("x-geo-region", "eu-west-1"), None),
             ("header other", FakeHost::get("/x").bearer(&t).header("x-geo-region", "us-east-1"), Some(Reason::Region)),
-            ("header twice", FakeHost::get("/x").bearer(&t).header("x-geo-region", "eu-west-1").header("x-geo-region", "eu-west-1"), Some(Reason::Region)),
+            (
+                "header twice",
+                FakeHost::get("/x").bearer(&t).header("x-geo-region", "eu-west-1").header("x-geo-region", "eu-west-1"),
+                Some(Reason::Region),
+            ),
         ],
         &mut header,
     );
     let mut node = engine(json!({"region": {"node_metadata": "REGION"}}));
     check(
         &[
-            ("node", FakeHost::get("/x").bearer(&t).property(&["xds", "node", "metadata", "REGION"], "eu-west-1"), None),
+            (
+                "node",
+                FakeHost::get("/x").bearer(&t).property(&["xds", "node", "metadata", "REGION"], "eu-west-1"),
+                None,
+            ),
             ("node absent", FakeHost::get("/x").bearer(&t), Some(Reason::Region)),
         ],
         &mut node,
@@ -288,7 +411,9 @@ fn constraints_region_from_each_source() {
 fn constraints_window_boundaries() {
     let mut e = engine(json!({}));
     // NOW is Monday 10:00 UTC = 11:00 in Berlin (CET).
-    let t = eddsa(json!({"exp": NOW + 7200, "cnst": {"window": [{"days": ["mon"], "start": "11:00", "end": "11:30", "tz": "Europe/Berlin"}]}}));
+    let t = eddsa(
+        json!({"exp": NOW + 7200, "cnst": {"window": [{"days": ["mon"], "start": "11:00", "end": "11:30", "tz": "Europe/Berlin"}]}}),
+    );
     check(
         &[
             ("at start", FakeHost::get("/x").bearer(&t), None),
@@ -302,15 +427,29 @@ fn constraints_window_boundaries() {
 
 #[test]
 fn constraints_custom() {
-    let mut e = engine(json!({"custom_constraints": {"tenant": {"header": "x-tenant-id"}, "shard": {"path_segment": 1}, "ver": {"query": "v"}}}));
+    let mut e = engine(
+        json!({"custom_constraints": {"tenant": {"header": "x-tenant-id"}, "shard": {"path_segment": 1}, "ver": {"query": "v"}}}),
+    );
     let t = eddsa(json!({"cnst": {"tenant": ["acme"], "shard": "eu", "ver": ["2"]}}));
     check(
         &[
             ("all hold", FakeHost::get("/t/eu/x?v=2").bearer(&t).header("x-tenant-id", "acme"), None),
-            ("header other", FakeHost::get("/t/eu/x?v=2").bearer(&t).header("x-tenant-id", "evil"), Some(Reason::Custom)),
+            (
+                "header other",
+                FakeHost::get("/t/eu/x?v=2").bearer(&t).header("x-tenant-id", "evil"),
+                Some(Reason::Custom),
+            ),
             ("header absent", FakeHost::get("/t/eu/x?v=2").bearer(&t), Some(Reason::Custom)),
-            ("segment other", FakeHost::get("/t/us/x?v=2").bearer(&t).header("x-tenant-id", "acme"), Some(Reason::Custom)),
-            ("query twice", FakeHost::get("/t/eu/x?v=2&v=2").bearer(&t).header("x-tenant-id", "acme"), Some(Reason::Custom)),
+            (
+                "segment other",
+                FakeHost::get("/t/us/x?v=2").bearer(&t).header("x-tenant-id", "acme"),
+                Some(Reason::Custom),
+            ),
+            (
+                "query twice",
+                FakeHost::get("/t/eu/x?v=2&v=2").bearer(&t).header("x-tenant-id", "acme"),
+                Some(Reason::Custom),
+            ),
             ("query absent", FakeHost::get("/t/eu/x").bearer(&t).header("x-tenant-id", "acme"), Some(Reason::Custom)),
         ],
         &mut e,
@@ -327,7 +466,9 @@ fn unknown_constraint_refuses_before_anything_else() {
 #[test]
 fn constraints_are_checked_in_table_order() {
     let mut e = engine(json!({}));
-    let t = eddsa(json!({"cnst": {"window": [{"start": "00:00", "end": "00:01"}], "methods": ["PUT"], "ip": ["10.0.0.0/8"]}}));
+    let t = eddsa(
+        json!({"cnst": {"window": [{"start": "00:00", "end": "00:01"}], "methods": ["PUT"], "ip": ["10.0.0.0/8"]}}),
+    );
     assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), Some(Reason::Ip));
     assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t).peer("10.0.0.1:1")), Some(Reason::Method));
     assert_eq!(verdict(&mut e, &FakeHost::request("PUT", "/x").bearer(&t).peer("10.0.0.1:1")), Some(Reason::Window));
@@ -373,10 +514,26 @@ fn rules_first_match_and_auth_modes() {
             ("public with bad token", FakeHost::get("/public/a").bearer("junk"), Some(Reason::MalformedToken)),
             ("admin without role", FakeHost::get("/admin/x").bearer(&plain), Some(Reason::Role)),
             ("admin with role", FakeHost::get("/admin/x").bearer(&admin), None),
-            ("admin abnormal path", FakeHost::get("/public/../admin/x").bearer(&plain), Some(Reason::PathNotNormalized)),
-            ("orders write", FakeHost::request("POST", "/v1/orders/1").bearer(&writer).header("x-tenant-id", "acme"), None),
-            ("orders other tenant", FakeHost::request("POST", "/v1/orders/1").bearer(&writer).header("x-tenant-id", "evil"), Some(Reason::Claim)),
-            ("orders no scope", FakeHost::request("POST", "/v1/orders/1").bearer(&plain).header("x-tenant-id", "acme"), Some(Reason::Scope)),
+            (
+                "admin abnormal path",
+                FakeHost::get("/public/../admin/x").bearer(&plain),
+                Some(Reason::PathNotNormalized),
+            ),
+            (
+                "orders write",
+                FakeHost::request("POST", "/v1/orders/1").bearer(&writer).header("x-tenant-id", "acme"),
+                None,
+            ),
+            (
+                "orders other tenant",
+                FakeHost::request("POST", "/v1/orders/1").bearer(&writer).header("x-tenant-id", "evil"),
+                Some(Reason::Claim),
+            ),
+            (
+                "orders no scope",
+                FakeHost::request("POST", "/v1/orders/1").bearer(&plain).header("x-tenant-id", "acme"),
+                Some(Reason::Scope),
+            ),
             ("orders GET falls to default", FakeHost::get("/v1/orders/1").bearer(&plain), None),
             ("default requires token", FakeHost::get("/other"), Some(Reason::MissingToken)),
         ],

@@ -30,10 +30,15 @@ fn hhmm(offset: i64) -> String {
 
 #[test]
 fn allowed_request_reaches_upstream_with_verified_claims_only() {
-    let envoy = start(json!({"forward": {"claims_to_headers": [{"claim": "sub", "header": "x-cjwt-sub"}, {"claim": "roles", "header": "x-cjwt-roles"}]}}));
+    let envoy = start(
+        json!({"forward": {"claims_to_headers": [{"claim": "sub", "header": "x-cjwt-sub"}, {"claim": "roles", "header": "x-cjwt-roles"}]}}),
+    );
     let t = token(json!({"roles": ["reader"]}));
     let auth = bearer(&t);
-    let r = envoy.get("/v1/orders/7", &[("authorization", auth.as_str()), ("x-cjwt-sub", "admin"), ("x-cjwt-sub", "root"), ("x-cjwt-roles", "admin")]);
+    let r = envoy.get(
+        "/v1/orders/7",
+        &[("authorization", auth.as_str()), ("x-cjwt-sub", "admin"), ("x-cjwt-sub", "root"), ("x-cjwt-roles", "admin")],
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let seen = envoy.upstream.last().unwrap();
     assert_eq!(seen.path, "/v1/orders/7");
@@ -79,15 +84,35 @@ fn every_401_class_end_to_end() {
         ("too large", vec![("authorization", bearer(&"a".repeat(9000)))], "token_too_large"),
         ("malformed", vec![("authorization", bearer("a.b"))], "malformed_token"),
         ("alg none", vec![("authorization", bearer(&mint_raw(k, r#"{"alg":"none"}"#, &c)))], "unsupported_algorithm"),
-        ("unknown issuer", vec![("authorization", bearer(&token(json!({"iss": "https://evil.example"}))))], "unknown_issuer"),
-        ("unknown kid", vec![("authorization", bearer(&mint(k, Some("nope"), &claims_at(now(), json!({})))))], "unknown_key"),
+        (
+            "unknown issuer",
+            vec![("authorization", bearer(&token(json!({"iss": "https://evil.example"}))))],
+            "unknown_issuer",
+        ),
+        (
+            "unknown kid",
+            vec![("authorization", bearer(&mint(k, Some("nope"), &claims_at(now(), json!({})))))],
+            "unknown_key",
+        ),
         ("bad signature", vec![("authorization", bearer(&tampered))], "bad_signature"),
-        ("expired", vec![("authorization", bearer(&token(json!({"iat": now() - 7200, "exp": now() - 3600}))))], "expired"),
+        (
+            "expired",
+            vec![("authorization", bearer(&token(json!({"iat": now() - 7200, "exp": now() - 3600}))))],
+            "expired",
+        ),
         ("not yet valid", vec![("authorization", bearer(&token(json!({"nbf": now() + 3600}))))], "not_yet_valid"),
         ("missing exp", vec![("authorization", bearer(&token(json!({"exp": null}))))], "missing_exp"),
         ("wrong audience", vec![("authorization", bearer(&token(json!({"aud": "other"}))))], "wrong_audience"),
-        ("forbidden header", vec![("authorization", bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1","jwk":{}}"#, &c)))], "forbidden_header"),
-        ("malformed constraint", vec![("authorization", bearer(&token(json!({"cnst": {"ip": "010.0.0.0/8"}}))))], "malformed_constraint"),
+        (
+            "forbidden header",
+            vec![("authorization", bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1","jwk":{}}"#, &c)))],
+            "forbidden_header",
+        ),
+        (
+            "malformed constraint",
+            vec![("authorization", bearer(&token(json!({"cnst": {"ip": "010.0.0.0/8"}}))))],
+            "malformed_constraint",
+        ),
     ];
     for (name, headers, reason) in &cases {
         let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -126,20 +151,60 @@ fn every_403_class_end_to_end() {
         ("method", "127.0.0.1", "DELETE", "/x", vec![], json!({"cnst": {"methods": ["GET"]}}), Some("method")),
         ("path", "127.0.0.1", "GET", "/other", vec![], json!({"cnst": {"paths": ["/v1/**"]}}), Some("path")),
         ("path ok", "127.0.0.1", "GET", "/v1/a/b", vec![], json!({"cnst": {"paths": ["/v1/**"]}}), None),
-        ("path not normalized", "127.0.0.1", "GET", "/v1/a;jsessionid=1", vec![], json!({"cnst": {"paths": ["/v1/**"]}}), Some("path_not_normalized")),
+        (
+            "path not normalized",
+            "127.0.0.1",
+            "GET",
+            "/v1/a;jsessionid=1",
+            vec![],
+            json!({"cnst": {"paths": ["/v1/**"]}}),
+            Some("path_not_normalized"),
+        ),
         ("host", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"hosts": ["other.example.com"]}}), Some("host")),
         ("host ok", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"hosts": ["*.example.com"]}}), None),
         ("region ok", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"region": ["eu-west-1"]}}), None),
         ("region", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"region": ["us-east-1"]}}), Some("region")),
         ("window ok", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"window": inside}}), None),
         ("window", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"window": outside}}), Some("window")),
-        ("custom ok", "127.0.0.1", "GET", "/x", vec![("x-tenant-id", "acme")], json!({"cnst": {"tenant": "acme"}}), None),
-        ("custom", "127.0.0.1", "GET", "/x", vec![("x-tenant-id", "evil")], json!({"cnst": {"tenant": "acme"}}), Some("custom")),
-        ("unknown constraint", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"geo": "eu"}}), Some("unknown_constraint")),
+        (
+            "custom ok",
+            "127.0.0.1",
+            "GET",
+            "/x",
+            vec![("x-tenant-id", "acme")],
+            json!({"cnst": {"tenant": "acme"}}),
+            None,
+        ),
+        (
+            "custom",
+            "127.0.0.1",
+            "GET",
+            "/x",
+            vec![("x-tenant-id", "evil")],
+            json!({"cnst": {"tenant": "acme"}}),
+            Some("custom"),
+        ),
+        (
+            "unknown constraint",
+            "127.0.0.1",
+            "GET",
+            "/x",
+            vec![],
+            json!({"cnst": {"geo": "eu"}}),
+            Some("unknown_constraint"),
+        ),
         ("role", "127.0.0.1", "GET", "/admin/x", vec![], json!({"roles": ["reader"]}), Some("role")),
         ("role ok", "127.0.0.1", "GET", "/admin/x", vec![], json!({"roles": ["admin"]}), None),
         ("scope", "127.0.0.1", "GET", "/write/x", vec![], json!({"scope": "orders:read"}), Some("scope")),
-        ("claim", "127.0.0.1", "GET", "/tenant/x", vec![("x-tenant-id", "evil")], json!({"tenant": "acme"}), Some("claim")),
+        (
+            "claim",
+            "127.0.0.1",
+            "GET",
+            "/tenant/x",
+            vec![("x-tenant-id", "evil")],
+            json!({"tenant": "acme"}),
+            Some("claim"),
+        ),
     ];
     let mut forwarded = 0;
     for (name, src, method, path, headers, extra, want) in &cases {
@@ -172,11 +237,17 @@ fn region_from_a_header_and_from_a_static_value() {
     let t = bearer(&token(json!({"cnst": {"region": ["eu-west-1"]}})));
     let header = start(json!({"region": {"header": "x-geo-region"}}));
     assert_eq!(header.get("/x", &[("authorization", t.as_str()), ("x-geo-region", "eu-west-1")]).status, 200);
-    assert_eq!(header.get("/x", &[("authorization", t.as_str()), ("x-geo-region", "ap-south-1")]).reason().as_deref(), Some("region"));
+    assert_eq!(
+        header.get("/x", &[("authorization", t.as_str()), ("x-geo-region", "ap-south-1")]).reason().as_deref(),
+        Some("region")
+    );
     assert_eq!(header.get("/x", &[("authorization", t.as_str())]).reason().as_deref(), Some("region"));
     let fixed = start(json!({"region": {"value": "eu-west-1"}}));
     assert_eq!(fixed.get("/x", &[("authorization", t.as_str())]).status, 200);
-    let node = Envoy::start(&config_json(json!({"region": {"node_metadata": "REGION"}})), Options { region: Some("us-east-1".into()), ..Options::default() });
+    let node = Envoy::start(
+        &config_json(json!({"region": {"node_metadata": "REGION"}})),
+        Options { region: Some("us-east-1".into()), ..Options::default() },
+    );
     assert_eq!(node.get("/x", &[("authorization", t.as_str())]).reason().as_deref(), Some("region"));
 }
 
@@ -188,7 +259,9 @@ fn max_uses_is_exact_across_two_workers() {
     let handles: Vec<_> = (0..24)
         .map(|_| {
             let t = t.clone();
-            std::thread::spawn(move || support::envoy::send("127.0.0.1", port, "GET", "/x", &[("authorization", t.as_str())]))
+            std::thread::spawn(move || {
+                support::envoy::send("127.0.0.1", port, "GET", "/x", &[("authorization", t.as_str())])
+            })
         })
         .collect();
     let responses: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -203,22 +276,33 @@ fn max_uses_is_exact_across_two_workers() {
 fn xff_source_trusts_only_the_hop_envoy_appended() {
     let envoy = start(json!({"client_ip": {"from": "xff", "trusted_hops": 1}}));
     let net10 = bearer(&token(json!({"cnst": {"ip": ["10.0.0.0/8"]}})));
-    let spoofed = envoy.request("127.0.0.1", "GET", "/x", &[("authorization", net10.as_str()), ("x-forwarded-for", "10.1.2.3")]);
+    let spoofed =
+        envoy.request("127.0.0.1", "GET", "/x", &[("authorization", net10.as_str()), ("x-forwarded-for", "10.1.2.3")]);
     assert_eq!(spoofed.status, 403);
     assert_eq!(spoofed.reason().as_deref(), Some("ip"));
     let local = bearer(&token(json!({"cnst": {"ip": ["127.0.0.2"]}})));
-    assert_eq!(envoy.request("127.0.0.2", "GET", "/x", &[("authorization", local.as_str()), ("x-forwarded-for", "10.1.2.3")]).status, 200);
+    assert_eq!(
+        envoy
+            .request("127.0.0.2", "GET", "/x", &[("authorization", local.as_str()), ("x-forwarded-for", "10.1.2.3")])
+            .status,
+        200
+    );
 }
 
 #[test]
 fn dry_run_decides_and_counts_but_never_refuses() {
-    let envoy = start(json!({"mode": "dry_run", "forward": {"claims_to_headers": [{"claim": "sub", "header": "x-cjwt-sub"}]}}));
+    let envoy =
+        start(json!({"mode": "dry_run", "forward": {"claims_to_headers": [{"claim": "sub", "header": "x-cjwt-sub"}]}}));
     let r = envoy.get("/x", &[("x-cjwt-sub", "admin")]);
     assert_eq!(r.status, 200);
     assert_eq!(envoy.stat("cjwt.dry_run.denied.missing_token"), 1);
     assert_eq!(envoy.stat("cjwt.denied"), 0);
     assert_eq!(envoy.upstream.last().unwrap().header("x-cjwt-sub"), None, "client copies are stripped in dry_run too");
-    assert!(envoy.wait_log("cjwt: denied reason=missing_token status=401 token=- (dry_run: allowed)"), "{}", envoy.log());
+    assert!(
+        envoy.wait_log("cjwt: denied reason=missing_token status=401 token=- (dry_run: allowed)"),
+        "{}",
+        envoy.log()
+    );
 }
 
 #[test]
@@ -250,21 +334,28 @@ fn auth_none_rule_passes_without_token_and_health_stays_open() {
 fn bad_configuration_stops_envoy_with_the_field_named() {
     let mut cfg = config_json(json!({}));
     cfg["providers"][0]["jwks"]["keys"][0]["use"] = json!("enc");
-    let log = match Envoy::try_start(&cfg.to_string(), Options::default()) {
+    let log = match Envoy::try_start(Some(&cfg.to_string()), Options::default()) {
         Ok(_) => panic!("Envoy started with a bad configuration"),
         Err(log) => log,
     };
     assert!(log.contains("cjwt: configuration refused: providers[0].jwks.keys[0]: `use` is \"enc\""), "{log}");
     let unknown = config_json(json!({"clock_skew": 5}));
-    let log = Envoy::try_start(&unknown.to_string(), Options::default()).err().expect("unknown field refused");
-    assert!(log.contains("configuration refused: (root): unknown field `clock_skew`") || log.contains("configuration refused: clock_skew"), "{log}");
+    let log = Envoy::try_start(Some(&unknown.to_string()), Options::default()).err().expect("unknown field refused");
+    assert!(
+        log.contains("configuration refused: (root): unknown field `clock_skew`")
+            || log.contains("configuration refused: clock_skew"),
+        "{log}"
+    );
 }
 
 #[test]
 fn struct_configuration_is_accepted() {
     let cfg = config_json(json!({}));
     let opts = Options {
-        edits: vec![("\"@type\": type.googleapis.com/google.protobuf.StringValue\n                  value: |".into(), "\"@type\": type.googleapis.com/google.protobuf.Struct\n                  value:".into())],
+        edits: vec![(
+            "\"@type\": type.googleapis.com/google.protobuf.StringValue\n                  value: |".into(),
+            "\"@type\": type.googleapis.com/google.protobuf.Struct\n                  value:".into(),
+        )],
         ..Options::default()
     };
     let envoy = Envoy::start(&cfg, opts);

@@ -38,16 +38,28 @@ impl Constraints {
             match key.as_str() {
                 "ip" => {
                     let list = strings(key, v)?;
-                    c.ip = Some(list.iter().map(|s| IpRange::parse(s).ok_or_else(|| "ip: malformed address or range".to_string())).collect::<Result<_, _>>()?);
+                    c.ip = Some(
+                        list.iter()
+                            .map(|s| IpRange::parse(s).ok_or_else(|| "ip: malformed address or range".to_string()))
+                            .collect::<Result<_, _>>()?,
+                    );
                 }
                 "methods" => c.methods = Some(strings(key, v)?.into_iter().map(str::to_owned).collect()),
                 "paths" => {
                     let list = strings(key, v)?;
-                    c.paths = Some(list.iter().map(|s| PathPattern::parse(s).map_err(|_| "paths: malformed pattern".to_string())).collect::<Result<_, _>>()?);
+                    c.paths = Some(
+                        list.iter()
+                            .map(|s| PathPattern::parse(s).map_err(|_| "paths: malformed pattern".to_string()))
+                            .collect::<Result<_, _>>()?,
+                    );
                 }
                 "hosts" => {
                     let list = strings(key, v)?;
-                    c.hosts = Some(list.iter().map(|s| HostPattern::parse(s).map_err(|_| "hosts: malformed pattern".to_string())).collect::<Result<_, _>>()?);
+                    c.hosts = Some(
+                        list.iter()
+                            .map(|s| HostPattern::parse(s).map_err(|_| "hosts: malformed pattern".to_string()))
+                            .collect::<Result<_, _>>()?,
+                    );
                 }
                 "region" => c.region = Some(strings(key, v)?.into_iter().map(str::to_owned).collect()),
                 "window" => {
@@ -56,7 +68,11 @@ impl Constraints {
                         Value::Object(_) => vec![v],
                         _ => return Err("window: not a list of windows".into()),
                     };
-                    c.window = Some(list.into_iter().map(|w| Window::parse(w).map_err(|e| format!("window: {e}"))).collect::<Result<_, _>>()?);
+                    c.window = Some(
+                        list.into_iter()
+                            .map(|w| Window::parse(w).map_err(|e| format!("window: {e}")))
+                            .collect::<Result<_, _>>()?,
+                    );
                 }
                 "max_uses" => {
                     let n = v.as_u64().filter(|n| *n >= 1).ok_or("max_uses: not an integer >= 1")?;
@@ -85,7 +101,9 @@ impl Constraints {
 fn strings<'a>(key: &str, v: &'a Value) -> Result<Vec<&'a str>, String> {
     match v {
         Value::String(s) => Ok(vec![s.as_str()]),
-        Value::Array(items) => items.iter().map(|i| i.as_str().ok_or_else(|| format!("{key}: list items must be strings"))).collect(),
+        Value::Array(items) => {
+            items.iter().map(|i| i.as_str().ok_or_else(|| format!("{key}: list items must be strings"))).collect()
+        }
         _ => Err(format!("{key}: must be a string or a list of strings")),
     }
 }

@@ -84,7 +84,9 @@ impl Engine {
             return Ok(Decision::Allow { token: None, credential: None });
         }
         let found = match credential::find(&config.token_from, host) {
-            Credential::None if rule.auth == Auth::Optional => return Ok(Decision::Allow { token: None, credential: None }),
+            Credential::None if rule.auth == Auth::Optional => {
+                return Ok(Decision::Allow { token: None, credential: None })
+            }
             Credential::None => return Err((Reason::MissingToken, None)),
             Credential::Multiple => return Err((Reason::MultipleTokens, None)),
             Credential::One(found) => found,
@@ -191,10 +193,12 @@ fn check_require(config: &Config, require: &Require, token: &VerifiedToken, host
         let ok = match check {
             ClaimCheck::Equals(path, want) => lookup(&token.claims, path) == Some(want),
             ClaimCheck::OneOf(path, options) => lookup(&token.claims, path).is_some_and(|v| options.contains(v)),
-            ClaimCheck::EqualsHeader(path, header) => match (lookup(&token.claims, path), single_header(host, header)) {
-                (Some(Value::String(claim)), Some(value)) => claim == value,
-                _ => false,
-            },
+            ClaimCheck::EqualsHeader(path, header) => {
+                match (lookup(&token.claims, path), single_header(host, header)) {
+                    (Some(Value::String(claim)), Some(value)) => claim == value,
+                    _ => false,
+                }
+            }
             ClaimCheck::Present(path) => lookup(&token.claims, path).is_some_and(|v| !v.is_null()),
         };
         if !ok {
@@ -214,7 +218,13 @@ fn string_set(value: Option<&Value>, split: bool) -> Vec<&str> {
     }
 }
 
-fn check_constraints(config: &Config, token: &VerifiedToken, host: &dyn Host, counter: &mut dyn UsageCounter, now: i64) -> Result<(), Reason> {
+fn check_constraints(
+    config: &Config,
+    token: &VerifiedToken,
+    host: &dyn Host,
+    counter: &mut dyn UsageCounter,
+    now: i64,
+) -> Result<(), Reason> {
     let c = &token.constraints;
     if c.unknown.is_some() {
         return Err(Reason::UnknownConstraint);
@@ -255,7 +265,8 @@ fn check_constraints(config: &Config, token: &VerifiedToken, host: &dyn Host, co
         }
     }
     for (name, allowed) in &c.custom {
-        let attribute = config.custom_constraints.iter().find(|(n, _)| n == name).map(|(_, a)| a).ok_or(Reason::Custom)?;
+        let attribute =
+            config.custom_constraints.iter().find(|(n, _)| n == name).map(|(_, a)| a).ok_or(Reason::Custom)?;
         let value = attribute_value(attribute, host)?.ok_or(Reason::Custom)?;
         if !allowed.iter().any(|a| *a == value) {
             return Err(Reason::Custom);
@@ -285,7 +296,8 @@ pub fn client_ip(config: &Config, host: &dyn Host) -> Option<std::net::IpAddr> {
             ip::parse_socket_address(std::str::from_utf8(&raw).ok()?)
         }
         ClientIpSource::ForwardedFor { trusted_hops } => {
-            let values: Option<Vec<&str>> = header_values(host, "x-forwarded-for").map(|v| std::str::from_utf8(v).ok()).collect();
+            let values: Option<Vec<&str>> =
+                header_values(host, "x-forwarded-for").map(|v| std::str::from_utf8(v).ok()).collect();
             ip::from_forwarded_for(&values?, trusted_hops)
         }
     }
@@ -309,7 +321,8 @@ fn attribute_value<'h>(attribute: &'h Attribute, host: &'h dyn Host) -> Result<O
         Attribute::Header(h) => single_header(host, h),
         Attribute::Query(name) => {
             let query = single_header(host, ":path").and_then(query_only).unwrap_or("");
-            let mut values = query.split('&').filter_map(|p| p.split_once('=')).filter(|(k, _)| k == name).map(|(_, v)| v);
+            let mut values =
+                query.split('&').filter_map(|p| p.split_once('=')).filter(|(k, _)| k == name).map(|(_, v)| v);
             match (values.next(), values.next()) {
                 (Some(v), None) => Some(v),
                 _ => None,

@@ -30,8 +30,14 @@ pub fn stripped_headers(forward: &Forward) -> impl Iterator<Item = &str> {
 }
 
 /// Edits for an allowed request. `token` is `None` when no token was verified.
-pub fn edits(forward: &Forward, token: Option<&VerifiedToken>, credential: Option<&Found>, request_path: &str) -> HeaderEdits {
-    let mut out = HeaderEdits { remove: stripped_headers(forward).map(str::to_owned).collect(), ..HeaderEdits::default() };
+pub fn edits(
+    forward: &Forward,
+    token: Option<&VerifiedToken>,
+    credential: Option<&Found>,
+    request_path: &str,
+) -> HeaderEdits {
+    let mut out =
+        HeaderEdits { remove: stripped_headers(forward).map(str::to_owned).collect(), ..HeaderEdits::default() };
     let Some(token) = token else {
         return out;
     };
@@ -74,7 +80,11 @@ pub fn remove_query_param(path: &str, param: &str) -> String {
 
 /// A `cookie` header value without the cookie `name`; `None` when nothing is left.
 pub fn remove_cookie(value: &str, name: &str) -> Option<String> {
-    let kept: Vec<&str> = value.split(';').map(str::trim).filter(|p| p.split_once('=').map_or(*p, |(k, _)| k) != name && !p.is_empty()).collect();
+    let kept: Vec<&str> = value
+        .split(';')
+        .map(str::trim)
+        .filter(|p| p.split_once('=').map_or(*p, |(k, _)| k) != name && !p.is_empty())
+        .collect();
     if kept.is_empty() {
         None
     } else {

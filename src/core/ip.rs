@@ -85,7 +85,8 @@ pub fn from_forwarded_for(values: &[&str], trusted_hops: u32) -> Option<IpAddr> 
 }
 
 fn parse_prefix(p: &str) -> Option<u8> {
-    let canonical = !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0'));
+    let canonical =
+        !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0'));
     if canonical {
         p.parse().ok()
     } else {
@@ -111,7 +112,21 @@ mod tests {
 
     #[test]
     fn strict_parsing_refuses_ambiguous_spellings() {
-        for bad in ["010.0.0.0/8", "10.0.0.0/08", "10.0.0.0/+8", "10.0.0.1/8", "10.0.0.0/33", "10.0.0", "1.2.3.4/", "::1/129", "10.0.0.0 /8", "", "/8", "0x0a.0.0.0/8", "10.0.0.0/8/8"] {
+        for bad in [
+            "010.0.0.0/8",
+            "10.0.0.0/08",
+            "10.0.0.0/+8",
+            "10.0.0.1/8",
+            "10.0.0.0/33",
+            "10.0.0",
+            "1.2.3.4/",
+            "::1/129",
+            "10.0.0.0 /8",
+            "",
+            "/8",
+            "0x0a.0.0.0/8",
+            "10.0.0.0/8/8",
+        ] {
             assert_eq!(IpRange::parse(bad), None, "{bad}");
         }
         assert!(IpRange::parse("10.0.0.0/8").is_some());

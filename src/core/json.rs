@@ -93,9 +93,7 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, JsonError> {
 
 /// Parses any JSON value strictly (duplicate members refused).
 pub fn parse_value(bytes: &[u8]) -> Result<Value, JsonError> {
-    serde_json::from_slice::<StrictValue>(bytes)
-        .map(|StrictValue(v)| v)
-        .map_err(|_| JsonError::Invalid)
+    serde_json::from_slice::<StrictValue>(bytes).map(|StrictValue(v)| v).map_err(|_| JsonError::Invalid)
 }
 
 #[cfg(test)]

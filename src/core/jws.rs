@@ -44,10 +44,21 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'
 }
 
-/// Parses a compact JWS strictly: exactly three non-empty-header segments, strict
-/// base64url, JSON objects without duplicate members, forbidden header
-/// parameters refused, `alg` an exact supported name.
-pub fn parse(token: &str) -> Result<UntrustedToken<'_>, ParseError> {
+/// The JWS layer of a compact token: header checked, payload still raw bytes.
+#[derive(Debug)]
+pub struct RawJws<'a> {
+    pub signing_input: &'a [u8],
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+    pub payload: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// Parses the JWS layer strictly: exactly three segments (header and signature
+/// non-empty), strict base64url, a header object without duplicate members,
+/// forbidden header parameters refused, `alg` an exact supported name.
+pub fn parse_jws(token: &str) -> Result<RawJws<'_>, ParseError> {
     let bytes = token.as_bytes();
     if !bytes.iter().all(|b| is_token_byte(*b)) {
         return Err(ParseError::Malformed);
@@ -72,8 +83,15 @@ pub fn parse(token: &str) -> Result<UntrustedToken<'_>, ParseError> {
     };
     let kid = optional_string(&header, "kid")?;
     let typ = optional_string(&header, "typ")?;
-    let claims = json::parse_object(&payload).map_err(|_| ParseError::Malformed)?;
     let signing_input = bytes.get(..h.len() + 1 + p.len()).ok_or(ParseError::Malformed)?;
+    Ok(RawJws { signing_input, alg, kid, typ, payload, signature })
+}
+
+/// Parses a compact JWT: [`parse_jws`], then the payload as a JSON object without
+/// duplicate members.
+pub fn parse(token: &str) -> Result<UntrustedToken<'_>, ParseError> {
+    let RawJws { signing_input, alg, kid, typ, payload, signature } = parse_jws(token)?;
+    let claims = json::parse_object(&payload).map_err(|_| ParseError::Malformed)?;
     Ok(UntrustedToken { signing_input, alg, kid, typ, claims, payload, signature })
 }
 
@@ -129,7 +147,13 @@ mod tests {
     #[test]
     fn refuses_padding_and_foreign_characters() {
         let good = token(r#"{"alg":"EdDSA"}"#, "{}");
-        for bad in [format!("{good}="), good.replacen('.', "=.", 1), format!("{good} "), format!("{good}+"), good.replace('.', "\t.")] {
+        for bad in [
+            format!("{good}="),
+            good.replacen('.', "=.", 1),
+            format!("{good} "),
+            format!("{good}+"),
+            good.replace('.', "\t."),
+        ] {
             assert_eq!(parse(&bad).err(), Some(ParseError::Malformed), "{bad}");
         }
     }
@@ -148,7 +172,8 @@ mod tests {
             let t = token(&format!(r#"{{"alg":"{alg}"}}"#), "{}");
             assert_eq!(parse(&t).err(), Some(ParseError::UnsupportedAlgorithm), "{alg}");
         }
-        for header in [r#"{}"#, r#"{"alg":null}"#, r#"{"alg":1}"#, r#"{"alg":["RS256"]}"#, r#"{"alg":"RS256","kid":7}"#] {
+        for header in [r#"{}"#, r#"{"alg":null}"#, r#"{"alg":1}"#, r#"{"alg":["RS256"]}"#, r#"{"alg":"RS256","kid":7}"#]
+        {
             assert_eq!(parse(&token(header, "{}")).err(), Some(ParseError::Malformed), "{header}");
         }
     }
@@ -156,7 +181,10 @@ mod tests {
     #[test]
     fn refuses_duplicate_members_in_header_and_payload() {
         assert_eq!(parse(&token(r#"{"alg":"ES256","alg":"HS256"}"#, "{}")).err(), Some(ParseError::Malformed));
-        assert_eq!(parse(&token(r#"{"alg":"ES256"}"#, r#"{"role":"u","role":"admin"}"#)).err(), Some(ParseError::Malformed));
+        assert_eq!(
+            parse(&token(r#"{"alg":"ES256"}"#, r#"{"role":"u","role":"admin"}"#)).err(),
+            Some(ParseError::Malformed)
+        );
     }
 
     #[test]

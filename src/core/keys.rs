@@ -140,7 +140,12 @@ impl VerificationKey {
 
     /// Parses a PEM public key (SPKI `PUBLIC KEY`, or PKCS#1 `RSA PUBLIC KEY`) for
     /// the given algorithm. Private keys and certificates are refused.
-    pub fn from_pem(kid: Option<String>, alg: Algorithm, pem: &str, provider_algs: Option<AlgSet>) -> Result<VerificationKey, String> {
+    pub fn from_pem(
+        kid: Option<String>,
+        alg: Algorithm,
+        pem: &str,
+        provider_algs: Option<AlgSet>,
+    ) -> Result<VerificationKey, String> {
         use rsa::pkcs1::DecodeRsaPublicKey;
         use spki::DecodePublicKey;
         let trimmed = pem.trim();
@@ -157,12 +162,12 @@ impl VerificationKey {
             Algorithm::EdDSA => KeyMaterial::Ed25519(
                 ed25519_dalek::VerifyingKey::from_public_key_pem(trimmed).map_err(|_| "not an Ed25519 public key")?,
             ),
-            Algorithm::ES256 => {
-                KeyMaterial::P256(p256::ecdsa::VerifyingKey::from_public_key_pem(trimmed).map_err(|_| "not a P-256 public key")?)
-            }
-            Algorithm::ES384 => {
-                KeyMaterial::P384(p384::ecdsa::VerifyingKey::from_public_key_pem(trimmed).map_err(|_| "not a P-384 public key")?)
-            }
+            Algorithm::ES256 => KeyMaterial::P256(
+                p256::ecdsa::VerifyingKey::from_public_key_pem(trimmed).map_err(|_| "not a P-256 public key")?,
+            ),
+            Algorithm::ES384 => KeyMaterial::P384(
+                p384::ecdsa::VerifyingKey::from_public_key_pem(trimmed).map_err(|_| "not a P-384 public key")?,
+            ),
             a if a.is_rsa() => {
                 let key = rsa::RsaPublicKey::from_public_key_pem(trimmed)
                     .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(trimmed))
@@ -259,7 +264,12 @@ fn verify_hmac(secret: &[u8], alg: Algorithm, input: &[u8], tag: &[u8]) -> bool 
     .unwrap_or(false)
 }
 
-fn bind(kid: Option<String>, algs: AlgSet, material: KeyMaterial, provider_algs: Option<AlgSet>) -> Result<VerificationKey, String> {
+fn bind(
+    kid: Option<String>,
+    algs: AlgSet,
+    material: KeyMaterial,
+    provider_algs: Option<AlgSet>,
+) -> Result<VerificationKey, String> {
     let allowed = provider_algs.map_or(algs, |p| algs.intersect(p));
     if allowed.is_empty() {
         return Err("the key's algorithm is not in the provider's `algorithms`".into());
@@ -268,7 +278,8 @@ fn bind(kid: Option<String>, algs: AlgSet, material: KeyMaterial, provider_algs:
 }
 
 fn rsa_default_algs(provider_algs: Option<AlgSet>) -> AlgSet {
-    let rsa_in_provider = provider_algs.map(|p| AlgSet::of(&Algorithm::ALL.into_iter().filter(|a| a.is_rsa() && p.contains(*a)).collect::<Vec<_>>()));
+    let rsa_in_provider = provider_algs
+        .map(|p| AlgSet::of(&Algorithm::ALL.into_iter().filter(|a| a.is_rsa() && p.contains(*a)).collect::<Vec<_>>()));
     match rsa_in_provider {
         Some(set) if !set.is_empty() => set,
         _ => AlgSet::of(&[Algorithm::RS256]),

@@ -16,7 +16,9 @@ pub struct Refusal {
 pub fn refusal(reason: Reason, realm: &str, detail: bool) -> Refusal {
     let challenge = match reason.oauth_error() {
         None => format!("Bearer realm=\"{realm}\""),
-        Some(error) if detail => format!("Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"", reason.code()),
+        Some(error) if detail => {
+            format!("Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"", reason.code())
+        }
         Some(error) => format!("Bearer realm=\"{realm}\", error=\"{error}\""),
     };
     let error = reason.oauth_error().unwrap_or("invalid_token");

@@ -119,12 +119,8 @@ pub fn verify(config: &Config, keys: &dyn KeyLookup, token: &str) -> Result<Veri
         Some(_) => return Err(TokenError::Malformed),
         None => return Err(TokenError::UnknownIssuer),
     };
-    let (index, provider) = config
-        .providers
-        .iter()
-        .enumerate()
-        .find(|(_, p)| p.issuer == iss)
-        .ok_or(TokenError::UnknownIssuer)?;
+    let (index, provider) =
+        config.providers.iter().enumerate().find(|(_, p)| p.issuer == iss).ok_or(TokenError::UnknownIssuer)?;
     if !provider.algorithms.contains(untrusted.alg) {
         return Err(TokenError::UnsupportedAlgorithm);
     }
@@ -132,7 +128,11 @@ pub fn verify(config: &Config, keys: &dyn KeyLookup, token: &str) -> Result<Veri
     into_verified(config, index, untrusted)
 }
 
-fn check_signature(provider: &Provider, fetched: Option<&[VerificationKey]>, token: &UntrustedToken<'_>) -> Result<(), TokenError> {
+fn check_signature(
+    provider: &Provider,
+    fetched: Option<&[VerificationKey]>,
+    token: &UntrustedToken<'_>,
+) -> Result<(), TokenError> {
     let inline = provider.keys.as_slice();
     let remote = fetched.unwrap_or(&[]);
     if inline.is_empty() && remote.is_empty() {
@@ -252,7 +252,9 @@ pub fn check_claims(config: &Config, token: &VerifiedToken, now: i64) -> Result<
     if let Some(audiences) = config.providers.get(token.provider).and_then(|p| p.audiences.as_ref()) {
         let ok = match token.claims.get("aud") {
             Some(Value::String(a)) => audiences.contains(a),
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(|a| audiences.iter().any(|x| x == a)),
+            Some(Value::Array(items)) => {
+                items.iter().filter_map(Value::as_str).any(|a| audiences.iter().any(|x| x == a))
+            }
             _ => false,
         };
         if !ok {

@@ -43,7 +43,8 @@ impl Window {
                 let mut bits = 0u8;
                 for d in list {
                     let name = d.as_str().ok_or("days must be strings")?;
-                    let index = DAY_NAMES.iter().position(|n| *n == name).ok_or_else(|| format!("unknown day {name:?}"))?;
+                    let index =
+                        DAY_NAMES.iter().position(|n| *n == name).ok_or_else(|| format!("unknown day {name:?}"))?;
                     bits |= 1 << index;
                 }
                 bits
@@ -90,7 +91,9 @@ fn local_parts<T: Datelike + Timelike>(t: &T) -> (Weekday, u16) {
 /// `HH:MM`, two digits each; `24:00` only as an end.
 fn parse_hhmm(s: &str, is_end: bool) -> Result<u16, String> {
     let bytes = s.as_bytes();
-    let valid = bytes.len() == 5 && bytes.get(2) == Some(&b':') && s.bytes().enumerate().all(|(i, b)| i == 2 || b.is_ascii_digit());
+    let valid = bytes.len() == 5
+        && bytes.get(2) == Some(&b':')
+        && s.bytes().enumerate().all(|(i, b)| i == 2 || b.is_ascii_digit());
     if !valid {
         return Err(format!("time {s:?} is not HH:MM"));
     }
@@ -110,7 +113,8 @@ fn parse_zone(tz: &str) -> Result<Zone, String> {
         return FixedOffset::east_opt(0).map(Zone::Fixed).ok_or_else(|| "offset".into());
     }
     if let Some(sign) = tz.chars().next().filter(|c| *c == '+' || *c == '-') {
-        let minutes = parse_hhmm(tz.get(1..).unwrap_or(""), false).map_err(|_| format!("offset {tz:?} is not ±HH:MM"))?;
+        let minutes =
+            parse_hhmm(tz.get(1..).unwrap_or(""), false).map_err(|_| format!("offset {tz:?} is not ±HH:MM"))?;
         if minutes > 18 * 60 {
             return Err(format!("offset {tz:?} is out of range"));
         }

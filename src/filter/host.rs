@@ -56,7 +56,11 @@ impl UsageCounter for SharedDataCounter {
     fn try_use(&mut self, key: &str, limit: u64, expires_at: i64, _now: i64) -> Result<bool, UsageError> {
         for _ in 0..CAS_ATTEMPTS {
             let (value, cas) = hostcalls::get_shared_data(key).map_err(|_| UsageError)?;
-            let count = value.as_deref().and_then(|v| v.get(..8)).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_le_bytes);
+            let count = value
+                .as_deref()
+                .and_then(|v| v.get(..8))
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_le_bytes);
             if count >= limit {
                 return Ok(false);
             }

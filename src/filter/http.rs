@@ -83,7 +83,11 @@ fn apply_or_fail(edits: &HeaderEdits, host: &ProxyHost) -> Action {
         return Action::Continue;
     }
     log::error!("cjwt: could not rewrite request headers; refusing");
-    let _ = hostcalls::send_http_response(503, vec![("content-type", "application/json")], Some(b"{\"error\":\"unavailable\"}"));
+    let _ = hostcalls::send_http_response(
+        503,
+        vec![("content-type", "application/json")],
+        Some(b"{\"error\":\"unavailable\"}"),
+    );
     Action::Pause
 }
 

@@ -25,14 +25,21 @@ impl Context for CjwtRoot {}
 
 impl RootContext for CjwtRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = proxy_wasm::hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let bytes =
+            proxy_wasm::hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
         match Config::from_plugin_bytes(&bytes) {
             Ok(config) => {
-                log::info!("cjwt: configuration accepted ({} provider(s), {} rule(s), mode {:?})", config.providers.len(), config.rules.len(), config.mode);
-                self.shared = Some(Rc::new(Shared { engine: RefCell::new(Engine::new(config)), metrics: Metrics::define() }));
+                log::info!(
+                    "cjwt: configuration accepted ({} provider(s), {} rule(s), mode {:?})",
+                    config.providers.len(),
+                    config.rules.len(),
+                    config.mode
+                );
+                self.shared =
+                    Some(Rc::new(Shared { engine: RefCell::new(Engine::new(config)), metrics: Metrics::define() }));
                 true
             }
             Err(e) => {

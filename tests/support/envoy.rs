@@ -118,7 +118,12 @@ fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>) {
         let echo = serde_json::json!({"method": method, "path": path, "headers": headers.iter().map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>()});
         log.lock().unwrap().push(Received { method, path, headers });
         let body = echo.to_string();
-        let _ = write!(writer, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}", body.len(), body);
+        let _ = write!(
+            writer,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            body.len(),
+            body
+        );
     }
 }
 
@@ -169,7 +174,10 @@ fn parse_response(raw: &[u8], head: bool) -> Response {
     let (head_part, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head_part.lines();
     let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     let body = if head { String::new() } else { body.to_string() };
     Response { status, headers, body }
 }
@@ -200,13 +208,14 @@ pub struct Envoy {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// Renders the shipped bootstrap with test ports and `plugin_config`.
-pub fn render(plugin_config: &str, upstream_port: u16, opts: &Options) -> String {
+/// Renders the shipped bootstrap with test ports and `plugin_config` (the shipped
+/// plugin configuration when `None`).
+pub fn render(plugin_config: Option<&str>, upstream_port: u16, opts: &Options) -> String {
     let shipped = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
     let mut out = String::new();
     let mut lines = shipped.lines().peekable();
     while let Some(line) = lines.next() {
-        if line.trim_start() == "value: |" {
+        if let (Some(plugin_config), "value: |") = (plugin_config, line.trim_start()) {
             let indent = line.len() - line.trim_start().len();
             out.push_str(line);
             out.push('\n');
@@ -240,11 +249,12 @@ pub fn render(plugin_config: &str, upstream_port: u16, opts: &Options) -> String
 
 impl Envoy {
     pub fn start(plugin_config: &Value, opts: Options) -> Envoy {
-        Envoy::try_start(&serde_json::to_string_pretty(plugin_config).unwrap(), opts).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"))
+        Envoy::try_start(Some(&serde_json::to_string_pretty(plugin_config).unwrap()), opts)
+            .unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"))
     }
 
     /// Starts Envoy; on failure returns its log.
-    pub fn try_start(plugin_config: &str, opts: Options) -> Result<Envoy, String> {
+    pub fn try_start(plugin_config: Option<&str>, opts: Options) -> Result<Envoy, String> {
         let upstream = Upstream::start();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = repo_root().join(format!(".tmp/envoy-{}-{}", std::process::id(), n));
@@ -257,7 +267,15 @@ impl Envoy {
             .current_dir(repo_root())
             .arg("-c")
             .arg(dir.join("envoy.yaml"))
-            .args(["--concurrency", &opts.concurrency.to_string(), "--disable-hot-restart", "-l", "info", "--file-flush-interval-msec", "100"])
+            .args([
+                "--concurrency",
+                &opts.concurrency.to_string(),
+                "--disable-hot-restart",
+                "-l",
+                "info",
+                "--file-flush-interval-msec",
+                "100",
+            ])
             .arg("--admin-address-path")
             .arg(&admin_file)
             .arg("--log-path")

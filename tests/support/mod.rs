@@ -86,7 +86,11 @@ pub fn key(alg: Algorithm) -> &'static SigningKey {
             .iter()
             .map(|a| {
                 // One RSA key serves every RSA algorithm: RSA key generation is slow.
-                let k = if a.is_rsa() { SigningKey::from_pem(*a, &rsa_pem).unwrap() } else { SigningKey::generate(*a).unwrap() };
+                let k = if a.is_rsa() {
+                    SigningKey::from_pem(*a, &rsa_pem).unwrap()
+                } else {
+                    SigningKey::generate(*a).unwrap()
+                };
                 (*a, k)
             })
             .collect()

@@ -31,7 +31,10 @@ fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, Con
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
     /// A request header (lowercase name); `prefix` is matched ASCII-case-insensitively.
-    Header { name: String, prefix: String },
+    Header {
+        name: String,
+        prefix: String,
+    },
     Cookie(String),
     Query(String),
 }
@@ -194,8 +197,17 @@ impl Config {
             Ok(raw) => raw,
             Err(e) => {
                 let path = e.path().to_string();
-                let field = if path.is_empty() || path == "." { "(root)".to_string() } else { path };
-                return err(field, e.into_inner().to_string());
+                let path = if path == "." { String::new() } else { path };
+                let message = e.into_inner().to_string();
+                // serde says "missing field `x` at line 1 column 2" with the parent's
+                // path: name the missing field itself (unknown fields are in the path).
+                let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+                let named = message
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next())
+                    .map(|name| if path.is_empty() { name.to_string() } else { format!("{path}.{name}") });
+                let field = named.unwrap_or_else(|| if path.is_empty() { "(root)".to_string() } else { path });
+                return err(field, message);
             }
         };
         compile(raw)
@@ -465,7 +477,11 @@ fn compile_provider(field: &str, raw: RawProvider) -> Result<Provider, ConfigErr
 }
 
 /// Parses a JWKS (`{"keys": [...]}`) with the rules of inline keys.
-pub fn parse_jwks(field: &str, set: &serde_json::Map<String, Value>, algorithms: Option<AlgSet>) -> Result<Vec<VerificationKey>, ConfigError> {
+pub fn parse_jwks(
+    field: &str,
+    set: &serde_json::Map<String, Value>,
+    algorithms: Option<AlgSet>,
+) -> Result<Vec<VerificationKey>, ConfigError> {
     let Some(Value::Array(list)) = set.get("keys") else {
         return err(format!("{field}.keys"), "must be an array of JWKs");
     };
@@ -523,7 +539,13 @@ fn compile_attribute(field: &str, a: RawAttribute) -> Result<Attribute, ConfigEr
     }
 }
 
-fn compile_rule(field: &str, m: Option<RawMatch>, auth: Option<RawAuth>, require: Option<RawRequire>, providers: &[&str]) -> Result<Rule, ConfigError> {
+fn compile_rule(
+    field: &str,
+    m: Option<RawMatch>,
+    auth: Option<RawAuth>,
+    require: Option<RawRequire>,
+    providers: &[&str],
+) -> Result<Rule, ConfigError> {
     let m = m.unwrap_or_default();
     let path = match m.path {
         None => None,
@@ -580,9 +602,16 @@ fn compile_require(field: &str, r: RawRequire, providers: &[&str]) -> Result<Req
         claims.push(match (c.equals, c.one_of, c.equals_header, c.present) {
             (Some(v), None, None, None) => ClaimCheck::Equals(c.claim, v),
             (None, Some(list), None, None) if !list.is_empty() => ClaimCheck::OneOf(c.claim, list),
-            (None, None, Some(h), None) => ClaimCheck::EqualsHeader(c.claim, header_name(&format!("{f}.equals_header"), &h)?),
+            (None, None, Some(h), None) => {
+                ClaimCheck::EqualsHeader(c.claim, header_name(&format!("{f}.equals_header"), &h)?)
+            }
             (None, None, None, Some(true)) => ClaimCheck::Present(c.claim),
-            _ => return err(f, "exactly one of `equals`, `one_of` (non-empty), `equals_header`, `present: true` is required"),
+            _ => {
+                return err(
+                    f,
+                    "exactly one of `equals`, `one_of` (non-empty), `equals_header`, `present: true` is required",
+                )
+            }
         });
     }
     Ok(Require {
@@ -609,7 +638,8 @@ fn compile_forward(f: RawForward, sources: &[TokenSource]) -> Result<Forward, Co
         None => None,
         Some(h) => Some(header_name("forward.payload_header", &h)?),
     };
-    let forwarded: Vec<&str> = claims_to_headers.iter().map(|(_, h)| h.as_str()).chain(payload_header.as_deref()).collect();
+    let forwarded: Vec<&str> =
+        claims_to_headers.iter().map(|(_, h)| h.as_str()).chain(payload_header.as_deref()).collect();
     for (i, h) in forwarded.iter().enumerate() {
         if forwarded.iter().skip(i + 1).any(|o| o == h) {
             return err("forward", format!("header {h:?} is forwarded twice"));

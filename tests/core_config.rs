@@ -1,0 +1,299 @@
+//! Configuration compiled once, refused with the field named; key loading with
+//! every configuration-time refusal of SPEC §2; RFC 7515 / RFC 8037 examples.
+
+mod support;
+
+use cjwt::core::algorithm::{AlgSet, Algorithm};
+use cjwt::core::config::{Config, Mode};
+use cjwt::core::jws;
+use cjwt::core::keys::VerificationKey;
+use serde_json::{json, Value};
+use support::*;
+
+fn compile(v: Value) -> Result<Config, String> {
+    Config::from_json(v.to_string().as_bytes()).map_err(|e| e.to_string())
+}
+
+fn refused(v: Value) -> String {
+    match compile(v) {
+        Ok(_) => panic!("configuration was accepted"),
+        Err(e) => e,
+    }
+}
+
+fn provider_with(jwk: Value) -> Value {
+    json!({"providers": [{"name": "p", "issuer": "https://i", "jwks": {"keys": [jwk]}}]})
+}
+
+#[test]
+fn defaults_match_the_spec() {
+    let c = compile(config_json(json!({}))).unwrap();
+    assert_eq!(c.clock_skew_seconds, 60);
+    assert!(c.require_expiration);
+    assert_eq!(c.max_token_bytes, 8192);
+    assert_eq!(
+        (c.roles_claim.as_str(), c.scopes_claim.as_str(), c.constraints_claim.as_str()),
+        ("roles", "scope", "cnst")
+    );
+    assert_eq!(c.mode, Mode::Enforce);
+    assert_eq!(c.cache_max_entries, 1024);
+    assert_eq!((c.realm.as_str(), c.detail), ("cjwt", true));
+    assert!(c.rules.is_empty());
+}
+
+#[test]
+fn partial_nested_objects_keep_other_defaults() {
+    let c =
+        compile(config_json(json!({"claim_names": {"roles": "realm_access.roles"}, "response": {"detail": false}})))
+            .unwrap();
+    assert_eq!(c.roles_claim, "realm_access.roles");
+    assert_eq!(c.scopes_claim, "scope");
+    assert_eq!(c.realm, "cjwt");
+    assert!(!c.detail);
+}
+
+#[test]
+fn the_spec_example_compiles() {
+    let pem = key(Algorithm::ES256).public_jwk(None);
+    let _ = pem;
+    let cfg = config_json(json!({
+        "token_from": [{"header": "authorization", "prefix": "Bearer "}],
+        "clock_skew_seconds": 60, "require_expiration": true, "max_lifetime_seconds": null, "required_typ": null,
+        "max_token_bytes": 8192,
+        "claim_names": {"roles": "roles", "scopes": "scope", "constraints": "cnst"},
+        "client_ip": {"from": "peer"}, "region": null,
+        "custom_constraints": {"tenant": {"header": "x-tenant-id"}},
+        "rules": [
+            {"match": {"path": "/healthz", "methods": ["GET"]}, "auth": "none"},
+            {"match": {"path": "/admin/**"}, "require": {"roles_any": ["admin"]}},
+            {"match": {"path": "/v1/orders/**", "methods": ["POST"]}, "require": {"scopes_all": ["orders:write"], "claims": [{"claim": "tenant", "equals_header": "x-tenant-id"}]}}
+        ],
+        "default_rule": {"auth": "required"},
+        "forward": {"claims_to_headers": [{"claim": "sub", "header": "x-cjwt-sub"}], "payload_header": null, "remove_token": false},
+        "mode": "enforce", "cache": {"max_entries": 1024}, "response": {"realm": "cjwt", "detail": true}
+    }));
+    compile(cfg).unwrap();
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({}), "providers: missing field"),
+        (json!({"providers": []}), "providers: at least one provider"),
+        (config_json(json!({"clock_skew_seconds": 301})), "clock_skew_seconds: must be 0..=300"),
+        (config_json(json!({"clock_skew": 1})), "clock_skew: unknown field `clock_skew`"),
+        (
+            config_json(json!({"token_from": [{"header": "authorization", "cookie": "x"}]})),
+            "token_from[0]: exactly one",
+        ),
+        (config_json(json!({"client_ip": {"from": "xff"}})), "client_ip.trusted_hops: is required"),
+        (config_json(json!({"client_ip": {"from": "header"}})), "client_ip.from"),
+        (config_json(json!({"region": {"value": "a", "header": "b"}})), "region: exactly one"),
+        (config_json(json!({"custom_constraints": {"ip": {"header": "x"}}})), "custom_constraints.ip"),
+        (config_json(json!({"rules": [{"match": {"path": "/a/**/b"}}]})), "rules[0].match.path"),
+        (
+            config_json(json!({"rules": [{"match": {"path": "/a", "paths": []}}]})),
+            "rules[0].match.paths: unknown field",
+        ),
+        (config_json(json!({"rules": [{"require": {"issuers": ["nobody"]}}]})), "rules[0].require.issuers[0]"),
+        (
+            config_json(json!({"rules": [{"auth": "none", "require": {"roles_any": ["a"]}}]})),
+            "rules[0].require: cannot be combined",
+        ),
+        (
+            config_json(json!({"rules": [{"require": {"claims": [{"claim": "a", "equals": 1, "present": true}]}}]})),
+            "rules[0].require.claims[0]",
+        ),
+        (config_json(json!({"rules": [{"auth": "sometimes"}]})), "rules[0].auth: unknown variant"),
+        (config_json(json!({"mode": "audit"})), "mode: unknown variant"),
+        (config_json(json!({"cache": {"max_entries": 1_000_000}})), "cache.max_entries"),
+        (
+            config_json(json!({"forward": {"claims_to_headers": [{"claim": "sub", "header": "authorization"}]}})),
+            "forward: header \"authorization\"",
+        ),
+        (
+            config_json(json!({"forward": {"claims_to_headers": [{"claim": "sub", "header": "bad header"}]}})),
+            "forward.claims_to_headers[0].header",
+        ),
+        (config_json(json!({"response": {"realm": "a\"b"}})), "response.realm"),
+        (config_json(json!({"max_token_bytes": 1_000_000})), "max_token_bytes"),
+    ];
+    for (cfg, want) in cases {
+        let e = refused(cfg.clone());
+        assert!(e.contains(want), "want {want:?} in {e:?}");
+    }
+}
+
+#[test]
+fn duplicate_members_in_configuration_are_refused() {
+    let text = r#"{"providers": [], "providers": []}"#;
+    assert!(Config::from_json(text.as_bytes()).is_err());
+}
+
+#[test]
+fn key_refusals_at_configuration() {
+    let ed = key(Algorithm::EdDSA).public_jwk(Some("k"));
+    let ec = key(Algorithm::ES256).public_jwk(Some("k"));
+    let rsa = key(Algorithm::RS256).public_jwk(Some("k"));
+    let with = |base: &Value, k: &str, v: Value| {
+        let mut j = base.clone();
+        j[k] = v;
+        j
+    };
+    let without = |base: &Value, k: &str| {
+        let mut j = base.clone();
+        j.as_object_mut().unwrap().remove(k);
+        j
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (with(&ed, "use", json!("enc")), "`use` is \"enc\""),
+        (with(&ed, "key_ops", json!(["sign"])), "`key_ops` does not include"),
+        (with(&ed, "d", json!("AAAA")), "private key material"),
+        (with(&rsa, "d", json!("AAAA")), "private key material"),
+        (with(&ec, "crv", json!("P-384")), "contradicts P-384"),
+        (without(&with(&ec, "crv", json!("P-384")), "alg"), "must be 48 bytes"),
+        (with(&ec, "alg", json!("ES384")), "contradicts P-256"),
+        (with(&ed, "alg", json!("ES256")), "contradicts Ed25519"),
+        (with(&ec, "alg", json!("ES512")), "unsupported `alg`"),
+        (with(&rsa, "alg", json!("ES256")), "does not fit an RSA key"),
+        (with(&ec, "y", json!(cjwt::core::b64::encode(&[1u8; 32]))), "not on P-256"),
+        (with(&ed, "crv", json!("X25519")), "unsupported OKP curve"),
+        (without(&ec, "x"), "missing `x`"),
+        (with(&ed, "kty", json!("DSA")), "unsupported `kty`"),
+        (json!({"kty": "oct", "alg": "HS256", "k": cjwt::core::b64::encode(&[7u8; 31])}), "at least 32"),
+        (json!({"kty": "oct", "alg": "HS512", "k": cjwt::core::b64::encode(&[7u8; 63])}), "at least 64"),
+        (json!({"kty": "oct", "alg": "HS256", "k": ""}), "at least 32"),
+        (json!({"kty": "oct", "k": cjwt::core::b64::encode(&[7u8; 64])}), "needs `alg`"),
+        (json!({"kty": "oct", "alg": "A256GCM", "k": cjwt::core::b64::encode(&[7u8; 32])}), "unsupported `alg`"),
+        (with(&rsa, "e", json!("AQ")), "exponent must be odd and at least 3"),
+        (with(&rsa, "e", json!("AAEAAA")), "exponent"),
+        (with(&rsa, "n", json!(cjwt::core::b64::encode(&[0xffu8; 128]))), "at least 2048"),
+    ];
+    for (jwk, want) in cases {
+        let e = refused(provider_with(jwk.clone()));
+        assert!(e.starts_with("providers[0].jwks.keys[0]: "), "{e}");
+        assert!(e.contains(want), "want {want:?} in {e:?} for {jwk}");
+    }
+}
+
+#[test]
+fn provider_level_refusals() {
+    let ed = key(Algorithm::EdDSA).public_jwk(Some("k"));
+    let hs = key(Algorithm::HS256).public_jwk(Some("h"));
+    let e = refused(json!({"providers": [{"name": "p", "issuer": "i", "jwks": {"keys": [ed, ed]}}]}));
+    assert!(e.contains("providers[0]: duplicate kid \"k\""), "{e}");
+    let e = refused(json!({"providers": [{"name": "p", "issuer": "i", "jwks": {"keys": [ed, hs]}}]}));
+    assert!(e.contains("must not be mixed"), "{e}");
+    let e = refused(json!({"providers": [{"name": "p", "issuer": "i"}]}));
+    assert!(e.contains("needs keys"), "{e}");
+    let e = refused(
+        json!({"providers": [{"name": "p", "issuer": "i", "jwks": {"keys": [ed]}}, {"name": "p", "issuer": "j", "jwks": {"keys": [ed]}}]}),
+    );
+    assert!(e.contains("providers[1].name: duplicate"), "{e}");
+    let e =
+        refused(json!({"providers": [{"name": "p", "issuer": "i", "algorithms": ["RS256"], "jwks": {"keys": [ed]}}]}));
+    assert!(e.contains("not in the provider's `algorithms`"), "{e}");
+    let e =
+        refused(json!({"providers": [{"name": "p", "issuer": "i", "algorithms": ["none"], "jwks": {"keys": [ed]}}]}));
+    assert!(e.contains("providers[0].algorithms[0]"), "{e}");
+}
+
+#[test]
+fn jwks_may_be_a_json_string() {
+    let ed = key(Algorithm::EdDSA).public_jwk(Some("k"));
+    let text = json!({"keys": [ed]}).to_string();
+    compile(json!({"providers": [{"name": "p", "issuer": "i", "jwks": text}]})).unwrap();
+}
+
+#[test]
+fn rsa_key_algorithms_come_from_alg_then_provider_then_rs256() {
+    let mut jwk = key(Algorithm::RS256).public_jwk(None);
+    jwk.as_object_mut().unwrap().remove("alg");
+    let map = jwk.as_object().unwrap();
+    let default = VerificationKey::from_jwk(map, None).unwrap();
+    assert_eq!(default.algs, AlgSet::of(&[Algorithm::RS256]));
+    let from_provider =
+        VerificationKey::from_jwk(map, Some(AlgSet::of(&[Algorithm::PS256, Algorithm::RS512]))).unwrap();
+    assert_eq!(from_provider.algs, AlgSet::of(&[Algorithm::PS256, Algorithm::RS512]));
+}
+
+#[test]
+fn pem_keys_are_loaded_and_private_or_certificate_pem_refused() {
+    use pkcs8::EncodePublicKey;
+    let ec = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let pem = ec.verifying_key().to_public_key_pem(pkcs8::LineEnding::LF).unwrap();
+    compile(
+        json!({"providers": [{"name": "p", "issuer": "i", "pem_keys": [{"kid": "e", "alg": "ES256", "pem": pem}]}]}),
+    )
+    .unwrap();
+    let e = refused(json!({"providers": [{"name": "p", "issuer": "i", "pem_keys": [{"alg": "ES384", "pem": pem}]}]}));
+    assert!(e.contains("providers[0].pem_keys[0]: not a P-384 public key"), "{e}");
+    let private = key(Algorithm::EdDSA).to_pem().unwrap();
+    let e =
+        refused(json!({"providers": [{"name": "p", "issuer": "i", "pem_keys": [{"alg": "EdDSA", "pem": private}]}]}));
+    assert!(e.contains("private key material"), "{e}");
+    let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let e = refused(json!({"providers": [{"name": "p", "issuer": "i", "pem_keys": [{"alg": "RS256", "pem": cert}]}]}));
+    assert!(e.contains("certificates are not supported"), "{e}");
+}
+
+/// RFC 7515 Appendix A.1: HS256, header JSON with CRLF and spaces, verified over the received bytes.
+#[test]
+fn rfc7515_a1_hs256_example_verifies() {
+    let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let jwk = json!({"kty": "oct", "alg": "HS256", "k": "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"});
+    let key = VerificationKey::from_jwk(jwk.as_object().unwrap(), None).unwrap();
+    let t = jws::parse(token).unwrap();
+    assert_eq!(t.claims["iss"], "joe");
+    assert!(key.verify(t.alg, t.signing_input, &t.signature));
+    // The same header re-serialised compactly, old signature kept: refused.
+    let compact = format!(
+        "{}.{}",
+        cjwt::core::b64::encode(br#"{"typ":"JWT","alg":"HS256"}"#),
+        &token[token.find('.').unwrap() + 1..]
+    );
+    let t2 = jws::parse(&compact).unwrap();
+    assert!(!key.verify(t2.alg, t2.signing_input, &t2.signature));
+    // Through the whole decision with a fixed clock before its exp (1300819380).
+    let cfg =
+        json!({"providers": [{"name": "joe", "issuer": "joe", "jwks": {"keys": [jwk]}}], "max_token_bytes": 8192});
+    let mut engine = cjwt::core::decide::Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
+    let host = FakeHost::get("/x").bearer(token).at(1_300_819_000);
+    let out = engine.decide(&host, &cjwt::core::verify::InlineOnly, &mut cjwt::core::host::MemoryCounter::default());
+    assert!(matches!(out.decision, cjwt::core::decide::Decision::Allow { .. }), "{:?}", out.decision);
+}
+
+/// RFC 8037 Appendix A.4: Ed25519 over the non-JSON payload "Example of Ed25519 signing".
+#[test]
+fn rfc8037_a4_ed25519_example_verifies_at_the_jws_layer() {
+    let token = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+    let key = VerificationKey::from_jwk(jwk.as_object().unwrap(), None).unwrap();
+    let raw = jws::parse_jws(token).unwrap();
+    assert_eq!(raw.payload, b"Example of Ed25519 signing");
+    assert!(key.verify(raw.alg, raw.signing_input, &raw.signature));
+    assert_eq!(jws::parse(token).err(), Some(jws::ParseError::Malformed), "a non-JSON payload is no JWT");
+}
+
+#[test]
+fn algorithm_confusion_public_key_as_hmac_secret_fails() {
+    // An HS256 token MAC'd with the Ed25519 public key bytes, against the Ed25519 key.
+    let ed = key(Algorithm::EdDSA);
+    let x = ed.public_jwk(None)["x"].as_str().unwrap().to_string();
+    let secret = cjwt::core::b64::decode(x.as_bytes()).unwrap();
+    let mut padded = secret.clone();
+    padded.resize(32, 0);
+    let hs = cjwt::mint::SigningKey::Hmac(padded, Algorithm::HS256);
+    let t = cjwt::mint::mint(&hs, Some("k1"), &claims(json!({})));
+    let mut engine =
+        cjwt::core::decide::Engine::new(Config::from_json(config_json(json!({})).to_string().as_bytes()).unwrap());
+    let out = engine.decide(
+        &FakeHost::get("/x").bearer(&t),
+        &cjwt::core::verify::InlineOnly,
+        &mut cjwt::core::host::MemoryCounter::default(),
+    );
+    match out.decision {
+        cjwt::core::decide::Decision::Deny(d) => assert_eq!(d.reason, cjwt::core::reason::Reason::UnsupportedAlgorithm),
+        other => panic!("{other:?}"),
+    }
+}
