@@ -2,6 +2,9 @@
 //! challenges, bodies, what the upstream saw, and the counters in /stats.
 //! Requires `make build` and the project virtualenv (`make envoy`); `make test` does both.
 
+// Table-driven cases are tuples on purpose: one line per case.
+#![allow(clippy::type_complexity)]
+
 mod support;
 
 use cjwt::core::algorithm::Algorithm;
