@@ -639,3 +639,93 @@ fn denial_carries_a_fingerprint_not_the_token() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn keys_unavailable_when_a_remote_only_provider_has_no_keys_yet() {
+    let cfg = json!({"providers": [{"name": "idp", "issuer": "https://idp.example.com",
+        "remote_jwks": {"cluster": "idp", "path": "/jwks.json"}}]});
+    let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&eddsa(json!({})))), Some(Reason::KeysUnavailable));
+}
+
+/// One request per reason code: proves every code of SPEC §4 is reachable and
+/// that no two cases collapse into one code.
+#[test]
+fn every_reason_code_is_reachable() {
+    use std::collections::HashSet;
+    let mut e = engine(json!({
+        "max_lifetime_seconds": 3600,
+        "region": {"value": "eu-west-1"},
+        "custom_constraints": {"tenant": {"header": "x-tenant-id"}},
+        "rules": [
+            {"match": {"path": "/typ"}, "require": {}},
+            {"match": {"path": "/role"}, "require": {"roles_any": ["admin"]}},
+            {"match": {"path": "/scope"}, "require": {"scopes_any": ["w"]}},
+            {"match": {"path": "/claim"}, "require": {"claims": [{"claim": "team", "present": true}]}},
+            {"match": {"path": "/issuer"}, "require": {"issuers": ["corp"]}}
+        ]
+    }));
+    let k = key(Algorithm::EdDSA);
+    let c = claims(json!({})).to_string();
+    let t = |extra: Value| eddsa(extra);
+    let good = t(json!({}));
+    let mut bad_sig = good.clone();
+    bad_sig.truncate(good.rfind('.').unwrap() + 1);
+    bad_sig.push_str(&cjwt::core::b64::encode(&[0u8; 64]));
+    let mut counter = MemoryCounter::default();
+    let once = t(json!({"jti": "once", "cnst": {"max_uses": 1}}));
+    assert_eq!(verdict_with(&mut e, &FakeHost::get("/x").bearer(&once), &mut counter), None);
+    let mut seen = HashSet::new();
+    let mut probe = |host: FakeHost, counter: &mut MemoryCounter| {
+        if let Some(r) = verdict_with(&mut e, &host, counter) {
+            seen.insert(r);
+        }
+    };
+    probe(FakeHost::get("/x"), &mut counter);
+    probe(FakeHost::get("/x").bearer(&good).bearer(&good), &mut counter);
+    probe(FakeHost::get("/x").bearer(&"a".repeat(9000)), &mut counter);
+    probe(FakeHost::get("/x").bearer("a.b"), &mut counter);
+    probe(FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"none"}"#, &c)), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"iss": "https://other"}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&mint(k, Some("zz"), &claims(json!({})))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&bad_sig), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"exp": NOW - 3600}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"nbf": NOW + 3600}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"exp": null}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"exp": NOW + 7200}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"aud": "nope"}))), &mut counter);
+    probe(
+        FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1","x5u":"https://x"}"#, &c)),
+        &mut counter,
+    );
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"ip": "1.2.3"}}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"geo": "eu"}}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"ip": ["10.0.0.0/8"]}}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"methods": ["PUT"]}}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"paths": ["/y"]}}))), &mut counter);
+    probe(FakeHost::get("/a/../x").bearer(&t(json!({"cnst": {"paths": ["/x"]}}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"hosts": ["other.example"]}}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"region": ["us-east-1"]}}))), &mut counter);
+    probe(
+        FakeHost::get("/x").bearer(&t(json!({"cnst": {"window": [{"start": "00:00", "end": "00:01"}]}}))),
+        &mut counter,
+    );
+    probe(FakeHost::get("/x").bearer(&once), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"tenant": ["acme"]}}))), &mut counter);
+    probe(FakeHost::get("/role").bearer(&good), &mut counter);
+    probe(FakeHost::get("/scope").bearer(&good), &mut counter);
+    probe(FakeHost::get("/claim").bearer(&good), &mut counter);
+    let mut typed = engine(json!({"required_typ": "at+jwt"}));
+    seen.insert(verdict(&mut typed, &FakeHost::get("/x").bearer(&good)).unwrap());
+    let cfg = json!({"providers": [
+        {"name": "corp", "issuer": "https://idp.example.com", "jwks": {"keys": [k.public_jwk(Some("k1"))]}},
+        {"name": "remote", "issuer": "https://remote.example", "remote_jwks": {"cluster": "idp", "path": "/jwks"}}],
+        "rules": [{"match": {"path": "/issuer"}, "require": {"issuers": ["remote"]}}]});
+    let mut multi = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
+    seen.insert(verdict(&mut multi, &FakeHost::get("/issuer").bearer(&good)).unwrap());
+    seen.insert(
+        verdict(&mut multi, &FakeHost::get("/x").bearer(&t(json!({"iss": "https://remote.example"})))).unwrap(),
+    );
+    let missing: Vec<&str> = Reason::ALL.iter().filter(|r| !seen.contains(r)).map(|r| r.code()).collect();
+    assert!(missing.is_empty(), "unreached reason codes: {missing:?}");
+}

@@ -365,3 +365,34 @@ fn struct_configuration_is_accepted() {
     assert_eq!(envoy.get("/x", &[("authorization", &bearer(&token(json!({}))))]).status, 200);
     assert_eq!(envoy.get("/x", &[]).status, 401);
 }
+
+#[test]
+fn issuer_lifetime_typ_and_keys_unavailable_end_to_end() {
+    let k = key(Algorithm::EdDSA);
+    let cfg = json!({
+        "providers": [
+            {"name": "corp", "issuer": "https://idp.example.com", "jwks": {"keys": [k.public_jwk(Some("k1"))]}},
+            {"name": "remote", "issuer": "https://remote.example", "remote_jwks": {"cluster": "idp", "path": "/jwks.json"}}
+        ],
+        "max_lifetime_seconds": 3600,
+        "required_typ": "at+jwt",
+        "rules": [{"match": {"path": "/remote-only/**"}, "require": {"issuers": ["remote"]}}]
+    });
+    let envoy = Envoy::start(&cfg, Options::default());
+    let at = |extra: Value| {
+        mint_raw(k, r#"{"alg":"EdDSA","kid":"k1","typ":"at+jwt"}"#, &claims_at(now(), extra).to_string())
+    };
+    let cases = [
+        ("/x", at(json!({})), 200, None),
+        ("/x", token(json!({})), 401, Some("wrong_typ")),
+        ("/x", at(json!({"iat": now(), "exp": now() + 7200})), 401, Some("lifetime_too_long")),
+        ("/remote-only/a", at(json!({})), 403, Some("issuer")),
+        ("/x", at(json!({"iss": "https://remote.example"})), 401, Some("keys_unavailable")),
+    ];
+    for (path, t, status, reason) in &cases {
+        let r = envoy.get(path, &[("authorization", &bearer(t))]);
+        assert_eq!(r.status, *status, "{path} {reason:?}: {}", r.body);
+        assert_eq!(r.reason().as_deref(), *reason);
+    }
+    assert_eq!(envoy.upstream.count(), 1);
+}
