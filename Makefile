@@ -37,7 +37,8 @@ $(ENVOY_STAMP):
 
 ## run: the demo (real Envoy + cjwt + echo upstream); stops everything it started
 run: build envoy
-	cargo run --quiet --release --features cli --example demo
+	cargo build --quiet --release --features cli --bin cjwt --example demo
+	target/release/examples/demo
 
 ## validate: every shipped Envoy config through `envoy --mode validate` (loads the .wasm)
 validate: build envoy
@@ -45,7 +46,7 @@ validate: build envoy
 
 ## test: native core tests, then integration tests against a real Envoy
 test: build envoy validate
-	cargo test --lib --test core_decide --test core_config
+	cargo test --lib --test core_decide --test core_config --test cli
 	cargo test --test envoy_e2e
 
 ## lint: formatting and clippy (native and wasm32), warnings denied

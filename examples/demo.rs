@@ -1,7 +1,8 @@
 //! `make run`: a real Envoy with cjwt (the shipped envoy/envoy.yaml, unchanged but
-//! for free ports) in front of an echo upstream. Mints demo tokens with
-//! envoy/demo/demo-signing-key.pem and shows which requests pass and which are
-//! refused, and why. Exits non-zero if any outcome differs from the expected one.
+//! for free ports) in front of an echo upstream. Mints demo tokens with the `cjwt`
+//! command line and envoy/demo/demo-signing-key.pem, and shows which requests pass
+//! and which are refused, and why. Exits non-zero if any outcome differs from the
+//! expected one.
 
 // One line per demo request reads best with the arguments spelled out.
 #![allow(clippy::too_many_arguments)]
@@ -9,28 +10,35 @@
 #[path = "../tests/support/envoy.rs"]
 mod envoy;
 
-use cjwt::core::algorithm::Algorithm;
-use cjwt::mint::{mint, SigningKey};
 use envoy::{Envoy, Options, Response};
-use serde_json::{json, Value};
 
 const ISSUER: &str = "https://issuer.cjwt.example";
 
 struct Demo {
     envoy: Envoy,
-    key: SigningKey,
-    now: i64,
     failures: usize,
 }
 
 impl Demo {
-    fn token(&self, extra: Value) -> String {
-        let mut claims =
-            json!({"iss": ISSUER, "aud": "demo-api", "sub": "alice", "iat": self.now, "exp": self.now + 900});
-        if let (Value::Object(c), Value::Object(e)) = (&mut claims, extra) {
-            c.extend(e);
+    /// `cjwt mint` with the demo key and `args` (printed, so the commands can be reused).
+    fn token(&self, args: &[&str]) -> String {
+        let cli = envoy::repo_root().join("target/release/cjwt");
+        let key = envoy::repo_root().join("envoy/demo/demo-signing-key.pem").to_string_lossy().to_string();
+        let common = ["--kid", "demo-1", "--iss", ISSUER, "--aud", "demo-api", "--sub", "alice", "--ttl", "15m"];
+        let shown: Vec<String> =
+            args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.to_string() }).collect();
+        println!("  cjwt mint --key envoy/demo/demo-signing-key.pem {} {}", common.join(" "), shown.join(" "));
+        let out = std::process::Command::new(&cli)
+            .args(["mint", "--key", &key])
+            .args(common)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e} (make run builds it)", cli.display()));
+        if !out.status.success() {
+            eprintln!("cjwt mint failed: {}", String::from_utf8_lossy(&out.stderr));
+            std::process::exit(1);
         }
-        mint(&self.key, Some("demo-1"), &claims)
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Sends one request and prints the outcome next to the expected one.
@@ -84,9 +92,6 @@ impl Demo {
 }
 
 fn main() {
-    let key_pem =
-        std::fs::read_to_string(envoy::repo_root().join("envoy/demo/demo-signing-key.pem")).expect("demo key");
-    let key = SigningKey::from_pem(Algorithm::EdDSA, &key_pem).expect("demo key parses");
     println!("Starting Envoy {} with cjwt (envoy/envoy.yaml) ...", envoy::envoy_binary().display());
     let envoy = Envoy::try_start(None, Options::default()).unwrap_or_else(|log| {
         eprintln!("Envoy did not start:\n{log}");
@@ -98,24 +103,28 @@ fn main() {
     );
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let mut d = Demo { envoy, key, now, failures: 0 };
+    let mut d = Demo { envoy, failures: 0 };
     let hhmm = |offset: i64| {
         let t = (now + offset).rem_euclid(86_400);
         format!("{:02}:{:02}", t / 3600, (t % 3600) / 60)
     };
 
-    let plain = d.token(json!({}));
-    let ip = d.token(json!({"cnst": {"ip": ["127.0.0.2/32"]}}));
-    let methods = d.token(json!({"cnst": {"methods": ["GET", "HEAD"], "paths": ["/v1/orders/**"]}}));
-    let window_now = d.token(json!({"cnst": {"window": [{"start": hhmm(-3600), "end": hhmm(3600), "tz": "UTC"}]}}));
-    let window_later = d.token(json!({"cnst": {"window": [{"start": hhmm(7200), "end": hhmm(10800), "tz": "UTC"}]}}));
-    let eu = d.token(json!({"cnst": {"region": ["eu-west-1"]}}));
-    let us = d.token(json!({"cnst": {"region": ["us-east-1"]}}));
-    let tenant = d.token(json!({"cnst": {"tenant": ["acme"]}}));
-    let twice = d.token(json!({"jti": format!("demo-{now}"), "cnst": {"max_uses": 2}}));
-    let admin = d.token(json!({"roles": ["admin"]}));
-    let expired = d.token(json!({"iat": now - 7200, "exp": now - 3600}));
-    let future = d.token(json!({"cnst": {"geo": ["eu"]}}));
+    println!("Minting demo tokens with the cjwt command line:");
+    let plain = d.token(&[]);
+    let ip = d.token(&["--ip", "127.0.0.2/32"]);
+    let methods = d.token(&["--methods", "GET,HEAD", "--paths", "/v1/orders/**"]);
+    let (w_now, w_later) =
+        (format!("{}-{} UTC", hhmm(-3600), hhmm(3600)), format!("{}-{} UTC", hhmm(7200), hhmm(10800)));
+    let window_now = d.token(&["--window", &w_now]);
+    let window_later = d.token(&["--window", &w_later]);
+    let eu = d.token(&["--region", "eu-west-1"]);
+    let us = d.token(&["--region", "us-east-1"]);
+    let tenant = d.token(&["--constraint", "tenant=acme"]);
+    let twice = d.token(&["--max-uses", "2"]);
+    let admin = d.token(&["--roles", "admin"]);
+    let expired = d.token(&["--claim", &format!("exp={}", now - 3600), "--claim", &format!("iat={}", now - 7200)]);
+    let future = d.token(&["--claim", r#"cnst={"geo": ["eu"]}"#]);
+    println!();
     let mut forged = plain.clone();
     forged.truncate(forged.rfind('.').unwrap_or(0));
     forged.push_str(".AAAA");

@@ -396,3 +396,57 @@ fn issuer_lifetime_typ_and_keys_unavailable_end_to_end() {
     }
     assert_eq!(envoy.upstream.count(), 1);
 }
+
+/// Tokens minted by the `cjwt` command line (keygen → plugin config → mint) are
+/// accepted by the filter and refused when a constraint is violated.
+#[test]
+fn cli_minted_tokens_round_trip_through_envoy() {
+    let dir = support::envoy::repo_root().join(format!(".tmp/cli-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_cjwt")).args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    run(&["keygen", "--alg", "ES256", "--kid", "cli-1", "--out", dir.to_str().unwrap()]);
+    let jwks: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("cli-1.jwks.json")).unwrap()).unwrap();
+    let cfg = json!({"providers": [{"name": "cli", "issuer": "https://cli.test", "audiences": ["api"], "jwks": jwks}],
+        "custom_constraints": {"tenant": {"header": "x-tenant-id"}}});
+    let envoy = Envoy::start(&cfg, Options::default());
+    let pem = dir.join("cli-1.pem");
+    let t = run(&[
+        "mint",
+        "--key",
+        pem.to_str().unwrap(),
+        "--kid",
+        "cli-1",
+        "--iss",
+        "https://cli.test",
+        "--aud",
+        "api",
+        "--ttl",
+        "5m",
+        "--ip",
+        "127.0.0.2/32",
+        "--methods",
+        "GET",
+        "--constraint",
+        "tenant=acme",
+        "--max-uses",
+        "2",
+    ]);
+    let auth = bearer(&t);
+    let ok = envoy.request("127.0.0.2", "GET", "/x", &[("authorization", auth.as_str()), ("x-tenant-id", "acme")]);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let ip = envoy.request("127.0.0.3", "GET", "/x", &[("authorization", auth.as_str()), ("x-tenant-id", "acme")]);
+    assert_eq!(ip.reason().as_deref(), Some("ip"));
+    let tenant = envoy.request("127.0.0.2", "GET", "/x", &[("authorization", auth.as_str()), ("x-tenant-id", "other")]);
+    assert_eq!(tenant.reason().as_deref(), Some("custom"));
+    assert_eq!(
+        envoy.request("127.0.0.2", "GET", "/x", &[("authorization", auth.as_str()), ("x-tenant-id", "acme")]).status,
+        200
+    );
+    let used = envoy.request("127.0.0.2", "GET", "/x", &[("authorization", auth.as_str()), ("x-tenant-id", "acme")]);
+    assert_eq!(used.reason().as_deref(), Some("max_uses"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,189 @@
+//! The `cjwt` command line, run as a binary: every subcommand and its error paths.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cjwt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cjwt")).args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(".tmp/cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn keygen(dir: &Path, alg: &str, kid: &str) -> (String, Value) {
+    let o = cjwt(&["keygen", "--alg", alg, "--kid", kid, "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pem = dir.join(format!("{kid}.pem"));
+    let jwks: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{kid}.jwks.json"))).unwrap()).unwrap();
+    (pem.to_str().unwrap().to_string(), jwks)
+}
+
+fn plugin(dir: &Path, jwks: &Value, extra: Value) -> String {
+    let mut cfg = json!({"providers": [{"name": "p", "issuer": "https://issuer.test", "audiences": ["api"], "jwks": jwks}],
+        "custom_constraints": {"tenant": {"header": "x-tenant-id"}}});
+    if let (Value::Object(c), Value::Object(e)) = (&mut cfg, extra) {
+        c.extend(e);
+    }
+    let path = dir.join("plugin.json");
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn keygen_writes_a_private_pem_0600_and_a_public_jwks() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp("keygen");
+    for alg in ["EdDSA", "ES256", "ES384", "RS256", "PS256", "HS256"] {
+        let (pem, jwks) = keygen(&dir, alg, &format!("k-{alg}"));
+        let mode = std::fs::metadata(&pem).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{alg}");
+        assert_eq!(jwks["keys"][0]["alg"], alg);
+        assert_eq!(jwks["keys"][0]["kid"], format!("k-{alg}"));
+        if alg != "HS256" {
+            assert!(jwks["keys"][0].get("d").is_none(), "no private member in the public JWKS");
+        }
+    }
+    let o = cjwt(&["keygen", "--alg", "ES512", "--out", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unsupported algorithm \"ES512\""));
+}
+
+#[test]
+fn mint_then_explain_allows_and_refuses_like_the_filter() {
+    let dir = tmp("explain");
+    let (pem, jwks) = keygen(&dir, "EdDSA", "k1");
+    let config = plugin(&dir, &jwks, json!({}));
+    let o = cjwt(&["check-config", &config]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("ok: 1 provider(s)"));
+    let t = cjwt(&[
+        "mint",
+        "--key",
+        &pem,
+        "--kid",
+        "k1",
+        "--iss",
+        "https://issuer.test",
+        "--aud",
+        "api",
+        "--ttl",
+        "15m",
+        "--ip",
+        "10.0.0.0/8",
+        "--methods",
+        "GET,HEAD",
+        "--paths",
+        "/v1/orders/**",
+        "--constraint",
+        "tenant=acme",
+    ]);
+    assert!(t.status.success(), "{}", stderr(&t));
+    let token = stdout(&t);
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "--config",
+            &config,
+            "--token",
+            &token,
+            "--path",
+            "/v1/orders/7",
+            "--header",
+            "x-tenant-id=acme",
+        ];
+        args.extend_from_slice(extra);
+        cjwt(&args)
+    };
+    let ok = explain(&["--ip", "10.1.2.3"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    assert_eq!(stdout(&ok).lines().next(), Some("allow"));
+    let ip = explain(&["--ip", "192.168.0.1"]);
+    assert_eq!((ip.status.code(), stdout(&ip)), (Some(4), "refuse 403 ip".to_string()));
+    let method = explain(&["--ip", "10.1.2.3", "--method", "POST"]);
+    assert_eq!(stdout(&method), "refuse 403 method");
+    let late = explain(&["--ip", "10.1.2.3", "--at", "2099-01-01T00:00:00Z"]);
+    assert_eq!((late.status.code(), stdout(&late)), (Some(3), "refuse 401 expired".to_string()));
+}
+
+#[test]
+fn mint_refuses_constraints_the_filter_would_refuse() {
+    let dir = tmp("refuse");
+    let (pem, _) = keygen(&dir, "ES256", "e1");
+    for (flag, value, want) in [
+        ("--ip", "010.0.0.0/8", "ip: malformed"),
+        ("--paths", "/a/**/b", "paths: malformed"),
+        ("--hosts", "a*.example.com", "hosts: malformed"),
+        ("--window", "mon-fri 9:00-17:30", "window"),
+        ("--window", "mon-fri 09:00-17:30 Mars/Base", "unknown time zone"),
+        ("--max-uses", "0", "max_uses"),
+        ("--ttl", "soon", "bad duration"),
+    ] {
+        let mut args = vec!["mint", "--key", &pem, "--iss", "i", flag, value];
+        if flag != "--ttl" {
+            args.extend_from_slice(&["--ttl", "1m"]);
+        }
+        let o = cjwt(&args);
+        assert_eq!(o.status.code(), Some(1), "{flag} {value}");
+        assert!(stderr(&o).contains(want), "{flag} {value}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn bad_key_files_and_arguments_are_errors() {
+    let dir = tmp("badkey");
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a key").unwrap();
+    let o = cjwt(&["mint", "--key", junk.to_str().unwrap(), "--iss", "i", "--ttl", "1m"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a PKCS#8 private key"), "{}", stderr(&o));
+    let o = cjwt(&["mint", "--key", "/nonexistent.pem", "--iss", "i", "--ttl", "1m"]);
+    assert!(stderr(&o).contains("/nonexistent.pem"));
+    let o = cjwt(&["mint", "--key", junk.to_str().unwrap(), "--iss", "i", "--ttl", "1m", "--bogus", "x"]);
+    assert!(stderr(&o).contains("unknown option --bogus"));
+    let o = cjwt(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("usage:"));
+}
+
+#[test]
+fn check_config_names_the_field() {
+    let dir = tmp("check");
+    let path = dir.join("bad.json");
+    std::fs::write(&path, r#"{"providers": [{"name": "p", "issuer": "i", "jwks": {"keys": [{"kty": "oct", "alg": "HS256", "k": "c2hvcnQ"}]}}]}"#).unwrap();
+    let o = cjwt(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("providers[0].jwks.keys[0]: HS256 secret is 5 bytes; at least 32 are required"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn inspect_shows_header_claims_and_utc_dates() {
+    let dir = tmp("inspect");
+    let (pem, _) = keygen(&dir, "EdDSA", "k1");
+    let t = stdout(&cjwt(&["mint", "--key", &pem, "--iss", "https://i", "--ttl", "1h", "--region", "eu-west-1"]));
+    let o = cjwt(&["inspect", &t]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(out.contains("\"alg\": \"EdDSA\""), "{out}");
+    assert!(out.contains("\"region\": ["), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("exp: 20") && l.ends_with('Z')), "{out}");
+    let bad = cjwt(&["inspect", "abc"]);
+    assert_eq!(bad.status.code(), Some(1));
+}
