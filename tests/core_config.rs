@@ -259,7 +259,12 @@ fn rfc7515_a1_hs256_example_verifies() {
         json!({"providers": [{"name": "joe", "issuer": "joe", "jwks": {"keys": [jwk]}}], "max_token_bytes": 8192});
     let mut engine = cjwt::core::decide::Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
     let host = FakeHost::get("/x").bearer(token).at(1_300_819_000);
-    let out = engine.decide(&host, &cjwt::core::verify::InlineOnly, &mut cjwt::core::host::MemoryCounter::default());
+    let out = engine.decide(
+        &host,
+        &cjwt::core::verify::InlineOnly,
+        &cjwt::core::hostsig::PureRust,
+        &mut cjwt::core::host::MemoryCounter::default(),
+    );
     assert!(matches!(out.decision, cjwt::core::decide::Decision::Allow { .. }), "{:?}", out.decision);
 }
 
@@ -290,6 +295,7 @@ fn algorithm_confusion_public_key_as_hmac_secret_fails() {
     let out = engine.decide(
         &FakeHost::get("/x").bearer(&t),
         &cjwt::core::verify::InlineOnly,
+        &cjwt::core::hostsig::PureRust,
         &mut cjwt::core::host::MemoryCounter::default(),
     );
     match out.decision {

@@ -7,6 +7,7 @@ use cjwt::core::algorithm::Algorithm;
 use cjwt::core::config::Config;
 use cjwt::core::decide::{Decision, Engine};
 use cjwt::core::host::MemoryCounter;
+use cjwt::core::hostsig::PureRust;
 use cjwt::core::reason::Reason;
 use cjwt::core::verify::InlineOnly;
 use cjwt::mint::{mint, mint_raw};
@@ -28,7 +29,7 @@ fn verdict(engine: &mut Engine, host: &FakeHost) -> Option<Reason> {
 }
 
 fn verdict_with(engine: &mut Engine, host: &FakeHost, counter: &mut MemoryCounter) -> Option<Reason> {
-    match engine.decide(host, &InlineOnly, counter).decision {
+    match engine.decide(host, &InlineOnly, &PureRust, counter).decision {
         Decision::Allow { .. } => None,
         Decision::Deny(d) => Some(d.reason),
     }
@@ -44,7 +45,7 @@ fn check(cases: &[(&str, FakeHost, Option<Reason>)], engine: &mut Engine) {
 fn valid_token_is_allowed_and_carries_claims() {
     let mut e = engine(json!({}));
     let host = FakeHost::get("/x").bearer(&eddsa(json!({})));
-    match e.decide(&host, &InlineOnly, &mut MemoryCounter::default()).decision {
+    match e.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
         Decision::Allow { token: Some(t), .. } => assert_eq!(t.claims["sub"], "alice"),
         other => panic!("{other:?}"),
     }
@@ -607,9 +608,9 @@ fn cache_hits_still_check_time_and_constraints() {
     let mut e = engine(json!({}));
     let t = eddsa(json!({"exp": NOW + 100, "cnst": {"ip": ["127.0.0.1"]}}));
     let mut counter = MemoryCounter::default();
-    let first = e.decide(&FakeHost::get("/x").bearer(&t), &InlineOnly, &mut counter);
+    let first = e.decide(&FakeHost::get("/x").bearer(&t), &InlineOnly, &PureRust, &mut counter);
     assert_eq!(first.cache_hit, Some(false));
-    let second = e.decide(&FakeHost::get("/x").bearer(&t), &InlineOnly, &mut counter);
+    let second = e.decide(&FakeHost::get("/x").bearer(&t), &InlineOnly, &PureRust, &mut counter);
     assert_eq!(second.cache_hit, Some(true));
     assert!(matches!(second.decision, Decision::Allow { .. }));
     assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t).peer("127.0.0.9:1")), Some(Reason::Ip));
@@ -630,7 +631,7 @@ fn cache_stays_bounded() {
 fn denial_carries_a_fingerprint_not_the_token() {
     let mut e = engine(json!({}));
     let t = eddsa(json!({"aud": "x"}));
-    match e.decide(&FakeHost::get("/x").bearer(&t), &InlineOnly, &mut MemoryCounter::default()).decision {
+    match e.decide(&FakeHost::get("/x").bearer(&t), &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
         Decision::Deny(d) => {
             let fp = d.fingerprint.unwrap();
             assert_eq!(fp.len(), 16);

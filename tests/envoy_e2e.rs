@@ -450,3 +450,99 @@ fn cli_minted_tokens_round_trip_through_envoy() {
     assert_eq!(used.reason().as_deref(), Some("max_uses"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// ECDSA `s` replaced by `n - s`: the same signature in its other valid form.
+fn malleate(alg: Algorithm, sig: &[u8]) -> Vec<u8> {
+    use p256::elliptic_curve::PrimeField;
+    let n = sig.len() / 2;
+    let (r, s) = sig.split_at(n);
+    let neg: Vec<u8> = match alg {
+        Algorithm::ES256 => {
+            let s = p256::Scalar::from_repr(*p256::FieldBytes::from_slice(s)).unwrap();
+            (-s).to_repr().to_vec()
+        }
+        _ => {
+            let s = p384::Scalar::from_repr(*p384::FieldBytes::from_slice(s)).unwrap();
+            (-s).to_repr().to_vec()
+        }
+    };
+    [r, &neg[..]].concat()
+}
+
+/// Envoy's native `verify_signature` (RS*, ES*) and cjwt's pure-Rust verification
+/// (the native core here) give the same verdict on valid, malleated and broken
+/// signatures, and the host path is really used in Envoy.
+#[test]
+fn host_and_pure_rust_signature_paths_agree() {
+    use cjwt::core::b64;
+    let algs = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::PS256,
+        Algorithm::EdDSA,
+    ];
+    let keys: Vec<Value> = algs.iter().map(|a| key(*a).public_jwk(Some(a.name()))).collect();
+    let cfg = json!({"providers": [{"name": "p", "issuer": "https://idp.example.com", "jwks": {"keys": keys}}], "cache": {"max_entries": 0}});
+    let envoy = Envoy::start(&cfg, Options::default());
+    let mut engine =
+        cjwt::core::decide::Engine::new(cjwt::core::config::Config::from_json(cfg.to_string().as_bytes()).unwrap());
+    let p256_n = "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551";
+    let mut checked = 0;
+    for alg in algs {
+        let k = key(alg);
+        let good = mint(k, Some(alg.name()), &claims_at(now(), json!({})));
+        let (input, sig64) = good.rsplit_once('.').unwrap();
+        let sig = b64::decode(sig64.as_bytes()).unwrap();
+        let with_sig = |s: &[u8]| format!("{input}.{}", b64::encode(s));
+        let mut variants = vec![
+            ("valid", good.clone()),
+            ("zero", with_sig(&vec![0u8; sig.len()])),
+            ("truncated", with_sig(&sig[..sig.len() - 1])),
+        ];
+        let mut flipped = sig.clone();
+        flipped[sig.len() / 2] ^= 1;
+        variants.push(("bit flip", with_sig(&flipped)));
+        variants.push(("extra byte", with_sig(&[&sig[..], &[0]].concat())));
+        let other_payload = mint(k, Some(alg.name()), &claims_at(now(), json!({"sub": "mallory"})));
+        variants
+            .push(("signature of another payload", format!("{input}.{}", other_payload.rsplit_once('.').unwrap().1)));
+        if matches!(alg, Algorithm::ES256 | Algorithm::ES384) {
+            variants.push(("high-s malleated", with_sig(&malleate(alg, &sig))));
+            let der = cjwt::core::hostsig::jose_to_der(&sig, sig.len() / 2).unwrap();
+            variants.push(("DER instead of r||s", with_sig(&der)));
+        }
+        if alg == Algorithm::ES256 {
+            let n = (0..32).map(|i| u8::from_str_radix(&p256_n[2 * i..2 * i + 2], 16).unwrap()).collect::<Vec<_>>();
+            variants.push(("r = n", with_sig(&[&n[..], &sig[32..]].concat())));
+            variants.push(("s = n", with_sig(&[&sig[..32], &n[..]].concat())));
+        }
+        for (what, token) in variants {
+            let native = match engine
+                .decide(
+                    &FakeHost::get("/x").bearer(&token).at(now()),
+                    &cjwt::core::verify::InlineOnly,
+                    &cjwt::core::hostsig::PureRust,
+                    &mut cjwt::core::host::MemoryCounter::default(),
+                )
+                .decision
+            {
+                cjwt::core::decide::Decision::Allow { .. } => None,
+                cjwt::core::decide::Decision::Deny(d) => Some(d.reason.code().to_string()),
+            };
+            let r = envoy.get("/x", &[("authorization", &bearer(&token))]);
+            let in_envoy = if r.status == 200 { None } else { r.reason() };
+            assert_eq!(in_envoy, native, "{alg:?} {what}: Envoy and native disagree");
+            if what == "valid" || what == "high-s malleated" {
+                assert_eq!(native, None, "{alg:?} {what} must verify");
+            } else {
+                assert_eq!(native.as_deref(), Some("bad_signature"), "{alg:?} {what}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 48);
+    assert!(envoy.stat("cjwt.verify.host") >= 25, "host verifications: {}", envoy.stat("cjwt.verify.host"));
+}

@@ -10,6 +10,7 @@ use cjwt::core::config::{Config, RegionSource};
 use cjwt::core::constraints::Constraints;
 use cjwt::core::decide::{Decision, Engine};
 use cjwt::core::host::{Host, MemoryCounter};
+use cjwt::core::hostsig::PureRust;
 use cjwt::core::verify::InlineOnly;
 use cjwt::mint::{mint, SigningKey};
 use serde_json::{json, Map, Value};
@@ -438,7 +439,7 @@ fn explain(raw: &[String]) -> Result<u8, String> {
     }
     let host = CliHost { headers, properties, now: at };
     let mut engine = Engine::new(config);
-    match engine.decide(&host, &InlineOnly, &mut MemoryCounter::default()).decision {
+    match engine.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
         Decision::Allow { token, .. } => {
             println!("allow");
             if let Some(t) = token {

@@ -7,6 +7,7 @@ use crate::core::config::{Attribute, Auth, ClaimCheck, ClientIpSource, Config, R
 use crate::core::constraints::lookup;
 use crate::core::credential::{self, Credential, Found};
 use crate::core::host::{header_values, single_header, Host, UsageCounter};
+use crate::core::hostsig::HostCrypto;
 use crate::core::ip;
 use crate::core::pattern::{is_normalized, normalize_host, path_only, path_segment, query_only};
 use crate::core::reason::Reason;
@@ -62,9 +63,15 @@ impl Engine {
     }
 
     /// Decides one request.
-    pub fn decide(&mut self, host: &dyn Host, keys: &dyn KeyLookup, counter: &mut dyn UsageCounter) -> Outcome {
+    pub fn decide(
+        &mut self,
+        host: &dyn Host,
+        keys: &dyn KeyLookup,
+        crypto: &dyn HostCrypto,
+        counter: &mut dyn UsageCounter,
+    ) -> Outcome {
         let mut cache_hit = None;
-        let decision = match self.decide_inner(host, keys, counter, &mut cache_hit) {
+        let decision = match self.decide_inner(host, keys, crypto, counter, &mut cache_hit) {
             Ok(d) => d,
             Err((reason, token)) => Decision::Deny(Denial { reason, fingerprint: token.map(|t| fingerprint(&t)) }),
         };
@@ -75,6 +82,7 @@ impl Engine {
         &mut self,
         host: &dyn Host,
         keys: &dyn KeyLookup,
+        crypto: &dyn HostCrypto,
         counter: &mut dyn UsageCounter,
         cache_hit: &mut Option<bool>,
     ) -> Result<Decision, (Reason, Option<Vec<u8>>)> {
@@ -104,7 +112,7 @@ impl Engine {
             }
             None => {
                 *cache_hit = Some(false);
-                let verified = Rc::new(verify(config, keys, text).map_err(|e| fail(e.into()))?);
+                let verified = Rc::new(verify(config, keys, crypto, text).map_err(|e| fail(e.into()))?);
                 let expires_at = verified.exp.map_or(i64::MAX, |e| e.saturating_add(config.clock_skew_seconds));
                 self.cache.insert(text, Rc::clone(&verified), expires_at, now);
                 verified

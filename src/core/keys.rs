@@ -6,6 +6,7 @@
 
 use crate::core::algorithm::{AlgSet, Algorithm, Hash};
 use crate::core::b64;
+use crate::core::hostsig::{self, HostCrypto};
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -40,6 +41,9 @@ pub struct VerificationKey {
     pub kid: Option<String>,
     pub algs: AlgSet,
     pub material: KeyMaterial,
+    /// DER SubjectPublicKeyInfo for keys the proxy can verify natively (RSA, P-256,
+    /// P-384), computed once here so no request re-encodes a key.
+    pub spki_der: Option<Vec<u8>>,
 }
 
 /// Minimum and maximum RSA modulus sizes (SPEC §2).
@@ -187,8 +191,24 @@ impl VerificationKey {
         bind(kid, AlgSet::of(&[alg]), material, provider_algs)
     }
 
-    /// Verifies `signature` over `signing_input` with `alg`, which the caller has
-    /// already checked is one of this key's algorithms.
+    /// Verifies with the proxy's native crypto where it can (RS*, ES*), else in
+    /// pure Rust. A host answer is final; only "not handled" falls back.
+    pub fn verify_with(&self, host: &dyn HostCrypto, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> bool {
+        if !self.algs.contains(alg) {
+            return false;
+        }
+        if let (true, Some(der)) = (hostsig::host_supports(alg), &self.spki_der) {
+            let Some(request) = hostsig::request(alg, der, signing_input, signature) else {
+                return false;
+            };
+            if let Some(valid) = host.verify(&request) {
+                return valid;
+            }
+        }
+        self.verify(alg, signing_input, signature)
+    }
+
+    /// Verifies `signature` over `signing_input` with `alg` in pure Rust.
     pub fn verify(&self, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> bool {
         if !self.algs.contains(alg) {
             return false;
@@ -274,7 +294,19 @@ fn bind(
     if allowed.is_empty() {
         return Err("the key's algorithm is not in the provider's `algorithms`".into());
     }
-    Ok(VerificationKey { kid, algs: allowed, material })
+    let spki_der = spki_der(&material);
+    Ok(VerificationKey { kid, algs: allowed, material, spki_der })
+}
+
+fn spki_der(material: &KeyMaterial) -> Option<Vec<u8>> {
+    use spki::EncodePublicKey;
+    let doc = match material {
+        KeyMaterial::P256(k) => k.to_public_key_der().ok()?,
+        KeyMaterial::P384(k) => k.to_public_key_der().ok()?,
+        KeyMaterial::Rsa(k) => k.to_public_key_der().ok()?,
+        KeyMaterial::Ed25519(_) | KeyMaterial::Hmac(_) => return None,
+    };
+    Some(doc.as_bytes().to_vec())
 }
 
 fn rsa_default_algs(provider_algs: Option<AlgSet>) -> AlgSet {

@@ -11,6 +11,7 @@ pub mod credential;
 pub mod decide;
 pub mod forward;
 pub mod host;
+pub mod hostsig;
 pub mod ip;
 pub mod json;
 pub mod jws;

@@ -7,6 +7,7 @@
 
 use crate::core::config::{Config, Provider};
 use crate::core::constraints::{lookup, Constraints};
+use crate::core::hostsig::HostCrypto;
 use crate::core::jws::{self, ParseError, UntrustedToken};
 use crate::core::keys::VerificationKey;
 use crate::core::reason::Reason;
@@ -109,7 +110,12 @@ impl KeyLookup for InlineOnly {
 
 /// Parses, selects provider and key, verifies the signature and compiles the
 /// constraints. Does no time checks (see [`check_claims`]).
-pub fn verify(config: &Config, keys: &dyn KeyLookup, token: &str) -> Result<VerifiedToken, TokenError> {
+pub fn verify(
+    config: &Config,
+    keys: &dyn KeyLookup,
+    crypto: &dyn HostCrypto,
+    token: &str,
+) -> Result<VerifiedToken, TokenError> {
     if token.len() > config.max_token_bytes {
         return Err(TokenError::TooLarge);
     }
@@ -124,13 +130,14 @@ pub fn verify(config: &Config, keys: &dyn KeyLookup, token: &str) -> Result<Veri
     if !provider.algorithms.contains(untrusted.alg) {
         return Err(TokenError::UnsupportedAlgorithm);
     }
-    check_signature(provider, keys.fetched(index), &untrusted)?;
+    check_signature(provider, keys.fetched(index), crypto, &untrusted)?;
     into_verified(config, index, untrusted)
 }
 
 fn check_signature(
     provider: &Provider,
     fetched: Option<&[VerificationKey]>,
+    crypto: &dyn HostCrypto,
     token: &UntrustedToken<'_>,
 ) -> Result<(), TokenError> {
     let inline = provider.keys.as_slice();
@@ -138,7 +145,7 @@ fn check_signature(
     if inline.is_empty() && remote.is_empty() {
         return Err(TokenError::KeysUnavailable);
     }
-    let key_ok = |k: &VerificationKey| k.verify(token.alg, token.signing_input, &token.signature);
+    let key_ok = |k: &VerificationKey| k.verify_with(crypto, token.alg, token.signing_input, &token.signature);
     match &token.kid {
         Some(kid) => {
             let key = provider

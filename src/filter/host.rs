@@ -80,3 +80,35 @@ impl UsageCounter for SharedDataCounter {
         Err(UsageError)
     }
 }
+
+/// Envoy's `verify_signature` foreign function (BoringSSL), when the host has it.
+pub struct EnvoyCrypto {
+    pub available: bool,
+    pub calls: std::cell::Cell<u64>,
+}
+
+impl EnvoyCrypto {
+    /// Asks the host whether the function exists: an unknown function answers
+    /// `NotFound`; a known one refuses the empty argument some other way.
+    pub fn probe() -> EnvoyCrypto {
+        let available =
+            !matches!(hostcalls::call_foreign_function("verify_signature", Some(&[])), Err(Status::NotFound));
+        EnvoyCrypto { available, calls: std::cell::Cell::new(0) }
+    }
+}
+
+impl crate::core::hostsig::HostCrypto for EnvoyCrypto {
+    fn verify(&self, request: &[u8]) -> Option<bool> {
+        if !self.available {
+            return None;
+        }
+        match hostcalls::call_foreign_function("verify_signature", Some(request)) {
+            Ok(result) => {
+                self.calls.set(self.calls.get().saturating_add(1));
+                Some(crate::core::hostsig::result_is_valid(result.as_deref().unwrap_or(&[])))
+            }
+            // A host failure is not an answer: verify in pure Rust instead.
+            Err(_) => None,
+        }
+    }
+}

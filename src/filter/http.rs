@@ -36,8 +36,10 @@ impl HttpContext for CjwtHttp {
         let Ok(mut engine) = shared.engine.try_borrow_mut() else {
             return refuse(Reason::KeysUnavailable, "cjwt", true);
         };
-        let outcome = engine.decide(&host, &InlineOnly, &mut SharedDataCounter);
+        let host_calls = shared.crypto.calls.get();
+        let outcome = engine.decide(&host, &InlineOnly, &shared.crypto, &mut SharedDataCounter);
         shared.metrics.cache(outcome.cache_hit);
+        shared.metrics.host_verifications(shared.crypto.calls.get().saturating_sub(host_calls));
         let config = &engine.config;
         let path = header_values(&host, ":path").next().and_then(|p| std::str::from_utf8(p).ok()).unwrap_or("/");
         match outcome.decision {

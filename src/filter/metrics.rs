@@ -14,6 +14,7 @@ pub struct Metrics {
     dry_run_by: Vec<(Reason, u32)>,
     cache_hit: Option<u32>,
     cache_miss: Option<u32>,
+    verify_host: Option<u32>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -27,6 +28,7 @@ impl Metrics {
             denied: counter("cjwt.denied"),
             cache_hit: counter("cjwt.cache.hit"),
             cache_miss: counter("cjwt.cache.miss"),
+            verify_host: counter("cjwt.verify.host"),
             ..Metrics::default()
         };
         // Defined up front so that every counter shows in /stats, even at zero.
@@ -60,6 +62,14 @@ impl Metrics {
 
     pub fn dry_run_denied(&self, reason: Reason) {
         Self::bump(self.dry_run_by.iter().find(|(r, _)| *r == reason).map(|(_, id)| *id));
+    }
+
+    /// Signatures verified by Envoy's `verify_signature` (not in SPEC §6: shows
+    /// which path verified RS*/ES* tokens).
+    pub fn host_verifications(&self, n: u64) {
+        if let (Some(id), true) = (self.verify_host, n > 0) {
+            let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn cache(&self, hit: Option<bool>) {

@@ -1,6 +1,7 @@
 //! The root context: compiles the plugin configuration once per VM and hands
 //! each HTTP stream a handle to the shared engine.
 
+use super::host::EnvoyCrypto;
 use super::http::CjwtHttp;
 use super::metrics::Metrics;
 use crate::core::config::Config;
@@ -14,6 +15,7 @@ use std::rc::Rc;
 pub struct Shared {
     pub engine: RefCell<Engine>,
     pub metrics: Metrics,
+    pub crypto: EnvoyCrypto,
 }
 
 #[derive(Default)]
@@ -32,14 +34,16 @@ impl RootContext for CjwtRoot {
                 .unwrap_or_default();
         match Config::from_plugin_bytes(&bytes) {
             Ok(config) => {
+                let crypto = EnvoyCrypto::probe();
+                let verifier = if crypto.available { "the host (BoringSSL)" } else { "pure Rust in wasm" };
                 log::info!(
-                    "cjwt: configuration accepted ({} provider(s), {} rule(s), mode {:?})",
+                    "cjwt: configuration accepted ({} provider(s), {} rule(s), mode {:?}; RS*/ES* verified by {verifier})",
                     config.providers.len(),
                     config.rules.len(),
                     config.mode
                 );
-                self.shared =
-                    Some(Rc::new(Shared { engine: RefCell::new(Engine::new(config)), metrics: Metrics::define() }));
+                let engine = RefCell::new(Engine::new(config));
+                self.shared = Some(Rc::new(Shared { engine, metrics: Metrics::define(), crypto }));
                 true
             }
             Err(e) => {

@@ -164,9 +164,40 @@ pub fn send(source: &str, port: u16, method: &str, path: &str, headers: &[(&str,
     }
     req.push_str("\r\n");
     stream.write_all(req.as_bytes()).unwrap();
+    parse_response(&read_message(&mut stream, method == "HEAD"), method == "HEAD")
+}
+
+/// Reads one HTTP/1.1 response: headers, then `content-length` bytes (or a chunked
+/// body, or up to EOF). Not waiting for EOF matters: after a local reply Envoy
+/// delays its close by `delayed_close_timeout` (1 s).
+fn read_message(stream: &mut TcpStream, head: bool) -> Vec<u8> {
     let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    parse_response(&raw, method == "HEAD")
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            return raw;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let headers = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let body = raw.len() - end - 4;
+        let length = headers
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let chunked = headers.contains("transfer-encoding: chunked");
+        let done = head
+            || headers.starts_with("http/1.1 204")
+            || headers.starts_with("http/1.1 304")
+            || length.is_some_and(|l| body >= l)
+            || (chunked && raw.ends_with(b"0\r\n\r\n"));
+        if done {
+            return raw;
+        }
+    }
 }
 
 fn parse_response(raw: &[u8], head: bool) -> Response {
