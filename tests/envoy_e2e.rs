@@ -458,11 +458,11 @@ fn malleate(alg: Algorithm, sig: &[u8]) -> Vec<u8> {
     let (r, s) = sig.split_at(n);
     let neg: Vec<u8> = match alg {
         Algorithm::ES256 => {
-            let s = p256::Scalar::from_repr(*p256::FieldBytes::from_slice(s)).unwrap();
+            let s = p256::Scalar::from_repr(p256::FieldBytes::clone_from_slice(s)).unwrap();
             (-s).to_repr().to_vec()
         }
         _ => {
-            let s = p384::Scalar::from_repr(*p384::FieldBytes::from_slice(s)).unwrap();
+            let s = p384::Scalar::from_repr(p384::FieldBytes::clone_from_slice(s)).unwrap();
             (-s).to_repr().to_vec()
         }
     };
