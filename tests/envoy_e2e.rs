@@ -458,11 +458,15 @@ fn malleate(alg: Algorithm, sig: &[u8]) -> Vec<u8> {
     let (r, s) = sig.split_at(n);
     let neg: Vec<u8> = match alg {
         Algorithm::ES256 => {
-            let s = p256::Scalar::from_repr(p256::FieldBytes::clone_from_slice(s)).unwrap();
+            let mut bytes = p256::FieldBytes::default();
+            bytes.copy_from_slice(s);
+            let s = p256::Scalar::from_repr(bytes).unwrap();
             (-s).to_repr().to_vec()
         }
         _ => {
-            let s = p384::Scalar::from_repr(p384::FieldBytes::clone_from_slice(s)).unwrap();
+            let mut bytes = p384::FieldBytes::default();
+            bytes.copy_from_slice(s);
+            let s = p384::Scalar::from_repr(bytes).unwrap();
             (-s).to_repr().to_vec()
         }
     };
