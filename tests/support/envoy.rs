@@ -340,25 +340,11 @@ impl Envoy {
     }
 
     fn listener_port(&self) -> Option<u16> {
-        let (status, body) = self.admin_get("/listeners?format=json");
-        if status != 200 {
-            return None;
-        }
-        let v: Value = serde_json::from_str(&body).ok()?;
-        let port = v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64()?;
-        u16::try_from(port).ok().filter(|p| *p != 0)
+        listener_port(self.admin)
     }
 
     pub fn admin_get(&self, path: &str) -> (u16, String) {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.admin)) else {
-            return (0, String::new());
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = write!(s, "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
-        let mut raw = Vec::new();
-        let _ = s.read_to_end(&mut raw);
-        let r = parse_response(&raw, false);
-        (r.status, dechunk(&r))
+        admin_get(self.admin, path)
     }
 
     /// Counters named `wasmcustom.cjwt.*`, without the prefix.
@@ -398,6 +384,30 @@ impl Envoy {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }
+}
+
+/// GET on Envoy's admin interface: status and (de-chunked) body.
+pub fn admin_get(admin: u16, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", admin)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let r = parse_response(&raw, false);
+    (r.status, dechunk(&r))
+}
+
+/// The port of Envoy's first listener (bound to port 0), from the admin interface.
+pub fn listener_port(admin: u16) -> Option<u16> {
+    let (status, body) = admin_get(admin, "/listeners?format=json");
+    if status != 200 {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&body).ok()?;
+    let port = v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64()?;
+    u16::try_from(port).ok().filter(|p| *p != 0)
 }
 
 fn dechunk(r: &Response) -> String {
