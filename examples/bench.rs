@@ -180,13 +180,16 @@ fn start_envoy(filter: Filter, jwks: &Value, dir: &Path) -> RunningEnvoy {
         .spawn()
         .expect("taskset and envoy");
     let pid = child.id();
+    // Owned from here on, so that every path (including a failed start) kills it.
+    let mut running = RunningEnvoy { child, port: 0, pid };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         assert!(Instant::now() < deadline, "{filter:?}: Envoy did not start; see {}", case_dir.display());
         if let Ok(addr) = std::fs::read_to_string(&admin_file) {
             let admin: u16 = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
             if let Some(port) = envoy::listener_port(admin) {
-                return RunningEnvoy { child, port, pid };
+                running.port = port;
+                return running;
             }
         }
         std::thread::sleep(Duration::from_millis(100));
