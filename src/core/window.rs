@@ -2,15 +2,8 @@
 //! exclusive, `end < start` spans midnight, `tz` as `UTC`, `±HH:MM` or an IANA name
 //! (daylight saving applied by the tz database).
 
-use chrono::{Datelike, FixedOffset, TimeZone, Timelike, Utc, Weekday};
+use crate::core::tz::Zone;
 use serde_json::Value;
-
-/// The zone a window is written in.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Zone {
-    Fixed(FixedOffset),
-    Iana(chrono_tz::Tz),
-}
 
 /// One compiled window.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,8 +49,8 @@ impl Window {
             return Err("window `start` equals `end`".into());
         }
         let zone = match obj.get("tz") {
-            None => Zone::Fixed(FixedOffset::east_opt(0).ok_or("offset")?),
-            Some(Value::String(tz)) => parse_zone(tz)?,
+            None => Zone::Fixed(0),
+            Some(Value::String(tz)) => Zone::parse(tz)?,
             Some(_) => return Err("`tz` must be a string".into()),
         };
         Ok(Window { days, start, end, zone })
@@ -65,27 +58,20 @@ impl Window {
 
     /// True when the instant `now` (Unix seconds) lies inside this window.
     pub fn contains(&self, now: i64) -> bool {
-        let Some(utc) = Utc.timestamp_opt(now, 0).single() else {
-            return false;
-        };
-        let (weekday, minute) = match &self.zone {
-            Zone::Fixed(off) => local_parts(&utc.with_timezone(off)),
-            Zone::Iana(tz) => local_parts(&utc.with_timezone(tz)),
-        };
-        let day_allowed = |d: Weekday| self.days & (1 << d.num_days_from_monday()) != 0;
+        let local = now.saturating_add(i64::from(self.zone.offset_at(now)));
+        let days = local.div_euclid(86_400);
+        // 1970-01-01 was a Thursday: Monday = 0.
+        let weekday = u8::try_from((days + 3).rem_euclid(7)).unwrap_or(0);
+        let minute = u16::try_from(local.rem_euclid(86_400) / 60).unwrap_or(0);
+        let day_allowed = |d: u8| self.days & (1 << d) != 0;
         if self.start < self.end {
             day_allowed(weekday) && self.start <= minute && minute < self.end
         } else {
             // Spans midnight: the evening part belongs to the listed day, the
             // morning part to the day after it.
-            (day_allowed(weekday) && minute >= self.start) || (day_allowed(weekday.pred()) && minute < self.end)
+            (day_allowed(weekday) && minute >= self.start) || (day_allowed((weekday + 6) % 7) && minute < self.end)
         }
     }
-}
-
-fn local_parts<T: Datelike + Timelike>(t: &T) -> (Weekday, u16) {
-    let minute = t.hour() * 60 + t.minute();
-    (t.weekday(), u16::try_from(minute).unwrap_or(0))
 }
 
 /// `HH:MM`, two digits each; `24:00` only as an end.
@@ -108,29 +94,13 @@ fn parse_hhmm(s: &str, is_end: bool) -> Result<u16, String> {
     }
 }
 
-fn parse_zone(tz: &str) -> Result<Zone, String> {
-    if tz == "UTC" || tz == "Z" {
-        return FixedOffset::east_opt(0).map(Zone::Fixed).ok_or_else(|| "offset".into());
-    }
-    if let Some(sign) = tz.chars().next().filter(|c| *c == '+' || *c == '-') {
-        let minutes =
-            parse_hhmm(tz.get(1..).unwrap_or(""), false).map_err(|_| format!("offset {tz:?} is not ±HH:MM"))?;
-        if minutes > 18 * 60 {
-            return Err(format!("offset {tz:?} is out of range"));
-        }
-        let secs = i32::from(minutes) * 60 * if sign == '-' { -1 } else { 1 };
-        return FixedOffset::east_opt(secs).map(Zone::Fixed).ok_or_else(|| format!("offset {tz:?} is out of range"));
-    }
-    tz.parse::<chrono_tz::Tz>().map(Zone::Iana).map_err(|_| format!("unknown time zone {tz:?}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap().timestamp()
+    fn at(y: i64, mo: i64, d: i64, h: i64, mi: i64) -> i64 {
+        crate::core::tz::days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60
     }
 
     fn w(v: Value) -> Window {
