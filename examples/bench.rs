@@ -28,6 +28,8 @@ enum Filter {
     Native,
     NativeCached,
     Cjwt,
+    /// cjwt with `default_rule: {"auth": "none"}`: the cost of the wasm machinery alone.
+    CjwtNoAuth,
 }
 
 impl Filter {
@@ -37,6 +39,7 @@ impl Filter {
             Filter::Native => "jwt_authn+rbac",
             Filter::NativeCached => "jwt_authn+rbac (jwt_cache_config)",
             Filter::Cjwt => "cjwt",
+            Filter::CjwtNoAuth => "cjwt with auth: none (wasm baseline)",
         }
     }
 }
@@ -82,10 +85,15 @@ fn http_filters(filter: Filter, jwks: &Value) -> String {
         Filter::None => String::new(),
         Filter::Native => native(false),
         Filter::NativeCached => native(true),
-        Filter::Cjwt => {
+        Filter::Cjwt | Filter::CjwtNoAuth => {
+            let rule = if filter == Filter::Cjwt {
+                json!({"require": {"claims": [{"claim": "tenant", "equals": "acme"}]}})
+            } else {
+                json!({"auth": "none"})
+            };
             let cfg = json!({
                 "providers": [{"name": "bench", "issuer": ISSUER, "audiences": ["bench"], "jwks": jwks}],
-                "default_rule": {"require": {"claims": [{"claim": "tenant", "equals": "acme"}]}},
+                "default_rule": rule,
                 "cache": {"max_entries": 1024}
             });
             format!(
@@ -295,7 +303,7 @@ fn main() {
     }
     let jwks = json!({"keys": keys});
 
-    let filters = [Filter::None, Filter::Native, Filter::NativeCached, Filter::Cjwt];
+    let filters = [Filter::None, Filter::Native, Filter::NativeCached, Filter::Cjwt, Filter::CjwtNoAuth];
     let envoys: Vec<(Filter, RunningEnvoy)> = filters.iter().map(|f| (*f, start_envoy(*f, &jwks, &dir))).collect();
     // Every case must answer 200: check once before measuring.
     for (f, e) in &envoys {
@@ -313,7 +321,8 @@ fn main() {
     }
 
     // Cases: (filter, alg, warm). The no-filter case uses the EdDSA warm token (same request size).
-    let mut cases: Vec<(Filter, Algorithm, bool)> = vec![(Filter::None, Algorithm::EdDSA, true)];
+    let mut cases: Vec<(Filter, Algorithm, bool)> =
+        vec![(Filter::None, Algorithm::EdDSA, true), (Filter::CjwtNoAuth, Algorithm::EdDSA, true)];
     for alg in ALGS {
         for warm in [true, false] {
             for f in [Filter::Native, Filter::NativeCached, Filter::Cjwt] {
@@ -352,7 +361,7 @@ fn main() {
     for (i, (f, alg, warm)) in cases.iter().enumerate() {
         let cpu = med(i, |s| s.cpu_us_per_req);
         let p50 = med(i, |s| s.p50_us);
-        let (alg_s, tok) = if *f == Filter::None {
+        let (alg_s, tok) = if matches!(f, Filter::None | Filter::CjwtNoAuth) {
             ("-".to_string(), "-")
         } else {
             (alg.name().to_string(), if *warm { "repeated" } else { "unique" })
@@ -395,5 +404,5 @@ fn envoy_version() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
         .unwrap_or_default();
-    out.split('/').nth(1).unwrap_or("?").to_string()
+    out.split("version: ").nth(1).and_then(|v| v.split('/').nth(1)).unwrap_or("?").to_string()
 }

@@ -5,6 +5,7 @@
 //! run on every request in [`check_claims`], so a cached [`VerifiedToken`] never
 //! outlives its validity.
 
+use crate::core::algorithm::Algorithm;
 use crate::core::config::{Config, Provider};
 use crate::core::constraints::{lookup, Constraints};
 use crate::core::hostsig::HostCrypto;
@@ -130,30 +131,44 @@ pub fn verify(
     if !provider.algorithms.contains(untrusted.alg) {
         return Err(TokenError::UnsupportedAlgorithm);
     }
-    check_signature(provider, keys.fetched(index), crypto, &untrusted)?;
+    let kid = untrusted.kid.as_deref();
+    check_signature(
+        provider,
+        keys.fetched(index),
+        crypto,
+        untrusted.alg,
+        kid,
+        untrusted.signing_input,
+        &untrusted.signature,
+    )?;
     into_verified(config, index, untrusted)
 }
 
-fn check_signature(
+/// Selects the key (exact `kid`, or up to [`MAX_KEYS_WITHOUT_KID`] keys of the
+/// token's `alg` when it has none) and verifies the signature.
+pub fn check_signature(
     provider: &Provider,
     fetched: Option<&[VerificationKey]>,
     crypto: &dyn HostCrypto,
-    token: &UntrustedToken<'_>,
+    alg: Algorithm,
+    kid: Option<&str>,
+    signing_input: &[u8],
+    signature: &[u8],
 ) -> Result<(), TokenError> {
     let inline = provider.keys.as_slice();
     let remote = fetched.unwrap_or(&[]);
     if inline.is_empty() && remote.is_empty() {
         return Err(TokenError::KeysUnavailable);
     }
-    let key_ok = |k: &VerificationKey| k.verify_with(crypto, token.alg, token.signing_input, &token.signature);
-    match &token.kid {
+    let key_ok = |k: &VerificationKey| k.verify_with(crypto, alg, signing_input, signature);
+    match kid {
         Some(kid) => {
             let key = provider
                 .keys_by_kid
                 .get(kid)
-                .or_else(|| remote.iter().find(|k| k.kid.as_deref() == Some(kid.as_str())))
+                .or_else(|| remote.iter().find(|k| k.kid.as_deref() == Some(kid)))
                 .ok_or(TokenError::UnknownKey)?;
-            if !key.algs.contains(token.alg) {
+            if !key.algs.contains(alg) {
                 return Err(TokenError::UnsupportedAlgorithm);
             }
             if key_ok(key) {
@@ -163,7 +178,7 @@ fn check_signature(
             }
         }
         None => {
-            let mut candidates = inline.iter().chain(remote).filter(|k| k.algs.contains(token.alg)).peekable();
+            let mut candidates = inline.iter().chain(remote).filter(|k| k.algs.contains(alg)).peekable();
             if candidates.peek().is_none() {
                 return Err(TokenError::UnknownKey);
             }
