@@ -6,7 +6,8 @@
 //! larger than every cache, cycled, so every request verifies a signature).
 //! Cases are interleaved and repeated; medians are reported.
 //!
-//! Environment: BENCH_SECONDS (default 4), BENCH_REPS (3), BENCH_POOL (4096).
+//! Environment: BENCH_SECONDS (default 4), BENCH_REPS (3), BENCH_POOL (4096),
+//! BENCH_ALGS (default "EdDSA,ES256,RS256": a subset for quick experiments).
 
 #[path = "../tests/support/envoy.rs"]
 mod envoy;
@@ -323,7 +324,8 @@ fn main() {
     // Cases: (filter, alg, warm). The no-filter case uses the EdDSA warm token (same request size).
     let mut cases: Vec<(Filter, Algorithm, bool)> =
         vec![(Filter::None, Algorithm::EdDSA, true), (Filter::CjwtNoAuth, Algorithm::EdDSA, true)];
-    for alg in ALGS {
+    let only = std::env::var("BENCH_ALGS").unwrap_or_default();
+    for alg in ALGS.into_iter().filter(|a| only.is_empty() || only.split(',').any(|o| o == a.name())) {
         for warm in [true, false] {
             for f in [Filter::Native, Filter::NativeCached, Filter::Cjwt] {
                 cases.push((f, alg, warm));
@@ -386,7 +388,7 @@ fn main() {
     let _ = writeln!(out, "|---|---:|---:|---:|");
     let idx = |f: Filter, alg: Algorithm, warm: bool| cases.iter().position(|c| *c == (f, alg, warm)).unwrap();
     let added = |i: usize| med(i, |s| s.cpu_us_per_req) - base_cpu;
-    for alg in ALGS {
+    for alg in ALGS.into_iter().filter(|a| cases.iter().any(|c| c.1 == *a && c.0 == Filter::Cjwt)) {
         let warm = added(idx(Filter::Cjwt, alg, true)) / added(idx(Filter::NativeCached, alg, true));
         let unique = added(idx(Filter::Cjwt, alg, false)) / added(idx(Filter::Native, alg, false));
         let unique_c = added(idx(Filter::Cjwt, alg, false)) / added(idx(Filter::NativeCached, alg, false));
