@@ -62,7 +62,7 @@ validate: build envoy
 ## test: native core tests, then integration tests against a real Envoy
 test: build envoy validate
 	cargo test --lib --test core_decide --test core_config --test core_tz --test cli --test vectors_wycheproof
-	cargo test --test envoy_e2e
+	cargo test --test envoy_e2e --test envoy_jwks
 
 ## lint: formatting and clippy (native and wasm32), warnings denied
 lint: wasm-target

@@ -303,3 +303,79 @@ fn algorithm_confusion_public_key_as_hmac_secret_fails() {
         other => panic!("{other:?}"),
     }
 }
+
+mod remote_jwks {
+    use super::*;
+    use cjwt::core::keystore::{parse_remote_jwks, KeyStore};
+
+    fn remote_config() -> Config {
+        let cfg = json!({"providers": [{"name": "idp", "issuer": "https://idp.example.com", "algorithms": ["EdDSA", "ES256"],
+            "remote_jwks": {"cluster": "idp", "path": "/jwks"}}]});
+        Config::from_json(cfg.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn unusable_keys_are_skipped_but_usable_ones_kept() {
+        let c = remote_config();
+        let ed = key(Algorithm::EdDSA).public_jwk(Some("a"));
+        let mut enc = key(Algorithm::ES256).public_jwk(Some("enc"));
+        enc["use"] = json!("enc");
+        let rsa = key(Algorithm::RS256).public_jwk(Some("rsa-not-allowed"));
+        let body = json!({"keys": [ed, enc, rsa, {"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}]}).to_string();
+        let got = parse_remote_jwks(&c, 0, body.as_bytes()).unwrap();
+        assert_eq!(got.keys.len(), 1);
+        assert_eq!(got.skipped, 3);
+    }
+
+    #[test]
+    fn bad_sets_are_refused() {
+        let c = remote_config();
+        let ed = key(Algorithm::EdDSA).public_jwk(Some("a"));
+        let mut private = ed.clone();
+        private["d"] = json!("AAAA");
+        let oct = json!({"kty": "oct", "alg": "HS256", "k": cjwt::core::b64::encode(&[1u8; 32])});
+        for (body, want) in [
+            ("not json".to_string(), "not a JSON object"),
+            (json!({"keys": [ed, ed]}).to_string(), "duplicate kid"),
+            (json!({"keys": [private]}).to_string(), "private key material"),
+            (json!({"keys": [oct]}).to_string(), "symmetric keys are never accepted"),
+            (json!({"keys": []}).to_string(), "no usable signing key"),
+            (json!({"nokeys": []}).to_string(), "no `keys` array"),
+            (format!("{{\"keys\":[],\"pad\":\"{}\"}}", "a".repeat(300_000)), "at most"),
+        ] {
+            let e = parse_remote_jwks(&c, 0, body.as_bytes()).unwrap_err();
+            assert!(e.contains(want), "want {want:?} in {e:?}");
+        }
+    }
+
+    #[test]
+    fn fetched_keys_verify_and_a_missing_kid_names_the_provider() {
+        let c = remote_config();
+        let k = key(Algorithm::EdDSA);
+        let body = json!({"keys": [k.public_jwk(Some("a"))]}).to_string();
+        let mut store = KeyStore::new(1);
+        store.set(0, parse_remote_jwks(&c, 0, body.as_bytes()).unwrap().keys);
+        let mut engine = cjwt::core::decide::Engine::new(c);
+        let ok = cjwt::mint::mint(k, Some("a"), &claims(json!({})));
+        let host = FakeHost::get("/x").bearer(&ok);
+        let out = engine.decide(
+            &host,
+            &store,
+            &cjwt::core::hostsig::PureRust,
+            &mut cjwt::core::host::MemoryCounter::default(),
+        );
+        assert!(matches!(out.decision, cjwt::core::decide::Decision::Allow { .. }), "{:?}", out.decision);
+        let rotated = cjwt::mint::mint(k, Some("b"), &claims(json!({})));
+        let host = FakeHost::get("/x").bearer(&rotated);
+        match engine
+            .decide(&host, &store, &cjwt::core::hostsig::PureRust, &mut cjwt::core::host::MemoryCounter::default())
+            .decision
+        {
+            cjwt::core::decide::Decision::Deny(d) => {
+                assert_eq!(d.reason, cjwt::core::reason::Reason::UnknownKey);
+                assert_eq!(d.provider, Some(0));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -11,7 +11,7 @@ use crate::core::hostsig::HostCrypto;
 use crate::core::ip;
 use crate::core::pattern::{is_normalized, normalize_host, path_only, path_segment, query_only};
 use crate::core::reason::Reason;
-use crate::core::verify::{check_claims, verify, KeyLookup, VerifiedToken};
+use crate::core::verify::{check_claims, provider_of, verify, KeyLookup, VerifiedToken};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::rc::Rc;
@@ -30,6 +30,9 @@ pub enum Decision {
 pub struct Denial {
     pub reason: Reason,
     pub fingerprint: Option<String>,
+    /// For `unknown_key` and `keys_unavailable`: the provider (index) whose keys
+    /// were missing, so the adapter can fetch them and decide again.
+    pub provider: Option<usize>,
 }
 
 /// The decision and whether the verified-token cache answered (for metrics).
@@ -73,7 +76,13 @@ impl Engine {
         let mut cache_hit = None;
         let decision = match self.decide_inner(host, keys, crypto, counter, &mut cache_hit) {
             Ok(d) => d,
-            Err((reason, token)) => Decision::Deny(Denial { reason, fingerprint: token.map(|t| fingerprint(&t)) }),
+            Err((reason, token)) => {
+                let provider = match (reason, &token) {
+                    (Reason::UnknownKey | Reason::KeysUnavailable, Some(t)) => provider_of(&self.config, t),
+                    _ => None,
+                };
+                Decision::Deny(Denial { reason, fingerprint: token.map(|t| fingerprint(&t)), provider })
+            }
         };
         Outcome { decision, cache_hit }
     }

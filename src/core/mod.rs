@@ -16,6 +16,7 @@ pub mod ip;
 pub mod json;
 pub mod jws;
 pub mod keys;
+pub mod keystore;
 pub mod pattern;
 pub mod reason;
 pub mod response;

@@ -144,6 +144,14 @@ pub fn verify(
     into_verified(config, index, untrusted)
 }
 
+/// The provider (index) a token names with `iss`; `None` if it cannot be parsed.
+pub fn provider_of(config: &Config, token: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(token).ok()?;
+    let untrusted = jws::parse(text).ok()?;
+    let iss = untrusted.claims.get("iss")?.as_str()?;
+    config.providers.iter().position(|p| p.issuer == iss)
+}
+
 /// Selects the key (exact `kid`, or up to [`MAX_KEYS_WITHOUT_KID`] keys of the
 /// token's `alg` when it has none) and verifies the signature.
 pub fn check_signature(

@@ -1,6 +1,7 @@
 //! One HTTP stream: read the request, ask the core, then forward or refuse.
 
 use super::host::{ProxyHost, SharedDataCounter};
+use super::jwks;
 use super::root::Shared;
 use crate::core::config::Mode;
 use crate::core::decide::{Decision, Denial};
@@ -8,23 +9,29 @@ use crate::core::forward::{self, HeaderEdits};
 use crate::core::host::header_values;
 use crate::core::reason::Reason;
 use crate::core::response::refusal;
-use crate::core::verify::InlineOnly;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 use std::rc::Rc;
 
 pub struct CjwtHttp {
+    context_id: u32,
     shared: Option<Rc<Shared>>,
 }
 
 impl CjwtHttp {
-    pub fn new(shared: Option<Rc<Shared>>) -> CjwtHttp {
-        CjwtHttp { shared }
+    pub fn new(context_id: u32, shared: Option<Rc<Shared>>) -> CjwtHttp {
+        CjwtHttp { context_id, shared }
     }
 }
 
-impl Context for CjwtHttp {}
+impl Context for CjwtHttp {
+    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        if let Some(shared) = &self.shared {
+            jwks::on_response(shared, token_id, body_size);
+        }
+    }
+}
 
 impl HttpContext for CjwtHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -32,32 +39,45 @@ impl HttpContext for CjwtHttp {
             // No configuration: Envoy would not have started; refuse anyway.
             return refuse(Reason::KeysUnavailable, "cjwt", true);
         };
-        let host = ProxyHost::read();
-        let Ok(mut engine) = shared.engine.try_borrow_mut() else {
-            return refuse(Reason::KeysUnavailable, "cjwt", true);
-        };
-        let host_calls = shared.crypto.calls.get();
-        let outcome = engine.decide(&host, &InlineOnly, &shared.crypto, &mut SharedDataCounter);
-        shared.metrics.cache(outcome.cache_hit);
-        shared.metrics.host_verifications(shared.crypto.calls.get().saturating_sub(host_calls));
-        let config = &engine.config;
-        let path = header_values(&host, ":path").next().and_then(|p| std::str::from_utf8(p).ok()).unwrap_or("/");
-        match outcome.decision {
-            Decision::Allow { token, credential } => {
-                shared.metrics.allowed();
-                let edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), path);
-                apply_or_fail(&edits, &host)
-            }
-            Decision::Deny(denial) if config.mode == Mode::DryRun => {
-                shared.metrics.dry_run_denied(denial.reason);
-                log_denial(&denial, true);
-                apply_or_fail(&forward::edits(&config.forward, None, None, path), &host)
-            }
-            Decision::Deny(denial) => {
-                shared.metrics.denied(denial.reason);
-                log_denial(&denial, false);
-                refuse(denial.reason, &config.realm, config.detail)
-            }
+        process(&shared, Some(self.context_id))
+    }
+}
+
+/// Decides the current request and acts on it. With `waiter` set, a request
+/// refused only because its provider's keys are missing waits (paused) for a
+/// key fetch instead; [`jwks::on_response`] decides it again without waiting.
+pub fn process(shared: &Shared, waiter: Option<u32>) -> Action {
+    let host = ProxyHost::read();
+    let (Ok(mut engine), Ok(keys)) = (shared.engine.try_borrow_mut(), shared.keys.try_borrow()) else {
+        return refuse(Reason::KeysUnavailable, "cjwt", true);
+    };
+    let host_calls = shared.crypto.calls.get();
+    let outcome = engine.decide(&host, &*keys, &shared.crypto, &mut SharedDataCounter);
+    drop(keys);
+    shared.metrics.cache(outcome.cache_hit);
+    shared.metrics.host_verifications(shared.crypto.calls.get().saturating_sub(host_calls));
+    let config = &engine.config;
+    let path = header_values(&host, ":path").next().and_then(|p| std::str::from_utf8(p).ok()).unwrap_or("/");
+    match outcome.decision {
+        Decision::Allow { token, credential } => {
+            shared.metrics.allowed();
+            let edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), path);
+            apply_or_fail(&edits, &host)
+        }
+        Decision::Deny(Denial { provider: Some(p), .. })
+            if waiter.is_some() && jwks::wait_for_keys(shared, config, p, waiter) =>
+        {
+            Action::Pause
+        }
+        Decision::Deny(denial) if config.mode == Mode::DryRun => {
+            shared.metrics.dry_run_denied(denial.reason);
+            log_denial(&denial, true);
+            apply_or_fail(&forward::edits(&config.forward, None, None, path), &host)
+        }
+        Decision::Deny(denial) => {
+            shared.metrics.denied(denial.reason);
+            log_denial(&denial, false);
+            refuse(denial.reason, &config.realm, config.detail)
         }
     }
 }

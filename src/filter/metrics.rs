@@ -15,6 +15,8 @@ pub struct Metrics {
     cache_hit: Option<u32>,
     cache_miss: Option<u32>,
     verify_host: Option<u32>,
+    jwks_ok: Option<u32>,
+    jwks_failed: Option<u32>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -31,9 +33,8 @@ impl Metrics {
             verify_host: counter("cjwt.verify.host"),
             ..Metrics::default()
         };
-        // Defined up front so that every counter shows in /stats, even at zero.
-        let _ = counter("cjwt.jwks.fetch_ok");
-        let _ = counter("cjwt.jwks.fetch_failed");
+        m.jwks_ok = counter("cjwt.jwks.fetch_ok");
+        m.jwks_failed = counter("cjwt.jwks.fetch_failed");
         for reason in Reason::ALL {
             if let Some(id) = counter(&format!("cjwt.denied.{}", reason.code())) {
                 m.denied_by.push((reason, id));
@@ -70,6 +71,10 @@ impl Metrics {
         if let (Some(id), true) = (self.verify_host, n > 0) {
             let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+
+    pub fn jwks_fetch(&self, ok: bool) {
+        Self::bump(if ok { self.jwks_ok } else { self.jwks_failed });
     }
 
     pub fn cache(&self, hit: Option<bool>) {

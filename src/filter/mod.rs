@@ -3,6 +3,7 @@
 
 mod host;
 mod http;
+mod jwks;
 mod metrics;
 mod root;
 

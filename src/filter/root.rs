@@ -3,9 +3,11 @@
 
 use super::host::EnvoyCrypto;
 use super::http::CjwtHttp;
+use super::jwks::{self, FetchState};
 use super::metrics::Metrics;
 use crate::core::config::Config;
 use crate::core::decide::Engine;
+use crate::core::keystore::KeyStore;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
@@ -16,6 +18,9 @@ pub struct Shared {
     pub engine: RefCell<Engine>,
     pub metrics: Metrics,
     pub crypto: EnvoyCrypto,
+    /// Keys fetched from remote JWKS, per provider.
+    pub keys: RefCell<KeyStore>,
+    pub fetches: RefCell<Vec<FetchState>>,
 }
 
 #[derive(Default)]
@@ -23,7 +28,13 @@ pub struct CjwtRoot {
     shared: Option<Rc<Shared>>,
 }
 
-impl Context for CjwtRoot {}
+impl Context for CjwtRoot {
+    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        if let Some(shared) = &self.shared {
+            jwks::on_response(shared, token_id, body_size);
+        }
+    }
+}
 
 impl RootContext for CjwtRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -42,8 +53,26 @@ impl RootContext for CjwtRoot {
                     config.rules.len(),
                     config.mode
                 );
-                let engine = RefCell::new(Engine::new(config));
-                self.shared = Some(Rc::new(Shared { engine, metrics: Metrics::define(), crypto }));
+                let providers = config.providers.len();
+                let remote: Vec<usize> =
+                    config.providers.iter().enumerate().filter(|(_, p)| p.remote.is_some()).map(|(i, _)| i).collect();
+                let shared = Rc::new(Shared {
+                    engine: RefCell::new(Engine::new(config)),
+                    metrics: Metrics::define(),
+                    crypto,
+                    keys: RefCell::new(KeyStore::new(providers)),
+                    fetches: RefCell::new(vec![FetchState::default(); providers]),
+                });
+                if !remote.is_empty() {
+                    // Fetch now (worker VMs answer within ~100 ms), then refresh from the tick.
+                    let _ = proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_secs(1));
+                    if let Ok(engine) = shared.engine.try_borrow() {
+                        for p in remote {
+                            jwks::start_fetch(&shared, &engine.config, p);
+                        }
+                    }
+                }
+                self.shared = Some(shared);
                 true
             }
             Err(e) => {
@@ -53,8 +82,14 @@ impl RootContext for CjwtRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(CjwtHttp::new(self.shared.clone())))
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(CjwtHttp::new(context_id, self.shared.clone())))
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(shared) = &self.shared {
+            jwks::on_tick(shared);
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

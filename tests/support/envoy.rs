@@ -220,11 +220,84 @@ pub struct Options {
     pub region: Option<String>,
     /// Extra text substitutions on the rendered YAML.
     pub edits: Vec<(String, String)>,
+    /// Extra clusters (YAML list items, indented for `static_resources.clusters`).
+    pub clusters: String,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { concurrency: 1, region: None, edits: Vec::new() }
+        Options { concurrency: 1, region: None, edits: Vec::new(), clusters: String::new() }
+    }
+}
+
+/// A cluster `name` to a local port, for `Options::clusters`.
+pub fn cluster(name: &str, port: u16) -> String {
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {port} }}\n"
+    )
+}
+
+/// A JWKS server: answers every request with the current status and body
+/// (after an optional delay) and counts requests.
+pub struct JwksServer {
+    pub port: u16,
+    pub state: Arc<Mutex<(u16, String, Duration)>>,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    pub fn start(body: &str) -> JwksServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new((200u16, body.to_string(), Duration::ZERO)));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (st, h) = (Arc::clone(&state), Arc::clone(&hits));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (st, h) = (Arc::clone(&st), Arc::clone(&h));
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut writer = stream;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                                break;
+                            }
+                        }
+                        h.fetch_add(1, Ordering::SeqCst);
+                        let (status, body, delay) = st.lock().unwrap().clone();
+                        std::thread::sleep(delay);
+                        let r = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if writer.write_all(r.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        JwksServer { port, state, hits }
+    }
+
+    pub fn set(&self, status: u16, body: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = status;
+        s.1 = body.to_string();
+    }
+
+    pub fn delay(&self, d: Duration) {
+        self.state.lock().unwrap().2 = d;
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
     }
 }
 
@@ -270,6 +343,9 @@ pub fn render(plugin_config: Option<&str>, upstream_port: u16, opts: &Options) -
         .replace("filename: target/wasm32-wasip1/release/cjwt.wasm", &format!("filename: {}", wasm_path().display()));
     if let Some(region) = &opts.region {
         yaml = yaml.replace("REGION: eu-west-1", &format!("REGION: {region}"));
+    }
+    if !opts.clusters.is_empty() {
+        yaml.push_str(&opts.clusters);
     }
     for (from, to) in &opts.edits {
         assert!(yaml.contains(from.as_str()), "edit target {from:?} not in envoy.yaml");

@@ -86,6 +86,8 @@ pub struct RemoteJwks {
     pub path: String,
     pub refresh_seconds: u64,
     pub timeout_ms: u64,
+    /// At most one fetch per this many seconds is triggered by unknown `kid`s.
+    pub min_refetch_seconds: u64,
 }
 
 /// `auth` of a rule.
@@ -507,15 +509,26 @@ fn compile_remote(field: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigErr
         return err(format!("{field}.path"), "must start with '/'");
     }
     let refresh = r.refresh_seconds.unwrap_or(600);
-    if !(10..=86_400).contains(&refresh) {
-        return err(format!("{field}.refresh_seconds"), "must be 10..=86400");
+    if !(1..=86_400).contains(&refresh) {
+        return err(format!("{field}.refresh_seconds"), "must be 1..=86400");
+    }
+    let min_refetch = r.min_refetch_seconds.unwrap_or(30);
+    if min_refetch > 3600 {
+        return err(format!("{field}.min_refetch_seconds"), "must be 0..=3600");
     }
     let timeout = r.timeout_ms.unwrap_or(2000);
     if !(100..=60_000).contains(&timeout) {
         return err(format!("{field}.timeout_ms"), "must be 100..=60000");
     }
     let authority = r.authority.unwrap_or_else(|| r.cluster.clone());
-    Ok(RemoteJwks { cluster: r.cluster, authority, path: r.path, refresh_seconds: refresh, timeout_ms: timeout })
+    Ok(RemoteJwks {
+        cluster: r.cluster,
+        authority,
+        path: r.path,
+        refresh_seconds: refresh,
+        timeout_ms: timeout,
+        min_refetch_seconds: min_refetch,
+    })
 }
 
 fn compile_token_source(field: &str, s: RawTokenSource) -> Result<TokenSource, ConfigError> {

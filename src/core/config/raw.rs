@@ -83,6 +83,8 @@ pub struct RawRemoteJwks {
     pub refresh_seconds: Option<u64>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub min_refetch_seconds: Option<u64>,
 }
 
 /// `{"header": name, "prefix": p}`, `{"cookie": name}` or `{"query": name}`.

@@ -1,0 +1,194 @@
+//! Remote JWKS: fetched through an Envoy cluster with `dispatch_http_call`, on
+//! start, every `refresh_seconds`, and (rate-limited) when a token names a key
+//! the provider does not have yet — that request waits, paused, for the answer.
+//!
+//! Each worker VM fetches for itself: no cross-VM coordination on the request
+//! path, at the cost of one fetch per worker per refresh (see docs/decisions.md).
+
+use super::host::host_now;
+use super::http::process;
+use super::root::Shared;
+use crate::core::config::Config;
+use crate::core::keystore::parse_remote_jwks;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{Action, BufferType, MapType};
+use std::time::Duration;
+
+/// Fetch state of one provider.
+#[derive(Debug, Default, Clone)]
+pub struct FetchState {
+    /// The token of the call in flight, and when it started (Unix s).
+    pub in_flight: Option<(u32, i64)>,
+    pub last_started: Option<i64>,
+    /// When the next periodic fetch is due (Unix s).
+    pub next_due: i64,
+    /// HTTP contexts paused until this provider's fetch answers.
+    pub waiters: Vec<u32>,
+}
+
+/// Seconds before a failed fetch is retried by the periodic timer.
+const RETRY_SECONDS: i64 = 5;
+
+/// Starts a fetch for `provider` now; false if it could not be dispatched.
+pub fn start_fetch(shared: &Shared, config: &Config, provider: usize) -> bool {
+    let Some(remote) = config.providers.get(provider).and_then(|p| p.remote.as_ref()) else {
+        return false;
+    };
+    let headers = vec![(":method", "GET"), (":path", remote.path.as_str()), (":authority", remote.authority.as_str())];
+    let now = host_now();
+    let Ok(mut fetches) = shared.fetches.try_borrow_mut() else {
+        return false;
+    };
+    let Some(state) = fetches.get_mut(provider) else {
+        return false;
+    };
+    state.last_started = Some(now);
+    match hostcalls::dispatch_http_call(
+        &remote.cluster,
+        headers,
+        None,
+        vec![],
+        Duration::from_millis(remote.timeout_ms),
+    ) {
+        Ok(token) => {
+            state.in_flight = Some((token, now));
+            true
+        }
+        Err(e) => {
+            log::warn!(
+                "cjwt: JWKS fetch for provider {} not dispatched ({e:?}); is cluster {:?} defined?",
+                provider,
+                remote.cluster
+            );
+            state.next_due = now + RETRY_SECONDS;
+            shared.metrics.jwks_fetch(false);
+            false
+        }
+    }
+}
+
+/// Whether the current request should wait for `provider`'s keys: yes when a
+/// fetch is in flight, or when one may start now (at most one per
+/// `min_refetch_seconds`). Registers the waiter and starts the fetch if needed.
+pub fn wait_for_keys(shared: &Shared, config: &Config, provider: usize, waiter: Option<u32>) -> bool {
+    let (Some(context), Some(remote)) = (waiter, config.providers.get(provider).and_then(|p| p.remote.as_ref())) else {
+        return false;
+    };
+    let now = host_now();
+    let stale = i64::try_from(remote.timeout_ms / 1000).unwrap_or(60) + 2;
+    let (in_flight, may_start) = {
+        let Ok(mut fetches) = shared.fetches.try_borrow_mut() else {
+            return false;
+        };
+        let Some(state) = fetches.get_mut(provider) else {
+            return false;
+        };
+        // A call whose context went away never answers: forget it after its timeout.
+        if state.in_flight.is_some_and(|(_, started)| now - started > stale) {
+            state.in_flight = None;
+        }
+        let min = i64::try_from(remote.min_refetch_seconds).unwrap_or(i64::MAX);
+        let may_start = state.last_started.is_none_or(|t| now.saturating_sub(t) >= min);
+        (state.in_flight.is_some(), may_start)
+    };
+    let fetching = in_flight || (may_start && start_fetch(shared, config, provider));
+    if !fetching {
+        return false;
+    }
+    if let Ok(mut fetches) = shared.fetches.try_borrow_mut() {
+        if let Some(state) = fetches.get_mut(provider) {
+            state.waiters.push(context);
+            return true;
+        }
+    }
+    false
+}
+
+/// Periodic refresh (from the root context's tick).
+pub fn on_tick(shared: &Shared) {
+    let Ok(engine) = shared.engine.try_borrow() else {
+        return;
+    };
+    let now = host_now();
+    let due: Vec<usize> = match shared.fetches.try_borrow() {
+        Ok(fetches) => fetches
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                s.in_flight.is_none()
+                    && now >= s.next_due
+                    && engine.config.providers.get(*i).is_some_and(|p| p.remote.is_some())
+            })
+            .map(|(i, _)| i)
+            .collect(),
+        Err(_) => return,
+    };
+    for provider in due {
+        start_fetch(shared, &engine.config, provider);
+    }
+}
+
+/// Handles a fetch answer (delivered to whichever context dispatched it), then
+/// decides every request that waited for it, and resumes the ones allowed.
+pub fn on_response(shared: &Shared, token: u32, body_size: usize) {
+    let provider = match shared.fetches.try_borrow_mut() {
+        Ok(mut fetches) => match fetches.iter_mut().position(|s| s.in_flight.is_some_and(|(t, _)| t == token)) {
+            Some(i) => {
+                if let Some(s) = fetches.get_mut(i) {
+                    s.in_flight = None;
+                }
+                i
+            }
+            None => return,
+        },
+        Err(_) => return,
+    };
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
+    let parsed = match (status.as_deref(), shared.engine.try_borrow()) {
+        (Some("200"), Ok(engine)) => parse_remote_jwks(&engine.config, provider, &body),
+        (status, _) => Err(format!("HTTP status {}", status.unwrap_or("none"))),
+    };
+    let (ok, refresh) = match (&parsed, shared.engine.try_borrow()) {
+        (r, Ok(engine)) => {
+            let refresh = engine
+                .config
+                .providers
+                .get(provider)
+                .and_then(|p| p.remote.as_ref())
+                .map_or(600, |r| r.refresh_seconds);
+            (r.is_ok(), i64::try_from(refresh).unwrap_or(600))
+        }
+        (r, Err(_)) => (r.is_ok(), 600),
+    };
+    match parsed {
+        Ok(fetched) => {
+            log::info!(
+                "cjwt: JWKS for provider {provider}: {} key(s) loaded, {} skipped",
+                fetched.keys.len(),
+                fetched.skipped
+            );
+            if let Ok(mut keys) = shared.keys.try_borrow_mut() {
+                keys.set(provider, fetched.keys);
+            }
+        }
+        Err(e) => log::warn!("cjwt: JWKS for provider {provider} refused, previous keys kept: {e}"),
+    }
+    shared.metrics.jwks_fetch(ok);
+    let waiters = match shared.fetches.try_borrow_mut() {
+        Ok(mut fetches) => match fetches.get_mut(provider) {
+            Some(s) => {
+                s.next_due = host_now() + if ok { refresh } else { RETRY_SECONDS.min(refresh) };
+                std::mem::take(&mut s.waiters)
+            }
+            None => Vec::new(),
+        },
+        Err(_) => Vec::new(),
+    };
+    for context in waiters {
+        // A stream that ended while it waited cannot be made current: skip it.
+        if hostcalls::set_effective_context(context).is_ok() && process(shared, None) == Action::Continue {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
