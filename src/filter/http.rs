@@ -35,6 +35,8 @@ impl Context for CjwtHttp {
 
 impl HttpContext for CjwtHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "fault-injection")]
+        fault_injection();
         let Some(shared) = self.shared.clone() else {
             // No configuration: Envoy would not have started; refuse anyway.
             return refuse(Reason::KeysUnavailable, "cjwt", true);
@@ -78,6 +80,17 @@ pub fn process(shared: &Shared, waiter: Option<u32>) -> Action {
             shared.metrics.denied(denial.reason);
             log_denial(&denial, false);
             refuse(denial.reason, &config.realm, config.detail)
+        }
+    }
+}
+
+/// Test builds only: trap the VM on demand.
+#[cfg(feature = "fault-injection")]
+#[allow(clippy::panic)]
+fn fault_injection() {
+    if let Ok(Some(v)) = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-cjwt-fault") {
+        if v == b"panic" {
+            panic!("cjwt: injected fault");
         }
     }
 }

@@ -30,6 +30,13 @@ pub fn envoy_binary() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// The fault-injection build (`make test` builds it into target/fault).
+pub fn fault_wasm_path() -> PathBuf {
+    let p = repo_root().join("target/fault/wasm32-wasip1/release/cjwt.wasm");
+    assert!(p.exists(), "{} is missing: run `make test` (it builds the fault-injection filter)", p.display());
+    p
+}
+
 pub fn wasm_path() -> PathBuf {
     let p = repo_root().join("target/wasm32-wasip1/release/cjwt.wasm");
     assert!(p.exists(), "{} is missing: run `make build` first", p.display());
@@ -222,11 +229,13 @@ pub struct Options {
     pub edits: Vec<(String, String)>,
     /// Extra clusters (YAML list items, indented for `static_resources.clusters`).
     pub clusters: String,
+    /// Another build of the filter (e.g. the fault-injection build).
+    pub wasm: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { concurrency: 1, region: None, edits: Vec::new(), clusters: String::new() }
+        Options { concurrency: 1, region: None, edits: Vec::new(), clusters: String::new(), wasm: None }
     }
 }
 
@@ -340,7 +349,10 @@ pub fn render(plugin_config: Option<&str>, upstream_port: u16, opts: &Options) -
         .replace("port_value: 9901", "port_value: 0")
         .replace("port_value: 10000", "port_value: 0")
         .replace("port_value: 8081", &format!("port_value: {upstream_port}"))
-        .replace("filename: target/wasm32-wasip1/release/cjwt.wasm", &format!("filename: {}", wasm_path().display()));
+        .replace(
+            "filename: target/wasm32-wasip1/release/cjwt.wasm",
+            &format!("filename: {}", opts.wasm.clone().unwrap_or_else(wasm_path).display()),
+        );
     if let Some(region) = &opts.region {
         yaml = yaml.replace("REGION: eu-west-1", &format!("REGION: {region}"));
     }
