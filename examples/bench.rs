@@ -293,6 +293,9 @@ fn main() {
     for alg in ALGS {
         let key = SigningKey::generate(alg).unwrap();
         keys.push(key.public_jwk(Some(alg.name())));
+        if alg == Algorithm::EdDSA {
+            MEMORY_KEY.with(|k| *k.borrow_mut() = Some((key.to_pem().unwrap(), alg.name().to_string())));
+        }
         let claims = |i: usize| json!({"iss": ISSUER, "aud": "bench", "sub": format!("user-{i}"), "tenant": "acme", "iat": now, "exp": now + 7200, "cnst": {"ip": ["127.0.0.0/8"]}});
         let warm = dir.join(format!("{}-warm.txt", alg.name()));
         std::fs::write(&warm, mint(&key, Some(alg.name()), &claims(0)) + "\n").unwrap();
@@ -394,10 +397,64 @@ fn main() {
         let unique_c = added(idx(Filter::Cjwt, alg, false)) / added(idx(Filter::NativeCached, alg, false));
         let _ = writeln!(out, "| {} | {warm:.2} | {unique:.2} | {unique_c:.2} |", alg.name());
     }
+    if env_num("BENCH_MEMORY", 1) == 1 {
+        let cjwt = &envoys.iter().find(|(g, _)| *g == Filter::Cjwt).unwrap().1;
+        out.push_str(&memory_check(cjwt, &dir, now));
+    }
     println!("\n{out}");
     let results = dir.join("results.md");
     std::fs::write(&results, &out).unwrap();
     println!("written to {}", results.display());
+}
+
+/// Envoy's resident memory (kB).
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sends 2 × 100k distinct tokens through cjwt and reports Envoy's memory after
+/// each 100k: the verified-token cache is bounded, so memory must plateau.
+fn memory_check(envoy: &RunningEnvoy, dir: &Path, now: i64) -> String {
+    let mut report = String::from(
+        "\nMemory: Envoy RSS with cjwt (cache 1024 entries) under distinct tokens:\n\n| after | RSS |\n|---|---:|\n",
+    );
+    let _ = writeln!(report, "| start (bench done) | {} MB |", rss_kb(envoy.pid) / 1024);
+    let signing = MEMORY_KEY.with(|k| k.borrow().clone());
+    let Some((pem, kid)) = signing else {
+        return report;
+    };
+    let key = SigningKey::from_pem(Algorithm::EdDSA, &pem).unwrap();
+    for round in 1..=2 {
+        let file = dir.join(format!("memory-{round}.txt"));
+        let tokens: Vec<String> = (0..100_000)
+            .map(|i| {
+                let claims = json!({"iss": ISSUER, "aud": "bench", "sub": format!("m{round}-{i}"), "tenant": "acme", "iat": now, "exp": now + 7200, "cnst": {"ip": ["127.0.0.0/8"]}});
+                mint(&key, Some(&kid), &claims)
+            })
+            .collect();
+        std::fs::write(&file, tokens.join("\n") + "\n").unwrap();
+        let out = Command::new("taskset")
+            .args(["-c", "1", "wrk", "-t1", "-c8", "-d40s", "-s"])
+            .arg(envoy::repo_root().join("bench/once.lua"))
+            .arg(format!("http://127.0.0.1:{}/", envoy.port))
+            .env("TOKENS", &file)
+            .output()
+            .expect("wrk");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let sent = text.lines().find(|l| l.contains("requests in")).map(|l| l.trim().to_string()).unwrap_or_default();
+        let _ = writeln!(report, "| {}00k distinct tokens ({sent}) | {} MB |", round, rss_kb(envoy.pid) / 1024);
+    }
+    report
+}
+
+thread_local! {
+    /// The EdDSA bench key (PKCS#8 PEM, kid), for the memory check.
+    static MEMORY_KEY: std::cell::RefCell<Option<(String, String)>> = const { std::cell::RefCell::new(None) };
 }
 
 fn envoy_version() -> String {
