@@ -379,3 +379,35 @@ mod remote_jwks {
         }
     }
 }
+
+mod discovery {
+    use cjwt::core::keystore::jwks_path_from_discovery;
+    use serde_json::json;
+
+    #[test]
+    fn jwks_uri_must_be_on_the_configured_authority_and_issuer_must_match() {
+        let doc = |iss: &str, uri: &str| json!({"issuer": iss, "jwks_uri": uri}).to_string();
+        let ok = jwks_path_from_discovery(
+            doc("https://i", "https://idp.example.com/k?x=1").as_bytes(),
+            "https://i",
+            "idp.example.com",
+        );
+        assert_eq!(ok.unwrap(), "/k?x=1");
+        let upper = jwks_path_from_discovery(
+            doc("https://i", "https://IDP.example.com/k").as_bytes(),
+            "https://i",
+            "idp.example.com",
+        );
+        assert_eq!(upper.unwrap(), "/k");
+        for (d, want) in [
+            (doc("https://other", "https://idp.example.com/k"), "another issuer"),
+            (doc("https://i", "https://evil.example/k"), "not on the configured authority"),
+            (doc("https://i", "ftp://idp.example.com/k"), "not an http(s) URL"),
+            (json!({"issuer": "https://i"}).to_string(), "no `jwks_uri`"),
+            ("{".to_string(), "not a JSON object"),
+        ] {
+            let e = jwks_path_from_discovery(d.as_bytes(), "https://i", "idp.example.com").unwrap_err();
+            assert!(e.contains(want), "want {want:?} in {e:?}");
+        }
+    }
+}

@@ -138,3 +138,43 @@ fn every_worker_gets_the_keys() {
     let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 }
+
+#[test]
+fn oidc_discovery_finds_the_jwks() {
+    let k1 = SigningKey::generate(Algorithm::ES256).unwrap();
+    let server = JwksServer::start("{}");
+    server.set(404, "not here");
+    server.route(
+        "/.well-known/openid-configuration",
+        &json!({"issuer": ISS, "jwks_uri": "https://idp.example.com/protocol/certs"}).to_string(),
+    );
+    server.route("/protocol/certs", &jwks(&[(&k1, "k1")]));
+    let cfg = json!({"providers": [{"name": "idp", "issuer": ISS, "remote_jwks": {"cluster": "idp", "authority": "idp.example.com",
+        "discovery_path": "/.well-known/openid-configuration", "timeout_ms": 500}}]});
+    let envoy = Envoy::start(&cfg, Options { clusters: cluster("idp", server.port), ..Options::default() });
+    let r = envoy.get("/x", &[("authorization", &bearer_for(&k1, "k1"))]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let paths = server.paths.lock().unwrap().clone();
+    assert_eq!(paths.first().map(String::as_str), Some("/.well-known/openid-configuration"), "{paths:?}");
+    assert!(paths.iter().any(|p| p == "/protocol/certs"), "{paths:?}");
+}
+
+#[test]
+fn discovery_pointing_elsewhere_is_refused() {
+    let k1 = SigningKey::generate(Algorithm::ES256).unwrap();
+    let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
+    server.route(
+        "/.well-known/openid-configuration",
+        &json!({"issuer": ISS, "jwks_uri": "https://evil.example/keys"}).to_string(),
+    );
+    let cfg = json!({"providers": [{"name": "idp", "issuer": ISS, "remote_jwks": {"cluster": "idp", "authority": "idp.example.com",
+        "discovery_path": "/.well-known/openid-configuration", "timeout_ms": 500}}]});
+    let envoy = Envoy::start(&cfg, Options { clusters: cluster("idp", server.port), ..Options::default() });
+    let r = envoy.get("/x", &[("authorization", &bearer_for(&k1, "k1"))]);
+    assert_eq!(r.reason().as_deref(), Some("keys_unavailable"));
+    assert!(envoy.wait_log("not on the configured authority"), "{}", envoy.log());
+    assert!(
+        server.paths.lock().unwrap().iter().all(|p| p == "/.well-known/openid-configuration"),
+        "never fetched a key set"
+    );
+}

@@ -89,3 +89,37 @@ pub fn parse_remote_jwks(config: &Config, provider: usize, body: &[u8]) -> Resul
     }
     Ok(FetchedKeys { keys, skipped })
 }
+
+/// The JWKS path from an OIDC discovery document (OpenID Connect Discovery 1.0):
+/// its `issuer` must equal the provider's, and `jwks_uri` must be on the
+/// configured authority (keys are only ever fetched through the configured
+/// cluster). Returns the path (with query) of `jwks_uri`.
+pub fn jwks_path_from_discovery(doc: &[u8], issuer: &str, authority: &str) -> Result<String, String> {
+    if doc.len() > MAX_JWKS_BYTES {
+        return Err("discovery document is too large".into());
+    }
+    let doc =
+        json::parse_object(doc).map_err(|_| "discovery document is not a JSON object without duplicate members")?;
+    match doc.get("issuer").and_then(Value::as_str) {
+        Some(i) if i == issuer => {}
+        Some(_) => return Err("discovery document names another issuer".into()),
+        None => return Err("discovery document has no `issuer`".into()),
+    }
+    let uri = doc.get("jwks_uri").and_then(Value::as_str).ok_or("discovery document has no `jwks_uri`")?;
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))
+        .ok_or("`jwks_uri` is not an http(s) URL")?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("/")),
+        None => (rest, "/"),
+    };
+    if !host.eq_ignore_ascii_case(authority) {
+        return Err(format!("`jwks_uri` is on {host:?}, not on the configured authority {authority:?}"));
+    }
+    let path = path.split('#').next().unwrap_or("/");
+    if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("`jwks_uri` has an invalid path".into());
+    }
+    Ok(path.to_string())
+}

@@ -8,17 +8,26 @@
 use super::host::host_now;
 use super::http::process;
 use super::root::Shared;
-use crate::core::config::Config;
-use crate::core::keystore::parse_remote_jwks;
+use crate::core::config::{Config, JwksSource};
+use crate::core::keystore::{jwks_path_from_discovery, parse_remote_jwks};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::time::Duration;
 
+/// What a call in flight fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Keys,
+    Discovery,
+}
+
 /// Fetch state of one provider.
 #[derive(Debug, Default, Clone)]
 pub struct FetchState {
-    /// The token of the call in flight, and when it started (Unix s).
-    pub in_flight: Option<(u32, i64)>,
+    /// The token of the call in flight, when it started (Unix s), and what it fetches.
+    pub in_flight: Option<(u32, i64, Kind)>,
+    /// With OIDC discovery: the JWKS path found in the discovery document.
+    pub jwks_path: Option<String>,
     pub last_started: Option<i64>,
     /// When the next periodic fetch is due (Unix s).
     pub next_due: i64,
@@ -34,7 +43,6 @@ pub fn start_fetch(shared: &Shared, config: &Config, provider: usize) -> bool {
     let Some(remote) = config.providers.get(provider).and_then(|p| p.remote.as_ref()) else {
         return false;
     };
-    let headers = vec![(":method", "GET"), (":path", remote.path.as_str()), (":authority", remote.authority.as_str())];
     let now = host_now();
     let Ok(mut fetches) = shared.fetches.try_borrow_mut() else {
         return false;
@@ -42,16 +50,16 @@ pub fn start_fetch(shared: &Shared, config: &Config, provider: usize) -> bool {
     let Some(state) = fetches.get_mut(provider) else {
         return false;
     };
+    let (path, kind) = match (&remote.source, &state.jwks_path) {
+        (JwksSource::Path(p), _) | (JwksSource::Discovery(_), Some(p)) => (p.clone(), Kind::Keys),
+        (JwksSource::Discovery(d), None) => (d.clone(), Kind::Discovery),
+    };
+    let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", remote.authority.as_str())];
     state.last_started = Some(now);
-    match hostcalls::dispatch_http_call(
-        &remote.cluster,
-        headers,
-        None,
-        vec![],
-        Duration::from_millis(remote.timeout_ms),
-    ) {
+    let timeout = Duration::from_millis(remote.timeout_ms);
+    match hostcalls::dispatch_http_call(&remote.cluster, headers, None, vec![], timeout) {
         Ok(token) => {
-            state.in_flight = Some((token, now));
+            state.in_flight = Some((token, now, kind));
             true
         }
         Err(e) => {
@@ -84,7 +92,7 @@ pub fn wait_for_keys(shared: &Shared, config: &Config, provider: usize, waiter: 
             return false;
         };
         // A call whose context went away never answers: forget it after its timeout.
-        if state.in_flight.is_some_and(|(_, started)| now - started > stale) {
+        if state.in_flight.is_some_and(|(_, started, _)| now - started > stale) {
             state.in_flight = None;
         }
         let min = i64::try_from(remote.min_refetch_seconds).unwrap_or(i64::MAX);
@@ -128,23 +136,59 @@ pub fn on_tick(shared: &Shared) {
     }
 }
 
+/// Handles an OIDC discovery answer: on success remembers the JWKS path and
+/// starts the key fetch (true); on failure returns false so the caller counts
+/// the failure and answers the waiters.
+fn on_discovery(shared: &Shared, provider: usize, status: Option<&str>, body: &[u8]) -> bool {
+    let Ok(engine) = shared.engine.try_borrow() else {
+        return false;
+    };
+    let Some(p) = engine.config.providers.get(provider) else {
+        return false;
+    };
+    let authority = p.remote.as_ref().map_or("", |r| r.authority.as_str());
+    let found = match status {
+        Some("200") => jwks_path_from_discovery(body, &p.issuer, authority),
+        other => Err(format!("HTTP status {}", other.unwrap_or("none"))),
+    };
+    match found {
+        Ok(path) => {
+            log::info!("cjwt: OIDC discovery for provider {provider}: JWKS at {path}");
+            if let Ok(mut fetches) = shared.fetches.try_borrow_mut() {
+                if let Some(s) = fetches.get_mut(provider) {
+                    s.jwks_path = Some(path);
+                }
+            }
+            start_fetch(shared, &engine.config, provider)
+        }
+        Err(e) => {
+            log::warn!("cjwt: OIDC discovery for provider {provider} failed: {e}");
+            false
+        }
+    }
+}
+
 /// Handles a fetch answer (delivered to whichever context dispatched it), then
 /// decides every request that waited for it, and resumes the ones allowed.
 pub fn on_response(shared: &Shared, token: u32, body_size: usize) {
-    let provider = match shared.fetches.try_borrow_mut() {
-        Ok(mut fetches) => match fetches.iter_mut().position(|s| s.in_flight.is_some_and(|(t, _)| t == token)) {
-            Some(i) => {
-                if let Some(s) = fetches.get_mut(i) {
+    let (provider, kind) = match shared.fetches.try_borrow_mut() {
+        Ok(mut fetches) => {
+            match fetches.iter_mut().enumerate().find(|(_, s)| s.in_flight.is_some_and(|(t, _, _)| t == token)) {
+                Some((i, s)) => {
+                    let kind = s.in_flight.map_or(Kind::Keys, |(_, _, k)| k);
                     s.in_flight = None;
+                    (i, kind)
                 }
-                i
+                None => return,
             }
-            None => return,
-        },
+        }
         Err(_) => return,
     };
     let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
     let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
+    if kind == Kind::Discovery && on_discovery(shared, provider, status.as_deref(), &body) {
+        return; // the key fetch it started answers the waiters
+    }
     let parsed = match (status.as_deref(), shared.engine.try_borrow()) {
         (Some("200"), Ok(engine)) => parse_remote_jwks(&engine.config, provider, &body),
         (status, _) => Err(format!("HTTP status {}", status.unwrap_or("none"))),
@@ -172,7 +216,15 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) {
                 keys.set(provider, fetched.keys);
             }
         }
-        Err(e) => log::warn!("cjwt: JWKS for provider {provider} refused, previous keys kept: {e}"),
+        Err(e) => {
+            log::warn!("cjwt: JWKS for provider {provider} refused, previous keys kept: {e}");
+            // With discovery, look the JWKS location up again next time.
+            if let Ok(mut fetches) = shared.fetches.try_borrow_mut() {
+                if let Some(s) = fetches.get_mut(provider) {
+                    s.jwks_path = None;
+                }
+            }
+        }
     }
     shared.metrics.jwks_fetch(ok);
     let waiters = match shared.fetches.try_borrow_mut() {

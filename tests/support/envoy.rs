@@ -252,6 +252,10 @@ pub struct JwksServer {
     pub port: u16,
     pub state: Arc<Mutex<(u16, String, Duration)>>,
     pub hits: Arc<AtomicUsize>,
+    /// Bodies for specific paths (answered 200), e.g. an OIDC discovery document.
+    pub routes: Arc<Mutex<Vec<(String, String)>>>,
+    /// Paths requested, in order.
+    pub paths: Arc<Mutex<Vec<String>>>,
 }
 
 impl JwksServer {
@@ -260,10 +264,12 @@ impl JwksServer {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new((200u16, body.to_string(), Duration::ZERO)));
         let hits = Arc::new(AtomicUsize::new(0));
-        let (st, h) = (Arc::clone(&state), Arc::clone(&hits));
+        let routes: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
+        let paths: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+        let (st, h, ro, pa) = (Arc::clone(&state), Arc::clone(&hits), Arc::clone(&routes), Arc::clone(&paths));
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (st, h) = (Arc::clone(&st), Arc::clone(&h));
+                let (st, h, ro, pa) = (Arc::clone(&st), Arc::clone(&h), Arc::clone(&ro), Arc::clone(&pa));
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
                     let mut writer = stream;
@@ -279,7 +285,12 @@ impl JwksServer {
                             }
                         }
                         h.fetch_add(1, Ordering::SeqCst);
-                        let (status, body, delay) = st.lock().unwrap().clone();
+                        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                        pa.lock().unwrap().push(path.clone());
+                        let (mut status, mut body, delay) = st.lock().unwrap().clone();
+                        if let Some((_, b)) = ro.lock().unwrap().iter().find(|(p, _)| *p == path) {
+                            (status, body) = (200, b.clone());
+                        }
                         std::thread::sleep(delay);
                         let r = format!(
                             "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
@@ -292,7 +303,11 @@ impl JwksServer {
                 });
             }
         });
-        JwksServer { port, state, hits }
+        JwksServer { port, state, hits, routes, paths }
+    }
+
+    pub fn route(&self, path: &str, body: &str) {
+        self.routes.lock().unwrap().push((path.to_string(), body.to_string()));
     }
 
     pub fn set(&self, status: u16, body: &str) {

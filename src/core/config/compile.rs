@@ -83,11 +83,21 @@ pub struct Provider {
 pub struct RemoteJwks {
     pub cluster: String,
     pub authority: String,
-    pub path: String,
+    pub source: JwksSource,
     pub refresh_seconds: u64,
     pub timeout_ms: u64,
     /// At most one fetch per this many seconds is triggered by unknown `kid`s.
     pub min_refetch_seconds: u64,
+}
+
+/// Where a remote key set is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// The JWKS path on the cluster.
+    Path(String),
+    /// An OIDC discovery document (`/.well-known/openid-configuration`) whose
+    /// `jwks_uri` names the JWKS on the same authority.
+    Discovery(String),
 }
 
 /// `auth` of a rule.
@@ -505,9 +515,13 @@ fn compile_remote(field: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigErr
     if r.cluster.is_empty() {
         return err(format!("{field}.cluster"), "must name an Envoy cluster");
     }
-    if !r.path.starts_with('/') {
-        return err(format!("{field}.path"), "must start with '/'");
-    }
+    let source = match (r.path, r.discovery_path) {
+        (Some(p), None) if p.starts_with('/') => JwksSource::Path(p),
+        (None, Some(d)) if d.starts_with('/') => JwksSource::Discovery(d),
+        (Some(_), None) => return err(format!("{field}.path"), "must start with '/'"),
+        (None, Some(_)) => return err(format!("{field}.discovery_path"), "must start with '/'"),
+        _ => return err(field, "exactly one of `path` (the JWKS) or `discovery_path` (OIDC discovery) is required"),
+    };
     let refresh = r.refresh_seconds.unwrap_or(600);
     if !(1..=86_400).contains(&refresh) {
         return err(format!("{field}.refresh_seconds"), "must be 1..=86400");
@@ -524,7 +538,7 @@ fn compile_remote(field: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigErr
     Ok(RemoteJwks {
         cluster: r.cluster,
         authority,
-        path: r.path,
+        source,
         refresh_seconds: refresh,
         timeout_ms: timeout,
         min_refetch_seconds: min_refetch,

@@ -78,7 +78,10 @@ pub struct RawRemoteJwks {
     pub cluster: String,
     #[serde(default)]
     pub authority: Option<String>,
-    pub path: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub discovery_path: Option<String>,
     #[serde(default)]
     pub refresh_seconds: Option<u64>,
     #[serde(default)]
