@@ -137,6 +137,11 @@ fn every_worker_gets_the_keys() {
         .collect();
     let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // One fetch per VM that serves or ticks (main thread + 2 workers); never one per request.
+    std::thread::sleep(Duration::from_millis(500));
+    let hits = server.hits();
+    eprintln!("JWKS fetches with --concurrency 2: {hits}");
+    assert!((2..=4).contains(&hits), "{hits} fetches");
 }
 
 #[test]
