@@ -730,3 +730,20 @@ fn every_reason_code_is_reachable() {
     let missing: Vec<&str> = Reason::ALL.iter().filter(|r| !seen.contains(r)).map(|r| r.code()).collect();
     assert!(missing.is_empty(), "unreached reason codes: {missing:?}");
 }
+
+#[test]
+fn a_standard_location_token_next_to_the_configured_one_is_multiple_tokens() {
+    // Only the Authorization header is configured; ?access_token= (RFC 6750 §2.3) still counts.
+    let mut e = engine(json!({}));
+    let t = eddsa(json!({}));
+    assert_eq!(
+        verdict(&mut e, &FakeHost::get(&format!("/x?access_token={t}")).bearer(&t)),
+        Some(Reason::MultipleTokens)
+    );
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x?access_token=forged").bearer(&t)), Some(Reason::MultipleTokens));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x?access_token=forged")), Some(Reason::MissingToken));
+    // A cookie-configured filter also refuses a bearer header next to the cookie.
+    let mut c = engine(json!({"token_from": [{"cookie": "jwt"}]}));
+    let both = FakeHost::get("/x").header("cookie", &format!("jwt={t}")).bearer("forged.a.b");
+    assert_eq!(verdict(&mut c, &both), Some(Reason::MultipleTokens));
+}

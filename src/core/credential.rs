@@ -22,61 +22,81 @@ pub enum Credential {
     Multiple,
 }
 
-/// Searches every configured source for credentials.
+/// The standard bearer locations of RFC 6750 (§2.1 header, §2.3 query parameter).
+fn standard_sources() -> [TokenSource; 2] {
+    [
+        TokenSource::Header { name: "authorization".into(), prefix: "Bearer ".into() },
+        TokenSource::Query("access_token".into()),
+    ]
+}
+
+/// Searches every configured source for credentials. A credential in a standard
+/// RFC 6750 location that is not configured also counts when a configured one is
+/// present: the upstream could otherwise act on the unverified one
+/// (`Authorization` plus `?access_token=` is `multiple_tokens`).
 pub fn find(sources: &[TokenSource], host: &dyn Host) -> Credential {
     let mut found: Option<Found> = None;
     let mut count = 0usize;
-    let mut note = |token: &[u8], source: &TokenSource| {
-        count += 1;
-        if found.is_none() {
-            found = Some(Found { token: token.to_vec(), source: source.clone() });
-        }
-    };
     for source in sources {
-        match source {
-            TokenSource::Header { name, prefix } => {
-                // Envoy joins repeated headers with ',' (HTTP/1 inline headers such
-                // as `authorization`); a comma never occurs in a compact JWS, so
-                // every comma-separated element is a credential of its own.
-                for value in header_values(host, name) {
-                    for element in value.split(|b| *b == b',') {
-                        if let Some(token) = strip_scheme(trim(element), prefix.as_bytes()) {
-                            note(token, source);
-                        }
-                    }
-                }
+        scan(source, host, &mut |token: &[u8]| {
+            count += 1;
+            if found.is_none() {
+                found = Some(Found { token: token.to_vec(), source: source.clone() });
             }
-            TokenSource::Cookie(cookie) => {
-                for value in header_values(host, "cookie") {
-                    for pair in value.split(|b| *b == b';') {
-                        let pair = trim(pair);
-                        if let Some(eq) = pair.iter().position(|b| *b == b'=') {
-                            let (name, rest) = pair.split_at(eq);
-                            let v = rest.get(1..).unwrap_or(&[]);
-                            if name == cookie.as_bytes() && !v.is_empty() {
-                                note(v, source);
-                            }
-                        }
-                    }
-                }
-            }
-            TokenSource::Query(param) => {
-                if let Some(query) = single_header(host, ":path").and_then(query_only) {
-                    for pair in query.split('&') {
-                        if let Some((name, v)) = pair.split_once('=') {
-                            if name == param && !v.is_empty() {
-                                note(v.as_bytes(), source);
-                            }
-                        }
-                    }
-                }
-            }
+        });
+    }
+    if count == 1 {
+        for source in standard_sources().iter().filter(|s| !sources.contains(s)) {
+            scan(source, host, &mut |_: &[u8]| count += 1);
         }
     }
     match (count, found) {
         (0, _) | (_, None) => Credential::None,
         (1, Some(f)) => Credential::One(f),
         _ => Credential::Multiple,
+    }
+}
+
+/// Calls `note` for every credential `source` holds in this request.
+fn scan(source: &TokenSource, host: &dyn Host, note: &mut dyn FnMut(&[u8])) {
+    match source {
+        TokenSource::Header { name, prefix } => {
+            // Envoy joins repeated headers with ',' (HTTP/1 inline headers such
+            // as `authorization`); a comma never occurs in a compact JWS, so
+            // every comma-separated element is a credential of its own.
+            for value in header_values(host, name) {
+                for element in value.split(|b| *b == b',') {
+                    if let Some(token) = strip_scheme(trim(element), prefix.as_bytes()) {
+                        note(token);
+                    }
+                }
+            }
+        }
+        TokenSource::Cookie(cookie) => {
+            for value in header_values(host, "cookie") {
+                for pair in value.split(|b| *b == b';') {
+                    let pair = trim(pair);
+                    if let Some(eq) = pair.iter().position(|b| *b == b'=') {
+                        let (name, rest) = pair.split_at(eq);
+                        let v = rest.get(1..).unwrap_or(&[]);
+                        if name == cookie.as_bytes() && !v.is_empty() {
+                            note(v);
+                        }
+                    }
+                }
+            }
+        }
+        TokenSource::Query(param) => {
+            if let Some(query) = single_header(host, ":path").and_then(query_only) {
+                for pair in query.split('&') {
+                    if let Some((name, v)) = pair.split_once('=') {
+                        if name == param && !v.is_empty() {
+                            note(v.as_bytes());
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

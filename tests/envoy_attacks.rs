@@ -1,0 +1,98 @@
+//! Attacks that cross the proxy (security catalogue rows 1A, 1G, 1H), end to end
+//! through a real Envoy: each asserts the status, the reason, that the upstream
+//! saw nothing it should not, and that the next valid request still succeeds.
+
+mod support;
+
+use cjwt::core::algorithm::Algorithm;
+use cjwt::mint::mint;
+use serde_json::{json, Value};
+use support::envoy::{Envoy, Options};
+use support::*;
+
+fn bearer(extra: Value) -> String {
+    format!("Bearer {}", mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), extra)))
+}
+
+#[test]
+fn path_bypass_spellings_never_reach_a_path_outside_the_token() {
+    let envoy = Envoy::start(&config_json(json!({})), Options::default());
+    let t = bearer(json!({"cnst": {"paths": ["/public/**"]}}));
+    for path in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/..;/admin",
+        "/public/./../admin",
+        "/public%2F..%2Fadmin",
+        "/public/%2E%2E/admin",
+    ] {
+        let r = envoy.get(path, &[("authorization", &t)]);
+        assert!(r.status == 403 || r.status == 400, "{path}: {} {}", r.status, r.body);
+        assert!(
+            envoy.upstream.received.lock().unwrap().iter().all(|x| !x.path.contains("admin")),
+            "{path} reached the upstream"
+        );
+    }
+    // Envoy merges slashes before cjwt sees the path: the normalised path is allowed.
+    assert_eq!(envoy.get("/public//x", &[("authorization", &t)]).status, 200);
+    assert_eq!(envoy.upstream.last().unwrap().path, "/public/x");
+    // A forged x-envoy-original-path is not the path cjwt decides on.
+    let r = envoy.get("/admin", &[("authorization", &t), ("x-envoy-original-path", "/public/x")]);
+    assert_eq!(r.reason().as_deref(), Some("path"));
+}
+
+#[test]
+fn method_override_headers_do_not_change_the_method() {
+    let envoy = Envoy::start(&config_json(json!({})), Options::default());
+    let t = bearer(json!({"cnst": {"methods": ["GET"]}}));
+    for h in ["x-http-method-override", "x-http-method", "x-method-override"] {
+        let r = envoy.request("127.0.0.1", "POST", "/x", &[("authorization", &t), (h, "GET")]);
+        assert_eq!(r.reason().as_deref(), Some("method"), "{h}");
+    }
+    assert_eq!(envoy.upstream.count(), 0);
+    assert_eq!(envoy.get("/x", &[("authorization", &t)]).status, 200);
+}
+
+#[test]
+fn a_client_region_header_is_ignored_when_the_region_comes_from_the_node() {
+    let envoy = Envoy::start(&config_json(json!({"region": {"node_metadata": "REGION"}})), Options::default());
+    let t = bearer(json!({"cnst": {"region": ["us-east-1"]}}));
+    let r = envoy.get("/x", &[("authorization", &t), ("x-geo-region", "us-east-1"), ("x-envoy-region", "us-east-1")]);
+    assert_eq!(r.reason().as_deref(), Some("region"));
+    assert_eq!(envoy.upstream.count(), 0);
+}
+
+#[test]
+fn a_second_credential_in_the_query_or_a_joined_header_is_refused() {
+    let envoy = Envoy::start(&config_json(json!({})), Options::default());
+    let t = bearer(json!({}));
+    let token = t.trim_start_matches("Bearer ");
+    for (path, headers) in [
+        (format!("/x?access_token={token}"), vec![("authorization", t.clone())]),
+        ("/x?access_token=forged".to_string(), vec![("authorization", t.clone())]),
+        ("/x".to_string(), vec![("authorization", t.clone()), ("authorization", "Bearer forged".to_string())]),
+        ("/x".to_string(), vec![("authorization", "Bearer forged".to_string()), ("authorization", t.clone())]),
+        ("/x".to_string(), vec![("authorization", format!("{t}, Bearer forged"))]),
+    ] {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let r = envoy.get(&path, &h);
+        assert_eq!(r.status, 401, "{path} {h:?}");
+        assert_eq!(r.reason().as_deref(), Some("multiple_tokens"), "{path}");
+    }
+    assert_eq!(envoy.upstream.count(), 0);
+    assert_eq!(envoy.get("/x", &[("authorization", &t)]).status, 200, "the VM survived");
+}
+
+#[test]
+fn refusals_never_echo_request_data() {
+    let envoy = Envoy::start(&config_json(json!({})), Options::default());
+    let evil = "Bearer eyJhbGciOiJFZERTQSJ9.eyJpc3MiOiI8enE5ZXZpbD4ifQ.c2ln";
+    let r = envoy.get("/x%3Czq9evil%3E", &[("authorization", evil)]);
+    assert_eq!(r.status, 401);
+    assert!(!r.body.contains("zq9evil") && !r.header("www-authenticate").unwrap().contains("zq9evil"), "{}", r.body);
+    assert!(envoy.wait_log("cjwt: denied reason=unknown_issuer"), "{}", envoy.log());
+    assert!(
+        !envoy.log().contains("eyJhbGciOiJFZERTQSJ9") && !envoy.log().contains("zq9evil"),
+        "the token is never logged"
+    );
+}
