@@ -61,7 +61,7 @@ fn main() {
         });
         let n = if alg.is_rsa() || alg == Algorithm::ES384 { 300 } else { 2_000 };
         time("verify signature (pure Rust)", n, || {
-            black_box(vk.verify(parsed.alg, parsed.signing_input, &parsed.signature));
+            black_box(vk.verify(parsed.jws.alg, parsed.jws.signing_input, &parsed.jws.signature));
         });
         for (label, cache) in
             [("decide, cache cold (verify every time)", 0), ("decide, cache warm (constraints only)", 1024)]

@@ -245,7 +245,7 @@ fn rfc7515_a1_hs256_example_verifies() {
     let key = VerificationKey::from_jwk(jwk.as_object().unwrap(), None).unwrap();
     let t = jws::parse(token).unwrap();
     assert_eq!(t.claims["iss"], "joe");
-    assert!(key.verify(t.alg, t.signing_input, &t.signature));
+    assert!(key.verify(t.jws.alg, t.jws.signing_input, &t.jws.signature));
     // The same header re-serialised compactly, old signature kept: refused.
     let compact = format!(
         "{}.{}",
@@ -253,7 +253,7 @@ fn rfc7515_a1_hs256_example_verifies() {
         &token[token.find('.').unwrap() + 1..]
     );
     let t2 = jws::parse(&compact).unwrap();
-    assert!(!key.verify(t2.alg, t2.signing_input, &t2.signature));
+    assert!(!key.verify(t2.jws.alg, t2.jws.signing_input, &t2.jws.signature));
     // Through the whole decision with a fixed clock before its exp (1300819380).
     let cfg =
         json!({"providers": [{"name": "joe", "issuer": "joe", "jwks": {"keys": [jwk]}}], "max_token_bytes": 8192});

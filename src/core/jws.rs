@@ -24,19 +24,12 @@ pub enum ParseError {
     UnsupportedAlgorithm,
 }
 
-/// A syntactically valid compact JWS whose signature has not been checked.
+/// A syntactically valid compact JWT whose signature has not been checked: the
+/// JWS layer and the payload's members (duplicates refused).
 #[derive(Debug)]
 pub struct UntrustedToken<'a> {
-    /// `base64url(header) '.' base64url(payload)`, exactly as received.
-    pub signing_input: &'a [u8],
-    pub alg: Algorithm,
-    pub kid: Option<String>,
-    pub typ: Option<String>,
-    /// The payload's members (duplicates refused).
+    pub jws: RawJws<'a>,
     pub claims: Map<String, Value>,
-    /// The raw payload JSON (for forwarding).
-    pub payload: Vec<u8>,
-    pub signature: Vec<u8>,
 }
 
 /// Characters allowed in a compact JWS: the base64url alphabet and the two dots.
@@ -47,6 +40,7 @@ fn is_token_byte(b: u8) -> bool {
 /// The JWS layer of a compact token: header checked, payload still raw bytes.
 #[derive(Debug)]
 pub struct RawJws<'a> {
+    /// `base64url(header) '.' base64url(payload)`, exactly as received.
     pub signing_input: &'a [u8],
     pub alg: Algorithm,
     pub kid: Option<String>,
@@ -90,9 +84,9 @@ pub fn parse_jws(token: &str) -> Result<RawJws<'_>, ParseError> {
 /// Parses a compact JWT: [`parse_jws`], then the payload as a JSON object without
 /// duplicate members.
 pub fn parse(token: &str) -> Result<UntrustedToken<'_>, ParseError> {
-    let RawJws { signing_input, alg, kid, typ, payload, signature } = parse_jws(token)?;
-    let claims = json::parse_object(&payload).map_err(|_| ParseError::Malformed)?;
-    Ok(UntrustedToken { signing_input, alg, kid, typ, claims, payload, signature })
+    let jws = parse_jws(token)?;
+    let claims = json::parse_object(&jws.payload).map_err(|_| ParseError::Malformed)?;
+    Ok(UntrustedToken { jws, claims })
 }
 
 fn optional_string(header: &Map<String, Value>, name: &str) -> Result<Option<String>, ParseError> {
@@ -119,10 +113,10 @@ mod tests {
     fn parses_a_well_formed_token() {
         let t = token(r#"{"alg":"EdDSA","kid":"k1","typ":"JWT"}"#, r#"{"iss":"x"}"#);
         let u = parse(&t).unwrap();
-        assert_eq!(u.alg, Algorithm::EdDSA);
-        assert_eq!(u.kid.as_deref(), Some("k1"));
+        assert_eq!(u.jws.alg, Algorithm::EdDSA);
+        assert_eq!(u.jws.kid.as_deref(), Some("k1"));
         assert_eq!(u.claims["iss"], "x");
-        assert_eq!(u.signature.len(), 64);
+        assert_eq!(u.jws.signature.len(), 64);
     }
 
     #[test]
@@ -199,6 +193,6 @@ mod tests {
         let t = token("{\"alg\":\"ES256\",\r\n \"kid\":\"a\"}", "{}");
         let u = parse(&t).unwrap();
         let dot2 = t.rfind('.').unwrap();
-        assert_eq!(u.signing_input, &t.as_bytes()[..dot2]);
+        assert_eq!(u.jws.signing_input, &t.as_bytes()[..dot2]);
     }
 }

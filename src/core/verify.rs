@@ -128,18 +128,18 @@ pub fn verify(
     };
     let (index, provider) =
         config.providers.iter().enumerate().find(|(_, p)| p.issuer == iss).ok_or(TokenError::UnknownIssuer)?;
-    if !provider.algorithms.contains(untrusted.alg) {
+    if !provider.algorithms.contains(untrusted.jws.alg) {
         return Err(TokenError::UnsupportedAlgorithm);
     }
-    let kid = untrusted.kid.as_deref();
+    let kid = untrusted.jws.kid.as_deref();
     check_signature(
         provider,
         keys.fetched(index),
         crypto,
-        untrusted.alg,
+        untrusted.jws.alg,
         kid,
-        untrusted.signing_input,
-        &untrusted.signature,
+        untrusted.jws.signing_input,
+        &untrusted.jws.signature,
     )?;
     into_verified(config, index, untrusted)
 }
@@ -222,7 +222,17 @@ fn into_verified(config: &Config, provider: usize, token: UntrustedToken<'_>) ->
             Constraints::parse(value, &names, jti.is_some()).map_err(|_| TokenError::MalformedConstraint)?
         }
     };
-    Ok(VerifiedToken { provider, claims, payload: token.payload, exp, nbf, iat, jti, typ: token.typ, constraints })
+    Ok(VerifiedToken {
+        provider,
+        claims,
+        payload: token.jws.payload,
+        exp,
+        nbf,
+        iat,
+        jti,
+        typ: token.jws.typ,
+        constraints,
+    })
 }
 
 #[derive(Clone, Copy)]
