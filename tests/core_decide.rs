@@ -747,3 +747,53 @@ fn a_standard_location_token_next_to_the_configured_one_is_multiple_tokens() {
     let both = FakeHost::get("/x").header("cookie", &format!("jwt={t}")).bearer("forged.a.b");
     assert_eq!(verdict(&mut c, &both), Some(Reason::MultipleTokens));
 }
+
+#[test]
+fn kid_injection_strings_are_only_unknown_keys() {
+    let mut e = engine(json!({}));
+    let k = key(Algorithm::EdDSA);
+    for kid in ["../../../../dev/null", "/dev/null", "x' UNION SELECT '1';--", "|sleep 10", "", &"k".repeat(10_000)] {
+        let t = mint(k, Some(kid), &claims(json!({})));
+        let want = if t.len() > 8192 { Reason::TokenTooLarge } else { Reason::UnknownKey };
+        assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), Some(want), "{kid:.20}");
+    }
+    let numeric = mint_raw(k, r#"{"alg":"EdDSA","kid":7}"#, &claims(json!({})).to_string());
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&numeric)), Some(Reason::MalformedToken));
+}
+
+#[test]
+fn issuer_match_is_exact() {
+    let mut e = engine(json!({}));
+    for iss in
+        ["https://idp.example.com/", "https://IDP.example.com", "https://idp.example.com ", "https://idp.example"]
+    {
+        assert_eq!(
+            verdict(&mut e, &FakeHost::get("/x").bearer(&eddsa(json!({"iss": iss})))),
+            Some(Reason::UnknownIssuer),
+            "{iss}"
+        );
+    }
+    assert_eq!(
+        verdict(&mut e, &FakeHost::get("/x").bearer(&eddsa(json!({"iss": ["https://idp.example.com"]})))),
+        Some(Reason::MalformedToken)
+    );
+}
+
+#[test]
+fn without_kid_at_most_four_keys_are_tried() {
+    let keys: Vec<cjwt::mint::SigningKey> =
+        (0..5).map(|_| cjwt::mint::SigningKey::generate(Algorithm::EdDSA).unwrap()).collect();
+    let jwks: Vec<Value> = keys.iter().enumerate().map(|(i, k)| k.public_jwk(Some(&format!("k{i}")))).collect();
+    let cfg = json!({"providers": [{"name": "p", "issuer": "https://idp.example.com", "jwks": {"keys": jwks}}]});
+    let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
+    let by_fourth = mint(&keys[3], None, &claims(json!({})));
+    let by_fifth = mint(&keys[4], None, &claims(json!({})));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&by_fourth)), None);
+    assert_eq!(
+        verdict(&mut e, &FakeHost::get("/x").bearer(&by_fifth)),
+        Some(Reason::BadSignature),
+        "the fifth key is never tried"
+    );
+    let with_kid = mint(&keys[4], Some("k4"), &claims(json!({})));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&with_kid)), None);
+}

@@ -96,3 +96,26 @@ fn refusals_never_echo_request_data() {
         "the token is never logged"
     );
 }
+
+#[test]
+fn huge_tokens_and_control_characters_in_claims() {
+    let envoy = Envoy::start(
+        &config_json(
+            json!({"forward": {"claims_to_headers": [{"claim": "sub", "header": "x-cjwt-sub"}, {"claim": "note", "header": "x-cjwt-note"}]}}),
+        ),
+        Options::default(),
+    );
+    // A 50 KB credential, just under Envoy's header limit: refused quickly, before decoding.
+    let huge = format!("Bearer {}", "a".repeat(50 * 1024));
+    let started = std::time::Instant::now();
+    let r = envoy.get("/x", &[("authorization", &huge)]);
+    assert_eq!(r.reason().as_deref(), Some("token_too_large"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // A verified claim with a line break is not forwarded (no header splitting); others are.
+    let t = bearer(json!({"note": "line1\r\nx-injected: yes"}));
+    assert_eq!(envoy.get("/x", &[("authorization", &t), ("x-cjwt-note", "client copy")]).status, 200);
+    let seen = envoy.upstream.last().unwrap();
+    assert_eq!(seen.header("x-cjwt-note"), None, "neither the claim nor the client's copy");
+    assert_eq!(seen.header("x-injected"), None);
+    assert_eq!(seen.header("x-cjwt-sub"), Some("alice"));
+}
