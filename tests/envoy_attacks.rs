@@ -119,3 +119,52 @@ fn huge_tokens_and_control_characters_in_claims() {
     assert_eq!(seen.header("x-injected"), None);
     assert_eq!(seen.header("x-cjwt-sub"), Some("alice"));
 }
+
+#[test]
+fn a_forged_payload_header_is_replaced_by_the_verified_payload() {
+    let envoy = Envoy::start(&config_json(json!({"forward": {"payload_header": "x-jwt-payload"}})), Options::default());
+    let t = bearer(json!({"sub": "alice"}));
+    let forged = cjwt::core::b64::encode(br#"{"sub":"admin"}"#);
+    assert_eq!(
+        envoy.get("/x", &[("authorization", &t), ("x-jwt-payload", &forged), ("x-jwt-payload", &forged)]).status,
+        200
+    );
+    let seen = envoy.upstream.last().unwrap();
+    assert_eq!(seen.header_count("x-jwt-payload"), 1);
+    let payload: Value =
+        serde_json::from_slice(&cjwt::core::b64::decode(seen.header("x-jwt-payload").unwrap().as_bytes()).unwrap())
+            .unwrap();
+    assert_eq!(payload["sub"], "alice");
+    // Refused requests never reach the upstream, so no forged payload header can either.
+    assert_eq!(envoy.get("/x", &[("x-jwt-payload", &forged)]).status, 401);
+    assert_eq!(envoy.upstream.count(), 1);
+}
+
+/// SEC-G01 with the default `client_ip: {"from": "peer"}` and the shipped
+/// `use_remote_address: true`: a client-sent x-forwarded-for changes nothing.
+#[test]
+fn peer_mode_ignores_a_spoofed_xff_with_the_shipped_config() {
+    let envoy = Envoy::start(&config_json(json!({})), Options::default());
+    let t = bearer(json!({"cnst": {"ip": ["10.0.0.0/8"]}}));
+    let r = envoy.request("127.0.0.1", "GET", "/x", &[("authorization", &t), ("x-forwarded-for", "10.1.2.3")]);
+    assert_eq!(r.reason().as_deref(), Some("ip"));
+    assert_eq!(envoy.upstream.count(), 0);
+}
+
+/// SEC-G02, a hazard of the proxy's configuration, proven so that it stays
+/// documented: with `use_remote_address: false` (Envoy's default) Envoy itself
+/// replaces the stream's remote address — the `source.address` a filter sees —
+/// with the last x-forwarded-for entry, so any client can claim any IP. cjwt
+/// cannot see the TCP peer then; the shipped configs set `use_remote_address:
+/// true` and the README requires it. If this test starts failing, Envoy changed.
+#[test]
+fn without_use_remote_address_envoy_lets_xff_set_the_source_address() {
+    let opts = Options {
+        edits: vec![("use_remote_address: true".into(), "use_remote_address: false".into())],
+        ..Options::default()
+    };
+    let envoy = Envoy::start(&config_json(json!({})), opts);
+    let t = bearer(json!({"cnst": {"ip": ["10.0.0.0/8"]}}));
+    let r = envoy.request("127.0.0.1", "GET", "/x", &[("authorization", &t), ("x-forwarded-for", "10.1.2.3")]);
+    assert_eq!(r.status, 200, "Envoy no longer takes source.address from XFF: update README and docs/security.md");
+}
