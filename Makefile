@@ -18,9 +18,10 @@ PYTHON ?= python3
 
 all: build
 
-## build: the filter, target/wasm32-wasip1/release/cjwt.wasm
+## build: the filter, target/wasm32-wasip1/release/cjwt.wasm (unused callback exports removed: see scripts/strip-exports.py)
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET)
+	$(PYTHON) scripts/strip-exports.py $(WASM)
 	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
 
 wasm-target:
@@ -111,11 +112,12 @@ validate: build envoy
 ## fault-build: a test-only filter that traps on demand (proves fail-closed behaviour)
 fault-build: wasm-target
 	cargo build --release --target $(WASM_TARGET) --features fault-injection --target-dir target/fault
+	$(PYTHON) scripts/strip-exports.py target/fault/$(WASM_TARGET)/release/cjwt.wasm
 
 ## test: native core tests, then integration tests against a real Envoy
 test: build fault-build envoy validate
 	cargo test --lib --test core_decide --test core_config --test core_tz --test cli --test vectors_wycheproof --test deploy_manifests
-	cargo test --test envoy_e2e --test envoy_jwks --test envoy_faults --test envoy_attacks
+	cargo test --test wasm_exports --test envoy_e2e --test envoy_jwks --test envoy_faults --test envoy_attacks
 
 ## lint: formatting and clippy (native and wasm32), warnings denied
 lint: wasm-target

@@ -7,7 +7,9 @@
 //! Cases are interleaved and repeated; medians are reported.
 //!
 //! Environment: BENCH_SECONDS (default 4), BENCH_REPS (3), BENCH_POOL (4096),
-//! BENCH_ALGS (default "EdDSA,ES256,RS256": a subset for quick experiments).
+//! BENCH_ALGS (default "EdDSA,ES256,RS256": a subset for quick experiments),
+//! BENCH_TOKENS ("repeated" or "unique" for one kind only), BENCH_MEMORY (0 skips
+//! the memory run), BENCH_WASM_B (another cjwt.wasm, measured as an extra case).
 
 #[path = "../tests/support/envoy.rs"]
 mod envoy;
@@ -31,6 +33,8 @@ enum Filter {
     Cjwt,
     /// cjwt with `default_rule: {"auth": "none"}`: the cost of the wasm machinery alone.
     CjwtNoAuth,
+    /// cjwt built another way (BENCH_WASM_B): for comparing two builds in one run.
+    CjwtB,
 }
 
 impl Filter {
@@ -41,6 +45,7 @@ impl Filter {
             Filter::NativeCached => "jwt_authn+rbac (jwt_cache_config)",
             Filter::Cjwt => "cjwt",
             Filter::CjwtNoAuth => "cjwt with auth: none (wasm baseline)",
+            Filter::CjwtB => "cjwt (BENCH_WASM_B)",
         }
     }
 }
@@ -86,8 +91,8 @@ fn http_filters(filter: Filter, jwks: &Value) -> String {
         Filter::None => String::new(),
         Filter::Native => native(false),
         Filter::NativeCached => native(true),
-        Filter::Cjwt | Filter::CjwtNoAuth => {
-            let rule = if filter == Filter::Cjwt {
+        Filter::Cjwt | Filter::CjwtNoAuth | Filter::CjwtB => {
+            let rule = if filter != Filter::CjwtNoAuth {
                 json!({"require": {"claims": [{"claim": "tenant", "equals": "acme"}]}})
             } else {
                 json!({"auth": "none"})
@@ -113,11 +118,16 @@ fn http_filters(filter: Filter, jwks: &Value) -> String {
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: '{}'"#,
-                envoy::wasm_path().display(),
+                if filter == Filter::CjwtB { wasm_b().unwrap_or_default() } else { envoy::wasm_path() }.display(),
                 cfg.to_string().replace('\'', "''")
             )
         }
     }
+}
+
+/// The second build to compare (BENCH_WASM_B=path/to/cjwt.wasm), if any.
+fn wasm_b() -> Option<PathBuf> {
+    std::env::var_os("BENCH_WASM_B").map(PathBuf::from)
 }
 
 fn bootstrap(filter: Filter, jwks: &Value, dir: &Path) -> String {
@@ -307,7 +317,10 @@ fn main() {
     }
     let jwks = json!({"keys": keys});
 
-    let filters = [Filter::None, Filter::Native, Filter::NativeCached, Filter::Cjwt, Filter::CjwtNoAuth];
+    let mut filters = vec![Filter::None, Filter::Native, Filter::NativeCached, Filter::Cjwt, Filter::CjwtNoAuth];
+    if wasm_b().is_some() {
+        filters.push(Filter::CjwtB);
+    }
     let envoys: Vec<(Filter, RunningEnvoy)> = filters.iter().map(|f| (*f, start_envoy(*f, &jwks, &dir))).collect();
     // Every case must answer 200: check once before measuring.
     for (f, e) in &envoys {
@@ -328,9 +341,13 @@ fn main() {
     let mut cases: Vec<(Filter, Algorithm, bool)> =
         vec![(Filter::None, Algorithm::EdDSA, true), (Filter::CjwtNoAuth, Algorithm::EdDSA, true)];
     let only = std::env::var("BENCH_ALGS").unwrap_or_default();
+    let tokens = std::env::var("BENCH_TOKENS").unwrap_or_default();
     for alg in ALGS.into_iter().filter(|a| only.is_empty() || only.split(',').any(|o| o == a.name())) {
         for warm in [true, false] {
-            for f in [Filter::Native, Filter::NativeCached, Filter::Cjwt] {
+            if (warm && tokens == "unique") || (!warm && tokens == "repeated") {
+                continue;
+            }
+            for f in filters.iter().copied().filter(|f| !matches!(f, Filter::None | Filter::CjwtNoAuth)) {
                 cases.push((f, alg, warm));
             }
         }
@@ -389,13 +406,17 @@ fn main() {
     );
     let _ = writeln!(out, "| alg | repeated token vs native with cache | unique tokens vs native without cache | unique tokens vs native with cache |");
     let _ = writeln!(out, "|---|---:|---:|---:|");
-    let idx = |f: Filter, alg: Algorithm, warm: bool| cases.iter().position(|c| *c == (f, alg, warm)).unwrap();
+    let idx = |f: Filter, alg: Algorithm, warm: bool| cases.iter().position(|c| *c == (f, alg, warm));
     let added = |i: usize| med(i, |s| s.cpu_us_per_req) - base_cpu;
+    let ratio = |a: Option<usize>, b: Option<usize>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}", added(a) / added(b)),
+        _ => "-".to_string(),
+    };
     for alg in ALGS.into_iter().filter(|a| cases.iter().any(|c| c.1 == *a && c.0 == Filter::Cjwt)) {
-        let warm = added(idx(Filter::Cjwt, alg, true)) / added(idx(Filter::NativeCached, alg, true));
-        let unique = added(idx(Filter::Cjwt, alg, false)) / added(idx(Filter::Native, alg, false));
-        let unique_c = added(idx(Filter::Cjwt, alg, false)) / added(idx(Filter::NativeCached, alg, false));
-        let _ = writeln!(out, "| {} | {warm:.2} | {unique:.2} | {unique_c:.2} |", alg.name());
+        let warm = ratio(idx(Filter::Cjwt, alg, true), idx(Filter::NativeCached, alg, true));
+        let unique = ratio(idx(Filter::Cjwt, alg, false), idx(Filter::Native, alg, false));
+        let unique_c = ratio(idx(Filter::Cjwt, alg, false), idx(Filter::NativeCached, alg, false));
+        let _ = writeln!(out, "| {} | {warm} | {unique} | {unique_c} |", alg.name());
     }
     if env_num("BENCH_MEMORY", 1) == 1 {
         let cjwt = &envoys.iter().find(|(g, _)| *g == Filter::Cjwt).unwrap().1;

@@ -183,3 +183,41 @@ fn discovery_pointing_elsewhere_is_refused() {
         "never fetched a key set"
     );
 }
+
+#[test]
+fn a_body_arriving_while_keys_are_fetched_does_not_release_the_request() {
+    // The proxy-wasm SDK's default body callback answers Continue, which in Envoy
+    // resumes a request paused in its headers: a POST whose decision waits for keys
+    // would reach the upstream unchecked. It must stay held until the decision.
+    let k1 = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let stranger = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
+    server.delay(Duration::from_millis(1500));
+    let envoy = start(&server, json!({"timeout_ms": 3000, "min_refetch_seconds": 0}), 1);
+    let forged = bearer_for(&stranger, "k1");
+    let body = vec![b'x'; 20_000];
+    let started = Instant::now();
+    let r = support::envoy::send_with_body(
+        "127.0.0.1",
+        envoy.port,
+        "POST",
+        "/orders",
+        &[("authorization", &forged), ("content-type", "application/octet-stream")],
+        Some(&body),
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.reason().as_deref(), Some("bad_signature"));
+    assert!(started.elapsed() > Duration::from_millis(300), "the request did wait: {:?}", started.elapsed());
+    assert_eq!(envoy.upstream.count(), 0, "the upstream saw the request before the decision");
+    // The genuine token, with a body, is still let through once keys are known.
+    let r = support::envoy::send_with_body(
+        "127.0.0.1",
+        envoy.port,
+        "POST",
+        "/orders",
+        &[("authorization", &bearer_for(&k1, "k1"))],
+        Some(b"hello"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(envoy.upstream.count(), 1);
+}

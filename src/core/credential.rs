@@ -22,12 +22,23 @@ pub enum Credential {
     Multiple,
 }
 
-/// The standard bearer locations of RFC 6750 (§2.1 header, §2.3 query parameter).
-fn standard_sources() -> [TokenSource; 2] {
-    [
-        TokenSource::Header { name: "authorization".into(), prefix: "Bearer ".into() },
-        TokenSource::Query("access_token".into()),
-    ]
+/// The standard bearer locations of RFC 6750: §2.1 `Authorization: Bearer`, §2.3 `?access_token=`.
+const STANDARD_HEADER: (&str, &str) = ("authorization", "Bearer ");
+const STANDARD_QUERY: &str = "access_token";
+
+/// Counts credentials in the RFC 6750 locations that `sources` does not configure.
+fn count_unconfigured_standard(sources: &[TokenSource], host: &dyn Host) -> usize {
+    let mut count = 0;
+    let header_configured = sources.iter().any(
+        |s| matches!(s, TokenSource::Header { name, prefix } if name == STANDARD_HEADER.0 && prefix == STANDARD_HEADER.1),
+    );
+    if !header_configured {
+        scan_header(host, STANDARD_HEADER.0, STANDARD_HEADER.1, &mut |_| count += 1);
+    }
+    if !sources.iter().any(|s| matches!(s, TokenSource::Query(p) if p == STANDARD_QUERY)) {
+        scan_query(host, STANDARD_QUERY, &mut |_| count += 1);
+    }
+    count
 }
 
 /// Searches every configured source for credentials. A credential in a standard
@@ -46,9 +57,7 @@ pub fn find(sources: &[TokenSource], host: &dyn Host) -> Credential {
         });
     }
     if count == 1 {
-        for source in standard_sources().iter().filter(|s| !sources.contains(s)) {
-            scan(source, host, &mut |_: &[u8]| count += 1);
-        }
+        count += count_unconfigured_standard(sources, host);
     }
     match (count, found) {
         (0, _) | (_, None) => Credential::None,
@@ -60,18 +69,7 @@ pub fn find(sources: &[TokenSource], host: &dyn Host) -> Credential {
 /// Calls `note` for every credential `source` holds in this request.
 fn scan(source: &TokenSource, host: &dyn Host, note: &mut dyn FnMut(&[u8])) {
     match source {
-        TokenSource::Header { name, prefix } => {
-            // Envoy joins repeated headers with ',' (HTTP/1 inline headers such
-            // as `authorization`); a comma never occurs in a compact JWS, so
-            // every comma-separated element is a credential of its own.
-            for value in header_values(host, name) {
-                for element in value.split(|b| *b == b',') {
-                    if let Some(token) = strip_scheme(trim(element), prefix.as_bytes()) {
-                        note(token);
-                    }
-                }
-            }
-        }
+        TokenSource::Header { name, prefix } => scan_header(host, name, prefix, note),
         TokenSource::Cookie(cookie) => {
             for value in header_values(host, "cookie") {
                 for pair in value.split(|b| *b == b';') {
@@ -86,14 +84,36 @@ fn scan(source: &TokenSource, host: &dyn Host, note: &mut dyn FnMut(&[u8])) {
                 }
             }
         }
-        TokenSource::Query(param) => {
-            if let Some(query) = single_header(host, ":path").and_then(query_only) {
-                for pair in query.split('&') {
-                    if let Some((name, v)) = pair.split_once('=') {
-                        if name == param && !v.is_empty() {
-                            note(v.as_bytes());
-                        }
-                    }
+        TokenSource::Query(param) => scan_query(host, param, note),
+    }
+}
+
+/// Envoy joins repeated headers with ',' (HTTP/1 inline headers such as
+/// `authorization`); a comma never occurs in a compact JWS, so every
+/// comma-separated element is a credential of its own.
+fn scan_header(host: &dyn Host, name: &str, prefix: &str, note: &mut dyn FnMut(&[u8])) {
+    for value in header_values(host, name) {
+        // Common case first: one value, no comma (`contains` is a word-at-a-time memchr).
+        if !value.contains(&b',') {
+            if let Some(token) = strip_scheme(trim(value), prefix.as_bytes()) {
+                note(token);
+            }
+            continue;
+        }
+        for element in value.split(|b| *b == b',') {
+            if let Some(token) = strip_scheme(trim(element), prefix.as_bytes()) {
+                note(token);
+            }
+        }
+    }
+}
+
+fn scan_query(host: &dyn Host, param: &str, note: &mut dyn FnMut(&[u8])) {
+    if let Some(query) = single_header(host, ":path").and_then(query_only) {
+        for pair in query.split('&') {
+            if let Some((name, v)) = pair.split_once('=') {
+                if name == param && !v.is_empty() {
+                    note(v.as_bytes());
                 }
             }
         }

@@ -12,16 +12,43 @@ use crate::core::response::refusal;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
+use std::cell::Cell;
 use std::rc::Rc;
 
+/// Where a stream's decision stands. Until it is `Allowed`, request body and
+/// trailers are held (never let a body callback's answer release the request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Deciding,
+    Allowed,
+    Refused,
+}
+
+/// A stream paused until keys arrive; the fetch answer decides it and sets its stage.
+#[derive(Debug, Clone)]
+pub struct Waiter {
+    pub context: u32,
+    pub stage: Rc<Cell<Stage>>,
+}
+
 pub struct CjwtHttp {
-    context_id: u32,
     shared: Option<Rc<Shared>>,
+    me: Waiter,
 }
 
 impl CjwtHttp {
     pub fn new(context_id: u32, shared: Option<Rc<Shared>>) -> CjwtHttp {
-        CjwtHttp { context_id, shared }
+        CjwtHttp { shared, me: Waiter { context: context_id, stage: Rc::new(Cell::new(Stage::Deciding)) } }
+    }
+
+    /// Body and trailers pass only once the request is allowed; until then
+    /// Envoy buffers them (within its buffer limits) or drops them with the refusal.
+    fn hold_until_allowed(&self) -> Action {
+        if self.me.stage.get() == Stage::Allowed {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
     }
 }
 
@@ -39,16 +66,29 @@ impl HttpContext for CjwtHttp {
         fault_injection();
         let Some(shared) = self.shared.clone() else {
             // No configuration: Envoy would not have started; refuse anyway.
+            self.me.stage.set(Stage::Refused);
             return refuse(Reason::KeysUnavailable, "cjwt", true);
         };
-        process(&shared, Some(self.context_id))
+        let action = process(&shared, Some(&self.me));
+        if action == Action::Continue {
+            self.me.stage.set(Stage::Allowed);
+        }
+        action
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        self.hold_until_allowed()
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.hold_until_allowed()
     }
 }
 
 /// Decides the current request and acts on it. With `waiter` set, a request
 /// refused only because its provider's keys are missing waits (paused) for a
 /// key fetch instead; [`jwks::on_response`] decides it again without waiting.
-pub fn process(shared: &Shared, waiter: Option<u32>) -> Action {
+pub fn process(shared: &Shared, waiter: Option<&Waiter>) -> Action {
     let host = ProxyHost::read();
     let (Ok(mut engine), Ok(keys)) = (shared.engine.try_borrow_mut(), shared.keys.try_borrow()) else {
         return refuse(Reason::KeysUnavailable, "cjwt", true);

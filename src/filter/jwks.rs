@@ -6,7 +6,7 @@
 //! path, at the cost of one fetch per worker per refresh (see docs/decisions.md).
 
 use super::host::host_now;
-use super::http::process;
+use super::http::{process, Stage, Waiter};
 use super::root::Shared;
 use crate::core::config::{Config, JwksSource};
 use crate::core::keystore::{jwks_path_from_discovery, parse_remote_jwks};
@@ -31,8 +31,8 @@ pub struct FetchState {
     pub last_started: Option<i64>,
     /// When the next periodic fetch is due (Unix s).
     pub next_due: i64,
-    /// HTTP contexts paused until this provider's fetch answers.
-    pub waiters: Vec<u32>,
+    /// HTTP streams paused until this provider's fetch answers.
+    pub waiters: Vec<Waiter>,
 }
 
 /// Seconds before a failed fetch is retried by the periodic timer.
@@ -78,8 +78,8 @@ pub fn start_fetch(shared: &Shared, config: &Config, provider: usize) -> bool {
 /// Whether the current request should wait for `provider`'s keys: yes when a
 /// fetch is in flight, or when one may start now (at most one per
 /// `min_refetch_seconds`). Registers the waiter and starts the fetch if needed.
-pub fn wait_for_keys(shared: &Shared, config: &Config, provider: usize, waiter: Option<u32>) -> bool {
-    let (Some(context), Some(remote)) = (waiter, config.providers.get(provider).and_then(|p| p.remote.as_ref())) else {
+pub fn wait_for_keys(shared: &Shared, config: &Config, provider: usize, waiter: Option<&Waiter>) -> bool {
+    let (Some(waiter), Some(remote)) = (waiter, config.providers.get(provider).and_then(|p| p.remote.as_ref())) else {
         return false;
     };
     let now = host_now();
@@ -105,7 +105,7 @@ pub fn wait_for_keys(shared: &Shared, config: &Config, provider: usize, waiter: 
     }
     if let Ok(mut fetches) = shared.fetches.try_borrow_mut() {
         if let Some(state) = fetches.get_mut(provider) {
-            state.waiters.push(context);
+            state.waiters.push(waiter.clone());
             return true;
         }
     }
@@ -237,10 +237,16 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) {
         },
         Err(_) => Vec::new(),
     };
-    for context in waiters {
+    for waiter in waiters {
         // A stream that ended while it waited cannot be made current: skip it.
-        if hostcalls::set_effective_context(context).is_ok() && process(shared, None) == Action::Continue {
+        if hostcalls::set_effective_context(waiter.context).is_err() {
+            continue;
+        }
+        if process(shared, None) == Action::Continue {
+            waiter.stage.set(Stage::Allowed);
             let _ = hostcalls::resume_http_request();
+        } else {
+            waiter.stage.set(Stage::Refused);
         }
     }
 }

@@ -157,6 +157,18 @@ impl Response {
 
 /// Sends one HTTP/1.1 request from `source` (a 127.0.0.x address) and reads the answer.
 pub fn send(source: &str, port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    send_with_body(source, port, method, path, headers, None)
+}
+
+/// Like [`send`], with a body (`content-length` added) written 200 ms after the headers.
+pub fn send_with_body(
+    source: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Response {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     let src: SocketAddr = format!("{source}:0").parse().unwrap();
@@ -169,8 +181,16 @@ pub fn send(source: &str, port: u16, method: &str, path: &str, headers: &[(&str,
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
     }
+    if let Some(b) = body {
+        req.push_str(&format!("content-length: {}\r\n", b.len()));
+    }
     req.push_str("\r\n");
     stream.write_all(req.as_bytes()).unwrap();
+    if let Some(b) = body {
+        // Let Envoy run the request-headers callbacks before the body arrives.
+        std::thread::sleep(Duration::from_millis(200));
+        stream.write_all(b).unwrap();
+    }
     parse_response(&read_message(&mut stream, method == "HEAD"), method == "HEAD")
 }
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Removes proxy-wasm callbacks cjwt does not use from a module's export section.
+
+Envoy (proxy-wasm-cpp-host) calls a stream callback only if the module exports it.
+The Rust SDK exports every callback, so without this step each request also pays
+for VM entries that do nothing: response headers, response body, response trailers,
+metadata, access log, done (its default answers "done", as the host does when it
+is absent) and the network-filter callbacks. Kept: everything the HTTP
+request path, timers, HTTP calls, shared queues and context lifecycle need
+(including `proxy_on_request_body`/`_trailers`, which hold a request whose
+decision is still pending).
+
+Usage: strip-exports.py MODULE.wasm   (rewrites the file in place; idempotent)
+"""
+import sys
+
+UNUSED = {
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+    "proxy_on_request_metadata",
+    "proxy_on_response_metadata",
+    "proxy_on_log",
+    "proxy_on_done",
+    "proxy_on_new_connection",
+    "proxy_on_downstream_data",
+    "proxy_on_upstream_data",
+    "proxy_on_downstream_connection_close",
+    "proxy_on_upstream_connection_close",
+    "proxy_on_grpc_receive_initial_metadata",
+    "proxy_on_grpc_receive_trailing_metadata",
+    "proxy_on_grpc_receive",
+    "proxy_on_grpc_close",
+}
+EXPORT_SECTION = 7
+
+
+def leb(data, pos):
+    """Reads an unsigned LEB128 at pos; returns (value, next position)."""
+    value, shift = 0, 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
+def enc(value):
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def strip(module):
+    if module[:4] != b"\0asm":
+        raise SystemExit("not a wasm module")
+    out, pos, removed = bytearray(module[:8]), 8, []
+    while pos < len(module):
+        section_id = module[pos]
+        size, body = leb(module, pos + 1)
+        end = body + size
+        if section_id != EXPORT_SECTION:
+            out += module[pos:end]
+            pos = end
+            continue
+        count, p = leb(module, body)
+        kept = []
+        for _ in range(count):
+            start = p
+            name_len, p = leb(module, p)
+            name = module[p : p + name_len].decode()
+            p += name_len + 1  # name, then the export kind byte
+            _, p = leb(module, p)  # index
+            if name in UNUSED:
+                removed.append(name)
+            else:
+                kept.append(module[start:p])
+        if p != end:
+            raise SystemExit("malformed export section")
+        content = enc(len(kept)) + b"".join(kept)
+        out += bytes([EXPORT_SECTION]) + enc(len(content)) + content
+        pos = end
+    return bytes(out), removed
+
+
+def main():
+    path = sys.argv[1]
+    with open(path, "rb") as f:
+        module = f.read()
+    stripped, removed = strip(module)
+    with open(path, "wb") as f:
+        f.write(stripped)
+    print(f"{path}: removed {len(removed)} unused callback exports")
+
+
+if __name__ == "__main__":
+    main()
