@@ -37,6 +37,7 @@ fn defaults_match_the_spec() {
     );
     assert_eq!(c.mode, Mode::Enforce);
     assert_eq!(c.cache_max_entries, 1024);
+    assert_eq!(c.cache_max_bytes, 16 << 20);
     assert_eq!((c.realm.as_str(), c.detail), ("cjwt", true));
     assert!(c.rules.is_empty());
 }
@@ -107,6 +108,13 @@ fn errors_name_the_field() {
         (config_json(json!({"rules": [{"auth": "sometimes"}]})), "rules[0].auth: unknown variant"),
         (config_json(json!({"mode": "audit"})), "mode: unknown variant"),
         (config_json(json!({"cache": {"max_entries": 1_000_000}})), "cache.max_entries"),
+        (config_json(json!({"cache": {"max_bytes": 100}})), "cache.max_bytes"),
+        (
+            config_json(
+                json!({"default_rule": {"require": {"claims": [{"claim": "sub", "prefix": "a", "equals": "b"}]}}}),
+            ),
+            "default_rule.require.claims[0]",
+        ),
         (
             config_json(json!({"forward": {"claims_to_headers": [{"claim": "sub", "header": "authorization"}]}})),
             "forward: header \"authorization\"",

@@ -797,3 +797,48 @@ fn without_kid_at_most_four_keys_are_tried() {
     let with_kid = mint(&keys[4], Some("k4"), &claims(json!({})));
     assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&with_kid)), None);
 }
+
+/// SEC-F09: a subject outside the configured SPIFFE prefix is refused (`prefix` claim check).
+#[test]
+fn a_subject_outside_a_spiffe_prefix_is_refused() {
+    let mut e = engine(json!({"default_rule": {"require": {"claims": [
+        {"claim": "sub", "prefix": "spiffe://corp.example/ns/payments/"}]}}}));
+    let ok = eddsa(json!({"sub": "spiffe://corp.example/ns/payments/sa/api"}));
+    let other_ns = eddsa(json!({"sub": "spiffe://corp.example/ns/paymentsX/sa/api"}));
+    let lookalike = eddsa(json!({"sub": "spiffe://corp.example.evil/ns/payments/sa/api"}));
+    let not_string = eddsa(json!({"sub": ["spiffe://corp.example/ns/payments/sa/api"]}));
+    check(
+        &[
+            ("in the namespace", FakeHost::get("/x").bearer(&ok), None),
+            ("a namespace sharing the prefix text", FakeHost::get("/x").bearer(&other_ns), Some(Reason::Claim)),
+            ("a look-alike trust domain", FakeHost::get("/x").bearer(&lookalike), Some(Reason::Claim)),
+            ("a non-string sub", FakeHost::get("/x").bearer(&not_string), Some(Reason::Claim)),
+        ],
+        &mut e,
+    );
+    let empty = config_json(json!({"default_rule": {"require": {"claims": [{"claim": "sub", "prefix": ""}]}}}));
+    let error = Config::from_json(empty.to_string().as_bytes()).unwrap_err().to_string();
+    assert!(error.contains("default_rule.require.claims[0]"), "{error}");
+}
+
+/// SEC-F10: a token issued for one service, or one tenant, is refused by another;
+/// a token re-sent past its usage limit is refused.
+#[test]
+fn tokens_do_not_cross_services_or_tenants_and_replays_stop_at_the_limit() {
+    let orders = config_json(
+        json!({"default_rule": {"require": {"claims": [{"claim": "tenant", "equals_header": "x-tenant-id"}]}}}),
+    );
+    let mut billing = orders.clone();
+    billing["providers"][0]["audiences"] = json!(["billing-api"]);
+    let mut orders = Engine::new(Config::from_json(orders.to_string().as_bytes()).unwrap());
+    let mut billing = Engine::new(Config::from_json(billing.to_string().as_bytes()).unwrap());
+    let for_orders = eddsa(json!({"tenant": "acme", "jti": "t-1", "cnst": {"max_uses": 2}}));
+    let acme = || FakeHost::get("/x").bearer(&for_orders).header("x-tenant-id", "acme");
+    let mut counter = MemoryCounter::default();
+    assert_eq!(verdict_with(&mut orders, &acme(), &mut counter), None);
+    assert_eq!(verdict(&mut billing, &acme()), Some(Reason::WrongAudience), "another service's audience");
+    let other_tenant = FakeHost::get("/x").bearer(&for_orders).header("x-tenant-id", "globex");
+    assert_eq!(verdict(&mut orders, &other_tenant), Some(Reason::Claim), "another tenant");
+    assert_eq!(verdict_with(&mut orders, &acme(), &mut counter), None);
+    assert_eq!(verdict_with(&mut orders, &acme(), &mut counter), Some(Reason::MaxUses), "the replay past the limit");
+}

@@ -168,3 +168,52 @@ fn without_use_remote_address_envoy_lets_xff_set_the_source_address() {
     let r = envoy.request("127.0.0.1", "GET", "/x", &[("authorization", &t), ("x-forwarded-for", "10.1.2.3")]);
     assert_eq!(r.status, 200, "Envoy no longer takes source.address from XFF: update README and docs/security.md");
 }
+
+/// SEC-A06 and SEC-A04 over HTTP/2: fields exactly as an attacker encodes them.
+#[test]
+fn http2_uppercase_names_pseudo_header_tricks_and_repeated_credentials() {
+    use support::h2;
+    let envoy = Envoy::start(&config_json(json!({})), Options::default());
+    let t = bearer(json!({"cnst": {"paths": ["/public/**"]}}));
+    let req = |extra: &[(&str, &str)]| {
+        let mut fields =
+            vec![(":method", "GET"), (":scheme", "http"), (":authority", "api.example.com"), (":path", "/public/x")];
+        fields.extend_from_slice(extra);
+        h2::request(envoy.port, &fields)
+    };
+    // The control: HTTP/2 works and a valid token passes.
+    let ok = req(&[("authorization", &t)]);
+    assert_eq!(ok.status, Some(200), "{ok:?}");
+    assert_eq!(envoy.upstream.count(), 1);
+
+    // An uppercase field name is malformed in HTTP/2 (RFC 9113 §8.2.1): Envoy refuses it.
+    let upper = req(&[("Authorization", &t)]);
+    assert!(upper.refused || upper.status.is_some_and(|s| s >= 400), "{upper:?}");
+    // Pseudo-header tricks: a second :path, a pseudo-header after a regular field.
+    let mut twice =
+        vec![(":method", "GET"), (":scheme", "http"), (":authority", "api.example.com"), (":path", "/public/x")];
+    twice.push((":path", "/admin"));
+    twice.push(("authorization", &t));
+    let r = h2::request(envoy.port, &twice);
+    assert!(r.refused || r.status.is_some_and(|s| s >= 400), "{r:?}");
+    let late = req(&[("authorization", &t), (":path", "/admin")]);
+    assert!(late.refused || late.status.is_some_and(|s| s >= 400), "{late:?}");
+    assert_eq!(envoy.upstream.count(), 1, "nothing malformed reached the upstream");
+
+    // Two authorization fields (not joined by the client): one credential too many.
+    let two = req(&[("authorization", &t), ("authorization", &t)]);
+    assert_eq!((two.status, two.reason().as_deref()), (Some(401), Some("multiple_tokens")), "{two:?}");
+    // A token in a second, differently-cased scheme field is still a second credential.
+    let two = req(&[("authorization", &t), ("authorization", "bearer x.y.z")]);
+    assert_eq!(two.reason().as_deref(), Some("multiple_tokens"), "{two:?}");
+    // The path constraint holds on HTTP/2 too.
+    let admin = h2::request(
+        envoy.port,
+        &[(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/admin"), ("authorization", &t)],
+    );
+    assert_eq!((admin.status, admin.reason().as_deref()), (Some(403), Some("path")), "{admin:?}");
+    assert_eq!(envoy.upstream.count(), 1);
+
+    // The VM survived all of it.
+    assert_eq!(req(&[("authorization", &t)]).status, Some(200));
+}

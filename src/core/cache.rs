@@ -2,8 +2,11 @@
 //!
 //! Keyed by the whole token, so no collision can admit a different token. Only
 //! the signature check and parsing are cached: time checks, rules and every
-//! request-dependent constraint still run on each request. Bounded: when full,
-//! expired entries go first, then the least recently used eighth.
+//! request-dependent constraint still run on each request. Bounded in entries
+//! and in memory (estimated heap bytes, see [`VerifiedToken::heap_bytes`]): when
+//! either bound would be exceeded, expired entries go first, then the least
+//! recently used eighth, until the new entry fits. An entry larger than the
+//! whole memory bound is not cached.
 
 use crate::core::verify::VerifiedToken;
 use std::collections::hash_map::RandomState;
@@ -65,20 +68,29 @@ struct Entry {
     /// Unix seconds after which the entry is useless (token `exp` + skew).
     expires_at: i64,
     last_used: u64,
+    /// Estimated heap bytes of the key and the verified token.
+    bytes: usize,
 }
 
 /// A bounded LRU-ish cache of verified tokens (one per worker VM).
 pub struct TokenCache {
     entries: HashMap<String, Entry, SeededTokenHash>,
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     tick: u64,
 }
 
+/// Per-entry bookkeeping beyond key and token: the map slot, the `Rc` box, allocator headers.
+const ENTRY_OVERHEAD: usize = 160;
+
 impl TokenCache {
-    pub fn new(capacity: usize) -> TokenCache {
+    pub fn new(capacity: usize, max_bytes: usize) -> TokenCache {
         TokenCache {
             entries: HashMap::with_capacity_and_hasher(capacity.min(1024), SeededTokenHash::random()),
             capacity,
+            max_bytes,
+            bytes: 0,
             tick: 0,
         }
     }
@@ -91,6 +103,11 @@ impl TokenCache {
         self.entries.is_empty()
     }
 
+    /// Estimated heap bytes held by the entries.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// The cached verification of `token`, if present and not expired.
     pub fn get(&mut self, token: &str, now: i64) -> Option<Rc<VerifiedToken>> {
         self.tick += 1;
@@ -101,34 +118,54 @@ impl TokenCache {
                 Some(Rc::clone(&e.token))
             }
             Some(_) => {
-                self.entries.remove(token);
+                if let Some(e) = self.entries.remove(token) {
+                    self.bytes = self.bytes.saturating_sub(e.bytes);
+                }
                 None
             }
             None => None,
         }
     }
 
-    /// Stores a verification. Does nothing when the cache is disabled.
+    /// Stores a verification. Does nothing when the cache is disabled, the token
+    /// has expired, or the entry alone exceeds the memory bound.
     pub fn insert(&mut self, token: &str, verified: Rc<VerifiedToken>, expires_at: i64, now: i64) {
-        if self.capacity == 0 || expires_at <= now {
+        let bytes = token.len().saturating_add(verified.heap_bytes()).saturating_add(ENTRY_OVERHEAD);
+        if self.capacity == 0 || expires_at <= now || bytes > self.max_bytes {
             return;
         }
-        if self.entries.len() >= self.capacity {
-            self.evict(now);
+        if let Some(old) = self.entries.remove(token) {
+            self.bytes = self.bytes.saturating_sub(old.bytes);
         }
+        self.make_room(bytes, now);
         self.tick += 1;
-        self.entries.insert(token.to_owned(), Entry { token: verified, expires_at, last_used: self.tick });
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.entries.insert(token.to_owned(), Entry { token: verified, expires_at, last_used: self.tick, bytes });
     }
 
-    fn evict(&mut self, now: i64) {
-        self.entries.retain(|_, e| e.expires_at > now);
-        if self.entries.len() < self.capacity {
+    fn fits(&self, bytes: usize) -> bool {
+        self.entries.len() < self.capacity && self.bytes.saturating_add(bytes) <= self.max_bytes
+    }
+
+    /// Drops expired entries, then the least recently used eighth at a time,
+    /// until an entry of `bytes` fits.
+    fn make_room(&mut self, bytes: usize, now: i64) {
+        if self.fits(bytes) {
             return;
         }
-        let mut ages: Vec<u64> = self.entries.values().map(|e| e.last_used).collect();
-        ages.sort_unstable();
-        let cut = ages.get(self.capacity / 8).copied().unwrap_or(u64::MAX);
-        self.entries.retain(|_, e| e.last_used > cut);
+        self.entries.retain(|_, e| e.expires_at > now);
+        self.recount();
+        while !self.fits(bytes) && !self.entries.is_empty() {
+            let mut ages: Vec<u64> = self.entries.values().map(|e| e.last_used).collect();
+            ages.sort_unstable();
+            let cut = ages.get(ages.len() / 8).copied().unwrap_or(u64::MAX);
+            self.entries.retain(|_, e| e.last_used > cut);
+            self.recount();
+        }
+    }
+
+    fn recount(&mut self) {
+        self.bytes = self.entries.values().map(|e| e.bytes).sum();
     }
 }
 
@@ -153,6 +190,40 @@ mod tests {
         // Prefixes of one another (the length is mixed in) hash apart too.
         let prefixes: HashSet<u64> = (0..=base.len()).map(|n| build.hash_one(&base[..n])).collect();
         assert_eq!(prefixes.len(), base.len() + 1);
+    }
+
+    fn verified(payload_len: usize) -> Rc<VerifiedToken> {
+        let claims = serde_json::json!({"iss": "https://i", "pad": "x".repeat(payload_len)});
+        Rc::new(VerifiedToken::for_tests(claims))
+    }
+
+    #[test]
+    fn the_memory_bound_evicts_least_recently_used_first_and_refuses_giants() {
+        let mut cache = TokenCache::new(1000, 64 * 1024);
+        for i in 0..100 {
+            cache.insert(&format!("token-{i}"), verified(2000), 100, 0);
+            assert!(cache.bytes() <= 64 * 1024, "{} bytes after {i}", cache.bytes());
+        }
+        assert!(cache.len() >= 10, "the bound still admits what fits: {}", cache.len());
+        assert!(cache.get("token-99", 0).is_some(), "the newest survives");
+        assert!(cache.get("token-0", 0).is_none(), "the oldest went first");
+        let before = cache.len();
+        cache.insert("giant", verified(100_000), 100, 0);
+        assert!(cache.get("giant", 0).is_none());
+        assert_eq!(cache.len(), before, "a giant entry evicts nothing");
+    }
+
+    #[test]
+    fn expired_entries_release_their_bytes() {
+        let mut cache = TokenCache::new(1000, 1 << 20);
+        cache.insert("a", verified(1000), 10, 0);
+        let one = cache.bytes();
+        assert!(one > 1000);
+        assert!(cache.get("a", 10).is_none());
+        assert_eq!(cache.bytes(), 0);
+        cache.insert("b", verified(1000), 10, 0);
+        cache.insert("b", verified(1000), 10, 0);
+        assert_eq!(cache.bytes(), one, "re-inserting a key does not count it twice");
     }
 
     #[test]

@@ -56,13 +56,18 @@ pub fn fingerprint(token: &[u8]) -> String {
 
 impl Engine {
     pub fn new(config: Config) -> Engine {
-        let cache = TokenCache::new(config.cache_max_entries);
+        let cache = TokenCache::new(config.cache_max_entries, config.cache_max_bytes);
         Engine { config, cache }
     }
 
     /// Number of cached verified tokens.
     pub fn cached(&self) -> usize {
         self.cache.len()
+    }
+
+    /// Estimated heap bytes held by the verified-token cache.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.bytes()
     }
 
     /// Decides one request.
@@ -217,6 +222,9 @@ fn check_require(config: &Config, require: &Require, token: &VerifiedToken, host
                 }
             }
             ClaimCheck::Present(path) => lookup(&token.claims, path).is_some_and(|v| !v.is_null()),
+            ClaimCheck::Prefix(path, prefix) => {
+                lookup(&token.claims, path).and_then(Value::as_str).is_some_and(|v| v.starts_with(prefix.as_str()))
+            }
         };
         if !ok {
             return Err(Reason::Claim);

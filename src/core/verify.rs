@@ -91,6 +91,66 @@ impl VerifiedToken {
     pub fn issuer(&self) -> &str {
         self.claims.get("iss").and_then(Value::as_str).unwrap_or("")
     }
+
+    /// An upper estimate of the heap this token holds: the signed payload, the
+    /// parsed claims, and the compiled constraints (bounded by the `cnst`
+    /// claim they come from, counted again). Used to bound the cache's memory;
+    /// `tests/core_memory.rs` checks it against a counting allocator.
+    pub fn heap_bytes(&self) -> usize {
+        let cnst = self.claims.get("cnst").map_or(0, json_heap_bytes);
+        self.payload
+            .capacity()
+            .saturating_add(map_heap_bytes(&self.claims))
+            .saturating_add(cnst.saturating_mul(2))
+            .saturating_add(self.jti.as_ref().map_or(0, String::capacity))
+            .saturating_add(self.typ.as_ref().map_or(0, String::capacity))
+    }
+
+    /// A token as if verified, for the crate's own unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(claims: Value) -> VerifiedToken {
+        let payload = claims.to_string().into_bytes();
+        let claims = match claims {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        VerifiedToken {
+            provider: 0,
+            claims,
+            payload,
+            exp: None,
+            nbf: None,
+            iat: None,
+            jti: None,
+            typ: None,
+            constraints: Constraints::default(),
+        }
+    }
+}
+
+/// Heap allocator bookkeeping per allocation (dlmalloc/glibc headers, rounding).
+const ALLOCATION_OVERHEAD: usize = 16;
+/// Per object member: key `String` + `Value` + the map's node share.
+const MEMBER_OVERHEAD: usize = 24 + 32 + 48;
+
+fn map_heap_bytes(map: &Map<String, Value>) -> usize {
+    map.iter().fold(ALLOCATION_OVERHEAD, |sum, (k, v)| {
+        sum.saturating_add(MEMBER_OVERHEAD + ALLOCATION_OVERHEAD + k.capacity()).saturating_add(json_heap_bytes(v))
+    })
+}
+
+/// Heap bytes below one JSON value (its own inline slot counted by the parent).
+fn json_heap_bytes(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => s.capacity() + ALLOCATION_OVERHEAD,
+        Value::Array(items) => {
+            items.iter().fold(ALLOCATION_OVERHEAD.saturating_add(items.capacity().saturating_mul(32)), |sum, v| {
+                sum.saturating_add(json_heap_bytes(v))
+            })
+        }
+        Value::Object(map) => map_heap_bytes(map),
+    }
 }
 
 /// Keys a provider can use right now: its inline keys, plus keys fetched at run

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 pub mod envoy;
+pub mod h2;
 
 /// A request as the core sees it, with a fixed clock.
 pub struct FakeHost {

@@ -115,6 +115,8 @@ pub enum ClaimCheck {
     OneOf(String, Vec<Value>),
     EqualsHeader(String, String),
     Present(String),
+    /// The claim is a string starting with the prefix (non-empty).
+    Prefix(String, String),
 }
 
 /// The `require` block of a rule: everything listed must hold.
@@ -182,6 +184,8 @@ pub struct Config {
     pub forward: Forward,
     pub mode: Mode,
     pub cache_max_entries: usize,
+    /// Memory bound of the cache in estimated heap bytes ([`crate::core::cache`]).
+    pub cache_max_bytes: usize,
     pub realm: String,
     pub detail: bool,
 }
@@ -194,6 +198,9 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 pub const MAX_MAX_TOKEN_BYTES: usize = 64 * 1024;
 pub const DEFAULT_CACHE_ENTRIES: usize = 1024;
 pub const MAX_CACHE_ENTRIES: usize = 100_000;
+/// Default memory bound of the verified-token cache (per worker VM): 16 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
+pub const MAX_CACHE_BYTES: usize = 1 << 30;
 /// Names a custom constraint may not take (they are built-in constraint keys).
 pub const BUILTIN_CONSTRAINTS: [&str; 7] = ["ip", "methods", "paths", "hosts", "region", "window", "max_uses"];
 
@@ -348,9 +355,13 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         None | Some(RawMode::Enforce) => Mode::Enforce,
         Some(RawMode::DryRun) => Mode::DryRun,
     };
-    let cache_max_entries = raw.cache.and_then(|c| c.max_entries).unwrap_or(DEFAULT_CACHE_ENTRIES);
+    let cache_max_entries = raw.cache.as_ref().and_then(|c| c.max_entries).unwrap_or(DEFAULT_CACHE_ENTRIES);
     if cache_max_entries > MAX_CACHE_ENTRIES {
         return err("cache.max_entries", format!("must be 0..={MAX_CACHE_ENTRIES}"));
+    }
+    let cache_max_bytes = raw.cache.as_ref().and_then(|c| c.max_bytes).unwrap_or(DEFAULT_CACHE_BYTES);
+    if !(4096..=MAX_CACHE_BYTES).contains(&cache_max_bytes) {
+        return err("cache.max_bytes", format!("must be 4096..={MAX_CACHE_BYTES}"));
     }
     let (realm, detail) = match raw.response {
         None => ("cjwt".to_string(), true),
@@ -379,6 +390,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         forward,
         mode,
         cache_max_entries,
+        cache_max_bytes,
         realm,
         detail,
     })
@@ -626,17 +638,19 @@ fn compile_require(field: &str, r: RawRequire, providers: &[&str]) -> Result<Req
         if c.claim.is_empty() {
             return err(format!("{f}.claim"), "must not be empty");
         }
-        claims.push(match (c.equals, c.one_of, c.equals_header, c.present) {
-            (Some(v), None, None, None) => ClaimCheck::Equals(c.claim, v),
-            (None, Some(list), None, None) if !list.is_empty() => ClaimCheck::OneOf(c.claim, list),
-            (None, None, Some(h), None) => {
+        claims.push(match (c.equals, c.one_of, c.equals_header, c.present, c.prefix) {
+            (Some(v), None, None, None, None) => ClaimCheck::Equals(c.claim, v),
+            (None, Some(list), None, None, None) if !list.is_empty() => ClaimCheck::OneOf(c.claim, list),
+            (None, None, Some(h), None, None) => {
                 ClaimCheck::EqualsHeader(c.claim, header_name(&format!("{f}.equals_header"), &h)?)
             }
-            (None, None, None, Some(true)) => ClaimCheck::Present(c.claim),
+            (None, None, None, Some(true), None) => ClaimCheck::Present(c.claim),
+            (None, None, None, None, Some(p)) if !p.is_empty() => ClaimCheck::Prefix(c.claim, p),
             _ => {
                 return err(
                     f,
-                    "exactly one of `equals`, `one_of` (non-empty), `equals_header`, `present: true` is required",
+                    "exactly one of `equals`, `one_of` (non-empty), `equals_header`, `present: true`, \
+                     `prefix` (non-empty) is required",
                 )
             }
         });

@@ -216,6 +216,9 @@ pub struct RawClaimCheck {
     pub equals_header: Option<String>,
     #[serde(default)]
     pub present: Option<bool>,
+    /// Extension: the claim is a string that starts with this (e.g. a SPIFFE ID prefix for `sub`).
+    #[serde(default)]
+    pub prefix: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -248,6 +251,9 @@ pub enum RawMode {
 pub struct RawCache {
     #[serde(default)]
     pub max_entries: Option<usize>,
+    /// Extension: an upper bound on the cache's memory (estimated heap bytes).
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Debug)]
