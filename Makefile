@@ -94,11 +94,13 @@ bench-tools:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || (echo "make bench needs wrk (Debian package wrk)"; exit 1)
 	@command -v taskset >/dev/null || (echo "make bench needs taskset (util-linux)"; exit 1)
 
-## size: the .wasm raw and after `wasm-opt -O3` (binaryen, Debian package)
+## size: the .wasm raw and after `wasm-opt -O3`/`-Oz` (binaryen, Debian package), and code bytes per crate
 size: build
 	@command -v wasm-opt >/dev/null || (apt-get update -qq && apt-get install -y -qq binaryen)
 	wasm-opt -O3 --strip-debug --strip-producers $(WASM) -o target/cjwt.opt.wasm
-	@ls -l $(WASM) target/cjwt.opt.wasm | awk '{print $$5 " bytes  " $$9}'
+	wasm-opt -Oz --strip-debug --strip-producers $(WASM) -o target/cjwt.oz.wasm
+	@ls -l $(WASM) target/cjwt.opt.wasm target/cjwt.oz.wasm | awk '{print $$5 " bytes  " $$9}'
+	$(PYTHON) scripts/wasm-size.py $(WASM)
 
 ## validate: every shipped Envoy config through `envoy --mode validate` (loads the .wasm)
 validate: build envoy
