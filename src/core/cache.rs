@@ -9,59 +9,8 @@
 //! whole memory bound is not cached.
 
 use crate::core::verify::VerifiedToken;
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
-
-/// Hashes cache keys (whole tokens, hundreds of bytes) eight bytes at a time,
-/// from a per-VM random seed: several times cheaper than SipHash in wasm. Flooding
-/// does not apply: only tokens whose signature verified are ever inserted, and
-/// equal hashes never admit anything (keys are compared in full).
-#[derive(Clone, Copy, Debug)]
-struct SeededTokenHash {
-    seed: u64,
-}
-
-impl SeededTokenHash {
-    fn random() -> SeededTokenHash {
-        SeededTokenHash { seed: RandomState::new().hash_one(0x5eed_u64) }
-    }
-}
-
-impl BuildHasher for SeededTokenHash {
-    type Hasher = TokenHasher;
-    fn build_hasher(&self) -> TokenHasher {
-        TokenHasher(self.seed)
-    }
-}
-
-struct TokenHasher(u64);
-
-impl TokenHasher {
-    const K: u64 = 0xf135_7aea_2e62_a9c5;
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0 ^ word).wrapping_mul(Self::K).rotate_left(26);
-    }
-}
-
-impl Hasher for TokenHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.mix(<[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes));
-        }
-        let mut tail = [0u8; 8];
-        for (t, b) in tail.iter_mut().zip(chunks.remainder()) {
-            *t = *b;
-        }
-        self.mix(u64::from_le_bytes(tail) ^ (bytes.len() as u64) << 56);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(Self::K)
-    }
-}
 
 struct Entry {
     token: Rc<VerifiedToken>,
@@ -74,7 +23,7 @@ struct Entry {
 
 /// A bounded LRU-ish cache of verified tokens (one per worker VM).
 pub struct TokenCache {
-    entries: HashMap<String, Entry, SeededTokenHash>,
+    entries: HashMap<String, Entry>,
     capacity: usize,
     max_bytes: usize,
     bytes: usize,
@@ -86,13 +35,7 @@ const ENTRY_OVERHEAD: usize = 160;
 
 impl TokenCache {
     pub fn new(capacity: usize, max_bytes: usize) -> TokenCache {
-        TokenCache {
-            entries: HashMap::with_capacity_and_hasher(capacity.min(1024), SeededTokenHash::random()),
-            capacity,
-            max_bytes,
-            bytes: 0,
-            tick: 0,
-        }
+        TokenCache { entries: HashMap::with_capacity(capacity.min(1024)), capacity, max_bytes, bytes: 0, tick: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -172,25 +115,6 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
-
-    #[test]
-    fn tokens_differing_in_one_byte_anywhere_hash_apart() {
-        let build = SeededTokenHash::random();
-        let base = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1c2VyIn0.".to_string() + &"A".repeat(86);
-        let mut hashes = HashSet::new();
-        for i in 0..base.len() {
-            for c in [b'B', b'C', b'-'] {
-                let mut t = base.clone().into_bytes();
-                t[i] = c;
-                hashes.insert(build.hash_one(String::from_utf8(t).unwrap()));
-            }
-        }
-        assert_eq!(hashes.len(), base.len() * 3, "no collisions among single-byte variants");
-        // Prefixes of one another (the length is mixed in) hash apart too.
-        let prefixes: HashSet<u64> = (0..=base.len()).map(|n| build.hash_one(&base[..n])).collect();
-        assert_eq!(prefixes.len(), base.len() + 1);
-    }
 
     fn verified(payload_len: usize) -> Rc<VerifiedToken> {
         let claims = serde_json::json!({"iss": "https://i", "pad": "x".repeat(payload_len)});
@@ -224,10 +148,5 @@ mod tests {
         cache.insert("b", verified(1000), 10, 0);
         cache.insert("b", verified(1000), 10, 0);
         assert_eq!(cache.bytes(), one, "re-inserting a key does not count it twice");
-    }
-
-    #[test]
-    fn two_vms_seed_differently() {
-        assert_ne!(SeededTokenHash::random().hash_one("t"), SeededTokenHash::random().hash_one("t"));
     }
 }
