@@ -87,7 +87,10 @@ oci: build
 
 ## bench: SPEC section 9, cjwt vs Envoy's native jwt_authn+rbac vs no filter (minutes; not a test)
 bench: build envoy bench-tools
+	cargo build --release --target $(WASM_TARGET) --features vm-bench --target-dir target/vmbench
+	$(PYTHON) scripts/strip-exports.py target/vmbench/$(WASM_TARGET)/release/cjwt.wasm
 	cargo run --quiet --release --features cli --example microbench
+	cargo run --quiet --release --features cli --example vm_bench
 	cargo run --quiet --release --features cli --example bench
 
 bench-tools:
@@ -126,6 +129,7 @@ lint: wasm-target
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
+	cargo clippy --release --target $(WASM_TARGET) --features fault-injection,vm-bench -- -D warnings
 
 clean:
 	cargo clean

@@ -217,3 +217,19 @@ fn http2_uppercase_names_pseudo_header_tricks_and_repeated_credentials() {
     // The VM survived all of it.
     assert_eq!(req(&[("authorization", &t)]).status, Some(200));
 }
+
+/// The test-only switches (`x-cjwt-fault`, `x-cjwt-vm-bench`) do nothing in the shipped build.
+#[test]
+fn test_build_switches_are_inert_in_the_shipped_filter() {
+    let envoy = Envoy::start(&config_json(json!({})), Options::default());
+    let switches = [("x-cjwt-fault", "panic"), ("x-cjwt-vm-bench", "10")];
+    let r = envoy.get("/x", &switches);
+    assert_eq!((r.status, r.reason().as_deref()), (401, Some("missing_token")), "{}", r.body);
+    let t = bearer(json!({}));
+    let mut with_token = switches.to_vec();
+    with_token.push(("authorization", &t));
+    let r = envoy.get("/x", &with_token);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("decide_warm"), "no timings from the shipped build");
+    assert_eq!(envoy.upstream.count(), 1);
+}

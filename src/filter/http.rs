@@ -69,6 +69,10 @@ impl HttpContext for CjwtHttp {
             self.me.stage.set(Stage::Refused);
             return refuse(Reason::KeysUnavailable, "cjwt", true);
         };
+        #[cfg(feature = "vm-bench")]
+        if super::vm_bench::answer(&shared) {
+            return Action::Pause;
+        }
         let action = process(&shared, Some(&self.me));
         if action == Action::Continue {
             self.me.stage.set(Stage::Allowed);

@@ -6,6 +6,8 @@ mod http;
 mod jwks;
 mod metrics;
 mod root;
+#[cfg(feature = "vm-bench")]
+mod vm_bench;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
