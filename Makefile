@@ -121,7 +121,7 @@ fault-build: wasm-target
 
 ## test: native core tests, then integration tests against a real Envoy
 test: build fault-build envoy validate
-	cargo test --lib --test core_decide --test core_config --test core_memory --test core_tz --test cli --test vectors_wycheproof --test deploy_manifests
+	cargo test --lib --test core_decide --test core_config --test core_memory --test core_rsa --test core_tz --test cli --test vectors_wycheproof --test deploy_manifests
 	cargo test --test wasm_exports --test envoy_e2e --test envoy_jwks --test envoy_faults --test envoy_attacks
 
 ## lint: formatting and clippy (native and wasm32), warnings denied

@@ -7,9 +7,10 @@
 use crate::core::algorithm::{AlgSet, Algorithm, Hash};
 use crate::core::b64;
 use crate::core::hostsig::{self, HostCrypto};
+use crate::core::rsa_verify::RsaVerifier;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Sha256, Sha384, Sha512};
 
 /// Public key material of one of the supported kinds.
 #[derive(Clone)]
@@ -17,7 +18,7 @@ pub enum KeyMaterial {
     Ed25519(ed25519_dalek::VerifyingKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
-    Rsa(rsa::RsaPublicKey),
+    Rsa(Box<RsaKey>),
     /// A shared secret (HS*). Never derived from a public key.
     Hmac(Vec<u8>),
 }
@@ -33,6 +34,14 @@ impl std::fmt::Debug for KeyMaterial {
             KeyMaterial::Hmac(_) => "oct",
         })
     }
+}
+
+/// An RSA public key: the `rsa` crate's (parsing, checks, SPKI) and its
+/// prepared form for verification ([`RsaVerifier`]).
+#[derive(Clone)]
+pub struct RsaKey {
+    pub public: rsa::RsaPublicKey,
+    pub verifier: RsaVerifier,
 }
 
 /// A key bound to the algorithms it may verify.
@@ -231,47 +240,11 @@ impl VerificationKey {
                         .map(|sig| key.verify(signing_input, &sig).is_ok())
                         .unwrap_or(false)
             }
-            (KeyMaterial::Rsa(key), a) if a.is_rsa() => verify_rsa(key, a, signing_input, signature),
+            (KeyMaterial::Rsa(key), a) if a.is_rsa() => key.verifier.verify(a, signing_input, signature),
             (KeyMaterial::Hmac(secret), a) if a.is_hmac() => verify_hmac(secret, a, signing_input, signature),
             _ => false,
         }
     }
-}
-
-fn verify_rsa(key: &rsa::RsaPublicKey, alg: Algorithm, input: &[u8], signature: &[u8]) -> bool {
-    use rsa::traits::PublicKeyParts;
-    use rsa::{Pkcs1v15Sign, Pss};
-    if signature.len() != key.size() {
-        return false;
-    }
-    let pss = matches!(alg, Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512);
-    let result = match alg.hash() {
-        Hash::Sha256 => {
-            let d = Sha256::digest(input);
-            if pss {
-                key.verify(Pss::new_with_salt::<Sha256>(32), &d, signature)
-            } else {
-                key.verify(Pkcs1v15Sign::new::<Sha256>(), &d, signature)
-            }
-        }
-        Hash::Sha384 => {
-            let d = Sha384::digest(input);
-            if pss {
-                key.verify(Pss::new_with_salt::<Sha384>(48), &d, signature)
-            } else {
-                key.verify(Pkcs1v15Sign::new::<Sha384>(), &d, signature)
-            }
-        }
-        Hash::Sha512 => {
-            let d = Sha512::digest(input);
-            if pss {
-                key.verify(Pss::new_with_salt::<Sha512>(64), &d, signature)
-            } else {
-                key.verify(Pkcs1v15Sign::new::<Sha512>(), &d, signature)
-            }
-        }
-    };
-    result.is_ok()
 }
 
 fn verify_hmac(secret: &[u8], alg: Algorithm, input: &[u8], tag: &[u8]) -> bool {
@@ -303,7 +276,7 @@ fn spki_der(material: &KeyMaterial) -> Option<Vec<u8>> {
     let doc = match material {
         KeyMaterial::P256(k) => k.to_public_key_der().ok()?,
         KeyMaterial::P384(k) => k.to_public_key_der().ok()?,
-        KeyMaterial::Rsa(k) => k.to_public_key_der().ok()?,
+        KeyMaterial::Rsa(k) => k.public.to_public_key_der().ok()?,
         KeyMaterial::Ed25519(_) | KeyMaterial::Hmac(_) => return None,
     };
     Some(doc.as_bytes().to_vec())
@@ -346,7 +319,7 @@ fn ed25519_from_bytes(x: &[u8]) -> Result<KeyMaterial, String> {
     Ok(KeyMaterial::Ed25519(key))
 }
 
-fn rsa_from_parts(n: &[u8], e: &[u8]) -> Result<rsa::RsaPublicKey, String> {
+fn rsa_from_parts(n: &[u8], e: &[u8]) -> Result<Box<RsaKey>, String> {
     let odd = |bytes: &[u8]| bytes.last().is_some_and(|b| b & 1 == 1);
     let (n_odd, e_odd) = (odd(n), odd(e));
     let n = rsa::BigUint::from_bytes_be(n);
@@ -368,7 +341,10 @@ fn rsa_from_parts(n: &[u8], e: &[u8]) -> Result<rsa::RsaPublicKey, String> {
     if has_roca_fingerprint(&n) {
         return Err("RSA modulus has the ROCA fingerprint (CVE-2017-15361): the key is factorable".into());
     }
-    rsa::RsaPublicKey::new_with_max_size(n, e, RSA_MAX_BITS).map_err(|err| format!("invalid RSA key: {err}"))
+    let verifier = RsaVerifier::new(&n.to_bytes_be(), &e.to_bytes_be()).ok_or("invalid RSA key")?;
+    let public =
+        rsa::RsaPublicKey::new_with_max_size(n, e, RSA_MAX_BITS).map_err(|err| format!("invalid RSA key: {err}"))?;
+    Ok(Box::new(RsaKey { public, verifier }))
 }
 
 /// Primes of the ROCA test (Nemec et al., CCS 2017): a modulus made by the flawed

@@ -20,6 +20,7 @@ pub mod keystore;
 pub mod pattern;
 pub mod reason;
 pub mod response;
+pub mod rsa_verify;
 pub mod tz;
 #[rustfmt::skip]
 pub mod tzdb;
