@@ -842,3 +842,39 @@ fn tokens_do_not_cross_services_or_tenants_and_replays_stop_at_the_limit() {
     assert_eq!(verdict_with(&mut orders, &acme(), &mut counter), None);
     assert_eq!(verdict_with(&mut orders, &acme(), &mut counter), Some(Reason::MaxUses), "the replay past the limit");
 }
+
+/// SEC-B09: numbers at the edges, signed as written (serde_json could not emit them).
+#[test]
+fn number_edges_in_signed_payloads_are_refused_or_inert() {
+    let k = key(Algorithm::EdDSA);
+    let header = r#"{"alg":"EdDSA","kid":"k1"}"#;
+    let base = r#""iss":"https://idp.example.com","aud":"orders-api","sub":"alice""#;
+    let exp = NOW + 600;
+    let token = |rest: &str| mint_raw(k, header, &format!("{{{base},{rest}}}"));
+    let mut e = engine(json!({"default_rule": {"require": {"claims": [{"claim": "level", "equals": 3}]}}}));
+    let allowed = token(&format!(r#""exp":{exp},"level":3"#));
+    let cases = [
+        ("a valid token (control)", allowed, None),
+        ("exp 1e400 (overflows f64)", token(r#""exp":1e400,"level":3"#), Some(Reason::MalformedToken)),
+        ("a 400-digit exp", token(&format!(r#""exp":{},"level":3"#, "9".repeat(400))), Some(Reason::MalformedToken)),
+        ("exp -0 is the epoch", token(r#""exp":-0,"level":3"#), Some(Reason::Expired)),
+        (
+            "a 30-digit claim is not the number 3",
+            token(&format!(r#""exp":{exp},"level":123456789012345678901234567890"#)),
+            Some(Reason::Claim),
+        ),
+        (
+            "3.0 is not the integer 3 (exact comparison)",
+            token(&format!(r#""exp":{exp},"level":3.0"#)),
+            Some(Reason::Claim),
+        ),
+        (
+            "a 400-digit custom number",
+            token(&format!(r#""exp":{exp},"level":3,"big":{}"#, "1".repeat(400))),
+            Some(Reason::MalformedToken),
+        ),
+    ];
+    for (name, t, want) in cases {
+        assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), want, "{name}");
+    }
+}

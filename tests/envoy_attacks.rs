@@ -233,3 +233,37 @@ fn test_build_switches_are_inert_in_the_shipped_filter() {
     assert!(!r.body.contains("decide_warm"), "no timings from the shipped build");
     assert_eq!(envoy.upstream.count(), 1);
 }
+
+/// SEC-A08: NUL, CR and bytes >= 0x80 in the credential.
+#[test]
+fn nul_cr_and_non_ascii_bytes_in_the_token() {
+    let envoy = Envoy::start(&config_json(json!({})), Options::default());
+    let t = bearer(json!({}));
+    // Non-ASCII (UTF-8) inside the token: refused as malformed, not decoded around.
+    let (head, tail) = t.split_at(t.len() / 2);
+    let r = envoy.get("/x", &[("authorization", &format!("{head}é{tail}"))]);
+    assert_eq!((r.status, r.reason().as_deref()), (401, Some("malformed_token")), "{}", r.body);
+    // NUL never reaches cjwt: Envoy's codec refuses the request.
+    let r = envoy.get("/x", &[("authorization", &format!("{head}\0{tail}"))]);
+    assert!(r.status == 400 || r.status == 0, "NUL: {} {}", r.status, r.body);
+    assert_eq!(envoy.upstream.count(), 0);
+    // A bare CR: Envoy 1.40 drops it from the value before filters run (observed). Whatever
+    // Envoy does, what cjwt verified must be byte for byte what the upstream receives: one
+    // authorization header, the token intact, nothing split off into another header.
+    let r = envoy.get("/x", &[("authorization", &format!("{head}\r{tail}")), ("x-probe", "1")]);
+    if r.status == 200 {
+        let seen = envoy.upstream.last().unwrap();
+        assert_eq!(seen.header("authorization"), Some(t.as_str()));
+        assert_eq!(seen.header_count("authorization"), 1);
+        assert!(
+            seen.headers.iter().filter(|(n, _)| n != "authorization").all(|(_, v)| !v.contains(tail)),
+            "no part of the token went into another header: {:?}",
+            seen.headers
+        );
+    } else {
+        assert!(r.status == 400 || r.status == 0, "bare CR: {} {}", r.status, r.body);
+    }
+    let before = envoy.upstream.count();
+    assert_eq!(envoy.get("/x", &[("authorization", &t)]).status, 200, "the VM survived");
+    assert_eq!(envoy.upstream.count(), before + 1);
+}
