@@ -14,6 +14,8 @@ Usage: strip-exports.py MODULE.wasm   (rewrites the file in place; idempotent)
 """
 import sys
 
+from wasmbin import enc, leb, sections
+
 UNUSED = {
     "proxy_on_response_headers",
     "proxy_on_response_body",
@@ -35,46 +37,16 @@ UNUSED = {
 EXPORT_SECTION = 7
 
 
-def leb(data, pos):
-    """Reads an unsigned LEB128 at pos; returns (value, next position)."""
-    value, shift = 0, 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, pos
-
-
-def enc(value):
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def strip(module):
-    if module[:4] != b"\0asm":
-        raise SystemExit("not a wasm module")
-    out, pos, removed = bytearray(module[:8]), 8, []
-    while pos < len(module):
-        section_id = module[pos]
-        size, body = leb(module, pos + 1)
-        end = body + size
+    out, removed = bytearray(module[:8]), []
+    for section_id, start, body, end in sections(module):
         if section_id != EXPORT_SECTION:
-            out += module[pos:end]
-            pos = end
+            out += module[start:end]
             continue
         count, p = leb(module, body)
         kept = []
         for _ in range(count):
-            start = p
+            entry = p
             name_len, p = leb(module, p)
             name = module[p : p + name_len].decode()
             p += name_len + 1  # name, then the export kind byte
@@ -82,12 +54,11 @@ def strip(module):
             if name in UNUSED:
                 removed.append(name)
             else:
-                kept.append(module[start:p])
+                kept.append(module[entry:p])
         if p != end:
             raise SystemExit("malformed export section")
         content = enc(len(kept)) + b"".join(kept)
         out += bytes([EXPORT_SECTION]) + enc(len(content)) + content
-        pos = end
     return bytes(out), removed
 
 

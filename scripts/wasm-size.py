@@ -12,25 +12,7 @@ import re
 import sys
 from collections import Counter
 
-
-def leb(data, pos):
-    value, shift = 0, 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, pos
-
-
-def sections(data):
-    pos = 8
-    while pos < len(data):
-        sid = data[pos]
-        size, body = leb(data, pos + 1)
-        yield sid, data[body : body + size]
-        pos = body + size
+from wasmbin import leb, sections
 
 
 def imported_functions(body):
@@ -104,7 +86,8 @@ def crate_of(name):
 def main():
     data = open(sys.argv[1], "rb").read()
     imports, code, names, data_bytes = 0, [], {}, 0
-    for sid, body in sections(data):
+    for sid, _, start, end in sections(data):
+        body = data[start:end]
         if sid == 2:
             imports = imported_functions(body)
         elif sid == 10:
