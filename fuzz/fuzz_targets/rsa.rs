@@ -25,7 +25,8 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let key = SigningKey::generate(Algorithm::RS256).expect("key");
+        // A fixed test key (fuzzing only): generating one costs seconds of every short run.
+        let key = SigningKey::from_pem(Algorithm::RS256, include_str!("rsa-test-key.pem")).expect("key");
         let jwk = key.public_jwk(None);
         let part = |m: &str| b64::decode(jwk[m].as_str().expect("jwk").as_bytes()).expect("b64");
         let (n, e) = (part("n"), part("e"));
