@@ -10,6 +10,8 @@ pub mod core;
 
 #[cfg(feature = "cli")]
 pub mod mint;
+#[cfg(feature = "cli")]
+pub mod reference;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

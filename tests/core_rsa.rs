@@ -7,22 +7,8 @@ use cjwt::core::algorithm::Algorithm;
 use cjwt::core::b64;
 use cjwt::core::rsa_verify::RsaVerifier;
 use cjwt::mint::{mint, SigningKey};
-use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPublicKey};
+use cjwt::reference::rsa_verify;
 use serde_json::json;
-use sha2::{Digest, Sha256, Sha384, Sha512};
-
-fn reference(key: &RsaPublicKey, alg: Algorithm, input: &[u8], sig: &[u8]) -> bool {
-    match alg {
-        Algorithm::RS256 => key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(input), sig),
-        Algorithm::RS384 => key.verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(input), sig),
-        Algorithm::RS512 => key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(input), sig),
-        Algorithm::PS256 => key.verify(Pss::new_with_salt::<Sha256>(32), &Sha256::digest(input), sig),
-        Algorithm::PS384 => key.verify(Pss::new_with_salt::<Sha384>(48), &Sha384::digest(input), sig),
-        Algorithm::PS512 => key.verify(Pss::new_with_salt::<Sha512>(64), &Sha512::digest(input), sig),
-        _ => unreachable!(),
-    }
-    .is_ok()
-}
 
 #[test]
 fn agrees_with_the_rsa_crate_on_valid_tampered_and_random_signatures() {
@@ -35,7 +21,6 @@ fn agrees_with_the_rsa_crate_on_valid_tampered_and_random_signatures() {
         let part = |m: &str| b64::decode(jwk[m].as_str().unwrap().as_bytes()).unwrap();
         let (n, e) = (part("n"), part("e"));
         let ours = RsaVerifier::new(&n, &e).unwrap();
-        let theirs = RsaPublicKey::new(BigUint::from_bytes_be(&n), BigUint::from_bytes_be(&e)).unwrap();
         for i in 0..6u8 {
             let token = mint(&key, None, &json!({"i": i}));
             let (input, sig) = token.rsplit_once('.').unwrap();
@@ -51,7 +36,7 @@ fn agrees_with_the_rsa_crate_on_valid_tampered_and_random_signatures() {
             variants.push(garbage);
             for (v, candidate) in variants.iter().enumerate() {
                 for message in [input.as_bytes(), b"another message".as_slice()] {
-                    let want = reference(&theirs, alg, message, candidate);
+                    let want = rsa_verify(&n, &e, alg, message, candidate).unwrap();
                     assert_eq!(ours.verify(alg, message, candidate), want, "{alg:?} token {i} variant {v}");
                     valid += usize::from(want);
                     checked += 1;
