@@ -15,20 +15,13 @@ use proxy_wasm::types::{Action, MapType};
 use std::cell::Cell;
 use std::rc::Rc;
 
-/// Where a stream's decision stands. Until it is `Allowed`, request body and
-/// trailers are held (never let a body callback's answer release the request).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Deciding,
-    Allowed,
-    Refused,
-}
-
-/// A stream paused until keys arrive; the fetch answer decides it and sets its stage.
+/// A stream, as a paused request waiting for keys is remembered: the fetch
+/// answer decides it and sets `allowed`. Until `allowed` is set, request body and
+/// trailers are held (no body callback's answer may release the request).
 #[derive(Debug, Clone)]
 pub struct Waiter {
     pub context: u32,
-    pub stage: Rc<Cell<Stage>>,
+    pub allowed: Rc<Cell<bool>>,
 }
 
 pub struct CjwtHttp {
@@ -38,13 +31,13 @@ pub struct CjwtHttp {
 
 impl CjwtHttp {
     pub fn new(context_id: u32, shared: Option<Rc<Shared>>) -> CjwtHttp {
-        CjwtHttp { shared, me: Waiter { context: context_id, stage: Rc::new(Cell::new(Stage::Deciding)) } }
+        CjwtHttp { shared, me: Waiter { context: context_id, allowed: Rc::new(Cell::new(false)) } }
     }
 
     /// Body and trailers pass only once the request is allowed; until then
     /// Envoy buffers them (within its buffer limits) or drops them with the refusal.
     fn hold_until_allowed(&self) -> Action {
-        if self.me.stage.get() == Stage::Allowed {
+        if self.me.allowed.get() {
             Action::Continue
         } else {
             Action::Pause
@@ -66,7 +59,6 @@ impl HttpContext for CjwtHttp {
         fault_injection();
         let Some(shared) = self.shared.clone() else {
             // No configuration: Envoy would not have started; refuse anyway.
-            self.me.stage.set(Stage::Refused);
             return refuse(Reason::KeysUnavailable, "cjwt", true);
         };
         #[cfg(feature = "vm-bench")]
@@ -74,9 +66,7 @@ impl HttpContext for CjwtHttp {
             return Action::Pause;
         }
         let action = process(&shared, Some(&self.me));
-        if action == Action::Continue {
-            self.me.stage.set(Stage::Allowed);
-        }
+        self.me.allowed.set(action == Action::Continue);
         action
     }
 

@@ -6,7 +6,7 @@
 //! path, at the cost of one fetch per worker per refresh (see docs/decisions.md).
 
 use super::host::host_now;
-use super::http::{process, Stage, Waiter};
+use super::http::{process, Waiter};
 use super::root::Shared;
 use crate::core::config::{Config, JwksSource};
 use crate::core::keystore::{jwks_path_from_discovery, parse_remote_jwks};
@@ -242,11 +242,10 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) {
         if hostcalls::set_effective_context(waiter.context).is_err() {
             continue;
         }
-        if process(shared, None) == Action::Continue {
-            waiter.stage.set(Stage::Allowed);
+        let allowed = process(shared, None) == Action::Continue;
+        waiter.allowed.set(allowed);
+        if allowed {
             let _ = hostcalls::resume_http_request();
-        } else {
-            waiter.stage.set(Stage::Refused);
         }
     }
 }
