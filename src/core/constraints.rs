@@ -115,6 +115,27 @@ pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Valu
     if let Some(v) = claims.get(path) {
         return Some(v);
     }
+    lookup_nested(claims, path)
+}
+
+/// The two readings of a dotted name disagree (see [`lookup_unambiguous`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ambiguous;
+
+/// Like [`lookup`], but when the exact member and the nested path both exist
+/// with different values, neither is chosen. For the constraints claim, where a
+/// literal `"ext.cnst": {}` must not shadow `ext: {cnst: {...}}` (SEC-12.10).
+pub fn lookup_unambiguous<'a>(claims: &'a Map<String, Value>, path: &str) -> Result<Option<&'a Value>, Ambiguous> {
+    let exact = claims.get(path);
+    let nested = if path.contains('.') { lookup_nested(claims, path) } else { None };
+    match (exact, nested) {
+        (Some(a), Some(b)) if a != b => Err(Ambiguous),
+        (Some(v), _) | (None, Some(v)) => Ok(Some(v)),
+        (None, None) => Ok(None),
+    }
+}
+
+fn lookup_nested<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     let mut parts = path.split('.');
     let mut current = claims.get(parts.next()?)?;
     for part in parts {
@@ -130,6 +151,20 @@ mod tests {
 
     fn parse(v: Value) -> Result<Constraints, String> {
         Constraints::parse(&v, &["tenant"], true)
+    }
+
+    #[test]
+    fn a_literal_dotted_member_does_not_shadow_the_nested_claim() {
+        let both = json!({"ext.cnst": {}, "ext": {"cnst": {"ip": ["10.0.0.0/8"]}}});
+        let both = both.as_object().unwrap();
+        assert_eq!(lookup_unambiguous(both, "ext.cnst"), Err(Ambiguous));
+        let same = json!({"ext.cnst": {"a": 1}, "ext": {"cnst": {"a": 1}}});
+        assert_eq!(lookup_unambiguous(same.as_object().unwrap(), "ext.cnst"), Ok(Some(&json!({"a": 1}))));
+        let nested = json!({"ext": {"cnst": {"a": 1}}});
+        assert_eq!(lookup_unambiguous(nested.as_object().unwrap(), "ext.cnst"), Ok(Some(&json!({"a": 1}))));
+        let literal = json!({"ext.cnst": {"a": 1}});
+        assert_eq!(lookup_unambiguous(literal.as_object().unwrap(), "ext.cnst"), Ok(Some(&json!({"a": 1}))));
+        assert_eq!(lookup_unambiguous(literal.as_object().unwrap(), "cnst"), Ok(None));
     }
 
     #[test]

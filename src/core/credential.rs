@@ -6,6 +6,7 @@
 use crate::core::config::TokenSource;
 use crate::core::host::{header_values, single_header, Host};
 use crate::core::pattern::query_only;
+use crate::core::query::{self, Param};
 
 /// Where the one credential was found (so that `remove_token` can strip it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,14 +109,19 @@ fn scan_header(host: &dyn Host, name: &str, prefix: &str, note: &mut dyn FnMut(&
     }
 }
 
+/// A query credential, read as upstream decoders read it ([`query::param`]): a
+/// parameter written twice, in any spelling, is two credentials (`multiple_tokens`).
 fn scan_query(host: &dyn Host, param: &str, note: &mut dyn FnMut(&[u8])) {
-    if let Some(query) = single_header(host, ":path").and_then(query_only) {
-        for pair in query.split('&') {
-            if let Some((name, v)) = pair.split_once('=') {
-                if name == param && !v.is_empty() {
-                    note(v.as_bytes());
-                }
-            }
+    let Some(q) = single_header(host, ":path").and_then(query_only) else {
+        return;
+    };
+    match query::param(q, param) {
+        Param::Absent => {}
+        Param::One(v) if v.is_empty() => {}
+        Param::One(v) => note(&v),
+        Param::Ambiguous => {
+            note(b"");
+            note(b"");
         }
     }
 }

@@ -10,10 +10,13 @@ use crate::core::host::{header_values, single_header, Host, UsageCounter};
 use crate::core::hostsig::HostCrypto;
 use crate::core::ip;
 use crate::core::pattern::{is_normalized, normalize_host, path_only, path_segment, query_only};
+use crate::core::query::{self, Param};
 use crate::core::reason::Reason;
+use crate::core::usage::UsageId;
 use crate::core::verify::{check_claims, provider_of, verify, KeyLookup, VerifiedToken};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// What to do with a request.
@@ -33,6 +36,9 @@ pub struct Denial {
     /// For `unknown_key` and `keys_unavailable`: the provider (index) whose keys
     /// were missing, so the adapter can fetch them and decide again.
     pub provider: Option<usize>,
+    /// The one credential found, if any: a `dry_run` refusal still applies
+    /// `forward.remove_token` to it (SEC-12.12).
+    pub credential: Option<Found>,
 }
 
 /// The decision and whether the verified-token cache answered (for metrics).
@@ -81,12 +87,13 @@ impl Engine {
         let mut cache_hit = None;
         let decision = match self.decide_inner(host, keys, crypto, counter, &mut cache_hit) {
             Ok(d) => d,
-            Err((reason, token)) => {
-                let provider = match (reason, &token) {
-                    (Reason::UnknownKey | Reason::KeysUnavailable, Some(t)) => provider_of(&self.config, t),
+            Err((reason, credential)) => {
+                let provider = match (reason, &credential) {
+                    (Reason::UnknownKey | Reason::KeysUnavailable, Some(c)) => provider_of(&self.config, &c.token),
                     _ => None,
                 };
-                Decision::Deny(Denial { reason, fingerprint: token.map(|t| fingerprint(&t)), provider })
+                let fingerprint = credential.as_ref().map(|c| fingerprint(&c.token));
+                Decision::Deny(Denial { reason, fingerprint, provider, credential })
             }
         };
         Outcome { decision, cache_hit }
@@ -99,7 +106,7 @@ impl Engine {
         crypto: &dyn HostCrypto,
         counter: &mut dyn UsageCounter,
         cache_hit: &mut Option<bool>,
-    ) -> Result<Decision, (Reason, Option<Vec<u8>>)> {
+    ) -> Result<Decision, (Reason, Option<Found>)> {
         let config = &self.config;
         let rule = select_rule(config, host).map_err(|r| (r, None))?;
         if rule.auth == Auth::None {
@@ -113,13 +120,13 @@ impl Engine {
             Credential::Multiple => return Err((Reason::MultipleTokens, None)),
             Credential::One(found) => found,
         };
-        let fail = |reason: Reason| (reason, Some(found.token.clone()));
+        let fail = |reason: Reason| (reason, Some(found.clone()));
         if found.token.len() > config.max_token_bytes {
             return Err(fail(Reason::TokenTooLarge));
         }
         let text = std::str::from_utf8(&found.token).map_err(|_| fail(Reason::MalformedToken))?;
         let now = host.now();
-        let token = match self.cache.get(text, now) {
+        let token = match self.cache.get(text, now, keys) {
             Some(t) => {
                 *cache_hit = Some(true);
                 t
@@ -128,7 +135,7 @@ impl Engine {
                 *cache_hit = Some(false);
                 let verified = Rc::new(verify(config, keys, crypto, text).map_err(|e| fail(e.into()))?);
                 let expires_at = verified.exp.map_or(i64::MAX, |e| e.saturating_add(config.clock_skew_seconds));
-                self.cache.insert(text, Rc::clone(&verified), expires_at, now);
+                self.cache.insert(text, Rc::clone(&verified), expires_at, now, keys);
                 verified
             }
         };
@@ -293,24 +300,19 @@ fn check_constraints(
         let attribute =
             config.custom_constraints.iter().find(|(n, _)| n == name).map(|(_, a)| a).ok_or(Reason::Custom)?;
         let value = attribute_value(attribute, host)?.ok_or(Reason::Custom)?;
-        if !allowed.iter().any(|a| *a == value) {
+        if !allowed.iter().any(|a| *a == *value) {
             return Err(Reason::Custom);
         }
     }
     if let (Some(limit), Some(jti)) = (c.max_uses, &token.jti) {
-        let key = usage_key(token.issuer(), jti);
+        let id = UsageId::new(token.issuer(), jti);
         let expires_at = token.exp.map_or(i64::MAX, |e| e.saturating_add(config.clock_skew_seconds));
-        match counter.try_use(&key, limit, expires_at, now) {
+        match counter.try_use(&id, limit, expires_at, now) {
             Ok(true) => {}
             Ok(false) | Err(_) => return Err(Reason::MaxUses),
         }
     }
     Ok(())
-}
-
-/// The usage-counter key for (iss, jti): length-prefixed, so no two pairs collide.
-pub fn usage_key(iss: &str, jti: &str) -> String {
-    format!("cjwt.uses.{}:{}{}", iss.len(), iss, jti)
 }
 
 /// The client IP from the configured source.
@@ -341,18 +343,19 @@ fn request_region(config: &Config, host: &dyn Host) -> Option<String> {
 
 /// The request attribute a custom constraint compares with; `Ok(None)` when absent
 /// or ambiguous (repeated).
-fn attribute_value<'h>(attribute: &'h Attribute, host: &'h dyn Host) -> Result<Option<&'h str>, Reason> {
+fn attribute_value<'h>(attribute: &'h Attribute, host: &'h dyn Host) -> Result<Option<Cow<'h, str>>, Reason> {
     Ok(match attribute {
-        Attribute::Header(h) => single_header(host, h),
+        Attribute::Header(h) => single_header(host, h).map(Cow::Borrowed),
+        // Decoded as upstream decoders decode it; any second occurrence is ambiguous.
         Attribute::Query(name) => {
             let query = single_header(host, ":path").and_then(query_only).unwrap_or("");
-            let mut values =
-                query.split('&').filter_map(|p| p.split_once('=')).filter(|(k, _)| k == name).map(|(_, v)| v);
-            match (values.next(), values.next()) {
-                (Some(v), None) => Some(v),
-                _ => None,
+            match query::param(query, name) {
+                Param::One(v) => return Ok(String::from_utf8(v).ok().filter(|v| !v.is_empty()).map(Cow::Owned)),
+                Param::Absent | Param::Ambiguous => None,
             }
         }
-        Attribute::PathSegment(i) => path_segment(normalized_path(host)?, *i).filter(|s| !s.is_empty()),
+        Attribute::PathSegment(i) => {
+            path_segment(normalized_path(host)?, *i).filter(|s| !s.is_empty()).map(Cow::Borrowed)
+        }
     })
 }

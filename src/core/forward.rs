@@ -8,6 +8,8 @@ use crate::core::b64;
 use crate::core::config::{Forward, TokenSource};
 use crate::core::constraints::lookup;
 use crate::core::credential::Found;
+use crate::core::host::{header_values, Host};
+use crate::core::query;
 use crate::core::verify::VerifiedToken;
 use serde_json::Value;
 
@@ -29,15 +31,37 @@ pub fn stripped_headers(forward: &Forward) -> impl Iterator<Item = &str> {
     forward.claims_to_headers.iter().map(|(_, h)| h.as_str()).chain(forward.payload_header.as_deref())
 }
 
-/// Edits for an allowed request. `token` is `None` when no token was verified.
+/// Edits for a request that goes upstream (allowed, or refused in `dry_run`).
+/// `token` is `None` when no token was verified; `credential` is the one found,
+/// stripped when `remove_token` is set, verified or not.
 pub fn edits(
     forward: &Forward,
     token: Option<&VerifiedToken>,
     credential: Option<&Found>,
-    request_path: &str,
+    request: &dyn Host,
 ) -> HeaderEdits {
     let mut out =
         HeaderEdits { remove: stripped_headers(forward).map(str::to_owned).collect(), ..HeaderEdits::default() };
+    // `x_cjwt_sub` is `x-cjwt-sub` to CGI-style upstreams (HTTP_X_CJWT_SUB): strip
+    // every spelling of a forwarded header, not just the canonical one (SEC-12.9).
+    for (name, _) in request.headers() {
+        if name.contains('_') && !out.remove.contains(name) {
+            let canonical = name.replace('_', "-");
+            if stripped_headers(forward).any(|h| h == canonical) {
+                out.remove.push(name.clone());
+            }
+        }
+    }
+    if forward.remove_token {
+        let request_path =
+            header_values(request, ":path").next().and_then(|p| std::str::from_utf8(p).ok()).unwrap_or("/");
+        match credential.map(|c| &c.source) {
+            Some(TokenSource::Header { name, .. }) => out.remove.push(name.clone()),
+            Some(TokenSource::Query(param)) => out.path = Some(remove_query_param(request_path, param)),
+            Some(TokenSource::Cookie(name)) => out.drop_cookie = Some(name.clone()),
+            None => {}
+        }
+    }
     let Some(token) = token else {
         return out;
     };
@@ -54,23 +78,15 @@ pub fn edits(
     if let Some(header) = &forward.payload_header {
         out.set.push((header.clone(), b64::encode(&token.payload)));
     }
-    if forward.remove_token {
-        match credential.map(|c| &c.source) {
-            Some(TokenSource::Header { name, .. }) => out.remove.push(name.clone()),
-            Some(TokenSource::Query(param)) => out.path = Some(remove_query_param(request_path, param)),
-            Some(TokenSource::Cookie(name)) => out.drop_cookie = Some(name.clone()),
-            None => {}
-        }
-    }
     out
 }
 
-/// `:path` without any `param=` pair in its query.
+/// `:path` without the parameter `param` in any spelling (see [`query::without`]).
 pub fn remove_query_param(path: &str, param: &str) -> String {
     let Some((base, query)) = path.split_once('?') else {
         return path.to_string();
     };
-    let kept: Vec<&str> = query.split('&').filter(|p| p.split_once('=').map_or(*p, |(k, _)| k) != param).collect();
+    let kept = query::without(query, param);
     if kept.is_empty() {
         base.to_string()
     } else {

@@ -20,17 +20,21 @@ pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 #[derive(Default)]
 pub struct KeyStore {
     fetched: Vec<Option<Vec<VerificationKey>>>,
+    /// Per provider, bumped on every [`KeyStore::set`] (see [`KeyLookup::generation`]).
+    generations: Vec<u64>,
 }
 
 impl KeyStore {
     pub fn new(providers: usize) -> KeyStore {
-        KeyStore { fetched: vec![None; providers] }
+        KeyStore { fetched: vec![None; providers], generations: vec![0; providers] }
     }
 
-    /// Replaces the provider's fetched keys.
+    /// Replaces the provider's fetched keys. Verifications cached under the
+    /// previous set are made again on their next use.
     pub fn set(&mut self, provider: usize, keys: Vec<VerificationKey>) {
-        if let Some(slot) = self.fetched.get_mut(provider) {
+        if let (Some(slot), Some(generation)) = (self.fetched.get_mut(provider), self.generations.get_mut(provider)) {
             *slot = Some(keys);
+            *generation = generation.wrapping_add(1);
         }
     }
 
@@ -42,6 +46,10 @@ impl KeyStore {
 impl KeyLookup for KeyStore {
     fn fetched(&self, provider: usize) -> Option<&[VerificationKey]> {
         self.fetched.get(provider)?.as_deref()
+    }
+
+    fn generation(&self, provider: usize) -> u64 {
+        self.generations.get(provider).copied().unwrap_or(0)
     }
 }
 
@@ -71,7 +79,7 @@ pub fn parse_remote_jwks(config: &Config, provider: usize, body: &[u8]) -> Resul
         if map.get("kty").and_then(Value::as_str) == Some("oct") {
             return Err(format!("keys[{i}]: symmetric keys are never accepted from a remote key set"));
         }
-        match VerificationKey::from_jwk(map, Some(p.algorithms)) {
+        match VerificationKey::from_jwk(map, p.configured_algorithms) {
             Ok(k) => {
                 if let Some(kid) = &k.kid {
                     if keys.iter().any(|o| o.kid.as_ref() == Some(kid)) || p.keys_by_kid.contains_key(kid) {

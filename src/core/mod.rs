@@ -18,11 +18,13 @@ pub mod jws;
 pub mod keys;
 pub mod keystore;
 pub mod pattern;
+pub mod query;
 pub mod reason;
 pub mod response;
 pub mod rsa_verify;
 pub mod tz;
 #[rustfmt::skip]
 pub mod tzdb;
+pub mod usage;
 pub mod verify;
 pub mod window;

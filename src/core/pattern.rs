@@ -26,6 +26,10 @@ impl PathPattern {
         if !pattern.starts_with('/') {
             return Err(format!("path pattern {pattern:?} must start with '/'"));
         }
+        // Patterns match the path without query or fragment: such a pattern never matches.
+        if pattern.contains(['?', '#']) {
+            return Err(format!("path pattern {pattern:?} has a query or fragment; paths are matched without them"));
+        }
         if !is_normalized(pattern) {
             return Err(format!("path pattern {pattern:?} is not in normal form"));
         }
@@ -115,9 +119,21 @@ pub enum HostPattern {
 
 impl HostPattern {
     pub fn parse(pattern: &str) -> Result<HostPattern, String> {
+        // `example.com.` is the same DNS name as `example.com`: one trailing dot goes.
         let lower = pattern.to_ascii_lowercase();
-        if lower.is_empty() || lower.contains(char::is_whitespace) || lower.contains(['/', '?', '#', '@']) {
+        let lower = lower.strip_suffix('.').unwrap_or(&lower).to_owned();
+        if lower.is_empty()
+            || lower.contains(char::is_whitespace)
+            || lower.contains(['/', '?', '#', '@'])
+            || lower.ends_with('.')
+            || lower.contains("..")
+        {
             return Err(format!("host pattern {pattern:?} is not a host name"));
+        }
+        // Hosts are matched without their port, so a pattern with one never matches.
+        let bracketed = lower.starts_with('[') && lower.ends_with(']') && !lower.contains("]:");
+        if lower.contains(':') && !bracketed {
+            return Err(format!("host pattern {pattern:?} has a port; hosts are matched without one"));
         }
         if let Some(suffix) = lower.strip_prefix('*') {
             if !suffix.starts_with('.') || suffix.len() < 2 || suffix.contains('*') {
@@ -155,7 +171,12 @@ pub fn normalize_host(authority: &str) -> String {
             None => authority,
         }
     };
-    host.to_ascii_lowercase()
+    let mut host = host.to_ascii_lowercase();
+    // One trailing dot: `admin.example.com.` names `admin.example.com` (SEC-12.2).
+    if host.ends_with('.') && !host.starts_with('[') {
+        host.pop();
+    }
+    host
 }
 
 #[cfg(test)]
@@ -197,7 +218,7 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused() {
-        for bad in ["a/b", "/a/**/b", "/a*", "/a/b*c", "/a//b", "/a/../b", "/a;x", "/%2e"] {
+        for bad in ["a/b", "/a/**/b", "/a*", "/a/b*c", "/a//b", "/a/../b", "/a;x", "/%2e", "/a?x=1", "/a#f", "/?"] {
             assert!(PathPattern::parse(bad).is_err(), "{bad}");
         }
     }
@@ -250,7 +271,27 @@ mod tests {
         assert!(!wild.matches("a.b.example.com"));
         assert!(!wild.matches(".example.com"));
         assert!(!wild.matches("evilexample.com"));
-        for bad in ["", "a*.example.com", "*example.com", "*.", "x.*.com", "a b"] {
+        let dotted = HostPattern::parse("Admin.Example.com.").unwrap();
+        assert!(dotted.matches(&normalize_host("admin.example.com")));
+        assert!(exact.matches(&normalize_host("api.example.com.")));
+        assert!(exact.matches(&normalize_host("API.example.com.:443")));
+        assert!(!exact.matches(&normalize_host("api.example.com..")));
+        assert!(wild.matches(&normalize_host("x.example.com.")));
+        assert!(HostPattern::parse("[::1]").is_ok());
+        for bad in [
+            "",
+            "a*.example.com",
+            "*example.com",
+            "*.",
+            "x.*.com",
+            "a b",
+            ".",
+            "a..b",
+            "admin.example.com:443",
+            "admin.example.com..",
+            "[::1]:443",
+            "::1",
+        ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
     }

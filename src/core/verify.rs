@@ -7,7 +7,7 @@
 
 use crate::core::algorithm::Algorithm;
 use crate::core::config::{Config, Provider};
-use crate::core::constraints::{lookup, Constraints};
+use crate::core::constraints::{lookup_unambiguous, Constraints};
 use crate::core::hostsig::HostCrypto;
 use crate::core::jws::{self, ParseError, UntrustedToken};
 use crate::core::keys::VerificationKey;
@@ -158,6 +158,11 @@ fn json_heap_bytes(value: &Value) -> usize {
 pub trait KeyLookup {
     /// Keys fetched for `provider` (by index), or `None` when none were fetched yet.
     fn fetched(&self, provider: usize) -> Option<&[VerificationKey]>;
+    /// Changes whenever `provider`'s fetched keys change, so that a cached
+    /// verification made with a key that has since left is made again (SEC-12.4).
+    fn generation(&self, _provider: usize) -> u64 {
+        0
+    }
 }
 
 /// No remote keys: inline keys only.
@@ -275,9 +280,10 @@ fn into_verified(config: &Config, provider: usize, token: UntrustedToken<'_>) ->
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
         Some(_) => return Err(TokenError::Malformed),
     }
-    let constraints = match lookup(&claims, &config.constraints_claim) {
-        None => Constraints::default(),
-        Some(value) => {
+    let constraints = match lookup_unambiguous(&claims, &config.constraints_claim) {
+        Err(_) => return Err(TokenError::MalformedConstraint),
+        Ok(None) => Constraints::default(),
+        Ok(Some(value)) => {
             let names: Vec<&str> = config.custom_constraints.iter().map(|(n, _)| n.as_str()).collect();
             Constraints::parse(value, &names, jti.is_some()).map_err(|_| TokenError::MalformedConstraint)?
         }

@@ -1,6 +1,7 @@
 //! [`Host`] and [`UsageCounter`] over proxy-wasm hostcalls.
 
-use crate::core::host::{Host, UsageCounter, UsageError};
+use crate::core::host::{clock, Host, UsageCounter, UsageError};
+use crate::core::usage::{count_use, slot_key, SlotUpdate, UsageId};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, Status};
 
@@ -12,18 +13,19 @@ pub struct ProxyHost {
 }
 
 impl ProxyHost {
-    pub fn read() -> ProxyHost {
+    /// The request as Envoy holds it; `None` when the host clock cannot be read
+    /// (the caller fails closed: a clock read as 1970 would make expired tokens valid).
+    pub fn read() -> Option<ProxyHost> {
+        let now = host_now()?;
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        ProxyHost { headers, now: host_now() }
+        Some(ProxyHost { headers, now })
     }
 }
 
-/// Host clock in Unix seconds (never the token's or the request's idea of time).
-pub fn host_now() -> i64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+/// Host clock in Unix seconds (never the token's or the request's idea of time);
+/// `None` when it cannot be read or reads as an impossible time.
+pub fn host_now() -> Option<i64> {
+    clock::unix_seconds(hostcalls::get_current_time().ok()?)
 }
 
 impl Host for ProxyHost {
@@ -43,8 +45,9 @@ impl Host for ProxyHost {
 /// `max_uses` counters in proxy-wasm shared data, shared by every worker VM of
 /// this Envoy (same `vm_id`), updated with compare-and-swap.
 ///
-/// Value: 8 bytes little-endian count, 8 bytes little-endian expiry (Unix s).
-/// A key's first write passes a CAS value no entry can hold (`u32::MAX`): the
+/// Shared data has no delete, so counters live in the bounded slots of
+/// [`crate::core::usage`]: each write drops the slot's expired records.
+/// A slot's first write passes a CAS value no entry can hold (`u32::MAX`): the
 /// host inserts a missing key whatever the CAS, and refuses the write with
 /// `CasMismatch` if another worker inserted it first — so that race retries too.
 pub struct SharedDataCounter;
@@ -53,25 +56,19 @@ const CAS_ATTEMPTS: usize = 64;
 const FIRST_WRITE_CAS: u32 = u32::MAX;
 
 impl UsageCounter for SharedDataCounter {
-    fn try_use(&mut self, key: &str, limit: u64, expires_at: i64, _now: i64) -> Result<bool, UsageError> {
+    fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError> {
+        let key = slot_key(id.slot());
         for _ in 0..CAS_ATTEMPTS {
-            let (value, cas) = hostcalls::get_shared_data(key).map_err(|_| UsageError)?;
-            let count = value
-                .as_deref()
-                .and_then(|v| v.get(..8))
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map_or(0, u64::from_le_bytes);
-            if count >= limit {
-                return Ok(false);
-            }
-            let mut next = Vec::with_capacity(16);
-            next.extend_from_slice(&(count + 1).to_le_bytes());
-            next.extend_from_slice(&expires_at.to_le_bytes());
+            let (value, cas) = hostcalls::get_shared_data(&key).map_err(|_| UsageError)?;
+            let next = match count_use(value.as_deref(), id, limit, expires_at, now).map_err(|_| UsageError)? {
+                SlotUpdate::Exhausted => return Ok(false),
+                SlotUpdate::Write(next) => next,
+            };
             let cas = match (value.is_some(), cas) {
                 (true, Some(c)) => c,
                 _ => FIRST_WRITE_CAS,
             };
-            match hostcalls::set_shared_data(key, Some(&next), Some(cas)) {
+            match hostcalls::set_shared_data(&key, Some(&next), Some(cas)) {
                 Ok(()) => return Ok(true),
                 Err(Status::CasMismatch) => continue,
                 Err(_) => return Err(UsageError),

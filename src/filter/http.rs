@@ -83,7 +83,10 @@ impl HttpContext for CjwtHttp {
 /// refused only because its provider's keys are missing waits (paused) for a
 /// key fetch instead; [`jwks::on_response`] decides it again without waiting.
 pub fn process(shared: &Shared, waiter: Option<&Waiter>) -> Action {
-    let host = ProxyHost::read();
+    let Some(host) = ProxyHost::read() else {
+        log::error!("cjwt: the host clock cannot be read; refusing");
+        return unavailable();
+    };
     let (Ok(mut engine), Ok(keys)) = (shared.engine.try_borrow_mut(), shared.keys.try_borrow()) else {
         return refuse(Reason::KeysUnavailable, "cjwt", true);
     };
@@ -93,11 +96,10 @@ pub fn process(shared: &Shared, waiter: Option<&Waiter>) -> Action {
     shared.metrics.cache(outcome.cache_hit);
     shared.metrics.host_verifications(shared.crypto.calls.get().saturating_sub(host_calls));
     let config = &engine.config;
-    let path = header_values(&host, ":path").next().and_then(|p| std::str::from_utf8(p).ok()).unwrap_or("/");
     match outcome.decision {
         Decision::Allow { token, credential } => {
             shared.metrics.allowed();
-            let edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), path);
+            let edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), &host);
             apply_or_fail(&edits, &host)
         }
         Decision::Deny(Denial { provider: Some(p), .. })
@@ -108,7 +110,7 @@ pub fn process(shared: &Shared, waiter: Option<&Waiter>) -> Action {
         Decision::Deny(denial) if config.mode == Mode::DryRun => {
             shared.metrics.dry_run_denied(denial.reason);
             log_denial(&denial, true);
-            apply_or_fail(&forward::edits(&config.forward, None, None, path), &host)
+            apply_or_fail(&forward::edits(&config.forward, None, denial.credential.as_ref(), &host), &host)
         }
         Decision::Deny(denial) => {
             shared.metrics.denied(denial.reason);
@@ -152,6 +154,11 @@ fn apply_or_fail(edits: &HeaderEdits, host: &ProxyHost) -> Action {
         return Action::Continue;
     }
     log::error!("cjwt: could not rewrite request headers; refusing");
+    unavailable()
+}
+
+/// 503: cjwt cannot decide or act safely; the request never reaches the upstream.
+fn unavailable() -> Action {
     let _ = hostcalls::send_http_response(
         503,
         vec![("content-type", "application/json")],

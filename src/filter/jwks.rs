@@ -4,6 +4,10 @@
 //!
 //! Each worker VM fetches for itself: no cross-VM coordination on the request
 //! path, at the cost of one fetch per worker per refresh (see docs/decisions.md).
+//!
+//! Every call is dispatched from the root context, whichever callback starts it:
+//! a call made from a stream's context answers that stream only, and is lost
+//! when the client resets it. A call that never answers expires on the tick.
 
 use super::host::host_now;
 use super::http::{process, Waiter};
@@ -39,11 +43,15 @@ pub struct FetchState {
 const RETRY_SECONDS: i64 = 5;
 
 /// Starts a fetch for `provider` now; false if it could not be dispatched.
-pub fn start_fetch(shared: &Shared, config: &Config, provider: usize) -> bool {
+/// `stream`: the stream context current now, if any; the call is made as the
+/// root context and the stream is made current again afterwards.
+pub fn start_fetch(shared: &Shared, config: &Config, provider: usize, stream: Option<u32>) -> bool {
     let Some(remote) = config.providers.get(provider).and_then(|p| p.remote.as_ref()) else {
         return false;
     };
-    let now = host_now();
+    let Some(now) = host_now() else {
+        return false;
+    };
     let Ok(mut fetches) = shared.fetches.try_borrow_mut() else {
         return false;
     };
@@ -55,9 +63,18 @@ pub fn start_fetch(shared: &Shared, config: &Config, provider: usize) -> bool {
         (JwksSource::Discovery(d), None) => (d.clone(), Kind::Discovery),
     };
     let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", remote.authority.as_str())];
+    if stream.is_some() && hostcalls::set_effective_context(shared.root_context).is_err() {
+        // Never dispatch from the stream: its answer would die with it. The tick starts it.
+        state.next_due = now;
+        return false;
+    }
     state.last_started = Some(now);
     let timeout = Duration::from_millis(remote.timeout_ms);
-    match hostcalls::dispatch_http_call(&remote.cluster, headers, None, vec![], timeout) {
+    let dispatched = hostcalls::dispatch_http_call(&remote.cluster, headers, None, vec![], timeout);
+    if let Some(stream) = stream {
+        let _ = hostcalls::set_effective_context(stream);
+    }
+    match dispatched {
         Ok(token) => {
             state.in_flight = Some((token, now, kind));
             true
@@ -75,6 +92,12 @@ pub fn start_fetch(shared: &Shared, config: &Config, provider: usize) -> bool {
     }
 }
 
+/// Seconds after which a call in flight is given up: its own timeout plus a margin.
+fn stale_after(config: &Config, provider: usize) -> i64 {
+    let timeout_ms = config.providers.get(provider).and_then(|p| p.remote.as_ref()).map_or(60_000, |r| r.timeout_ms);
+    i64::try_from(timeout_ms / 1000).unwrap_or(60) + 2
+}
+
 /// Whether the current request should wait for `provider`'s keys: yes when a
 /// fetch is in flight, or when one may start now (at most one per
 /// `min_refetch_seconds`). Registers the waiter and starts the fetch if needed.
@@ -82,8 +105,10 @@ pub fn wait_for_keys(shared: &Shared, config: &Config, provider: usize, waiter: 
     let (Some(waiter), Some(remote)) = (waiter, config.providers.get(provider).and_then(|p| p.remote.as_ref())) else {
         return false;
     };
-    let now = host_now();
-    let stale = i64::try_from(remote.timeout_ms / 1000).unwrap_or(60) + 2;
+    let Some(now) = host_now() else {
+        return false;
+    };
+    let stale = stale_after(config, provider);
     let (in_flight, may_start) = {
         let Ok(mut fetches) = shared.fetches.try_borrow_mut() else {
             return false;
@@ -91,7 +116,7 @@ pub fn wait_for_keys(shared: &Shared, config: &Config, provider: usize, waiter: 
         let Some(state) = fetches.get_mut(provider) else {
             return false;
         };
-        // A call whose context went away never answers: forget it after its timeout.
+        // A call that never answered: forget it after its timeout (the tick does too).
         if state.in_flight.is_some_and(|(_, started, _)| now - started > stale) {
             state.in_flight = None;
         }
@@ -99,7 +124,7 @@ pub fn wait_for_keys(shared: &Shared, config: &Config, provider: usize, waiter: 
         let may_start = state.last_started.is_none_or(|t| now.saturating_sub(t) >= min);
         (state.in_flight.is_some(), may_start)
     };
-    let fetching = in_flight || (may_start && start_fetch(shared, config, provider));
+    let fetching = in_flight || (may_start && start_fetch(shared, config, provider, Some(waiter.context)));
     if !fetching {
         return false;
     }
@@ -112,12 +137,37 @@ pub fn wait_for_keys(shared: &Shared, config: &Config, provider: usize, waiter: 
     false
 }
 
-/// Periodic refresh (from the root context's tick).
+/// Periodic refresh (from the root context's tick): expires calls that never
+/// answered (their waiters are decided again, without the keys), then starts
+/// every fetch that is due.
 pub fn on_tick(shared: &Shared) {
+    let Some(now) = host_now() else {
+        return;
+    };
+    let expired: Vec<usize> = match (shared.engine.try_borrow(), shared.fetches.try_borrow_mut()) {
+        (Ok(engine), Ok(mut fetches)) => fetches
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let started = s.in_flight.map(|(_, started, _)| started)?;
+                if now - started <= stale_after(&engine.config, i) {
+                    return None;
+                }
+                log::warn!("cjwt: JWKS fetch for provider {i} never answered; given up");
+                s.in_flight = None;
+                s.next_due = now;
+                Some(i)
+            })
+            .collect(),
+        _ => return,
+    };
+    for provider in expired {
+        shared.metrics.jwks_fetch(false);
+        answer_waiters(shared, provider);
+    }
     let Ok(engine) = shared.engine.try_borrow() else {
         return;
     };
-    let now = host_now();
     let due: Vec<usize> = match shared.fetches.try_borrow() {
         Ok(fetches) => fetches
             .iter()
@@ -132,7 +182,27 @@ pub fn on_tick(shared: &Shared) {
         Err(_) => return,
     };
     for provider in due {
-        start_fetch(shared, &engine.config, provider);
+        start_fetch(shared, &engine.config, provider, None);
+    }
+}
+
+/// Decides again every request that waited for `provider`, and resumes the
+/// ones now allowed (the others get their refusal).
+fn answer_waiters(shared: &Shared, provider: usize) {
+    let waiters = match shared.fetches.try_borrow_mut() {
+        Ok(mut fetches) => fetches.get_mut(provider).map(|s| std::mem::take(&mut s.waiters)).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    for waiter in waiters {
+        // A stream that ended while it waited cannot be made current: skip it.
+        if hostcalls::set_effective_context(waiter.context).is_err() {
+            continue;
+        }
+        let allowed = process(shared, None) == Action::Continue;
+        waiter.allowed.set(allowed);
+        if allowed {
+            let _ = hostcalls::resume_http_request();
+        }
     }
 }
 
@@ -159,7 +229,7 @@ fn on_discovery(shared: &Shared, provider: usize, status: Option<&str>, body: &[
                     s.jwks_path = Some(path);
                 }
             }
-            start_fetch(shared, &engine.config, provider)
+            start_fetch(shared, &engine.config, provider, None)
         }
         Err(e) => {
             log::warn!("cjwt: OIDC discovery for provider {provider} failed: {e}");
@@ -186,12 +256,14 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) {
     };
     let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
     let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
-    if kind == Kind::Discovery && on_discovery(shared, provider, status.as_deref(), &body) {
-        return; // the key fetch it started answers the waiters
-    }
-    let parsed = match (status.as_deref(), shared.engine.try_borrow()) {
-        (Some("200"), Ok(engine)) => parse_remote_jwks(&engine.config, provider, &body),
-        (status, _) => Err(format!("HTTP status {}", status.unwrap_or("none"))),
+    let parsed = match (kind, status.as_deref(), shared.engine.try_borrow()) {
+        (Kind::Discovery, _, _) if on_discovery(shared, provider, status.as_deref(), &body) => {
+            return; // the key fetch it started answers the waiters
+        }
+        // A refused discovery document is a failed fetch, never a key set (SEC-12.7).
+        (Kind::Discovery, _, _) => Err("OIDC discovery failed".to_string()),
+        (Kind::Keys, Some("200"), Ok(engine)) => parse_remote_jwks(&engine.config, provider, &body),
+        (Kind::Keys, status, _) => Err(format!("HTTP status {}", status.unwrap_or("none"))),
     };
     let (ok, refresh) = match (&parsed, shared.engine.try_borrow()) {
         (r, Ok(engine)) => {
@@ -227,25 +299,10 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) {
         }
     }
     shared.metrics.jwks_fetch(ok);
-    let waiters = match shared.fetches.try_borrow_mut() {
-        Ok(mut fetches) => match fetches.get_mut(provider) {
-            Some(s) => {
-                s.next_due = host_now() + if ok { refresh } else { RETRY_SECONDS.min(refresh) };
-                std::mem::take(&mut s.waiters)
-            }
-            None => Vec::new(),
-        },
-        Err(_) => Vec::new(),
-    };
-    for waiter in waiters {
-        // A stream that ended while it waited cannot be made current: skip it.
-        if hostcalls::set_effective_context(waiter.context).is_err() {
-            continue;
-        }
-        let allowed = process(shared, None) == Action::Continue;
-        waiter.allowed.set(allowed);
-        if allowed {
-            let _ = hostcalls::resume_http_request();
+    if let (Ok(mut fetches), Some(now)) = (shared.fetches.try_borrow_mut(), host_now()) {
+        if let Some(s) = fetches.get_mut(provider) {
+            s.next_due = now + if ok { refresh } else { RETRY_SECONDS.min(refresh) };
         }
     }
+    answer_waiters(shared, provider);
 }

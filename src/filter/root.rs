@@ -21,11 +21,20 @@ pub struct Shared {
     /// Keys fetched from remote JWKS, per provider.
     pub keys: RefCell<KeyStore>,
     pub fetches: RefCell<Vec<FetchState>>,
+    /// The root context's id: key fetches are dispatched from it, so that their
+    /// answers arrive even when the stream that needed them is gone (SEC-12.3).
+    pub root_context: u32,
 }
 
-#[derive(Default)]
 pub struct CjwtRoot {
+    id: u32,
     shared: Option<Rc<Shared>>,
+}
+
+impl CjwtRoot {
+    pub fn new(id: u32) -> CjwtRoot {
+        CjwtRoot { id, shared: None }
+    }
 }
 
 impl Context for CjwtRoot {
@@ -62,13 +71,14 @@ impl RootContext for CjwtRoot {
                     crypto,
                     keys: RefCell::new(KeyStore::new(providers)),
                     fetches: RefCell::new(vec![FetchState::default(); providers]),
+                    root_context: self.id,
                 });
                 if !remote.is_empty() {
                     // Fetch now (worker VMs answer within ~100 ms), then refresh from the tick.
                     let _ = proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_secs(1));
                     if let Ok(engine) = shared.engine.try_borrow() {
                         for p in remote {
-                            jwks::start_fetch(&shared, &engine.config, p);
+                            jwks::start_fetch(&shared, &engine.config, p, None);
                         }
                     }
                 }

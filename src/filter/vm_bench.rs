@@ -38,7 +38,9 @@ pub fn answer(shared: &Shared) -> bool {
         return false;
     };
     let n: u32 = std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()).unwrap_or(1000).clamp(1, 100_000);
-    let host = ProxyHost::read();
+    let Some(host) = ProxyHost::read() else {
+        return false;
+    };
     let token = header_values(&host, "authorization")
         .next()
         .and_then(|v| std::str::from_utf8(v).ok())

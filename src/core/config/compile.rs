@@ -71,6 +71,9 @@ pub struct Provider {
     pub issuer: String,
     pub audiences: Option<Vec<String>>,
     pub algorithms: AlgSet,
+    /// `algorithms` as configured (`None`: not given). Fetched keys are parsed
+    /// with it, so that an RSA key without `alg` means RS256 as inline (SEC-12.8).
+    pub configured_algorithms: Option<AlgSet>,
     /// Keys with a `kid`.
     pub keys_by_kid: HashMap<String, VerificationKey>,
     /// All keys, for tokens without `kid`.
@@ -235,12 +238,15 @@ impl Config {
     /// Compiles the plugin configuration as Envoy delivers it: JSON text (from a
     /// `StringValue` or `BytesValue`) or the wire bytes of a `google.protobuf.Struct`.
     pub fn from_plugin_bytes(bytes: &[u8]) -> Result<Config, ConfigError> {
-        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-        if first == Some(&b'{') || bytes.is_empty() {
+        // Decided by what parses, not by the first byte: a Struct whose first entry
+        // is 123 bytes long starts with `\n{` (SEC-12.11).
+        if bytes.is_empty() || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
             return Config::from_json(bytes);
         }
         match super::pb_struct::decode_struct(bytes) {
             Some(json) => Config::from_json(json.to_string().as_bytes()),
+            // Report the JSON syntax error when it looks like JSON.
+            None if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') => Config::from_json(bytes),
             None => err("(root)", "the plugin configuration is neither JSON nor a protobuf Struct"),
         }
     }
@@ -492,12 +498,22 @@ fn compile_provider(field: &str, raw: RawProvider) -> Result<Provider, ConfigErr
         }
     }
     let union = keys.iter().fold(AlgSet::EMPTY, |acc, k| acc.union(k.algs));
+    let configured_algorithms = algorithms;
     let algorithms = match (algorithms, remote.is_some()) {
         (Some(a), _) => a,
         (None, true) => AlgSet::all(),
         (None, false) => union,
     };
-    Ok(Provider { name: raw.name, issuer: raw.issuer, audiences, algorithms, keys_by_kid, keys, remote })
+    Ok(Provider {
+        name: raw.name,
+        issuer: raw.issuer,
+        audiences,
+        algorithms,
+        configured_algorithms,
+        keys_by_kid,
+        keys,
+        remote,
+    })
 }
 
 /// Parses a JWKS (`{"keys": [...]}`) with the rules of inline keys.
