@@ -119,10 +119,9 @@ fault-build: wasm-target
 	cargo build --release --target $(WASM_TARGET) --features fault-injection --target-dir target/fault
 	$(PYTHON) scripts/strip-exports.py target/fault/$(WASM_TARGET)/release/cjwt.wasm
 
-## test: native core tests, then integration tests against a real Envoy
+## test: every test file under tests/ (found by cargo): native core tests and integration tests against a real Envoy
 test: build fault-build envoy validate
-	cargo test --lib --test core_decide --test core_config --test core_memory --test core_rsa --test core_tz --test cli --test vectors_wycheproof --test deploy_manifests
-	cargo test --test wasm_exports --test envoy_e2e --test envoy_jwks --test envoy_faults --test envoy_attacks
+	cargo test --lib --tests
 
 ## lint: formatting and clippy (native and wasm32), warnings denied
 lint: wasm-target
