@@ -158,7 +158,7 @@ fn cached_verifications_do_not_outlive_their_key() {
     let mut e = Engine::new(c2);
     let t = mint(k1, Some("k1"), &claims(json!({})));
     let host = FakeHost::get("/x").bearer(&t);
-    let mut decide = |e: &mut Engine, store: &KeyStore| match e
+    let decide = |e: &mut Engine, store: &KeyStore| match e
         .decide(&host, store, &PureRust, &mut MemoryCounter::default())
         .decision
     {
