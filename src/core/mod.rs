@@ -26,5 +26,6 @@ pub mod tz;
 #[rustfmt::skip]
 pub mod tzdb;
 pub mod usage;
+pub mod usage_etcd;
 pub mod verify;
 pub mod window;
