@@ -94,8 +94,8 @@ fn docker_compose_pins_the_tested_envoy_and_mounts_the_filter() {
     let image = compose["services"]["envoy"]["image"].as_str().unwrap();
     assert_eq!(
         image,
-        format!("${{ENVOY_IMAGE:-envoyproxy/envoy:v{tested}}}"),
-        "image pinned to the tested Envoy, overridable"
+        format!("${{ENVOY_IMAGE:-cjwt-envoy:{tested}}}"),
+        "the locally built image of the tested Envoy (make envoy-image), overridable"
     );
     let volumes: Vec<&str> =
         compose["services"]["envoy"]["volumes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
