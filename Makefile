@@ -48,7 +48,9 @@ tools: envoy
 # The RustSec advisory database, offline: a dated snapshot (CC0-1.0) beside the project,
 # unpacked into a git checkout where cargo-deny 0.20 looks for it (deny.toml: db-path, db-urls;
 # the folder name is the one cargo-deny derives from that URL).
-ADVISORY_DB_ARCHIVE ?= ../shared/rustsec-advisory-db-2026-08-21.tar.gz
+ADVISORY_DB_NAME := rustsec-advisory-db-2026-08-21.tar.gz
+# Beside the project (../shared), or the workplace's shared folder when cloned elsewhere.
+ADVISORY_DB_ARCHIVE ?= $(firstword $(wildcard ../shared/$(ADVISORY_DB_NAME) /work/shared/$(ADVISORY_DB_NAME)) ../shared/$(ADVISORY_DB_NAME))
 ADVISORY_DB_DATE = $(patsubst rustsec-advisory-db-%.tar.gz,%,$(notdir $(ADVISORY_DB_ARCHIVE)))
 ADVISORY_DB_DIR := .tmp/advisory-db
 ADVISORY_DB_REPO := $(ADVISORY_DB_DIR)/advisory-db-3157b0e258782691
