@@ -204,6 +204,9 @@ fn answer_waiters(shared: &Shared, provider: usize) {
             let _ = hostcalls::resume_http_request();
         }
     }
+    // Back to the root context (the caller's): a fetch started after this must not
+    // be dispatched as the last waiter's stream.
+    let _ = hostcalls::set_effective_context(shared.root_context);
 }
 
 /// Handles an OIDC discovery answer: on success remembers the JWKS path and
