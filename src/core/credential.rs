@@ -119,6 +119,8 @@ fn scan_query(host: &dyn Host, param: &str, note: &mut dyn FnMut(&[u8])) {
         Param::Absent => {}
         Param::One(v) if v.is_empty() => {}
         Param::One(v) => note(&v),
+        // Two (or more) occurrences: noted as two credentials, which `find` counts
+        // as `multiple_tokens` whatever they hold.
         Param::Ambiguous => {
             note(b"");
             note(b"");
