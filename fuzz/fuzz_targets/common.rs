@@ -1,8 +1,8 @@
 //! Shared by the fuzz targets: a request host and a configuration.
 #![allow(dead_code)]
 
-use cjwt::core::config::Config;
-use cjwt::core::host::Host;
+use cjwt_core::config::Config;
+use cjwt_core::request::host::Host;
 
 pub struct FuzzHost {
     pub headers: Vec<(String, Vec<u8>)>,
@@ -49,7 +49,7 @@ pub fn config() -> Config {
     Config::from_json(cfg.to_string().as_bytes()).expect("fuzz config compiles")
 }
 
-pub fn hs256_key() -> cjwt::mint::SigningKey {
-    let secret = cjwt::core::b64::decode(b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").expect("secret");
-    cjwt::mint::SigningKey::Hmac(secret, cjwt::core::algorithm::Algorithm::HS256)
+pub fn hs256_key() -> cjwt_core::mint::SigningKey {
+    let secret = cjwt_core::encoding::b64::decode(b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").expect("secret");
+    cjwt_core::mint::SigningKey::Hmac(secret, cjwt_core::keys::algorithm::Algorithm::HS256)
 }

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = cjwt::core::config::Config::from_plugin_bytes(data);
+    let _ = cjwt_core::config::Config::from_plugin_bytes(data);
 });

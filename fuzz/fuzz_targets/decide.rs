@@ -5,10 +5,10 @@
 
 mod common;
 
-use cjwt::core::decide::Engine;
-use cjwt::core::host::MemoryCounter;
-use cjwt::core::hostsig::PureRust;
-use cjwt::core::verify::InlineOnly;
+use cjwt_core::engine::Engine;
+use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::keys::host_crypto::PureRust;
+use cjwt_core::token::verify::InlineOnly;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let tenant = field(b"acme");
     let clock = field(b"");
     let now = clock.iter().fold(1_800_000_000i64, |acc, b| acc.wrapping_mul(31).wrapping_add(i64::from(*b)));
-    let token = cjwt::mint::mint_raw(&common::hs256_key(), r#"{"alg":"HS256","kid":"k"}"#, &payload);
+    let token = cjwt_core::mint::mint_raw(&common::hs256_key(), r#"{"alg":"HS256","kid":"k"}"#, &payload);
     let mut engine = Engine::new(common::config());
     let host = common::FuzzHost {
         headers: vec![

@@ -3,11 +3,11 @@
 //! signatures with fuzzed corruption — for every RS*/PS* algorithm; neither panics.
 #![no_main]
 
-use cjwt::core::algorithm::Algorithm;
-use cjwt::core::b64;
-use cjwt::core::rsa_verify::RsaVerifier;
-use cjwt::mint::{mint, SigningKey};
-use cjwt::reference::rsa_verify;
+use cjwt_core::keys::algorithm::Algorithm;
+use cjwt_core::encoding::b64;
+use cjwt_core::keys::rsa::RsaVerifier;
+use cjwt_core::mint::{mint, SigningKey};
+use cjwt_core::testing::reference::rsa_verify;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

@@ -4,15 +4,15 @@
 
 mod common;
 
-use cjwt::core::decide::{Decision, Engine};
-use cjwt::core::host::MemoryCounter;
-use cjwt::core::hostsig::PureRust;
-use cjwt::core::verify::InlineOnly;
+use cjwt_core::engine::{Decision, Engine};
+use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::keys::host_crypto::PureRust;
+use cjwt_core::token::verify::InlineOnly;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = cjwt::core::jws::parse(text);
+        let _ = cjwt_core::token::jws::parse(text);
     }
     let mut engine = Engine::new(common::config());
     let mut auth = b"Bearer ".to_vec();

@@ -1,0 +1,88 @@
+//! Native micro-benchmark of the core (part of `make bench`): parsing, signature
+//! verification per algorithm (pure Rust), and the whole decision with a warm
+//! and a cold verified-token cache. Wasm in V8 is slower than these native figures;
+//! `examples/bench.rs` measures the filter inside Envoy.
+
+use cjwt_core::keys::algorithm::Algorithm;
+use cjwt_core::config::Config;
+use cjwt_core::engine::{Decision, Engine};
+use cjwt_core::request::host::{Host, MemoryCounter};
+use cjwt_core::keys::host_crypto::PureRust;
+use cjwt_core::token::verify::InlineOnly;
+use cjwt_core::{keys::key::VerificationKey, token::jws};
+use cjwt_core::mint::{mint, SigningKey};
+use serde_json::json;
+use std::hint::black_box;
+use std::time::Instant;
+
+struct Req {
+    headers: Vec<(String, Vec<u8>)>,
+    now: i64,
+}
+
+impl Host for Req {
+    fn headers(&self) -> &[(String, Vec<u8>)] {
+        &self.headers
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        (path == ["source", "address"]).then(|| b"127.0.0.1:5000".to_vec())
+    }
+    fn now(&self) -> i64 {
+        self.now
+    }
+}
+
+fn time<F: FnMut()>(what: &str, iterations: u32, mut f: F) {
+    f();
+    let start = Instant::now();
+    for _ in 0..iterations {
+        f();
+    }
+    let per = start.elapsed().as_secs_f64() * 1e6 / f64::from(iterations);
+    println!("  {what:<48} {per:>10.2} µs");
+}
+
+fn main() {
+    let now = 1_800_000_000;
+    println!("cjwt core, native (release), per operation:");
+    for alg in
+        [Algorithm::EdDSA, Algorithm::ES256, Algorithm::ES384, Algorithm::RS256, Algorithm::PS256, Algorithm::HS256]
+    {
+        let key = SigningKey::generate(alg).expect("key");
+        let jwk = key.public_jwk(Some("k"));
+        let claims = json!({"iss": "https://i", "aud": "a", "sub": "s", "tenant": "acme", "iat": now, "exp": now + 600,
+            "cnst": {"ip": ["127.0.0.0/8"], "methods": ["GET"], "paths": ["/v1/**"], "window": [{"start": "00:00", "end": "24:00", "tz": "Europe/Berlin"}]}});
+        let token = mint(&key, Some("k"), &claims);
+        let vk = VerificationKey::from_jwk(jwk.as_object().expect("jwk"), None).expect("key loads");
+        let parsed = jws::parse(&token).expect("parses");
+        println!("{}:", alg.name());
+        time("parse (strict JWS + JSON)", 20_000, || {
+            black_box(jws::parse(black_box(&token)).ok());
+        });
+        let n = if alg.is_rsa() || alg == Algorithm::ES384 { 300 } else { 2_000 };
+        time("verify signature (pure Rust)", n, || {
+            black_box(vk.verify(parsed.jws.alg, parsed.jws.signing_input, &parsed.jws.signature));
+        });
+        for (label, cache) in
+            [("decide, cache cold (verify every time)", 0), ("decide, cache warm (constraints only)", 1024)]
+        {
+            let cfg = json!({"providers": [{"name": "p", "issuer": "https://i", "jwks": {"keys": [jwk]}}],
+                "default_rule": {"require": {"claims": [{"claim": "tenant", "equals": "acme"}]}}, "cache": {"max_entries": cache}});
+            let mut engine = Engine::new(Config::from_json(cfg.to_string().as_bytes()).expect("config"));
+            let req = Req {
+                headers: vec![
+                    (":method".into(), b"GET".to_vec()),
+                    (":path".into(), b"/v1/orders/7".to_vec()),
+                    (":authority".into(), b"api".to_vec()),
+                    ("authorization".into(), format!("Bearer {token}").into_bytes()),
+                ],
+                now,
+            };
+            let iterations = if cache == 0 { n } else { 50_000 };
+            time(label, iterations, || {
+                let out = engine.decide(&req, &InlineOnly, &PureRust, &mut MemoryCounter::default());
+                assert!(matches!(out.decision, Decision::Allow { .. }));
+            });
+        }
+    }
+}

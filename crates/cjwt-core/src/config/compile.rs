@@ -1,0 +1,710 @@
+//! Compilation of [`raw::RawConfig`] into [`Config`].
+
+use super::raw::*;
+use crate::keys::algorithm::{AlgSet, Algorithm};
+use crate::encoding::json;
+use crate::keys::key::VerificationKey;
+use crate::request::paths::{HostPattern, PathPattern};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// A configuration error: the field path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError { field: field.into(), message: message.into() })
+}
+
+/// Where a credential may come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A request header (lowercase name); `prefix` is matched ASCII-case-insensitively.
+    Header {
+        name: String,
+        prefix: String,
+    },
+    Cookie(String),
+    Query(String),
+}
+
+/// How the client IP is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIpSource {
+    /// The downstream peer (`source.address`).
+    Peer,
+    /// `x-forwarded-for`, trusting this many proxy hops in front of Envoy.
+    ForwardedFor { trusted_hops: u32 },
+}
+
+/// Where the request's region comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionSource {
+    Static(String),
+    Header(String),
+    NodeMetadata(String),
+}
+
+/// A request attribute that a custom constraint compares with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attribute {
+    Header(String),
+    Query(String),
+    PathSegment(usize),
+}
+
+/// A provider: an issuer and the keys that verify its tokens.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Option<Vec<String>>,
+    pub algorithms: AlgSet,
+    /// `algorithms` as configured (`None`: not given). Fetched keys are parsed
+    /// with it, so that an RSA key without `alg` means RS256 as inline (SEC-12.8).
+    pub configured_algorithms: Option<AlgSet>,
+    /// Keys with a `kid`.
+    pub keys_by_kid: HashMap<String, VerificationKey>,
+    /// All keys, for tokens without `kid`.
+    pub keys: Vec<VerificationKey>,
+    pub remote: Option<RemoteJwks>,
+}
+
+/// A remote JWKS source (fetched by the adapter through an Envoy cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub authority: String,
+    pub source: JwksSource,
+    pub refresh_seconds: u64,
+    pub timeout_ms: u64,
+    /// At most one fetch per this many seconds is triggered by unknown `kid`s.
+    pub min_refetch_seconds: u64,
+}
+
+/// Where a remote key set is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// The JWKS path on the cluster.
+    Path(String),
+    /// An OIDC discovery document (`/.well-known/openid-configuration`) whose
+    /// `jwks_uri` names the JWKS on the same authority.
+    Discovery(String),
+}
+
+/// `auth` of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Required,
+    Optional,
+    None,
+}
+
+/// A claim check of `require.claims`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimCheck {
+    Equals(String, Value),
+    OneOf(String, Vec<Value>),
+    EqualsHeader(String, String),
+    Present(String),
+    /// The claim is a string starting with the prefix (non-empty).
+    Prefix(String, String),
+}
+
+/// The `require` block of a rule: everything listed must hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Require {
+    pub issuers: Option<Vec<String>>,
+    pub roles_any: Option<Vec<String>>,
+    pub roles_all: Option<Vec<String>>,
+    pub scopes_any: Option<Vec<String>>,
+    pub scopes_all: Option<Vec<String>>,
+    pub claims: Vec<ClaimCheck>,
+}
+
+/// A rule's `match`: all listed parts must hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleMatch {
+    pub path: Option<PathPattern>,
+    pub methods: Option<Vec<String>>,
+    pub hosts: Option<Vec<HostPattern>>,
+}
+
+/// A route rule (or the default rule, which matches everything).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub matcher: RuleMatch,
+    pub auth: Auth,
+    pub require: Require,
+}
+
+/// `forward`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forward {
+    /// (claim path, lowercase header name)
+    pub claims_to_headers: Vec<(String, String)>,
+    pub payload_header: Option<String>,
+    pub remove_token: bool,
+}
+
+/// `mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    DryRun,
+}
+
+/// The compiled configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub providers: Vec<Provider>,
+    pub token_from: Vec<TokenSource>,
+    pub clock_skew_seconds: i64,
+    pub require_expiration: bool,
+    pub max_lifetime_seconds: Option<i64>,
+    /// Lowercased, without an `application/` prefix.
+    pub required_typ: Option<String>,
+    pub max_token_bytes: usize,
+    pub roles_claim: String,
+    pub scopes_claim: String,
+    pub constraints_claim: String,
+    pub client_ip: ClientIpSource,
+    pub region: Option<RegionSource>,
+    pub custom_constraints: Vec<(String, Attribute)>,
+    pub rules: Vec<Rule>,
+    pub default_rule: Rule,
+    pub forward: Forward,
+    pub mode: Mode,
+    pub cache_max_entries: usize,
+    /// Memory bound of the cache in estimated heap bytes ([`crate::token::cache`]).
+    pub cache_max_bytes: usize,
+    pub realm: String,
+    pub detail: bool,
+}
+
+/// Defaults of SPEC §2.
+pub const DEFAULT_CLOCK_SKEW: u64 = 60;
+pub const MAX_CLOCK_SKEW: u64 = 300;
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+/// Upper bound on `max_token_bytes`: Envoy's default header limit is 60 KiB.
+pub const MAX_MAX_TOKEN_BYTES: usize = 64 * 1024;
+pub const DEFAULT_CACHE_ENTRIES: usize = 1024;
+pub const MAX_CACHE_ENTRIES: usize = 100_000;
+/// Default memory bound of the verified-token cache (per worker VM): 16 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
+pub const MAX_CACHE_BYTES: usize = 1 << 30;
+/// Names a custom constraint may not take (they are built-in constraint keys).
+pub const BUILTIN_CONSTRAINTS: [&str; 7] = ["ip", "methods", "paths", "hosts", "region", "window", "max_uses"];
+
+impl Config {
+    /// Parses and compiles the plugin configuration JSON.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        // Duplicate members are as ambiguous in configuration as in tokens.
+        if let Err(e) = json::parse_value(bytes) {
+            return err("(root)", format!("not valid JSON without duplicate members ({e:?})"));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = match serde_path_to_error::deserialize(de) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let path = e.path().to_string();
+                let path = if path == "." { String::new() } else { path };
+                let message = e.into_inner().to_string();
+                // serde says "missing field `x` at line 1 column 2" with the parent's
+                // path: name the missing field itself (unknown fields are in the path).
+                let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+                let named = message
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next())
+                    .map(|name| if path.is_empty() { name.to_string() } else { format!("{path}.{name}") });
+                let field = named.unwrap_or_else(|| if path.is_empty() { "(root)".to_string() } else { path });
+                return err(field, message);
+            }
+        };
+        compile(raw)
+    }
+
+    /// Compiles the plugin configuration as Envoy delivers it: JSON text (from a
+    /// `StringValue` or `BytesValue`) or the wire bytes of a `google.protobuf.Struct`.
+    pub fn from_plugin_bytes(bytes: &[u8]) -> Result<Config, ConfigError> {
+        // Decided by what parses, not by the first byte: a Struct whose first entry
+        // is 123 bytes long starts with `\n{` (SEC-12.11).
+        if bytes.is_empty() || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+            return Config::from_json(bytes);
+        }
+        match super::pb_struct::decode_struct(bytes) {
+            Some(json) => Config::from_json(json.to_string().as_bytes()),
+            // Report the JSON syntax error when it looks like JSON.
+            None if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') => Config::from_json(bytes),
+            None => err("(root)", "the plugin configuration is neither JSON nor a protobuf Struct"),
+        }
+    }
+
+    /// The rule that applies to a request, first match wins.
+    pub fn rule_for(&self, index: Option<usize>) -> &Rule {
+        index.and_then(|i| self.rules.get(i)).unwrap_or(&self.default_rule)
+    }
+
+    /// The provider whose issuer is `iss`.
+    pub fn provider_for_issuer(&self, iss: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.issuer == iss)
+    }
+}
+
+fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
+    if raw.providers.is_empty() {
+        return err("providers", "at least one provider is required");
+    }
+    let mut providers = Vec::with_capacity(raw.providers.len());
+    for (i, p) in raw.providers.into_iter().enumerate() {
+        let provider = compile_provider(&format!("providers[{i}]"), p)?;
+        if providers.iter().any(|q: &Provider| q.name == provider.name) {
+            return err(format!("providers[{i}].name"), format!("duplicate provider name {:?}", provider.name));
+        }
+        if providers.iter().any(|q: &Provider| q.issuer == provider.issuer) {
+            return err(format!("providers[{i}].issuer"), format!("duplicate issuer {:?}", provider.issuer));
+        }
+        providers.push(provider);
+    }
+
+    let token_from = match raw.token_from {
+        None => vec![TokenSource::Header { name: "authorization".into(), prefix: "Bearer ".into() }],
+        Some(list) if list.is_empty() => return err("token_from", "at least one source is required"),
+        Some(list) => list
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| compile_token_source(&format!("token_from[{i}]"), s))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+
+    let skew = raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW);
+    if skew > MAX_CLOCK_SKEW {
+        return err("clock_skew_seconds", format!("must be 0..={MAX_CLOCK_SKEW}"));
+    }
+    let max_lifetime_seconds = match raw.max_lifetime_seconds {
+        Some(0) => return err("max_lifetime_seconds", "must be at least 1"),
+        Some(v) => Some(i64::try_from(v).unwrap_or(i64::MAX)),
+        None => None,
+    };
+    let required_typ = match raw.required_typ {
+        Some(t) if t.trim().is_empty() => return err("required_typ", "must not be empty"),
+        Some(t) => Some(normalize_typ(&t)),
+        None => None,
+    };
+    let max_token_bytes = raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+    if !(16..=MAX_MAX_TOKEN_BYTES).contains(&max_token_bytes) {
+        return err("max_token_bytes", format!("must be 16..={MAX_MAX_TOKEN_BYTES}"));
+    }
+
+    let names = raw.claim_names.unwrap_or_default();
+    let roles_claim = claim_name("claim_names.roles", names.roles, "roles")?;
+    let scopes_claim = claim_name("claim_names.scopes", names.scopes, "scope")?;
+    let constraints_claim = claim_name("claim_names.constraints", names.constraints, "cnst")?;
+
+    let client_ip = match raw.client_ip {
+        None => ClientIpSource::Peer,
+        Some(c) => match (c.from.as_str(), c.trusted_hops) {
+            ("peer", None) => ClientIpSource::Peer,
+            ("peer", Some(_)) => return err("client_ip.trusted_hops", "only applies to {\"from\": \"xff\"}"),
+            ("xff", Some(h)) if (1..=10).contains(&h) => ClientIpSource::ForwardedFor { trusted_hops: h },
+            ("xff", Some(_)) => return err("client_ip.trusted_hops", "must be 1..=10"),
+            ("xff", None) => return err("client_ip.trusted_hops", "is required with {\"from\": \"xff\"}"),
+            (other, _) => return err("client_ip.from", format!("{other:?} is not \"peer\" or \"xff\"")),
+        },
+    };
+
+    let region = match raw.region {
+        None => None,
+        Some(r) => Some(match (r.value, r.header, r.node_metadata) {
+            (Some(v), None, None) if !v.is_empty() => RegionSource::Static(v),
+            (None, Some(h), None) => RegionSource::Header(header_name("region.header", &h)?),
+            (None, None, Some(k)) if !k.is_empty() => RegionSource::NodeMetadata(k),
+            _ => return err("region", "exactly one non-empty of `value`, `header`, `node_metadata` is required"),
+        }),
+    };
+
+    let mut custom_constraints = Vec::new();
+    for (name, attr) in raw.custom_constraints.unwrap_or_default() {
+        let field = format!("custom_constraints.{name}");
+        if name.is_empty() || BUILTIN_CONSTRAINTS.contains(&name.as_str()) {
+            return err(field, "a custom constraint needs a name that is not a built-in constraint");
+        }
+        custom_constraints.push((name, compile_attribute(&field, attr)?));
+    }
+
+    let provider_names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    let rules = raw
+        .rules
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| compile_rule(&format!("rules[{i}]"), r.match_, r.auth, r.require, &provider_names))
+        .collect::<Result<Vec<_>, _>>()?;
+    let default_rule = match raw.default_rule {
+        None => Rule { matcher: RuleMatch::default(), auth: Auth::Required, require: Require::default() },
+        Some(d) => compile_rule("default_rule", None, d.auth, d.require, &provider_names)?,
+    };
+
+    let forward = compile_forward(raw.forward.unwrap_or_default(), &token_from)?;
+    let mode = match raw.mode {
+        None | Some(RawMode::Enforce) => Mode::Enforce,
+        Some(RawMode::DryRun) => Mode::DryRun,
+    };
+    let cache_max_entries = raw.cache.as_ref().and_then(|c| c.max_entries).unwrap_or(DEFAULT_CACHE_ENTRIES);
+    if cache_max_entries > MAX_CACHE_ENTRIES {
+        return err("cache.max_entries", format!("must be 0..={MAX_CACHE_ENTRIES}"));
+    }
+    let cache_max_bytes = raw.cache.as_ref().and_then(|c| c.max_bytes).unwrap_or(DEFAULT_CACHE_BYTES);
+    if !(4096..=MAX_CACHE_BYTES).contains(&cache_max_bytes) {
+        return err("cache.max_bytes", format!("must be 4096..={MAX_CACHE_BYTES}"));
+    }
+    let (realm, detail) = match raw.response {
+        None => ("cjwt".to_string(), true),
+        Some(r) => (r.realm.unwrap_or_else(|| "cjwt".into()), r.detail.unwrap_or(true)),
+    };
+    if realm.is_empty() || !realm.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        return err("response.realm", "must be printable ASCII without quotes or backslashes");
+    }
+
+    Ok(Config {
+        providers,
+        token_from,
+        clock_skew_seconds: i64::try_from(skew).unwrap_or(0),
+        require_expiration: raw.require_expiration.unwrap_or(true),
+        max_lifetime_seconds,
+        required_typ,
+        max_token_bytes,
+        roles_claim,
+        scopes_claim,
+        constraints_claim,
+        client_ip,
+        region,
+        custom_constraints,
+        rules,
+        default_rule,
+        forward,
+        mode,
+        cache_max_entries,
+        cache_max_bytes,
+        realm,
+        detail,
+    })
+}
+
+/// `typ` compared as a media type: ASCII-case-insensitive, `application/` optional.
+pub fn normalize_typ(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) if !rest.contains('/') => rest.to_string(),
+        _ => lower,
+    }
+}
+
+fn claim_name(field: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+    match value {
+        None => Ok(default.to_string()),
+        Some(v) if v.is_empty() || v.starts_with('.') || v.ends_with('.') || v.contains("..") => {
+            err(field, "must be a claim name or a dotted path")
+        }
+        Some(v) => Ok(v),
+    }
+}
+
+/// Header names are lowercase HTTP tokens; pseudo-headers are not allowed.
+fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid {
+        return err(field, format!("{name:?} is not a valid header name"));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+fn compile_provider(field: &str, raw: RawProvider) -> Result<Provider, ConfigError> {
+    if raw.name.is_empty() || !raw.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return err(format!("{field}.name"), "must be non-empty ASCII letters, digits, '-', '_' or '.'");
+    }
+    if raw.issuer.is_empty() {
+        return err(format!("{field}.issuer"), "must not be empty");
+    }
+    let audiences = match raw.audiences {
+        Some(a) if a.is_empty() => return err(format!("{field}.audiences"), "must not be empty when given"),
+        other => other,
+    };
+    let algorithms = match &raw.algorithms {
+        None => None,
+        Some(list) if list.is_empty() => return err(format!("{field}.algorithms"), "must not be empty when given"),
+        Some(list) => {
+            let mut set = AlgSet::EMPTY;
+            for (i, name) in list.iter().enumerate() {
+                match Algorithm::from_name(name) {
+                    Some(a) => set.insert(a),
+                    None => return err(format!("{field}.algorithms[{i}]"), format!("unsupported algorithm {name:?}")),
+                }
+            }
+            Some(set)
+        }
+    };
+
+    let mut keys: Vec<VerificationKey> = Vec::new();
+    if let Some(jwks) = raw.jwks {
+        let jwks_field = format!("{field}.jwks");
+        let set = match jwks {
+            Value::Object(map) => map,
+            Value::String(text) => match json::parse_object(text.as_bytes()) {
+                Ok(map) => map,
+                Err(_) => return err(jwks_field, "is not a JSON object (JWKS)"),
+            },
+            _ => return err(jwks_field, "must be a JWKS object or a JSON string of one"),
+        };
+        keys.extend(parse_jwks(&jwks_field, &set, algorithms)?);
+    }
+    for (i, pem) in raw.pem_keys.unwrap_or_default().into_iter().enumerate() {
+        let f = format!("{field}.pem_keys[{i}]");
+        let Some(alg) = Algorithm::from_name(&pem.alg) else {
+            return err(format!("{f}.alg"), format!("unsupported algorithm {:?}", pem.alg));
+        };
+        match VerificationKey::from_pem(pem.kid, alg, &pem.pem, algorithms) {
+            Ok(k) => keys.push(k),
+            Err(m) => return err(f, m),
+        }
+    }
+    let remote = match raw.remote_jwks {
+        None => None,
+        Some(r) => Some(compile_remote(&format!("{field}.remote_jwks"), r)?),
+    };
+    if keys.is_empty() && remote.is_none() {
+        return err(field, "needs keys: `jwks`, `pem_keys` or `remote_jwks`");
+    }
+    if keys.iter().any(|k| k.is_symmetric()) && (keys.iter().any(|k| !k.is_symmetric()) || remote.is_some()) {
+        return err(field, "symmetric (oct) and asymmetric keys must not be mixed in one provider");
+    }
+    let mut keys_by_kid = HashMap::new();
+    for k in &keys {
+        if let Some(kid) = &k.kid {
+            if keys_by_kid.insert(kid.clone(), k.clone()).is_some() {
+                return err(field, format!("duplicate kid {kid:?}"));
+            }
+        }
+    }
+    let union = keys.iter().fold(AlgSet::EMPTY, |acc, k| acc.union(k.algs));
+    let configured_algorithms = algorithms;
+    let algorithms = match (algorithms, remote.is_some()) {
+        (Some(a), _) => a,
+        (None, true) => AlgSet::all(),
+        (None, false) => union,
+    };
+    Ok(Provider {
+        name: raw.name,
+        issuer: raw.issuer,
+        audiences,
+        algorithms,
+        configured_algorithms,
+        keys_by_kid,
+        keys,
+        remote,
+    })
+}
+
+/// Parses a JWKS (`{"keys": [...]}`) with the rules of inline keys.
+pub fn parse_jwks(
+    field: &str,
+    set: &serde_json::Map<String, Value>,
+    algorithms: Option<AlgSet>,
+) -> Result<Vec<VerificationKey>, ConfigError> {
+    let Some(Value::Array(list)) = set.get("keys") else {
+        return err(format!("{field}.keys"), "must be an array of JWKs");
+    };
+    let mut keys = Vec::with_capacity(list.len());
+    for (i, jwk) in list.iter().enumerate() {
+        let f = format!("{field}.keys[{i}]");
+        let Value::Object(map) = jwk else {
+            return err(f, "must be a JWK object");
+        };
+        match VerificationKey::from_jwk(map, algorithms) {
+            Ok(k) => keys.push(k),
+            Err(m) => return err(f, m),
+        }
+    }
+    Ok(keys)
+}
+
+fn compile_remote(field: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError> {
+    if r.cluster.is_empty() {
+        return err(format!("{field}.cluster"), "must name an Envoy cluster");
+    }
+    let source = match (r.path, r.discovery_path) {
+        (Some(p), None) if p.starts_with('/') => JwksSource::Path(p),
+        (None, Some(d)) if d.starts_with('/') => JwksSource::Discovery(d),
+        (Some(_), None) => return err(format!("{field}.path"), "must start with '/'"),
+        (None, Some(_)) => return err(format!("{field}.discovery_path"), "must start with '/'"),
+        _ => return err(field, "exactly one of `path` (the JWKS) or `discovery_path` (OIDC discovery) is required"),
+    };
+    let refresh = r.refresh_seconds.unwrap_or(600);
+    if !(1..=86_400).contains(&refresh) {
+        return err(format!("{field}.refresh_seconds"), "must be 1..=86400");
+    }
+    let min_refetch = r.min_refetch_seconds.unwrap_or(30);
+    if min_refetch > 3600 {
+        return err(format!("{field}.min_refetch_seconds"), "must be 0..=3600");
+    }
+    let timeout = r.timeout_ms.unwrap_or(2000);
+    if !(100..=60_000).contains(&timeout) {
+        return err(format!("{field}.timeout_ms"), "must be 100..=60000");
+    }
+    let authority = r.authority.unwrap_or_else(|| r.cluster.clone());
+    Ok(RemoteJwks {
+        cluster: r.cluster,
+        authority,
+        source,
+        refresh_seconds: refresh,
+        timeout_ms: timeout,
+        min_refetch_seconds: min_refetch,
+    })
+}
+
+fn compile_token_source(field: &str, s: RawTokenSource) -> Result<TokenSource, ConfigError> {
+    match (s.header, s.prefix, s.cookie, s.query) {
+        (Some(h), prefix, None, None) => {
+            let name = header_name(&format!("{field}.header"), &h)?;
+            Ok(TokenSource::Header { name, prefix: prefix.unwrap_or_default() })
+        }
+        (None, None, Some(c), None) if !c.is_empty() => Ok(TokenSource::Cookie(c)),
+        (None, None, None, Some(q)) if !q.is_empty() => Ok(TokenSource::Query(q)),
+        _ => err(field, "exactly one of `header` (with optional `prefix`), `cookie`, `query` is required"),
+    }
+}
+
+fn compile_attribute(field: &str, a: RawAttribute) -> Result<Attribute, ConfigError> {
+    match (a.header, a.query, a.path_segment) {
+        (Some(h), None, None) => Ok(Attribute::Header(header_name(&format!("{field}.header"), &h)?)),
+        (None, Some(q), None) if !q.is_empty() => Ok(Attribute::Query(q)),
+        (None, None, Some(i)) if i < 64 => Ok(Attribute::PathSegment(i)),
+        _ => err(field, "exactly one of `header`, `query`, `path_segment` (0..64) is required"),
+    }
+}
+
+fn compile_rule(
+    field: &str,
+    m: Option<RawMatch>,
+    auth: Option<RawAuth>,
+    require: Option<RawRequire>,
+    providers: &[&str],
+) -> Result<Rule, ConfigError> {
+    let m = m.unwrap_or_default();
+    let path = match m.path {
+        None => None,
+        Some(p) => Some(PathPattern::parse(&p).or_else(|e| err(format!("{field}.match.path"), e))?),
+    };
+    let methods = match m.methods {
+        Some(list) if list.is_empty() => return err(format!("{field}.match.methods"), "must not be empty when given"),
+        other => other,
+    };
+    let hosts = match m.hosts {
+        None => None,
+        Some(list) if list.is_empty() => return err(format!("{field}.match.hosts"), "must not be empty when given"),
+        Some(list) => Some(
+            list.iter()
+                .enumerate()
+                .map(|(i, h)| HostPattern::parse(h).or_else(|e| err(format!("{field}.match.hosts[{i}]"), e)))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let auth = match auth {
+        None | Some(RawAuth::Required) => Auth::Required,
+        Some(RawAuth::Optional) => Auth::Optional,
+        Some(RawAuth::None) => Auth::None,
+    };
+    let require = compile_require(&format!("{field}.require"), require.unwrap_or_default(), providers)?;
+    if auth == Auth::None && require != Require::default() {
+        return err(format!("{field}.require"), "cannot be combined with \"auth\": \"none\"");
+    }
+    Ok(Rule { matcher: RuleMatch { path, methods, hosts }, auth, require })
+}
+
+fn non_empty(field: String, list: Option<Vec<String>>) -> Result<Option<Vec<String>>, ConfigError> {
+    match list {
+        Some(l) if l.is_empty() => err(field, "must not be empty when given"),
+        other => Ok(other),
+    }
+}
+
+fn compile_require(field: &str, r: RawRequire, providers: &[&str]) -> Result<Require, ConfigError> {
+    let issuers = non_empty(format!("{field}.issuers"), r.issuers)?;
+    if let Some(list) = &issuers {
+        for (i, name) in list.iter().enumerate() {
+            if !providers.contains(&name.as_str()) {
+                return err(format!("{field}.issuers[{i}]"), format!("{name:?} is not a provider name"));
+            }
+        }
+    }
+    let mut claims = Vec::new();
+    for (i, c) in r.claims.unwrap_or_default().into_iter().enumerate() {
+        let f = format!("{field}.claims[{i}]");
+        if c.claim.is_empty() {
+            return err(format!("{f}.claim"), "must not be empty");
+        }
+        claims.push(match (c.equals, c.one_of, c.equals_header, c.present, c.prefix) {
+            (Some(v), None, None, None, None) => ClaimCheck::Equals(c.claim, v),
+            (None, Some(list), None, None, None) if !list.is_empty() => ClaimCheck::OneOf(c.claim, list),
+            (None, None, Some(h), None, None) => {
+                ClaimCheck::EqualsHeader(c.claim, header_name(&format!("{f}.equals_header"), &h)?)
+            }
+            (None, None, None, Some(true), None) => ClaimCheck::Present(c.claim),
+            (None, None, None, None, Some(p)) if !p.is_empty() => ClaimCheck::Prefix(c.claim, p),
+            _ => {
+                return err(
+                    f,
+                    "exactly one of `equals`, `one_of` (non-empty), `equals_header`, `present: true`, \
+                     `prefix` (non-empty) is required",
+                )
+            }
+        });
+    }
+    Ok(Require {
+        issuers,
+        roles_any: non_empty(format!("{field}.roles_any"), r.roles_any)?,
+        roles_all: non_empty(format!("{field}.roles_all"), r.roles_all)?,
+        scopes_any: non_empty(format!("{field}.scopes_any"), r.scopes_any)?,
+        scopes_all: non_empty(format!("{field}.scopes_all"), r.scopes_all)?,
+        claims,
+    })
+}
+
+fn compile_forward(f: RawForward, sources: &[TokenSource]) -> Result<Forward, ConfigError> {
+    let mut claims_to_headers = Vec::new();
+    for (i, c) in f.claims_to_headers.unwrap_or_default().into_iter().enumerate() {
+        let field = format!("forward.claims_to_headers[{i}]");
+        if c.claim.is_empty() {
+            return err(format!("{field}.claim"), "must not be empty");
+        }
+        let header = header_name(&format!("{field}.header"), &c.header)?;
+        claims_to_headers.push((c.claim, header));
+    }
+    let payload_header = match f.payload_header {
+        None => None,
+        Some(h) => Some(header_name("forward.payload_header", &h)?),
+    };
+    let forwarded: Vec<&str> =
+        claims_to_headers.iter().map(|(_, h)| h.as_str()).chain(payload_header.as_deref()).collect();
+    for (i, h) in forwarded.iter().enumerate() {
+        if forwarded.iter().skip(i + 1).any(|o| o == h) {
+            return err("forward", format!("header {h:?} is forwarded twice"));
+        }
+        let is_credential = sources.iter().any(|s| matches!(s, TokenSource::Header { name, .. } if name == h));
+        if is_credential || *h == "cookie" || h.starts_with(':') || *h == "host" {
+            return err("forward", format!("header {h:?} cannot carry forwarded claims"));
+        }
+    }
+    Ok(Forward { claims_to_headers, payload_header, remove_token: f.remove_token.unwrap_or(false) })
+}

@@ -1,0 +1,38 @@
+//! cjwt-core: everything that decides, with no host import.
+//!
+//! A request flows top to bottom through [`engine::Engine::decide`]:
+//!
+//! - [`request`]: what the core reads of one request (the [`request::host::Host`] trait,
+//!   the credential, the query, path normal form and patterns);
+//! - [`token`]: untrusted bytes → [`token::verify::VerifiedToken`] (compact JWS,
+//!   verification, claims, the verified-token cache);
+//! - [`keys`]: key import with every refusal, algorithms, RSA, host crypto;
+//! - [`jwks`]: remote key sets (the store and its parsing);
+//! - [`constraints`]: the token's own conditions, one module per kind;
+//! - [`config`]: serde shapes, the compiled model, loading JSON or protobuf `Struct`;
+//! - [`outcome`]: the refusal and the forwarding edits;
+//! - [`reason`]: the stable reason codes, statuses and classes;
+//! - [`usage`]: `max_uses` counting (in-process records and the etcd protocol);
+//! - [`encoding`]: base64url and duplicate-free JSON.
+//!
+//! Adapters (the proxy-wasm filter, the command line) implement the host traits
+//! and act on the [`engine::Outcome`]; they decide nothing.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod constraints;
+pub mod encoding;
+pub mod engine;
+pub mod jwks;
+pub mod keys;
+pub mod outcome;
+pub mod reason;
+pub mod request;
+pub mod token;
+pub mod usage;
+
+#[cfg(feature = "mint")]
+pub mod mint;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,71 @@
+//! The refusal response of SPEC §4: status, `www-authenticate`, JSON body.
+//! Nothing from the request is ever echoed.
+
+use crate::reason::Reason;
+
+/// A local reply to send instead of forwarding the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// Builds the refusal for `reason`. `detail` adds the reason code to the body and
+/// to `error_description`.
+pub fn refusal(reason: Reason, realm: &str, detail: bool) -> Refusal {
+    let challenge = match reason.oauth_error() {
+        None => format!("Bearer realm=\"{realm}\""),
+        Some(error) if detail => {
+            format!("Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"", reason.code())
+        }
+        Some(error) => format!("Bearer realm=\"{realm}\", error=\"{error}\""),
+    };
+    let error = reason.oauth_error().unwrap_or("invalid_token");
+    let body = if detail {
+        format!("{{\"error\":\"{error}\",\"reason\":\"{}\"}}", reason.code())
+    } else {
+        format!("{{\"error\":\"{error}\"}}")
+    };
+    Refusal {
+        status: reason.status(),
+        headers: vec![("www-authenticate", challenge), ("content-type", "application/json".to_string())],
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_token_has_a_bare_challenge() {
+        let r = refusal(Reason::MissingToken, "cjwt", true);
+        assert_eq!(r.status, 401);
+        assert_eq!(r.headers[0].1, "Bearer realm=\"cjwt\"");
+        assert_eq!(r.body, r#"{"error":"invalid_token","reason":"missing_token"}"#);
+    }
+
+    #[test]
+    fn untrusted_tokens_are_invalid_token() {
+        let r = refusal(Reason::Expired, "api", true);
+        assert_eq!(r.status, 401);
+        assert_eq!(r.headers[0].1, "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"expired\"");
+    }
+
+    #[test]
+    fn constraint_failures_are_insufficient_scope() {
+        let r = refusal(Reason::Ip, "cjwt", true);
+        assert_eq!(r.status, 403);
+        assert_eq!(r.headers[0].1, "Bearer realm=\"cjwt\", error=\"insufficient_scope\", error_description=\"ip\"");
+        assert_eq!(r.body, r#"{"error":"insufficient_scope","reason":"ip"}"#);
+        assert_eq!(r.headers[1], ("content-type", "application/json".to_string()));
+    }
+
+    #[test]
+    fn without_detail_no_reason_is_disclosed() {
+        let r = refusal(Reason::Window, "cjwt", false);
+        assert_eq!(r.body, r#"{"error":"insufficient_scope"}"#);
+        assert!(!r.headers[0].1.contains("window"));
+    }
+}

@@ -1,0 +1,297 @@
+//! The mesh-wide usage count on etcd v3 (SPEC §8 v2, issue 13): the protocol
+//! as pure functions — request bodies for etcd's HTTP/JSON gateway, and the
+//! reading of every answer — so that it is unit-tested without a proxy.
+//!
+//! **Not wired yet.** No adapter calls this module and the configuration does
+//! not accept `usage_store`: until the adapter pauses requests on it, accepting
+//! the option would silently count per instance. See docs/decisions.md.
+//!
+//! One use is one transaction, nothing read first (`../shared/research/v2-research.md`):
+//! the key is absent (create revision 0) → create it under the lease of its
+//! expiry bucket; else, in a nested transaction, its `version` (puts since
+//! creation) is below `max_uses` → put again, keeping value and lease. Allowed iff
+//! either branch's `succeeded` is true; proto3 JSON omits `false`, so absent is
+//! false — but only in an answer that is otherwise an etcd transaction answer.
+//! Leases: one per expiry bucket with a deterministic ID, so every replica uses
+//! the same; "requested lease not found" → grant it, retry once.
+
+use crate::encoding::json;
+use crate::usage::UsageId;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Seconds per lease bucket: a key's lease ends within this much after its token.
+pub const LEASE_BUCKET_SECONDS: i64 = 60;
+/// The longest a lease may be asked for (a token living longer is refused by the store).
+pub const MAX_LEASE_SECONDS: i64 = 366 * 86_400;
+
+/// One use to count: the store key, the lease, and the limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdUse {
+    /// The etcd key: `key_prefix` + hex of the (`iss`, `jti`) hash; no token data.
+    pub key: Vec<u8>,
+    pub limit: u64,
+    /// The lease of the expiry bucket (positive, non-zero).
+    pub lease_id: i64,
+    /// TTL to grant the lease with: to the bucket's end, plus one bucket.
+    pub lease_ttl: i64,
+}
+
+/// Why a use cannot be asked of the store (the caller answers `usage_unavailable`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable(pub String);
+
+impl EtcdUse {
+    /// The use of token `id` (limit `limit`) valid until `expires_at` (its `exp`
+    /// plus clock skew), at `now`.
+    pub fn new(key_prefix: &str, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<EtcdUse, Unavailable> {
+        let ttl_needed = expires_at.checked_sub(now).filter(|t| *t > 0 && *t <= MAX_LEASE_SECONDS);
+        let Some(_) = ttl_needed else {
+            return Err(Unavailable("the token's lifetime does not fit a lease".into()));
+        };
+        if limit == 0 {
+            return Err(Unavailable("max_uses of 0".into()));
+        }
+        let bucket = expires_at.div_euclid(LEASE_BUCKET_SECONDS) + 1;
+        let bucket_end = bucket.saturating_mul(LEASE_BUCKET_SECONDS);
+        let tag = Sha256::digest(key_prefix.as_bytes());
+        let tag = u64::from(u16::from_be_bytes([tag.first().copied().unwrap_or(0), tag.get(1).copied().unwrap_or(0)]));
+        // 15 bits of prefix tag, 40 bits of bucket index, sign bit clear, never 0.
+        let lease_id = i64::try_from(((tag & 0x7fff) << 40) | (u64::try_from(bucket).unwrap_or(0) & 0xff_ffff_ffff))
+            .unwrap_or(1)
+            .max(1);
+        let mut key = key_prefix.as_bytes().to_vec();
+        key.extend_from_slice(id.hex().as_bytes());
+        Ok(EtcdUse { key, limit, lease_id, lease_ttl: bucket_end - now + LEASE_BUCKET_SECONDS })
+    }
+
+    /// The body of `POST {api_prefix}/kv/txn`.
+    pub fn txn_body(&self) -> String {
+        let key = b64_std(&self.key);
+        json!({
+            "compare": [{"target": "CREATE", "key": key, "createRevision": "0", "result": "EQUAL"}],
+            "success": [{"requestPut": {"key": key, "value": "", "lease": self.lease_id.to_string()}}],
+            "failure": [{"requestTxn": {
+                "compare": [{"target": "VERSION", "key": key, "version": self.limit.to_string(), "result": "LESS"}],
+                "success": [{"requestPut": {"key": key, "ignoreValue": true, "ignoreLease": true}}],
+                "failure": []
+            }}]
+        })
+        .to_string()
+    }
+
+    /// The body of `POST {api_prefix}/lease/grant`.
+    pub fn lease_grant_body(&self) -> String {
+        json!({"TTL": self.lease_ttl.to_string(), "ID": self.lease_id.to_string()}).to_string()
+    }
+}
+
+/// Standard base64 with padding, as etcd's gateway encodes `bytes` fields.
+fn b64_std(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    // Not `core::b64` (base64url for JWS): etcd wants the standard alphabet.
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// What a transaction answer says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnAnswer {
+    /// The use was counted (first use, or below the limit).
+    Counted,
+    /// The token has been used `max_uses` times: 403 `max_uses`.
+    Exhausted,
+    /// The bucket's lease does not exist yet: grant it, then send the transaction once more.
+    LeaseMissing,
+    /// Anything else: the outcome is unknown, so the use counts as used and the
+    /// request is refused with 503 `usage_unavailable`.
+    Unavailable(String),
+}
+
+/// Reads the answer to [`EtcdUse::txn_body`]: HTTP status and body.
+pub fn parse_txn_answer(status: Option<&str>, body: &[u8]) -> TxnAnswer {
+    let Ok(doc) = json::parse_object(body) else {
+        return TxnAnswer::Unavailable(format!("HTTP {}: answer is not a JSON object", status.unwrap_or("none")));
+    };
+    if status != Some("200") {
+        let message = doc.get("error").or_else(|| doc.get("message")).and_then(Value::as_str).unwrap_or("");
+        if message.contains("requested lease not found") {
+            return TxnAnswer::LeaseMissing;
+        }
+        return TxnAnswer::Unavailable(format!("HTTP {}: {}", status.unwrap_or("none"), short(message)));
+    }
+    // A transaction answer always carries its header with the revision.
+    if !doc.get("header").and_then(Value::as_object).is_some_and(|h| h.contains_key("revision")) {
+        return TxnAnswer::Unavailable("answer has no etcd header".into());
+    }
+    match doc.get("succeeded") {
+        Some(Value::Bool(true)) => return TxnAnswer::Counted,
+        None | Some(Value::Bool(false)) => {}
+        Some(_) => return TxnAnswer::Unavailable("`succeeded` is not a boolean".into()),
+    }
+    // The failure branch ran: its one response is the nested transaction's.
+    let nested = match doc.get("responses") {
+        Some(Value::Array(items)) => match items.as_slice() {
+            [only] => only.get("response_txn").or_else(|| only.get("responseTxn")),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(Value::Object(nested)) = nested else {
+        return TxnAnswer::Unavailable("answer lacks the nested transaction".into());
+    };
+    match nested.get("succeeded") {
+        Some(Value::Bool(true)) => TxnAnswer::Counted,
+        None | Some(Value::Bool(false)) => TxnAnswer::Exhausted,
+        Some(_) => TxnAnswer::Unavailable("nested `succeeded` is not a boolean".into()),
+    }
+}
+
+/// Reads the answer to [`EtcdUse::lease_grant_body`]: `Ok` when the lease now
+/// exists (granted here, or already granted by another replica).
+pub fn parse_grant_answer(status: Option<&str>, body: &[u8], lease_id: i64) -> Result<(), Unavailable> {
+    let doc = json::parse_object(body).map_err(|_| Unavailable("lease answer is not a JSON object".into()))?;
+    if status == Some("200") {
+        let id =
+            doc.get("ID").and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(|i| i.to_string())));
+        return match (id, doc.get("error")) {
+            (Some(id), None) if id == lease_id.to_string() => Ok(()),
+            _ => Err(Unavailable("lease answer names another lease or an error".into())),
+        };
+    }
+    let message = doc.get("error").or_else(|| doc.get("message")).and_then(Value::as_str).unwrap_or("");
+    if message.contains("lease already exists") {
+        return Ok(());
+    }
+    Err(Unavailable(format!("lease grant HTTP {}: {}", status.unwrap_or("none"), short(message))))
+}
+
+fn short(message: &str) -> String {
+    message.chars().take(120).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a_use() -> EtcdUse {
+        EtcdUse::new("cjwt/uses/", &UsageId::new("https://i", "j1"), 3, 1_800_000_030, 1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn keys_hide_token_data_and_leases_are_shared_per_bucket() {
+        let u = a_use();
+        let key = String::from_utf8(u.key.clone()).unwrap();
+        assert!(key.starts_with("cjwt/uses/") && key.len() == "cjwt/uses/".len() + 32, "{key}");
+        assert!(!key.contains("j1"));
+        // Another token expiring in the same minute shares the lease; the next minute does not.
+        let same =
+            EtcdUse::new("cjwt/uses/", &UsageId::new("https://i", "j2"), 1, 1_800_000_040, 1_800_000_000).unwrap();
+        let next =
+            EtcdUse::new("cjwt/uses/", &UsageId::new("https://i", "j2"), 1, 1_800_000_090, 1_800_000_000).unwrap();
+        assert_eq!(u.lease_id, same.lease_id);
+        assert_ne!(u.lease_id, next.lease_id);
+        assert!(u.lease_id > 0);
+        // The lease never ends before the token: bucket end is after expires_at.
+        assert!(1_800_000_000 + u.lease_ttl >= 1_800_000_030 + LEASE_BUCKET_SECONDS);
+        let other_prefix = EtcdUse::new("other/", &UsageId::new("https://i", "j1"), 3, 1_800_000_030, 1_800_000_000);
+        assert_ne!(other_prefix.unwrap().lease_id, u.lease_id);
+    }
+
+    #[test]
+    fn unleasable_uses_are_refused() {
+        let id = UsageId::new("https://i", "j");
+        assert!(EtcdUse::new("p/", &id, 1, i64::MAX, 0).is_err(), "no exp");
+        assert!(EtcdUse::new("p/", &id, 1, 10, 10).is_err(), "expired");
+        assert!(EtcdUse::new("p/", &id, 0, 100, 10).is_err(), "limit 0");
+    }
+
+    #[test]
+    fn the_transaction_creates_or_increments_below_the_limit() {
+        let u = a_use();
+        let body: Value = serde_json::from_str(&u.txn_body()).unwrap();
+        let key = b64_std(&u.key);
+        assert_eq!(body["compare"][0]["target"], "CREATE");
+        assert_eq!(body["compare"][0]["createRevision"], "0");
+        assert_eq!(body["success"][0]["requestPut"]["key"], key.as_str());
+        assert_eq!(body["success"][0]["requestPut"]["lease"], u.lease_id.to_string());
+        let nested = &body["failure"][0]["requestTxn"];
+        assert_eq!(nested["compare"][0]["target"], "VERSION");
+        assert_eq!(nested["compare"][0]["result"], "LESS");
+        assert_eq!(nested["compare"][0]["version"], "3");
+        assert_eq!(nested["success"][0]["requestPut"]["ignoreLease"], true);
+        let grant: Value = serde_json::from_str(&u.lease_grant_body()).unwrap();
+        assert_eq!(grant["ID"], u.lease_id.to_string());
+    }
+
+    /// Answers recorded from etcd 3.4.23 (Debian `etcd-server`) to this module's
+    /// own bodies, `max_uses` 2: lease missing, then granted, then two uses
+    /// counted and the third exhausted.
+    const RECORDED_LEASE_MISSING: (&str, &str) = (
+        "404",
+        r#"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#,
+    );
+    const RECORDED_FIRST: (&str, &str) = (
+        "200",
+        r#"{"header":{"cluster_id":"14841639068965178418","member_id":"10276657743932975437","revision":"2","raft_term":"2"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"2"}}}]}"#,
+    );
+    const RECORDED_SECOND: (&str, &str) = (
+        "200",
+        r#"{"header":{"cluster_id":"14841639068965178418","member_id":"10276657743932975437","revision":"3","raft_term":"2"},"responses":[{"response_txn":{"header":{},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"3"}}}]}}]}"#,
+    );
+    const RECORDED_EXHAUSTED: (&str, &str) = (
+        "200",
+        r#"{"header":{"cluster_id":"14841639068965178418","member_id":"10276657743932975437","revision":"3","raft_term":"2"},"responses":[{"response_txn":{"header":{}}}]}"#,
+    );
+    const RECORDED_GRANTED: (&str, &str) = (
+        "200",
+        r#"{"header":{"cluster_id":"14841639068965178418","member_id":"10276657743932975437","revision":"1","raft_term":"2"},"ID":"8647658982394331","TTL":"100"}"#,
+    );
+    const RECORDED_LEASE_EXISTS: (&str, &str) = (
+        "412",
+        r#"{"error":"etcdserver: lease already exists","message":"etcdserver: lease already exists","code":9}"#,
+    );
+
+    #[test]
+    fn every_answer_shape_is_read_and_anything_else_is_unavailable() {
+        let table = [
+            (RECORDED_FIRST, TxnAnswer::Counted),
+            (RECORDED_SECOND, TxnAnswer::Counted),
+            (RECORDED_EXHAUSTED, TxnAnswer::Exhausted),
+            (RECORDED_LEASE_MISSING, TxnAnswer::LeaseMissing),
+        ];
+        for ((status, body), want) in table {
+            assert_eq!(parse_txn_answer(Some(status), body.as_bytes()), want, "{body}");
+        }
+        let header = r#""header":{"revision":"7"}"#;
+        let first = RECORDED_FIRST.1;
+        let no_leader = r#"{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}"#;
+        let unavailable: &[(Option<&str>, &str)] = &[
+            (Some("503"), no_leader),
+            (Some("200"), "{}"),
+            (Some("200"), r#"{"succeeded":true}"#),
+            (Some("200"), &first[..first.len() - 5]),
+            (Some("200"), "<html>bad gateway</html>"),
+            (Some("200"), ""),
+            (Some("200"), &format!(r#"{{{header},"succeeded":"yes"}}"#)),
+            (Some("200"), &format!(r#"{{{header},"responses":[]}}"#)),
+            (Some("200"), &format!(r#"{{{header},"responses":[{{"response_put":{{}}}},{{"response_put":{{}}}}]}}"#)),
+            (Some("200"), &format!(r#"{{{header},"succeeded":true,"succeeded":false}}"#)),
+            (Some("404"), r#"{"error":"etcdserver: key not found"}"#),
+            (None, ""),
+            (Some("500"), "upstream connect error"),
+        ];
+        for (status, body) in unavailable {
+            assert!(matches!(parse_txn_answer(*status, body.as_bytes()), TxnAnswer::Unavailable(_)), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_lease_granted_here_or_elsewhere_is_fine() {
+        let id = 8647658982394331;
+        assert_eq!(parse_grant_answer(Some(RECORDED_GRANTED.0), RECORDED_GRANTED.1.as_bytes(), id), Ok(()));
+        assert_eq!(parse_grant_answer(Some(RECORDED_LEASE_EXISTS.0), RECORDED_LEASE_EXISTS.1.as_bytes(), id), Ok(()));
+        assert!(parse_grant_answer(Some("200"), br#"{"ID":"43","TTL":"90"}"#, id).is_err());
+        assert!(parse_grant_answer(Some("503"), br#"{"error":"etcdserver: no leader"}"#, id).is_err());
+        assert!(parse_grant_answer(Some("200"), b"garbage", id).is_err());
+    }
+}

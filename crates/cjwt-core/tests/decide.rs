@@ -1,0 +1,879 @@
+//! The core decision, natively, table-driven: every reason code and constraint,
+//! with boundaries, against a fake host and a fixed clock.
+
+
+use cjwt_core::keys::algorithm::Algorithm;
+use cjwt_core::config::Config;
+use cjwt_core::engine::{Decision, Engine};
+use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::keys::host_crypto::PureRust;
+use cjwt_core::reason::Reason;
+use cjwt_core::token::verify::InlineOnly;
+use cjwt_core::mint::{mint, mint_raw};
+use serde_json::{json, Value};
+use cjwt_harness::*;
+
+fn engine(extra: Value) -> Engine {
+    Engine::new(Config::from_json(config_json(extra).to_string().as_bytes()).unwrap())
+}
+
+fn eddsa(extra: Value) -> String {
+    mint(key(Algorithm::EdDSA), Some("k1"), &claims(extra))
+}
+
+/// The reason a request is refused, or `None` when allowed.
+fn verdict(engine: &mut Engine, host: &FakeHost) -> Option<Reason> {
+    let mut counter = MemoryCounter::default();
+    verdict_with(engine, host, &mut counter)
+}
+
+fn verdict_with(engine: &mut Engine, host: &FakeHost, counter: &mut MemoryCounter) -> Option<Reason> {
+    match engine.decide(host, &InlineOnly, &PureRust, counter).decision {
+        Decision::Allow { .. } => None,
+        Decision::Deny(d) => Some(d.reason),
+    }
+}
+
+fn check(cases: &[(&str, FakeHost, Option<Reason>)], engine: &mut Engine) {
+    for (name, host, want) in cases {
+        assert_eq!(verdict(engine, host), *want, "case: {name}");
+    }
+}
+
+#[test]
+fn valid_token_is_allowed_and_carries_claims() {
+    let mut e = engine(json!({}));
+    let host = FakeHost::get("/x").bearer(&eddsa(json!({})));
+    match e.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
+        Decision::Allow { token: Some(t), .. } => assert_eq!(t.claims["sub"], "alice"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn credential_extraction_reasons() {
+    let mut e = engine(json!({}));
+    let t = eddsa(json!({}));
+    check(
+        &[
+            ("no header", FakeHost::get("/x"), Some(Reason::MissingToken)),
+            (
+                "basic scheme",
+                FakeHost::get("/x").header("authorization", "Basic dXNlcjpwYXNz"),
+                Some(Reason::MissingToken),
+            ),
+            ("empty bearer", FakeHost::get("/x").header("authorization", "Bearer "), Some(Reason::MissingToken)),
+            (
+                "bearer glued",
+                FakeHost::get("/x").header("authorization", &format!("Bearer{t}")),
+                Some(Reason::MissingToken),
+            ),
+            ("lowercase scheme", FakeHost::get("/x").header("authorization", &format!("bearer {t}")), None),
+            ("uppercase scheme", FakeHost::get("/x").header("authorization", &format!("BEARER {t}")), None),
+            (
+                "trailing junk",
+                FakeHost::get("/x").header("authorization", &format!("Bearer {t} trailing")),
+                Some(Reason::MalformedToken),
+            ),
+            (
+                "two tokens in one",
+                FakeHost::get("/x").header("authorization", &format!("Bearer {t},Bearer {t}")),
+                Some(Reason::MultipleTokens),
+            ),
+            (
+                "joined by envoy",
+                FakeHost::get("/x").header("authorization", &format!("Bearer {t}, Bearer forged")),
+                Some(Reason::MultipleTokens),
+            ),
+            ("trailing comma", FakeHost::get("/x").header("authorization", &format!("Bearer {t},")), None),
+            ("two headers", FakeHost::get("/x").bearer(&t).bearer("forged.x.y"), Some(Reason::MultipleTokens)),
+            (
+                "two headers, forged first",
+                FakeHost::get("/x").bearer("forged.x.y").bearer(&t),
+                Some(Reason::MultipleTokens),
+            ),
+            ("non-utf8", FakeHost::get("/x").header("authorization", "Bearer \u{00ff}"), Some(Reason::MalformedToken)),
+        ],
+        &mut e,
+    );
+}
+
+#[test]
+fn header_plus_query_is_multiple_tokens() {
+    let mut e =
+        engine(json!({"token_from": [{"header": "authorization", "prefix": "Bearer "}, {"query": "access_token"}]}));
+    let t = eddsa(json!({}));
+    check(
+        &[
+            ("query only", FakeHost::get(&format!("/x?access_token={t}")), None),
+            (
+                "header and query",
+                FakeHost::get(&format!("/x?access_token={t}")).bearer(&t),
+                Some(Reason::MultipleTokens),
+            ),
+            (
+                "query twice",
+                FakeHost::get(&format!("/x?access_token={t}&access_token={t}")),
+                Some(Reason::MultipleTokens),
+            ),
+        ],
+        &mut e,
+    );
+}
+
+#[test]
+fn cookie_source() {
+    let mut e = engine(json!({"token_from": [{"cookie": "jwt"}]}));
+    let t = eddsa(json!({}));
+    check(
+        &[
+            ("cookie", FakeHost::get("/x").header("cookie", &format!("a=1; jwt={t}")), None),
+            (
+                "cookie twice",
+                FakeHost::get("/x").header("cookie", &format!("jwt={t}")).header("cookie", &format!("jwt={t}")),
+                Some(Reason::MultipleTokens),
+            ),
+            ("other cookie", FakeHost::get("/x").header("cookie", "jwtx=1"), Some(Reason::MissingToken)),
+        ],
+        &mut e,
+    );
+}
+
+#[test]
+fn token_reasons_401() {
+    let mut e = engine(json!({"max_token_bytes": 2048}));
+    let k = key(Algorithm::EdDSA);
+    let other = key(Algorithm::ES256);
+    let good = eddsa(json!({}));
+    let mut tampered = good.clone();
+    tampered.pop();
+    tampered.push(if good.ends_with('A') { 'Q' } else { 'A' });
+    check(
+        &[
+            ("too large", FakeHost::get("/x").bearer(&"a".repeat(2049)), Some(Reason::TokenTooLarge)),
+            ("garbage", FakeHost::get("/x").bearer("not-a-jwt"), Some(Reason::MalformedToken)),
+            (
+                "alg none",
+                FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"none"}"#, &claims(json!({})).to_string())),
+                Some(Reason::UnsupportedAlgorithm),
+            ),
+            (
+                "crit",
+                FakeHost::get("/x").bearer(&mint_raw(
+                    k,
+                    r#"{"alg":"EdDSA","kid":"k1","crit":["x"]}"#,
+                    &claims(json!({})).to_string(),
+                )),
+                Some(Reason::ForbiddenHeader),
+            ),
+            (
+                "jku",
+                FakeHost::get("/x").bearer(&mint_raw(
+                    k,
+                    r#"{"alg":"EdDSA","jku":"http://169.254.169.254/"}"#,
+                    &claims(json!({})).to_string(),
+                )),
+                Some(Reason::ForbiddenHeader),
+            ),
+            (
+                "unknown issuer",
+                FakeHost::get("/x").bearer(&eddsa(json!({"iss": "https://evil"}))),
+                Some(Reason::UnknownIssuer),
+            ),
+            ("no issuer", FakeHost::get("/x").bearer(&eddsa(json!({"iss": null}))), Some(Reason::UnknownIssuer)),
+            (
+                "unknown kid",
+                FakeHost::get("/x").bearer(&mint(k, Some("k2"), &claims(json!({})))),
+                Some(Reason::UnknownKey),
+            ),
+            (
+                "alg not of provider",
+                FakeHost::get("/x").bearer(&mint(other, Some("k1"), &claims(json!({})))),
+                Some(Reason::UnsupportedAlgorithm),
+            ),
+            ("bad signature", FakeHost::get("/x").bearer(&tampered), Some(Reason::BadSignature)),
+            (
+                "wrong key, no kid",
+                FakeHost::get("/x").bearer(&mint(key(Algorithm::EdDSA), None, &claims(json!({})))),
+                None,
+            ),
+            ("missing exp", FakeHost::get("/x").bearer(&eddsa(json!({"exp": null}))), Some(Reason::MissingExp)),
+            (
+                "wrong audience",
+                FakeHost::get("/x").bearer(&eddsa(json!({"aud": "other"}))),
+                Some(Reason::WrongAudience),
+            ),
+            ("audience in array", FakeHost::get("/x").bearer(&eddsa(json!({"aud": ["x", "orders-api"]}))), None),
+            ("no audience", FakeHost::get("/x").bearer(&eddsa(json!({"aud": null}))), Some(Reason::WrongAudience)),
+            ("aud not string", FakeHost::get("/x").bearer(&eddsa(json!({"aud": 5}))), Some(Reason::MalformedToken)),
+            (
+                "exp string",
+                FakeHost::get("/x").bearer(&eddsa(json!({"exp": "tomorrow"}))),
+                Some(Reason::MalformedToken),
+            ),
+            (
+                "malformed constraint",
+                FakeHost::get("/x").bearer(&eddsa(json!({"cnst": {"ip": ["010.0.0.0/8"]}}))),
+                Some(Reason::MalformedConstraint),
+            ),
+            (
+                "max_uses without jti",
+                FakeHost::get("/x").bearer(&eddsa(json!({"cnst": {"max_uses": 1}}))),
+                Some(Reason::MalformedConstraint),
+            ),
+        ],
+        &mut e,
+    );
+}
+
+#[test]
+fn signature_from_another_key_of_same_alg_is_bad_signature() {
+    let mut e = engine(json!({}));
+    let stranger = cjwt_core::mint::SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let t = mint(&stranger, Some("k1"), &claims(json!({})));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), Some(Reason::BadSignature));
+}
+
+#[test]
+fn time_boundaries_with_skew() {
+    let mut e = engine(json!({"clock_skew_seconds": 60}));
+    let t = eddsa(json!({"iat": NOW, "nbf": NOW, "exp": NOW + 100}));
+    check(
+        &[
+            ("just before exp+skew", FakeHost::get("/x").bearer(&t).at(NOW + 159), None),
+            ("at exp+skew", FakeHost::get("/x").bearer(&t).at(NOW + 160), Some(Reason::Expired)),
+            ("nbf-skew", FakeHost::get("/x").bearer(&t).at(NOW - 60), None),
+            ("before nbf-skew", FakeHost::get("/x").bearer(&t).at(NOW - 61), Some(Reason::NotYetValid)),
+        ],
+        &mut e,
+    );
+    let future_iat = eddsa(json!({"iat": NOW + 61}));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&future_iat)), Some(Reason::NotYetValid));
+}
+
+#[test]
+fn extreme_and_float_dates_saturate_without_panic() {
+    let mut e = engine(json!({}));
+    check(
+        &[
+            ("huge nbf", FakeHost::get("/x").bearer(&eddsa(json!({"nbf": 9.9e300}))), Some(Reason::NotYetValid)),
+            ("huge negative exp", FakeHost::get("/x").bearer(&eddsa(json!({"exp": -9.9e300}))), Some(Reason::Expired)),
+            ("u64 exp", FakeHost::get("/x").bearer(&eddsa(json!({"exp": u64::MAX}))), None),
+            ("float exp", FakeHost::get("/x").bearer(&eddsa(json!({"exp": (NOW + 30) as f64 + 0.5}))), None),
+            ("i64 min nbf", FakeHost::get("/x").bearer(&eddsa(json!({"nbf": i64::MIN}))), None),
+        ],
+        &mut e,
+    );
+    let extreme_now = FakeHost::get("/x").bearer(&eddsa(json!({}))).at(i64::MAX);
+    assert_eq!(verdict(&mut e, &extreme_now), Some(Reason::Expired));
+}
+
+#[test]
+fn lifetime_and_typ() {
+    let mut e = engine(json!({"max_lifetime_seconds": 3600, "required_typ": "at+jwt"}));
+    let k = key(Algorithm::EdDSA);
+    let c = claims(json!({"iat": NOW, "exp": NOW + 3600})).to_string();
+    let typed = |typ: &str| mint_raw(k, &format!(r#"{{"alg":"EdDSA","kid":"k1","typ":"{typ}"}}"#), &c);
+    check(
+        &[
+            ("at+jwt", FakeHost::get("/x").bearer(&typed("at+jwt")), None),
+            ("media type form", FakeHost::get("/x").bearer(&typed("application/AT+JWT")), None),
+            ("trailing space", FakeHost::get("/x").bearer(&typed("at+jwt ")), Some(Reason::WrongTyp)),
+            ("JWT", FakeHost::get("/x").bearer(&typed("JWT")), Some(Reason::WrongTyp)),
+            (
+                "absent",
+                FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1"}"#, &c)),
+                Some(Reason::WrongTyp),
+            ),
+        ],
+        &mut e,
+    );
+    let long = mint_raw(
+        k,
+        r#"{"alg":"EdDSA","kid":"k1","typ":"at+jwt"}"#,
+        &claims(json!({"iat": NOW, "exp": NOW + 3601})).to_string(),
+    );
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&long)), Some(Reason::LifetimeTooLong));
+}
+
+#[test]
+fn constraints_ip() {
+    let mut e = engine(json!({}));
+    let t = eddsa(json!({"cnst": {"ip": ["127.0.0.2/32", "10.0.0.0/8"]}}));
+    check(
+        &[
+            ("in range", FakeHost::get("/x").bearer(&t).peer("127.0.0.2:5000"), None),
+            ("neighbour", FakeHost::get("/x").bearer(&t).peer("127.0.0.3:5000"), Some(Reason::Ip)),
+            ("second range", FakeHost::get("/x").bearer(&t).peer("10.255.255.255:1"), None),
+            ("mapped v6", FakeHost::get("/x").bearer(&t).peer("[::ffff:10.1.1.1]:1"), None),
+            ("v6 loopback", FakeHost::get("/x").bearer(&t).peer("[::1]:1"), Some(Reason::Ip)),
+        ],
+        &mut e,
+    );
+    let empty = eddsa(json!({"cnst": {"ip": []}}));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&empty)), Some(Reason::Ip), "empty list allows nothing");
+}
+
+#[test]
+fn constraints_ip_from_xff_trusts_only_configured_hops() {
+    let mut e = engine(json!({"client_ip": {"from": "xff", "trusted_hops": 1}}));
+    let t = eddsa(json!({"cnst": {"ip": ["10.0.0.0/8"]}}));
+    check(
+        &[
+            ("last entry", FakeHost::get("/x").bearer(&t).header("x-forwarded-for", "6.6.6.6, 10.0.0.9"), None),
+            (
+                "spoofed first entry",
+                FakeHost::get("/x").bearer(&t).header("x-forwarded-for", "10.0.0.9, 6.6.6.6"),
+                Some(Reason::Ip),
+            ),
+            ("no header", FakeHost::get("/x").bearer(&t), Some(Reason::Ip)),
+        ],
+        &mut e,
+    );
+}
+
+#[test]
+fn constraints_methods_paths_hosts() {
+    let mut e = engine(json!({}));
+    let t = eddsa(
+        json!({"cnst": {"methods": ["GET", "HEAD"], "paths": ["/v1/orders/**", "/v1/items/*"], "hosts": ["*.example.com"]}}),
+    );
+    check(
+        &[
+            ("all hold", FakeHost::get("/v1/orders/7").bearer(&t), None),
+            ("query ignored", FakeHost::get("/v1/orders/7?x=/admin").bearer(&t), None),
+            ("method", FakeHost::request("POST", "/v1/orders/7").bearer(&t), Some(Reason::Method)),
+            ("method case", FakeHost::request("get", "/v1/orders/7").bearer(&t), Some(Reason::Method)),
+            ("path", FakeHost::get("/v1/admin").bearer(&t), Some(Reason::Path)),
+            ("star one segment", FakeHost::get("/v1/items/a").bearer(&t), None),
+            ("star two segments", FakeHost::get("/v1/items/a/b").bearer(&t), Some(Reason::Path)),
+            ("dotdot", FakeHost::get("/v1/orders/../admin").bearer(&t), Some(Reason::PathNotNormalized)),
+            ("encoded slash", FakeHost::get("/v1/orders%2F..%2Fadmin").bearer(&t), Some(Reason::PathNotNormalized)),
+            ("semicolon", FakeHost::get("/v1/orders/..;/admin").bearer(&t), Some(Reason::PathNotNormalized)),
+            ("double slash", FakeHost::get("/v1//orders/7").bearer(&t), Some(Reason::PathNotNormalized)),
+            (
+                "host with port",
+                FakeHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "API.example.com:443"),
+                None,
+            ),
+            (
+                "host two labels",
+                FakeHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "a.b.example.com"),
+                Some(Reason::Host),
+            ),
+            (
+                "apex host",
+                FakeHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "example.com"),
+                Some(Reason::Host),
+            ),
+        ],
+        &mut e,
+    );
+}
+
+#[test]
+fn constraints_region_from_each_source() {
+    let t = eddsa(json!({"cnst": {"region": ["eu-west-1"]}}));
+    let mut none = engine(json!({}));
+    assert_eq!(verdict(&mut none, &FakeHost::get("/x").bearer(&t)), Some(Reason::Region), "no source configured");
+    let mut fixed = engine(json!({"region": {"value": "eu-west-1"}}));
+    assert_eq!(verdict(&mut fixed, &FakeHost::get("/x").bearer(&t)), None);
+    let mut other = engine(json!({"region": {"value": "us-east-1"}}));
+    assert_eq!(verdict(&mut other, &FakeHost::get("/x").bearer(&t)), Some(Reason::Region));
+    let mut header = engine(json!({"region": {"header": "x-geo-region"}}));
+    check(
+        &[
+            ("header", FakeHost::get("/x").bearer(&t).header("x-geo-region", "eu-west-1"), None),
+            ("header other", FakeHost::get("/x").bearer(&t).header("x-geo-region", "us-east-1"), Some(Reason::Region)),
+            (
+                "header twice",
+                FakeHost::get("/x").bearer(&t).header("x-geo-region", "eu-west-1").header("x-geo-region", "eu-west-1"),
+                Some(Reason::Region),
+            ),
+        ],
+        &mut header,
+    );
+    let mut node = engine(json!({"region": {"node_metadata": "REGION"}}));
+    check(
+        &[
+            (
+                "node",
+                FakeHost::get("/x").bearer(&t).property(&["xds", "node", "metadata", "REGION"], "eu-west-1"),
+                None,
+            ),
+            ("node absent", FakeHost::get("/x").bearer(&t), Some(Reason::Region)),
+        ],
+        &mut node,
+    );
+}
+
+#[test]
+fn constraints_window_boundaries() {
+    let mut e = engine(json!({}));
+    // NOW is Monday 10:00 UTC = 11:00 in Berlin (CET).
+    let t = eddsa(
+        json!({"exp": NOW + 7200, "cnst": {"window": [{"days": ["mon"], "start": "11:00", "end": "11:30", "tz": "Europe/Berlin"}]}}),
+    );
+    check(
+        &[
+            ("at start", FakeHost::get("/x").bearer(&t), None),
+            ("before start", FakeHost::get("/x").bearer(&t).at(NOW - 1), Some(Reason::Window)),
+            ("last second", FakeHost::get("/x").bearer(&t).at(NOW + 1799), None),
+            ("at end", FakeHost::get("/x").bearer(&t).at(NOW + 1800), Some(Reason::Window)),
+        ],
+        &mut e,
+    );
+}
+
+#[test]
+fn constraints_custom() {
+    let mut e = engine(
+        json!({"custom_constraints": {"tenant": {"header": "x-tenant-id"}, "shard": {"path_segment": 1}, "ver": {"query": "v"}}}),
+    );
+    let t = eddsa(json!({"cnst": {"tenant": ["acme"], "shard": "eu", "ver": ["2"]}}));
+    check(
+        &[
+            ("all hold", FakeHost::get("/t/eu/x?v=2").bearer(&t).header("x-tenant-id", "acme"), None),
+            (
+                "header other",
+                FakeHost::get("/t/eu/x?v=2").bearer(&t).header("x-tenant-id", "evil"),
+                Some(Reason::Custom),
+            ),
+            ("header absent", FakeHost::get("/t/eu/x?v=2").bearer(&t), Some(Reason::Custom)),
+            (
+                "segment other",
+                FakeHost::get("/t/us/x?v=2").bearer(&t).header("x-tenant-id", "acme"),
+                Some(Reason::Custom),
+            ),
+            (
+                "query twice",
+                FakeHost::get("/t/eu/x?v=2&v=2").bearer(&t).header("x-tenant-id", "acme"),
+                Some(Reason::Custom),
+            ),
+            ("query absent", FakeHost::get("/t/eu/x").bearer(&t).header("x-tenant-id", "acme"), Some(Reason::Custom)),
+        ],
+        &mut e,
+    );
+}
+
+#[test]
+fn unknown_constraint_refuses_before_anything_else() {
+    let mut e = engine(json!({}));
+    let t = eddsa(json!({"cnst": {"geo": ["eu"], "ip": ["10.0.0.0/8"]}}));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), Some(Reason::UnknownConstraint));
+}
+
+#[test]
+fn constraints_are_checked_in_table_order() {
+    let mut e = engine(json!({}));
+    let t = eddsa(
+        json!({"cnst": {"window": [{"start": "00:00", "end": "00:01"}], "methods": ["PUT"], "ip": ["10.0.0.0/8"]}}),
+    );
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), Some(Reason::Ip));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t).peer("10.0.0.1:1")), Some(Reason::Method));
+    assert_eq!(verdict(&mut e, &FakeHost::request("PUT", "/x").bearer(&t).peer("10.0.0.1:1")), Some(Reason::Window));
+}
+
+#[test]
+fn max_uses_counts_only_allowed_requests() {
+    let mut e = engine(json!({}));
+    let mut counter = MemoryCounter::default();
+    let t = eddsa(json!({"jti": "j1", "cnst": {"max_uses": 2, "methods": ["GET"]}}));
+    let post = FakeHost::request("POST", "/x").bearer(&t);
+    let get = FakeHost::get("/x").bearer(&t);
+    assert_eq!(verdict_with(&mut e, &post, &mut counter), Some(Reason::Method), "a refused request uses nothing");
+    assert_eq!(verdict_with(&mut e, &get, &mut counter), None);
+    assert_eq!(verdict_with(&mut e, &get, &mut counter), None);
+    assert_eq!(verdict_with(&mut e, &get, &mut counter), Some(Reason::MaxUses));
+    // Another token with the same (iss, jti) shares the count (malleated copies, re-minted tokens).
+    let same_jti = eddsa(json!({"jti": "j1", "sub": "bob", "cnst": {"max_uses": 5}}));
+    let mut counter2 = MemoryCounter::default();
+    assert_eq!(verdict_with(&mut e, &FakeHost::get("/x").bearer(&same_jti), &mut counter2), None);
+}
+
+#[test]
+fn rules_first_match_and_auth_modes() {
+    let mut e = engine(json!({
+        "rules": [
+            {"match": {"path": "/healthz", "methods": ["GET"]}, "auth": "none"},
+            {"match": {"path": "/public/**"}, "auth": "optional"},
+            {"match": {"path": "/admin/**"}, "require": {"roles_any": ["admin"]}},
+            {"match": {"path": "/v1/orders/**", "methods": ["POST"]}, "require": {"scopes_all": ["orders:write"], "claims": [{"claim": "tenant", "equals_header": "x-tenant-id"}]}},
+            {"match": {"hosts": ["internal.example.com"]}, "require": {"issuers": ["corp"], "claims": [{"claim": "realm_access.roles", "one_of": [["ops"]]}]}}
+        ]
+    }));
+    let plain = eddsa(json!({}));
+    let admin = eddsa(json!({"roles": ["admin"]}));
+    let writer = eddsa(json!({"scope": "orders:read orders:write", "tenant": "acme"}));
+    check(
+        &[
+            ("health without token", FakeHost::get("/healthz"), None),
+            ("health with bad token", FakeHost::get("/healthz").bearer("junk"), None),
+            ("health POST needs token", FakeHost::request("POST", "/healthz"), Some(Reason::MissingToken)),
+            ("public without token", FakeHost::get("/public/a"), None),
+            ("public with bad token", FakeHost::get("/public/a").bearer("junk"), Some(Reason::MalformedToken)),
+            ("admin without role", FakeHost::get("/admin/x").bearer(&plain), Some(Reason::Role)),
+            ("admin with role", FakeHost::get("/admin/x").bearer(&admin), None),
+            (
+                "admin abnormal path",
+                FakeHost::get("/public/../admin/x").bearer(&plain),
+                Some(Reason::PathNotNormalized),
+            ),
+            (
+                "orders write",
+                FakeHost::request("POST", "/v1/orders/1").bearer(&writer).header("x-tenant-id", "acme"),
+                None,
+            ),
+            (
+                "orders other tenant",
+                FakeHost::request("POST", "/v1/orders/1").bearer(&writer).header("x-tenant-id", "evil"),
+                Some(Reason::Claim),
+            ),
+            (
+                "orders no scope",
+                FakeHost::request("POST", "/v1/orders/1").bearer(&plain).header("x-tenant-id", "acme"),
+                Some(Reason::Scope),
+            ),
+            ("orders GET falls to default", FakeHost::get("/v1/orders/1").bearer(&plain), None),
+            ("default requires token", FakeHost::get("/other"), Some(Reason::MissingToken)),
+        ],
+        &mut e,
+    );
+}
+
+#[test]
+fn require_roles_scopes_claims_issuers() {
+    let mut e = engine(json!({
+        "claim_names": {"roles": "realm_access.roles"},
+        "rules": [
+            {"match": {"path": "/all"}, "require": {"roles_all": ["a", "b"], "scopes_any": ["x", "y"]}},
+            {"match": {"path": "/eq"}, "require": {"claims": [{"claim": "level", "equals": 3}, {"claim": "team", "present": true}]}}
+        ]
+    }));
+    let kc = eddsa(json!({"realm_access": {"roles": ["a", "b"]}, "scope": ["y"]}));
+    let partial = eddsa(json!({"realm_access": {"roles": ["a"]}, "scope": "y"}));
+    let case = eddsa(json!({"realm_access": {"roles": ["A", "b"]}, "scope": "y"}));
+    let level = eddsa(json!({"level": 3, "team": "t"}));
+    let level_str = eddsa(json!({"level": "3", "team": "t"}));
+    let no_team = eddsa(json!({"level": 3}));
+    check(
+        &[
+            ("keycloak roles", FakeHost::get("/all").bearer(&kc), None),
+            ("missing role", FakeHost::get("/all").bearer(&partial), Some(Reason::Role)),
+            ("no case folding", FakeHost::get("/all").bearer(&case), Some(Reason::Role)),
+            ("equals and present", FakeHost::get("/eq").bearer(&level), None),
+            ("type mismatch", FakeHost::get("/eq").bearer(&level_str), Some(Reason::Claim)),
+            ("absent claim", FakeHost::get("/eq").bearer(&no_team), Some(Reason::Claim)),
+        ],
+        &mut e,
+    );
+    let mut issuers = engine(json!({"rules": [{"match": {"path": "/x"}, "require": {"issuers": ["corp"]}}]}));
+    assert_eq!(verdict(&mut issuers, &FakeHost::get("/x").bearer(&eddsa(json!({})))), None);
+}
+
+#[test]
+fn require_issuer_refuses_other_provider() {
+    let es = key(Algorithm::ES256);
+    let cfg = json!({
+        "providers": [
+            {"name": "corp", "issuer": "https://idp.example.com", "jwks": {"keys": [key(Algorithm::EdDSA).public_jwk(Some("k1"))]}},
+            {"name": "partner", "issuer": "https://partner.example", "jwks": {"keys": [es.public_jwk(Some("p1"))]}}
+        ],
+        "rules": [{"match": {"path": "/corp/**"}, "require": {"issuers": ["corp"]}}]
+    });
+    let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
+    let partner = mint(es, Some("p1"), &claims(json!({"iss": "https://partner.example"})));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/other").bearer(&partner)), None);
+    assert_eq!(verdict(&mut e, &FakeHost::get("/corp/x").bearer(&partner)), Some(Reason::Issuer));
+}
+
+#[test]
+fn every_algorithm_verifies_with_its_key_only() {
+    for alg in Algorithm::ALL {
+        let k = key(alg);
+        let cfg = json!({"providers": [{"name": "p", "issuer": "https://idp.example.com", "jwks": {"keys": [k.public_jwk(Some("k"))]}}]});
+        let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
+        let good = mint(k, Some("k"), &claims(json!({})));
+        assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&good)), None, "{alg:?}");
+        let mut bad = good.clone();
+        bad.truncate(good.rfind('.').unwrap() + 1);
+        bad.push_str(&cjwt_core::encoding::b64::encode(&vec![7u8; k.sign(b"x").len()]));
+        assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&bad)), Some(Reason::BadSignature), "{alg:?}");
+    }
+}
+
+#[test]
+fn cache_hits_still_check_time_and_constraints() {
+    let mut e = engine(json!({}));
+    let t = eddsa(json!({"exp": NOW + 100, "cnst": {"ip": ["127.0.0.1"]}}));
+    let mut counter = MemoryCounter::default();
+    let first = e.decide(&FakeHost::get("/x").bearer(&t), &InlineOnly, &PureRust, &mut counter);
+    assert_eq!(first.cache_hit, Some(false));
+    let second = e.decide(&FakeHost::get("/x").bearer(&t), &InlineOnly, &PureRust, &mut counter);
+    assert_eq!(second.cache_hit, Some(true));
+    assert!(matches!(second.decision, Decision::Allow { .. }));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t).peer("127.0.0.9:1")), Some(Reason::Ip));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t).at(NOW + 160)), Some(Reason::Expired));
+}
+
+#[test]
+fn cache_stays_bounded() {
+    let mut e = engine(json!({"cache": {"max_entries": 16}}));
+    for i in 0..100 {
+        let t = eddsa(json!({"jti": format!("t{i}")}));
+        assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), None);
+    }
+    assert!(e.cached() <= 16, "cache holds {}", e.cached());
+}
+
+#[test]
+fn denial_carries_a_fingerprint_not_the_token() {
+    let mut e = engine(json!({}));
+    let t = eddsa(json!({"aud": "x"}));
+    match e.decide(&FakeHost::get("/x").bearer(&t), &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
+        Decision::Deny(d) => {
+            let fp = d.fingerprint.unwrap();
+            assert_eq!(fp.len(), 16);
+            assert!(!t.contains(&fp));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn keys_unavailable_when_a_remote_only_provider_has_no_keys_yet() {
+    let cfg = json!({"providers": [{"name": "idp", "issuer": "https://idp.example.com",
+        "remote_jwks": {"cluster": "idp", "path": "/jwks.json"}}]});
+    let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&eddsa(json!({})))), Some(Reason::KeysUnavailable));
+}
+
+/// One request per reason code: proves every code of SPEC §4 is reachable and
+/// that no two cases collapse into one code.
+#[test]
+fn every_reason_code_is_reachable() {
+    use std::collections::HashSet;
+    let mut e = engine(json!({
+        "max_lifetime_seconds": 3600,
+        "region": {"value": "eu-west-1"},
+        "custom_constraints": {"tenant": {"header": "x-tenant-id"}},
+        "rules": [
+            {"match": {"path": "/typ"}, "require": {}},
+            {"match": {"path": "/role"}, "require": {"roles_any": ["admin"]}},
+            {"match": {"path": "/scope"}, "require": {"scopes_any": ["w"]}},
+            {"match": {"path": "/claim"}, "require": {"claims": [{"claim": "team", "present": true}]}},
+            {"match": {"path": "/issuer"}, "require": {"issuers": ["corp"]}}
+        ]
+    }));
+    let k = key(Algorithm::EdDSA);
+    let c = claims(json!({})).to_string();
+    let t = |extra: Value| eddsa(extra);
+    let good = t(json!({}));
+    let mut bad_sig = good.clone();
+    bad_sig.truncate(good.rfind('.').unwrap() + 1);
+    bad_sig.push_str(&cjwt_core::encoding::b64::encode(&[0u8; 64]));
+    let mut counter = MemoryCounter::default();
+    let once = t(json!({"jti": "once", "cnst": {"max_uses": 1}}));
+    assert_eq!(verdict_with(&mut e, &FakeHost::get("/x").bearer(&once), &mut counter), None);
+    let mut seen = HashSet::new();
+    let mut probe = |host: FakeHost, counter: &mut MemoryCounter| {
+        if let Some(r) = verdict_with(&mut e, &host, counter) {
+            seen.insert(r);
+        }
+    };
+    probe(FakeHost::get("/x"), &mut counter);
+    probe(FakeHost::get("/x").bearer(&good).bearer(&good), &mut counter);
+    probe(FakeHost::get("/x").bearer(&"a".repeat(9000)), &mut counter);
+    probe(FakeHost::get("/x").bearer("a.b"), &mut counter);
+    probe(FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"none"}"#, &c)), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"iss": "https://other"}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&mint(k, Some("zz"), &claims(json!({})))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&bad_sig), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"exp": NOW - 3600}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"nbf": NOW + 3600}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"exp": null}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"exp": NOW + 7200}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"aud": "nope"}))), &mut counter);
+    probe(
+        FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1","x5u":"https://x"}"#, &c)),
+        &mut counter,
+    );
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"ip": "1.2.3"}}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"geo": "eu"}}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"ip": ["10.0.0.0/8"]}}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"methods": ["PUT"]}}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"paths": ["/y"]}}))), &mut counter);
+    probe(FakeHost::get("/a/../x").bearer(&t(json!({"cnst": {"paths": ["/x"]}}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"hosts": ["other.example"]}}))), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"region": ["us-east-1"]}}))), &mut counter);
+    probe(
+        FakeHost::get("/x").bearer(&t(json!({"cnst": {"window": [{"start": "00:00", "end": "00:01"}]}}))),
+        &mut counter,
+    );
+    probe(FakeHost::get("/x").bearer(&once), &mut counter);
+    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"tenant": ["acme"]}}))), &mut counter);
+    probe(FakeHost::get("/role").bearer(&good), &mut counter);
+    probe(FakeHost::get("/scope").bearer(&good), &mut counter);
+    probe(FakeHost::get("/claim").bearer(&good), &mut counter);
+    let mut typed = engine(json!({"required_typ": "at+jwt"}));
+    seen.insert(verdict(&mut typed, &FakeHost::get("/x").bearer(&good)).unwrap());
+    let cfg = json!({"providers": [
+        {"name": "corp", "issuer": "https://idp.example.com", "jwks": {"keys": [k.public_jwk(Some("k1"))]}},
+        {"name": "remote", "issuer": "https://remote.example", "remote_jwks": {"cluster": "idp", "path": "/jwks"}}],
+        "rules": [{"match": {"path": "/issuer"}, "require": {"issuers": ["remote"]}}]});
+    let mut multi = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
+    seen.insert(verdict(&mut multi, &FakeHost::get("/issuer").bearer(&good)).unwrap());
+    seen.insert(
+        verdict(&mut multi, &FakeHost::get("/x").bearer(&t(json!({"iss": "https://remote.example"})))).unwrap(),
+    );
+    let missing: Vec<&str> = Reason::ALL.iter().filter(|r| !seen.contains(r)).map(|r| r.code()).collect();
+    assert!(missing.is_empty(), "unreached reason codes: {missing:?}");
+}
+
+#[test]
+fn a_standard_location_token_next_to_the_configured_one_is_multiple_tokens() {
+    // Only the Authorization header is configured; ?access_token= (RFC 6750 §2.3) still counts.
+    let mut e = engine(json!({}));
+    let t = eddsa(json!({}));
+    assert_eq!(
+        verdict(&mut e, &FakeHost::get(&format!("/x?access_token={t}")).bearer(&t)),
+        Some(Reason::MultipleTokens)
+    );
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x?access_token=forged").bearer(&t)), Some(Reason::MultipleTokens));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x?access_token=forged")), Some(Reason::MissingToken));
+    // A cookie-configured filter also refuses a bearer header next to the cookie.
+    let mut c = engine(json!({"token_from": [{"cookie": "jwt"}]}));
+    let both = FakeHost::get("/x").header("cookie", &format!("jwt={t}")).bearer("forged.a.b");
+    assert_eq!(verdict(&mut c, &both), Some(Reason::MultipleTokens));
+}
+
+#[test]
+fn kid_injection_strings_are_only_unknown_keys() {
+    let mut e = engine(json!({}));
+    let k = key(Algorithm::EdDSA);
+    for kid in ["../../../../dev/null", "/dev/null", "x' UNION SELECT '1';--", "|sleep 10", "", &"k".repeat(10_000)] {
+        let t = mint(k, Some(kid), &claims(json!({})));
+        let want = if t.len() > 8192 { Reason::TokenTooLarge } else { Reason::UnknownKey };
+        assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), Some(want), "{kid:.20}");
+    }
+    let numeric = mint_raw(k, r#"{"alg":"EdDSA","kid":7}"#, &claims(json!({})).to_string());
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&numeric)), Some(Reason::MalformedToken));
+}
+
+#[test]
+fn issuer_match_is_exact() {
+    let mut e = engine(json!({}));
+    for iss in
+        ["https://idp.example.com/", "https://IDP.example.com", "https://idp.example.com ", "https://idp.example"]
+    {
+        assert_eq!(
+            verdict(&mut e, &FakeHost::get("/x").bearer(&eddsa(json!({"iss": iss})))),
+            Some(Reason::UnknownIssuer),
+            "{iss}"
+        );
+    }
+    assert_eq!(
+        verdict(&mut e, &FakeHost::get("/x").bearer(&eddsa(json!({"iss": ["https://idp.example.com"]})))),
+        Some(Reason::MalformedToken)
+    );
+}
+
+#[test]
+fn without_kid_at_most_four_keys_are_tried() {
+    let keys: Vec<cjwt_core::mint::SigningKey> =
+        (0..5).map(|_| cjwt_core::mint::SigningKey::generate(Algorithm::EdDSA).unwrap()).collect();
+    let jwks: Vec<Value> = keys.iter().enumerate().map(|(i, k)| k.public_jwk(Some(&format!("k{i}")))).collect();
+    let cfg = json!({"providers": [{"name": "p", "issuer": "https://idp.example.com", "jwks": {"keys": jwks}}]});
+    let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
+    let by_fourth = mint(&keys[3], None, &claims(json!({})));
+    let by_fifth = mint(&keys[4], None, &claims(json!({})));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&by_fourth)), None);
+    assert_eq!(
+        verdict(&mut e, &FakeHost::get("/x").bearer(&by_fifth)),
+        Some(Reason::BadSignature),
+        "the fifth key is never tried"
+    );
+    let with_kid = mint(&keys[4], Some("k4"), &claims(json!({})));
+    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&with_kid)), None);
+}
+
+/// SEC-F09: a subject outside the configured SPIFFE prefix is refused (`prefix` claim check).
+#[test]
+fn a_subject_outside_a_spiffe_prefix_is_refused() {
+    let mut e = engine(json!({"default_rule": {"require": {"claims": [
+        {"claim": "sub", "prefix": "spiffe://corp.example/ns/payments/"}]}}}));
+    let ok = eddsa(json!({"sub": "spiffe://corp.example/ns/payments/sa/api"}));
+    let other_ns = eddsa(json!({"sub": "spiffe://corp.example/ns/paymentsX/sa/api"}));
+    let lookalike = eddsa(json!({"sub": "spiffe://corp.example.evil/ns/payments/sa/api"}));
+    let not_string = eddsa(json!({"sub": ["spiffe://corp.example/ns/payments/sa/api"]}));
+    check(
+        &[
+            ("in the namespace", FakeHost::get("/x").bearer(&ok), None),
+            ("a namespace sharing the prefix text", FakeHost::get("/x").bearer(&other_ns), Some(Reason::Claim)),
+            ("a look-alike trust domain", FakeHost::get("/x").bearer(&lookalike), Some(Reason::Claim)),
+            ("a non-string sub", FakeHost::get("/x").bearer(&not_string), Some(Reason::Claim)),
+        ],
+        &mut e,
+    );
+    let empty = config_json(json!({"default_rule": {"require": {"claims": [{"claim": "sub", "prefix": ""}]}}}));
+    let error = Config::from_json(empty.to_string().as_bytes()).unwrap_err().to_string();
+    assert!(error.contains("default_rule.require.claims[0]"), "{error}");
+}
+
+/// SEC-F10: a token issued for one service, or one tenant, is refused by another;
+/// a token re-sent past its usage limit is refused.
+#[test]
+fn tokens_do_not_cross_services_or_tenants_and_replays_stop_at_the_limit() {
+    let orders = config_json(
+        json!({"default_rule": {"require": {"claims": [{"claim": "tenant", "equals_header": "x-tenant-id"}]}}}),
+    );
+    let mut billing = orders.clone();
+    billing["providers"][0]["audiences"] = json!(["billing-api"]);
+    let mut orders = Engine::new(Config::from_json(orders.to_string().as_bytes()).unwrap());
+    let mut billing = Engine::new(Config::from_json(billing.to_string().as_bytes()).unwrap());
+    let for_orders = eddsa(json!({"tenant": "acme", "jti": "t-1", "cnst": {"max_uses": 2}}));
+    let acme = || FakeHost::get("/x").bearer(&for_orders).header("x-tenant-id", "acme");
+    let mut counter = MemoryCounter::default();
+    assert_eq!(verdict_with(&mut orders, &acme(), &mut counter), None);
+    assert_eq!(verdict(&mut billing, &acme()), Some(Reason::WrongAudience), "another service's audience");
+    let other_tenant = FakeHost::get("/x").bearer(&for_orders).header("x-tenant-id", "globex");
+    assert_eq!(verdict(&mut orders, &other_tenant), Some(Reason::Claim), "another tenant");
+    assert_eq!(verdict_with(&mut orders, &acme(), &mut counter), None);
+    assert_eq!(verdict_with(&mut orders, &acme(), &mut counter), Some(Reason::MaxUses), "the replay past the limit");
+}
+
+/// SEC-B09: numbers at the edges, signed as written (serde_json could not emit them).
+#[test]
+fn number_edges_in_signed_payloads_are_refused_or_inert() {
+    let k = key(Algorithm::EdDSA);
+    let header = r#"{"alg":"EdDSA","kid":"k1"}"#;
+    let base = r#""iss":"https://idp.example.com","aud":"orders-api","sub":"alice""#;
+    let exp = NOW + 600;
+    let token = |rest: &str| mint_raw(k, header, &format!("{{{base},{rest}}}"));
+    let mut e = engine(json!({"default_rule": {"require": {"claims": [{"claim": "level", "equals": 3}]}}}));
+    let allowed = token(&format!(r#""exp":{exp},"level":3"#));
+    let cases = [
+        ("a valid token (control)", allowed, None),
+        ("exp 1e400 (overflows f64)", token(r#""exp":1e400,"level":3"#), Some(Reason::MalformedToken)),
+        ("a 400-digit exp", token(&format!(r#""exp":{},"level":3"#, "9".repeat(400))), Some(Reason::MalformedToken)),
+        ("exp -0 is the epoch", token(r#""exp":-0,"level":3"#), Some(Reason::Expired)),
+        (
+            "a 30-digit claim is not the number 3",
+            token(&format!(r#""exp":{exp},"level":123456789012345678901234567890"#)),
+            Some(Reason::Claim),
+        ),
+        (
+            "3.0 is not the integer 3 (exact comparison)",
+            token(&format!(r#""exp":{exp},"level":3.0"#)),
+            Some(Reason::Claim),
+        ),
+        (
+            "a 400-digit custom number",
+            token(&format!(r#""exp":{exp},"level":3,"big":{}"#, "1".repeat(400))),
+            Some(Reason::MalformedToken),
+        ),
+    ];
+    for (name, t, want) in cases {
+        assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), want, "{name}");
+    }
+}

@@ -1,0 +1,59 @@
+//! Fail closed in a real Envoy: a VM fault gives 503 and the upstream sees
+//! nothing; under FAIL_RELOAD the next request gets a fresh VM; and a fresh VM
+//! does not hand out fresh `max_uses` (the counters live in shared data).
+
+
+use cjwt_core::keys::algorithm::Algorithm;
+use cjwt_core::mint::mint;
+use serde_json::json;
+use std::time::Duration;
+use cjwt_harness::envoy::{fault_wasm_path, Envoy, Options};
+use cjwt_harness::*;
+
+#[test]
+fn vm_fault_is_503_then_a_fresh_vm_serves_and_usage_survives() {
+    let envoy = Envoy::start(&config_json(json!({})), Options { wasm: Some(fault_wasm_path()), ..Options::default() });
+    let t = format!(
+        "Bearer {}",
+        mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), json!({"jti": "reload-1", "cnst": {"max_uses": 2}})))
+    );
+    assert_eq!(envoy.get("/x", &[("authorization", &t)]).status, 200, "use 1");
+    let crashed = envoy.get("/x", &[("authorization", &t), ("x-cjwt-fault", "panic")]);
+    assert_eq!(crashed.status, 503, "a VM fault fails closed: {}", crashed.body);
+    assert_eq!(envoy.upstream.count(), 1, "the faulting request never reached the upstream");
+    assert!(envoy.wait_log("injected fault"), "the panic is in Envoy's log");
+    // FAIL_RELOAD: after the reload backoff (1 s by default) a request gets a fresh VM.
+    // Probe without a token (503 while there is no VM, 401 from a fresh one).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let probe = envoy.get("/x", &[]);
+        if probe.status == 401 {
+            break;
+        }
+        assert_eq!(probe.status, 503, "without a VM, refused");
+        assert!(std::time::Instant::now() < deadline, "no fresh VM within 15 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(envoy.get("/x", &[("authorization", &t)]).status, 200, "use 2, on a fresh VM");
+    let third = envoy.get("/x", &[("authorization", &t)]);
+    assert_eq!(third.status, 403, "the reloaded VM must not hand out fresh uses");
+    assert_eq!(third.reason().as_deref(), Some("max_uses"));
+    assert_eq!(envoy.upstream.count(), 2);
+}
+
+/// Right after a fault, inside the reload backoff, no request passes unchecked:
+/// without a token it is refused (503 without a VM, or 401 from a fresh one).
+#[test]
+fn right_after_a_fault_nothing_passes_unchecked() {
+    let envoy = Envoy::start(&config_json(json!({})), Options { wasm: Some(fault_wasm_path()), ..Options::default() });
+    let t = format!("Bearer {}", mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), json!({}))));
+    assert_eq!(envoy.get("/x", &[("authorization", &t), ("x-cjwt-fault", "panic")]).status, 503);
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let r = envoy.get("/x", &[]);
+        assert!(r.status == 503 || r.status == 401, "unauthenticated request got {}", r.status);
+        seen.push(r.status);
+    }
+    eprintln!("statuses right after the fault: {seen:?}");
+    assert_eq!(envoy.upstream.count(), 0);
+}

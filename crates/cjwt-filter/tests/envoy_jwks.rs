@@ -1,0 +1,222 @@
+//! Remote JWKS end to end: a real Envoy fetching keys from a local JWKS server
+//! through a cluster — first fetch, periodic refresh, rotation, failures, and a
+//! flood of unknown `kid`s that must not become a flood of fetches.
+
+
+use cjwt_core::keys::algorithm::Algorithm;
+use cjwt_core::mint::{mint, SigningKey};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use cjwt_harness::envoy::{cluster, Envoy, JwksServer, Options};
+use cjwt_harness::*;
+
+const ISS: &str = "https://idp.example.com";
+
+fn jwks(keys: &[(&SigningKey, &str)]) -> String {
+    json!({"keys": keys.iter().map(|(k, kid)| k.public_jwk(Some(kid))).collect::<Vec<_>>()}).to_string()
+}
+
+fn start(server: &JwksServer, remote: Value, concurrency: u32) -> Envoy {
+    let mut r = json!({"cluster": "idp", "path": "/jwks.json", "timeout_ms": 500});
+    if let (Value::Object(base), Value::Object(extra)) = (&mut r, remote) {
+        base.extend(extra);
+    }
+    let cfg = json!({"providers": [{"name": "idp", "issuer": ISS, "remote_jwks": r}]});
+    Envoy::start(&cfg, Options { concurrency, clusters: cluster("idp", server.port), ..Options::default() })
+}
+
+fn bearer_for(key: &SigningKey, kid: &str) -> String {
+    format!("Bearer {}", mint(key, Some(kid), &claims_at(now(), json!({"iss": ISS}))))
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn keys_are_fetched_and_rotation_refetches_once() {
+    let k1 = SigningKey::generate(Algorithm::ES256).unwrap();
+    let k2 = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
+    let envoy = start(&server, json!({"min_refetch_seconds": 0}), 1);
+    // The request waits for the first fetch if it is still under way.
+    let r = envoy.get("/x", &[("authorization", &bearer_for(&k1, "k1"))]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_until("a successful fetch", || envoy.stat("cjwt.jwks.fetch_ok") >= 1);
+    let before = server.hits();
+    // Rotation: the IdP publishes k2; a token signed with it triggers one refetch and waits for it.
+    server.set(200, &jwks(&[(&k1, "k1"), (&k2, "k2")]));
+    let r = envoy.get("/x", &[("authorization", &bearer_for(&k2, "k2"))]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(server.hits(), before + 1, "exactly one refetch for the new kid");
+    // The old key still works, the new one is now known without fetching.
+    assert_eq!(envoy.get("/x", &[("authorization", &bearer_for(&k1, "k1"))]).status, 200);
+    assert_eq!(envoy.get("/x", &[("authorization", &bearer_for(&k2, "k2"))]).status, 200);
+    assert_eq!(server.hits(), before + 1);
+}
+
+#[test]
+fn a_flood_of_unknown_kids_is_rate_limited() {
+    let k1 = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
+    let envoy = start(&server, json!({"min_refetch_seconds": 60}), 1);
+    wait_until("the first fetch", || envoy.stat("cjwt.jwks.fetch_ok") >= 1);
+    let before = server.hits();
+    let stranger = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let mut unknown = 0;
+    for i in 0..30 {
+        let r = envoy.get("/x", &[("authorization", &bearer_for(&stranger, &format!("random-{i}")))]);
+        assert_eq!(r.status, 401);
+        unknown += usize::from(r.reason().as_deref() == Some("unknown_key"));
+    }
+    assert_eq!(unknown, 30);
+    assert!(server.hits() <= before + 1, "{} fetches for 30 unknown kids", server.hits() - before);
+    assert_eq!(envoy.get("/x", &[("authorization", &bearer_for(&k1, "k1"))]).status, 200);
+}
+
+#[test]
+fn periodic_refresh_and_failed_refresh_keeps_old_keys() {
+    let k1 = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
+    let envoy = start(&server, json!({"refresh_seconds": 1, "min_refetch_seconds": 60}), 1);
+    wait_until("two periodic fetches", || envoy.stat("cjwt.jwks.fetch_ok") >= 2);
+    // The server breaks: garbage, then an error status, then a huge body.
+    for (status, body) in [
+        (200, "not json".to_string()),
+        (503, "{}".to_string()),
+        (200, format!("{{\"keys\":[],\"x\":\"{}\"}}", "a".repeat(300_000))),
+    ] {
+        let failed = envoy.stat("cjwt.jwks.fetch_failed");
+        server.set(status, &body);
+        wait_until("a failed refresh", || envoy.stat("cjwt.jwks.fetch_failed") > failed);
+        assert_eq!(
+            envoy.get("/x", &[("authorization", &bearer_for(&k1, "k1"))]).status,
+            200,
+            "old keys kept after {status}"
+        );
+    }
+}
+
+#[test]
+fn no_keys_ever_is_keys_unavailable_and_slow_servers_time_out() {
+    let k1 = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
+    server.delay(Duration::from_secs(3));
+    let envoy = start(&server, json!({"timeout_ms": 300, "min_refetch_seconds": 0}), 1);
+    let started = Instant::now();
+    let r = envoy.get("/x", &[("authorization", &bearer_for(&k1, "k1"))]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.reason().as_deref(), Some("keys_unavailable"));
+    assert!(started.elapsed() < Duration::from_secs(2), "the wait is bounded by timeout_ms: {:?}", started.elapsed());
+    assert_eq!(envoy.upstream.count(), 0);
+    server.delay(Duration::ZERO);
+    wait_until("keys after the server recovers", || {
+        envoy.get("/x", &[("authorization", &bearer_for(&k1, "k1"))]).status == 200
+    });
+}
+
+#[test]
+fn every_worker_gets_the_keys() {
+    let k1 = SigningKey::generate(Algorithm::RS256).unwrap();
+    let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
+    let envoy = start(&server, json!({}), 2);
+    let t = bearer_for(&k1, "k1");
+    let port = envoy.port;
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                cjwt_harness::envoy::send("127.0.0.1", port, "GET", "/x", &[("authorization", &t)]).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // One fetch per VM that serves or ticks (main thread + 2 workers); never one per request.
+    std::thread::sleep(Duration::from_millis(500));
+    let hits = server.hits();
+    eprintln!("JWKS fetches with --concurrency 2: {hits}");
+    assert!((2..=4).contains(&hits), "{hits} fetches");
+}
+
+#[test]
+fn oidc_discovery_finds_the_jwks() {
+    let k1 = SigningKey::generate(Algorithm::ES256).unwrap();
+    let server = JwksServer::start("{}");
+    server.set(404, "not here");
+    server.route(
+        "/.well-known/openid-configuration",
+        &json!({"issuer": ISS, "jwks_uri": "https://idp.example.com/protocol/certs"}).to_string(),
+    );
+    server.route("/protocol/certs", &jwks(&[(&k1, "k1")]));
+    let cfg = json!({"providers": [{"name": "idp", "issuer": ISS, "remote_jwks": {"cluster": "idp", "authority": "idp.example.com",
+        "discovery_path": "/.well-known/openid-configuration", "timeout_ms": 500}}]});
+    let envoy = Envoy::start(&cfg, Options { clusters: cluster("idp", server.port), ..Options::default() });
+    let r = envoy.get("/x", &[("authorization", &bearer_for(&k1, "k1"))]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let paths = server.paths.lock().unwrap().clone();
+    assert_eq!(paths.first().map(String::as_str), Some("/.well-known/openid-configuration"), "{paths:?}");
+    assert!(paths.iter().any(|p| p == "/protocol/certs"), "{paths:?}");
+}
+
+#[test]
+fn discovery_pointing_elsewhere_is_refused() {
+    let k1 = SigningKey::generate(Algorithm::ES256).unwrap();
+    let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
+    server.route(
+        "/.well-known/openid-configuration",
+        &json!({"issuer": ISS, "jwks_uri": "https://evil.example/keys"}).to_string(),
+    );
+    let cfg = json!({"providers": [{"name": "idp", "issuer": ISS, "remote_jwks": {"cluster": "idp", "authority": "idp.example.com",
+        "discovery_path": "/.well-known/openid-configuration", "timeout_ms": 500}}]});
+    let envoy = Envoy::start(&cfg, Options { clusters: cluster("idp", server.port), ..Options::default() });
+    let r = envoy.get("/x", &[("authorization", &bearer_for(&k1, "k1"))]);
+    assert_eq!(r.reason().as_deref(), Some("keys_unavailable"));
+    assert!(envoy.wait_log("not on the configured authority"), "{}", envoy.log());
+    assert!(
+        server.paths.lock().unwrap().iter().all(|p| p == "/.well-known/openid-configuration"),
+        "never fetched a key set"
+    );
+}
+
+#[test]
+fn a_body_arriving_while_keys_are_fetched_does_not_release_the_request() {
+    // The proxy-wasm SDK's default body callback answers Continue, which in Envoy
+    // resumes a request paused in its headers: a POST whose decision waits for keys
+    // would reach the upstream unchecked. It must stay held until the decision.
+    let k1 = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let stranger = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
+    server.delay(Duration::from_millis(1500));
+    let envoy = start(&server, json!({"timeout_ms": 3000, "min_refetch_seconds": 0}), 1);
+    let forged = bearer_for(&stranger, "k1");
+    let body = vec![b'x'; 20_000];
+    let started = Instant::now();
+    let r = cjwt_harness::envoy::send_with_body(
+        "127.0.0.1",
+        envoy.port,
+        "POST",
+        "/orders",
+        &[("authorization", &forged), ("content-type", "application/octet-stream")],
+        Some(&body),
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.reason().as_deref(), Some("bad_signature"));
+    assert!(started.elapsed() > Duration::from_millis(300), "the request did wait: {:?}", started.elapsed());
+    assert_eq!(envoy.upstream.count(), 0, "the upstream saw the request before the decision");
+    // The genuine token, with a body, is still let through once keys are known.
+    let r = cjwt_harness::envoy::send_with_body(
+        "127.0.0.1",
+        envoy.port,
+        "POST",
+        "/orders",
+        &[("authorization", &bearer_for(&k1, "k1"))],
+        Some(b"hello"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(envoy.upstream.count(), 1);
+}

