@@ -4,15 +4,15 @@
 //! Exit codes: 0 success / allowed; 1 error (bad arguments, files, configuration);
 //! 3 refused with 401; 4 refused with 403.
 
-use cjwt_core::keys::algorithm::Algorithm;
-use cjwt_core::encoding::b64;
 use cjwt_core::config::{Config, RegionSource};
 use cjwt_core::constraints::Constraints;
+use cjwt_core::encoding::b64;
 use cjwt_core::engine::{Decision, Engine};
-use cjwt_core::request::host::{Host, MemoryCounter};
+use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
-use cjwt_core::token::verify::InlineOnly;
 use cjwt_core::mint::{mint, SigningKey};
+use cjwt_core::request::host::{Host, MemoryCounter};
+use cjwt_core::token::verify::InlineOnly;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::process::ExitCode;

@@ -2,15 +2,16 @@
 //! verification per algorithm (pure Rust), and the whole decision with a warm
 //! and a cold verified-token cache. Wasm in V8 is slower than these native figures;
 //! `examples/bench.rs` measures the filter inside Envoy.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
-use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::config::Config;
 use cjwt_core::engine::{Decision, Engine};
-use cjwt_core::request::host::{Host, MemoryCounter};
+use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
+use cjwt_core::mint::{mint, SigningKey};
+use cjwt_core::request::host::{Host, MemoryCounter};
 use cjwt_core::token::verify::InlineOnly;
 use cjwt_core::{keys::key::VerificationKey, token::jws};
-use cjwt_core::mint::{mint, SigningKey};
 use serde_json::json;
 use std::hint::black_box;
 use std::time::Instant;

@@ -2,18 +2,18 @@
 //! that order, first failure decides, `max_uses` counted last so that a refused
 //! request uses nothing.
 
-use crate::token::cache::TokenCache;
 use crate::config::{Attribute, Auth, ClaimCheck, ClientIpSource, Config, RegionSource, Require, Rule};
+use crate::constraints::ip;
 use crate::constraints::lookup;
+use crate::keys::host_crypto::HostCrypto;
+use crate::reason::Reason;
 use crate::request::credential::{self, Credential, Found};
 use crate::request::host::{header_values, single_header, Host, UsageCounter};
-use crate::keys::host_crypto::HostCrypto;
-use crate::constraints::ip;
 use crate::request::paths::{is_normalized, normalize_host, path_only, path_segment, query_only};
 use crate::request::query::{self, Param};
-use crate::reason::Reason;
-use crate::usage::UsageId;
+use crate::token::cache::TokenCache;
 use crate::token::verify::{check_claims, provider_of, verify, KeyLookup, VerifiedToken};
+use crate::usage::UsageId;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;

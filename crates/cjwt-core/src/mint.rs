@@ -1,8 +1,8 @@
 //! Signing: key generation and token minting for the command line, the demo and
 //! the tests. Host-only (feature `cli`); never part of the wasm filter.
 
-use crate::keys::algorithm::{Algorithm, Hash};
 use crate::encoding::b64;
+use crate::keys::algorithm::{Algorithm, Hash};
 use serde_json::{json, Map, Value};
 
 /// A private key that can sign tokens for one algorithm.

@@ -1,20 +1,20 @@
 //! Regression tests for the bypasses of issue 12 where the core decides
 //! (docs/security.md, rows SEC-12.x). Each failed on the code before the fix.
 //! Findings that cross the proxy are tested through Envoy in `envoy_bypasses.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
-
-use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::config::Config;
 use cjwt_core::engine::{Decision, Engine};
-use cjwt_core::outcome::forward;
-use cjwt_core::request::host::MemoryCounter;
-use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::jwks::store::{parse_remote_jwks, KeyStore};
-use cjwt_core::reason::Reason;
-use cjwt_core::token::verify::InlineOnly;
+use cjwt_core::keys::algorithm::Algorithm;
+use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::{mint, mint_raw};
-use serde_json::{json, Value};
+use cjwt_core::outcome::forward;
+use cjwt_core::reason::Reason;
+use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::token::verify::InlineOnly;
 use cjwt_harness::*;
+use serde_json::{json, Value};
 
 fn engine(extra: Value) -> Engine {
     Engine::new(Config::from_json(config_json(extra).to_string().as_bytes()).unwrap())

@@ -1,13 +1,13 @@
 //! Configuration compiled once, refused with the field named; key loading with
 //! every configuration-time refusal of SPEC §2; RFC 7515 / RFC 8037 examples.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
-
-use cjwt_core::keys::algorithm::{AlgSet, Algorithm};
 use cjwt_core::config::{Config, Mode};
-use cjwt_core::token::jws;
+use cjwt_core::keys::algorithm::{AlgSet, Algorithm};
 use cjwt_core::keys::key::VerificationKey;
-use serde_json::{json, Value};
+use cjwt_core::token::jws;
 use cjwt_harness::*;
+use serde_json::{json, Value};
 
 fn compile(v: Value) -> Result<Config, String> {
     Config::from_json(v.to_string().as_bytes()).map_err(|e| e.to_string())
@@ -171,7 +171,10 @@ fn key_refusals_at_configuration() {
         (json!({"kty": "oct", "alg": "HS512", "k": cjwt_core::encoding::b64::encode(&[7u8; 63])}), "at least 64"),
         (json!({"kty": "oct", "alg": "HS256", "k": ""}), "at least 32"),
         (json!({"kty": "oct", "k": cjwt_core::encoding::b64::encode(&[7u8; 64])}), "needs `alg`"),
-        (json!({"kty": "oct", "alg": "A256GCM", "k": cjwt_core::encoding::b64::encode(&[7u8; 32])}), "unsupported `alg`"),
+        (
+            json!({"kty": "oct", "alg": "A256GCM", "k": cjwt_core::encoding::b64::encode(&[7u8; 32])}),
+            "unsupported `alg`",
+        ),
         (with(&rsa, "e", json!("AQ")), "exponent must be odd and at least 3"),
         (with(&rsa, "e", json!("AAEAAA")), "exponent"),
         (with(&rsa, "n", json!(cjwt_core::encoding::b64::encode(&[0xffu8; 128]))), "at least 2048"),
@@ -375,7 +378,12 @@ mod remote_jwks {
         let rotated = cjwt_core::mint::mint(k, Some("b"), &claims(json!({})));
         let host = FakeHost::get("/x").bearer(&rotated);
         match engine
-            .decide(&host, &store, &cjwt_core::keys::host_crypto::PureRust, &mut cjwt_core::request::host::MemoryCounter::default())
+            .decide(
+                &host,
+                &store,
+                &cjwt_core::keys::host_crypto::PureRust,
+                &mut cjwt_core::request::host::MemoryCounter::default(),
+            )
             .decision
         {
             cjwt_core::engine::Decision::Deny(d) => {

@@ -1,17 +1,17 @@
 //! The core decision, natively, table-driven: every reason code and constraint,
 //! with boundaries, against a fake host and a fixed clock.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
-
-use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::config::Config;
 use cjwt_core::engine::{Decision, Engine};
-use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
-use cjwt_core::reason::Reason;
-use cjwt_core::token::verify::InlineOnly;
 use cjwt_core::mint::{mint, mint_raw};
-use serde_json::{json, Value};
+use cjwt_core::reason::Reason;
+use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::token::verify::InlineOnly;
 use cjwt_harness::*;
+use serde_json::{json, Value};
 
 fn engine(extra: Value) -> Engine {
     Engine::new(Config::from_json(config_json(extra).to_string().as_bytes()).unwrap())

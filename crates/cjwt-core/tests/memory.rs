@@ -4,20 +4,21 @@
 
 // A counting global allocator needs `unsafe impl GlobalAlloc`; it only forwards to `System`.
 #![allow(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
-use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::config::Config;
 use cjwt_core::engine::{Decision, Engine};
-use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
-use cjwt_core::reason::Reason;
-use cjwt_core::token::verify::{verify, InlineOnly};
 use cjwt_core::mint::mint;
+use cjwt_core::reason::Reason;
+use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::token::verify::{verify, InlineOnly};
+use cjwt_harness::*;
 use serde_json::{json, Map, Value};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Mutex;
-use cjwt_harness::*;
 
 struct Counting;
 

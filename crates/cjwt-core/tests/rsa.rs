@@ -2,9 +2,10 @@
 //! 32-bit limbs) agrees with the `rsa` crate on valid, tampered and random
 //! signatures for every RS*/PS* algorithm and key size. (Wycheproof's RSA
 //! vectors check it against expected answers in `vectors_wycheproof.rs`.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
-use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::encoding::b64;
+use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::rsa::RsaVerifier;
 use cjwt_core::mint::{mint, SigningKey};
 use cjwt_core::testing::reference::rsa_verify;

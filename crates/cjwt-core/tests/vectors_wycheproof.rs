@@ -1,12 +1,13 @@
 //! Google Wycheproof vectors (tests/vectors/wycheproof, Apache-2.0) through cjwt's
 //! own key loading and verification. Every vector must agree with its label,
 //! except the ones listed below with the reason they differ.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
-use cjwt_core::keys::algorithm::{AlgSet, Algorithm};
 use cjwt_core::config::Config;
+use cjwt_core::keys::algorithm::{AlgSet, Algorithm};
 use cjwt_core::keys::host_crypto::PureRust;
-use cjwt_core::token::jws;
 use cjwt_core::keys::key::{KeyMaterial, VerificationKey};
+use cjwt_core::token::jws;
 use cjwt_core::token::verify::check_signature;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;

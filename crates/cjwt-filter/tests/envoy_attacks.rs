@@ -1,13 +1,13 @@
 //! Attacks that cross the proxy (security catalogue rows 1A, 1G, 1H), end to end
 //! through a real Envoy: each asserts the status, the reason, that the upstream
 //! saw nothing it should not, and that the next valid request still succeeds.
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::mint;
-use serde_json::{json, Value};
 use cjwt_harness::envoy::{Envoy, Options};
 use cjwt_harness::*;
+use serde_json::{json, Value};
 
 fn bearer(extra: Value) -> String {
     format!("Bearer {}", mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), extra)))
@@ -130,9 +130,10 @@ fn a_forged_payload_header_is_replaced_by_the_verified_payload() {
     );
     let seen = envoy.upstream.last().unwrap();
     assert_eq!(seen.header_count("x-jwt-payload"), 1);
-    let payload: Value =
-        serde_json::from_slice(&cjwt_core::encoding::b64::decode(seen.header("x-jwt-payload").unwrap().as_bytes()).unwrap())
-            .unwrap();
+    let payload: Value = serde_json::from_slice(
+        &cjwt_core::encoding::b64::decode(seen.header("x-jwt-payload").unwrap().as_bytes()).unwrap(),
+    )
+    .unwrap();
     assert_eq!(payload["sub"], "alice");
     // Refused requests never reach the upstream, so no forged payload header can either.
     assert_eq!(envoy.get("/x", &[("x-jwt-payload", &forged)]).status, 401);

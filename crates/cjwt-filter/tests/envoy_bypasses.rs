@@ -1,17 +1,17 @@
 //! Bypasses of issue 12, end to end through a real Envoy: each test asserts the
 //! safe behaviour — the request refused with the right reason and the upstream
 //! untouched, or the legitimate request let through.
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::{mint, SigningKey};
+use cjwt_harness::envoy::{cluster, Envoy, JwksServer, Options, Response};
+use cjwt_harness::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use cjwt_harness::envoy::{cluster, Envoy, JwksServer, Options, Response};
-use cjwt_harness::*;
 
 const ISS: &str = "https://idp.example.com";
 

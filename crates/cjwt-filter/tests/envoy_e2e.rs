@@ -4,13 +4,13 @@
 
 // Table-driven cases are tuples on purpose: one line per case.
 #![allow(clippy::type_complexity)]
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::{mint, mint_raw};
-use serde_json::{json, Value};
 use cjwt_harness::envoy::{Envoy, Options};
 use cjwt_harness::*;
+use serde_json::{json, Value};
 
 fn token(extra: Value) -> String {
     mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), extra))

@@ -1,14 +1,14 @@
 //! Fail closed in a real Envoy: a VM fault gives 503 and the upstream sees
 //! nothing; under FAIL_RELOAD the next request gets a fresh VM; and a fresh VM
 //! does not hand out fresh `max_uses` (the counters live in shared data).
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::mint;
-use serde_json::json;
-use std::time::Duration;
 use cjwt_harness::envoy::{fault_wasm_path, Envoy, Options};
 use cjwt_harness::*;
+use serde_json::json;
+use std::time::Duration;
 
 #[test]
 fn vm_fault_is_503_then_a_fresh_vm_serves_and_usage_survives() {

@@ -1,14 +1,14 @@
 //! Remote JWKS end to end: a real Envoy fetching keys from a local JWKS server
 //! through a cluster — first fetch, periodic refresh, rotation, failures, and a
 //! flood of unknown `kid`s that must not become a flood of fetches.
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::{mint, SigningKey};
-use serde_json::{json, Value};
-use std::time::{Duration, Instant};
 use cjwt_harness::envoy::{cluster, Envoy, JwksServer, Options};
 use cjwt_harness::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 const ISS: &str = "https://idp.example.com";
 

@@ -2,13 +2,13 @@
 //! Envoy's shared data. Rounds of one-time tokens, each after the previous
 //! round expired, must leave Envoy's heap flat; before the fix every one-time
 //! token left about 180 bytes for the life of the process.
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::mint;
-use serde_json::{json, Value};
 use cjwt_harness::envoy::{send, Envoy, Options};
 use cjwt_harness::*;
+use serde_json::{json, Value};
 
 const PER_ROUND: usize = 1500;
 const CLIENTS: usize = 16;

@@ -1,9 +1,10 @@
 //! Shared test helpers: a fake host for the native core tests, and keys.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test and bench tooling: a failed setup stops loudly
 
 use cjwt_core::keys::algorithm::Algorithm;
-use cjwt_core::request::host::Host;
 use cjwt_core::mint::SigningKey;
+use cjwt_core::request::host::Host;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;

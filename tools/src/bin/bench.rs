@@ -10,6 +10,7 @@
 //! BENCH_ALGS (default "EdDSA,ES256,RS256": a subset for quick experiments),
 //! BENCH_TOKENS ("repeated" or "unique" for one kind only), BENCH_MEMORY (0 skips
 //! the memory run), BENCH_WASM_B (another cjwt.wasm, measured as an extra case).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test and bench tooling: a failed setup stops loudly
 
 use cjwt_harness::envoy;
 

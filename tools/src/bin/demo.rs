@@ -3,6 +3,8 @@
 //! command line and envoy/demo/demo-signing-key.pem, and shows which requests pass
 //! and which are refused, and why. Exits non-zero if any outcome differs from the
 //! expected one.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+// test and bench tooling: a failed setup stops loudly
 
 // One line per demo request reads best with the arguments spelled out.
 #![allow(clippy::too_many_arguments)]

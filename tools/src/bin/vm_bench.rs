@@ -1,10 +1,11 @@
 //! `make bench`, in-VM part: each step of cjwt's request path timed inside the
 //! VM (V8 in a real Envoy), per algorithm, with the bench-only `vm-bench` build
-//! (see `src/filter/vm_bench.rs`). Whole-request load tests on this VM move by
+//! (see `crates/cjwt-filter/src/vm_bench.rs`). Whole-request load tests on this VM move by
 //! ±30%; these loops do not, so they are how candidates are compared.
 //!
 //! Environment: VM_BENCH_WASM (default target/vmbench/wasm32-wasip1/release/cjwt.wasm),
 //! VM_BENCH_N (iterations per step, default 300).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test and bench tooling: a failed setup stops loudly
 
 use cjwt_harness::envoy;
 

@@ -1,8 +1,8 @@
 //! Compilation of [`raw::RawConfig`] into [`Config`].
 
 use super::raw::*;
-use crate::keys::algorithm::{AlgSet, Algorithm};
 use crate::encoding::json;
+use crate::keys::algorithm::{AlgSet, Algorithm};
 use crate::keys::key::VerificationKey;
 use crate::request::paths::{HostPattern, PathPattern};
 use serde_json::Value;

@@ -13,8 +13,8 @@ pub mod tzdb;
 pub mod window;
 
 use crate::constraints::ip::IpRange;
-use crate::request::paths::{HostPattern, PathPattern};
 use crate::constraints::window::Window;
+use crate::request::paths::{HostPattern, PathPattern};
 use serde_json::{Map, Value};
 
 /// Compiled constraints of one token.

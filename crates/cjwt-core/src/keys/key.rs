@@ -4,8 +4,8 @@
 //!
 //! The key decides the algorithm. A token's `alg` only has to agree with it.
 
-use crate::keys::algorithm::{AlgSet, Algorithm, Hash};
 use crate::encoding::b64;
+use crate::keys::algorithm::{AlgSet, Algorithm, Hash};
 use crate::keys::host_crypto::{self, HostCrypto};
 use crate::keys::rsa::RsaVerifier;
 use hmac::{Hmac, Mac};

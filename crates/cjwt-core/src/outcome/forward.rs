@@ -4,9 +4,9 @@
 //! verified values are set (replacing, never appending). Non-string claims are
 //! forwarded as JSON; values with control characters are not forwarded.
 
-use crate::encoding::b64;
 use crate::config::{Forward, TokenSource};
 use crate::constraints::lookup;
+use crate::encoding::b64;
 use crate::request::credential::Found;
 use crate::request::host::{header_values, Host};
 use crate::request::query;

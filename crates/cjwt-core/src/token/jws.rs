@@ -4,8 +4,8 @@
 //! verifier can pick the provider (`iss`) and key (`kid`, `alg`). A token becomes
 //! trusted only through [`crate::token::verify`].
 
-use crate::keys::algorithm::Algorithm;
 use crate::encoding::{b64, json};
+use crate::keys::algorithm::Algorithm;
 use serde_json::{Map, Value};
 
 /// Header parameters that cjwt refuses outright (SPEC §3): keys or key URLs

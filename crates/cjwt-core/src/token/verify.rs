@@ -5,13 +5,13 @@
 //! run on every request in [`check_claims`], so a cached [`VerifiedToken`] never
 //! outlives its validity.
 
-use crate::keys::algorithm::Algorithm;
 use crate::config::{Config, Provider};
 use crate::constraints::{lookup_unambiguous, Constraints};
+use crate::keys::algorithm::Algorithm;
 use crate::keys::host_crypto::HostCrypto;
-use crate::token::jws::{self, ParseError, UntrustedToken};
 use crate::keys::key::VerificationKey;
 use crate::reason::Reason;
+use crate::token::jws::{self, ParseError, UntrustedToken};
 use serde_json::{Map, Value};
 
 /// At most this many keys are tried for a token without `kid`.
