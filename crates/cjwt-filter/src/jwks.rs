@@ -3,7 +3,7 @@
 //! the provider does not have yet — that request waits, paused, for the answer.
 //!
 //! Each worker VM fetches for itself: no cross-VM coordination on the request
-//! path, at the cost of one fetch per worker per refresh (see docs/decisions.md).
+//! path, at the cost of one fetch per worker per refresh (see docs/spec-deviations.md, decision 14).
 //!
 //! Every call is dispatched from the root context, whichever callback starts it:
 //! a call made from a stream's context answers that stream only, and is lost

@@ -4,7 +4,7 @@
 //!
 //! **Not wired yet.** No adapter calls this module and the configuration does
 //! not accept `usage_store`: until the adapter pauses requests on it, accepting
-//! the option would silently count per instance. See docs/decisions.md.
+//! the option would silently count per instance. See docs/spec-deviations.md, decision 30.
 //!
 //! One use is one transaction, nothing read first (`../shared/research/v2-research.md`):
 //! the key is absent (create revision 0) → create it under the lease of its
