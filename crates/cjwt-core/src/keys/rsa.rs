@@ -3,13 +3,13 @@
 //! (a native `i64.mul` per limb product in wasm; squarings, most of the work,
 //! compute each cross product once), then the PKCS #1 v1.5 or PSS
 //! encoding check of RFC 8017. The `rsa` crate's general big integers cost about
-//! 585 µs per RSA-2048 verification in V8; this costs a fraction of that
+//! 583 µs per RSA-2048 verification in V8; this costs a fraction of that
 //! (`make bench`, in-VM table). Only public data is handled, so nothing here
 //! needs to be constant-time.
 //!
 //! The modulus and exponent come from a key the `rsa` crate already accepted
 //! (size and exponent limits, ROCA check at configuration). Agreement with it is
-//! tested on Wycheproof's RSA vectors (`tests/vectors_wycheproof.rs`) and on
+//! tested on Wycheproof's RSA vectors (`crates/cjwt-core/tests/vectors_wycheproof.rs`) and on
 //! random signatures (unit tests below).
 
 use crate::keys::algorithm::Algorithm;

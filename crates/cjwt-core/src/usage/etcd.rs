@@ -6,7 +6,7 @@
 //! not accept `usage_store`: until the adapter pauses requests on it, accepting
 //! the option would silently count per instance. See docs/spec-deviations.md, decision 30.
 //!
-//! One use is one transaction, nothing read first (`../shared/research/v2-research.md`):
+//! One use is one transaction, nothing read first (etcd v3 transactions: `Txn` with a `compare` on `create_revision`/`version`):
 //! the key is absent (create revision 0) → create it under the lease of its
 //! expiry bucket; else, in a nested transaction, its `version` (puts since
 //! creation) is below `max_uses` → put again, keeping value and lease. Allowed iff
