@@ -2,4 +2,5 @@
 //! edits it applies before forwarding.
 
 pub mod forward;
+pub mod metrics;
 pub mod response;

@@ -9,6 +9,7 @@
 //! number of live one-time tokens, not the number ever seen (SEC-12.5).
 
 pub mod etcd;
+pub mod process;
 
 use sha2::{Digest, Sha256};
 

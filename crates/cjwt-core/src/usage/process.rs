@@ -1,0 +1,80 @@
+//! `max_uses` counted for one process whose worker threads share memory (the
+//! native Envoy module): the same bounded slot records as proxy-wasm shared data
+//! ([`super::count_use`]), each slot behind its own lock, so a use is counted
+//! exactly once across all workers and memory follows the live one-time tokens.
+
+use super::{count_use, SlotUpdate, UsageId, SLOTS};
+use crate::request::host::{UsageCounter, UsageError};
+use std::sync::Mutex;
+
+/// The per-process counter: [`SLOTS`] slot values, each updated under its lock.
+#[derive(Debug)]
+pub struct ProcessCounter {
+    slots: Vec<Mutex<Vec<u8>>>,
+}
+
+impl Default for ProcessCounter {
+    fn default() -> Self {
+        ProcessCounter { slots: (0..usize::from(SLOTS)).map(|_| Mutex::new(Vec::new())).collect() }
+    }
+}
+
+impl ProcessCounter {
+    /// An empty counter.
+    pub fn new() -> ProcessCounter {
+        ProcessCounter::default()
+    }
+
+    /// Counts one use of `id` if fewer than `limit` were counted (see
+    /// [`UsageCounter::try_use`]). A poisoned lock or a corrupt slot is a store
+    /// failure: the caller fails closed.
+    pub fn try_use(&self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError> {
+        let slot = self.slots.get(usize::from(id.slot())).ok_or(UsageError)?;
+        let mut value = slot.lock().map_err(|_| UsageError)?;
+        let current = if value.is_empty() { None } else { Some(value.as_slice()) };
+        match count_use(current, id, limit, expires_at, now).map_err(|_| UsageError)? {
+            SlotUpdate::Exhausted => Ok(false),
+            SlotUpdate::Write(next) => {
+                *value = next;
+                Ok(true)
+            }
+        }
+    }
+}
+
+impl UsageCounter for &ProcessCounter {
+    fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError> {
+        ProcessCounter::try_use(self, id, limit, expires_at, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn concurrent_uses_are_counted_exactly_once_each() {
+        let counter = Arc::new(ProcessCounter::new());
+        let id = UsageId::new("https://issuer.test", "one-time");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let c = Arc::clone(&counter);
+                std::thread::spawn(move || (0..100).filter(|_| c.try_use(&id, 250, 2_000_000_000, 1_800_000_000) == Ok(true)).count())
+            })
+            .collect();
+        let allowed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(allowed, 250);
+    }
+
+    #[test]
+    fn expired_records_make_room_and_limits_are_per_token() {
+        let counter = ProcessCounter::new();
+        let a = UsageId::new("i", "a");
+        let b = UsageId::new("i", "b");
+        assert_eq!(counter.try_use(&a, 1, 100, 50), Ok(true));
+        assert_eq!(counter.try_use(&a, 1, 100, 50), Ok(false));
+        assert_eq!(counter.try_use(&b, 1, 100, 50), Ok(true));
+        assert_eq!(counter.try_use(&a, 0, 100, 50), Ok(false));
+    }
+}
