@@ -12,7 +12,7 @@ use crate::request::host::{header_values, single_header, Host, UsageCounter};
 use crate::request::paths::{is_normalized, normalize_host, path_only, path_segment, query_only};
 use crate::request::query::{self, Param};
 use crate::token::cache::TokenCache;
-use crate::token::verify::{check_claims, provider_of, verify, KeyLookup, VerifiedToken};
+use crate::token::verify::{check_claims, verify, KeyLookup, TokenRefusal, TokenText, VerifiedToken};
 use crate::usage::UsageId;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -87,11 +87,7 @@ impl Engine {
         let mut cache_hit = None;
         let decision = match self.decide_inner(host, keys, crypto, counter, &mut cache_hit) {
             Ok(d) => d,
-            Err((reason, credential)) => {
-                let provider = match (reason, &credential) {
-                    (Reason::UnknownKey | Reason::KeysUnavailable, Some(c)) => provider_of(&self.config, &c.token),
-                    _ => None,
-                };
+            Err((TokenRefusal { reason, provider }, credential)) => {
                 let fingerprint = credential.as_ref().map(|c| fingerprint(&c.token));
                 Decision::Deny(Denial { reason, fingerprint, provider, credential })
             }
@@ -106,9 +102,9 @@ impl Engine {
         crypto: &dyn HostCrypto,
         counter: &mut dyn UsageCounter,
         cache_hit: &mut Option<bool>,
-    ) -> Result<Decision, (Reason, Option<Found>)> {
+    ) -> Result<Decision, (TokenRefusal, Option<Found>)> {
         let config = &self.config;
-        let rule = select_rule(config, host).map_err(|r| (r, None))?;
+        let rule = select_rule(config, host).map_err(|r| (r.into(), None))?;
         if rule.auth == Auth::None {
             return Ok(Decision::Allow { token: None, credential: None });
         }
@@ -116,31 +112,28 @@ impl Engine {
             Credential::None if rule.auth == Auth::Optional => {
                 return Ok(Decision::Allow { token: None, credential: None })
             }
-            Credential::None => return Err((Reason::MissingToken, None)),
-            Credential::Multiple => return Err((Reason::MultipleTokens, None)),
+            Credential::None => return Err((Reason::MissingToken.into(), None)),
+            Credential::Multiple => return Err((Reason::MultipleTokens.into(), None)),
             Credential::One(found) => found,
         };
-        let fail = |reason: Reason| (reason, Some(found.clone()));
-        if found.token.len() > config.max_token_bytes {
-            return Err(fail(Reason::TokenTooLarge));
-        }
-        let text = std::str::from_utf8(&found.token).map_err(|_| fail(Reason::MalformedToken))?;
+        let fail = |reason: Reason| (TokenRefusal::from(reason), Some(found.clone()));
+        let text = TokenText::admit(config, &found.token).map_err(fail)?;
         let now = host.now();
-        let token = match self.cache.get(text, now, keys) {
+        let token = match self.cache.get(text.as_str(), now, keys) {
             Some(t) => {
                 *cache_hit = Some(true);
                 t
             }
             None => {
                 *cache_hit = Some(false);
-                let verified = Rc::new(verify(config, keys, crypto, text).map_err(|e| fail(e.into()))?);
+                let verified = Rc::new(verify(config, keys, crypto, text).map_err(|e| (e, Some(found.clone())))?);
                 let expires_at = verified.exp.map_or(i64::MAX, |e| e.saturating_add(config.clock_skew_seconds));
-                self.cache.insert(text, Rc::clone(&verified), expires_at, now, keys);
+                self.cache.insert(text.as_str(), Rc::clone(&verified), expires_at, now, keys);
                 verified
             }
         };
         let config = &self.config;
-        check_claims(config, &token, now).map_err(|e| fail(e.into()))?;
+        check_claims(config, &token, now).map_err(fail)?;
         check_require(config, &rule.require, &token, host).map_err(fail)?;
         check_constraints(config, &token, host, counter, now).map_err(fail)?;
         Ok(Decision::Allow { token: Some(token), credential: Some(found) })

@@ -2,85 +2,245 @@
 //!
 //! The code string is part of the contract: it appears in the response body, in
 //! `www-authenticate`, in the metric `cjwt.denied.<code>` and in the log line.
+//!
+//! Each reason is declared once, in the table at the end of this file: its
+//! variant, its code and its [`Class`]. The class gives the HTTP status and the
+//! RFC 6750 `error` of the challenge (SPEC §4's table), so a status is never
+//! stated per reason. [`Reason`], [`Reason::ALL`], [`Reason::code`] and
+//! [`Reason::class`] are generated from that table.
 
-/// Why a request was refused. 401 reasons mean the token cannot be trusted (or is
-/// missing); 403 reasons mean a trusted token does not permit this request.
+/// What kind of refusal a reason is: the rows of SPEC §4's response table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    // 401: credential and token
-    MissingToken,
-    MultipleTokens,
-    TokenTooLarge,
-    MalformedToken,
-    UnsupportedAlgorithm,
-    UnknownIssuer,
-    UnknownKey,
-    KeysUnavailable,
-    BadSignature,
-    Expired,
-    NotYetValid,
-    MissingExp,
-    LifetimeTooLong,
-    WrongAudience,
-    WrongTyp,
-    ForbiddenHeader,
-    MalformedConstraint,
-    // 403: rules and constraints
-    UnknownConstraint,
-    Ip,
-    Method,
-    Path,
-    Host,
-    Region,
-    Window,
-    MaxUses,
-    Custom,
-    Role,
-    Scope,
-    Claim,
-    Issuer,
-    PathNotNormalized,
+pub enum Class {
+    /// 401, no token where one is required: `Bearer realm="<realm>"`, no `error`.
+    Missing,
+    /// 401, the token cannot be trusted: `error="invalid_token"`.
+    Untrusted,
+    /// 403, the token is trusted but a constraint or rule fails:
+    /// `error="insufficient_scope"`.
+    Forbidden,
+}
+
+impl Class {
+    /// The HTTP status of a refusal of this class.
+    pub const fn status(self) -> u32 {
+        match self {
+            Class::Missing | Class::Untrusted => 401,
+            Class::Forbidden => 403,
+        }
+    }
+
+    /// The RFC 6750 `error` of the `www-authenticate` challenge (and of the body):
+    /// none for a missing token, `invalid_token` for the other 401s,
+    /// `insufficient_scope` for 403s.
+    pub const fn oauth_error(self) -> Option<&'static str> {
+        match self {
+            Class::Missing => None,
+            Class::Untrusted => Some("invalid_token"),
+            Class::Forbidden => Some("insufficient_scope"),
+        }
+    }
+}
+
+/// Declares [`Reason`] from one table of `Variant => "code", Class;` rows and
+/// generates everything that enumerates reasons, so that no list can fall out of
+/// step with another.
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $variant:ident => $code:literal, $class:ident; )+) => {
+        /// Why a request was refused. 401 reasons mean the token cannot be trusted
+        /// (or is missing); 403 reasons mean a trusted token does not permit this
+        /// request. See [`Class`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl Reason {
+            /// How many reasons there are.
+            pub const COUNT: usize = [$( Reason::$variant ),+].len();
+
+            /// Every reason, in table order (used to pre-define metrics).
+            pub const ALL: [Reason; Reason::COUNT] = [$( Reason::$variant ),+];
+
+            /// The stable code string.
+            pub const fn code(self) -> &'static str {
+                match self {
+                    $( Reason::$variant => $code, )+
+                }
+            }
+
+            /// The class: status and `www-authenticate` error.
+            pub const fn class(self) -> Class {
+                match self {
+                    $( Reason::$variant => Class::$class, )+
+                }
+            }
+        }
+    };
 }
 
 impl Reason {
-    /// Every reason, in declaration order (used to pre-define metrics).
-    pub const ALL: [Reason; 31] = [
-        Reason::MissingToken,
-        Reason::MultipleTokens,
-        Reason::TokenTooLarge,
-        Reason::MalformedToken,
-        Reason::UnsupportedAlgorithm,
-        Reason::UnknownIssuer,
-        Reason::UnknownKey,
-        Reason::KeysUnavailable,
-        Reason::BadSignature,
-        Reason::Expired,
-        Reason::NotYetValid,
-        Reason::MissingExp,
-        Reason::LifetimeTooLong,
-        Reason::WrongAudience,
-        Reason::WrongTyp,
-        Reason::ForbiddenHeader,
-        Reason::MalformedConstraint,
-        Reason::UnknownConstraint,
-        Reason::Ip,
-        Reason::Method,
-        Reason::Path,
-        Reason::Host,
-        Reason::Region,
-        Reason::Window,
-        Reason::MaxUses,
-        Reason::Custom,
-        Reason::Role,
-        Reason::Scope,
-        Reason::Claim,
-        Reason::Issuer,
-        Reason::PathNotNormalized,
+    /// HTTP status: 401 when the token is missing or untrusted, 403 otherwise.
+    pub const fn status(self) -> u32 {
+        self.class().status()
+    }
+
+    /// True for the 401 classes (the token is missing or cannot be trusted).
+    pub const fn is_untrusted(self) -> bool {
+        matches!(self.class(), Class::Missing | Class::Untrusted)
+    }
+
+    /// The RFC 6750 error code: none for a missing token, `invalid_token` for the
+    /// other 401s, `insufficient_scope` for 403s.
+    pub const fn oauth_error(self) -> Option<&'static str> {
+        self.class().oauth_error()
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+// The one table (SPEC §4 "Reason codes"). Order is the order of `Reason::ALL`.
+reasons! {
+    // 401: the credential.
+    /// No credential where the rule requires one.
+    MissingToken => "missing_token", Missing;
+    /// More than one credential (two headers, header and query, ...).
+    MultipleTokens => "multiple_tokens", Untrusted;
+    /// The credential is longer than `max_token_bytes`.
+    TokenTooLarge => "token_too_large", Untrusted;
+    // 401: the token.
+    /// Not a strict compact JWS/JWT, or a claim of the wrong type.
+    MalformedToken => "malformed_token", Untrusted;
+    /// `alg` unsupported, or not allowed for the provider or the key.
+    UnsupportedAlgorithm => "unsupported_algorithm", Untrusted;
+    /// No `iss`, or no provider with that issuer.
+    UnknownIssuer => "unknown_issuer", Untrusted;
+    /// The provider has no key with the token's `kid` (or `alg`).
+    UnknownKey => "unknown_key", Untrusted;
+    /// No key to verify with: the provider has none yet (remote JWKS not fetched).
+    KeysUnavailable => "keys_unavailable", Untrusted;
+    /// The signature does not verify.
+    BadSignature => "bad_signature", Untrusted;
+    /// `exp` has passed (clock skew included).
+    Expired => "expired", Untrusted;
+    /// `nbf` or `iat` is in the future (clock skew included).
+    NotYetValid => "not_yet_valid", Untrusted;
+    /// No `exp` while `require_expiration` holds.
+    MissingExp => "missing_exp", Untrusted;
+    /// `exp - iat` exceeds the configured lifetime cap.
+    LifetimeTooLong => "lifetime_too_long", Untrusted;
+    /// `aud` names none of the provider's audiences.
+    WrongAudience => "wrong_audience", Untrusted;
+    /// `typ` is not the required one.
+    WrongTyp => "wrong_typ", Untrusted;
+    /// A forbidden JWS header parameter (`crit`, `jku`, `jwk`, `x5u`, `x5c`, `zip`, `enc`, `cty`).
+    ForbiddenHeader => "forbidden_header", Untrusted;
+    /// The constraints claim is not as SPEC §3 defines it (or is ambiguous).
+    MalformedConstraint => "malformed_constraint", Untrusted;
+    // 403: the token's constraints.
+    /// The constraints claim has a key the filter does not understand.
+    UnknownConstraint => "unknown_constraint", Forbidden;
+    /// The client IP is in none of the `ip` ranges.
+    Ip => "ip", Forbidden;
+    /// The method is none of `methods`.
+    Method => "method", Forbidden;
+    /// The path matches none of `paths`.
+    Path => "path", Forbidden;
+    /// The host matches none of `hosts`.
+    Host => "host", Forbidden;
+    /// The request's region is none of `region` (or there is no region source).
+    Region => "region", Forbidden;
+    /// Now is inside none of the `window`s.
+    Window => "window", Forbidden;
+    /// `max_uses` is used up (or the use could not be counted).
+    MaxUses => "max_uses", Forbidden;
+    /// A custom constraint does not hold (or its attribute is absent).
+    Custom => "custom", Forbidden;
+    // 403: the rule's `require`.
+    /// The required roles are not granted.
+    Role => "role", Forbidden;
+    /// The required scopes are not granted.
+    Scope => "scope", Forbidden;
+    /// A required claim check fails.
+    Claim => "claim", Forbidden;
+    /// The token's provider is not one of the rule's issuers.
+    Issuer => "issuer", Forbidden;
+    // 403: the request.
+    /// The path is not in normal form where a decision depends on it.
+    PathNotNormalized => "path_not_normalized", Forbidden;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// SPEC §4 "Decisions and responses", paragraph "Reason codes": the v1 codes
+    /// with their status, in the SPEC's order. Hard-coded so that the crate stands
+    /// alone; update it with the SPEC.
+    const SPEC_REASONS: [(&str, u32); 31] = [
+        ("missing_token", 401),
+        ("multiple_tokens", 401),
+        ("token_too_large", 401),
+        ("malformed_token", 401),
+        ("unsupported_algorithm", 401),
+        ("unknown_issuer", 401),
+        ("unknown_key", 401),
+        ("keys_unavailable", 401),
+        ("bad_signature", 401),
+        ("expired", 401),
+        ("not_yet_valid", 401),
+        ("missing_exp", 401),
+        ("lifetime_too_long", 401),
+        ("wrong_audience", 401),
+        ("wrong_typ", 401),
+        ("forbidden_header", 401),
+        ("malformed_constraint", 401),
+        ("unknown_constraint", 403),
+        ("ip", 403),
+        ("method", 403),
+        ("path", 403),
+        ("host", 403),
+        ("region", 403),
+        ("window", 403),
+        ("max_uses", 403),
+        ("custom", 403),
+        ("role", 403),
+        ("scope", 403),
+        ("claim", 403),
+        ("issuer", 403),
+        ("path_not_normalized", 403),
     ];
 
-    /// The stable code string.
-    pub fn code(self) -> &'static str {
-        match self {
+    /// The reasons SPEC §4 says v2 adds (§8 `usage_unavailable`, 503; §10 and §11,
+    /// 401), which this build does not implement yet. When one is added to the
+    /// table, move it to [`SPEC_REASONS`].
+    const SPEC_V2_NOT_YET: [&str; 14] = [
+        "usage_unavailable",
+        "dpop_required",
+        "unexpected_dpop",
+        "invalid_dpop_proof",
+        "dpop_replay",
+        "dpop_key_mismatch",
+        "use_dpop_nonce",
+        "certificate_required",
+        "certificate_mismatch",
+        "unsupported_binding",
+        "revoked",
+        "unknown_status_list",
+        "suspended",
+        "status_unavailable",
+    ];
+
+    /// Each variant with its SPEC code, spelled by hand. The `match` is
+    /// exhaustive on purpose: a reason added to the table does not compile until
+    /// it is listed here, and so checked against the SPEC.
+    fn spec_code(r: Reason) -> &'static str {
+        match r {
             Reason::MissingToken => "missing_token",
             Reason::MultipleTokens => "multiple_tokens",
             Reason::TokenTooLarge => "token_too_large",
@@ -115,72 +275,55 @@ impl Reason {
         }
     }
 
-    /// HTTP status: 401 when the token is missing or untrusted, 403 otherwise.
-    pub fn status(self) -> u32 {
-        if self.is_untrusted() {
-            401
-        } else {
-            403
+    #[test]
+    fn all_is_complete_and_codes_are_unique() {
+        assert_eq!(Reason::ALL.len(), Reason::COUNT);
+        let mut codes = HashSet::new();
+        let mut variants = HashSet::new();
+        for r in Reason::ALL {
+            assert_eq!(r.code(), spec_code(r), "{r:?}");
+            assert!(codes.insert(r.code()), "duplicate code {}", r.code());
+            assert!(variants.insert(r), "{r:?} twice in ALL");
+            assert_eq!(r.to_string(), r.code());
         }
+        // Every variant `spec_code` names (all of them, by exhaustiveness) has its
+        // code in ALL, so ALL lists every variant.
+        let listed: HashSet<&str> = Reason::ALL.iter().map(|r| spec_code(*r)).collect();
+        assert_eq!(listed, codes);
+        assert_eq!(Reason::ALL.len(), SPEC_REASONS.len(), "ALL has a reason the SPEC does not list");
     }
-
-    /// True for the 401 class.
-    pub fn is_untrusted(self) -> bool {
-        matches!(
-            self,
-            Reason::MissingToken
-                | Reason::MultipleTokens
-                | Reason::TokenTooLarge
-                | Reason::MalformedToken
-                | Reason::UnsupportedAlgorithm
-                | Reason::UnknownIssuer
-                | Reason::UnknownKey
-                | Reason::KeysUnavailable
-                | Reason::BadSignature
-                | Reason::Expired
-                | Reason::NotYetValid
-                | Reason::MissingExp
-                | Reason::LifetimeTooLong
-                | Reason::WrongAudience
-                | Reason::WrongTyp
-                | Reason::ForbiddenHeader
-                | Reason::MalformedConstraint
-        )
-    }
-
-    /// The RFC 6750 error code: none for a missing token, `invalid_token` for the
-    /// other 401s, `insufficient_scope` for 403s.
-    pub fn oauth_error(self) -> Option<&'static str> {
-        match self {
-            Reason::MissingToken => None,
-            r if r.is_untrusted() => Some("invalid_token"),
-            _ => Some("insufficient_scope"),
-        }
-    }
-}
-
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
-    fn codes_are_unique_and_split_401_403_as_spec() {
-        let mut seen = std::collections::HashSet::new();
-        for r in Reason::ALL {
-            assert!(seen.insert(r.code()), "duplicate {}", r.code());
+    fn every_spec_reason_exists_with_the_spec_status() {
+        for (code, status) in SPEC_REASONS {
+            let r = Reason::ALL.iter().find(|r| r.code() == code);
+            let r = r.unwrap_or_else(|| panic!("SPEC §4 reason {code} is missing"));
+            assert_eq!(r.status(), status, "{code}");
         }
-        assert_eq!(Reason::ALL.iter().filter(|r| r.status() == 401).count(), 17);
+        let spec: Vec<&str> = SPEC_REASONS.iter().map(|(c, _)| *c).collect();
+        let ours: Vec<&str> = Reason::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(ours, spec, "ALL follows the SPEC's order");
+        for code in SPEC_V2_NOT_YET {
+            assert!(!ours.contains(&code), "{code} is implemented now: move it to SPEC_REASONS");
+        }
+    }
+
+    #[test]
+    fn class_gives_the_spec_challenge_error() {
+        // SPEC §4 table: no token → no `error`; untrusted → invalid_token; 403 → insufficient_scope.
+        for r in Reason::ALL {
+            let want = match (r, r.status()) {
+                (Reason::MissingToken, _) => None,
+                (_, 401) => Some("invalid_token"),
+                (_, 403) => Some("insufficient_scope"),
+                (_, s) => panic!("{r:?}: status {s} is not in SPEC §4"),
+            };
+            assert_eq!(r.oauth_error(), want, "{r:?}");
+            assert_eq!(r.is_untrusted(), r.status() == 401, "{r:?}");
+        }
+        assert_eq!(Reason::MissingToken.class(), Class::Missing);
         assert_eq!(Reason::MalformedConstraint.status(), 401);
         assert_eq!(Reason::UnknownConstraint.status(), 403);
         assert_eq!(Reason::PathNotNormalized.status(), 403);
-        assert_eq!(Reason::MissingToken.oauth_error(), None);
-        assert_eq!(Reason::Expired.oauth_error(), Some("invalid_token"));
-        assert_eq!(Reason::Ip.oauth_error(), Some("insufficient_scope"));
     }
 }

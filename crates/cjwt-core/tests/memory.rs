@@ -13,7 +13,7 @@ use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::mint;
 use cjwt_core::reason::Reason;
 use cjwt_core::request::host::MemoryCounter;
-use cjwt_core::token::verify::{verify, InlineOnly};
+use cjwt_core::token::verify::{verify, InlineOnly, TokenText};
 use cjwt_harness::*;
 use serde_json::{json, Map, Value};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -81,8 +81,9 @@ fn the_cache_estimate_is_an_upper_bound_on_what_a_verified_token_really_holds() 
     ];
     for (what, c) in shapes {
         let token = mint(key(Algorithm::EdDSA), Some("k1"), &c);
+        let text = TokenText::admit(&config, token.as_bytes()).unwrap();
         let before = live();
-        let verified = verify(&config, &InlineOnly, &PureRust, &token).unwrap();
+        let verified = verify(&config, &InlineOnly, &PureRust, text).unwrap();
         let actual = live() - before;
         let estimate = verified.heap_bytes() as isize;
         eprintln!("{what}: token {} B, heap {actual} B, estimate {estimate} B", token.len());

@@ -6,6 +6,7 @@
 
 use crate::encoding::{b64, json};
 use crate::keys::algorithm::Algorithm;
+use crate::reason::Reason;
 use serde_json::{Map, Value};
 
 /// Header parameters that cjwt refuses outright (SPEC §3): keys or key URLs
@@ -13,7 +14,7 @@ use serde_json::{Map, Value};
 /// content types.
 const FORBIDDEN_HEADER_PARAMS: [&str; 8] = ["crit", "jku", "x5u", "x5c", "jwk", "zip", "enc", "cty"];
 
-/// Why a compact token could not be parsed (all map to 401 reasons).
+/// Why a compact token could not be parsed (each is one 401 [`Reason`]).
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum ParseError {
     /// Structure, base64url or JSON is wrong.
@@ -22,6 +23,17 @@ pub enum ParseError {
     ForbiddenHeader,
     /// `alg` names no algorithm cjwt supports (including `none`).
     UnsupportedAlgorithm,
+}
+
+/// The one mapping of parse errors onto reasons.
+impl From<ParseError> for Reason {
+    fn from(e: ParseError) -> Reason {
+        match e {
+            ParseError::Malformed => Reason::MalformedToken,
+            ParseError::ForbiddenHeader => Reason::ForbiddenHeader,
+            ParseError::UnsupportedAlgorithm => Reason::UnsupportedAlgorithm,
+        }
+    }
 }
 
 /// A syntactically valid compact JWT whose signature has not been checked: the

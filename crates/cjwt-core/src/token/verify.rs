@@ -6,66 +6,70 @@
 //! outlives its validity.
 
 use crate::config::{Config, Provider};
-use crate::constraints::{lookup_unambiguous, Constraints};
+use crate::constraints::Constraints;
 use crate::keys::algorithm::Algorithm;
 use crate::keys::host_crypto::HostCrypto;
 use crate::keys::key::VerificationKey;
 use crate::reason::Reason;
-use crate::token::jws::{self, ParseError, UntrustedToken};
+use crate::token::claims::{lookup_unambiguous, numeric_date, Rounding};
+use crate::token::jws::{self, UntrustedToken};
 use serde_json::{Map, Value};
 
 /// At most this many keys are tried for a token without `kid`.
 const MAX_KEYS_WITHOUT_KID: usize = 4;
 
-/// Why a token is not trusted (each maps to one 401 reason).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenError {
-    TooLarge,
-    Malformed,
-    ForbiddenHeader,
-    UnsupportedAlgorithm,
-    UnknownIssuer,
-    UnknownKey,
-    KeysUnavailable,
-    BadSignature,
-    MissingExp,
-    Expired,
-    NotYetValid,
-    LifetimeTooLong,
-    WrongAudience,
-    WrongTyp,
-    MalformedConstraint,
-}
+/// A credential admitted for verification: UTF-8 and at most `max_token_bytes`
+/// long.
+///
+/// `max_token_bytes` is checked here and nowhere else. The engine admits the
+/// credential where it finds it, before the cache is consulted (an oversized
+/// credential is neither hashed nor parsed, and is `token_too_large` even when it
+/// is not UTF-8); [`verify`] takes only an admitted token, so no direct caller
+/// (command line, fuzz targets, benches, tests) can skip the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenText<'a>(&'a str);
 
-impl From<TokenError> for Reason {
-    fn from(e: TokenError) -> Reason {
-        match e {
-            TokenError::TooLarge => Reason::TokenTooLarge,
-            TokenError::Malformed => Reason::MalformedToken,
-            TokenError::ForbiddenHeader => Reason::ForbiddenHeader,
-            TokenError::UnsupportedAlgorithm => Reason::UnsupportedAlgorithm,
-            TokenError::UnknownIssuer => Reason::UnknownIssuer,
-            TokenError::UnknownKey => Reason::UnknownKey,
-            TokenError::KeysUnavailable => Reason::KeysUnavailable,
-            TokenError::BadSignature => Reason::BadSignature,
-            TokenError::MissingExp => Reason::MissingExp,
-            TokenError::Expired => Reason::Expired,
-            TokenError::NotYetValid => Reason::NotYetValid,
-            TokenError::LifetimeTooLong => Reason::LifetimeTooLong,
-            TokenError::WrongAudience => Reason::WrongAudience,
-            TokenError::WrongTyp => Reason::WrongTyp,
-            TokenError::MalformedConstraint => Reason::MalformedConstraint,
+impl<'a> TokenText<'a> {
+    /// Admits `raw`: `token_too_large` when it is longer than
+    /// `config.max_token_bytes` (checked first), else `malformed_token` when it
+    /// is not UTF-8.
+    pub fn admit(config: &Config, raw: &'a [u8]) -> Result<TokenText<'a>, Reason> {
+        if raw.len() > config.max_token_bytes {
+            return Err(Reason::TokenTooLarge);
         }
+        std::str::from_utf8(raw).map(TokenText).map_err(|_| Reason::MalformedToken)
+    }
+
+    /// The admitted token text.
+    pub fn as_str(&self) -> &'a str {
+        self.0
     }
 }
 
-impl From<ParseError> for TokenError {
-    fn from(e: ParseError) -> TokenError {
-        match e {
-            ParseError::Malformed => TokenError::Malformed,
-            ParseError::ForbiddenHeader => TokenError::ForbiddenHeader,
-            ParseError::UnsupportedAlgorithm => TokenError::UnsupportedAlgorithm,
-        }
+/// Why [`verify`] did not trust a token: a 401 reason and, when a key fetch
+/// could change the answer, the provider whose keys were missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRefusal {
+    /// The reason (always a 401 one).
+    pub reason: Reason,
+    /// For `unknown_key` and `keys_unavailable` only: the provider (index into
+    /// [`Config::providers`]) that `iss` selected, so that the adapter can fetch
+    /// its keys and decide again without parsing the token a second time.
+    pub provider: Option<usize>,
+}
+
+impl TokenRefusal {
+    /// A refusal met with `provider`'s keys: the provider is kept only for the
+    /// reasons that fetching its keys can change.
+    fn at_provider(reason: Reason, provider: usize) -> TokenRefusal {
+        let provider = matches!(reason, Reason::UnknownKey | Reason::KeysUnavailable).then_some(provider);
+        TokenRefusal { reason, provider }
+    }
+}
+
+impl From<Reason> for TokenRefusal {
+    fn from(reason: Reason) -> TokenRefusal {
+        TokenRefusal { reason, provider: None }
     }
 }
 
@@ -175,26 +179,24 @@ impl KeyLookup for InlineOnly {
 }
 
 /// Parses, selects provider and key, verifies the signature and compiles the
-/// constraints. Does no time checks (see [`check_claims`]).
+/// constraints. Does no time checks (see [`check_claims`]). The size limit was
+/// checked when `token` was admitted (see [`TokenText`]).
 pub fn verify(
     config: &Config,
     keys: &dyn KeyLookup,
     crypto: &dyn HostCrypto,
-    token: &str,
-) -> Result<VerifiedToken, TokenError> {
-    if token.len() > config.max_token_bytes {
-        return Err(TokenError::TooLarge);
-    }
-    let untrusted = jws::parse(token)?;
+    token: TokenText<'_>,
+) -> Result<VerifiedToken, TokenRefusal> {
+    let untrusted = jws::parse(token.as_str()).map_err(Reason::from)?;
     let iss = match untrusted.claims.get("iss") {
         Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err(TokenError::Malformed),
-        None => return Err(TokenError::UnknownIssuer),
+        Some(_) => return Err(Reason::MalformedToken.into()),
+        None => return Err(Reason::UnknownIssuer.into()),
     };
     let (index, provider) =
-        config.providers.iter().enumerate().find(|(_, p)| p.issuer == iss).ok_or(TokenError::UnknownIssuer)?;
+        config.providers.iter().enumerate().find(|(_, p)| p.issuer == iss).ok_or(Reason::UnknownIssuer)?;
     if !provider.algorithms.contains(untrusted.jws.alg) {
-        return Err(TokenError::UnsupportedAlgorithm);
+        return Err(Reason::UnsupportedAlgorithm.into());
     }
     let kid = untrusted.jws.kid.as_deref();
     check_signature(
@@ -205,20 +207,15 @@ pub fn verify(
         kid,
         untrusted.jws.signing_input,
         &untrusted.jws.signature,
-    )?;
-    into_verified(config, index, untrusted)
-}
-
-/// The provider (index) a token names with `iss`; `None` if it cannot be parsed.
-pub fn provider_of(config: &Config, token: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(token).ok()?;
-    let untrusted = jws::parse(text).ok()?;
-    let iss = untrusted.claims.get("iss")?.as_str()?;
-    config.providers.iter().position(|p| p.issuer == iss)
+    )
+    .map_err(|reason| TokenRefusal::at_provider(reason, index))?;
+    into_verified(config, index, untrusted).map_err(TokenRefusal::from)
 }
 
 /// Selects the key (exact `kid`, or up to [`MAX_KEYS_WITHOUT_KID`] keys of the
-/// token's `alg` when it has none) and verifies the signature.
+/// token's `alg` when it has none) and verifies the signature: `keys_unavailable`
+/// when the provider has no key at all, `unknown_key`, `unsupported_algorithm` or
+/// `bad_signature`.
 pub fn check_signature(
     provider: &Provider,
     fetched: Option<&[VerificationKey]>,
@@ -227,11 +224,11 @@ pub fn check_signature(
     kid: Option<&str>,
     signing_input: &[u8],
     signature: &[u8],
-) -> Result<(), TokenError> {
+) -> Result<(), Reason> {
     let inline = provider.keys.as_slice();
     let remote = fetched.unwrap_or(&[]);
     if inline.is_empty() && remote.is_empty() {
-        return Err(TokenError::KeysUnavailable);
+        return Err(Reason::KeysUnavailable);
     }
     let key_ok = |k: &VerificationKey| k.verify_with(crypto, alg, signing_input, signature);
     match kid {
@@ -240,31 +237,31 @@ pub fn check_signature(
                 .keys_by_kid
                 .get(kid)
                 .or_else(|| remote.iter().find(|k| k.kid.as_deref() == Some(kid)))
-                .ok_or(TokenError::UnknownKey)?;
+                .ok_or(Reason::UnknownKey)?;
             if !key.algs.contains(alg) {
-                return Err(TokenError::UnsupportedAlgorithm);
+                return Err(Reason::UnsupportedAlgorithm);
             }
             if key_ok(key) {
                 Ok(())
             } else {
-                Err(TokenError::BadSignature)
+                Err(Reason::BadSignature)
             }
         }
         None => {
             let mut candidates = inline.iter().chain(remote).filter(|k| k.algs.contains(alg)).peekable();
             if candidates.peek().is_none() {
-                return Err(TokenError::UnknownKey);
+                return Err(Reason::UnknownKey);
             }
             if candidates.take(MAX_KEYS_WITHOUT_KID).any(key_ok) {
                 Ok(())
             } else {
-                Err(TokenError::BadSignature)
+                Err(Reason::BadSignature)
             }
         }
     }
 }
 
-fn into_verified(config: &Config, provider: usize, token: UntrustedToken<'_>) -> Result<VerifiedToken, TokenError> {
+fn into_verified(config: &Config, provider: usize, token: UntrustedToken<'_>) -> Result<VerifiedToken, Reason> {
     let claims = token.claims;
     let exp = numeric_date(&claims, "exp", Rounding::Down)?;
     let nbf = numeric_date(&claims, "nbf", Rounding::Up)?;
@@ -272,20 +269,20 @@ fn into_verified(config: &Config, provider: usize, token: UntrustedToken<'_>) ->
     let jti = match claims.get("jti") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(TokenError::Malformed),
+        Some(_) => return Err(Reason::MalformedToken),
     };
     // `aud` must be a string or an array of strings wherever it appears.
     match claims.get("aud") {
         None | Some(Value::String(_)) => {}
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
-        Some(_) => return Err(TokenError::Malformed),
+        Some(_) => return Err(Reason::MalformedToken),
     }
     let constraints = match lookup_unambiguous(&claims, &config.constraints_claim) {
-        Err(_) => return Err(TokenError::MalformedConstraint),
+        Err(_) => return Err(Reason::MalformedConstraint),
         Ok(None) => Constraints::default(),
         Ok(Some(value)) => {
             let names: Vec<&str> = config.custom_constraints.iter().map(|(n, _)| n.as_str()).collect();
-            Constraints::parse(value, &names, jti.is_some()).map_err(|_| TokenError::MalformedConstraint)?
+            Constraints::parse(value, &names, jti.is_some()).map_err(|_| Reason::MalformedConstraint)?
         }
     };
     Ok(VerifiedToken {
@@ -301,58 +298,29 @@ fn into_verified(config: &Config, provider: usize, token: UntrustedToken<'_>) ->
     })
 }
 
-#[derive(Clone, Copy)]
-enum Rounding {
-    /// Towards the past (an `exp` of 10.5 expires at 10).
-    Down,
-    /// Towards the future (an `nbf` of 10.5 starts at 11).
-    Up,
-}
-
-/// A NumericDate: an integer or a float, saturated into i64 seconds.
-fn numeric_date(claims: &Map<String, Value>, name: &str, rounding: Rounding) -> Result<Option<i64>, TokenError> {
-    let Some(v) = claims.get(name) else {
-        return Ok(None);
-    };
-    let n = v.as_number().ok_or(TokenError::Malformed)?;
-    if let Some(i) = n.as_i64() {
-        return Ok(Some(i));
-    }
-    if n.as_u64().is_some() {
-        return Ok(Some(i64::MAX));
-    }
-    let f = n.as_f64().filter(|f| f.is_finite()).ok_or(TokenError::Malformed)?;
-    let rounded = match rounding {
-        Rounding::Down => f.floor(),
-        Rounding::Up => f.ceil(),
-    };
-    // `as` saturates for floats out of range.
-    Ok(Some(rounded as i64))
-}
-
 /// The checks that depend on the clock or on per-provider settings; run on every
 /// request, cached token or not.
-pub fn check_claims(config: &Config, token: &VerifiedToken, now: i64) -> Result<(), TokenError> {
+pub fn check_claims(config: &Config, token: &VerifiedToken, now: i64) -> Result<(), Reason> {
     let skew = config.clock_skew_seconds;
     match token.exp {
-        None if config.require_expiration => return Err(TokenError::MissingExp),
-        Some(exp) if now >= exp.saturating_add(skew) => return Err(TokenError::Expired),
+        None if config.require_expiration => return Err(Reason::MissingExp),
+        Some(exp) if now >= exp.saturating_add(skew) => return Err(Reason::Expired),
         _ => {}
     }
     if let Some(nbf) = token.nbf {
         if now.saturating_add(skew) < nbf {
-            return Err(TokenError::NotYetValid);
+            return Err(Reason::NotYetValid);
         }
     }
     if let Some(iat) = token.iat {
         if now.saturating_add(skew) < iat {
-            return Err(TokenError::NotYetValid);
+            return Err(Reason::NotYetValid);
         }
     }
     if let (Some(max), Some(exp)) = (config.max_lifetime_seconds, token.exp) {
         let issued = token.iat.unwrap_or(now);
         if exp.saturating_sub(issued) > max {
-            return Err(TokenError::LifetimeTooLong);
+            return Err(Reason::LifetimeTooLong);
         }
     }
     if let Some(audiences) = config.providers.get(token.provider).and_then(|p| p.audiences.as_ref()) {
@@ -364,14 +332,70 @@ pub fn check_claims(config: &Config, token: &VerifiedToken, now: i64) -> Result<
             _ => false,
         };
         if !ok {
-            return Err(TokenError::WrongAudience);
+            return Err(Reason::WrongAudience);
         }
     }
     if let Some(required) = &config.required_typ {
         let ok = token.typ.as_deref().is_some_and(|t| crate::config::normalize_typ(t) == *required);
         if !ok {
-            return Err(TokenError::WrongTyp);
+            return Err(Reason::WrongTyp);
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::b64;
+    use crate::keys::host_crypto::PureRust;
+    use serde_json::json;
+
+    /// RFC 8037 Appendix A.2's Ed25519 public key.
+    const X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+    fn config() -> Config {
+        let cfg = json!({"max_token_bytes": 512, "providers": [
+            {"name": "inline", "issuer": "https://inline.example",
+             "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": X, "kid": "k1"}]}},
+            {"name": "remote", "issuer": "https://remote.example",
+             "remote_jwks": {"cluster": "idp", "path": "/jwks"}}]});
+        Config::from_json(cfg.to_string().as_bytes()).unwrap()
+    }
+
+    /// A token with a well-formed but wrong signature.
+    fn unsigned(header: Value, claims: Value) -> String {
+        let seg = |v: Value| b64::encode(v.to_string().as_bytes());
+        format!("{}.{}.{}", seg(header), seg(claims), b64::encode(&[1u8; 64]))
+    }
+
+    fn refusal(token: &str) -> TokenRefusal {
+        let config = config();
+        let text = TokenText::admit(&config, token.as_bytes()).unwrap();
+        verify(&config, &InlineOnly, &PureRust, text).unwrap_err()
+    }
+
+    #[test]
+    fn a_refusal_names_the_provider_only_when_its_keys_are_missing() {
+        let remote = unsigned(json!({"alg": "EdDSA", "kid": "k1"}), json!({"iss": "https://remote.example"}));
+        assert_eq!(refusal(&remote), TokenRefusal { reason: Reason::KeysUnavailable, provider: Some(1) });
+        let other_kid = unsigned(json!({"alg": "EdDSA", "kid": "k2"}), json!({"iss": "https://inline.example"}));
+        assert_eq!(refusal(&other_kid), TokenRefusal { reason: Reason::UnknownKey, provider: Some(0) });
+        let forged = unsigned(json!({"alg": "EdDSA", "kid": "k1"}), json!({"iss": "https://inline.example"}));
+        assert_eq!(refusal(&forged), TokenRefusal { reason: Reason::BadSignature, provider: None });
+        let stranger = unsigned(json!({"alg": "EdDSA", "kid": "k1"}), json!({"iss": "https://else.example"}));
+        assert_eq!(refusal(&stranger), TokenRefusal { reason: Reason::UnknownIssuer, provider: None });
+        let critical = unsigned(json!({"alg": "EdDSA", "crit": ["x"]}), json!({"iss": "https://inline.example"}));
+        assert_eq!(refusal(&critical), TokenRefusal { reason: Reason::ForbiddenHeader, provider: None });
+        assert_eq!(refusal("a.b"), TokenRefusal { reason: Reason::MalformedToken, provider: None });
+    }
+
+    #[test]
+    fn admission_checks_the_size_first_then_utf8() {
+        let config = config();
+        assert_eq!(TokenText::admit(&config, &[b'a'; 512]).map(|t| t.as_str().len()), Ok(512));
+        assert_eq!(TokenText::admit(&config, &[b'a'; 513]), Err(Reason::TokenTooLarge));
+        assert_eq!(TokenText::admit(&config, &[0xff; 513]), Err(Reason::TokenTooLarge));
+        assert_eq!(TokenText::admit(&config, &[0xff; 8]), Err(Reason::MalformedToken));
+    }
 }

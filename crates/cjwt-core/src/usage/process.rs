@@ -60,7 +60,9 @@ mod tests {
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let c = Arc::clone(&counter);
-                std::thread::spawn(move || (0..100).filter(|_| c.try_use(&id, 250, 2_000_000_000, 1_800_000_000) == Ok(true)).count())
+                std::thread::spawn(move || {
+                    (0..100).filter(|_| c.try_use(&id, 250, 2_000_000_000, 1_800_000_000) == Ok(true)).count()
+                })
             })
             .collect();
         let allowed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
