@@ -3,4 +3,5 @@
 
 pub mod forward;
 pub mod metrics;
+pub mod plan;
 pub mod response;

@@ -1,0 +1,112 @@
+//! What an adapter does with a decision, worked out once for both builds: the
+//! header operations to apply before forwarding or the refusal to send, the
+//! counters to bump, and the log line. An adapter executes a [`Plan`] with its
+//! host's calls and decides nothing, so the wasm filter, the native module and
+//! `cjwt explain` act alike by construction.
+
+use crate::config::Config;
+use crate::engine::{Decision, Denial, Outcome};
+use crate::outcome::forward::{self, HeaderEdits};
+use crate::outcome::metrics::Counter;
+use crate::outcome::response::{refusal, Refusal};
+use crate::request::host::{header_values, Host};
+
+/// The adapter's action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Act {
+    /// Forward the request after these request-header operations, in order:
+    /// `(name, None)` removes every value of `name`, `(name, Some(v))` replaces
+    /// them with `v`. An adapter that cannot apply one must refuse with 503
+    /// rather than forward a client-supplied value.
+    Forward(Vec<(String, Option<String>)>),
+    /// Answer locally; the request never reaches the upstream.
+    Refuse(Refusal),
+}
+
+/// Everything an adapter does for one decided request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Forward or refuse.
+    pub act: Act,
+    /// Counters to increment by one.
+    pub counters: Vec<Counter>,
+    /// The log line of a refusal (info level), never containing the token.
+    pub log: Option<String>,
+}
+
+/// The provider whose keys are missing, when the decision is a refusal that a key
+/// fetch could change (`unknown_key`, `keys_unavailable`): an adapter that can
+/// fetch keys may pause the request, fetch, and decide again instead of acting.
+pub fn awaits_keys(decision: &Decision) -> Option<usize> {
+    match decision {
+        Decision::Deny(d) | Decision::DryRunDeny(d) => d.provider,
+        Decision::Allow { .. } => None,
+    }
+}
+
+/// The plan for a decided request.
+pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
+    let mut counters = Vec::with_capacity(3);
+    match outcome.cache_hit {
+        Some(true) => counters.push(Counter::CacheHit),
+        Some(false) => counters.push(Counter::CacheMiss),
+        None => {}
+    }
+    match &outcome.decision {
+        Decision::Allow { token, credential } => {
+            counters.push(Counter::Allowed);
+            let edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), request);
+            Plan { act: Act::Forward(header_operations(&edits, request)), counters, log: None }
+        }
+        Decision::DryRunDeny(denial) => {
+            counters.push(Counter::DryRunDenied(denial.reason));
+            let edits = forward::edits(&config.forward, None, denial.credential.as_ref(), request);
+            Plan { act: Act::Forward(header_operations(&edits, request)), counters, log: Some(log_line(denial, true)) }
+        }
+        Decision::Deny(denial) => {
+            counters.push(Counter::Denied);
+            counters.push(Counter::DeniedBy(denial.reason));
+            Plan {
+                act: Act::Refuse(refusal(denial.reason, &config.realm, config.detail)),
+                counters,
+                log: Some(log_line(denial, false)),
+            }
+        }
+    }
+}
+
+/// `cjwt: denied reason=<code> status=<status> token=<fingerprint>`.
+fn log_line(denial: &Denial, dry_run: bool) -> String {
+    let mode = if dry_run { " (dry_run: allowed)" } else { "" };
+    let fp = denial.fingerprint.as_deref().unwrap_or("-");
+    format!("cjwt: denied reason={} status={} token={fp}{mode}", denial.reason.code(), denial.reason.status())
+}
+
+/// Header edits as set/remove operations on the request as received: client
+/// copies removed, verified values set, then the token stripped from `:path` or
+/// from the `cookie` header(s) (joined into one, or removed when nothing is left).
+pub fn header_operations(edits: &HeaderEdits, request: &dyn Host) -> Vec<(String, Option<String>)> {
+    let mut ops: Vec<(String, Option<String>)> = edits.remove.iter().map(|n| (n.clone(), None)).collect();
+    ops.extend(edits.set.iter().map(|(n, v)| (n.clone(), Some(v.clone()))));
+    if let Some(path) = &edits.path {
+        ops.push((":path".to_string(), Some(path.clone())));
+    }
+    if let Some(cookie) = &edits.drop_cookie {
+        let kept: Vec<String> = header_values(request, "cookie")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .filter_map(|v| forward::remove_cookie(v, cookie))
+            .collect();
+        ops.push(("cookie".to_string(), if kept.is_empty() { None } else { Some(kept.join("; ")) }));
+    }
+    ops
+}
+
+/// 503 when cjwt cannot decide or act safely (a broken clock, a header Envoy
+/// would not rewrite, an internal error): the request never reaches the upstream.
+pub fn unavailable() -> Refusal {
+    Refusal {
+        status: 503,
+        headers: vec![("content-type", "application/json".to_string())],
+        body: "{\"error\":\"unavailable\"}".to_string(),
+    }
+}

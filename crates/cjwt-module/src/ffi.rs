@@ -1,0 +1,690 @@
+//! The only `unsafe` code of the native build: Envoy's dynamic-module C ABI
+//! (`v0.2.0`, Envoy 1.40), written from `source/extensions/dynamic_modules/abi/abi.h`
+//! and checked against the 1.40 binary (`nm -D`, its `getFunctionPointer` type
+//! strings, and the suites that run this module in that Envoy).
+//!
+//! Three parts:
+//! - the C types (`#[repr(C)]`) and the callbacks Envoy exports (`extern "C"`);
+//! - safe handles over Envoy's pointers ([`Filter`], [`ConfigHandle`],
+//!   [`Scheduler`]), each valid only where this module creates it;
+//! - the `envoy_dynamic_module_on_*` hooks Envoy looks up by name. Every hook
+//!   catches panics: a panic never unwinds into Envoy. A panic while deciding a
+//!   request answers 503 and stops it (see [`crate::stream`]).
+//!
+//! Invariants the safe side relies on:
+//! - a [`Filter`] is built only inside a per-stream hook, from the pointer Envoy
+//!   passed to it, and is not `Send`: it is used on the stream's worker thread
+//!   during that hook only;
+//! - a [`ConfigHandle`] is built only inside a config hook (main thread) and is
+//!   not `Send`;
+//! - our config and stream objects are `Box`es handed to Envoy as `const void*`
+//!   and taken back exactly once, by the matching destroy hook.
+
+#![allow(unsafe_code)]
+#![allow(non_camel_case_types)]
+
+use crate::config::ModuleConfig;
+use crate::stream::Stream;
+use std::ffi::c_void;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The ABI version this module is written for (Envoy 1.40).
+const ABI_VERSION: &[u8] = b"v0.2.0\0";
+
+/// Bytes owned by Envoy, valid during the hook that gave them.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct envoy_buffer {
+    ptr: *const u8,
+    length: usize,
+}
+
+/// Bytes owned by this module, read by Envoy during the call.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct module_buffer {
+    ptr: *const u8,
+    length: usize,
+}
+
+/// A header owned by Envoy (`envoy_dynamic_module_type_envoy_http_header`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct envoy_http_header {
+    key_ptr: *const u8,
+    key_length: usize,
+    value_ptr: *const u8,
+    value_length: usize,
+}
+
+/// A header owned by this module (`envoy_dynamic_module_type_module_http_header`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct module_http_header {
+    key_ptr: *const u8,
+    key_length: usize,
+    value_ptr: *const u8,
+    value_length: usize,
+}
+
+// C enums are `int`-sized; values are passed and compared as u32.
+const HEADER_TYPE_REQUEST: u32 = 0;
+const ATTRIBUTE_SOURCE_ADDRESS: u32 = 24;
+const LOG_INFO: u32 = 2;
+const LOG_WARN: u32 = 3;
+const LOG_ERROR: u32 = 4;
+const CALLOUT_INIT_SUCCESS: u32 = 0;
+const CALLOUT_RESULT_SUCCESS: u32 = 0;
+const METRICS_SUCCESS: u32 = 0;
+
+/// `on_http_filter_request_headers` answers.
+pub const HEADERS_CONTINUE: u32 = 0;
+/// Pause the request (no later filter runs until [`Filter::continue_decoding`]).
+pub const HEADERS_STOP: u32 = 1;
+/// `on_http_filter_request_body` answers.
+pub const BODY_CONTINUE: u32 = 0;
+/// Hold (buffer) the body until the request is allowed.
+pub const BODY_STOP_AND_BUFFER: u32 = 1;
+/// `on_http_filter_request_trailers` answers.
+pub const TRAILERS_CONTINUE: u32 = 0;
+/// Hold the trailers until the request is allowed.
+pub const TRAILERS_STOP: u32 = 1;
+
+extern "C" {
+    fn envoy_dynamic_module_callback_log_v2(level: u32, message: module_buffer, file: module_buffer, line: u32);
+    fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool;
+
+    fn envoy_dynamic_module_callback_http_get_headers_size(filter: *mut c_void, header_type: u32) -> usize;
+    fn envoy_dynamic_module_callback_http_get_headers(
+        filter: *mut c_void,
+        header_type: u32,
+        result: *mut envoy_http_header,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_set_header(
+        filter: *mut c_void,
+        header_type: u32,
+        key: module_buffer,
+        value: module_buffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+        filter: *mut c_void,
+        attribute: u32,
+        result: *mut envoy_buffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_send_response(
+        filter: *mut c_void,
+        status: u32,
+        headers: *mut module_http_header,
+        headers_size: usize,
+        body: module_buffer,
+        details: module_buffer,
+    );
+    fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: *mut c_void);
+
+    fn envoy_dynamic_module_callback_http_filter_scheduler_new(filter: *mut c_void) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_scheduler_commit(scheduler: *mut c_void, event_id: u64);
+    fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: *mut c_void);
+
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(config: *mut c_void) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(scheduler: *mut c_void, event_id: u64);
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
+
+    fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config: *mut c_void,
+        callout_id_out: *mut u64,
+        cluster: module_buffer,
+        headers: *mut module_http_header,
+        headers_size: usize,
+        body: module_buffer,
+        timeout_ms: u64,
+    ) -> u32;
+
+    fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        config: *mut c_void,
+        name: module_buffer,
+        label_names: *mut module_buffer,
+        label_names_length: usize,
+        counter_id: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter: *mut c_void,
+        id: usize,
+        label_values: *mut module_buffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: *mut c_void,
+        id: usize,
+        label_values: *mut module_buffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+}
+
+fn module(bytes: &[u8]) -> module_buffer {
+    module_buffer { ptr: bytes.as_ptr(), length: bytes.len() }
+}
+
+/// Envoy's bytes as a slice; empty for a null pointer.
+///
+/// SAFETY: `b` comes from Envoy in the current hook, which keeps it valid (and
+/// unchanged) until the hook returns; the slice does not outlive the hook.
+unsafe fn envoy_bytes<'a>(b: envoy_buffer) -> &'a [u8] {
+    if b.ptr.is_null() || b.length == 0 {
+        &[]
+    } else {
+        std::slice::from_raw_parts(b.ptr, b.length)
+    }
+}
+
+/// Envoy's log levels this module uses.
+#[derive(Clone, Copy, Debug)]
+pub enum Level {
+    /// `info`.
+    Info,
+    /// `warn`.
+    Warn,
+    /// `error`.
+    Error,
+}
+
+/// Logs through Envoy's `dynamic_modules` logger (any thread).
+pub fn log(level: Level, message: &str) {
+    let level = match level {
+        Level::Info => LOG_INFO,
+        Level::Warn => LOG_WARN,
+        Level::Error => LOG_ERROR,
+    };
+    // SAFETY: plain values and module-owned buffers read during the call.
+    unsafe {
+        if envoy_dynamic_module_callback_log_enabled(level) {
+            envoy_dynamic_module_callback_log_v2(level, module(message.as_bytes()), module(b"cjwt"), 0);
+        }
+    }
+}
+
+/// One HTTP stream as Envoy holds it, during one hook on the stream's worker.
+#[derive(Clone, Copy)]
+pub struct Filter<'hook> {
+    ptr: *mut c_void,
+    _hook: PhantomData<&'hook ()>,
+}
+
+impl Filter<'_> {
+    /// Every request header as received (pseudo-headers first), names as Envoy
+    /// holds them (lowercase), repeated names as separate entries.
+    pub fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        // SAFETY: `ptr` is the stream's filter in the current hook; the vector has
+        // room for the count Envoy reported; the entries point into Envoy's header
+        // map, valid during the hook, and are copied before it returns.
+        unsafe {
+            let n = envoy_dynamic_module_callback_http_get_headers_size(self.ptr, HEADER_TYPE_REQUEST);
+            let empty = envoy_http_header { key_ptr: std::ptr::null(), key_length: 0, value_ptr: std::ptr::null(), value_length: 0 };
+            let mut raw = vec![empty; n];
+            if n == 0 || !envoy_dynamic_module_callback_http_get_headers(self.ptr, HEADER_TYPE_REQUEST, raw.as_mut_ptr()) {
+                return Vec::new();
+            }
+            raw.iter()
+                .map(|h| {
+                    let key = envoy_bytes(envoy_buffer { ptr: h.key_ptr, length: h.key_length });
+                    let value = envoy_bytes(envoy_buffer { ptr: h.value_ptr, length: h.value_length });
+                    (String::from_utf8_lossy(key).into_owned(), value.to_vec())
+                })
+                .collect()
+        }
+    }
+
+    /// Replaces every value of request header `name` with `value`, or removes
+    /// the header (`None`). False if Envoy refused.
+    pub fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> bool {
+        let value = match value {
+            Some(v) => module(v),
+            None => module_buffer { ptr: std::ptr::null(), length: 0 },
+        };
+        // SAFETY: stream filter in the current hook; module buffers read during the call.
+        unsafe { envoy_dynamic_module_callback_http_set_header(self.ptr, HEADER_TYPE_REQUEST, module(name.as_bytes()), value) }
+    }
+
+    /// The downstream address as Envoy computed it (`ip:port`), the value the
+    /// wasm build reads as the `source.address` property.
+    pub fn source_address(&self) -> Option<Vec<u8>> {
+        let mut out = envoy_buffer { ptr: std::ptr::null(), length: 0 };
+        // SAFETY: stream filter in the current hook; `out` is written by Envoy and
+        // points into its memory, copied before the hook returns.
+        unsafe {
+            if envoy_dynamic_module_callback_http_filter_get_attribute_string(self.ptr, ATTRIBUTE_SOURCE_ADDRESS, &mut out) {
+                Some(envoy_bytes(out).to_vec())
+            } else {
+                None
+            }
+        }
+    }
+
+    /// Answers the request locally; it never reaches the upstream.
+    pub fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8], details: &str) {
+        let mut raw: Vec<module_http_header> = headers
+            .iter()
+            .map(|(k, v)| module_http_header {
+                key_ptr: k.as_ptr(),
+                key_length: k.len(),
+                value_ptr: v.as_ptr(),
+                value_length: v.len(),
+            })
+            .collect();
+        // SAFETY: stream filter in the current hook; every buffer is ours and read
+        // during the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_send_response(
+                self.ptr,
+                u32::from(status),
+                raw.as_mut_ptr(),
+                raw.len(),
+                module(body),
+                module(details.as_bytes()),
+            );
+        }
+    }
+
+    /// Resumes a request paused by [`HEADERS_STOP`].
+    pub fn continue_decoding(&self) {
+        // SAFETY: stream filter in the current hook.
+        unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.ptr) }
+    }
+
+    /// Increments counter `id` (defined at configuration) by `n`.
+    pub fn increment(&self, id: usize, n: u64) {
+        // SAFETY: stream filter in the current hook; no labels.
+        let _ = unsafe { envoy_dynamic_module_callback_http_filter_increment_counter(self.ptr, id, std::ptr::null_mut(), 0, n) };
+    }
+
+    /// A scheduler that runs [`envoy_dynamic_module_on_http_filter_scheduled`] on
+    /// this stream's worker, from any thread.
+    pub fn scheduler(&self) -> Option<Scheduler> {
+        // SAFETY: stream filter in the current hook.
+        let ptr = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr) };
+        (!ptr.is_null()).then_some(Scheduler { ptr, config: false })
+    }
+}
+
+/// A scheduler owned by this module: commits run a hook on the thread that owns
+/// it (a stream's worker, or the main thread for a configuration's). Deleted
+/// exactly once, on drop.
+#[derive(Debug)]
+pub struct Scheduler {
+    ptr: *mut c_void,
+    config: bool,
+}
+
+// SAFETY: Envoy documents `*_scheduler_commit` as callable from any thread and a
+// commit after the stream has ended as a no-op; the owner serialises commit and
+// drop (see `crate::jwks`), so the pointer is never used after delete.
+unsafe impl Send for Scheduler {}
+// SAFETY: as above; `commit` takes `&self` and Envoy's commit is thread-safe.
+unsafe impl Sync for Scheduler {}
+
+impl Scheduler {
+    /// Runs the owner's `scheduled` hook with `event` on its thread, later.
+    pub fn commit(&self, event: u64) {
+        // SAFETY: `ptr` is live until drop; commit is thread-safe.
+        unsafe {
+            if self.config {
+                envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.ptr, event);
+            } else {
+                envoy_dynamic_module_callback_http_filter_scheduler_commit(self.ptr, event);
+            }
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        // SAFETY: created by `*_scheduler_new`, deleted once here.
+        unsafe {
+            if self.config {
+                envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.ptr);
+            } else {
+                envoy_dynamic_module_callback_http_filter_scheduler_delete(self.ptr);
+            }
+        }
+    }
+}
+
+/// A filter configuration as Envoy holds it, during one config hook (main thread).
+#[derive(Clone, Copy)]
+pub struct ConfigHandle<'hook> {
+    ptr: *mut c_void,
+    _hook: PhantomData<&'hook ()>,
+}
+
+impl ConfigHandle<'_> {
+    /// Defines a counter (only during `config_new`: Envoy freezes stats after it).
+    pub fn define_counter(&self, name: &str) -> Option<usize> {
+        let mut id = 0usize;
+        // SAFETY: config pointer in the current config hook; `id` written by Envoy.
+        let r = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_define_counter(self.ptr, module(name.as_bytes()), std::ptr::null_mut(), 0, &mut id)
+        };
+        (r == METRICS_SUCCESS).then_some(id)
+    }
+
+    /// Increments counter `id` by `n` outside any stream.
+    pub fn increment(&self, id: usize, n: u64) {
+        // SAFETY: config pointer in the current config hook; no labels.
+        let _ = unsafe { envoy_dynamic_module_callback_http_filter_config_increment_counter(self.ptr, id, std::ptr::null_mut(), 0, n) };
+    }
+
+    /// A scheduler that runs [`envoy_dynamic_module_on_http_filter_config_scheduled`]
+    /// on the main thread, from any thread.
+    pub fn scheduler(&self) -> Option<Scheduler> {
+        // SAFETY: config pointer in the current config hook.
+        let ptr = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.ptr) };
+        (!ptr.is_null()).then_some(Scheduler { ptr, config: true })
+    }
+
+    /// Starts an HTTP call to `cluster` not tied to any stream (main thread only);
+    /// the answer comes to [`envoy_dynamic_module_on_http_filter_config_http_callout_done`].
+    pub fn callout(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Option<u64> {
+        let mut raw: Vec<module_http_header> = headers
+            .iter()
+            .map(|(k, v)| module_http_header {
+                key_ptr: k.as_ptr(),
+                key_length: k.len(),
+                value_ptr: v.as_ptr(),
+                value_length: v.len(),
+            })
+            .collect();
+        let mut id = 0u64;
+        // SAFETY: config pointer in a config hook on the main thread; our buffers
+        // are read during the call; `id` written by Envoy.
+        let r = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.ptr,
+                &mut id,
+                module(cluster.as_bytes()),
+                raw.as_mut_ptr(),
+                raw.len(),
+                module_buffer { ptr: std::ptr::null(), length: 0 },
+                timeout_ms,
+            )
+        };
+        (r == CALLOUT_INIT_SUCCESS).then_some(id)
+    }
+}
+
+/// An HTTP call's answer: `None` status when the call failed (reset, limit).
+pub struct CalloutAnswer<'hook> {
+    /// The `:status` header, if the call answered.
+    pub status: Option<&'hook [u8]>,
+    /// The body, concatenated.
+    pub body: Vec<u8>,
+}
+
+// ---- hooks -------------------------------------------------------------------
+
+/// Runs `f`, turning a panic into `on_panic()`'s value.
+fn guard<T>(f: impl FnOnce() -> T, on_panic: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| on_panic())
+}
+
+/// SAFETY (for the callers): `p` is a pointer this module returned from
+/// `on_http_filter_new` and that its destroy hook has not taken back yet.
+unsafe fn stream<'a>(p: *const c_void) -> Option<&'a mut Stream> {
+    (p as *mut Stream).as_mut()
+}
+
+/// SAFETY (for the callers): `p` is a pointer this module returned from
+/// `on_http_filter_config_new` and that its destroy hook has not taken back yet.
+unsafe fn config<'a>(p: *const c_void) -> Option<&'a ModuleConfig> {
+    (p as *const ModuleConfig).as_ref()
+}
+
+fn filter<'a>(ptr: *mut c_void) -> Filter<'a> {
+    Filter { ptr, _hook: PhantomData }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_program_init() -> *const u8 {
+    ABI_VERSION.as_ptr()
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    config_envoy: *mut c_void,
+    _name: envoy_buffer,
+    config: envoy_buffer,
+) -> *const c_void {
+    let handle = ConfigHandle { ptr: config_envoy, _hook: PhantomData };
+    // SAFETY: Envoy's config bytes, valid during this hook.
+    let bytes = unsafe { envoy_bytes(config) };
+    guard(
+        || match ModuleConfig::new(handle, bytes) {
+            Some(c) => Box::into_raw(Box::new(c)) as *const c_void,
+            None => std::ptr::null(),
+        },
+        || {
+            log(Level::Error, "cjwt: internal error while loading the configuration; refused");
+            std::ptr::null()
+        },
+    )
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config_module: *const c_void) {
+    if !config_module.is_null() {
+        // SAFETY: the Box handed out by config_new, taken back once, here.
+        let boxed = unsafe { Box::from_raw(config_module as *mut ModuleConfig) };
+        guard(move || drop(boxed), || ());
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy: *mut c_void,
+    config_module: *const c_void,
+    event: u64,
+) {
+    let handle = ConfigHandle { ptr: config_envoy, _hook: PhantomData };
+    // SAFETY: our live config (Envoy runs no config hook after destroy).
+    if let Some(c) = unsafe { config(config_module) } {
+        guard(|| c.on_scheduled(handle, event), || log(Level::Error, "cjwt: internal error in a scheduled task"));
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    config_envoy: *mut c_void,
+    config_module: *const c_void,
+    callout_id: u64,
+    result: u32,
+    headers: *const envoy_http_header,
+    headers_size: usize,
+    body_chunks: *const envoy_buffer,
+    body_chunks_size: usize,
+) {
+    let handle = ConfigHandle { ptr: config_envoy, _hook: PhantomData };
+    // SAFETY: Envoy's arrays, valid during this hook (or null/0 on failure).
+    let answer = unsafe { callout_answer(result, headers, headers_size, body_chunks, body_chunks_size) };
+    // SAFETY: our live config.
+    if let Some(c) = unsafe { config(config_module) } {
+        guard(|| c.on_callout_done(handle, callout_id, answer), || log(Level::Error, "cjwt: internal error handling a key fetch"));
+    }
+}
+
+/// SAFETY: the arrays are Envoy's, valid during the current hook, or null.
+unsafe fn callout_answer<'a>(
+    result: u32,
+    headers: *const envoy_http_header,
+    headers_size: usize,
+    body_chunks: *const envoy_buffer,
+    body_chunks_size: usize,
+) -> CalloutAnswer<'a> {
+    if result != CALLOUT_RESULT_SUCCESS {
+        return CalloutAnswer { status: None, body: Vec::new() };
+    }
+    let headers: &[envoy_http_header] =
+        if headers.is_null() { &[] } else { std::slice::from_raw_parts(headers, headers_size) };
+    let status = headers
+        .iter()
+        .find(|h| envoy_bytes(envoy_buffer { ptr: h.key_ptr, length: h.key_length }) == b":status")
+        .map(|h| envoy_bytes(envoy_buffer { ptr: h.value_ptr, length: h.value_length }));
+    let chunks: &[envoy_buffer] =
+        if body_chunks.is_null() { &[] } else { std::slice::from_raw_parts(body_chunks, body_chunks_size) };
+    let mut body = Vec::new();
+    for c in chunks {
+        body.extend_from_slice(envoy_bytes(*c));
+    }
+    CalloutAnswer { status, body }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_new(config_module: *const c_void, _filter_envoy: *mut c_void) -> *const c_void {
+    // SAFETY: our live config (streams are created only while it is).
+    let Some(c) = (unsafe { config(config_module) }) else {
+        return std::ptr::null();
+    };
+    guard(|| Box::into_raw(Box::new(Stream::new(c))) as *const c_void, std::ptr::null)
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module: *const c_void) {
+    if !filter_module.is_null() {
+        // SAFETY: the Box handed out by filter_new, taken back once, here.
+        let boxed = unsafe { Box::from_raw(filter_module as *mut Stream) };
+        guard(move || drop(boxed), || ());
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    filter_envoy: *mut c_void,
+    filter_module: *const c_void,
+    _end_of_stream: bool,
+) -> u32 {
+    let f = filter(filter_envoy);
+    // SAFETY: our live stream, on its worker.
+    let Some(s) = (unsafe { stream(filter_module) }) else {
+        crate::stream::internal_error(f);
+        return HEADERS_STOP;
+    };
+    guard(
+        || s.on_request_headers(f),
+        || {
+            crate::stream::internal_error(f);
+            HEADERS_STOP
+        },
+    )
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    _filter_envoy: *mut c_void,
+    filter_module: *const c_void,
+    _end_of_stream: bool,
+) -> u32 {
+    // SAFETY: our live stream, on its worker.
+    match unsafe { stream(filter_module) } {
+        Some(s) if s.allowed() => BODY_CONTINUE,
+        _ => BODY_STOP_AND_BUFFER,
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_filter_envoy: *mut c_void, filter_module: *const c_void) -> u32 {
+    // SAFETY: our live stream, on its worker.
+    match unsafe { stream(filter_module) } {
+        Some(s) if s.allowed() => TRAILERS_CONTINUE,
+        _ => TRAILERS_STOP,
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(_f: *mut c_void, _m: *const c_void, _eos: bool) -> u32 {
+    0
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_response_body(_f: *mut c_void, _m: *const c_void, _eos: bool) -> u32 {
+    0
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_f: *mut c_void, _m: *const c_void) -> u32 {
+    0
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_filter_envoy: *mut c_void, filter_module: *const c_void) {
+    // SAFETY: our live stream, on its worker.
+    if let Some(s) = unsafe { stream(filter_module) } {
+        guard(|| s.on_complete(), || ());
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(filter_envoy: *mut c_void, filter_module: *const c_void, event: u64) {
+    let f = filter(filter_envoy);
+    // SAFETY: our live stream, on its worker.
+    if let Some(s) = unsafe { stream(filter_module) } {
+        guard(|| s.on_scheduled(f, event), || crate::stream::internal_error(f));
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+    _f: *mut c_void,
+    _m: *const c_void,
+    _id: u64,
+    _result: u32,
+    _headers: *const envoy_http_header,
+    _headers_size: usize,
+    _body: *const envoy_buffer,
+    _body_size: usize,
+) {
+    // cjwt makes no per-stream callouts (key fetches are configuration-level).
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+    _f: *mut c_void,
+    _m: *const c_void,
+    _stream: u64,
+    _headers: *const envoy_http_header,
+    _size: usize,
+    _end: bool,
+) {
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+    _f: *mut c_void,
+    _m: *const c_void,
+    _stream: u64,
+    _data: *const envoy_buffer,
+    _count: usize,
+    _end: bool,
+) {
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+    _f: *mut c_void,
+    _m: *const c_void,
+    _stream: u64,
+    _trailers: *const envoy_http_header,
+    _size: usize,
+) {
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(_f: *mut c_void, _m: *const c_void, _stream: u64) {}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(_f: *mut c_void, _m: *const c_void, _stream: u64, _reason: u32) {}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(_f: *mut c_void, _m: *const c_void) {}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(_f: *mut c_void, _m: *const c_void) {}
