@@ -455,6 +455,11 @@ fn explain(raw: &[String]) -> Result<u8, String> {
             println!("refuse {} {}", d.reason.status(), d.reason.code());
             Ok(if d.reason.status() == 401 { 3 } else { 4 })
         }
+        // `mode: dry_run`: Envoy forwards the request and only counts the refusal.
+        Decision::DryRunDeny(d) => {
+            println!("allow (dry_run: would refuse {} {})", d.reason.status(), d.reason.code());
+            Ok(0)
+        }
     }
 }
 

@@ -188,3 +188,23 @@ fn inspect_shows_header_claims_and_utc_dates() {
     let bad = cjwt(&["inspect", "abc"]);
     assert_eq!(bad.status.code(), Some(1));
 }
+
+/// `mode: dry_run`: Envoy forwards what it would refuse, and `explain` says so.
+#[test]
+fn explain_says_what_envoy_does_in_dry_run() {
+    let dir = tmp("dry-run");
+    let (pem, jwks) = keygen(&dir, "EdDSA", "k1");
+    let config = plugin(&dir, &jwks, json!({"mode": "dry_run"}));
+    let args = ["mint", "--key", &pem, "--kid", "k1", "--iss", "https://issuer.test", "--aud", "api", "--ttl", "15m"];
+    let t = cjwt(&[&args[..], &["--ip", "10.0.0.0/8"]].concat());
+    assert!(t.status.success(), "{}", stderr(&t));
+    let token = stdout(&t);
+    let explain = |ip: &str| cjwt(&["explain", "--config", &config, "--token", &token, "--ip", ip]);
+    let refused = explain("192.168.0.1");
+    assert_eq!(
+        (refused.status.code(), stdout(&refused)),
+        (Some(0), "allow (dry_run: would refuse 403 ip)".to_string())
+    );
+    let ok = explain("10.1.2.3");
+    assert_eq!((ok.status.code(), stdout(&ok).lines().next()), (Some(0), Some("allow")));
+}

@@ -3,12 +3,15 @@
 //! A request flows top to bottom through [`engine::Engine::decide`]:
 //!
 //! - [`request`]: what the core reads of one request (the [`request::host::Host`] trait,
-//!   the credential, the query, path normal form and patterns);
+//!   the [`request::view::RequestView`] read once per decision, the credential, the
+//!   client address, the query, path normal form and patterns);
+//! - [`policy`]: the operator's rules (which rule applies, what it `require`s);
 //! - [`token`]: untrusted bytes → [`token::verify::VerifiedToken`] (compact JWS,
 //!   verification, claims, the verified-token cache);
 //! - [`keys`]: key import with every refusal, algorithms, RSA, host crypto;
 //! - [`jwks`]: remote key sets (the store and its parsing);
-//! - [`constraints`]: the token's own conditions, one module per kind;
+//! - [`constraints`]: the token's own conditions, one module per kind, each parsing
+//!   its claim value and checking it against the request view;
 //! - [`config`]: serde shapes, the compiled model, loading JSON or protobuf `Struct`;
 //! - [`outcome`]: the refusal and the forwarding edits;
 //! - [`reason`]: the stable reason codes, statuses and classes;
@@ -27,6 +30,7 @@ pub mod engine;
 pub mod jwks;
 pub mod keys;
 pub mod outcome;
+pub mod policy;
 pub mod reason;
 pub mod request;
 pub mod token;

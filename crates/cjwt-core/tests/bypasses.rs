@@ -27,7 +27,7 @@ fn eddsa(extra: Value) -> String {
 fn verdict(engine: &mut Engine, host: &FakeHost) -> Option<Reason> {
     match engine.decide(host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
         Decision::Allow { .. } => None,
-        Decision::Deny(d) => Some(d.reason),
+        Decision::Deny(d) | Decision::DryRunDeny(d) => Some(d.reason),
     }
 }
 
@@ -162,7 +162,7 @@ fn cached_verifications_do_not_outlive_their_key() {
         .decision
     {
         Decision::Allow { .. } => None,
-        Decision::Deny(d) => Some(d.reason),
+        Decision::Deny(d) | Decision::DryRunDeny(d) => Some(d.reason),
     };
     assert_eq!(decide(&mut e, &store), None);
     assert_eq!(decide(&mut e, &store), None, "cache hit");
@@ -240,8 +240,9 @@ fn forwarding_strips_the_token_on_dry_run_refusals_and_underscore_variants() {
         "claims_to_headers": [{"claim": "sub", "header": "x-cjwt-sub"}]}}));
     let expired = mint(key(Algorithm::EdDSA), Some("k1"), &claims(json!({"exp": NOW - 3600})));
     let host = FakeHost::get("/x").bearer(&expired).header("x_cjwt_sub", "admin").header("x-cjwt_sub", "admin");
-    let Decision::Deny(denial) = e.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision else {
-        panic!("an expired token is refused");
+    let Decision::DryRunDeny(denial) = e.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision
+    else {
+        panic!("an expired token is refused (in dry_run: forwarded as a refusal)");
     };
     let edits = forward::edits(&e.config.forward, None, denial.credential.as_ref(), &host);
     assert!(edits.remove.iter().any(|h| h == "authorization"), "{edits:?}");

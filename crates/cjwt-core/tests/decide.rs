@@ -30,7 +30,8 @@ fn verdict(engine: &mut Engine, host: &FakeHost) -> Option<Reason> {
 fn verdict_with(engine: &mut Engine, host: &FakeHost, counter: &mut MemoryCounter) -> Option<Reason> {
     match engine.decide(host, &InlineOnly, &PureRust, counter).decision {
         Decision::Allow { .. } => None,
-        Decision::Deny(d) => Some(d.reason),
+        // In `dry_run`: the reason it would be refused for.
+        Decision::Deny(d) | Decision::DryRunDeny(d) => Some(d.reason),
     }
 }
 
@@ -636,6 +637,76 @@ fn denial_carries_a_fingerprint_not_the_token() {
             assert_eq!(fp.len(), 16);
             assert!(!t.contains(&fp));
         }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `mode: dry_run` is decided by the engine, not by the adapter: every refusal
+/// becomes `DryRunDeny` with the same denial (reason, fingerprint, provider,
+/// credential), and what is allowed stays allowed.
+#[test]
+fn dry_run_is_an_outcome_of_the_engine() {
+    let rules = json!({"rules": [{"match": {"path": "/admin/**"}, "require": {"roles_any": ["admin"]}}]});
+    let mut enforce = engine(rules.clone());
+    let mut extra = rules;
+    extra["mode"] = json!("dry_run");
+    let mut dry = engine(extra);
+    let ip = eddsa(json!({"cnst": {"ip": ["10.0.0.0/8"]}}));
+    let unknown_kid = mint(key(Algorithm::EdDSA), Some("nope"), &claims(json!({})));
+    let cases = [
+        ("allowed", FakeHost::get("/x").bearer(&eddsa(json!({}))), None),
+        ("missing token", FakeHost::get("/x"), Some(Reason::MissingToken)),
+        ("expired", FakeHost::get("/x").bearer(&eddsa(json!({"exp": NOW - 3600}))), Some(Reason::Expired)),
+        ("unknown key", FakeHost::get("/x").bearer(&unknown_kid), Some(Reason::UnknownKey)),
+        ("rule", FakeHost::get("/admin/x").bearer(&eddsa(json!({}))), Some(Reason::Role)),
+        ("path", FakeHost::get("/admin/../x").bearer(&eddsa(json!({}))), Some(Reason::PathNotNormalized)),
+        ("constraint", FakeHost::get("/x").bearer(&ip), Some(Reason::Ip)),
+        ("constraint met", FakeHost::get("/x").bearer(&ip).peer("10.1.2.3:4"), None),
+    ];
+    for (what, host, want) in cases {
+        let mut counter = MemoryCounter::default();
+        let enforced = enforce.decide(&host, &InlineOnly, &PureRust, &mut counter).decision;
+        let dry_run = dry.decide(&host, &InlineOnly, &PureRust, &mut counter).decision;
+        match (enforced, dry_run, want) {
+            (Decision::Allow { .. }, Decision::Allow { .. }, None) => {}
+            (Decision::Deny(e), Decision::DryRunDeny(d), Some(reason)) => {
+                assert_eq!(e.reason, reason, "{what}");
+                assert_eq!(e, d, "{what}: the same denial in both modes");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
+/// A dry-run refusal that only waits for keys still names the provider, so the
+/// adapter fetches the keys (and decides again) before forwarding.
+#[test]
+fn dry_run_refusals_for_missing_keys_name_the_provider() {
+    let cfg = json!({"mode": "dry_run", "providers": [{"name": "idp", "issuer": "https://idp.example.com",
+        "remote_jwks": {"cluster": "idp", "path": "/jwks.json"}}]});
+    let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
+    let host = FakeHost::get("/x").bearer(&eddsa(json!({})));
+    match e.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
+        Decision::DryRunDeny(d) => {
+            assert_eq!((d.reason, d.provider), (Reason::KeysUnavailable, Some(0)));
+            assert!(d.credential.is_some() && d.fingerprint.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A dry-run refusal counts no use: `max_uses` is checked last in both modes.
+#[test]
+fn dry_run_refusals_use_nothing() {
+    let mut e = engine(json!({"mode": "dry_run"}));
+    let t = eddsa(json!({"jti": "once", "cnst": {"methods": ["GET"], "max_uses": 1}}));
+    let mut counter = MemoryCounter::default();
+    let post = FakeHost::request("POST", "/x").bearer(&t);
+    assert!(matches!(e.decide(&post, &InlineOnly, &PureRust, &mut counter).decision, Decision::DryRunDeny(_)));
+    let get = FakeHost::get("/x").bearer(&t);
+    assert!(matches!(e.decide(&get, &InlineOnly, &PureRust, &mut counter).decision, Decision::Allow { .. }));
+    match e.decide(&get, &InlineOnly, &PureRust, &mut counter).decision {
+        Decision::DryRunDeny(d) => assert_eq!(d.reason, Reason::MaxUses),
         other => panic!("{other:?}"),
     }
 }

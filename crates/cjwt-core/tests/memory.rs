@@ -92,6 +92,33 @@ fn the_cache_estimate_is_an_upper_bound_on_what_a_verified_token_really_holds() 
     }
 }
 
+/// The estimate counts the compiled constraints whatever `claim_names.constraints`
+/// is: two tokens with the same claims, one holding a big constraint list under the
+/// configured (renamed) claim and one under another claim of the same length, differ
+/// by at least the compiled list; and the estimate stays an upper bound.
+#[test]
+fn the_cache_estimate_counts_constraints_under_a_renamed_claim() {
+    let _serial = SERIAL.lock().unwrap();
+    let extra = json!({"max_token_bytes": 65536, "claim_names": {"constraints": "limits"}});
+    let config = Config::from_json(config_json(extra).to_string().as_bytes()).unwrap();
+    let ranges: Vec<String> = (0..400).map(|i| format!("10.{}.{}.0/24", i / 256, i % 256)).collect();
+    let estimate = |name: &str| {
+        let token = mint(key(Algorithm::EdDSA), Some("k1"), &claims(json!({name: {"ip": ranges}})));
+        let before = live();
+        let verified =
+            verify(&config, &InlineOnly, &PureRust, TokenText::admit(&config, token.as_bytes()).unwrap()).unwrap();
+        let actual = live() - before;
+        let estimate = verified.heap_bytes();
+        assert!(actual <= estimate as isize, "{name}: {actual} > {estimate}");
+        (estimate, verified.constraints.ip.as_ref().map_or(0, Vec::len))
+    };
+    let (constrained, compiled) = estimate("limits");
+    let (plain, not_compiled) = estimate("others");
+    assert_eq!((compiled, not_compiled), (400, 0));
+    let list = 400 * std::mem::size_of::<cjwt_core::constraints::ip::IpRange>();
+    assert!(constrained >= plain + list, "the compiled constraints are counted: {constrained} vs {plain} + {list}");
+}
+
 #[test]
 fn a_flood_of_distinct_thousand_claim_tokens_stays_within_the_cache_memory_bound() {
     let _serial = SERIAL.lock().unwrap();

@@ -536,7 +536,9 @@ fn host_and_pure_rust_signature_paths_agree() {
                 .decision
             {
                 cjwt_core::engine::Decision::Allow { .. } => None,
-                cjwt_core::engine::Decision::Deny(d) => Some(d.reason.code().to_string()),
+                cjwt_core::engine::Decision::Deny(d) | cjwt_core::engine::Decision::DryRunDeny(d) => {
+                    Some(d.reason.code().to_string())
+                }
             };
             let r = envoy.get("/x", &[("authorization", &bearer(&token))]);
             let in_envoy = if r.status == 200 { None } else { r.reason() };

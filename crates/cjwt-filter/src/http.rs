@@ -3,7 +3,6 @@
 use super::host::{ProxyHost, SharedDataCounter};
 use super::jwks;
 use super::root::Shared;
-use cjwt_core::config::Mode;
 use cjwt_core::engine::{Decision, Denial};
 use cjwt_core::outcome::forward::{self, HeaderEdits};
 use cjwt_core::outcome::response::refusal;
@@ -102,12 +101,12 @@ pub fn process(shared: &Shared, waiter: Option<&Waiter>) -> Action {
             let edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), &host);
             apply_or_fail(&edits, &host)
         }
-        Decision::Deny(Denial { provider: Some(p), .. })
+        Decision::Deny(Denial { provider: Some(p), .. }) | Decision::DryRunDeny(Denial { provider: Some(p), .. })
             if waiter.is_some() && jwks::wait_for_keys(shared, config, p, waiter) =>
         {
             Action::Pause
         }
-        Decision::Deny(denial) if config.mode == Mode::DryRun => {
+        Decision::DryRunDeny(denial) => {
             shared.metrics.dry_run_denied(denial.reason);
             log_denial(&denial, true);
             apply_or_fail(&forward::edits(&config.forward, None, denial.credential.as_ref(), &host), &host)

@@ -221,9 +221,16 @@ impl Filter<'_> {
         // map, valid during the hook, and are copied before it returns.
         unsafe {
             let n = envoy_dynamic_module_callback_http_get_headers_size(self.ptr, HEADER_TYPE_REQUEST);
-            let empty = envoy_http_header { key_ptr: std::ptr::null(), key_length: 0, value_ptr: std::ptr::null(), value_length: 0 };
+            let empty = envoy_http_header {
+                key_ptr: std::ptr::null(),
+                key_length: 0,
+                value_ptr: std::ptr::null(),
+                value_length: 0,
+            };
             let mut raw = vec![empty; n];
-            if n == 0 || !envoy_dynamic_module_callback_http_get_headers(self.ptr, HEADER_TYPE_REQUEST, raw.as_mut_ptr()) {
+            if n == 0
+                || !envoy_dynamic_module_callback_http_get_headers(self.ptr, HEADER_TYPE_REQUEST, raw.as_mut_ptr())
+            {
                 return Vec::new();
             }
             raw.iter()
@@ -244,7 +251,9 @@ impl Filter<'_> {
             None => module_buffer { ptr: std::ptr::null(), length: 0 },
         };
         // SAFETY: stream filter in the current hook; module buffers read during the call.
-        unsafe { envoy_dynamic_module_callback_http_set_header(self.ptr, HEADER_TYPE_REQUEST, module(name.as_bytes()), value) }
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(self.ptr, HEADER_TYPE_REQUEST, module(name.as_bytes()), value)
+        }
     }
 
     /// The downstream address as Envoy computed it (`ip:port`), the value the
@@ -254,7 +263,11 @@ impl Filter<'_> {
         // SAFETY: stream filter in the current hook; `out` is written by Envoy and
         // points into its memory, copied before the hook returns.
         unsafe {
-            if envoy_dynamic_module_callback_http_filter_get_attribute_string(self.ptr, ATTRIBUTE_SOURCE_ADDRESS, &mut out) {
+            if envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.ptr,
+                ATTRIBUTE_SOURCE_ADDRESS,
+                &mut out,
+            ) {
                 Some(envoy_bytes(out).to_vec())
             } else {
                 None
@@ -296,7 +309,9 @@ impl Filter<'_> {
     /// Increments counter `id` (defined at configuration) by `n`.
     pub fn increment(&self, id: usize, n: u64) {
         // SAFETY: stream filter in the current hook; no labels.
-        let _ = unsafe { envoy_dynamic_module_callback_http_filter_increment_counter(self.ptr, id, std::ptr::null_mut(), 0, n) };
+        let _ = unsafe {
+            envoy_dynamic_module_callback_http_filter_increment_counter(self.ptr, id, std::ptr::null_mut(), 0, n)
+        };
     }
 
     /// A scheduler that runs [`envoy_dynamic_module_on_http_filter_scheduled`] on
@@ -364,7 +379,13 @@ impl ConfigHandle<'_> {
         let mut id = 0usize;
         // SAFETY: config pointer in the current config hook; `id` written by Envoy.
         let r = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_define_counter(self.ptr, module(name.as_bytes()), std::ptr::null_mut(), 0, &mut id)
+            envoy_dynamic_module_callback_http_filter_config_define_counter(
+                self.ptr,
+                module(name.as_bytes()),
+                std::ptr::null_mut(),
+                0,
+                &mut id,
+            )
         };
         (r == METRICS_SUCCESS).then_some(id)
     }
@@ -372,7 +393,9 @@ impl ConfigHandle<'_> {
     /// Increments counter `id` by `n` outside any stream.
     pub fn increment(&self, id: usize, n: u64) {
         // SAFETY: config pointer in the current config hook; no labels.
-        let _ = unsafe { envoy_dynamic_module_callback_http_filter_config_increment_counter(self.ptr, id, std::ptr::null_mut(), 0, n) };
+        let _ = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(self.ptr, id, std::ptr::null_mut(), 0, n)
+        };
     }
 
     /// A scheduler that runs [`envoy_dynamic_module_on_http_filter_config_scheduled`]
@@ -508,7 +531,10 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     let answer = unsafe { callout_answer(result, headers, headers_size, body_chunks, body_chunks_size) };
     // SAFETY: our live config.
     if let Some(c) = unsafe { config(config_module) } {
-        guard(|| c.on_callout_done(handle, callout_id, answer), || log(Level::Error, "cjwt: internal error handling a key fetch"));
+        guard(
+            || c.on_callout_done(handle, callout_id, answer),
+            || log(Level::Error, "cjwt: internal error handling a key fetch"),
+        );
     }
 }
 
@@ -539,7 +565,10 @@ unsafe fn callout_answer<'a>(
 }
 
 #[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_new(config_module: *const c_void, _filter_envoy: *mut c_void) -> *const c_void {
+extern "C" fn envoy_dynamic_module_on_http_filter_new(
+    config_module: *const c_void,
+    _filter_envoy: *mut c_void,
+) -> *const c_void {
     // SAFETY: our live config (streams are created only while it is).
     let Some(c) = (unsafe { config(config_module) }) else {
         return std::ptr::null();
@@ -591,7 +620,10 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
 }
 
 #[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_filter_envoy: *mut c_void, filter_module: *const c_void) -> u32 {
+extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    _filter_envoy: *mut c_void,
+    filter_module: *const c_void,
+) -> u32 {
     // SAFETY: our live stream, on its worker.
     match unsafe { stream(filter_module) } {
         Some(s) if s.allowed() => TRAILERS_CONTINUE,
@@ -600,7 +632,11 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_filter_envoy
 }
 
 #[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(_f: *mut c_void, _m: *const c_void, _eos: bool) -> u32 {
+extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    _f: *mut c_void,
+    _m: *const c_void,
+    _eos: bool,
+) -> u32 {
     0
 }
 
@@ -615,7 +651,10 @@ extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_f: *mut c_v
 }
 
 #[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_filter_envoy: *mut c_void, filter_module: *const c_void) {
+extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    _filter_envoy: *mut c_void,
+    filter_module: *const c_void,
+) {
     // SAFETY: our live stream, on its worker.
     if let Some(s) = unsafe { stream(filter_module) } {
         guard(|| s.on_complete(), || ());
@@ -623,7 +662,11 @@ extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_filter_envoy:
 }
 
 #[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(filter_envoy: *mut c_void, filter_module: *const c_void, event: u64) {
+extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    filter_envoy: *mut c_void,
+    filter_module: *const c_void,
+    event: u64,
+) {
     let f = filter(filter_envoy);
     // SAFETY: our live stream, on its worker.
     if let Some(s) = unsafe { stream(filter_module) } {
@@ -678,13 +721,32 @@ extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
 }
 
 #[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(_f: *mut c_void, _m: *const c_void, _stream: u64) {}
+extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+    _f: *mut c_void,
+    _m: *const c_void,
+    _stream: u64,
+) {
+}
 
 #[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(_f: *mut c_void, _m: *const c_void, _stream: u64, _reason: u32) {}
+extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+    _f: *mut c_void,
+    _m: *const c_void,
+    _stream: u64,
+    _reason: u32,
+) {
+}
 
 #[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(_f: *mut c_void, _m: *const c_void) {}
+extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    _f: *mut c_void,
+    _m: *const c_void,
+) {
+}
 
 #[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(_f: *mut c_void, _m: *const c_void) {}
+extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    _f: *mut c_void,
+    _m: *const c_void,
+) {
+}

@@ -1,20 +1,46 @@
-//! Strict IP addresses and CIDR ranges (SPEC §3 `ip`).
+//! The `ip` constraint (SPEC §3): strict IP addresses and CIDR ranges, and the
+//! check against the client IP ([`RequestView::client_ip`]).
 //!
 //! `010.0.0.0/8`, `10.0.0.0/08`, `10.0.0.1/8` (host bits set) and `/+8` are all
 //! malformed. IPv4-mapped IPv6 addresses are treated as the IPv4 address they
 //! carry; `::1` stays IPv6 and never equals `0.0.0.1`.
 
+use crate::reason::Reason;
+use crate::request::address::normalize;
+use crate::request::view::RequestView;
+use serde_json::Value;
 use std::net::IpAddr;
+
+/// Compiles the `ip` value: a list of addresses or ranges, or a single one.
+pub fn parse(value: &Value) -> Result<Vec<IpRange>, String> {
+    super::strings("ip", value)?
+        .into_iter()
+        .map(|s| IpRange::parse(s).ok_or_else(|| "ip: malformed address or range".to_string()))
+        .collect()
+}
+
+/// Holds when the client IP is in one of `ranges`; a request without a client
+/// IP is refused.
+pub fn check(ranges: &[IpRange], view: &RequestView<'_>) -> Result<(), Reason> {
+    let client = view.client_ip().ok_or(Reason::Ip)?;
+    if ranges.iter().any(|r| r.contains(client)) {
+        Ok(())
+    } else {
+        Err(Reason::Ip)
+    }
+}
 
 /// A CIDR range (a single address is a full-length prefix).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpRange {
+    /// An IPv4 network: host bits of `net` are zero, `prefix` ≤ 32.
     V4 { net: u32, prefix: u8 },
+    /// An IPv6 network: host bits of `net` are zero, `prefix` ≤ 128.
     V6 { net: u128, prefix: u8 },
 }
 
 impl IpRange {
-    /// Parses `addr` or `addr/prefix` strictly.
+    /// Parses `addr` or `addr/prefix` strictly (`None` when malformed).
     pub fn parse(text: &str) -> Option<IpRange> {
         let (addr, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, Some(parse_prefix(p)?)),
@@ -45,6 +71,7 @@ impl IpRange {
         }
     }
 
+    /// True when `ip` (IPv4-mapped IPv6 read as IPv4) is inside the range.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self, normalize(ip)) {
             (IpRange::V4 { net, prefix }, IpAddr::V4(a)) => u32::from(a) & mask32(*prefix) == *net,
@@ -52,36 +79,6 @@ impl IpRange {
             _ => false,
         }
     }
-}
-
-/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) becomes IPv4; everything else is unchanged.
-pub fn normalize(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
-    }
-}
-
-/// Parses Envoy's `source.address` (`1.2.3.4:5678`, `[::1]:5678`, or a bare address).
-pub fn parse_socket_address(text: &str) -> Option<IpAddr> {
-    if let Ok(sa) = text.parse::<std::net::SocketAddr>() {
-        return Some(normalize(sa.ip()));
-    }
-    text.parse::<IpAddr>().ok().map(normalize)
-}
-
-/// The client address from `x-forwarded-for`, trusting `trusted_hops` proxies in
-/// front of Envoy: the entry `trusted_hops` from the right (1 = the last one).
-/// Returns `None` when the header has fewer entries or the entry is not an address.
-pub fn from_forwarded_for(values: &[&str], trusted_hops: u32) -> Option<IpAddr> {
-    let entries: Vec<&str> = values.iter().flat_map(|v| v.split(',')).map(str::trim).collect();
-    let hops = usize::try_from(trusted_hops).ok()?;
-    let index = entries.len().checked_sub(hops)?;
-    let entry = entries.get(index)?;
-    entry.parse::<IpAddr>().ok().map(normalize)
 }
 
 fn parse_prefix(p: &str) -> Option<u8> {
@@ -158,20 +155,34 @@ mod tests {
     }
 
     #[test]
-    fn socket_addresses_from_envoy() {
-        assert_eq!(parse_socket_address("127.0.0.2:5555"), Some(ip("127.0.0.2")));
-        assert_eq!(parse_socket_address("[::1]:80"), Some(ip("::1")));
-        assert_eq!(parse_socket_address("[::ffff:10.0.0.1]:80"), Some(ip("10.0.0.1")));
-        assert_eq!(parse_socket_address("junk"), None);
+    fn the_constraint_holds_when_the_client_ip_is_in_one_range() {
+        use crate::request::view::test_host::TestHost;
+        use serde_json::json;
+        // (constraint value, peer address, want)
+        let table: &[(Value, &str, Result<(), Reason>)] = &[
+            (json!(["10.0.0.0/8"]), "10.1.2.3:5", Ok(())),
+            (json!("10.0.0.0/8"), "10.1.2.3:5", Ok(())),
+            (json!(["192.168.0.0/16", "10.0.0.0/8"]), "10.1.2.3:5", Ok(())),
+            (json!(["10.0.0.0/8"]), "11.0.0.1:5", Err(Reason::Ip)),
+            (json!(["10.0.0.0/8"]), "[::ffff:10.0.0.1]:5", Ok(())),
+            (json!(["::1"]), "[::1]:5", Ok(())),
+            (json!(["0.0.0.1"]), "[::1]:5", Err(Reason::Ip)),
+            (json!(["127.0.0.0/30"]), "127.0.0.4:5", Err(Reason::Ip)),
+            (json!([]), "10.1.2.3:5", Err(Reason::Ip)),
+            (json!(["0.0.0.0/0"]), "not an address", Err(Reason::Ip)),
+        ];
+        for (value, peer, want) in table {
+            let ranges = parse(value).unwrap();
+            let host = TestHost::new("GET", "/").property(&["source", "address"], peer);
+            assert_eq!(check(&ranges, &host.view()), *want, "{value} {peer}");
+        }
     }
 
     #[test]
-    fn forwarded_for_trusts_only_the_configured_hops() {
-        let values = ["6.6.6.6, 10.0.0.1", "10.0.0.2"];
-        assert_eq!(from_forwarded_for(&values, 1), Some(ip("10.0.0.2")));
-        assert_eq!(from_forwarded_for(&values, 2), Some(ip("10.0.0.1")));
-        assert_eq!(from_forwarded_for(&values, 3), Some(ip("6.6.6.6")));
-        assert_eq!(from_forwarded_for(&values, 4), None);
-        assert_eq!(from_forwarded_for(&["bogus"], 1), None);
+    fn malformed_constraint_values_are_refused() {
+        use serde_json::json;
+        for bad in [json!(10), json!({"a": 1}), json!([1]), json!(["010.0.0.0/8"]), json!(["10.0.0.1/8"])] {
+            assert!(parse(&bad).is_err(), "{bad}");
+        }
     }
 }

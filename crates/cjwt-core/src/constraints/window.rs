@@ -1,9 +1,30 @@
 //! Time-window constraints (SPEC §3 `window`): days, `start` inclusive, `end`
 //! exclusive, `end < start` spans midnight, `tz` as `UTC`, `±HH:MM` or an IANA name
-//! (daylight saving applied by the tz database).
+//! (daylight saving applied by the tz database). The instant is the host clock,
+//! never the request's or the token's.
 
 use crate::constraints::tz::Zone;
+use crate::reason::Reason;
 use serde_json::Value;
+
+/// Compiles the `window` value: a list of window objects, or a single one.
+pub fn parse(value: &Value) -> Result<Vec<Window>, String> {
+    let list: Vec<&Value> = match value {
+        Value::Array(items) => items.iter().collect(),
+        Value::Object(_) => vec![value],
+        _ => return Err("window: not a list of windows".into()),
+    };
+    list.into_iter().map(|w| Window::parse(w).map_err(|e| format!("window: {e}"))).collect()
+}
+
+/// Holds when `now` (host clock, Unix seconds) lies inside one of `windows`.
+pub fn check(windows: &[Window], now: i64) -> Result<(), Reason> {
+    if windows.iter().any(|w| w.contains(now)) {
+        Ok(())
+    } else {
+        Err(Reason::Window)
+    }
+}
 
 /// One compiled window.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,6 +194,37 @@ mod tests {
             json!("09:00-10:00"),
         ] {
             assert!(Window::parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_constraint_holds_inside_one_window() {
+        // 2026-11-30 is a Monday.
+        let monday_10 = at(2026, 11, 30, 10, 0);
+        // (constraint value, instant, want)
+        let table: &[(Value, i64, Result<(), Reason>)] = &[
+            (json!([{"start": "09:00", "end": "17:00"}]), monday_10, Ok(())),
+            (json!({"start": "09:00", "end": "17:00"}), monday_10, Ok(())),
+            (json!([{"start": "11:00", "end": "17:00"}]), monday_10, Err(Reason::Window)),
+            (json!([{"start": "11:00", "end": "12:00"}, {"start": "10:00", "end": "10:01"}]), monday_10, Ok(())),
+            (json!([{"start": "10:00", "end": "11:00"}]), monday_10 - 1, Err(Reason::Window)),
+            (json!([{"start": "09:00", "end": "10:00"}]), monday_10, Err(Reason::Window)),
+            (json!([{"days": ["sat", "sun"], "start": "00:00", "end": "24:00"}]), monday_10, Err(Reason::Window)),
+            (json!([{"days": "sun", "start": "22:00", "end": "10:01"}]), monday_10, Ok(())),
+            (json!([{"start": "11:00", "end": "12:00", "tz": "+01:00"}]), monday_10, Ok(())),
+            (json!([{"start": "11:00", "end": "12:00", "tz": "Europe/Berlin"}]), monday_10, Ok(())),
+            (json!([]), monday_10, Err(Reason::Window)),
+        ];
+        for (value, now, want) in table {
+            let windows = parse(value).unwrap();
+            assert_eq!(check(&windows, *now), *want, "{value} at {now}");
+        }
+    }
+
+    #[test]
+    fn malformed_constraint_values_are_refused() {
+        for bad in [json!("always"), json!(7), json!([{"start": "25:00", "end": "01:00"}]), json!(["09:00-10:00"])] {
+            assert!(parse(&bad).is_err(), "{bad}");
         }
     }
 }

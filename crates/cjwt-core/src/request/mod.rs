@@ -1,7 +1,10 @@
-//! What the core reads of one request: the host interface, the credential, the
-//! query string, and path normal form and patterns.
+//! What the core reads of one request: the host interface, the request view
+//! (read once per decision), the credential, the client address, the query
+//! string, and path normal form and patterns.
 
+pub mod address;
 pub mod credential;
 pub mod host;
 pub mod paths;
 pub mod query;
+pub mod view;

@@ -63,6 +63,16 @@ impl PathPattern {
         }
         self.rest || segs.next().is_none()
     }
+
+    /// An upper estimate of the heap this pattern holds (its segment list and
+    /// literal segments, with allocator overhead).
+    pub fn heap_bytes(&self) -> usize {
+        let list = self.segments.capacity().saturating_mul(std::mem::size_of::<Segment>()).saturating_add(16);
+        self.segments.iter().fold(list, |sum, s| match s {
+            Segment::Literal(l) => sum.saturating_add(l.capacity()).saturating_add(16),
+            Segment::One => sum,
+        })
+    }
 }
 
 /// Segments after the leading `/`; the root path has none.
@@ -112,12 +122,15 @@ pub fn path_segment(path: &str, index: usize) -> Option<&str> {
 /// A compiled host pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostPattern {
+    /// An exact host name, lowercased, without a trailing dot.
     Exact(String),
     /// `*.suffix`: stores `.suffix`.
     OneLabel(String),
 }
 
 impl HostPattern {
+    /// Compiles a host pattern: a host name without port (one trailing dot
+    /// allowed), or `*.` followed by one.
     pub fn parse(pattern: &str) -> Result<HostPattern, String> {
         // `example.com.` is the same DNS name as `example.com`: one trailing dot goes.
         let lower = pattern.to_ascii_lowercase();
@@ -154,6 +167,13 @@ impl HostPattern {
             HostPattern::OneLabel(suffix) => {
                 host.strip_suffix(suffix.as_str()).is_some_and(|label| !label.is_empty() && !label.contains('.'))
             }
+        }
+    }
+
+    /// An upper estimate of the heap this pattern holds (its name, with allocator overhead).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            HostPattern::Exact(s) | HostPattern::OneLabel(s) => s.capacity().saturating_add(16),
         }
     }
 }

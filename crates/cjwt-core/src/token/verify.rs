@@ -97,15 +97,14 @@ impl VerifiedToken {
     }
 
     /// An upper estimate of the heap this token holds: the signed payload, the
-    /// parsed claims, and the compiled constraints (bounded by the `cnst`
-    /// claim they come from, counted again). Used to bound the cache's memory;
-    /// `tests/core_memory.rs` checks it against a counting allocator.
+    /// parsed claims, and the compiled constraints (whatever the constraints
+    /// claim is named). Used to bound the cache's memory; `tests/memory.rs`
+    /// checks it against a counting allocator.
     pub fn heap_bytes(&self) -> usize {
-        let cnst = self.claims.get("cnst").map_or(0, json_heap_bytes);
         self.payload
             .capacity()
             .saturating_add(map_heap_bytes(&self.claims))
-            .saturating_add(cnst.saturating_mul(2))
+            .saturating_add(self.constraints.heap_bytes())
             .saturating_add(self.jti.as_ref().map_or(0, String::capacity))
             .saturating_add(self.typ.as_ref().map_or(0, String::capacity))
     }
