@@ -24,7 +24,7 @@ use crate::constraints::window::Window;
 use crate::reason::Reason;
 use crate::request::paths::{HostPattern, PathPattern};
 use crate::request::view::RequestView;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::mem::size_of;
 
 /// Compiled constraints of one token. Each kind is parsed and checked by its
@@ -166,42 +166,6 @@ fn strings<'a>(key: &str, v: &'a Value) -> Result<Vec<&'a str>, String> {
     }
 }
 
-/// Looks a claim up by name: the exact member first (claim names such as
-/// `https://example.com/roles` contain dots), else as a dotted path through
-/// nested objects (`realm_access.roles`).
-pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(v) = claims.get(path) {
-        return Some(v);
-    }
-    lookup_nested(claims, path)
-}
-
-/// The two readings of a dotted name disagree (see [`lookup_unambiguous`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ambiguous;
-
-/// Like [`lookup`], but when the exact member and the nested path both exist
-/// with different values, neither is chosen. For the constraints claim, where a
-/// literal `"ext.cnst": {}` must not shadow `ext: {cnst: {...}}` (SEC-12.10).
-pub fn lookup_unambiguous<'a>(claims: &'a Map<String, Value>, path: &str) -> Result<Option<&'a Value>, Ambiguous> {
-    let exact = claims.get(path);
-    let nested = if path.contains('.') { lookup_nested(claims, path) } else { None };
-    match (exact, nested) {
-        (Some(a), Some(b)) if a != b => Err(Ambiguous),
-        (Some(v), _) | (None, Some(v)) => Ok(Some(v)),
-        (None, None) => Ok(None),
-    }
-}
-
-fn lookup_nested<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let mut current = claims.get(parts.next()?)?;
-    for part in parts {
-        current = current.as_object()?.get(part)?;
-    }
-    Some(current)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,20 +173,6 @@ mod tests {
 
     fn parse(v: Value) -> Result<Constraints, String> {
         Constraints::parse(&v, &["tenant"], true)
-    }
-
-    #[test]
-    fn a_literal_dotted_member_does_not_shadow_the_nested_claim() {
-        let both = json!({"ext.cnst": {}, "ext": {"cnst": {"ip": ["10.0.0.0/8"]}}});
-        let both = both.as_object().unwrap();
-        assert_eq!(lookup_unambiguous(both, "ext.cnst"), Err(Ambiguous));
-        let same = json!({"ext.cnst": {"a": 1}, "ext": {"cnst": {"a": 1}}});
-        assert_eq!(lookup_unambiguous(same.as_object().unwrap(), "ext.cnst"), Ok(Some(&json!({"a": 1}))));
-        let nested = json!({"ext": {"cnst": {"a": 1}}});
-        assert_eq!(lookup_unambiguous(nested.as_object().unwrap(), "ext.cnst"), Ok(Some(&json!({"a": 1}))));
-        let literal = json!({"ext.cnst": {"a": 1}});
-        assert_eq!(lookup_unambiguous(literal.as_object().unwrap(), "ext.cnst"), Ok(Some(&json!({"a": 1}))));
-        assert_eq!(lookup_unambiguous(literal.as_object().unwrap(), "cnst"), Ok(None));
     }
 
     #[test]
@@ -279,30 +229,6 @@ mod tests {
     #[test]
     fn max_uses_needs_a_jti() {
         assert!(Constraints::parse(&json!({"max_uses": 1}), &[], false).is_err());
-    }
-
-    #[test]
-    fn lookup_prefers_exact_names_then_dotted_paths() {
-        let claims = json!({"realm_access": {"roles": ["admin"]}, "https://x.io/roles": ["a"], "a": {"b": {"c": 1}}});
-        let m = claims.as_object().unwrap();
-        assert_eq!(lookup(m, "realm_access.roles"), Some(&json!(["admin"])));
-        assert_eq!(lookup(m, "https://x.io/roles"), Some(&json!(["a"])));
-        assert_eq!(lookup(m, "a.b.c"), Some(&json!(1)));
-        assert_eq!(lookup(m, "a.b.d"), None);
-        assert_eq!(lookup(m, "a.b.c.d"), None);
-    }
-
-    fn check(
-        c: &Constraints,
-        host: &crate::request::view::test_host::TestHost,
-        counter: &mut crate::request::host::MemoryCounter,
-    ) -> Result<(), Reason> {
-        use crate::config::{Attribute, ClientIpSource, RegionSource};
-        let attributes = [("tenant".to_string(), Attribute::Header("x-tenant".into()))];
-        let region = RegionSource::Header("x-region".into());
-        let view = RequestView::new(host, ClientIpSource::Peer, Some(&region), &attributes);
-        let token = TokenUse { counter, issuer: "https://idp", jti: Some("j"), expires_at: i64::MAX };
-        c.check(&view, token, 1_796_032_800)
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! forwarded as JSON; values with control characters are not forwarded.
 
 use crate::config::{Forward, TokenSource};
-use crate::constraints::lookup;
+use crate::token::claims::lookup;
 use crate::encoding::b64;
 use crate::request::credential::Found;
 use crate::request::host::{header_values, Host};

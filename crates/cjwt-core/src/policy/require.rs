@@ -3,7 +3,7 @@
 //! `role`, `scope`, `claim`).
 
 use crate::config::{ClaimCheck, Config, Require};
-use crate::constraints::lookup;
+use crate::token::claims::lookup;
 use crate::reason::Reason;
 use crate::request::view::RequestView;
 use crate::token::verify::VerifiedToken;
