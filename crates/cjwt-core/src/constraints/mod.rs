@@ -231,6 +231,19 @@ mod tests {
         assert!(Constraints::parse(&json!({"max_uses": 1}), &[], false).is_err());
     }
 
+    fn check(
+        c: &Constraints,
+        host: &crate::request::view::test_host::TestHost,
+        counter: &mut crate::request::host::MemoryCounter,
+    ) -> Result<(), Reason> {
+        use crate::config::{Attribute, ClientIpSource, RegionSource};
+        let attributes = [("tenant".to_string(), Attribute::Header("x-tenant".into()))];
+        let region = RegionSource::Header("x-region".into());
+        let view = RequestView::new(host, ClientIpSource::Peer, Some(&region), &attributes);
+        let token = TokenUse { counter, issuer: "https://idp", jti: Some("j"), expires_at: i64::MAX };
+        c.check(&view, token, 1_796_032_800)
+    }
+
     #[test]
     fn the_first_failing_constraint_in_table_order_decides() {
         use crate::request::host::MemoryCounter;

@@ -5,11 +5,11 @@
 //! forwarded as JSON; values with control characters are not forwarded.
 
 use crate::config::{Forward, TokenSource};
-use crate::token::claims::lookup;
 use crate::encoding::b64;
 use crate::request::credential::Found;
 use crate::request::host::{header_values, Host};
 use crate::request::query;
+use crate::token::claims::lookup;
 use crate::token::verify::VerifiedToken;
 use serde_json::Value;
 

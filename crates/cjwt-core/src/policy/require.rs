@@ -3,9 +3,9 @@
 //! `role`, `scope`, `claim`).
 
 use crate::config::{ClaimCheck, Config, Require};
-use crate::token::claims::lookup;
 use crate::reason::Reason;
 use crate::request::view::RequestView;
+use crate::token::claims::lookup;
 use crate::token::verify::VerifiedToken;
 use serde_json::Value;
 
