@@ -7,7 +7,7 @@
 //! - [`token`]: untrusted bytes → [`token::verify::VerifiedToken`] (compact JWS,
 //!   verification, claims, the verified-token cache);
 //! - [`keys`]: key import with every refusal, algorithms, RSA, host crypto;
-//! - [`jwks`]: remote key sets (the store and its parsing);
+//! - [`jwks`]: remote key sets (the fetch state machine, parsing, the store);
 //! - [`constraints`]: the token's own conditions, one module per kind;
 //! - [`config`]: serde shapes, the compiled model, loading JSON or protobuf `Struct`;
 //! - [`outcome`]: the refusal and the forwarding edits;
