@@ -9,7 +9,7 @@
 //! - [`token`]: untrusted bytes → [`token::verify::VerifiedToken`] (compact JWS,
 //!   verification, claims, the verified-token cache);
 //! - [`keys`]: key import with every refusal, algorithms, RSA, host crypto;
-//! - [`jwks`]: remote key sets (the store and its parsing);
+//! - [`jwks`]: remote key sets (the fetch state machine, parsing, the store);
 //! - [`constraints`]: the token's own conditions, one module per kind, each parsing
 //!   its claim value and checking it against the request view;
 //! - [`config`]: serde shapes, the compiled model, loading JSON or protobuf `Struct`;

@@ -5,7 +5,8 @@
 
 use cjwt_core::config::Config;
 use cjwt_core::engine::{Decision, Engine};
-use cjwt_core::jwks::store::{parse_remote_jwks, KeyStore};
+use cjwt_core::jwks::parse::parse_remote_jwks;
+use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::{mint, mint_raw};

@@ -316,7 +316,8 @@ fn algorithm_confusion_public_key_as_hmac_secret_fails() {
 
 mod remote_jwks {
     use super::*;
-    use cjwt_core::jwks::store::{parse_remote_jwks, KeyStore};
+    use cjwt_core::jwks::parse::parse_remote_jwks;
+    use cjwt_core::jwks::store::KeyStore;
 
     fn remote_config() -> Config {
         let cfg = json!({"providers": [{"name": "idp", "issuer": "https://idp.example.com", "algorithms": ["EdDSA", "ES256"],
@@ -396,7 +397,7 @@ mod remote_jwks {
 }
 
 mod discovery {
-    use cjwt_core::jwks::store::jwks_path_from_discovery;
+    use cjwt_core::jwks::parse::jwks_path_from_discovery;
     use serde_json::json;
 
     #[test]

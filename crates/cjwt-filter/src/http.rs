@@ -2,7 +2,7 @@
 
 use super::host::{ProxyHost, SharedDataCounter};
 use super::jwks;
-use super::root::Shared;
+use super::state::{Shared, Waiter};
 use cjwt_core::engine::{Decision, Denial};
 use cjwt_core::outcome::forward::{self, HeaderEdits};
 use cjwt_core::outcome::response::refusal;
@@ -14,21 +14,14 @@ use proxy_wasm::types::{Action, MapType};
 use std::cell::Cell;
 use std::rc::Rc;
 
-/// A stream, as a paused request waiting for keys is remembered: the fetch
-/// answer decides it and sets `allowed`. Until `allowed` is set, request body and
-/// trailers are held (no body callback's answer may release the request).
-#[derive(Debug, Clone)]
-pub struct Waiter {
-    pub context: u32,
-    pub allowed: Rc<Cell<bool>>,
-}
-
+/// One HTTP stream's context.
 pub struct CjwtHttp {
     shared: Option<Rc<Shared>>,
     me: Waiter,
 }
 
 impl CjwtHttp {
+    /// The stream `context_id` of a VM configured with `shared` (`None`: not configured).
     pub fn new(context_id: u32, shared: Option<Rc<Shared>>) -> CjwtHttp {
         CjwtHttp { shared, me: Waiter { context: context_id, allowed: Rc::new(Cell::new(false)) } }
     }
@@ -47,7 +40,8 @@ impl CjwtHttp {
 impl Context for CjwtHttp {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if let Some(shared) = &self.shared {
-            jwks::on_response(shared, token_id, body_size);
+            let released = jwks::on_response(shared, token_id, body_size, Some(self.me.context));
+            answer_waiters(shared, released);
         }
     }
 }
@@ -80,7 +74,7 @@ impl HttpContext for CjwtHttp {
 
 /// Decides the current request and acts on it. With `waiter` set, a request
 /// refused only because its provider's keys are missing waits (paused) for a
-/// key fetch instead; [`jwks::on_response`] decides it again without waiting.
+/// key fetch instead; [`answer_waiters`] decides it again without waiting.
 pub fn process(shared: &Shared, waiter: Option<&Waiter>) -> Action {
     let Some(host) = ProxyHost::read() else {
         log::error!("cjwt: the host clock cannot be read; refusing");
@@ -102,7 +96,7 @@ pub fn process(shared: &Shared, waiter: Option<&Waiter>) -> Action {
             apply_or_fail(&edits, &host)
         }
         Decision::Deny(Denial { provider: Some(p), .. }) | Decision::DryRunDeny(Denial { provider: Some(p), .. })
-            if waiter.is_some() && jwks::wait_for_keys(shared, config, p, waiter) =>
+            if waiter.is_some() && jwks::wait_for_keys(shared, p, waiter) =>
         {
             Action::Pause
         }
@@ -117,6 +111,28 @@ pub fn process(shared: &Shared, waiter: Option<&Waiter>) -> Action {
             refuse(denial.reason, &config.realm, config.detail)
         }
     }
+}
+
+/// Decides again every request that a key fetch released (it waited for the
+/// keys), and resumes the ones now allowed; the others get their refusal.
+pub fn answer_waiters(shared: &Shared, waiters: Vec<Waiter>) {
+    if waiters.is_empty() {
+        return;
+    }
+    for waiter in waiters {
+        // A stream that ended while it waited cannot be made current: skip it.
+        if hostcalls::set_effective_context(waiter.context).is_err() {
+            continue;
+        }
+        let allowed = process(shared, None) == Action::Continue;
+        waiter.allowed.set(allowed);
+        if allowed {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+    // Back to the root context (the caller's): a fetch started after this must not
+    // be dispatched as the last waiter's stream.
+    let _ = hostcalls::set_effective_context(shared.root_context);
 }
 
 /// Test builds only: trap the VM on demand.

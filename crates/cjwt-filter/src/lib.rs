@@ -13,6 +13,8 @@ mod jwks;
 mod metrics;
 #[cfg(target_arch = "wasm32")]
 mod root;
+#[cfg(target_arch = "wasm32")]
+mod state;
 #[cfg(all(target_arch = "wasm32", feature = "vm-bench"))]
 mod vm_bench;
 

@@ -1,37 +1,30 @@
-//! The root context: compiles the plugin configuration once per VM and hands
-//! each HTTP stream a handle to the shared engine.
+//! The root context: compiles the plugin configuration once per VM, hands
+//! each HTTP stream a handle to the shared state, and drives the key fetches
+//! (the tick and fetch answers); the requests a fetch releases are decided again
+//! by the stream side (`http::answer_waiters`).
 
 use super::host::EnvoyCrypto;
-use super::http::CjwtHttp;
-use super::jwks::{self, FetchState};
+use super::http::{self, CjwtHttp};
+use super::jwks;
 use super::metrics::Metrics;
+use super::state::Shared;
 use cjwt_core::config::Config;
 use cjwt_core::engine::Engine;
+use cjwt_core::jwks::fetcher::Fetcher;
 use cjwt_core::jwks::store::KeyStore;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// Per-VM state shared by every stream of the VM (a VM is single-threaded).
-pub struct Shared {
-    pub engine: RefCell<Engine>,
-    pub metrics: Metrics,
-    pub crypto: EnvoyCrypto,
-    /// Keys fetched from remote JWKS, per provider.
-    pub keys: RefCell<KeyStore>,
-    pub fetches: RefCell<Vec<FetchState>>,
-    /// The root context's id: key fetches are dispatched from it, so that their
-    /// answers arrive even when the stream that needed them is gone (SEC-12.3).
-    pub root_context: u32,
-}
-
+/// The root context of one VM.
 pub struct CjwtRoot {
     id: u32,
     shared: Option<Rc<Shared>>,
 }
 
 impl CjwtRoot {
+    /// The root context `id`, not configured yet.
     pub fn new(id: u32) -> CjwtRoot {
         CjwtRoot { id, shared: None }
     }
@@ -40,7 +33,8 @@ impl CjwtRoot {
 impl Context for CjwtRoot {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if let Some(shared) = &self.shared {
-            jwks::on_response(shared, token_id, body_size);
+            let released = jwks::on_response(shared, token_id, body_size, None);
+            http::answer_waiters(shared, released);
         }
     }
 }
@@ -63,24 +57,21 @@ impl RootContext for CjwtRoot {
                     config.mode
                 );
                 let providers = config.providers.len();
-                let remote: Vec<usize> =
-                    config.providers.iter().enumerate().filter(|(_, p)| p.remote.is_some()).map(|(i, _)| i).collect();
+                let fetcher = Fetcher::new(&config);
+                let remote = fetcher.has_remote();
                 let shared = Rc::new(Shared {
                     engine: RefCell::new(Engine::new(config)),
                     metrics: Metrics::define(),
                     crypto,
                     keys: RefCell::new(KeyStore::new(providers)),
-                    fetches: RefCell::new(vec![FetchState::default(); providers]),
+                    fetcher: RefCell::new(fetcher),
                     root_context: self.id,
                 });
-                if !remote.is_empty() {
+                if remote {
                     // Fetch now (worker VMs answer within ~100 ms), then refresh from the tick.
                     let _ = proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_secs(1));
-                    if let Ok(engine) = shared.engine.try_borrow() {
-                        for p in remote {
-                            jwks::start_fetch(&shared, &engine.config, p, None);
-                        }
-                    }
+                    // Nobody waits yet: nothing is released.
+                    let _ = jwks::on_tick(&shared);
                 }
                 self.shared = Some(shared);
                 true
@@ -98,7 +89,8 @@ impl RootContext for CjwtRoot {
 
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
-            jwks::on_tick(shared);
+            let released = jwks::on_tick(shared);
+            http::answer_waiters(shared, released);
         }
     }
 

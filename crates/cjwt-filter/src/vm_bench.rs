@@ -7,7 +7,7 @@
 //! and token. `examples/vm_bench.rs` (part of `make bench`) drives it.
 
 use super::host::{ProxyHost, SharedDataCounter};
-use super::root::Shared;
+use super::state::Shared;
 use cjwt_core::request::host::header_values;
 use cjwt_core::token::jws;
 use cjwt_core::token::verify::{verify, InlineOnly, TokenText};

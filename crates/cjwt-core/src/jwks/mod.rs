@@ -1,4 +1,12 @@
-//! Remote key sets: the last good set per provider, and parsing of fetched JWKS
-//! and OIDC discovery documents.
+//! Remote key sets (SPEC §2 `remote_jwks`): fetching them, parsing fetched JWKS
+//! and OIDC discovery documents, and the last good set per provider.
+//!
+//! - [`fetcher`]: when to fetch, refetch and retry, and which requests wait for
+//!   the answer — a state machine the adapter drives with the host's clock and
+//!   answers (it dispatches the calls; the core never names the host);
+//! - [`parse`]: a fetched JWKS body and an OIDC discovery document;
+//! - [`store`]: the last good key set of each provider, and its generation.
 
+pub mod fetcher;
+pub mod parse;
 pub mod store;

@@ -1,0 +1,40 @@
+//! The per-VM state every context of the VM shares. It is built once in
+//! `on_configure` (root.rs); the streams (http.rs) and the key fetches (jwks.rs)
+//! borrow it. A VM is single-threaded, so `RefCell` is enough; every borrow is
+//! `try_` and fails closed.
+
+use super::host::EnvoyCrypto;
+use super::metrics::Metrics;
+use cjwt_core::engine::Engine;
+use cjwt_core::jwks::fetcher::Fetcher;
+use cjwt_core::jwks::store::KeyStore;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// Per-VM state shared by every stream of the VM.
+pub struct Shared {
+    /// The compiled configuration and the verified-token cache.
+    pub engine: RefCell<Engine>,
+    /// The VM's counters.
+    pub metrics: Metrics,
+    /// Envoy's `verify_signature`, when the host has it.
+    pub crypto: EnvoyCrypto,
+    /// Keys fetched from remote JWKS, per provider.
+    pub keys: RefCell<KeyStore>,
+    /// When to fetch them, and the requests waiting for them.
+    pub fetcher: RefCell<Fetcher<Waiter>>,
+    /// The root context's id: key fetches are dispatched from it, so that their
+    /// answers arrive even when the stream that needed them is gone (SEC-12.3).
+    pub root_context: u32,
+}
+
+/// A stream, as a paused request waiting for keys is remembered: the fetch
+/// answer decides it and sets `allowed`. Until `allowed` is set, request body and
+/// trailers are held (no body callback's answer may release the request).
+#[derive(Debug, Clone)]
+pub struct Waiter {
+    /// The stream's context id (made current to decide it again).
+    pub context: u32,
+    /// Whether the request was allowed (shared with the stream's context).
+    pub allowed: Rc<Cell<bool>>,
+}
