@@ -28,7 +28,7 @@ enum Command {
     /// Generate a signing key: a private PKCS#8 PEM (mode 0600) and its public JWKS.
     Keygen(commands::keygen::Args),
     /// Mint a signed token with standard claims and constraints; prints the token.
-    Mint(commands::mint::Args),
+    Mint(Box<commands::mint::Args>),
     /// Show a token's header and claims, not verified, with the dates in UTC.
     Inspect(commands::inspect::Args),
     /// Decide one request against a plugin configuration exactly as the filter would.
@@ -42,7 +42,7 @@ impl Command {
     fn run(self) -> Result<u8, String> {
         match self {
             Command::Keygen(a) => commands::keygen::run(a),
-            Command::Mint(a) => commands::mint::run(a),
+            Command::Mint(a) => commands::mint::run(*a),
             Command::Inspect(a) => commands::inspect::run(a),
             Command::Explain(a) => commands::explain::run(a),
             Command::CheckConfig(a) => commands::check_config::run(a),

@@ -90,7 +90,8 @@ pub fn name_value(s: &str) -> Result<(String, String), String> {
 
 /// `name=JSON` (`--claim`); a value that is not JSON is taken as a string.
 pub fn claim(s: &str) -> Result<(String, Value), String> {
-    let (name, value) = s.split_once('=').filter(|(n, _)| !n.is_empty()).ok_or_else(|| format!("{s:?} is not name=JSON"))?;
+    let (name, value) =
+        s.split_once('=').filter(|(n, _)| !n.is_empty()).ok_or_else(|| format!("{s:?} is not name=JSON"))?;
     let value = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));
     Ok((name.to_owned(), value))
 }

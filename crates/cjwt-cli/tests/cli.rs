@@ -1,4 +1,6 @@
 //! The `cjwt` command line, run as a binary: every subcommand and its error paths.
+// Test code, helpers included, fails loudly (as clippy.toml allows inside #[test] functions).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -200,7 +202,8 @@ fn each_subcommand_has_its_own_help() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("Usage: cjwt mint"), "{out}");
-    for flag in ["--key <FILE>", "--ttl <DURATION>", "--window <WINDOW>", "--constraints-claim <NAME>", "--config <FILE>"]
+    for flag in
+        ["--key <FILE>", "--ttl <DURATION>", "--window <WINDOW>", "--constraints-claim <NAME>", "--config <FILE>"]
     {
         assert!(out.contains(flag), "{flag} missing from:\n{out}");
     }

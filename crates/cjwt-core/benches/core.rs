@@ -2,16 +2,18 @@
 //! verification per algorithm (pure Rust), and the whole decision with a warm
 //! and a cold verified-token cache. Wasm in V8 is slower than these native figures;
 //! `examples/bench.rs` measures the filter inside Envoy.
+// A benchmark whose setup fails should stop loudly, like a test.
+#![allow(clippy::expect_used)]
 
-use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::config::Config;
 use cjwt_core::engine::{Decision, Engine};
+use cjwt_core::keys::algorithm::Algorithm;
+use cjwt_core::keys::host_crypto::PureRust;
+use cjwt_core::mint::{mint, SigningKey};
 use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::request::static_host::StaticHost;
-use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::token::verify::InlineOnly;
 use cjwt_core::{keys::key::VerificationKey, token::jws};
-use cjwt_core::mint::{mint, SigningKey};
 use serde_json::json;
 use std::hint::black_box;
 use std::time::Instant;

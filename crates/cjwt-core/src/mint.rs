@@ -3,8 +3,8 @@
 
 pub mod claims;
 
-use crate::keys::algorithm::{Algorithm, Hash};
 use crate::encoding::b64;
+use crate::keys::algorithm::{Algorithm, Hash};
 use serde_json::{json, Map, Value};
 
 /// A private key that can sign tokens for one algorithm.

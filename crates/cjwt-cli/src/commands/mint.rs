@@ -157,9 +157,6 @@ fn load_key(path: &Path, alg: Option<Algorithm>) -> Result<SigningKey, String> {
         .into_iter()
         .find_map(|alg| SigningKey::from_pem(alg, &text).ok())
         .ok_or_else(|| {
-            format!(
-                "{}: not a PKCS#8 private key (for an HMAC secret, pass --alg HS256|HS384|HS512)",
-                path.display()
-            )
+            format!("{}: not a PKCS#8 private key (for an HMAC secret, pass --alg HS256|HS384|HS512)", path.display())
         })
 }

@@ -137,7 +137,10 @@ mod tests {
             json!({"days": ["fri", "sat", "sun", "mon", "wed"], "start": "22:00", "end": "06:00"})
         );
         assert_eq!(parse_window("sun-sun 10:00-11:00").unwrap()["days"], json!(["sun"]));
-        assert_eq!(parse_window("10:00-11:00 +01:00").unwrap(), json!({"start": "10:00", "end": "11:00", "tz": "+01:00"}));
+        assert_eq!(
+            parse_window("10:00-11:00 +01:00").unwrap(),
+            json!({"start": "10:00", "end": "11:00", "tz": "+01:00"})
+        );
         assert!(parse_window("mon-xyz 10:00-11:00").unwrap_err().contains("unknown day \"xyz\""));
         assert!(parse_window("mon").unwrap_err().contains("needs HH:MM-HH:MM"));
         assert!(parse_window("10:00").unwrap_err().contains("needs HH:MM-HH:MM"));
@@ -169,7 +172,11 @@ mod tests {
             ..ConstraintsSpec::default()
         };
         assert!(zone.to_claim(false).unwrap_err().contains("unknown time zone"));
-        let clash = ConstraintsSpec { max_uses: Some(1), custom: vec![("max_uses".into(), "x".into())], ..ConstraintsSpec::default() };
+        let clash = ConstraintsSpec {
+            max_uses: Some(1),
+            custom: vec![("max_uses".into(), "x".into())],
+            ..ConstraintsSpec::default()
+        };
         assert!(clash.to_claim(true).unwrap_err().contains("clashes with a built-in constraint"));
     }
 }

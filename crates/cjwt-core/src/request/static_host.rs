@@ -16,7 +16,7 @@ use std::collections::HashMap;
 pub const NOW: i64 = 1_796_032_800;
 
 /// A request as the core sees it, with a fixed clock.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticHost {
     /// The request headers in order, pseudo-headers included, names lowercase.
     pub headers: Vec<(String, Vec<u8>)>,
@@ -88,6 +88,13 @@ impl StaticHost {
     pub fn at(mut self, now: i64) -> StaticHost {
         self.now = now;
         self
+    }
+}
+
+impl Default for StaticHost {
+    /// The same as [`StaticHost::new`]: the clock at [`NOW`], not at 0.
+    fn default() -> StaticHost {
+        StaticHost::new()
     }
 }
 
