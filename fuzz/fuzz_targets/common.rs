@@ -2,28 +2,18 @@
 #![allow(dead_code)]
 
 use cjwt_core::config::Config;
-use cjwt_core::request::host::Host;
+use cjwt_core::request::static_host::StaticHost;
 
-pub struct FuzzHost {
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub peer: Vec<u8>,
-    pub now: i64,
-}
-
-impl Host for FuzzHost {
-    fn headers(&self) -> &[(String, Vec<u8>)] {
-        &self.headers
-    }
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        match path {
-            ["source", "address"] => Some(self.peer.clone()),
-            ["xds", "node", "metadata", _] => Some(b"eu-west-1".to_vec()),
-            _ => None,
-        }
-    }
-    fn now(&self) -> i64 {
-        self.now
-    }
+/// A request with the given pseudo-headers, peer and clock; the node metadata
+/// answers `eu-west-1` for the configured region key.
+pub fn host(method: &[u8], path: &[u8], authority: &[u8], peer: &[u8], now: i64) -> StaticHost {
+    StaticHost::new()
+        .header_bytes(":method", method)
+        .header_bytes(":path", path)
+        .header_bytes(":authority", authority)
+        .property_bytes(&["source", "address"], peer)
+        .property(&["xds", "node", "metadata", "REGION"], "eu-west-1")
+        .at(now)
 }
 
 /// An HS256 provider (cheap to sign in the fuzzer) with rules, custom constraints

@@ -24,17 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let now = clock.iter().fold(1_800_000_000i64, |acc, b| acc.wrapping_mul(31).wrapping_add(i64::from(*b)));
     let token = cjwt_core::mint::mint_raw(&common::hs256_key(), r#"{"alg":"HS256","kid":"k"}"#, &payload);
     let mut engine = Engine::new(common::config());
-    let host = common::FuzzHost {
-        headers: vec![
-            (":method".into(), method),
-            (":path".into(), path),
-            (":authority".into(), authority),
-            ("authorization".into(), format!("Bearer {token}").into_bytes()),
-            ("x-tenant".into(), tenant),
-        ],
-        peer,
-        now,
-    };
+    let host = common::host(&method, &path, &authority, &peer, now).bearer(&token).header_bytes("x-tenant", tenant);
     let mut counter = MemoryCounter::default();
     let _ = engine.decide(&host, &InlineOnly, &PureRust, &mut counter);
     // Twice: the second decision is served from the verified-token cache.

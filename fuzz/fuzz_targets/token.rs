@@ -17,11 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let mut engine = Engine::new(common::config());
     let mut auth = b"Bearer ".to_vec();
     auth.extend_from_slice(data);
-    let host = common::FuzzHost {
-        headers: vec![(":method".into(), b"GET".to_vec()), (":path".into(), b"/x".to_vec()), (":authority".into(), b"a".to_vec()), ("authorization".into(), auth)],
-        peer: b"127.0.0.1:1".to_vec(),
-        now: 1_800_000_000,
-    };
+    let host = common::host(b"GET", b"/x", b"a", b"127.0.0.1:1", 1_800_000_000).header_bytes("authorization", auth);
     let out = engine.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default());
     assert!(matches!(out.decision, Decision::Deny(_)), "a random credential was allowed");
 });

@@ -208,3 +208,102 @@ fn explain_says_what_envoy_does_in_dry_run() {
     let ok = explain("10.1.2.3");
     assert_eq!((ok.status.code(), stdout(&ok).lines().next()), (Some(0), Some("allow")));
 }
+
+/// The claims of a token, not verified.
+fn payload(token: &str) -> Value {
+    let p = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&cjwt_core::encoding::b64::decode(p.as_bytes()).unwrap()).unwrap()
+}
+
+#[test]
+fn each_subcommand_has_its_own_help() {
+    let o = cjwt(&["mint", "--help"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("Usage: cjwt mint"), "{out}");
+    for flag in
+        ["--key <FILE>", "--ttl <DURATION>", "--window <WINDOW>", "--constraints-claim <NAME>", "--config <FILE>"]
+    {
+        assert!(out.contains(flag), "{flag} missing from:\n{out}");
+    }
+    assert!(out.contains("ES256"), "the algorithms are listed: {out}");
+    assert!(!out.contains("--out"), "keygen's flags are not in mint's help");
+    let o = cjwt(&["help", "explain"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("--at <TIME>"), "{}", stdout(&o));
+    let o = cjwt(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    for command in ["keygen", "mint", "inspect", "explain", "check-config"] {
+        assert!(stdout(&o).contains(command), "{command}");
+    }
+}
+
+#[test]
+fn typed_values_are_refused_while_parsing_and_name_the_flag() {
+    let dir = tmp("typed");
+    let (pem, _) = keygen(&dir, "EdDSA", "k1");
+    for (flag, value, want) in [
+        ("--ttl", "5w", "--ttl"),
+        ("--nbf", "0s", "must be positive"),
+        ("--ip", "10.0.0.0/33", "ip: malformed"),
+        ("--window", "mon-xyz 09:00-10:00", "unknown day"),
+        ("--max-uses", "many", "--max-uses"),
+        ("--claim", "novalue", "is not name=JSON"),
+    ] {
+        let o = cjwt(&["mint", "--key", &pem, "--iss", "i", "--ttl", "1m", flag, value]);
+        assert_eq!(o.status.code(), Some(1), "{flag} {value}");
+        assert!(stderr(&o).contains(want), "{flag} {value}: {}", stderr(&o));
+    }
+    let o = cjwt(&["mint", "--key", &pem, "--iss=i", "--ttl=1m", "--kid", "a", "--kid", "b"]);
+    assert_eq!(o.status.code(), Some(1), "a single-valued flag given twice");
+    let o = cjwt(&["mint", "--key", &pem, "--iss=i", "--ttl=2h", "--methods=GET, HEAD", "--methods", "POST"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let claims = payload(&stdout(&o));
+    assert_eq!(claims["cnst"]["methods"], json!(["GET", "HEAD", "POST"]));
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 7200);
+}
+
+#[test]
+fn mint_puts_the_constraints_under_the_configured_claim_name() {
+    let dir = tmp("claimname");
+    let (pem, jwks) = keygen(&dir, "ES256", "e1");
+    let base = ["mint", "--key", &pem, "--kid", "e1", "--iss", "https://issuer.test", "--aud", "api", "--ttl", "5m"];
+    let mint = |extra: &[&str]| {
+        let o = cjwt(&[&base[..], extra].concat());
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    // The default name, and an explicit one.
+    let claims = payload(&mint(&["--ip", "10.0.0.0/8"]));
+    assert_eq!(claims["cnst"], json!({"ip": ["10.0.0.0/8"]}));
+    let claims = payload(&mint(&["--ip", "10.0.0.0/8", "--constraints-claim", "restrictions"]));
+    assert_eq!(claims["restrictions"], json!({"ip": ["10.0.0.0/8"]}));
+    assert!(claims.get("cnst").is_none(), "{claims}");
+    let o = cjwt(&[&base[..], &["--ip", "10.0.0.0/8", "--constraints-claim", "a..b"]].concat());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a claim name"), "{}", stderr(&o));
+
+    // With --config, the configuration's claim_names.constraints, which the filter then enforces.
+    let name = "https://example.com/cnst";
+    let config = plugin(&dir, &jwks, json!({"claim_names": {"constraints": name}}));
+    let token = mint(&["--config", &config, "--ip", "10.0.0.0/8", "--constraint", "tenant=acme"]);
+    let claims = payload(&token);
+    assert_eq!(claims[name], json!({"ip": ["10.0.0.0/8"], "tenant": ["acme"]}), "{claims}");
+    assert!(claims.get("cnst").is_none(), "{claims}");
+    let explain = |ip: &str| {
+        cjwt(&["explain", "--config", &config, "--token", &token, "--ip", ip, "--header", "x-tenant-id=acme"])
+    };
+    assert_eq!(stdout(&explain("10.1.2.3")).lines().next(), Some("allow"));
+    assert_eq!(stdout(&explain("192.168.0.1")), "refuse 403 ip");
+
+    // Under the default name, that configuration would never see the constraints.
+    let unseen = mint(&["--ip", "10.0.0.0/8"]);
+    let o = cjwt(&["explain", "--config", &config, "--token", &unseen, "--ip", "192.168.0.1"]);
+    assert_eq!(stdout(&o).lines().next(), Some("allow"), "the constraint is not where this configuration looks");
+
+    let o = cjwt(&[&base[..], &["--config", &config, "--constraints-claim", "x"]].concat());
+    assert_eq!(o.status.code(), Some(1), "the two ways of naming the claim are exclusive");
+    let o = cjwt(&[&base[..], &["--config", "/nonexistent.json"]].concat());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent.json"));
+}

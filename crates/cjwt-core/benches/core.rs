@@ -9,29 +9,13 @@ use cjwt_core::engine::{Decision, Engine};
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::{mint, SigningKey};
-use cjwt_core::request::host::{Host, MemoryCounter};
+use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::request::static_host::StaticHost;
 use cjwt_core::token::verify::InlineOnly;
 use cjwt_core::{keys::key::VerificationKey, token::jws};
 use serde_json::json;
 use std::hint::black_box;
 use std::time::Instant;
-
-struct Req {
-    headers: Vec<(String, Vec<u8>)>,
-    now: i64,
-}
-
-impl Host for Req {
-    fn headers(&self) -> &[(String, Vec<u8>)] {
-        &self.headers
-    }
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        (path == ["source", "address"]).then(|| b"127.0.0.1:5000".to_vec())
-    }
-    fn now(&self) -> i64 {
-        self.now
-    }
-}
 
 fn time<F: FnMut()>(what: &str, iterations: u32, mut f: F) {
     f();
@@ -70,15 +54,11 @@ fn main() {
             let cfg = json!({"providers": [{"name": "p", "issuer": "https://i", "jwks": {"keys": [jwk]}}],
                 "default_rule": {"require": {"claims": [{"claim": "tenant", "equals": "acme"}]}}, "cache": {"max_entries": cache}});
             let mut engine = Engine::new(Config::from_json(cfg.to_string().as_bytes()).expect("config"));
-            let req = Req {
-                headers: vec![
-                    (":method".into(), b"GET".to_vec()),
-                    (":path".into(), b"/v1/orders/7".to_vec()),
-                    (":authority".into(), b"api".to_vec()),
-                    ("authorization".into(), format!("Bearer {token}").into_bytes()),
-                ],
-                now,
-            };
+            let req = StaticHost::get("/v1/orders/7")
+                .set_header(":authority", "api")
+                .bearer(&token)
+                .peer("127.0.0.1:5000")
+                .at(now);
             let iterations = if cache == 0 { n } else { 50_000 };
             time(label, iterations, || {
                 let out = engine.decide(&req, &InlineOnly, &PureRust, &mut MemoryCounter::default());

@@ -1,6 +1,8 @@
 //! Signing: key generation and token minting for the command line, the demo and
 //! the tests. Host-only (feature `cli`); never part of the wasm filter.
 
+pub mod claims;
+
 use crate::encoding::b64;
 use crate::keys::algorithm::{Algorithm, Hash};
 use serde_json::{json, Map, Value};

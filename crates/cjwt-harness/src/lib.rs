@@ -4,79 +4,17 @@
 
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::SigningKey;
-use cjwt_core::request::host::Host;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 pub mod envoy;
 pub mod h2;
 
-/// A request as the core sees it, with a fixed clock.
-pub struct FakeHost {
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub properties: HashMap<Vec<String>, Vec<u8>>,
-    pub now: i64,
-}
+/// A request as the core sees it, with a fixed clock: the core's one static host.
+pub use cjwt_core::request::static_host::StaticHost as FakeHost;
 
-/// 2026-11-30T10:00:00Z, a Monday.
-pub const NOW: i64 = 1_796_032_800;
-
-impl FakeHost {
-    pub fn get(path: &str) -> FakeHost {
-        FakeHost::request("GET", path)
-    }
-
-    pub fn request(method: &str, path: &str) -> FakeHost {
-        let mut h = FakeHost { headers: Vec::new(), properties: HashMap::new(), now: NOW };
-        h.headers.push((":method".into(), method.into()));
-        h.headers.push((":path".into(), path.into()));
-        h.headers.push((":authority".into(), "api.example.com".into()));
-        h.peer("127.0.0.1:40000")
-    }
-
-    pub fn header(mut self, name: &str, value: &str) -> FakeHost {
-        self.headers.push((name.into(), value.as_bytes().to_vec()));
-        self
-    }
-
-    pub fn set_header(mut self, name: &str, value: &str) -> FakeHost {
-        self.headers.retain(|(n, _)| n != name);
-        self.header(name, value)
-    }
-
-    pub fn bearer(self, token: &str) -> FakeHost {
-        self.header("authorization", &format!("Bearer {token}"))
-    }
-
-    pub fn peer(mut self, addr: &str) -> FakeHost {
-        self.properties.insert(vec!["source".into(), "address".into()], addr.as_bytes().to_vec());
-        self
-    }
-
-    pub fn property(mut self, path: &[&str], value: &str) -> FakeHost {
-        self.properties.insert(path.iter().map(|s| s.to_string()).collect(), value.as_bytes().to_vec());
-        self
-    }
-
-    pub fn at(mut self, now: i64) -> FakeHost {
-        self.now = now;
-        self
-    }
-}
-
-impl Host for FakeHost {
-    fn headers(&self) -> &[(String, Vec<u8>)] {
-        &self.headers
-    }
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-        self.properties.get(&key).cloned()
-    }
-    fn now(&self) -> i64 {
-        self.now
-    }
-}
+/// 2026-11-30T10:00:00Z, a Monday: the clock a [`FakeHost`] starts with.
+pub const NOW: i64 = cjwt_core::request::static_host::NOW;
 
 /// One key per algorithm, generated once per test binary.
 pub fn key(alg: Algorithm) -> &'static SigningKey {

@@ -5,6 +5,7 @@
 //! bootstrap — it passes the protobuf wire bytes. cjwt accepts all three, so the
 //! configuration can be written as a YAML map in plain Envoy as in Istio.
 
+use crate::encoding::protobuf::Reader;
 use serde_json::{Map, Number, Value};
 
 const MAX_DEPTH: usize = 64;
@@ -19,14 +20,14 @@ fn decode_struct_at(bytes: &[u8], depth: usize) -> Option<Map<String, Value>> {
         return None;
     }
     let mut map = Map::new();
-    let mut r = Reader { bytes, pos: 0 };
+    let mut r = Reader::new(bytes);
     while !r.done() {
         let (field, wire) = r.key()?;
         if field != 1 || wire != 2 {
             return None;
         }
         let entry = r.bytes()?;
-        let mut e = Reader { bytes: entry, pos: 0 };
+        let mut e = Reader::new(entry);
         let (mut key, mut value) = (String::new(), Value::Null);
         while !e.done() {
             match e.key()? {
@@ -46,7 +47,7 @@ fn decode_value(bytes: &[u8], depth: usize) -> Option<Value> {
     if depth > MAX_DEPTH {
         return None;
     }
-    let mut r = Reader { bytes, pos: 0 };
+    let mut r = Reader::new(bytes);
     let mut value = Value::Null;
     while !r.done() {
         value = match r.key()? {
@@ -68,7 +69,7 @@ fn decode_value(bytes: &[u8], depth: usize) -> Option<Value> {
             (5, 2) => Value::Object(decode_struct_at(r.bytes()?, depth + 1)?),
             (6, 2) => {
                 let list = r.bytes()?;
-                let mut l = Reader { bytes: list, pos: 0 };
+                let mut l = Reader::new(list);
                 let mut items = Vec::new();
                 while !l.done() {
                     match l.key()? {
@@ -82,50 +83,6 @@ fn decode_value(bytes: &[u8], depth: usize) -> Option<Value> {
         };
     }
     Some(value)
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn done(&self) -> bool {
-        self.pos >= self.bytes.len()
-    }
-
-    fn varint(&mut self) -> Option<u64> {
-        let mut out = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self.bytes.get(self.pos)?;
-            self.pos += 1;
-            out |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(out);
-            }
-        }
-        None
-    }
-
-    fn key(&mut self) -> Option<(u64, u64)> {
-        let k = self.varint()?;
-        Some((k >> 3, k & 7))
-    }
-
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let len = usize::try_from(self.varint()?).ok()?;
-        let end = self.pos.checked_add(len)?;
-        let out = self.bytes.get(self.pos..end)?;
-        self.pos = end;
-        Some(out)
-    }
-
-    fn fixed64(&mut self) -> Option<[u8; 8]> {
-        let end = self.pos.checked_add(8)?;
-        let out = self.bytes.get(self.pos..end)?.try_into().ok()?;
-        self.pos = end;
-        Some(out)
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! Encodings: base64url without padding, and JSON that refuses duplicate members.
+//! Encodings: base64url without padding, JSON that refuses duplicate members, and
+//! the protobuf wire format.
 
 pub mod b64;
 pub mod json;
+pub mod protobuf;

@@ -3,10 +3,12 @@
 //!
 //! This module only encodes and decodes: the protobuf `VerifySignatureArguments`
 //! (`hash_function` = 1, `public_key` = 2 as DER SPKI, `signature` = 3, `text` = 4)
-//! and `VerifySignatureResult` (`result` = 1), and JOSE `r‖s` ECDSA signatures
-//! as the DER `SEQUENCE { INTEGER r, INTEGER s }` BoringSSL expects. The adapter
-//! makes the call; the core decides which keys may use it.
+//! and `VerifySignatureResult` (`result` = 1) with [`crate::encoding::protobuf`],
+//! and JOSE `r‖s` ECDSA signatures as the DER `SEQUENCE { INTEGER r, INTEGER s }`
+//! BoringSSL expects (with the `ecdsa` crate's encoder). The adapter makes the
+//! call; the core decides which keys may use it.
 
+use crate::encoding::protobuf::{self, Reader};
 use crate::keys::algorithm::{Algorithm, Hash};
 
 /// What the proxy can verify for us. `None` means "not handled here": the
@@ -38,7 +40,8 @@ fn hash_name(alg: Algorithm) -> &'static str {
 }
 
 /// The `VerifySignatureArguments` message for one check, or `None` when the
-/// signature cannot be valid for `alg` (wrong length), so no call is needed.
+/// signature cannot be valid for `alg` (wrong length; for ES*, also `r` or `s`
+/// zero or out of range: see [`jose_to_der`]), so no call is needed.
 pub fn request(alg: Algorithm, spki_der: &[u8], input: &[u8], signature: &[u8]) -> Option<Vec<u8>> {
     let sig = match alg {
         Algorithm::ES256 => jose_to_der(signature, 32)?,
@@ -46,26 +49,25 @@ pub fn request(alg: Algorithm, spki_der: &[u8], input: &[u8], signature: &[u8]) 
         _ => signature.to_vec(),
     };
     let mut out = Vec::with_capacity(spki_der.len() + sig.len() + input.len() + 32);
-    field(&mut out, 1, hash_name(alg).as_bytes());
-    field(&mut out, 2, spki_der);
-    field(&mut out, 3, &sig);
-    field(&mut out, 4, input);
+    protobuf::put_bytes(&mut out, 1, hash_name(alg).as_bytes());
+    protobuf::put_bytes(&mut out, 2, spki_der);
+    protobuf::put_bytes(&mut out, 3, &sig);
+    protobuf::put_bytes(&mut out, 4, input);
     Some(out)
 }
 
 /// Reads `VerifySignatureResult`: true only if field 1 is present and true.
+/// Anything unexpected (another wire type, a truncated field) reads as false.
 pub fn result_is_valid(bytes: &[u8]) -> bool {
-    let mut pos = 0usize;
-    while let Some(&key) = bytes.get(pos) {
-        pos += 1;
-        match key {
-            0x08 => return bytes.get(pos).is_some_and(|v| *v == 1),
+    let mut r = Reader::new(bytes);
+    while !r.done() {
+        match r.key() {
+            Some((1, protobuf::VARINT)) => return r.varint() == Some(1),
             // Field 2 (error text) or anything else length-delimited: skip it.
-            k if k & 7 == 2 => {
-                let Some((len, used)) = varint(bytes.get(pos..).unwrap_or(&[])) else {
+            Some((_, protobuf::LEN)) => {
+                if r.bytes().is_none() {
                     return false;
-                };
-                pos = pos.saturating_add(used).saturating_add(len);
+                }
             }
             _ => return false,
         }
@@ -73,72 +75,29 @@ pub fn result_is_valid(bytes: &[u8]) -> bool {
     false
 }
 
-fn varint(bytes: &[u8]) -> Option<(usize, usize)> {
-    let mut value = 0usize;
-    for (i, b) in bytes.iter().take(5).enumerate() {
-        value |= usize::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
-}
-
-fn push_varint(out: &mut Vec<u8>, mut v: usize) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn field(out: &mut Vec<u8>, number: u8, data: &[u8]) {
-    out.push((number << 3) | 2);
-    push_varint(out, data.len());
-    out.extend_from_slice(data);
-}
-
-/// JOSE ECDSA `r‖s` (each exactly `n` bytes) to DER. `None` on a wrong length.
+/// JOSE ECDSA `r‖s` (each exactly `n` bytes: 32 for P-256, 48 for P-384) to DER.
+/// `None` on a wrong length, on any other `n`, and on `r` or `s` equal to 0 or
+/// not below the group order: no such signature is valid, so no call is needed.
 pub fn jose_to_der(sig: &[u8], n: usize) -> Option<Vec<u8>> {
     if sig.len() != 2 * n {
         return None;
     }
-    let (r, s) = sig.split_at(n);
-    let (r, s) = (der_integer(r), der_integer(s));
-    let mut out = Vec::with_capacity(r.len() + s.len() + 3);
-    out.push(0x30);
-    push_der_len(&mut out, r.len() + s.len());
-    out.extend_from_slice(&r);
-    out.extend_from_slice(&s);
-    Some(out)
-}
-
-fn der_integer(bytes: &[u8]) -> Vec<u8> {
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
-    let trimmed = bytes.get(first..).unwrap_or(&[0]);
-    let trimmed = if trimmed.is_empty() { &[0u8][..] } else { trimmed };
-    let pad = trimmed.first().is_some_and(|b| b & 0x80 != 0);
-    let mut out = vec![0x02];
-    push_der_len(&mut out, trimmed.len() + usize::from(pad));
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(trimmed);
-    out
-}
-
-fn push_der_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        out.push(0x81);
-        out.push(len as u8);
+    match n {
+        32 => Some(p256::ecdsa::Signature::from_slice(sig).ok()?.to_der().as_bytes().to_vec()),
+        48 => Some(p384::ecdsa::Signature::from_slice(sig).ok()?.to_der().as_bytes().to_vec()),
+        _ => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The P-256 group order n, big-endian.
+    const P256_N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6,
+        0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+    ];
 
     #[test]
     fn der_encoding_of_jose_signatures() {
@@ -149,11 +108,27 @@ mod tests {
         assert_eq!(&der[..5], &[0x30, 3 + 35, 0x02, 0x01, 0x01]);
         assert_eq!(&der[5..8], &[0x02, 33, 0x00]);
         assert_eq!(der.len(), 2 + 3 + 35);
-        assert_eq!(jose_to_der(&[0u8; 63], 32), None);
-        let zero = jose_to_der(&[0u8; 64], 32).unwrap();
-        assert_eq!(zero, vec![0x30, 6, 0x02, 1, 0, 0x02, 1, 0]);
-        let p384 = jose_to_der(&[0xffu8; 96], 48).unwrap();
+        let p384 = jose_to_der(&[0x80u8; 96], 48).unwrap();
         assert_eq!(&p384[..4], &[0x30, 2 * (2 + 49), 0x02, 49]);
+        assert_eq!(&p384[4..6], &[0x00, 0x80]);
+    }
+
+    #[test]
+    fn signatures_no_key_can_verify_are_refused_before_any_call() {
+        assert_eq!(jose_to_der(&[1u8; 63], 32), None, "wrong length");
+        assert_eq!(jose_to_der(&[1u8; 64], 48), None, "wrong length");
+        assert_eq!(jose_to_der(&[1u8; 128], 64), None, "not a JOSE ECDSA size");
+        assert_eq!(jose_to_der(&[0u8; 64], 32), None, "r = s = 0");
+        assert_eq!(jose_to_der(&[[0u8; 32], [1u8; 32]].concat(), 32), None, "r = 0");
+        assert_eq!(jose_to_der(&[[1u8; 32], [0u8; 32]].concat(), 32), None, "s = 0");
+        assert_eq!(jose_to_der(&[P256_N, [1u8; 32]].concat(), 32), None, "r = n");
+        assert_eq!(jose_to_der(&[[1u8; 32], P256_N].concat(), 32), None, "s = n");
+        assert_eq!(jose_to_der(&[0xffu8; 64], 32), None, "r, s > n");
+        assert_eq!(jose_to_der(&[0xffu8; 96], 48), None, "r, s > n (P-384)");
+        let mut below = P256_N;
+        below[31] -= 1;
+        assert!(jose_to_der(&[below, below].concat(), 32).is_some(), "n - 1 is in range");
+        assert_eq!(request(Algorithm::ES256, b"KEY", b"T", &[0u8; 64]), None);
     }
 
     #[test]
@@ -164,6 +139,10 @@ mod tests {
         assert!(result_is_valid(&[0x12, 0x01, b'x', 0x08, 0x01]));
         assert!(!result_is_valid(&[]));
         assert!(!result_is_valid(&[0x12, 0xff]));
+        assert!(!result_is_valid(&[0x08]), "truncated");
+        assert!(!result_is_valid(&[0x12, 0x05, b'x']), "a length beyond the buffer");
+        assert!(!result_is_valid(&[0x09, 1, 0, 0, 0, 0, 0, 0, 0]), "field 1 with another wire type");
+        assert!(result_is_valid(&[0xa2, 0x01, 0x01, b'x', 0x08, 0x01]), "a two-byte key is skipped whole");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! What the core reads of one request: the host interface, the request view
 //! (read once per decision), the credential, the client address, the query
-//! string, and path normal form and patterns.
+//! string, path normal form and patterns, and a static host over plain data.
 
 pub mod address;
 pub mod credential;
 pub mod host;
 pub mod paths;
 pub mod query;
+pub mod static_host;
 pub mod view;

@@ -1,0 +1,102 @@
+//! `cjwt explain`: one request decided by the filter's own engine.
+
+use crate::commands::{load_config, now};
+use crate::values;
+use cjwt_core::config::{RegionSource, TokenSource};
+use cjwt_core::engine::{Decision, Engine};
+use cjwt_core::keys::host_crypto::PureRust;
+use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::request::static_host::StaticHost;
+use cjwt_core::token::verify::InlineOnly;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Arguments of `cjwt explain`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The plugin configuration (JSON, or a serialized protobuf Struct).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The token, placed where the configuration's first token source reads it.
+    #[arg(long, value_name = "TOKEN")]
+    token: String,
+    /// The request method.
+    #[arg(long, value_name = "METHOD", default_value = "GET")]
+    method: String,
+    /// The request path, with its query.
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    path: String,
+    /// The client (peer) address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    ip: IpAddr,
+    /// The `:authority`.
+    #[arg(long, value_name = "HOST", default_value = "localhost")]
+    host: String,
+    /// The region, placed where the configuration reads it (node metadata or a header).
+    #[arg(long, value_name = "R")]
+    region: Option<String>,
+    /// A request header; repeatable.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = values::name_value)]
+    header: Vec<(String, String)>,
+    /// The clock (RFC 3339) [default: now].
+    #[arg(long, value_name = "TIME", value_parser = values::rfc3339)]
+    at: Option<i64>,
+}
+
+/// Prints `allow` (exit 0) or `refuse STATUS REASON` (exit 3 for 401, 4 for 403).
+pub fn run(a: Args) -> Result<u8, String> {
+    let config = load_config(&a.config)?;
+    let mut path = a.path;
+    // The credential is placed where the configuration's first source reads it.
+    if let Some(TokenSource::Query(name)) = config.token_from.first() {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        path = format!("{path}{sep}{name}={}", a.token);
+    }
+    let peer = match a.ip {
+        IpAddr::V4(ip) => format!("{ip}:50000"),
+        IpAddr::V6(ip) => format!("[{ip}]:50000"),
+    };
+    let mut host = StaticHost::new()
+        .at(a.at.unwrap_or_else(now))
+        .header(":method", &a.method)
+        .header(":path", &path)
+        .header(":authority", &a.host)
+        .peer(&peer);
+    for (name, value) in &a.header {
+        host = host.header(&name.to_ascii_lowercase(), value);
+    }
+    if let Some(region) = &a.region {
+        match &config.region {
+            Some(RegionSource::NodeMetadata(key)) => host = host.property(&["xds", "node", "metadata", key], region),
+            Some(RegionSource::Header(h)) => host = host.header(h, region),
+            Some(RegionSource::Static(_)) | None => {
+                eprintln!("note: --region ignored: the configuration takes the region from {:?}", config.region)
+            }
+        }
+    }
+    match config.token_from.first() {
+        Some(TokenSource::Header { name, prefix }) => host = host.header(name, &format!("{prefix}{}", a.token)),
+        Some(TokenSource::Cookie(name)) => host = host.header("cookie", &format!("{name}={}", a.token)),
+        Some(TokenSource::Query(_)) | None => {}
+    }
+    let mut engine = Engine::new(config);
+    match engine.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
+        Decision::Allow { token, .. } => {
+            println!("allow");
+            if let Some(t) = token {
+                let provider = engine.config.providers.get(t.provider).map(|p| p.name.as_str()).unwrap_or("?");
+                println!("issuer: {}  (provider {provider})", t.issuer());
+            }
+            Ok(0)
+        }
+        Decision::Deny(d) => {
+            println!("refuse {} {}", d.reason.status(), d.reason.code());
+            Ok(if d.reason.status() == 401 { 3 } else { 4 })
+        }
+        // `mode: dry_run`: Envoy forwards the request and only counts the refusal.
+        Decision::DryRunDeny(d) => {
+            println!("allow (dry_run: would refuse {} {})", d.reason.status(), d.reason.code());
+            Ok(0)
+        }
+    }
+}
