@@ -25,7 +25,7 @@ fn eddsa(extra: Value) -> String {
     mint(key(Algorithm::EdDSA), Some("k1"), &claims(extra))
 }
 
-fn verdict(engine: &mut Engine, host: &FakeHost) -> Option<Reason> {
+fn verdict(engine: &mut Engine, host: &StaticHost) -> Option<Reason> {
     match engine.decide(host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
         Decision::Allow { .. } => None,
         Decision::Deny(d) | Decision::DryRunDeny(d) => Some(d.reason),
@@ -53,7 +53,7 @@ fn query_constraints_decode_names_and_refuse_second_occurrences() {
         ("/x", Some(Reason::Custom)),
     ];
     for (path, want) in cases {
-        assert_eq!(verdict(&mut e, &FakeHost::get(path).bearer(&t)), *want, "{path}");
+        assert_eq!(verdict(&mut e, &StaticHost::get(path).bearer(&t)), *want, "{path}");
     }
 }
 
@@ -73,15 +73,15 @@ fn credential_scan_decodes_query_names() {
             format!("/x?%61ccess_token={other}"),
             format!("/x?a=1;access_token={other}"),
         ] {
-            assert_eq!(verdict(e, &FakeHost::get(&path).bearer(&t)), Some(Reason::MultipleTokens), "{path}");
+            assert_eq!(verdict(e, &StaticHost::get(&path).bearer(&t)), Some(Reason::MultipleTokens), "{path}");
         }
         // A valueless parameter carries no credential.
-        assert_eq!(verdict(e, &FakeHost::get("/x?access_token").bearer(&t)), None);
+        assert_eq!(verdict(e, &StaticHost::get("/x?access_token").bearer(&t)), None);
     }
     for path in [format!("/x?access_token={t}&access%5Ftoken={other}"), format!("/x?access_token&access_token={t}")] {
-        assert_eq!(verdict(&mut both, &FakeHost::get(&path)), Some(Reason::MultipleTokens), "{path}");
+        assert_eq!(verdict(&mut both, &StaticHost::get(&path)), Some(Reason::MultipleTokens), "{path}");
     }
-    assert_eq!(verdict(&mut both, &FakeHost::get(&format!("/x?access%5Ftoken={t}"))), None);
+    assert_eq!(verdict(&mut both, &StaticHost::get(&format!("/x?access%5Ftoken={t}"))), None);
 }
 
 /// SEC-12.1: `remove_token` strips the query credential in any spelling.
@@ -99,7 +99,7 @@ fn host_rules_and_constraints_match_a_trailing_dot() {
     }));
     let user = eddsa(json!({}));
     for authority in ["admin.example.com", "admin.example.com.", "ADMIN.example.com.:443"] {
-        let host = FakeHost::get("/x").bearer(&user).set_header(":authority", authority);
+        let host = StaticHost::get("/x").bearer(&user).set_header(":authority", authority);
         assert_eq!(verdict(&mut e, &host), Some(Reason::Role), "{authority}");
     }
     let mut e = engine(json!({}));
@@ -107,7 +107,7 @@ fn host_rules_and_constraints_match_a_trailing_dot() {
     for (authority, want) in
         [("api.example.com.", None), ("api.example.com", None), ("api.example.com..", Some(Reason::Host))]
     {
-        let host = FakeHost::get("/x").bearer(&t).set_header(":authority", authority);
+        let host = StaticHost::get("/x").bearer(&t).set_header(":authority", authority);
         assert_eq!(verdict(&mut e, &host), want, "{authority}");
     }
 }
@@ -157,7 +157,7 @@ fn cached_verifications_do_not_outlive_their_key() {
     store.set(0, set(json!({"keys": [k1.public_jwk(Some("k1")), k2.public_jwk(Some("k2"))]})));
     let mut e = Engine::new(c2);
     let t = mint(k1, Some("k1"), &claims(json!({})));
-    let host = FakeHost::get("/x").bearer(&t);
+    let host = StaticHost::get("/x").bearer(&t);
     let decide = |e: &mut Engine, store: &KeyStore| match e
         .decide(&host, store, &PureRust, &mut MemoryCounter::default())
         .decision
@@ -176,13 +176,13 @@ fn cached_verifications_do_not_outlive_their_key() {
 fn a_literal_dotted_member_does_not_shadow_nested_constraints() {
     let mut e = engine(json!({"claim_names": {"constraints": "ext.cnst"}}));
     let shadowed = eddsa(json!({"ext.cnst": {}, "ext": {"cnst": {"ip": ["10.0.0.0/8"]}}}));
-    let host = FakeHost::get("/x").bearer(&shadowed).peer("192.0.2.1:5000");
+    let host = StaticHost::get("/x").bearer(&shadowed).peer("192.0.2.1:5000");
     assert_eq!(verdict(&mut e, &host), Some(Reason::MalformedConstraint));
     let nested = eddsa(json!({"ext": {"cnst": {"ip": ["10.0.0.0/8"]}}}));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&nested).peer("192.0.2.1:5000")), Some(Reason::Ip));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&nested).peer("10.1.2.3:5000")), None);
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&nested).peer("192.0.2.1:5000")), Some(Reason::Ip));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&nested).peer("10.1.2.3:5000")), None);
     let literal = eddsa(json!({"ext.cnst": {"ip": ["10.0.0.0/8"]}}));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&literal).peer("192.0.2.1:5000")), Some(Reason::Ip));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&literal).peer("192.0.2.1:5000")), Some(Reason::Ip));
 }
 
 /// A length-delimited protobuf field: tag, varint length, payload.
@@ -240,7 +240,7 @@ fn forwarding_strips_the_token_on_dry_run_refusals_and_underscore_variants() {
     let mut e = engine(json!({"mode": "dry_run", "forward": {"remove_token": true,
         "claims_to_headers": [{"claim": "sub", "header": "x-cjwt-sub"}]}}));
     let expired = mint(key(Algorithm::EdDSA), Some("k1"), &claims(json!({"exp": NOW - 3600})));
-    let host = FakeHost::get("/x").bearer(&expired).header("x_cjwt_sub", "admin").header("x-cjwt_sub", "admin");
+    let host = StaticHost::get("/x").bearer(&expired).header("x_cjwt_sub", "admin").header("x-cjwt_sub", "admin");
     let Decision::DryRunDeny(denial) = e.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision
     else {
         panic!("an expired token is refused (in dry_run: forwarded as a refusal)");
@@ -253,7 +253,7 @@ fn forwarding_strips_the_token_on_dry_run_refusals_and_underscore_variants() {
     assert!(edits.set.is_empty());
     // Allowed: the variants go, the verified value is set under the canonical name.
     let ok = eddsa(json!({}));
-    let host = FakeHost::get("/x").bearer(&ok).header("x_cjwt_sub", "admin");
+    let host = StaticHost::get("/x").bearer(&ok).header("x_cjwt_sub", "admin");
     let Decision::Allow { token, credential } =
         e.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision
     else {

@@ -268,7 +268,7 @@ fn rfc7515_a1_hs256_example_verifies() {
     let cfg =
         json!({"providers": [{"name": "joe", "issuer": "joe", "jwks": {"keys": [jwk]}}], "max_token_bytes": 8192});
     let mut engine = cjwt_core::engine::Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
-    let host = FakeHost::get("/x").bearer(token).at(1_300_819_000);
+    let host = StaticHost::get("/x").bearer(token).at(1_300_819_000);
     let out = engine.decide(
         &host,
         &cjwt_core::token::verify::InlineOnly,
@@ -303,7 +303,7 @@ fn algorithm_confusion_public_key_as_hmac_secret_fails() {
     let mut engine =
         cjwt_core::engine::Engine::new(Config::from_json(config_json(json!({})).to_string().as_bytes()).unwrap());
     let out = engine.decide(
-        &FakeHost::get("/x").bearer(&t),
+        &StaticHost::get("/x").bearer(&t),
         &cjwt_core::token::verify::InlineOnly,
         &cjwt_core::keys::host_crypto::PureRust,
         &mut cjwt_core::request::host::MemoryCounter::default(),
@@ -368,7 +368,7 @@ mod remote_jwks {
         store.set(0, parse_remote_jwks(&c, 0, body.as_bytes()).unwrap().keys);
         let mut engine = cjwt_core::engine::Engine::new(c);
         let ok = cjwt_core::mint::mint(k, Some("a"), &claims(json!({})));
-        let host = FakeHost::get("/x").bearer(&ok);
+        let host = StaticHost::get("/x").bearer(&ok);
         let out = engine.decide(
             &host,
             &store,
@@ -377,7 +377,7 @@ mod remote_jwks {
         );
         assert!(matches!(out.decision, cjwt_core::engine::Decision::Allow { .. }), "{:?}", out.decision);
         let rotated = cjwt_core::mint::mint(k, Some("b"), &claims(json!({})));
-        let host = FakeHost::get("/x").bearer(&rotated);
+        let host = StaticHost::get("/x").bearer(&rotated);
         match engine
             .decide(
                 &host,

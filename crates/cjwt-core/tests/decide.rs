@@ -22,12 +22,12 @@ fn eddsa(extra: Value) -> String {
 }
 
 /// The reason a request is refused, or `None` when allowed.
-fn verdict(engine: &mut Engine, host: &FakeHost) -> Option<Reason> {
+fn verdict(engine: &mut Engine, host: &StaticHost) -> Option<Reason> {
     let mut counter = MemoryCounter::default();
     verdict_with(engine, host, &mut counter)
 }
 
-fn verdict_with(engine: &mut Engine, host: &FakeHost, counter: &mut MemoryCounter) -> Option<Reason> {
+fn verdict_with(engine: &mut Engine, host: &StaticHost, counter: &mut MemoryCounter) -> Option<Reason> {
     match engine.decide(host, &InlineOnly, &PureRust, counter).decision {
         Decision::Allow { .. } => None,
         // In `dry_run`: the reason it would be refused for.
@@ -35,7 +35,7 @@ fn verdict_with(engine: &mut Engine, host: &FakeHost, counter: &mut MemoryCounte
     }
 }
 
-fn check(cases: &[(&str, FakeHost, Option<Reason>)], engine: &mut Engine) {
+fn check(cases: &[(&str, StaticHost, Option<Reason>)], engine: &mut Engine) {
     for (name, host, want) in cases {
         assert_eq!(verdict(engine, host), *want, "case: {name}");
     }
@@ -44,7 +44,7 @@ fn check(cases: &[(&str, FakeHost, Option<Reason>)], engine: &mut Engine) {
 #[test]
 fn valid_token_is_allowed_and_carries_claims() {
     let mut e = engine(json!({}));
-    let host = FakeHost::get("/x").bearer(&eddsa(json!({})));
+    let host = StaticHost::get("/x").bearer(&eddsa(json!({})));
     match e.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
         Decision::Allow { token: Some(t), .. } => assert_eq!(t.claims["sub"], "alice"),
         other => panic!("{other:?}"),
@@ -57,43 +57,43 @@ fn credential_extraction_reasons() {
     let t = eddsa(json!({}));
     check(
         &[
-            ("no header", FakeHost::get("/x"), Some(Reason::MissingToken)),
+            ("no header", StaticHost::get("/x"), Some(Reason::MissingToken)),
             (
                 "basic scheme",
-                FakeHost::get("/x").header("authorization", "Basic dXNlcjpwYXNz"),
+                StaticHost::get("/x").header("authorization", "Basic dXNlcjpwYXNz"),
                 Some(Reason::MissingToken),
             ),
-            ("empty bearer", FakeHost::get("/x").header("authorization", "Bearer "), Some(Reason::MissingToken)),
+            ("empty bearer", StaticHost::get("/x").header("authorization", "Bearer "), Some(Reason::MissingToken)),
             (
                 "bearer glued",
-                FakeHost::get("/x").header("authorization", &format!("Bearer{t}")),
+                StaticHost::get("/x").header("authorization", &format!("Bearer{t}")),
                 Some(Reason::MissingToken),
             ),
-            ("lowercase scheme", FakeHost::get("/x").header("authorization", &format!("bearer {t}")), None),
-            ("uppercase scheme", FakeHost::get("/x").header("authorization", &format!("BEARER {t}")), None),
+            ("lowercase scheme", StaticHost::get("/x").header("authorization", &format!("bearer {t}")), None),
+            ("uppercase scheme", StaticHost::get("/x").header("authorization", &format!("BEARER {t}")), None),
             (
                 "trailing junk",
-                FakeHost::get("/x").header("authorization", &format!("Bearer {t} trailing")),
+                StaticHost::get("/x").header("authorization", &format!("Bearer {t} trailing")),
                 Some(Reason::MalformedToken),
             ),
             (
                 "two tokens in one",
-                FakeHost::get("/x").header("authorization", &format!("Bearer {t},Bearer {t}")),
+                StaticHost::get("/x").header("authorization", &format!("Bearer {t},Bearer {t}")),
                 Some(Reason::MultipleTokens),
             ),
             (
                 "joined by envoy",
-                FakeHost::get("/x").header("authorization", &format!("Bearer {t}, Bearer forged")),
+                StaticHost::get("/x").header("authorization", &format!("Bearer {t}, Bearer forged")),
                 Some(Reason::MultipleTokens),
             ),
-            ("trailing comma", FakeHost::get("/x").header("authorization", &format!("Bearer {t},")), None),
-            ("two headers", FakeHost::get("/x").bearer(&t).bearer("forged.x.y"), Some(Reason::MultipleTokens)),
+            ("trailing comma", StaticHost::get("/x").header("authorization", &format!("Bearer {t},")), None),
+            ("two headers", StaticHost::get("/x").bearer(&t).bearer("forged.x.y"), Some(Reason::MultipleTokens)),
             (
                 "two headers, forged first",
-                FakeHost::get("/x").bearer("forged.x.y").bearer(&t),
+                StaticHost::get("/x").bearer("forged.x.y").bearer(&t),
                 Some(Reason::MultipleTokens),
             ),
-            ("non-utf8", FakeHost::get("/x").header("authorization", "Bearer \u{00ff}"), Some(Reason::MalformedToken)),
+            ("non-utf8", StaticHost::get("/x").header("authorization", "Bearer \u{00ff}"), Some(Reason::MalformedToken)),
         ],
         &mut e,
     );
@@ -106,15 +106,15 @@ fn header_plus_query_is_multiple_tokens() {
     let t = eddsa(json!({}));
     check(
         &[
-            ("query only", FakeHost::get(&format!("/x?access_token={t}")), None),
+            ("query only", StaticHost::get(&format!("/x?access_token={t}")), None),
             (
                 "header and query",
-                FakeHost::get(&format!("/x?access_token={t}")).bearer(&t),
+                StaticHost::get(&format!("/x?access_token={t}")).bearer(&t),
                 Some(Reason::MultipleTokens),
             ),
             (
                 "query twice",
-                FakeHost::get(&format!("/x?access_token={t}&access_token={t}")),
+                StaticHost::get(&format!("/x?access_token={t}&access_token={t}")),
                 Some(Reason::MultipleTokens),
             ),
         ],
@@ -128,13 +128,13 @@ fn cookie_source() {
     let t = eddsa(json!({}));
     check(
         &[
-            ("cookie", FakeHost::get("/x").header("cookie", &format!("a=1; jwt={t}")), None),
+            ("cookie", StaticHost::get("/x").header("cookie", &format!("a=1; jwt={t}")), None),
             (
                 "cookie twice",
-                FakeHost::get("/x").header("cookie", &format!("jwt={t}")).header("cookie", &format!("jwt={t}")),
+                StaticHost::get("/x").header("cookie", &format!("jwt={t}")).header("cookie", &format!("jwt={t}")),
                 Some(Reason::MultipleTokens),
             ),
-            ("other cookie", FakeHost::get("/x").header("cookie", "jwtx=1"), Some(Reason::MissingToken)),
+            ("other cookie", StaticHost::get("/x").header("cookie", "jwtx=1"), Some(Reason::MissingToken)),
         ],
         &mut e,
     );
@@ -151,16 +151,16 @@ fn token_reasons_401() {
     tampered.push(if good.ends_with('A') { 'Q' } else { 'A' });
     check(
         &[
-            ("too large", FakeHost::get("/x").bearer(&"a".repeat(2049)), Some(Reason::TokenTooLarge)),
-            ("garbage", FakeHost::get("/x").bearer("not-a-jwt"), Some(Reason::MalformedToken)),
+            ("too large", StaticHost::get("/x").bearer(&"a".repeat(2049)), Some(Reason::TokenTooLarge)),
+            ("garbage", StaticHost::get("/x").bearer("not-a-jwt"), Some(Reason::MalformedToken)),
             (
                 "alg none",
-                FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"none"}"#, &claims(json!({})).to_string())),
+                StaticHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"none"}"#, &claims(json!({})).to_string())),
                 Some(Reason::UnsupportedAlgorithm),
             ),
             (
                 "crit",
-                FakeHost::get("/x").bearer(&mint_raw(
+                StaticHost::get("/x").bearer(&mint_raw(
                     k,
                     r#"{"alg":"EdDSA","kid":"k1","crit":["x"]}"#,
                     &claims(json!({})).to_string(),
@@ -169,7 +169,7 @@ fn token_reasons_401() {
             ),
             (
                 "jku",
-                FakeHost::get("/x").bearer(&mint_raw(
+                StaticHost::get("/x").bearer(&mint_raw(
                     k,
                     r#"{"alg":"EdDSA","jku":"http://169.254.169.254/"}"#,
                     &claims(json!({})).to_string(),
@@ -178,48 +178,48 @@ fn token_reasons_401() {
             ),
             (
                 "unknown issuer",
-                FakeHost::get("/x").bearer(&eddsa(json!({"iss": "https://evil"}))),
+                StaticHost::get("/x").bearer(&eddsa(json!({"iss": "https://evil"}))),
                 Some(Reason::UnknownIssuer),
             ),
-            ("no issuer", FakeHost::get("/x").bearer(&eddsa(json!({"iss": null}))), Some(Reason::UnknownIssuer)),
+            ("no issuer", StaticHost::get("/x").bearer(&eddsa(json!({"iss": null}))), Some(Reason::UnknownIssuer)),
             (
                 "unknown kid",
-                FakeHost::get("/x").bearer(&mint(k, Some("k2"), &claims(json!({})))),
+                StaticHost::get("/x").bearer(&mint(k, Some("k2"), &claims(json!({})))),
                 Some(Reason::UnknownKey),
             ),
             (
                 "alg not of provider",
-                FakeHost::get("/x").bearer(&mint(other, Some("k1"), &claims(json!({})))),
+                StaticHost::get("/x").bearer(&mint(other, Some("k1"), &claims(json!({})))),
                 Some(Reason::UnsupportedAlgorithm),
             ),
-            ("bad signature", FakeHost::get("/x").bearer(&tampered), Some(Reason::BadSignature)),
+            ("bad signature", StaticHost::get("/x").bearer(&tampered), Some(Reason::BadSignature)),
             (
                 "wrong key, no kid",
-                FakeHost::get("/x").bearer(&mint(key(Algorithm::EdDSA), None, &claims(json!({})))),
+                StaticHost::get("/x").bearer(&mint(key(Algorithm::EdDSA), None, &claims(json!({})))),
                 None,
             ),
-            ("missing exp", FakeHost::get("/x").bearer(&eddsa(json!({"exp": null}))), Some(Reason::MissingExp)),
+            ("missing exp", StaticHost::get("/x").bearer(&eddsa(json!({"exp": null}))), Some(Reason::MissingExp)),
             (
                 "wrong audience",
-                FakeHost::get("/x").bearer(&eddsa(json!({"aud": "other"}))),
+                StaticHost::get("/x").bearer(&eddsa(json!({"aud": "other"}))),
                 Some(Reason::WrongAudience),
             ),
-            ("audience in array", FakeHost::get("/x").bearer(&eddsa(json!({"aud": ["x", "orders-api"]}))), None),
-            ("no audience", FakeHost::get("/x").bearer(&eddsa(json!({"aud": null}))), Some(Reason::WrongAudience)),
-            ("aud not string", FakeHost::get("/x").bearer(&eddsa(json!({"aud": 5}))), Some(Reason::MalformedToken)),
+            ("audience in array", StaticHost::get("/x").bearer(&eddsa(json!({"aud": ["x", "orders-api"]}))), None),
+            ("no audience", StaticHost::get("/x").bearer(&eddsa(json!({"aud": null}))), Some(Reason::WrongAudience)),
+            ("aud not string", StaticHost::get("/x").bearer(&eddsa(json!({"aud": 5}))), Some(Reason::MalformedToken)),
             (
                 "exp string",
-                FakeHost::get("/x").bearer(&eddsa(json!({"exp": "tomorrow"}))),
+                StaticHost::get("/x").bearer(&eddsa(json!({"exp": "tomorrow"}))),
                 Some(Reason::MalformedToken),
             ),
             (
                 "malformed constraint",
-                FakeHost::get("/x").bearer(&eddsa(json!({"cnst": {"ip": ["010.0.0.0/8"]}}))),
+                StaticHost::get("/x").bearer(&eddsa(json!({"cnst": {"ip": ["010.0.0.0/8"]}}))),
                 Some(Reason::MalformedConstraint),
             ),
             (
                 "max_uses without jti",
-                FakeHost::get("/x").bearer(&eddsa(json!({"cnst": {"max_uses": 1}}))),
+                StaticHost::get("/x").bearer(&eddsa(json!({"cnst": {"max_uses": 1}}))),
                 Some(Reason::MalformedConstraint),
             ),
         ],
@@ -232,7 +232,7 @@ fn signature_from_another_key_of_same_alg_is_bad_signature() {
     let mut e = engine(json!({}));
     let stranger = cjwt_core::mint::SigningKey::generate(Algorithm::EdDSA).unwrap();
     let t = mint(&stranger, Some("k1"), &claims(json!({})));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), Some(Reason::BadSignature));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&t)), Some(Reason::BadSignature));
 }
 
 #[test]
@@ -241,15 +241,15 @@ fn time_boundaries_with_skew() {
     let t = eddsa(json!({"iat": NOW, "nbf": NOW, "exp": NOW + 100}));
     check(
         &[
-            ("just before exp+skew", FakeHost::get("/x").bearer(&t).at(NOW + 159), None),
-            ("at exp+skew", FakeHost::get("/x").bearer(&t).at(NOW + 160), Some(Reason::Expired)),
-            ("nbf-skew", FakeHost::get("/x").bearer(&t).at(NOW - 60), None),
-            ("before nbf-skew", FakeHost::get("/x").bearer(&t).at(NOW - 61), Some(Reason::NotYetValid)),
+            ("just before exp+skew", StaticHost::get("/x").bearer(&t).at(NOW + 159), None),
+            ("at exp+skew", StaticHost::get("/x").bearer(&t).at(NOW + 160), Some(Reason::Expired)),
+            ("nbf-skew", StaticHost::get("/x").bearer(&t).at(NOW - 60), None),
+            ("before nbf-skew", StaticHost::get("/x").bearer(&t).at(NOW - 61), Some(Reason::NotYetValid)),
         ],
         &mut e,
     );
     let future_iat = eddsa(json!({"iat": NOW + 61}));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&future_iat)), Some(Reason::NotYetValid));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&future_iat)), Some(Reason::NotYetValid));
 }
 
 #[test]
@@ -257,15 +257,15 @@ fn extreme_and_float_dates_saturate_without_panic() {
     let mut e = engine(json!({}));
     check(
         &[
-            ("huge nbf", FakeHost::get("/x").bearer(&eddsa(json!({"nbf": 9.9e300}))), Some(Reason::NotYetValid)),
-            ("huge negative exp", FakeHost::get("/x").bearer(&eddsa(json!({"exp": -9.9e300}))), Some(Reason::Expired)),
-            ("u64 exp", FakeHost::get("/x").bearer(&eddsa(json!({"exp": u64::MAX}))), None),
-            ("float exp", FakeHost::get("/x").bearer(&eddsa(json!({"exp": (NOW + 30) as f64 + 0.5}))), None),
-            ("i64 min nbf", FakeHost::get("/x").bearer(&eddsa(json!({"nbf": i64::MIN}))), None),
+            ("huge nbf", StaticHost::get("/x").bearer(&eddsa(json!({"nbf": 9.9e300}))), Some(Reason::NotYetValid)),
+            ("huge negative exp", StaticHost::get("/x").bearer(&eddsa(json!({"exp": -9.9e300}))), Some(Reason::Expired)),
+            ("u64 exp", StaticHost::get("/x").bearer(&eddsa(json!({"exp": u64::MAX}))), None),
+            ("float exp", StaticHost::get("/x").bearer(&eddsa(json!({"exp": (NOW + 30) as f64 + 0.5}))), None),
+            ("i64 min nbf", StaticHost::get("/x").bearer(&eddsa(json!({"nbf": i64::MIN}))), None),
         ],
         &mut e,
     );
-    let extreme_now = FakeHost::get("/x").bearer(&eddsa(json!({}))).at(i64::MAX);
+    let extreme_now = StaticHost::get("/x").bearer(&eddsa(json!({}))).at(i64::MAX);
     assert_eq!(verdict(&mut e, &extreme_now), Some(Reason::Expired));
 }
 
@@ -277,13 +277,13 @@ fn lifetime_and_typ() {
     let typed = |typ: &str| mint_raw(k, &format!(r#"{{"alg":"EdDSA","kid":"k1","typ":"{typ}"}}"#), &c);
     check(
         &[
-            ("at+jwt", FakeHost::get("/x").bearer(&typed("at+jwt")), None),
-            ("media type form", FakeHost::get("/x").bearer(&typed("application/AT+JWT")), None),
-            ("trailing space", FakeHost::get("/x").bearer(&typed("at+jwt ")), Some(Reason::WrongTyp)),
-            ("JWT", FakeHost::get("/x").bearer(&typed("JWT")), Some(Reason::WrongTyp)),
+            ("at+jwt", StaticHost::get("/x").bearer(&typed("at+jwt")), None),
+            ("media type form", StaticHost::get("/x").bearer(&typed("application/AT+JWT")), None),
+            ("trailing space", StaticHost::get("/x").bearer(&typed("at+jwt ")), Some(Reason::WrongTyp)),
+            ("JWT", StaticHost::get("/x").bearer(&typed("JWT")), Some(Reason::WrongTyp)),
             (
                 "absent",
-                FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1"}"#, &c)),
+                StaticHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1"}"#, &c)),
                 Some(Reason::WrongTyp),
             ),
         ],
@@ -294,7 +294,7 @@ fn lifetime_and_typ() {
         r#"{"alg":"EdDSA","kid":"k1","typ":"at+jwt"}"#,
         &claims(json!({"iat": NOW, "exp": NOW + 3601})).to_string(),
     );
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&long)), Some(Reason::LifetimeTooLong));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&long)), Some(Reason::LifetimeTooLong));
 }
 
 #[test]
@@ -303,16 +303,16 @@ fn constraints_ip() {
     let t = eddsa(json!({"cnst": {"ip": ["127.0.0.2/32", "10.0.0.0/8"]}}));
     check(
         &[
-            ("in range", FakeHost::get("/x").bearer(&t).peer("127.0.0.2:5000"), None),
-            ("neighbour", FakeHost::get("/x").bearer(&t).peer("127.0.0.3:5000"), Some(Reason::Ip)),
-            ("second range", FakeHost::get("/x").bearer(&t).peer("10.255.255.255:1"), None),
-            ("mapped v6", FakeHost::get("/x").bearer(&t).peer("[::ffff:10.1.1.1]:1"), None),
-            ("v6 loopback", FakeHost::get("/x").bearer(&t).peer("[::1]:1"), Some(Reason::Ip)),
+            ("in range", StaticHost::get("/x").bearer(&t).peer("127.0.0.2:5000"), None),
+            ("neighbour", StaticHost::get("/x").bearer(&t).peer("127.0.0.3:5000"), Some(Reason::Ip)),
+            ("second range", StaticHost::get("/x").bearer(&t).peer("10.255.255.255:1"), None),
+            ("mapped v6", StaticHost::get("/x").bearer(&t).peer("[::ffff:10.1.1.1]:1"), None),
+            ("v6 loopback", StaticHost::get("/x").bearer(&t).peer("[::1]:1"), Some(Reason::Ip)),
         ],
         &mut e,
     );
     let empty = eddsa(json!({"cnst": {"ip": []}}));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&empty)), Some(Reason::Ip), "empty list allows nothing");
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&empty)), Some(Reason::Ip), "empty list allows nothing");
 }
 
 #[test]
@@ -321,13 +321,13 @@ fn constraints_ip_from_xff_trusts_only_configured_hops() {
     let t = eddsa(json!({"cnst": {"ip": ["10.0.0.0/8"]}}));
     check(
         &[
-            ("last entry", FakeHost::get("/x").bearer(&t).header("x-forwarded-for", "6.6.6.6, 10.0.0.9"), None),
+            ("last entry", StaticHost::get("/x").bearer(&t).header("x-forwarded-for", "6.6.6.6, 10.0.0.9"), None),
             (
                 "spoofed first entry",
-                FakeHost::get("/x").bearer(&t).header("x-forwarded-for", "10.0.0.9, 6.6.6.6"),
+                StaticHost::get("/x").bearer(&t).header("x-forwarded-for", "10.0.0.9, 6.6.6.6"),
                 Some(Reason::Ip),
             ),
-            ("no header", FakeHost::get("/x").bearer(&t), Some(Reason::Ip)),
+            ("no header", StaticHost::get("/x").bearer(&t), Some(Reason::Ip)),
         ],
         &mut e,
     );
@@ -341,30 +341,30 @@ fn constraints_methods_paths_hosts() {
     );
     check(
         &[
-            ("all hold", FakeHost::get("/v1/orders/7").bearer(&t), None),
-            ("query ignored", FakeHost::get("/v1/orders/7?x=/admin").bearer(&t), None),
-            ("method", FakeHost::request("POST", "/v1/orders/7").bearer(&t), Some(Reason::Method)),
-            ("method case", FakeHost::request("get", "/v1/orders/7").bearer(&t), Some(Reason::Method)),
-            ("path", FakeHost::get("/v1/admin").bearer(&t), Some(Reason::Path)),
-            ("star one segment", FakeHost::get("/v1/items/a").bearer(&t), None),
-            ("star two segments", FakeHost::get("/v1/items/a/b").bearer(&t), Some(Reason::Path)),
-            ("dotdot", FakeHost::get("/v1/orders/../admin").bearer(&t), Some(Reason::PathNotNormalized)),
-            ("encoded slash", FakeHost::get("/v1/orders%2F..%2Fadmin").bearer(&t), Some(Reason::PathNotNormalized)),
-            ("semicolon", FakeHost::get("/v1/orders/..;/admin").bearer(&t), Some(Reason::PathNotNormalized)),
-            ("double slash", FakeHost::get("/v1//orders/7").bearer(&t), Some(Reason::PathNotNormalized)),
+            ("all hold", StaticHost::get("/v1/orders/7").bearer(&t), None),
+            ("query ignored", StaticHost::get("/v1/orders/7?x=/admin").bearer(&t), None),
+            ("method", StaticHost::request("POST", "/v1/orders/7").bearer(&t), Some(Reason::Method)),
+            ("method case", StaticHost::request("get", "/v1/orders/7").bearer(&t), Some(Reason::Method)),
+            ("path", StaticHost::get("/v1/admin").bearer(&t), Some(Reason::Path)),
+            ("star one segment", StaticHost::get("/v1/items/a").bearer(&t), None),
+            ("star two segments", StaticHost::get("/v1/items/a/b").bearer(&t), Some(Reason::Path)),
+            ("dotdot", StaticHost::get("/v1/orders/../admin").bearer(&t), Some(Reason::PathNotNormalized)),
+            ("encoded slash", StaticHost::get("/v1/orders%2F..%2Fadmin").bearer(&t), Some(Reason::PathNotNormalized)),
+            ("semicolon", StaticHost::get("/v1/orders/..;/admin").bearer(&t), Some(Reason::PathNotNormalized)),
+            ("double slash", StaticHost::get("/v1//orders/7").bearer(&t), Some(Reason::PathNotNormalized)),
             (
                 "host with port",
-                FakeHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "API.example.com:443"),
+                StaticHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "API.example.com:443"),
                 None,
             ),
             (
                 "host two labels",
-                FakeHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "a.b.example.com"),
+                StaticHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "a.b.example.com"),
                 Some(Reason::Host),
             ),
             (
                 "apex host",
-                FakeHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "example.com"),
+                StaticHost::get("/v1/orders/7").bearer(&t).set_header(":authority", "example.com"),
                 Some(Reason::Host),
             ),
         ],
@@ -376,19 +376,19 @@ fn constraints_methods_paths_hosts() {
 fn constraints_region_from_each_source() {
     let t = eddsa(json!({"cnst": {"region": ["eu-west-1"]}}));
     let mut none = engine(json!({}));
-    assert_eq!(verdict(&mut none, &FakeHost::get("/x").bearer(&t)), Some(Reason::Region), "no source configured");
+    assert_eq!(verdict(&mut none, &StaticHost::get("/x").bearer(&t)), Some(Reason::Region), "no source configured");
     let mut fixed = engine(json!({"region": {"value": "eu-west-1"}}));
-    assert_eq!(verdict(&mut fixed, &FakeHost::get("/x").bearer(&t)), None);
+    assert_eq!(verdict(&mut fixed, &StaticHost::get("/x").bearer(&t)), None);
     let mut other = engine(json!({"region": {"value": "us-east-1"}}));
-    assert_eq!(verdict(&mut other, &FakeHost::get("/x").bearer(&t)), Some(Reason::Region));
+    assert_eq!(verdict(&mut other, &StaticHost::get("/x").bearer(&t)), Some(Reason::Region));
     let mut header = engine(json!({"region": {"header": "x-geo-region"}}));
     check(
         &[
-            ("header", FakeHost::get("/x").bearer(&t).header("x-geo-region", "eu-west-1"), None),
-            ("header other", FakeHost::get("/x").bearer(&t).header("x-geo-region", "us-east-1"), Some(Reason::Region)),
+            ("header", StaticHost::get("/x").bearer(&t).header("x-geo-region", "eu-west-1"), None),
+            ("header other", StaticHost::get("/x").bearer(&t).header("x-geo-region", "us-east-1"), Some(Reason::Region)),
             (
                 "header twice",
-                FakeHost::get("/x").bearer(&t).header("x-geo-region", "eu-west-1").header("x-geo-region", "eu-west-1"),
+                StaticHost::get("/x").bearer(&t).header("x-geo-region", "eu-west-1").header("x-geo-region", "eu-west-1"),
                 Some(Reason::Region),
             ),
         ],
@@ -399,10 +399,10 @@ fn constraints_region_from_each_source() {
         &[
             (
                 "node",
-                FakeHost::get("/x").bearer(&t).property(&["xds", "node", "metadata", "REGION"], "eu-west-1"),
+                StaticHost::get("/x").bearer(&t).property(&["xds", "node", "metadata", "REGION"], "eu-west-1"),
                 None,
             ),
-            ("node absent", FakeHost::get("/x").bearer(&t), Some(Reason::Region)),
+            ("node absent", StaticHost::get("/x").bearer(&t), Some(Reason::Region)),
         ],
         &mut node,
     );
@@ -417,10 +417,10 @@ fn constraints_window_boundaries() {
     );
     check(
         &[
-            ("at start", FakeHost::get("/x").bearer(&t), None),
-            ("before start", FakeHost::get("/x").bearer(&t).at(NOW - 1), Some(Reason::Window)),
-            ("last second", FakeHost::get("/x").bearer(&t).at(NOW + 1799), None),
-            ("at end", FakeHost::get("/x").bearer(&t).at(NOW + 1800), Some(Reason::Window)),
+            ("at start", StaticHost::get("/x").bearer(&t), None),
+            ("before start", StaticHost::get("/x").bearer(&t).at(NOW - 1), Some(Reason::Window)),
+            ("last second", StaticHost::get("/x").bearer(&t).at(NOW + 1799), None),
+            ("at end", StaticHost::get("/x").bearer(&t).at(NOW + 1800), Some(Reason::Window)),
         ],
         &mut e,
     );
@@ -434,24 +434,24 @@ fn constraints_custom() {
     let t = eddsa(json!({"cnst": {"tenant": ["acme"], "shard": "eu", "ver": ["2"]}}));
     check(
         &[
-            ("all hold", FakeHost::get("/t/eu/x?v=2").bearer(&t).header("x-tenant-id", "acme"), None),
+            ("all hold", StaticHost::get("/t/eu/x?v=2").bearer(&t).header("x-tenant-id", "acme"), None),
             (
                 "header other",
-                FakeHost::get("/t/eu/x?v=2").bearer(&t).header("x-tenant-id", "evil"),
+                StaticHost::get("/t/eu/x?v=2").bearer(&t).header("x-tenant-id", "evil"),
                 Some(Reason::Custom),
             ),
-            ("header absent", FakeHost::get("/t/eu/x?v=2").bearer(&t), Some(Reason::Custom)),
+            ("header absent", StaticHost::get("/t/eu/x?v=2").bearer(&t), Some(Reason::Custom)),
             (
                 "segment other",
-                FakeHost::get("/t/us/x?v=2").bearer(&t).header("x-tenant-id", "acme"),
+                StaticHost::get("/t/us/x?v=2").bearer(&t).header("x-tenant-id", "acme"),
                 Some(Reason::Custom),
             ),
             (
                 "query twice",
-                FakeHost::get("/t/eu/x?v=2&v=2").bearer(&t).header("x-tenant-id", "acme"),
+                StaticHost::get("/t/eu/x?v=2&v=2").bearer(&t).header("x-tenant-id", "acme"),
                 Some(Reason::Custom),
             ),
-            ("query absent", FakeHost::get("/t/eu/x").bearer(&t).header("x-tenant-id", "acme"), Some(Reason::Custom)),
+            ("query absent", StaticHost::get("/t/eu/x").bearer(&t).header("x-tenant-id", "acme"), Some(Reason::Custom)),
         ],
         &mut e,
     );
@@ -461,7 +461,7 @@ fn constraints_custom() {
 fn unknown_constraint_refuses_before_anything_else() {
     let mut e = engine(json!({}));
     let t = eddsa(json!({"cnst": {"geo": ["eu"], "ip": ["10.0.0.0/8"]}}));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), Some(Reason::UnknownConstraint));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&t)), Some(Reason::UnknownConstraint));
 }
 
 #[test]
@@ -470,9 +470,9 @@ fn constraints_are_checked_in_table_order() {
     let t = eddsa(
         json!({"cnst": {"window": [{"start": "00:00", "end": "00:01"}], "methods": ["PUT"], "ip": ["10.0.0.0/8"]}}),
     );
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), Some(Reason::Ip));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t).peer("10.0.0.1:1")), Some(Reason::Method));
-    assert_eq!(verdict(&mut e, &FakeHost::request("PUT", "/x").bearer(&t).peer("10.0.0.1:1")), Some(Reason::Window));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&t)), Some(Reason::Ip));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&t).peer("10.0.0.1:1")), Some(Reason::Method));
+    assert_eq!(verdict(&mut e, &StaticHost::request("PUT", "/x").bearer(&t).peer("10.0.0.1:1")), Some(Reason::Window));
 }
 
 #[test]
@@ -480,8 +480,8 @@ fn max_uses_counts_only_allowed_requests() {
     let mut e = engine(json!({}));
     let mut counter = MemoryCounter::default();
     let t = eddsa(json!({"jti": "j1", "cnst": {"max_uses": 2, "methods": ["GET"]}}));
-    let post = FakeHost::request("POST", "/x").bearer(&t);
-    let get = FakeHost::get("/x").bearer(&t);
+    let post = StaticHost::request("POST", "/x").bearer(&t);
+    let get = StaticHost::get("/x").bearer(&t);
     assert_eq!(verdict_with(&mut e, &post, &mut counter), Some(Reason::Method), "a refused request uses nothing");
     assert_eq!(verdict_with(&mut e, &get, &mut counter), None);
     assert_eq!(verdict_with(&mut e, &get, &mut counter), None);
@@ -489,7 +489,7 @@ fn max_uses_counts_only_allowed_requests() {
     // Another token with the same (iss, jti) shares the count (malleated copies, re-minted tokens).
     let same_jti = eddsa(json!({"jti": "j1", "sub": "bob", "cnst": {"max_uses": 5}}));
     let mut counter2 = MemoryCounter::default();
-    assert_eq!(verdict_with(&mut e, &FakeHost::get("/x").bearer(&same_jti), &mut counter2), None);
+    assert_eq!(verdict_with(&mut e, &StaticHost::get("/x").bearer(&same_jti), &mut counter2), None);
 }
 
 #[test]
@@ -508,35 +508,35 @@ fn rules_first_match_and_auth_modes() {
     let writer = eddsa(json!({"scope": "orders:read orders:write", "tenant": "acme"}));
     check(
         &[
-            ("health without token", FakeHost::get("/healthz"), None),
-            ("health with bad token", FakeHost::get("/healthz").bearer("junk"), None),
-            ("health POST needs token", FakeHost::request("POST", "/healthz"), Some(Reason::MissingToken)),
-            ("public without token", FakeHost::get("/public/a"), None),
-            ("public with bad token", FakeHost::get("/public/a").bearer("junk"), Some(Reason::MalformedToken)),
-            ("admin without role", FakeHost::get("/admin/x").bearer(&plain), Some(Reason::Role)),
-            ("admin with role", FakeHost::get("/admin/x").bearer(&admin), None),
+            ("health without token", StaticHost::get("/healthz"), None),
+            ("health with bad token", StaticHost::get("/healthz").bearer("junk"), None),
+            ("health POST needs token", StaticHost::request("POST", "/healthz"), Some(Reason::MissingToken)),
+            ("public without token", StaticHost::get("/public/a"), None),
+            ("public with bad token", StaticHost::get("/public/a").bearer("junk"), Some(Reason::MalformedToken)),
+            ("admin without role", StaticHost::get("/admin/x").bearer(&plain), Some(Reason::Role)),
+            ("admin with role", StaticHost::get("/admin/x").bearer(&admin), None),
             (
                 "admin abnormal path",
-                FakeHost::get("/public/../admin/x").bearer(&plain),
+                StaticHost::get("/public/../admin/x").bearer(&plain),
                 Some(Reason::PathNotNormalized),
             ),
             (
                 "orders write",
-                FakeHost::request("POST", "/v1/orders/1").bearer(&writer).header("x-tenant-id", "acme"),
+                StaticHost::request("POST", "/v1/orders/1").bearer(&writer).header("x-tenant-id", "acme"),
                 None,
             ),
             (
                 "orders other tenant",
-                FakeHost::request("POST", "/v1/orders/1").bearer(&writer).header("x-tenant-id", "evil"),
+                StaticHost::request("POST", "/v1/orders/1").bearer(&writer).header("x-tenant-id", "evil"),
                 Some(Reason::Claim),
             ),
             (
                 "orders no scope",
-                FakeHost::request("POST", "/v1/orders/1").bearer(&plain).header("x-tenant-id", "acme"),
+                StaticHost::request("POST", "/v1/orders/1").bearer(&plain).header("x-tenant-id", "acme"),
                 Some(Reason::Scope),
             ),
-            ("orders GET falls to default", FakeHost::get("/v1/orders/1").bearer(&plain), None),
-            ("default requires token", FakeHost::get("/other"), Some(Reason::MissingToken)),
+            ("orders GET falls to default", StaticHost::get("/v1/orders/1").bearer(&plain), None),
+            ("default requires token", StaticHost::get("/other"), Some(Reason::MissingToken)),
         ],
         &mut e,
     );
@@ -559,17 +559,17 @@ fn require_roles_scopes_claims_issuers() {
     let no_team = eddsa(json!({"level": 3}));
     check(
         &[
-            ("keycloak roles", FakeHost::get("/all").bearer(&kc), None),
-            ("missing role", FakeHost::get("/all").bearer(&partial), Some(Reason::Role)),
-            ("no case folding", FakeHost::get("/all").bearer(&case), Some(Reason::Role)),
-            ("equals and present", FakeHost::get("/eq").bearer(&level), None),
-            ("type mismatch", FakeHost::get("/eq").bearer(&level_str), Some(Reason::Claim)),
-            ("absent claim", FakeHost::get("/eq").bearer(&no_team), Some(Reason::Claim)),
+            ("keycloak roles", StaticHost::get("/all").bearer(&kc), None),
+            ("missing role", StaticHost::get("/all").bearer(&partial), Some(Reason::Role)),
+            ("no case folding", StaticHost::get("/all").bearer(&case), Some(Reason::Role)),
+            ("equals and present", StaticHost::get("/eq").bearer(&level), None),
+            ("type mismatch", StaticHost::get("/eq").bearer(&level_str), Some(Reason::Claim)),
+            ("absent claim", StaticHost::get("/eq").bearer(&no_team), Some(Reason::Claim)),
         ],
         &mut e,
     );
     let mut issuers = engine(json!({"rules": [{"match": {"path": "/x"}, "require": {"issuers": ["corp"]}}]}));
-    assert_eq!(verdict(&mut issuers, &FakeHost::get("/x").bearer(&eddsa(json!({})))), None);
+    assert_eq!(verdict(&mut issuers, &StaticHost::get("/x").bearer(&eddsa(json!({})))), None);
 }
 
 #[test]
@@ -584,8 +584,8 @@ fn require_issuer_refuses_other_provider() {
     });
     let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
     let partner = mint(es, Some("p1"), &claims(json!({"iss": "https://partner.example"})));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/other").bearer(&partner)), None);
-    assert_eq!(verdict(&mut e, &FakeHost::get("/corp/x").bearer(&partner)), Some(Reason::Issuer));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/other").bearer(&partner)), None);
+    assert_eq!(verdict(&mut e, &StaticHost::get("/corp/x").bearer(&partner)), Some(Reason::Issuer));
 }
 
 #[test]
@@ -595,11 +595,11 @@ fn every_algorithm_verifies_with_its_key_only() {
         let cfg = json!({"providers": [{"name": "p", "issuer": "https://idp.example.com", "jwks": {"keys": [k.public_jwk(Some("k"))]}}]});
         let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
         let good = mint(k, Some("k"), &claims(json!({})));
-        assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&good)), None, "{alg:?}");
+        assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&good)), None, "{alg:?}");
         let mut bad = good.clone();
         bad.truncate(good.rfind('.').unwrap() + 1);
         bad.push_str(&cjwt_core::encoding::b64::encode(&vec![7u8; k.sign(b"x").len()]));
-        assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&bad)), Some(Reason::BadSignature), "{alg:?}");
+        assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&bad)), Some(Reason::BadSignature), "{alg:?}");
     }
 }
 
@@ -608,13 +608,13 @@ fn cache_hits_still_check_time_and_constraints() {
     let mut e = engine(json!({}));
     let t = eddsa(json!({"exp": NOW + 100, "cnst": {"ip": ["127.0.0.1"]}}));
     let mut counter = MemoryCounter::default();
-    let first = e.decide(&FakeHost::get("/x").bearer(&t), &InlineOnly, &PureRust, &mut counter);
+    let first = e.decide(&StaticHost::get("/x").bearer(&t), &InlineOnly, &PureRust, &mut counter);
     assert_eq!(first.cache_hit, Some(false));
-    let second = e.decide(&FakeHost::get("/x").bearer(&t), &InlineOnly, &PureRust, &mut counter);
+    let second = e.decide(&StaticHost::get("/x").bearer(&t), &InlineOnly, &PureRust, &mut counter);
     assert_eq!(second.cache_hit, Some(true));
     assert!(matches!(second.decision, Decision::Allow { .. }));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t).peer("127.0.0.9:1")), Some(Reason::Ip));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t).at(NOW + 160)), Some(Reason::Expired));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&t).peer("127.0.0.9:1")), Some(Reason::Ip));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&t).at(NOW + 160)), Some(Reason::Expired));
 }
 
 #[test]
@@ -622,7 +622,7 @@ fn cache_stays_bounded() {
     let mut e = engine(json!({"cache": {"max_entries": 16}}));
     for i in 0..100 {
         let t = eddsa(json!({"jti": format!("t{i}")}));
-        assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), None);
+        assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&t)), None);
     }
     assert!(e.cached() <= 16, "cache holds {}", e.cached());
 }
@@ -631,7 +631,7 @@ fn cache_stays_bounded() {
 fn denial_carries_a_fingerprint_not_the_token() {
     let mut e = engine(json!({}));
     let t = eddsa(json!({"aud": "x"}));
-    match e.decide(&FakeHost::get("/x").bearer(&t), &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
+    match e.decide(&StaticHost::get("/x").bearer(&t), &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
         Decision::Deny(d) => {
             let fp = d.fingerprint.unwrap();
             assert_eq!(fp.len(), 16);
@@ -654,14 +654,14 @@ fn dry_run_is_an_outcome_of_the_engine() {
     let ip = eddsa(json!({"cnst": {"ip": ["10.0.0.0/8"]}}));
     let unknown_kid = mint(key(Algorithm::EdDSA), Some("nope"), &claims(json!({})));
     let cases = [
-        ("allowed", FakeHost::get("/x").bearer(&eddsa(json!({}))), None),
-        ("missing token", FakeHost::get("/x"), Some(Reason::MissingToken)),
-        ("expired", FakeHost::get("/x").bearer(&eddsa(json!({"exp": NOW - 3600}))), Some(Reason::Expired)),
-        ("unknown key", FakeHost::get("/x").bearer(&unknown_kid), Some(Reason::UnknownKey)),
-        ("rule", FakeHost::get("/admin/x").bearer(&eddsa(json!({}))), Some(Reason::Role)),
-        ("path", FakeHost::get("/admin/../x").bearer(&eddsa(json!({}))), Some(Reason::PathNotNormalized)),
-        ("constraint", FakeHost::get("/x").bearer(&ip), Some(Reason::Ip)),
-        ("constraint met", FakeHost::get("/x").bearer(&ip).peer("10.1.2.3:4"), None),
+        ("allowed", StaticHost::get("/x").bearer(&eddsa(json!({}))), None),
+        ("missing token", StaticHost::get("/x"), Some(Reason::MissingToken)),
+        ("expired", StaticHost::get("/x").bearer(&eddsa(json!({"exp": NOW - 3600}))), Some(Reason::Expired)),
+        ("unknown key", StaticHost::get("/x").bearer(&unknown_kid), Some(Reason::UnknownKey)),
+        ("rule", StaticHost::get("/admin/x").bearer(&eddsa(json!({}))), Some(Reason::Role)),
+        ("path", StaticHost::get("/admin/../x").bearer(&eddsa(json!({}))), Some(Reason::PathNotNormalized)),
+        ("constraint", StaticHost::get("/x").bearer(&ip), Some(Reason::Ip)),
+        ("constraint met", StaticHost::get("/x").bearer(&ip).peer("10.1.2.3:4"), None),
     ];
     for (what, host, want) in cases {
         let mut counter = MemoryCounter::default();
@@ -685,7 +685,7 @@ fn dry_run_refusals_for_missing_keys_name_the_provider() {
     let cfg = json!({"mode": "dry_run", "providers": [{"name": "idp", "issuer": "https://idp.example.com",
         "remote_jwks": {"cluster": "idp", "path": "/jwks.json"}}]});
     let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
-    let host = FakeHost::get("/x").bearer(&eddsa(json!({})));
+    let host = StaticHost::get("/x").bearer(&eddsa(json!({})));
     match e.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
         Decision::DryRunDeny(d) => {
             assert_eq!((d.reason, d.provider), (Reason::KeysUnavailable, Some(0)));
@@ -701,9 +701,9 @@ fn dry_run_refusals_use_nothing() {
     let mut e = engine(json!({"mode": "dry_run"}));
     let t = eddsa(json!({"jti": "once", "cnst": {"methods": ["GET"], "max_uses": 1}}));
     let mut counter = MemoryCounter::default();
-    let post = FakeHost::request("POST", "/x").bearer(&t);
+    let post = StaticHost::request("POST", "/x").bearer(&t);
     assert!(matches!(e.decide(&post, &InlineOnly, &PureRust, &mut counter).decision, Decision::DryRunDeny(_)));
-    let get = FakeHost::get("/x").bearer(&t);
+    let get = StaticHost::get("/x").bearer(&t);
     assert!(matches!(e.decide(&get, &InlineOnly, &PureRust, &mut counter).decision, Decision::Allow { .. }));
     match e.decide(&get, &InlineOnly, &PureRust, &mut counter).decision {
         Decision::DryRunDeny(d) => assert_eq!(d.reason, Reason::MaxUses),
@@ -716,7 +716,7 @@ fn keys_unavailable_when_a_remote_only_provider_has_no_keys_yet() {
     let cfg = json!({"providers": [{"name": "idp", "issuer": "https://idp.example.com",
         "remote_jwks": {"cluster": "idp", "path": "/jwks.json"}}]});
     let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&eddsa(json!({})))), Some(Reason::KeysUnavailable));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&eddsa(json!({})))), Some(Reason::KeysUnavailable));
 }
 
 /// One request per reason code: proves every code of SPEC §4 is reachable and
@@ -745,57 +745,57 @@ fn every_reason_code_is_reachable() {
     bad_sig.push_str(&cjwt_core::encoding::b64::encode(&[0u8; 64]));
     let mut counter = MemoryCounter::default();
     let once = t(json!({"jti": "once", "cnst": {"max_uses": 1}}));
-    assert_eq!(verdict_with(&mut e, &FakeHost::get("/x").bearer(&once), &mut counter), None);
+    assert_eq!(verdict_with(&mut e, &StaticHost::get("/x").bearer(&once), &mut counter), None);
     let mut seen = HashSet::new();
-    let mut probe = |host: FakeHost, counter: &mut MemoryCounter| {
+    let mut probe = |host: StaticHost, counter: &mut MemoryCounter| {
         if let Some(r) = verdict_with(&mut e, &host, counter) {
             seen.insert(r);
         }
     };
-    probe(FakeHost::get("/x"), &mut counter);
-    probe(FakeHost::get("/x").bearer(&good).bearer(&good), &mut counter);
-    probe(FakeHost::get("/x").bearer(&"a".repeat(9000)), &mut counter);
-    probe(FakeHost::get("/x").bearer("a.b"), &mut counter);
-    probe(FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"none"}"#, &c)), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"iss": "https://other"}))), &mut counter);
-    probe(FakeHost::get("/x").bearer(&mint(k, Some("zz"), &claims(json!({})))), &mut counter);
-    probe(FakeHost::get("/x").bearer(&bad_sig), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"exp": NOW - 3600}))), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"nbf": NOW + 3600}))), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"exp": null}))), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"exp": NOW + 7200}))), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"aud": "nope"}))), &mut counter);
+    probe(StaticHost::get("/x"), &mut counter);
+    probe(StaticHost::get("/x").bearer(&good).bearer(&good), &mut counter);
+    probe(StaticHost::get("/x").bearer(&"a".repeat(9000)), &mut counter);
+    probe(StaticHost::get("/x").bearer("a.b"), &mut counter);
+    probe(StaticHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"none"}"#, &c)), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"iss": "https://other"}))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&mint(k, Some("zz"), &claims(json!({})))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&bad_sig), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"exp": NOW - 3600}))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"nbf": NOW + 3600}))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"exp": null}))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"exp": NOW + 7200}))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"aud": "nope"}))), &mut counter);
     probe(
-        FakeHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1","x5u":"https://x"}"#, &c)),
+        StaticHost::get("/x").bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1","x5u":"https://x"}"#, &c)),
         &mut counter,
     );
-    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"ip": "1.2.3"}}))), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"geo": "eu"}}))), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"ip": ["10.0.0.0/8"]}}))), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"methods": ["PUT"]}}))), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"paths": ["/y"]}}))), &mut counter);
-    probe(FakeHost::get("/a/../x").bearer(&t(json!({"cnst": {"paths": ["/x"]}}))), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"hosts": ["other.example"]}}))), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"region": ["us-east-1"]}}))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"cnst": {"ip": "1.2.3"}}))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"cnst": {"geo": "eu"}}))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"cnst": {"ip": ["10.0.0.0/8"]}}))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"cnst": {"methods": ["PUT"]}}))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"cnst": {"paths": ["/y"]}}))), &mut counter);
+    probe(StaticHost::get("/a/../x").bearer(&t(json!({"cnst": {"paths": ["/x"]}}))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"cnst": {"hosts": ["other.example"]}}))), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"cnst": {"region": ["us-east-1"]}}))), &mut counter);
     probe(
-        FakeHost::get("/x").bearer(&t(json!({"cnst": {"window": [{"start": "00:00", "end": "00:01"}]}}))),
+        StaticHost::get("/x").bearer(&t(json!({"cnst": {"window": [{"start": "00:00", "end": "00:01"}]}}))),
         &mut counter,
     );
-    probe(FakeHost::get("/x").bearer(&once), &mut counter);
-    probe(FakeHost::get("/x").bearer(&t(json!({"cnst": {"tenant": ["acme"]}}))), &mut counter);
-    probe(FakeHost::get("/role").bearer(&good), &mut counter);
-    probe(FakeHost::get("/scope").bearer(&good), &mut counter);
-    probe(FakeHost::get("/claim").bearer(&good), &mut counter);
+    probe(StaticHost::get("/x").bearer(&once), &mut counter);
+    probe(StaticHost::get("/x").bearer(&t(json!({"cnst": {"tenant": ["acme"]}}))), &mut counter);
+    probe(StaticHost::get("/role").bearer(&good), &mut counter);
+    probe(StaticHost::get("/scope").bearer(&good), &mut counter);
+    probe(StaticHost::get("/claim").bearer(&good), &mut counter);
     let mut typed = engine(json!({"required_typ": "at+jwt"}));
-    seen.insert(verdict(&mut typed, &FakeHost::get("/x").bearer(&good)).unwrap());
+    seen.insert(verdict(&mut typed, &StaticHost::get("/x").bearer(&good)).unwrap());
     let cfg = json!({"providers": [
         {"name": "corp", "issuer": "https://idp.example.com", "jwks": {"keys": [k.public_jwk(Some("k1"))]}},
         {"name": "remote", "issuer": "https://remote.example", "remote_jwks": {"cluster": "idp", "path": "/jwks"}}],
         "rules": [{"match": {"path": "/issuer"}, "require": {"issuers": ["remote"]}}]});
     let mut multi = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
-    seen.insert(verdict(&mut multi, &FakeHost::get("/issuer").bearer(&good)).unwrap());
+    seen.insert(verdict(&mut multi, &StaticHost::get("/issuer").bearer(&good)).unwrap());
     seen.insert(
-        verdict(&mut multi, &FakeHost::get("/x").bearer(&t(json!({"iss": "https://remote.example"})))).unwrap(),
+        verdict(&mut multi, &StaticHost::get("/x").bearer(&t(json!({"iss": "https://remote.example"})))).unwrap(),
     );
     let missing: Vec<&str> = Reason::ALL.iter().filter(|r| !seen.contains(r)).map(|r| r.code()).collect();
     assert!(missing.is_empty(), "unreached reason codes: {missing:?}");
@@ -807,14 +807,14 @@ fn a_standard_location_token_next_to_the_configured_one_is_multiple_tokens() {
     let mut e = engine(json!({}));
     let t = eddsa(json!({}));
     assert_eq!(
-        verdict(&mut e, &FakeHost::get(&format!("/x?access_token={t}")).bearer(&t)),
+        verdict(&mut e, &StaticHost::get(&format!("/x?access_token={t}")).bearer(&t)),
         Some(Reason::MultipleTokens)
     );
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x?access_token=forged").bearer(&t)), Some(Reason::MultipleTokens));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x?access_token=forged")), Some(Reason::MissingToken));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x?access_token=forged").bearer(&t)), Some(Reason::MultipleTokens));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x?access_token=forged")), Some(Reason::MissingToken));
     // A cookie-configured filter also refuses a bearer header next to the cookie.
     let mut c = engine(json!({"token_from": [{"cookie": "jwt"}]}));
-    let both = FakeHost::get("/x").header("cookie", &format!("jwt={t}")).bearer("forged.a.b");
+    let both = StaticHost::get("/x").header("cookie", &format!("jwt={t}")).bearer("forged.a.b");
     assert_eq!(verdict(&mut c, &both), Some(Reason::MultipleTokens));
 }
 
@@ -825,10 +825,10 @@ fn kid_injection_strings_are_only_unknown_keys() {
     for kid in ["../../../../dev/null", "/dev/null", "x' UNION SELECT '1';--", "|sleep 10", "", &"k".repeat(10_000)] {
         let t = mint(k, Some(kid), &claims(json!({})));
         let want = if t.len() > 8192 { Reason::TokenTooLarge } else { Reason::UnknownKey };
-        assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), Some(want), "{kid:.20}");
+        assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&t)), Some(want), "{kid:.20}");
     }
     let numeric = mint_raw(k, r#"{"alg":"EdDSA","kid":7}"#, &claims(json!({})).to_string());
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&numeric)), Some(Reason::MalformedToken));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&numeric)), Some(Reason::MalformedToken));
 }
 
 #[test]
@@ -838,13 +838,13 @@ fn issuer_match_is_exact() {
         ["https://idp.example.com/", "https://IDP.example.com", "https://idp.example.com ", "https://idp.example"]
     {
         assert_eq!(
-            verdict(&mut e, &FakeHost::get("/x").bearer(&eddsa(json!({"iss": iss})))),
+            verdict(&mut e, &StaticHost::get("/x").bearer(&eddsa(json!({"iss": iss})))),
             Some(Reason::UnknownIssuer),
             "{iss}"
         );
     }
     assert_eq!(
-        verdict(&mut e, &FakeHost::get("/x").bearer(&eddsa(json!({"iss": ["https://idp.example.com"]})))),
+        verdict(&mut e, &StaticHost::get("/x").bearer(&eddsa(json!({"iss": ["https://idp.example.com"]})))),
         Some(Reason::MalformedToken)
     );
 }
@@ -858,14 +858,14 @@ fn without_kid_at_most_four_keys_are_tried() {
     let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
     let by_fourth = mint(&keys[3], None, &claims(json!({})));
     let by_fifth = mint(&keys[4], None, &claims(json!({})));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&by_fourth)), None);
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&by_fourth)), None);
     assert_eq!(
-        verdict(&mut e, &FakeHost::get("/x").bearer(&by_fifth)),
+        verdict(&mut e, &StaticHost::get("/x").bearer(&by_fifth)),
         Some(Reason::BadSignature),
         "the fifth key is never tried"
     );
     let with_kid = mint(&keys[4], Some("k4"), &claims(json!({})));
-    assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&with_kid)), None);
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&with_kid)), None);
 }
 
 /// SEC-F09: a subject outside the configured SPIFFE prefix is refused (`prefix` claim check).
@@ -879,10 +879,10 @@ fn a_subject_outside_a_spiffe_prefix_is_refused() {
     let not_string = eddsa(json!({"sub": ["spiffe://corp.example/ns/payments/sa/api"]}));
     check(
         &[
-            ("in the namespace", FakeHost::get("/x").bearer(&ok), None),
-            ("a namespace sharing the prefix text", FakeHost::get("/x").bearer(&other_ns), Some(Reason::Claim)),
-            ("a look-alike trust domain", FakeHost::get("/x").bearer(&lookalike), Some(Reason::Claim)),
-            ("a non-string sub", FakeHost::get("/x").bearer(&not_string), Some(Reason::Claim)),
+            ("in the namespace", StaticHost::get("/x").bearer(&ok), None),
+            ("a namespace sharing the prefix text", StaticHost::get("/x").bearer(&other_ns), Some(Reason::Claim)),
+            ("a look-alike trust domain", StaticHost::get("/x").bearer(&lookalike), Some(Reason::Claim)),
+            ("a non-string sub", StaticHost::get("/x").bearer(&not_string), Some(Reason::Claim)),
         ],
         &mut e,
     );
@@ -903,11 +903,11 @@ fn tokens_do_not_cross_services_or_tenants_and_replays_stop_at_the_limit() {
     let mut orders = Engine::new(Config::from_json(orders.to_string().as_bytes()).unwrap());
     let mut billing = Engine::new(Config::from_json(billing.to_string().as_bytes()).unwrap());
     let for_orders = eddsa(json!({"tenant": "acme", "jti": "t-1", "cnst": {"max_uses": 2}}));
-    let acme = || FakeHost::get("/x").bearer(&for_orders).header("x-tenant-id", "acme");
+    let acme = || StaticHost::get("/x").bearer(&for_orders).header("x-tenant-id", "acme");
     let mut counter = MemoryCounter::default();
     assert_eq!(verdict_with(&mut orders, &acme(), &mut counter), None);
     assert_eq!(verdict(&mut billing, &acme()), Some(Reason::WrongAudience), "another service's audience");
-    let other_tenant = FakeHost::get("/x").bearer(&for_orders).header("x-tenant-id", "globex");
+    let other_tenant = StaticHost::get("/x").bearer(&for_orders).header("x-tenant-id", "globex");
     assert_eq!(verdict(&mut orders, &other_tenant), Some(Reason::Claim), "another tenant");
     assert_eq!(verdict_with(&mut orders, &acme(), &mut counter), None);
     assert_eq!(verdict_with(&mut orders, &acme(), &mut counter), Some(Reason::MaxUses), "the replay past the limit");
@@ -945,6 +945,6 @@ fn number_edges_in_signed_payloads_are_refused_or_inert() {
         ),
     ];
     for (name, t, want) in cases {
-        assert_eq!(verdict(&mut e, &FakeHost::get("/x").bearer(&t)), want, "{name}");
+        assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&t)), want, "{name}");
     }
 }

@@ -61,8 +61,8 @@ fn many_claims(i: usize, n: usize) -> Value {
     claims(Value::Object(m))
 }
 
-fn bearer_request(token: &str) -> FakeHost {
-    let mut h = FakeHost::get("/x");
+fn bearer_request(token: &str) -> StaticHost {
+    let mut h = StaticHost::get("/x");
     h.headers.push(("authorization".into(), format!("Bearer {token}").into_bytes()));
     h
 }
@@ -124,7 +124,7 @@ fn a_flood_of_distinct_thousand_claim_tokens_stays_within_the_cache_memory_bound
     let _serial = SERIAL.lock().unwrap();
     let tokens: Vec<String> =
         (0..300).map(|i| mint(key(Algorithm::EdDSA), Some("k1"), &many_claims(i, 1000))).collect();
-    let requests: Vec<FakeHost> = tokens.iter().map(|t| bearer_request(t)).collect();
+    let requests: Vec<StaticHost> = tokens.iter().map(|t| bearer_request(t)).collect();
     let max_bytes = 4 << 20;
     let before = live();
     let mut engine =

@@ -528,7 +528,7 @@ fn host_and_pure_rust_signature_paths_agree() {
         for (what, token) in variants {
             let native = match engine
                 .decide(
-                    &FakeHost::get("/x").bearer(&token).at(now()),
+                    &StaticHost::get("/x").bearer(&token).at(now()),
                     &cjwt_core::token::verify::InlineOnly,
                     &cjwt_core::keys::host_crypto::PureRust,
                     &mut cjwt_core::request::host::MemoryCounter::default(),

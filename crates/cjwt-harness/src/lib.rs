@@ -11,9 +11,9 @@ pub mod envoy;
 pub mod h2;
 
 /// A request as the core sees it, with a fixed clock: the core's one static host.
-pub use cjwt_core::request::static_host::StaticHost as FakeHost;
+pub use cjwt_core::request::static_host::StaticHost;
 
-/// 2026-11-30T10:00:00Z, a Monday: the clock a [`FakeHost`] starts with.
+/// 2026-11-30T10:00:00Z, a Monday: the clock a [`StaticHost`] starts with.
 pub const NOW: i64 = cjwt_core::request::static_host::NOW;
 
 /// One key per algorithm, generated once per test binary.

@@ -1,7 +1,7 @@
 //! A [`Host`] over plain data: fixed headers, fixed properties and a fixed clock.
 //!
 //! The one static host for everything that is not the proxy: the native tests
-//! (through the harness, as `FakeHost`), the fuzz targets, `cjwt explain` and the
+//! (through the harness), the fuzz targets, `cjwt explain` and the
 //! benchmarks. Built with chained methods:
 //!
 //! ```
