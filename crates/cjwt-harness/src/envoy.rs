@@ -1,6 +1,8 @@
-//! A real Envoy loading the built `cjwt.wasm`, an echo upstream that records what
-//! it receives, and a small HTTP/1.1 client that can bind any 127.0.0.x source
-//! address. Envoy is started from the shipped `envoy/envoy.yaml` with only the
+//! A real Envoy loading the built cjwt (`CJWT_BUILD=wasm`, the default: `cjwt.wasm`;
+//! `CJWT_BUILD=native`: the dynamic module `libcjwt.so`), an echo upstream that
+//! records what it receives, and a small HTTP/1.1 client that can bind any
+//! 127.0.0.x source address. Envoy is started from the shipped configuration of
+//! that build (`envoy/envoy.yaml` or `envoy/envoy-native.yaml`) with only the
 //! ports, the concurrency and the plugin configuration replaced.
 #![allow(dead_code)]
 
@@ -30,11 +32,65 @@ pub fn envoy_binary() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-/// The fault-injection build (`make test` builds it into target/fault).
-pub fn fault_wasm_path() -> PathBuf {
-    let p = repo_root().join("target/fault/wasm32-wasip1/release/cjwt.wasm");
-    assert!(p.exists(), "{} is missing: run `make test` (it builds the fault-injection filter)", p.display());
+/// Which build of cjwt the suites drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// `cjwt.wasm` in `envoy.filters.http.wasm` (V8).
+    Wasm,
+    /// `libcjwt.so` in `envoy.filters.http.dynamic_modules`.
+    Native,
+}
+
+/// The build named by `CJWT_BUILD` (`wasm` when unset). Any other value stops
+/// the test: a suite never silently runs against the wrong build.
+pub fn build() -> Build {
+    match std::env::var("CJWT_BUILD").as_deref() {
+        Err(_) | Ok("") | Ok("wasm") => Build::Wasm,
+        Ok("native") => Build::Native,
+        Ok(other) => panic!("CJWT_BUILD={other:?}: expected wasm or native"),
+    }
+}
+
+/// The directory holding the built native module (`make build`).
+pub fn module_dir() -> PathBuf {
+    let dir = repo_root().join("target/release-native");
+    assert!(dir.join("libcjwt.so").exists(), "{}/libcjwt.so is missing: run `make build` first", dir.display());
+    dir
+}
+
+/// The fault-injection build of the current [`build`] (`make test` builds both
+/// into target/fault): the `.wasm`, or the directory holding `libcjwt.so`.
+pub fn fault_build_path() -> PathBuf {
+    let p = match build() {
+        Build::Wasm => repo_root().join("target/fault/wasm32-wasip1/release/cjwt.wasm"),
+        Build::Native => repo_root().join("target/fault/release-native"),
+    };
+    let file = if build() == Build::Native { p.join("libcjwt.so") } else { p.clone() };
+    assert!(file.exists(), "{} is missing: run `make fault-build` (make test does)", file.display());
     p
+}
+
+/// A region source the client cannot influence, eu-west-1 in the shipped
+/// configurations: node metadata in the wasm build; in the native build, which
+/// cannot read node metadata, the same region as a configured value.
+pub fn server_side_region() -> Value {
+    match build() {
+        Build::Wasm => serde_json::json!({"node_metadata": "REGION"}),
+        Build::Native => serde_json::json!({"value": "eu-west-1"}),
+    }
+}
+
+/// The edit of the shipped configuration that passes the plugin configuration as
+/// a protobuf `Struct` instead of a JSON string (for `Options::edits`).
+pub fn config_as_struct() -> (String, String) {
+    let indent = match build() {
+        Build::Wasm => " ".repeat(18),
+        Build::Native => " ".repeat(16),
+    };
+    (
+        format!("\"@type\": type.googleapis.com/google.protobuf.StringValue\n{indent}value: |"),
+        format!("\"@type\": type.googleapis.com/google.protobuf.Struct\n{indent}value:"),
+    )
 }
 
 pub fn wasm_path() -> PathBuf {
@@ -249,13 +305,14 @@ pub struct Options {
     pub edits: Vec<(String, String)>,
     /// Extra clusters (YAML list items, indented for `static_resources.clusters`).
     pub clusters: String,
-    /// Another build of the filter (e.g. the fault-injection build).
-    pub wasm: Option<PathBuf>,
+    /// Another artifact of the current build (e.g. [`fault_build_path`]): a
+    /// `.wasm`, or the directory holding `libcjwt.so`.
+    pub artifact: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { concurrency: 1, region: None, edits: Vec::new(), clusters: String::new(), wasm: None }
+        Options { concurrency: 1, region: None, edits: Vec::new(), clusters: String::new(), artifact: None }
     }
 }
 
@@ -358,10 +415,22 @@ pub struct Envoy {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Where Envoy looks for dynamic modules (`dynamic_module_config: {name: cjwt}`
+/// loads `libcjwt.so` from it).
+pub const MODULE_SEARCH_PATH: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
+
+/// The shipped Envoy configuration of the current [`build`].
+pub fn shipped_config() -> &'static str {
+    match build() {
+        Build::Wasm => "envoy/envoy.yaml",
+        Build::Native => "envoy/envoy-native.yaml",
+    }
+}
+
 /// Renders the shipped bootstrap with test ports and `plugin_config` (the shipped
 /// plugin configuration when `None`).
 pub fn render(plugin_config: Option<&str>, upstream_port: u16, opts: &Options) -> String {
-    let shipped = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+    let shipped = std::fs::read_to_string(repo_root().join(shipped_config())).unwrap();
     let mut out = String::new();
     let mut lines = shipped.lines().peekable();
     while let Some(line) = lines.next() {
@@ -388,7 +457,14 @@ pub fn render(plugin_config: Option<&str>, upstream_port: u16, opts: &Options) -
         .replace("port_value: 8081", &format!("port_value: {upstream_port}"))
         .replace(
             "filename: target/wasm32-wasip1/release/cjwt.wasm",
-            &format!("filename: {}", opts.wasm.clone().unwrap_or_else(wasm_path).display()),
+            &format!(
+                "filename: {}",
+                match build() {
+                    Build::Wasm => opts.artifact.clone().unwrap_or_else(wasm_path),
+                    Build::Native => PathBuf::new(),
+                }
+                .display()
+            ),
         );
     if let Some(region) = &opts.region {
         yaml = yaml.replace("REGION: eu-west-1", &format!("REGION: {region}"));
@@ -397,7 +473,7 @@ pub fn render(plugin_config: Option<&str>, upstream_port: u16, opts: &Options) -
         yaml.push_str(&opts.clusters);
     }
     for (from, to) in &opts.edits {
-        assert!(yaml.contains(from.as_str()), "edit target {from:?} not in envoy.yaml");
+        assert!(yaml.contains(from.as_str()), "edit target {from:?} not in {}", shipped_config());
         yaml = yaml.replace(from.as_str(), to);
     }
     yaml
@@ -424,6 +500,11 @@ impl Envoy {
         // the checkout, so what it writes under .tmp/ is theirs (the image has no
         // /etc/passwd: a numeric id needs none), and never pulls: a missing image fails
         // at once (`make envoy-image` builds it).
+        // The native build: Envoy finds libcjwt.so in this directory.
+        let module_search = match build() {
+            Build::Native => Some(opts.artifact.clone().unwrap_or_else(module_dir)),
+            Build::Wasm => None,
+        };
         let container = std::env::var("CJWT_ENVOY_DOCKER")
             .ok()
             .filter(|image| !image.is_empty())
@@ -459,14 +540,19 @@ impl Envoy {
                     &format!("{root}:{root}"),
                     "-w",
                     &root,
-                    image,
-                    "envoy",
                 ]);
+                if let Some(dir) = &module_search {
+                    c.arg("-e").arg(format!("{MODULE_SEARCH_PATH}={}", dir.display()));
+                }
+                c.args([image.as_str(), "envoy"]);
                 c
             }
             None => {
                 let mut c = Command::new(envoy_binary());
                 c.current_dir(repo_root());
+                if let Some(dir) = &module_search {
+                    c.env(MODULE_SEARCH_PATH, dir);
+                }
                 c
             }
         };
@@ -523,12 +609,18 @@ impl Envoy {
         admin_get(self.admin, path)
     }
 
-    /// Counters named `wasmcustom.cjwt.*`, without the prefix.
+    /// cjwt's counters by their SPEC §6 names (`cjwt.allowed`, …): the wasm build's
+    /// `wasmcustom.cjwt.*` without the prefix, the native build's `cjwt.*` (its
+    /// metrics namespace) as they are.
     pub fn stats(&self) -> BTreeMap<String, u64> {
-        let (_, body) = self.admin_get("/stats?filter=wasmcustom");
+        let (filter, prefix) = match build() {
+            Build::Wasm => ("^wasmcustom", "wasmcustom."),
+            Build::Native => ("^cjwt", ""),
+        };
+        let (_, body) = self.admin_get(&format!("/stats?filter={filter}"));
         body.lines()
             .filter_map(|l| l.split_once(": "))
-            .filter_map(|(n, v)| Some((n.strip_prefix("wasmcustom.")?.to_string(), v.trim().parse().ok()?)))
+            .filter_map(|(n, v)| Some((n.strip_prefix(prefix)?.to_string(), v.trim().parse().ok()?)))
             .collect()
     }
 

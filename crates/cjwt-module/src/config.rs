@@ -4,16 +4,20 @@
 //! thread keeps its own [`Engine`] (the verified-token cache is per worker, as in
 //! the wasm build, and needs no lock).
 
-use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level};
+use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level, Scheduler};
+use crate::jwks::{self, Remote, RemoteState, EVENT_TICK};
 use cjwt_core::config::{Config, RegionSource};
 use cjwt_core::engine::Engine;
+use cjwt_core::jwks::fetcher::Fetcher;
 use cjwt_core::jwks::store::KeyStore;
-use cjwt_core::keys::host_crypto::PureRust;
+use cjwt_core::keys::native::NativeCrypto;
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::usage::process::ProcessCounter;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// What every worker of one configuration shares.
 pub struct Shared {
@@ -27,14 +31,33 @@ pub struct Shared {
     pub keys: RwLock<KeyStore>,
     /// `max_uses`, counted once for every worker of this Envoy.
     pub usage: ProcessCounter,
-    /// Signature verification beyond the core's own (none yet: the core verifies).
-    pub crypto: PureRust,
+    /// RS*, PS* and ES* verified by `ring` (counted as `cjwt.verify.host`).
+    pub crypto: NativeCrypto,
+    /// Remote key sets, when a provider fetches its keys.
+    pub remote: Option<Remote>,
+    /// Runs this configuration's scheduled hook on the main thread (fetches).
+    pub scheduler: Mutex<Option<Scheduler>>,
 }
 
 /// The object Envoy holds for one filter configuration.
 pub struct ModuleConfig {
     /// Shared with every stream of the configuration.
     pub shared: Arc<Shared>,
+    /// The tick thread (with remote key sets), stopped when Envoy drops the configuration.
+    ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl Drop for ModuleConfig {
+    /// Stops the tick thread, then deletes the scheduler it committed to (main thread).
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.ticker.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+        if let Ok(mut scheduler) = self.shared.scheduler.lock() {
+            drop(scheduler.take());
+        }
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -59,7 +82,7 @@ impl ModuleConfig {
             log(
                 Level::Error,
                 "cjwt: configuration refused: region.node_metadata: the native module cannot read node metadata \
-                 (Envoy 1.40's dynamic-module ABI has no such call); use region.header or region.static",
+                 (Envoy 1.40's dynamic-module ABI has no such call); use region.header or region.value",
             );
             return None;
         }
@@ -79,25 +102,79 @@ impl ModuleConfig {
                 config.mode
             ),
         );
+        let keys = RwLock::new(KeyStore::new(config.providers.len()));
+        let fetcher = Fetcher::new(&config);
+        let remote = fetcher
+            .has_remote()
+            .then(|| Remote { state: Mutex::new(RemoteState { fetcher, queued: Vec::new(), config }) });
+        let scheduler = match &remote {
+            Some(_) => match handle.scheduler() {
+                Some(s) => Some(s),
+                None => {
+                    log(Level::Error, "cjwt: configuration refused: Envoy gave no scheduler for remote key sets");
+                    return None;
+                }
+            },
+            None => None,
+        };
         let shared = Arc::new(Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             bytes: bytes.to_vec(),
             counters,
-            keys: RwLock::new(KeyStore::new(config.providers.len())),
+            keys,
             usage: ProcessCounter::new(),
-            crypto: PureRust,
+            crypto: NativeCrypto::new(),
+            remote,
+            scheduler: Mutex::new(scheduler),
         });
-        Some(ModuleConfig { shared })
+        let ticker = shared.remote.is_some().then(|| {
+            // The first fetches now, then a tick every second.
+            shared.commit(EVENT_TICK);
+            let stop = Arc::new(AtomicBool::new(false));
+            let (weak, flag) = (Arc::downgrade(&shared), Arc::clone(&stop));
+            let thread = std::thread::spawn(move || tick(&weak, &flag));
+            (stop, thread)
+        });
+        Some(ModuleConfig { shared, ticker })
     }
 
-    /// A config-level scheduled event (main thread).
-    pub fn on_scheduled(&self, _handle: ConfigHandle<'_>, _event: u64) {}
+    /// A config-level scheduled event (main thread): fetches.
+    pub fn on_scheduled(&self, handle: ConfigHandle<'_>, event: u64) {
+        jwks::on_scheduled(&self.shared, handle, event);
+    }
 
-    /// A config-level HTTP call answered (main thread).
-    pub fn on_callout_done(&self, _handle: ConfigHandle<'_>, _callout: u64, _answer: CalloutAnswer<'_>) {}
+    /// A config-level HTTP call answered (main thread): a key fetch.
+    pub fn on_callout_done(&self, handle: ConfigHandle<'_>, callout: u64, answer: CalloutAnswer<'_>) {
+        jwks::on_callout_done(&self.shared, handle, callout, answer);
+    }
+}
+
+/// The tick thread: commits [`EVENT_TICK`] every second until stopped.
+fn tick(shared: &Weak<Shared>, stop: &AtomicBool) {
+    let mut waited = Duration::ZERO;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        waited += Duration::from_millis(100);
+        if waited >= Duration::from_secs(1) {
+            waited = Duration::ZERO;
+            match shared.upgrade() {
+                Some(s) => s.commit(EVENT_TICK),
+                None => return,
+            }
+        }
+    }
 }
 
 impl Shared {
+    /// Runs the configuration's scheduled hook with `event` on the main thread.
+    pub fn commit(&self, event: u64) {
+        if let Ok(scheduler) = self.scheduler.lock() {
+            if let Some(s) = scheduler.as_ref() {
+                s.commit(event);
+            }
+        }
+    }
+
     /// Runs `f` with this worker's engine for this configuration, compiling it on
     /// the worker's first request. `None` if it cannot be compiled (it compiled
     /// at load, so only an internal error gets here; the caller answers 503).

@@ -446,9 +446,18 @@ pub struct CalloutAnswer<'hook> {
 
 // ---- hooks -------------------------------------------------------------------
 
-/// Runs `f`, turning a panic into `on_panic()`'s value.
+/// Runs `f`, turning a panic into `on_panic()`'s value; the panic's message goes
+/// to Envoy's log.
 fn guard<T>(f: impl FnOnce() -> T, on_panic: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| on_panic())
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        log(Level::Error, &format!("cjwt: internal error (panic: {message}); failing closed"));
+        on_panic()
+    })
 }
 
 /// SAFETY (for the callers): `p` is a pointer this module returned from

@@ -48,7 +48,7 @@ fn main() {
         let claims = json!({"iss": "https://bench.example", "aud": "bench", "sub": "user-1", "tenant": "acme",
             "iat": now, "exp": now + 3600, "cnst": {"ip": ["127.0.0.0/8"]}});
         let token = mint(&key, Some("k1"), &claims);
-        let proxy = envoy::Envoy::start(&cfg, envoy::Options { wasm: Some(wasm.clone()), ..Default::default() });
+        let proxy = envoy::Envoy::start(&cfg, envoy::Options { artifact: Some(wasm.clone()), ..Default::default() });
         let auth = format!("Bearer {token}");
         let ask = |count: u32| {
             proxy.get("/v1/orders/7", &[("authorization", &auth), ("x-cjwt-vm-bench", &count.to_string())])

@@ -1,7 +1,10 @@
-//! Signature verification by the proxy (Envoy's `verify_signature` foreign
-//! function, BoringSSL), 25–30× cheaper than pure Rust in wasm for RSA and ECDSA.
+//! Signature verification outside the core's own Rust code: by the proxy in the
+//! wasm build (Envoy's `verify_signature` foreign function, BoringSSL, 25–30×
+//! cheaper than pure Rust in wasm for RSA and ECDSA), by `ring` in the native
+//! build ([`crate::keys::native`]). [`HostCrypto`] is the seam; a `None` answer
+//! means "not handled here" and the core verifies in pure Rust.
 //!
-//! This module only encodes and decodes: the protobuf `VerifySignatureArguments`
+//! For the wasm build this module encodes and decodes: the protobuf `VerifySignatureArguments`
 //! (`hash_function` = 1, `public_key` = 2 as DER SPKI, `signature` = 3, `text` = 4)
 //! and `VerifySignatureResult` (`result` = 1) with [`crate::encoding::protobuf`],
 //! and JOSE `r‖s` ECDSA signatures as the DER `SEQUENCE { INTEGER r, INTEGER s }`
@@ -10,18 +13,21 @@
 
 use crate::encoding::protobuf::{self, Reader};
 use crate::keys::algorithm::{Algorithm, Hash};
+use crate::keys::key::VerificationKey;
 
-/// What the proxy can verify for us. `None` means "not handled here": the
-/// caller verifies in pure Rust instead.
+/// Signature verification that the host offers. `None` means "not handled
+/// here": the caller verifies in pure Rust instead; `Some` is final.
 pub trait HostCrypto {
-    fn verify(&self, request: &[u8]) -> Option<bool>;
+    /// Verifies `signature` over `input` with `key` for `alg` (an algorithm the
+    /// key is bound to; the caller has checked that).
+    fn verify(&self, key: &VerificationKey, alg: Algorithm, input: &[u8], signature: &[u8]) -> Option<bool>;
 }
 
 /// No host crypto (tests, the command line, hosts without the function).
 pub struct PureRust;
 
 impl HostCrypto for PureRust {
-    fn verify(&self, _request: &[u8]) -> Option<bool> {
+    fn verify(&self, _key: &VerificationKey, _alg: Algorithm, _input: &[u8], _signature: &[u8]) -> Option<bool> {
         None
     }
 }

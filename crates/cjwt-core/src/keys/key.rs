@@ -6,7 +6,7 @@
 
 use crate::encoding::b64;
 use crate::keys::algorithm::{AlgSet, Algorithm, Hash};
-use crate::keys::host_crypto::{self, HostCrypto};
+use crate::keys::host_crypto::HostCrypto;
 use crate::keys::rsa::RsaVerifier;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
@@ -200,19 +200,15 @@ impl VerificationKey {
         bind(kid, AlgSet::of(&[alg]), material, provider_algs)
     }
 
-    /// Verifies with the proxy's native crypto where it can (RS*, ES*), else in
-    /// pure Rust. A host answer is final; only "not handled" falls back.
+    /// Verifies with the host's crypto where it answers (the proxy's in wasm,
+    /// `ring` natively), else in pure Rust. A host answer is final; only "not
+    /// handled" falls back.
     pub fn verify_with(&self, host: &dyn HostCrypto, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> bool {
         if !self.algs.contains(alg) {
             return false;
         }
-        if let (true, Some(der)) = (host_crypto::host_supports(alg), &self.spki_der) {
-            let Some(request) = host_crypto::request(alg, der, signing_input, signature) else {
-                return false;
-            };
-            if let Some(valid) = host.verify(&request) {
-                return valid;
-            }
+        if let Some(valid) = host.verify(self, alg, signing_input, signature) {
+            return valid;
         }
         self.verify(alg, signing_input, signature)
     }

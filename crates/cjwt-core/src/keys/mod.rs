@@ -4,4 +4,6 @@
 pub mod algorithm;
 pub mod host_crypto;
 pub mod key;
+#[cfg(feature = "native-crypto")]
+pub mod native;
 pub mod rsa;
