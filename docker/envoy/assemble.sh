@@ -19,6 +19,11 @@ ldd_out=$(ldd "$envoy")
 if grep -q 'not found' <<<"$ldd_out"; then echo "$envoy: missing libraries:"; echo "$ldd_out"; exit 1; fi
 libs=$(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$ldd_out")
 [ -n "$libs" ] || { echo "ldd named no libraries for $envoy"; exit 1; }
+# The native module (libcjwt.so, a Rust cdylib that unwinds panics) needs
+# libgcc_s beyond what Envoy links: add it so the image loads either build.
+gcc_s=$(ldconfig -p | awk '$1 == "libgcc_s.so.1" && $NF ~ /^\// { print $NF; exit }')
+[ -n "$gcc_s" ] || { echo "libgcc_s.so.1 not found (ldconfig -p)"; exit 1; }
+libs="$libs $gcc_s"
 for lib in $libs; do
   mkdir -p "$dir/rootfs$(dirname "$lib")"
   cp -L "$lib" "$dir/rootfs$lib"

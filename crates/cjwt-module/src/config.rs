@@ -15,7 +15,7 @@ use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::usage::process::ProcessCounter;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -29,8 +29,9 @@ pub struct Shared {
     pub counters: Vec<Option<usize>>,
     /// Remote key sets, one store for the whole process.
     pub keys: RwLock<KeyStore>,
-    /// `max_uses`, counted once for every worker of this Envoy.
-    pub usage: ProcessCounter,
+    /// `max_uses`, counted once for every worker of this Envoy: the process's one
+    /// counter ([`usage`]), so a configuration pushed at run time keeps the counts.
+    pub usage: &'static ProcessCounter,
     /// RS*, PS* and ES* verified by `ring` (counted as `cjwt.verify.host`).
     pub crypto: NativeCrypto,
     /// Remote key sets, when a provider fetches its keys.
@@ -61,6 +62,14 @@ impl Drop for ModuleConfig {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The process's `max_uses` counter, shared by every configuration and worker (as
+/// proxy-wasm shared data is by every VM of a `vm_id`): a configuration update or
+/// a second listener never hands out fresh uses of a one-time token.
+pub fn usage() -> &'static ProcessCounter {
+    static USAGE: OnceLock<ProcessCounter> = OnceLock::new();
+    USAGE.get_or_init(ProcessCounter::new)
+}
 
 thread_local! {
     /// This worker's engines, one per live configuration.
@@ -122,7 +131,7 @@ impl ModuleConfig {
             bytes: bytes.to_vec(),
             counters,
             keys,
-            usage: ProcessCounter::new(),
+            usage: usage(),
             crypto: NativeCrypto::new(),
             remote,
             scheduler: Mutex::new(scheduler),

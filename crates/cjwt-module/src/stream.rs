@@ -65,7 +65,7 @@ impl Stream {
         let decided = shared.with_engine(|engine| {
             let outcome = {
                 let keys = shared.keys.read().ok()?;
-                engine.decide(host, &*keys, &shared.crypto, &mut &shared.usage)
+                engine.decide(host, &*keys, &shared.crypto, &mut { shared.usage })
             };
             let waits = plan::awaits_keys(&outcome.decision).filter(|_| may_wait);
             Some((waits, plan::plan(&engine.config, &outcome, host)))
