@@ -14,6 +14,8 @@
 use crate::encoding::protobuf::{self, Reader};
 use crate::keys::algorithm::{Algorithm, Hash};
 use crate::keys::key::VerificationKey;
+use p256::pkcs8::der::asn1::{SequenceOf, UintRef};
+use p256::pkcs8::der::Encode;
 
 /// Signature verification that the host offers. `None` means "not handled
 /// here": the caller verifies in pure Rust instead; `Some` is final.
@@ -88,11 +90,19 @@ pub fn jose_to_der(sig: &[u8], n: usize) -> Option<Vec<u8>> {
     if sig.len() != 2 * n {
         return None;
     }
+    // `from_slice` refuses r or s of zero or ≥ n; the `der` crate (under the
+    // `ecdsa` types) encodes `SEQUENCE { INTEGER r, INTEGER s }`. (`to_der` does
+    // the same through an `expect`, whose panic path costs 11 KB of wasm.)
     match n {
-        32 => Some(p256::ecdsa::Signature::from_slice(sig).ok()?.to_der().as_bytes().to_vec()),
-        48 => Some(p384::ecdsa::Signature::from_slice(sig).ok()?.to_der().as_bytes().to_vec()),
-        _ => None,
+        32 => drop(p256::ecdsa::Signature::from_slice(sig).ok()?),
+        48 => drop(p384::ecdsa::Signature::from_slice(sig).ok()?),
+        _ => return None,
     }
+    let (r, s) = sig.split_at(n);
+    let mut seq = SequenceOf::<UintRef<'_>, 2>::new();
+    seq.add(UintRef::new(r).ok()?).ok()?;
+    seq.add(UintRef::new(s).ok()?).ok()?;
+    seq.to_der().ok()
 }
 
 #[cfg(test)]
