@@ -1,13 +1,16 @@
 //! Native micro-benchmark of the core (part of `make bench`): parsing, signature
-//! verification per algorithm (pure Rust), and the whole decision with a warm
-//! and a cold verified-token cache. Wasm in V8 is slower than these native figures;
-//! `examples/bench.rs` measures the filter inside Envoy.
+//! verification per algorithm — the core's own Rust code (what the wasm build
+//! runs without a host) beside `ring` (the native module's verifier, chosen by
+//! this measurement) — and the whole decision with a warm and a cold
+//! verified-token cache, with either verifier. Wasm in V8 is slower than these
+//! native figures; `tools/src/bin/bench.rs` measures both builds inside Envoy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_core::config::Config;
 use cjwt_core::engine::{Decision, Engine};
 use cjwt_core::keys::algorithm::Algorithm;
-use cjwt_core::keys::host_crypto::PureRust;
+use cjwt_core::keys::host_crypto::{HostCrypto, PureRust};
+use cjwt_core::keys::native::NativeCrypto;
 use cjwt_core::mint::{mint, SigningKey};
 use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::request::static_host::StaticHost;
@@ -48,9 +51,17 @@ fn main() {
         time("verify signature (pure Rust)", n, || {
             black_box(vk.verify(parsed.jws.alg, parsed.jws.signing_input, &parsed.jws.signature));
         });
-        for (label, cache) in
+        let native = NativeCrypto::new();
+        time("verify signature (native build: ring, else pure Rust)", n, || {
+            black_box(vk.verify_with(&native, parsed.jws.alg, parsed.jws.signing_input, &parsed.jws.signature));
+        });
+        let verifiers: [(&str, &dyn HostCrypto); 2] = [("pure Rust", &PureRust), ("native build", &native)];
+        for ((label, cache), (who, crypto)) in
             [("decide, cache cold (verify every time)", 0), ("decide, cache warm (constraints only)", 1024)]
+                .into_iter()
+                .flat_map(|c| verifiers.into_iter().map(move |v| (c, v)))
         {
+            let label = format!("{label}, {who}");
             let cfg = json!({"providers": [{"name": "p", "issuer": "https://i", "jwks": {"keys": [jwk]}}],
                 "default_rule": {"require": {"claims": [{"claim": "tenant", "equals": "acme"}]}}, "cache": {"max_entries": cache}});
             let mut engine = Engine::new(Config::from_json(cfg.to_string().as_bytes()).expect("config"));
@@ -60,8 +71,8 @@ fn main() {
                 .peer("127.0.0.1:5000")
                 .at(now);
             let iterations = if cache == 0 { n } else { 50_000 };
-            time(label, iterations, || {
-                let out = engine.decide(&req, &InlineOnly, &PureRust, &mut MemoryCounter::default());
+            time(&label, iterations, || {
+                let out = engine.decide(&req, &InlineOnly, crypto, &mut MemoryCounter::default());
                 assert!(matches!(out.decision, Decision::Allow { .. }));
             });
         }
