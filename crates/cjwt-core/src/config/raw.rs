@@ -1,7 +1,7 @@
 //! The plugin configuration exactly as written (SPEC §2): strict serde types.
 //!
 //! Every struct denies unknown fields, so a misspelt option is refused at load
-//! instead of being silently ignored. [`super::compile`] turns this into the
+//! instead of being silently ignored. The compile step (`compile.rs`) turns this into the
 //! immutable form used per request.
 
 use serde::Deserialize;
