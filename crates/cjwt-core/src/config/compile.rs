@@ -19,14 +19,19 @@ pub(super) fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Re
 
 /// Defaults of SPEC §2.
 pub const DEFAULT_CLOCK_SKEW: u64 = 60;
+/// Largest `clock_skew_seconds` accepted, in seconds.
 pub const MAX_CLOCK_SKEW: u64 = 300;
+/// Default `max_token_bytes`: the longest credential accepted, in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 /// Upper bound on `max_token_bytes`: Envoy's default header limit is 60 KiB.
 pub const MAX_MAX_TOKEN_BYTES: usize = 64 * 1024;
+/// Default `cache.max_entries`: verified tokens cached per worker.
 pub const DEFAULT_CACHE_ENTRIES: usize = 1024;
+/// Largest `cache.max_entries` accepted.
 pub const MAX_CACHE_ENTRIES: usize = 100_000;
 /// Default memory bound of the verified-token cache (per worker VM): 16 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
+/// Largest `cache.max_bytes` accepted: 1 GiB (the least is 4096).
 pub const MAX_CACHE_BYTES: usize = 1 << 30;
 /// Names a custom constraint may not take (they are built-in constraint keys).
 pub const BUILTIN_CONSTRAINTS: [&str; 7] = ["ip", "methods", "paths", "hosts", "region", "window", "max_uses"];
