@@ -219,7 +219,7 @@ pub fn verify(
     into_verified(config, index, untrusted).map_err(TokenRefusal::from)
 }
 
-/// Selects the key (exact `kid`, or up to [`MAX_KEYS_WITHOUT_KID`] keys of the
+/// Selects the key (exact `kid`, or up to `MAX_KEYS_WITHOUT_KID` keys of the
 /// token's `alg` when it has none) and verifies the signature: `keys_unavailable`
 /// when the provider has no key at all, `unknown_key`, `unsupported_algorithm` or
 /// `bad_signature`.
