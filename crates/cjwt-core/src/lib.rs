@@ -22,6 +22,7 @@
 //! and act on the [`engine::Outcome`]; they decide nothing.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod config;
 pub mod constraints;

@@ -9,10 +9,15 @@ use serde_json::{json, Map, Value};
 
 /// A private key that can sign tokens for one algorithm.
 pub enum SigningKey {
+    /// An Ed25519 key (EdDSA).
     Ed25519(ed25519_dalek::SigningKey),
+    /// A P-256 key (ES256).
     P256(p256::ecdsa::SigningKey),
+    /// A P-384 key (ES384).
     P384(p384::ecdsa::SigningKey),
+    /// An RSA key and the RS* or PS* algorithm it signs with.
     Rsa(Box<rsa::RsaPrivateKey>, Algorithm),
+    /// A shared secret and the HS* algorithm it signs with.
     Hmac(Vec<u8>, Algorithm),
 }
 
@@ -76,6 +81,7 @@ impl SigningKey {
         Ok(pem)
     }
 
+    /// The algorithm this key signs with (the JWS header `alg`).
     pub fn alg(&self) -> Algorithm {
         match self {
             SigningKey::Ed25519(_) => Algorithm::EdDSA,

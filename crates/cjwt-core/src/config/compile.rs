@@ -1,5 +1,10 @@
-//! Compilation of [`raw::RawConfig`] into [`Config`].
+//! Compilation of [`super::raw::RawConfig`] into [`Config`]: defaults applied,
+//! every value checked, and each refusal a [`ConfigError`] naming its field.
 
+use super::model::{
+    Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Forward, JwksSource, Mode, Provider,
+    RegionSource, RemoteJwks, Require, Rule, RuleMatch, TokenSource,
+};
 use super::raw::*;
 use crate::encoding::json;
 use crate::keys::algorithm::{AlgSet, Algorithm};
@@ -8,261 +13,30 @@ use crate::request::paths::{HostPattern, PathPattern};
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// A configuration error: the field path and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
+pub(super) fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError { field: field.into(), message: message.into() })
-}
-
-/// Where a credential may come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    /// A request header (lowercase name); `prefix` is matched ASCII-case-insensitively.
-    Header {
-        name: String,
-        prefix: String,
-    },
-    Cookie(String),
-    Query(String),
-}
-
-/// How the client IP is found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientIpSource {
-    /// The downstream peer (`source.address`).
-    Peer,
-    /// `x-forwarded-for`, trusting this many proxy hops in front of Envoy.
-    ForwardedFor { trusted_hops: u32 },
-}
-
-/// Where the request's region comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegionSource {
-    Static(String),
-    Header(String),
-    NodeMetadata(String),
-}
-
-/// A request attribute that a custom constraint compares with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attribute {
-    Header(String),
-    Query(String),
-    PathSegment(usize),
-}
-
-/// A provider: an issuer and the keys that verify its tokens.
-#[derive(Debug)]
-pub struct Provider {
-    pub name: String,
-    pub issuer: String,
-    pub audiences: Option<Vec<String>>,
-    pub algorithms: AlgSet,
-    /// `algorithms` as configured (`None`: not given). Fetched keys are parsed
-    /// with it, so that an RSA key without `alg` means RS256 as inline (SEC-12.8).
-    pub configured_algorithms: Option<AlgSet>,
-    /// Keys with a `kid`.
-    pub keys_by_kid: HashMap<String, VerificationKey>,
-    /// All keys, for tokens without `kid`.
-    pub keys: Vec<VerificationKey>,
-    pub remote: Option<RemoteJwks>,
-}
-
-/// A remote JWKS source (fetched by the adapter through an Envoy cluster).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteJwks {
-    pub cluster: String,
-    pub authority: String,
-    pub source: JwksSource,
-    pub refresh_seconds: u64,
-    pub timeout_ms: u64,
-    /// At most one fetch per this many seconds is triggered by unknown `kid`s.
-    pub min_refetch_seconds: u64,
-}
-
-/// Where a remote key set is found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JwksSource {
-    /// The JWKS path on the cluster.
-    Path(String),
-    /// An OIDC discovery document (`/.well-known/openid-configuration`) whose
-    /// `jwks_uri` names the JWKS on the same authority.
-    Discovery(String),
-}
-
-/// `auth` of a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Auth {
-    Required,
-    Optional,
-    None,
-}
-
-/// A claim check of `require.claims`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClaimCheck {
-    Equals(String, Value),
-    OneOf(String, Vec<Value>),
-    EqualsHeader(String, String),
-    Present(String),
-    /// The claim is a string starting with the prefix (non-empty).
-    Prefix(String, String),
-}
-
-/// The `require` block of a rule: everything listed must hold.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Require {
-    pub issuers: Option<Vec<String>>,
-    pub roles_any: Option<Vec<String>>,
-    pub roles_all: Option<Vec<String>>,
-    pub scopes_any: Option<Vec<String>>,
-    pub scopes_all: Option<Vec<String>>,
-    pub claims: Vec<ClaimCheck>,
-}
-
-/// A rule's `match`: all listed parts must hold.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RuleMatch {
-    pub path: Option<PathPattern>,
-    pub methods: Option<Vec<String>>,
-    pub hosts: Option<Vec<HostPattern>>,
-}
-
-/// A route rule (or the default rule, which matches everything).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
-    pub matcher: RuleMatch,
-    pub auth: Auth,
-    pub require: Require,
-}
-
-/// `forward`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Forward {
-    /// (claim path, lowercase header name)
-    pub claims_to_headers: Vec<(String, String)>,
-    pub payload_header: Option<String>,
-    pub remove_token: bool,
-}
-
-/// `mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Enforce,
-    DryRun,
-}
-
-/// The compiled configuration.
-#[derive(Debug)]
-pub struct Config {
-    pub providers: Vec<Provider>,
-    pub token_from: Vec<TokenSource>,
-    pub clock_skew_seconds: i64,
-    pub require_expiration: bool,
-    pub max_lifetime_seconds: Option<i64>,
-    /// Lowercased, without an `application/` prefix.
-    pub required_typ: Option<String>,
-    pub max_token_bytes: usize,
-    pub roles_claim: String,
-    pub scopes_claim: String,
-    pub constraints_claim: String,
-    pub client_ip: ClientIpSource,
-    pub region: Option<RegionSource>,
-    pub custom_constraints: Vec<(String, Attribute)>,
-    pub rules: Vec<Rule>,
-    pub default_rule: Rule,
-    pub forward: Forward,
-    pub mode: Mode,
-    pub cache_max_entries: usize,
-    /// Memory bound of the cache in estimated heap bytes ([`crate::token::cache`]).
-    pub cache_max_bytes: usize,
-    pub realm: String,
-    pub detail: bool,
 }
 
 /// Defaults of SPEC §2.
 pub const DEFAULT_CLOCK_SKEW: u64 = 60;
+/// Largest `clock_skew_seconds` accepted, in seconds.
 pub const MAX_CLOCK_SKEW: u64 = 300;
+/// Default `max_token_bytes`: the longest credential accepted, in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 /// Upper bound on `max_token_bytes`: Envoy's default header limit is 60 KiB.
 pub const MAX_MAX_TOKEN_BYTES: usize = 64 * 1024;
+/// Default `cache.max_entries`: verified tokens cached per worker.
 pub const DEFAULT_CACHE_ENTRIES: usize = 1024;
+/// Largest `cache.max_entries` accepted.
 pub const MAX_CACHE_ENTRIES: usize = 100_000;
 /// Default memory bound of the verified-token cache (per worker VM): 16 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
+/// Largest `cache.max_bytes` accepted: 1 GiB (the least is 4096).
 pub const MAX_CACHE_BYTES: usize = 1 << 30;
 /// Names a custom constraint may not take (they are built-in constraint keys).
 pub const BUILTIN_CONSTRAINTS: [&str; 7] = ["ip", "methods", "paths", "hosts", "region", "window", "max_uses"];
 
-impl Config {
-    /// Parses and compiles the plugin configuration JSON.
-    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
-        // Duplicate members are as ambiguous in configuration as in tokens.
-        if let Err(e) = json::parse_value(bytes) {
-            return err("(root)", format!("not valid JSON without duplicate members ({e:?})"));
-        }
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = match serde_path_to_error::deserialize(de) {
-            Ok(raw) => raw,
-            Err(e) => {
-                let path = e.path().to_string();
-                let path = if path == "." { String::new() } else { path };
-                let message = e.into_inner().to_string();
-                // serde says "missing field `x` at line 1 column 2" with the parent's
-                // path: name the missing field itself (unknown fields are in the path).
-                let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-                let named = message
-                    .strip_prefix("missing field `")
-                    .and_then(|rest| rest.split('`').next())
-                    .map(|name| if path.is_empty() { name.to_string() } else { format!("{path}.{name}") });
-                let field = named.unwrap_or_else(|| if path.is_empty() { "(root)".to_string() } else { path });
-                return err(field, message);
-            }
-        };
-        compile(raw)
-    }
-
-    /// Compiles the plugin configuration as Envoy delivers it: JSON text (from a
-    /// `StringValue` or `BytesValue`) or the wire bytes of a `google.protobuf.Struct`.
-    pub fn from_plugin_bytes(bytes: &[u8]) -> Result<Config, ConfigError> {
-        // Decided by what parses, not by the first byte: a Struct whose first entry
-        // is 123 bytes long starts with `\n{` (SEC-12.11).
-        if bytes.is_empty() || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
-            return Config::from_json(bytes);
-        }
-        match super::pb_struct::decode_struct(bytes) {
-            Some(json) => Config::from_json(json.to_string().as_bytes()),
-            // Report the JSON syntax error when it looks like JSON.
-            None if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') => Config::from_json(bytes),
-            None => err("(root)", "the plugin configuration is neither JSON nor a protobuf Struct"),
-        }
-    }
-
-    /// The rule that applies to a request, first match wins.
-    pub fn rule_for(&self, index: Option<usize>) -> &Rule {
-        index.and_then(|i| self.rules.get(i)).unwrap_or(&self.default_rule)
-    }
-
-    /// The provider whose issuer is `iss`.
-    pub fn provider_for_issuer(&self, iss: &str) -> Option<&Provider> {
-        self.providers.iter().find(|p| p.issuer == iss)
-    }
-}
-
-fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
+pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.providers.is_empty() {
         return err("providers", "at least one provider is required");
     }

@@ -3,9 +3,26 @@
 //! [`Config::from_json`] is the only way to build one. Every error names the
 //! field it is about (`providers[0].jwks.keys[1]: …`), so an operator can fix it
 //! from the single log line Envoy shows when it refuses the configuration.
+//!
+//! The code is split by what a reader looks for (the types are re-exported here,
+//! so `cjwt_core::config::Config` is the one path to them):
+//!
+//! - `model.rs`: the compiled types the request path reads ([`Config`], [`Provider`], [`Rule`], …);
+//! - `compile.rs`: [`raw`] → model, defaults and limits, field-named errors;
+//! - `load.rs`: the plugin bytes (JSON or a protobuf `Struct`, [`pb_struct`]) → [`Config`];
+//! - [`raw`]: the configuration exactly as written (strict serde shapes).
 
 mod compile;
+mod load;
+mod model;
 pub mod pb_struct;
 pub mod raw;
 
-pub use compile::*;
+pub use compile::{
+    normalize_typ, parse_jwks, BUILTIN_CONSTRAINTS, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_CLOCK_SKEW,
+    DEFAULT_MAX_TOKEN_BYTES, MAX_CACHE_BYTES, MAX_CACHE_ENTRIES, MAX_CLOCK_SKEW, MAX_MAX_TOKEN_BYTES,
+};
+pub use model::{
+    Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Forward, JwksSource, Mode, Provider,
+    RegionSource, RemoteJwks, Require, Rule, RuleMatch, TokenSource,
+};

@@ -1,92 +1,101 @@
 //! The plugin configuration exactly as written (SPEC §2): strict serde types.
 //!
 //! Every struct denies unknown fields, so a misspelt option is refused at load
-//! instead of being silently ignored. [`super::compile`] turns this into the
+//! instead of being silently ignored. The compile step (`compile.rs`) turns this into the
 //! immutable form used per request.
 
 use serde::Deserialize;
 use serde_json::Value;
 
+/// The whole plugin configuration object (SPEC §2); only `providers` is required.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// The token issuers and their keys (at least one).
     pub providers: Vec<RawProvider>,
-    #[serde(default)]
+    /// Where a credential is looked for; default: the `authorization` header with prefix `Bearer `.
     pub token_from: Option<Vec<RawTokenSource>>,
-    #[serde(default)]
+    /// Leeway applied to `exp`, `nbf` and `iat`, in seconds (0..=300; default 60).
     pub clock_skew_seconds: Option<u64>,
-    #[serde(default)]
+    /// Whether a token without `exp` is refused (default `true`).
     pub require_expiration: Option<bool>,
-    #[serde(default)]
+    /// Upper bound on `exp - iat`, in seconds (at least 1; default: no bound).
     pub max_lifetime_seconds: Option<u64>,
-    #[serde(default)]
+    /// The header `typ` every token must carry, compared as a media type (default: not checked).
     pub required_typ: Option<String>,
-    #[serde(default)]
+    /// Longest credential accepted, in bytes (16..=65536; default 8192).
     pub max_token_bytes: Option<usize>,
-    #[serde(default)]
+    /// Names (or dotted paths) of the roles, scopes and constraints claims.
     pub claim_names: Option<RawClaimNames>,
-    #[serde(default)]
+    /// Where the client address for the `ip` constraint comes from (default: the peer).
     pub client_ip: Option<RawClientIp>,
-    #[serde(default)]
+    /// Where the request region for the `region` constraint comes from (default: none).
     pub region: Option<RawRegion>,
-    #[serde(default)]
+    /// Operator-defined constraint names, each bound to the request attribute it compares with.
     pub custom_constraints: Option<std::collections::BTreeMap<String, RawAttribute>>,
-    #[serde(default)]
+    /// Route rules, tried in order; the first whose `match` holds applies.
     pub rules: Option<Vec<RawRule>>,
-    #[serde(default)]
+    /// The rule for requests no rule matches (default: `auth: required`, no `require`).
     pub default_rule: Option<RawDefaultRule>,
-    #[serde(default)]
+    /// Verified claims (or the payload) to set as request headers upstream.
     pub forward: Option<RawForward>,
-    #[serde(default)]
+    /// `enforce` (default) or `dry_run` (decide and report, never refuse).
     pub mode: Option<RawMode>,
-    #[serde(default)]
+    /// Bounds of the verified-token cache.
     pub cache: Option<RawCache>,
-    #[serde(default)]
+    /// What a refusal tells the client.
     pub response: Option<RawResponse>,
 }
 
+/// One entry of `providers`: an issuer and how its keys are found.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
+    /// Unique name (ASCII letters, digits, `-`, `_`, `.`), used by `require.issuers`, logs and metrics.
     pub name: String,
+    /// The exact `iss` value of this provider's tokens (non-empty).
     pub issuer: String,
-    #[serde(default)]
+    /// If given (non-empty), the token `aud` must contain one of these.
     pub audiences: Option<Vec<String>>,
     /// A JWKS object, or the same as a JSON string.
-    #[serde(default)]
     pub jwks: Option<Value>,
-    #[serde(default)]
+    /// Inline public keys in PEM, each with its algorithm.
     pub pem_keys: Option<Vec<RawPemKey>>,
-    #[serde(default)]
+    /// A key set fetched through an Envoy cluster.
     pub remote_jwks: Option<RawRemoteJwks>,
-    #[serde(default)]
+    /// Allow-list of JWS `alg` names (non-empty when given); default: those of the keys.
     pub algorithms: Option<Vec<String>>,
 }
 
+/// One entry of `pem_keys`.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawPemKey {
-    #[serde(default)]
+    /// The key id a token's `kid` header must name (optional).
     pub kid: Option<String>,
+    /// The JWS algorithm this key verifies (e.g. `ES256`).
     pub alg: String,
+    /// The public key, PEM-encoded (`-----BEGIN PUBLIC KEY-----`).
     pub pem: String,
 }
 
+/// `remote_jwks`: a key set fetched through an Envoy cluster (never a URL from a token).
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawRemoteJwks {
+    /// The Envoy cluster the fetch goes to (non-empty).
     pub cluster: String,
-    #[serde(default)]
+    /// The `:authority` of the fetch (default: the cluster name).
     pub authority: Option<String>,
-    #[serde(default)]
+    /// Path of the JWKS on the cluster (starts with `/`); exclusive with `discovery_path`.
     pub path: Option<String>,
-    #[serde(default)]
+    /// Path of an OIDC discovery document whose `jwks_uri` names the JWKS; exclusive with `path`.
     pub discovery_path: Option<String>,
-    #[serde(default)]
+    /// Seconds between fetches (1..=86400; default 600).
     pub refresh_seconds: Option<u64>,
-    #[serde(default)]
+    /// Timeout of one fetch, in milliseconds (100..=60000; default 2000).
     pub timeout_ms: Option<u64>,
-    #[serde(default)]
+    /// Least seconds between fetches triggered by an unknown `kid` (0..=3600; default 30).
     pub min_refetch_seconds: Option<u64>,
 }
 
@@ -94,32 +103,35 @@ pub struct RawRemoteJwks {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawTokenSource {
-    #[serde(default)]
+    /// A request header carrying the credential (case-insensitive name).
     pub header: Option<String>,
-    #[serde(default)]
+    /// With `header`: the text before the token (e.g. `Bearer `), matched ASCII-case-insensitively.
     pub prefix: Option<String>,
-    #[serde(default)]
+    /// A cookie carrying the credential (non-empty name).
     pub cookie: Option<String>,
-    #[serde(default)]
+    /// A query parameter carrying the credential (non-empty name).
     pub query: Option<String>,
 }
 
+/// `claim_names`: each a claim name or a dotted path into nested objects.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawClaimNames {
-    #[serde(default)]
+    /// The roles claim (default `roles`): a string or an array of strings.
     pub roles: Option<String>,
-    #[serde(default)]
+    /// The scopes claim (default `scope`): a space-delimited string or an array.
     pub scopes: Option<String>,
-    #[serde(default)]
+    /// The constraints claim (default `cnst`).
     pub constraints: Option<String>,
 }
 
+/// `client_ip`: `{"from": "peer"}` or `{"from": "xff", "trusted_hops": n}`.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawClientIp {
+    /// `peer` (the downstream address) or `xff` (`x-forwarded-for`).
     pub from: String,
-    #[serde(default)]
+    /// With `xff` only (required, 1..=10): the proxies in front of Envoy to trust.
     pub trusted_hops: Option<u32>,
 }
 
@@ -127,11 +139,11 @@ pub struct RawClientIp {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawRegion {
-    #[serde(default)]
+    /// A fixed region for every request (non-empty).
     pub value: Option<String>,
-    #[serde(default)]
+    /// A request header carrying the region.
     pub header: Option<String>,
-    #[serde(default)]
+    /// A key of the Envoy node metadata holding the region (non-empty).
     pub node_metadata: Option<String>,
 }
 
@@ -139,67 +151,76 @@ pub struct RawRegion {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawAttribute {
-    #[serde(default)]
+    /// A request header (its single value).
     pub header: Option<String>,
-    #[serde(default)]
+    /// A query parameter (its single, decoded value).
     pub query: Option<String>,
-    #[serde(default)]
+    /// A segment of the normalized path, 0-based (0..64).
     pub path_segment: Option<usize>,
 }
 
+/// One entry of `rules`.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
-    #[serde(rename = "match", default)]
+    /// What the request must match (`match`; default: everything).
+    #[serde(rename = "match")]
     pub match_: Option<RawMatch>,
-    #[serde(default)]
+    /// Whether a token is needed (default `required`).
     pub auth: Option<RawAuth>,
-    #[serde(default)]
+    /// What a verified token must carry (not with `auth: none`).
     pub require: Option<RawRequire>,
 }
 
+/// `default_rule`: a rule without `match`.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawDefaultRule {
-    #[serde(default)]
+    /// Whether a token is needed (default `required`).
     pub auth: Option<RawAuth>,
-    #[serde(default)]
+    /// What a verified token must carry (not with `auth: none`).
     pub require: Option<RawRequire>,
 }
 
+/// A rule's `match`: every part given must hold.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawMatch {
-    #[serde(default)]
+    /// A path pattern (SPEC §3) matched against the normalized path.
     pub path: Option<String>,
-    #[serde(default)]
+    /// HTTP methods, compared exactly and case-sensitively (non-empty when given).
     pub methods: Option<Vec<String>>,
-    #[serde(default)]
+    /// Host patterns: exact names or `*.suffix` (non-empty when given).
     pub hosts: Option<Vec<String>>,
 }
 
+/// `auth` of a rule, as written.
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum RawAuth {
+    /// A valid token is needed.
     Required,
+    /// A token is verified if present; a bad one is refused.
     Optional,
+    /// No token is looked at.
     None,
 }
 
+/// `require`: everything given must hold for the verified token.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawRequire {
-    #[serde(default)]
+    /// Provider names (not issuer URLs); the token's provider must be one of them.
     pub issuers: Option<Vec<String>>,
-    #[serde(default)]
+    /// The token holds at least one of these roles.
     pub roles_any: Option<Vec<String>>,
-    #[serde(default)]
+    /// The token holds every one of these roles.
     pub roles_all: Option<Vec<String>>,
-    #[serde(default)]
+    /// The token holds at least one of these scopes.
     pub scopes_any: Option<Vec<String>>,
-    #[serde(default)]
+    /// The token holds every one of these scopes.
     pub scopes_all: Option<Vec<String>>,
-    #[serde(default)]
+    /// Claim checks, all of which must hold.
     pub claims: Option<Vec<RawClaimCheck>>,
 }
 
@@ -207,60 +228,92 @@ pub struct RawRequire {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawClaimCheck {
+    /// The claim name or dotted path (non-empty).
     pub claim: String,
-    #[serde(default)]
+    /// The claim equals this JSON value exactly.
     pub equals: Option<Value>,
-    #[serde(default)]
+    /// The claim equals one of these JSON values (non-empty).
     pub one_of: Option<Vec<Value>>,
-    #[serde(default)]
+    /// The claim is a string equal to this request header's value.
     pub equals_header: Option<String>,
-    #[serde(default)]
+    /// `true`: the claim is present and not `null` (`false` is refused).
     pub present: Option<bool>,
     /// Extension: the claim is a string that starts with this (e.g. a SPIFFE ID prefix for `sub`).
-    #[serde(default)]
     pub prefix: Option<String>,
 }
 
+/// `forward`: what is passed upstream after a successful verification.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawForward {
-    #[serde(default)]
+    /// Claims to set as request headers.
     pub claims_to_headers: Option<Vec<RawClaimToHeader>>,
-    #[serde(default)]
+    /// A header to carry the verified payload JSON (default: none).
     pub payload_header: Option<String>,
-    #[serde(default)]
+    /// Whether the credential is stripped before forwarding (default `false`).
     pub remove_token: Option<bool>,
 }
 
+/// One entry of `forward.claims_to_headers`.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawClaimToHeader {
+    /// The claim name or dotted path (non-empty).
     pub claim: String,
+    /// The request header to set (not the credential header, `cookie`, `host` or a pseudo-header).
     pub header: String,
 }
 
+/// `mode`, as written.
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum RawMode {
+    /// Refusals are answered.
     Enforce,
+    /// Refusals are only reported; the request goes upstream.
     DryRun,
 }
 
+/// `cache`: bounds of the verified-token cache (per worker).
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
-    #[serde(default)]
+    /// Most cached tokens (0..=100000; 0 disables; default 1024).
     pub max_entries: Option<usize>,
     /// Extension: an upper bound on the cache's memory (estimated heap bytes).
-    #[serde(default)]
     pub max_bytes: Option<usize>,
 }
 
+/// `response`: what a refusal tells the client.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawResponse {
-    #[serde(default)]
+    /// The `realm` of `www-authenticate` (printable ASCII, no `"` or `\`; default `cjwt`).
     pub realm: Option<String>,
-    #[serde(default)]
+    /// Whether the body and `error_description` name the reason (default `true`).
     pub detail: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_and_null_options_are_none_and_unknown_fields_are_refused() {
+        let raw: RawConfig = serde_json::from_str(r#"{"providers": [{"name": "p", "issuer": "i"}], "mode": null}"#)
+            .expect("a minimal configuration parses");
+        assert!(raw.token_from.is_none() && raw.rules.is_none() && raw.mode.is_none() && raw.cache.is_none());
+        let p = raw.providers.first().expect("one provider");
+        assert!(p.jwks.is_none() && p.audiences.is_none() && p.remote_jwks.is_none());
+        let rule: RawRule = serde_json::from_str("{}").expect("an empty rule parses");
+        assert!(rule.match_.is_none() && rule.auth.is_none() && rule.require.is_none());
+        for text in [
+            r#"{"providers": [], "extra": 1}"#,
+            r#"{"providers": [{"name": "p", "issuer": "i", "extra": 1}]}"#,
+            r#"{"providers": [], "rules": [{"match": {"extra": 1}}]}"#,
+            r#"{"providers": [], "cache": {"extra": 1}}"#,
+        ] {
+            assert!(serde_json::from_str::<RawConfig>(text).is_err(), "{text}");
+        }
+    }
 }

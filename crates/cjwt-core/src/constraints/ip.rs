@@ -34,9 +34,19 @@ pub fn check(ranges: &[IpRange], view: &RequestView<'_>) -> Result<(), Reason> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpRange {
     /// An IPv4 network: host bits of `net` are zero, `prefix` ≤ 32.
-    V4 { net: u32, prefix: u8 },
+    V4 {
+        /// The network address, as a big-endian integer.
+        net: u32,
+        /// The prefix length in bits.
+        prefix: u8,
+    },
     /// An IPv6 network: host bits of `net` are zero, `prefix` ≤ 128.
-    V6 { net: u128, prefix: u8 },
+    V6 {
+        /// The network address, as a big-endian integer.
+        net: u128,
+        /// The prefix length in bits.
+        prefix: u8,
+    },
 }
 
 impl IpRange {

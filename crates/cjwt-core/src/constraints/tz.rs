@@ -37,7 +37,9 @@ pub struct Rule {
 /// A zone: a fixed offset or a rule with daylight saving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Zone {
+    /// A constant offset, in seconds east of UTC.
     Fixed(i32),
+    /// A POSIX TZ rule (standard offset and daylight-saving transitions).
     Rule(Rule),
 }
 

@@ -15,9 +15,13 @@ use sha2::{Sha256, Sha384, Sha512};
 /// Public key material of one of the supported kinds.
 #[derive(Clone)]
 pub enum KeyMaterial {
+    /// An Ed25519 public key (OKP, `crv: Ed25519`).
     Ed25519(ed25519_dalek::VerifyingKey),
+    /// A P-256 public key (EC, `crv: P-256`), checked on the curve.
     P256(p256::ecdsa::VerifyingKey),
+    /// A P-384 public key (EC, `crv: P-384`), checked on the curve.
     P384(p384::ecdsa::VerifyingKey),
+    /// An RSA public key of 2048 to 8192 bits.
     Rsa(Box<RsaKey>),
     /// A shared secret (HS*). Never derived from a public key.
     Hmac(Vec<u8>),
@@ -40,15 +44,20 @@ impl std::fmt::Debug for KeyMaterial {
 /// prepared form for verification ([`RsaVerifier`]).
 #[derive(Clone)]
 pub struct RsaKey {
+    /// The key as parsed and checked by the `rsa` crate.
     pub public: rsa::RsaPublicKey,
+    /// The same key prepared for verification.
     pub verifier: RsaVerifier,
 }
 
 /// A key bound to the algorithms it may verify.
 #[derive(Clone, Debug)]
 pub struct VerificationKey {
+    /// The key id (`kid`) a token header must name to select this key, if any.
     pub kid: Option<String>,
+    /// The algorithms this key may verify (never empty); the token header only selects among them.
     pub algs: AlgSet,
+    /// The public key (or shared secret).
     pub material: KeyMaterial,
     /// DER SubjectPublicKeyInfo for keys the proxy can verify natively (RSA, P-256,
     /// P-384), computed once here so no request re-encodes a key.
@@ -63,6 +72,7 @@ const RSA_MAX_BITS: usize = 8192;
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "r"];
 
 impl VerificationKey {
+    /// Whether the key is a shared secret (oct, HS*).
     pub fn is_symmetric(&self) -> bool {
         matches!(self.material, KeyMaterial::Hmac(_))
     }

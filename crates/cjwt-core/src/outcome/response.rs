@@ -6,8 +6,11 @@ use crate::reason::Reason;
 /// A local reply to send instead of forwarding the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// The HTTP status of the reason ([`Reason::status`]): 401 or 403.
     pub status: u32,
+    /// (lowercase name, value) pairs: `www-authenticate` and `content-type`.
     pub headers: Vec<(&'static str, String)>,
+    /// The JSON body: `{"error": …}`, with `"reason"` when `response.detail`.
     pub body: String,
 }
 

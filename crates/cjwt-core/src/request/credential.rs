@@ -11,15 +11,20 @@ use crate::request::query::{self, Param};
 /// Where the one credential was found (so that `remove_token` can strip it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
+    /// The credential bytes, without the source's prefix.
     pub token: Vec<u8>,
+    /// The configured source it came from.
     pub source: TokenSource,
 }
 
 /// The result of searching all sources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
+    /// No source carries a credential.
     None,
+    /// Exactly one credential, in one source.
     One(Found),
+    /// More than one credential (several headers or sources): `multiple_tokens`.
     Multiple,
 }
 

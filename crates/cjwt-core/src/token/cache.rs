@@ -36,14 +36,18 @@ pub struct TokenCache {
 const ENTRY_OVERHEAD: usize = 160;
 
 impl TokenCache {
+    /// An empty cache of at most `capacity` entries (0 disables it) and
+    /// `max_bytes` estimated heap bytes.
     pub fn new(capacity: usize, max_bytes: usize) -> TokenCache {
         TokenCache { entries: HashMap::with_capacity(capacity.min(1024)), capacity, max_bytes, bytes: 0, tick: 0 }
     }
 
+    /// The number of cached tokens.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no token is cached.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

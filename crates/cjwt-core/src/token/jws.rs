@@ -40,7 +40,9 @@ impl From<ParseError> for Reason {
 /// JWS layer and the payload's members (duplicates refused).
 #[derive(Debug)]
 pub struct UntrustedToken<'a> {
+    /// The JWS layer: header fields, payload and signature bytes.
     pub jws: RawJws<'a>,
+    /// The payload's members (an object without duplicate members).
     pub claims: Map<String, Value>,
 }
 
@@ -54,10 +56,15 @@ fn is_token_byte(b: u8) -> bool {
 pub struct RawJws<'a> {
     /// `base64url(header) '.' base64url(payload)`, exactly as received.
     pub signing_input: &'a [u8],
+    /// The header `alg` (a supported algorithm; `none` is refused).
     pub alg: Algorithm,
+    /// The header `kid`, if present.
     pub kid: Option<String>,
+    /// The header `typ` as written, if present.
     pub typ: Option<String>,
+    /// The payload, base64url-decoded (not yet parsed).
     pub payload: Vec<u8>,
+    /// The signature, base64url-decoded.
     pub signature: Vec<u8>,
 }
 

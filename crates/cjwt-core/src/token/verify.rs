@@ -80,18 +80,26 @@ impl From<Reason> for TokenRefusal {
 pub struct VerifiedToken {
     /// Index into [`Config::providers`].
     pub provider: usize,
+    /// The payload's members.
     pub claims: Map<String, Value>,
     /// The payload JSON as signed (for `forward.payload_header`).
     pub payload: Vec<u8>,
+    /// `exp`, in seconds since the Unix epoch.
     pub exp: Option<i64>,
+    /// `nbf`, in seconds since the Unix epoch.
     pub nbf: Option<i64>,
+    /// `iat`, in seconds since the Unix epoch.
     pub iat: Option<i64>,
+    /// `jti`, the token id (what `max_uses` counts by, with the issuer).
     pub jti: Option<String>,
+    /// The header `typ` as written.
     pub typ: Option<String>,
+    /// The constraints claim, compiled.
     pub constraints: Constraints,
 }
 
 impl VerifiedToken {
+    /// The `iss` claim (empty if absent or not a string).
     pub fn issuer(&self) -> &str {
         self.claims.get("iss").and_then(Value::as_str).unwrap_or("")
     }
@@ -211,7 +219,7 @@ pub fn verify(
     into_verified(config, index, untrusted).map_err(TokenRefusal::from)
 }
 
-/// Selects the key (exact `kid`, or up to [`MAX_KEYS_WITHOUT_KID`] keys of the
+/// Selects the key (exact `kid`, or up to `MAX_KEYS_WITHOUT_KID` keys of the
 /// token's `alg` when it has none) and verifies the signature: `keys_unavailable`
 /// when the provider has no key at all, `unknown_key`, `unsupported_algorithm` or
 /// `bad_signature`.

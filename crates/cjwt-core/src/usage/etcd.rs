@@ -30,6 +30,7 @@ pub const MAX_LEASE_SECONDS: i64 = 366 * 86_400;
 pub struct EtcdUse {
     /// The etcd key: `key_prefix` + hex of the (`iss`, `jti`) hash; no token data.
     pub key: Vec<u8>,
+    /// The token's `max_uses` (at least 1).
     pub limit: u64,
     /// The lease of the expiry bucket (positive, non-zero).
     pub lease_id: i64,

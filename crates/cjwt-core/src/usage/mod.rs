@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 pub struct UsageId(pub [u8; 16]);
 
 impl UsageId {
+    /// The id of the token with issuer `iss` and id `jti`.
     pub fn new(iss: &str, jti: &str) -> UsageId {
         let mut h = Sha256::new();
         h.update((iss.len() as u64).to_be_bytes());

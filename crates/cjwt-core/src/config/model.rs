@@ -1,0 +1,274 @@
+//! The compiled configuration: the immutable types the request path reads.
+//!
+//! Built only by [`Config::from_json`] / [`Config::from_plugin_bytes`]
+//! (`load.rs`), which run the compile step (`compile.rs`) on the serde shapes of
+//! [`super::raw`]; every value here has already been validated.
+
+use crate::keys::algorithm::AlgSet;
+use crate::keys::key::VerificationKey;
+use crate::request::paths::{HostPattern, PathPattern};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// A configuration error: the field path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The path of the offending field, e.g. `providers[0].jwks.keys[1]`; `(root)` for the whole document.
+    pub field: String,
+    /// What is wrong with it, for the operator (no line or column).
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where a credential may come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A request header (lowercase name); `prefix` is matched ASCII-case-insensitively.
+    Header {
+        /// The header name, lowercase.
+        name: String,
+        /// Text that precedes the token in the value (e.g. `Bearer `); empty: none.
+        prefix: String,
+    },
+    /// A cookie of this name.
+    Cookie(String),
+    /// A query parameter of this name.
+    Query(String),
+}
+
+/// How the client IP is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIpSource {
+    /// The downstream peer (`source.address`).
+    Peer,
+    /// `x-forwarded-for`, trusting this many proxy hops in front of Envoy.
+    ForwardedFor {
+        /// Proxies trusted in front of Envoy (1..=10): the client is the entry
+        /// this many places from the right (1 = the last).
+        trusted_hops: u32,
+    },
+}
+
+/// Where the request's region comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionSource {
+    /// The same region for every request (`region.value`).
+    Static(String),
+    /// The single value of this request header (lowercase name).
+    Header(String),
+    /// This key of the Envoy node metadata (`xds.node.metadata.<key>`).
+    NodeMetadata(String),
+}
+
+/// A request attribute that a custom constraint compares with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attribute {
+    /// The single value of this request header (lowercase name).
+    Header(String),
+    /// The single, decoded value of this query parameter.
+    Query(String),
+    /// The segment of the normalized path at this 0-based index (< 64).
+    PathSegment(usize),
+}
+
+/// A provider: an issuer and the keys that verify its tokens.
+#[derive(Debug)]
+pub struct Provider {
+    /// The unique provider name (`require.issuers`, logs, metrics).
+    pub name: String,
+    /// The exact `iss` of this provider's tokens.
+    pub issuer: String,
+    /// If set (never empty), the token `aud` must contain one of these.
+    pub audiences: Option<Vec<String>>,
+    /// The algorithms a token may use: `algorithms` if configured, else all
+    /// for a remote key set, else the union of the inline keys' algorithms.
+    pub algorithms: AlgSet,
+    /// `algorithms` as configured (`None`: not given). Fetched keys are parsed
+    /// with it, so that an RSA key without `alg` means RS256 as inline (SEC-12.8).
+    pub configured_algorithms: Option<AlgSet>,
+    /// Keys with a `kid`.
+    pub keys_by_kid: HashMap<String, VerificationKey>,
+    /// All keys, for tokens without `kid`.
+    pub keys: Vec<VerificationKey>,
+    /// The remote key set, if configured.
+    pub remote: Option<RemoteJwks>,
+}
+
+/// A remote JWKS source (fetched by the adapter through an Envoy cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    /// The Envoy cluster the fetch goes to.
+    pub cluster: String,
+    /// The `:authority` of the fetch (the cluster name unless configured).
+    pub authority: String,
+    /// The JWKS path, or the OIDC discovery document that names it.
+    pub source: JwksSource,
+    /// Seconds between scheduled fetches (1..=86400).
+    pub refresh_seconds: u64,
+    /// Timeout of one fetch, in milliseconds (100..=60000).
+    pub timeout_ms: u64,
+    /// At most one fetch per this many seconds is triggered by unknown `kid`s.
+    pub min_refetch_seconds: u64,
+}
+
+/// Where a remote key set is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// The JWKS path on the cluster.
+    Path(String),
+    /// An OIDC discovery document (`/.well-known/openid-configuration`) whose
+    /// `jwks_uri` names the JWKS on the same authority.
+    Discovery(String),
+}
+
+/// `auth` of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// A valid token is needed.
+    Required,
+    /// A token is verified if present (a bad one is refused); none is fine.
+    Optional,
+    /// No token is looked at; `require` is empty.
+    None,
+}
+
+/// A claim check of `require.claims`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimCheck {
+    /// (claim path, value): the claim equals the JSON value exactly.
+    Equals(String, Value),
+    /// (claim path, values): the claim equals one of them (never empty).
+    OneOf(String, Vec<Value>),
+    /// (claim path, lowercase header name): the claim is a string equal to
+    /// the header's single value.
+    EqualsHeader(String, String),
+    /// The claim is present and not `null`.
+    Present(String),
+    /// The claim is a string starting with the prefix (non-empty).
+    Prefix(String, String),
+}
+
+/// The `require` block of a rule: everything listed must hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Require {
+    /// Provider names; the token's provider must be one of them.
+    pub issuers: Option<Vec<String>>,
+    /// At least one of these roles is held (never empty when set).
+    pub roles_any: Option<Vec<String>>,
+    /// Every one of these roles is held (never empty when set).
+    pub roles_all: Option<Vec<String>>,
+    /// At least one of these scopes is held (never empty when set).
+    pub scopes_any: Option<Vec<String>>,
+    /// Every one of these scopes is held (never empty when set).
+    pub scopes_all: Option<Vec<String>>,
+    /// Claim checks, all of which must hold.
+    pub claims: Vec<ClaimCheck>,
+}
+
+/// A rule's `match`: all listed parts must hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleMatch {
+    /// The pattern the normalized path must match.
+    pub path: Option<PathPattern>,
+    /// Methods, compared exactly (never empty when set).
+    pub methods: Option<Vec<String>>,
+    /// Host patterns, one of which must match (never empty when set).
+    pub hosts: Option<Vec<HostPattern>>,
+}
+
+/// A route rule (or the default rule, which matches everything).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// Which requests the rule applies to (empty for the default rule).
+    pub matcher: RuleMatch,
+    /// Whether a token is needed.
+    pub auth: Auth,
+    /// What a verified token must carry (empty when `auth` is [`Auth::None`]).
+    pub require: Require,
+}
+
+/// `forward`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forward {
+    /// (claim path, lowercase header name)
+    pub claims_to_headers: Vec<(String, String)>,
+    /// Lowercase header to carry the verified payload JSON.
+    pub payload_header: Option<String>,
+    /// Whether the credential is stripped before forwarding.
+    pub remove_token: bool,
+}
+
+/// `mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Refusals are answered.
+    Enforce,
+    /// Refusals are counted and logged; the request goes upstream.
+    DryRun,
+}
+
+/// The compiled configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The providers, in configuration order; names and issuers are unique.
+    pub providers: Vec<Provider>,
+    /// Where credentials are looked for (never empty).
+    pub token_from: Vec<TokenSource>,
+    /// Leeway on `exp`, `nbf` and `iat`, in seconds (0..=300).
+    pub clock_skew_seconds: i64,
+    /// Whether a token without `exp` is refused.
+    pub require_expiration: bool,
+    /// Upper bound on `exp - iat`, in seconds (at least 1).
+    pub max_lifetime_seconds: Option<i64>,
+    /// Lowercased, without an `application/` prefix.
+    pub required_typ: Option<String>,
+    /// Longest credential accepted, in bytes (16..=65536).
+    pub max_token_bytes: usize,
+    /// The roles claim name or dotted path.
+    pub roles_claim: String,
+    /// The scopes claim name or dotted path.
+    pub scopes_claim: String,
+    /// The constraints claim name or dotted path.
+    pub constraints_claim: String,
+    /// Where the client address for the `ip` constraint comes from.
+    pub client_ip: ClientIpSource,
+    /// Where the request region comes from (`None`: not configured).
+    pub region: Option<RegionSource>,
+    /// (constraint name, attribute), sorted by name; no name is a built-in one.
+    pub custom_constraints: Vec<(String, Attribute)>,
+    /// The route rules, in order; the first that matches applies.
+    pub rules: Vec<Rule>,
+    /// The rule for requests no rule matches.
+    pub default_rule: Rule,
+    /// What is forwarded upstream after a successful verification.
+    pub forward: Forward,
+    /// Enforce, or only report (dry run).
+    pub mode: Mode,
+    /// Most verified tokens cached per worker (0 disables the cache).
+    pub cache_max_entries: usize,
+    /// Memory bound of the cache in estimated heap bytes ([`crate::token::cache`]).
+    pub cache_max_bytes: usize,
+    /// The `realm` of `www-authenticate` (printable ASCII, no `"` or `\`).
+    pub realm: String,
+    /// Whether refusals name their reason (body and `error_description`).
+    pub detail: bool,
+}
+
+impl Config {
+    /// The rule that applies to a request, first match wins.
+    pub fn rule_for(&self, index: Option<usize>) -> &Rule {
+        index.and_then(|i| self.rules.get(i)).unwrap_or(&self.default_rule)
+    }
+
+    /// The provider whose issuer is `iss`.
+    pub fn provider_for_issuer(&self, iss: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.issuer == iss)
+    }
+}
