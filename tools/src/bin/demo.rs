@@ -1,4 +1,5 @@
-//! `make run`: a real Envoy with cjwt (the shipped envoy/envoy.yaml, unchanged but
+//! `make run`: a real Envoy with cjwt (`CJWT_BUILD=native make run` for the native
+//! module; the shipped envoy/envoy.yaml or envoy/envoy-native.yaml, unchanged but
 //! for free ports) in front of an echo upstream. Mints demo tokens with the `cjwt`
 //! command line and envoy/demo/demo-signing-key.pem, and shows which requests pass
 //! and which are refused, and why. Exits non-zero if any outcome differs from the
@@ -93,7 +94,12 @@ impl Demo {
 }
 
 fn main() {
-    println!("Starting Envoy {} with cjwt (envoy/envoy.yaml) ...", envoy::envoy_binary().display());
+    println!(
+        "Starting Envoy {} with cjwt ({:?} build, {}) ...",
+        envoy::envoy_binary().display(),
+        envoy::build(),
+        envoy::shipped_config()
+    );
     let envoy = Envoy::try_start(None, Options::default()).unwrap_or_else(|log| {
         eprintln!("Envoy did not start:\n{log}");
         std::process::exit(1);
@@ -211,7 +217,7 @@ fn main() {
     );
 
     let stats = d.envoy.stats();
-    println!("\nEnvoy /stats (wasmcustom.cjwt.*, non-zero):");
+    println!("\nEnvoy /stats (cjwt.*, non-zero):");
     for (name, value) in stats.iter().filter(|(_, v)| **v > 0) {
         println!("  {name}: {value}");
     }
