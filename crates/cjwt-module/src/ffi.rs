@@ -216,6 +216,16 @@ impl Filter<'_> {
     /// Every request header as received (pseudo-headers first), names as Envoy
     /// holds them (lowercase), repeated names as separate entries.
     pub fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let n = self.request_headers_into(&mut out);
+        out.truncate(n);
+        out
+    }
+
+    /// Copies every request header into the first entries of `out`, reusing the
+    /// entries' allocations (a worker copies a request's headers without
+    /// allocating once its buffers have grown), and returns how many there are.
+    pub fn request_headers_into(&self, out: &mut Vec<(String, Vec<u8>)>) -> usize {
         // SAFETY: `ptr` is the stream's filter in the current hook; the vector has
         // room for the count Envoy reported; the entries point into Envoy's header
         // map, valid during the hook, and are copied before it returns.
@@ -231,15 +241,22 @@ impl Filter<'_> {
             if n == 0
                 || !envoy_dynamic_module_callback_http_get_headers(self.ptr, HEADER_TYPE_REQUEST, raw.as_mut_ptr())
             {
-                return Vec::new();
+                return 0;
             }
-            raw.iter()
-                .map(|h| {
-                    let key = envoy_bytes(envoy_buffer { ptr: h.key_ptr, length: h.key_length });
-                    let value = envoy_bytes(envoy_buffer { ptr: h.value_ptr, length: h.value_length });
-                    (String::from_utf8_lossy(key).into_owned(), value.to_vec())
-                })
-                .collect()
+            for (i, h) in raw.iter().enumerate() {
+                let key = envoy_bytes(envoy_buffer { ptr: h.key_ptr, length: h.key_length });
+                let value = envoy_bytes(envoy_buffer { ptr: h.value_ptr, length: h.value_length });
+                if i == out.len() {
+                    out.push((String::new(), Vec::new()));
+                }
+                if let Some((k, v)) = out.get_mut(i) {
+                    k.clear();
+                    k.push_str(&String::from_utf8_lossy(key));
+                    v.clear();
+                    v.extend_from_slice(value);
+                }
+            }
+            n
         }
     }
 

@@ -4,12 +4,20 @@
 
 use crate::ffi::Filter;
 use cjwt_core::request::host::{clock, Host};
+use std::cell::RefCell;
 
 /// One request's view of Envoy during one hook.
 pub struct NativeHost<'hook> {
+    /// The worker's header buffer, lent for this hook: the first `len` entries.
     headers: Vec<(String, Vec<u8>)>,
+    len: usize,
     filter: Filter<'hook>,
     now: i64,
+}
+
+thread_local! {
+    /// Each worker's header buffer, reused request after request.
+    static HEADERS: RefCell<Vec<(String, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl<'hook> NativeHost<'hook> {
@@ -17,13 +25,27 @@ impl<'hook> NativeHost<'hook> {
     /// impossible time (the caller fails closed).
     pub fn read(filter: Filter<'hook>) -> Option<NativeHost<'hook>> {
         let now = clock::unix_seconds(std::time::SystemTime::now())?;
-        Some(NativeHost { headers: filter.request_headers(), filter, now })
+        let mut headers = HEADERS.with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default());
+        let len = filter.request_headers_into(&mut headers);
+        Some(NativeHost { headers, len, filter, now })
+    }
+}
+
+impl Drop for NativeHost<'_> {
+    /// Gives the header buffer back to the worker.
+    fn drop(&mut self) {
+        let headers = std::mem::take(&mut self.headers);
+        HEADERS.with(|b| {
+            if let Ok(mut b) = b.try_borrow_mut() {
+                *b = headers;
+            }
+        });
     }
 }
 
 impl Host for NativeHost<'_> {
     fn headers(&self) -> &[(String, Vec<u8>)] {
-        &self.headers
+        self.headers.get(..self.len).unwrap_or(&[])
     }
 
     /// `source.address` is Envoy's downstream address (`ip:port`), as the wasm
