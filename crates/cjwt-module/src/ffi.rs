@@ -163,6 +163,20 @@ extern "C" {
     ) -> u32;
 }
 
+/// Our headers as the ABI's header array (pointing into `headers`, which must
+/// outlive the call that reads it).
+fn module_headers(headers: &[(&str, &str)]) -> Vec<module_http_header> {
+    headers
+        .iter()
+        .map(|(k, v)| module_http_header {
+            key_ptr: k.as_ptr(),
+            key_length: k.len(),
+            value_ptr: v.as_ptr(),
+            value_length: v.len(),
+        })
+        .collect()
+}
+
 fn module(bytes: &[u8]) -> module_buffer {
     module_buffer { ptr: bytes.as_ptr(), length: bytes.len() }
 }
@@ -294,15 +308,7 @@ impl Filter<'_> {
 
     /// Answers the request locally; it never reaches the upstream.
     pub fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8], details: &str) {
-        let mut raw: Vec<module_http_header> = headers
-            .iter()
-            .map(|(k, v)| module_http_header {
-                key_ptr: k.as_ptr(),
-                key_length: k.len(),
-                value_ptr: v.as_ptr(),
-                value_length: v.len(),
-            })
-            .collect();
+        let mut raw = module_headers(headers);
         // SAFETY: stream filter in the current hook; every buffer is ours and read
         // during the call.
         unsafe {
@@ -426,15 +432,7 @@ impl ConfigHandle<'_> {
     /// Starts an HTTP call to `cluster` not tied to any stream (main thread only);
     /// the answer comes to [`envoy_dynamic_module_on_http_filter_config_http_callout_done`].
     pub fn callout(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Option<u64> {
-        let mut raw: Vec<module_http_header> = headers
-            .iter()
-            .map(|(k, v)| module_http_header {
-                key_ptr: k.as_ptr(),
-                key_length: k.len(),
-                value_ptr: v.as_ptr(),
-                value_length: v.len(),
-            })
-            .collect();
+        let mut raw = module_headers(headers);
         let mut id = 0u64;
         // SAFETY: config pointer in a config hook on the main thread; our buffers
         // are read during the call; `id` written by Envoy.
