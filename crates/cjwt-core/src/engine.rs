@@ -67,6 +67,12 @@ pub struct Outcome {
     pub decision: Decision,
     /// `Some(true)` on a cache hit, `Some(false)` on a miss, `None` when no token was verified.
     pub cache_hit: Option<bool>,
+    /// The rule that decided (SPEC §12 `cjwt.rule`): `Some(Some(i))` for `rules[i]`,
+    /// `Some(None)` for `default_rule`, `None` when no rule could be chosen (a path
+    /// not in normal form).
+    pub rule: Option<Option<usize>>,
+    /// The token, once verified, whatever the decision (SPEC §12 `cjwt.sub`, `cjwt.iss`).
+    pub verified: Option<Rc<VerifiedToken>>,
 }
 
 /// The core: a compiled configuration and its verified-token cache (one per VM).
@@ -108,7 +114,8 @@ impl Engine {
     ) -> Outcome {
         let Engine { config, cache } = self;
         let view = RequestView::for_config(host, config);
-        let Checked { verdict, credential, cache_hit, provider } = check(config, cache, &view, keys, crypto, counter);
+        let Checked { verdict, credential, cache_hit, provider, rule, verified } =
+            check(config, cache, &view, keys, crypto, counter);
         let decision = match verdict {
             Ok(token) => Decision::Allow { token, credential },
             Err(reason) => {
@@ -119,7 +126,7 @@ impl Engine {
                 }
             }
         };
-        Outcome { decision, cache_hit }
+        Outcome { decision, cache_hit, rule, verified }
     }
 }
 
@@ -132,11 +139,22 @@ struct Checked {
     cache_hit: Option<bool>,
     /// For `unknown_key` and `keys_unavailable`: the provider whose keys are missing.
     provider: Option<usize>,
+    /// The deciding rule (see [`Outcome::rule`]).
+    rule: Option<Option<usize>>,
+    /// The verified token, whatever the verdict.
+    verified: Option<Rc<VerifiedToken>>,
 }
 
 impl Checked {
-    fn without_token(verdict: Result<(), Reason>) -> Checked {
-        Checked { verdict: verdict.map(|()| None), credential: None, cache_hit: None, provider: None }
+    fn without_token(verdict: Result<(), Reason>, rule: Option<Option<usize>>) -> Checked {
+        Checked {
+            verdict: verdict.map(|()| None),
+            credential: None,
+            cache_hit: None,
+            provider: None,
+            rule,
+            verified: None,
+        }
     }
 }
 
@@ -150,22 +168,23 @@ fn check(
     crypto: &dyn HostCrypto,
     counter: &mut dyn UsageCounter,
 ) -> Checked {
-    let rule = match rules::select(&config.rules, &config.default_rule, view) {
-        Ok(rule) => rule,
-        Err(reason) => return Checked::without_token(Err(reason)),
+    let (rule, index) = match rules::select(&config.rules, &config.default_rule, view) {
+        Ok(selected) => (selected.rule, Some(selected.index)),
+        Err(reason) => return Checked::without_token(Err(reason), None),
     };
     if rule.auth == Auth::None {
-        return Checked::without_token(Ok(()));
+        return Checked::without_token(Ok(()), index);
     }
     let found = match credential::find(&config.token_from, view.host()) {
-        Credential::None if rule.auth == Auth::Optional => return Checked::without_token(Ok(())),
-        Credential::None => return Checked::without_token(Err(Reason::MissingToken)),
-        Credential::Multiple => return Checked::without_token(Err(Reason::MultipleTokens)),
+        Credential::None if rule.auth == Auth::Optional => return Checked::without_token(Ok(()), index),
+        Credential::None => return Checked::without_token(Err(Reason::MissingToken), index),
+        Credential::Multiple => return Checked::without_token(Err(Reason::MultipleTokens), index),
         Credential::One(found) => found,
     };
     let now = view.host().now();
     let TokenStage { token, cache_hit } = token(config, cache, keys, crypto, &found.token, now);
     let provider = token.as_ref().err().and_then(|r| r.provider);
+    let verified = token.as_ref().ok().map(Rc::clone);
     let verdict = token.map_err(|r| r.reason).and_then(|token| {
         check_claims(config, &token, now)?;
         require::check(config, &rule.require, &token, view)?;
@@ -178,7 +197,7 @@ fn check(
         token.constraints.check(view, uses, now)?;
         Ok(Some(token))
     });
-    Checked { verdict, credential: Some(found), cache_hit, provider }
+    Checked { verdict, credential: Some(found), cache_hit, provider, rule: index, verified }
 }
 
 /// The token stage's result, and whether the cache answered (`None`: not asked).

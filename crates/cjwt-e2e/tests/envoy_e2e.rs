@@ -559,3 +559,49 @@ fn host_and_pure_rust_signature_paths_agree() {
     assert_eq!(checked, 48);
     assert!(envoy.stat("cjwt.verify.host") >= 25, "host verifications: {}", envoy.stat("cjwt.verify.host"));
 }
+
+/// SPEC §12: the decision reaches Envoy's access log through the shipped format —
+/// filter state `wasm.cjwt.*` in the wasm build, dynamic metadata `cjwt:*` in the
+/// native one — for allowed and refused requests; `sub`/`iss` only from a
+/// verified token.
+#[test]
+fn the_decision_reaches_the_access_log() {
+    let envoy = start(json!({"rules": [{"match": {"path": "/open/**"}, "auth": "none"}]}));
+    let iss = "cjwt.iss=https://idp.example.com";
+    let allowed = bearer(&token(json!({})));
+    let ip = bearer(&token(json!({"sub": "mallory", "cnst": {"ip": ["10.0.0.0/8"]}})));
+    let forged = bearer(&token(json!({"sub": "eve"})).replace('.', ".x"));
+    let cases: [(&str, Vec<(&str, &str)>, u16, Vec<&str>); 5] = [
+        (
+            "/x",
+            vec![("authorization", allowed.as_str())],
+            200,
+            vec!["cjwt.reason=allowed", "cjwt.sub=alice", iss, "cjwt.rule=default"],
+        ),
+        ("/x", vec![], 401, vec!["cjwt.reason=missing_token", "cjwt.sub=-", "cjwt.iss=-", "cjwt.rule=default"]),
+        (
+            "/y",
+            vec![("authorization", ip.as_str())],
+            403,
+            vec!["cjwt.reason=ip", "cjwt.sub=mallory", iss, "cjwt.rule=default"],
+        ),
+        ("/z", vec![("authorization", forged.as_str())], 401, vec!["cjwt.sub=-", "cjwt.iss=-", "cjwt.rule=default"]),
+        ("/open/a", vec![], 200, vec!["cjwt.reason=allowed", "cjwt.sub=-", "cjwt.rule=0"]),
+    ];
+    for (path, headers, status, _) in &cases {
+        assert_eq!(envoy.get(path, headers).status, *status, "{path}");
+    }
+    for (path, _, status, parts) in &cases {
+        let mut want = vec![*path];
+        want.push(if *status == 200 {
+            " 200 "
+        } else if *status == 401 {
+            " 401 "
+        } else {
+            " 403 "
+        });
+        want.extend(parts.iter().copied());
+        assert!(envoy.wait_access_log(&want).is_some(), "{want:?} not in the access log:\n{}", envoy.access_log());
+    }
+    assert!(!envoy.access_log().contains("eve"), "an unverified token's sub is never logged");
+}

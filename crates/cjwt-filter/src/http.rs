@@ -105,6 +105,16 @@ fn execute(shared: &Shared, plan: Plan) -> Action {
     if let Some(line) = &plan.log {
         log::info!("{line}");
     }
+    for (field, value) in &plan.audit {
+        // Filter state `wasm.cjwt.<field>` for the access log (SPEC §12); best effort.
+        let name = match *field {
+            "reason" => "cjwt.reason",
+            "sub" => "cjwt.sub",
+            "iss" => "cjwt.iss",
+            _ => "cjwt.rule",
+        };
+        let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
+    }
     match plan.act {
         Act::Forward(ops) => {
             for (name, value) in &ops {

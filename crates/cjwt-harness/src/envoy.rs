@@ -491,7 +491,9 @@ impl Envoy {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = repo_root().join(format!(".tmp/envoy-{}-{}", std::process::id(), n));
         std::fs::create_dir_all(&dir).unwrap();
-        let yaml = render(plugin_config, upstream.port, &opts);
+        // The shipped access log goes to stdout; here to a file the tests read.
+        let yaml = render(plugin_config, upstream.port, &opts)
+            .replace("path: /dev/stdout", &format!("path: {}", dir.join("access.log").display()));
         std::fs::write(dir.join("envoy.yaml"), &yaml).unwrap();
         let admin_file = dir.join("admin.txt");
         let log_file = dir.join("envoy.log");
@@ -647,6 +649,24 @@ impl Envoy {
             std::thread::sleep(Duration::from_millis(100));
         }
         false
+    }
+
+    /// Envoy's access log (the shipped format, with cjwt's decision fields).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+
+    /// Waits up to 5 s for an access-log line containing every one of `parts`
+    /// (the log is flushed periodically); returns it.
+    pub fn wait_access_log(&self, parts: &[&str]) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(line) = self.access_log().lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return Some(line.to_string());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 
     pub fn log(&self) -> String {

@@ -121,6 +121,14 @@ extern "C" {
         details: module_buffer,
     );
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: *mut c_void);
+    // Declared without its result (a `bool` in some ABI versions, none in others):
+    // ignoring it is correct either way.
+    fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+        filter: *mut c_void,
+        namespace: module_buffer,
+        key: module_buffer,
+        value: module_buffer,
+    );
 
     fn envoy_dynamic_module_callback_http_filter_scheduler_new(filter: *mut c_void) -> *mut c_void;
     fn envoy_dynamic_module_callback_http_filter_scheduler_commit(scheduler: *mut c_void, event_id: u64);
@@ -320,6 +328,20 @@ impl Filter<'_> {
                 module(body),
                 module(details.as_bytes()),
             );
+        }
+    }
+
+    /// Sets dynamic metadata `namespace.key` to the string `value` (for the
+    /// access log: `%DYNAMIC_METADATA(namespace:key)%`).
+    pub fn set_metadata(&self, namespace: &str, key: &str, value: &str) {
+        // SAFETY: stream filter in the current hook; module buffers read during the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+                self.ptr,
+                module(namespace.as_bytes()),
+                module(key.as_bytes()),
+                module(value.as_bytes()),
+            )
         }
     }
 

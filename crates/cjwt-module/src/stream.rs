@@ -161,6 +161,10 @@ impl Stream {
         if let Some(line) = &plan.log {
             log(Level::Info, line);
         }
+        for (field, value) in &plan.audit {
+            // Dynamic metadata `cjwt:<field>` for the access log (SPEC §12).
+            f.set_metadata("cjwt", field, value);
+        }
         match plan.act {
             Act::Forward(ops) => {
                 for (name, value) in &ops {

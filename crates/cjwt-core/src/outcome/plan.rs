@@ -32,6 +32,12 @@ pub struct Plan {
     pub counters: Vec<Counter>,
     /// The log line of a refusal (info level), never containing the token.
     pub log: Option<String>,
+    /// The decision for Envoy's access log (SPEC §12): `(field, value)` with
+    /// `field` one of `reason`, `sub`, `iss`, `rule`. The wasm filter sets them as
+    /// filter state `cjwt.<field>` (`%FILTER_STATE(wasm.cjwt.reason:PLAIN)%`), the
+    /// native module as dynamic metadata in namespace `cjwt`
+    /// (`%DYNAMIC_METADATA(cjwt:reason)%`).
+    pub audit: Vec<(&'static str, String)>,
 }
 
 /// The provider whose keys are missing, when the decision is a refusal that a key
@@ -44,8 +50,40 @@ pub fn awaits_keys(decision: &Decision) -> Option<usize> {
     }
 }
 
+/// The longest `sub` or `iss` written to the access log; a longer one is left out.
+pub const AUDIT_MAX_BYTES: usize = 256;
+
+/// The access-log fields of a decided request: `reason` is `allowed` or the
+/// reason code (in `dry_run`, the code of the refusal that was let through);
+/// `sub` and `iss` come from the verified token only (never from an unverified
+/// one), and only when printable and at most [`AUDIT_MAX_BYTES`]; `rule` is the
+/// index of the deciding rule or `default`.
+pub fn audit(outcome: &Outcome) -> Vec<(&'static str, String)> {
+    let reason = match &outcome.decision {
+        Decision::Allow { .. } => "allowed",
+        Decision::Deny(d) | Decision::DryRunDeny(d) => d.reason.code(),
+    };
+    let mut fields = Vec::with_capacity(4);
+    fields.push(("reason", reason.to_string()));
+    if let Some(token) = &outcome.verified {
+        let sub = token.claims.get("sub").and_then(|v| v.as_str());
+        for (field, value) in [("sub", sub), ("iss", Some(token.issuer()))] {
+            if let Some(v) = value.filter(|v| v.len() <= AUDIT_MAX_BYTES && v.bytes().all(|b| b >= 0x20 && b != 0x7f)) {
+                fields.push((field, v.to_string()));
+            }
+        }
+    }
+    match outcome.rule {
+        Some(Some(i)) => fields.push(("rule", i.to_string())),
+        Some(None) => fields.push(("rule", "default".to_string())),
+        None => {}
+    }
+    fields
+}
+
 /// The plan for a decided request.
 pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
+    let audit = audit(outcome);
     let mut counters = Vec::with_capacity(3);
     match outcome.cache_hit {
         Some(true) => counters.push(Counter::CacheHit),
@@ -56,12 +94,17 @@ pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
         Decision::Allow { token, credential } => {
             counters.push(Counter::Allowed);
             let edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), request);
-            Plan { act: Act::Forward(header_operations(&edits, request)), counters, log: None }
+            Plan { act: Act::Forward(header_operations(&edits, request)), counters, log: None, audit }
         }
         Decision::DryRunDeny(denial) => {
             counters.push(Counter::DryRunDenied(denial.reason));
             let edits = forward::edits(&config.forward, None, denial.credential.as_ref(), request);
-            Plan { act: Act::Forward(header_operations(&edits, request)), counters, log: Some(log_line(denial, true)) }
+            Plan {
+                act: Act::Forward(header_operations(&edits, request)),
+                counters,
+                log: Some(log_line(denial, true)),
+                audit,
+            }
         }
         Decision::Deny(denial) => {
             counters.push(Counter::Denied);
@@ -70,6 +113,7 @@ pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
                 act: Act::Refuse(refusal(denial.reason, &config.realm, config.detail)),
                 counters,
                 log: Some(log_line(denial, false)),
+                audit,
             }
         }
     }

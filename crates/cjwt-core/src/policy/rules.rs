@@ -7,13 +7,22 @@ use crate::reason::Reason;
 use crate::request::view::RequestView;
 
 /// The first rule in `rules` whose `match` holds, else `default_rule`.
-pub fn select<'c>(rules: &'c [Rule], default_rule: &'c Rule, view: &RequestView<'_>) -> Result<&'c Rule, Reason> {
-    for rule in rules {
+pub fn select<'c>(rules: &'c [Rule], default_rule: &'c Rule, view: &RequestView<'_>) -> Result<Selected<'c>, Reason> {
+    for (index, rule) in rules.iter().enumerate() {
         if matches(&rule.matcher, view)? {
-            return Ok(rule);
+            return Ok(Selected { rule, index: Some(index) });
         }
     }
-    Ok(default_rule)
+    Ok(Selected { rule: default_rule, index: None })
+}
+
+/// The rule that decides a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Selected<'c> {
+    /// The rule.
+    pub rule: &'c Rule,
+    /// Its index in `rules`; `None` for `default_rule`.
+    pub index: Option<usize>,
 }
 
 /// True when every part of `m` holds: methods, then hosts, then the path (read
@@ -80,7 +89,11 @@ mod tests {
         for (method, path, authority, want) in table {
             let host = TestHost::new(method, path).without(":authority").header(":authority", authority);
             let got = select(&config.rules, &config.default_rule, &host.view());
-            assert_eq!(got, want, "{method} {path} {authority}");
+            assert_eq!(got.map(|s| s.rule), want, "{method} {path} {authority}");
+            if let (Ok(selected), Ok(rule)) = (got, want) {
+                let index = config.rules.iter().position(|r| std::ptr::eq(r, rule));
+                assert_eq!(selected.index, index, "{method} {path}: the index names the rule (None: default)");
+            }
         }
         assert_eq!(config.rules.first().map(|r| r.auth), Some(Auth::None));
     }
@@ -90,7 +103,7 @@ mod tests {
         let config = test_config(json!({"rules": [{"match": {"methods": ["GET"]}, "auth": "none"}]}));
         for (method, want) in [("GET", Auth::None), ("POST", Auth::Required)] {
             let host = TestHost::new(method, "/a/../b;x");
-            let rule = select(&config.rules, &config.default_rule, &host.view()).unwrap();
+            let rule = select(&config.rules, &config.default_rule, &host.view()).unwrap().rule;
             assert_eq!(rule.auth, want, "{method}");
         }
     }
@@ -102,6 +115,8 @@ mod tests {
             {"match": {"hosts": ["api.example.com"]}, "auth": "none"}
         ]}));
         let host = TestHost::default().header(":path", "/");
-        assert_eq!(select(&config.rules, &config.default_rule, &host.view()), Ok(&config.default_rule));
+        let selected = select(&config.rules, &config.default_rule, &host.view()).unwrap();
+        assert!(std::ptr::eq(selected.rule, &config.default_rule));
+        assert_eq!(selected.index, None);
     }
 }
