@@ -59,3 +59,39 @@ fn right_after_a_fault_nothing_passes_unchecked() {
     eprintln!("statuses right after the fault: {seen:?}");
     assert_eq!(envoy.upstream.count(), 0);
 }
+
+/// SPEC §12: a VM reloaded after a fault starts with the last good key set. Keys
+/// are fetched, the identity provider then fails, a fault reloads the VM (wasm;
+/// the native module keeps its process memory): a valid token is still accepted,
+/// never 401 `keys_unavailable` because the new VM's first fetch failed.
+#[test]
+fn after_a_fault_the_last_good_keys_serve_while_the_identity_provider_is_down() {
+    let k = cjwt_core::mint::SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let jwks = json!({"keys": [k.public_jwk(Some("r1"))]}).to_string();
+    let server = cjwt_harness::envoy::JwksServer::start(&jwks);
+    let iss = "https://idp.example.com";
+    let cfg = json!({"providers": [{"name": "idp", "issuer": iss,
+        "remote_jwks": {"cluster": "idp", "path": "/jwks.json", "timeout_ms": 500}}]});
+    let opts = Options {
+        artifact: Some(fault_build_path()),
+        clusters: cjwt_harness::envoy::cluster("idp", server.port),
+        ..Options::default()
+    };
+    let envoy = Envoy::start(&cfg, opts);
+    let t = format!("Bearer {}", mint(&k, Some("r1"), &claims_at(now(), json!({"iss": iss}))));
+    assert_eq!(envoy.get("/x", &[("authorization", &t)]).status, 200, "keys fetched");
+    server.set(500, "identity provider down");
+    assert_eq!(envoy.get("/x", &[("authorization", &t), ("x-cjwt-fault", "panic")]).status, 503);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let probe = envoy.get("/x", &[]);
+        if probe.status == 401 {
+            break;
+        }
+        assert_eq!(probe.status, 503, "without a VM, refused");
+        assert!(std::time::Instant::now() < deadline, "no fresh VM within 15 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = envoy.get("/x", &[("authorization", &t)]);
+    assert_eq!((r.status, r.reason()), (200, None), "the last good keys serve after the reload: {}", r.body);
+}

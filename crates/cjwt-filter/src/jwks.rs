@@ -17,6 +17,7 @@
 use super::host::host_now;
 use super::state::{Shared, Waiter};
 use cjwt_core::jwks::fetcher::{Command, FetchOutcome, FetchRequest, Released, WaitDecision};
+use cjwt_core::jwks::store::shared_name;
 use cjwt_core::outcome::metrics::Counter;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
@@ -74,11 +75,35 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize, stream: Option
     let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
     let ended = match (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.fetcher.try_borrow_mut()) {
         (Ok(engine), Ok(mut keys), Ok(mut fetcher)) => {
-            fetcher.on_response(token, status.as_deref(), &body, now, &engine.config, &mut keys)
+            let ended = fetcher.on_response(token, status.as_deref(), &body, now, &engine.config, &mut keys);
+            if let Some(Released { provider, outcome: FetchOutcome::KeysLoaded { .. }, .. }) = &ended {
+                // The last good set, for a VM reloaded after a fault or started later (SPEC §12).
+                if let Some(name) = shared_name(&engine.config, *provider) {
+                    let _ = hostcalls::set_shared_data(&name, Some(&body), None);
+                }
+            }
+            ended
         }
         _ => return Vec::new(),
     };
     ended.map(|ended| finish(shared, ended, stream, now)).unwrap_or_default()
+}
+
+/// Loads the last good key set that any VM of this Envoy fetched for each remote
+/// provider (SPEC §12): a VM reloaded after a fault, or started after the others,
+/// serves with it while its own first fetch runs.
+pub fn load_last_good(config: &cjwt_core::config::Config, keys: &mut cjwt_core::jwks::store::KeyStore) {
+    for provider in 0..config.providers.len() {
+        let Some(name) = shared_name(config, provider) else { continue };
+        let Ok((Some(body), _)) = hostcalls::get_shared_data(&name) else { continue };
+        match cjwt_core::jwks::parse::parse_remote_jwks(config, provider, &body) {
+            Ok(fetched) => {
+                log::info!("cjwt: JWKS for provider {provider}: {} key(s) from the last good set", fetched.keys.len());
+                keys.set(provider, fetched.keys);
+            }
+            Err(e) => log::warn!("cjwt: the last good JWKS for provider {provider} is not usable: {e}"),
+        }
+    }
 }
 
 /// Dispatches `request` as the root context and reports it to the fetcher.

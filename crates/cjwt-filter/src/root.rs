@@ -59,11 +59,15 @@ impl RootContext for CjwtRoot {
                 let providers = config.providers.len();
                 let fetcher = Fetcher::new(&config);
                 let remote = fetcher.has_remote();
+                let mut keys = KeyStore::new(providers);
+                if remote {
+                    jwks::load_last_good(&config, &mut keys);
+                }
                 let shared = Rc::new(Shared {
                     engine: RefCell::new(Engine::new(config)),
                     metrics: Metrics::define(),
                     crypto,
-                    keys: RefCell::new(KeyStore::new(providers)),
+                    keys: RefCell::new(keys),
                     fetcher: RefCell::new(fetcher),
                     root_context: self.id,
                 });

@@ -2,8 +2,36 @@
 //! provider, and a generation per provider that the verified-token cache keys on
 //! (SEC-12.4). Parsing a fetched set is [`super::parse`]; fetching is [`super::fetcher`].
 
+use crate::config::{Config, JwksSource};
 use crate::keys::key::VerificationKey;
 use crate::token::verify::KeyLookup;
+use sha2::{Digest, Sha256};
+
+/// The name under which a host that shares data between VMs (proxy-wasm shared
+/// data) keeps the last good key set (the JWKS body) of `provider`, so that a VM
+/// reloaded after a fault, or started later, begins with it (SPEC §12). The name
+/// hashes what identifies the key set (issuer, cluster, authority, path or
+/// discovery document): another provider, or the same one fetched from elsewhere,
+/// never reads it. `None` for a provider without `remote_jwks`.
+pub fn shared_name(config: &Config, provider: usize) -> Option<String> {
+    let p = config.providers.get(provider)?;
+    let remote = p.remote.as_ref()?;
+    let source = match &remote.source {
+        JwksSource::Path(path) => format!("path:{path}"),
+        JwksSource::Discovery(doc) => format!("discovery:{doc}"),
+    };
+    let digest = Sha256::new()
+        .chain_update(p.issuer.as_bytes())
+        .chain_update([0])
+        .chain_update(remote.cluster.as_bytes())
+        .chain_update([0])
+        .chain_update(remote.authority.as_bytes())
+        .chain_update([0])
+        .chain_update(source.as_bytes())
+        .finalize();
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Some(format!("cjwt.jwks.{hex}"))
+}
 
 /// The last good fetched key set of every provider (index = provider index).
 #[derive(Default)]
@@ -41,5 +69,32 @@ impl KeyLookup for KeyStore {
 
     fn generation(&self, provider: usize) -> u64 {
         self.generations.get(provider).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(providers: serde_json::Value) -> Config {
+        Config::from_json(json!({ "providers": providers }).to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_shared_name_follows_what_identifies_the_key_set() {
+        let remote = |iss: &str, path: &str| json!({"name": "p", "issuer": iss, "remote_jwks": {"cluster": "idp", "path": path}});
+        let a = config(json!([remote("https://a", "/jwks.json")]));
+        let same = config(json!([remote("https://a", "/jwks.json")]));
+        let other_path = config(json!([remote("https://a", "/other.json")]));
+        let other_issuer = config(json!([remote("https://b", "/jwks.json")]));
+        let name = shared_name(&a, 0).unwrap();
+        assert!(name.starts_with("cjwt.jwks."));
+        assert_eq!(shared_name(&same, 0), Some(name.clone()));
+        assert_ne!(shared_name(&other_path, 0), Some(name.clone()));
+        assert_ne!(shared_name(&other_issuer, 0), Some(name));
+        let inline = config(json!([{"name": "p", "issuer": "i", "pem_keys": [{"kid": "k", "alg": "EdDSA",
+            "pem": "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAOYVr2nhvkNcVA6ESXO250QcjU+m9acKSPw+DdZgStxY=\n-----END PUBLIC KEY-----\n"}]}]));
+        assert_eq!(shared_name(&inline, 0), None);
     }
 }
