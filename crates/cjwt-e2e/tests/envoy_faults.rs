@@ -10,6 +10,22 @@ use cjwt_harness::*;
 use serde_json::json;
 use std::time::Duration;
 
+/// FAIL_RELOAD: after the reload backoff (1 s by default) a request gets a fresh
+/// VM (the native module serves at once). Probes without a token: 503 while there
+/// is no VM, 401 from a fresh one; nothing else.
+fn wait_for_a_fresh_vm(envoy: &Envoy) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let probe = envoy.get("/x", &[]);
+        if probe.status == 401 {
+            return;
+        }
+        assert_eq!(probe.status, 503, "without a VM, refused");
+        assert!(std::time::Instant::now() < deadline, "no fresh VM within 15 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn vm_fault_is_503_then_a_fresh_vm_serves_and_usage_survives() {
     let envoy =
@@ -23,18 +39,7 @@ fn vm_fault_is_503_then_a_fresh_vm_serves_and_usage_survives() {
     assert_eq!(crashed.status, 503, "a VM fault fails closed: {}", crashed.body);
     assert_eq!(envoy.upstream.count(), 1, "the faulting request never reached the upstream");
     assert!(envoy.wait_log("injected fault"), "the panic is in Envoy's log");
-    // FAIL_RELOAD: after the reload backoff (1 s by default) a request gets a fresh VM.
-    // Probe without a token (503 while there is no VM, 401 from a fresh one).
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let probe = envoy.get("/x", &[]);
-        if probe.status == 401 {
-            break;
-        }
-        assert_eq!(probe.status, 503, "without a VM, refused");
-        assert!(std::time::Instant::now() < deadline, "no fresh VM within 15 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_a_fresh_vm(&envoy);
     assert_eq!(envoy.get("/x", &[("authorization", &t)]).status, 200, "use 2, on a fresh VM");
     let third = envoy.get("/x", &[("authorization", &t)]);
     assert_eq!(third.status, 403, "the reloaded VM must not hand out fresh uses");
@@ -82,16 +87,7 @@ fn after_a_fault_the_last_good_keys_serve_while_the_identity_provider_is_down() 
     assert_eq!(envoy.get("/x", &[("authorization", &t)]).status, 200, "keys fetched");
     server.set(500, "identity provider down");
     assert_eq!(envoy.get("/x", &[("authorization", &t), ("x-cjwt-fault", "panic")]).status, 503);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let probe = envoy.get("/x", &[]);
-        if probe.status == 401 {
-            break;
-        }
-        assert_eq!(probe.status, 503, "without a VM, refused");
-        assert!(std::time::Instant::now() < deadline, "no fresh VM within 15 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_a_fresh_vm(&envoy);
     let r = envoy.get("/x", &[("authorization", &t)]);
     assert_eq!((r.status, r.reason()), (200, None), "the last good keys serve after the reload: {}", r.body);
 }
