@@ -4,6 +4,11 @@
 //! `max_uses` is counted last, so that a refused request uses nothing. In
 //! `mode: dry_run` a refusal becomes [`Decision::DryRunDeny`]: the request goes
 //! upstream, and the adapter counts and logs what would have been refused.
+//!
+//! With a mesh-wide `usage_store` (SPEC §8 v2) the last step cannot be taken
+//! here: a request allowed but for its use carries [`Outcome::pending_use`], the
+//! adapter asks the store, and [`settle`] turns the store's answer into the final
+//! decision. Every other request is decided at once.
 
 use crate::config::{Auth, Config, Mode};
 use crate::constraints::max_uses::TokenUse;
@@ -11,10 +16,12 @@ use crate::keys::host_crypto::HostCrypto;
 use crate::policy::{require, rules};
 use crate::reason::Reason;
 use crate::request::credential::{self, Credential, Found};
-use crate::request::host::{Host, UsageCounter};
+use crate::request::host::{Host, UsageCounter, UsageError};
 use crate::request::view::RequestView;
 use crate::token::cache::TokenCache;
 use crate::token::verify::{check_claims, verify, KeyLookup, TokenRefusal, TokenText, VerifiedToken};
+use crate::usage::etcd::{EtcdUse, UseAnswer, UseCall};
+use crate::usage::UsageId;
 use sha2::{Digest, Sha256};
 use std::rc::Rc;
 
@@ -73,6 +80,13 @@ pub struct Outcome {
     pub rule: Option<Option<usize>>,
     /// The token, once verified, whatever the decision (SPEC §12 `cjwt.sub`, `cjwt.iss`).
     pub verified: Option<Rc<VerifiedToken>>,
+    /// With `usage_store`: the use the store must count before the decision
+    /// (`Allow`) holds. The adapter drives it and calls [`settle`]; until then
+    /// the request waits.
+    pub pending_use: Option<UseCall>,
+    /// How the usage store answered (`Some(true)`: it decided, `Some(false)`: it
+    /// failed), for `cjwt.usage_store.ok`/`failed`; `None`: not asked.
+    pub store_ok: Option<bool>,
 }
 
 /// The core: a compiled configuration and its verified-token cache (one per VM).
@@ -114,19 +128,84 @@ impl Engine {
     ) -> Outcome {
         let Engine { config, cache } = self;
         let view = RequestView::for_config(host, config);
+        let mut deferred = Deferred(None);
+        let counter: &mut dyn UsageCounter = if config.usage_store.is_some() { &mut deferred } else { counter };
         let Checked { verdict, credential, cache_hit, provider, rule, verified } =
             check(config, cache, &view, keys, crypto, counter);
-        let decision = match verdict {
-            Ok(token) => Decision::Allow { token, credential },
-            Err(reason) => {
-                let denial = Denial::new(reason, provider, credential);
-                match config.mode {
-                    Mode::Enforce => Decision::Deny(denial),
-                    Mode::DryRun => Decision::DryRunDeny(denial),
+        // A use deferred to the store: only for a request allowed but for it
+        // (`max_uses` is checked last, so a later refusal cannot follow it).
+        let (verdict, pending_use) = match (verdict, deferred.0, &config.usage_store) {
+            (Ok(token), Some(pending), Some(store)) => {
+                match EtcdUse::new(&store.key_prefix, &pending.id, pending.limit, pending.expires_at, view.host().now())
+                {
+                    Ok(the_use) => (Ok(token), Some(UseCall::new(the_use, &store.api_prefix))),
+                    // A token no lease can cover (no `exp`, or a lifetime over a
+                    // year) cannot be counted mesh-wide: refused, never uncounted.
+                    Err(_) => (Err(Reason::MaxUses), None),
                 }
             }
+            (verdict, _, _) => (verdict, None),
         };
-        Outcome { decision, cache_hit, rule, verified }
+        let decision = match verdict {
+            Ok(token) => Decision::Allow { token, credential },
+            Err(reason) => refuse(config.mode, Denial::new(reason, provider, credential)),
+        };
+        Outcome { decision, cache_hit, rule, verified, pending_use, store_ok: None }
+    }
+}
+
+fn refuse(mode: Mode, denial: Denial) -> Decision {
+    match mode {
+        Mode::Enforce => Decision::Deny(denial),
+        Mode::DryRun => Decision::DryRunDeny(denial),
+    }
+}
+
+/// The final decision of a request that waited for the usage store: `Counted`
+/// keeps it; `Exhausted` refuses it with `max_uses`; anything else refuses it
+/// with `usage_unavailable` (503: the use may have been counted, so the guarantee
+/// stays exact or under). In `mode: dry_run` the refusals are `DryRunDeny`, as
+/// for the per-Envoy count.
+pub fn settle(mode: Mode, mut outcome: Outcome, answer: &UseAnswer) -> Outcome {
+    outcome.pending_use = None;
+    let reason = match answer {
+        UseAnswer::Counted => {
+            outcome.store_ok = Some(true);
+            return outcome;
+        }
+        UseAnswer::Exhausted => {
+            outcome.store_ok = Some(true);
+            Reason::MaxUses
+        }
+        UseAnswer::Unavailable(_) => {
+            outcome.store_ok = Some(false);
+            Reason::UsageUnavailable
+        }
+    };
+    outcome.decision = match outcome.decision {
+        Decision::Allow { credential, .. } => refuse(mode, Denial::new(reason, None, credential)),
+        // Only an allowed request waits; anything else is left as decided.
+        other => other,
+    };
+    outcome
+}
+
+/// The use a request would count, kept for the usage store instead of counted.
+#[derive(Debug, Clone, Copy)]
+struct PendingUse {
+    id: UsageId,
+    limit: u64,
+    expires_at: i64,
+}
+
+/// A [`UsageCounter`] that counts nothing: it notes the use (for the store) and
+/// lets the check pass, so that the decision is made up to the use.
+struct Deferred(Option<PendingUse>);
+
+impl UsageCounter for Deferred {
+    fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, _now: i64) -> Result<bool, UsageError> {
+        self.0 = Some(PendingUse { id: *id, limit, expires_at });
+        Ok(true)
     }
 }
 

@@ -19,6 +19,9 @@ pub enum Class {
     /// 403, the token is trusted but a constraint or rule fails:
     /// `error="insufficient_scope"`.
     Forbidden,
+    /// 503, the request could not be decided now (a store did not answer):
+    /// `retry-after: 1`, no challenge, `error: temporarily_unavailable`.
+    Unavailable,
 }
 
 impl Class {
@@ -27,17 +30,20 @@ impl Class {
         match self {
             Class::Missing | Class::Untrusted => 401,
             Class::Forbidden => 403,
+            Class::Unavailable => 503,
         }
     }
 
     /// The RFC 6750 `error` of the `www-authenticate` challenge (and of the body):
     /// none for a missing token, `invalid_token` for the other 401s,
-    /// `insufficient_scope` for 403s.
+    /// `insufficient_scope` for 403s, `temporarily_unavailable` (RFC 6749 §4.1.2.1,
+    /// body only: a 503 carries no challenge) for 503s.
     pub const fn oauth_error(self) -> Option<&'static str> {
         match self {
             Class::Missing => None,
             Class::Untrusted => Some("invalid_token"),
             Class::Forbidden => Some("insufficient_scope"),
+            Class::Unavailable => Some("temporarily_unavailable"),
         }
     }
 }
@@ -172,6 +178,9 @@ reasons! {
     // 403: the request.
     /// The path is not in normal form where a decision depends on it.
     PathNotNormalized => "path_not_normalized", Forbidden;
+    // 503: the mesh-wide usage store (SPEC §8 v2).
+    /// The usage store could not count the use in time; the use may have been counted.
+    UsageUnavailable => "usage_unavailable", Unavailable;
 }
 
 #[cfg(test)]
@@ -182,7 +191,7 @@ mod tests {
     /// SPEC §4 "Decisions and responses", paragraph "Reason codes": the v1 codes
     /// with their status, in the SPEC's order. Hard-coded so that the crate stands
     /// alone; update it with the SPEC.
-    const SPEC_REASONS: [(&str, u32); 31] = [
+    const SPEC_REASONS: [(&str, u32); 32] = [
         ("missing_token", 401),
         ("multiple_tokens", 401),
         ("token_too_large", 401),
@@ -214,13 +223,13 @@ mod tests {
         ("claim", 403),
         ("issuer", 403),
         ("path_not_normalized", 403),
+        ("usage_unavailable", 503),
     ];
 
     /// The reasons SPEC §4 says v2 adds (§8 `usage_unavailable`, 503; §10 and §11,
     /// 401), which this build does not implement yet. When one is added to the
     /// table, move it to [`SPEC_REASONS`].
-    const SPEC_V2_NOT_YET: [&str; 14] = [
-        "usage_unavailable",
+    const SPEC_V2_NOT_YET: [&str; 13] = [
         "dpop_required",
         "unexpected_dpop",
         "invalid_dpop_proof",
@@ -272,6 +281,7 @@ mod tests {
             Reason::Claim => "claim",
             Reason::Issuer => "issuer",
             Reason::PathNotNormalized => "path_not_normalized",
+            Reason::UsageUnavailable => "usage_unavailable",
         }
     }
 
@@ -316,6 +326,7 @@ mod tests {
                 (Reason::MissingToken, _) => None,
                 (_, 401) => Some("invalid_token"),
                 (_, 403) => Some("insufficient_scope"),
+                (_, 503) => Some("temporarily_unavailable"),
                 (_, s) => panic!("{r:?}: status {s} is not in SPEC §4"),
             };
             assert_eq!(r.oauth_error(), want, "{r:?}");

@@ -124,6 +124,31 @@ fn errors_name_the_field() {
         ),
         (config_json(json!({"response": {"realm": "a\"b"}})), "response.realm"),
         (config_json(json!({"max_token_bytes": 1_000_000})), "max_token_bytes"),
+        (config_json(json!({"usage_store": {}})), "usage_store: needs a store"),
+        (config_json(json!({"usage_store": {"redis": {}}})), "usage_store.redis: unknown field"),
+        (config_json(json!({"usage_store": {"etcd": {"authority": "etcd"}}})), "usage_store.etcd.cluster: is required"),
+        (config_json(json!({"usage_store": {"etcd": {"cluster": "etcd"}}})), "usage_store.etcd.authority: is required"),
+        (config_json(json!({"usage_store": {"etcd": {"cluster": "", "authority": "e"}}})), "usage_store.etcd.cluster"),
+        (
+            config_json(json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e", "timeout_ms": 0}}})),
+            "usage_store.etcd.timeout_ms: must be 1..=5000",
+        ),
+        (
+            config_json(json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e", "timeout_ms": 5001}}})),
+            "usage_store.etcd.timeout_ms: must be 1..=5000",
+        ),
+        (
+            config_json(json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e", "api_prefix": "v3/"}}})),
+            "usage_store.etcd.api_prefix",
+        ),
+        (
+            config_json(json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e", "key_prefix": ""}}})),
+            "usage_store.etcd.key_prefix",
+        ),
+        (
+            config_json(json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e", "ttl": 5}}})),
+            "usage_store.etcd.ttl: unknown field",
+        ),
     ];
     for (cfg, want) in cases {
         let e = refused(cfg.clone());

@@ -10,6 +10,7 @@ use cjwt_core::mint::{mint, mint_raw};
 use cjwt_core::reason::Reason;
 use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::token::verify::InlineOnly;
+use cjwt_core::usage::etcd::UseAnswer;
 use cjwt_harness::*;
 use serde_json::{json, Value};
 
@@ -812,6 +813,13 @@ fn every_reason_code_is_reachable() {
     seen.insert(
         verdict(&mut multi, &StaticHost::get("/x").bearer(&t(json!({"iss": "https://remote.example"})))).unwrap(),
     );
+    // usage_unavailable: a mesh-wide store that did not answer.
+    let mut meshed = engine(json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd"}}}));
+    let waiting = meshed.decide(&StaticHost::get("/x").bearer(&once), &InlineOnly, &PureRust, &mut counter);
+    let settled = cjwt_core::engine::settle(meshed.config.mode, waiting, &UseAnswer::Unavailable("timeout".into()));
+    if let Decision::Deny(d) = settled.decision {
+        seen.insert(d.reason);
+    }
     let missing: Vec<&str> = Reason::ALL.iter().filter(|r| !seen.contains(r)).map(|r| r.code()).collect();
     assert!(missing.is_empty(), "unreached reason codes: {missing:?}");
 }

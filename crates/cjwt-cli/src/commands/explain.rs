@@ -80,9 +80,19 @@ pub fn run(a: Args) -> Result<u8, String> {
         Some(TokenSource::Query(_)) | None => {}
     }
     let mut engine = Engine::new(config);
-    match engine.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
+    let outcome = engine.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default());
+    let pending = outcome.pending_use.is_some();
+    match outcome.decision {
         Decision::Allow { token, .. } => {
-            println!("allow");
+            if pending {
+                // What Envoy does next: ask the store, 403 `max_uses` when used up,
+                // 503 `usage_unavailable` when it does not answer in time.
+                println!(
+                    "allow if the usage store counts this use (else refuse 403 max_uses, or 503 usage_unavailable)"
+                );
+            } else {
+                println!("allow");
+            }
             if let Some(t) = token {
                 let provider = engine.config.providers.get(t.provider).map(|p| p.name.as_str()).unwrap_or("?");
                 println!("issuer: {}  (provider {provider})", t.issuer());

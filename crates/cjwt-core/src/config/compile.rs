@@ -2,7 +2,7 @@
 //! every value checked, and each refusal a [`ConfigError`] naming its field.
 
 use super::model::{
-    Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Forward, JwksSource, Mode, Provider,
+    Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, EtcdStore, Forward, JwksSource, Mode, Provider,
     RegionSource, RemoteJwks, Require, Rule, RuleMatch, TokenSource,
 };
 use super::raw::*;
@@ -151,6 +151,12 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         return err("response.realm", "must be printable ASCII without quotes or backslashes");
     }
 
+    let usage_store = match raw.usage_store {
+        None => None,
+        Some(RawUsageStore { etcd: None }) => return err("usage_store", "needs a store: `etcd`"),
+        Some(RawUsageStore { etcd: Some(e) }) => Some(compile_etcd("usage_store.etcd", e)?),
+    };
+
     Ok(Config {
         providers,
         token_from,
@@ -173,7 +179,34 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         cache_max_bytes,
         realm,
         detail,
+        usage_store,
     })
+}
+
+/// The longest a request may wait for the usage store, ms.
+pub const MAX_USAGE_TIMEOUT_MS: u64 = 5000;
+
+fn compile_etcd(field: &str, e: RawEtcdStore) -> Result<EtcdStore, ConfigError> {
+    let required = |name: &str, v: Option<String>| match v {
+        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic()) => Ok(v),
+        Some(_) => err(format!("{field}.{name}"), "must be non-empty printable ASCII without spaces"),
+        None => err(format!("{field}.{name}"), "is required"),
+    };
+    let cluster = required("cluster", e.cluster)?;
+    let authority = required("authority", e.authority)?;
+    let api_prefix = e.api_prefix.unwrap_or_else(|| "/v3".into());
+    if !api_prefix.starts_with('/') || api_prefix.ends_with('/') || !api_prefix.bytes().all(|b| b.is_ascii_graphic()) {
+        return err(format!("{field}.api_prefix"), "must start with '/' and not end with one (e.g. \"/v3\")");
+    }
+    let key_prefix = e.key_prefix.unwrap_or_else(|| "cjwt/uses/".into());
+    if key_prefix.is_empty() || key_prefix.len() > 256 || !key_prefix.bytes().all(|b| b.is_ascii_graphic()) {
+        return err(format!("{field}.key_prefix"), "must be 1..=256 printable ASCII characters without spaces");
+    }
+    let timeout_ms = e.timeout_ms.unwrap_or(250);
+    if !(1..=MAX_USAGE_TIMEOUT_MS).contains(&timeout_ms) {
+        return err(format!("{field}.timeout_ms"), format!("must be 1..={MAX_USAGE_TIMEOUT_MS}"));
+    }
+    Ok(EtcdStore { cluster, authority, api_prefix, key_prefix, timeout_ms })
 }
 
 /// `typ` compared as a media type: ASCII-case-insensitive, `application/` optional.

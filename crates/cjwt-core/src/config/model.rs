@@ -259,6 +259,23 @@ pub struct Config {
     pub realm: String,
     /// Whether refusals name their reason (body and `error_description`).
     pub detail: bool,
+    /// The mesh-wide `max_uses` store (`None`: counted per Envoy).
+    pub usage_store: Option<EtcdStore>,
+}
+
+/// `usage_store.etcd` (SPEC §8 v2): where and how a use is counted for the mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdStore {
+    /// The Envoy cluster of the etcd members.
+    pub cluster: String,
+    /// The `:authority` of the calls.
+    pub authority: String,
+    /// The gateway's path prefix, without a trailing `/` (e.g. `/v3`).
+    pub api_prefix: String,
+    /// The prefix of every key written.
+    pub key_prefix: String,
+    /// The longest a request waits for the store, all calls included (1..=5000 ms).
+    pub timeout_ms: u64,
 }
 
 impl Config {

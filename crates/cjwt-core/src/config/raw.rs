@@ -45,6 +45,32 @@ pub struct RawConfig {
     pub cache: Option<RawCache>,
     /// What a refusal tells the client.
     pub response: Option<RawResponse>,
+    /// Where `max_uses` is counted for the whole mesh (SPEC §8 v2); default: per Envoy.
+    pub usage_store: Option<RawUsageStore>,
+}
+
+/// `usage_store`: the shared store of `max_uses` counts (exactly one kind).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsageStore {
+    /// An etcd v3 cluster reached through its HTTP/JSON gateway.
+    pub etcd: Option<RawEtcdStore>,
+}
+
+/// `usage_store.etcd`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawEtcdStore {
+    /// The Envoy cluster of the etcd members (required, non-empty).
+    pub cluster: Option<String>,
+    /// The `:authority` of the calls (required, non-empty).
+    pub authority: Option<String>,
+    /// The gateway's path prefix (default `/v3`).
+    pub api_prefix: Option<String>,
+    /// The prefix of every key written (default `cjwt/uses/`).
+    pub key_prefix: Option<String>,
+    /// The longest a request waits for the store, ms (1..=5000; default 250).
+    pub timeout_ms: Option<u64>,
 }
 
 /// One entry of `providers`: an issuer and how its keys are found.

@@ -26,9 +26,13 @@ pub enum Counter {
     JwksFetchOk,
     /// `cjwt.jwks.fetch_failed`.
     JwksFetchFailed,
+    /// `cjwt.usage_store.ok`: the mesh-wide store counted a use or said it was used up.
+    UsageStoreOk,
+    /// `cjwt.usage_store.failed`: the store did not answer usably (503 `usage_unavailable`).
+    UsageStoreFailed,
 }
 
-const FIXED: [Counter; 7] = [
+const FIXED: [Counter; 9] = [
     Counter::Allowed,
     Counter::Denied,
     Counter::CacheHit,
@@ -36,6 +40,8 @@ const FIXED: [Counter; 7] = [
     Counter::VerifyHost,
     Counter::JwksFetchOk,
     Counter::JwksFetchFailed,
+    Counter::UsageStoreOk,
+    Counter::UsageStoreFailed,
 ];
 
 impl Counter {
@@ -70,6 +76,8 @@ impl Counter {
             Counter::VerifyHost => "cjwt.verify.host".into(),
             Counter::JwksFetchOk => "cjwt.jwks.fetch_ok".into(),
             Counter::JwksFetchFailed => "cjwt.jwks.fetch_failed".into(),
+            Counter::UsageStoreOk => "cjwt.usage_store.ok".into(),
+            Counter::UsageStoreFailed => "cjwt.usage_store.failed".into(),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::engine::{Decision, Denial, Outcome};
 use crate::outcome::forward::{self, HeaderEdits};
 use crate::outcome::metrics::Counter;
 use crate::outcome::response::{refusal, Refusal};
+use crate::reason::Reason;
 use crate::request::host::{header_values, Host};
 
 /// The adapter's action.
@@ -81,13 +82,33 @@ pub fn audit(outcome: &Outcome) -> Vec<(&'static str, String)> {
     fields
 }
 
-/// The plan for a decided request.
+/// The plan for a decided request. An outcome still waiting for the usage
+/// store ([`Outcome::pending_use`]: the adapter did not ask it) is refused with
+/// 503 `usage_unavailable`, never forwarded.
 pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
+    if outcome.pending_use.is_some() {
+        let reason = Reason::UsageUnavailable;
+        return Plan {
+            act: Act::Refuse(refusal(reason, &config.realm, config.detail)),
+            counters: vec![Counter::Denied, Counter::DeniedBy(reason)],
+            log: Some(format!(
+                "cjwt: denied reason={} status={} (usage store not asked)",
+                reason.code(),
+                reason.status()
+            )),
+            audit: vec![("reason", reason.code().to_string())],
+        };
+    }
     let audit = audit(outcome);
-    let mut counters = Vec::with_capacity(3);
+    let mut counters = Vec::with_capacity(4);
     match outcome.cache_hit {
         Some(true) => counters.push(Counter::CacheHit),
         Some(false) => counters.push(Counter::CacheMiss),
+        None => {}
+    }
+    match outcome.store_ok {
+        Some(true) => counters.push(Counter::UsageStoreOk),
+        Some(false) => counters.push(Counter::UsageStoreFailed),
         None => {}
     }
     match &outcome.decision {

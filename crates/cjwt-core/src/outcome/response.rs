@@ -1,7 +1,7 @@
 //! The refusal response of SPEC §4: status, `www-authenticate`, JSON body.
 //! Nothing from the request is ever echoed.
 
-use crate::reason::Reason;
+use crate::reason::{Class, Reason};
 
 /// A local reply to send instead of forwarding the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,8 +15,22 @@ pub struct Refusal {
 }
 
 /// Builds the refusal for `reason`. `detail` adds the reason code to the body and
-/// to `error_description`.
+/// to `error_description`. A 503 (the request could not be decided now) carries
+/// `retry-after: 1` and no challenge: the credential is not at fault.
 pub fn refusal(reason: Reason, realm: &str, detail: bool) -> Refusal {
+    if reason.class() == Class::Unavailable {
+        let error = reason.oauth_error().unwrap_or("temporarily_unavailable");
+        let body = if detail {
+            format!("{{\"error\":\"{error}\",\"reason\":\"{}\"}}", reason.code())
+        } else {
+            format!("{{\"error\":\"{error}\"}}")
+        };
+        return Refusal {
+            status: reason.status(),
+            headers: vec![("retry-after", "1".to_string()), ("content-type", "application/json".to_string())],
+            body,
+        };
+    }
     let challenge = match reason.oauth_error() {
         None => format!("Bearer realm=\"{realm}\""),
         Some(error) if detail => {
@@ -63,6 +77,15 @@ mod tests {
         assert_eq!(r.headers[0].1, "Bearer realm=\"cjwt\", error=\"insufficient_scope\", error_description=\"ip\"");
         assert_eq!(r.body, r#"{"error":"insufficient_scope","reason":"ip"}"#);
         assert_eq!(r.headers[1], ("content-type", "application/json".to_string()));
+    }
+
+    #[test]
+    fn an_unavailable_store_is_a_503_to_retry_without_a_challenge() {
+        let r = refusal(Reason::UsageUnavailable, "cjwt", true);
+        assert_eq!(r.status, 503);
+        assert_eq!(r.headers, vec![("retry-after", "1".to_string()), ("content-type", "application/json".to_string())]);
+        assert_eq!(r.body, r#"{"error":"temporarily_unavailable","reason":"usage_unavailable"}"#);
+        assert_eq!(refusal(Reason::UsageUnavailable, "cjwt", false).body, r#"{"error":"temporarily_unavailable"}"#);
     }
 
     #[test]

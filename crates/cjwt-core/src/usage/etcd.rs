@@ -2,9 +2,10 @@
 //! as pure functions — request bodies for etcd's HTTP/JSON gateway, and the
 //! reading of every answer — so that it is unit-tested without a proxy.
 //!
-//! **Not wired yet.** No adapter calls this module and the configuration does
-//! not accept `usage_store`: until the adapter pauses requests on it, accepting
-//! the option would silently count per instance. See docs/spec-deviations.md, decision 30.
+//! An adapter drives one use with a [`UseCall`]: it sends the calls the call
+//! hands out (`POST` through the configured Envoy cluster, within what is left
+//! of `timeout_ms`), passes each answer back, and acts on the final [`UseAnswer`]
+//! with [`crate::engine::settle`].
 //!
 //! One use is one transaction, nothing read first (etcd v3 transactions: `Txn` with a `compare` on `create_revision`/`version`):
 //! the key is absent (create revision 0) → create it under the lease of its
@@ -166,6 +167,118 @@ pub fn parse_grant_answer(status: Option<&str>, body: &[u8], lease_id: i64) -> R
     Err(Unavailable(format!("lease grant HTTP {}: {}", status.unwrap_or("none"), short(message))))
 }
 
+/// The largest etcd answer read; a longer one is not read and the use is
+/// unavailable (etcd's answers to these calls are a few hundred bytes).
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
+
+/// One HTTP call to etcd's gateway: `POST` `path` with the JSON `body`
+/// (`content-type: application/json`, `:authority` from the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdCall {
+    /// `{api_prefix}/kv/txn` or `{api_prefix}/lease/grant`.
+    pub path: String,
+    /// The JSON body.
+    pub body: String,
+}
+
+/// How one use ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UseAnswer {
+    /// The use was counted: the request goes on.
+    Counted,
+    /// The token was used `max_uses` times already: 403 `max_uses`.
+    Exhausted,
+    /// The outcome is unknown (the use may have been counted): 503
+    /// `usage_unavailable`. The text says why, for the log.
+    Unavailable(String),
+}
+
+/// What the adapter does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Send this call and pass its answer to [`UseCall::on_answer`].
+    Send(EtcdCall),
+    /// The use is decided.
+    Done(UseAnswer),
+}
+
+/// Where a [`UseCall`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The transaction is out; `retried` once the lease was granted.
+    Txn { retried: bool },
+    /// The lease grant is out.
+    Grant,
+    /// Decided: any further answer is a bug of the adapter.
+    Done,
+}
+
+/// One use asked of etcd: the transaction; if the bucket's lease is missing, the
+/// lease grant and the transaction once more. Nothing is read before the
+/// transaction, so a use costs one round trip except the first of a bucket.
+#[derive(Debug, Clone)]
+pub struct UseCall {
+    the_use: EtcdUse,
+    api_prefix: String,
+    phase: Phase,
+}
+
+impl UseCall {
+    /// The call for `the_use` against the gateway under `api_prefix` (e.g. `/v3`).
+    pub fn new(the_use: EtcdUse, api_prefix: &str) -> UseCall {
+        UseCall { the_use, api_prefix: api_prefix.to_string(), phase: Phase::Txn { retried: false } }
+    }
+
+    /// The first call to send: the transaction.
+    pub fn first(&self) -> EtcdCall {
+        self.txn()
+    }
+
+    fn txn(&self) -> EtcdCall {
+        EtcdCall { path: format!("{}/kv/txn", self.api_prefix), body: self.the_use.txn_body() }
+    }
+
+    /// The answer to the call last handed out: HTTP `status` (`None` when the
+    /// call failed without one: reset, timeout) and `body`.
+    pub fn on_answer(&mut self, status: Option<&str>, body: &[u8]) -> Step {
+        match self.phase {
+            Phase::Txn { retried } => match parse_txn_answer(status, body) {
+                TxnAnswer::Counted => self.done(UseAnswer::Counted),
+                TxnAnswer::Exhausted => self.done(UseAnswer::Exhausted),
+                TxnAnswer::LeaseMissing if !retried => {
+                    self.phase = Phase::Grant;
+                    Step::Send(EtcdCall {
+                        path: format!("{}/lease/grant", self.api_prefix),
+                        body: self.the_use.lease_grant_body(),
+                    })
+                }
+                TxnAnswer::LeaseMissing => self.done(UseAnswer::Unavailable("lease missing after its grant".into())),
+                TxnAnswer::Unavailable(why) => self.done(UseAnswer::Unavailable(why)),
+            },
+            Phase::Grant => match parse_grant_answer(status, body, self.the_use.lease_id) {
+                Ok(()) => {
+                    self.phase = Phase::Txn { retried: true };
+                    Step::Send(self.txn())
+                }
+                Err(Unavailable(why)) => self.done(UseAnswer::Unavailable(why)),
+            },
+            Phase::Done => Step::Done(UseAnswer::Unavailable("answer after the use was decided".into())),
+        }
+    }
+
+    /// The call last handed out failed before an answer (not dispatched, timed
+    /// out, too large an answer): the use is unavailable.
+    pub fn on_failure(&mut self, why: &str) -> UseAnswer {
+        self.phase = Phase::Done;
+        UseAnswer::Unavailable(why.to_string())
+    }
+
+    fn done(&mut self, answer: UseAnswer) -> Step {
+        self.phase = Phase::Done;
+        Step::Done(answer)
+    }
+}
+
 fn short(message: &str) -> String {
     message.chars().take(120).collect()
 }
@@ -283,6 +396,75 @@ mod tests {
         ];
         for (status, body) in unavailable {
             assert!(matches!(parse_txn_answer(*status, body.as_bytes()), TxnAnswer::Unavailable(_)), "{body}");
+        }
+    }
+
+    /// The call's walk: one transaction when the lease exists; grant and retry
+    /// once when it does not; never a second grant; a failure at any step ends it.
+    #[test]
+    fn a_use_is_one_transaction_or_a_grant_and_one_retry() {
+        let send = |step: Step| match step {
+            Step::Send(call) => call,
+            Step::Done(answer) => panic!("expected a call, got {answer:?}"),
+        };
+        let mut call = UseCall::new(a_use(), "/v3");
+        assert_eq!(call.first().path, "/v3/kv/txn");
+        assert_eq!(call.on_answer(Some("200"), RECORDED_SECOND.1.as_bytes()), Step::Done(UseAnswer::Counted));
+
+        let mut call = UseCall::new(a_use(), "/v3");
+        let grant = send(call.on_answer(Some(RECORDED_LEASE_MISSING.0), RECORDED_LEASE_MISSING.1.as_bytes()));
+        assert_eq!(grant.path, "/v3/lease/grant");
+        let granted = format!(r#"{{"header":{{"revision":"1"}},"ID":"{}","TTL":"100"}}"#, a_use().lease_id);
+        let retry = send(call.on_answer(Some("200"), granted.as_bytes()));
+        assert_eq!(retry, call.first());
+        assert_eq!(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()), Step::Done(UseAnswer::Counted));
+
+        // The lease still missing after the grant: unavailable, not a loop.
+        let mut call = UseCall::new(a_use(), "/v3");
+        let _ = send(call.on_answer(Some(RECORDED_LEASE_MISSING.0), RECORDED_LEASE_MISSING.1.as_bytes()));
+        let _ = send(call.on_answer(Some(RECORDED_LEASE_EXISTS.0), RECORDED_LEASE_EXISTS.1.as_bytes()));
+        assert!(matches!(
+            call.on_answer(Some(RECORDED_LEASE_MISSING.0), RECORDED_LEASE_MISSING.1.as_bytes()),
+            Step::Done(UseAnswer::Unavailable(_))
+        ));
+
+        // Exhausted, a failed grant, a failure, an answer after the end.
+        let mut call = UseCall::new(a_use(), "/v3");
+        assert_eq!(call.on_answer(Some("200"), RECORDED_EXHAUSTED.1.as_bytes()), Step::Done(UseAnswer::Exhausted));
+        assert!(matches!(
+            call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()),
+            Step::Done(UseAnswer::Unavailable(_))
+        ));
+        let mut call = UseCall::new(a_use(), "/v3");
+        let _ = send(call.on_answer(Some(RECORDED_LEASE_MISSING.0), RECORDED_LEASE_MISSING.1.as_bytes()));
+        assert!(matches!(call.on_answer(None, b""), Step::Done(UseAnswer::Unavailable(_))));
+        let mut call = UseCall::new(a_use(), "/v3");
+        assert_eq!(call.on_failure("timeout"), UseAnswer::Unavailable("timeout".into()));
+    }
+
+    /// Hostile answers: wrong types, negative or huge numbers, deep nesting,
+    /// huge strings — never counted as allowed, never a panic.
+    #[test]
+    fn hostile_answers_are_unavailable_or_exhausted_never_counted() {
+        let header = r#""header":{"revision":"7"}"#;
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let hostile = [
+            format!(r#"{{{header},"succeeded":1}}"#),
+            format!(r#"{{{header},"succeeded":null}}"#),
+            format!(r#"{{{header},"responses":[{{"response_txn":{{"succeeded":"true"}}}}]}}"#),
+            format!(r#"{{{header},"responses":[{{"response_txn":[]}}]}}"#),
+            format!(r#"{{{header},"responses":{{"response_txn":{{"succeeded":true}}}}}}"#),
+            format!(r#"{{"header":{{"revision":-1}},"responses":[{{"response_txn":{{"succeeded":-5}}}}]}}"#),
+            format!(r#"{{{header},"succeeded":true,"x":{deep}}}"#),
+            format!(r#"{{{header},"succeeded":"{}"}}"#, "a".repeat(100_000)),
+            r#"{"header":7,"succeeded":true}"#.to_string(),
+            "[]".to_string(),
+            "null".to_string(),
+            "\u{0}".to_string(),
+        ];
+        for body in &hostile {
+            let answer = parse_txn_answer(Some("200"), body.as_bytes());
+            assert!(matches!(answer, TxnAnswer::Unavailable(_)), "{}: {answer:?}", &body[..body.len().min(80)]);
         }
     }
 
