@@ -3,6 +3,7 @@
 use super::host::{ProxyHost, SharedDataCounter};
 use super::jwks;
 use super::state::{Shared, Waiter};
+use super::usage;
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::outcome::plan::{self, Act, Plan};
 use cjwt_core::outcome::response::Refusal;
@@ -35,9 +36,20 @@ impl CjwtHttp {
     }
 }
 
+impl Drop for CjwtHttp {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            usage::forget(shared, self.me.context);
+        }
+    }
+}
+
 impl Context for CjwtHttp {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if let Some(shared) = &self.shared {
+            if usage::on_response(shared, token_id, body_size) {
+                return;
+            }
             let released = jwks::on_response(shared, token_id, body_size, Some(self.me.context));
             answer_waiters(shared, released);
         }
@@ -56,7 +68,7 @@ impl HttpContext for CjwtHttp {
         if super::vm_bench::answer(&shared) {
             return Action::Pause;
         }
-        let action = process(&shared, Some(&self.me));
+        let action = process(&shared, &self.me, true);
         self.me.allowed.set(action == Action::Continue);
         action
     }
@@ -70,10 +82,12 @@ impl HttpContext for CjwtHttp {
     }
 }
 
-/// Decides the current request and acts on the core's plan. With `waiter` set, a
-/// request refused only because its provider's keys are missing waits (paused)
-/// for a key fetch instead; [`answer_waiters`] decides it again without waiting.
-pub fn process(shared: &Shared, waiter: Option<&Waiter>) -> Action {
+/// Decides the current request (`me`) and acts on the core's plan. With
+/// `may_wait_for_keys`, a request refused only because its provider's keys are
+/// missing waits (paused) for a key fetch instead; [`answer_waiters`] decides it
+/// again without waiting. A request allowed but for its use waits (paused) for
+/// the usage store (usage.rs).
+pub fn process(shared: &Shared, me: &Waiter, may_wait_for_keys: bool) -> Action {
     let Some(host) = ProxyHost::read() else {
         log::error!("cjwt: the host clock cannot be read; refusing");
         return send(&plan::unavailable());
@@ -82,14 +96,18 @@ pub fn process(shared: &Shared, waiter: Option<&Waiter>) -> Action {
         return send(&plan::unavailable());
     };
     let host_calls = shared.crypto.calls.get();
-    let outcome = engine.decide(&host, &*keys, &shared.crypto, &mut SharedDataCounter);
+    let mut outcome = engine.decide(&host, &*keys, &shared.crypto, &mut SharedDataCounter);
     drop(keys);
     shared.metrics.add(Counter::VerifyHost, shared.crypto.calls.get().saturating_sub(host_calls));
     if let Some(provider) = plan::awaits_keys(&outcome.decision) {
-        if waiter.is_some() && jwks::wait_for_keys(shared, provider, waiter) {
+        if may_wait_for_keys && jwks::wait_for_keys(shared, provider, Some(me)) {
             // Counted when it is decided again, not now.
             return Action::Pause;
         }
+    }
+    if let (Some(call), Some(store)) = (outcome.pending_use.take(), engine.config.usage_store.clone()) {
+        drop(engine);
+        return usage::start(shared, &store, me, outcome, call);
     }
     let plan = plan::plan(&engine.config, &outcome, &host);
     drop(engine);
@@ -98,7 +116,7 @@ pub fn process(shared: &Shared, waiter: Option<&Waiter>) -> Action {
 
 /// Executes a plan: counters, the log line, then forward (after the header
 /// operations) or refuse.
-fn execute(shared: &Shared, plan: Plan) -> Action {
+pub fn execute(shared: &Shared, plan: Plan) -> Action {
     for counter in &plan.counters {
         shared.metrics.bump(*counter);
     }
@@ -141,7 +159,12 @@ pub fn answer_waiters(shared: &Shared, waiters: Vec<Waiter>) {
         if hostcalls::set_effective_context(waiter.context).is_err() {
             continue;
         }
-        let allowed = process(shared, None) == Action::Continue;
+        let action = process(shared, &waiter, false);
+        // Paused again: it waits for the usage store now, which resumes it.
+        if action == Action::Pause && shared.usage.try_borrow().is_ok_and(|w| w.iter().any(|w| w.is(&waiter))) {
+            continue;
+        }
+        let allowed = action == Action::Continue;
         waiter.allowed.set(allowed);
         if allowed {
             let _ = hostcalls::resume_http_request();
@@ -164,7 +187,7 @@ fn fault_injection() {
 }
 
 /// Sends a local reply and stops the request; it never reaches the upstream.
-fn send(r: &Refusal) -> Action {
+pub fn send(r: &Refusal) -> Action {
     let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _ = hostcalls::send_http_response(r.status, headers, Some(r.body.as_bytes()));
     Action::Pause

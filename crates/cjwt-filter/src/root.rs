@@ -8,6 +8,7 @@ use super::http::{self, CjwtHttp};
 use super::jwks;
 use super::metrics::Metrics;
 use super::state::Shared;
+use super::usage;
 use cjwt_core::config::Config;
 use cjwt_core::engine::Engine;
 use cjwt_core::jwks::fetcher::Fetcher;
@@ -33,6 +34,9 @@ impl CjwtRoot {
 impl Context for CjwtRoot {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if let Some(shared) = &self.shared {
+            if usage::on_response(shared, token_id, body_size) {
+                return;
+            }
             let released = jwks::on_response(shared, token_id, body_size, None);
             http::answer_waiters(shared, released);
         }
@@ -59,6 +63,7 @@ impl RootContext for CjwtRoot {
                 let providers = config.providers.len();
                 let fetcher = Fetcher::new(&config);
                 let remote = fetcher.has_remote();
+                let meshed = config.usage_store.is_some();
                 let mut keys = KeyStore::new(providers);
                 if remote {
                     jwks::load_last_good(&config, &mut keys);
@@ -70,10 +75,14 @@ impl RootContext for CjwtRoot {
                     keys: RefCell::new(keys),
                     fetcher: RefCell::new(fetcher),
                     root_context: self.id,
+                    usage: RefCell::new(Vec::new()),
                 });
+                if remote || meshed {
+                    // Key refreshes; usage waits whose answer was lost.
+                    let _ = proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_secs(1));
+                }
                 if remote {
                     // Fetch now (worker VMs answer within ~100 ms), then refresh from the tick.
-                    let _ = proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_secs(1));
                     // Nobody waits yet: nothing is released.
                     let _ = jwks::on_tick(&shared);
                 }
@@ -93,6 +102,7 @@ impl RootContext for CjwtRoot {
 
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
+            usage::on_tick(shared);
             let released = jwks::on_tick(shared);
             http::answer_waiters(shared, released);
         }

@@ -25,6 +25,7 @@
 
 use crate::config::ModuleConfig;
 use crate::stream::Stream;
+use cjwt_core::usage::etcd::MAX_ANSWER_BYTES;
 use std::ffi::c_void;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -137,6 +138,16 @@ extern "C" {
     fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(config: *mut c_void) -> *mut c_void;
     fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(scheduler: *mut c_void, event_id: u64);
     fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
+
+    fn envoy_dynamic_module_callback_http_filter_http_callout(
+        filter: *mut c_void,
+        callout_id_out: *mut u64,
+        cluster: module_buffer,
+        headers: *mut module_http_header,
+        headers_size: usize,
+        body: module_buffer,
+        timeout_ms: u64,
+    ) -> u32;
 
     fn envoy_dynamic_module_callback_http_filter_config_http_callout(
         config: *mut c_void,
@@ -345,6 +356,29 @@ impl Filter<'_> {
         }
     }
 
+    /// Starts an HTTP call for this stream (its worker): `POST`-style `headers`
+    /// and `body` to `cluster`, within `timeout_ms`. The answer comes to
+    /// [`envoy_dynamic_module_on_http_filter_http_callout_done`] on this worker;
+    /// Envoy cancels it if the stream ends first.
+    pub fn callout(&self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u64) -> Option<u64> {
+        let mut raw = module_headers(headers);
+        let mut id = 0u64;
+        // SAFETY: stream filter in the current hook; our buffers are read during
+        // the call (Envoy copies them); `id` written by Envoy.
+        let r = unsafe {
+            envoy_dynamic_module_callback_http_filter_http_callout(
+                self.ptr,
+                &mut id,
+                module(cluster.as_bytes()),
+                raw.as_mut_ptr(),
+                raw.len(),
+                module(body),
+                timeout_ms,
+            )
+        };
+        (r == CALLOUT_INIT_SUCCESS).then_some(id)
+    }
+
     /// Resumes a request paused by [`HEADERS_STOP`].
     pub fn continue_decoding(&self) {
         // SAFETY: stream filter in the current hook.
@@ -477,8 +511,11 @@ impl ConfigHandle<'_> {
 pub struct CalloutAnswer<'hook> {
     /// The `:status` header, if the call answered.
     pub status: Option<&'hook [u8]>,
-    /// The body, concatenated.
+    /// The body, concatenated (empty when longer than the hook's limit).
     pub body: Vec<u8>,
+    /// The body's length as Envoy holds it (greater than `body.len()` when it
+    /// was over the limit and not copied).
+    pub body_len: usize,
 }
 
 // ---- hooks -------------------------------------------------------------------
@@ -574,7 +611,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
 ) {
     let handle = ConfigHandle { ptr: config_envoy, _hook: PhantomData };
     // SAFETY: Envoy's arrays, valid during this hook (or null/0 on failure).
-    let answer = unsafe { callout_answer(result, headers, headers_size, body_chunks, body_chunks_size) };
+    let answer = unsafe { callout_answer(result, headers, headers_size, body_chunks, body_chunks_size, usize::MAX) };
     // SAFETY: our live config.
     if let Some(c) = unsafe { config(config_module) } {
         guard(
@@ -585,15 +622,17 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
 }
 
 /// SAFETY: the arrays are Envoy's, valid during the current hook, or null.
+/// A body longer than `limit` bytes is not copied.
 unsafe fn callout_answer<'a>(
     result: u32,
     headers: *const envoy_http_header,
     headers_size: usize,
     body_chunks: *const envoy_buffer,
     body_chunks_size: usize,
+    limit: usize,
 ) -> CalloutAnswer<'a> {
     if result != CALLOUT_RESULT_SUCCESS {
-        return CalloutAnswer { status: None, body: Vec::new() };
+        return CalloutAnswer { status: None, body: Vec::new(), body_len: 0 };
     }
     let headers: &[envoy_http_header] =
         if headers.is_null() { &[] } else { std::slice::from_raw_parts(headers, headers_size) };
@@ -603,11 +642,14 @@ unsafe fn callout_answer<'a>(
         .map(|h| envoy_bytes(envoy_buffer { ptr: h.value_ptr, length: h.value_length }));
     let chunks: &[envoy_buffer] =
         if body_chunks.is_null() { &[] } else { std::slice::from_raw_parts(body_chunks, body_chunks_size) };
+    let body_len = chunks.iter().fold(0usize, |n, c| n.saturating_add(c.length));
     let mut body = Vec::new();
-    for c in chunks {
-        body.extend_from_slice(envoy_bytes(*c));
+    if body_len <= limit {
+        for c in chunks {
+            body.extend_from_slice(envoy_bytes(*c));
+        }
     }
-    CalloutAnswer { status, body }
+    CalloutAnswer { status, body, body_len }
 }
 
 #[no_mangle]
@@ -722,16 +764,24 @@ extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
 
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    _f: *mut c_void,
-    _m: *const c_void,
-    _id: u64,
-    _result: u32,
-    _headers: *const envoy_http_header,
-    _headers_size: usize,
-    _body: *const envoy_buffer,
-    _body_size: usize,
+    filter_envoy: *mut c_void,
+    filter_module: *const c_void,
+    callout_id: u64,
+    result: u32,
+    headers: *const envoy_http_header,
+    headers_size: usize,
+    body_chunks: *const envoy_buffer,
+    body_chunks_size: usize,
 ) {
-    // cjwt makes no per-stream callouts (key fetches are configuration-level).
+    // The stream's own calls: the usage store's (key fetches are configuration-level).
+    let f = filter(filter_envoy);
+    // SAFETY: Envoy's arrays, valid during this hook (or null/0 on failure).
+    let answer =
+        unsafe { callout_answer(result, headers, headers_size, body_chunks, body_chunks_size, MAX_ANSWER_BYTES) };
+    // SAFETY: our live stream, on its worker.
+    if let Some(s) = unsafe { stream(filter_module) } {
+        guard(|| s.on_callout_done(f, callout_id, answer), || crate::stream::internal_error(f));
+    }
 }
 
 #[no_mangle]

@@ -1,14 +1,17 @@
 //! One HTTP stream: read the request, ask the core, execute the core's plan.
 
 use crate::config::{ModuleConfig, Shared};
-use crate::ffi::{log, Filter, Level, HEADERS_CONTINUE, HEADERS_STOP};
+use crate::ffi::{log, CalloutAnswer, Filter, Level, HEADERS_CONTINUE, HEADERS_STOP};
 use crate::host::NativeHost;
 use crate::jwks::{Waiter, EVENT_DISPATCH, EVENT_KEYS};
+use cjwt_core::engine::{settle, Outcome};
 use cjwt_core::jwks::fetcher::WaitDecision;
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::outcome::plan::{self, Act, Plan};
 use cjwt_core::outcome::response::Refusal;
+use cjwt_core::usage::etcd::{EtcdCall, Step, UseAnswer, UseCall};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The module's state for one stream.
 pub struct Stream {
@@ -17,6 +20,17 @@ pub struct Stream {
     allowed: bool,
     /// Set while the request waits (paused) for its provider's keys.
     waiter: Option<Arc<Waiter>>,
+    /// Set while the request waits (paused) for the mesh-wide usage store.
+    usage: Option<UsageWait>,
+}
+
+/// A request waiting for the usage store (SPEC §8 v2): the call in flight (a
+/// callout of this stream, answered on its worker, cancelled if it ends).
+struct UsageWait {
+    callout: u64,
+    call: UseCall,
+    outcome: Outcome,
+    deadline: Instant,
 }
 
 /// What deciding a request led to.
@@ -25,12 +39,14 @@ enum Next {
     Act(Plan),
     /// The request waits for a key fetch; the stream is woken on its worker.
     Wait,
+    /// Allowed but for its use: ask the usage store.
+    Count(Box<Outcome>, UseCall),
 }
 
 impl Stream {
     /// A new stream of configuration `config`.
     pub fn new(config: &ModuleConfig) -> Stream {
-        Stream { shared: Arc::clone(&config.shared), allowed: false, waiter: None }
+        Stream { shared: Arc::clone(&config.shared), allowed: false, waiter: None, usage: None }
     }
 
     /// Whether the request was allowed (body and trailers may pass).
@@ -50,6 +66,7 @@ impl Stream {
         match self.decide(f, &host, true) {
             Some(Next::Act(plan)) => self.execute(f, plan),
             Some(Next::Wait) => HEADERS_STOP,
+            Some(Next::Count(outcome, call)) => self.count(f, &host, *outcome, call),
             None => {
                 internal_error(f);
                 HEADERS_STOP
@@ -63,14 +80,17 @@ impl Stream {
         let shared = Arc::clone(&self.shared);
         let host_calls = shared.crypto.calls();
         let decided = shared.with_engine(|engine| {
-            let outcome = {
+            let mut outcome = {
                 let keys = shared.keys.read().ok()?;
                 engine.decide(host, &*keys, &shared.crypto, &mut { shared.usage })
             };
             let waits = plan::awaits_keys(&outcome.decision).filter(|_| may_wait);
-            Some((waits, plan::plan(&engine.config, &outcome, host)))
+            if let Some(call) = outcome.pending_use.take() {
+                return Some((waits, Next::Count(Box::new(outcome), call)));
+            }
+            Some((waits, Next::Act(plan::plan(&engine.config, &outcome, host))))
         });
-        let (waits, plan) = decided.flatten()?;
+        let (waits, next) = decided.flatten()?;
         let verified = shared.crypto.calls().saturating_sub(host_calls);
         if verified > 0 {
             if let Some(Some(id)) = shared.counters.get(Counter::VerifyHost.index()) {
@@ -83,7 +103,81 @@ impl Stream {
                 return Some(Next::Wait);
             }
         }
-        Some(Next::Act(plan))
+        Some(next)
+    }
+
+    /// Starts counting the use of a request allowed but for it: sends the first
+    /// call and pauses; when it cannot be sent, settles as unavailable at once.
+    fn count(&mut self, f: Filter<'_>, host: &NativeHost<'_>, outcome: Outcome, call: UseCall) -> u32 {
+        let Some(store) = self.shared.with_engine(|e| e.config.usage_store.clone()).flatten() else {
+            return self.settle(f, host, outcome, &UseAnswer::Unavailable("no usage store configured".into()));
+        };
+        let deadline = Instant::now() + Duration::from_millis(store.timeout_ms);
+        match send_call(f, &store, &call.first(), store.timeout_ms) {
+            Some(callout) => {
+                self.usage = Some(UsageWait { callout, call, outcome, deadline });
+                HEADERS_STOP
+            }
+            None => {
+                let why = format!("cluster {:?}: callout not started", store.cluster);
+                self.settle(f, host, outcome, &UseAnswer::Unavailable(why))
+            }
+        }
+    }
+
+    /// A callout of this stream answered (its worker): the next call of the use,
+    /// or the settled decision, acted on and the request resumed if allowed.
+    pub fn on_callout_done(&mut self, f: Filter<'_>, callout: u64, answer: CalloutAnswer<'_>) {
+        let Some(mut wait) = self.usage.take_if(|w| w.callout == callout) else {
+            return;
+        };
+        let step = if answer.body_len > answer.body.len() {
+            Step::Done(wait.call.on_failure(&format!("answer of {} bytes is too large", answer.body_len)))
+        } else {
+            let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
+            wait.call.on_answer(status, &answer.body)
+        };
+        let store = self.shared.with_engine(|e| e.config.usage_store.clone()).flatten();
+        let answer = match (step, store) {
+            (Step::Done(answer), _) => answer,
+            (Step::Send(next), Some(store)) => {
+                let left = wait.deadline.saturating_duration_since(Instant::now());
+                let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+                if left_ms == 0 {
+                    wait.call.on_failure(&format!("no answer within {} ms", store.timeout_ms))
+                } else if let Some(callout) = send_call(f, &store, &next, left_ms) {
+                    self.usage = Some(UsageWait { callout, ..wait });
+                    return;
+                } else {
+                    wait.call.on_failure(&format!("cluster {:?}: callout not started", store.cluster))
+                }
+            }
+            (Step::Send(_), None) => wait.call.on_failure("no usage store configured"),
+        };
+        let Some(host) = NativeHost::read(f) else {
+            internal_error(f);
+            return;
+        };
+        if self.settle(f, &host, wait.outcome, &answer) == HEADERS_CONTINUE {
+            f.continue_decoding();
+        }
+    }
+
+    /// Settles `outcome` with the store's answer and executes the plan.
+    fn settle(&mut self, f: Filter<'_>, host: &NativeHost<'_>, outcome: Outcome, answer: &UseAnswer) -> u32 {
+        if let UseAnswer::Unavailable(why) = answer {
+            log(Level::Warn, &format!("cjwt: usage store unavailable: {why}"));
+        }
+        let plan = self
+            .shared
+            .with_engine(|engine| plan::plan(&engine.config, &settle(engine.config.mode, outcome, answer), host));
+        match plan {
+            Some(plan) => self.execute(f, plan),
+            None => {
+                internal_error(f);
+                HEADERS_STOP
+            }
+        }
     }
 
     /// Registers this stream as waiting for `provider`'s keys, if the fetcher
@@ -137,13 +231,17 @@ impl Stream {
             internal_error(f);
             return;
         };
-        match self.decide(f, &host, false) {
-            Some(Next::Act(plan)) => {
-                if self.execute(f, plan) == HEADERS_CONTINUE {
-                    f.continue_decoding();
-                }
+        let next = match self.decide(f, &host, false) {
+            Some(Next::Act(plan)) => self.execute(f, plan),
+            Some(Next::Count(outcome, call)) => self.count(f, &host, *outcome, call),
+            Some(Next::Wait) | None => {
+                internal_error(f);
+                HEADERS_STOP
             }
-            Some(Next::Wait) | None => internal_error(f),
+        };
+        // Continue now, or later from the usage store's answer.
+        if next == HEADERS_CONTINUE {
+            f.continue_decoding();
         }
     }
 
@@ -189,6 +287,17 @@ impl Drop for Stream {
     fn drop(&mut self) {
         self.on_complete();
     }
+}
+
+/// One call to the usage store as a callout of this stream.
+fn send_call(f: Filter<'_>, store: &cjwt_core::config::EtcdStore, call: &EtcdCall, timeout_ms: u64) -> Option<u64> {
+    let headers = [
+        (":method", "POST"),
+        (":path", call.path.as_str()),
+        (":authority", store.authority.as_str()),
+        ("content-type", "application/json"),
+    ];
+    f.callout(&store.cluster, &headers, call.body.as_bytes(), timeout_ms)
 }
 
 fn bump(shared: &Shared, f: &Filter<'_>, counter: Counter) {

@@ -454,7 +454,7 @@ mod tests {
             format!(r#"{{{header},"responses":[{{"response_txn":{{"succeeded":"true"}}}}]}}"#),
             format!(r#"{{{header},"responses":[{{"response_txn":[]}}]}}"#),
             format!(r#"{{{header},"responses":{{"response_txn":{{"succeeded":true}}}}}}"#),
-            format!(r#"{{"header":{{"revision":-1}},"responses":[{{"response_txn":{{"succeeded":-5}}}}]}}"#),
+            r#"{"header":{"revision":-1},"responses":[{"response_txn":{"succeeded":-5}}]}"#.to_string(),
             format!(r#"{{{header},"succeeded":true,"x":{deep}}}"#),
             format!(r#"{{{header},"succeeded":"{}"}}"#, "a".repeat(100_000)),
             r#"{"header":7,"succeeded":true}"#.to_string(),
