@@ -100,10 +100,17 @@ fn allocate_address() -> String {
 #[derive(Debug, Clone)]
 pub struct HttpAnswer {
     pub status: u16,
+    /// Response headers, names lowercased.
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl HttpAnswer {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
@@ -119,6 +126,19 @@ pub fn http(
     body: Option<&str>,
     timeout: Duration,
 ) -> Result<HttpAnswer, String> {
+    http_with(ip, port, method, path, &[], body, timeout)
+}
+
+/// [`http`] with extra request headers.
+pub fn http_with(
+    ip: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<HttpAnswer, String> {
     let deadline = Instant::now() + timeout;
     let addr: SocketAddr = format!("{ip}:{port}").parse().map_err(|e| format!("{ip}:{port}: {e}"))?;
     let remaining = |what: &str| {
@@ -130,8 +150,9 @@ pub fn http(
     let mut stream = TcpStream::connect_timeout(&addr, remaining("connect")?)
         .map_err(|e| format!("{method} http://{addr}{path}: {e}"))?;
     let body = body.unwrap_or("");
+    let extra: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.set_write_timeout(Some(remaining("write")?)).map_err(|e| e.to_string())?;
@@ -164,7 +185,13 @@ pub fn http(
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
     let body = if chunked { dechunk(body) } else { body.to_string() };
-    Ok(HttpAnswer { status, body })
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(HttpAnswer { status, headers, body })
 }
 
 /// Whether `raw` holds a whole response: headers and `content-length` bytes, or
@@ -673,37 +700,43 @@ impl EtcdCluster {
     /// panic threshold is 0: when no member is healthy, Envoy fails the request at
     /// once instead of trying them all.
     pub fn envoy_cluster(&self, name: &str) -> String {
-        let mut yaml = format!(
-            "  - name: {name}\n    type: STATIC\n    connect_timeout: 0.25s\n    lb_policy: ROUND_ROBIN\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n"
-        );
-        for m in &self.members {
-            yaml.push_str(&format!(
-                "        - endpoint:\n            address:\n              socket_address: {{ address: {}, port_value: {CLIENT_PORT} }}\n",
-                m.ip
-            ));
-        }
-        yaml.push_str(concat!(
-            "    health_checks:\n",
-            "    - timeout: 0.25s\n",
-            "      interval: 0.5s\n",
-            "      no_traffic_interval: 0.5s\n",
-            "      unhealthy_threshold: 1\n",
-            "      healthy_threshold: 1\n",
-            "      http_health_check:\n",
-            "        path: /health\n",
-            "    outlier_detection:\n",
-            "      split_external_local_origin_errors: true\n",
-            "      consecutive_local_origin_failure: 1\n",
-            "      enforcing_consecutive_local_origin_failure: 100\n",
-            "      enforcing_consecutive_5xx: 0\n",
-            "      interval: 0.5s\n",
-            "      base_ejection_time: 1s\n",
-            "      max_ejection_percent: 100\n",
-            "    common_lb_config:\n",
-            "      healthy_panic_threshold: { value: 0 }\n",
-        ));
-        yaml
+        let endpoints: Vec<(String, u16)> = self.members.iter().map(|m| (m.ip.clone(), CLIENT_PORT)).collect();
+        envoy_cluster(name, &endpoints)
     }
+}
+
+/// The Envoy cluster `name` of etcd members at `endpoints` (ip, client port):
+/// see [`EtcdCluster::envoy_cluster`].
+pub fn envoy_cluster(name: &str, endpoints: &[(String, u16)]) -> String {
+    let mut yaml = format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 0.25s\n    lb_policy: ROUND_ROBIN\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n"
+    );
+    for (ip, port) in endpoints {
+        yaml.push_str(&format!(
+            "        - endpoint:\n            address:\n              socket_address: {{ address: {ip}, port_value: {port} }}\n"
+        ));
+    }
+    yaml.push_str(concat!(
+        "    health_checks:\n",
+        "    - timeout: 0.25s\n",
+        "      interval: 0.5s\n",
+        "      no_traffic_interval: 0.5s\n",
+        "      unhealthy_threshold: 1\n",
+        "      healthy_threshold: 1\n",
+        "      http_health_check:\n",
+        "        path: /health\n",
+        "    outlier_detection:\n",
+        "      split_external_local_origin_errors: true\n",
+        "      consecutive_local_origin_failure: 1\n",
+        "      enforcing_consecutive_local_origin_failure: 100\n",
+        "      enforcing_consecutive_5xx: 0\n",
+        "      interval: 0.5s\n",
+        "      base_ejection_time: 1s\n",
+        "      max_ejection_percent: 100\n",
+        "    common_lb_config:\n",
+        "      healthy_panic_threshold: { value: 0 }\n",
+    ));
+    yaml
 }
 
 impl Drop for EtcdCluster {

@@ -1,0 +1,364 @@
+//! `make mesh-test` (part of `make docker-test`): one usage count for the whole
+//! mesh, proven where it matters (SPEC §8 v2, issue 13). Three Envoy containers
+//! (cjwt.wasm in the locally built `cjwt-envoy` image), each with its own
+//! address, count `max_uses` in a three-member etcd cluster (`cjwt-etcd`, Debian's
+//! etcd 3.4) on a Docker network the test creates and removes. Clients reach the
+//! Envoys on a second ("front") network, so an Envoy can be cut off from etcd
+//! alone. Every response's status and reason is asserted. Without a Docker
+//! engine or the images, the suite fails saying which make target builds them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
+
+use cjwt_core::keys::algorithm::Algorithm;
+use cjwt_core::mint::mint;
+use cjwt_harness::docker::{self, Container, ContainerSpec, EtcdContainers, Network};
+use cjwt_harness::envoy::{repo_root, wasm_path};
+use cjwt_harness::etcd::{envoy_cluster, http_with};
+use cjwt_harness::*;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The Envoys' listener and admin ports (each container has its own address).
+const LISTENER: u16 = 10000;
+const ADMIN: u16 = 9901;
+
+/// Three etcd members and three Envoys (plus the echo upstream), on two networks.
+struct Mesh {
+    envoys: Vec<Container>,
+    /// The Envoys' addresses on the front network, where clients reach them.
+    fronts: Vec<String>,
+    etcd: EtcdContainers,
+    back: Network,
+    _echo: Container,
+    config: std::path::PathBuf,
+    // Dropped last: the containers above go first.
+    _front: Network,
+}
+
+/// The plugin configuration: the harness's test provider, no clock skew, the store.
+fn plugin() -> Value {
+    config_json(json!({
+        "clock_skew_seconds": 0,
+        "usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": 500}}
+    }))
+}
+
+/// envoy/envoy-docker.yaml with the test's plugin configuration and the etcd cluster.
+fn envoy_yaml(etcd: &EtcdContainers) -> String {
+    let shipped = std::fs::read_to_string(repo_root().join("envoy/envoy-docker.yaml")).unwrap();
+    let plugin = serde_json::to_string_pretty(&plugin()).unwrap();
+    let mut out = String::new();
+    let mut lines = shipped.lines().peekable();
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        out.push('\n');
+        if line.trim_start() == "value: |" {
+            let indent = line.len() - line.trim_start().len();
+            while lines.peek().is_some_and(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent) {
+                lines.next();
+            }
+            for l in plugin.lines() {
+                out.push_str(&" ".repeat(indent + 2));
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    let endpoints: Vec<(String, u16)> = (0..etcd.len()).map(|i| (etcd.ip(i).to_string(), 2379)).collect();
+    out.push_str(&envoy_cluster("etcd", &endpoints));
+    out
+}
+
+impl Mesh {
+    fn start() -> Mesh {
+        docker::require_engine();
+        docker::require_image(&docker::envoy_image());
+        docker::require_image(&docker::etcd_image());
+        let wasm = wasm_path();
+        assert!(wasm.exists(), "{} is missing: run `make build`", wasm.display());
+        let front = Network::create("front");
+        let back = Network::create("back");
+        let etcd = EtcdContainers::run(&back, 3, 11);
+        let echo = Container::run(
+            ContainerSpec::new(&docker::envoy_image(), "echo")
+                .on(&front, 5)
+                .mount(repo_root().join("docker/echo/echo.yaml"), "/etc/envoy/echo.yaml", true)
+                .args(["envoy", "-c", "/etc/envoy/echo.yaml", "--concurrency", "1", "-l", "warning"]),
+        );
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let config =
+            repo_root().join(format!(".tmp/mesh-{}-{}.yaml", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        std::fs::write(&config, envoy_yaml(&etcd)).unwrap();
+        let mut envoys = Vec::new();
+        let mut fronts = Vec::new();
+        for i in 0..3u8 {
+            let envoy = Container::run(
+                ContainerSpec::new(&docker::envoy_image(), &format!("envoy{i}"))
+                    .on(&back, 21 + i)
+                    .mount(&config, "/etc/envoy/envoy.yaml", true)
+                    .mount(&wasm, "/etc/envoy/cjwt.wasm", true)
+                    .args(["envoy", "-c", "/etc/envoy/envoy.yaml", "--concurrency", "2", "-l", "info"]),
+            );
+            let ip = front.ip(21 + i);
+            envoy.connect(&front, &ip);
+            envoys.push(envoy);
+            fronts.push(ip);
+        }
+        let mesh = Mesh { envoys, fronts, etcd, back, _echo: echo, config, _front: front };
+        for i in 0..3 {
+            mesh.wait_ready(i);
+        }
+        mesh
+    }
+
+    /// Envoy `i` serves, and sees every etcd member healthy.
+    fn wait_ready(&self, i: usize) {
+        wait_until(&format!("envoy{i} ready with three healthy etcd members"), Duration::from_secs(60), || {
+            let Ok(clusters) = http_with(&self.fronts[i], ADMIN, "GET", "/clusters", &[], None, Duration::from_secs(2))
+            else {
+                return false;
+            };
+            let flags: Vec<&str> =
+                clusters.body.lines().filter(|l| l.starts_with("etcd::") && l.contains("::health_flags::")).collect();
+            flags.len() == 3 && flags.iter().all(|l| l.ends_with("::healthy"))
+        });
+    }
+
+    fn ask(&self, i: usize, token: &str) -> Said {
+        ask(&self.fronts[i], token)
+    }
+
+    /// `clients` concurrent clients each sending `each` requests with `token`,
+    /// spread over the three Envoys.
+    fn burst(&self, token: &str, clients: usize, each: usize) -> Vec<Said> {
+        let threads: Vec<_> = (0..clients)
+            .map(|c| {
+                let fronts = self.fronts.clone();
+                let token = token.to_string();
+                std::thread::spawn(move || {
+                    (0..each).map(|i| ask(&fronts[(c + i) % fronts.len()], &token)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    }
+
+    /// cjwt's counter `name` summed over the Envoys (wasm: `wasmcustom.` names).
+    fn stat(&self, name: &str) -> u64 {
+        (0..3)
+            .map(|i| {
+                let path = format!("/stats?filter=^wasmcustom.{name}$");
+                let got = http_with(&self.fronts[i], ADMIN, "GET", &path, &[], None, Duration::from_secs(5)).unwrap();
+                got.body
+                    .lines()
+                    .filter_map(|l| l.split_once(": "))
+                    .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// What a response said: status and cjwt's reason.
+type Said = (u16, Option<String>);
+
+fn ask(ip: &str, token: &str) -> Said {
+    let got = http_with(ip, LISTENER, "GET", "/x", &[("authorization", token)], None, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("envoy at {ip}: {e}"));
+    if got.status == 503 {
+        assert_eq!(got.header("retry-after"), Some("1"), "a 503 says when to retry: {got:?}");
+    }
+    (got.status, got.json().get("reason").and_then(Value::as_str).map(str::to_owned))
+}
+
+fn jti(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{tag}-{}-{}-{}", std::process::id(), now(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+fn token(jti: &str, max_uses: Option<u64>, ttl: i64) -> String {
+    let t0 = now();
+    let cnst = max_uses.map_or(json!({}), |n| json!({"max_uses": n}));
+    format!(
+        "Bearer {}",
+        mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(t0, json!({"jti": jti, "exp": t0 + ttl, "cnst": cnst})))
+    )
+}
+
+fn tally(said: &[Said]) -> BTreeMap<String, usize> {
+    let mut t = BTreeMap::new();
+    for (status, reason) in said {
+        *t.entry(format!("{status} {}", reason.as_deref().unwrap_or("-"))).or_insert(0) += 1;
+    }
+    t
+}
+
+fn count(said: &[Said], status: u16, reason: Option<&str>) -> usize {
+    said.iter().filter(|(s, r)| *s == status && r.as_deref() == reason).count()
+}
+
+fn is(said: &Said, status: u16, reason: Option<&str>) -> bool {
+    said.0 == status && said.1.as_deref() == reason
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn exact_counts_through_three_envoys_then_expiry_and_a_restarted_envoy() {
+    let mesh = Mesh::start();
+    for (limit, clients, each) in [(1u64, 9, 2), (50, 12, 6)] {
+        for round in 0..20 {
+            let t = token(&jti("exact"), Some(limit), 300);
+            let said = mesh.burst(&t, clients, each);
+            assert_eq!(
+                (count(&said, 200, None), count(&said, 403, Some("max_uses"))),
+                (limit as usize, said.len() - limit as usize),
+                "max_uses {limit}, round {round}: {:?}",
+                tally(&said)
+            );
+        }
+    }
+    assert_eq!(mesh.stat("cjwt.usage_store.ok"), 20 * 9 * 2 + 20 * 12 * 6);
+    assert_eq!(mesh.stat("cjwt.usage_store.failed"), 0);
+
+    // A token used up, and one that expires in 3 s (no clock skew configured).
+    let long = token(&jti("long"), Some(2), 300);
+    let short = token(&jti("short"), Some(2), 3);
+    for t in [&long, &short] {
+        assert!(is(&mesh.ask(0, t), 200, None));
+        assert!(is(&mesh.ask(1, t), 200, None));
+        assert!(is(&mesh.ask(2, t), 403, Some("max_uses")));
+    }
+    // A restarted Envoy hands out no fresh uses: the count is etcd's.
+    mesh.envoys[1].stop();
+    mesh.envoys[1].start();
+    mesh.wait_ready(1);
+    assert!(is(&mesh.ask(1, &long), 403, Some("max_uses")));
+    // The short token's key is deleted by its lease once the token expired
+    // (at most two 10 s lease buckets after `exp`), checked with etcdctl.
+    let keys = || {
+        let (code, out) = mesh.etcd.etcdctl(&["get", "--prefix", "--keys-only", "cjwt/uses/"]);
+        assert_eq!(code, 0, "{out}");
+        out.lines().filter(|l| !l.trim().is_empty()).count()
+    };
+    let before = keys();
+    assert!(before >= 2, "{before} keys");
+    wait_until("the expired token's key deleted", Duration::from_secs(45), || keys() == before - 1);
+}
+
+#[test]
+fn a_leader_killed_during_a_burst_and_quorum_lost_never_let_a_token_through_twice() {
+    let mesh = Mesh::start();
+    for round in 0..3 {
+        let limit = 1;
+        let t = token(&jti("election"), Some(limit), 300);
+        let leader = mesh.etcd.leader().expect("a leader");
+        let burst = {
+            let fronts = mesh.fronts.clone();
+            let t = t.clone();
+            std::thread::spawn(move || {
+                let threads: Vec<_> = (0..6)
+                    .map(|c| {
+                        let fronts = fronts.clone();
+                        let t = t.clone();
+                        std::thread::spawn(move || {
+                            (0..15)
+                                .map(|i| {
+                                    std::thread::sleep(Duration::from_millis(40));
+                                    ask(&fronts[(c + i) % 3], &t)
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                threads.into_iter().flat_map(|t| t.join().unwrap()).collect::<Vec<_>>()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        mesh.etcd.kill(leader);
+        // Fresh one-time tokens during the election: 200 or 503, never 403.
+        let fresh: Vec<Said> = (0..15)
+            .map(|i| {
+                std::thread::sleep(Duration::from_millis(60));
+                mesh.ask(i % 3, &token(&jti("fresh"), Some(1), 300))
+            })
+            .collect();
+        let during = burst.join().unwrap();
+        for said in during.iter().chain(&fresh) {
+            assert!(
+                is(said, 200, None) || is(said, 403, Some("max_uses")) || is(said, 503, Some("usage_unavailable")),
+                "round {round}: {said:?}"
+            );
+        }
+        assert!(count(&during, 200, None) <= limit as usize, "round {round}: over max_uses {:?}", tally(&during));
+        assert_eq!(
+            count(&fresh, 403, Some("max_uses")),
+            0,
+            "round {round}: a fresh token refused as used {:?}",
+            tally(&fresh)
+        );
+        eprintln!("round {round}: burst {:?}, fresh {:?}", tally(&during), tally(&fresh));
+        // Service resumes by itself with the new leader; the member comes back.
+        wait_until("a fresh token allowed by every Envoy", Duration::from_secs(20), || {
+            (0..3).all(|i| is(&mesh.ask(i, &token(&jti("after"), Some(1), 300)), 200, None))
+        });
+        mesh.etcd.start(leader);
+        mesh.etcd.wait_healthy(leader, Duration::from_secs(30));
+        for i in 0..3 {
+            mesh.wait_ready(i);
+        }
+        assert!(mesh.burst(&t, 3, 3).iter().all(|s| is(s, 403, Some("max_uses")) || is(s, 200, None)));
+    }
+
+    // Quorum lost: two members stopped. Every Envoy refuses max_uses tokens with 503, lets none through.
+    let plain = token(&jti("plain"), None, 300);
+    mesh.etcd.stop(0);
+    mesh.etcd.stop(1);
+    for round in 0..5 {
+        for i in 0..3 {
+            let said = mesh.ask(i, &token(&jti("noquorum"), Some(5), 300));
+            assert!(is(&said, 503, Some("usage_unavailable")), "round {round}, envoy{i}: {said:?}");
+            assert!(is(&mesh.ask(i, &plain), 200, None), "a token without max_uses is unaffected");
+        }
+    }
+    // Service resumes when a member returns.
+    mesh.etcd.start(1);
+    wait_until("service back with quorum", Duration::from_secs(30), || {
+        (0..3).all(|i| is(&mesh.ask(i, &token(&jti("back"), Some(1), 300)), 200, None))
+    });
+}
+
+#[test]
+fn an_envoy_cut_off_from_etcd_refuses_max_uses_tokens_and_serves_the_rest() {
+    let mesh = Mesh::start();
+    mesh.envoys[2].disconnect(&mesh.back);
+    let plain = token(&jti("plain"), None, 300);
+    for round in 0..10 {
+        let said = mesh.ask(2, &token(&jti("cut"), Some(3), 300));
+        assert!(is(&said, 503, Some("usage_unavailable")), "round {round}: {said:?}");
+        assert!(is(&mesh.ask(2, &plain), 200, None), "round {round}: plain token through the cut-off Envoy");
+        // The two others are unaffected.
+        let t = token(&jti("others"), Some(1), 300);
+        assert!(is(&mesh.ask(0, &t), 200, None), "round {round}");
+        assert!(is(&mesh.ask(1, &t), 403, Some("max_uses")), "round {round}");
+    }
+    // Reconnected, it counts again.
+    mesh.envoys[2].connect(&mesh.back, &mesh.back.ip(23));
+    mesh.wait_ready(2);
+    wait_until("the reconnected Envoy counts again", Duration::from_secs(20), || {
+        is(&mesh.ask(2, &token(&jti("again"), Some(1), 300)), 200, None)
+    });
+}
