@@ -87,6 +87,26 @@ fn the_serviceentry_names_the_cluster_the_plugins_fetch_through() {
     }
 }
 
+/// The etcd ServiceEntry gives the cluster a mesh-wide `usage_store` calls through,
+/// with TLS to etcd and a member ejected at its first connection failure; a plugin
+/// configuration naming that cluster compiles.
+#[test]
+fn the_etcd_serviceentry_gives_the_usage_store_its_cluster() {
+    let docs = yaml_docs("deploy/istio/serviceentry-etcd.yaml");
+    let se = docs.iter().find(|d| d["kind"] == "ServiceEntry").unwrap();
+    let dr = docs.iter().find(|d| d["kind"] == "DestinationRule").unwrap();
+    let host = se["spec"]["hosts"][0].as_str().unwrap();
+    let port = se["spec"]["ports"][0]["number"].as_u64().unwrap();
+    assert_eq!(port, 2379);
+    assert_eq!(dr["spec"]["host"], host);
+    assert_eq!(dr["spec"]["trafficPolicy"]["tls"]["mode"], "MUTUAL");
+    assert_eq!(dr["spec"]["trafficPolicy"]["outlierDetection"]["consecutiveLocalOriginFailures"], 1);
+    let mut config = yaml_docs("deploy/istio/wasmplugin-sidecar.yaml")[0]["spec"]["pluginConfig"].clone();
+    config["usage_store"] =
+        serde_json::json!({"etcd": {"cluster": format!("outbound|{port}||{host}"), "authority": host, "timeout_ms": 250}});
+    cjwt_core::config::Config::from_json(config.to_string().as_bytes()).unwrap();
+}
+
 #[test]
 fn docker_compose_pins_the_tested_envoy_and_mounts_the_filter() {
     let compose = &yaml_docs("envoy/docker-compose.yml")[0];
@@ -95,8 +115,8 @@ fn docker_compose_pins_the_tested_envoy_and_mounts_the_filter() {
     let image = compose["services"]["envoy"]["image"].as_str().unwrap();
     assert_eq!(
         image,
-        format!("${{ENVOY_IMAGE:-cjwt-envoy:{tested}}}"),
-        "the locally built image of the tested Envoy (make envoy-image), overridable"
+        format!("${{ENVOY_IMAGE:-envoyproxy/envoy:v{tested}}}"),
+        "the official image of the tested Envoy, overridable (make docker-run sets the locally built one)"
     );
     let volumes: Vec<&str> =
         compose["services"]["envoy"]["volumes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
