@@ -1,6 +1,6 @@
 //! One HTTP stream: read the request, ask the core, then forward or refuse.
 
-use super::host::{ProxyHost, SharedDataCounter};
+use super::host::{host_now, ProxyHost, SharedDataCounter};
 use super::jwks;
 use super::state::{Shared, Waiter};
 use super::usage;
@@ -100,9 +100,24 @@ pub fn process(shared: &Shared, me: &Waiter, may_wait_for_keys: bool) -> Action 
     drop(keys);
     shared.metrics.add(Counter::VerifyHost, shared.crypto.calls.get().saturating_sub(host_calls));
     if let Some(provider) = plan::awaits_keys(&outcome.decision) {
-        if may_wait_for_keys && jwks::wait_for_keys(shared, provider, Some(me)) {
-            // Counted when it is decided again, not now.
-            return Action::Pause;
+        if may_wait_for_keys {
+            drop(engine);
+            // Another worker may have the keys already: take its set over and decide again.
+            if let Some(released) = host_now().and_then(|now| jwks::adopt_shared(shared, provider, now)) {
+                answer_waiters(shared, released);
+                let _ = hostcalls::set_effective_context(me.context);
+                return process(shared, me, may_wait_for_keys);
+            }
+            if jwks::wait_for_keys(shared, provider, Some(me)) {
+                // Counted when it is decided again, not now.
+                return Action::Pause;
+            }
+            let Ok(engine) = shared.engine.try_borrow_mut() else {
+                return send(&plan::unavailable());
+            };
+            let plan = plan::plan(&engine.config, &outcome, &host);
+            drop(engine);
+            return execute(shared, plan);
         }
     }
     if let (Some(call), Some(store)) = (outcome.pending_use.take(), engine.config.usage_store.clone()) {

@@ -7,8 +7,15 @@
 //! (root.rs, or http.rs for an answer delivered to a stream) decides them again
 //! with `http::answer_waiters`; nothing here decides a request.
 //!
-//! Each worker VM fetches for itself: no cross-VM coordination on the request
-//! path, at the cost of one fetch per worker per refresh (see docs/spec-deviations.md, decision 14).
+//! One fetch per Envoy (SPEC §12): the worker VMs share each provider's key set
+//! in proxy-wasm shared data — the body under [`shared_name`], its version and
+//! fetch time under `<name>.v` — and take turns fetching through a lease under
+//! `<name>.lease` (a deadline and the holder's tag, taken with compare-and-swap).
+//! A VM whose fetch is due but finds the lease held waits for the holder's set;
+//! a VM takes over a newer set on its tick (every 200 ms) and before it makes a
+//! request wait for keys, so no worker refuses a token another worker accepts
+//! for longer than that. Nothing is read from shared data on the request path of
+//! a request that has its keys.
 //!
 //! Every call is dispatched from the root context, whichever callback starts it:
 //! a call made from a stream's context answers that stream only, and is lost
@@ -16,7 +23,7 @@
 
 use super::host::host_now;
 use super::state::{Shared, Waiter};
-use cjwt_core::jwks::fetcher::{Command, FetchOutcome, FetchRequest, Released, WaitDecision};
+use cjwt_core::jwks::fetcher::{Command, FetchOutcome, FetchRequest, Released, WaitDecision, STALE_MARGIN_SECONDS};
 use cjwt_core::jwks::store::shared_name;
 use cjwt_core::outcome::metrics::Counter;
 use proxy_wasm::hostcalls;
@@ -29,11 +36,26 @@ pub fn on_tick(shared: &Shared) -> Vec<Waiter> {
     let Some(now) = host_now() else {
         return Vec::new();
     };
+    let mut adopted = adopt_all(shared, now);
+    // A fetch another VM held and gave back without a set: released here too.
+    let providers = shared.engine.try_borrow().map_or(0, |e| e.config.providers.len());
+    for provider in 0..providers {
+        let Some(name) = shared.engine.try_borrow().ok().and_then(|e| shared_name(&e.config, provider)) else {
+            continue;
+        };
+        let elsewhere = shared.fetcher.try_borrow().is_ok_and(|f| f.is_elsewhere(provider));
+        if elsewhere && !lease_held_by_other(&name, shared.lease_tag, now) {
+            let ended = shared.fetcher.try_borrow_mut().ok().and_then(|mut f| f.on_elsewhere_ended(provider, now));
+            if let Some(ended) = ended {
+                adopted.extend(finish(shared, ended, None, now));
+            }
+        }
+    }
     let commands = match shared.fetcher.try_borrow_mut() {
         Ok(mut fetcher) => fetcher.on_tick(now),
         Err(_) => return Vec::new(),
     };
-    let mut released = Vec::new();
+    let mut released = adopted;
     for command in commands {
         match command {
             Command::Dispatch(request) => released.extend(dispatch(shared, request, None, now)),
@@ -76,10 +98,16 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize, stream: Option
     let ended = match (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.fetcher.try_borrow_mut()) {
         (Ok(engine), Ok(mut keys), Ok(mut fetcher)) => {
             let ended = fetcher.on_response(token, status.as_deref(), &body, now, &engine.config, &mut keys);
-            if let Some(Released { provider, outcome: FetchOutcome::KeysLoaded { .. }, .. }) = &ended {
-                // The last good set, for a VM reloaded after a fault or started later (SPEC §12).
+            if let Some(Released { provider, outcome, .. }) = &ended {
                 if let Some(name) = shared_name(&engine.config, *provider) {
-                    let _ = hostcalls::set_shared_data(&name, Some(&body), None);
+                    if let FetchOutcome::KeysLoaded { .. } = outcome {
+                        // The set for every VM of this Envoy, and for a VM reloaded after a fault (SPEC §12).
+                        let version = publish(&name, &body, now);
+                        fetcher.set_version(*provider, version);
+                    }
+                    if outcome.fetch_ok().is_some() {
+                        release_lease(&name, shared.lease_tag);
+                    }
                 }
             }
             ended
@@ -89,19 +117,107 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize, stream: Option
     ended.map(|ended| finish(shared, ended, stream, now)).unwrap_or_default()
 }
 
-/// Loads the last good key set that any VM of this Envoy fetched for each remote
-/// provider (SPEC §12): a VM reloaded after a fault, or started after the others,
-/// serves with it while its own first fetch runs.
-pub fn load_last_good(config: &cjwt_core::config::Config, keys: &mut cjwt_core::jwks::store::KeyStore) {
-    for provider in 0..config.providers.len() {
-        let Some(name) = shared_name(config, provider) else { continue };
-        let Ok((Some(body), _)) = hostcalls::get_shared_data(&name) else { continue };
-        match cjwt_core::jwks::parse::parse_remote_jwks(config, provider, &body) {
-            Ok(fetched) => {
-                log::info!("cjwt: JWKS for provider {provider}: {} key(s) from the last good set", fetched.keys.len());
-                keys.set(provider, fetched.keys);
+/// Takes over every key set another VM shared that is newer than the one in use
+/// (on configuration: a VM reloaded after a fault, or started after the others,
+/// begins with the last good set). Returns the requests released.
+pub fn adopt_all(shared: &Shared, now: i64) -> Vec<Waiter> {
+    let providers = shared.engine.try_borrow().map_or(0, |e| e.config.providers.len());
+    (0..providers).flat_map(|provider| adopt_shared(shared, provider, now).unwrap_or_default()).collect()
+}
+
+/// Takes over the key set another VM of this Envoy shared for `provider`, if it
+/// is newer than the one in use (a VM reloaded after a fault, or started after
+/// the others, begins with it: SPEC §12). Returns the requests it released, or
+/// `None` when nothing was taken over.
+pub fn adopt_shared(shared: &Shared, provider: usize, now: i64) -> Option<Vec<Waiter>> {
+    let (Ok(engine), Ok(mut keys), Ok(mut fetcher)) =
+        (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.fetcher.try_borrow_mut())
+    else {
+        return None;
+    };
+    let name = shared_name(&engine.config, provider)?;
+    let (version, fetched_at) = read_version(&name)?;
+    if version == fetcher.version(provider) {
+        return None;
+    }
+    let Ok((Some(body), _)) = hostcalls::get_shared_data(&name) else { return None };
+    match fetcher.adopt(provider, &body, version, fetched_at, now, &engine.config, &mut keys)? {
+        Ok(released) => {
+            if let FetchOutcome::KeysAdopted { keys } = released.outcome {
+                log::info!("cjwt: JWKS for provider {provider}: {keys} key(s) from the set another worker fetched");
             }
-            Err(e) => log::warn!("cjwt: the last good JWKS for provider {provider} is not usable: {e}"),
+            Some(released.waiters)
+        }
+        Err(e) => {
+            log::warn!("cjwt: the shared JWKS for provider {provider} is not usable: {e}");
+            None
+        }
+    }
+}
+
+/// Shares a key set this VM fetched: the body, then its version (the time of
+/// the fetch in ms, and that time in seconds). Returns the version.
+fn publish(name: &str, body: &[u8], now: i64) -> u64 {
+    let version = hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(1).max(1));
+    let _ = hostcalls::set_shared_data(name, Some(body), None);
+    let mut v = version.to_le_bytes().to_vec();
+    v.extend_from_slice(&now.to_le_bytes());
+    let _ = hostcalls::set_shared_data(&format!("{name}.v"), Some(&v), None);
+    version
+}
+
+/// The version and fetch time (Unix s) of the set shared under `name`.
+fn read_version(name: &str) -> Option<(u64, i64)> {
+    let Ok((Some(v), _)) = hostcalls::get_shared_data(&format!("{name}.v")) else { return None };
+    let version = u64::from_le_bytes(v.get(..8)?.try_into().ok()?);
+    let fetched_at = i64::from_le_bytes(v.get(8..16)?.try_into().ok()?);
+    Some((version, fetched_at))
+}
+
+/// Takes the fetch lease of `name` until `deadline` (Unix s) for `tag`: free,
+/// expired, or already ours. Compare-and-swap on the lease's value; a lease key
+/// that does not exist yet is created.
+fn take_lease(name: &str, tag: u64, now: i64, deadline: i64) -> bool {
+    let key = format!("{name}.lease");
+    let (current, cas) = match hostcalls::get_shared_data(&key) {
+        Ok((value, cas)) => (value, cas),
+        Err(_) => return false,
+    };
+    if let Some(v) = &current {
+        let held_until = v.get(..8).and_then(|b| b.try_into().ok()).map_or(0, i64::from_le_bytes);
+        let holder = v.get(8..16).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+        if holder != tag && held_until >= now {
+            return false;
+        }
+    }
+    let mut value = deadline.to_le_bytes().to_vec();
+    value.extend_from_slice(&tag.to_le_bytes());
+    hostcalls::set_shared_data(&key, Some(&value), cas).is_ok()
+}
+
+/// Whether a VM other than `tag` holds the fetch lease of `name` at `now`.
+fn lease_held_by_other(name: &str, tag: u64, now: i64) -> bool {
+    match hostcalls::get_shared_data(&format!("{name}.lease")) {
+        Ok((Some(v), _)) => {
+            let held_until = v.get(..8).and_then(|b| b.try_into().ok()).map_or(0, i64::from_le_bytes);
+            let holder = v.get(8..16).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+            holder != tag && held_until >= now
+        }
+        _ => false,
+    }
+}
+
+/// Gives the fetch lease of `name` back, if `tag` holds it.
+fn release_lease(name: &str, tag: u64) {
+    let key = format!("{name}.lease");
+    if let Ok((Some(v), cas)) = hostcalls::get_shared_data(&key) {
+        if v.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes) == Some(tag) {
+            let mut value = 0i64.to_le_bytes().to_vec();
+            value.extend_from_slice(&tag.to_le_bytes());
+            let _ = hostcalls::set_shared_data(&key, Some(&value), cas);
         }
     }
 }
@@ -109,6 +225,19 @@ pub fn load_last_good(config: &cjwt_core::config::Config, keys: &mut cjwt_core::
 /// Dispatches `request` as the root context and reports it to the fetcher.
 /// Returns the requests released when it cannot be dispatched.
 fn dispatch(shared: &Shared, request: FetchRequest, stream: Option<u32>, now: i64) -> Vec<Waiter> {
+    // One fetch per Envoy: the VM that holds the provider's lease fetches; the
+    // others wait for its set (taken over on their tick).
+    let name = shared.engine.try_borrow().ok().and_then(|e| shared_name(&e.config, request.provider));
+    let deadline =
+        now.saturating_add(i64::try_from(request.timeout.as_secs()).unwrap_or(60)).saturating_add(STALE_MARGIN_SECONDS);
+    if let Some(name) = &name {
+        if !take_lease(name, shared.lease_tag, now, deadline) {
+            if let Ok(mut fetcher) = shared.fetcher.try_borrow_mut() {
+                fetcher.on_fetching_elsewhere(request.provider, deadline);
+            }
+            return Vec::new();
+        }
+    }
     match send_as_root(shared, &request, stream) {
         Ok(token) => {
             if let Ok(mut fetcher) = shared.fetcher.try_borrow_mut() {
@@ -122,6 +251,9 @@ fn dispatch(shared: &Shared, request: FetchRequest, stream: Option<u32>, now: i6
                 request.provider,
                 request.cluster
             );
+            if let Some(name) = &name {
+                release_lease(name, shared.lease_tag);
+            }
             let ended = match shared.fetcher.try_borrow_mut() {
                 Ok(mut fetcher) => fetcher.on_dispatch_failed(request.provider, now),
                 Err(_) => return Vec::new(),
@@ -166,6 +298,13 @@ fn finish(shared: &Shared, ended: Released<Waiter>, stream: Option<u32>, now: i6
         FetchOutcome::NeverAnswered => log::warn!("cjwt: JWKS fetch for provider {provider} never answered; given up"),
         // Logged where the host refused it, with the host's error.
         FetchOutcome::NotDispatched => {}
+        FetchOutcome::KeysAdopted { .. } => {}
+        FetchOutcome::ElsewhereFailed => {
+            log::info!("cjwt: JWKS fetch for provider {provider} by another worker failed; previous keys kept")
+        }
+        FetchOutcome::ElsewhereTimedOut => {
+            log::warn!("cjwt: JWKS fetch for provider {provider} by another worker brought no keys; fetching here")
+        }
     }
     if let Some(ok) = outcome.fetch_ok() {
         shared.metrics.bump(if ok { Counter::JwksFetchOk } else { Counter::JwksFetchFailed });

@@ -64,10 +64,7 @@ impl RootContext for CjwtRoot {
                 let fetcher = Fetcher::new(&config);
                 let remote = fetcher.has_remote();
                 let meshed = config.usage_store.is_some();
-                let mut keys = KeyStore::new(providers);
-                if remote {
-                    jwks::load_last_good(&config, &mut keys);
-                }
+                let keys = KeyStore::new(providers);
                 let shared = Rc::new(Shared {
                     engine: RefCell::new(Engine::new(config)),
                     metrics: Metrics::define(),
@@ -75,16 +72,21 @@ impl RootContext for CjwtRoot {
                     keys: RefCell::new(keys),
                     fetcher: RefCell::new(fetcher),
                     root_context: self.id,
+                    lease_tag: lease_tag(self.id),
                     usage: RefCell::new(Vec::new()),
                 });
                 if remote || meshed {
-                    // Key refreshes; usage waits whose answer was lost.
-                    let _ = proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_secs(1));
+                    // Key sets other workers shared, key refreshes, usage waits whose answer was lost.
+                    let _ = proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_millis(200));
                 }
                 if remote {
-                    // Fetch now (worker VMs answer within ~100 ms), then refresh from the tick.
+                    // Start with the set another VM shared, if any (SPEC §12). The first fetch
+                    // is the first tick's, 200 ms on: the VM Envoy configures first on the main
+                    // thread never receives answers, and must not take the fetch lease.
                     // Nobody waits yet: nothing is released.
-                    let _ = jwks::on_tick(&shared);
+                    if let Some(now) = super::host::host_now() {
+                        let _ = jwks::adopt_all(&shared, now);
+                    }
                 }
                 self.shared = Some(shared);
                 true
@@ -111,4 +113,15 @@ impl RootContext for CjwtRoot {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// A tag for this VM's fetch leases: the host clock's nanoseconds at
+/// configuration and the root context id (VMs of one Envoy configure at
+/// different instants).
+fn lease_tag(root: u32) -> u64 {
+    let nanos = proxy_wasm::hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0));
+    (nanos ^ (u64::from(root) << 48)).max(1)
 }

@@ -26,6 +26,8 @@ pub struct Shared {
     /// The root context's id: key fetches are dispatched from it, so that their
     /// answers arrive even when the stream that needed them is gone (SEC-12.3).
     pub root_context: u32,
+    /// This VM's tag in the shared fetch leases (jwks.rs): unique among the VMs of an Envoy.
+    pub lease_tag: u64,
     /// Requests waiting for the mesh-wide usage store (SPEC §8 v2).
     pub usage: RefCell<Vec<super::usage::UsageWait>>,
 }

@@ -168,7 +168,11 @@ fn release(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, released:
         FetchOutcome::NeverAnswered => {
             log(Level::Warn, &format!("cjwt: JWKS fetch for provider {provider} never answered; given up"))
         }
-        FetchOutcome::NotDispatched => {}
+        // One fetcher per configuration: nothing is fetched elsewhere or taken over.
+        FetchOutcome::NotDispatched
+        | FetchOutcome::KeysAdopted { .. }
+        | FetchOutcome::ElsewhereTimedOut
+        | FetchOutcome::ElsewhereFailed => {}
     }
     if let Some(ok) = released.outcome.fetch_ok() {
         let counter = if ok { Counter::JwksFetchOk } else { Counter::JwksFetchFailed };

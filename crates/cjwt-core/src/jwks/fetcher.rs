@@ -24,6 +24,14 @@
 //! in flight (or about to be dispatched), so a released list always holds every
 //! request that waited.
 //!
+//! Several fetchers of one Envoy (the wasm build's worker VMs) share their key
+//! sets (SPEC §12, one fetch per Envoy): a call handed out may be fetched by
+//! another fetcher instead ([`Fetcher::on_fetching_elsewhere`]: it then counts as
+//! in flight here until its deadline), and a set another fetcher loaded is taken
+//! over with [`Fetcher::adopt`], which releases the requests waiting here and
+//! schedules the next refresh from the time that set was fetched. Each set has a
+//! version ([`Fetcher::version`]) so that the adapter takes each one over once.
+//!
 //! The adapter's part, per entry point:
 //!
 //! - [`Fetcher::on_tick`] (periodic) and [`Fetcher::wait_for_keys`] (from a request)
@@ -134,6 +142,18 @@ pub enum FetchOutcome {
     NeverAnswered,
     /// The host would not dispatch the call.
     NotDispatched,
+    /// A key set fetched by another fetcher of this Envoy was taken over (not a
+    /// fetch of this one: nothing to count).
+    KeysAdopted {
+        /// Usable keys loaded.
+        keys: usize,
+    },
+    /// Another fetcher took this fetch over and no key set came by its deadline;
+    /// the fetch is due again here (not a fetch of this one: nothing to count).
+    ElsewhereTimedOut,
+    /// Another fetcher's fetch ended without a key set; the previous keys stay
+    /// (not a fetch of this one: nothing to count).
+    ElsewhereFailed,
 }
 
 impl FetchOutcome {
@@ -142,7 +162,10 @@ impl FetchOutcome {
     pub fn fetch_ok(&self) -> Option<bool> {
         match self {
             FetchOutcome::KeysLoaded { .. } => Some(true),
-            FetchOutcome::Discovered { .. } => None,
+            FetchOutcome::Discovered { .. }
+            | FetchOutcome::KeysAdopted { .. }
+            | FetchOutcome::ElsewhereTimedOut
+            | FetchOutcome::ElsewhereFailed => None,
             FetchOutcome::KeysRefused { .. }
             | FetchOutcome::DiscoveryRefused { .. }
             | FetchOutcome::NeverAnswered
@@ -167,12 +190,14 @@ pub struct Released<W> {
     pub start: Option<FetchRequest>,
 }
 
-/// A call handed out to the adapter: `token` is set once it is dispatched.
+/// A call handed out to the adapter: `token` is set once it is dispatched;
+/// `elsewhere` (a deadline) when another fetcher of this Envoy makes it.
 #[derive(Debug, Clone, Copy)]
 struct Call {
     token: Option<u32>,
     started: i64,
     kind: FetchKind,
+    elsewhere: Option<i64>,
 }
 
 /// The fetch state of one provider.
@@ -189,6 +214,8 @@ struct ProviderState<W> {
     next_due: i64,
     /// Requests paused until this provider's call answers.
     waiters: Vec<W>,
+    /// The version of the key set in use (0: none shared yet).
+    version: u64,
 }
 
 impl<W> ProviderState<W> {
@@ -200,7 +227,7 @@ impl<W> ProviderState<W> {
             (JwksSource::Path(p), _) | (JwksSource::Discovery(_), Some(p)) => (p.clone(), FetchKind::Keys),
             (JwksSource::Discovery(d), None) => (d.clone(), FetchKind::Discovery),
         };
-        self.call = Some(Call { token: None, started: now, kind });
+        self.call = Some(Call { token: None, started: now, kind, elsewhere: None });
         self.last_started = Some(now);
         Some(FetchRequest {
             provider,
@@ -244,6 +271,7 @@ impl<W> Fetcher<W> {
                 last_started: None,
                 next_due: 0,
                 waiters: Vec::new(),
+                version: 0,
             })
             .collect();
         Fetcher { providers }
@@ -262,18 +290,16 @@ impl<W> Fetcher<W> {
         let mut commands = Vec::new();
         for (provider, p) in self.providers.iter_mut().enumerate() {
             let Some(call) = p.call else { continue };
-            if now.saturating_sub(call.started) <= p.stale_after() {
-                continue;
-            }
+            let outcome = match call.elsewhere {
+                Some(deadline) if now > deadline => FetchOutcome::ElsewhereTimedOut,
+                Some(_) => continue,
+                None if now.saturating_sub(call.started) > p.stale_after() => FetchOutcome::NeverAnswered,
+                None => continue,
+            };
             p.call = None;
             p.next_due = now;
             let waiters = std::mem::take(&mut p.waiters);
-            commands.push(Command::Release(Released {
-                provider,
-                outcome: FetchOutcome::NeverAnswered,
-                waiters,
-                start: None,
-            }));
+            commands.push(Command::Release(Released { provider, outcome, waiters, start: None }));
         }
         for (provider, p) in self.providers.iter_mut().enumerate() {
             if p.call.is_none() && now >= p.next_due {
@@ -319,6 +345,88 @@ impl<W> Fetcher<W> {
                 call.token = Some(token);
             }
         }
+    }
+
+    /// The call handed out for `provider` is made by another fetcher of this
+    /// Envoy (which holds the fetch until `deadline`): it stays in flight here,
+    /// its waiters wait for [`Fetcher::adopt`], and it is given up on the first
+    /// tick after `deadline`.
+    pub fn on_fetching_elsewhere(&mut self, provider: usize, deadline: i64) {
+        if let Some(call) = self.providers.get_mut(provider).and_then(|p| p.call.as_mut()) {
+            if call.token.is_none() {
+                call.elsewhere = Some(deadline);
+            }
+        }
+    }
+
+    /// Whether `provider`'s fetch is being made by another fetcher (see
+    /// [`Fetcher::on_fetching_elsewhere`]).
+    pub fn is_elsewhere(&self, provider: usize) -> bool {
+        self.providers.get(provider).and_then(|p| p.call).is_some_and(|c| c.elsewhere.is_some())
+    }
+
+    /// The other fetcher's fetch for `provider` ended without a set to take over
+    /// (it gave its lease back): the requests waiting here are released, and the
+    /// fetch is due again after [`RETRY_SECONDS`], as it is for the fetcher that
+    /// failed, so that one of them retries, not both.
+    pub fn on_elsewhere_ended(&mut self, provider: usize, now: i64) -> Option<Released<W>> {
+        let p = self.providers.get_mut(provider)?;
+        if p.call.is_none_or(|c| c.elsewhere.is_none()) {
+            return None;
+        }
+        p.call = None;
+        p.next_due = now.saturating_add(RETRY_SECONDS.min(p.refresh()));
+        let waiters = std::mem::take(&mut p.waiters);
+        Some(Released { provider, outcome: FetchOutcome::ElsewhereFailed, waiters, start: None })
+    }
+
+    /// The version of the key set `provider` uses (0: none shared yet).
+    pub fn version(&self, provider: usize) -> u64 {
+        self.providers.get(provider).map_or(0, |p| p.version)
+    }
+
+    /// Records that the set this fetcher just loaded for `provider` is shared
+    /// under `version`.
+    pub fn set_version(&mut self, provider: usize, version: u64) {
+        if let Some(p) = self.providers.get_mut(provider) {
+            p.version = version;
+        }
+    }
+
+    /// Takes over the key set `body` that another fetcher of this Envoy loaded
+    /// at `fetched_at` and shared as `version`: it replaces the provider's keys,
+    /// the next refresh is due `refresh_seconds` after `fetched_at`, a call made
+    /// elsewhere ends, and every request waiting here is released. A set that
+    /// does not parse is not taken (its version is remembered, so it is not
+    /// tried again). `None` when nothing changed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn adopt(
+        &mut self,
+        provider: usize,
+        body: &[u8],
+        version: u64,
+        fetched_at: i64,
+        now: i64,
+        config: &Config,
+        keys: &mut KeyStore,
+    ) -> Option<Result<Released<W>, String>> {
+        let p = self.providers.get_mut(provider)?;
+        if p.remote.is_none() || version == p.version {
+            return None;
+        }
+        p.version = version;
+        let fetched = match parse_remote_jwks(config, provider, body) {
+            Ok(fetched) => fetched,
+            Err(reason) => return Some(Err(reason)),
+        };
+        let outcome = FetchOutcome::KeysAdopted { keys: fetched.keys.len() };
+        keys.set(provider, fetched.keys);
+        // Due when that fetch's refresh is (now, if it is past already).
+        p.next_due = fetched_at.saturating_add(p.refresh()).min(now.saturating_add(p.refresh()));
+        if p.call.is_some_and(|c| c.elsewhere.is_some()) {
+            p.call = None;
+        }
+        Some(Ok(Released { provider, outcome, waiters: std::mem::take(&mut p.waiters), start: None }))
     }
 
     /// The call handed out for `provider` could not be dispatched: a failed
@@ -506,6 +614,69 @@ mod tests {
             let (token, request) = self.calls.last().unwrap();
             (*token, request)
         }
+    }
+
+    /// Two fetchers of one Envoy: the one that holds the fetch loads the set,
+    /// the other takes it over (its waiters released, its refresh timed from the
+    /// fetch), counts no fetch of its own, and gives a fetch made elsewhere up
+    /// after its deadline.
+    #[test]
+    fn a_set_fetched_elsewhere_is_taken_over_once_and_a_lost_one_is_due_again() {
+        let mut here = Sim::new(config(json!({"refresh_seconds": 60})));
+        // The first tick hands out the fetch; another fetcher holds it.
+        let commands = here.fetcher.on_tick(here.now);
+        let [Command::Dispatch(request)] = commands.as_slice() else { panic!("{commands:?}") };
+        here.fetcher.on_fetching_elsewhere(request.provider, here.now + 5);
+        // A request waits for it; nothing else is handed out meanwhile.
+        assert_eq!(here.wait(1, 7), WaitDecision::Wait);
+        assert!(here.fetcher.on_tick(here.now).is_empty());
+        // The other fetcher's set arrives: taken over, the waiter released, no fetch counted.
+        let fetched_at = here.now;
+        let released = here
+            .fetcher
+            .adopt(0, &jwks_body(), 42, fetched_at, here.now, &here.config, &mut here.keys)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (released.outcome.clone(), released.waiters.clone()),
+            (FetchOutcome::KeysAdopted { keys: 1 }, vec![7])
+        );
+        assert_eq!(released.outcome.fetch_ok(), None);
+        assert!(here.keys.has_keys(0));
+        assert_eq!(here.fetcher.version(0), 42);
+        // The same version again changes nothing; no fetch is due before refresh.
+        assert!(here.fetcher.adopt(0, &jwks_body(), 42, fetched_at, here.now, &here.config, &mut here.keys).is_none());
+        assert_eq!(here.tick(59), (vec![], vec![]));
+        let (due, _) = here.tick(1);
+        assert_eq!(due.len(), 1, "refresh due 60 s after the other fetcher's fetch");
+        // A set that does not parse is refused once, the keys kept.
+        let refused = here.fetcher.adopt(0, b"{}", 43, here.now, here.now, &here.config, &mut here.keys);
+        assert!(matches!(refused, Some(Err(_))));
+        assert!(here.fetcher.adopt(0, b"{}", 43, here.now, here.now, &here.config, &mut here.keys).is_none());
+        assert!(here.keys.has_keys(0));
+
+        // A fetch held elsewhere that never delivers is given up after its deadline and due again.
+        let mut lost = Sim::new(config(json!({})));
+        let commands = lost.fetcher.on_tick(lost.now);
+        assert_eq!(commands.len(), 1);
+        lost.fetcher.on_fetching_elsewhere(0, lost.now + 3);
+        assert_eq!(lost.wait(0, 9), WaitDecision::Wait);
+        assert_eq!(lost.tick(3), (vec![], vec![]));
+        let (tokens, waiters) = lost.tick(1);
+        assert_eq!((tokens.len(), waiters), (1, vec![9]), "released, and the fetch handed out again");
+        assert!(lost.counted.is_empty(), "another fetcher's fetch is not counted here");
+
+        // A fetch elsewhere that failed (the lease given back): released now, due after the retry delay.
+        let mut failed = Sim::new(config(json!({})));
+        assert_eq!(failed.fetcher.on_tick(failed.now).len(), 1);
+        failed.fetcher.on_fetching_elsewhere(0, failed.now + 30);
+        assert!(failed.fetcher.is_elsewhere(0));
+        assert_eq!(failed.wait(0, 4), WaitDecision::Wait);
+        let released = failed.fetcher.on_elsewhere_ended(0, failed.now).unwrap();
+        assert_eq!((released.outcome, released.waiters), (FetchOutcome::ElsewhereFailed, vec![4]));
+        assert!(failed.fetcher.on_elsewhere_ended(0, failed.now).is_none());
+        assert_eq!(failed.tick(RETRY_SECONDS - 1), (vec![], vec![]));
+        assert_eq!(failed.tick(1).0.len(), 1);
     }
 
     #[test]
