@@ -611,6 +611,11 @@ impl Envoy {
         admin_get(self.admin, path)
     }
 
+    /// The process id of the Envoy process (of the `docker` client when Envoy runs in a container).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// cjwt's counters by their SPEC §6 names (`cjwt.allowed`, …): the wasm build's
     /// `wasmcustom.cjwt.*` without the prefix, the native build's `cjwt.*` (its
     /// metrics namespace) as they are.
