@@ -111,11 +111,15 @@ impl ModuleConfig {
                 config.mode
             ),
         );
-        let keys = RwLock::new(KeyStore::new(config.providers.len()));
+        let mut keys = KeyStore::new(config.providers.len());
         let fetcher = Fetcher::new(&config);
-        let remote = fetcher
-            .has_remote()
-            .then(|| Remote { state: Mutex::new(RemoteState { fetcher, queued: Vec::new(), config }) });
+        let remote = fetcher.has_remote().then(|| {
+            let mut state = RemoteState { fetcher, queued: Vec::new(), config };
+            // A configuration pushed at run time keeps the keys already fetched.
+            jwks::adopt_last_good(&mut state, &mut keys);
+            Remote { state: Mutex::new(state) }
+        });
+        let keys = RwLock::new(keys);
         let scheduler = match &remote {
             Some(_) => match handle.scheduler() {
                 Some(s) => Some(s),

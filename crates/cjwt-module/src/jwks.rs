@@ -16,8 +16,11 @@
 use crate::config::Shared;
 use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level, Scheduler};
 use cjwt_core::jwks::fetcher::{Command, FetchOutcome, FetchRequest, Fetcher, Released};
+use cjwt_core::jwks::store::{shared_name, KeyStore};
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::request::host::clock;
+use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 
 /// Config scheduler event: run the fetcher's tick.
@@ -74,6 +77,35 @@ pub struct RemoteState {
 
 fn now() -> Option<i64> {
     clock::unix_seconds(std::time::SystemTime::now())
+}
+
+/// A key set as last loaded: the body, when it was fetched, and its version.
+type LastGood = (Vec<u8>, i64, u64);
+
+/// The last good key set of every remote source this process fetched, by
+/// [`shared_name`] (what identifies the source): a configuration pushed at run
+/// time, or a second listener, starts with it instead of no keys (SPEC §12; the
+/// wasm build keeps the same in proxy-wasm shared data).
+fn last_good() -> &'static Mutex<HashMap<String, LastGood>> {
+    static LAST_GOOD: OnceLock<Mutex<HashMap<String, LastGood>>> = OnceLock::new();
+    LAST_GOOD.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Starts a new configuration's key store with the sets this process already
+/// fetched for the same sources; their refresh is due `refresh_seconds` after
+/// that fetch.
+pub fn adopt_last_good(state: &mut RemoteState, keys: &mut KeyStore) {
+    let Some(now) = now() else { return };
+    let Ok(sets) = last_good().lock() else { return };
+    for provider in 0..state.config.providers.len() {
+        let Some((body, fetched_at, version)) = shared_name(&state.config, provider).and_then(|n| sets.get(&n)) else {
+            continue;
+        };
+        let RemoteState { fetcher, config, .. } = state;
+        if let Some(Ok(_)) = fetcher.adopt(provider, body, *version, *fetched_at, now, config, keys) {
+            log(Level::Info, &format!("cjwt: JWKS for provider {provider}: the last good set of this process"));
+        }
+    }
 }
 
 /// The configuration's scheduled hook (main thread): a tick, or queued calls.
@@ -141,7 +173,15 @@ pub fn on_callout_done(shared: &Shared, handle: ConfigHandle<'_>, id: u64, answe
             return;
         };
         let RemoteState { fetcher, config, .. } = &mut *state;
-        fetcher.on_response(id, status, &answer.body, now, config, &mut keys)
+        let released = fetcher.on_response(id, status, &answer.body, now, config, &mut keys);
+        if let Some(Released { provider, outcome: FetchOutcome::KeysLoaded { .. }, .. }) = &released {
+            if let (Some(name), Ok(mut sets)) = (shared_name(config, *provider), last_good().lock()) {
+                let version = sets.get(&name).map_or(1, |(_, _, v)| v.wrapping_add(1));
+                fetcher.set_version(*provider, version);
+                sets.insert(name, (answer.body.clone(), now, version));
+            }
+        }
+        released
     };
     if let Some(released) = released {
         release(shared, remote, handle, released, now);
