@@ -8,11 +8,13 @@ use super::http::{self, CjwtHttp};
 use super::jwks;
 use super::metrics::Metrics;
 use super::state::Shared;
+use super::status;
 use super::usage;
 use cjwt_core::config::Config;
 use cjwt_core::engine::Engine;
 use cjwt_core::jwks::fetcher::Fetcher;
 use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::revocation::fetcher::ListFetcher;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
@@ -34,7 +36,7 @@ impl CjwtRoot {
 impl Context for CjwtRoot {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if let Some(shared) = &self.shared {
-            if usage::on_response(shared, token_id, body_size) {
+            if usage::on_response(shared, token_id, body_size) || status::on_response(shared, token_id, body_size) {
                 return;
             }
             let released = jwks::on_response(shared, token_id, body_size, None);
@@ -62,6 +64,8 @@ impl RootContext for CjwtRoot {
                 );
                 let providers = config.providers.len();
                 let fetcher = Fetcher::new(&config);
+                let lists = ListFetcher::new(&config);
+                let listed = lists.has_lists();
                 let remote = fetcher.has_remote();
                 let meshed = config.usage_store.is_some();
                 let mut keys = KeyStore::new(providers);
@@ -74,17 +78,22 @@ impl RootContext for CjwtRoot {
                     crypto,
                     keys: RefCell::new(keys),
                     fetcher: RefCell::new(fetcher),
+                    lists: RefCell::new(lists),
                     root_context: self.id,
                     usage: RefCell::new(Vec::new()),
                 });
-                if remote || meshed {
-                    // Key refreshes; usage waits whose answer was lost.
+                if remote || meshed || listed {
+                    // Key and status-list refreshes; usage waits whose answer was lost.
                     let _ = proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_secs(1));
                 }
                 if remote {
                     // Fetch now (worker VMs answer within ~100 ms), then refresh from the tick.
                     // Nobody waits yet: nothing is released.
                     let _ = jwks::on_tick(&shared);
+                }
+                if listed {
+                    // The first lists now, then refreshed from the tick.
+                    status::on_tick(&shared);
                 }
                 self.shared = Some(shared);
                 true
@@ -103,6 +112,7 @@ impl RootContext for CjwtRoot {
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
             usage::on_tick(shared);
+            status::on_tick(shared);
             let released = jwks::on_tick(shared);
             http::answer_waiters(shared, released);
         }

@@ -8,6 +8,7 @@ use super::metrics::Metrics;
 use cjwt_core::engine::Engine;
 use cjwt_core::jwks::fetcher::Fetcher;
 use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::revocation::fetcher::ListFetcher;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -26,6 +27,8 @@ pub struct Shared {
     /// The root context's id: key fetches are dispatched from it, so that their
     /// answers arrive even when the stream that needed them is gone (SEC-12.3).
     pub root_context: u32,
+    /// When to fetch the configured status lists (SPEC §11); the lists live in `keys`.
+    pub lists: RefCell<ListFetcher>,
     /// Requests waiting for the mesh-wide usage store (SPEC §8 v2).
     pub usage: RefCell<Vec<super::usage::UsageWait>>,
 }

@@ -1,4 +1,5 @@
-//! Remote key sets in the native build: one fetch per Envoy, not per worker.
+//! Remote key sets and status lists (SPEC §11) in the native build: one fetch
+//! per Envoy, not per worker.
 //!
 //! The core's [`Fetcher`] decides what to fetch and when; this module only runs
 //! it. Calls are configuration-level HTTP callouts, which Envoy allows only on
@@ -18,6 +19,7 @@ use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level, Scheduler};
 use cjwt_core::jwks::fetcher::{Command, FetchOutcome, FetchRequest, Fetcher, Released};
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::request::host::clock;
+use cjwt_core::revocation::fetcher::{ListCommand, ListFetcher, ListOutcome, ListRequest};
 use std::sync::{Arc, Mutex};
 
 /// Config scheduler event: run the fetcher's tick.
@@ -66,6 +68,8 @@ pub struct Remote {
 pub struct RemoteState {
     /// What to fetch, when, and who waits.
     pub fetcher: Fetcher<Arc<Waiter>>,
+    /// When to fetch the status lists (SPEC §11; nobody waits for them).
+    pub lists: ListFetcher,
     /// Calls started by workers, dispatched on the main thread.
     pub queued: Vec<FetchRequest>,
     /// The compiled configuration the fetcher parses answers with (main thread).
@@ -92,6 +96,18 @@ pub fn on_scheduled(shared: &Shared, handle: ConfigHandle<'_>, event: u64) {
         }
         commands
     };
+    if event == EVENT_TICK {
+        let lists = match remote.state.lock() {
+            Ok(mut state) => state.lists.on_tick(now),
+            Err(_) => Vec::new(),
+        };
+        for command in lists {
+            match command {
+                ListCommand::Dispatch(request) => dispatch_list(shared, remote, handle, &request, now),
+                ListCommand::GaveUp(list, outcome) => list_ended(shared, handle, list, &outcome),
+            }
+        }
+    }
     for command in commands {
         match command {
             Command::Dispatch(request) => dispatch(shared, remote, handle, request, now),
@@ -136,6 +152,27 @@ pub fn on_callout_done(shared: &Shared, handle: ConfigHandle<'_>, id: u64, answe
         return;
     };
     let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
+    // A status list's answer: verified with the keys in the same store.
+    let list = {
+        let Ok(mut state) = remote.state.lock() else {
+            return;
+        };
+        if state.lists.owns(id) {
+            let Ok(mut keys) = shared.keys.write() else {
+                return;
+            };
+            let RemoteState { lists, config, .. } = &mut *state;
+            Some(lists.on_response(id, status, &answer.body, now, config, &shared.crypto, &mut keys))
+        } else {
+            None
+        }
+    };
+    if let Some(ended) = list {
+        if let Some((list, outcome)) = ended {
+            list_ended(shared, handle, list, &outcome);
+        }
+        return;
+    }
     let released = {
         let (Ok(mut state), Ok(mut keys)) = (remote.state.lock(), shared.keys.write()) else {
             return;
@@ -181,5 +218,57 @@ fn release(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, released:
     }
     if let Some(next) = released.start {
         dispatch(shared, remote, handle, next, now);
+    }
+}
+
+/// Sends one status-list fetch as a configuration-level callout.
+fn dispatch_list(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, request: &ListRequest, now: i64) {
+    let timeout_ms = u64::try_from(request.timeout.as_millis()).unwrap_or(u64::MAX);
+    let id = handle.callout(&request.cluster, &request.headers(), timeout_ms).and_then(|id| u32::try_from(id).ok());
+    let failed = {
+        let Ok(mut state) = remote.state.lock() else {
+            return;
+        };
+        match id {
+            Some(id) => {
+                state.lists.on_dispatched(request.list, id);
+                None
+            }
+            None => {
+                log(
+                    Level::Warn,
+                    &format!(
+                        "cjwt: status list {} fetch not dispatched; is cluster {:?} defined?",
+                        request.list, request.cluster
+                    ),
+                );
+                Some(state.lists.on_dispatch_failed(request.list, now))
+            }
+        }
+    };
+    if let Some(outcome) = failed {
+        list_ended(shared, handle, request.list, &outcome);
+    }
+}
+
+/// Logs and counts how a status-list fetch ended.
+fn list_ended(shared: &Shared, handle: ConfigHandle<'_>, list: usize, outcome: &ListOutcome) {
+    match outcome {
+        ListOutcome::Loaded { entries, bits, expires_at } => log(
+            Level::Info,
+            &format!("cjwt: status list {list}: {entries} entries of {bits} bit(s) loaded, valid until {expires_at}"),
+        ),
+        ListOutcome::Refused { reason } => log(
+            Level::Warn,
+            &format!("cjwt: status list {list} refused, previous list kept until it expires: {reason}"),
+        ),
+        ListOutcome::NeverAnswered => {
+            log(Level::Warn, &format!("cjwt: status list {list} fetch never answered; given up"))
+        }
+        ListOutcome::NotDispatched => {}
+    }
+    let counter = if outcome.ok() { Counter::StatusListFetchOk } else { Counter::StatusListFetchFailed };
+    if let Some(Some(id)) = shared.counters.get(counter.index()) {
+        handle.increment(*id, 1);
     }
 }
