@@ -161,29 +161,36 @@ impl std::fmt::Display for InflateError {
 }
 
 /// Inflates a zlib (RFC 1950) stream, refusing it as soon as its output would
-/// exceed `max_bytes`. The output buffer never grows past `max_bytes` (it is
-/// reserved exactly, doubling up to the cap); the decompressor itself holds a
-/// fixed ~43 KiB and a 32 KiB chunk, whatever the input.
+/// exceed `max_bytes`. Two passes: the first inflates into a 32 KiB scratch
+/// chunk and only counts (stopping at the cap), the second inflates into a
+/// buffer allocated once at exactly the counted size. So the heap never holds
+/// more than the list itself (at most `max_bytes`) plus the decompressor's fixed
+/// state (~43 KiB): a compression bomb costs CPU up to the cap, never memory.
 pub fn inflate_capped(compressed: &[u8], max_bytes: usize) -> Result<Vec<u8>, InflateError> {
+    let size = inflate_into(compressed, max_bytes, |_| {})?;
+    let mut out = Vec::with_capacity(size);
+    inflate_into(compressed, size, |bytes| out.extend_from_slice(bytes))?;
+    Ok(out)
+}
+
+/// One inflation pass: hands each piece of output to `sink`; the output's size,
+/// or an error as soon as it would pass `max_bytes`.
+fn inflate_into(compressed: &[u8], max_bytes: usize, mut sink: impl FnMut(&[u8])) -> Result<usize, InflateError> {
     let mut state = InflateState::new_boxed(DataFormat::Zlib);
     let mut input = compressed;
     let mut chunk = [0u8; 32 * 1024];
-    let mut out: Vec<u8> = Vec::new();
+    let mut total = 0usize;
     loop {
         let r = inflate(&mut state, input, &mut chunk, MZFlush::None);
         input = input.get(r.bytes_consumed..).unwrap_or(&[]);
         let written = chunk.get(..r.bytes_written).unwrap_or(&[]);
-        if written.len() > max_bytes.saturating_sub(out.len()) {
+        if written.len() > max_bytes.saturating_sub(total) {
             return Err(InflateError::TooLarge);
         }
-        let needed = out.len().saturating_add(written.len());
-        if needed > out.capacity() {
-            let target = out.capacity().saturating_mul(2).max(needed).min(max_bytes);
-            out.reserve_exact(target.saturating_sub(out.len()));
-        }
-        out.extend_from_slice(written);
+        total = total.saturating_add(written.len());
+        sink(written);
         match r.status {
-            Ok(MZStatus::StreamEnd) if input.is_empty() => return Ok(out),
+            Ok(MZStatus::StreamEnd) if input.is_empty() => return Ok(total),
             Ok(MZStatus::StreamEnd) => return Err(InflateError::Trailing),
             Ok(_) if r.bytes_consumed == 0 && r.bytes_written == 0 => return Err(InflateError::Corrupt),
             Ok(_) => {}
