@@ -482,3 +482,28 @@ fn a_call_that_cannot_be_dispatched_is_retried_after_five_seconds() {
     let none = Config::from_json(config_json(json!({})).to_string().as_bytes()).unwrap();
     assert!(!ListFetcher::new(&none).has_lists());
 }
+
+#[test]
+fn a_last_good_copy_handed_on_serves_no_longer_than_the_original() {
+    use cjwt_core::revocation::status_list::{shared_name, verify_fetched, LastGood};
+    let config = Config::from_json(list_config(json!({})).to_string().as_bytes()).unwrap();
+    // Fetched at NOW with ttl 600 (exp in an hour): usable until NOW + 600, whoever reads it.
+    let body = signed(&[0, 1], NOW, 600);
+    let stored = LastGood { fetched_at: NOW, body: body.as_bytes() }.encode();
+    let last = LastGood::decode(&stored).unwrap();
+    assert_eq!((last.fetched_at, last.body), (NOW, body.as_bytes()));
+    assert!(LastGood::decode(&[1, 2, 3]).is_none());
+    let store = KeyStore::new(1);
+    let later = verify_fetched(&config, 0, &store, &PureRust, last.body, last.fetched_at, NOW + 500).unwrap();
+    assert_eq!(later.expires_at(), NOW + 600, "ttl counts from the fetch, not from the hand-over");
+    let e = verify_fetched(&config, 0, &store, &PureRust, last.body, last.fetched_at, NOW + 600).unwrap_err();
+    assert!(e.contains("expired"), "{e}");
+    // The name follows what identifies the list.
+    let name = shared_name(&config, 0).unwrap();
+    assert!(name.starts_with("cjwt.status_list."));
+    let moved = Config::from_json(list_config(json!({"path": "/other"})).to_string().as_bytes()).unwrap();
+    assert_ne!(shared_name(&moved, 0), Some(name.clone()));
+    let again = Config::from_json(list_config(json!({"refresh_seconds": 5})).to_string().as_bytes()).unwrap();
+    assert_eq!(shared_name(&again, 0), Some(name));
+    assert_eq!(shared_name(&config, 1), None);
+}

@@ -128,14 +128,24 @@ fn good_list(statuses: &[u8], extra: Value) -> String {
     list_jwt(key(Algorithm::EdDSA), 2, statuses, extra)
 }
 
-fn start_with_lists(server: &JwksServer, list: Value, concurrency: u32) -> Envoy {
+/// The plugin configuration with one status list (merged with `list`) and `extra` top-level fields.
+fn lists_config(list: Value, extra: Value) -> Value {
     let mut l = json!({"uri": URI, "provider": "corp", "cluster": "lists", "authority": "idp.example.com",
         "path": "/statuslists/1", "refresh_seconds": 1, "timeout_ms": 500, "max_bytes": 4096});
     if let (Value::Object(b), Value::Object(e)) = (&mut l, list) {
         b.extend(e);
     }
-    let cfg = config_json(json!({"status_lists": [l]}));
-    Envoy::start(&cfg, Options { concurrency, clusters: cluster("lists", server.port), ..Options::default() })
+    let mut cfg = config_json(json!({"status_lists": [l]}));
+    if let (Value::Object(c), Value::Object(e)) = (&mut cfg, extra) {
+        c.extend(e);
+    }
+    cfg
+}
+
+/// Envoy with the list server as cluster `lists`, its listener from a watched file.
+fn start_with_lists(server: &JwksServer, list: Value, concurrency: u32) -> Envoy {
+    let opts = Options { concurrency, clusters: cluster("lists", server.port), ..Options::default() };
+    Envoy::start_lds(&lists_config(list, json!({})), opts)
 }
 
 fn with_status(idx: u64, uri: &str) -> String {
@@ -186,6 +196,19 @@ fn status_list_entries_decide_and_a_token_revoked_mid_run_is_refused_after_the_n
     assert_eq!(outcome(&get(&envoy, &with_status(3, URI))), ALLOWED);
     assert!(envoy.stat("cjwt.status_list.fetch_ok") >= 2, "{:?}", envoy.stats());
     assert!(envoy.stat("cjwt.denied.suspended") >= 1 && envoy.stat("cjwt.denied.unknown_status_list") >= 1);
+
+    // A configuration pushed at run time starts with the last good list: while its own
+    // first fetch cannot answer (the server now answers after 3 s, past timeout_ms),
+    // decisions go on with the list fetched under the previous configuration.
+    server.delay(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(1200));
+    envoy
+        .update_plugin_config(&lists_config(json!({}), json!({"revocation": {"jti": [{"iss": ISS, "jti": "other"}]}})));
+    assert_eq!(outcome(&get(&envoy, &first)), refused("revoked"), "not status_unavailable");
+    assert_eq!(outcome(&get(&envoy, &with_status(3, URI))), ALLOWED);
+    assert_eq!(outcome(&get(&envoy, &with_status(5, URI))), refused("revoked"));
+    assert!(envoy.wait_log("from the last good copy"), "the new configuration loaded the last good list");
+    server.delay(Duration::ZERO);
 }
 
 #[test]

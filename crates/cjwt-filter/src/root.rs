@@ -72,6 +72,10 @@ impl RootContext for CjwtRoot {
                 if remote {
                     jwks::load_last_good(&config, &mut keys);
                 }
+                if listed {
+                    // After the key sets: a list may be signed by fetched keys.
+                    status::load_last_good(&config, &mut keys, &crypto);
+                }
                 let shared = Rc::new(Shared {
                     engine: RefCell::new(Engine::new(config)),
                     metrics: Metrics::define(),

@@ -112,7 +112,11 @@ impl ModuleConfig {
                 config.mode
             ),
         );
-        let keys = RwLock::new(KeyStore::new(config.providers.len()));
+        let crypto = NativeCrypto::new();
+        let mut store = KeyStore::new(config.providers.len());
+        // Lists fetched under an earlier configuration serve until this one's first fetch.
+        jwks::load_last_good(&config, &mut store, &crypto);
+        let keys = RwLock::new(store);
         let fetcher = Fetcher::new(&config);
         let lists = ListFetcher::new(&config);
         // Key sets and status lists are fetched on the main thread, once per Envoy.
@@ -137,7 +141,7 @@ impl ModuleConfig {
             counters,
             keys,
             usage: usage(),
-            crypto: NativeCrypto::new(),
+            crypto,
             remote,
             scheduler: Mutex::new(scheduler),
         });

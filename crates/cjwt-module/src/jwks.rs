@@ -16,10 +16,16 @@
 
 use crate::config::Shared;
 use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level, Scheduler};
+use cjwt_core::config::Config;
 use cjwt_core::jwks::fetcher::{Command, FetchOutcome, FetchRequest, Fetcher, Released};
+use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::keys::host_crypto::HostCrypto;
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::request::host::clock;
 use cjwt_core::revocation::fetcher::{ListCommand, ListFetcher, ListOutcome, ListRequest};
+use cjwt_core::revocation::status_list::{shared_name, verify_fetched, LastGood};
+use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 
 /// Config scheduler event: run the fetcher's tick.
@@ -162,7 +168,11 @@ pub fn on_callout_done(shared: &Shared, handle: ConfigHandle<'_>, id: u64, answe
                 return;
             };
             let RemoteState { lists, config, .. } = &mut *state;
-            Some(lists.on_response(id, status, &answer.body, now, config, &shared.crypto, &mut keys))
+            let ended = lists.on_response(id, status, &answer.body, now, config, &shared.crypto, &mut keys);
+            if let Some((list, ListOutcome::Loaded { .. })) = &ended {
+                keep_last_good(config, *list, now, &answer.body);
+            }
+            Some(ended)
         } else {
             None
         }
@@ -270,5 +280,47 @@ fn list_ended(shared: &Shared, handle: ConfigHandle<'_>, list: usize, outcome: &
     let counter = if outcome.ok() { Counter::StatusListFetchOk } else { Counter::StatusListFetchFailed };
     if let Some(Some(id)) = shared.counters.get(counter.index()) {
         handle.increment(*id, 1);
+    }
+}
+
+/// The last good copy of each status list, by [`shared_name`], for the next
+/// configuration of this process (SPEC §12): the stored form of [`LastGood`].
+fn last_good_lists() -> &'static Mutex<HashMap<String, Vec<u8>>> {
+    static LISTS: OnceLock<Mutex<HashMap<String, Vec<u8>>>> = OnceLock::new();
+    LISTS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn keep_last_good(config: &Config, list: usize, now: i64, body: &[u8]) {
+    if let (Some(name), Ok(mut lists)) = (shared_name(config, list), last_good_lists().lock()) {
+        lists.insert(name, LastGood { fetched_at: now, body }.encode());
+    }
+}
+
+/// Loads the last good copy of each configured list that an earlier
+/// configuration of this process fetched, verified again with this one and its
+/// `ttl` counted from the original fetch: a configuration pushed at run time
+/// serves with it while its own first fetch runs.
+pub fn load_last_good(config: &Config, keys: &mut KeyStore, crypto: &dyn HostCrypto) {
+    let Some(now) = now() else {
+        return;
+    };
+    let Ok(stored) = last_good_lists().lock() else {
+        return;
+    };
+    for list in 0..config.status_lists.len() {
+        let Some(last) = shared_name(config, list).and_then(|n| stored.get(&n)).and_then(|b| LastGood::decode(b))
+        else {
+            continue;
+        };
+        match verify_fetched(config, list, &*keys, crypto, last.body, last.fetched_at, now) {
+            Ok(verified) => {
+                log(
+                    Level::Info,
+                    &format!("cjwt: status list {list}: {} entries from the last good copy", verified.len()),
+                );
+                keys.set_status_list(list, verified);
+            }
+            Err(e) => log(Level::Info, &format!("cjwt: the last good copy of status list {list} is not usable: {e}")),
+        }
     }
 }

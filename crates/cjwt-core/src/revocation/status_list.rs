@@ -239,6 +239,22 @@ pub fn verify_status_list(
     body: &[u8],
     now: i64,
 ) -> Result<StatusList, String> {
+    verify_fetched(config, list, keys, crypto, body, now, now)
+}
+
+/// [`verify_status_list`] for a list fetched at `fetched_at` and checked at
+/// `now` (a last good copy handed on to a reloaded VM or a new configuration,
+/// see [`LastGood`]): `ttl` counts from the fetch, never from `now`, so a copy
+/// handed on never serves longer than the original would have.
+pub fn verify_fetched(
+    config: &Config,
+    list: usize,
+    keys: &dyn KeyLookup,
+    crypto: &dyn HostCrypto,
+    body: &[u8],
+    fetched_at: i64,
+    now: i64,
+) -> Result<StatusList, String> {
     let source = config.status_lists.get(list).ok_or("no such status list")?;
     if body.len() > max_body_bytes(source.max_bytes) {
         return Err(format!(
@@ -269,7 +285,7 @@ pub fn verify_status_list(
         &token.jws.signature,
     )
     .map_err(|r| format!("the list's signature is not by provider {:?} ({r})", provider.name))?;
-    check_list_claims(config, source, &token.claims, now)
+    check_list_claims(config, source, &token.claims, fetched_at, now)
 }
 
 /// The claims of a Status List Token whose signature was verified.
@@ -277,6 +293,7 @@ fn check_list_claims(
     config: &Config,
     source: &StatusListSource,
     claims: &Map<String, Value>,
+    fetched_at: i64,
     now: i64,
 ) -> Result<StatusList, String> {
     if claims.get("sub").and_then(Value::as_str) != Some(source.uri.as_str()) {
@@ -286,7 +303,7 @@ fn check_list_claims(
     let malformed = |name: &str| format!("the list's `{name}` is not a NumericDate");
     let iat =
         numeric_date(claims, "iat", Rounding::Up).map_err(|_| malformed("iat"))?.ok_or("the list has no `iat`")?;
-    if iat > now.saturating_add(skew) {
+    if iat > fetched_at.saturating_add(skew) {
         return Err("the list is issued in the future (`iat`)".into());
     }
     if let Some(nbf) = numeric_date(claims, "nbf", Rounding::Up).map_err(|_| malformed("nbf"))? {
@@ -302,18 +319,63 @@ fn check_list_claims(
             _ => return Err("the list's `ttl` is not a positive integer".into()),
         },
     };
-    let expires_at = match (exp.map(|e| e.saturating_add(skew)), ttl.map(|t| now.saturating_add(t))) {
+    let expires_at = match (exp.map(|e| e.saturating_add(skew)), ttl.map(|t| fetched_at.saturating_add(t))) {
         (Some(e), Some(t)) => e.min(t),
         (Some(e), None) => e,
         (None, Some(t)) => t,
         (None, None) => return Err("the list has neither `exp` nor `ttl`".into()),
     };
     if expires_at <= now {
-        return Err("the list has expired (`exp`)".into());
+        return Err("the list has expired (`exp` or `ttl`)".into());
     }
     let claim = claims.get("status_list").ok_or("the list has no `status_list`")?;
     let (bits, bytes) = decode_status_list(claim, source.max_bytes)?;
     StatusList::new(bits, bytes, expires_at).ok_or_else(|| "`bits` is not 1, 2, 4 or 8".into())
+}
+
+/// A last good list as one VM or configuration hands it on to the next (proxy-wasm
+/// shared data in the wasm build, a process-wide map in the native one): when it
+/// was fetched and the body as fetched. The receiver verifies it again with
+/// [`verify_fetched`]; it is never trusted as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastGood<'a> {
+    /// When the list was fetched (Unix seconds).
+    pub fetched_at: i64,
+    /// The Status List Token as fetched.
+    pub body: &'a [u8],
+}
+
+impl<'a> LastGood<'a> {
+    /// The stored form: 8 bytes of `fetched_at` (big-endian), then the body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len().saturating_add(8));
+        out.extend_from_slice(&self.fetched_at.to_be_bytes());
+        out.extend_from_slice(self.body);
+        out
+    }
+
+    /// The stored form read back (`None` when shorter than its header).
+    pub fn decode(bytes: &'a [u8]) -> Option<LastGood<'a>> {
+        let (head, body) = bytes.split_first_chunk::<8>()?;
+        Some(LastGood { fetched_at: i64::from_be_bytes(*head), body })
+    }
+}
+
+/// The name under which the last good copy of configured list `list` is kept
+/// between VMs and configurations: a hash of what identifies it (the provider's
+/// issuer, the `uri`, the cluster, authority and path), so that another list, or
+/// the same one fetched from elsewhere or signed by another provider, never reads it.
+pub fn shared_name(config: &Config, list: usize) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let source = config.status_lists.get(list)?;
+    let issuer = config.providers.get(source.provider).map_or("", |p| p.issuer.as_str());
+    let mut digest = Sha256::new();
+    for part in [issuer, &source.uri, &source.cluster, &source.authority, &source.path] {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    let hex: String = digest.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Some(format!("cjwt.status_list.{hex}"))
 }
 
 /// Builds a `status_list` claim (`bits`, `lst`) from one status per entry (each
