@@ -91,7 +91,7 @@ FUZZ_SECONDS ?= 10
 fuzz-smoke: tools
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@mkdir -p .tmp
-	@set -o pipefail; for t in token config decide rsa etcd; do \
+	@set -o pipefail; for t in token config decide rsa etcd status_list; do \
 	  echo "fuzz $$t ($(FUZZ_SECONDS) s)"; \
 	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) > .tmp/fuzz-$$t.log 2>&1 \
 	    || { tail -40 .tmp/fuzz-$$t.log; echo "fuzz target $$t failed (crash input under fuzz/artifacts/$$t)"; exit 1; }; \

@@ -35,6 +35,8 @@ enum Command {
     Explain(commands::explain::Args),
     /// Compile a plugin configuration (JSON or protobuf Struct) and report what it holds.
     CheckConfig(commands::check_config::Args),
+    /// Build and sign a Status List Token from revoked and suspended indexes.
+    StatusList(commands::status_list::Args),
 }
 
 impl Command {
@@ -46,6 +48,7 @@ impl Command {
             Command::Inspect(a) => commands::inspect::run(a),
             Command::Explain(a) => commands::explain::run(a),
             Command::CheckConfig(a) => commands::check_config::run(a),
+            Command::StatusList(a) => commands::status_list::run(a),
         }
     }
 }

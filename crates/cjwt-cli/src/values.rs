@@ -133,6 +133,33 @@ impl TypedValueParser for AlgorithmParser {
     }
 }
 
+/// `IDX,URI`: a status-list entry for `mint --status`.
+pub fn status_ref(s: &str) -> Result<(u64, String), String> {
+    let (idx, uri) = s.split_once(',').ok_or("expected IDX,URI")?;
+    let idx = idx.trim().parse::<u64>().map_err(|_| format!("{idx:?} is not an index (a non-negative integer)"))?;
+    if uri.is_empty() {
+        return Err("the URI is empty".into());
+    }
+    Ok((idx, uri.to_string()))
+}
+
+/// Indexes and ranges, comma-separated: `3,7,10-20` (at most 2^27 in all).
+pub fn indexes(s: &str) -> Result<Vec<u64>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parse = |x: &str| x.trim().parse::<u64>().map_err(|_| format!("{x:?} is not an index"));
+        let (from, to) = match part.split_once('-') {
+            Some((a, b)) => (parse(a)?, parse(b)?),
+            None => (parse(part)?, parse(part)?),
+        };
+        if from > to || to - from >= 1 << 27 || out.len() as u64 + (to - from) >= 1 << 27 {
+            return Err(format!("{part:?} is not a range of at most 2^27 indexes"));
+        }
+        out.extend(from..=to);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -307,3 +307,106 @@ fn mint_puts_the_constraints_under_the_configured_claim_name() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("/nonexistent.json"));
 }
+
+#[test]
+fn status_list_mint_status_and_explain_with_a_list_file() {
+    let dir = tmp("status-list");
+    let (pem, jwks) = keygen(&dir, "EdDSA", "k1");
+    let uri = "https://issuer.test/statuslists/1";
+    let cfg = plugin(
+        &dir,
+        &jwks,
+        json!({"revocation": {"jti": [{"iss": "https://issuer.test", "jti": "leaked"}]},
+               "status_lists": [{"uri": uri, "provider": "p", "cluster": "idp", "path": "/statuslists/1"}]}),
+    );
+    let o = cjwt(&[
+        "status-list",
+        "--key",
+        &pem,
+        "--kid",
+        "k1",
+        "--uri",
+        uri,
+        "--size",
+        "16",
+        "--bits",
+        "2",
+        "--revoked",
+        "5,9-10",
+        "--suspended",
+        "3",
+        "--ttl",
+        "10m",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = dir.join("list.jwt");
+    std::fs::write(&list, format!("{}\n", stdout(&o))).unwrap();
+    let header: Value = serde_json::from_slice(&base64_url(stdout(&o).split('.').next().unwrap())).unwrap();
+    assert_eq!(header["typ"], "statuslist+jwt");
+    let token = |extra: &[&str]| {
+        let mut args = vec![
+            "mint",
+            "--key",
+            pem.as_str(),
+            "--kid",
+            "k1",
+            "--iss",
+            "https://issuer.test",
+            "--aud",
+            "api",
+            "--ttl",
+            "5m",
+        ];
+        args.extend_from_slice(extra);
+        let o = cjwt(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let explain = |t: &str, with_list: bool| {
+        let mut args = vec!["explain", "--config", cfg.as_str(), "--token", t];
+        let list = list.to_str().unwrap();
+        if with_list {
+            args.extend_from_slice(&["--status-list", list]);
+        }
+        let o = cjwt(&args);
+        (o.status.code(), stdout(&o).lines().next().unwrap_or("").to_string())
+    };
+    let status = |idx: &str| token(&["--status", &format!("{idx},{uri}")]);
+    assert_eq!(explain(&status("0"), true), (Some(0), "allow".into()));
+    assert_eq!(explain(&status("3"), true), (Some(3), "refuse 401 suspended".into()));
+    assert_eq!(explain(&status("5"), true), (Some(3), "refuse 401 revoked".into()));
+    assert_eq!(explain(&status("10"), true), (Some(3), "refuse 401 revoked".into()));
+    assert_eq!(explain(&status("16"), true), (Some(3), "refuse 401 revoked".into()), "out of range");
+    assert_eq!(explain(&status("0"), false), (Some(3), "refuse 401 status_unavailable".into()));
+    assert_eq!(
+        explain(&token(&["--status", "0,https://else/1"]), true),
+        (Some(3), "refuse 401 unknown_status_list".into())
+    );
+    assert_eq!(explain(&token(&["--jti", "leaked"]), false), (Some(3), "refuse 401 revoked".into()));
+    // Refusals of the command line itself.
+    for (args, why) in [
+        (vec!["--size", "8", "--suspended", "1"], "does not fit in 1 bit"),
+        (vec!["--size", "8", "--revoked", "8"], "not below --size"),
+        (vec!["--size", "8", "--revoked", "1", "--suspended", "1", "--bits", "2"], "listed twice"),
+        (vec!["--size", "8", "--bits", "3"], "bits must be 1, 2, 4 or 8"),
+        (vec!["--size", "0"], "--size"),
+    ] {
+        let mut all = vec!["status-list", "--key", pem.as_str(), "--uri", uri];
+        all.extend(args);
+        let o = cjwt(&all);
+        assert_eq!(o.status.code(), Some(1), "{all:?}");
+        assert!(stderr(&o).contains(why), "{all:?}: {}", stderr(&o));
+    }
+    let o = cjwt(&["mint", "--key", &pem, "--iss", "https://issuer.test", "--ttl", "5m", "--status", "x,y"]);
+    assert_eq!(o.status.code(), Some(1));
+    // A list for another URI, or signed by another key, is refused by explain.
+    let (other_pem, _) = keygen(&dir, "EdDSA", "k2");
+    let o = cjwt(&["status-list", "--key", &other_pem, "--kid", "k1", "--uri", uri, "--size", "8"]);
+    std::fs::write(&list, stdout(&o)).unwrap();
+    let (code, _) = explain(&status("0"), true);
+    assert_eq!(code, Some(1), "a list signed by another key is refused");
+}
+
+fn base64_url(s: &str) -> Vec<u8> {
+    cjwt_core::encoding::b64::decode(s.as_bytes()).unwrap()
+}

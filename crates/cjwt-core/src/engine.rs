@@ -266,6 +266,8 @@ fn check(
     let verified = token.as_ref().ok().map(Rc::clone);
     let verdict = token.map_err(|r| r.reason).and_then(|token| {
         check_claims(config, &token, now)?;
+        // Every request, cached verifications included (SPEC §11).
+        crate::revocation::check(config, &token, keys, now)?;
         require::check(config, &rule.require, &token, view)?;
         let uses = TokenUse {
             counter,

@@ -15,6 +15,7 @@
 //! - [`config`]: serde shapes, the compiled model, loading JSON or protobuf `Struct`;
 //! - [`outcome`]: the refusal and the forwarding edits;
 //! - [`reason`]: the stable reason codes, statuses and classes;
+//! - [`revocation`]: deny-lists and OAuth Token Status Lists (SPEC §11);
 //! - [`usage`]: `max_uses` counting (in-process records and the etcd protocol);
 //! - [`encoding`]: base64url and duplicate-free JSON.
 //!
@@ -34,6 +35,7 @@ pub mod outcome;
 pub mod policy;
 pub mod reason;
 pub mod request;
+pub mod revocation;
 pub mod token;
 pub mod usage;
 

@@ -147,6 +147,17 @@ reasons! {
     ForbiddenHeader => "forbidden_header", Untrusted;
     /// The constraints claim is not as SPEC §3 defines it (or is ambiguous).
     MalformedConstraint => "malformed_constraint", Untrusted;
+    // 401: revocation (SPEC §11 v2).
+    /// The token is revoked: by the configuration's deny-list, or its status list
+    /// says 1 (or any value but 0 and 2), or its index is out of the list's range.
+    Revoked => "revoked", Untrusted;
+    /// The token's status list says 2 (suspended).
+    Suspended => "suspended", Untrusted;
+    /// The token's `status` names a list that is not configured, or a status
+    /// mechanism cjwt does not understand.
+    UnknownStatusList => "unknown_status_list", Untrusted;
+    /// No valid copy of the token's status list (never fetched, or expired).
+    StatusUnavailable => "status_unavailable", Untrusted;
     // 403: the token's constraints.
     /// The constraints claim has a key the filter does not understand.
     UnknownConstraint => "unknown_constraint", Forbidden;
@@ -191,7 +202,7 @@ mod tests {
     /// SPEC §4 "Decisions and responses", paragraph "Reason codes": the v1 codes
     /// with their status, in the SPEC's order. Hard-coded so that the crate stands
     /// alone; update it with the SPEC.
-    const SPEC_REASONS: [(&str, u32); 32] = [
+    const SPEC_REASONS: [(&str, u32); 36] = [
         ("missing_token", 401),
         ("multiple_tokens", 401),
         ("token_too_large", 401),
@@ -209,6 +220,11 @@ mod tests {
         ("wrong_typ", 401),
         ("forbidden_header", 401),
         ("malformed_constraint", 401),
+        // §11 (v2), after the token reasons.
+        ("revoked", 401),
+        ("suspended", 401),
+        ("unknown_status_list", 401),
+        ("status_unavailable", 401),
         ("unknown_constraint", 403),
         ("ip", 403),
         ("method", 403),
@@ -229,7 +245,7 @@ mod tests {
     /// The reasons SPEC §4 says v2 adds (§8 `usage_unavailable`, 503; §10 and §11,
     /// 401), which this build does not implement yet. When one is added to the
     /// table, move it to [`SPEC_REASONS`].
-    const SPEC_V2_NOT_YET: [&str; 13] = [
+    const SPEC_V2_NOT_YET: [&str; 9] = [
         "dpop_required",
         "unexpected_dpop",
         "invalid_dpop_proof",
@@ -239,10 +255,6 @@ mod tests {
         "certificate_required",
         "certificate_mismatch",
         "unsupported_binding",
-        "revoked",
-        "unknown_status_list",
-        "suspended",
-        "status_unavailable",
     ];
 
     /// Each variant with its SPEC code, spelled by hand. The `match` is
@@ -267,6 +279,10 @@ mod tests {
             Reason::WrongTyp => "wrong_typ",
             Reason::ForbiddenHeader => "forbidden_header",
             Reason::MalformedConstraint => "malformed_constraint",
+            Reason::Revoked => "revoked",
+            Reason::Suspended => "suspended",
+            Reason::UnknownStatusList => "unknown_status_list",
+            Reason::StatusUnavailable => "status_unavailable",
             Reason::UnknownConstraint => "unknown_constraint",
             Reason::Ip => "ip",
             Reason::Method => "method",

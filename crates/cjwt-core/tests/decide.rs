@@ -820,6 +820,29 @@ fn every_reason_code_is_reachable() {
     if let Decision::Deny(d) = settled.decision {
         seen.insert(d.reason);
     }
+    // SPEC §11: a deny-listed jti; a status list with entries 0: 1 (revoked), 1: 2 (suspended);
+    // a list not configured; a configured list never fetched.
+    let uri = "https://idp.example.com/statuslists/1";
+    let mut revoking = engine(json!({
+        "revocation": {"jti": [{"iss": "https://idp.example.com", "jti": "leaked"}]},
+        "status_lists": [{"uri": uri, "provider": "corp", "cluster": "idp", "path": "/sl"},
+                         {"uri": "https://idp.example.com/statuslists/2", "provider": "corp", "cluster": "idp", "path": "/sl2"}]
+    }));
+    let mut store = cjwt_core::jwks::store::KeyStore::new(1);
+    let list = cjwt_core::revocation::status_list::StatusList::new(2, vec![0b1001], NOW + 60).unwrap();
+    store.set_status_list(0, list);
+    let status = |idx: u64, uri: &str| t(json!({"status": {"status_list": {"idx": idx, "uri": uri}}}));
+    for token in [
+        t(json!({"jti": "leaked"})),
+        status(1, uri),
+        status(0, "https://elsewhere/1"),
+        status(0, "https://idp.example.com/statuslists/2"),
+    ] {
+        let host = StaticHost::get("/x").bearer(&token);
+        if let Decision::Deny(d) = revoking.decide(&host, &store, &PureRust, &mut counter).decision {
+            seen.insert(d.reason);
+        }
+    }
     let missing: Vec<&str> = Reason::ALL.iter().filter(|r| !seen.contains(r)).map(|r| r.code()).collect();
     assert!(missing.is_empty(), "unreached reason codes: {missing:?}");
 }

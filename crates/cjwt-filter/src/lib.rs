@@ -16,6 +16,8 @@ mod root;
 #[cfg(target_arch = "wasm32")]
 mod state;
 #[cfg(target_arch = "wasm32")]
+mod status;
+#[cfg(target_arch = "wasm32")]
 mod usage;
 #[cfg(all(target_arch = "wasm32", feature = "vm-bench"))]
 mod vm_bench;

@@ -8,11 +8,13 @@ use super::http::{self, CjwtHttp};
 use super::jwks;
 use super::metrics::Metrics;
 use super::state::Shared;
+use super::status;
 use super::usage;
 use cjwt_core::config::Config;
 use cjwt_core::engine::Engine;
 use cjwt_core::jwks::fetcher::Fetcher;
 use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::revocation::fetcher::ListFetcher;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
@@ -34,7 +36,7 @@ impl CjwtRoot {
 impl Context for CjwtRoot {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if let Some(shared) = &self.shared {
-            if usage::on_response(shared, token_id, body_size) {
+            if usage::on_response(shared, token_id, body_size) || status::on_response(shared, token_id, body_size) {
                 return;
             }
             let released = jwks::on_response(shared, token_id, body_size, None);
@@ -62,6 +64,8 @@ impl RootContext for CjwtRoot {
                 );
                 let providers = config.providers.len();
                 let fetcher = Fetcher::new(&config);
+                let lists = ListFetcher::new(&config);
+                let listed = lists.has_lists();
                 let remote = fetcher.has_remote();
                 let meshed = config.usage_store.is_some();
                 let keys = KeyStore::new(providers);
@@ -71,12 +75,14 @@ impl RootContext for CjwtRoot {
                     crypto,
                     keys: RefCell::new(keys),
                     fetcher: RefCell::new(fetcher),
+                    lists: RefCell::new(lists),
                     root_context: self.id,
                     lease_tag: lease_tag(self.id),
                     usage: RefCell::new(Vec::new()),
                 });
-                if remote || meshed {
-                    // Key sets other workers shared, key refreshes, usage waits whose answer was lost.
+                if remote || meshed || listed {
+                    // Key sets other workers shared, key and status-list refreshes, usage waits
+                    // whose answer was lost.
                     let _ = proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_millis(200));
                 }
                 if remote {
@@ -87,6 +93,14 @@ impl RootContext for CjwtRoot {
                     if let Some(now) = super::host::host_now() {
                         let _ = jwks::adopt_all(&shared, now);
                     }
+                }
+                if listed {
+                    // After the key sets: a list may be signed by fetched keys.
+                    if let (Ok(engine), Ok(mut keys)) = (shared.engine.try_borrow(), shared.keys.try_borrow_mut()) {
+                        status::load_last_good(&engine.config, &mut keys, &shared.crypto);
+                    }
+                    // The first lists now, then refreshed from the tick.
+                    status::on_tick(&shared);
                 }
                 self.shared = Some(shared);
                 true
@@ -105,6 +119,7 @@ impl RootContext for CjwtRoot {
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
             usage::on_tick(shared);
+            status::on_tick(shared);
             let released = jwks::on_tick(shared);
             http::answer_waiters(shared, released);
         }

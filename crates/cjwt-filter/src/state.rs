@@ -8,6 +8,7 @@ use super::metrics::Metrics;
 use cjwt_core::engine::Engine;
 use cjwt_core::jwks::fetcher::Fetcher;
 use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::revocation::fetcher::ListFetcher;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -28,6 +29,8 @@ pub struct Shared {
     pub root_context: u32,
     /// This VM's tag in the shared fetch leases (jwks.rs): unique among the VMs of an Envoy.
     pub lease_tag: u64,
+    /// When to fetch the configured status lists (SPEC §11); the lists live in `keys`.
+    pub lists: RefCell<ListFetcher>,
     /// Requests waiting for the mesh-wide usage store (SPEC §8 v2).
     pub usage: RefCell<Vec<super::usage::UsageWait>>,
 }

@@ -297,6 +297,7 @@ fn parse_response(raw: &[u8], head: bool) -> Response {
 }
 
 /// Options for one Envoy.
+#[derive(Clone)]
 pub struct Options {
     pub concurrency: u32,
     /// Replaces the node metadata REGION value.
@@ -411,6 +412,41 @@ pub struct Envoy {
     pub upstream: Upstream,
     /// The container's name when Envoy runs in Docker.
     container: Option<String>,
+    /// With [`Envoy::start_lds`]: how to render the listener again on an update.
+    lds: Option<Lds>,
+}
+
+/// An Envoy whose listener comes from a file it watches (LDS from the filesystem).
+struct Lds {
+    opts: Options,
+    /// The listener's fixed port (kept across updates).
+    port: u16,
+}
+
+/// The listener resource file Envoy watches (LDS), in `dir/lds/`.
+const LDS_FILE: &str = "lds/listeners.yaml";
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Splits a rendered bootstrap into the bootstrap without its static listeners
+/// and the listeners as an LDS resource file (listening on `port`).
+fn split_listeners(yaml: &str, port: u16) -> (String, String) {
+    let start = yaml.find("\n  listeners:\n").expect("the shipped configuration has static listeners") + 1;
+    let end = yaml.find("\n  clusters:\n").expect("the shipped configuration has clusters") + 1;
+    let listeners = &yaml[start + "  listeners:\n".len()..end];
+    assert!(listeners.starts_with("  - name: ingress\n"), "one listener named ingress: {listeners}");
+    let listeners = listeners
+        .replacen(
+            "  - name: ingress\n",
+            "  - \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n    name: ingress\n",
+            1,
+        )
+        .replacen("address: 127.0.0.1, port_value: 0 }", &format!("address: 127.0.0.1, port_value: {port} }}"), 1);
+    let bootstrap = format!("{}{}", &yaml[..start], &yaml[end..]);
+    (bootstrap, format!("resources:\n{listeners}"))
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -495,6 +531,91 @@ impl Envoy {
         let yaml = render(plugin_config, upstream.port, &opts)
             .replace("path: /dev/stdout", &format!("path: {}", dir.join("access.log").display()));
         std::fs::write(dir.join("envoy.yaml"), &yaml).unwrap();
+        Envoy::launch(upstream, dir, n, opts, None)
+    }
+
+    /// Starts Envoy with its listener (and so cjwt's plugin configuration) from a
+    /// file it watches (LDS: `dynamic_resources.lds_config.path_config_source`
+    /// with `watched_directory`), so that [`Envoy::update_plugin_config`] can push
+    /// a new configuration while it runs, as a control plane would.
+    pub fn start_lds(plugin_config: &Value, opts: Options) -> Envoy {
+        Envoy::try_start_lds(&serde_json::to_string_pretty(plugin_config).unwrap(), opts)
+            .unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"))
+    }
+
+    /// [`Envoy::start_lds`]; on failure returns its log.
+    pub fn try_start_lds(plugin_config: &str, opts: Options) -> Result<Envoy, String> {
+        let upstream = Upstream::start();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = repo_root().join(format!(".tmp/envoy-{}-{}", std::process::id(), n));
+        std::fs::create_dir_all(dir.join("lds")).unwrap();
+        let port = free_port();
+        let yaml = render(Some(plugin_config), upstream.port, &opts)
+            .replace("path: /dev/stdout", &format!("path: {}", dir.join("access.log").display()));
+        let (bootstrap, listeners) = split_listeners(&yaml, port);
+        let lds_dir = dir.join("lds");
+        let bootstrap = format!(
+            "{bootstrap}dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      path: {}\n      watched_directory:\n        path: {}\n",
+            dir.join(LDS_FILE).display(),
+            lds_dir.display()
+        );
+        std::fs::write(dir.join(LDS_FILE), listeners).unwrap();
+        std::fs::write(dir.join("envoy.yaml"), &bootstrap).unwrap();
+        let lds = Lds { opts: opts.clone(), port };
+        Envoy::launch(upstream, dir, n, opts, Some(lds))
+    }
+
+    /// Pushes a new plugin configuration to an Envoy started with
+    /// [`Envoy::start_lds`]: the listener file is replaced atomically (written
+    /// beside the watched directory, then renamed into it), and this returns once
+    /// Envoy has applied it (the LDS update counted and no listener warming), or
+    /// `Err` with Envoy's log when Envoy rejected it.
+    pub fn try_update_plugin_config(&self, plugin_config: &Value) -> Result<(), String> {
+        let lds = self.lds.as_ref().expect("an Envoy started with Envoy::start_lds");
+        let before = (
+            self.server_stat("listener_manager.lds.update_success"),
+            self.server_stat("listener_manager.lds.update_rejected"),
+        );
+        let text = serde_json::to_string_pretty(plugin_config).unwrap();
+        let yaml = render(Some(&text), self.upstream.port, &lds.opts)
+            .replace("path: /dev/stdout", &format!("path: {}", self.dir.join("access.log").display()));
+        let (_, listeners) = split_listeners(&yaml, lds.port);
+        let staged = self.dir.join("listeners.yaml.next");
+        std::fs::write(&staged, listeners).unwrap();
+        std::fs::rename(&staged, self.dir.join(LDS_FILE)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.server_stat("listener_manager.lds.update_rejected") > before.1 {
+                return Err(self.log());
+            }
+            if self.server_stat("listener_manager.lds.update_success") > before.0
+                && self.server_stat("listener_manager.total_listeners_warming") == 0
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("the listener update was not applied within 20 s\n{}", self.log()))
+    }
+
+    /// [`Envoy::try_update_plugin_config`], panicking when Envoy rejects it.
+    pub fn update_plugin_config(&self, plugin_config: &Value) {
+        if let Err(log) = self.try_update_plugin_config(plugin_config) {
+            panic!("the configuration update was not applied:\n{log}");
+        }
+    }
+
+    /// One of Envoy's own counters or gauges (`/stats`), 0 when absent.
+    pub fn server_stat(&self, name: &str) -> u64 {
+        let (_, body) = self.admin_get(&format!("/stats?filter=^{}$", name.replace('.', "\\.")));
+        body.lines()
+            .filter_map(|l| l.split_once(": "))
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn launch(upstream: Upstream, dir: PathBuf, n: usize, opts: Options, lds: Option<Lds>) -> Result<Envoy, String> {
         let admin_file = dir.join("admin.txt");
         let log_file = dir.join("envoy.log");
         // `CJWT_ENVOY_DOCKER=<image>` (make docker-test): the same Envoy in a container,
@@ -579,7 +700,7 @@ impl Envoy {
             .spawn()
             .unwrap();
         let container = container.map(|(_, name)| name);
-        let mut envoy = Envoy { child, port: 0, admin: 0, dir, upstream, container };
+        let mut envoy = Envoy { child, port: 0, admin: 0, dir, upstream, container, lds };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = envoy.child.try_wait() {

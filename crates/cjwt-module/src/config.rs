@@ -12,6 +12,7 @@ use cjwt_core::jwks::fetcher::Fetcher;
 use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::keys::native::NativeCrypto;
 use cjwt_core::outcome::metrics::Counter;
+use cjwt_core::revocation::fetcher::ListFetcher;
 use cjwt_core::usage::process::ProcessCounter;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,14 +28,14 @@ pub struct Shared {
     pub bytes: Vec<u8>,
     /// Counter ids by [`Counter::index`]; `None` where the host refused one.
     pub counters: Vec<Option<usize>>,
-    /// Remote key sets, one store for the whole process.
+    /// Remote key sets and status lists, one store for the whole process.
     pub keys: RwLock<KeyStore>,
     /// `max_uses`, counted once for every worker of this Envoy: the process's one
     /// counter ([`usage`]), so a configuration pushed at run time keeps the counts.
     pub usage: &'static ProcessCounter,
     /// RS*, PS* and ES* verified by `ring` (counted as `cjwt.verify.host`).
     pub crypto: NativeCrypto,
-    /// Remote key sets, when a provider fetches its keys.
+    /// Remote key sets and status lists, when any is configured.
     pub remote: Option<Remote>,
     /// Runs this configuration's scheduled hook on the main thread (fetches).
     pub scheduler: Mutex<Option<Scheduler>>,
@@ -111,20 +112,28 @@ impl ModuleConfig {
                 config.mode
             ),
         );
-        let mut keys = KeyStore::new(config.providers.len());
+        let crypto = NativeCrypto::new();
+        let mut store = KeyStore::new(config.providers.len());
         let fetcher = Fetcher::new(&config);
-        let remote = fetcher.has_remote().then(|| {
-            let mut state = RemoteState { fetcher, queued: Vec::new(), config };
-            // A configuration pushed at run time keeps the keys already fetched.
-            jwks::adopt_last_good(&mut state, &mut keys);
+        let lists = ListFetcher::new(&config);
+        // Key sets and status lists are fetched on the main thread, once per Envoy.
+        let remote = (fetcher.has_remote() || lists.has_lists()).then(|| {
+            let mut state = RemoteState { fetcher, lists, queued: Vec::new(), config };
+            // A configuration pushed at run time keeps the key sets already fetched, then
+            // the lists (a list may be signed by fetched keys); they serve until its own fetches.
+            jwks::adopt_last_good(&mut state, &mut store);
+            jwks::load_last_good(&state.config, &mut store, &crypto);
             Remote { state: Mutex::new(state) }
         });
-        let keys = RwLock::new(keys);
+        let keys = RwLock::new(store);
         let scheduler = match &remote {
             Some(_) => match handle.scheduler() {
                 Some(s) => Some(s),
                 None => {
-                    log(Level::Error, "cjwt: configuration refused: Envoy gave no scheduler for remote key sets");
+                    log(
+                        Level::Error,
+                        "cjwt: configuration refused: Envoy gave no scheduler for remote key sets or status lists",
+                    );
                     return None;
                 }
             },
@@ -136,7 +145,7 @@ impl ModuleConfig {
             counters,
             keys,
             usage: usage(),
-            crypto: NativeCrypto::new(),
+            crypto,
             remote,
             scheduler: Mutex::new(scheduler),
         });

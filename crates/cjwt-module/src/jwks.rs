@@ -1,4 +1,5 @@
-//! Remote key sets in the native build: one fetch per Envoy, not per worker.
+//! Remote key sets and status lists (SPEC §11) in the native build: one fetch
+//! per Envoy, not per worker.
 //!
 //! The core's [`Fetcher`] decides what to fetch and when; this module only runs
 //! it. Calls are configuration-level HTTP callouts, which Envoy allows only on
@@ -15,10 +16,14 @@
 
 use crate::config::Shared;
 use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level, Scheduler};
+use cjwt_core::config::Config;
 use cjwt_core::jwks::fetcher::{Command, FetchOutcome, FetchRequest, Fetcher, Released};
-use cjwt_core::jwks::store::{shared_name, KeyStore};
+use cjwt_core::jwks::store::{shared_name as key_set_name, KeyStore};
+use cjwt_core::keys::host_crypto::HostCrypto;
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::request::host::clock;
+use cjwt_core::revocation::fetcher::{ListCommand, ListFetcher, ListOutcome, ListRequest};
+use cjwt_core::revocation::status_list::{shared_name, verify_fetched, LastGood};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
@@ -69,6 +74,8 @@ pub struct Remote {
 pub struct RemoteState {
     /// What to fetch, when, and who waits.
     pub fetcher: Fetcher<Arc<Waiter>>,
+    /// When to fetch the status lists (SPEC §11; nobody waits for them).
+    pub lists: ListFetcher,
     /// Calls started by workers, dispatched on the main thread.
     pub queued: Vec<FetchRequest>,
     /// The compiled configuration the fetcher parses answers with (main thread).
@@ -80,14 +87,14 @@ fn now() -> Option<i64> {
 }
 
 /// A key set as last loaded: the body, when it was fetched, and its version.
-type LastGood = (Vec<u8>, i64, u64);
+type KeySetCopy = (Vec<u8>, i64, u64);
 
 /// The last good key set of every remote source this process fetched, by
-/// [`shared_name`] (what identifies the source): a configuration pushed at run
+/// [`key_set_name`] (what identifies the source): a configuration pushed at run
 /// time, or a second listener, starts with it instead of no keys (SPEC §12; the
 /// wasm build keeps the same in proxy-wasm shared data).
-fn last_good() -> &'static Mutex<HashMap<String, LastGood>> {
-    static LAST_GOOD: OnceLock<Mutex<HashMap<String, LastGood>>> = OnceLock::new();
+fn last_good() -> &'static Mutex<HashMap<String, KeySetCopy>> {
+    static LAST_GOOD: OnceLock<Mutex<HashMap<String, KeySetCopy>>> = OnceLock::new();
     LAST_GOOD.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -98,7 +105,7 @@ pub fn adopt_last_good(state: &mut RemoteState, keys: &mut KeyStore) {
     let Some(now) = now() else { return };
     let Ok(sets) = last_good().lock() else { return };
     for provider in 0..state.config.providers.len() {
-        let Some((body, fetched_at, version)) = shared_name(&state.config, provider).and_then(|n| sets.get(&n)) else {
+        let Some((body, fetched_at, version)) = key_set_name(&state.config, provider).and_then(|n| sets.get(&n)) else {
             continue;
         };
         let RemoteState { fetcher, config, .. } = state;
@@ -124,6 +131,18 @@ pub fn on_scheduled(shared: &Shared, handle: ConfigHandle<'_>, event: u64) {
         }
         commands
     };
+    if event == EVENT_TICK {
+        let lists = match remote.state.lock() {
+            Ok(mut state) => state.lists.on_tick(now),
+            Err(_) => Vec::new(),
+        };
+        for command in lists {
+            match command {
+                ListCommand::Dispatch(request) => dispatch_list(shared, remote, handle, &request, now),
+                ListCommand::GaveUp(list, outcome) => list_ended(shared, handle, list, &outcome),
+            }
+        }
+    }
     for command in commands {
         match command {
             Command::Dispatch(request) => dispatch(shared, remote, handle, request, now),
@@ -168,6 +187,31 @@ pub fn on_callout_done(shared: &Shared, handle: ConfigHandle<'_>, id: u64, answe
         return;
     };
     let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
+    // A status list's answer: verified with the keys in the same store.
+    let list = {
+        let Ok(mut state) = remote.state.lock() else {
+            return;
+        };
+        if state.lists.owns(id) {
+            let Ok(mut keys) = shared.keys.write() else {
+                return;
+            };
+            let RemoteState { lists, config, .. } = &mut *state;
+            let ended = lists.on_response(id, status, &answer.body, now, config, &shared.crypto, &mut keys);
+            if let Some((list, ListOutcome::Loaded { .. })) = &ended {
+                keep_last_good(config, *list, now, &answer.body);
+            }
+            Some(ended)
+        } else {
+            None
+        }
+    };
+    if let Some(ended) = list {
+        if let Some((list, outcome)) = ended {
+            list_ended(shared, handle, list, &outcome);
+        }
+        return;
+    }
     let released = {
         let (Ok(mut state), Ok(mut keys)) = (remote.state.lock(), shared.keys.write()) else {
             return;
@@ -175,7 +219,7 @@ pub fn on_callout_done(shared: &Shared, handle: ConfigHandle<'_>, id: u64, answe
         let RemoteState { fetcher, config, .. } = &mut *state;
         let released = fetcher.on_response(id, status, &answer.body, now, config, &mut keys);
         if let Some(Released { provider, outcome: FetchOutcome::KeysLoaded { .. }, .. }) = &released {
-            if let (Some(name), Ok(mut sets)) = (shared_name(config, *provider), last_good().lock()) {
+            if let (Some(name), Ok(mut sets)) = (key_set_name(config, *provider), last_good().lock()) {
                 let version = sets.get(&name).map_or(1, |(_, _, v)| v.wrapping_add(1));
                 fetcher.set_version(*provider, version);
                 sets.insert(name, (answer.body.clone(), now, version));
@@ -225,5 +269,99 @@ fn release(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, released:
     }
     if let Some(next) = released.start {
         dispatch(shared, remote, handle, next, now);
+    }
+}
+
+/// Sends one status-list fetch as a configuration-level callout.
+fn dispatch_list(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, request: &ListRequest, now: i64) {
+    let timeout_ms = u64::try_from(request.timeout.as_millis()).unwrap_or(u64::MAX);
+    let id = handle.callout(&request.cluster, &request.headers(), timeout_ms).and_then(|id| u32::try_from(id).ok());
+    let failed = {
+        let Ok(mut state) = remote.state.lock() else {
+            return;
+        };
+        match id {
+            Some(id) => {
+                state.lists.on_dispatched(request.list, id);
+                None
+            }
+            None => {
+                log(
+                    Level::Warn,
+                    &format!(
+                        "cjwt: status list {} fetch not dispatched; is cluster {:?} defined?",
+                        request.list, request.cluster
+                    ),
+                );
+                Some(state.lists.on_dispatch_failed(request.list, now))
+            }
+        }
+    };
+    if let Some(outcome) = failed {
+        list_ended(shared, handle, request.list, &outcome);
+    }
+}
+
+/// Logs and counts how a status-list fetch ended.
+fn list_ended(shared: &Shared, handle: ConfigHandle<'_>, list: usize, outcome: &ListOutcome) {
+    match outcome {
+        ListOutcome::Loaded { entries, bits, expires_at } => log(
+            Level::Info,
+            &format!("cjwt: status list {list}: {entries} entries of {bits} bit(s) loaded, valid until {expires_at}"),
+        ),
+        ListOutcome::Refused { reason } => log(
+            Level::Warn,
+            &format!("cjwt: status list {list} refused, previous list kept until it expires: {reason}"),
+        ),
+        ListOutcome::NeverAnswered => {
+            log(Level::Warn, &format!("cjwt: status list {list} fetch never answered; given up"))
+        }
+        ListOutcome::NotDispatched => {}
+    }
+    let counter = if outcome.ok() { Counter::StatusListFetchOk } else { Counter::StatusListFetchFailed };
+    if let Some(Some(id)) = shared.counters.get(counter.index()) {
+        handle.increment(*id, 1);
+    }
+}
+
+/// The last good copy of each status list, by [`shared_name`], for the next
+/// configuration of this process (SPEC §12): the stored form of [`LastGood`].
+fn last_good_lists() -> &'static Mutex<HashMap<String, Vec<u8>>> {
+    static LISTS: OnceLock<Mutex<HashMap<String, Vec<u8>>>> = OnceLock::new();
+    LISTS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn keep_last_good(config: &Config, list: usize, now: i64, body: &[u8]) {
+    if let (Some(name), Ok(mut lists)) = (shared_name(config, list), last_good_lists().lock()) {
+        lists.insert(name, LastGood { fetched_at: now, body }.encode());
+    }
+}
+
+/// Loads the last good copy of each configured list that an earlier
+/// configuration of this process fetched, verified again with this one and its
+/// `ttl` counted from the original fetch: a configuration pushed at run time
+/// serves with it while its own first fetch runs.
+pub fn load_last_good(config: &Config, keys: &mut KeyStore, crypto: &dyn HostCrypto) {
+    let Some(now) = now() else {
+        return;
+    };
+    let Ok(stored) = last_good_lists().lock() else {
+        return;
+    };
+    for list in 0..config.status_lists.len() {
+        let Some(last) = shared_name(config, list).and_then(|n| stored.get(&n)).and_then(|b| LastGood::decode(b))
+        else {
+            continue;
+        };
+        match verify_fetched(config, list, &*keys, crypto, last.body, last.fetched_at, now) {
+            Ok(verified) => {
+                log(
+                    Level::Info,
+                    &format!("cjwt: status list {list}: {} entries from the last good copy", verified.len()),
+                );
+                keys.set_status_list(list, verified);
+            }
+            Err(e) => log(Level::Info, &format!("cjwt: the last good copy of status list {list} is not usable: {e}")),
+        }
     }
 }

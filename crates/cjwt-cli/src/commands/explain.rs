@@ -4,10 +4,12 @@ use crate::commands::{load_config, now};
 use crate::values;
 use cjwt_core::config::{RegionSource, TokenSource};
 use cjwt_core::engine::{Decision, Engine};
+use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::request::static_host::StaticHost;
-use cjwt_core::token::verify::InlineOnly;
+use cjwt_core::revocation::status_list::verify_status_list;
+use cjwt_core::token::jws;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -41,6 +43,10 @@ pub struct Args {
     /// The clock (RFC 3339) [default: now].
     #[arg(long, value_name = "TIME", value_parser = values::rfc3339)]
     at: Option<i64>,
+    /// A Status List Token (as fetched) for one of the configured `status_lists`,
+    /// chosen by its `sub`; verified as Envoy verifies it; repeatable.
+    #[arg(long, value_name = "FILE")]
+    status_list: Vec<PathBuf>,
 }
 
 /// Prints `allow` (exit 0) or `refuse STATUS REASON` (exit 3 for 401, 4 for 403).
@@ -79,8 +85,17 @@ pub fn run(a: Args) -> Result<u8, String> {
         Some(TokenSource::Cookie(name)) => host = host.header("cookie", &format!("{name}={}", a.token)),
         Some(TokenSource::Query(_)) | None => {}
     }
+    let at = a.at.unwrap_or_else(now);
+    let mut store = KeyStore::new(config.providers.len());
+    for path in &a.status_list {
+        let body = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let list = list_for(&config, &body).map_err(|e| format!("{}: {e}", path.display()))?;
+        let verified = verify_status_list(&config, list, &store, &PureRust, &body, at)
+            .map_err(|e| format!("{}: status list refused: {e}", path.display()))?;
+        store.set_status_list(list, verified);
+    }
     let mut engine = Engine::new(config);
-    let outcome = engine.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default());
+    let outcome = engine.decide(&host, &store, &PureRust, &mut MemoryCounter::default());
     let pending = outcome.pending_use.is_some();
     match outcome.decision {
         Decision::Allow { token, .. } => {
@@ -109,4 +124,13 @@ pub fn run(a: Args) -> Result<u8, String> {
             Ok(0)
         }
     }
+}
+
+/// The configured status list a Status List Token is for: the one whose `uri`
+/// is its `sub` (read unverified; [`verify_status_list`] checks it).
+fn list_for(config: &cjwt_core::config::Config, body: &[u8]) -> Result<usize, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "not UTF-8")?.trim();
+    let token = jws::parse(text).map_err(|_| "not a compact JWS")?;
+    let sub = token.claims.get("sub").and_then(serde_json::Value::as_str).ok_or("the list has no `sub`")?;
+    config.status_list_index(sub).ok_or_else(|| format!("no configured status list has uri {sub:?}"))
 }

@@ -45,6 +45,9 @@ pub struct Args {
     /// Scopes, space-separated (`scope`).
     #[arg(long, value_name = "\"X Y\"", help_heading = "Claims")]
     scope: Option<String>,
+    /// The token's entry in a status list: `status.status_list` {idx, uri}.
+    #[arg(long, value_name = "IDX,URI", value_parser = values::status_ref, help_heading = "Claims")]
+    status: Option<(u64, String)>,
     /// Any claim: the value is JSON, or else a string; repeatable.
     #[arg(long, value_name = "NAME=JSON", value_parser = values::claim, help_heading = "Claims")]
     claim: Vec<(String, Value)>,
@@ -124,6 +127,9 @@ pub fn run(a: Args) -> Result<u8, String> {
     if let Some(scope) = a.scope {
         claims.insert("scope".into(), json!(scope));
     }
+    if let Some((idx, uri)) = a.status {
+        claims.insert("status".into(), json!({"status_list": {"idx": idx, "uri": uri}}));
+    }
     for (name, value) in a.claim {
         claims.insert(name, value);
     }
@@ -148,7 +154,7 @@ pub fn run(a: Args) -> Result<u8, String> {
 }
 
 /// Loads the private key for `alg`, or tries the asymmetric kinds in turn.
-fn load_key(path: &Path, alg: Option<Algorithm>) -> Result<SigningKey, String> {
+pub fn load_key(path: &Path, alg: Option<Algorithm>) -> Result<SigningKey, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(alg) = alg {
         return SigningKey::from_pem(alg, &text);

@@ -6,6 +6,7 @@ pub mod explain;
 pub mod inspect;
 pub mod keygen;
 pub mod mint;
+pub mod status_list;
 
 use cjwt_core::config::Config;
 use std::path::Path;

@@ -3,13 +3,14 @@
 
 use super::model::{
     Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, EtcdStore, Forward, JwksSource, Mode, Provider,
-    RegionSource, RemoteJwks, Require, Rule, RuleMatch, TokenSource,
+    RegionSource, RemoteJwks, Require, Rule, RuleMatch, StatusListSource, TokenSource,
 };
 use super::raw::*;
 use crate::encoding::json;
 use crate::keys::algorithm::{AlgSet, Algorithm};
 use crate::keys::key::VerificationKey;
 use crate::request::paths::{HostPattern, PathPattern};
+use crate::revocation::denylist::DenyList;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -157,6 +158,10 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         Some(RawUsageStore { etcd: Some(e) }) => Some(compile_etcd("usage_store.etcd", e)?),
     };
 
+    let revocation = compile_revocation(raw.revocation, &providers)?;
+    let status_lists = compile_status_lists(raw.status_lists.unwrap_or_default(), &providers)?;
+    let status_list_by_uri = status_lists.iter().enumerate().map(|(i, s)| (s.uri.clone(), i)).collect();
+
     Ok(Config {
         providers,
         token_from,
@@ -180,7 +185,99 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         realm,
         detail,
         usage_store,
+        revocation,
+        status_lists,
+        status_list_by_uri,
     })
+}
+
+/// Largest `status_lists[].max_bytes` accepted: 16 MiB (128 M entries at 1 bit).
+pub const MAX_STATUS_LIST_BYTES: usize = 16 << 20;
+
+fn compile_revocation(raw: Option<RawRevocation>, providers: &[Provider]) -> Result<DenyList, ConfigError> {
+    let mut list = DenyList::default();
+    let Some(raw) = raw else {
+        return Ok(list);
+    };
+    // An entry for an issuer no provider has could never match: most likely a typo
+    // that would leave the token it names valid. Refused.
+    let issuer = |field: &str, iss: &str| {
+        if providers.iter().any(|p| p.issuer == iss) {
+            Ok(())
+        } else {
+            err(format!("{field}.iss"), format!("{iss:?} is no provider's issuer"))
+        }
+    };
+    for (i, e) in raw.jti.unwrap_or_default().into_iter().enumerate() {
+        let field = format!("revocation.jti[{i}]");
+        issuer(&field, &e.iss)?;
+        if e.jti.is_empty() {
+            return err(format!("{field}.jti"), "must not be empty");
+        }
+        if list.add_jti(&e.iss, &e.jti).is_err() {
+            return err(field, "duplicate entry");
+        }
+    }
+    for (i, e) in raw.subjects.unwrap_or_default().into_iter().enumerate() {
+        let field = format!("revocation.subjects[{i}]");
+        issuer(&field, &e.iss)?;
+        if e.sub.is_empty() {
+            return err(format!("{field}.sub"), "must not be empty");
+        }
+        if list.add_subject(&e.iss, &e.sub, e.issued_before).is_err() {
+            return err(field, "duplicate subject (one `issued_before` per issuer and subject)");
+        }
+    }
+    Ok(list)
+}
+
+fn compile_status_lists(raw: Vec<RawStatusList>, providers: &[Provider]) -> Result<Vec<StatusListSource>, ConfigError> {
+    let mut lists: Vec<StatusListSource> = Vec::with_capacity(raw.len());
+    for (i, s) in raw.into_iter().enumerate() {
+        let field = format!("status_lists[{i}]");
+        if s.uri.is_empty() {
+            return err(format!("{field}.uri"), "must not be empty");
+        }
+        if lists.iter().any(|l| l.uri == s.uri) {
+            return err(format!("{field}.uri"), format!("duplicate uri {:?}", s.uri));
+        }
+        let Some(provider) = providers.iter().position(|p| p.name == s.provider) else {
+            return err(format!("{field}.provider"), format!("{:?} is not a provider name", s.provider));
+        };
+        if s.cluster.is_empty() || !s.cluster.bytes().all(|b| b.is_ascii_graphic()) {
+            return err(format!("{field}.cluster"), "must name an Envoy cluster");
+        }
+        if !s.path.starts_with('/') || s.path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return err(format!("{field}.path"), "must start with '/' and have no spaces or control characters");
+        }
+        let authority = s.authority.unwrap_or_else(|| s.cluster.clone());
+        if authority.is_empty() || !authority.bytes().all(|b| b.is_ascii_graphic()) {
+            return err(format!("{field}.authority"), "must be non-empty printable ASCII without spaces");
+        }
+        let refresh_seconds = s.refresh_seconds.unwrap_or(300);
+        if !(1..=86_400).contains(&refresh_seconds) {
+            return err(format!("{field}.refresh_seconds"), "must be 1..=86400");
+        }
+        let timeout_ms = s.timeout_ms.unwrap_or(2000);
+        if !(100..=60_000).contains(&timeout_ms) {
+            return err(format!("{field}.timeout_ms"), "must be 100..=60000");
+        }
+        let max_bytes = s.max_bytes.unwrap_or(1 << 20);
+        if !(1..=MAX_STATUS_LIST_BYTES).contains(&max_bytes) {
+            return err(format!("{field}.max_bytes"), format!("must be 1..={MAX_STATUS_LIST_BYTES}"));
+        }
+        lists.push(StatusListSource {
+            uri: s.uri,
+            provider,
+            cluster: s.cluster,
+            authority,
+            path: s.path,
+            refresh_seconds,
+            timeout_ms,
+            max_bytes,
+        });
+    }
+    Ok(lists)
 }
 
 /// The longest a request may wait for the usage store, ms.

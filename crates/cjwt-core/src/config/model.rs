@@ -7,6 +7,7 @@
 use crate::keys::algorithm::AlgSet;
 use crate::keys::key::VerificationKey;
 use crate::request::paths::{HostPattern, PathPattern};
+use crate::revocation::denylist::DenyList;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -261,6 +262,33 @@ pub struct Config {
     pub detail: bool,
     /// The mesh-wide `max_uses` store (`None`: counted per Envoy).
     pub usage_store: Option<EtcdStore>,
+    /// Tokens and subjects revoked by configuration (SPEC §11; empty: none).
+    pub revocation: DenyList,
+    /// The configured status lists, in configuration order (URIs unique).
+    pub status_lists: Vec<StatusListSource>,
+    /// `status_lists` index by `uri`.
+    pub status_list_by_uri: HashMap<String, usize>,
+}
+
+/// One configured status list (SPEC §11 `status_lists[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusListSource {
+    /// The URI tokens name (`status.status_list.uri`) and the list's `sub`.
+    pub uri: String,
+    /// The provider (index into [`Config::providers`]) whose keys sign the list.
+    pub provider: usize,
+    /// The Envoy cluster the fetch goes to.
+    pub cluster: String,
+    /// The `:authority` of the fetch.
+    pub authority: String,
+    /// The list's path on the cluster.
+    pub path: String,
+    /// Seconds between scheduled fetches (1..=86400).
+    pub refresh_seconds: u64,
+    /// Timeout of one fetch, ms (100..=60000).
+    pub timeout_ms: u64,
+    /// Largest inflated list, bytes.
+    pub max_bytes: usize,
 }
 
 /// `usage_store.etcd` (SPEC §8 v2): where and how a use is counted for the mesh.
@@ -282,6 +310,11 @@ impl Config {
     /// The rule that applies to a request, first match wins.
     pub fn rule_for(&self, index: Option<usize>) -> &Rule {
         index.and_then(|i| self.rules.get(i)).unwrap_or(&self.default_rule)
+    }
+
+    /// The index of the configured status list at `uri`.
+    pub fn status_list_index(&self, uri: &str) -> Option<usize> {
+        self.status_list_by_uri.get(uri).copied()
     }
 
     /// The provider whose issuer is `iss`.

@@ -47,6 +47,64 @@ pub struct RawConfig {
     pub response: Option<RawResponse>,
     /// Where `max_uses` is counted for the whole mesh (SPEC §8 v2); default: per Envoy.
     pub usage_store: Option<RawUsageStore>,
+    /// Deny-lists of revoked tokens and subjects (SPEC §11 v2).
+    pub revocation: Option<RawRevocation>,
+    /// OAuth Token Status Lists fetched through Envoy clusters (SPEC §11 v2).
+    pub status_lists: Option<Vec<RawStatusList>>,
+}
+
+/// `revocation`: tokens and subjects revoked by configuration.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    /// Revoked tokens, by (`iss`, `jti`).
+    pub jti: Option<Vec<RawRevokedJti>>,
+    /// Revoked subjects: their tokens issued before a time.
+    pub subjects: Option<Vec<RawRevokedSubject>>,
+}
+
+/// One entry of `revocation.jti`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevokedJti {
+    /// The token's issuer (a provider's `issuer`).
+    pub iss: String,
+    /// The token's `jti` (non-empty).
+    pub jti: String,
+}
+
+/// One entry of `revocation.subjects`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevokedSubject {
+    /// The tokens' issuer (a provider's `issuer`).
+    pub iss: String,
+    /// The tokens' `sub` (non-empty).
+    pub sub: String,
+    /// Tokens whose `iat` is before this (Unix seconds) are revoked.
+    pub issued_before: i64,
+}
+
+/// One entry of `status_lists`: a Status List Token fetched through a cluster.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatusList {
+    /// The list's URI: what tokens name in `status.status_list.uri` (non-empty, unique).
+    pub uri: String,
+    /// The provider (by name) whose keys sign the list.
+    pub provider: String,
+    /// The Envoy cluster the fetch goes to (non-empty).
+    pub cluster: String,
+    /// The `:authority` of the fetch (default: the cluster name).
+    pub authority: Option<String>,
+    /// The list's path on the cluster (starts with `/`).
+    pub path: String,
+    /// Seconds between fetches (1..=86400; default 300).
+    pub refresh_seconds: Option<u64>,
+    /// Timeout of one fetch, ms (100..=60000; default 2000).
+    pub timeout_ms: Option<u64>,
+    /// Largest inflated list, bytes (1..=16777216; default 1048576).
+    pub max_bytes: Option<usize>,
 }
 
 /// `usage_store`: the shared store of `max_uses` counts (exactly one kind).

@@ -1,9 +1,10 @@
 //! Keys fetched at run time (SPEC §2 `remote_jwks`): the last good set of each
 //! provider, and a generation per provider that the verified-token cache keys on
-//! (SEC-12.4). Parsing a fetched set is [`super::parse`]; fetching is [`super::fetcher`].
+//! (SEC-12.4), and the last good copy of each configured status list (SPEC §11). Parsing a fetched set is [`super::parse`]; fetching is [`super::fetcher`].
 
 use crate::config::{Config, JwksSource};
 use crate::keys::key::VerificationKey;
+use crate::revocation::status_list::StatusList;
 use crate::token::verify::KeyLookup;
 use sha2::{Digest, Sha256};
 
@@ -39,12 +40,14 @@ pub struct KeyStore {
     fetched: Vec<Option<Vec<VerificationKey>>>,
     /// Per provider, bumped on every [`KeyStore::set`] (see [`KeyLookup::generation`]).
     generations: Vec<u64>,
+    /// The last good copy of each configured status list (SPEC §11), by list index.
+    lists: Vec<Option<StatusList>>,
 }
 
 impl KeyStore {
     /// A store for `providers` providers, none of them with fetched keys yet.
     pub fn new(providers: usize) -> KeyStore {
-        KeyStore { fetched: vec![None; providers], generations: vec![0; providers] }
+        KeyStore { fetched: vec![None; providers], generations: vec![0; providers], lists: Vec::new() }
     }
 
     /// Replaces the provider's fetched keys. Verifications cached under the
@@ -54,6 +57,21 @@ impl KeyStore {
             *slot = Some(keys);
             *generation = generation.wrapping_add(1);
         }
+    }
+
+    /// Replaces the last good copy of the status list `list`.
+    pub fn set_status_list(&mut self, list: usize, verified: StatusList) {
+        if self.lists.len() <= list {
+            self.lists.resize(list.saturating_add(1), None);
+        }
+        if let Some(slot) = self.lists.get_mut(list) {
+            *slot = Some(verified);
+        }
+    }
+
+    /// Heap bytes held by the status lists.
+    pub fn status_list_bytes(&self) -> usize {
+        self.lists.iter().flatten().map(StatusList::heap_bytes).sum()
     }
 
     /// Whether a key set was ever accepted for `provider`.
@@ -69,6 +87,10 @@ impl KeyLookup for KeyStore {
 
     fn generation(&self, provider: usize) -> u64 {
         self.generations.get(provider).copied().unwrap_or(0)
+    }
+
+    fn status_list(&self, list: usize) -> Option<&StatusList> {
+        self.lists.get(list)?.as_ref()
     }
 }
 

@@ -30,9 +30,13 @@ pub enum Counter {
     UsageStoreOk,
     /// `cjwt.usage_store.failed`: the store did not answer usably (503 `usage_unavailable`).
     UsageStoreFailed,
+    /// `cjwt.status_list.fetch_ok` (SPEC §11).
+    StatusListFetchOk,
+    /// `cjwt.status_list.fetch_failed` (SPEC §11).
+    StatusListFetchFailed,
 }
 
-const FIXED: [Counter; 9] = [
+const FIXED: [Counter; 11] = [
     Counter::Allowed,
     Counter::Denied,
     Counter::CacheHit,
@@ -42,6 +46,8 @@ const FIXED: [Counter; 9] = [
     Counter::JwksFetchFailed,
     Counter::UsageStoreOk,
     Counter::UsageStoreFailed,
+    Counter::StatusListFetchOk,
+    Counter::StatusListFetchFailed,
 ];
 
 impl Counter {
@@ -78,6 +84,8 @@ impl Counter {
             Counter::JwksFetchFailed => "cjwt.jwks.fetch_failed".into(),
             Counter::UsageStoreOk => "cjwt.usage_store.ok".into(),
             Counter::UsageStoreFailed => "cjwt.usage_store.failed".into(),
+            Counter::StatusListFetchOk => "cjwt.status_list.fetch_ok".into(),
+            Counter::StatusListFetchFailed => "cjwt.status_list.fetch_failed".into(),
         }
     }
 }

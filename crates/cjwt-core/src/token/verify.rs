@@ -11,6 +11,7 @@ use crate::keys::algorithm::Algorithm;
 use crate::keys::host_crypto::HostCrypto;
 use crate::keys::key::VerificationKey;
 use crate::reason::Reason;
+use crate::revocation::status_list::{StatusList, TokenStatus};
 use crate::token::claims::{lookup_unambiguous, numeric_date, Rounding};
 use crate::token::jws::{self, UntrustedToken};
 use serde_json::{Map, Value};
@@ -96,6 +97,8 @@ pub struct VerifiedToken {
     pub typ: Option<String>,
     /// The constraints claim, compiled.
     pub constraints: Constraints,
+    /// The `status` claim (SPEC §11, must-understand).
+    pub status: TokenStatus,
 }
 
 impl VerifiedToken {
@@ -115,6 +118,7 @@ impl VerifiedToken {
             .saturating_add(self.constraints.heap_bytes())
             .saturating_add(self.jti.as_ref().map_or(0, String::capacity))
             .saturating_add(self.typ.as_ref().map_or(0, String::capacity))
+            .saturating_add(self.status.heap_bytes())
     }
 
     /// A token as if verified, for the crate's own unit tests.
@@ -135,6 +139,7 @@ impl VerifiedToken {
             jti: None,
             typ: None,
             constraints: Constraints::default(),
+            status: TokenStatus::None,
         }
     }
 }
@@ -173,6 +178,11 @@ pub trait KeyLookup {
     /// verification made with a key that has since left is made again (SEC-12.4).
     fn generation(&self, _provider: usize) -> u64 {
         0
+    }
+    /// The last good copy of the configured status list `list` (index into
+    /// `config.status_lists`), or `None` when none was fetched (SPEC §11).
+    fn status_list(&self, _list: usize) -> Option<&StatusList> {
+        None
     }
 }
 
@@ -292,6 +302,7 @@ fn into_verified(config: &Config, provider: usize, token: UntrustedToken<'_>) ->
             Constraints::parse(value, &names, jti.is_some()).map_err(|_| Reason::MalformedConstraint)?
         }
     };
+    let status = TokenStatus::parse(&claims)?;
     Ok(VerifiedToken {
         provider,
         claims,
@@ -302,6 +313,7 @@ fn into_verified(config: &Config, provider: usize, token: UntrustedToken<'_>) ->
         jti,
         typ: token.jws.typ,
         constraints,
+        status,
     })
 }
 

@@ -1,0 +1,132 @@
+//! Status lists (SPEC §11), the host's side: dispatches the calls that the
+//! core's [`ListFetcher`](cjwt_core::revocation::fetcher::ListFetcher) hands out
+//! from the root context's tick, passes their answers back to it (it verifies
+//! the list and keeps the last good copy in the VM's store), and counts and logs
+//! how each fetch ended. No request waits for a list.
+//!
+//! Each worker VM fetches its lists for itself, as it does its key sets (see
+//! docs/spec-deviations.md, 51): one fetch per list per worker per refresh. The
+//! last good copy is kept in shared data, so that a new VM or configuration
+//! starts with it.
+
+use super::host::host_now;
+use super::state::Shared;
+use cjwt_core::config::Config;
+use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::keys::host_crypto::HostCrypto;
+use cjwt_core::outcome::metrics::Counter;
+use cjwt_core::revocation::fetcher::{ListCommand, ListOutcome, ListRequest};
+use cjwt_core::revocation::status_list::{shared_name, verify_fetched, LastGood};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType};
+
+/// Periodic work (from the root context's tick, and once on configuration):
+/// gives up calls that never answered and dispatches every fetch that is due.
+pub fn on_tick(shared: &Shared) {
+    let Some(now) = host_now() else {
+        return;
+    };
+    let commands = match shared.lists.try_borrow_mut() {
+        Ok(mut lists) => lists.on_tick(now),
+        Err(_) => return,
+    };
+    for command in commands {
+        match command {
+            ListCommand::Dispatch(request) => dispatch(shared, &request, now),
+            ListCommand::GaveUp(list, outcome) => finish(shared, list, &outcome),
+        }
+    }
+}
+
+/// Handles an answer if it is one to a list fetch (`true`), else leaves it to
+/// the other callers (`false`).
+pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
+    if !shared.lists.try_borrow().is_ok_and(|l| l.owns(token)) {
+        return false;
+    }
+    let Some(now) = host_now() else {
+        return true;
+    };
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
+    let ended = match (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.lists.try_borrow_mut()) {
+        (Ok(engine), Ok(mut keys), Ok(mut lists)) => {
+            let ended =
+                lists.on_response(token, status.as_deref(), &body, now, &engine.config, &shared.crypto, &mut keys);
+            if let Some((list, ListOutcome::Loaded { .. })) = &ended {
+                // The last good list, for a VM reloaded after a fault, started later, or
+                // of the next configuration (SPEC §12); verified again when read.
+                if let Some(name) = shared_name(&engine.config, *list) {
+                    let stored = LastGood { fetched_at: now, body: &body }.encode();
+                    let _ = hostcalls::set_shared_data(&name, Some(&stored), None);
+                }
+            }
+            ended
+        }
+        _ => return true,
+    };
+    if let Some((list, outcome)) = ended {
+        finish(shared, list, &outcome);
+    }
+    true
+}
+
+/// Loads the last good copy of each configured list that any VM of this Envoy
+/// fetched (SPEC §12), verified again with this configuration and its `ttl`
+/// counted from the original fetch: a VM reloaded after a fault, started later,
+/// or configured anew serves with it while its own first fetch runs.
+pub fn load_last_good(config: &Config, keys: &mut KeyStore, crypto: &dyn HostCrypto) {
+    let Some(now) = host_now() else {
+        return;
+    };
+    for list in 0..config.status_lists.len() {
+        let Some(name) = shared_name(config, list) else { continue };
+        let Ok((Some(stored), _)) = hostcalls::get_shared_data(&name) else { continue };
+        let Some(last) = LastGood::decode(&stored) else { continue };
+        match verify_fetched(config, list, &*keys, crypto, last.body, last.fetched_at, now) {
+            Ok(verified) => {
+                log::info!("cjwt: status list {list}: {} entries from the last good copy", verified.len());
+                keys.set_status_list(list, verified);
+            }
+            Err(e) => log::info!("cjwt: the last good copy of status list {list} is not usable: {e}"),
+        }
+    }
+}
+
+/// Dispatches `request` (from a root callback: the root context is current).
+fn dispatch(shared: &Shared, request: &ListRequest, now: i64) {
+    match hostcalls::dispatch_http_call(&request.cluster, request.headers(), None, vec![], request.timeout) {
+        Ok(token) => {
+            if let Ok(mut lists) = shared.lists.try_borrow_mut() {
+                lists.on_dispatched(request.list, token);
+            }
+        }
+        Err(e) => {
+            log::warn!(
+                "cjwt: status list {} fetch not dispatched ({e:?}); is cluster {:?} defined?",
+                request.list,
+                request.cluster
+            );
+            let outcome = match shared.lists.try_borrow_mut() {
+                Ok(mut lists) => lists.on_dispatch_failed(request.list, now),
+                Err(_) => return,
+            };
+            finish(shared, request.list, &outcome);
+        }
+    }
+}
+
+/// Logs and counts how a list fetch ended.
+fn finish(shared: &Shared, list: usize, outcome: &ListOutcome) {
+    match outcome {
+        ListOutcome::Loaded { entries, bits, expires_at } => {
+            log::info!("cjwt: status list {list}: {entries} entries of {bits} bit(s) loaded, valid until {expires_at}");
+        }
+        ListOutcome::Refused { reason } => {
+            log::warn!("cjwt: status list {list} refused, previous list kept until it expires: {reason}");
+        }
+        ListOutcome::NeverAnswered => log::warn!("cjwt: status list {list} fetch never answered; given up"),
+        ListOutcome::NotDispatched => {}
+    }
+    shared.metrics.bump(if outcome.ok() { Counter::StatusListFetchOk } else { Counter::StatusListFetchFailed });
+}
