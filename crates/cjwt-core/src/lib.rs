@@ -34,6 +34,7 @@ pub mod outcome;
 pub mod policy;
 pub mod reason;
 pub mod request;
+pub mod sender;
 pub mod token;
 pub mod usage;
 

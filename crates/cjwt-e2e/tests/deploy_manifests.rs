@@ -102,8 +102,7 @@ fn the_etcd_serviceentry_gives_the_usage_store_its_cluster() {
     assert_eq!(dr["spec"]["trafficPolicy"]["tls"]["mode"], "MUTUAL");
     assert_eq!(dr["spec"]["trafficPolicy"]["outlierDetection"]["consecutiveLocalOriginFailures"], 1);
     let mut config = yaml_docs("deploy/istio/wasmplugin-sidecar.yaml")[0]["spec"]["pluginConfig"].clone();
-    config["usage_store"] =
-        serde_json::json!({"etcd": {"cluster": format!("outbound|{port}||{host}"), "authority": host, "timeout_ms": 250}});
+    config["usage_store"] = serde_json::json!({"etcd": {"cluster": format!("outbound|{port}||{host}"), "authority": host, "timeout_ms": 250}});
     cjwt_core::config::Config::from_json(config.to_string().as_bytes()).unwrap();
 }
 
