@@ -222,6 +222,50 @@ fn dpop_proofs_end_to_end() {
     assert_eq!(envoy.stat("cjwt.denied.dpop_key_mismatch"), 1);
 }
 
+/// ES256 and RS256 proofs: verified by the host (Envoy's `verify_signature` in
+/// the wasm build, ring natively), counted as `cjwt.verify.host`; the token is
+/// EdDSA, so only the proofs reach the host.
+#[test]
+fn es256_and_rs256_proofs_are_verified_by_the_host() {
+    use rsa::pkcs1v15::SigningKey;
+    use rsa::signature::{SignatureEncoding, Signer as _};
+    use rsa::traits::PublicKeyParts;
+    let envoy =
+        Envoy::start(&with_sender(json!({"dpop": {"algorithms": ["ES256", "RS256"]}}), json!({})), Options::default());
+    // RS256, with the rsa crate directly.
+    let private = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
+    let public = private.to_public_key();
+    let (n, e) = (b64::encode(&public.n().to_bytes_be()), b64::encode(&public.e().to_bytes_be()));
+    let jkt = b64::encode(&Sha256::digest(format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#).as_bytes()));
+    let t = token(json!({"cnf": {"jkt": jkt}}));
+    let header = json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": {"kty": "RSA", "n": n, "e": e}});
+    let claims = proof_claims("GET", URL, &t, now(), None);
+    let input =
+        format!("{}.{}", b64::encode(header.to_string().as_bytes()), b64::encode(claims.to_string().as_bytes()));
+    let sig = SigningKey::<Sha256>::new(private).sign(input.as_bytes()).to_bytes();
+    let proof = format!("{input}.{}", b64::encode(&sig));
+    let r = envoy.get("/v1/orders", &[("authorization", &format!("DPoP {t}")), ("dpop", &proof)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A tampered RS256 proof is refused.
+    let mut bad = sig.to_vec();
+    bad[10] ^= 1;
+    let claims = proof_claims("GET", URL, &t, now(), None);
+    let input =
+        format!("{}.{}", b64::encode(header.to_string().as_bytes()), b64::encode(claims.to_string().as_bytes()));
+    let r = envoy.get(
+        "/v1/orders",
+        &[("authorization", &format!("DPoP {t}")), ("dpop", &format!("{input}.{}", b64::encode(&bad)))],
+    );
+    assert_eq!(r.reason().as_deref(), Some("invalid_dpop_proof"));
+    // ES256.
+    let es = Holder::es256(41);
+    let te = bound(&es);
+    let r = envoy
+        .get("/v1/orders", &[("authorization", &format!("DPoP {te}")), ("dpop", &es.proof("GET", URL, &te, now()))]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(envoy.stat("cjwt.verify.host"), 3, "three proofs, each verified by the host");
+}
+
 /// One replay cache for all workers: the same proof sent on many connections to
 /// an Envoy with four workers is let through once.
 #[test]
@@ -285,7 +329,9 @@ struct Pki {
 
 impl Pki {
     fn new() -> Pki {
-        let dir = envoy::repo_root().join(format!(".tmp/pki-{}-{}", std::process::id(), now()));
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = envoy::repo_root().join(format!(".tmp/pki-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let pki = Pki { dir };
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
