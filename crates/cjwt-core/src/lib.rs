@@ -14,6 +14,7 @@
 //!   its claim value and checking it against the request view;
 //! - [`config`]: serde shapes, the compiled model, loading JSON or protobuf `Struct`;
 //! - [`outcome`]: the refusal and the forwarding edits;
+//! - [`sender`]: sender-constrained tokens (`cnf`: DPoP proofs, certificate binding);
 //! - [`reason`]: the stable reason codes, statuses and classes;
 //! - [`usage`]: `max_uses` counting (in-process records and the etcd protocol);
 //! - [`encoding`]: base64url and duplicate-free JSON.
