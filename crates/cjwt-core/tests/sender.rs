@@ -175,6 +175,12 @@ fn the_plan_challenges_strips_the_proof_and_forwards_the_binding() {
     let Act::Forward(ops) = plan(&e.config, &outcome, &host).act else { panic!("allowed: {:?}", outcome.decision) };
     assert!(ops.contains(&("dpop".to_string(), None)), "{ops:?}");
     assert!(ops.contains(&("x-cjwt-jkt".to_string(), Some(jkt))), "{ops:?}");
+    // A request without a proof costs no removal.
+    let plain = mint(cjwt_harness::key(Algorithm::EdDSA), Some("k1"), &claims(json!({})));
+    let host = request(&plain, "Bearer");
+    let outcome = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
+    let Act::Forward(ops) = plan(&e.config, &outcome, &host).act else { panic!("allowed: {:?}", outcome.decision) };
+    assert!(!ops.iter().any(|(n, _)| n == "dpop"), "{ops:?}");
     // A DPoP refusal without nonce: invalid_dpop_proof with algs, no nonce header.
     let host = request(&t, "Bearer");
     let outcome = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);

@@ -115,13 +115,13 @@ pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
         Decision::Allow { token, credential } => {
             counters.push(Counter::Allowed);
             let mut edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), request);
-            strip_proof(config, &mut edits);
+            strip_proof(config, &mut edits, request);
             Plan { act: Act::Forward(header_operations(&edits, request)), counters, log: None, audit }
         }
         Decision::DryRunDeny(denial) => {
             counters.push(Counter::DryRunDenied(denial.reason));
             let mut edits = forward::edits(&config.forward, None, denial.credential.as_ref(), request);
-            strip_proof(config, &mut edits);
+            strip_proof(config, &mut edits, request);
             Plan {
                 act: Act::Forward(header_operations(&edits, request)),
                 counters,
@@ -164,10 +164,15 @@ fn log_line(denial: &Denial, dry_run: bool) -> String {
 }
 
 /// With `dpop` configured, the proof never goes upstream (SPEC §10): `dpop` is
-/// removed from every forwarded request.
-fn strip_proof(config: &Config, edits: &mut HeaderEdits) {
-    if config.sender.dpop.is_some() && !edits.remove.iter().any(|h| h == "dpop") {
-        edits.remove.push("dpop".to_string());
+/// removed from every forwarded request that carries one (a request without
+/// one costs no header operation).
+fn strip_proof(config: &Config, edits: &mut HeaderEdits, request: &dyn Host) {
+    let name = crate::sender::DPOP_HEADER;
+    if config.sender.dpop.is_some()
+        && header_values(request, name).next().is_some()
+        && !edits.remove.iter().any(|h| h == name)
+    {
+        edits.remove.push(name.to_string());
     }
 }
 
