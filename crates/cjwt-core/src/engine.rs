@@ -95,6 +95,8 @@ pub struct Engine {
     /// The configuration every decision follows.
     pub config: Config,
     cache: TokenCache,
+    /// DPoP proof keys imported recently (SPEC §10): never a proof, only keys.
+    proof_keys: sender::dpop::ProofKeys,
 }
 
 /// A short, non-reversible token fingerprint for logs: the first 8 bytes of SHA-256, hex.
@@ -106,7 +108,7 @@ impl Engine {
     /// An engine for `config`, with an empty cache bounded as the configuration says.
     pub fn new(config: Config) -> Engine {
         let cache = TokenCache::new(config.cache_max_entries, config.cache_max_bytes);
-        Engine { config, cache }
+        Engine { config, cache, proof_keys: sender::dpop::ProofKeys::default() }
     }
 
     /// Number of cached verified tokens.
@@ -142,12 +144,12 @@ impl Engine {
         counter: &mut dyn UsageCounter,
         replay: &mut dyn ReplayCache,
     ) -> Outcome {
-        let Engine { config, cache } = self;
+        let Engine { config, cache, proof_keys } = self;
         let view = RequestView::for_config(host, config);
         let mut deferred = Deferred(None);
         let counter: &mut dyn UsageCounter = if config.usage_store.is_some() { &mut deferred } else { counter };
         let Checked { verdict, credential, cache_hit, provider, rule, verified } =
-            check(config, cache, &view, keys, crypto, counter, replay);
+            check(config, cache, &view, keys, crypto, counter, replay, proof_keys);
         // A use deferred to the store: only for a request allowed but for it
         // (`max_uses` is checked last, so a later refusal cannot follow it).
         let (verdict, pending_use) = match (verdict, deferred.0, &config.usage_store) {
@@ -255,6 +257,7 @@ impl Checked {
 
 /// The checks of SPEC §4 in order: rule, credential, token, claims, sender
 /// constraints (SPEC §10), `require`, constraints.
+#[allow(clippy::too_many_arguments)] // the engine's state and the host's stores, each used once
 fn check(
     config: &Config,
     cache: &mut TokenCache,
@@ -263,6 +266,7 @@ fn check(
     crypto: &dyn HostCrypto,
     counter: &mut dyn UsageCounter,
     replay: &mut dyn ReplayCache,
+    proof_keys: &mut sender::dpop::ProofKeys,
 ) -> Checked {
     let (rule, index) = match rules::select(&config.rules, &config.default_rule, view) {
         Ok(selected) => (selected.rule, Some(selected.index)),
@@ -284,7 +288,7 @@ fn check(
     let verdict = token.map_err(|r| r.reason).and_then(|token| {
         check_claims(config, &token, now)?;
         // SPEC §10: after the token checks, before the rule's `require`.
-        sender::check(config, &token, &found, view, crypto, replay)?;
+        sender::check(config, &token, &found, view, crypto, replay, proof_keys)?;
         require::check(config, &rule.require, &token, view)?;
         let uses = TokenUse {
             counter,

@@ -12,13 +12,14 @@ use super::nonce;
 use super::replay::{ProofId, ReplayCache};
 use crate::config::Dpop;
 use crate::encoding::{b64, json};
-use crate::keys::algorithm::Algorithm;
+use crate::keys::algorithm::{AlgSet, Algorithm};
 use crate::keys::host_crypto::HostCrypto;
 use crate::keys::key::VerificationKey;
 use crate::reason::Reason;
 use crate::token::claims::{numeric_date, Rounding};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 /// The longest proof accepted, bytes (an RSA-8192 `jwk` fits).
 pub const MAX_PROOF_BYTES: usize = 8192;
@@ -46,6 +47,7 @@ pub struct ProofRequest<'a> {
 
 /// The checks of SPEC §10 on the `DPoP` header values `proofs`, for a token
 /// bound to `jkt`. The proof is never cached; only its id is remembered.
+#[allow(clippy::too_many_arguments)] // each is one input of the decision
 pub fn check(
     dpop: &Dpop,
     proofs: &[&[u8]],
@@ -53,6 +55,7 @@ pub fn check(
     jkt: &str,
     crypto: &dyn HostCrypto,
     replay: &mut dyn ReplayCache,
+    keys: &mut ProofKeys,
     now: i64,
 ) -> Result<(), Reason> {
     const INVALID: Reason = Reason::InvalidDpopProof;
@@ -63,7 +66,7 @@ pub fn check(
         return Err(INVALID);
     }
     let proof = std::str::from_utf8(proof).map_err(|_| INVALID)?.trim_matches([' ', '\t']);
-    let Parsed { header, claims, signing_input, signature } = parse(proof).ok_or(INVALID)?;
+    let Parsed { header_b64, header, claims, signing_input, signature } = parse(proof).ok_or(INVALID)?;
 
     match header.get("typ").and_then(Value::as_str) {
         Some(t) if t.eq_ignore_ascii_case("dpop+jwt") => {}
@@ -83,7 +86,7 @@ pub fn check(
     if !matches!(jwk.get("kty").and_then(Value::as_str), Some("EC" | "OKP" | "RSA")) {
         return Err(INVALID);
     }
-    let key = VerificationKey::from_jwk(jwk, Some(dpop.algorithms)).map_err(|_| INVALID)?;
+    let key = keys.import(header_b64, jwk, dpop.algorithms).ok_or(INVALID)?;
     if !key.verify_with(crypto, alg, signing_input.as_bytes(), &signature) {
         return Err(INVALID);
     }
@@ -124,9 +127,55 @@ pub fn check(
     }
 }
 
+/// Proof keys imported recently (per engine, so per worker), by the encoded
+/// proof header that carried them: a client signs every proof with the same key
+/// and header, so its JWK is imported (points decoded, RSA checked, SPKI built)
+/// once rather than on every request. The import is a pure function of the JWK
+/// and the configured algorithms, so a hit gives what importing again would;
+/// only successful imports are kept, at most [`MAX_PROOF_KEYS`] (then the map
+/// starts over).
+#[derive(Default)]
+pub struct ProofKeys {
+    keys: HashMap<String, VerificationKey>,
+}
+
+/// Most proof keys [`ProofKeys`] holds.
+pub const MAX_PROOF_KEYS: usize = 256;
+
+impl ProofKeys {
+    /// The key of `jwk`, carried in the proof header `header_b64`: from the
+    /// map, or imported now; `None` when the JWK is refused.
+    pub fn import(
+        &mut self,
+        header_b64: &str,
+        jwk: &Map<String, Value>,
+        algorithms: AlgSet,
+    ) -> Option<&VerificationKey> {
+        if !self.keys.contains_key(header_b64) {
+            let key = VerificationKey::from_jwk(jwk, Some(algorithms)).ok()?;
+            if self.keys.len() >= MAX_PROOF_KEYS {
+                self.keys.clear();
+            }
+            self.keys.insert(header_b64.to_owned(), key);
+        }
+        self.keys.get(header_b64)
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
 /// A proof's parts: header and payload objects (no duplicate members), the
 /// signing input and the signature bytes.
 struct Parsed<'a> {
+    header_b64: &'a str,
     header: Map<String, Value>,
     claims: Map<String, Value>,
     signing_input: &'a str,
@@ -148,7 +197,7 @@ fn parse(proof: &str) -> Option<Parsed<'_>> {
     let claims = json::parse_object(&b64::decode(p.as_bytes())?).ok()?;
     let signature = b64::decode(s.as_bytes())?;
     let signing_input = proof.get(..h.len() + 1 + p.len())?;
-    Some(Parsed { header, claims, signing_input, signature })
+    Some(Parsed { header_b64: h, header, claims, signing_input, signature })
 }
 
 /// The RFC 7638 SHA-256 thumbprint (base64url) of a public JWK: the required
@@ -205,7 +254,6 @@ mod tests {
     use super::super::replay::ProcessReplay;
     use super::*;
     use crate::config::NonceKey;
-    use crate::keys::algorithm::AlgSet;
     use crate::keys::host_crypto::PureRust;
     use p256::ecdsa::signature::Signer;
     use serde_json::json;
@@ -243,7 +291,16 @@ mod tests {
     }
 
     fn run(dpop: &Dpop, proof: &str, request: &ProofRequest<'_>, jkt: &str, now: i64) -> Result<(), Reason> {
-        check(dpop, &[proof.as_bytes()], request, jkt, &PureRust, &mut ProcessReplay::new(), now)
+        check(
+            dpop,
+            &[proof.as_bytes()],
+            request,
+            jkt,
+            &PureRust,
+            &mut ProcessReplay::new(),
+            &mut ProofKeys::default(),
+            now,
+        )
     }
 
     #[test]
@@ -287,7 +344,7 @@ mod tests {
         let mut cache = ProcessReplay::new();
         let dpop = config();
         let go = |cache: &mut ProcessReplay, proofs: &[&[u8]]| {
-            check(&dpop, proofs, &resource(), RFC_JKT, &PureRust, cache, RFC_NOW)
+            check(&dpop, proofs, &resource(), RFC_JKT, &PureRust, cache, &mut ProofKeys::default(), RFC_NOW)
         };
         assert_eq!(go(&mut cache, &[proof.as_bytes(), proof.as_bytes()]), Err(Reason::InvalidDpopProof));
         assert_eq!(go(&mut cache, &[]), Err(Reason::InvalidDpopProof));
@@ -303,6 +360,7 @@ mod tests {
             RFC_JKT,
             &PureRust,
             &mut super::super::replay::NoReplayCache,
+            &mut ProofKeys::default(),
             RFC_NOW,
         );
         assert_eq!(failing, Err(Reason::DpopReplay), "a cache that cannot answer refuses");
@@ -451,6 +509,51 @@ mod tests {
         c["nonce"] = json!(nonce::current(&nonce_key, now));
         let (proof, _) = es256_proof(&key, json!({}), c);
         assert_eq!(run(&dpop, &proof, &api(), &jkt, now), Ok(()));
+    }
+
+    #[test]
+    fn proof_keys_are_imported_once_per_header_and_refusals_are_not_kept() {
+        let now = 1_800_000_000;
+        let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let mut keys = ProofKeys::default();
+        let mut replay = ProcessReplay::new();
+        for jti in ["a", "b", "c"] {
+            let mut c = claims(now);
+            c["jti"] = json!(jti);
+            let (proof, jkt) = es256_proof(&key, json!({}), c);
+            assert_eq!(
+                check(&config(), &[proof.as_bytes()], &api(), &jkt, &PureRust, &mut replay, &mut keys, now),
+                Ok(())
+            );
+        }
+        assert_eq!(keys.len(), 1, "one client key, one import");
+        // A refused JWK is not kept; a key whose signature fails is kept but the proof refused.
+        let (bad, jkt) =
+            es256_proof(&key, json!({"jwk": {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}}), claims(now));
+        assert_eq!(
+            check(&config(), &[bad.as_bytes()], &api(), &jkt, &PureRust, &mut replay, &mut keys, now),
+            Err(Reason::InvalidDpopProof)
+        );
+        assert_eq!(keys.len(), 1);
+        let other = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
+        let (proof, _) = es256_proof(&key, json!({}), claims(now));
+        let (forged, _) = es256_proof(&other, json!({}), claims(now));
+        let (h, _) = proof.split_once('.').unwrap();
+        let (_, rest) = forged.split_once('.').unwrap();
+        let mixed = format!("{h}.{rest}");
+        assert_eq!(
+            check(&config(), &[mixed.as_bytes()], &api(), &jkt, &PureRust, &mut replay, &mut keys, now),
+            Err(Reason::InvalidDpopProof)
+        );
+        // Bounded.
+        for i in 0..(MAX_PROOF_KEYS + 3) {
+            let k = p256::ecdsa::SigningKey::from_slice(&[u8::try_from(i % 250).unwrap() + 1; 32]).unwrap();
+            let mut c = claims(now);
+            c["jti"] = json!(format!("k{i}"));
+            let (proof, _) = es256_proof(&k, json!({"kid": i}), c);
+            let _ = check(&config(), &[proof.as_bytes()], &api(), "x", &PureRust, &mut replay, &mut keys, now);
+            assert!(keys.len() <= MAX_PROOF_KEYS);
+        }
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub fn check(
     view: &RequestView<'_>,
     crypto: &dyn HostCrypto,
     replay: &mut dyn ReplayCache,
+    proof_keys: &mut dpop::ProofKeys,
 ) -> Result<(), Reason> {
     let sender = &config.sender;
     let bound = binding(&token.claims, sender)?;
@@ -96,7 +97,7 @@ pub fn check(
                     path: view.normalized_path()?,
                     token: &credential.token,
                 };
-                dpop::check(dpop, &proofs, &request, jkt, crypto, replay, host.now())?;
+                dpop::check(dpop, &proofs, &request, jkt, crypto, replay, proof_keys, host.now())?;
             }
         }
     }
