@@ -31,6 +31,8 @@ enum Command {
     Mint(Box<commands::mint::Args>),
     /// Show a token's header and claims, not verified, with the dates in UTC.
     Inspect(commands::inspect::Args),
+    /// Make a DPoP proof (RFC 9449) for a method, URL and token; prints the proof.
+    Dpop(commands::dpop::Args),
     /// Decide one request against a plugin configuration exactly as the filter would.
     Explain(commands::explain::Args),
     /// Compile a plugin configuration (JSON or protobuf Struct) and report what it holds.
@@ -46,6 +48,7 @@ impl Command {
             Command::Keygen(a) => commands::keygen::run(a),
             Command::Mint(a) => commands::mint::run(*a),
             Command::Inspect(a) => commands::inspect::run(a),
+            Command::Dpop(a) => commands::dpop::run(a),
             Command::Explain(a) => commands::explain::run(a),
             Command::CheckConfig(a) => commands::check_config::run(a),
             Command::StatusList(a) => commands::status_list::run(a),

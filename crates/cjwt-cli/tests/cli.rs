@@ -410,3 +410,114 @@ fn status_list_mint_status_and_explain_with_a_list_file() {
 fn base64_url(s: &str) -> Vec<u8> {
     cjwt_core::encoding::b64::decode(s.as_bytes()).unwrap()
 }
+
+#[test]
+fn mint_binds_to_a_key_and_dpop_makes_the_proof_explain_accepts() {
+    let dir = tmp("dpop");
+    let (pem, jwks) = keygen(&dir, "EdDSA", "k1");
+    let (holder, holder_jwks) = keygen(&dir, "ES256", "holder");
+    let config = plugin(&dir, &jwks, json!({"sender_constraints": {"dpop": {}, "mtls": {"from": "peer"}}}));
+    let mint = |extra: &[&str]| {
+        let mut args =
+            vec!["mint", "--key", &pem, "--kid", "k1", "--iss", "https://issuer.test", "--aud", "api", "--ttl", "5m"];
+        args.extend_from_slice(extra);
+        let o = cjwt(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let t = mint(&["--bind-key", &holder]);
+    let jkt = payload(&t)["cnf"]["jkt"].as_str().unwrap().to_string();
+    let jwk = holder_jwks["keys"][0].as_object().unwrap();
+    assert_eq!(Some(jkt.clone()), cjwt_core::sender::dpop::thumbprint(jwk), "cnf.jkt is the holder key's thumbprint");
+    let url = "https://api.example.com/v1/orders";
+    let o = cjwt(&["dpop", "--key", &holder, "--method", "GET", "--url", &format!("{url}?page=2"), "--token", &t]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let proof = stdout(&o);
+    let explain = |proof: Option<&str>, path: &str| {
+        let mut args = vec!["explain", "--config", &config, "--token", &t, "--host", "api.example.com", "--path", path];
+        if let Some(p) = proof {
+            args.extend_from_slice(&["--dpop", p]);
+        }
+        cjwt(&args)
+    };
+    let o = explain(Some(&proof), "/v1/orders");
+    assert_eq!(
+        (o.status.code(), stdout(&o).lines().next().map(str::to_owned)),
+        (Some(0), Some("allow".into())),
+        "{}",
+        stderr(&o)
+    );
+    let o = explain(Some(&proof), "/v1/other");
+    assert_eq!((o.status.code(), stdout(&o)), (Some(3), "refuse 401 invalid_dpop_proof".to_string()));
+    let o = explain(None, "/v1/orders");
+    assert_eq!((o.status.code(), stdout(&o)), (Some(3), "refuse 401 dpop_required".to_string()));
+    // A symmetric key cannot make a proof; a URL is required.
+    let (hs, _) = keygen(&dir, "HS256", "hs");
+    let o = cjwt(&["dpop", "--key", &hs, "--alg", "HS256", "--url", url, "--token", &t]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let o = cjwt(&["dpop", "--key", &holder, "--url", "api.example.com/x", "--token", &t]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn mint_binds_to_a_certificate_and_explain_takes_its_digest() {
+    let dir = tmp("mtls");
+    let (pem, jwks) = keygen(&dir, "EdDSA", "k1");
+    let config = plugin(&dir, &jwks, json!({"sender_constraints": {"mtls": {"from": "peer"}}}));
+    // A certificate (any DER will do for the binding): a fixed body in PEM armour.
+    let der: Vec<u8> = (0u8..=255).collect();
+    let body = base64_standard(&der);
+    let cert = dir.join("client.pem");
+    std::fs::write(&cert, format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n")).unwrap();
+    let o = cjwt(&[
+        "mint",
+        "--key",
+        &pem,
+        "--kid",
+        "k1",
+        "--iss",
+        "https://issuer.test",
+        "--aud",
+        "api",
+        "--ttl",
+        "5m",
+        "--bind-cert",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = stdout(&o);
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(&der);
+    assert_eq!(payload(&t)["cnf"]["x5t#S256"], cjwt_core::encoding::b64::encode(&digest));
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let colons: String = digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+    for (digest, want) in [
+        (Some(hex.as_str()), "allow"),
+        (Some(colons.as_str()), "allow"),
+        (Some(&"00".repeat(32)), "refuse 401 certificate_mismatch"),
+        (None, "refuse 401 certificate_required"),
+    ] {
+        let mut args = vec!["explain", "--config", &config, "--token", &t];
+        if let Some(d) = digest {
+            args.extend_from_slice(&["--cert-sha256", d]);
+        }
+        let o = cjwt(&args);
+        assert_eq!(stdout(&o).lines().next(), Some(want), "{digest:?}: {}", stderr(&o));
+    }
+}
+
+fn base64_standard(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

@@ -18,6 +18,7 @@ use crate::reason::Reason;
 use crate::request::credential::{self, Credential, Found};
 use crate::request::host::{Host, UsageCounter, UsageError};
 use crate::request::view::RequestView;
+use crate::sender::{self, replay::ReplayCache};
 use crate::token::cache::TokenCache;
 use crate::token::verify::{check_claims, verify, KeyLookup, TokenRefusal, TokenText, VerifiedToken};
 use crate::usage::etcd::{EtcdUse, UseAnswer, UseCall};
@@ -94,6 +95,8 @@ pub struct Engine {
     /// The configuration every decision follows.
     pub config: Config,
     cache: TokenCache,
+    /// DPoP proof keys imported recently (SPEC §10): never a proof, only keys.
+    proof_keys: sender::dpop::ProofKeys,
 }
 
 /// A short, non-reversible token fingerprint for logs: the first 8 bytes of SHA-256, hex.
@@ -105,7 +108,7 @@ impl Engine {
     /// An engine for `config`, with an empty cache bounded as the configuration says.
     pub fn new(config: Config) -> Engine {
         let cache = TokenCache::new(config.cache_max_entries, config.cache_max_bytes);
-        Engine { config, cache }
+        Engine { config, cache, proof_keys: sender::dpop::ProofKeys::default() }
     }
 
     /// Number of cached verified tokens.
@@ -118,7 +121,9 @@ impl Engine {
         self.cache.bytes()
     }
 
-    /// Decides one request: the checks, then the configured `mode`.
+    /// Decides one request: the checks, then the configured `mode`. Without a
+    /// replay cache: a DPoP-bound token is refused (`dpop_replay`); adapters
+    /// call [`Engine::decide_with`].
     pub fn decide(
         &mut self,
         host: &dyn Host,
@@ -126,12 +131,25 @@ impl Engine {
         crypto: &dyn HostCrypto,
         counter: &mut dyn UsageCounter,
     ) -> Outcome {
-        let Engine { config, cache } = self;
+        self.decide_with(host, keys, crypto, counter, &mut sender::replay::NoReplayCache)
+    }
+
+    /// Decides one request, with `replay` remembering DPoP proof ids (SPEC §10:
+    /// one cache per Envoy, shared by its workers).
+    pub fn decide_with(
+        &mut self,
+        host: &dyn Host,
+        keys: &dyn KeyLookup,
+        crypto: &dyn HostCrypto,
+        counter: &mut dyn UsageCounter,
+        replay: &mut dyn ReplayCache,
+    ) -> Outcome {
+        let Engine { config, cache, proof_keys } = self;
         let view = RequestView::for_config(host, config);
         let mut deferred = Deferred(None);
         let counter: &mut dyn UsageCounter = if config.usage_store.is_some() { &mut deferred } else { counter };
         let Checked { verdict, credential, cache_hit, provider, rule, verified } =
-            check(config, cache, &view, keys, crypto, counter);
+            check(config, cache, &view, keys, crypto, counter, replay, proof_keys);
         // A use deferred to the store: only for a request allowed but for it
         // (`max_uses` is checked last, so a later refusal cannot follow it).
         let (verdict, pending_use) = match (verdict, deferred.0, &config.usage_store) {
@@ -237,8 +255,9 @@ impl Checked {
     }
 }
 
-/// The checks of SPEC §4 in order: rule, credential, token, claims, `require`,
-/// constraints.
+/// The checks of SPEC §4 in order: rule, credential, token, claims, sender
+/// constraints (SPEC §10), `require`, constraints.
+#[allow(clippy::too_many_arguments)] // the engine's state and the host's stores, each used once
 fn check(
     config: &Config,
     cache: &mut TokenCache,
@@ -246,6 +265,8 @@ fn check(
     keys: &dyn KeyLookup,
     crypto: &dyn HostCrypto,
     counter: &mut dyn UsageCounter,
+    replay: &mut dyn ReplayCache,
+    proof_keys: &mut sender::dpop::ProofKeys,
 ) -> Checked {
     let (rule, index) = match rules::select(&config.rules, &config.default_rule, view) {
         Ok(selected) => (selected.rule, Some(selected.index)),
@@ -268,6 +289,8 @@ fn check(
         check_claims(config, &token, now)?;
         // Every request, cached verifications included (SPEC §11).
         crate::revocation::check(config, &token, keys, now)?;
+        // SPEC §10: after the token checks, before the rule's `require`.
+        sender::check(config, &token, &found, view, crypto, replay, proof_keys)?;
         require::check(config, &rule.require, &token, view)?;
         let uses = TokenUse {
             counter,

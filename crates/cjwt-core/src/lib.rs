@@ -14,6 +14,7 @@
 //!   its claim value and checking it against the request view;
 //! - [`config`]: serde shapes, the compiled model, loading JSON or protobuf `Struct`;
 //! - [`outcome`]: the refusal and the forwarding edits;
+//! - [`sender`]: sender-constrained tokens (`cnf`: DPoP proofs, certificate binding);
 //! - [`reason`]: the stable reason codes, statuses and classes;
 //! - [`revocation`]: deny-lists and OAuth Token Status Lists (SPEC §11);
 //! - [`usage`]: `max_uses` counting (in-process records and the etcd protocol);
@@ -36,6 +37,7 @@ pub mod policy;
 pub mod reason;
 pub mod request;
 pub mod revocation;
+pub mod sender;
 pub mod token;
 pub mod usage;
 

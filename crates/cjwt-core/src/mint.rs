@@ -204,3 +204,43 @@ pub fn mint_raw(key: &SigningKey, header_json: &str, payload_json: &str) -> Stri
     let sig = key.sign(input.as_bytes());
     format!("{input}.{}", b64::encode(&sig))
 }
+
+/// A DPoP proof (RFC 9449 §4.2) signed with `key` for `method` and `url` (its
+/// query and fragment dropped for `htu`), with `ath` over `token` when given
+/// and the server's `nonce` when given. The proof carries the public JWK of
+/// `key`; symmetric keys cannot make proofs.
+pub fn dpop_proof(
+    key: &SigningKey,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    iat: i64,
+    jti: &str,
+    nonce: Option<&str>,
+) -> Result<String, String> {
+    use sha2::Digest;
+    if matches!(key, SigningKey::Hmac(..)) {
+        return Err("a DPoP proof needs an asymmetric key (EdDSA, ES256, ES384, RS*, PS*)".into());
+    }
+    let htu = url.split(['?', '#']).next().unwrap_or(url);
+    let header = json!({"typ": "dpop+jwt", "alg": key.alg().name(), "jwk": key.public_jwk(None)});
+    let mut claims = json!({"jti": jti, "htm": method, "htu": htu, "iat": iat});
+    if let Value::Object(m) = &mut claims {
+        if let Some(t) = token {
+            m.insert("ath".into(), Value::from(b64::encode(&sha2::Sha256::digest(t.as_bytes()))));
+        }
+        if let Some(n) = nonce {
+            m.insert("nonce".into(), Value::from(n));
+        }
+    }
+    Ok(mint_raw(key, &header.to_string(), &claims.to_string()))
+}
+
+/// The RFC 7638 thumbprint of `key`'s public JWK: what `cnf.jkt` holds for a
+/// token bound to it.
+pub fn jkt(key: &SigningKey) -> Option<String> {
+    match key.public_jwk(None) {
+        Value::Object(jwk) => crate::sender::dpop::thumbprint(&jwk),
+        _ => None,
+    }
+}

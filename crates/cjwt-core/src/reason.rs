@@ -22,13 +22,19 @@ pub enum Class {
     /// 503, the request could not be decided now (a store did not answer):
     /// `retry-after: 1`, no challenge, `error: temporarily_unavailable`.
     Unavailable,
+    /// 401, the DPoP proof (or its absence) is at fault (SPEC §10): the `DPoP`
+    /// challenge with `error="invalid_dpop_proof"` and `algs`.
+    DpopProof,
+    /// 401, the proof lacks a current server nonce (SPEC §10): the `DPoP`
+    /// challenge with `error="use_dpop_nonce"` and a fresh `dpop-nonce` header.
+    DpopNonce,
 }
 
 impl Class {
     /// The HTTP status of a refusal of this class.
     pub const fn status(self) -> u32 {
         match self {
-            Class::Missing | Class::Untrusted => 401,
+            Class::Missing | Class::Untrusted | Class::DpopProof | Class::DpopNonce => 401,
             Class::Forbidden => 403,
             Class::Unavailable => 503,
         }
@@ -44,6 +50,8 @@ impl Class {
             Class::Untrusted => Some("invalid_token"),
             Class::Forbidden => Some("insufficient_scope"),
             Class::Unavailable => Some("temporarily_unavailable"),
+            Class::DpopProof => Some("invalid_dpop_proof"),
+            Class::DpopNonce => Some("use_dpop_nonce"),
         }
     }
 }
@@ -93,7 +101,7 @@ impl Reason {
 
     /// True for the 401 classes (the token is missing or cannot be trusted).
     pub const fn is_untrusted(self) -> bool {
-        matches!(self.class(), Class::Missing | Class::Untrusted)
+        self.class().status() == 401
     }
 
     /// The RFC 6750 error code: none for a missing token, `invalid_token` for the
@@ -192,6 +200,25 @@ reasons! {
     // 503: the mesh-wide usage store (SPEC §8 v2).
     /// The usage store could not count the use in time; the use may have been counted.
     UsageUnavailable => "usage_unavailable", Unavailable;
+    // 401: sender-constrained tokens (SPEC §10 v2).
+    /// A DPoP-bound token (`cnf.jkt`) presented under another scheme than `DPoP`.
+    DpopRequired => "dpop_required", DpopProof;
+    /// The `DPoP` scheme or a `DPoP` header with a token that has no `cnf.jkt`.
+    UnexpectedDpop => "unexpected_dpop", DpopProof;
+    /// The DPoP proof is missing, repeated, malformed or does not fit the request.
+    InvalidDpopProof => "invalid_dpop_proof", DpopProof;
+    /// The proof's `jti` was seen before within its window (or could not be recorded).
+    DpopReplay => "dpop_replay", DpopProof;
+    /// The proof's key is not the one the token is bound to (`cnf.jkt`).
+    DpopKeyMismatch => "dpop_key_mismatch", DpopProof;
+    /// Nonces are required and the proof carries no current one.
+    UseDpopNonce => "use_dpop_nonce", DpopNonce;
+    /// A certificate-bound token without a client certificate.
+    CertificateRequired => "certificate_required", Untrusted;
+    /// The client certificate is not the one the token is bound to.
+    CertificateMismatch => "certificate_mismatch", Untrusted;
+    /// `cnf` holds a binding the configuration does not enable (or does not know).
+    UnsupportedBinding => "unsupported_binding", Untrusted;
 }
 
 #[cfg(test)]
@@ -202,7 +229,7 @@ mod tests {
     /// SPEC §4 "Decisions and responses", paragraph "Reason codes": the v1 codes
     /// with their status, in the SPEC's order. Hard-coded so that the crate stands
     /// alone; update it with the SPEC.
-    const SPEC_REASONS: [(&str, u32); 36] = [
+    const SPEC_REASONS: [(&str, u32); 45] = [
         ("missing_token", 401),
         ("multiple_tokens", 401),
         ("token_too_large", 401),
@@ -240,22 +267,21 @@ mod tests {
         ("issuer", 403),
         ("path_not_normalized", 403),
         ("usage_unavailable", 503),
+        ("dpop_required", 401),
+        ("unexpected_dpop", 401),
+        ("invalid_dpop_proof", 401),
+        ("dpop_replay", 401),
+        ("dpop_key_mismatch", 401),
+        ("use_dpop_nonce", 401),
+        ("certificate_required", 401),
+        ("certificate_mismatch", 401),
+        ("unsupported_binding", 401),
     ];
 
     /// The reasons SPEC §4 says v2 adds (§8 `usage_unavailable`, 503; §10 and §11,
     /// 401), which this build does not implement yet. When one is added to the
     /// table, move it to [`SPEC_REASONS`].
-    const SPEC_V2_NOT_YET: [&str; 9] = [
-        "dpop_required",
-        "unexpected_dpop",
-        "invalid_dpop_proof",
-        "dpop_replay",
-        "dpop_key_mismatch",
-        "use_dpop_nonce",
-        "certificate_required",
-        "certificate_mismatch",
-        "unsupported_binding",
-    ];
+    const SPEC_V2_NOT_YET: [&str; 0] = [];
 
     /// Each variant with its SPEC code, spelled by hand. The `match` is
     /// exhaustive on purpose: a reason added to the table does not compile until
@@ -298,6 +324,15 @@ mod tests {
             Reason::Issuer => "issuer",
             Reason::PathNotNormalized => "path_not_normalized",
             Reason::UsageUnavailable => "usage_unavailable",
+            Reason::DpopRequired => "dpop_required",
+            Reason::UnexpectedDpop => "unexpected_dpop",
+            Reason::InvalidDpopProof => "invalid_dpop_proof",
+            Reason::DpopReplay => "dpop_replay",
+            Reason::DpopKeyMismatch => "dpop_key_mismatch",
+            Reason::UseDpopNonce => "use_dpop_nonce",
+            Reason::CertificateRequired => "certificate_required",
+            Reason::CertificateMismatch => "certificate_mismatch",
+            Reason::UnsupportedBinding => "unsupported_binding",
         }
     }
 
@@ -336,10 +371,16 @@ mod tests {
 
     #[test]
     fn class_gives_the_spec_challenge_error() {
-        // SPEC §4 table: no token → no `error`; untrusted → invalid_token; 403 → insufficient_scope.
+        // SPEC §4 table: no token → no `error`; untrusted → invalid_token; 403 →
+        // insufficient_scope; SPEC §10: the DPoP reasons → invalid_dpop_proof, and
+        // use_dpop_nonce → use_dpop_nonce.
+        const DPOP: [&str; 5] =
+            ["dpop_required", "unexpected_dpop", "invalid_dpop_proof", "dpop_replay", "dpop_key_mismatch"];
         for r in Reason::ALL {
             let want = match (r, r.status()) {
                 (Reason::MissingToken, _) => None,
+                (Reason::UseDpopNonce, _) => Some("use_dpop_nonce"),
+                (_, 401) if DPOP.contains(&r.code()) => Some("invalid_dpop_proof"),
                 (_, 401) => Some("invalid_token"),
                 (_, 403) => Some("insufficient_scope"),
                 (_, 503) => Some("temporarily_unavailable"),

@@ -843,8 +843,58 @@ fn every_reason_code_is_reachable() {
             seen.insert(d.reason);
         }
     }
+    sender_reasons(&mut seen);
     let missing: Vec<&str> = Reason::ALL.iter().filter(|r| !seen.contains(r)).map(|r| r.code()).collect();
     assert!(missing.is_empty(), "unreached reason codes: {missing:?}");
+}
+
+/// The reasons of SPEC §10, one request each (tests/sender.rs has the details).
+fn sender_reasons(seen: &mut std::collections::HashSet<Reason>) {
+    use cjwt_core::encoding::b64;
+    use cjwt_core::sender::replay::ProcessReplay;
+    use p256::ecdsa::signature::Signer;
+    use sha2::Digest;
+    let holder = p256::ecdsa::SigningKey::from_slice(&[5u8; 32]).unwrap();
+    let point = holder.verifying_key().to_encoded_point(false);
+    let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64::encode(point.x().unwrap()), "y": b64::encode(point.y().unwrap())});
+    let jkt = cjwt_core::sender::dpop::thumbprint(jwk.as_object().unwrap()).unwrap();
+    let proof = |token: &str, jti: &str| {
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+        let ath = b64::encode(&sha2::Sha256::digest(token.as_bytes()));
+        let c = json!({"htm": "GET", "htu": "https://api.example.com/x", "iat": NOW, "jti": jti, "ath": ath});
+        let input = format!("{}.{}", b64::encode(header.to_string().as_bytes()), b64::encode(c.to_string().as_bytes()));
+        let sig: p256::ecdsa::Signature = holder.sign(input.as_bytes());
+        format!("{input}.{}", b64::encode(&sig.to_bytes()))
+    };
+    let replay = ProcessReplay::new();
+    let mut probe = |e: &mut Engine, host: StaticHost| {
+        let outcome = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
+        if let Decision::Deny(d) = outcome.decision {
+            seen.insert(d.reason);
+        }
+    };
+    let secret = b64::encode(&[1u8; 32]);
+    let mut dpop = engine(json!({"sender_constraints": {"dpop": {}, "mtls": {"from": "peer"}}}));
+    let mut nonced = engine(json!({"sender_constraints": {"dpop": {"nonce": {"secret": secret}}}}));
+    let bound = eddsa(json!({"cnf": {"jkt": jkt}}));
+    let elsewhere = eddsa(json!({"cnf": {"jkt": "AAAA"}}));
+    let plain = eddsa(json!({}));
+    let x5t = eddsa(json!({"cnf": {"x5t#S256": b64::encode(&[7u8; 32])}}));
+    let req = |scheme: &str, token: &str| {
+        StaticHost::get("/x").header(":scheme", "https").header("authorization", &format!("{scheme} {token}"))
+    };
+    let p = proof(&bound, "1");
+    probe(&mut dpop, req("DPoP", &bound).header("dpop", &p));
+    probe(&mut dpop, req("DPoP", &bound).header("dpop", &p)); // dpop_replay
+    probe(&mut dpop, req("Bearer", &bound)); // dpop_required
+    probe(&mut dpop, req("DPoP", &plain)); // unexpected_dpop
+    probe(&mut dpop, req("DPoP", &bound)); // invalid_dpop_proof
+    probe(&mut dpop, req("DPoP", &elsewhere).header("dpop", &proof(&elsewhere, "2"))); // dpop_key_mismatch
+    probe(&mut nonced, req("DPoP", &bound).header("dpop", &proof(&bound, "3"))); // use_dpop_nonce
+    probe(&mut dpop, req("Bearer", &x5t)); // certificate_required
+    let digest = ["connection", "sha256_peer_certificate_digest"];
+    probe(&mut dpop, req("Bearer", &x5t).property(&digest, &"ab".repeat(32))); // certificate_mismatch
+    probe(&mut dpop, req("Bearer", &eddsa(json!({"cnf": {"jwk": {}}})))); // unsupported_binding
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! [`Host`] and [`UsageCounter`] over proxy-wasm hostcalls.
 
 use cjwt_core::request::host::{clock, Host, UsageCounter, UsageError};
+use cjwt_core::sender::replay::{
+    record, slot_capacity, slot_key as replay_slot_key, ProofId, ReplayCache, ReplayError, ReplayUpdate,
+};
 use cjwt_core::usage::{count_use, slot_key, SlotUpdate, UsageId};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, Status};
@@ -75,6 +78,37 @@ impl UsageCounter for SharedDataCounter {
             }
         }
         Err(UsageError)
+    }
+}
+
+/// The DPoP replay cache (SPEC §10) in proxy-wasm shared data, shared by every
+/// worker VM of this Envoy, in the bounded slots of
+/// [`cjwt_core::sender::replay`], updated with compare-and-swap as
+/// [`SharedDataCounter`] does.
+pub struct SharedDataReplay;
+
+impl ReplayCache for SharedDataReplay {
+    fn first_seen(&mut self, id: &ProofId, expires_at: i64, now: i64, max_entries: usize) -> Result<bool, ReplayError> {
+        let key = replay_slot_key(id.slot());
+        for _ in 0..CAS_ATTEMPTS {
+            let (value, cas) = hostcalls::get_shared_data(&key).map_err(|_| ReplayError)?;
+            let next = match record(value.as_deref(), id, expires_at, now, slot_capacity(max_entries))
+                .map_err(|_| ReplayError)?
+            {
+                ReplayUpdate::Fresh(next) => next,
+                ReplayUpdate::Replayed | ReplayUpdate::Full => return Ok(false),
+            };
+            let cas = match (value.is_some(), cas) {
+                (true, Some(c)) => c,
+                _ => FIRST_WRITE_CAS,
+            };
+            match hostcalls::set_shared_data(&key, Some(&next), Some(cas)) {
+                Ok(()) => return Ok(true),
+                Err(Status::CasMismatch) => continue,
+                Err(_) => return Err(ReplayError),
+            }
+        }
+        Err(ReplayError)
     }
 }
 

@@ -1,6 +1,6 @@
 //! One HTTP stream: read the request, ask the core, then forward or refuse.
 
-use super::host::{host_now, ProxyHost, SharedDataCounter};
+use super::host::{host_now, ProxyHost, SharedDataCounter, SharedDataReplay};
 use super::jwks;
 use super::state::{Shared, Waiter};
 use super::usage;
@@ -96,7 +96,7 @@ pub fn process(shared: &Shared, me: &Waiter, may_wait_for_keys: bool) -> Action 
         return send(&plan::unavailable());
     };
     let host_calls = shared.crypto.calls.get();
-    let mut outcome = engine.decide(&host, &*keys, &shared.crypto, &mut SharedDataCounter);
+    let mut outcome = engine.decide_with(&host, &*keys, &shared.crypto, &mut SharedDataCounter, &mut SharedDataReplay);
     drop(keys);
     shared.metrics.add(Counter::VerifyHost, shared.crypto.calls.get().saturating_sub(host_calls));
     if let Some(provider) = plan::awaits_keys(&outcome.decision) {

@@ -6,7 +6,7 @@
 //! nanoseconds per step, each the mean of N runs, using that request's headers
 //! and token. `examples/vm_bench.rs` (part of `make bench`) drives it.
 
-use super::host::{ProxyHost, SharedDataCounter};
+use super::host::{ProxyHost, SharedDataCounter, SharedDataReplay};
 use super::state::Shared;
 use cjwt_core::request::host::header_values;
 use cjwt_core::token::jws;
@@ -72,7 +72,15 @@ pub fn answer(shared: &Shared) -> bool {
     }
     if let (Ok(mut engine), Ok(keys)) = (shared.engine.try_borrow_mut(), shared.keys.try_borrow()) {
         // The first run fills the cache; the mean is the warm decision.
-        let mut decide = || _ = black_box(engine.decide(&host, &*keys, &shared.crypto, &mut SharedDataCounter));
+        let mut decide = || {
+            _ = black_box(engine.decide_with(
+                &host,
+                &*keys,
+                &shared.crypto,
+                &mut SharedDataCounter,
+                &mut SharedDataReplay,
+            ))
+        };
         put("decide_warm", time(n, &mut decide));
     }
     out.push('}');

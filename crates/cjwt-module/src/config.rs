@@ -13,6 +13,7 @@ use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::keys::native::NativeCrypto;
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::revocation::fetcher::ListFetcher;
+use cjwt_core::sender::replay::ProcessReplay;
 use cjwt_core::usage::process::ProcessCounter;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +34,8 @@ pub struct Shared {
     /// `max_uses`, counted once for every worker of this Envoy: the process's one
     /// counter ([`usage`]), so a configuration pushed at run time keeps the counts.
     pub usage: &'static ProcessCounter,
+    /// DPoP proof ids, remembered once for every worker of this Envoy ([`replay`]).
+    pub replay: &'static ProcessReplay,
     /// RS*, PS* and ES* verified by `ring` (counted as `cjwt.verify.host`).
     pub crypto: NativeCrypto,
     /// Remote key sets and status lists, when any is configured.
@@ -70,6 +73,14 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub fn usage() -> &'static ProcessCounter {
     static USAGE: OnceLock<ProcessCounter> = OnceLock::new();
     USAGE.get_or_init(ProcessCounter::new)
+}
+
+/// The process's DPoP replay cache (SPEC §10), shared by every configuration and
+/// worker, as the `max_uses` counter is: a proof accepted by one worker is a
+/// replay on every other.
+pub fn replay() -> &'static ProcessReplay {
+    static REPLAY: OnceLock<ProcessReplay> = OnceLock::new();
+    REPLAY.get_or_init(ProcessReplay::new)
 }
 
 thread_local! {
@@ -145,6 +156,7 @@ impl ModuleConfig {
             counters,
             keys,
             usage: usage(),
+            replay: replay(),
             crypto,
             remote,
             scheduler: Mutex::new(scheduler),

@@ -72,6 +72,9 @@ struct module_http_header {
 // C enums are `int`-sized; values are passed and compared as u32.
 const HEADER_TYPE_REQUEST: u32 = 0;
 const ATTRIBUTE_SOURCE_ADDRESS: u32 = 24;
+/// `connection.sha256_peer_certificate_digest` (docs/dynamic-module-abi.md):
+/// lowercase hex; absent without a client certificate.
+const ATTRIBUTE_SHA256_PEER_CERTIFICATE_DIGEST: u32 = 38;
 const LOG_INFO: u32 = 2;
 const LOG_WARN: u32 = 3;
 const LOG_ERROR: u32 = 4;
@@ -309,15 +312,21 @@ impl Filter<'_> {
     /// The downstream address as Envoy computed it (`ip:port`), the value the
     /// wasm build reads as the `source.address` property.
     pub fn source_address(&self) -> Option<Vec<u8>> {
+        self.attribute_string(ATTRIBUTE_SOURCE_ADDRESS)
+    }
+
+    /// The downstream peer certificate's SHA-256, lowercase hex, the value the
+    /// wasm build reads as `connection.sha256_peer_certificate_digest`.
+    pub fn peer_certificate_digest(&self) -> Option<Vec<u8>> {
+        self.attribute_string(ATTRIBUTE_SHA256_PEER_CERTIFICATE_DIGEST)
+    }
+
+    fn attribute_string(&self, attribute: u32) -> Option<Vec<u8>> {
         let mut out = envoy_buffer { ptr: std::ptr::null(), length: 0 };
         // SAFETY: stream filter in the current hook; `out` is written by Envoy and
         // points into its memory, copied before the hook returns.
         unsafe {
-            if envoy_dynamic_module_callback_http_filter_get_attribute_string(
-                self.ptr,
-                ATTRIBUTE_SOURCE_ADDRESS,
-                &mut out,
-            ) {
+            if envoy_dynamic_module_callback_http_filter_get_attribute_string(self.ptr, attribute, &mut out) {
                 Some(envoy_bytes(out).to_vec())
             } else {
                 None

@@ -49,11 +49,14 @@ impl Host for NativeHost<'_> {
     }
 
     /// `source.address` is Envoy's downstream address (`ip:port`), as the wasm
-    /// build reads it; no other property exists in this ABI (node metadata is
-    /// refused at configuration).
+    /// build reads it; `connection.sha256_peer_certificate_digest` the peer
+    /// certificate's SHA-256 (lowercase hex) for certificate-bound tokens. No
+    /// other property is read through this ABI (node metadata is refused at
+    /// configuration).
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         match path {
             ["source", "address"] => self.filter.source_address(),
+            ["connection", "sha256_peer_certificate_digest"] => self.filter.peer_certificate_digest(),
             _ => None,
         }
     }

@@ -82,7 +82,7 @@ impl Stream {
         let decided = shared.with_engine(|engine| {
             let mut outcome = {
                 let keys = shared.keys.read().ok()?;
-                engine.decide(host, &*keys, &shared.crypto, &mut { shared.usage })
+                engine.decide_with(host, &*keys, &shared.crypto, &mut { shared.usage }, &mut { shared.replay })
             };
             let waits = plan::awaits_keys(&outcome.decision).filter(|_| may_wait);
             if let Some(call) = outcome.pending_use.take() {

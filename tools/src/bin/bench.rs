@@ -43,6 +43,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ISSUER: &str = "https://bench.example";
+/// The origin DPoP proofs name (`public_origin` of the cjwt cases).
+const DPOP_ORIGIN: &str = "https://api.bench.example";
 const ALGS: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -137,7 +139,10 @@ fn http_filters(filter: Filter, jwks: &Value) -> String {
             let cfg = json!({
                 "providers": [{"name": "bench", "issuer": ISSUER, "audiences": ["bench"], "jwks": jwks}],
                 "default_rule": rule,
-                "cache": {"max_entries": 1024}
+                "cache": {"max_entries": 1024},
+                // The DPoP cases (SPEC §10); bearer tokens carry no `cnf`.
+                "sender_constraints": {"dpop": {"algorithms": ["ES256", "EdDSA"], "max_age_seconds": 600,
+                    "public_origin": DPOP_ORIGIN, "replay_cache": {"max_entries": 1_048_576}}}
             });
             cjwt_filter(filter, &cfg)
         }
@@ -345,22 +350,49 @@ fn run_wrk(envoy: &RunningEnvoy, tokens: &Path, seconds: u64) -> Sample {
 /// [`run_wrk`] with `connections` wrk connections, also measuring the CPU time
 /// of the processes `others`.
 fn run_wrk_with(envoy: &RunningEnvoy, tokens: &Path, seconds: u64, connections: u32, others: &[u32]) -> Sample {
-    let script = envoy::repo_root().join("tools/bench/requests.lua");
-    let wrk = |secs: u64| {
+    let env = [("TOKENS", tokens.display().to_string())];
+    run_wrk_measured(envoy, "tools/bench/requests.lua", &env, &env, seconds, connections, others)
+}
+
+/// One wrk measurement with `script` at 16 connections: a 1 s warm-up with
+/// `warm_env`, then `seconds` with `run_env` (DPoP cases need fresh proofs for each).
+fn run_wrk_script(
+    envoy: &RunningEnvoy,
+    script: &str,
+    warm_env: &[(&str, String)],
+    run_env: &[(&str, String)],
+    seconds: u64,
+) -> Sample {
+    run_wrk_measured(envoy, script, warm_env, run_env, seconds, 16, &[])
+}
+
+/// [`run_wrk_script`] with `connections` wrk connections, also measuring the CPU
+/// time of the processes `others`.
+fn run_wrk_measured(
+    envoy: &RunningEnvoy,
+    script: &str,
+    warm_env: &[(&str, String)],
+    run_env: &[(&str, String)],
+    seconds: u64,
+    connections: u32,
+    others: &[u32],
+) -> Sample {
+    let script = envoy::repo_root().join(script);
+    let wrk = |secs: u64, env: &[(&str, String)]| {
         Command::new("taskset")
             .args(["-c", "1", "wrk", "-t1", &format!("-c{connections}"), "--latency", "-d"])
             .arg(format!("{secs}s"))
             .arg("-s")
             .arg(&script)
             .arg(format!("http://127.0.0.1:{}/", envoy.port))
-            .env("TOKENS", tokens)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .expect("wrk")
     };
-    let _ = wrk(1); // warm-up: V8 tiers up, caches fill
+    let _ = wrk(1, warm_env); // warm-up: V8 tiers up, caches fill
     let others_cpu = || others.iter().map(|pid| cpu_micros(*pid)).sum::<u64>();
     let (cpu0, others0) = (cpu_micros(envoy.pid), others_cpu());
-    let out = wrk(seconds);
+    let out = wrk(seconds, run_env);
     let cpu = cpu_micros(envoy.pid).saturating_sub(cpu0);
     let others_cpu = others_cpu().saturating_sub(others0);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -511,6 +543,12 @@ fn load_test(dir: &Path, seconds: u64, reps: u64) -> String {
         }
     }
 
+    let dpop_rows = if env_num("BENCH_DPOP", 1) == 1 {
+        dpop_cases(&envoys, &dir, &token_files, reps, seconds, now)
+    } else {
+        String::new()
+    };
+
     let med = |i: usize, f: fn(&Sample) -> f64| median(samples[i].iter().map(f).collect());
     let base_cpu = med(0, |s| s.cpu_us_per_req);
     let base_p50 = med(0, |s| s.p50_us);
@@ -594,6 +632,7 @@ fn load_test(dir: &Path, seconds: u64, reps: u64) -> String {
         let unique_w = ratio(idx(Filter::CjwtNative, alg, false), idx(Filter::Cjwt, alg, false));
         let _ = writeln!(out, "| {} | {warm} | {unique} | {unique_c} | {warm_w} | {unique_w} |", alg.name());
     }
+    out.push_str(&dpop_rows);
     if env_num("BENCH_MEMORY", 1) == 1 {
         let cjwt = &envoys.iter().find(|(g, _)| *g == Filter::Cjwt).unwrap().1;
         out.push_str(&memory_check(cjwt, &dir, now));
@@ -1042,4 +1081,95 @@ fn envoy_version() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
         .unwrap_or_default();
     out.split("version: ").nth(1).and_then(|v| v.split('/').nth(1)).unwrap_or("?").to_string()
+}
+
+/// SPEC §10 (issue 17): a DPoP request beside a plain bearer request, on the
+/// same cjwt Envoys, in the same run. The token is the repeated EdDSA token
+/// bound to the proof key (`cnf.jkt`): the token cache is warm, every proof is
+/// new (its signature verified, its `jti` recorded). Each measurement gets its
+/// own fresh proofs (BENCH_DPOP_POOL per run, default 120000; a replayed proof
+/// would be refused), signed just before it.
+fn dpop_cases(
+    envoys: &[(Filter, RunningEnvoy)],
+    dir: &Path,
+    token_files: &[(Algorithm, bool, PathBuf)],
+    reps: u64,
+    seconds: u64,
+    now: i64,
+) -> String {
+    let pool = env_num("BENCH_DPOP_POOL", 120_000) as usize;
+    let issuer = MEMORY_KEY.with(|k| k.borrow().clone()).expect("the EdDSA issuer key");
+    let issuer = SigningKey::from_pem(Algorithm::EdDSA, &issuer.0).unwrap();
+    let bearer_file = &token_files.iter().find(|(a, w, _)| *a == Algorithm::EdDSA && *w).unwrap().2;
+    let url = format!("{DPOP_ORIGIN}/v1/orders/7");
+    let mut serial = 0u64;
+    let mut proofs = |holder: &SigningKey, token: &str, n: usize| -> String {
+        let path = dir.join(format!("dpop-{serial}.txt"));
+        serial += 1;
+        let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let lines: Vec<String> = (0..n)
+            .map(|i| {
+                cjwt_core::mint::dpop_proof(holder, "GET", &url, Some(token), iat, &format!("{serial}-{i}"), None)
+                    .unwrap()
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path.display().to_string()
+    };
+    let mut rows: Vec<(String, Vec<Sample>)> = Vec::new();
+    for f in [Filter::Cjwt, Filter::CjwtNative] {
+        let Some((_, envoy)) = envoys.iter().find(|(g, _)| *g == f) else { continue };
+        let mut bearer = Vec::new();
+        let mut by_alg: Vec<(Algorithm, SigningKey, String, Vec<Sample>)> = [Algorithm::ES256, Algorithm::EdDSA]
+            .into_iter()
+            .map(|alg| {
+                let holder = SigningKey::generate(alg).unwrap();
+                let jkt = cjwt_core::mint::jkt(&holder).unwrap();
+                let claims = json!({"iss": ISSUER, "aud": "bench", "sub": "user-0", "tenant": "acme", "iat": now,
+                    "exp": now + 7200, "cnst": {"ip": ["127.0.0.0/8"]}, "cnf": {"jkt": jkt}});
+                let token = mint(&issuer, Some("EdDSA"), &claims);
+                (alg, holder, token, Vec::new())
+            })
+            .collect();
+        for rep in 0..reps {
+            println!("DPoP round {}/{reps}, {} ...", rep + 1, f.label());
+            bearer.push(run_wrk(envoy, bearer_file, seconds));
+            for (alg, holder, token, samples) in &mut by_alg {
+                let warm = vec![("TOKEN", token.clone()), ("PROOFS", proofs(holder, token, pool / 4))];
+                let run = vec![("TOKEN", token.clone()), ("PROOFS", proofs(holder, token, pool))];
+                let s = run_wrk_script(envoy, "tools/bench/requests-dpop.lua", &warm, &run, seconds);
+                assert_eq!(s.non2xx, 0, "{f:?} DPoP {alg:?}: non-2xx responses (raise BENCH_DPOP_POOL above {pool})");
+                samples.push(s);
+            }
+        }
+        rows.push((format!("{} | bearer, EdDSA token", f.label()), bearer));
+        for (alg, _, _, samples) in by_alg {
+            rows.push((format!("{} | DPoP, {} proof", f.label(), alg.name()), samples));
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nDPoP (SPEC §10): the repeated EdDSA token as a bearer token, and bound to a proof key with a fresh \
+         proof per request (the token cache warm, every proof verified and its `jti` recorded):\n"
+    );
+    let _ = writeln!(out, "| build | request | req/s | p50 µs | p99 µs | CPU µs/req | added over bearer µs/req |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    let mut bearer_cpu = f64::NAN;
+    for (label, samples) in &rows {
+        let med = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
+        let cpu = med(|s| s.cpu_us_per_req);
+        if label.ends_with("bearer, EdDSA token") {
+            bearer_cpu = cpu;
+        }
+        let _ = writeln!(
+            out,
+            "| {label} | {:.0} | {:.0} | {:.0} | {cpu:.1} | {:.1} |",
+            med(|s| s.rps),
+            med(|s| s.p50_us),
+            med(|s| s.p99_us),
+            cpu - bearer_cpu
+        );
+    }
+    out
 }

@@ -47,6 +47,18 @@ pub struct Args {
     /// chosen by its `sub`; verified as Envoy verifies it; repeatable.
     #[arg(long, value_name = "FILE")]
     status_list: Vec<PathBuf>,
+    /// The `:scheme` (the origin a DPoP proof's `htu` names is `SCHEME://HOST`).
+    #[arg(long, value_name = "SCHEME", default_value = "https")]
+    scheme: String,
+    /// A DPoP proof (`cjwt dpop`): sent as the `DPoP` header, and the token under
+    /// `Authorization: DPoP` instead of the configuration's first source.
+    #[arg(long, value_name = "PROOF")]
+    dpop: Option<String>,
+    /// The client certificate's SHA-256 as Envoy gives it (lowercase hex, e.g.
+    /// `openssl x509 -noout -fingerprint -sha256`, colons allowed), for
+    /// certificate-bound tokens.
+    #[arg(long, value_name = "HEX")]
+    cert_sha256: Option<String>,
 }
 
 /// Prints `allow` (exit 0) or `refuse STATUS REASON` (exit 3 for 401, 4 for 403).
@@ -67,7 +79,16 @@ pub fn run(a: Args) -> Result<u8, String> {
         .header(":method", &a.method)
         .header(":path", &path)
         .header(":authority", &a.host)
+        .header(":scheme", &a.scheme)
         .peer(&peer);
+    if let Some(hex) = &a.cert_sha256 {
+        let hex: String = hex.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+        host = host.property(&["connection", "sha256_peer_certificate_digest"], &hex);
+        // Where the configuration reads it from XFCC, the trusted hop's element.
+        if let Some(cjwt_core::config::MtlsSource::Xfcc { .. }) = config.sender.mtls {
+            host = host.header("x-forwarded-client-cert", &format!("Hash={hex}"));
+        }
+    }
     for (name, value) in &a.header {
         host = host.header(&name.to_ascii_lowercase(), value);
     }
@@ -81,6 +102,10 @@ pub fn run(a: Args) -> Result<u8, String> {
         }
     }
     match config.token_from.first() {
+        _ if a.dpop.is_some() => {
+            host = host.header("authorization", &format!("DPoP {}", a.token));
+            host = host.header("dpop", a.dpop.as_deref().unwrap_or_default());
+        }
         Some(TokenSource::Header { name, prefix }) => host = host.header(name, &format!("{prefix}{}", a.token)),
         Some(TokenSource::Cookie(name)) => host = host.header("cookie", &format!("{name}={}", a.token)),
         Some(TokenSource::Query(_)) | None => {}
@@ -95,7 +120,8 @@ pub fn run(a: Args) -> Result<u8, String> {
         store.set_status_list(list, verified);
     }
     let mut engine = Engine::new(config);
-    let outcome = engine.decide(&host, &store, &PureRust, &mut MemoryCounter::default());
+    let replay = cjwt_core::sender::replay::ProcessReplay::new();
+    let outcome = engine.decide_with(&host, &store, &PureRust, &mut MemoryCounter::default(), &mut &replay);
     let pending = outcome.pending_use.is_some();
     match outcome.decision {
         Decision::Allow { token, .. } => {

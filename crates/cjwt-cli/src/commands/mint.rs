@@ -82,6 +82,15 @@ pub struct Args {
     /// A plugin configuration to mint for: its `claim_names.constraints` names the constraints claim.
     #[arg(long, value_name = "FILE", help_heading = "Constraints")]
     config: Option<PathBuf>,
+
+    /// Bind the token to this holder key (PKCS#8 PEM, e.g. from `cjwt keygen`):
+    /// `cnf.jkt`, so it is only accepted with a DPoP proof signed by that key.
+    #[arg(long, value_name = "FILE", help_heading = "Sender constraints")]
+    bind_key: Option<PathBuf>,
+    /// Bind the token to this client certificate (PEM): `cnf["x5t#S256"]`, so it is
+    /// only accepted over a TLS connection (or trusted XFCC) with that certificate.
+    #[arg(long, value_name = "FILE", help_heading = "Sender constraints")]
+    bind_cert: Option<PathBuf>,
 }
 
 /// Prints the signed token.
@@ -149,8 +158,39 @@ pub fn run(a: Args) -> Result<u8, String> {
     if let Some(value) = spec.to_claim(claims.contains_key("jti"))? {
         claims.insert(constraints_claim, value);
     }
+    let mut cnf = Map::new();
+    if let Some(path) = &a.bind_key {
+        let holder = load_key(path, None)?;
+        let jkt =
+            cjwt_core::mint::jkt(&holder).ok_or_else(|| format!("{}: no thumbprint for this key", path.display()))?;
+        cnf.insert("jkt".into(), json!(jkt));
+    }
+    if let Some(path) = &a.bind_cert {
+        cnf.insert("x5t#S256".into(), json!(certificate_x5t(path)?));
+    }
+    if !cnf.is_empty() {
+        claims.insert("cnf".into(), Value::Object(cnf));
+    }
     println!("{}", mint(&key, a.kid.as_deref(), &Value::Object(claims)));
     Ok(0)
+}
+
+/// The RFC 8705 `x5t#S256` of the first certificate in a PEM file: base64url
+/// of the SHA-256 of its DER.
+pub fn certificate_x5t(path: &Path) -> Result<String, String> {
+    use base64::Engine;
+    use sha2::Digest;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let body = text
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)
+        .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
+        .ok_or_else(|| format!("{}: no PEM CERTIFICATE block", path.display()))?;
+    let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("{}: the certificate is not base64: {e}", path.display()))?;
+    Ok(cjwt_core::encoding::b64::encode(&sha2::Sha256::digest(&der)))
 }
 
 /// Loads the private key for `alg`, or tries the asymmetric kinds in turn.

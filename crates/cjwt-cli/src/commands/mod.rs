@@ -2,6 +2,7 @@
 //! plus what several of them share.
 
 pub mod check_config;
+pub mod dpop;
 pub mod explain;
 pub mod inspect;
 pub mod keygen;

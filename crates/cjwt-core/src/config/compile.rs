@@ -2,8 +2,9 @@
 //! every value checked, and each refusal a [`ConfigError`] naming its field.
 
 use super::model::{
-    Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, EtcdStore, Forward, JwksSource, Mode, Provider,
-    RegionSource, RemoteJwks, Require, Rule, RuleMatch, StatusListSource, TokenSource,
+    Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource, Mode,
+    MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints,
+    StatusListSource, TokenSource,
 };
 use super::raw::*;
 use crate::encoding::json;
@@ -53,7 +54,8 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         providers.push(provider);
     }
 
-    let token_from = match raw.token_from {
+    let sender = compile_sender(raw.sender_constraints)?;
+    let mut token_from = match raw.token_from {
         None => vec![TokenSource::Header { name: "authorization".into(), prefix: "Bearer ".into() }],
         Some(list) if list.is_empty() => return err("token_from", "at least one source is required"),
         Some(list) => list
@@ -62,6 +64,12 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             .map(|(i, s)| compile_token_source(&format!("token_from[{i}]"), s))
             .collect::<Result<Vec<_>, _>>()?,
     };
+
+    // RFC 9449 §7.1: a DPoP-bound token arrives as `Authorization: DPoP <token>`.
+    let dpop_scheme = TokenSource::Header { name: "authorization".into(), prefix: DPOP_SCHEME.into() };
+    if sender.dpop.is_some() && !token_from.contains(&dpop_scheme) {
+        token_from.push(dpop_scheme);
+    }
 
     let skew = raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW);
     if skew > MAX_CLOCK_SKEW {
@@ -188,6 +196,120 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         revocation,
         status_lists,
         status_list_by_uri,
+        sender,
+    })
+}
+
+/// The authorization scheme of DPoP-bound tokens (RFC 9449 §7.1), with its space.
+pub const DPOP_SCHEME: &str = "DPoP ";
+/// Proof algorithms accepted when `dpop.algorithms` is left out.
+pub const DEFAULT_DPOP_ALGORITHMS: [Algorithm; 2] = [Algorithm::ES256, Algorithm::EdDSA];
+/// Default `dpop.max_age_seconds`.
+pub const DEFAULT_DPOP_MAX_AGE: u64 = 60;
+/// Largest `dpop.max_age_seconds` accepted.
+pub const MAX_DPOP_MAX_AGE: u64 = 600;
+/// Default `dpop.replay_cache.max_entries`.
+pub const DEFAULT_REPLAY_ENTRIES: usize = 65_536;
+/// Bounds of `dpop.replay_cache.max_entries`.
+pub const REPLAY_ENTRIES_RANGE: std::ops::RangeInclusive<usize> = 1024..=1_048_576;
+/// Default `dpop.nonce.rotate_seconds`.
+pub const DEFAULT_NONCE_ROTATE: u64 = 300;
+
+fn compile_sender(raw: Option<RawSenderConstraints>) -> Result<SenderConstraints, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(SenderConstraints::default());
+    };
+    if raw.dpop.is_none() && raw.mtls.is_none() {
+        return err("sender_constraints", "needs `dpop`, `mtls` or both");
+    }
+    let dpop = raw.dpop.map(compile_dpop).transpose()?;
+    let mtls = match raw.mtls {
+        None => None,
+        Some(m) => Some(match (m.from.as_str(), m.trusted_hops) {
+            ("peer", None) => MtlsSource::Peer,
+            ("peer", Some(_)) => {
+                return err("sender_constraints.mtls.trusted_hops", "only applies to {\"from\": \"xfcc\"}")
+            }
+            ("xfcc", Some(h)) if (1..=10).contains(&h) => MtlsSource::Xfcc { trusted_hops: h },
+            ("xfcc", Some(_)) => return err("sender_constraints.mtls.trusted_hops", "must be 1..=10"),
+            ("xfcc", None) => {
+                return err("sender_constraints.mtls.trusted_hops", "is required with {\"from\": \"xfcc\"}")
+            }
+            (other, _) => return err("sender_constraints.mtls.from", format!("{other:?} is not \"peer\" or \"xfcc\"")),
+        }),
+    };
+    Ok(SenderConstraints { dpop, mtls })
+}
+
+fn compile_dpop(raw: RawDpop) -> Result<Dpop, ConfigError> {
+    const F: &str = "sender_constraints.dpop";
+    let algorithms = match raw.algorithms {
+        None => DEFAULT_DPOP_ALGORITHMS.to_vec(),
+        Some(list) if list.is_empty() => return err(format!("{F}.algorithms"), "at least one algorithm is required"),
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for (i, name) in list.iter().enumerate() {
+                let field = format!("{F}.algorithms[{i}]");
+                let alg = Algorithm::from_name(name).ok_or_else(|| ConfigError {
+                    field: field.clone(),
+                    message: format!("unsupported algorithm {name:?}"),
+                })?;
+                if alg.is_hmac() {
+                    return err(field, format!("{name} is symmetric; DPoP proofs are signed with a private key"));
+                }
+                if out.contains(&alg) {
+                    return err(field, format!("{name} is listed twice"));
+                }
+                out.push(alg);
+            }
+            out
+        }
+    };
+    let algs = algorithms.iter().map(|a| a.name()).collect::<Vec<_>>().join(" ");
+    let max_age = raw.max_age_seconds.unwrap_or(DEFAULT_DPOP_MAX_AGE);
+    if !(1..=MAX_DPOP_MAX_AGE).contains(&max_age) {
+        return err(format!("{F}.max_age_seconds"), format!("must be 1..={MAX_DPOP_MAX_AGE}"));
+    }
+    let public_origin = match raw.public_origin {
+        None => None,
+        Some(o) => Some(crate::sender::dpop::parse_origin(&o).ok_or_else(|| ConfigError {
+            field: format!("{F}.public_origin"),
+            message: "must be an http or https origin (`https://host[:port]`, no path, query or user info)".into(),
+        })?),
+    };
+    let nonce = match raw.nonce {
+        None => None,
+        Some(n) => {
+            let secret = n
+                .secret
+                .as_deref()
+                .and_then(|s| crate::encoding::b64::decode(s.as_bytes()))
+                .filter(|k| k.len() >= 32)
+                .ok_or_else(|| ConfigError {
+                    field: format!("{F}.nonce.secret"),
+                    message: "is required: base64url (no padding) of at least 32 bytes".into(),
+                })?;
+            let rotate = n.rotate_seconds.unwrap_or(DEFAULT_NONCE_ROTATE);
+            if !(10..=86_400).contains(&rotate) {
+                return err(format!("{F}.nonce.rotate_seconds"), "must be 10..=86400");
+            }
+            Some(NonceKey { secret, rotate_seconds: i64::try_from(rotate).unwrap_or(300) })
+        }
+    };
+    let replay_max_entries = raw.replay_cache.and_then(|r| r.max_entries).unwrap_or(DEFAULT_REPLAY_ENTRIES);
+    if !REPLAY_ENTRIES_RANGE.contains(&replay_max_entries) {
+        return err(
+            format!("{F}.replay_cache.max_entries"),
+            format!("must be {}..={}", REPLAY_ENTRIES_RANGE.start(), REPLAY_ENTRIES_RANGE.end()),
+        );
+    }
+    Ok(Dpop {
+        algorithms: AlgSet::of(&algorithms),
+        algs,
+        max_age_seconds: i64::try_from(max_age).unwrap_or(60),
+        public_origin,
+        nonce,
+        replay_max_entries,
     })
 }
 

@@ -268,6 +268,8 @@ pub struct Config {
     pub status_lists: Vec<StatusListSource>,
     /// `status_lists` index by `uri`.
     pub status_list_by_uri: HashMap<String, usize>,
+    /// Which `cnf` bindings are enforced (SPEC §10); both `None`: every `cnf` is refused.
+    pub sender: SenderConstraints,
 }
 
 /// One configured status list (SPEC §11 `status_lists[]`).
@@ -289,6 +291,61 @@ pub struct StatusListSource {
     pub timeout_ms: u64,
     /// Largest inflated list, bytes.
     pub max_bytes: usize,
+}
+
+/// `sender_constraints` (SPEC §10 v2), compiled.
+#[derive(Debug, Clone, Default)]
+pub struct SenderConstraints {
+    /// DPoP proofs for tokens with `cnf.jkt`.
+    pub dpop: Option<Dpop>,
+    /// Where the client certificate of `cnf["x5t#S256"]` comes from.
+    pub mtls: Option<MtlsSource>,
+}
+
+/// `sender_constraints.dpop`, compiled.
+#[derive(Debug, Clone)]
+pub struct Dpop {
+    /// Proof algorithms accepted (asymmetric only).
+    pub algorithms: crate::keys::algorithm::AlgSet,
+    /// The same, space-separated, for the `algs` of the challenge.
+    pub algs: String,
+    /// Largest `|now - iat|` of a proof, seconds.
+    pub max_age_seconds: i64,
+    /// The origin `htu` must start with (`scheme://host[:port]`, lowercase, no
+    /// default port); `None`: the request's `:scheme` and `:authority`.
+    pub public_origin: Option<String>,
+    /// Stateless nonces, when required.
+    pub nonce: Option<NonceKey>,
+    /// Most proof ids the replay cache keeps per Envoy.
+    pub replay_max_entries: usize,
+}
+
+/// The secret and period of stateless DPoP nonces. Never printed.
+#[derive(Clone)]
+pub struct NonceKey {
+    /// The HMAC key (at least 32 bytes).
+    pub secret: Vec<u8>,
+    /// How long one nonce is current, seconds.
+    pub rotate_seconds: i64,
+}
+
+impl std::fmt::Debug for NonceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NonceKey {{ rotate_seconds: {} }}", self.rotate_seconds)
+    }
+}
+
+/// Where a client certificate's SHA-256 comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MtlsSource {
+    /// The downstream TLS connection (`connection.sha256_peer_certificate_digest`).
+    Peer,
+    /// The `Hash` of the `x-forwarded-client-cert` element this many places from
+    /// the right (1 = the last, appended by the proxy in front of Envoy).
+    Xfcc {
+        /// Proxies trusted in front of Envoy (1..=10).
+        trusted_hops: u32,
+    },
 }
 
 /// `usage_store.etcd` (SPEC §8 v2): where and how a use is counted for the mesh.

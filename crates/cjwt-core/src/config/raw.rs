@@ -51,6 +51,8 @@ pub struct RawConfig {
     pub revocation: Option<RawRevocation>,
     /// OAuth Token Status Lists fetched through Envoy clusters (SPEC §11 v2).
     pub status_lists: Option<Vec<RawStatusList>>,
+    /// Sender-constrained tokens (SPEC §10 v2): which `cnf` bindings are enforced.
+    pub sender_constraints: Option<RawSenderConstraints>,
 }
 
 /// `revocation`: tokens and subjects revoked by configuration.
@@ -105,6 +107,60 @@ pub struct RawStatusList {
     pub timeout_ms: Option<u64>,
     /// Largest inflated list, bytes (1..=16777216; default 1048576).
     pub max_bytes: Option<usize>,
+}
+
+/// `sender_constraints` (SPEC §10): at least one of `dpop`, `mtls`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawSenderConstraints {
+    /// DPoP proofs (RFC 9449) for tokens with `cnf.jkt`.
+    pub dpop: Option<RawDpop>,
+    /// Certificate-bound tokens (RFC 8705) with `cnf["x5t#S256"]`.
+    pub mtls: Option<RawMtls>,
+}
+
+/// `sender_constraints.dpop`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpop {
+    /// Proof algorithms accepted (asymmetric only; default `["ES256", "EdDSA"]`).
+    pub algorithms: Option<Vec<String>>,
+    /// Largest `|now - iat|` of a proof, seconds (1..=600; default 60).
+    pub max_age_seconds: Option<u64>,
+    /// The origin clients address (`https://api.example.com`); default: `:scheme://:authority`.
+    pub public_origin: Option<String>,
+    /// Stateless server nonces (default: none).
+    pub nonce: Option<RawDpopNonce>,
+    /// Bound of the proof `jti` replay cache.
+    pub replay_cache: Option<RawReplayCache>,
+}
+
+/// `sender_constraints.dpop.nonce`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpopNonce {
+    /// base64url, at least 32 bytes once decoded (required).
+    pub secret: Option<String>,
+    /// How long one nonce is current, seconds (10..=86400; default 300).
+    pub rotate_seconds: Option<u64>,
+}
+
+/// `sender_constraints.dpop.replay_cache`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplayCache {
+    /// Most proof ids remembered per Envoy (1024..=1048576; default 65536).
+    pub max_entries: Option<usize>,
+}
+
+/// `sender_constraints.mtls`: `{"from": "peer"}` or `{"from": "xfcc", "trusted_hops": n}`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtls {
+    /// `peer` (the downstream TLS connection) or `xfcc` (`x-forwarded-client-cert`).
+    pub from: String,
+    /// With `xfcc` only (required, 1..=10): the proxies in front of Envoy to trust.
+    pub trusted_hops: Option<u32>,
 }
 
 /// `usage_store`: the shared store of `max_uses` counts (exactly one kind).

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::engine::{Decision, Denial, Outcome};
 use crate::outcome::forward::{self, HeaderEdits};
 use crate::outcome::metrics::Counter;
-use crate::outcome::response::{refusal, Refusal};
+use crate::outcome::response::{refusal, refusal_with, DpopChallenge, Refusal};
 use crate::reason::Reason;
 use crate::request::host::{header_values, Host};
 
@@ -114,12 +114,14 @@ pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
     match &outcome.decision {
         Decision::Allow { token, credential } => {
             counters.push(Counter::Allowed);
-            let edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), request);
+            let mut edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), request);
+            strip_proof(config, &mut edits, request);
             Plan { act: Act::Forward(header_operations(&edits, request)), counters, log: None, audit }
         }
         Decision::DryRunDeny(denial) => {
             counters.push(Counter::DryRunDenied(denial.reason));
-            let edits = forward::edits(&config.forward, None, denial.credential.as_ref(), request);
+            let mut edits = forward::edits(&config.forward, None, denial.credential.as_ref(), request);
+            strip_proof(config, &mut edits, request);
             Plan {
                 act: Act::Forward(header_operations(&edits, request)),
                 counters,
@@ -131,7 +133,7 @@ pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
             counters.push(Counter::Denied);
             counters.push(Counter::DeniedBy(denial.reason));
             Plan {
-                act: Act::Refuse(refusal(denial.reason, &config.realm, config.detail)),
+                act: Act::Refuse(deny(config, denial.reason, request)),
                 counters,
                 log: Some(log_line(denial, false)),
                 audit,
@@ -140,11 +142,38 @@ pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
     }
 }
 
+/// The refusal for `reason`: with `dpop` configured, the DPoP reasons carry its
+/// `algs` and `use_dpop_nonce` the nonce current at the request's time.
+fn deny(config: &Config, reason: Reason, request: &dyn Host) -> Refusal {
+    let Some(dpop) = &config.sender.dpop else {
+        return refusal(reason, &config.realm, config.detail);
+    };
+    let nonce = match (&dpop.nonce, reason) {
+        (Some(key), Reason::UseDpopNonce) => Some(crate::sender::nonce::current(key, request.now())),
+        _ => None,
+    };
+    let challenge = DpopChallenge { algs: &dpop.algs, nonce: nonce.as_deref() };
+    refusal_with(reason, &config.realm, config.detail, Some(challenge))
+}
+
 /// `cjwt: denied reason=<code> status=<status> token=<fingerprint>`.
 fn log_line(denial: &Denial, dry_run: bool) -> String {
     let mode = if dry_run { " (dry_run: allowed)" } else { "" };
     let fp = denial.fingerprint.as_deref().unwrap_or("-");
     format!("cjwt: denied reason={} status={} token={fp}{mode}", denial.reason.code(), denial.reason.status())
+}
+
+/// With `dpop` configured, the proof never goes upstream (SPEC §10): `dpop` is
+/// removed from every forwarded request that carries one (a request without
+/// one costs no header operation).
+fn strip_proof(config: &Config, edits: &mut HeaderEdits, request: &dyn Host) {
+    let name = crate::sender::DPOP_HEADER;
+    if config.sender.dpop.is_some()
+        && header_values(request, name).next().is_some()
+        && !edits.remove.iter().any(|h| h == name)
+    {
+        edits.remove.push(name.to_string());
+    }
 }
 
 /// Header edits as set/remove operations on the request as received: client

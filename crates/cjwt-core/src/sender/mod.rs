@@ -1,0 +1,164 @@
+//! Sender-constrained tokens (SPEC §10 v2): the `cnf` claim is must-understand.
+//!
+//! - `cnf.jkt` (RFC 9449): the request carries `Authorization: DPoP <token>` and
+//!   exactly one `DPoP` proof signed by the key whose thumbprint is `jkt`
+//!   ([`dpop`], nonces in [`nonce`], proof ids in [`replay`]);
+//! - `cnf["x5t#S256"]` (RFC 8705): the client certificate's SHA-256 equals it
+//!   ([`mtls`]);
+//! - any other member, or a binding the configuration does not enable, is
+//!   `unsupported_binding`.
+//!
+//! Checked after the token checks and before the rule's `require`, on every
+//! request: the verified-token cache holds the token, never a proof.
+
+pub mod dpop;
+pub mod mtls;
+pub mod nonce;
+pub mod replay;
+
+use crate::config::{Config, SenderConstraints, TokenSource, DPOP_SCHEME};
+use crate::keys::host_crypto::HostCrypto;
+use crate::reason::Reason;
+use crate::request::credential::Found;
+use crate::request::host::{header_values, single_header};
+use crate::request::view::RequestView;
+use crate::token::verify::VerifiedToken;
+use replay::ReplayCache;
+use serde_json::{Map, Value};
+
+/// The name of the proof header (lowercase, as hosts give header names).
+pub const DPOP_HEADER: &str = "dpop";
+
+/// The bindings a token's `cnf` claim names.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Binding<'a> {
+    /// `cnf.jkt`: the RFC 7638 SHA-256 thumbprint of the proof key.
+    pub jkt: Option<&'a str>,
+    /// `cnf["x5t#S256"]`: base64url SHA-256 of the client certificate (DER).
+    pub x5t: Option<&'a str>,
+}
+
+/// Reads `cnf` as must-understand: absent is no binding; anything but an object
+/// whose members are `jkt` (a string, with `dpop` configured) and `x5t#S256` (a
+/// string, with `mtls` configured), at least one, is `unsupported_binding`.
+pub fn binding<'a>(claims: &'a Map<String, Value>, sender: &SenderConstraints) -> Result<Binding<'a>, Reason> {
+    let Some(cnf) = claims.get("cnf") else {
+        return Ok(Binding::default());
+    };
+    let cnf = cnf.as_object().filter(|c| !c.is_empty()).ok_or(Reason::UnsupportedBinding)?;
+    let mut out = Binding::default();
+    for (name, value) in cnf {
+        match (name.as_str(), value) {
+            ("jkt", Value::String(s)) if sender.dpop.is_some() && !s.is_empty() => out.jkt = Some(s),
+            ("x5t#S256", Value::String(s)) if sender.mtls.is_some() && !s.is_empty() => out.x5t = Some(s),
+            _ => return Err(Reason::UnsupportedBinding),
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the credential came with the `DPoP` authorization scheme.
+pub fn is_dpop_scheme(source: &TokenSource) -> bool {
+    matches!(source, TokenSource::Header { name, prefix } if name == "authorization" && prefix == DPOP_SCHEME)
+}
+
+/// The sender checks of SPEC §10 for a verified `token` found as `credential`.
+/// The first failure decides: `unsupported_binding`, then the DPoP reasons
+/// (`unexpected_dpop`, `dpop_required`, the proof's), then the certificate's.
+pub fn check(
+    config: &Config,
+    token: &VerifiedToken,
+    credential: &Found,
+    view: &RequestView<'_>,
+    crypto: &dyn HostCrypto,
+    replay: &mut dyn ReplayCache,
+    proof_keys: &mut dpop::ProofKeys,
+) -> Result<(), Reason> {
+    let sender = &config.sender;
+    let bound = binding(&token.claims, sender)?;
+    let host = view.host();
+    if let Some(dpop) = &sender.dpop {
+        let scheme = is_dpop_scheme(&credential.source);
+        match bound.jkt {
+            None if scheme || header_values(host, DPOP_HEADER).next().is_some() => {
+                return Err(Reason::UnexpectedDpop);
+            }
+            None => {}
+            Some(_) if !scheme => return Err(Reason::DpopRequired),
+            Some(jkt) => {
+                let proofs: Vec<&[u8]> = header_values(host, DPOP_HEADER).collect();
+                let origin = match &dpop.public_origin {
+                    Some(o) => o.clone(),
+                    None => request_origin(view).ok_or(Reason::InvalidDpopProof)?,
+                };
+                let request = dpop::ProofRequest {
+                    method: view.method().ok_or(Reason::InvalidDpopProof)?,
+                    origin: &origin,
+                    path: view.normalized_path()?,
+                    token: &credential.token,
+                };
+                dpop::check(dpop, &proofs, &request, jkt, crypto, replay, proof_keys, host.now())?;
+            }
+        }
+    }
+    if let (Some(x5t), Some(source)) = (bound.x5t, sender.mtls) {
+        mtls::check(source, x5t, host)?;
+    }
+    Ok(())
+}
+
+/// `:scheme://:authority` of the request, normalised as [`dpop::parse_origin`] does.
+fn request_origin(view: &RequestView<'_>) -> Option<String> {
+    let host = view.host();
+    let scheme = single_header(host, ":scheme")?;
+    let authority = single_header(host, ":authority")?;
+    dpop::parse_origin(&format!("{scheme}://{authority}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Dpop, MtlsSource};
+    use crate::keys::algorithm::{AlgSet, Algorithm};
+    use serde_json::json;
+
+    fn sender(dpop: bool, mtls: bool) -> SenderConstraints {
+        SenderConstraints {
+            dpop: dpop.then(|| Dpop {
+                algorithms: AlgSet::of(&[Algorithm::ES256]),
+                algs: "ES256".into(),
+                max_age_seconds: 60,
+                public_origin: None,
+                nonce: None,
+                replay_max_entries: 65536,
+            }),
+            mtls: mtls.then_some(MtlsSource::Peer),
+        }
+    }
+
+    #[test]
+    fn cnf_is_must_understand() {
+        let both = sender(true, true);
+        let claims = |v: Value| v.as_object().cloned().unwrap();
+        let none = claims(json!({"sub": "a"}));
+        assert_eq!(binding(&none, &SenderConstraints::default()), Ok(Binding::default()));
+        let jkt = claims(json!({"cnf": {"jkt": "abc"}}));
+        assert_eq!(binding(&jkt, &both), Ok(Binding { jkt: Some("abc"), x5t: None }));
+        assert_eq!(binding(&jkt, &sender(false, true)), Err(Reason::UnsupportedBinding));
+        assert_eq!(binding(&jkt, &SenderConstraints::default()), Err(Reason::UnsupportedBinding));
+        let x5t = claims(json!({"cnf": {"x5t#S256": "xyz"}}));
+        assert_eq!(binding(&x5t, &both), Ok(Binding { jkt: None, x5t: Some("xyz") }));
+        assert_eq!(binding(&x5t, &sender(true, false)), Err(Reason::UnsupportedBinding));
+        for cnf in [
+            json!({"cnf": {"jwk": {"kty": "EC"}}}),
+            json!({"cnf": {"jkt": "abc", "kid": "k"}}),
+            json!({"cnf": {"jkt": 1}}),
+            json!({"cnf": {"jkt": ""}}),
+            json!({"cnf": {}}),
+            json!({"cnf": "abc"}),
+            json!({"cnf": null}),
+        ] {
+            assert_eq!(binding(&claims(cnf.clone()), &both), Err(Reason::UnsupportedBinding), "{cnf}");
+        }
+    }
+}
