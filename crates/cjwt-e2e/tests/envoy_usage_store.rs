@@ -13,9 +13,9 @@ use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::mint;
 use cjwt_harness::envoy::{cluster, send, Envoy, JwksServer, Options};
 use cjwt_harness::etcd::EtcdCluster;
+use cjwt_harness::said::{count, tally, wait_until, Said};
 use cjwt_harness::*;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -61,9 +61,6 @@ fn envoys(n: usize, timeout_ms: u64, clusters: &str) -> Vec<Envoy> {
         .collect()
 }
 
-/// What a response said: status and cjwt's reason.
-type Said = (u16, Option<String>);
-
 fn ask(port: u16, token: &str) -> Said {
     let r = send("127.0.0.1", port, "GET", "/x", &[("authorization", token)]);
     if r.status == 503 {
@@ -83,27 +80,6 @@ fn burst(ports: &[u16], token: &str, clients: usize, each: usize) -> Vec<Said> {
         })
         .collect();
     threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
-}
-
-fn tally(said: &[Said]) -> BTreeMap<String, usize> {
-    let mut t = BTreeMap::new();
-    for (status, reason) in said {
-        *t.entry(format!("{status} {}", reason.as_deref().unwrap_or("-"))).or_insert(0) += 1;
-    }
-    t
-}
-
-fn count(said: &[Said], status: u16, reason: Option<&str>) -> usize {
-    said.iter().filter(|(s, r)| *s == status && r.as_deref() == reason).count()
-}
-
-/// Waits until `f` holds, polling; panics with `what` after `timeout`.
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

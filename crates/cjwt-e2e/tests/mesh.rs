@@ -13,11 +13,11 @@ use cjwt_core::mint::mint;
 use cjwt_harness::docker::{self, Container, ContainerSpec, EtcdContainers, Network};
 use cjwt_harness::envoy::{repo_root, wasm_path};
 use cjwt_harness::etcd::{envoy_cluster, http_with};
+use cjwt_harness::said::{count, is, tally, wait_until, Said};
 use cjwt_harness::*;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The Envoys' listener and admin ports (each container has its own address).
 const LISTENER: u16 = 10000;
@@ -166,9 +166,6 @@ impl Drop for Mesh {
     }
 }
 
-/// What a response said: status and cjwt's reason.
-type Said = (u16, Option<String>);
-
 fn ask(ip: &str, token: &str) -> Said {
     let got = http_with(ip, LISTENER, "GET", "/x", &[("authorization", token)], None, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("envoy at {ip}: {e}"));
@@ -190,30 +187,6 @@ fn token(jti: &str, max_uses: Option<u64>, ttl: i64) -> String {
         "Bearer {}",
         mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(t0, json!({"jti": jti, "exp": t0 + ttl, "cnst": cnst})))
     )
-}
-
-fn tally(said: &[Said]) -> BTreeMap<String, usize> {
-    let mut t = BTreeMap::new();
-    for (status, reason) in said {
-        *t.entry(format!("{status} {}", reason.as_deref().unwrap_or("-"))).or_insert(0) += 1;
-    }
-    t
-}
-
-fn count(said: &[Said], status: u16, reason: Option<&str>) -> usize {
-    said.iter().filter(|(s, r)| *s == status && r.as_deref() == reason).count()
-}
-
-fn is(said: &Said, status: u16, reason: Option<&str>) -> bool {
-    said.0 == status && said.1.as_deref() == reason
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod docker;
 pub mod envoy;
 pub mod etcd;
 pub mod h2;
+pub mod said;
 
 /// A request as the core sees it, with a fixed clock: the core's one static host.
 pub use cjwt_core::request::static_host::StaticHost;

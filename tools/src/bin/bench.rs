@@ -1024,23 +1024,13 @@ fn etcd_cluster_stats(envoy: &RunningEnvoy) -> (u64, u64) {
     (stat("cluster.etcd.upstream_cx_total"), stat("cluster.etcd.upstream_rq_total"))
 }
 
-/// Envoy's resident memory (kB).
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Sends 2 × 100k distinct tokens through cjwt and reports Envoy's memory after
 /// each 100k: the verified-token cache is bounded, so memory must plateau.
 fn memory_check(envoy: &RunningEnvoy, dir: &Path, now: i64) -> String {
     let mut report = String::from(
         "\nMemory: Envoy RSS with cjwt (cache 1024 entries) under distinct tokens:\n\n| after | RSS |\n|---|---:|\n",
     );
-    let _ = writeln!(report, "| start (bench done) | {} MB |", rss_kb(envoy.pid) / 1024);
+    let _ = writeln!(report, "| start (bench done) | {} MB |", cjwt_harness::said::rss_kib(envoy.pid) / 1024);
     let signing = MEMORY_KEY.with(|k| k.borrow().clone());
     let Some((pem, kid)) = signing else {
         return report;
@@ -1064,7 +1054,12 @@ fn memory_check(envoy: &RunningEnvoy, dir: &Path, now: i64) -> String {
             .expect("wrk");
         let text = String::from_utf8_lossy(&out.stdout);
         let sent = text.lines().find(|l| l.contains("requests in")).map(|l| l.trim().to_string()).unwrap_or_default();
-        let _ = writeln!(report, "| {}00k distinct tokens ({sent}) | {} MB |", round, rss_kb(envoy.pid) / 1024);
+        let _ = writeln!(
+            report,
+            "| {}00k distinct tokens ({sent}) | {} MB |",
+            round,
+            cjwt_harness::said::rss_kib(envoy.pid) / 1024
+        );
     }
     report
 }

@@ -28,6 +28,7 @@ use cjwt_core::mint::mint;
 use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::token::verify::InlineOnly;
 use cjwt_harness::envoy::{self, repo_root, send, Envoy, Options};
+use cjwt_harness::said::rss_kib;
 use cjwt_harness::*;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -129,15 +130,6 @@ fn ask(port: u16, r: &Request, h2: bool) -> (u16, Option<String>) {
         let got = send("127.0.0.1", port, r.method, r.path, &headers);
         (got.status, got.reason())
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn vm_created(envoy: &Envoy) -> u64 {
