@@ -507,3 +507,38 @@ fn a_last_good_copy_handed_on_serves_no_longer_than_the_original() {
     assert_eq!(shared_name(&again, 0), Some(name));
     assert_eq!(shared_name(&config, 1), None);
 }
+
+/// Two fetchers of one Envoy: the one that holds the fetch loads the list; the
+/// other waits for it (nothing counted), takes it over with its version, and is
+/// next due `refresh_seconds` after that fetch; a fetch held elsewhere that
+/// brings nothing is due again (after its deadline, or at once when given back).
+#[test]
+fn a_list_fetched_elsewhere_is_taken_over_and_a_lost_fetch_is_due_again() {
+    let mut sim = Sim::new(json!({"refresh_seconds": 60}));
+    let commands = sim.fetcher.on_tick(sim.now);
+    let [ListCommand::Dispatch(r)] = commands.as_slice() else { panic!("{commands:?}") };
+    sim.fetcher.on_fetching_elsewhere(r.list, sim.now + 5);
+    assert!(sim.fetcher.is_elsewhere(0));
+    assert_eq!(sim.tick(1), (vec![], vec![]), "nothing while the other fetcher holds it");
+    let fetched_at = sim.now;
+    sim.fetcher.adopted(0, fetched_at);
+    assert_eq!((sim.fetcher.version(0), sim.fetcher.is_elsewhere(0)), (fetched_at, false));
+    assert_eq!(sim.tick(59), (vec![], vec![]));
+    assert_eq!(sim.tick(1).0.len(), 1, "due 60 s after the other fetcher's fetch");
+
+    let mut lost = Sim::new(json!({}));
+    assert_eq!(lost.fetcher.on_tick(lost.now).len(), 1);
+    lost.fetcher.on_fetching_elsewhere(0, lost.now + 3);
+    assert_eq!(lost.tick(3), (vec![], vec![]));
+    let (tokens, gave_up) = lost.tick(1);
+    assert_eq!((tokens.len(), gave_up.clone()), (1, vec![ListOutcome::NotFetchedElsewhere]));
+    assert!(!gave_up[0].counted());
+
+    let mut back = Sim::new(json!({}));
+    assert_eq!(back.fetcher.on_tick(back.now).len(), 1);
+    back.fetcher.on_fetching_elsewhere(0, back.now + 30);
+    assert_eq!(back.fetcher.on_elsewhere_ended(0, back.now), Some(ListOutcome::NotFetchedElsewhere));
+    assert_eq!(back.fetcher.on_elsewhere_ended(0, back.now), None);
+    assert_eq!(back.tick(RETRY_SECONDS - 1), (vec![], vec![]));
+    assert_eq!(back.tick(1).0.len(), 1);
+}

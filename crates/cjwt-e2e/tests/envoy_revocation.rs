@@ -268,7 +268,7 @@ fn bad_lists_keep_the_last_good_one_until_it_expires_and_without_one_status_is_u
 }
 
 #[test]
-fn lists_are_fetched_once_per_envoy_natively_and_once_per_vm_in_wasm() {
+fn lists_are_fetched_once_per_envoy() {
     let server = JwksServer::start(&good_list(&[0; 8], json!({})));
     let envoy = start_with_lists(&server, json!({"refresh_seconds": 600}), 2);
     let valid = with_status(0, URI);
@@ -293,10 +293,7 @@ fn lists_are_fetched_once_per_envoy_natively_and_once_per_vm_in_wasm() {
     std::thread::sleep(Duration::from_millis(500));
     let hits = server.hits();
     eprintln!("status list fetches with --concurrency 2: {hits}");
-    match build() {
-        // One fetch per VM that serves or ticks (main thread + 2 workers).
-        Build::Wasm => assert!((2..=4).contains(&hits), "{hits} fetches"),
-        // One fetch per Envoy: the workers share the main thread's store.
-        Build::Native => assert_eq!(hits, 1, "{hits} fetches"),
-    }
+    // One fetch per Envoy: the native workers share the main thread's store, the
+    // wasm VMs the list one of them fetched (shared data and a fetch lease).
+    assert_eq!(hits, 1, "{hits} fetches");
 }

@@ -22,6 +22,7 @@
 //! when the client resets it (SEC-12.3). A call that never answers expires on the tick.
 
 use super::host::host_now;
+use super::lease::{lease_held_by_other, release_lease, take_lease};
 use super::state::{Shared, Waiter};
 use cjwt_core::jwks::fetcher::{Command, FetchOutcome, FetchRequest, Released, WaitDecision, STALE_MARGIN_SECONDS};
 use cjwt_core::jwks::store::shared_name;
@@ -175,51 +176,6 @@ fn read_version(name: &str) -> Option<(u64, i64)> {
     let version = u64::from_le_bytes(v.get(..8)?.try_into().ok()?);
     let fetched_at = i64::from_le_bytes(v.get(8..16)?.try_into().ok()?);
     Some((version, fetched_at))
-}
-
-/// Takes the fetch lease of `name` until `deadline` (Unix s) for `tag`: free,
-/// expired, or already ours. Compare-and-swap on the lease's value; a lease key
-/// that does not exist yet is created.
-fn take_lease(name: &str, tag: u64, now: i64, deadline: i64) -> bool {
-    let key = format!("{name}.lease");
-    let (current, cas) = match hostcalls::get_shared_data(&key) {
-        Ok((value, cas)) => (value, cas),
-        Err(_) => return false,
-    };
-    if let Some(v) = &current {
-        let held_until = v.get(..8).and_then(|b| b.try_into().ok()).map_or(0, i64::from_le_bytes);
-        let holder = v.get(8..16).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
-        if holder != tag && held_until >= now {
-            return false;
-        }
-    }
-    let mut value = deadline.to_le_bytes().to_vec();
-    value.extend_from_slice(&tag.to_le_bytes());
-    hostcalls::set_shared_data(&key, Some(&value), cas).is_ok()
-}
-
-/// Whether a VM other than `tag` holds the fetch lease of `name` at `now`.
-fn lease_held_by_other(name: &str, tag: u64, now: i64) -> bool {
-    match hostcalls::get_shared_data(&format!("{name}.lease")) {
-        Ok((Some(v), _)) => {
-            let held_until = v.get(..8).and_then(|b| b.try_into().ok()).map_or(0, i64::from_le_bytes);
-            let holder = v.get(8..16).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
-            holder != tag && held_until >= now
-        }
-        _ => false,
-    }
-}
-
-/// Gives the fetch lease of `name` back, if `tag` holds it.
-fn release_lease(name: &str, tag: u64) {
-    let key = format!("{name}.lease");
-    if let Ok((Some(v), cas)) = hostcalls::get_shared_data(&key) {
-        if v.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes) == Some(tag) {
-            let mut value = 0i64.to_le_bytes().to_vec();
-            value.extend_from_slice(&tag.to_le_bytes());
-            let _ = hostcalls::set_shared_data(&key, Some(&value), cas);
-        }
-    }
 }
 
 /// Dispatches `request` as the root context and reports it to the fetcher.

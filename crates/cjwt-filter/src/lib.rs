@@ -10,6 +10,8 @@ mod http;
 #[cfg(target_arch = "wasm32")]
 mod jwks;
 #[cfg(target_arch = "wasm32")]
+mod lease;
+#[cfg(target_arch = "wasm32")]
 mod metrics;
 #[cfg(target_arch = "wasm32")]
 mod root;

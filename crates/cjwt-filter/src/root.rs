@@ -97,10 +97,10 @@ impl RootContext for CjwtRoot {
                 if listed {
                     // After the key sets: a list may be signed by fetched keys.
                     if let (Ok(engine), Ok(mut keys)) = (shared.engine.try_borrow(), shared.keys.try_borrow_mut()) {
-                        status::load_last_good(&engine.config, &mut keys, &shared.crypto);
+                        status::load_last_good(&engine.config, &mut keys, &shared.crypto, &shared.lists);
                     }
-                    // The first lists now, then refreshed from the tick.
-                    status::on_tick(&shared);
+                    // The first fetch is the first tick's (200 ms on), as for key sets: the VM
+                    // Envoy configures first never receives answers, and must not take the lease.
                 }
                 self.shared = Some(shared);
                 true

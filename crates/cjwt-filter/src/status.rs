@@ -4,18 +4,21 @@
 //! the list and keeps the last good copy in the VM's store), and counts and logs
 //! how each fetch ended. No request waits for a list.
 //!
-//! Each worker VM fetches its lists for itself, as it does its key sets (see
-//! docs/spec-deviations.md, 51): one fetch per list per worker per refresh. The
-//! last good copy is kept in shared data, so that a new VM or configuration
-//! starts with it.
+//! One fetch per list per Envoy (SPEC §11, §12), as for key sets: the VM that
+//! fetched keeps the list in shared data (the last good copy under its name,
+//! the copy's fetch time under `<name>.v`); the VMs take turns fetching through
+//! a lease (lease.rs) and take a newer copy over on their tick, verified again
+//! with their own configuration (docs/spec-deviations.md, 51). A new VM or
+//! configuration starts with the last good copy.
 
 use super::host::host_now;
+use super::lease::{lease_held_by_other, release_lease, take_lease};
 use super::state::Shared;
 use cjwt_core::config::Config;
 use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::keys::host_crypto::HostCrypto;
 use cjwt_core::outcome::metrics::Counter;
-use cjwt_core::revocation::fetcher::{ListCommand, ListOutcome, ListRequest};
+use cjwt_core::revocation::fetcher::{ListCommand, ListOutcome, ListRequest, STALE_MARGIN_SECONDS};
 use cjwt_core::revocation::status_list::{shared_name, verify_fetched, LastGood};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
@@ -26,6 +29,20 @@ pub fn on_tick(shared: &Shared) {
     let Some(now) = host_now() else {
         return;
     };
+    let lists = shared.engine.try_borrow().map_or(0, |e| e.config.status_lists.len());
+    for list in 0..lists {
+        adopt_shared(shared, list, now);
+        // A fetch another VM held and gave back without a list: due again here.
+        let Some(name) = shared.engine.try_borrow().ok().and_then(|e| shared_name(&e.config, list)) else {
+            continue;
+        };
+        let elsewhere = shared.lists.try_borrow().is_ok_and(|l| l.is_elsewhere(list));
+        if elsewhere && !lease_held_by_other(&name, shared.lease_tag, now) {
+            if let Ok(mut l) = shared.lists.try_borrow_mut() {
+                let _ = l.on_elsewhere_ended(list, now);
+            }
+        }
+    }
     let commands = match shared.lists.try_borrow_mut() {
         Ok(mut lists) => lists.on_tick(now),
         Err(_) => return,
@@ -53,12 +70,17 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
         (Ok(engine), Ok(mut keys), Ok(mut lists)) => {
             let ended =
                 lists.on_response(token, status.as_deref(), &body, now, &engine.config, &shared.crypto, &mut keys);
-            if let Some((list, ListOutcome::Loaded { .. })) = &ended {
-                // The last good list, for a VM reloaded after a fault, started later, or
-                // of the next configuration (SPEC §12); verified again when read.
+            if let Some((list, outcome)) = &ended {
                 if let Some(name) = shared_name(&engine.config, *list) {
-                    let stored = LastGood { fetched_at: now, body: &body }.encode();
-                    let _ = hostcalls::set_shared_data(&name, Some(&stored), None);
+                    if let ListOutcome::Loaded { .. } = outcome {
+                        // The list for every VM of this Envoy, and for a VM reloaded after a
+                        // fault, started later, or of the next configuration (SPEC §12);
+                        // verified again when read. Its version (the fetch time) last.
+                        let stored = LastGood { fetched_at: now, body: &body }.encode();
+                        let _ = hostcalls::set_shared_data(&name, Some(&stored), None);
+                        let _ = hostcalls::set_shared_data(&format!("{name}.v"), Some(&now.to_le_bytes()), None);
+                    }
+                    release_lease(&name, shared.lease_tag);
                 }
             }
             ended
@@ -75,7 +97,12 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
 /// fetched (SPEC §12), verified again with this configuration and its `ttl`
 /// counted from the original fetch: a VM reloaded after a fault, started later,
 /// or configured anew serves with it while its own first fetch runs.
-pub fn load_last_good(config: &Config, keys: &mut KeyStore, crypto: &dyn HostCrypto) {
+pub fn load_last_good(
+    config: &Config,
+    keys: &mut KeyStore,
+    crypto: &dyn HostCrypto,
+    lists: &std::cell::RefCell<cjwt_core::revocation::fetcher::ListFetcher>,
+) {
     let Some(now) = host_now() else {
         return;
     };
@@ -87,14 +114,57 @@ pub fn load_last_good(config: &Config, keys: &mut KeyStore, crypto: &dyn HostCry
             Ok(verified) => {
                 log::info!("cjwt: status list {list}: {} entries from the last good copy", verified.len());
                 keys.set_status_list(list, verified);
+                if let Ok(mut lists) = lists.try_borrow_mut() {
+                    lists.adopted(list, last.fetched_at);
+                }
             }
             Err(e) => log::info!("cjwt: the last good copy of status list {list} is not usable: {e}"),
         }
     }
 }
 
-/// Dispatches `request` (from a root callback: the root context is current).
+/// Takes over the copy of `list` another VM fetched, if newer than the one in
+/// use: verified again with this configuration, `ttl` counted from that fetch.
+fn adopt_shared(shared: &Shared, list: usize, now: i64) {
+    let Ok(engine) = shared.engine.try_borrow() else { return };
+    let Some(name) = shared_name(&engine.config, list) else { return };
+    let Ok((Some(v), _)) = hostcalls::get_shared_data(&format!("{name}.v")) else { return };
+    let Some(fetched_at) = v.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_le_bytes) else { return };
+    let (Ok(mut keys), Ok(mut lists)) = (shared.keys.try_borrow_mut(), shared.lists.try_borrow_mut()) else {
+        return;
+    };
+    if fetched_at <= lists.version(list) {
+        return;
+    }
+    let Ok((Some(stored), _)) = hostcalls::get_shared_data(&name) else { return };
+    let Some(last) = LastGood::decode(&stored) else { return };
+    match verify_fetched(&engine.config, list, &*keys, &shared.crypto, last.body, last.fetched_at, now) {
+        Ok(verified) => {
+            keys.set_status_list(list, verified);
+            lists.adopted(list, last.fetched_at);
+        }
+        Err(e) => {
+            log::info!("cjwt: the shared copy of status list {list} is not usable: {e}");
+            // Not tried again: the next copy has another version.
+            lists.seen(list, fetched_at);
+        }
+    }
+}
+
+/// Dispatches `request` (from a root callback: the root context is current),
+/// if this VM takes the list's fetch lease; else the holder's list is awaited.
 fn dispatch(shared: &Shared, request: &ListRequest, now: i64) {
+    let name = shared.engine.try_borrow().ok().and_then(|e| shared_name(&e.config, request.list));
+    let deadline =
+        now.saturating_add(i64::try_from(request.timeout.as_secs()).unwrap_or(60)).saturating_add(STALE_MARGIN_SECONDS);
+    if let Some(name) = &name {
+        if !take_lease(name, shared.lease_tag, now, deadline) {
+            if let Ok(mut lists) = shared.lists.try_borrow_mut() {
+                lists.on_fetching_elsewhere(request.list, deadline);
+            }
+            return;
+        }
+    }
     match hostcalls::dispatch_http_call(&request.cluster, request.headers(), None, vec![], request.timeout) {
         Ok(token) => {
             if let Ok(mut lists) = shared.lists.try_borrow_mut() {
@@ -102,6 +172,9 @@ fn dispatch(shared: &Shared, request: &ListRequest, now: i64) {
             }
         }
         Err(e) => {
+            if let Some(name) = &name {
+                release_lease(name, shared.lease_tag);
+            }
             log::warn!(
                 "cjwt: status list {} fetch not dispatched ({e:?}); is cluster {:?} defined?",
                 request.list,
@@ -127,6 +200,10 @@ fn finish(shared: &Shared, list: usize, outcome: &ListOutcome) {
         }
         ListOutcome::NeverAnswered => log::warn!("cjwt: status list {list} fetch never answered; given up"),
         ListOutcome::NotDispatched => {}
+        ListOutcome::NotFetchedElsewhere => {
+            log::info!("cjwt: status list {list}: another worker's fetch brought no list; fetching here");
+            return;
+        }
     }
     shared.metrics.bump(if outcome.ok() { Counter::StatusListFetchOk } else { Counter::StatusListFetchFailed });
 }

@@ -316,7 +316,11 @@ fn list_ended(shared: &Shared, handle: ConfigHandle<'_>, list: usize, outcome: &
         ListOutcome::NeverAnswered => {
             log(Level::Warn, &format!("cjwt: status list {list} fetch never answered; given up"))
         }
-        ListOutcome::NotDispatched => {}
+        // One fetcher per configuration: nothing is fetched elsewhere.
+        ListOutcome::NotDispatched | ListOutcome::NotFetchedElsewhere => {}
+    }
+    if !outcome.counted() {
+        return;
     }
     let counter = if outcome.ok() { Counter::StatusListFetchOk } else { Counter::StatusListFetchFailed };
     if let Some(Some(id)) = shared.counters.get(counter.index()) {

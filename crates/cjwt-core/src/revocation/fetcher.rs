@@ -11,6 +11,14 @@
 //! within its timeout + [`STALE_MARGIN_SECONDS`] is given up on the next tick.
 //! At most one call per list is in flight. Only configured lists are ever
 //! fetched, through the configured cluster: never a URL from a token.
+//!
+//! Several fetchers of one Envoy (the wasm build's worker VMs) share the lists,
+//! as they share key sets ([`crate::jwks::fetcher`]): a fetch may be made by
+//! another fetcher ([`ListFetcher::on_fetching_elsewhere`], given up after its
+//! deadline, nothing counted here), a list another fetcher loaded is taken over
+//! ([`ListFetcher::adopted`]: the next fetch is due `refresh_seconds` after that
+//! fetch), and the version of each list in use (its fetch time) tells the
+//! adapter which copies are new.
 
 use super::status_list::verify_status_list;
 use crate::config::Config;
@@ -69,12 +77,22 @@ pub enum ListOutcome {
     NeverAnswered,
     /// The host would not dispatch the call.
     NotDispatched,
+    /// Another fetcher held the fetch and no list came by its deadline, or it
+    /// gave the fetch back without a list: due again here (not a fetch of this
+    /// one: nothing to count).
+    NotFetchedElsewhere,
 }
 
 impl ListOutcome {
     /// Whether the fetch succeeded (`cjwt.status_list.fetch_ok` / `fetch_failed`).
     pub fn ok(&self) -> bool {
         matches!(self, ListOutcome::Loaded { .. })
+    }
+
+    /// Whether this fetcher made a fetch that ended (counted); `false` for a
+    /// fetch another fetcher held.
+    pub fn counted(&self) -> bool {
+        !matches!(self, ListOutcome::NotFetchedElsewhere)
     }
 }
 
@@ -92,6 +110,8 @@ pub enum ListCommand {
 struct Call {
     token: Option<u32>,
     started: i64,
+    /// Set (a deadline) when another fetcher makes this fetch.
+    elsewhere: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -100,6 +120,8 @@ struct ListState {
     next_due: i64,
     refresh: i64,
     stale_after: i64,
+    /// The fetch time of the list in use (0: none): its version.
+    version: i64,
 }
 
 /// The fetch state of every configured status list (index = list index).
@@ -118,6 +140,7 @@ impl ListFetcher {
             .map(|s| ListState {
                 call: None,
                 next_due: 0,
+                version: 0,
                 refresh: i64::try_from(s.refresh_seconds).unwrap_or(300),
                 stale_after: i64::try_from(s.timeout_ms / 1000).unwrap_or(60).saturating_add(STALE_MARGIN_SECONDS),
             })
@@ -149,16 +172,20 @@ impl ListFetcher {
         let mut commands = Vec::new();
         for (list, s) in self.lists.iter_mut().enumerate() {
             if let Some(call) = s.call {
-                if now.saturating_sub(call.started) > s.stale_after {
-                    s.call = None;
-                    s.next_due = now;
-                    commands.push(ListCommand::GaveUp(list, ListOutcome::NeverAnswered));
-                }
+                let outcome = match call.elsewhere {
+                    Some(deadline) if now > deadline => ListOutcome::NotFetchedElsewhere,
+                    Some(_) => continue,
+                    None if now.saturating_sub(call.started) > s.stale_after => ListOutcome::NeverAnswered,
+                    None => continue,
+                };
+                s.call = None;
+                s.next_due = now;
+                commands.push(ListCommand::GaveUp(list, outcome));
             }
         }
         for (s, request) in self.lists.iter_mut().zip(&self.requests) {
             if s.call.is_none() && now >= s.next_due {
-                s.call = Some(Call { token: None, started: now });
+                s.call = Some(Call { token: None, started: now, elsewhere: None });
                 commands.push(ListCommand::Dispatch(request.clone()));
             }
         }
@@ -184,6 +211,60 @@ impl ListFetcher {
             }
         }
         ListOutcome::NotDispatched
+    }
+
+    /// The fetch handed out for `list` is made by another fetcher of this Envoy,
+    /// which holds it until `deadline`: it stays in flight here, and is given up
+    /// on the first tick after `deadline` unless a list is [`ListFetcher::adopted`].
+    pub fn on_fetching_elsewhere(&mut self, list: usize, deadline: i64) {
+        if let Some(call) = self.lists.get_mut(list).and_then(|s| s.call.as_mut()) {
+            if call.token.is_none() {
+                call.elsewhere = Some(deadline);
+            }
+        }
+    }
+
+    /// Whether `list`'s fetch is made by another fetcher.
+    pub fn is_elsewhere(&self, list: usize) -> bool {
+        self.lists.get(list).and_then(|s| s.call).is_some_and(|c| c.elsewhere.is_some())
+    }
+
+    /// The other fetcher gave `list`'s fetch back without a list: due again after
+    /// [`RETRY_SECONDS`] (as for the fetcher that failed, so that one retries).
+    pub fn on_elsewhere_ended(&mut self, list: usize, now: i64) -> Option<ListOutcome> {
+        let s = self.lists.get_mut(list)?;
+        if s.call.is_none_or(|c| c.elsewhere.is_none()) {
+            return None;
+        }
+        s.call = None;
+        s.next_due = now.saturating_add(RETRY_SECONDS.min(s.refresh));
+        Some(ListOutcome::NotFetchedElsewhere)
+    }
+
+    /// A copy of `list` fetched at `fetched_at` was seen and not used (it did not
+    /// verify here): it is not tried again; the schedule is unchanged.
+    pub fn seen(&mut self, list: usize, fetched_at: i64) {
+        if let Some(s) = self.lists.get_mut(list) {
+            s.version = s.version.max(fetched_at);
+        }
+    }
+
+    /// The version (fetch time) of the list in use for `list` (0: none).
+    pub fn version(&self, list: usize) -> i64 {
+        self.lists.get(list).map_or(0, |s| s.version)
+    }
+
+    /// The list fetched at `fetched_at` (by this fetcher, or by another and
+    /// verified here) is in use for `list`: a fetch made elsewhere ends, and the
+    /// next one is due `refresh_seconds` after that fetch.
+    pub fn adopted(&mut self, list: usize, fetched_at: i64) {
+        if let Some(s) = self.lists.get_mut(list) {
+            s.version = fetched_at;
+            s.next_due = fetched_at.saturating_add(s.refresh);
+            if s.call.is_some_and(|c| c.elsewhere.is_some()) {
+                s.call = None;
+            }
+        }
     }
 
     /// Whether `token` is a list call in flight (the adapter routes answers by it).
@@ -225,8 +306,12 @@ impl ListFetcher {
             },
             other => ListOutcome::Refused { reason: format!("HTTP status {}", other.unwrap_or("none")) },
         };
-        s.next_due =
-            if outcome.ok() { now.saturating_add(s.refresh) } else { now.saturating_add(RETRY_SECONDS.min(s.refresh)) };
+        if outcome.ok() {
+            s.next_due = now.saturating_add(s.refresh);
+            s.version = now;
+        } else {
+            s.next_due = now.saturating_add(RETRY_SECONDS.min(s.refresh));
+        }
         Some((list, outcome))
     }
 }
