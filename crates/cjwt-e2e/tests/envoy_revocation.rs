@@ -10,7 +10,7 @@
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::{mint, mint_raw, SigningKey};
 use cjwt_core::revocation::status_list::encode_status_list;
-use cjwt_harness::envoy::{build, cluster, Build, Envoy, JwksServer, Options, Response};
+use cjwt_harness::envoy::{cluster, Envoy, JwksServer, Options, Response};
 use cjwt_harness::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
