@@ -60,55 +60,53 @@ const FIRST_WRITE_CAS: u32 = u32::MAX;
 
 impl UsageCounter for SharedDataCounter {
     fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError> {
-        let key = slot_key(id.slot());
-        for _ in 0..CAS_ATTEMPTS {
-            let (value, cas) = hostcalls::get_shared_data(&key).map_err(|_| UsageError)?;
-            let next = match count_use(value.as_deref(), id, limit, expires_at, now).map_err(|_| UsageError)? {
-                SlotUpdate::Exhausted => return Ok(false),
-                SlotUpdate::Write(next) => next,
-            };
-            let cas = match (value.is_some(), cas) {
-                (true, Some(c)) => c,
-                _ => FIRST_WRITE_CAS,
-            };
-            match hostcalls::set_shared_data(&key, Some(&next), Some(cas)) {
-                Ok(()) => return Ok(true),
-                Err(Status::CasMismatch) => continue,
-                Err(_) => return Err(UsageError),
-            }
-        }
-        Err(UsageError)
+        update_slot(&slot_key(id.slot()), |value| match count_use(value, id, limit, expires_at, now) {
+            Ok(SlotUpdate::Write(next)) => Ok(Some(next)),
+            Ok(SlotUpdate::Exhausted) => Ok(None),
+            Err(_) => Err(()),
+        })
+        .map_err(|()| UsageError)
     }
+}
+
+/// Read-modify-write of one shared-data slot with compare-and-swap, retried on a
+/// concurrent write: `next` maps the current value to the value to write, or to
+/// `None` (nothing to write: `Ok(false)`). `Ok(true)` once written; `Err` on a
+/// host error, a value `next` refuses, or too many conflicts (callers fail closed).
+fn update_slot(key: &str, mut next: impl FnMut(Option<&[u8]>) -> Result<Option<Vec<u8>>, ()>) -> Result<bool, ()> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (value, cas) = hostcalls::get_shared_data(key).map_err(|_| ())?;
+        let Some(next) = next(value.as_deref())? else {
+            return Ok(false);
+        };
+        let cas = match (value.is_some(), cas) {
+            (true, Some(c)) => c,
+            _ => FIRST_WRITE_CAS,
+        };
+        match hostcalls::set_shared_data(key, Some(&next), Some(cas)) {
+            Ok(()) => return Ok(true),
+            Err(Status::CasMismatch) => continue,
+            Err(_) => return Err(()),
+        }
+    }
+    Err(())
 }
 
 /// The DPoP replay cache (SPEC §10) in proxy-wasm shared data, shared by every
 /// worker VM of this Envoy, in the bounded slots of
-/// [`cjwt_core::sender::replay`], updated with compare-and-swap as
-/// [`SharedDataCounter`] does.
+/// [`cjwt_core::sender::replay`], updated with compare-and-swap ([`update_slot`]).
 pub struct SharedDataReplay;
 
 impl ReplayCache for SharedDataReplay {
     fn first_seen(&mut self, id: &ProofId, expires_at: i64, now: i64, max_entries: usize) -> Result<bool, ReplayError> {
-        let key = replay_slot_key(id.slot());
-        for _ in 0..CAS_ATTEMPTS {
-            let (value, cas) = hostcalls::get_shared_data(&key).map_err(|_| ReplayError)?;
-            let next = match record(value.as_deref(), id, expires_at, now, slot_capacity(max_entries))
-                .map_err(|_| ReplayError)?
-            {
-                ReplayUpdate::Fresh(next) => next,
-                ReplayUpdate::Replayed | ReplayUpdate::Full => return Ok(false),
-            };
-            let cas = match (value.is_some(), cas) {
-                (true, Some(c)) => c,
-                _ => FIRST_WRITE_CAS,
-            };
-            match hostcalls::set_shared_data(&key, Some(&next), Some(cas)) {
-                Ok(()) => return Ok(true),
-                Err(Status::CasMismatch) => continue,
-                Err(_) => return Err(ReplayError),
+        update_slot(&replay_slot_key(id.slot()), |value| {
+            match record(value, id, expires_at, now, slot_capacity(max_entries)) {
+                Ok(ReplayUpdate::Fresh(next)) => Ok(Some(next)),
+                Ok(ReplayUpdate::Replayed | ReplayUpdate::Full) => Ok(None),
+                Err(_) => Err(()),
             }
-        }
-        Err(ReplayError)
+        })
+        .map_err(|()| ReplayError)
     }
 }
 
