@@ -370,22 +370,17 @@ impl Filter<'_> {
     /// [`envoy_dynamic_module_on_http_filter_http_callout_done`] on this worker;
     /// Envoy cancels it if the stream ends first.
     pub fn callout(&self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u64) -> Option<u64> {
-        let mut raw = module_headers(headers);
-        let mut id = 0u64;
-        // SAFETY: stream filter in the current hook; our buffers are read during
-        // the call (Envoy copies them); `id` written by Envoy.
-        let r = unsafe {
-            envoy_dynamic_module_callback_http_filter_http_callout(
+        // SAFETY: stream filter in the current hook, for the stream callout binding.
+        unsafe {
+            start_callout(
+                envoy_dynamic_module_callback_http_filter_http_callout,
                 self.ptr,
-                &mut id,
-                module(cluster.as_bytes()),
-                raw.as_mut_ptr(),
-                raw.len(),
-                module(body),
+                cluster,
+                headers,
+                body,
                 timeout_ms,
             )
-        };
-        (r == CALLOUT_INIT_SUCCESS).then_some(id)
+        }
     }
 
     /// Resumes a request paused by [`HEADERS_STOP`].
@@ -497,23 +492,56 @@ impl ConfigHandle<'_> {
     /// Starts an HTTP call to `cluster` not tied to any stream (main thread only);
     /// the answer comes to [`envoy_dynamic_module_on_http_filter_config_http_callout_done`].
     pub fn callout(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Option<u64> {
-        let mut raw = module_headers(headers);
-        let mut id = 0u64;
-        // SAFETY: config pointer in a config hook on the main thread; our buffers
-        // are read during the call; `id` written by Envoy.
-        let r = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_http_callout(
+        // SAFETY: config pointer in a config hook on the main thread, for the
+        // configuration's callout binding.
+        unsafe {
+            start_callout(
+                envoy_dynamic_module_callback_http_filter_config_http_callout,
                 self.ptr,
-                &mut id,
-                module(cluster.as_bytes()),
-                raw.as_mut_ptr(),
-                raw.len(),
-                module_buffer { ptr: std::ptr::null(), length: 0 },
+                cluster,
+                headers,
+                &[],
                 timeout_ms,
             )
-        };
-        (r == CALLOUT_INIT_SUCCESS).then_some(id)
+        }
     }
+}
+
+/// The shape both callout bindings share (stream and configuration).
+type CalloutFn = unsafe extern "C" fn(
+    *mut c_void,
+    *mut u64,
+    module_buffer,
+    *mut module_http_header,
+    usize,
+    module_buffer,
+    u64,
+) -> u32;
+
+/// Starts an HTTP call through `start` (one of the two callout bindings) on
+/// `owner`, the stream or configuration pointer that binding takes: `headers`
+/// and `body` to `cluster` within `timeout_ms`. The call's id, or `None` when
+/// Envoy would not start it.
+///
+/// # Safety
+/// `owner` must be live and of the kind `start` takes, in a hook of the thread
+/// that owns it. Our buffers are read during the call only (Envoy copies them);
+/// `id` is written by Envoy.
+unsafe fn start_callout(
+    start: CalloutFn,
+    owner: *mut c_void,
+    cluster: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout_ms: u64,
+) -> Option<u64> {
+    let mut raw = module_headers(headers);
+    let mut id = 0u64;
+    // No body: a null buffer, as Envoy expects for a call without one.
+    let body = if body.is_empty() { module_buffer { ptr: std::ptr::null(), length: 0 } } else { module(body) };
+    // SAFETY: the caller's contract above.
+    let r = unsafe { start(owner, &mut id, module(cluster.as_bytes()), raw.as_mut_ptr(), raw.len(), body, timeout_ms) };
+    (r == CALLOUT_INIT_SUCCESS).then_some(id)
 }
 
 /// An HTTP call's answer: `None` status when the call failed (reset, limit).

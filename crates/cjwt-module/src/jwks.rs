@@ -151,10 +151,27 @@ pub fn on_scheduled(shared: &Shared, handle: ConfigHandle<'_>, event: u64) {
     }
 }
 
+/// Starts a configuration-level callout for `what` (in the log when Envoy will
+/// not start it): the call's id as the fetchers know calls.
+fn start_fetch(
+    handle: ConfigHandle<'_>,
+    what: &str,
+    cluster: &str,
+    headers: &[(&str, &str)],
+    timeout: std::time::Duration,
+) -> Option<u32> {
+    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    let id = handle.callout(cluster, headers, timeout_ms).and_then(|id| u32::try_from(id).ok());
+    if id.is_none() {
+        log(Level::Warn, &format!("cjwt: {what}: fetch not dispatched; is cluster {cluster:?} defined?"));
+    }
+    id
+}
+
 /// Sends one call as a configuration-level callout and reports it to the fetcher.
 fn dispatch(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, request: FetchRequest, now: i64) {
-    let timeout_ms = u64::try_from(request.timeout.as_millis()).unwrap_or(u64::MAX);
-    let id = handle.callout(&request.cluster, &request.headers(), timeout_ms).and_then(|id| u32::try_from(id).ok());
+    let what = format!("JWKS for provider {}", request.provider);
+    let id = start_fetch(handle, &what, &request.cluster, &request.headers(), request.timeout);
     let failed = {
         let Ok(mut state) = remote.state.lock() else {
             return;
@@ -164,16 +181,7 @@ fn dispatch(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, request:
                 state.fetcher.on_dispatched(request.provider, id);
                 None
             }
-            None => {
-                log(
-                    Level::Warn,
-                    &format!(
-                        "cjwt: JWKS fetch for provider {} not dispatched; is cluster {:?} defined?",
-                        request.provider, request.cluster
-                    ),
-                );
-                Some(state.fetcher.on_dispatch_failed(request.provider, now))
-            }
+            None => Some(state.fetcher.on_dispatch_failed(request.provider, now)),
         }
     };
     if let Some(released) = failed {
@@ -274,8 +282,8 @@ fn release(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, released:
 
 /// Sends one status-list fetch as a configuration-level callout.
 fn dispatch_list(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, request: &ListRequest, now: i64) {
-    let timeout_ms = u64::try_from(request.timeout.as_millis()).unwrap_or(u64::MAX);
-    let id = handle.callout(&request.cluster, &request.headers(), timeout_ms).and_then(|id| u32::try_from(id).ok());
+    let what = format!("status list {}", request.list);
+    let id = start_fetch(handle, &what, &request.cluster, &request.headers(), request.timeout);
     let failed = {
         let Ok(mut state) = remote.state.lock() else {
             return;
@@ -285,16 +293,7 @@ fn dispatch_list(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, req
                 state.lists.on_dispatched(request.list, id);
                 None
             }
-            None => {
-                log(
-                    Level::Warn,
-                    &format!(
-                        "cjwt: status list {} fetch not dispatched; is cluster {:?} defined?",
-                        request.list, request.cluster
-                    ),
-                );
-                Some(state.lists.on_dispatch_failed(request.list, now))
-            }
+            None => Some(state.lists.on_dispatch_failed(request.list, now)),
         }
     };
     if let Some(outcome) = failed {

@@ -43,6 +43,7 @@
 //!   ended, its waiters are decided again, and its `start` is dispatched.
 
 use super::parse::{jwks_path_from_discovery, parse_remote_jwks};
+use super::slot::{GaveUp, Slot};
 use super::store::KeyStore;
 use crate::config::{Config, JwksSource, RemoteJwks};
 use std::time::Duration;
@@ -190,28 +191,17 @@ pub struct Released<W> {
     pub start: Option<FetchRequest>,
 }
 
-/// A call handed out to the adapter: `token` is set once it is dispatched;
-/// `elsewhere` (a deadline) when another fetcher of this Envoy makes it.
-#[derive(Debug, Clone, Copy)]
-struct Call {
-    token: Option<u32>,
-    started: i64,
-    kind: FetchKind,
-    elsewhere: Option<i64>,
-}
-
 /// The fetch state of one provider.
 #[derive(Debug)]
 struct ProviderState<W> {
     remote: Option<RemoteJwks>,
-    /// At most one call in flight (or handed out and not yet reported).
-    call: Option<Call>,
+    /// At most one call in flight (or handed out and not yet reported), and
+    /// when the next periodic fetch is due.
+    slot: Slot<FetchKind>,
     /// With OIDC discovery: the JWKS path found in the discovery document.
     jwks_path: Option<String>,
     /// When the last call was started (the `min_refetch_seconds` clock).
     last_started: Option<i64>,
-    /// When the next periodic fetch is due.
-    next_due: i64,
     /// Requests paused until this provider's call answers.
     waiters: Vec<W>,
     /// The version of the key set in use (0: none shared yet).
@@ -227,7 +217,7 @@ impl<W> ProviderState<W> {
             (JwksSource::Path(p), _) | (JwksSource::Discovery(_), Some(p)) => (p.clone(), FetchKind::Keys),
             (JwksSource::Discovery(d), None) => (d.clone(), FetchKind::Discovery),
         };
-        self.call = Some(Call { token: None, started: now, kind, elsewhere: None });
+        self.slot.start(kind, now);
         self.last_started = Some(now);
         Some(FetchRequest {
             provider,
@@ -266,10 +256,9 @@ impl<W> Fetcher<W> {
             .iter()
             .map(|p| ProviderState {
                 remote: p.remote.clone(),
-                call: None,
+                slot: Slot::new(),
                 jwks_path: None,
                 last_started: None,
-                next_due: 0,
                 waiters: Vec::new(),
                 version: 0,
             })
@@ -289,20 +278,17 @@ impl<W> Fetcher<W> {
     pub fn on_tick(&mut self, now: i64) -> Vec<Command<W>> {
         let mut commands = Vec::new();
         for (provider, p) in self.providers.iter_mut().enumerate() {
-            let Some(call) = p.call else { continue };
-            let outcome = match call.elsewhere {
-                Some(deadline) if now > deadline => FetchOutcome::ElsewhereTimedOut,
-                Some(_) => continue,
-                None if now.saturating_sub(call.started) > p.stale_after() => FetchOutcome::NeverAnswered,
+            let stale_after = p.stale_after();
+            let outcome = match p.slot.give_up(now, stale_after) {
+                Some(GaveUp::Elsewhere) => FetchOutcome::ElsewhereTimedOut,
+                Some(GaveUp::NeverAnswered) => FetchOutcome::NeverAnswered,
                 None => continue,
             };
-            p.call = None;
-            p.next_due = now;
             let waiters = std::mem::take(&mut p.waiters);
             commands.push(Command::Release(Released { provider, outcome, waiters, start: None }));
         }
         for (provider, p) in self.providers.iter_mut().enumerate() {
-            if p.call.is_none() && now >= p.next_due {
+            if p.slot.due(now) {
                 if let Some(request) = p.start(provider, now) {
                     commands.push(Command::Dispatch(request));
                 }
@@ -321,7 +307,7 @@ impl<W> Fetcher<W> {
         let Some(remote) = &p.remote else {
             return WaitDecision::DoNotWait;
         };
-        if p.call.is_some() {
+        if p.slot.call().is_some() {
             p.waiters.push(waiter);
             return WaitDecision::Wait;
         }
@@ -340,10 +326,8 @@ impl<W> Fetcher<W> {
 
     /// The call handed out for `provider` was dispatched; its answer will carry `token`.
     pub fn on_dispatched(&mut self, provider: usize, token: u32) {
-        if let Some(call) = self.providers.get_mut(provider).and_then(|p| p.call.as_mut()) {
-            if call.token.is_none() {
-                call.token = Some(token);
-            }
+        if let Some(p) = self.providers.get_mut(provider) {
+            p.slot.dispatched(token);
         }
     }
 
@@ -352,17 +336,15 @@ impl<W> Fetcher<W> {
     /// its waiters wait for [`Fetcher::adopt`], and it is given up on the first
     /// tick after `deadline`.
     pub fn on_fetching_elsewhere(&mut self, provider: usize, deadline: i64) {
-        if let Some(call) = self.providers.get_mut(provider).and_then(|p| p.call.as_mut()) {
-            if call.token.is_none() {
-                call.elsewhere = Some(deadline);
-            }
+        if let Some(p) = self.providers.get_mut(provider) {
+            p.slot.fetching_elsewhere(deadline);
         }
     }
 
     /// Whether `provider`'s fetch is being made by another fetcher (see
     /// [`Fetcher::on_fetching_elsewhere`]).
     pub fn is_elsewhere(&self, provider: usize) -> bool {
-        self.providers.get(provider).and_then(|p| p.call).is_some_and(|c| c.elsewhere.is_some())
+        self.providers.get(provider).is_some_and(|p| p.slot.is_elsewhere())
     }
 
     /// The other fetcher's fetch for `provider` ended without a set to take over
@@ -371,11 +353,10 @@ impl<W> Fetcher<W> {
     /// failed, so that one of them retries, not both.
     pub fn on_elsewhere_ended(&mut self, provider: usize, now: i64) -> Option<Released<W>> {
         let p = self.providers.get_mut(provider)?;
-        if p.call.is_none_or(|c| c.elsewhere.is_none()) {
+        let retry_after = RETRY_SECONDS.min(p.refresh());
+        if !p.slot.elsewhere_ended(now, retry_after) {
             return None;
         }
-        p.call = None;
-        p.next_due = now.saturating_add(RETRY_SECONDS.min(p.refresh()));
         let waiters = std::mem::take(&mut p.waiters);
         Some(Released { provider, outcome: FetchOutcome::ElsewhereFailed, waiters, start: None })
     }
@@ -422,10 +403,8 @@ impl<W> Fetcher<W> {
         let outcome = FetchOutcome::KeysAdopted { keys: fetched.keys.len() };
         keys.set(provider, fetched.keys);
         // Due when that fetch's refresh is (now, if it is past already).
-        p.next_due = fetched_at.saturating_add(p.refresh()).min(now.saturating_add(p.refresh()));
-        if p.call.is_some_and(|c| c.elsewhere.is_some()) {
-            p.call = None;
-        }
+        p.slot.next_due = fetched_at.saturating_add(p.refresh()).min(now.saturating_add(p.refresh()));
+        p.slot.end_elsewhere();
         Some(Ok(Released { provider, outcome, waiters: std::mem::take(&mut p.waiters), start: None }))
     }
 
@@ -434,9 +413,7 @@ impl<W> Fetcher<W> {
     pub fn on_dispatch_failed(&mut self, provider: usize, now: i64) -> Released<W> {
         let mut waiters = Vec::new();
         if let Some(p) = self.providers.get_mut(provider) {
-            if p.call.is_some_and(|c| c.token.is_none()) {
-                p.call = None;
-                p.next_due = now.saturating_add(RETRY_SECONDS);
+            if p.slot.dispatch_failed(now, RETRY_SECONDS) {
                 waiters = std::mem::take(&mut p.waiters);
             }
         }
@@ -456,9 +433,9 @@ impl<W> Fetcher<W> {
         config: &Config,
         keys: &mut KeyStore,
     ) -> Option<Released<W>> {
-        let provider = self.providers.iter().position(|p| p.call.is_some_and(|c| c.token == Some(token)))?;
+        let provider = self.providers.iter().position(|p| p.slot.answers(token))?;
         let p = self.providers.get_mut(provider)?;
-        let kind = p.call.take()?.kind;
+        let kind = p.slot.take()?;
         let outcome = match (kind, status) {
             (FetchKind::Discovery, Some("200")) => {
                 let issuer = config.providers.get(provider).map_or("", |c| c.issuer.as_str());
@@ -492,11 +469,11 @@ impl<W> Fetcher<W> {
         };
         let refresh = p.refresh();
         if outcome.fetch_ok() == Some(true) {
-            p.next_due = now.saturating_add(refresh);
+            p.slot.next_due = now.saturating_add(refresh);
         } else {
             // With discovery, look the JWKS location up again next time.
             p.jwks_path = None;
-            p.next_due = now.saturating_add(RETRY_SECONDS.min(refresh));
+            p.slot.next_due = now.saturating_add(RETRY_SECONDS.min(refresh));
         }
         Some(Released { provider, outcome, waiters: std::mem::take(&mut p.waiters), start: None })
     }

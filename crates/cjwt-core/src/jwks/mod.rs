@@ -5,8 +5,11 @@
 //!   the answer — a state machine the adapter drives with the host's clock and
 //!   answers (it dispatches the calls; the core never names the host);
 //! - [`parse`]: a fetched JWKS body and an OIDC discovery document;
+//! - `slot`: one remote document's fetch schedule (the call in flight, when the
+//!   next is due), shared with the status-list fetcher;
 //! - [`store`]: the last good key set of each provider, and its generation.
 
 pub mod fetcher;
 pub mod parse;
+pub(crate) mod slot;
 pub mod store;

@@ -22,6 +22,7 @@
 
 use super::status_list::verify_status_list;
 use crate::config::Config;
+use crate::jwks::slot::{GaveUp, Slot};
 use crate::jwks::store::KeyStore;
 use crate::keys::host_crypto::HostCrypto;
 use std::time::Duration;
@@ -106,18 +107,10 @@ pub enum ListCommand {
     GaveUp(usize, ListOutcome),
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Call {
-    token: Option<u32>,
-    started: i64,
-    /// Set (a deadline) when another fetcher makes this fetch.
-    elsewhere: Option<i64>,
-}
-
 #[derive(Debug)]
 struct ListState {
-    call: Option<Call>,
-    next_due: i64,
+    /// At most one call in flight, and when the next fetch is due.
+    slot: Slot<()>,
     refresh: i64,
     stale_after: i64,
     /// The fetch time of the list in use (0: none): its version.
@@ -138,8 +131,7 @@ impl ListFetcher {
             .status_lists
             .iter()
             .map(|s| ListState {
-                call: None,
-                next_due: 0,
+                slot: Slot::new(),
                 version: 0,
                 refresh: i64::try_from(s.refresh_seconds).unwrap_or(300),
                 stale_after: i64::try_from(s.timeout_ms / 1000).unwrap_or(60).saturating_add(STALE_MARGIN_SECONDS),
@@ -171,21 +163,16 @@ impl ListFetcher {
     pub fn on_tick(&mut self, now: i64) -> Vec<ListCommand> {
         let mut commands = Vec::new();
         for (list, s) in self.lists.iter_mut().enumerate() {
-            if let Some(call) = s.call {
-                let outcome = match call.elsewhere {
-                    Some(deadline) if now > deadline => ListOutcome::NotFetchedElsewhere,
-                    Some(_) => continue,
-                    None if now.saturating_sub(call.started) > s.stale_after => ListOutcome::NeverAnswered,
-                    None => continue,
-                };
-                s.call = None;
-                s.next_due = now;
-                commands.push(ListCommand::GaveUp(list, outcome));
-            }
+            let outcome = match s.slot.give_up(now, s.stale_after) {
+                Some(GaveUp::Elsewhere) => ListOutcome::NotFetchedElsewhere,
+                Some(GaveUp::NeverAnswered) => ListOutcome::NeverAnswered,
+                None => continue,
+            };
+            commands.push(ListCommand::GaveUp(list, outcome));
         }
         for (s, request) in self.lists.iter_mut().zip(&self.requests) {
-            if s.call.is_none() && now >= s.next_due {
-                s.call = Some(Call { token: None, started: now, elsewhere: None });
+            if s.slot.due(now) {
+                s.slot.start((), now);
                 commands.push(ListCommand::Dispatch(request.clone()));
             }
         }
@@ -194,10 +181,8 @@ impl ListFetcher {
 
     /// The call handed out for `list` was dispatched; its answer will carry `token`.
     pub fn on_dispatched(&mut self, list: usize, token: u32) {
-        if let Some(call) = self.lists.get_mut(list).and_then(|s| s.call.as_mut()) {
-            if call.token.is_none() {
-                call.token = Some(token);
-            }
+        if let Some(s) = self.lists.get_mut(list) {
+            s.slot.dispatched(token);
         }
     }
 
@@ -205,10 +190,7 @@ impl ListFetcher {
     /// retried after [`RETRY_SECONDS`].
     pub fn on_dispatch_failed(&mut self, list: usize, now: i64) -> ListOutcome {
         if let Some(s) = self.lists.get_mut(list) {
-            if s.call.is_some_and(|c| c.token.is_none()) {
-                s.call = None;
-                s.next_due = now.saturating_add(RETRY_SECONDS.min(s.refresh));
-            }
+            s.slot.dispatch_failed(now, RETRY_SECONDS.min(s.refresh));
         }
         ListOutcome::NotDispatched
     }
@@ -217,28 +199,21 @@ impl ListFetcher {
     /// which holds it until `deadline`: it stays in flight here, and is given up
     /// on the first tick after `deadline` unless a list is [`ListFetcher::adopted`].
     pub fn on_fetching_elsewhere(&mut self, list: usize, deadline: i64) {
-        if let Some(call) = self.lists.get_mut(list).and_then(|s| s.call.as_mut()) {
-            if call.token.is_none() {
-                call.elsewhere = Some(deadline);
-            }
+        if let Some(s) = self.lists.get_mut(list) {
+            s.slot.fetching_elsewhere(deadline);
         }
     }
 
     /// Whether `list`'s fetch is made by another fetcher.
     pub fn is_elsewhere(&self, list: usize) -> bool {
-        self.lists.get(list).and_then(|s| s.call).is_some_and(|c| c.elsewhere.is_some())
+        self.lists.get(list).is_some_and(|s| s.slot.is_elsewhere())
     }
 
     /// The other fetcher gave `list`'s fetch back without a list: due again after
     /// [`RETRY_SECONDS`] (as for the fetcher that failed, so that one retries).
     pub fn on_elsewhere_ended(&mut self, list: usize, now: i64) -> Option<ListOutcome> {
         let s = self.lists.get_mut(list)?;
-        if s.call.is_none_or(|c| c.elsewhere.is_none()) {
-            return None;
-        }
-        s.call = None;
-        s.next_due = now.saturating_add(RETRY_SECONDS.min(s.refresh));
-        Some(ListOutcome::NotFetchedElsewhere)
+        s.slot.elsewhere_ended(now, RETRY_SECONDS.min(s.refresh)).then_some(ListOutcome::NotFetchedElsewhere)
     }
 
     /// A copy of `list` fetched at `fetched_at` was seen and not used (it did not
@@ -260,16 +235,14 @@ impl ListFetcher {
     pub fn adopted(&mut self, list: usize, fetched_at: i64) {
         if let Some(s) = self.lists.get_mut(list) {
             s.version = fetched_at;
-            s.next_due = fetched_at.saturating_add(s.refresh);
-            if s.call.is_some_and(|c| c.elsewhere.is_some()) {
-                s.call = None;
-            }
+            s.slot.next_due = fetched_at.saturating_add(s.refresh);
+            s.slot.end_elsewhere();
         }
     }
 
     /// Whether `token` is a list call in flight (the adapter routes answers by it).
     pub fn owns(&self, token: u32) -> bool {
-        self.lists.iter().any(|s| s.call.is_some_and(|c| c.token == Some(token)))
+        self.lists.iter().any(|s| s.slot.answers(token))
     }
 
     /// The answer to the call `token` (`status`: its `:status`, `None` when the
@@ -288,9 +261,9 @@ impl ListFetcher {
         crypto: &dyn HostCrypto,
         store: &mut KeyStore,
     ) -> Option<(usize, ListOutcome)> {
-        let list = self.lists.iter().position(|s| s.call.is_some_and(|c| c.token == Some(token)))?;
+        let list = self.lists.iter().position(|s| s.slot.answers(token))?;
         let s = self.lists.get_mut(list)?;
-        s.call = None;
+        s.slot.take();
         let outcome = match status {
             Some("200") => match verify_status_list(config, list, &*store, crypto, body, now) {
                 Ok(verified) => {
@@ -307,10 +280,10 @@ impl ListFetcher {
             other => ListOutcome::Refused { reason: format!("HTTP status {}", other.unwrap_or("none")) },
         };
         if outcome.ok() {
-            s.next_due = now.saturating_add(s.refresh);
+            s.slot.next_due = now.saturating_add(s.refresh);
             s.version = now;
         } else {
-            s.next_due = now.saturating_add(RETRY_SECONDS.min(s.refresh));
+            s.slot.next_due = now.saturating_add(RETRY_SECONDS.min(s.refresh));
         }
         Some((list, outcome))
     }
