@@ -17,21 +17,6 @@ use cjwt_core::token::verify::InlineOnly;
 use cjwt_harness::*;
 use serde_json::{json, Value};
 
-fn engine(extra: Value) -> Engine {
-    Engine::new(Config::from_json(config_json(extra).to_string().as_bytes()).unwrap())
-}
-
-fn eddsa(extra: Value) -> String {
-    mint(key(Algorithm::EdDSA), Some("k1"), &claims(extra))
-}
-
-fn verdict(engine: &mut Engine, host: &StaticHost) -> Option<Reason> {
-    match engine.decide(host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
-        Decision::Allow { .. } => None,
-        Decision::Deny(d) | Decision::DryRunDeny(d) => Some(d.reason),
-    }
-}
-
 /// SEC-12.1: a query custom constraint sees the parameter as upstream decoders do.
 #[test]
 fn query_constraints_decode_names_and_refuse_second_occurrences() {

@@ -14,28 +14,6 @@ use cjwt_core::usage::etcd::UseAnswer;
 use cjwt_harness::*;
 use serde_json::{json, Value};
 
-fn engine(extra: Value) -> Engine {
-    Engine::new(Config::from_json(config_json(extra).to_string().as_bytes()).unwrap())
-}
-
-fn eddsa(extra: Value) -> String {
-    mint(key(Algorithm::EdDSA), Some("k1"), &claims(extra))
-}
-
-/// The reason a request is refused, or `None` when allowed.
-fn verdict(engine: &mut Engine, host: &StaticHost) -> Option<Reason> {
-    let mut counter = MemoryCounter::default();
-    verdict_with(engine, host, &mut counter)
-}
-
-fn verdict_with(engine: &mut Engine, host: &StaticHost, counter: &mut MemoryCounter) -> Option<Reason> {
-    match engine.decide(host, &InlineOnly, &PureRust, counter).decision {
-        Decision::Allow { .. } => None,
-        // In `dry_run`: the reason it would be refused for.
-        Decision::Deny(d) | Decision::DryRunDeny(d) => Some(d.reason),
-    }
-}
-
 fn check(cases: &[(&str, StaticHost, Option<Reason>)], engine: &mut Engine) {
     for (name, host, want) in cases {
         assert_eq!(verdict(engine, host), *want, "case: {name}");

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_core::config::Config;
-use cjwt_core::engine::{Decision, Engine};
+use cjwt_core::engine::Decision;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::mint;
@@ -46,10 +46,6 @@ static ALLOCATOR: Counting = Counting;
 
 fn live() -> isize {
     LIVE.load(Ordering::SeqCst)
-}
-
-fn engine(extra: Value) -> Engine {
-    Engine::new(Config::from_json(config_json(extra).to_string().as_bytes()).unwrap())
 }
 
 fn many_claims(i: usize, n: usize) -> Value {

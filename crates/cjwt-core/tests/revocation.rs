@@ -21,14 +21,6 @@ use serde_json::{json, Value};
 const ISS: &str = "https://idp.example.com";
 const URI: &str = "https://idp.example.com/statuslists/1";
 
-fn engine(extra: Value) -> Engine {
-    Engine::new(Config::from_json(config_json(extra).to_string().as_bytes()).unwrap())
-}
-
-fn eddsa(extra: Value) -> String {
-    mint(key(Algorithm::EdDSA), Some("k1"), &claims(extra))
-}
-
 /// The reason and whether the cache answered.
 fn decide(engine: &mut Engine, token: &str, keys: &dyn KeyLookup) -> (Option<Reason>, Option<bool>) {
     let host = StaticHost::get("/x").bearer(token);

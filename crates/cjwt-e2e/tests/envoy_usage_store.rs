@@ -9,29 +9,12 @@
 //! that answers garbage), and those are real sockets through Envoy's cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
-use cjwt_core::keys::algorithm::Algorithm;
-use cjwt_core::mint::mint;
 use cjwt_harness::envoy::{cluster, send, Envoy, JwksServer, Options};
 use cjwt_harness::etcd::EtcdCluster;
 use cjwt_harness::said::{count, tally, wait_until, Said};
 use cjwt_harness::*;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-/// A unique `jti` per call in this process.
-fn jti(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{tag}-{}-{}-{}", std::process::id(), now(), N.fetch_add(1, Ordering::SeqCst))
-}
-
-/// A token with `max_uses` (if any), valid for `ttl` seconds from now.
-fn token(jti: &str, max_uses: Option<u64>, ttl: i64) -> String {
-    let t0 = now();
-    let cnst = max_uses.map_or(json!({}), |n| json!({"max_uses": n}));
-    let claims = claims_at(t0, json!({"jti": jti, "exp": t0 + ttl, "cnst": cnst}));
-    format!("Bearer {}", mint(key(Algorithm::EdDSA), Some("k1"), &claims))
-}
 
 fn plugin(timeout_ms: u64) -> Value {
     config_json(json!({
@@ -89,7 +72,7 @@ fn a_token_is_let_through_exactly_max_uses_times_across_envoys() {
     let ports: Vec<u16> = envoys.iter().map(|e| e.port).collect();
     for (limit, rounds, clients, each) in [(1u64, 20, 9, 2), (50, 5, 15, 5)] {
         for round in 0..rounds {
-            let t = token(&jti("exact"), Some(limit), 120);
+            let t = use_token(&unique_jti("exact"), Some(limit), 120);
             let said = burst(&ports, &t, clients, each);
             let allowed = count(&said, 200, None);
             let used_up = count(&said, 403, Some("max_uses"));
@@ -103,7 +86,7 @@ fn a_token_is_let_through_exactly_max_uses_times_across_envoys() {
     }
     // Tokens without max_uses never touch the store.
     let before: u64 = envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum();
-    let plain = token(&jti("plain"), None, 120);
+    let plain = use_token(&unique_jti("plain"), None, 120);
     assert!(burst(&ports, &plain, 6, 5).iter().all(|s| *s == (200, None)));
     let after: u64 = envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum();
     assert_eq!(after, before, "no store call for a token without max_uses");
@@ -119,7 +102,7 @@ fn a_leader_killed_during_a_burst_never_lets_a_token_through_more_than_max_uses(
     let envoys = envoys(3, 500, &etcd.envoy_cluster("etcd"));
     let ports: Vec<u16> = envoys.iter().map(|e| e.port).collect();
     let limit = 20;
-    let t = token(&jti("election"), Some(limit), 300);
+    let t = use_token(&unique_jti("election"), Some(limit), 300);
     let leader = etcd.wait_leader(Duration::from_secs(10));
     // The burst runs while the leader dies.
     let burst_ports = ports.clone();
@@ -130,7 +113,7 @@ fn a_leader_killed_during_a_burst_never_lets_a_token_through_more_than_max_uses(
     // Fresh one-time tokens during the election: allowed or 503, never 403.
     let mut election = Vec::new();
     for _ in 0..20 {
-        election.push(ask(ports[election.len() % 3], &token(&jti("fresh"), Some(1), 300)));
+        election.push(ask(ports[election.len() % 3], &use_token(&unique_jti("fresh"), Some(1), 300)));
         std::thread::sleep(Duration::from_millis(50));
     }
     let during = during.join().unwrap();
@@ -148,12 +131,12 @@ fn a_leader_killed_during_a_burst_never_lets_a_token_through_more_than_max_uses(
     // Service resumes by itself once a new leader is elected.
     etcd.wait_leader(Duration::from_secs(15));
     wait_until("a fresh one-time token allowed after the election", Duration::from_secs(15), || {
-        ask(ports[0], &token(&jti("after"), Some(1), 300)) == (200, None)
+        ask(ports[0], &use_token(&unique_jti("after"), Some(1), 300)) == (200, None)
     });
     // All Envoys serve again; the burst token is never let through more than its limit.
     for port in &ports {
         wait_until("every Envoy serves again", Duration::from_secs(10), || {
-            ask(*port, &token(&jti("after"), Some(1), 300)) == (200, None)
+            ask(*port, &use_token(&unique_jti("after"), Some(1), 300)) == (200, None)
         });
     }
     let rest = burst(&ports, &t, 6, 10);
@@ -171,16 +154,16 @@ fn without_quorum_max_uses_tokens_get_503_and_others_pass_until_a_member_returns
     let mut etcd = EtcdCluster::start(3);
     let envoys = envoys(2, 300, &etcd.envoy_cluster("etcd"));
     let ports: Vec<u16> = envoys.iter().map(|e| e.port).collect();
-    assert_eq!(ask(ports[0], &token(&jti("before"), Some(1), 300)), (200, None));
+    assert_eq!(ask(ports[0], &use_token(&unique_jti("before"), Some(1), 300)), (200, None));
     let leader = etcd.wait_leader(Duration::from_secs(10));
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     etcd.stop(others[0]);
     etcd.stop(leader);
-    let plain = token(&jti("plain"), None, 300);
+    let plain = use_token(&unique_jti("plain"), None, 300);
     for round in 0..10 {
         for port in &ports {
             let started = Instant::now();
-            let said = ask(*port, &token(&jti("noquorum"), Some(3), 300));
+            let said = ask(*port, &use_token(&unique_jti("noquorum"), Some(3), 300));
             assert_eq!(said, (503, Some("usage_unavailable".to_string())), "round {round}");
             // Bounded by timeout_ms (300) whatever etcd does (its own timeout is 7 s).
             assert!(started.elapsed() < Duration::from_millis(1500), "waited {:?}", started.elapsed());
@@ -193,7 +176,7 @@ fn without_quorum_max_uses_tokens_get_503_and_others_pass_until_a_member_returns
     etcd.restart(leader);
     for port in &ports {
         wait_until("service back with quorum", Duration::from_secs(20), || {
-            ask(*port, &token(&jti("back"), Some(1), 300)) == (200, None)
+            ask(*port, &use_token(&unique_jti("back"), Some(1), 300)) == (200, None)
         });
     }
 }
@@ -211,13 +194,13 @@ fn a_store_that_never_answers_costs_at_most_timeout_ms_and_blocks_nobody_else() 
         held
     });
     let envoy = &envoys(1, 200, &cluster("etcd", port))[0];
-    let plain = token(&jti("plain"), None, 300);
+    let plain = use_token(&unique_jti("plain"), None, 300);
     let waiting: Vec<_> = (0..4)
         .map(|_| {
             let p = envoy.port;
             std::thread::spawn(move || {
                 let started = Instant::now();
-                let said = ask(p, &token(&jti("silent"), Some(1), 300));
+                let said = ask(p, &use_token(&unique_jti("silent"), Some(1), 300));
                 (said, started.elapsed())
             })
         })
@@ -257,7 +240,7 @@ fn hostile_store_answers_never_let_a_request_through() {
     ];
     for (status, body) in &hostile {
         fake.set(*status, body);
-        let said = ask(envoy.port, &token(&jti("hostile"), Some(5), 300));
+        let said = ask(envoy.port, &use_token(&unique_jti("hostile"), Some(5), 300));
         assert_eq!(
             said,
             (503, Some("usage_unavailable".to_string())),
@@ -270,7 +253,7 @@ fn hostile_store_answers_never_let_a_request_through() {
         200,
         r#"{"header":{"revision":"2"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"2"}}}]}"#,
     );
-    assert_eq!(ask(envoy.port, &token(&jti("ok"), Some(5), 300)), (200, None));
+    assert_eq!(ask(envoy.port, &use_token(&unique_jti("ok"), Some(5), 300)), (200, None));
     assert_eq!(envoy.stat("cjwt.usage_store.failed"), hostile.len() as u64);
     assert_eq!(envoy.stat("cjwt.usage_store.ok"), 1);
 }
@@ -280,8 +263,8 @@ fn keys_expire_with_their_token_and_a_restarted_envoy_hands_out_no_fresh_uses() 
     let etcd = EtcdCluster::start(3);
     let clusters = etcd.envoy_cluster("etcd");
     let first = envoys(1, 2000, &clusters).remove(0);
-    let short = token(&jti("short"), Some(2), 4);
-    let long = token(&jti("long"), Some(2), 300);
+    let short = use_token(&unique_jti("short"), Some(2), 4);
+    let long = use_token(&unique_jti("long"), Some(2), 300);
     for t in [&short, &long] {
         assert_eq!(ask(first.port, t), (200, None));
         assert_eq!(ask(first.port, t), (200, None));

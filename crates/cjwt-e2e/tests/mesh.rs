@@ -8,8 +8,6 @@
 //! engine or the images, the suite fails saying which make target builds them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
-use cjwt_core::keys::algorithm::Algorithm;
-use cjwt_core::mint::mint;
 use cjwt_harness::docker::{self, Container, ContainerSpec, EtcdContainers, Network};
 use cjwt_harness::envoy::{repo_root, wasm_path};
 use cjwt_harness::etcd::{envoy_cluster, http_with};
@@ -175,26 +173,12 @@ fn ask(ip: &str, token: &str) -> Said {
     (got.status, got.json().get("reason").and_then(Value::as_str).map(str::to_owned))
 }
 
-fn jti(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{tag}-{}-{}-{}", std::process::id(), now(), N.fetch_add(1, Ordering::SeqCst))
-}
-
-fn token(jti: &str, max_uses: Option<u64>, ttl: i64) -> String {
-    let t0 = now();
-    let cnst = max_uses.map_or(json!({}), |n| json!({"max_uses": n}));
-    format!(
-        "Bearer {}",
-        mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(t0, json!({"jti": jti, "exp": t0 + ttl, "cnst": cnst})))
-    )
-}
-
 #[test]
 fn exact_counts_through_three_envoys_then_expiry_and_a_restarted_envoy() {
     let mesh = Mesh::start();
     for (limit, clients, each) in [(1u64, 9, 2), (50, 12, 6)] {
         for round in 0..20 {
-            let t = token(&jti("exact"), Some(limit), 300);
+            let t = use_token(&unique_jti("exact"), Some(limit), 300);
             let said = mesh.burst(&t, clients, each);
             assert_eq!(
                 (count(&said, 200, None), count(&said, 403, Some("max_uses"))),
@@ -208,8 +192,8 @@ fn exact_counts_through_three_envoys_then_expiry_and_a_restarted_envoy() {
     assert_eq!(mesh.stat("cjwt.usage_store.failed"), 0);
 
     // A token used up, and one that expires in 3 s (no clock skew configured).
-    let long = token(&jti("long"), Some(2), 300);
-    let short = token(&jti("short"), Some(2), 3);
+    let long = use_token(&unique_jti("long"), Some(2), 300);
+    let short = use_token(&unique_jti("short"), Some(2), 3);
     for t in [&long, &short] {
         assert!(is(&mesh.ask(0, t), 200, None));
         assert!(is(&mesh.ask(1, t), 200, None));
@@ -237,7 +221,7 @@ fn a_leader_killed_during_a_burst_and_quorum_lost_never_let_a_token_through_twic
     let mesh = Mesh::start();
     for round in 0..3 {
         let limit = 1;
-        let t = token(&jti("election"), Some(limit), 300);
+        let t = use_token(&unique_jti("election"), Some(limit), 300);
         let leader = mesh.etcd.leader().expect("a leader");
         let burst = {
             let fronts = mesh.fronts.clone();
@@ -266,7 +250,7 @@ fn a_leader_killed_during_a_burst_and_quorum_lost_never_let_a_token_through_twic
         let fresh: Vec<Said> = (0..15)
             .map(|i| {
                 std::thread::sleep(Duration::from_millis(60));
-                mesh.ask(i % 3, &token(&jti("fresh"), Some(1), 300))
+                mesh.ask(i % 3, &use_token(&unique_jti("fresh"), Some(1), 300))
             })
             .collect();
         let during = burst.join().unwrap();
@@ -286,7 +270,7 @@ fn a_leader_killed_during_a_burst_and_quorum_lost_never_let_a_token_through_twic
         eprintln!("round {round}: burst {:?}, fresh {:?}", tally(&during), tally(&fresh));
         // Service resumes by itself with the new leader; the member comes back.
         wait_until("a fresh token allowed by every Envoy", Duration::from_secs(20), || {
-            (0..3).all(|i| is(&mesh.ask(i, &token(&jti("after"), Some(1), 300)), 200, None))
+            (0..3).all(|i| is(&mesh.ask(i, &use_token(&unique_jti("after"), Some(1), 300)), 200, None))
         });
         mesh.etcd.start(leader);
         mesh.etcd.wait_healthy(leader, Duration::from_secs(30));
@@ -297,12 +281,12 @@ fn a_leader_killed_during_a_burst_and_quorum_lost_never_let_a_token_through_twic
     }
 
     // Quorum lost: two members stopped. Every Envoy refuses max_uses tokens with 503, lets none through.
-    let plain = token(&jti("plain"), None, 300);
+    let plain = use_token(&unique_jti("plain"), None, 300);
     mesh.etcd.stop(0);
     mesh.etcd.stop(1);
     for round in 0..5 {
         for i in 0..3 {
-            let said = mesh.ask(i, &token(&jti("noquorum"), Some(5), 300));
+            let said = mesh.ask(i, &use_token(&unique_jti("noquorum"), Some(5), 300));
             assert!(is(&said, 503, Some("usage_unavailable")), "round {round}, envoy{i}: {said:?}");
             assert!(is(&mesh.ask(i, &plain), 200, None), "a token without max_uses is unaffected");
         }
@@ -310,7 +294,7 @@ fn a_leader_killed_during_a_burst_and_quorum_lost_never_let_a_token_through_twic
     // Service resumes when a member returns.
     mesh.etcd.start(1);
     wait_until("service back with quorum", Duration::from_secs(30), || {
-        (0..3).all(|i| is(&mesh.ask(i, &token(&jti("back"), Some(1), 300)), 200, None))
+        (0..3).all(|i| is(&mesh.ask(i, &use_token(&unique_jti("back"), Some(1), 300)), 200, None))
     });
 }
 
@@ -318,13 +302,13 @@ fn a_leader_killed_during_a_burst_and_quorum_lost_never_let_a_token_through_twic
 fn an_envoy_cut_off_from_etcd_refuses_max_uses_tokens_and_serves_the_rest() {
     let mesh = Mesh::start();
     mesh.envoys[2].disconnect(&mesh.back);
-    let plain = token(&jti("plain"), None, 300);
+    let plain = use_token(&unique_jti("plain"), None, 300);
     for round in 0..10 {
-        let said = mesh.ask(2, &token(&jti("cut"), Some(3), 300));
+        let said = mesh.ask(2, &use_token(&unique_jti("cut"), Some(3), 300));
         assert!(is(&said, 503, Some("usage_unavailable")), "round {round}: {said:?}");
         assert!(is(&mesh.ask(2, &plain), 200, None), "round {round}: plain token through the cut-off Envoy");
         // The two others are unaffected.
-        let t = token(&jti("others"), Some(1), 300);
+        let t = use_token(&unique_jti("others"), Some(1), 300);
         assert!(is(&mesh.ask(0, &t), 200, None), "round {round}");
         assert!(is(&mesh.ask(1, &t), 403, Some("max_uses")), "round {round}");
     }
@@ -332,6 +316,6 @@ fn an_envoy_cut_off_from_etcd_refuses_max_uses_tokens_and_serves_the_rest() {
     mesh.envoys[2].connect(&mesh.back, &mesh.back.ip(23));
     mesh.wait_ready(2);
     wait_until("the reconnected Envoy counts again", Duration::from_secs(20), || {
-        is(&mesh.ask(2, &token(&jti("again"), Some(1), 300)), 200, None)
+        is(&mesh.ask(2, &use_token(&unique_jti("again"), Some(1), 300)), 200, None)
     });
 }

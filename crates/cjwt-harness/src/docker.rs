@@ -21,7 +21,8 @@
 #![allow(dead_code)]
 
 use crate::envoy::repo_root;
-use crate::etcd::{b64, http, HttpAnswer};
+use crate::envoy::Response;
+use crate::etcd::{b64, http};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -644,7 +645,7 @@ impl EtcdContainers {
     }
 
     /// One HTTP request to member `i`'s client port, from the host.
-    pub fn request(&self, i: usize, method: &str, path: &str, body: Option<&Value>) -> Result<HttpAnswer, String> {
+    pub fn request(&self, i: usize, method: &str, path: &str, body: Option<&Value>) -> Result<Response, String> {
         let body = body.map(Value::to_string);
         http(&self.ips[i], ETCD_CLIENT_PORT, method, path, body.as_deref(), Duration::from_secs(5))
     }

@@ -190,8 +190,8 @@ fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>) {
     }
 }
 
-/// A response as the client saw it.
-#[derive(Debug)]
+/// A response as the client saw it (header names lowercased).
+#[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,

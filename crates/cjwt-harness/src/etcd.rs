@@ -26,6 +26,7 @@
 //! - a new leader is elected about 1–2 s after the leader dies.
 #![allow(dead_code)]
 
+use crate::envoy::Response;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -96,26 +97,6 @@ fn allocate_address() -> String {
     }
 }
 
-/// One answer of the HTTP gateway.
-#[derive(Debug, Clone)]
-pub struct HttpAnswer {
-    pub status: u16,
-    /// Response headers, names lowercased.
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl HttpAnswer {
-    /// The first value of header `name` (lowercase).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-}
-
 /// One blocking HTTP/1.1 request to `ip:port` (`connection: close`), the whole
 /// exchange bounded by `timeout`. `Err` says what went wrong: refused, timed out, …
 pub fn http(
@@ -125,7 +106,7 @@ pub fn http(
     path: &str,
     body: Option<&str>,
     timeout: Duration,
-) -> Result<HttpAnswer, String> {
+) -> Result<Response, String> {
     http_with(ip, port, method, path, &[], body, timeout)
 }
 
@@ -138,7 +119,7 @@ pub fn http_with(
     headers: &[(&str, &str)],
     body: Option<&str>,
     timeout: Duration,
-) -> Result<HttpAnswer, String> {
+) -> Result<Response, String> {
     let deadline = Instant::now() + timeout;
     let addr: SocketAddr = format!("{ip}:{port}").parse().map_err(|e| format!("{ip}:{port}: {e}"))?;
     let remaining = |what: &str| {
@@ -191,7 +172,7 @@ pub fn http_with(
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    Ok(HttpAnswer { status, headers, body })
+    Ok(Response { status, headers, body })
 }
 
 /// Whether `raw` holds a whole response: headers and `content-length` bytes, or
@@ -528,11 +509,11 @@ impl EtcdCluster {
         path: &str,
         body: Option<&str>,
         timeout: Duration,
-    ) -> Result<HttpAnswer, String> {
+    ) -> Result<Response, String> {
         http(&self.members[i].ip, CLIENT_PORT, method, path, body, timeout)
     }
 
-    fn get(&self, i: usize, path: &str, timeout: Duration) -> Result<HttpAnswer, String> {
+    fn get(&self, i: usize, path: &str, timeout: Duration) -> Result<Response, String> {
         self.request(i, "GET", path, None, timeout)
     }
 

@@ -84,3 +84,52 @@ pub fn config_json(extra: Value) -> Value {
     }
     base
 }
+
+/// An engine for [`config_json`]`(extra)`.
+pub fn engine(extra: Value) -> cjwt_core::engine::Engine {
+    cjwt_core::engine::Engine::new(
+        cjwt_core::config::Config::from_json(config_json(extra).to_string().as_bytes()).unwrap(),
+    )
+}
+
+/// An EdDSA token signed with `k1` (the key of [`config_json`]) carrying [`claims`]`(extra)`.
+pub fn eddsa(extra: Value) -> String {
+    cjwt_core::mint::mint(key(Algorithm::EdDSA), Some("k1"), &claims(extra))
+}
+
+/// The reason `engine` refuses `host` (inline keys, pure-Rust crypto, a fresh
+/// per-call counter), or `None` when it allows it.
+pub fn verdict(engine: &mut cjwt_core::engine::Engine, host: &StaticHost) -> Option<cjwt_core::reason::Reason> {
+    verdict_with(engine, host, &mut cjwt_core::request::host::MemoryCounter::default())
+}
+
+/// [`verdict`] with the caller's usage counter (`max_uses` across calls); in
+/// `dry_run`, the reason the request would be refused for.
+pub fn verdict_with(
+    engine: &mut cjwt_core::engine::Engine,
+    host: &StaticHost,
+    counter: &mut cjwt_core::request::host::MemoryCounter,
+) -> Option<cjwt_core::reason::Reason> {
+    use cjwt_core::engine::Decision;
+    let out =
+        engine.decide(host, &cjwt_core::token::verify::InlineOnly, &cjwt_core::keys::host_crypto::PureRust, counter);
+    match out.decision {
+        Decision::Allow { .. } => None,
+        Decision::Deny(d) | Decision::DryRunDeny(d) => Some(d.reason),
+    }
+}
+
+/// A `jti` unique to this call in this process (and across runs: the pid and the clock).
+pub fn unique_jti(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!("{tag}-{}-{}-{}", std::process::id(), now(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+}
+
+/// `Bearer <token>` for an EdDSA token (`k1`) with `jti`, `max_uses` (if any),
+/// valid for `ttl` seconds from now.
+pub fn use_token(jti: &str, max_uses: Option<u64>, ttl: i64) -> String {
+    let t0 = now();
+    let cnst = max_uses.map_or(json!({}), |n| json!({"max_uses": n}));
+    let claims = claims_at(t0, json!({"jti": jti, "exp": t0 + ttl, "cnst": cnst}));
+    format!("Bearer {}", cjwt_core::mint::mint(key(Algorithm::EdDSA), Some("k1"), &claims))
+}
