@@ -13,6 +13,9 @@
 //! BENCH_ALGS (default "EdDSA,ES256,RS256": a subset for quick experiments),
 //! BENCH_TOKENS ("repeated" or "unique" for one kind only), BENCH_MEMORY (0 skips
 //! the memory run), BENCH_WASM_B (another cjwt.wasm, measured as an extra case),
+//! BENCH_NATIVE_B (a directory holding another libcjwt.so, likewise), BENCH_DPOP
+//! (0: no DPoP cases, and no `sender_constraints` in the configuration, which
+//! a module built before SPEC §10 refuses),
 //! BENCH_ONLY ("usage": only the mesh-wide `max_uses` section below, about 2
 //! minutes; "load": everything but that section).
 //!
@@ -61,6 +64,8 @@ enum Filter {
     CjwtNativeNoAuth,
     /// cjwt built another way (BENCH_WASM_B): for comparing two builds in one run.
     CjwtB,
+    /// The native module built another way (BENCH_NATIVE_B), likewise.
+    CjwtNativeB,
 }
 
 impl Filter {
@@ -74,6 +79,7 @@ impl Filter {
             Filter::CjwtNative => "cjwt native",
             Filter::CjwtNativeNoAuth => "cjwt native with auth: none (native baseline)",
             Filter::CjwtB => "cjwt (BENCH_WASM_B)",
+            Filter::CjwtNativeB => "cjwt native (BENCH_NATIVE_B)",
         }
     }
 
@@ -84,7 +90,16 @@ impl Filter {
 
     /// Loads the native module (needs ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
     fn is_native_module(self) -> bool {
-        matches!(self, Filter::CjwtNative | Filter::CjwtNativeNoAuth)
+        matches!(self, Filter::CjwtNative | Filter::CjwtNativeNoAuth | Filter::CjwtNativeB)
+    }
+
+    /// The directory of the `libcjwt.so` this filter loads, if it is a native one.
+    fn module_dir(self) -> Option<PathBuf> {
+        match self {
+            Filter::CjwtNativeB => native_b(),
+            f if f.is_native_module() => Some(native_module_dir()),
+            _ => None,
+        }
     }
 }
 
@@ -129,14 +144,19 @@ fn http_filters(filter: Filter, jwks: &Value) -> String {
         Filter::None => String::new(),
         Filter::Native => native(false),
         Filter::NativeCached => native(true),
-        Filter::Cjwt | Filter::CjwtNoAuth | Filter::CjwtB | Filter::CjwtNative | Filter::CjwtNativeNoAuth => {
+        Filter::Cjwt
+        | Filter::CjwtNoAuth
+        | Filter::CjwtB
+        | Filter::CjwtNative
+        | Filter::CjwtNativeNoAuth
+        | Filter::CjwtNativeB => {
             let rule = if matches!(filter, Filter::CjwtNoAuth | Filter::CjwtNativeNoAuth) {
                 json!({"auth": "none"})
             } else {
                 json!({"require": {"claims": [{"claim": "tenant", "equals": "acme"}]}})
             };
             // The same plugin configuration for both builds.
-            let cfg = json!({
+            let mut cfg = json!({
                 "providers": [{"name": "bench", "issuer": ISSUER, "audiences": ["bench"], "jwks": jwks}],
                 "default_rule": rule,
                 "cache": {"max_entries": 1024},
@@ -144,6 +164,9 @@ fn http_filters(filter: Filter, jwks: &Value) -> String {
                 "sender_constraints": {"dpop": {"algorithms": ["ES256", "EdDSA"], "max_age_seconds": 600,
                     "public_origin": DPOP_ORIGIN, "replay_cache": {"max_entries": 1_048_576}}}
             });
+            if env_num("BENCH_DPOP", 1) != 1 {
+                cfg.as_object_mut().map(|c| c.remove("sender_constraints"));
+            }
             cjwt_filter(filter, &cfg)
         }
     }
@@ -208,6 +231,14 @@ fn wasm_b() -> Option<PathBuf> {
     std::env::var_os("BENCH_WASM_B").map(PathBuf::from)
 }
 
+/// The directory of a second native module to compare (BENCH_NATIVE_B=dir
+/// holding libcjwt.so), if any.
+fn native_b() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("BENCH_NATIVE_B")?);
+    assert!(dir.join("libcjwt.so").is_file(), "BENCH_NATIVE_B={}: no libcjwt.so there", dir.display());
+    Some(dir.canonicalize().unwrap_or(dir))
+}
+
 /// An Envoy bootstrap: one listener with `http_filters` (YAML list items, as
 /// [`http_filters`] writes them) in front of a `direct_response` route, and
 /// `clusters` (items for `static_resources.clusters`, possibly none).
@@ -263,22 +294,25 @@ impl Drop for RunningEnvoy {
 
 fn start_envoy(filter: Filter, jwks: &Value, dir: &Path) -> RunningEnvoy {
     let case_dir = dir.join(format!("{filter:?}"));
-    launch(&format!("{filter:?}"), &case_dir, filter.is_native_module(), |d| {
-        bootstrap(&http_filters(filter, jwks), "", d)
-    })
+    launch(&format!("{filter:?}"), &case_dir, filter.module_dir(), |d| bootstrap(&http_filters(filter, jwks), "", d))
 }
 
 /// Starts Envoy on CPU 0 from the bootstrap `render` writes for `case_dir` (its
-/// files go there); `native`: it loads the native module.
-fn launch(name: &str, case_dir: &Path, native: bool, render: impl FnOnce(&Path) -> String) -> RunningEnvoy {
+/// files go there); `module_dir`: where it finds the native module it loads.
+fn launch(
+    name: &str,
+    case_dir: &Path,
+    module_dir: Option<PathBuf>,
+    render: impl FnOnce(&Path) -> String,
+) -> RunningEnvoy {
     std::fs::create_dir_all(case_dir).unwrap();
     let yaml = case_dir.join("envoy.yaml");
     std::fs::write(&yaml, render(case_dir)).unwrap();
     let admin_file = case_dir.join("admin.txt");
     let _ = std::fs::remove_file(&admin_file);
     let mut command = Command::new("taskset");
-    if native {
-        command.env(envoy::MODULE_SEARCH_PATH, native_module_dir());
+    if let Some(dir) = module_dir {
+        command.env(envoy::MODULE_SEARCH_PATH, dir);
     }
     let child = command
         .args(["-c", "0"])
@@ -488,6 +522,9 @@ fn load_test(dir: &Path, seconds: u64, reps: u64) -> String {
     if wasm_b().is_some() {
         filters.push(Filter::CjwtB);
     }
+    if native_b().is_some() {
+        filters.push(Filter::CjwtNativeB);
+    }
     let envoys: Vec<(Filter, RunningEnvoy)> = filters.iter().map(|f| (*f, start_envoy(*f, &jwks, &dir))).collect();
     // Every case must answer 200: check once before measuring.
     for (f, e) in &envoys {
@@ -632,6 +669,16 @@ fn load_test(dir: &Path, seconds: u64, reps: u64) -> String {
         let unique_w = ratio(idx(Filter::CjwtNative, alg, false), idx(Filter::Cjwt, alg, false));
         let _ = writeln!(out, "| {} | {warm} | {unique} | {unique_c} | {warm_w} | {unique_w} |", alg.name());
     }
+    if native_b().is_some() {
+        let _ = writeln!(out, "\nRatio of BENCH_NATIVE_B's added CPU per request to cjwt native's (1.0 = equal):\n");
+        let _ = writeln!(out, "| alg | repeated token | unique tokens |");
+        let _ = writeln!(out, "|---|---:|---:|");
+        for alg in algs_of(Filter::CjwtNativeB) {
+            let warm = ratio(idx(Filter::CjwtNativeB, alg, true), idx(Filter::CjwtNative, alg, true));
+            let unique = ratio(idx(Filter::CjwtNativeB, alg, false), idx(Filter::CjwtNative, alg, false));
+            let _ = writeln!(out, "| {} | {warm} | {unique} |", alg.name());
+        }
+    }
     out.push_str(&dpop_rows);
     if env_num("BENCH_MEMORY", 1) == 1 {
         let cjwt = &envoys.iter().find(|(g, _)| *g == Filter::Cjwt).unwrap().1;
@@ -736,6 +783,9 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     if wasm_b().is_some() {
         builds.push(Filter::CjwtB);
     }
+    if native_b().is_some() {
+        builds.push(Filter::CjwtNativeB);
+    }
     println!("Mesh-wide max_uses: starting a three-member etcd on loopback ...");
     let etcd = EtcdCluster::start(3);
     let etcd_pids = etcd_pids();
@@ -777,7 +827,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
             }
             let name = format!("Usage{b:?}{}", if mesh { "MeshWide" } else { "PerEnvoy" });
             let filter = cjwt_filter(*b, &cfg);
-            let e = launch(&name, &dir.join(&name), b.is_native_module(), |d| bootstrap(&filter, &clusters, d));
+            let e = launch(&name, &dir.join(&name), b.module_dir(), |d| bootstrap(&filter, &clusters, d));
             envoys.push((*b, mesh, e));
         }
     }
