@@ -193,7 +193,8 @@ ENVOY_SUITES = $(patsubst crates/cjwt-e2e/tests/%.rs,--test %,$(sort $(wildcard 
 # (crates/cjwt-harness/src/docker.rs), the images of envoy-image and etcd-image.
 DOCKER_SUITES = $(patsubst crates/cjwt-e2e/tests/%.rs,--test %,$(sort $(wildcard crates/cjwt-e2e/tests/docker_*.rs)))
 # The mesh suite: three Envoys sharing max_uses counts through three etcd members, all in containers.
-MESH_TEST = ENVOY_IMAGE=$(ENVOY_IMAGE) cargo test -p cjwt-e2e --test mesh -- --test-threads=1
+MESH_TEST = CJWT_BUILD=wasm ENVOY_IMAGE=$(ENVOY_IMAGE) cargo test -p cjwt-e2e --test mesh -- --test-threads=1 && \
+	CJWT_BUILD=native ENVOY_IMAGE=$(ENVOY_IMAGE) cargo test -p cjwt-e2e --test mesh -- --test-threads=1
 ## docker-test: every Envoy integration suite (crates/cjwt-e2e/tests/envoy_*.rs) with Envoy in a container ($(ENVOY_IMAGE), host network), against both builds; then the Docker suites (docker_*.rs) and the mesh suite; fails without an engine
 docker-test: build fault-build envoy-image etcd-image test-tools
 	@$(DOCKER_CHECK)
@@ -203,7 +204,7 @@ docker-test: build fault-build envoy-image etcd-image test-tools
 	$(if $(DOCKER_SUITES),ENVOY_IMAGE=$(ENVOY_IMAGE) cargo test -p cjwt-e2e $(DOCKER_SUITES))
 	$(MESH_TEST)
 
-## mesh-test: the mesh suite alone (crates/cjwt-e2e/tests/mesh.rs): three Envoy and three etcd containers on a Docker network
+## mesh-test: the mesh suite alone (crates/cjwt-e2e/tests/mesh.rs), for each build: three Envoy and three etcd containers on a Docker network
 mesh-test: build envoy-image etcd-image
 	@$(DOCKER_CHECK)
 	cargo build --quiet -p cjwt-cli --bin cjwt

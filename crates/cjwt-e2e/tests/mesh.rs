@@ -1,6 +1,8 @@
 //! `make mesh-test` (part of `make docker-test`): one usage count for the whole
 //! mesh, proven where it matters (SPEC §8 v2, issue 13). Three Envoy containers
-//! (cjwt.wasm in the locally built `cjwt-envoy` image), each with its own
+//! (the locally built `cjwt-envoy` image with the build `CJWT_BUILD` names:
+//! cjwt.wasm and envoy/envoy-docker.yaml, or libcjwt.so and
+//! envoy/envoy-docker-native.yaml), each with its own
 //! address, count `max_uses` in a three-member etcd cluster (`cjwt-etcd`, Debian's
 //! etcd 3.4) on a Docker network the test creates and removes. Clients reach the
 //! Envoys on a second ("front") network, so an Envoy can be cut off from etcd
@@ -9,7 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_harness::docker::{self, Container, ContainerSpec, EtcdContainers, Network};
-use cjwt_harness::envoy::{repo_root, wasm_path};
+use cjwt_harness::envoy::{build, module_dir, repo_root, wasm_path, Build};
 use cjwt_harness::etcd::{envoy_cluster, http_with};
 use cjwt_harness::said::{count, is, tally, wait_until, Said};
 use cjwt_harness::*;
@@ -42,9 +44,15 @@ fn plugin() -> Value {
     }))
 }
 
-/// envoy/envoy-docker.yaml with the test's plugin configuration and the etcd cluster.
+/// The shipped Docker configuration of the build under test (envoy/envoy-docker.yaml
+/// or envoy/envoy-docker-native.yaml) with the test's plugin configuration and the
+/// etcd cluster.
 fn envoy_yaml(etcd: &EtcdContainers) -> String {
-    let shipped = std::fs::read_to_string(repo_root().join("envoy/envoy-docker.yaml")).unwrap();
+    let file = match build() {
+        Build::Wasm => "envoy/envoy-docker.yaml",
+        Build::Native => "envoy/envoy-docker-native.yaml",
+    };
+    let shipped = std::fs::read_to_string(repo_root().join(file)).unwrap();
     let plugin = serde_json::to_string_pretty(&plugin()).unwrap();
     let mut out = String::new();
     let mut lines = shipped.lines().peekable();
@@ -75,6 +83,8 @@ impl Mesh {
         docker::require_image(&docker::etcd_image());
         let wasm = wasm_path();
         assert!(wasm.exists(), "{} is missing: run `make build`", wasm.display());
+        // The native build: the directory holding libcjwt.so, where Envoy looks for it.
+        let module = (build() == Build::Native).then(module_dir);
         let front = Network::create("front");
         let back = Network::create("back");
         let etcd = EtcdContainers::run(&back, 3, 11);
@@ -91,13 +101,17 @@ impl Mesh {
         let mut envoys = Vec::new();
         let mut fronts = Vec::new();
         for i in 0..3u8 {
-            let envoy = Container::run(
-                ContainerSpec::new(&docker::envoy_image(), &format!("envoy{i}"))
-                    .on(&back, 21 + i)
-                    .mount(&config, "/etc/envoy/envoy.yaml", true)
-                    .mount(&wasm, "/etc/envoy/cjwt.wasm", true)
-                    .args(["envoy", "-c", "/etc/envoy/envoy.yaml", "--concurrency", "2", "-l", "info"]),
-            );
+            let mut spec = ContainerSpec::new(&docker::envoy_image(), &format!("envoy{i}"))
+                .on(&back, 21 + i)
+                .mount(&config, "/etc/envoy/envoy.yaml", true)
+                .args(["envoy", "-c", "/etc/envoy/envoy.yaml", "--concurrency", "2", "-l", "info"]);
+            spec = match &module {
+                None => spec.mount(&wasm, "/etc/envoy/cjwt.wasm", true),
+                Some(dir) => spec
+                    .mount(dir, "/etc/envoy/module", true)
+                    .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", "/etc/envoy/module"),
+            };
+            let envoy = Container::run(spec);
             let ip = front.ip(21 + i);
             envoy.connect(&front, &ip);
             envoys.push(envoy);
@@ -142,11 +156,13 @@ impl Mesh {
         threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
     }
 
-    /// cjwt's counter `name` summed over the Envoys (wasm: `wasmcustom.` names).
+    /// cjwt's counter `name` summed over the Envoys (wasm: `wasmcustom.` names;
+    /// native: the module's `cjwt.` namespace as it is).
     fn stat(&self, name: &str) -> u64 {
+        let prefix = if build() == Build::Wasm { "wasmcustom." } else { "" };
         (0..3)
             .map(|i| {
-                let path = format!("/stats?filter=^wasmcustom.{name}$");
+                let path = format!("/stats?filter=^{prefix}{name}$");
                 let got = http_with(&self.fronts[i], ADMIN, "GET", &path, &[], None, Duration::from_secs(5)).unwrap();
                 got.body
                     .lines()
