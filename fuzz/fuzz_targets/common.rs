@@ -3,6 +3,7 @@
 
 use cjwt_core::config::Config;
 use cjwt_core::request::static_host::StaticHost;
+use std::sync::OnceLock;
 
 /// A request with the given pseudo-headers, peer and clock; the node metadata
 /// answers `eu-west-1` for the configured region key.
@@ -17,8 +18,15 @@ pub fn host(method: &[u8], path: &[u8], authority: &[u8], peer: &[u8], now: i64)
 }
 
 /// An HS256 provider (cheap to sign in the fuzzer) with rules, custom constraints
-/// and forwarding, so that every part of the decision is reachable.
+/// and forwarding, so that every part of the decision is reachable. Compiled
+/// once per process and cloned for each input (compiling it for every input
+/// was most of an execution).
 pub fn config() -> Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(compile).clone()
+}
+
+fn compile() -> Config {
     let cfg = serde_json::json!({
         "providers": [{"name": "p", "issuer": "https://i", "audiences": ["a"],
             "jwks": {"keys": [{"kty": "oct", "alg": "HS256", "kid": "k", "k": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}]}}],

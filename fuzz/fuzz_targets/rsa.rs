@@ -3,8 +3,8 @@
 //! signatures with fuzzed corruption — for every RS*/PS* algorithm; neither panics.
 #![no_main]
 
-use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::encoding::b64;
+use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::rsa::RsaVerifier;
 use cjwt_core::mint::{mint, SigningKey};
 use cjwt_core::testing::reference::rsa_verify;
@@ -42,12 +42,7 @@ fn fixture() -> &'static Fixture {
                 (input.to_string(), b64::decode(sig.as_bytes()).expect("sig"))
             })
             .collect();
-        Fixture {
-            ours: RsaVerifier::new(&n, &e).expect("verifier"),
-            n,
-            e,
-            signed,
-        }
+        Fixture { ours: RsaVerifier::new(&n, &e).expect("verifier"), n, e, signed }
     })
 }
 

@@ -43,10 +43,10 @@ struct Fixture {
     holder: SigningKey,
     dpop_token: String,
     cert_token: String,
-    /// The two configurations, compiled for each input (a fresh engine: no
-    /// cache or replay state carried from one input to the next).
-    dpop: String,
-    xfcc: String,
+    /// The two configurations, compiled once; each input gets a fresh engine
+    /// with a copy (no cache or replay state carried from one input to the next).
+    dpop: Config,
+    xfcc: Config,
 }
 
 fn issuer_key() -> SigningKey {
@@ -54,15 +54,13 @@ fn issuer_key() -> SigningKey {
     SigningKey::Hmac(secret, Algorithm::HS256)
 }
 
-fn config(sender: Value) -> String {
+fn config(sender: Value) -> Config {
     let cfg = json!({
         "providers": [{"name": "p", "issuer": "https://i", "audiences": ["a"],
             "jwks": {"keys": [{"kty": "oct", "alg": "HS256", "kid": "k", "k": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}]}}],
         "sender_constraints": sender,
     });
-    let text = cfg.to_string();
-    Config::from_json(text.as_bytes()).expect("fuzz config compiles");
-    text
+    Config::from_json(cfg.to_string().as_bytes()).expect("fuzz config compiles")
 }
 
 fn fixture() -> &'static Fixture {
@@ -85,8 +83,8 @@ fn fixture() -> &'static Fixture {
 }
 
 /// The decision: `Ok` allowed, or the refusal's reason.
-fn decide(config: &str, host: &StaticHost) -> Result<(), Reason> {
-    let mut engine = Engine::new(Config::from_json(config.as_bytes()).expect("compiled before"));
+fn decide(config: &Config, host: &StaticHost) -> Result<(), Reason> {
+    let mut engine = Engine::new(config.clone());
     let replay = ProcessReplay::new();
     match engine.decide_with(host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay).decision {
         Decision::Allow { .. } => Ok(()),

@@ -12,15 +12,24 @@ use cjwt_core::revocation::status_list::{
 };
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
+use std::sync::OnceLock;
+
+/// One provider and one status list, compiled once per process.
+fn config() -> &'static Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let cfg = json!({"providers": [{"name": "corp", "issuer": "https://i",
+            "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "k1"}]}}],
+            "status_lists": [{"uri": "https://i/sl", "provider": "corp", "cluster": "c", "path": "/sl", "max_bytes": 4096}]});
+        Config::from_json(cfg.to_string().as_bytes()).expect("fuzz config compiles")
+    })
+}
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = json!({"providers": [{"name": "corp", "issuer": "https://i",
-        "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "k1"}]}}],
-        "status_lists": [{"uri": "https://i/sl", "provider": "corp", "cluster": "c", "path": "/sl", "max_bytes": 4096}]});
-    let config = Config::from_json(cfg.to_string().as_bytes()).unwrap();
+    let config = config();
     let store = KeyStore::new(1);
     assert!(
-        verify_status_list(&config, 0, &store, &PureRust, data, 1_800_000_000).is_err(),
+        verify_status_list(config, 0, &store, &PureRust, data, 1_800_000_000).is_err(),
         "a random body was accepted as a signed list"
     );
     if let Ok(bytes) = inflate_capped(data, 4096) {

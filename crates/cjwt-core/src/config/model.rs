@@ -80,7 +80,7 @@ pub enum Attribute {
 }
 
 /// A provider: an issuer and the keys that verify its tokens.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Provider {
     /// The unique provider name (`require.issuers`, logs, metrics).
     pub name: String,
@@ -216,7 +216,7 @@ pub enum Mode {
 }
 
 /// The compiled configuration.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The providers, in configuration order; names and issuers are unique.
     pub providers: Vec<Provider>,
