@@ -18,10 +18,11 @@
 //! No case may panic.
 #![no_main]
 
+mod common;
+
 use cjwt_core::config::Config;
 use cjwt_core::encoding::b64;
 use cjwt_core::engine::{Decision, Engine};
-use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::{jkt, mint, mint_raw, SigningKey};
 use cjwt_core::reason::Reason;
@@ -49,11 +50,6 @@ struct Fixture {
     xfcc: Config,
 }
 
-fn issuer_key() -> SigningKey {
-    let secret = b64::decode(b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").expect("secret");
-    SigningKey::Hmac(secret, Algorithm::HS256)
-}
-
 fn config(sender: Value) -> Config {
     let cfg = json!({
         "providers": [{"name": "p", "issuer": "https://i", "audiences": ["a"],
@@ -69,9 +65,9 @@ fn fixture() -> &'static Fixture {
         let seed = [7u8; 32];
         let holder = SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed));
         let claims = |cnf: Value| json!({"iss": "https://i", "aud": "a", "sub": "s", "exp": NOW + 600, "cnf": cnf});
-        let dpop_token = mint(&issuer_key(), Some("k"), &claims(json!({"jkt": jkt(&holder).expect("jkt")})));
+        let dpop_token = mint(&common::hs256_key(), Some("k"), &claims(json!({"jkt": jkt(&holder).expect("jkt")})));
         let x5t = cjwt_core::sender::mtls::x5t_from_hex(DIGEST_HEX).expect("x5t");
-        let cert_token = mint(&issuer_key(), Some("k"), &claims(json!({"x5t#S256": x5t})));
+        let cert_token = mint(&common::hs256_key(), Some("k"), &claims(json!({"x5t#S256": x5t})));
         Fixture {
             holder,
             dpop_token,
@@ -93,14 +89,9 @@ fn decide(config: &Config, host: &StaticHost) -> Result<(), Reason> {
 }
 
 fn request(method: &[u8], path: &[u8], token: &str) -> StaticHost {
-    StaticHost::new()
-        .header_bytes(":method", method)
-        .header_bytes(":path", path)
-        .header(":authority", "api.example.com")
+    common::host(method, path, b"api.example.com", b"127.0.0.1:1", NOW)
         .header(":scheme", "https")
-        .property(&["source", "address"], "127.0.0.1:1")
         .header("authorization", &format!("DPoP {token}"))
-        .at(NOW)
 }
 
 /// `base` with the members of `fuzzed` (a JSON object) laid over it, or `fuzzed`
@@ -162,14 +153,9 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             let xfcc = field(format!("By=spiffe://a;Hash={DIGEST_HEX}").as_bytes());
-            let host = StaticHost::new()
-                .header(":method", "GET")
-                .header(":path", "/")
-                .header(":authority", "a")
-                .property(&["source", "address"], "127.0.0.1:1")
+            let host = common::host(b"GET", b"/", b"a", b"127.0.0.1:1", NOW)
                 .header("authorization", &format!("Bearer {}", f.cert_token))
-                .header_bytes("x-forwarded-client-cert", xfcc.clone())
-                .at(NOW);
+                .header_bytes("x-forwarded-client-cert", xfcc.clone());
             let verdict = decide(&f.xfcc, &host);
             assert!(verdict.is_ok() || !rest.is_empty(), "the bound certificate's digest was refused: {verdict:?}");
             if verdict.is_ok() {
