@@ -307,7 +307,7 @@ impl<W> Fetcher<W> {
         let Some(remote) = &p.remote else {
             return WaitDecision::DoNotWait;
         };
-        if p.slot.call().is_some() {
+        if p.slot.in_flight() {
             p.waiters.push(waiter);
             return WaitDecision::Wait;
         }

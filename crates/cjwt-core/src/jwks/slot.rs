@@ -8,15 +8,15 @@
 /// A call handed out to the adapter. `kind` is what it fetches (the key
 /// fetcher's discovery document or key set; `()` for a status list).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Call<K> {
+struct Call<K> {
     /// Set once the adapter dispatched it: its answer carries this token.
-    pub token: Option<u32>,
+    token: Option<u32>,
     /// When it was handed out.
-    pub started: i64,
+    started: i64,
     /// What it fetches.
-    pub kind: K,
+    kind: K,
     /// Set (a deadline) when another fetcher of this Envoy makes the fetch.
-    pub elsewhere: Option<i64>,
+    elsewhere: Option<i64>,
 }
 
 /// Why a call in flight was given up on the tick.
@@ -41,9 +41,9 @@ impl<K: Copy> Slot<K> {
         Slot { call: None, next_due: 0 }
     }
 
-    /// The call in flight, if any.
-    pub(crate) fn call(&self) -> Option<Call<K>> {
-        self.call
+    /// Whether a call is in flight (handed out and not yet ended).
+    pub(crate) fn in_flight(&self) -> bool {
+        self.call.is_some()
     }
 
     /// No call is in flight and the next fetch is due at `now`.
@@ -152,7 +152,7 @@ mod tests {
         s.fetching_elsewhere(200);
         assert!(!s.is_elsewhere(), "a dispatched call is this fetcher's");
         assert_eq!(s.take(), Some(7));
-        assert!(s.call().is_none());
+        assert!(!s.in_flight());
     }
 
     #[test]
@@ -171,7 +171,7 @@ mod tests {
                 s.fetching_elsewhere(deadline);
             }
             assert_eq!(s.give_up(now, stale), want, "{elsewhere:?} {started} {now}");
-            assert_eq!(s.call().is_none(), want.is_some());
+            assert_eq!(!s.in_flight(), want.is_some());
             if want.is_some() {
                 assert!(s.due(now), "given up: due at once");
             }
@@ -185,7 +185,7 @@ mod tests {
         s.start((), 0);
         assert!(!s.elsewhere_ended(0, 5), "this fetcher's own call");
         s.end_elsewhere();
-        assert!(s.call().is_some(), "taking a document over leaves this fetcher's call alone");
+        assert!(s.in_flight(), "taking a document over leaves this fetcher's call alone");
         s.fetching_elsewhere(30);
         assert!(s.is_elsewhere());
         assert!(s.elsewhere_ended(10, 5));
@@ -193,7 +193,7 @@ mod tests {
         s.start((), 20);
         s.fetching_elsewhere(50);
         s.end_elsewhere();
-        assert!(s.call().is_none(), "taken over: the call made elsewhere ends");
+        assert!(!s.in_flight(), "taken over: the call made elsewhere ends");
     }
 
     #[test]
