@@ -268,8 +268,9 @@ soak: build envoy
 	cargo build --quiet --release -p cjwt-tools --bin soak
 	DURATION=$(DURATION) target/release/soak
 
-## lint: formatting and clippy (native and wasm32), warnings denied
+## lint: no ignored file tracked, formatting and clippy (native and wasm32), warnings denied
 lint: wasm-target
+	@tracked="$$(git ls-files -ci --exclude-standard)"; [ -z "$$tracked" ] || { echo "lint: ignored files are tracked (git rm --cached them):"; echo "$$tracked"; exit 1; }
 	cargo fmt --check
 	cargo clippy --all-targets --all-features -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter -- -D warnings

@@ -18,7 +18,8 @@ fn stderr(o: &Output) -> String {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(".tmp/cli-{}-{name}", std::process::id()));
+    // The system temp dir: nothing a test writes lands in the repository.
+    let dir = std::env::temp_dir().join(format!("cjwt-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -207,6 +208,38 @@ fn explain_says_what_envoy_does_in_dry_run() {
     );
     let ok = explain("10.1.2.3");
     assert_eq!((ok.status.code(), stdout(&ok).lines().next()), (Some(0), Some("allow")));
+}
+
+/// Issue 24 item 1, offline: an XFCC header whose unclosed quote swallows the
+/// trusted hop's element is refused by `explain` as by Envoy.
+#[test]
+fn explain_refuses_xfcc_quote_smuggling() {
+    let dir = tmp("xfcc");
+    let (pem, jwks) = keygen(&dir, "EdDSA", "k1");
+    let config = plugin(&dir, &jwks, json!({"sender_constraints": {"mtls": {"from": "xfcc", "trusted_hops": 1}}}));
+    let victim = "b1a6fa5b3f3c4fb5b1b7a0d0c9d5d1b0f1e2d3c4b5a697887766554433221100";
+    let attacker = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let digest: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&victim[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let cnf = format!(r#"cnf={{"x5t#S256":"{}"}}"#, cjwt_core::encoding::b64::encode(&digest));
+    let args = ["mint", "--key", &pem, "--kid", "k1", "--iss", "https://issuer.test", "--aud", "api", "--ttl", "15m"];
+    let t = cjwt(&[&args[..], &["--claim", &cnf]].concat());
+    assert!(t.status.success(), "{}", stderr(&t));
+    let token = stdout(&t);
+    let explain = |xfcc: &str| {
+        let header = format!("x-forwarded-client-cert={xfcc}");
+        cjwt(&["explain", "--config", &config, "--token", &token, "--header", &header])
+    };
+    let o = explain(&format!("Hash={victim};By=\",By=spiffe://gw;Hash={attacker}"));
+    assert_eq!(
+        (o.status.code(), stdout(&o)),
+        (Some(3), "refuse 401 certificate_header_malformed".to_string()),
+        "{}",
+        stderr(&o)
+    );
+    let o = explain(&format!("By=spiffe://gw;Hash={victim}"));
+    assert_eq!((o.status.code(), stdout(&o).lines().next()), (Some(0), Some("allow")), "{}", stdout(&o));
+    let o = explain(&format!("Hash={victim},By=spiffe://gw;Hash={attacker}"));
+    assert_eq!((o.status.code(), stdout(&o)), (Some(3), "refuse 401 certificate_mismatch".to_string()));
 }
 
 /// The claims of a token, not verified.

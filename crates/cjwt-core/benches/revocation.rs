@@ -71,7 +71,7 @@ fn main() {
     time("verify + inflate the list (once per fetch)", 50, || {
         black_box(verify_status_list(&config, 0, &store, &PureRust, list.as_bytes(), now).unwrap());
     });
-    store.set_status_list(0, verify_status_list(&config, 0, &store, &PureRust, list.as_bytes(), now).unwrap());
+    store.set_status_list(0, verify_status_list(&config, 0, &store, &PureRust, list.as_bytes(), now).unwrap()).unwrap();
     println!("  the list holds {} bytes of heap per copy", store.status_list_bytes());
 
     let claims = |extra: serde_json::Value| {

@@ -217,6 +217,9 @@ reasons! {
     CertificateRequired => "certificate_required", Untrusted;
     /// The client certificate is not the one the token is bound to.
     CertificateMismatch => "certificate_mismatch", Untrusted;
+    /// The `x-forwarded-client-cert` header is not well formed (unbalanced
+    /// quotes, a dangling escape, an element that is not `key=value` pairs).
+    CertificateHeaderMalformed => "certificate_header_malformed", Untrusted;
     /// `cnf` holds a binding the configuration does not enable (or does not know).
     UnsupportedBinding => "unsupported_binding", Untrusted;
 }
@@ -229,7 +232,7 @@ mod tests {
     /// SPEC §4 "Decisions and responses", paragraph "Reason codes": the v1 codes
     /// with their status, in the SPEC's order. Hard-coded so that the crate stands
     /// alone; update it with the SPEC.
-    const SPEC_REASONS: [(&str, u32); 45] = [
+    const SPEC_REASONS: [(&str, u32); 46] = [
         ("missing_token", 401),
         ("multiple_tokens", 401),
         ("token_too_large", 401),
@@ -275,6 +278,7 @@ mod tests {
         ("use_dpop_nonce", 401),
         ("certificate_required", 401),
         ("certificate_mismatch", 401),
+        ("certificate_header_malformed", 401),
         ("unsupported_binding", 401),
     ];
 
@@ -332,6 +336,7 @@ mod tests {
             Reason::UseDpopNonce => "use_dpop_nonce",
             Reason::CertificateRequired => "certificate_required",
             Reason::CertificateMismatch => "certificate_mismatch",
+            Reason::CertificateHeaderMalformed => "certificate_header_malformed",
             Reason::UnsupportedBinding => "unsupported_binding",
         }
     }

@@ -284,6 +284,47 @@ fn lifetime_and_typ() {
     assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&long)), Some(Reason::LifetimeTooLong));
 }
 
+/// Issue 24 item 6: a JWT explicitly typed as another kind (a Status List
+/// Token, a DPoP proof, a Transaction Token), or carrying a Status List Token's
+/// `status_list` claim, is never an access token, with or without `required_typ`.
+#[test]
+fn other_kinds_of_jwt_are_not_access_tokens() {
+    let k = key(Algorithm::EdDSA);
+    let c = claims(json!({})).to_string();
+    let typed = |typ: &str| mint_raw(k, &format!(r#"{{"alg":"EdDSA","kid":"k1","typ":"{typ}"}}"#), &c);
+    let list_claims =
+        claims(json!({"sub": "https://idp.example/lists/1", "status_list": {"bits": 1, "lst": "eNrbuRgAAhcBXQ"}}));
+    let list_untyped = mint_raw(k, r#"{"alg":"EdDSA","kid":"k1"}"#, &list_claims.to_string());
+    for config in [json!({}), json!({"required_typ": "at+jwt"})] {
+        let mut e = engine(config.clone());
+        check(
+            &[
+                ("statuslist+jwt", StaticHost::get("/x").bearer(&typed("statuslist+jwt")), Some(Reason::WrongTyp)),
+                (
+                    "application/statuslist+jwt",
+                    StaticHost::get("/x").bearer(&typed("application/StatusList+JWT")),
+                    Some(Reason::WrongTyp),
+                ),
+                ("dpop+jwt", StaticHost::get("/x").bearer(&typed("dpop+jwt")), Some(Reason::WrongTyp)),
+                ("txntoken+jwt", StaticHost::get("/x").bearer(&typed("txntoken+jwt")), Some(Reason::WrongTyp)),
+                ("status_list claim", StaticHost::get("/x").bearer(&list_untyped), Some(Reason::WrongTyp)),
+            ],
+            &mut e,
+        );
+    }
+    // Without `required_typ`, an ordinary token passes whatever its `typ`.
+    let mut e = engine(json!({}));
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&typed("JWT"))), None);
+    assert_eq!(verdict(&mut e, &StaticHost::get("/x").bearer(&typed("at+jwt"))), None);
+    // Nor can the configuration ask for one of them.
+    for typ in ["statuslist+jwt", "application/dpop+jwt", "TXNTOKEN+JWT"] {
+        let cfg = json!({"required_typ": typ, "providers": [{"name": "p", "issuer": "https://x.example",
+            "jwks": {"keys": [key(Algorithm::EdDSA).public_jwk(Some("k1"))]}}]});
+        let err = cjwt_core::config::Config::from_json(cfg.to_string().as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("required_typ") && err.contains("not an access token type"), "{typ}: {err}");
+    }
+}
+
 #[test]
 fn constraints_ip() {
     let mut e = engine(json!({}));
@@ -808,7 +849,7 @@ fn every_reason_code_is_reachable() {
     }));
     let mut store = cjwt_core::jwks::store::KeyStore::new(1);
     let list = cjwt_core::revocation::status_list::StatusList::new(2, vec![0b1001], NOW + 60).unwrap();
-    store.set_status_list(0, list);
+    store.set_status_list(0, list).unwrap();
     let status = |idx: u64, uri: &str| t(json!({"status": {"status_list": {"idx": idx, "uri": uri}}}));
     for token in [
         t(json!({"jti": "leaked"})),
@@ -873,6 +914,9 @@ fn sender_reasons(seen: &mut std::collections::HashSet<Reason>) {
     let digest = ["connection", "sha256_peer_certificate_digest"];
     probe(&mut dpop, req("Bearer", &x5t).property(&digest, &"ab".repeat(32))); // certificate_mismatch
     probe(&mut dpop, req("Bearer", &eddsa(json!({"cnf": {"jwk": {}}})))); // unsupported_binding
+    let mut xfcc = engine(json!({"sender_constraints": {"mtls": {"from": "xfcc", "trusted_hops": 1}}}));
+    probe(&mut xfcc, req("Bearer", &x5t).header("x-forwarded-client-cert", "Hash=ab;By=\""));
+    // certificate_header_malformed
 }
 
 #[test]

@@ -180,7 +180,7 @@ fn list_claims(statuses: &[u8], bits: u8) -> Value {
 fn store_with(config: &Config, token: &str) -> KeyStore {
     let mut store = KeyStore::new(config.providers.len());
     let list = verify_status_list(config, 0, &store, &PureRust, token.as_bytes(), NOW).unwrap();
-    store.set_status_list(0, list);
+    store.set_status_list(0, list).unwrap();
     store
 }
 
@@ -533,4 +533,38 @@ fn a_list_fetched_elsewhere_is_taken_over_and_a_lost_fetch_is_due_again() {
     assert_eq!(back.fetcher.on_elsewhere_ended(0, back.now), None);
     assert_eq!(back.tick(RETRY_SECONDS - 1), (vec![], vec![]));
     assert_eq!(back.tick(1).0.len(), 1);
+}
+
+/// Issue 24 item 4: an older Status List Token, still unexpired (a stale cache
+/// in front of the issuer), served after a newer one never replaces it: the
+/// refresh fails, the newer list stays, and a hand-over keeps the same rule.
+#[test]
+fn an_older_list_never_replaces_a_newer_one() {
+    let mut sim = Sim::new(json!({"refresh_seconds": 60, "timeout_ms": 1000}));
+    let v1 = signed(&[0, 0, 0, 0], NOW - 120, 3600);
+    let v2 = signed(&[0, 0, 0, 1], NOW, 3600);
+    let (tokens, _) = sim.tick(0);
+    assert!(matches!(sim.answer(tokens[0], Some("200"), &v2), Some(ListOutcome::Loaded { .. })));
+    assert_eq!(sim.entry(3), Some(1), "v2 revokes entry 3");
+    let (tokens, _) = sim.tick(60);
+    match sim.answer(tokens[0], Some("200"), &v1) {
+        Some(ListOutcome::Refused { reason }) => assert!(reason.contains("rollback"), "{reason}"),
+        other => panic!("v1 after v2: {other:?}"),
+    }
+    assert_eq!(sim.entry(3), Some(1), "v2 stays in use");
+    // A failed refresh: retried after RETRY_SECONDS, not refresh_seconds.
+    assert_eq!(sim.tick(RETRY_SECONDS).0.len(), 1);
+    // The same list again (same `iat`) and a newer one are accepted.
+    let mut store = KeyStore::new(1);
+    let config = &sim.config;
+    let list = |body: &str| verify_status_list(config, 0, &KeyStore::new(1), &PureRust, body.as_bytes(), NOW).unwrap();
+    store.set_status_list(0, list(&v2)).unwrap();
+    store.set_status_list(0, list(&v2)).unwrap();
+    let e = store.set_status_list(0, list(&v1)).unwrap_err();
+    assert!(e.contains("rollback"), "{e}");
+    assert_eq!(store.status_list(0).and_then(|l| l.get(3)), Some(1));
+    let v3 = signed(&[0, 0, 0, 0], NOW + 1, 3600);
+    let v3_list = verify_status_list(config, 0, &KeyStore::new(1), &PureRust, v3.as_bytes(), NOW + 1).unwrap();
+    store.set_status_list(0, v3_list).unwrap();
+    assert_eq!(store.status_list(0).and_then(|l| l.get(3)), Some(0), "a newer list is taken");
 }

@@ -117,7 +117,7 @@ fn a_million_entry_list_holds_its_bits_and_a_decision_allocates_nothing_for_it()
     let mut engine = Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap());
     let mut store = KeyStore::new(1);
     let before = LIVE.load(Ordering::SeqCst);
-    store.set_status_list(0, list);
+    store.set_status_list(0, list).unwrap();
     let held = LIVE.load(Ordering::SeqCst) - before;
     eprintln!("the store holds {held} bytes more for the list");
     assert!(held <= 125_000 + 256, "{held}");

@@ -497,3 +497,70 @@ fn certificate_bound_tokens_through_a_trusted_hop() {
     assert_eq!(envoy.upstream.count(), 1);
     let _ = std::fs::remove_dir_all(&pki.dir);
 }
+
+/// Issue 24 item 1: with `APPEND_FORWARD` (the sidecar setting) the client
+/// controls the start of `x-forwarded-client-cert` and Envoy appends its own
+/// element after it. An unclosed quote or a dangling escape at the start must
+/// not swallow Envoy's element: an attacker with their own valid certificate
+/// and a token bound to another one is refused, with `trusted_hops` 1 or 2.
+#[test]
+fn xfcc_quote_smuggling_is_refused_through_a_tls_listener() {
+    let pki = Pki::new();
+    let victim = pki.sha256_hex("bound");
+    let t = token(json!({"cnf": {"x5t#S256": pki.x5t("bound")}}));
+    let auth = format!("Bearer {t}");
+    let attacker = (pki.path("other.pem"), pki.path("other.key"));
+    let bound = (pki.path("bound.pem"), pki.path("bound.key"));
+    for hops in [1, 2] {
+        let envoy = Envoy::start(
+            &with_sender(json!({"mtls": {"from": "xfcc", "trusted_hops": hops}}), json!({})),
+            Options {
+                edits: vec![
+                    tls_edit(&pki),
+                    (
+                        "use_remote_address: true".to_string(),
+                        "use_remote_address: true\n          forward_client_cert_details: APPEND_FORWARD\n          set_current_client_cert_details: { subject: true, uri: true, dns: true }".to_string(),
+                    ),
+                ],
+                ..Options::default()
+            },
+        );
+        let shapes: Vec<String> = match hops {
+            1 => vec![
+                format!("Hash={victim};By=\""),
+                format!("Hash={victim};By=\"x\\"),
+                format!("Hash={victim};Subject=\"CN=x\\\""),
+            ],
+            _ => vec![format!("Hash={victim},By=\""), format!("Hash={victim},By=\"x\\")],
+        };
+        for forged in &shapes {
+            let (status, body) = https(
+                envoy.port,
+                Some((&attacker.0, &attacker.1)),
+                &[("authorization", &auth), ("x-forwarded-client-cert", forged)],
+            );
+            assert_eq!(
+                (status, body["reason"].as_str()),
+                (401, Some("certificate_header_malformed")),
+                "trusted_hops {hops}, forged {forged:?}: {body}"
+            );
+        }
+        if hops == 1 {
+            // The bound certificate itself passes: Envoy's own element is well formed.
+            let (status, body) = https(envoy.port, Some((&bound.0, &bound.1)), &[("authorization", &auth)]);
+            assert_eq!(status, 200, "{body}");
+            // A well-formed forged element before Envoy's is simply not the trusted one.
+            let forged = format!("By=spiffe://x;Hash={victim};Subject=\"CN=bound\"");
+            let (status, body) = https(
+                envoy.port,
+                Some((&attacker.0, &attacker.1)),
+                &[("authorization", &auth), ("x-forwarded-client-cert", &forged)],
+            );
+            assert_eq!((status, body["reason"].as_str()), (401, Some("certificate_mismatch")), "{body}");
+            assert_eq!(envoy.upstream.count(), 1);
+        } else {
+            assert_eq!(envoy.upstream.count(), 0);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}

@@ -301,3 +301,74 @@ fn lists_are_fetched_once_per_envoy() {
     // wasm VMs the list one of them fetched (shared data and a fetch lease).
     assert_eq!(hits, 1, "{hits} fetches");
 }
+
+/// Issue 24 item 4: an older, still unexpired Status List Token served after a
+/// newer one (a stale cache in front of the identity provider) is refused as a
+/// failed refresh and the newer list stays, across a configuration hand-over too.
+/// Item 6: the Status List Token itself is not an access token.
+#[test]
+fn an_older_list_does_not_roll_back_and_a_list_is_not_an_access_token() {
+    let now = now();
+    let mut statuses = vec![0u8; 8];
+    let v1 = good_list(&statuses, json!({"iat": now - 120}));
+    statuses[3] = 1;
+    let v2 = good_list(&statuses, json!({"iat": now}));
+    let server = JwksServer::start(&v1);
+    // The provider names no audience: the list document would otherwise be refused
+    // `wrong_audience` before its type is looked at.
+    let no_audience = |extra: Value| {
+        let mut e = json!({"providers": [{"name": "corp", "issuer": ISS,
+            "jwks": {"keys": [key(Algorithm::EdDSA).public_jwk(Some("k1"))]}}]});
+        if let (Value::Object(b), Value::Object(x)) = (&mut e, extra) {
+            b.extend(x);
+        }
+        lists_config(json!({"refresh_seconds": 1}), e)
+    };
+    let opts = Options { concurrency: 2, clusters: cluster("lists", server.port), ..Options::default() };
+    let envoy = Envoy::start_lds(&no_audience(json!({})), opts);
+    let third = with_status(3, URI);
+    wait_for(&envoy, &third, &ALLOWED, 10);
+    server.set(200, &v2);
+    wait_for(&envoy, &third, &refused("revoked"), 10);
+    // v1 served again: every refresh is refused, entry 3 stays revoked.
+    server.set(200, &v1);
+    assert!(envoy.wait_log("a rollback is refused"), "the refusal is logged");
+    let failed = envoy.stat("cjwt.status_list.fetch_failed");
+    let t = Instant::now();
+    while envoy.stat("cjwt.status_list.fetch_failed") < failed + 2 {
+        assert_eq!(outcome(&get(&envoy, &third)), refused("revoked"), "rolled back");
+        assert!(t.elapsed() < Duration::from_secs(15), "no further refused refresh");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A configuration pushed now starts from the last good list (v2) and refuses v1 too.
+    envoy.update_plugin_config(&no_audience(json!({"revocation": {"jti": [{"iss": ISS, "jti": "other"}]}})));
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        assert_eq!(outcome(&get(&envoy, &third)), refused("revoked"), "rolled back after the hand-over");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A newer list is taken as before.
+    statuses[3] = 0;
+    server.set(200, &good_list(&statuses, json!({"iat": now + 1})));
+    wait_for(&envoy, &third, &ALLOWED, 10);
+
+    // Item 6: the list document, signed by the provider with `iss`, presented as a
+    // bearer token; and an untyped JWT carrying a `status_list` claim.
+    for (name, auth) in [
+        ("statuslist+jwt", format!("Bearer {v2}")),
+        (
+            "status_list claim",
+            format!(
+                "Bearer {}",
+                mint(
+                    key(Algorithm::EdDSA),
+                    Some("k1"),
+                    &claims_at(now, json!({"status_list": {"bits": 1, "lst": "eNrbuRgAAhcBXQ"}}))
+                )
+            ),
+        ),
+    ] {
+        assert_eq!(outcome(&get(&envoy, &auth)), refused("wrong_typ"), "{name}");
+    }
+    assert_eq!(envoy.stat("cjwt.denied.wrong_typ"), 2);
+}

@@ -112,10 +112,15 @@ pub fn load_last_good(
         let Some(last) = LastGood::decode(&stored) else { continue };
         match verify_fetched(config, list, &*keys, crypto, last.body, last.fetched_at, now) {
             Ok(verified) => {
-                log::info!("cjwt: status list {list}: {} entries from the last good copy", verified.len());
-                keys.set_status_list(list, verified);
-                if let Ok(mut lists) = lists.try_borrow_mut() {
-                    lists.adopted(list, last.fetched_at);
+                let entries = verified.len();
+                match keys.set_status_list(list, verified) {
+                    Ok(()) => {
+                        log::info!("cjwt: status list {list}: {entries} entries from the last good copy");
+                        if let Ok(mut lists) = lists.try_borrow_mut() {
+                            lists.adopted(list, last.fetched_at);
+                        }
+                    }
+                    Err(e) => log::info!("cjwt: the last good copy of status list {list} is not used: {e}"),
                 }
             }
             Err(e) => log::info!("cjwt: the last good copy of status list {list} is not usable: {e}"),
@@ -139,10 +144,13 @@ fn adopt_shared(shared: &Shared, list: usize, now: i64) {
     let Ok((Some(stored), _)) = hostcalls::get_shared_data(&name) else { return };
     let Some(last) = LastGood::decode(&stored) else { return };
     match verify_fetched(&engine.config, list, &*keys, &shared.crypto, last.body, last.fetched_at, now) {
-        Ok(verified) => {
-            keys.set_status_list(list, verified);
-            lists.adopted(list, last.fetched_at);
-        }
+        Ok(verified) => match keys.set_status_list(list, verified) {
+            Ok(()) => lists.adopted(list, last.fetched_at),
+            Err(e) => {
+                log::info!("cjwt: the shared copy of status list {list} is not used: {e}");
+                lists.seen(list, fetched_at);
+            }
+        },
         Err(e) => {
             log::info!("cjwt: the shared copy of status list {list} is not usable: {e}");
             // Not tried again: the next copy has another version.

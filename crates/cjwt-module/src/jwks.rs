@@ -358,11 +358,16 @@ pub fn load_last_good(config: &Config, keys: &mut KeyStore, crypto: &dyn HostCry
         };
         match verify_fetched(config, list, &*keys, crypto, last.body, last.fetched_at, now) {
             Ok(verified) => {
-                log(
-                    Level::Info,
-                    &format!("cjwt: status list {list}: {} entries from the last good copy", verified.len()),
-                );
-                keys.set_status_list(list, verified);
+                let entries = verified.len();
+                match keys.set_status_list(list, verified) {
+                    Ok(()) => log(
+                        Level::Info,
+                        &format!("cjwt: status list {list}: {entries} entries from the last good copy"),
+                    ),
+                    Err(e) => {
+                        log(Level::Info, &format!("cjwt: the last good copy of status list {list} is not used: {e}"))
+                    }
+                }
             }
             Err(e) => log(Level::Info, &format!("cjwt: the last good copy of status list {list} is not usable: {e}")),
         }

@@ -117,7 +117,7 @@ pub fn run(a: Args) -> Result<u8, String> {
         let list = list_for(&config, &body).map_err(|e| format!("{}: {e}", path.display()))?;
         let verified = verify_status_list(&config, list, &store, &PureRust, &body, at)
             .map_err(|e| format!("{}: status list refused: {e}", path.display()))?;
-        store.set_status_list(list, verified);
+        store.set_status_list(list, verified).map_err(|e| format!("{}: status list refused: {e}", path.display()))?;
     }
     let mut engine = Engine::new(config);
     let replay = cjwt_core::sender::replay::ProcessReplay::new();

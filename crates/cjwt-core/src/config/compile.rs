@@ -82,6 +82,9 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     };
     let required_typ = match raw.required_typ {
         Some(t) if t.trim().is_empty() => return err("required_typ", "must not be empty"),
+        Some(t) if NOT_ACCESS_TOKEN_TYPES.contains(&normalize_typ(&t).as_str()) => {
+            return err("required_typ", format!("{t} is not an access token type (RFC 8725 §3.11)"));
+        }
         Some(t) => Some(normalize_typ(&t)),
         None => None,
     };
@@ -427,6 +430,12 @@ fn compile_etcd(field: &str, e: RawEtcdStore) -> Result<EtcdStore, ConfigError> 
     }
     Ok(EtcdStore { cluster, authority, api_prefix, key_prefix, timeout_ms })
 }
+
+/// The `typ` values of JWTs that are signed by issuers cjwt trusts but are not
+/// access tokens (RFC 8725 §3.11: explicit typing keeps one kind of JWT from
+/// being accepted as another): Status List Tokens, DPoP proofs and Transaction
+/// Tokens. Compared after [`crate::config::normalize_typ`].
+pub const NOT_ACCESS_TOKEN_TYPES: [&str; 3] = ["statuslist+jwt", "dpop+jwt", "txntoken+jwt"];
 
 /// `typ` compared as a media type: ASCII-case-insensitive, `application/` optional.
 pub fn normalize_typ(typ: &str) -> String {

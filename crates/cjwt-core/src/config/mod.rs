@@ -21,7 +21,7 @@ pub mod raw;
 pub use compile::{
     normalize_typ, parse_jwks, BUILTIN_CONSTRAINTS, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_CLOCK_SKEW,
     DEFAULT_MAX_TOKEN_BYTES, DPOP_SCHEME, MAX_CACHE_BYTES, MAX_CACHE_ENTRIES, MAX_CLOCK_SKEW, MAX_MAX_TOKEN_BYTES,
-    MAX_STATUS_LIST_BYTES, MAX_USAGE_TIMEOUT_MS,
+    MAX_STATUS_LIST_BYTES, MAX_USAGE_TIMEOUT_MS, NOT_ACCESS_TOKEN_TYPES,
 };
 pub use model::{
     Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource, Mode,

@@ -59,14 +59,27 @@ impl KeyStore {
         }
     }
 
-    /// Replaces the last good copy of the status list `list`.
-    pub fn set_status_list(&mut self, list: usize, verified: StatusList) {
+    /// Replaces the last good copy of the status list `list`, unless `verified`
+    /// was issued before the list in use (its `iat` is earlier): an older list,
+    /// even unexpired (a stale cache in front of the issuer), would un-revoke
+    /// tokens. Then the list in use stays and the error says why; the caller
+    /// counts it as a failed refresh.
+    pub fn set_status_list(&mut self, list: usize, verified: StatusList) -> Result<(), String> {
         if self.lists.len() <= list {
             self.lists.resize(list.saturating_add(1), None);
         }
-        if let Some(slot) = self.lists.get_mut(list) {
-            *slot = Some(verified);
+        let slot = self.lists.get_mut(list).ok_or("no such status list")?;
+        if let Some(current) = slot.as_ref() {
+            if verified.issued_at() < current.issued_at() {
+                return Err(format!(
+                    "the list was issued at {} (`iat`), before the one in use ({}): a rollback is refused",
+                    verified.issued_at(),
+                    current.issued_at()
+                ));
+            }
         }
+        *slot = Some(verified);
+        Ok(())
     }
 
     /// Heap bytes held by the status lists.

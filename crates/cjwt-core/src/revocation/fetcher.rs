@@ -272,8 +272,10 @@ impl ListFetcher {
                         bits: verified.bits(),
                         expires_at: verified.expires_at(),
                     };
-                    store.set_status_list(list, verified);
-                    outcome
+                    match store.set_status_list(list, verified) {
+                        Ok(()) => outcome,
+                        Err(reason) => ListOutcome::Refused { reason },
+                    }
                 }
                 Err(reason) => ListOutcome::Refused { reason },
             },

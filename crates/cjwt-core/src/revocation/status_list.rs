@@ -90,12 +90,26 @@ pub struct StatusList {
     /// Unix seconds from which the list may no longer be used: its `exp`, or the
     /// fetch time plus its `ttl`, whichever comes first.
     expires_at: i64,
+    /// The list's `iat` (Unix seconds; `i64::MIN` when not known): a list issued
+    /// earlier than the one in use never replaces it (no rollback).
+    issued_at: i64,
 }
 
 impl StatusList {
     /// A list of `bits` (1, 2, 4 or 8) per entry over `bytes`, usable until `expires_at`.
     pub fn new(bits: u8, bytes: Vec<u8>, expires_at: i64) -> Option<StatusList> {
-        matches!(bits, 1 | 2 | 4 | 8).then_some(StatusList { bits, bytes, expires_at })
+        matches!(bits, 1 | 2 | 4 | 8).then_some(StatusList { bits, bytes, expires_at, issued_at: i64::MIN })
+    }
+
+    /// The same list, issued at `iat` (its `iat` claim).
+    pub fn issued(mut self, iat: i64) -> StatusList {
+        self.issued_at = iat;
+        self
+    }
+
+    /// The list's `iat` (`i64::MIN` when not known).
+    pub fn issued_at(&self) -> i64 {
+        self.issued_at
     }
 
     /// The status of entry `idx`, or `None` when `idx` is out of range.
@@ -330,7 +344,7 @@ fn check_list_claims(
     }
     let claim = claims.get("status_list").ok_or("the list has no `status_list`")?;
     let (bits, bytes) = decode_status_list(claim, source.max_bytes)?;
-    StatusList::new(bits, bytes, expires_at).ok_or_else(|| "`bits` is not 1, 2, 4 or 8".into())
+    StatusList::new(bits, bytes, expires_at).map(|l| l.issued(iat)).ok_or_else(|| "`bits` is not 1, 2, 4 or 8".into())
 }
 
 /// A last good list as one VM or configuration hands it on to the next (proxy-wasm

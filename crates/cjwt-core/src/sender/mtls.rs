@@ -16,11 +16,12 @@ pub const PEER_DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_diges
 pub const XFCC: &str = "x-forwarded-client-cert";
 
 /// `certificate_required` when the configured source gives no certificate
-/// digest, `certificate_mismatch` when it is not `x5t`.
+/// digest, `certificate_header_malformed` when the XFCC header is not well
+/// formed, `certificate_mismatch` when the digest is not `x5t`.
 pub fn check(source: MtlsSource, x5t: &str, host: &dyn Host) -> Result<(), Reason> {
     let hex = match source {
         MtlsSource::Peer => host.property(&PEER_DIGEST).filter(|v| !v.is_empty()),
-        MtlsSource::Xfcc { trusted_hops } => xfcc_hash(host, trusted_hops),
+        MtlsSource::Xfcc { trusted_hops } => Some(xfcc_hash(host, trusted_hops)?),
     };
     let Some(hex) = hex else {
         return Err(Reason::CertificateRequired);
@@ -51,29 +52,151 @@ fn hex_decode(hex: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The `Hash` of the XFCC element `trusted_hops` places from the right (every
-/// `x-forwarded-client-cert` value, in order, is one list). `None` when there
-/// are fewer elements, or the element has no single `Hash`.
-pub fn xfcc_hash(host: &dyn Host, trusted_hops: u32) -> Option<Vec<u8>> {
+/// `x-forwarded-client-cert` value, in order, is one list).
+///
+/// The header is read strictly: every value must be a well-formed list of
+/// `key=value` pairs (values bare, or quoted with `\` escapes), and the element
+/// boundaries found scanning from the right, where the trusted hop appended its
+/// element, must be the ones found from the left. A client controls the start
+/// of the header; an unclosed quote or a dangling escape there would otherwise
+/// swallow what the trusted hop appended (issue 24 item 1). Such a header is
+/// [`Reason::CertificateHeaderMalformed`]; fewer elements than `trusted_hops`,
+/// or an element without exactly one `Hash`, is [`Reason::CertificateRequired`].
+pub fn xfcc_hash(host: &dyn Host, trusted_hops: u32) -> Result<Vec<u8>, Reason> {
     let mut elements: Vec<&[u8]> = Vec::new();
     for value in header_values(host, XFCC) {
-        elements.extend(split_unquoted(value, b','));
+        elements.extend(xfcc_elements(value).ok_or(Reason::CertificateHeaderMalformed)?);
     }
-    let index = elements.len().checked_sub(usize::try_from(trusted_hops).ok()?)?;
-    let element = elements.get(index)?;
-    let mut hashes = split_unquoted(element, b';').filter_map(|pair| {
-        let eq = pair.iter().position(|b| *b == b'=')?;
-        let (key, value) = pair.split_at(eq);
-        let value = value.get(1..)?;
-        trim(key).eq_ignore_ascii_case(b"hash").then(|| unquote(trim(value)).to_vec())
-    });
-    let hash = hashes.next()?;
+    let hops = usize::try_from(trusted_hops).map_err(|_| Reason::CertificateRequired)?;
+    let index = elements.len().checked_sub(hops).ok_or(Reason::CertificateRequired)?;
+    let element = elements.get(index).ok_or(Reason::CertificateRequired)?;
+    let mut hashes =
+        element_pairs(element).filter_map(|(key, value)| key.eq_ignore_ascii_case(b"hash").then_some(value));
+    let hash = hashes.next().ok_or(Reason::CertificateRequired)?;
     if hashes.next().is_some() {
-        return None;
+        return Err(Reason::CertificateRequired);
     }
-    Some(hash)
+    Ok(unquote(hash).to_vec())
 }
 
-/// Splits at `sep` outside double quotes (a backslash escapes inside quotes).
+/// The elements of one XFCC value, or `None` when the value is not well formed
+/// or reads differently from the right than from the left.
+fn xfcc_elements(value: &[u8]) -> Option<Vec<&[u8]>> {
+    let from_left = commas_from_left(value)?;
+    let mut from_right = commas_from_right(value)?;
+    from_right.reverse();
+    if from_left != from_right {
+        return None;
+    }
+    let mut elements = Vec::with_capacity(from_left.len() + 1);
+    let mut start = 0;
+    for comma in from_left.iter().copied().chain(std::iter::once(value.len())) {
+        let element = trim(value.get(start..comma)?);
+        if !well_formed_element(element) {
+            return None;
+        }
+        elements.push(element);
+        start = comma + 1;
+    }
+    Some(elements)
+}
+
+/// The positions of the element separators (commas outside quotes), scanning
+/// from the left: a `"` opens or closes a quoted value, a `\` inside quotes
+/// escapes the next byte. `None` for a `\` outside quotes or a value that ends
+/// inside quotes or after a dangling escape.
+fn commas_from_left(value: &[u8]) -> Option<Vec<usize>> {
+    let (mut commas, mut quoted, mut escaped) = (Vec::new(), false, false);
+    for (i, b) in value.iter().enumerate() {
+        match *b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'\\' => return None,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => commas.push(i),
+            _ => {}
+        }
+    }
+    (!quoted && !escaped).then_some(commas)
+}
+
+/// The same separators found scanning from the right, where the trusted hop
+/// wrote: inside quotes a `"` closes the quoted value (read backwards: opens
+/// it) only when an even run of backslashes precedes it. Nothing to the left
+/// of an element decides where that element starts.
+fn commas_from_right(value: &[u8]) -> Option<Vec<usize>> {
+    let (mut commas, mut quoted) = (Vec::new(), false);
+    for (i, b) in value.iter().enumerate().rev() {
+        match *b {
+            b'"' if quoted => {
+                let backslashes = value.get(..i)?.iter().rev().take_while(|c| **c == b'\\').count();
+                if backslashes % 2 == 0 {
+                    quoted = false;
+                }
+            }
+            b'"' => quoted = true,
+            b'\\' if !quoted => {
+                // Outside quotes only an escape's own backslash may stand, and it
+                // must be the second of a pair read backwards: refuse it here.
+                return None;
+            }
+            b',' if !quoted => commas.push(i),
+            _ => {}
+        }
+    }
+    (!quoted).then_some(commas)
+}
+
+/// One element: `key=value` pairs separated by `;`; a key is a token, a value
+/// is bare (no `"`, `\`, `;`, `,`) or one quoted string followed only by
+/// whitespace. An empty element is not well formed.
+fn well_formed_element(element: &[u8]) -> bool {
+    let mut pairs = 0;
+    for pair in split_unquoted(element, b';') {
+        pairs += 1;
+        let Some(eq) = pair.iter().position(|b| *b == b'=') else {
+            return false;
+        };
+        let (key, value) = pair.split_at(eq);
+        let key = trim(key);
+        let value = trim(value.get(1..).unwrap_or_default());
+        let token = |c: &u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c);
+        if key.is_empty() || !key.iter().all(token) || !well_formed_value(value) {
+            return false;
+        }
+    }
+    pairs > 0
+}
+
+fn well_formed_value(value: &[u8]) -> bool {
+    match value {
+        [b'"', inner @ .., b'"'] => {
+            let mut escaped = false;
+            for b in inner {
+                match *b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => return false,
+                    _ => {}
+                }
+            }
+            !escaped
+        }
+        bare => !bare.iter().any(|b| matches!(b, b'"' | b'\\' | b';' | b',')),
+    }
+}
+
+/// The `(key, value)` pairs of a well-formed element, trimmed.
+fn element_pairs(element: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    split_unquoted(element, b';').filter_map(|pair| {
+        let eq = pair.iter().position(|b| *b == b'=')?;
+        let (key, value) = pair.split_at(eq);
+        Some((trim(key), trim(value.get(1..)?)))
+    })
+}
+
+/// Splits at `sep` outside double quotes (a backslash escapes inside quotes);
+/// empty parts are kept, so `a;;b` has an empty pair.
 fn split_unquoted(s: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
     let mut parts = Vec::new();
     let (mut start, mut quoted, mut escaped) = (0, false, false);
@@ -90,7 +213,7 @@ fn split_unquoted(s: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
         }
     }
     parts.push(s.get(start..).unwrap_or(&[]));
-    parts.into_iter().map(trim).filter(|p| !p.is_empty())
+    parts.into_iter().map(trim)
 }
 
 fn unquote(s: &[u8]) -> &[u8] {
@@ -161,5 +284,71 @@ mod tests {
         let quoted = TestHost::new("GET", "/").header(XFCC, &format!("HASH=\"{HEX}\""));
         assert_eq!(check(xfcc1, &x5t(), &quoted), Ok(()));
         assert_eq!(check(xfcc1, &x5t(), &TestHost::new("GET", "/")), Err(Reason::CertificateRequired));
+    }
+
+    /// Issue 24 item 1: what a client puts at the start of the header must not
+    /// swallow the element the trusted hop appends after it.
+    #[test]
+    fn xfcc_smuggling_through_quotes_or_escapes_is_refused() {
+        let theirs = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let appended = format!("By=spiffe://gw;Hash={theirs};Subject=\"CN=attacker,O=x\";URI=spiffe://attacker");
+        let xfcc1 = MtlsSource::Xfcc { trusted_hops: 1 };
+        let xfcc2 = MtlsSource::Xfcc { trusted_hops: 2 };
+        let malformed = Err(Reason::CertificateHeaderMalformed);
+        let shapes = [
+            // An unclosed quote: everything appended falls inside it.
+            format!("Hash={HEX};By=\""),
+            // A backslash ending a quoted value escapes its closing quote.
+            format!("Hash={HEX};By=\"x\\\""),
+            format!("Hash={HEX};By=\"x\\"),
+            // The trusted_hops 2 form: a forged element, then an open quote.
+            format!("Hash={HEX},By=\""),
+            // A backslash outside quotes.
+            format!("Hash={HEX};By=x\\"),
+        ];
+        for forged in &shapes {
+            for appended in [appended.clone(), format!("By=spiffe://gw;Hash={theirs}"), format!("Hash={theirs}")] {
+                let header = format!("{forged},{appended}");
+                let host = TestHost::new("GET", "/").header(XFCC, &header);
+                assert_eq!(check(xfcc1, &x5t(), &host), malformed, "{header}");
+                assert_eq!(check(xfcc2, &x5t(), &host), malformed, "{header}");
+                // As two header lines too.
+                let host = TestHost::new("GET", "/").header(XFCC, forged).header(XFCC, &appended);
+                assert_eq!(check(xfcc1, &x5t(), &host), malformed, "{header}");
+            }
+        }
+        // The offline form of the report: `explain --header`.
+        let header = format!("Hash={HEX};By=\",By=spiffe://gw;Hash={theirs}");
+        let host = TestHost::new("GET", "/").header(XFCC, &header);
+        assert_eq!(check(xfcc1, &x5t(), &host), malformed);
+        // Elements that are not key=value pairs.
+        for bad in
+            ["Hash", "=x", "Hash=a;", ";Hash=a", "Hash=a,", ",Hash=a", "Hash=\"a\"b", "Hash=a\"b\"", "H ash=a", ""]
+        {
+            let host = TestHost::new("GET", "/").header(XFCC, bad);
+            assert_eq!(check(xfcc1, &x5t(), &host), malformed, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn well_formed_xfcc_reads_alike_from_both_ends() {
+        // Quoted values with escapes, commas, semicolons and equals signs inside.
+        let value = format!(
+            "By=spiffe://a;Hash={HEX};Subject=\"CN=a\\\"b\\\\,O=c;d=e\",By=spiffe://gw;Hash={HEX};URI=spiffe://c?x=y"
+        );
+        let elements = xfcc_elements(value.as_bytes()).unwrap();
+        assert_eq!(elements.len(), 2);
+        let host = TestHost::new("GET", "/").header(XFCC, &value);
+        assert_eq!(check(MtlsSource::Xfcc { trusted_hops: 1 }, &x5t(), &host), Ok(()));
+        assert_eq!(check(MtlsSource::Xfcc { trusted_hops: 2 }, &x5t(), &host), Ok(()));
+        // Envoy's own forms: Subject always quoted, an empty quoted value, spaces.
+        for ok in [
+            format!("Hash={HEX};Subject=\"\";URI="),
+            format!(" By=spiffe://gw ; Hash={HEX} "),
+            format!("Hash=\"{HEX}\""),
+        ] {
+            let host = TestHost::new("GET", "/").header(XFCC, &ok);
+            assert_eq!(check(MtlsSource::Xfcc { trusted_hops: 1 }, &x5t(), &host), Ok(()), "{ok}");
+        }
     }
 }

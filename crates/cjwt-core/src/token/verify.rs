@@ -302,6 +302,7 @@ fn into_verified(config: &Config, provider: usize, token: UntrustedToken<'_>) ->
             Constraints::parse(value, &names, jti.is_some()).map_err(|_| Reason::MalformedConstraint)?
         }
     };
+    refuse_other_token_kinds(token.jws.typ.as_deref(), &claims)?;
     let status = TokenStatus::parse(&claims)?;
     Ok(VerifiedToken {
         provider,
@@ -315,6 +316,18 @@ fn into_verified(config: &Config, provider: usize, token: UntrustedToken<'_>) ->
         constraints,
         status,
     })
+}
+
+/// `wrong_typ` for a JWT explicitly typed as another kind than an access token,
+/// or carrying a Status List Token's `status_list` claim, whatever
+/// `required_typ` says (issue 24 item 6).
+fn refuse_other_token_kinds(typ: Option<&str>, claims: &Map<String, Value>) -> Result<(), Reason> {
+    let other_kind =
+        typ.is_some_and(|t| crate::config::NOT_ACCESS_TOKEN_TYPES.contains(&crate::config::normalize_typ(t).as_str()));
+    if other_kind || claims.contains_key("status_list") {
+        return Err(Reason::WrongTyp);
+    }
+    Ok(())
 }
 
 /// The checks that depend on the clock or on per-provider settings; run on every
