@@ -161,6 +161,18 @@ fuzz_target!(|data: &[u8]| {
             if verdict.is_ok() {
                 let text = String::from_utf8_lossy(&xfcc).to_ascii_lowercase();
                 assert!(text.contains(DIGEST_HEX), "allowed without the bound digest: {text:?}");
+                // Issue 24 item 1: an allowed header never ends inside a quote or an
+                // escape (what a client writes cannot swallow the trusted element).
+                let (mut quoted, mut escaped) = (false, false);
+                for b in &xfcc {
+                    match *b {
+                        _ if escaped => escaped = false,
+                        b'\\' if quoted => escaped = true,
+                        b'"' => quoted = !quoted,
+                        _ => {}
+                    }
+                }
+                assert!(!quoted && !escaped, "allowed with unbalanced quoting: {text:?}");
             }
         }
         _ => {
