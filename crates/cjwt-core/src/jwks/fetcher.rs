@@ -350,6 +350,14 @@ impl<W> Fetcher<W> {
         }
     }
 
+    /// Whether the call handed out for `provider` is still to be dispatched: an
+    /// adapter that dispatches later than it is handed out (the wasm build's
+    /// root context, for a stream's refetch) dispatches it only then, since a
+    /// set taken over meanwhile ([`Fetcher::adopt`]) ends it.
+    pub fn awaits_dispatch(&self, provider: usize) -> bool {
+        self.providers.get(provider).is_some_and(|p| p.slot.awaits_dispatch())
+    }
+
     /// Whether `provider`'s fetch is being made by another fetcher (see
     /// [`Fetcher::on_fetching_elsewhere`]).
     pub fn is_elsewhere(&self, provider: usize) -> bool {
@@ -386,7 +394,9 @@ impl<W> Fetcher<W> {
     /// Takes over the key set `body` that another fetcher of this Envoy loaded
     /// at `fetched_at` and shared as `version`: it replaces the provider's keys,
     /// the next refresh is due `refresh_seconds` after `fetched_at`, a call made
-    /// elsewhere ends, and every request waiting here is released. A set that
+    /// elsewhere or handed out and not dispatched yet ends (the adapter then
+    /// drops it: see [`Fetcher::awaits_dispatch`]), and every request waiting
+    /// here is released. A set that
     /// does not parse is not taken (its version is remembered, so it is not
     /// tried again). `None` when nothing changed.
     #[allow(clippy::too_many_arguments)]
@@ -413,7 +423,7 @@ impl<W> Fetcher<W> {
         keys.set(provider, fetched.keys);
         // Due when that fetch's refresh is (now, if it is past already).
         p.slot.next_due = fetched_at.saturating_add(p.refresh()).min(now.saturating_add(p.refresh()));
-        p.slot.end_elsewhere();
+        p.slot.end_unless_dispatched();
         Some(Ok(Released { provider, outcome, waiters: std::mem::take(&mut p.waiters), start: None }))
     }
 
@@ -663,6 +673,33 @@ mod tests {
         assert!(failed.fetcher.on_elsewhere_ended(0, failed.now).is_none());
         assert_eq!(failed.tick(RETRY_SECONDS - 1), (vec![], vec![]));
         assert_eq!(failed.tick(1).0.len(), 1);
+    }
+
+    /// A call handed out but not dispatched yet (the wasm build's root context
+    /// dispatches a stream's refetch on its next tick) ends when a newer set is
+    /// taken over meanwhile: the adapter then does not dispatch it (one fetch per
+    /// Envoy), and its waiters are decided with that set.
+    #[test]
+    fn a_set_taken_over_ends_a_call_not_dispatched_yet() {
+        let mut sim = Sim::new(config(json!({"min_refetch_seconds": 0})));
+        let WaitDecision::Start(_) = sim.wait(0, 8) else { panic!("no fetch") };
+        assert!(sim.fetcher.awaits_dispatch(0));
+        let released =
+            sim.fetcher.adopt(0, &jwks_body(), 41, sim.now, sim.now, &sim.config, &mut sim.keys).unwrap().unwrap();
+        assert_eq!((released.outcome, released.waiters), (FetchOutcome::KeysAdopted { keys: 1 }, vec![8]));
+        assert!(!sim.fetcher.awaits_dispatch(0), "ended: nothing to dispatch");
+        assert!(sim.counted.is_empty(), "no fetch of this fetcher's, none failed");
+        sim.fetcher.on_dispatched(0, 77);
+        assert!(sim.answer(0, 77, Some("200"), &jwks_body()).is_none(), "a late dispatch is no call");
+        // A dispatched call goes on through a takeover, and its answer counts.
+        let WaitDecision::Start(request) = sim.wait(0, 9) else { panic!("no refetch") };
+        let token = sim.dispatch(request);
+        assert!(!sim.fetcher.awaits_dispatch(0));
+        let released =
+            sim.fetcher.adopt(0, &jwks_body(), 42, sim.now, sim.now, &sim.config, &mut sim.keys).unwrap().unwrap();
+        assert_eq!(released.waiters, vec![9]);
+        assert!(sim.answer(0, token, Some("200"), &jwks_body()).is_some());
+        assert_eq!(sim.counted, vec![true]);
     }
 
     #[test]
