@@ -156,7 +156,8 @@ fn one_answer_per_envoy_when_the_identity_provider_fails_at_start() {
     let k1 = SigningKey::generate(Algorithm::ES256).unwrap();
     let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
     server.set(500, "starting");
-    // No refetch for unknown keys: only the retry schedule brings keys.
+    // One refetch for missing keys at most (min_refetch_seconds 3600; it fails
+    // too while the IdP fails): then only the retry schedule brings keys.
     let envoy = start(&server, json!({"min_refetch_seconds": 3600, "refresh_seconds": 600}), 2);
     let t = bearer_for(&k1, "k1");
     let port = envoy.port;
@@ -291,4 +292,150 @@ fn a_body_arriving_while_keys_are_fetched_does_not_release_the_request() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(envoy.upstream.count(), 1);
+}
+
+/// Sends a GET with `authorization` on a new connection, waits `after`, then
+/// resets the connection (RST: linger 0) without reading the answer: a client
+/// that gives up while its request waits for keys.
+fn send_then_reset(port: u16, authorization: &str, after: Duration) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let req = format!("GET /x HTTP/1.1\r\nhost: api.example.com\r\nauthorization: {authorization}\r\n\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    std::thread::sleep(after);
+    socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(stream);
+}
+
+/// Issue 24, item 2: a refetch started by a request whose client then resets
+/// must still load the keys. In the wasm build the fetch was dispatched from the
+/// stream (proxy-wasm 0.2 files a call under the context that is running, not the
+/// effective one), so its answer died with the stream: the next client waited
+/// for the call to be given up (timeout + 2 s) and got 401 `unknown_key`, and an
+/// attacker could suppress every refetch this way.
+#[test]
+fn a_refetch_outlives_the_client_that_started_it() {
+    let k1 = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let k2 = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
+    let envoy = start(&server, json!({"timeout_ms": 4000, "min_refetch_seconds": 0}), 1);
+    wait_until("the first fetch", || envoy.stat("cjwt.jwks.fetch_ok") >= 1);
+    assert_eq!(envoy.get("/x", &[("authorization", &bearer_for(&k1, "k1"))]).status, 200);
+    // The IdP rotates, and answers slowly.
+    server.delay(Duration::from_millis(1500));
+    server.set(200, &jwks(&[(&k1, "k1"), (&k2, "k2")]));
+    let before = server.hits();
+    let token = bearer_for(&k2, "k2");
+    let port = envoy.port;
+    let a = {
+        let token = token.clone();
+        std::thread::spawn(move || send_then_reset(port, &token, Duration::from_millis(100)))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let r = envoy.get("/x", &[("authorization", &token)]);
+    let elapsed = started.elapsed();
+    a.join().unwrap();
+    eprintln!("client B: {} {:?} after {elapsed:?}", r.status, r.reason());
+    assert_eq!(r.status, 200, "{:?} after {elapsed:?}", r.reason());
+    assert!(elapsed < Duration::from_secs(3), "B waited for the fetch A started: {elapsed:?}");
+    assert_eq!(server.hits(), before + 1, "one refetch, started by A, answered B");
+}
+
+/// Issue 24, item 2, at start-up: clients that reset while they wait for the
+/// first key set must not lose it for the others.
+#[test]
+fn the_first_fetch_outlives_clients_that_reset_while_waiting() {
+    let k1 = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
+    server.delay(Duration::from_millis(1500));
+    let envoy = start(&server, json!({"timeout_ms": 4000, "min_refetch_seconds": 0}), 1);
+    let token = bearer_for(&k1, "k1");
+    let port = envoy.port;
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            let token = token.clone();
+            std::thread::spawn(move || send_then_reset(port, &token, Duration::from_millis(100)))
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(3400));
+    let started = Instant::now();
+    let r = envoy.get("/x", &[("authorization", &token)]);
+    let elapsed = started.elapsed();
+    eprintln!("valid request 3.5 s after start: {} {:?} after {elapsed:?}", r.status, r.reason());
+    assert_eq!(r.status, 200, "{:?} after {elapsed:?}", r.reason());
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+}
+
+/// Issue 24, item 7: a key published right after the start-up fetch is picked
+/// up by the first token that names it, in both builds: only on-demand refetches
+/// count against `min_refetch_seconds` (deviation 14), not the start-up or
+/// periodic fetch. Before, the native build refused it for up to
+/// `min_refetch_seconds` (29–30 s), the wasm build for 1.5–3.5 s.
+#[test]
+fn a_key_published_right_after_the_first_fetch_is_accepted_at_once() {
+    let k1 = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let k2 = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
+    let envoy = start(&server, json!({"min_refetch_seconds": 30, "refresh_seconds": 600}), 1);
+    wait_until("the first fetch", || envoy.stat("cjwt.jwks.fetch_ok") >= 1);
+    server.set(200, &jwks(&[(&k1, "k1"), (&k2, "k2")]));
+    let before = server.hits();
+    let started = Instant::now();
+    let mut last = (0, None);
+    while started.elapsed() < Duration::from_secs(10) {
+        let r = envoy.get("/x", &[("authorization", &bearer_for(&k2, "k2"))]);
+        last = (r.status, r.reason());
+        if r.status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = started.elapsed();
+    eprintln!("k2 published after the first fetch: {last:?} after {elapsed:?}");
+    assert_eq!(last.0, 200, "{last:?} after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "accepted {elapsed:?} after publishing (min_refetch_seconds 30)");
+    assert_eq!(server.hits(), before + 1, "one refetch");
+    // The next unknown kid is rate-limited against that refetch: no fetch.
+    let stranger = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    for i in 0..5 {
+        let r = envoy.get("/x", &[("authorization", &bearer_for(&stranger, &format!("random-{i}")))]);
+        assert_eq!((r.status, r.reason().as_deref()), (401, Some("unknown_key")));
+    }
+    assert_eq!(server.hits(), before + 1, "unknown kids after the refetch fetch nothing");
+}
+
+/// How long a request whose `kid` is unknown waits for the refetch it starts
+/// (IdP answering at once), against a request whose key is known: in the wasm
+/// build the root context dispatches the call on a tick the stream brings
+/// forward (issue 24, item 2).
+#[test]
+fn a_kid_miss_refetch_answers_promptly() {
+    let keys: Vec<SigningKey> = (0..11).map(|_| SigningKey::generate(Algorithm::EdDSA).unwrap()).collect();
+    let server = JwksServer::start(&jwks(&[(&keys[0], "k0")]));
+    let envoy = start(&server, json!({"min_refetch_seconds": 0}), 1);
+    wait_until("the first fetch", || envoy.stat("cjwt.jwks.fetch_ok") >= 1);
+    let (mut misses, mut known) = (Vec::new(), Vec::new());
+    for i in 1..keys.len() {
+        let published: Vec<(&SigningKey, String)> = (0..=i).map(|j| (&keys[j], format!("k{j}"))).collect();
+        let refs: Vec<(&SigningKey, &str)> = published.iter().map(|(k, kid)| (*k, kid.as_str())).collect();
+        server.set(200, &jwks(&refs));
+        let token = bearer_for(&keys[i], &format!("k{i}"));
+        let started = Instant::now();
+        let r = envoy.get("/x", &[("authorization", &token)]);
+        misses.push(started.elapsed());
+        assert_eq!(r.status, 200, "{:?}", r.reason());
+        let started = Instant::now();
+        assert_eq!(envoy.get("/x", &[("authorization", &token)]).status, 200);
+        known.push(started.elapsed());
+    }
+    assert_eq!(server.hits(), keys.len(), "one fetch per rotation");
+    misses.sort();
+    known.sort();
+    let (miss, base) = (misses[misses.len() / 2], known[known.len() / 2]);
+    eprintln!("kid-miss refetch: median {miss:?} (sorted {misses:?}); known key: median {base:?} (sorted {known:?})");
+    assert!(miss < Duration::from_millis(500), "{misses:?}");
 }

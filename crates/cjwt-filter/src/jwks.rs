@@ -17,9 +17,14 @@
 //! for longer than that. Nothing is read from shared data on the request path of
 //! a request that has its keys.
 //!
-//! Every call is dispatched from the root context, whichever callback starts it:
-//! a call made from a stream's context answers that stream only, and is lost
-//! when the client resets it (SEC-12.3). A call that never answers expires on the tick.
+//! Every call is dispatched from a root-context callback (the tick, or a fetch
+//! answer): the proxy-wasm SDK (0.2) files a call under the context whose
+//! callback is running, whatever the effective context, and delivers its answer
+//! there only, so a call dispatched in a stream's callback dies with the stream
+//! when the client resets it (SEC-12.3, issue 24). A request whose unknown `kid`
+//! starts a fetch records the call in [`Shared::wanted`] and brings the root's
+//! next tick forward ([`WAKE_PERIOD`]); that tick dispatches it and sets the
+//! period back to [`TICK_PERIOD`]. A call that never answers expires on the tick.
 
 use super::host::host_now;
 use super::lease::{lease_held_by_other, release_lease, take_lease};
@@ -29,6 +34,69 @@ use cjwt_core::jwks::store::shared_name;
 use cjwt_core::outcome::metrics::Counter;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
+use std::time::Duration;
+
+/// The root context's tick: key sets other VMs shared, refreshes, calls given up.
+pub const TICK_PERIOD: Duration = Duration::from_millis(200);
+
+/// The tick while a stream waits for the root to dispatch the fetch it started
+/// (the next tick comes this soon; the root then sets [`TICK_PERIOD`] again).
+pub const WAKE_PERIOD: Duration = Duration::from_millis(1);
+
+/// The root's tick: dispatches the fetches streams started ([`Shared::wanted`])
+/// and, if a stream brought this tick forward, sets the tick period back. A
+/// set another VM shared meanwhile is taken over first, which ends the fetch it
+/// makes needless (one fetch per Envoy: the other VM may have given its lease
+/// back in between). Returns the requests released.
+pub fn dispatch_wanted(shared: &Shared) -> Vec<Waiter> {
+    if shared.woken.replace(false) {
+        let _ = hostcalls::set_tick_period(TICK_PERIOD);
+    }
+    let wanted = match shared.wanted.try_borrow_mut() {
+        Ok(mut wanted) => std::mem::take(&mut *wanted),
+        Err(_) => return Vec::new(),
+    };
+    let Some(now) = host_now() else {
+        // Never dispatched: given up on a later tick (timeout + margin), waiters released then.
+        return Vec::new();
+    };
+    let mut released = adopt_all(shared, now);
+    for request in wanted {
+        if shared.fetcher.try_borrow().is_ok_and(|f| f.awaits_dispatch(request.provider)) {
+            released.extend(dispatch(shared, request, now));
+        }
+    }
+    released
+}
+
+/// From a stream (`stream`, current now): records `request` for the root
+/// context to dispatch, and brings the root's next tick forward. When it
+/// cannot be recorded, the fetcher is told it was not dispatched: returns the
+/// requests that released.
+fn ask_root(shared: &Shared, request: FetchRequest, stream: u32, now: i64) -> Vec<Waiter> {
+    let provider = request.provider;
+    let recorded = match shared.wanted.try_borrow_mut() {
+        Ok(mut wanted) => {
+            wanted.push(request);
+            true
+        }
+        Err(_) => false,
+    };
+    if !recorded {
+        let ended = match shared.fetcher.try_borrow_mut() {
+            Ok(mut fetcher) => fetcher.on_dispatch_failed(provider, now),
+            Err(_) => return Vec::new(),
+        };
+        return finish(shared, ended, Some(stream), now);
+    }
+    if !shared.woken.replace(true) {
+        // The tick period is the root context's: set it as the root, then the stream again.
+        let _ = hostcalls::set_effective_context(shared.root_context);
+        let _ = hostcalls::set_tick_period(WAKE_PERIOD);
+        let _ = hostcalls::set_effective_context(stream);
+    }
+    Vec::new()
+}
 
 /// Periodic work (from the root context's tick, and once on configuration):
 /// gives up calls that never answered, and dispatches every fetch that is due.
@@ -59,7 +127,7 @@ pub fn on_tick(shared: &Shared) -> Vec<Waiter> {
     let mut released = adopted;
     for command in commands {
         match command {
-            Command::Dispatch(request) => released.extend(dispatch(shared, request, None, now)),
+            Command::Dispatch(request) => released.extend(dispatch(shared, request, now)),
             Command::Release(ended) => released.extend(finish(shared, ended, None, now)),
         }
     }
@@ -68,7 +136,8 @@ pub fn on_tick(shared: &Shared) -> Vec<Waiter> {
 
 /// Whether the current request (`waiter`, the stream current now), refused
 /// only because `provider` lacks its key, waits (paused) for a key fetch. May
-/// start that fetch; if it cannot be dispatched, the request does not wait.
+/// start that fetch (the root context dispatches it); if it cannot, the
+/// request does not wait.
 pub fn wait_for_keys(shared: &Shared, provider: usize, waiter: Option<&Waiter>) -> bool {
     let (Some(waiter), Some(now)) = (waiter, host_now()) else {
         return false;
@@ -81,15 +150,15 @@ pub fn wait_for_keys(shared: &Shared, provider: usize, waiter: Option<&Waiter>) 
         WaitDecision::Wait => true,
         WaitDecision::DoNotWait => false,
         // The fetcher registered the request with this call. Nobody else waits
-        // (no call was in flight), so a failed dispatch releases this request
-        // alone, and it is decided now, without waiting.
-        WaitDecision::Start(request) => dispatch(shared, request, Some(waiter.context), now).is_empty(),
+        // (no call was in flight), so a call that cannot be handed to the root
+        // releases this request alone, and it is decided now, without waiting.
+        WaitDecision::Start(request) => ask_root(shared, request, waiter.context, now).is_empty(),
     }
 }
 
-/// Handles a fetch answer (delivered to whichever context dispatched it;
-/// `stream`: the stream context current now, if any). Returns the requests it
-/// released.
+/// Handles a fetch answer (delivered to the root context, which dispatched
+/// it; `stream`: the stream context current now, were one delivered to a
+/// stream). Returns the requests it released.
 pub fn on_response(shared: &Shared, token: u32, body_size: usize, stream: Option<u32>) -> Vec<Waiter> {
     let Some(now) = host_now() else {
         return Vec::new();
@@ -178,9 +247,10 @@ fn read_version(name: &str) -> Option<(u64, i64)> {
     Some((version, fetched_at))
 }
 
-/// Dispatches `request` as the root context and reports it to the fetcher.
-/// Returns the requests released when it cannot be dispatched.
-fn dispatch(shared: &Shared, request: FetchRequest, stream: Option<u32>, now: i64) -> Vec<Waiter> {
+/// Dispatches `request` and reports it to the fetcher; called in root-context
+/// callbacks only (see the module's documentation). Returns the requests
+/// released when it cannot be dispatched.
+fn dispatch(shared: &Shared, request: FetchRequest, now: i64) -> Vec<Waiter> {
     // One fetch per Envoy: the VM that holds the provider's lease fetches; the
     // others wait for its set (taken over on their tick).
     let name = shared.engine.try_borrow().ok().and_then(|e| shared_name(&e.config, request.provider));
@@ -194,7 +264,11 @@ fn dispatch(shared: &Shared, request: FetchRequest, stream: Option<u32>, now: i6
             return Vec::new();
         }
     }
-    match send_as_root(shared, &request, stream) {
+    // The root is the running context; make it the effective one too (a waiter
+    // decided on this tick may have been made current).
+    let _ = hostcalls::set_effective_context(shared.root_context);
+    let sent = hostcalls::dispatch_http_call(&request.cluster, request.headers(), None, vec![], request.timeout);
+    match sent.map_err(|e| format!("{e:?}")) {
         Ok(token) => {
             if let Ok(mut fetcher) = shared.fetcher.try_borrow_mut() {
                 fetcher.on_dispatched(request.provider, token);
@@ -214,28 +288,14 @@ fn dispatch(shared: &Shared, request: FetchRequest, stream: Option<u32>, now: i6
                 Ok(mut fetcher) => fetcher.on_dispatch_failed(request.provider, now),
                 Err(_) => return Vec::new(),
             };
-            finish(shared, ended, stream, now)
+            finish(shared, ended, None, now)
         }
     }
 }
 
-/// `dispatch_http_call` as the root context: from a stream (`stream`), the
-/// root is made current for the call and the stream again afterwards; from a
-/// root callback, the root is current already.
-fn send_as_root(shared: &Shared, request: &FetchRequest, stream: Option<u32>) -> Result<u32, String> {
-    if stream.is_some() && hostcalls::set_effective_context(shared.root_context).is_err() {
-        // Never dispatch from the stream: its answer would die with it.
-        return Err("the root context cannot be made current".into());
-    }
-    let sent = hostcalls::dispatch_http_call(&request.cluster, request.headers(), None, vec![], request.timeout);
-    if let Some(stream) = stream {
-        let _ = hostcalls::set_effective_context(stream);
-    }
-    sent.map_err(|e| format!("{e:?}"))
-}
-
 /// Logs and counts how a call ended, and dispatches the call that follows it
-/// (the key fetch after discovery). Returns the requests released.
+/// (the key fetch after discovery; from a stream, `stream`, it is handed to the
+/// root). Returns the requests released.
 fn finish(shared: &Shared, ended: Released<Waiter>, stream: Option<u32>, now: i64) -> Vec<Waiter> {
     let Released { provider, outcome, mut waiters, start } = ended;
     match &outcome {
@@ -266,7 +326,10 @@ fn finish(shared: &Shared, ended: Released<Waiter>, stream: Option<u32>, now: i6
         shared.metrics.bump(if ok { Counter::JwksFetchOk } else { Counter::JwksFetchFailed });
     }
     if let Some(request) = start {
-        waiters.extend(dispatch(shared, request, stream, now));
+        waiters.extend(match stream {
+            Some(stream) => ask_root(shared, request, stream, now),
+            None => dispatch(shared, request, now),
+        });
     }
     waiters
 }

@@ -77,13 +77,15 @@ impl RootContext for CjwtRoot {
                     fetcher: RefCell::new(fetcher),
                     lists: RefCell::new(lists),
                     root_context: self.id,
+                    wanted: RefCell::new(Vec::new()),
+                    woken: std::cell::Cell::new(false),
                     lease_tag: lease_tag(self.id),
                     usage: RefCell::new(Vec::new()),
                 });
                 if remote || meshed || listed {
                     // Key sets other workers shared, key and status-list refreshes, usage waits
                     // whose answer was lost.
-                    let _ = proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_millis(200));
+                    let _ = proxy_wasm::hostcalls::set_tick_period(jwks::TICK_PERIOD);
                 }
                 if remote {
                     // Start with the set another VM shared, if any (SPEC §12). The first fetch
@@ -118,6 +120,9 @@ impl RootContext for CjwtRoot {
 
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
+            // First the fetches streams asked for (this tick may be one a stream brought forward).
+            let released = jwks::dispatch_wanted(shared);
+            http::answer_waiters(shared, released);
             usage::on_tick(shared);
             status::on_tick(shared);
             let released = jwks::on_tick(shared);

@@ -6,7 +6,7 @@
 use super::host::EnvoyCrypto;
 use super::metrics::Metrics;
 use cjwt_core::engine::Engine;
-use cjwt_core::jwks::fetcher::Fetcher;
+use cjwt_core::jwks::fetcher::{FetchRequest, Fetcher};
 use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::revocation::fetcher::ListFetcher;
 use std::cell::{Cell, RefCell};
@@ -27,6 +27,13 @@ pub struct Shared {
     /// The root context's id: key fetches are dispatched from it, so that their
     /// answers arrive even when the stream that needed them is gone (SEC-12.3).
     pub root_context: u32,
+    /// Key fetches a stream started (the fetcher handed them out to a request
+    /// with an unknown `kid`), for the root context to dispatch on its next
+    /// tick, which the stream brings forward (jwks.rs): a call dispatched from a
+    /// stream's callback dies with the stream (issue 24).
+    pub wanted: RefCell<Vec<FetchRequest>>,
+    /// Set while the tick runs at [`super::jwks::WAKE_PERIOD`] for `wanted`.
+    pub woken: Cell<bool>,
     /// This VM's tag in the shared fetch leases (jwks.rs): unique among the VMs of an Envoy.
     pub lease_tag: u64,
     /// When to fetch the configured status lists (SPEC §11); the lists live in `keys`.

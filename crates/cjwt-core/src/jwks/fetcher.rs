@@ -9,9 +9,14 @@
 //!   after a good answer;
 //! - a failed fetch (HTTP error, refused body, no answer, not dispatched) keeps the
 //!   previous keys and is retried after [`RETRY_SECONDS`] (at most `refresh_seconds`);
-//! - a token naming a key the provider does not have starts a fetch at once, at
-//!   most one per `min_refetch_seconds`, and that request waits (paused) for the
-//!   answer. So does every request that needs the keys while a call is in flight;
+//! - a token naming a key the provider does not have starts a fetch at once (an
+//!   on-demand refetch), and that request waits (paused) for the answer. So does
+//!   every request that needs the keys while a call is in flight;
+//! - `min_refetch_seconds` spaces on-demand refetches only, counted from the
+//!   start of the previous on-demand refetch: the start-up, periodic and retry
+//!   fetches never delay one (a key published right after them is picked up by
+//!   the first token that names it), and a flood of unknown `kid`s brings at most
+//!   one fetch per `min_refetch_seconds` on top of the schedule (deviation 14);
 //! - a call that has not answered within its timeout + [`STALE_MARGIN_SECONDS`] is
 //!   given up on the next tick. That counts as a failed fetch, and its waiters are
 //!   decided again without keys (SEC-12.3);
@@ -200,8 +205,10 @@ struct ProviderState<W> {
     slot: Slot<FetchKind>,
     /// With OIDC discovery: the JWKS path found in the discovery document.
     jwks_path: Option<String>,
-    /// When the last call was started (the `min_refetch_seconds` clock).
-    last_started: Option<i64>,
+    /// When the last on-demand refetch (a request's unknown `kid`) started: the
+    /// `min_refetch_seconds` clock. Start-up, periodic and retry fetches do not
+    /// set it (deviation 14).
+    last_refetch: Option<i64>,
     /// Requests paused until this provider's call answers.
     waiters: Vec<W>,
     /// The version of the key set in use (0: none shared yet).
@@ -218,7 +225,6 @@ impl<W> ProviderState<W> {
             (JwksSource::Discovery(d), None) => (d.clone(), FetchKind::Discovery),
         };
         self.slot.start(kind, now);
-        self.last_started = Some(now);
         Some(FetchRequest {
             provider,
             kind,
@@ -258,7 +264,7 @@ impl<W> Fetcher<W> {
                 remote: p.remote.clone(),
                 slot: Slot::new(),
                 jwks_path: None,
-                last_started: None,
+                last_refetch: None,
                 waiters: Vec::new(),
                 version: 0,
             })
@@ -298,8 +304,10 @@ impl<W> Fetcher<W> {
     }
 
     /// A request was refused only because `provider` lacks its key: should it
-    /// wait for a fetch? Yes while a call is in flight, or when one may start
-    /// now (at most one per `min_refetch_seconds`); `waiter` is then registered.
+    /// wait for a fetch? Yes while a call is in flight (of any kind), or when an
+    /// on-demand refetch may start now: none started in the last
+    /// `min_refetch_seconds` (start-up, periodic and retry fetches do not count).
+    /// `waiter` is then registered.
     pub fn wait_for_keys(&mut self, provider: usize, waiter: W, now: i64) -> WaitDecision {
         let Some(p) = self.providers.get_mut(provider) else {
             return WaitDecision::DoNotWait;
@@ -312,11 +320,12 @@ impl<W> Fetcher<W> {
             return WaitDecision::Wait;
         }
         let min = i64::try_from(remote.min_refetch_seconds).unwrap_or(i64::MAX);
-        if p.last_started.is_some_and(|t| now.saturating_sub(t) < min) {
+        if p.last_refetch.is_some_and(|t| now.saturating_sub(t) < min) {
             return WaitDecision::DoNotWait;
         }
         match p.start(provider, now) {
             Some(request) => {
+                p.last_refetch = Some(now);
                 p.waiters.push(waiter);
                 WaitDecision::Start(request)
             }
@@ -339,6 +348,14 @@ impl<W> Fetcher<W> {
         if let Some(p) = self.providers.get_mut(provider) {
             p.slot.fetching_elsewhere(deadline);
         }
+    }
+
+    /// Whether the call handed out for `provider` is still to be dispatched: an
+    /// adapter that dispatches later than it is handed out (the wasm build's
+    /// root context, for a stream's refetch) dispatches it only then, since a
+    /// set taken over meanwhile ([`Fetcher::adopt`]) ends it.
+    pub fn awaits_dispatch(&self, provider: usize) -> bool {
+        self.providers.get(provider).is_some_and(|p| p.slot.awaits_dispatch())
     }
 
     /// Whether `provider`'s fetch is being made by another fetcher (see
@@ -377,7 +394,9 @@ impl<W> Fetcher<W> {
     /// Takes over the key set `body` that another fetcher of this Envoy loaded
     /// at `fetched_at` and shared as `version`: it replaces the provider's keys,
     /// the next refresh is due `refresh_seconds` after `fetched_at`, a call made
-    /// elsewhere ends, and every request waiting here is released. A set that
+    /// elsewhere or handed out and not dispatched yet ends (the adapter then
+    /// drops it: see [`Fetcher::awaits_dispatch`]), and every request waiting
+    /// here is released. A set that
     /// does not parse is not taken (its version is remembered, so it is not
     /// tried again). `None` when nothing changed.
     #[allow(clippy::too_many_arguments)]
@@ -404,7 +423,7 @@ impl<W> Fetcher<W> {
         keys.set(provider, fetched.keys);
         // Due when that fetch's refresh is (now, if it is past already).
         p.slot.next_due = fetched_at.saturating_add(p.refresh()).min(now.saturating_add(p.refresh()));
-        p.slot.end_elsewhere();
+        p.slot.end_unless_dispatched();
         Some(Ok(Released { provider, outcome, waiters: std::mem::take(&mut p.waiters), start: None }))
     }
 
@@ -656,6 +675,33 @@ mod tests {
         assert_eq!(failed.tick(1).0.len(), 1);
     }
 
+    /// A call handed out but not dispatched yet (the wasm build's root context
+    /// dispatches a stream's refetch on its next tick) ends when a newer set is
+    /// taken over meanwhile: the adapter then does not dispatch it (one fetch per
+    /// Envoy), and its waiters are decided with that set.
+    #[test]
+    fn a_set_taken_over_ends_a_call_not_dispatched_yet() {
+        let mut sim = Sim::new(config(json!({"min_refetch_seconds": 0})));
+        let WaitDecision::Start(_) = sim.wait(0, 8) else { panic!("no fetch") };
+        assert!(sim.fetcher.awaits_dispatch(0));
+        let released =
+            sim.fetcher.adopt(0, &jwks_body(), 41, sim.now, sim.now, &sim.config, &mut sim.keys).unwrap().unwrap();
+        assert_eq!((released.outcome, released.waiters), (FetchOutcome::KeysAdopted { keys: 1 }, vec![8]));
+        assert!(!sim.fetcher.awaits_dispatch(0), "ended: nothing to dispatch");
+        assert!(sim.counted.is_empty(), "no fetch of this fetcher's, none failed");
+        sim.fetcher.on_dispatched(0, 77);
+        assert!(sim.answer(0, 77, Some("200"), &jwks_body()).is_none(), "a late dispatch is no call");
+        // A dispatched call goes on through a takeover, and its answer counts.
+        let WaitDecision::Start(request) = sim.wait(0, 9) else { panic!("no refetch") };
+        let token = sim.dispatch(request);
+        assert!(!sim.fetcher.awaits_dispatch(0));
+        let released =
+            sim.fetcher.adopt(0, &jwks_body(), 42, sim.now, sim.now, &sim.config, &mut sim.keys).unwrap().unwrap();
+        assert_eq!(released.waiters, vec![9]);
+        assert!(sim.answer(0, token, Some("200"), &jwks_body()).is_some());
+        assert_eq!(sim.counted, vec![true]);
+    }
+
     #[test]
     fn the_first_tick_fetches_every_remote_provider_once() {
         let cfg = json!({"providers": [
@@ -748,43 +794,73 @@ mod tests {
 
     #[test]
     fn a_refetch_for_an_unknown_kid_is_rate_limited_by_min_refetch_seconds() {
-        // (min_refetch_seconds, seconds after the last call started, whether a refetch starts)
+        // (min_refetch_seconds, seconds after the previous refetch started, whether another starts)
         for (min, after, starts) in [(30, 0, false), (30, 29, false), (30, 30, true), (30, 100, true), (0, 0, true)] {
             let mut sim = Sim::new(config(json!({"min_refetch_seconds": min})));
             let (tokens, _) = sim.tick(0);
             sim.answer(0, tokens[0], Some("200"), &jwks_body()).unwrap();
-            match sim.wait(after, 1) {
+            // The first unknown kid refetches at once, whatever the start-up fetch.
+            let WaitDecision::Start(first) = sim.wait(0, 1) else { panic!("min {min}: no first refetch") };
+            let token = sim.dispatch(first);
+            sim.answer(0, token, Some("200"), &jwks_body()).unwrap();
+            match sim.wait(after, 2) {
                 WaitDecision::Start(request) => {
                     assert!(starts, "min {min}, after {after}: started");
                     assert_eq!(request.kind, FetchKind::Keys);
                     let token = sim.dispatch(request);
                     // A second unknown kid while it is in flight joins it, however often.
-                    assert_eq!(sim.wait(0, 2), WaitDecision::Wait);
                     assert_eq!(sim.wait(0, 3), WaitDecision::Wait);
+                    assert_eq!(sim.wait(0, 4), WaitDecision::Wait);
                     let released = sim.answer(0, token, Some("200"), &jwks_body()).unwrap();
-                    assert_eq!(released.waiters, vec![1, 2, 3]);
+                    assert_eq!(released.waiters, vec![2, 3, 4]);
                     // And the next one is limited again (min 0: never).
-                    let again = sim.wait(0, 4);
+                    let again = sim.wait(0, 5);
                     assert_eq!(matches!(again, WaitDecision::Start(_)), min == 0, "{again:?}");
                 }
                 decision => {
                     assert!(!starts, "min {min}, after {after}: {decision:?}");
                     assert_eq!(decision, WaitDecision::DoNotWait);
-                    assert_eq!(sim.calls.len(), 1, "no call");
+                    assert_eq!(sim.calls.len(), 2, "no call");
                 }
             }
         }
     }
 
+    /// Issue 24, item 7: only on-demand refetches count against
+    /// `min_refetch_seconds`. A key published right after the start-up or a
+    /// periodic fetch is fetched by the first token that names it; a flood of
+    /// unknown kids still brings one fetch per `min_refetch_seconds`.
     #[test]
-    fn a_periodic_fetch_counts_for_the_refetch_limit() {
+    fn start_up_and_periodic_fetches_do_not_delay_a_refetch() {
         let mut sim = Sim::new(config(json!({"refresh_seconds": 60, "min_refetch_seconds": 30})));
+        // Start-up fetch at 0; an unknown kid one second later refetches at once.
         let (tokens, _) = sim.tick(0);
-        sim.answer(1, tokens[0], Some("200"), &jwks_body()).unwrap();
-        let (tokens, _) = sim.tick(60);
-        sim.answer(1, tokens[0], Some("200"), &jwks_body()).unwrap();
-        assert_eq!(sim.wait(10, 1), WaitDecision::DoNotWait, "11 s after the periodic fetch started");
-        assert!(matches!(sim.wait(19, 1), WaitDecision::Start(_)), "30 s after");
+        sim.answer(0, tokens[0], Some("200"), &jwks_body()).unwrap();
+        let WaitDecision::Start(request) = sim.wait(1, 1) else { panic!("the start-up fetch delayed the refetch") };
+        let token = sim.dispatch(request);
+        sim.answer(0, token, Some("200"), &jwks_body()).unwrap();
+        // The flood: nothing more until 30 s after that refetch started.
+        for dt in [0, 10, 18] {
+            assert_eq!(sim.wait(dt, 2), WaitDecision::DoNotWait, "{} s after the refetch", sim.now - 1_000_001);
+        }
+        // The periodic fetch, due 60 s after the refetch answered (at 61).
+        assert_eq!(sim.tick(60 - 28 - 1).0, Vec::<u32>::new());
+        let (tokens, _) = sim.tick(1);
+        assert_eq!(tokens.len(), 1, "the periodic fetch");
+        sim.answer(0, tokens[0], Some("200"), &jwks_body()).unwrap();
+        // One second after the periodic fetch: a refetch starts (60 s after the last refetch).
+        let WaitDecision::Start(request) = sim.wait(1, 3) else { panic!("the periodic fetch delayed the refetch") };
+        assert_eq!(request.kind, FetchKind::Keys);
+        let token = sim.dispatch(request);
+        sim.answer(0, token, Some("200"), &jwks_body()).unwrap();
+        assert_eq!(sim.wait(1, 4), WaitDecision::DoNotWait, "limited by that refetch");
+        // A retry after a failed fetch does not count either.
+        let mut failing = Sim::new(config(json!({"min_refetch_seconds": 30})));
+        let (tokens, _) = failing.tick(0);
+        failing.answer(0, tokens[0], Some("500"), b"").unwrap();
+        let (tokens, _) = failing.tick(RETRY_SECONDS);
+        failing.answer(0, tokens[0], Some("200"), &jwks_body()).unwrap();
+        assert!(matches!(failing.wait(0, 1), WaitDecision::Start(_)), "the retry delayed the refetch");
     }
 
     #[test]

@@ -123,6 +123,21 @@ impl<K: Copy> Slot<K> {
         }
     }
 
+    /// Whether a call was handed out and is still to be dispatched by this
+    /// fetcher (no token yet, not made elsewhere).
+    pub(crate) fn awaits_dispatch(&self) -> bool {
+        self.call.is_some_and(|c| c.token.is_none() && c.elsewhere.is_none())
+    }
+
+    /// A document another fetcher loaded was taken over: a call made elsewhere,
+    /// or handed out and not dispatched yet, ends (it would fetch what was just
+    /// taken over); a dispatched call of this fetcher's own goes on.
+    pub(crate) fn end_unless_dispatched(&mut self) {
+        if self.call.is_some_and(|c| c.token.is_none()) {
+            self.call = None;
+        }
+    }
+
     /// Whether `token` answers this slot's call.
     pub(crate) fn answers(&self, token: u32) -> bool {
         self.call.is_some_and(|c| c.token == Some(token))
@@ -194,6 +209,27 @@ mod tests {
         s.fetching_elsewhere(50);
         s.end_elsewhere();
         assert!(!s.in_flight(), "taken over: the call made elsewhere ends");
+    }
+
+    #[test]
+    fn a_document_taken_over_ends_every_call_not_dispatched_yet() {
+        let mut s: Slot<()> = Slot::new();
+        s.start((), 0);
+        assert!(s.awaits_dispatch());
+        s.end_unless_dispatched();
+        assert!(!s.in_flight() && !s.awaits_dispatch(), "handed out, not dispatched: ended");
+        s.dispatched(3);
+        assert!(!s.answers(3), "a late dispatch of the ended call is no call");
+        s.start((), 1);
+        s.fetching_elsewhere(10);
+        assert!(!s.awaits_dispatch(), "made elsewhere");
+        s.end_unless_dispatched();
+        assert!(!s.in_flight(), "made elsewhere: ended");
+        s.start((), 2);
+        s.dispatched(4);
+        assert!(!s.awaits_dispatch());
+        s.end_unless_dispatched();
+        assert!(s.answers(4), "dispatched: goes on");
     }
 
     #[test]
