@@ -291,6 +291,61 @@ fn a_proof_is_accepted_once_across_workers() {
     assert_eq!(envoy.upstream.count(), 1);
 }
 
+/// Issue 24 item 5: `max_entries` fresh, distinct proofs sent within seconds all
+/// pass (none is refused `dpop_replay` below the configured bound); every one of
+/// them is still remembered, and one more live proof is refused (fail closed).
+#[test]
+fn max_entries_fresh_proofs_are_all_accepted() {
+    const MAX: usize = 1024;
+    let envoy = Envoy::start(
+        &with_sender(json!({"dpop": {"replay_cache": {"max_entries": MAX}}}), json!({})),
+        Options { concurrency: 2, ..Options::default() },
+    );
+    let es = Holder::es256(51);
+    let t = bound(&es);
+    let auth = format!("DPoP {t}");
+    let proofs: Vec<String> = (0..MAX).map(|_| es.proof("GET", URL, &t, now())).collect();
+    let started = std::time::Instant::now();
+    let threads: Vec<_> = proofs
+        .chunks(MAX / 4)
+        .map(|chunk| {
+            let (auth, chunk, port) = (auth.clone(), chunk.to_vec(), envoy.port);
+            std::thread::spawn(move || {
+                chunk
+                    .iter()
+                    .map(|p| {
+                        let r = envoy::send(
+                            "127.0.0.1",
+                            port,
+                            "GET",
+                            "/v1/orders",
+                            &[("authorization", &auth), ("dpop", p)],
+                        );
+                        (r.status, r.reason())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let said: Vec<(u16, Option<String>)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let took = started.elapsed();
+    let replays = said.iter().filter(|s| s.1.as_deref() == Some("dpop_replay")).count();
+    let allowed = said.iter().filter(|s| s.0 == 200).count();
+    assert_eq!(
+        (allowed, replays),
+        (MAX, 0),
+        "{MAX} fresh proofs in {took:?}: {allowed} allowed, {replays} refused dpop_replay"
+    );
+    // One more live proof is over the bound: refused, nothing forgotten.
+    let r = envoy.get("/v1/orders", &[("authorization", &auth), ("dpop", &es.proof("GET", URL, &t, now()))]);
+    assert_eq!((r.status, r.reason().as_deref()), (401, Some("dpop_replay")), "over max_entries");
+    for p in proofs.iter().step_by(97) {
+        let r = envoy.get("/v1/orders", &[("authorization", &auth), ("dpop", p)]);
+        assert_eq!(r.reason().as_deref(), Some("dpop_replay"), "a live proof forgotten");
+    }
+    assert_eq!(envoy.upstream.count(), MAX);
+}
+
 #[test]
 fn server_nonces_and_public_origin() {
     let secret = b64::encode(&[42u8; 32]);
