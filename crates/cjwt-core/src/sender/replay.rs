@@ -24,7 +24,8 @@
 //!   bytes in 256 values, plus a ledger of at most `2 × max_age_seconds + 1`
 //!   entries of 12 bytes.
 //!
-//! Across replicas nothing is shared: there, server nonces close the gap.
+//! Across replicas nothing is shared here: `replay_cache.store: "usage_store"`
+//! records proofs in the mesh-wide etcd store instead (see [`crate::engine`]).
 
 use sha2::{Digest, Sha256};
 use std::sync::Mutex;
