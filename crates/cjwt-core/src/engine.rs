@@ -184,6 +184,9 @@ impl Engine {
                     (Ok(None), Ok(None)) => (Ok(token), None),
                 }
             }
+            // Proofs meant for a store that is not configured (a configuration
+            // built by hand; compiling refuses it): never accepted unrecorded.
+            (Ok(_), None) if deferred_proof.0.is_some() => (Err(Reason::DpopReplay), None),
             (verdict, _) => (verdict, None),
         };
         let decision = match verdict {

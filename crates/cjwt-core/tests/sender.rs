@@ -347,6 +347,12 @@ fn proofs_recorded_in_the_usage_store_for_the_mesh() {
     let stale = request(&t, "DPoP").header("dpop", &proof("GET", url, &t, NOW - 61, "m2"));
     let o = e.decide_with(&stale, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
     assert!(o.pending_use.is_none());
+    // A configuration built by hand with the mesh's store missing: refused, never unrecorded.
+    let mut config = e.config.clone();
+    config.usage_store = None;
+    let host = request(&t, "DPoP").header("dpop", &proof("GET", url, &t, NOW, "m4"));
+    assert_eq!(verdict(&mut Engine::new(config), &host, &replay), Some(Reason::DpopReplay));
+    assert!(replay.is_empty());
     // The local cache stays the default.
     let mut local = engine(json!({"dpop": {}}), json!({"usage_store": store}));
     let host = request(&t, "DPoP").header("dpop", &proof("GET", url, &t, NOW, "m3"));
