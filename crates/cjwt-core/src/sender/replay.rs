@@ -552,6 +552,63 @@ mod tests {
         assert_eq!(cache.len(), 200);
     }
 
+    /// A store with compare-and-swap semantics (proxy-wasm shared data): every
+    /// update loses its first race (`next` runs on a value that another writer
+    /// then changes) and is retried. The protocol's bookkeeping follows the
+    /// write that happened, not the attempt that lost.
+    #[test]
+    fn the_protocol_holds_when_every_write_is_retried() {
+        struct Racy {
+            values: std::collections::HashMap<String, Vec<u8>>,
+            /// Written by "another worker" between this worker's read and write.
+            intruder: Option<(ReplayKey, ProofId)>,
+        }
+        impl ReplayStore for Racy {
+            fn update(&mut self, key: ReplayKey, next: &mut NextValue<'_>) -> Result<bool, StoreError> {
+                let name = key.name();
+                let current = self.values.get(&name).cloned();
+                let _lost = next(current.as_deref()).map_err(|_| StoreError)?;
+                // Another worker records its own proof in this slot meanwhile.
+                if let (Some((k, id)), ReplayKey::Slot(_)) = (self.intruder, key) {
+                    if k == key {
+                        if let Ok(ReplayUpdate::Fresh { value, .. }) = record(current.as_deref(), &id, 500, 0) {
+                            self.values.insert(name.clone(), value);
+                        }
+                    }
+                }
+                let current = self.values.get(&name).cloned();
+                match next(current.as_deref()).map_err(|_| StoreError)? {
+                    Some(v) => {
+                        self.values.insert(name, v);
+                        Ok(true)
+                    }
+                    None => Ok(false),
+                }
+            }
+        }
+        let mut store = Racy { values: Default::default(), intruder: None };
+        let a = ProofId::new("k", "a");
+        assert_eq!(first_seen_in(&mut store, &a, 100, 0, 1024), Ok(true));
+        assert_eq!(first_seen_in(&mut store, &a, 100, 1, 1024), Ok(false), "replay");
+        // The same proof recorded by another worker between the read and the write: a replay.
+        let b = ProofId::new("k", "b");
+        store.intruder = Some((ReplayKey::Slot(b.slot()), b));
+        assert_eq!(first_seen_in(&mut store, &b, 100, 2, 1024), Ok(false), "the other worker got it first");
+        store.intruder = None;
+        let ledger = Ledger::parse(store.values.get(LEDGER_KEY).map(Vec::as_slice)).unwrap();
+        assert_eq!((ledger.held, ledger.live_at(2)), (1, 1), "the lost attempt counted nothing");
+        // At the bound, the proof not admitted is taken out of its slot again.
+        for i in 0..1023 {
+            assert_eq!(first_seen_in(&mut store, &ProofId::new("k", &format!("f{i}")), 100, 3, 1024), Ok(true));
+        }
+        let over = ProofId::new("k", "over");
+        assert_eq!(first_seen_in(&mut store, &over, 100, 3, 1024), Ok(false));
+        let slot = store.values.get(&slot_key(over.slot())).cloned();
+        assert_eq!(forget(slot.as_deref(), &over), Ok(None), "not remembered");
+        let ledger = Ledger::parse(store.values.get(LEDGER_KEY).map(Vec::as_slice)).unwrap();
+        assert_eq!((ledger.held, ledger.live_at(3)), (1024, 1024));
+    }
+
     /// At the bound, concurrent fresh proofs: exactly `max_entries` admitted.
     #[test]
     fn concurrent_fresh_proofs_are_admitted_up_to_the_bound_exactly() {
