@@ -270,6 +270,16 @@ impl UseCall {
         UseCall { proof: true, then, ..UseCall::new(proof, api_prefix) }
     }
 
+    /// Whether the call records a DPoP proof (its answer may be [`UseAnswer::Replayed`]).
+    pub fn records_proof(&self) -> bool {
+        self.proof
+    }
+
+    /// Whether the call counts a `max_uses` use (its answer may be [`UseAnswer::Exhausted`]).
+    pub fn counts_use(&self) -> bool {
+        !self.proof || self.then.is_some()
+    }
+
     /// The first call to send: the transaction.
     pub fn first(&self) -> EtcdCall {
         self.txn()
@@ -530,6 +540,9 @@ mod tests {
         };
         // Fresh proof, no max_uses: one transaction.
         let mut call = UseCall::proof_then(proof(), None, "/v3");
+        assert!(call.records_proof() && !call.counts_use());
+        assert!(UseCall::proof_then(proof(), Some(a_use()), "/v3").counts_use());
+        assert!(!UseCall::new(a_use(), "/v3").records_proof());
         assert_eq!(key_of(&call.first()), proof_key);
         assert_eq!(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()), Step::Done(UseAnswer::Counted));
         // Replayed proof: its one use is taken.
