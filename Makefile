@@ -223,7 +223,7 @@ oci: build
 	  $(DOCKER_BUILD) --quiet -t $(OCI_IMAGE) .tmp/oci; rm -rf .tmp/oci; \
 	  echo "built $(OCI_IMAGE): $$(docker image inspect -f '{{ len .RootFS.Layers }} layer(s), {{ .Size }} bytes' $(OCI_IMAGE))"
 
-## bench: SPEC section 9, cjwt vs Envoy's native jwt_authn+rbac vs no filter, and a mesh-wide max_uses use against a three-member etcd (minutes; not a test)
+## bench: SPEC section 9, cjwt vs Envoy's native jwt_authn+rbac vs no filter, and a mesh-wide max_uses use and a mesh-wide DPoP replay check against a three-member etcd (minutes; not a test)
 bench: build envoy etcd bench-tools
 	cargo build --release --target $(WASM_TARGET) -p cjwt-filter --features vm-bench --target-dir target/vmbench
 	$(PYTHON) scripts/strip-exports.py target/vmbench/$(WASM_TARGET)/release/cjwt.wasm

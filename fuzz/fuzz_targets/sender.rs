@@ -13,7 +13,7 @@
 //!
 //! (in cases 1 and 2 an input of the case byte alone is the valid request,
 //! which must be allowed);
-//! - 3: any bytes as a stored replay-cache slot: never a panic.
+//! - 3: any bytes as a stored replay-cache slot or ledger: never a panic.
 //!
 //! No case may panic.
 #![no_main]
@@ -177,7 +177,9 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             let id = ProofId::new("jkt", &String::from_utf8_lossy(&field(b"jti")));
-            let _ = record(Some(rest), &id, NOW + 60, NOW, 64);
+            let _ = record(Some(rest), &id, NOW + 60, NOW);
+            let _ = cjwt_core::sender::replay::admit(Some(rest), NOW + 60, NOW, 1024, 1);
+            let _ = cjwt_core::sender::replay::drop_expired(Some(rest), NOW);
         }
     }
 });

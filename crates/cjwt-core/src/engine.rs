@@ -8,7 +8,10 @@
 //! With a mesh-wide `usage_store` (SPEC §8 v2) the last step cannot be taken
 //! here: a request allowed but for its use carries [`Outcome::pending_use`], the
 //! adapter asks the store, and [`settle`] turns the store's answer into the final
-//! decision. Every other request is decided at once.
+//! decision. Every other request is decided at once. With
+//! `sender_constraints.dpop.replay_cache.store: "usage_store"` (SPEC §10) the
+//! DPoP proof is recorded there too, on the same call: first the proof (a replay
+//! is `dpop_replay`), then the token's use.
 
 use crate::config::{Auth, Config, Mode};
 use crate::constraints::max_uses::TokenUse;
@@ -18,7 +21,8 @@ use crate::reason::Reason;
 use crate::request::credential::{self, Credential, Found};
 use crate::request::host::{Host, UsageCounter, UsageError};
 use crate::request::view::RequestView;
-use crate::sender::{self, replay::ReplayCache};
+use crate::sender::replay::{ProofId, ReplayCache, ReplayError};
+use crate::sender::{self};
 use crate::token::cache::TokenCache;
 use crate::token::verify::{check_claims, verify, KeyLookup, TokenRefusal, TokenText, VerifiedToken};
 use crate::usage::etcd::{EtcdUse, UseAnswer, UseCall};
@@ -148,21 +152,42 @@ impl Engine {
         let view = RequestView::for_config(host, config);
         let mut deferred = Deferred(None);
         let counter: &mut dyn UsageCounter = if config.usage_store.is_some() { &mut deferred } else { counter };
+        // `replay_cache.store: "usage_store"`: the proof is recorded in the mesh's
+        // store, after every other check, instead of in this Envoy's cache.
+        let mut deferred_proof = DeferredProof(None);
+        let mesh_proofs = config.sender.dpop.as_ref().is_some_and(|d| d.replay_in_usage_store);
+        let replay: &mut dyn ReplayCache = if mesh_proofs { &mut deferred_proof } else { replay };
         let Checked { verdict, credential, cache_hit, provider, rule, verified } =
             check(config, cache, &view, keys, crypto, counter, replay, proof_keys);
-        // A use deferred to the store: only for a request allowed but for it
-        // (`max_uses` is checked last, so a later refusal cannot follow it).
-        let (verdict, pending_use) = match (verdict, deferred.0, &config.usage_store) {
-            (Ok(token), Some(pending), Some(store)) => {
-                match EtcdUse::new(&store.key_prefix, &pending.id, pending.limit, pending.expires_at, view.host().now())
-                {
-                    Ok(the_use) => (Ok(token), Some(UseCall::new(the_use, &store.api_prefix))),
-                    // A token no lease can cover (no `exp`, or a lifetime over a
-                    // year) cannot be counted mesh-wide: refused, never uncounted.
-                    Err(_) => (Err(Reason::MaxUses), None),
+        let now = view.host().now();
+        // What is deferred to the store: only for a request allowed but for it
+        // (the proof and `max_uses` are the last checks, so no refusal can follow).
+        let (verdict, pending_use) = match (verdict, &config.usage_store) {
+            (Ok(token), Some(store)) => {
+                // A token no lease can cover (no `exp`, or a lifetime over a year)
+                // cannot be counted mesh-wide: refused, never uncounted.
+                let token_use = deferred.0.map(|p| {
+                    EtcdUse::new(&store.key_prefix, &p.id, p.limit, p.expires_at, now).map_err(|_| Reason::MaxUses)
+                });
+                // A proof is remembered past its last acceptable second by the
+                // clock skew between replicas (and the lease's bucket).
+                let proof_use = deferred_proof.0.map(|(id, expires_at)| {
+                    let until = expires_at.saturating_add(config.clock_skew_seconds);
+                    EtcdUse::proof(&store.key_prefix, &id, until, now).map_err(|_| Reason::DpopReplay)
+                });
+                match (proof_use.transpose(), token_use.transpose()) {
+                    (Err(reason), _) | (_, Err(reason)) => (Err(reason), None),
+                    (Ok(Some(proof)), Ok(then)) => {
+                        (Ok(token), Some(UseCall::proof_then(proof, then, &store.api_prefix)))
+                    }
+                    (Ok(None), Ok(Some(the_use))) => (Ok(token), Some(UseCall::new(the_use, &store.api_prefix))),
+                    (Ok(None), Ok(None)) => (Ok(token), None),
                 }
             }
-            (verdict, _, _) => (verdict, None),
+            // Proofs meant for a store that is not configured (a configuration
+            // built by hand; compiling refuses it): never accepted unrecorded.
+            (Ok(_), None) if deferred_proof.0.is_some() => (Err(Reason::DpopReplay), None),
+            (verdict, _) => (verdict, None),
         };
         let decision = match verdict {
             Ok(token) => Decision::Allow { token, credential },
@@ -180,7 +205,8 @@ fn refuse(mode: Mode, denial: Denial) -> Decision {
 }
 
 /// The final decision of a request that waited for the usage store: `Counted`
-/// keeps it; `Exhausted` refuses it with `max_uses`; anything else refuses it
+/// keeps it; `Exhausted` refuses it with `max_uses`; `Replayed` (its DPoP proof
+/// was recorded before, SPEC §10) with `dpop_replay`; anything else refuses it
 /// with `usage_unavailable` (503: the use may have been counted, so the guarantee
 /// stays exact or under). In `mode: dry_run` the refusals are `DryRunDeny`, as
 /// for the per-Envoy count.
@@ -194,6 +220,10 @@ pub fn settle(mode: Mode, mut outcome: Outcome, answer: &UseAnswer) -> Outcome {
         UseAnswer::Exhausted => {
             outcome.store_ok = Some(true);
             Reason::MaxUses
+        }
+        UseAnswer::Replayed => {
+            outcome.store_ok = Some(true);
+            Reason::DpopReplay
         }
         UseAnswer::Unavailable(_) => {
             outcome.store_ok = Some(false);
@@ -223,6 +253,18 @@ struct Deferred(Option<PendingUse>);
 impl UsageCounter for Deferred {
     fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, _now: i64) -> Result<bool, UsageError> {
         self.0 = Some(PendingUse { id: *id, limit, expires_at });
+        Ok(true)
+    }
+}
+
+/// A [`ReplayCache`] that remembers nothing: it notes the proof (for the mesh's
+/// store, `replay_cache.store: "usage_store"`) and lets the check pass, so that
+/// the decision is made up to the proof's record.
+struct DeferredProof(Option<(ProofId, i64)>);
+
+impl ReplayCache for DeferredProof {
+    fn first_seen(&mut self, id: &ProofId, expires_at: i64, _: i64, _: usize) -> Result<bool, ReplayError> {
+        self.0 = Some((*id, expires_at));
         Ok(true)
     }
 }

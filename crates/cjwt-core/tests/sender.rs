@@ -284,3 +284,97 @@ fn configuration_is_strict_and_names_the_field() {
         assert!(err.starts_with("sender_constraints"), "{sender}: {err}");
     }
 }
+
+/// Issue 24 item 3: with `replay_cache.store: "usage_store"` the proof is not
+/// remembered here but recorded in the mesh's etcd with the request's store
+/// call: first the proof, then the token's use; the store's answer decides
+/// (`dpop_replay` when another Envoy recorded it, 503 when the store fails).
+#[test]
+fn proofs_recorded_in_the_usage_store_for_the_mesh() {
+    use cjwt_core::engine::settle;
+    use cjwt_core::sender::replay::ProofId;
+    use cjwt_core::usage::etcd::{Step, UseAnswer};
+    let store = json!({"etcd": {"cluster": "etcd", "authority": "etcd", "key_prefix": "mesh/uses/"}});
+    let mut e = engine(
+        json!({"dpop": {"replay_cache": {"store": "usage_store"}}}),
+        json!({"usage_store": store, "clock_skew_seconds": 30}),
+    );
+    let replay = ProcessReplay::new();
+    let t = bound_token();
+    let url = "https://api.example.com/orders";
+    let host = request(&t, "DPoP").header("dpop", &proof("GET", url, &t, NOW, "m1"));
+    let key_of = |body: &str| {
+        let v: Value = serde_json::from_str(body).unwrap();
+        let key = v["compare"][0]["key"].as_str().unwrap().to_string();
+        use base64::Engine as _;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(key).unwrap()).unwrap()
+    };
+    let want_key = format!("mesh/uses/dpop/{}", ProofId::new(&holder().2, "m1").hex());
+    // Every decision of the same proof waits for the store: nothing is remembered here.
+    for _ in 0..2 {
+        let o = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
+        assert!(matches!(o.decision, Decision::Allow { .. }), "{:?}", o.decision);
+        let call = o.pending_use.expect("waits for the store");
+        assert_eq!(key_of(&call.first().body), want_key);
+        // The lease covers the proof's max_age plus the clock skew.
+        let grant = match call.clone().on_answer(Some("404"), br#"{"error":"etcdserver: requested lease not found"}"#) {
+            Step::Send(grant) => grant,
+            other => panic!("{other:?}"),
+        };
+        let ttl: i64 = serde_json::from_str::<Value>(&grant.body).unwrap()["TTL"].as_str().unwrap().parse().unwrap();
+        assert!(ttl >= 60 + 30, "lease TTL {ttl}");
+    }
+    assert!(replay.is_empty(), "the local cache is not used");
+    // The store's answers.
+    for (answer, want) in [
+        (UseAnswer::Counted, None),
+        (UseAnswer::Replayed, Some((Reason::DpopReplay, 401))),
+        (UseAnswer::Unavailable("no leader".into()), Some((Reason::UsageUnavailable, 503))),
+    ] {
+        let o = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
+        let o = settle(e.config.mode, o, &answer);
+        let p = plan(&e.config, &o, &host);
+        match (want, p.act) {
+            (None, Act::Forward(_)) => {}
+            (Some((reason, status)), Act::Refuse(r)) => {
+                assert_eq!(r.status, status, "{answer:?}");
+                assert!(r.body.contains(reason.code()), "{answer:?}: {}", r.body);
+            }
+            (want, act) => panic!("{answer:?}: want {want:?}, got {act:?}"),
+        }
+    }
+    // A refused proof is never sent to the store.
+    let stale = request(&t, "DPoP").header("dpop", &proof("GET", url, &t, NOW - 61, "m2"));
+    let o = e.decide_with(&stale, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
+    assert!(o.pending_use.is_none());
+    // A configuration built by hand with the mesh's store missing: refused, never unrecorded.
+    let mut config = e.config.clone();
+    config.usage_store = None;
+    let host = request(&t, "DPoP").header("dpop", &proof("GET", url, &t, NOW, "m4"));
+    assert_eq!(verdict(&mut Engine::new(config), &host, &replay), Some(Reason::DpopReplay));
+    assert!(replay.is_empty());
+    // The local cache stays the default.
+    let mut local = engine(json!({"dpop": {}}), json!({"usage_store": store}));
+    let host = request(&t, "DPoP").header("dpop", &proof("GET", url, &t, NOW, "m3"));
+    let o = local.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
+    assert!(o.pending_use.is_none() && replay.len() == 1);
+}
+
+#[test]
+fn the_mesh_replay_store_needs_the_usage_store() {
+    let load = |dpop: Value, extra: Value| {
+        let mut cfg = config_json(extra);
+        cfg["sender_constraints"] = json!({"dpop": dpop});
+        Config::from_json(cfg.to_string().as_bytes()).map(|_| ()).map_err(|e| e.field)
+    };
+    let store = json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd"}}});
+    let field = "sender_constraints.dpop.replay_cache";
+    assert_eq!(load(json!({"replay_cache": {"store": "usage_store"}}), store.clone()), Ok(()));
+    assert_eq!(load(json!({"replay_cache": {"store": "local", "max_entries": 2048}}), json!({})), Ok(()));
+    assert_eq!(load(json!({"replay_cache": {"store": "usage_store"}}), json!({})), Err(format!("{field}.store")));
+    assert_eq!(
+        load(json!({"replay_cache": {"store": "usage_store", "max_entries": 2048}}), store.clone()),
+        Err(format!("{field}.max_entries"))
+    );
+    assert_eq!(load(json!({"replay_cache": {"store": "etcd"}}), store), Err(format!("{field}.store")));
+}

@@ -291,6 +291,61 @@ fn a_proof_is_accepted_once_across_workers() {
     assert_eq!(envoy.upstream.count(), 1);
 }
 
+/// Issue 24 item 5: `max_entries` fresh, distinct proofs sent within seconds all
+/// pass (none is refused `dpop_replay` below the configured bound); every one of
+/// them is still remembered, and one more live proof is refused (fail closed).
+#[test]
+fn max_entries_fresh_proofs_are_all_accepted() {
+    const MAX: usize = 1024;
+    let envoy = Envoy::start(
+        &with_sender(json!({"dpop": {"replay_cache": {"max_entries": MAX}}}), json!({})),
+        Options { concurrency: 2, ..Options::default() },
+    );
+    let es = Holder::es256(51);
+    let t = bound(&es);
+    let auth = format!("DPoP {t}");
+    let proofs: Vec<String> = (0..MAX).map(|_| es.proof("GET", URL, &t, now())).collect();
+    let started = std::time::Instant::now();
+    let threads: Vec<_> = proofs
+        .chunks(MAX / 4)
+        .map(|chunk| {
+            let (auth, chunk, port) = (auth.clone(), chunk.to_vec(), envoy.port);
+            std::thread::spawn(move || {
+                chunk
+                    .iter()
+                    .map(|p| {
+                        let r = envoy::send(
+                            "127.0.0.1",
+                            port,
+                            "GET",
+                            "/v1/orders",
+                            &[("authorization", &auth), ("dpop", p)],
+                        );
+                        (r.status, r.reason())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let said: Vec<(u16, Option<String>)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let took = started.elapsed();
+    let replays = said.iter().filter(|s| s.1.as_deref() == Some("dpop_replay")).count();
+    let allowed = said.iter().filter(|s| s.0 == 200).count();
+    assert_eq!(
+        (allowed, replays),
+        (MAX, 0),
+        "{MAX} fresh proofs in {took:?}: {allowed} allowed, {replays} refused dpop_replay"
+    );
+    // One more live proof is over the bound: refused, nothing forgotten.
+    let r = envoy.get("/v1/orders", &[("authorization", &auth), ("dpop", &es.proof("GET", URL, &t, now()))]);
+    assert_eq!((r.status, r.reason().as_deref()), (401, Some("dpop_replay")), "over max_entries");
+    for p in proofs.iter().step_by(97) {
+        let r = envoy.get("/v1/orders", &[("authorization", &auth), ("dpop", p)]);
+        assert_eq!(r.reason().as_deref(), Some("dpop_replay"), "a live proof forgotten");
+    }
+    assert_eq!(envoy.upstream.count(), MAX);
+}
+
 #[test]
 fn server_nonces_and_public_origin() {
     let secret = b64::encode(&[42u8; 32]);
@@ -319,6 +374,134 @@ fn server_nonces_and_public_origin() {
     let proof = es.proof_with(false, proof_claims("GET", URL, &t, now(), Some(&nonce)));
     let r = envoy.get("/v1/orders", &[("authorization", &auth), ("dpop", &proof)]);
     assert_eq!(r.reason().as_deref(), Some("invalid_dpop_proof"));
+}
+
+/// The configuration of replicas sharing a nonce secret and, with `mesh`, the
+/// mesh-wide replay store (`replay_cache.store: "usage_store"`) on etcd.
+fn replica_config(mesh: bool) -> Value {
+    let mut dpop = json!({"nonce": {"secret": b64::encode(&[42u8; 32]), "rotate_seconds": 60}});
+    if mesh {
+        dpop["replay_cache"] = json!({"store": "usage_store"});
+    }
+    with_sender(
+        json!({"dpop": dpop}),
+        json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": 2000}}}),
+    )
+}
+
+/// An Envoy (two workers) of `config` with the etcd cluster `clusters`, once its
+/// health checks found every store member healthy.
+fn replica(config: &Value, clusters: &str, artifact: Option<PathBuf>) -> Envoy {
+    let envoy = Envoy::start(
+        config,
+        Options { concurrency: 2, clusters: clusters.to_string(), artifact, ..Options::default() },
+    );
+    said::wait_until("the etcd members healthy in Envoy", std::time::Duration::from_secs(10), || {
+        let (_, clusters) = envoy.admin_get("/clusters");
+        let flags: Vec<&str> =
+            clusters.lines().filter(|l| l.starts_with("etcd::") && l.contains("::health_flags::")).collect();
+        !flags.is_empty() && flags.iter().all(|l| l.ends_with("::healthy"))
+    });
+    envoy
+}
+
+/// A current nonce, as a client learns it: from a `use_dpop_nonce` refusal.
+fn learn_nonce(envoy: &Envoy, es: &Holder, t: &str) -> String {
+    let r =
+        envoy.get("/v1/orders", &[("authorization", &format!("DPoP {t}")), ("dpop", &es.proof("GET", URL, t, now()))]);
+    assert_eq!(r.reason().as_deref(), Some("use_dpop_nonce"));
+    r.header("dpop-nonce").expect("a nonce").to_string()
+}
+
+/// Issue 24 item 3: two replicas with the same nonce secret and one etcd. A
+/// proof accepted by one is refused `dpop_replay` by the other (nonces bound the
+/// proof's age, not the replica); the same fresh proof sent to both at once is
+/// accepted exactly once; the store holds the proof's hash under a lease.
+#[test]
+fn a_proof_accepted_by_one_replica_is_a_replay_on_another() {
+    let etcd = cjwt_harness::etcd::EtcdCluster::start(1);
+    let clusters = etcd.envoy_cluster("etcd");
+    let (a, b) = (replica(&replica_config(true), &clusters, None), replica(&replica_config(true), &clusters, None));
+    let es = Holder::es256(61);
+    let t = bound(&es);
+    let auth = format!("DPoP {t}");
+    let nonce = learn_nonce(&a, &es, &t);
+    let proof = es.proof_with(false, proof_claims("GET", URL, &t, now(), Some(&nonce)));
+    let r = a.get("/v1/orders", &[("authorization", &auth), ("dpop", &proof)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    for (name, envoy) in [("the other replica", &b), ("the same replica", &a)] {
+        let r = envoy.get("/v1/orders", &[("authorization", &auth), ("dpop", &proof)]);
+        assert_eq!((r.status, r.reason().as_deref()), (401, Some("dpop_replay")), "replayed to {name}: {}", r.body);
+    }
+    // A fresh proof is fine on the other replica (the same nonce is current there).
+    let fresh = es.proof_with(false, proof_claims("GET", URL, &t, now(), Some(&nonce)));
+    assert_eq!(b.get("/v1/orders", &[("authorization", &auth), ("dpop", &fresh)]).status, 200);
+    // The same fresh proof to both replicas at once: one 200 in every round.
+    let ports = [a.port, b.port];
+    for round in 0..10 {
+        let proof = es.proof_with(false, proof_claims("GET", URL, &t, now(), Some(&nonce)));
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let (auth, proof, port) = (auth.clone(), proof.clone(), ports[i % 2]);
+                std::thread::spawn(move || {
+                    let r = envoy::send(
+                        "127.0.0.1",
+                        port,
+                        "GET",
+                        "/v1/orders",
+                        &[("authorization", &auth), ("dpop", &proof)],
+                    );
+                    (r.status, r.reason())
+                })
+            })
+            .collect();
+        let said: Vec<said::Said> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(said::count(&said, 200, None), 1, "round {round}: {:?}", said::tally(&said));
+        assert_eq!(said::count(&said, 401, Some("dpop_replay")), 7, "round {round}: {:?}", said::tally(&said));
+    }
+    assert_eq!(a.upstream.count() + b.upstream.count(), 12);
+    // The store holds one key per accepted proof, no proof data, each under a lease.
+    let keys = etcd.keys_under(b"cjwt/uses/dpop/");
+    assert_eq!(keys.len(), 12, "{keys:?}");
+    assert!(keys.iter().all(|(k, _, lease)| k.len() == "cjwt/uses/dpop/".len() + 32 && *lease > 0), "{keys:?}");
+    let stats = |name: &str| a.stat(name) + b.stat(name);
+    assert_eq!(stats("cjwt.usage_store.failed"), 0);
+    assert_eq!(stats("cjwt.denied.dpop_replay"), 2 + 70);
+}
+
+/// The mesh's replay store down: a DPoP proof cannot be recorded, so it is
+/// refused 503 `usage_unavailable` (fail closed), bounded by `timeout_ms`; tokens
+/// without a binding pass; once etcd is back, fresh proofs pass and the proof
+/// accepted before is still a replay.
+#[test]
+fn proofs_are_refused_503_while_the_mesh_replay_store_is_down() {
+    let mut etcd = cjwt_harness::etcd::EtcdCluster::start(1);
+    let envoy = replica(&replica_config(true), &etcd.envoy_cluster("etcd"), None);
+    let es = Holder::es256(62);
+    let t = bound(&es);
+    let auth = format!("DPoP {t}");
+    let nonce = learn_nonce(&envoy, &es, &t);
+    let get = |proof: &str| envoy.get("/v1/orders", &[("authorization", &auth), ("dpop", proof)]);
+    let before = es.proof_with(false, proof_claims("GET", URL, &t, now(), Some(&nonce)));
+    assert_eq!(get(&before).status, 200);
+    etcd.stop(0);
+    let plain = format!("Bearer {}", token(json!({})));
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let r = get(&es.proof_with(false, proof_claims("GET", URL, &t, now(), Some(&nonce))));
+        assert_eq!((r.status, r.reason().as_deref()), (503, Some("usage_unavailable")), "{}", r.body);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(started.elapsed() < std::time::Duration::from_millis(2500), "waited {:?}", started.elapsed());
+        assert_eq!(envoy.get("/v1/orders", &[("authorization", &plain)]).status, 200, "unbound tokens pass");
+    }
+    assert!(envoy.stat("cjwt.usage_store.failed") >= 3);
+    assert_eq!(envoy.upstream.count(), 1 + 3);
+    etcd.restart(0);
+    said::wait_until("fresh proofs pass again", std::time::Duration::from_secs(20), || {
+        get(&es.proof_with(false, proof_claims("GET", URL, &t, now(), Some(&nonce)))).status == 200
+    });
+    let r = get(&before);
+    assert_eq!((r.status, r.reason().as_deref()), (401, Some("dpop_replay")), "{}", r.body);
 }
 
 /// Test certificates made by the `openssl` command: a CA, a server certificate,

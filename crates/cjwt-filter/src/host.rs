@@ -2,7 +2,7 @@
 
 use cjwt_core::request::host::{clock, Host, UsageCounter, UsageError};
 use cjwt_core::sender::replay::{
-    record, slot_capacity, slot_key as replay_slot_key, ProofId, ReplayCache, ReplayError, ReplayUpdate,
+    first_seen_in, NextValue, ProofId, ReplayCache, ReplayError, ReplayKey, ReplayStore, StoreError,
 };
 use cjwt_core::usage::{count_use, slot_key, SlotUpdate, UsageId};
 use proxy_wasm::hostcalls;
@@ -93,20 +93,19 @@ fn update_slot(key: &str, mut next: impl FnMut(Option<&[u8]>) -> Result<Option<V
 }
 
 /// The DPoP replay cache (SPEC §10) in proxy-wasm shared data, shared by every
-/// worker VM of this Envoy, in the bounded slots of
-/// [`cjwt_core::sender::replay`], updated with compare-and-swap ([`update_slot`]).
+/// worker VM of this Envoy: the slots and ledger of
+/// [`cjwt_core::sender::replay`], each updated with compare-and-swap ([`update_slot`]).
 pub struct SharedDataReplay;
+
+impl ReplayStore for SharedDataReplay {
+    fn update(&mut self, key: ReplayKey, next: &mut NextValue<'_>) -> Result<bool, StoreError> {
+        update_slot(&key.name(), |value| next(value).map_err(|_| ())).map_err(|()| StoreError)
+    }
+}
 
 impl ReplayCache for SharedDataReplay {
     fn first_seen(&mut self, id: &ProofId, expires_at: i64, now: i64, max_entries: usize) -> Result<bool, ReplayError> {
-        update_slot(&replay_slot_key(id.slot()), |value| {
-            match record(value, id, expires_at, now, slot_capacity(max_entries)) {
-                Ok(ReplayUpdate::Fresh(next)) => Ok(Some(next)),
-                Ok(ReplayUpdate::Replayed | ReplayUpdate::Full) => Ok(None),
-                Err(_) => Err(()),
-            }
-        })
-        .map_err(|()| ReplayError)
+        first_seen_in(self, id, expires_at, now, max_entries)
     }
 }
 

@@ -24,7 +24,10 @@
 //! three-member etcd on loopback (`cjwt_harness::etcd`, `make etcd`): (a) a token
 //! without `max_uses`, (b) `max_uses` counted per Envoy (no `usage_store`), (c)
 //! `max_uses` counted mesh-wide (`usage_store.etcd`: one etcd transaction per
-//! request). One EdDSA token with `max_uses` 1,000,000,000 is sent on every
+//! request), (d) a DPoP-bound token with a fresh proof per request, proofs
+//! remembered per Envoy, (e) the same with proofs recorded in etcd for the mesh
+//! (`replay_cache.store: "usage_store"`, issue 24 item 3; proof pools of
+//! BENCH_USAGE_DPOP_POOL, default 40,000). One EdDSA token with `max_uses` 1,000,000,000 is sent on every
 //! request of (b) and (c), so every request is a counted use. Each case with wrk
 //! at 16 connections (as above) and at 1 (one request at a time: the latency of
 //! a use without queueing), BENCH_REPS interleaved rounds of BENCH_USAGE_SECONDS
@@ -704,22 +707,35 @@ enum Usage {
     PerEnvoy,
     /// (c) `max_uses` counted mesh-wide: one etcd transaction per request.
     MeshWide,
+    /// (d) A DPoP-bound token with a fresh proof per request, the proof
+    /// remembered in the per-Envoy replay cache (through the Envoy without `usage_store`).
+    DpopLocal,
+    /// (e) The same, the proof recorded for the mesh in etcd
+    /// (`replay_cache.store: "usage_store"`): one etcd transaction per request.
+    DpopMesh,
 }
 
 impl Usage {
-    const ALL: [Usage; 3] = [Usage::Plain, Usage::PerEnvoy, Usage::MeshWide];
+    const ALL: [Usage; 5] = [Usage::Plain, Usage::PerEnvoy, Usage::MeshWide, Usage::DpopLocal, Usage::DpopMesh];
 
     fn label(self) -> &'static str {
         match self {
             Usage::Plain => "(a) no max_uses",
             Usage::PerEnvoy => "(b) max_uses, per Envoy",
             Usage::MeshWide => "(c) max_uses, mesh-wide (etcd)",
+            Usage::DpopLocal => "(d) DPoP proof, per-Envoy replay cache",
+            Usage::DpopMesh => "(e) DPoP proof, mesh-wide replay store (etcd)",
         }
     }
 
     /// Whether the case runs through the Envoy configured with `usage_store`.
     fn mesh_envoy(self) -> bool {
-        self != Usage::PerEnvoy
+        !matches!(self, Usage::PerEnvoy | Usage::DpopLocal)
+    }
+
+    /// Whether every request of the case is a store call that may answer 503.
+    fn may_fail(self) -> bool {
+        matches!(self, Usage::MeshWide | Usage::DpopMesh)
     }
 }
 
@@ -810,6 +826,31 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     let counted_file = dir.join("usage-counted.txt");
     std::fs::write(&plain_file, format!("{plain}\n")).unwrap();
     std::fs::write(&counted_file, format!("{counted}\n")).unwrap();
+    // (d, e): one DPoP-bound token (no max_uses), a fresh proof per request.
+    let holder = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let bound = {
+        let claims = json!({"iss": ISSUER, "aud": "bench", "sub": "usage", "tenant": "acme", "iat": now,
+                            "exp": now + 7200, "cnst": {"ip": ["127.0.0.0/8"]},
+                            "cnf": {"jkt": cjwt_core::mint::jkt(&holder).unwrap()}});
+        mint(&key, Some("usage"), &claims)
+    };
+    let dpop_pool = env_num("BENCH_USAGE_DPOP_POOL", 40_000) as usize;
+    let dpop_url = format!("{DPOP_ORIGIN}/v1/orders/7");
+    let proof_serial = std::cell::Cell::new(0u64);
+    let proofs = |n: usize| -> (&'static str, String) {
+        let serial = proof_serial.get();
+        proof_serial.set(serial + 1);
+        let path = dir.join(format!("usage-dpop-{serial}.txt"));
+        let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let lines: Vec<String> = (0..n)
+            .map(|i| {
+                let jti = format!("u{now}-{serial}-{i}");
+                cjwt_core::mint::dpop_proof(&holder, "GET", &dpop_url, Some(&bound), iat, &jti, None).unwrap()
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        ("PROOFS", path.display().to_string())
+    };
 
     // Two Envoys per build, both with the etcd cluster (health checks every 0.5 s):
     // one counting per Envoy, one counting in etcd.
@@ -821,6 +862,11 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
                 "default_rule": {"require": {"claims": [{"claim": "tenant", "equals": "acme"}]}},
                 "cache": {"max_entries": 1024}
             });
+            // DPoP (d, e): the per-Envoy Envoy remembers proofs itself, the mesh
+            // one records them in etcd (issue 24 item 3).
+            let replay_cache = if mesh { json!({"store": "usage_store"}) } else { json!({"max_entries": 1_048_576}) };
+            cfg["sender_constraints"] = json!({"dpop": {"algorithms": ["EdDSA"], "max_age_seconds": 600,
+                "public_origin": DPOP_ORIGIN, "replay_cache": replay_cache}});
             if mesh {
                 cfg["usage_store"] =
                     json!({"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": USAGE_TIMEOUT_MS}});
@@ -861,6 +907,25 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
             assert_eq!(said, [(200, None), (200, None), refused.clone()], "{b:?}: max_uses 2 per Envoy");
         }
     }
+    // DPoP: a proof is accepted once by each per-Envoy Envoy, and once across the mesh Envoys.
+    let ask_dpop = |e: &RunningEnvoy, proof: &str| {
+        let auth = format!("DPoP {bound}");
+        let headers = [("x-tenant-id", "acme"), ("authorization", auth.as_str()), ("dpop", proof)];
+        let r = envoy::send("127.0.0.1", e.port, "GET", "/v1/orders/7", &headers);
+        (r.status, r.reason())
+    };
+    let replayed = (401, Some("dpop_replay".to_string()));
+    let check_proofs = std::fs::read_to_string(proofs(1 + builds.len()).1).unwrap();
+    let mut check_proofs = check_proofs.lines();
+    for b in &builds {
+        let p = check_proofs.next().unwrap();
+        let e = envoy_of(*b, false);
+        assert_eq!([ask_dpop(e, p), ask_dpop(e, p)], [(200, None), replayed.clone()], "{b:?}: a proof per Envoy");
+    }
+    let p = check_proofs.next().unwrap();
+    let said: Vec<_> = builds.iter().chain(builds.iter()).map(|b| ask_dpop(envoy_of(*b, true), p)).collect();
+    assert_eq!(said[0], (200, None), "the first mesh Envoy accepts the proof");
+    assert!(said[1..].iter().all(|s| *s == replayed), "every mesh Envoy refuses it after: {said:?}");
     // Mesh-wide: a token with max_uses 2, its uses spread over the builds' Envoys.
     let mesh_envoys: Vec<&RunningEnvoy> = builds.iter().map(|b| envoy_of(*b, true)).collect();
     let twice = token(&format!("check-mesh-{now}"), Some(2));
@@ -880,9 +945,18 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
             if rep % 2 == 0 { (0..cases.len()).collect() } else { (0..cases.len()).rev().collect() };
         for i in order {
             let (c, b, u) = cases[i];
-            let file = if u == Usage::Plain { &plain_file } else { &counted_file };
-            let s = run_wrk_with(envoy_of(b, u.mesh_envoy()), file, seconds, c, &etcd_pids);
-            if u != Usage::MeshWide {
+            let e = envoy_of(b, u.mesh_envoy());
+            let s = match u {
+                Usage::DpopLocal | Usage::DpopMesh => {
+                    let token = ("TOKEN", bound.clone());
+                    let warm = [token.clone(), proofs(dpop_pool / 4)];
+                    let run = [token, proofs(dpop_pool)];
+                    run_wrk_measured(e, "tools/bench/requests-dpop.lua", &warm, &run, seconds, c, &etcd_pids)
+                }
+                Usage::Plain => run_wrk_with(e, &plain_file, seconds, c, &etcd_pids),
+                Usage::PerEnvoy | Usage::MeshWide => run_wrk_with(e, &counted_file, seconds, c, &etcd_pids),
+            };
+            if !u.may_fail() {
                 assert_eq!(s.non2xx, 0, "{b:?} {u:?} -c{c}: non-2xx responses during the run");
             }
             samples[i].push(s);
@@ -1021,7 +1095,35 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     );
     let _ = writeln!(
         out,
-        "Counted: etcd holds the counted token's key at version {counted_version} (one put per counted use: \
+        "\nDPoP replay check for the mesh (issue 24 item 3): (d) and (e) send one DPoP-bound EdDSA token (no \
+         max_uses) with a fresh EdDSA proof per request (pools of BENCH_USAGE_DPOP_POOL = {dpop_pool}); (d) \
+         remembers proofs in the per-Envoy cache, (e) records each in etcd (`replay_cache.store: \
+         \"usage_store\"`: one transaction creating the proof's key, the first of each 10-second expiry bucket \
+         also granting its lease). Checked first: a proof accepted once per per-Envoy Envoy, and once across \
+         the usage_store Envoys. What (e) adds over (d):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| build | connections | (e) − (d) p50 / p99 µs | (e) − (d) Envoy CPU µs/req | (e) etcd CPU µs/req |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for c in loads {
+        for b in &builds {
+            let (d, e) = (idx(c, *b, Usage::DpopLocal), idx(c, *b, Usage::DpopMesh));
+            let _ = writeln!(
+                out,
+                "| {} | {c} | {:.0} / {:.0} | {:.1} | {:.1} |",
+                b.label(),
+                med(e, |s| s.p50_us) - med(d, |s| s.p50_us),
+                med(e, |s| s.p99_us) - med(d, |s| s.p99_us),
+                med(e, |s| s.cpu_us_per_req) - med(d, |s| s.cpu_us_per_req),
+                med(e, |s| s.other_cpu_us_per_req),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nCounted: etcd holds the counted token's key at version {counted_version} (one put per counted use: \
          every (c) request of every build, warm-ups and the requests wrk abandons in flight at the end of each run \
          included); the usage_store Envoys' cjwt.usage_store.ok \
          {store_ok}, usage_store.failed {store_failed}; their etcd cluster's upstream_rq_total {etcd_rq}, \

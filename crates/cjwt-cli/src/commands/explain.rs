@@ -122,17 +122,23 @@ pub fn run(a: Args) -> Result<u8, String> {
     let mut engine = Engine::new(config);
     let replay = cjwt_core::sender::replay::ProcessReplay::new();
     let outcome = engine.decide_with(&host, &store, &PureRust, &mut MemoryCounter::default(), &mut &replay);
-    let pending = outcome.pending_use.is_some();
+    let pending = outcome.pending_use.as_ref().map(|call| (call.records_proof(), call.counts_use()));
     match outcome.decision {
         Decision::Allow { token, .. } => {
-            if pending {
-                // What Envoy does next: ask the store, 403 `max_uses` when used up,
-                // 503 `usage_unavailable` when it does not answer in time.
-                println!(
+            // What Envoy does next: ask the store; 401 `dpop_replay` when the proof
+            // was recorded before, 403 `max_uses` when used up, 503
+            // `usage_unavailable` when it does not answer in time.
+            match pending {
+                Some((true, true)) => println!(
+                    "allow if the usage store records this DPoP proof and counts this use (else refuse 401 dpop_replay, 403 max_uses, or 503 usage_unavailable)"
+                ),
+                Some((true, false)) => println!(
+                    "allow if the usage store records this DPoP proof as new (else refuse 401 dpop_replay, or 503 usage_unavailable)"
+                ),
+                Some((false, _)) => println!(
                     "allow if the usage store counts this use (else refuse 403 max_uses, or 503 usage_unavailable)"
-                );
-            } else {
-                println!("allow");
+                ),
+                None => println!("allow"),
             }
             if let Some(t) = token {
                 let provider = engine.config.providers.get(t.provider).map(|p| p.name.as_str()).unwrap_or("?");

@@ -169,6 +169,13 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         Some(RawUsageStore { etcd: Some(e) }) => Some(compile_etcd("usage_store.etcd", e)?),
     };
 
+    if sender.dpop.as_ref().is_some_and(|d| d.replay_in_usage_store) && usage_store.is_none() {
+        return err(
+            "sender_constraints.dpop.replay_cache.store",
+            "\"usage_store\" needs `usage_store` configured (the etcd that remembers proofs for the mesh)",
+        );
+    }
+
     let revocation = compile_revocation(raw.revocation, &providers)?;
     let status_lists = compile_status_lists(raw.status_lists.unwrap_or_default(), &providers)?;
     let status_list_by_uri = status_lists.iter().enumerate().map(|(i, s)| (s.uri.clone(), i)).collect();
@@ -299,7 +306,18 @@ fn compile_dpop(raw: RawDpop) -> Result<Dpop, ConfigError> {
             Some(NonceKey { secret, rotate_seconds: i64::try_from(rotate).unwrap_or(300) })
         }
     };
-    let replay_max_entries = raw.replay_cache.and_then(|r| r.max_entries).unwrap_or(DEFAULT_REPLAY_ENTRIES);
+    let (max_entries, store) = raw.replay_cache.map_or((None, None), |r| (r.max_entries, r.store));
+    let replay_in_usage_store = match store.as_deref() {
+        None | Some("local") => false,
+        Some("usage_store") if max_entries.is_some() => {
+            return err(format!("{F}.replay_cache.max_entries"), "only applies to {\"store\": \"local\"}")
+        }
+        Some("usage_store") => true,
+        Some(other) => {
+            return err(format!("{F}.replay_cache.store"), format!("{other:?} is not \"local\" or \"usage_store\""))
+        }
+    };
+    let replay_max_entries = max_entries.unwrap_or(DEFAULT_REPLAY_ENTRIES);
     if !REPLAY_ENTRIES_RANGE.contains(&replay_max_entries) {
         return err(
             format!("{F}.replay_cache.max_entries"),
@@ -313,6 +331,7 @@ fn compile_dpop(raw: RawDpop) -> Result<Dpop, ConfigError> {
         public_origin,
         nonce,
         replay_max_entries,
+        replay_in_usage_store,
     })
 }
 

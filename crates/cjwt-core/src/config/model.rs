@@ -316,8 +316,11 @@ pub struct Dpop {
     pub public_origin: Option<String>,
     /// Stateless nonces, when required.
     pub nonce: Option<NonceKey>,
-    /// Most proof ids the replay cache keeps per Envoy.
+    /// Most live proof ids the local replay cache keeps per Envoy.
     pub replay_max_entries: usize,
+    /// `replay_cache.store: "usage_store"`: proofs are recorded once for the
+    /// whole mesh in the `usage_store` etcd (and the local cache is not used).
+    pub replay_in_usage_store: bool,
 }
 
 /// The secret and period of stateless DPoP nonces. Never printed.

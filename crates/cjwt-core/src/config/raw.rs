@@ -149,8 +149,12 @@ pub struct RawDpopNonce {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawReplayCache {
-    /// Most proof ids remembered per Envoy (1024..=1048576; default 65536).
+    /// Most live proof ids remembered per Envoy (1024..=1048576; default 65536);
+    /// with `store: "local"` only.
     pub max_entries: Option<usize>,
+    /// Where proofs are remembered: `"local"` (default: per Envoy) or
+    /// `"usage_store"` (the mesh-wide etcd of `usage_store`, shared by every replica).
+    pub store: Option<String>,
 }
 
 /// `sender_constraints.mtls`: `{"from": "peer"}` or `{"from": "xfcc", "trusted_hops": n}`.

@@ -278,6 +278,7 @@ mod tests {
             public_origin: None,
             nonce: None,
             replay_max_entries: 65536,
+            replay_in_usage_store: false,
         }
     }
 

@@ -17,6 +17,7 @@
 //! the same; "requested lease not found" → grant it, retry once.
 
 use crate::encoding::json;
+use crate::sender::replay::ProofId;
 use crate::usage::UsageId;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -25,6 +26,8 @@ use sha2::{Digest, Sha256};
 /// token (`exp` plus clock skew). Ten seconds keeps keys briefly past their token
 /// while a day of one-time tokens needs at most 8,640 leases.
 pub const LEASE_BUCKET_SECONDS: i64 = 10;
+/// What follows `usage_store.etcd.key_prefix` in the keys of DPoP proofs.
+pub const PROOF_KEY_INFIX: &str = "dpop/";
 /// The longest a lease may be asked for (a token living longer is refused by the store).
 pub const MAX_LEASE_SECONDS: i64 = 366 * 86_400;
 
@@ -49,6 +52,20 @@ impl EtcdUse {
     /// The use of token `id` (limit `limit`) valid until `expires_at` (its `exp`
     /// plus clock skew), at `now`.
     pub fn new(key_prefix: &str, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<EtcdUse, Unavailable> {
+        EtcdUse::with_key(key_prefix, &id.hex(), limit, expires_at, now)
+    }
+
+    /// A DPoP proof recorded for the mesh (SPEC §10, `replay_cache.store:
+    /// "usage_store"`): a use with limit 1 of the key `{key_prefix}dpop/` + hex of
+    /// the proof id (no proof data), leased until `expires_at` (the proof's
+    /// `iat + max_age_seconds`, plus clock skew): the transaction creates it if
+    /// absent (the proof is fresh) and otherwise finds its one use taken (a replay).
+    pub fn proof(key_prefix: &str, id: &ProofId, expires_at: i64, now: i64) -> Result<EtcdUse, Unavailable> {
+        EtcdUse::with_key(&format!("{key_prefix}{PROOF_KEY_INFIX}"), &id.hex(), 1, expires_at, now)
+    }
+
+    /// The use of key `key_prefix` + `name` (limit `limit`) until `expires_at`, at `now`.
+    fn with_key(key_prefix: &str, name: &str, limit: u64, expires_at: i64, now: i64) -> Result<EtcdUse, Unavailable> {
         let ttl_needed = expires_at.checked_sub(now).filter(|t| *t > 0 && *t <= MAX_LEASE_SECONDS);
         let Some(_) = ttl_needed else {
             return Err(Unavailable("the token's lifetime does not fit a lease".into()));
@@ -65,7 +82,7 @@ impl EtcdUse {
             .unwrap_or(1)
             .max(1);
         let mut key = key_prefix.as_bytes().to_vec();
-        key.extend_from_slice(id.hex().as_bytes());
+        key.extend_from_slice(name.as_bytes());
         Ok(EtcdUse { key, limit, lease_id, lease_ttl: bucket_end - now + LEASE_BUCKET_SECONDS })
     }
 
@@ -190,6 +207,8 @@ pub enum UseAnswer {
     Counted,
     /// The token was used `max_uses` times already: 403 `max_uses`.
     Exhausted,
+    /// The DPoP proof was recorded before, by this or another Envoy: 401 `dpop_replay`.
+    Replayed,
     /// The outcome is unknown (the use may have been counted): 503
     /// `usage_unavailable`. The text says why, for the log.
     Unavailable(String),
@@ -218,9 +237,17 @@ enum Phase {
 /// One use asked of etcd: the transaction; if the bucket's lease is missing, the
 /// lease grant and the transaction once more. Nothing is read before the
 /// transaction, so a use costs one round trip except the first of a bucket.
+///
+/// A request with a DPoP proof recorded for the mesh ([`UseCall::proof_then`])
+/// walks the proof's use first and then, once the proof is fresh, the token's:
+/// a replayed proof counts no use of its token.
 #[derive(Debug, Clone)]
 pub struct UseCall {
     the_use: EtcdUse,
+    /// Whether `the_use` is a DPoP proof (its exhaustion is a replay).
+    proof: bool,
+    /// The token's use, once the proof was recorded.
+    then: Option<EtcdUse>,
     api_prefix: String,
     phase: Phase,
 }
@@ -228,7 +255,29 @@ pub struct UseCall {
 impl UseCall {
     /// The call for `the_use` against the gateway under `api_prefix` (e.g. `/v3`).
     pub fn new(the_use: EtcdUse, api_prefix: &str) -> UseCall {
-        UseCall { the_use, api_prefix: api_prefix.to_string(), phase: Phase::Txn { retried: false } }
+        UseCall {
+            the_use,
+            proof: false,
+            then: None,
+            api_prefix: api_prefix.to_string(),
+            phase: Phase::Txn { retried: false },
+        }
+    }
+
+    /// The call that records `proof` ([`EtcdUse::proof`]), then counts `then`
+    /// (the token's use, if it has `max_uses`) when the proof was fresh.
+    pub fn proof_then(proof: EtcdUse, then: Option<EtcdUse>, api_prefix: &str) -> UseCall {
+        UseCall { proof: true, then, ..UseCall::new(proof, api_prefix) }
+    }
+
+    /// Whether the call records a DPoP proof (its answer may be [`UseAnswer::Replayed`]).
+    pub fn records_proof(&self) -> bool {
+        self.proof
+    }
+
+    /// Whether the call counts a `max_uses` use (its answer may be [`UseAnswer::Exhausted`]).
+    pub fn counts_use(&self) -> bool {
+        !self.proof || self.then.is_some()
     }
 
     /// The first call to send: the transaction.
@@ -245,7 +294,16 @@ impl UseCall {
     pub fn on_answer(&mut self, status: Option<&str>, body: &[u8]) -> Step {
         match self.phase {
             Phase::Txn { retried } => match parse_txn_answer(status, body) {
-                TxnAnswer::Counted => self.done(UseAnswer::Counted),
+                TxnAnswer::Counted => match self.then.take() {
+                    Some(next) => {
+                        self.the_use = next;
+                        self.proof = false;
+                        self.phase = Phase::Txn { retried: false };
+                        Step::Send(self.txn())
+                    }
+                    None => self.done(UseAnswer::Counted),
+                },
+                TxnAnswer::Exhausted if self.proof => self.done(UseAnswer::Replayed),
                 TxnAnswer::Exhausted => self.done(UseAnswer::Exhausted),
                 TxnAnswer::LeaseMissing if !retried => {
                     self.phase = Phase::Grant;
@@ -442,6 +500,86 @@ mod tests {
         assert!(matches!(call.on_answer(None, b""), Step::Done(UseAnswer::Unavailable(_))));
         let mut call = UseCall::new(a_use(), "/v3");
         assert_eq!(call.on_failure("timeout"), UseAnswer::Unavailable("timeout".into()));
+    }
+
+    /// Issue 24 item 3: a DPoP proof recorded for the mesh is a use with limit 1
+    /// under `{key_prefix}dpop/`: created if absent, a replay otherwise.
+    #[test]
+    fn a_proof_is_one_use_under_its_own_keys() {
+        let id = ProofId::new("jkt", "proof-1");
+        let p = EtcdUse::proof("cjwt/uses/", &id, 1_800_000_061, 1_800_000_000).unwrap();
+        let key = String::from_utf8(p.key.clone()).unwrap();
+        assert_eq!(key, format!("cjwt/uses/dpop/{}", id.hex()));
+        assert!(!key.contains("proof-1") && !key.contains("jkt"), "no proof data in the key");
+        assert_eq!(p.limit, 1);
+        assert!(1_800_000_000 + p.lease_ttl >= 1_800_000_061 + LEASE_BUCKET_SECONDS, "the lease outlives the proof");
+        let u = EtcdUse::new("cjwt/uses/", &UsageId::new("https://i", "proof-1"), 1, 1_800_000_061, 1_800_000_000);
+        assert_ne!(p.lease_id, u.unwrap().lease_id, "proofs and uses have their own leases");
+        let body: Value = serde_json::from_str(&p.txn_body()).unwrap();
+        assert_eq!(body["compare"][0]["target"], "CREATE");
+        assert_eq!(body["compare"][0]["createRevision"], "0");
+        assert_eq!(body["success"][0]["requestPut"]["lease"], p.lease_id.to_string());
+        assert_eq!(body["failure"][0]["requestTxn"]["compare"][0]["version"], "1", "a second put never happens");
+        assert!(EtcdUse::proof("p/", &id, 100, 100).is_err(), "an expired proof has no lease");
+    }
+
+    /// The proof first, then the token's use; a replayed proof ends the call
+    /// (no use counted), a failure at any step is unavailable.
+    #[test]
+    fn a_proof_call_records_the_proof_then_counts_the_use() {
+        let send = |step: Step| match step {
+            Step::Send(call) => call,
+            Step::Done(answer) => panic!("expected a call, got {answer:?}"),
+        };
+        let proof = || EtcdUse::proof("cjwt/uses/", &ProofId::new("k", "j"), 1_800_000_061, 1_800_000_000).unwrap();
+        let proof_key = b64_std(&proof().key);
+        let use_key = b64_std(&a_use().key);
+        let key_of = |call: &EtcdCall| {
+            let body: Value = serde_json::from_str(&call.body).unwrap();
+            body["compare"][0]["key"].as_str().unwrap().to_string()
+        };
+        // Fresh proof, no max_uses: one transaction.
+        let mut call = UseCall::proof_then(proof(), None, "/v3");
+        assert!(call.records_proof() && !call.counts_use());
+        assert!(UseCall::proof_then(proof(), Some(a_use()), "/v3").counts_use());
+        assert!(!UseCall::new(a_use(), "/v3").records_proof());
+        assert_eq!(key_of(&call.first()), proof_key);
+        assert_eq!(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()), Step::Done(UseAnswer::Counted));
+        // Replayed proof: its one use is taken.
+        let mut call = UseCall::proof_then(proof(), Some(a_use()), "/v3");
+        assert_eq!(call.on_answer(Some("200"), RECORDED_EXHAUSTED.1.as_bytes()), Step::Done(UseAnswer::Replayed));
+        // Fresh proof then the token's use: counted, or exhausted (max_uses).
+        let mut call = UseCall::proof_then(proof(), Some(a_use()), "/v3");
+        let next = send(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()));
+        assert_eq!((next.path.as_str(), key_of(&next)), ("/v3/kv/txn", use_key.clone()));
+        assert_eq!(call.on_answer(Some("200"), RECORDED_SECOND.1.as_bytes()), Step::Done(UseAnswer::Counted));
+        let mut call = UseCall::proof_then(proof(), Some(a_use()), "/v3");
+        let _ = send(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()));
+        assert_eq!(call.on_answer(Some("200"), RECORDED_EXHAUSTED.1.as_bytes()), Step::Done(UseAnswer::Exhausted));
+        // The proof's lease missing: granted, the proof again, then the use (whose lease may be missing too).
+        let mut call = UseCall::proof_then(proof(), Some(a_use()), "/v3");
+        let grant = send(call.on_answer(Some(RECORDED_LEASE_MISSING.0), RECORDED_LEASE_MISSING.1.as_bytes()));
+        assert_eq!(grant.path, "/v3/lease/grant");
+        let granted = format!(r#"{{"header":{{"revision":"1"}},"ID":"{}","TTL":"100"}}"#, proof().lease_id);
+        assert_eq!(key_of(&send(call.on_answer(Some("200"), granted.as_bytes()))), proof_key);
+        assert_eq!(key_of(&send(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()))), use_key);
+        let grant = send(call.on_answer(Some(RECORDED_LEASE_MISSING.0), RECORDED_LEASE_MISSING.1.as_bytes()));
+        let body: Value = serde_json::from_str(&grant.body).unwrap();
+        assert_eq!(body["ID"], a_use().lease_id.to_string(), "the use's own lease");
+        // Unavailable at the proof or at the use: unavailable, nothing allowed.
+        for failing_step in 0..2 {
+            let mut call = UseCall::proof_then(proof(), Some(a_use()), "/v3");
+            if failing_step == 1 {
+                let _ = send(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()));
+            }
+            assert!(matches!(call.on_answer(Some("503"), b"{}"), Step::Done(UseAnswer::Unavailable(_))));
+        }
+        let mut call = UseCall::proof_then(proof(), None, "/v3");
+        assert!(matches!(call.on_failure("timeout"), UseAnswer::Unavailable(_)));
+        assert!(matches!(
+            call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()),
+            Step::Done(UseAnswer::Unavailable(_))
+        ));
     }
 
     /// Hostile answers: wrong types, negative or huge numbers, deep nesting,
