@@ -230,8 +230,18 @@ pub fn send_with_body(
 ) -> Response {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    let src: SocketAddr = format!("{source}:0").parse().unwrap();
-    socket.bind(&src.into()).unwrap();
+    // The client closes first (it does not wait for EOF), so each request leaves a
+    // TIME_WAIT socket on its source port for 60 s. A port bound before connecting
+    // is chosen without looking at the destination, so those ports cannot be
+    // taken again: the soak's thousand requests a second ran out of ephemeral
+    // ports in seconds. From 127.0.0.1 the port is chosen at connect time, per
+    // destination, where Linux reuses TIME_WAIT ports on loopback (tcp_tw_reuse);
+    // another source address (a test of `ip` constraints) is bound first.
+    if source != "127.0.0.1" {
+        socket.set_reuse_address(true).unwrap();
+        let src: SocketAddr = format!("{source}:0").parse().unwrap();
+        socket.bind(&src.into()).unwrap();
+    }
     let dst: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     socket.connect_timeout(&dst.into(), Duration::from_secs(5)).unwrap();
     let mut stream: TcpStream = socket.into();
