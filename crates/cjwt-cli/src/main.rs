@@ -4,6 +4,18 @@
 //! Exit codes: 0 success / allowed; 1 error (bad arguments, files, configuration);
 //! 3 refused with 401; 4 refused with 403.
 
+/// `println!` that ends the process quietly (exit 141, as a shell reports
+/// SIGPIPE) when standard output is gone, as in `cjwt explain … | head -1`,
+/// instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
+
 mod commands;
 mod values;
 

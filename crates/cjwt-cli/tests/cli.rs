@@ -554,3 +554,23 @@ fn base64_standard(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// `cjwt inspect … | head -0`: standard output closed before anything is
+/// written ends the command quietly (exit 141, as for SIGPIPE), never a panic.
+#[test]
+fn a_closed_stdout_ends_quietly_without_a_panic() {
+    let dir = tmp("epipe");
+    let (pem, _) = keygen(&dir, "EdDSA", "k1");
+    let token = stdout(&cjwt(&["mint", "--key", &pem, "--iss", "https://i", "--ttl", "1h"]));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cjwt"))
+        .args(["inspect", &token])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the process has started writing.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
+}

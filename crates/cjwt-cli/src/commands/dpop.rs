@@ -50,6 +50,6 @@ pub fn run(a: Args) -> Result<u8, String> {
         &random_hex(16),
         a.nonce.as_deref(),
     )?;
-    println!("{proof}");
+    out!("{proof}");
     Ok(0)
 }

@@ -129,30 +129,30 @@ pub fn run(a: Args) -> Result<u8, String> {
             // was recorded before, 403 `max_uses` when used up, 503
             // `usage_unavailable` when it does not answer in time.
             match pending {
-                Some((true, true)) => println!(
+                Some((true, true)) => out!(
                     "allow if the usage store records this DPoP proof and counts this use (else refuse 401 dpop_replay, 403 max_uses, or 503 usage_unavailable)"
                 ),
-                Some((true, false)) => println!(
+                Some((true, false)) => out!(
                     "allow if the usage store records this DPoP proof as new (else refuse 401 dpop_replay, or 503 usage_unavailable)"
                 ),
-                Some((false, _)) => println!(
+                Some((false, _)) => out!(
                     "allow if the usage store counts this use (else refuse 403 max_uses, or 503 usage_unavailable)"
                 ),
-                None => println!("allow"),
+                None => out!("allow"),
             }
             if let Some(t) = token {
                 let provider = engine.config.providers.get(t.provider).map(|p| p.name.as_str()).unwrap_or("?");
-                println!("issuer: {}  (provider {provider})", t.issuer());
+                out!("issuer: {}  (provider {provider})", t.issuer());
             }
             Ok(0)
         }
         Decision::Deny(d) => {
-            println!("refuse {} {}", d.reason.status(), d.reason.code());
+            out!("refuse {} {}", d.reason.status(), d.reason.code());
             Ok(if d.reason.status() == 401 { 3 } else { 4 })
         }
         // `mode: dry_run`: Envoy forwards the request and only counts the refusal.
         Decision::DryRunDeny(d) => {
-            println!("allow (dry_run: would refuse {} {})", d.reason.status(), d.reason.code());
+            out!("allow (dry_run: would refuse {} {})", d.reason.status(), d.reason.code());
             Ok(0)
         }
     }

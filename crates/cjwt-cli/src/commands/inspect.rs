@@ -23,11 +23,11 @@ pub fn run(a: Args) -> Result<u8, String> {
     };
     let header = decode(h, "header")?;
     let payload = decode(p, "payload")?;
-    println!("header (not verified):\n{}", serde_json::to_string_pretty(&header).map_err(|e| e.to_string())?);
-    println!("claims (not verified):\n{}", serde_json::to_string_pretty(&payload).map_err(|e| e.to_string())?);
+    out!("header (not verified):\n{}", serde_json::to_string_pretty(&header).map_err(|e| e.to_string())?);
+    out!("claims (not verified):\n{}", serde_json::to_string_pretty(&payload).map_err(|e| e.to_string())?);
     for name in ["iat", "nbf", "exp"] {
         if let Some(ts) = payload.get(name).and_then(Value::as_f64) {
-            println!("{name}: {}", utc(ts as i64));
+            out!("{name}: {}", utc(ts as i64));
         }
     }
     Ok(0)

@@ -37,7 +37,7 @@ pub fn run(a: Args) -> Result<u8, String> {
     } else {
         std::fs::write(&public, format!("{jwks}\n")).map_err(|e| format!("{}: {e}", public.display()))?;
     }
-    println!("{}\n{}", private.display(), public.display());
+    out!("{}\n{}", private.display(), public.display());
     Ok(0)
 }
 

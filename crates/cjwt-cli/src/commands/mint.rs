@@ -171,7 +171,7 @@ pub fn run(a: Args) -> Result<u8, String> {
     if !cnf.is_empty() {
         claims.insert("cnf".into(), Value::Object(cnf));
     }
-    println!("{}", mint(&key, a.kid.as_deref(), &Value::Object(claims)));
+    out!("{}", mint(&key, a.kid.as_deref(), &Value::Object(claims)));
     Ok(0)
 }
 

@@ -91,6 +91,6 @@ pub fn run(a: Args) -> Result<u8, String> {
     claims.insert("exp".into(), json!(now.saturating_add(a.exp)));
     claims.insert("ttl".into(), json!(a.ttl));
     claims.insert("status_list".into(), claim);
-    println!("{}", mint_raw(&key, &Value::Object(header).to_string(), &Value::Object(claims).to_string()));
+    out!("{}", mint_raw(&key, &Value::Object(header).to_string(), &Value::Object(claims).to_string()));
     Ok(0)
 }
