@@ -18,8 +18,8 @@ use cjwt_core::config::Config;
 use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::keys::host_crypto::HostCrypto;
 use cjwt_core::outcome::metrics::Counter;
-use cjwt_core::revocation::fetcher::{ListCommand, ListOutcome, ListRequest, STALE_MARGIN_SECONDS};
-use cjwt_core::revocation::status_list::{shared_name, verify_fetched, LastGood};
+use cjwt_core::revocation::fetcher::{install_last_good, ListCommand, ListOutcome, ListRequest, STALE_MARGIN_SECONDS};
+use cjwt_core::revocation::status_list::{shared_name, LastGood};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
@@ -110,17 +110,11 @@ pub fn load_last_good(
         let Some(name) = shared_name(config, list) else { continue };
         let Ok((Some(stored), _)) = hostcalls::get_shared_data(&name) else { continue };
         let Some(last) = LastGood::decode(&stored) else { continue };
-        match verify_fetched(config, list, &*keys, crypto, last.body, last.fetched_at, now) {
-            Ok(verified) => {
-                let entries = verified.len();
-                match keys.set_status_list(list, verified) {
-                    Ok(()) => {
-                        log::info!("cjwt: status list {list}: {entries} entries from the last good copy");
-                        if let Ok(mut lists) = lists.try_borrow_mut() {
-                            lists.adopted(list, last.fetched_at);
-                        }
-                    }
-                    Err(e) => log::info!("cjwt: the last good copy of status list {list} is not used: {e}"),
+        match install_last_good(config, list, keys, crypto, last, now) {
+            Ok(entries) => {
+                log::info!("cjwt: status list {list}: {entries} entries from the last good copy");
+                if let Ok(mut lists) = lists.try_borrow_mut() {
+                    lists.adopted(list, last.fetched_at);
                 }
             }
             Err(e) => log::info!("cjwt: the last good copy of status list {list} is not usable: {e}"),
@@ -143,14 +137,8 @@ fn adopt_shared(shared: &Shared, list: usize, now: i64) {
     }
     let Ok((Some(stored), _)) = hostcalls::get_shared_data(&name) else { return };
     let Some(last) = LastGood::decode(&stored) else { return };
-    match verify_fetched(&engine.config, list, &*keys, &shared.crypto, last.body, last.fetched_at, now) {
-        Ok(verified) => match keys.set_status_list(list, verified) {
-            Ok(()) => lists.adopted(list, last.fetched_at),
-            Err(e) => {
-                log::info!("cjwt: the shared copy of status list {list} is not used: {e}");
-                lists.seen(list, fetched_at);
-            }
-        },
+    match install_last_good(&engine.config, list, &mut keys, &shared.crypto, last, now) {
+        Ok(_) => lists.adopted(list, last.fetched_at),
         Err(e) => {
             log::info!("cjwt: the shared copy of status list {list} is not usable: {e}");
             // Not tried again: the next copy has another version.

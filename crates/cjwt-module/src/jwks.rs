@@ -22,8 +22,8 @@ use cjwt_core::jwks::store::{shared_name as key_set_name, KeyStore};
 use cjwt_core::keys::host_crypto::HostCrypto;
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::request::host::clock;
-use cjwt_core::revocation::fetcher::{ListCommand, ListFetcher, ListOutcome, ListRequest};
-use cjwt_core::revocation::status_list::{shared_name, verify_fetched, LastGood};
+use cjwt_core::revocation::fetcher::{install_last_good, ListCommand, ListFetcher, ListOutcome, ListRequest};
+use cjwt_core::revocation::status_list::{shared_name, LastGood};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
@@ -356,18 +356,9 @@ pub fn load_last_good(config: &Config, keys: &mut KeyStore, crypto: &dyn HostCry
         else {
             continue;
         };
-        match verify_fetched(config, list, &*keys, crypto, last.body, last.fetched_at, now) {
-            Ok(verified) => {
-                let entries = verified.len();
-                match keys.set_status_list(list, verified) {
-                    Ok(()) => log(
-                        Level::Info,
-                        &format!("cjwt: status list {list}: {entries} entries from the last good copy"),
-                    ),
-                    Err(e) => {
-                        log(Level::Info, &format!("cjwt: the last good copy of status list {list} is not used: {e}"))
-                    }
-                }
+        match install_last_good(config, list, keys, crypto, last, now) {
+            Ok(entries) => {
+                log(Level::Info, &format!("cjwt: status list {list}: {entries} entries from the last good copy"))
             }
             Err(e) => log(Level::Info, &format!("cjwt: the last good copy of status list {list} is not usable: {e}")),
         }

@@ -20,7 +20,7 @@
 //! fetch), and the version of each list in use (its fetch time) tells the
 //! adapter which copies are new.
 
-use super::status_list::verify_status_list;
+use super::status_list::{verify_fetched, verify_status_list, LastGood};
 use crate::config::Config;
 use crate::jwks::slot::{GaveUp, Slot};
 use crate::jwks::store::KeyStore;
@@ -289,4 +289,22 @@ impl ListFetcher {
         }
         Some((list, outcome))
     }
+}
+
+/// Verifies a last good copy of `list` (handed on by another VM or an earlier
+/// configuration) at `now` and puts it in `store`, unless it is older than the
+/// list in use there (no rollback). Returns its number of entries, or why it
+/// is not used.
+pub fn install_last_good(
+    config: &Config,
+    list: usize,
+    store: &mut KeyStore,
+    crypto: &dyn HostCrypto,
+    last: LastGood<'_>,
+    now: i64,
+) -> Result<u64, String> {
+    let verified = verify_fetched(config, list, &*store, crypto, last.body, last.fetched_at, now)?;
+    let entries = verified.len();
+    store.set_status_list(list, verified)?;
+    Ok(entries)
 }

@@ -63,15 +63,14 @@ fn hex_decode(hex: &[u8]) -> Option<Vec<u8>> {
 /// [`Reason::CertificateHeaderMalformed`]; fewer elements than `trusted_hops`,
 /// or an element without exactly one `Hash`, is [`Reason::CertificateRequired`].
 pub fn xfcc_hash(host: &dyn Host, trusted_hops: u32) -> Result<Vec<u8>, Reason> {
-    let mut elements: Vec<&[u8]> = Vec::new();
+    let mut elements: Vec<Pairs<'_>> = Vec::new();
     for value in header_values(host, XFCC) {
         elements.extend(xfcc_elements(value).ok_or(Reason::CertificateHeaderMalformed)?);
     }
     let hops = usize::try_from(trusted_hops).map_err(|_| Reason::CertificateRequired)?;
     let index = elements.len().checked_sub(hops).ok_or(Reason::CertificateRequired)?;
     let element = elements.get(index).ok_or(Reason::CertificateRequired)?;
-    let mut hashes =
-        element_pairs(element).filter_map(|(key, value)| key.eq_ignore_ascii_case(b"hash").then_some(value));
+    let mut hashes = element.iter().filter_map(|(key, value)| key.eq_ignore_ascii_case(b"hash").then_some(*value));
     let hash = hashes.next().ok_or(Reason::CertificateRequired)?;
     if hashes.next().is_some() {
         return Err(Reason::CertificateRequired);
@@ -79,9 +78,12 @@ pub fn xfcc_hash(host: &dyn Host, trusted_hops: u32) -> Result<Vec<u8>, Reason> 
     Ok(unquote(hash).to_vec())
 }
 
+/// One element's `(key, value)` pairs, trimmed.
+type Pairs<'a> = Vec<(&'a [u8], &'a [u8])>;
+
 /// The elements of one XFCC value, or `None` when the value is not well formed
 /// or reads differently from the right than from the left.
-fn xfcc_elements(value: &[u8]) -> Option<Vec<&[u8]>> {
+fn xfcc_elements(value: &[u8]) -> Option<Vec<Pairs<'_>>> {
     let from_left = commas_from_left(value)?;
     let mut from_right = commas_from_right(value)?;
     from_right.reverse();
@@ -91,11 +93,7 @@ fn xfcc_elements(value: &[u8]) -> Option<Vec<&[u8]>> {
     let mut elements = Vec::with_capacity(from_left.len() + 1);
     let mut start = 0;
     for comma in from_left.iter().copied().chain(std::iter::once(value.len())) {
-        let element = trim(value.get(start..comma)?);
-        if !well_formed_element(element) {
-            return None;
-        }
-        elements.push(element);
+        elements.push(element_pairs(trim(value.get(start..comma)?))?);
         start = comma + 1;
     }
     Some(elements)
@@ -147,25 +145,23 @@ fn commas_from_right(value: &[u8]) -> Option<Vec<usize>> {
     (!quoted).then_some(commas)
 }
 
-/// One element: `key=value` pairs separated by `;`; a key is a token, a value
-/// is bare (no `"`, `\`, `;`, `,`) or one quoted string followed only by
-/// whitespace. An empty element is not well formed.
-fn well_formed_element(element: &[u8]) -> bool {
-    let mut pairs = 0;
+/// The pairs of one element, or `None` when it is not well formed: `key=value`
+/// pairs separated by `;`; a key is a token, a value is bare (no `"`, `\`,
+/// `;`, `,`) or one quoted string followed only by whitespace. An empty element
+/// is not well formed.
+fn element_pairs(element: &[u8]) -> Option<Pairs<'_>> {
+    let mut pairs = Vec::new();
     for pair in split_unquoted(element, b';') {
-        pairs += 1;
-        let Some(eq) = pair.iter().position(|b| *b == b'=') else {
-            return false;
-        };
+        let eq = pair.iter().position(|b| *b == b'=')?;
         let (key, value) = pair.split_at(eq);
-        let key = trim(key);
-        let value = trim(value.get(1..).unwrap_or_default());
+        let (key, value) = (trim(key), trim(value.get(1..).unwrap_or_default()));
         let token = |c: &u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c);
         if key.is_empty() || !key.iter().all(token) || !well_formed_value(value) {
-            return false;
+            return None;
         }
+        pairs.push((key, value));
     }
-    pairs > 0
+    (!pairs.is_empty()).then_some(pairs)
 }
 
 fn well_formed_value(value: &[u8]) -> bool {
@@ -184,15 +180,6 @@ fn well_formed_value(value: &[u8]) -> bool {
         }
         bare => !bare.iter().any(|b| matches!(b, b'"' | b'\\' | b';' | b',')),
     }
-}
-
-/// The `(key, value)` pairs of a well-formed element, trimmed.
-fn element_pairs(element: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    split_unquoted(element, b';').filter_map(|pair| {
-        let eq = pair.iter().position(|b| *b == b'=')?;
-        let (key, value) = pair.split_at(eq);
-        Some((trim(key), trim(value.get(1..)?)))
-    })
 }
 
 /// Splits at `sep` outside double quotes (a backslash escapes inside quotes);
