@@ -32,6 +32,7 @@ pub mod encoding;
 pub mod engine;
 pub mod jwks;
 pub mod keys;
+pub mod lifecycle;
 pub mod outcome;
 pub mod policy;
 pub mod reason;

@@ -126,6 +126,10 @@ impl EnvoyCrypto {
 }
 
 impl cjwt_core::keys::host_crypto::HostCrypto for EnvoyCrypto {
+    fn calls(&self) -> u64 {
+        self.calls.get()
+    }
+
     /// RS* and ES* with a DER key go to Envoy's `verify_signature`; a signature
     /// that cannot be valid for the algorithm is refused without a call.
     fn verify(

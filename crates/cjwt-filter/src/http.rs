@@ -1,16 +1,19 @@
-//! One HTTP stream: read the request, ask the core, then forward or refuse.
+//! One HTTP stream: read the request, run the core's request lifecycle
+//! (`cjwt_core::lifecycle::request`), and execute its steps with proxy-wasm
+//! hostcalls. Nothing here decides.
 
 use super::host::{host_now, ProxyHost, SharedDataCounter, SharedDataReplay};
 use super::jwks;
 use super::state::{Shared, Waiter};
 use super::usage;
-use cjwt_core::outcome::metrics::Counter;
+use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step};
 use cjwt_core::outcome::plan::{self, Act, Plan};
 use cjwt_core::outcome::response::Refusal;
+use cjwt_core::outcome::Level;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// One HTTP stream's context.
@@ -22,7 +25,14 @@ pub struct CjwtHttp {
 impl CjwtHttp {
     /// The stream `context_id` of a VM configured with `shared` (`None`: not configured).
     pub fn new(context_id: u32, shared: Option<Rc<Shared>>) -> CjwtHttp {
-        CjwtHttp { shared, me: Waiter { context: context_id, allowed: Rc::new(Cell::new(false)) } }
+        CjwtHttp {
+            shared,
+            me: Waiter {
+                context: context_id,
+                allowed: Rc::new(Cell::new(false)),
+                flow: Rc::new(RefCell::new(RequestFlow::new())),
+            },
+        }
     }
 
     /// Body and trailers pass only once the request is allowed; until then
@@ -68,7 +78,7 @@ impl HttpContext for CjwtHttp {
         if super::vm_bench::answer(&shared) {
             return Action::Pause;
         }
-        let action = process(&shared, &self.me, true);
+        let action = start(&shared, &self.me);
         self.me.allowed.set(action == Action::Continue);
         action
     }
@@ -82,61 +92,117 @@ impl HttpContext for CjwtHttp {
     }
 }
 
-/// Decides the current request (`me`) and acts on the core's plan. With
-/// `may_wait_for_keys`, a request refused only because its provider's keys are
-/// missing waits (paused) for a key fetch instead; [`answer_waiters`] decides it
-/// again without waiting. A request allowed but for its use waits (paused) for
-/// the usage store (usage.rs).
-pub fn process(shared: &Shared, me: &Waiter, may_wait_for_keys: bool) -> Action {
+/// Starts the flow of the current request (`me`) and executes its steps. A
+/// request that lacks its provider's keys asks the VM's remote state whether
+/// it waits (jwks.rs); the requests a key set taken over released are decided
+/// after this one.
+fn start(shared: &Shared, me: &Waiter) -> Action {
     let Some(host) = ProxyHost::read() else {
         log::error!("cjwt: the host clock cannot be read; refusing");
         return send(&plan::unavailable());
     };
-    let (Ok(mut engine), Ok(keys)) = (shared.engine.try_borrow_mut(), shared.keys.try_borrow()) else {
-        return send(&plan::unavailable());
-    };
-    let host_calls = shared.crypto.calls.get();
-    let mut outcome = engine.decide_with(&host, &*keys, &shared.crypto, &mut SharedDataCounter, &mut SharedDataReplay);
-    drop(keys);
-    shared.metrics.add(Counter::VerifyHost, shared.crypto.calls.get().saturating_sub(host_calls));
-    if let Some(provider) = plan::awaits_keys(&outcome.decision) {
-        if may_wait_for_keys {
-            drop(engine);
-            // Another worker may have the keys already: take its set over and decide again.
-            if let Some(released) = host_now().and_then(|now| jwks::adopt_shared(shared, provider, now)) {
-                answer_waiters(shared, released);
-                let _ = hostcalls::set_effective_context(me.context);
-                return process(shared, me, may_wait_for_keys);
-            }
-            if jwks::wait_for_keys(shared, provider, Some(me)) {
-                // Counted when it is decided again, not now.
-                return Action::Pause;
-            }
-            let Ok(engine) = shared.engine.try_borrow_mut() else {
-                return send(&plan::unavailable());
-            };
-            let plan = plan::plan(&engine.config, &outcome, &host);
-            drop(engine);
-            return execute(shared, plan);
+    let mut released = Vec::new();
+    let step = {
+        let Ok(mut flow) = me.flow.try_borrow_mut() else {
+            return send(&plan::unavailable());
+        };
+        let mut step = with_env(shared, &host, |engine, env| flow.start(engine, env, usage::now_ms()));
+        while let Some(Step::KeysMissing { provider }) = step {
+            let wait = wait_for_keys(shared, me, provider, &mut released);
+            step = with_env(shared, &host, |engine, env| flow.on_key_wait(engine, env, wait, usage::now_ms()));
         }
-    }
-    if let (Some(call), Some(store)) = (outcome.pending_use.take(), engine.config.usage_store.clone()) {
-        drop(engine);
-        return usage::start(shared, &store, me, outcome, call);
-    }
-    let plan = plan::plan(&engine.config, &outcome, &host);
-    drop(engine);
-    execute(shared, plan)
+        step
+    };
+    let action = run(shared, me, &host, step);
+    answer_waiters(shared, released);
+    action
 }
 
-/// Executes a plan: counters, the log line, then forward (after the header
+/// Runs `f` with the engine and what the core reads for one decision.
+fn with_env<R>(
+    shared: &Shared,
+    host: &ProxyHost,
+    f: impl FnOnce(&mut cjwt_core::engine::Engine, Env<'_>) -> R,
+) -> Option<R> {
+    let (Ok(mut engine), Ok(keys)) = (shared.engine.try_borrow_mut(), shared.keys.try_borrow()) else {
+        return None;
+    };
+    let env = Env {
+        host,
+        keys: &*keys,
+        crypto: &shared.crypto,
+        counter: &mut SharedDataCounter,
+        replay: &mut SharedDataReplay,
+    };
+    Some(f(&mut engine, env))
+}
+
+/// The VM's answer to a request lacking `provider`'s keys: another worker's
+/// set taken over (decide again; the requests it released are added to
+/// `released`), a fetch to wait for, or neither.
+fn wait_for_keys(shared: &Shared, me: &Waiter, provider: usize, released: &mut Vec<Waiter>) -> KeyWait {
+    if let Some(others) = host_now().and_then(|now| jwks::adopt_shared(shared, provider, now)) {
+        released.extend(others);
+        return KeyWait::DecideAgain;
+    }
+    if jwks::wait_for_keys(shared, provider, Some(me)) {
+        KeyWait::Wait
+    } else {
+        KeyWait::DoNotWait
+    }
+}
+
+/// Executes one step of the current request (`me`): act on a plan, stay
+/// paused, or send a usage-store call (one that cannot be sent is the flow's
+/// failure at once).
+pub fn run(shared: &Shared, me: &Waiter, host: &ProxyHost, step: Option<Step>) -> Action {
+    match step {
+        Some(Step::Act(plan)) => execute(shared, plan),
+        Some(Step::AwaitKeys | Step::Nothing) => Action::Pause,
+        Some(Step::AwaitStore(call)) => match usage::dispatch(shared, &call, me) {
+            Ok(()) => Action::Pause,
+            Err(why) => {
+                let step = match (me.flow.try_borrow_mut(), shared.engine.try_borrow()) {
+                    (Ok(mut flow), Ok(engine)) => Some(flow.on_store_failure(&engine, host, &why)),
+                    _ => None,
+                };
+                run(shared, me, host, step)
+            }
+        },
+        // Answered in `start`; never returned later.
+        Some(Step::KeysMissing { .. }) | None => send(&plan::unavailable()),
+    }
+}
+
+/// Executes a step taken in a later callback for a paused request (`waiter`,
+/// made current by the caller): resumes it if allowed, leaves it paused while
+/// the flow waits on.
+pub fn resume(shared: &Shared, waiter: &Waiter, host: &ProxyHost, step: Option<Step>) {
+    if matches!(step, Some(Step::Nothing)) {
+        return;
+    }
+    let action = run(shared, waiter, host, step);
+    if action == Action::Pause && waiter.flow.try_borrow().is_ok_and(|f| f.awaits_store()) {
+        return;
+    }
+    let allowed = action == Action::Continue;
+    waiter.allowed.set(allowed);
+    if allowed {
+        let _ = hostcalls::resume_http_request();
+    }
+}
+
+/// Executes a plan: counters, the log lines, then forward (after the header
 /// operations) or refuse.
-pub fn execute(shared: &Shared, plan: Plan) -> Action {
+fn execute(shared: &Shared, plan: Plan) -> Action {
     for counter in &plan.counters {
         shared.metrics.bump(*counter);
     }
-    if let Some(line) = &plan.log {
-        log::info!("{line}");
+    for (level, line) in &plan.logs {
+        match level {
+            Level::Info => log::info!("{line}"),
+            Level::Warn => log::warn!("{line}"),
+        }
     }
     for (field, value) in &plan.audit {
         // Filter state `wasm.cjwt.<field>` for the access log (SPEC §12); best effort.
@@ -174,16 +240,16 @@ pub fn answer_waiters(shared: &Shared, waiters: Vec<Waiter>) {
         if hostcalls::set_effective_context(waiter.context).is_err() {
             continue;
         }
-        let action = process(shared, &waiter, false);
-        // Paused again: it waits for the usage store now, which resumes it.
-        if action == Action::Pause && shared.usage.try_borrow().is_ok_and(|w| w.iter().any(|w| w.is(&waiter))) {
+        let Some(host) = ProxyHost::read() else {
+            waiter.allowed.set(false);
+            send(&plan::unavailable());
             continue;
-        }
-        let allowed = action == Action::Continue;
-        waiter.allowed.set(allowed);
-        if allowed {
-            let _ = hostcalls::resume_http_request();
-        }
+        };
+        let step = match waiter.flow.try_borrow_mut() {
+            Ok(mut flow) => with_env(shared, &host, |engine, env| flow.on_keys(engine, env, usage::now_ms())),
+            Err(_) => None,
+        };
+        resume(shared, &waiter, &host, step);
     }
     // Back to the root context (the caller's): a fetch started after this must not
     // be dispatched as the last waiter's stream.
@@ -202,7 +268,7 @@ fn fault_injection() {
 }
 
 /// Sends a local reply and stops the request; it never reaches the upstream.
-pub fn send(r: &Refusal) -> Action {
+fn send(r: &Refusal) -> Action {
     let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _ = hostcalls::send_http_response(r.status, headers, Some(r.body.as_bytes()));
     Action::Pause

@@ -31,7 +31,7 @@ use super::lease::{lease_held_by_other, release_lease, take_lease};
 use super::state::{Shared, Waiter};
 use cjwt_core::jwks::fetcher::{Command, FetchOutcome, FetchRequest, Released, WaitDecision, STALE_MARGIN_SECONDS};
 use cjwt_core::jwks::store::shared_name;
-use cjwt_core::outcome::metrics::Counter;
+use cjwt_core::lifecycle::remote::{key_fetch_ended, not_dispatched};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 use std::time::Duration;
@@ -213,9 +213,7 @@ pub fn adopt_shared(shared: &Shared, provider: usize, now: i64) -> Option<Vec<Wa
     let Ok((Some(body), _)) = hostcalls::get_shared_data(&name) else { return None };
     match fetcher.adopt(provider, &body, version, fetched_at, now, &engine.config, &mut keys)? {
         Ok(released) => {
-            if let FetchOutcome::KeysAdopted { keys } = released.outcome {
-                log::info!("cjwt: JWKS for provider {provider}: {keys} key(s) from the set another worker fetched");
-            }
+            shared.apply(key_fetch_ended(provider, &released.outcome));
             Some(released.waiters)
         }
         Err(e) => {
@@ -276,11 +274,8 @@ fn dispatch(shared: &Shared, request: FetchRequest, now: i64) -> Vec<Waiter> {
             Vec::new()
         }
         Err(e) => {
-            log::warn!(
-                "cjwt: JWKS fetch for provider {} not dispatched ({e}); is cluster {:?} defined?",
-                request.provider,
-                request.cluster
-            );
+            let what = format!("JWKS for provider {}", request.provider);
+            shared.apply([not_dispatched(&what, &request.cluster, &e)]);
             if let Some(name) = &name {
                 release_lease(name, shared.lease_tag);
             }
@@ -298,33 +293,7 @@ fn dispatch(shared: &Shared, request: FetchRequest, now: i64) -> Vec<Waiter> {
 /// root). Returns the requests released.
 fn finish(shared: &Shared, ended: Released<Waiter>, stream: Option<u32>, now: i64) -> Vec<Waiter> {
     let Released { provider, outcome, mut waiters, start } = ended;
-    match &outcome {
-        FetchOutcome::KeysLoaded { keys, skipped } => {
-            log::info!("cjwt: JWKS for provider {provider}: {keys} key(s) loaded, {skipped} skipped");
-        }
-        FetchOutcome::Discovered { jwks_path } => {
-            log::info!("cjwt: OIDC discovery for provider {provider}: JWKS at {jwks_path}");
-        }
-        FetchOutcome::KeysRefused { reason } => {
-            log::warn!("cjwt: JWKS for provider {provider} refused, previous keys kept: {reason}");
-        }
-        FetchOutcome::DiscoveryRefused { reason } => {
-            log::warn!("cjwt: OIDC discovery for provider {provider} failed, previous keys kept: {reason}");
-        }
-        FetchOutcome::NeverAnswered => log::warn!("cjwt: JWKS fetch for provider {provider} never answered; given up"),
-        // Logged where the host refused it, with the host's error.
-        FetchOutcome::NotDispatched => {}
-        FetchOutcome::KeysAdopted { .. } => {}
-        FetchOutcome::ElsewhereFailed => {
-            log::info!("cjwt: JWKS fetch for provider {provider} by another worker failed; previous keys kept")
-        }
-        FetchOutcome::ElsewhereTimedOut => {
-            log::warn!("cjwt: JWKS fetch for provider {provider} by another worker brought no keys; fetching here")
-        }
-    }
-    if let Some(ok) = outcome.fetch_ok() {
-        shared.metrics.bump(if ok { Counter::JwksFetchOk } else { Counter::JwksFetchFailed });
-    }
+    shared.apply(key_fetch_ended(provider, &outcome));
     if let Some(request) = start {
         waiters.extend(match stream {
             Some(stream) => ask_root(shared, request, stream, now),

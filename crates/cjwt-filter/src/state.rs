@@ -6,6 +6,8 @@
 use super::host::EnvoyCrypto;
 use super::metrics::Metrics;
 use cjwt_core::engine::Engine;
+use cjwt_core::lifecycle::remote::Effect;
+use cjwt_core::outcome::Level;
 use cjwt_core::jwks::fetcher::{FetchRequest, Fetcher};
 use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::revocation::fetcher::ListFetcher;
@@ -42,8 +44,8 @@ pub struct Shared {
     pub usage: RefCell<Vec<super::usage::UsageWait>>,
 }
 
-/// A stream, as a paused request waiting for keys is remembered: the fetch
-/// answer decides it and sets `allowed`. Until `allowed` is set, request body and
+/// A stream, as a paused request is remembered (waiting for keys or for the
+/// usage store): the answer takes its flow's next step and sets `allowed`. Until `allowed` is set, request body and
 /// trailers are held (no body callback's answer may release the request).
 #[derive(Debug, Clone)]
 pub struct Waiter {
@@ -51,4 +53,19 @@ pub struct Waiter {
     pub context: u32,
     /// Whether the request was allowed (shared with the stream's context).
     pub allowed: Rc<Cell<bool>>,
+    /// The request's lifecycle (shared with the stream's context).
+    pub flow: Rc<RefCell<cjwt_core::lifecycle::request::RequestFlow>>,
+}
+
+impl Shared {
+    /// Executes what the core asks of the host: log lines and counters.
+    pub fn apply(&self, effects: impl IntoIterator<Item = Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Log(Level::Info, line) => log::info!("{line}"),
+                Effect::Log(Level::Warn, line) => log::warn!("{line}"),
+                Effect::Count(counter) => self.metrics.bump(counter),
+            }
+        }
+    }
 }

@@ -17,7 +17,7 @@ use super::state::Shared;
 use cjwt_core::config::Config;
 use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::keys::host_crypto::HostCrypto;
-use cjwt_core::outcome::metrics::Counter;
+use cjwt_core::lifecycle::remote::{list_fetch_ended, not_dispatched};
 use cjwt_core::revocation::fetcher::{install_last_good, ListCommand, ListOutcome, ListRequest, STALE_MARGIN_SECONDS};
 use cjwt_core::revocation::status_list::{shared_name, LastGood};
 use proxy_wasm::hostcalls;
@@ -171,11 +171,8 @@ fn dispatch(shared: &Shared, request: &ListRequest, now: i64) {
             if let Some(name) = &name {
                 release_lease(name, shared.lease_tag);
             }
-            log::warn!(
-                "cjwt: status list {} fetch not dispatched ({e:?}); is cluster {:?} defined?",
-                request.list,
-                request.cluster
-            );
+            let what = format!("status list {}", request.list);
+            shared.apply([not_dispatched(&what, &request.cluster, &format!("{e:?}"))]);
             let outcome = match shared.lists.try_borrow_mut() {
                 Ok(mut lists) => lists.on_dispatch_failed(request.list, now),
                 Err(_) => return,
@@ -187,19 +184,5 @@ fn dispatch(shared: &Shared, request: &ListRequest, now: i64) {
 
 /// Logs and counts how a list fetch ended.
 fn finish(shared: &Shared, list: usize, outcome: &ListOutcome) {
-    match outcome {
-        ListOutcome::Loaded { entries, bits, expires_at } => {
-            log::info!("cjwt: status list {list}: {entries} entries of {bits} bit(s) loaded, valid until {expires_at}");
-        }
-        ListOutcome::Refused { reason } => {
-            log::warn!("cjwt: status list {list} refused, previous list kept until it expires: {reason}");
-        }
-        ListOutcome::NeverAnswered => log::warn!("cjwt: status list {list} fetch never answered; given up"),
-        ListOutcome::NotDispatched => {}
-        ListOutcome::NotFetchedElsewhere => {
-            log::info!("cjwt: status list {list}: another worker's fetch brought no list; fetching here");
-            return;
-        }
-    }
-    shared.metrics.bump(if outcome.ok() { Counter::StatusListFetchOk } else { Counter::StatusListFetchFailed });
+    shared.apply(list_fetch_ended(list, outcome));
 }

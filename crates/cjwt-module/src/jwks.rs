@@ -20,7 +20,8 @@ use cjwt_core::config::Config;
 use cjwt_core::jwks::fetcher::{Command, FetchOutcome, FetchRequest, Fetcher, Released};
 use cjwt_core::jwks::store::{shared_name as key_set_name, KeyStore};
 use cjwt_core::keys::host_crypto::HostCrypto;
-use cjwt_core::outcome::metrics::Counter;
+use cjwt_core::lifecycle::remote::{key_fetch_ended, list_fetch_ended, not_dispatched, Effect};
+use cjwt_core::outcome::Level as CoreLevel;
 use cjwt_core::request::host::clock;
 use cjwt_core::revocation::fetcher::{install_last_good, ListCommand, ListFetcher, ListOutcome, ListRequest};
 use cjwt_core::revocation::status_list::{shared_name, LastGood};
@@ -154,6 +155,7 @@ pub fn on_scheduled(shared: &Shared, handle: ConfigHandle<'_>, event: u64) {
 /// Starts a configuration-level callout for `what` (in the log when Envoy will
 /// not start it): the call's id as the fetchers know calls.
 fn start_fetch(
+    shared: &Shared,
     handle: ConfigHandle<'_>,
     what: &str,
     cluster: &str,
@@ -163,7 +165,7 @@ fn start_fetch(
     let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
     let id = handle.callout(cluster, headers, timeout_ms).and_then(|id| u32::try_from(id).ok());
     if id.is_none() {
-        log(Level::Warn, &format!("cjwt: {what}: fetch not dispatched; is cluster {cluster:?} defined?"));
+        apply(shared, handle, [not_dispatched(what, cluster, "callout not started")]);
     }
     id
 }
@@ -171,7 +173,7 @@ fn start_fetch(
 /// Sends one call as a configuration-level callout and reports it to the fetcher.
 fn dispatch(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, request: FetchRequest, now: i64) {
     let what = format!("JWKS for provider {}", request.provider);
-    let id = start_fetch(handle, &what, &request.cluster, &request.headers(), request.timeout);
+    let id = start_fetch(shared, handle, &what, &request.cluster, &request.headers(), request.timeout);
     let failed = {
         let Ok(mut state) = remote.state.lock() else {
             return;
@@ -243,35 +245,7 @@ pub fn on_callout_done(shared: &Shared, handle: ConfigHandle<'_>, id: u64, answe
 /// A call ended: count and log it, wake the requests that waited, and dispatch
 /// the call that follows (the key fetch after discovery).
 fn release(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, released: Released<Arc<Waiter>>, now: i64) {
-    let provider = released.provider;
-    match &released.outcome {
-        FetchOutcome::KeysLoaded { keys, skipped } => {
-            log(Level::Info, &format!("cjwt: JWKS for provider {provider}: {keys} key(s) loaded, {skipped} skipped"))
-        }
-        FetchOutcome::Discovered { jwks_path } => {
-            log(Level::Info, &format!("cjwt: OIDC discovery for provider {provider}: JWKS at {jwks_path}"))
-        }
-        FetchOutcome::KeysRefused { reason } => {
-            log(Level::Warn, &format!("cjwt: JWKS for provider {provider} refused, previous keys kept: {reason}"))
-        }
-        FetchOutcome::DiscoveryRefused { reason } => {
-            log(Level::Warn, &format!("cjwt: OIDC discovery for provider {provider} failed: {reason}"))
-        }
-        FetchOutcome::NeverAnswered => {
-            log(Level::Warn, &format!("cjwt: JWKS fetch for provider {provider} never answered; given up"))
-        }
-        // One fetcher per configuration: nothing is fetched elsewhere or taken over.
-        FetchOutcome::NotDispatched
-        | FetchOutcome::KeysAdopted { .. }
-        | FetchOutcome::ElsewhereTimedOut
-        | FetchOutcome::ElsewhereFailed => {}
-    }
-    if let Some(ok) = released.outcome.fetch_ok() {
-        let counter = if ok { Counter::JwksFetchOk } else { Counter::JwksFetchFailed };
-        if let Some(Some(id)) = shared.counters.get(counter.index()) {
-            handle.increment(*id, 1);
-        }
-    }
+    apply(shared, handle, key_fetch_ended(released.provider, &released.outcome));
     for waiter in &released.waiters {
         waiter.wake();
     }
@@ -283,7 +257,7 @@ fn release(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, released:
 /// Sends one status-list fetch as a configuration-level callout.
 fn dispatch_list(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, request: &ListRequest, now: i64) {
     let what = format!("status list {}", request.list);
-    let id = start_fetch(handle, &what, &request.cluster, &request.headers(), request.timeout);
+    let id = start_fetch(shared, handle, &what, &request.cluster, &request.headers(), request.timeout);
     let failed = {
         let Ok(mut state) = remote.state.lock() else {
             return;
@@ -303,27 +277,21 @@ fn dispatch_list(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, req
 
 /// Logs and counts how a status-list fetch ended.
 fn list_ended(shared: &Shared, handle: ConfigHandle<'_>, list: usize, outcome: &ListOutcome) {
-    match outcome {
-        ListOutcome::Loaded { entries, bits, expires_at } => log(
-            Level::Info,
-            &format!("cjwt: status list {list}: {entries} entries of {bits} bit(s) loaded, valid until {expires_at}"),
-        ),
-        ListOutcome::Refused { reason } => log(
-            Level::Warn,
-            &format!("cjwt: status list {list} refused, previous list kept until it expires: {reason}"),
-        ),
-        ListOutcome::NeverAnswered => {
-            log(Level::Warn, &format!("cjwt: status list {list} fetch never answered; given up"))
+    apply(shared, handle, list_fetch_ended(list, outcome));
+}
+
+/// Executes what the core asks of the host: log lines and counters.
+fn apply(shared: &Shared, handle: ConfigHandle<'_>, effects: impl IntoIterator<Item = Effect>) {
+    for effect in effects {
+        match effect {
+            Effect::Log(CoreLevel::Info, line) => log(Level::Info, &line),
+            Effect::Log(CoreLevel::Warn, line) => log(Level::Warn, &line),
+            Effect::Count(counter) => {
+                if let Some(Some(id)) = shared.counters.get(counter.index()) {
+                    handle.increment(*id, 1);
+                }
+            }
         }
-        // One fetcher per configuration: nothing is fetched elsewhere.
-        ListOutcome::NotDispatched | ListOutcome::NotFetchedElsewhere => {}
-    }
-    if !outcome.counted() {
-        return;
-    }
-    let counter = if outcome.ok() { Counter::StatusListFetchOk } else { Counter::StatusListFetchFailed };
-    if let Some(Some(id)) = shared.counters.get(counter.index()) {
-        handle.increment(*id, 1);
     }
 }
 

@@ -4,49 +4,32 @@ use crate::config::{ModuleConfig, Shared};
 use crate::ffi::{log, CalloutAnswer, Filter, Level, HEADERS_CONTINUE, HEADERS_STOP};
 use crate::host::NativeHost;
 use crate::jwks::{Waiter, EVENT_DISPATCH, EVENT_KEYS};
-use cjwt_core::engine::{settle, Outcome};
 use cjwt_core::jwks::fetcher::WaitDecision;
-use cjwt_core::outcome::metrics::Counter;
+use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
 use cjwt_core::outcome::plan::{self, Act, Plan};
 use cjwt_core::outcome::response::Refusal;
-use cjwt_core::usage::etcd::{EtcdCall, Step, UseAnswer, UseCall};
+use cjwt_core::outcome::Level as CoreLevel;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-/// The module's state for one stream.
+/// The module's state for one stream: the core's [`RequestFlow`] and what the
+/// host needs to resume it.
 pub struct Stream {
     shared: Arc<Shared>,
     /// Set once the request may go upstream: until then body and trailers are held.
     allowed: bool,
-    /// Set while the request waits (paused) for its provider's keys.
+    /// Set once the request waited (paused) for its provider's keys.
     waiter: Option<Arc<Waiter>>,
-    /// Set while the request waits (paused) for the mesh-wide usage store.
-    usage: Option<UsageWait>,
-}
-
-/// A request waiting for the usage store (SPEC §8 v2): the call in flight (a
-/// callout of this stream, answered on its worker, cancelled if it ends).
-struct UsageWait {
-    callout: u64,
-    call: UseCall,
-    outcome: Outcome,
-    deadline: Instant,
-}
-
-/// What deciding a request led to.
-enum Next {
-    /// Act on this plan now.
-    Act(Plan),
-    /// The request waits for a key fetch; the stream is woken on its worker.
-    Wait,
-    /// Allowed but for its use: ask the usage store.
-    Count(Box<Outcome>, UseCall),
+    /// The request's lifecycle (decided, waiting for keys or for the usage store).
+    flow: RequestFlow,
+    /// The usage-store callout in flight (a callout of this stream, answered on
+    /// its worker, cancelled if it ends).
+    callout: Option<u64>,
 }
 
 impl Stream {
     /// A new stream of configuration `config`.
     pub fn new(config: &ModuleConfig) -> Stream {
-        Stream { shared: Arc::clone(&config.shared), allowed: false, waiter: None, usage: None }
+        Stream { shared: Arc::clone(&config.shared), allowed: false, waiter: None, flow: RequestFlow::new(), callout: None }
     }
 
     /// Whether the request was allowed (body and trailers may pass).
@@ -54,7 +37,7 @@ impl Stream {
         self.allowed
     }
 
-    /// Request headers: decide and act.
+    /// Request headers: the flow starts.
     pub fn on_request_headers(&mut self, f: Filter<'_>) -> u32 {
         #[cfg(feature = "fault-injection")]
         fault_injection(&f);
@@ -63,166 +46,22 @@ impl Stream {
             internal_error(f);
             return HEADERS_STOP;
         };
-        match self.decide(f, &host, true) {
-            Some(Next::Act(plan)) => self.execute(f, plan),
-            Some(Next::Wait) => HEADERS_STOP,
-            Some(Next::Count(outcome, call)) => self.count(f, &host, *outcome, call),
-            None => {
-                internal_error(f);
-                HEADERS_STOP
+        let Stream { shared, waiter, flow, .. } = self;
+        let step = shared.with_engine(|engine| {
+            let mut step = with_env(shared, &host, |env| flow.start(engine, env, now_ms()))?;
+            // The key store is not borrowed while the remote is asked (the main
+            // thread takes the remote's lock, then the store's).
+            while let Step::KeysMissing { provider } = step {
+                let wait = wait_for_keys(shared, waiter, f, provider, cjwt_core::request::host::Host::now(&host));
+                step = with_env(shared, &host, |env| flow.on_key_wait(engine, env, wait, now_ms()))?;
             }
-        }
-    }
-
-    /// Decides the request. With `may_wait`, a refusal that only lacks its
-    /// provider's keys waits for a fetch when the fetcher allows one.
-    fn decide(&mut self, f: Filter<'_>, host: &NativeHost<'_>, may_wait: bool) -> Option<Next> {
-        let shared = Arc::clone(&self.shared);
-        let host_calls = shared.crypto.calls();
-        let decided = shared.with_engine(|engine| {
-            let mut outcome = {
-                let keys = shared.keys.read().ok()?;
-                engine.decide_with(host, &*keys, &shared.crypto, &mut { shared.usage }, &mut { shared.replay })
-            };
-            let waits = plan::awaits_keys(&outcome.decision).filter(|_| may_wait);
-            if let Some(call) = outcome.pending_use.take() {
-                return Some((waits, Next::Count(Box::new(outcome), call)));
-            }
-            Some((waits, Next::Act(plan::plan(&engine.config, &outcome, host))))
+            Some(step)
         });
-        let (waits, next) = decided.flatten()?;
-        let verified = shared.crypto.calls().saturating_sub(host_calls);
-        if verified > 0 {
-            if let Some(Some(id)) = shared.counters.get(Counter::VerifyHost.index()) {
-                f.increment(*id, verified);
-            }
-        }
-        if let Some(provider) = waits {
-            if self.wait_for_keys(f, provider, host) {
-                // Counted when it is decided again, not now.
-                return Some(Next::Wait);
-            }
-        }
-        Some(next)
+        self.run(f, &host, step.flatten())
     }
 
-    /// Starts counting the use of a request allowed but for it: sends the first
-    /// call and pauses; when it cannot be sent, settles as unavailable at once.
-    fn count(&mut self, f: Filter<'_>, host: &NativeHost<'_>, outcome: Outcome, call: UseCall) -> u32 {
-        let Some(store) = self.shared.with_engine(|e| e.config.usage_store.clone()).flatten() else {
-            return self.settle(f, host, outcome, &UseAnswer::Unavailable("no usage store configured".into()));
-        };
-        let deadline = Instant::now() + Duration::from_millis(store.timeout_ms);
-        match send_call(f, &store, &call.first(), store.timeout_ms) {
-            Some(callout) => {
-                self.usage = Some(UsageWait { callout, call, outcome, deadline });
-                HEADERS_STOP
-            }
-            None => {
-                let why = format!("cluster {:?}: callout not started", store.cluster);
-                self.settle(f, host, outcome, &UseAnswer::Unavailable(why))
-            }
-        }
-    }
-
-    /// A callout of this stream answered (its worker): the next call of the use,
-    /// or the settled decision, acted on and the request resumed if allowed.
-    pub fn on_callout_done(&mut self, f: Filter<'_>, callout: u64, answer: CalloutAnswer<'_>) {
-        let Some(mut wait) = self.usage.take_if(|w| w.callout == callout) else {
-            return;
-        };
-        let step = if answer.body_len > answer.body.len() {
-            Step::Done(wait.call.on_failure(&format!("answer of {} bytes is too large", answer.body_len)))
-        } else {
-            let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
-            wait.call.on_answer(status, &answer.body)
-        };
-        let store = self.shared.with_engine(|e| e.config.usage_store.clone()).flatten();
-        let answer = match (step, store) {
-            (Step::Done(answer), _) => answer,
-            (Step::Send(next), Some(store)) => {
-                let left = wait.deadline.saturating_duration_since(Instant::now());
-                let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
-                if left_ms == 0 {
-                    wait.call.on_failure(&format!("no answer within {} ms", store.timeout_ms))
-                } else if let Some(callout) = send_call(f, &store, &next, left_ms) {
-                    self.usage = Some(UsageWait { callout, ..wait });
-                    return;
-                } else {
-                    wait.call.on_failure(&format!("cluster {:?}: callout not started", store.cluster))
-                }
-            }
-            (Step::Send(_), None) => wait.call.on_failure("no usage store configured"),
-        };
-        let Some(host) = NativeHost::read(f) else {
-            internal_error(f);
-            return;
-        };
-        if self.settle(f, &host, wait.outcome, &answer) == HEADERS_CONTINUE {
-            f.continue_decoding();
-        }
-    }
-
-    /// Settles `outcome` with the store's answer and executes the plan.
-    fn settle(&mut self, f: Filter<'_>, host: &NativeHost<'_>, outcome: Outcome, answer: &UseAnswer) -> u32 {
-        if let UseAnswer::Unavailable(why) = answer {
-            log(Level::Warn, &format!("cjwt: usage store unavailable: {why}"));
-        }
-        let plan = self
-            .shared
-            .with_engine(|engine| plan::plan(&engine.config, &settle(engine.config.mode, outcome, answer), host));
-        match plan {
-            Some(plan) => self.execute(f, plan),
-            None => {
-                internal_error(f);
-                HEADERS_STOP
-            }
-        }
-    }
-
-    /// Registers this stream as waiting for `provider`'s keys, if the fetcher
-    /// lets it wait; a call it starts is queued for the main thread.
-    fn wait_for_keys(&mut self, f: Filter<'_>, provider: usize, host: &NativeHost<'_>) -> bool {
-        let Some(remote) = &self.shared.remote else {
-            return false;
-        };
-        let waiter = match &self.waiter {
-            Some(w) => Arc::clone(w),
-            None => match f.scheduler() {
-                Some(s) => Waiter::new(s),
-                None => return false,
-            },
-        };
-        let decision = match remote.state.lock() {
-            Ok(mut state) => {
-                let decision = state.fetcher.wait_for_keys(
-                    provider,
-                    Arc::clone(&waiter),
-                    cjwt_core::request::host::Host::now(host),
-                );
-                if let WaitDecision::Start(request) = &decision {
-                    state.queued.push(request.clone());
-                }
-                decision
-            }
-            Err(_) => return false,
-        };
-        match decision {
-            WaitDecision::DoNotWait => false,
-            WaitDecision::Wait => {
-                self.waiter = Some(waiter);
-                true
-            }
-            WaitDecision::Start(_) => {
-                self.waiter = Some(waiter);
-                self.shared.commit(EVENT_DISPATCH);
-                true
-            }
-        }
-    }
-
-    /// A scheduled event on this stream's worker: the keys it waited for arrived
-    /// (or the fetch failed). Decide again, without waiting, and act.
+    /// A scheduled event on this stream's worker: the keys it waited for
+    /// arrived (or the fetch failed).
     pub fn on_scheduled(&mut self, f: Filter<'_>, event: u64) {
         if event != EVENT_KEYS || self.allowed {
             return;
@@ -231,17 +70,62 @@ impl Stream {
             internal_error(f);
             return;
         };
-        let next = match self.decide(f, &host, false) {
-            Some(Next::Act(plan)) => self.execute(f, plan),
-            Some(Next::Count(outcome, call)) => self.count(f, &host, *outcome, call),
-            Some(Next::Wait) | None => {
+        let Stream { shared, flow, .. } = self;
+        let step = shared.with_engine(|engine| with_env(shared, &host, |env| flow.on_keys(engine, env, now_ms())));
+        self.resume(f, &host, step.flatten());
+    }
+
+    /// A callout of this stream answered (its worker): the store's answer.
+    pub fn on_callout_done(&mut self, f: Filter<'_>, callout: u64, answer: CalloutAnswer<'_>) {
+        if self.callout.take_if(|c| *c == callout).is_none() {
+            return;
+        }
+        let Some(host) = NativeHost::read(f) else {
+            internal_error(f);
+            return;
+        };
+        let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
+        let Stream { shared, flow, .. } = self;
+        let step = shared.with_engine(|engine| {
+            flow.on_store_answer(engine, &host, status, &answer.body, answer.body_len, now_ms())
+        });
+        self.resume(f, &host, step);
+    }
+
+    /// Executes a step taken in a later callback, and resumes the request if it may go on.
+    fn resume(&mut self, f: Filter<'_>, host: &NativeHost<'_>, step: Option<Step>) {
+        if self.run(f, host, step) == HEADERS_CONTINUE {
+            f.continue_decoding();
+        }
+    }
+
+    /// Executes one step of the flow: act on a plan, pause for keys, or send a
+    /// store call (a call that cannot be sent is the flow's failure at once).
+    fn run(&mut self, f: Filter<'_>, host: &NativeHost<'_>, step: Option<Step>) -> u32 {
+        match step {
+            Some(Step::Act(plan)) => self.execute(f, plan),
+            Some(Step::AwaitKeys | Step::Nothing) => HEADERS_STOP,
+            // Answered in on_request_headers; never returned later.
+            Some(Step::KeysMissing { .. }) => {
                 internal_error(f);
                 HEADERS_STOP
             }
-        };
-        // Continue now, or later from the usage store's answer.
-        if next == HEADERS_CONTINUE {
-            f.continue_decoding();
+            Some(Step::AwaitStore(call)) => match send_call(f, &call) {
+                Some(callout) => {
+                    self.callout = Some(callout);
+                    HEADERS_STOP
+                }
+                None => {
+                    let why = format!("cluster {:?}: callout not started", call.cluster);
+                    let Stream { shared, flow, .. } = self;
+                    let step = shared.with_engine(|engine| flow.on_store_failure(engine, host, &why));
+                    self.run(f, host, step)
+                }
+            },
+            None => {
+                internal_error(f);
+                HEADERS_STOP
+            }
         }
     }
 
@@ -254,10 +138,12 @@ impl Stream {
 
     fn execute(&mut self, f: Filter<'_>, plan: Plan) -> u32 {
         for counter in &plan.counters {
-            bump(&self.shared, &f, *counter);
+            if let Some(Some(id)) = self.shared.counters.get(counter.index()) {
+                f.increment(*id, 1);
+            }
         }
-        if let Some(line) = &plan.log {
-            log(Level::Info, line);
+        for (level, line) in &plan.logs {
+            log(if *level == CoreLevel::Warn { Level::Warn } else { Level::Info }, line);
         }
         for (field, value) in &plan.audit {
             // Dynamic metadata `cjwt:<field>` for the access log (SPEC §12).
@@ -283,6 +169,66 @@ impl Stream {
     }
 }
 
+/// Runs `f` with what the core reads for one decision: the request, the key
+/// store (read-locked for the call only), the crypto, the process's counter and
+/// replay cache. `None` when the store's lock is poisoned.
+fn with_env<R>(shared: &Shared, host: &NativeHost<'_>, f: impl FnOnce(Env<'_>) -> R) -> Option<R> {
+    let keys = shared.keys.read().ok()?;
+    let env = Env {
+        host,
+        keys: &*keys,
+        crypto: &shared.crypto,
+        counter: &mut { shared.usage },
+        replay: &mut { shared.replay },
+    };
+    Some(f(env))
+}
+
+/// Asks the configuration's remote whether the request, lacking `provider`'s
+/// keys, waits: the fetcher registers the stream's [`Waiter`]; a fetch it
+/// starts is queued for the main thread.
+fn wait_for_keys(shared: &Shared, waiter: &mut Option<Arc<Waiter>>, f: Filter<'_>, provider: usize, now: i64) -> KeyWait {
+    let Some(remote) = &shared.remote else {
+        return KeyWait::DoNotWait;
+    };
+    let this = match waiter {
+        Some(w) => Arc::clone(w),
+        None => match f.scheduler() {
+            Some(s) => Waiter::new(s),
+            None => return KeyWait::DoNotWait,
+        },
+    };
+    let decision = match remote.state.lock() {
+        Ok(mut state) => {
+            let decision = state.fetcher.wait_for_keys(provider, Arc::clone(&this), now);
+            if let WaitDecision::Start(request) = &decision {
+                state.queued.push(request.clone());
+            }
+            decision
+        }
+        Err(_) => return KeyWait::DoNotWait,
+    };
+    match decision {
+        WaitDecision::DoNotWait => KeyWait::DoNotWait,
+        WaitDecision::Wait => {
+            *waiter = Some(this);
+            KeyWait::Wait
+        }
+        WaitDecision::Start(_) => {
+            *waiter = Some(this);
+            shared.commit(EVENT_DISPATCH);
+            KeyWait::Wait
+        }
+    }
+}
+
+/// The operating system's clock in milliseconds (0 if before 1970: every deadline has passed).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl Drop for Stream {
     fn drop(&mut self) {
         self.on_complete();
@@ -290,20 +236,8 @@ impl Drop for Stream {
 }
 
 /// One call to the usage store as a callout of this stream.
-fn send_call(f: Filter<'_>, store: &cjwt_core::config::EtcdStore, call: &EtcdCall, timeout_ms: u64) -> Option<u64> {
-    let headers = [
-        (":method", "POST"),
-        (":path", call.path.as_str()),
-        (":authority", store.authority.as_str()),
-        ("content-type", "application/json"),
-    ];
-    f.callout(&store.cluster, &headers, call.body.as_bytes(), timeout_ms)
-}
-
-fn bump(shared: &Shared, f: &Filter<'_>, counter: Counter) {
-    if let Some(Some(id)) = shared.counters.get(counter.index()) {
-        f.increment(*id, 1);
-    }
+fn send_call(f: Filter<'_>, call: &StoreCall) -> Option<u64> {
+    f.callout(&call.cluster, &call.headers(), call.body.as_bytes(), call.timeout_ms)
 }
 
 fn send(f: Filter<'_>, refusal: &Refusal) {

@@ -23,6 +23,12 @@ pub trait HostCrypto {
     /// Verifies `signature` over `input` with `key` for `alg` (an algorithm the
     /// key is bound to; the caller has checked that).
     fn verify(&self, key: &VerificationKey, alg: Algorithm, input: &[u8], signature: &[u8]) -> Option<bool>;
+
+    /// Signatures the host has verified so far (`cjwt.verify.host`); the
+    /// request lifecycle counts the difference a decision made.
+    fn calls(&self) -> u64 {
+        0
+    }
 }
 
 /// No host crypto (tests, the command line, hosts without the function).

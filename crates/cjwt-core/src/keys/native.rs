@@ -38,6 +38,10 @@ impl NativeCrypto {
 const RING_MAX_E_BITS: usize = 33;
 
 impl HostCrypto for NativeCrypto {
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
     fn verify(&self, key: &VerificationKey, alg: Algorithm, input: &[u8], sig: &[u8]) -> Option<bool> {
         let valid = match (&key.material, alg) {
             (KeyMaterial::Rsa(rsa), a) if a.is_rsa() => {

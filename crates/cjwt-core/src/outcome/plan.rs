@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::engine::{Decision, Denial, Outcome};
 use crate::outcome::forward::{self, HeaderEdits};
 use crate::outcome::metrics::Counter;
+use crate::outcome::Level;
 use crate::outcome::response::{refusal, refusal_with, DpopChallenge, Refusal};
 use crate::reason::Reason;
 use crate::request::host::{header_values, Host};
@@ -31,8 +32,9 @@ pub struct Plan {
     pub act: Act,
     /// Counters to increment by one.
     pub counters: Vec<Counter>,
-    /// The log line of a refusal (info level), never containing the token.
-    pub log: Option<String>,
+    /// Log lines, in order: a refusal's (info), the usage store's failure
+    /// (warn). Never the token.
+    pub logs: Vec<(Level, String)>,
     /// The decision for Envoy's access log (SPEC §12): `(field, value)` with
     /// `field` one of `reason`, `sub`, `iss`, `rule`. The wasm filter sets them as
     /// filter state `cjwt.<field>` (`%FILTER_STATE(wasm.cjwt.reason:PLAIN)%`), the
@@ -91,11 +93,10 @@ pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
         return Plan {
             act: Act::Refuse(refusal(reason, &config.realm, config.detail)),
             counters: vec![Counter::Denied, Counter::DeniedBy(reason)],
-            log: Some(format!(
-                "cjwt: denied reason={} status={} (usage store not asked)",
-                reason.code(),
-                reason.status()
-            )),
+            logs: vec![(
+                Level::Info,
+                format!("cjwt: denied reason={} status={} (usage store not asked)", reason.code(), reason.status()),
+            )],
             audit: vec![("reason", reason.code().to_string())],
         };
     }
@@ -116,7 +117,7 @@ pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
             counters.push(Counter::Allowed);
             let mut edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), request);
             strip_proof(config, &mut edits, request);
-            Plan { act: Act::Forward(header_operations(&edits, request)), counters, log: None, audit }
+            Plan { act: Act::Forward(header_operations(&edits, request)), counters, logs: Vec::new(), audit }
         }
         Decision::DryRunDeny(denial) => {
             counters.push(Counter::DryRunDenied(denial.reason));
@@ -125,7 +126,7 @@ pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
             Plan {
                 act: Act::Forward(header_operations(&edits, request)),
                 counters,
-                log: Some(log_line(denial, true)),
+                logs: vec![(Level::Info, log_line(denial, true))],
                 audit,
             }
         }
@@ -135,7 +136,7 @@ pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
             Plan {
                 act: Act::Refuse(deny(config, denial.reason, request)),
                 counters,
-                log: Some(log_line(denial, false)),
+                logs: vec![(Level::Info, log_line(denial, false))],
                 audit,
             }
         }

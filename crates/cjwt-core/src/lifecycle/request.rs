@@ -1,0 +1,344 @@
+//! Every step a request can take, in one place (the shape of quinn-proto or
+//! rustls' unbuffered API: the core returns what to do next, the adapter does
+//! the I/O and comes back with what happened).
+//!
+//! ```text
+//!   start ─────────────────────────────────────────► Act(plan)          (decided)
+//!     │ refused only because a provider lacks keys
+//!     └─► KeysMissing ─ the adapter asks its remote ─► on_key_wait(answer)
+//!            DoNotWait ─► Act(refusal)
+//!            DecideAgain (keys taken over) ─► decided again (3 times at most)
+//!            Wait ─► AwaitKeys ─ the fetch ends ─► on_keys ─► Act | AwaitStore
+//!     │ allowed but for its use (usage_store)
+//!     └─► AwaitStore(call) ─ answer ─► on_store_answer ─► AwaitStore(next call) | Act
+//!                          ─ not sent, timed out, lost ─► on_store_failure ─► Act(503)
+//! ```
+//!
+//! A [`RequestFlow`] is one stream's state. The adapter keeps it while the
+//! request is paused, executes each [`Step`], and calls the flow back with the
+//! host's answer: whether its remote lets the request wait for keys
+//! ([`RequestFlow::on_key_wait`], asked with no key store borrowed, so that the
+//! remote may install keys), keys arrived ([`RequestFlow::on_keys`]), the store
+//! answered ([`RequestFlow::on_store_answer`]) or did not
+//! ([`RequestFlow::on_store_failure`]).
+//! Nothing here touches a host: the request comes through [`Host`], keys,
+//! crypto, counts and proofs through the traits in [`Env`], time in
+//! milliseconds as an argument. `cjwt explain` drives the same flow.
+
+use crate::config::EtcdStore;
+use crate::engine::{settle, Engine, Outcome};
+use crate::keys::host_crypto::HostCrypto;
+use crate::outcome::metrics::Counter;
+use crate::outcome::plan::{self, Plan};
+use crate::outcome::Level;
+use crate::request::host::{Host, UsageCounter};
+use crate::sender::replay::ReplayCache;
+use crate::token::verify::KeyLookup;
+use crate::usage::etcd::{Step as UseStep, UseAnswer, UseCall, MAX_ANSWER_BYTES};
+
+/// What the host offers one decision: the request, the keys, signature
+/// verification, the per-Envoy `max_uses` counter and DPoP replay cache.
+pub struct Env<'a> {
+    /// The request being decided.
+    pub host: &'a dyn Host,
+    /// Inline and fetched keys, and status lists.
+    pub keys: &'a dyn KeyLookup,
+    /// The host's signature verification ([`HostCrypto::calls`] counts `cjwt.verify.host`).
+    pub crypto: &'a dyn HostCrypto,
+    /// `max_uses` without a `usage_store`.
+    pub counter: &'a mut dyn UsageCounter,
+    /// DPoP proof ids, without `replay_cache.store: "usage_store"`.
+    pub replay: &'a mut dyn ReplayCache,
+}
+
+/// Whether a request refused only because a provider lacks its keys waits for
+/// a key fetch: the adapter's remote answers [`Step::KeysMissing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyWait {
+    /// The request was registered as waiting: pause it; it is woken when the
+    /// fetch ends ([`RequestFlow::on_keys`]).
+    Wait,
+    /// No fetch can help now (refetched too recently, no remote source): act on the refusal.
+    DoNotWait,
+    /// Keys arrived meanwhile (another worker's set was taken over): decide again now.
+    DecideAgain,
+}
+
+/// One call to the usage store (etcd's JSON gateway) through an Envoy cluster:
+/// `POST path` with `body`, answered within `timeout_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreCall {
+    /// The Envoy cluster of the store.
+    pub cluster: String,
+    /// The call's `:authority`.
+    pub authority: String,
+    /// The call's `:path`.
+    pub path: String,
+    /// The JSON body.
+    pub body: String,
+    /// What is left of the store's `timeout_ms` (at least 1).
+    pub timeout_ms: u64,
+    /// Whether the use records a DPoP proof (a replay is refused `dpop_replay`).
+    pub records_proof: bool,
+    /// Whether the use counts a `max_uses` use (exhausted is refused `max_uses`).
+    pub counts_use: bool,
+}
+
+impl StoreCall {
+    /// The call's request headers.
+    pub fn headers(&self) -> [(&str, &str); 4] {
+        [
+            (":method", "POST"),
+            (":path", self.path.as_str()),
+            (":authority", self.authority.as_str()),
+            ("content-type", "application/json"),
+        ]
+    }
+}
+
+/// What the adapter does next for one request.
+#[derive(Debug)]
+pub enum Step {
+    /// Execute the plan (forward or refuse); the flow is over.
+    Act(Plan),
+    /// The request is refused only because `provider` lacks its keys. Ask the
+    /// remote (key store not borrowed) whether the request waits for a fetch
+    /// and pass the answer to [`RequestFlow::on_key_wait`].
+    KeysMissing {
+        /// The provider (index) whose keys are missing.
+        provider: usize,
+    },
+    /// Keep the request paused until the key fetch it waits for ends; then
+    /// call [`RequestFlow::on_keys`].
+    AwaitKeys,
+    /// Send this call, keep the request paused, and pass the answer to
+    /// [`RequestFlow::on_store_answer`] (or a failure to send or to answer to
+    /// [`RequestFlow::on_store_failure`]).
+    AwaitStore(StoreCall),
+    /// Nothing to do: the call was out of place (woken twice, an answer to a
+    /// request no longer waiting). The request stays as it is.
+    Nothing,
+}
+
+/// Where a request is.
+#[derive(Debug, Default)]
+enum State {
+    /// Not decided yet.
+    #[default]
+    Deciding,
+    /// Refused for missing keys, the remote being asked.
+    Missing(Box<Missing>),
+    /// Paused for a key fetch (decided again from scratch when it ends).
+    Keys,
+    /// Paused for the usage store.
+    Store(Box<StoreWait>),
+    /// Acted on.
+    Done,
+}
+
+#[derive(Debug)]
+struct Missing {
+    outcome: Outcome,
+    verified_by_host: u64,
+    /// Key sets taken over so far (see [`MAX_TAKEOVERS`]).
+    takeovers: usize,
+}
+
+#[derive(Debug)]
+struct StoreWait {
+    outcome: Outcome,
+    call: UseCall,
+    store: EtcdStore,
+    deadline_ms: u64,
+    /// `cjwt.verify.host` counts of the decision, for the final plan.
+    verified_by_host: u64,
+}
+
+/// One request's lifecycle (see the module's documentation).
+#[derive(Debug, Default)]
+pub struct RequestFlow {
+    state: State,
+}
+
+/// How much longer than its deadline a store call may stay unanswered before
+/// [`RequestFlow::store_overdue`] says its answer was lost.
+pub const LOST_ANSWER_GRACE_MS: u64 = 1000;
+
+/// How many key sets taken over from other workers decide one request again
+/// (each takeover is of a newer set); then it is acted on as it stands.
+const MAX_TAKEOVERS: usize = 3;
+
+impl RequestFlow {
+    /// A request not decided yet.
+    pub fn new() -> RequestFlow {
+        RequestFlow::default()
+    }
+
+    /// The request's headers arrived: decide it.
+    pub fn start(&mut self, engine: &mut Engine, env: Env<'_>, now_ms: u64) -> Step {
+        match self.state {
+            State::Deciding => self.decide(engine, env, true, 0, now_ms),
+            State::Missing(_) | State::Keys | State::Store(_) | State::Done => Step::Nothing,
+        }
+    }
+
+    /// The remote's answer to [`Step::KeysMissing`].
+    pub fn on_key_wait(&mut self, engine: &mut Engine, env: Env<'_>, wait: KeyWait, now_ms: u64) -> Step {
+        let State::Missing(missing) = std::mem::replace(&mut self.state, State::Done) else {
+            return Step::Nothing;
+        };
+        match wait {
+            KeyWait::Wait => {
+                self.state = State::Keys;
+                Step::AwaitKeys
+            }
+            KeyWait::DecideAgain if missing.takeovers < MAX_TAKEOVERS => {
+                self.decide(engine, env, true, missing.takeovers.saturating_add(1), now_ms)
+            }
+            KeyWait::DecideAgain | KeyWait::DoNotWait => {
+                let Missing { outcome, verified_by_host, .. } = *missing;
+                self.act(engine, &outcome, env.host, verified_by_host, None)
+            }
+        }
+    }
+
+    /// The key fetch the request waited for ended (keys or not): decide again,
+    /// without waiting a second time.
+    pub fn on_keys(&mut self, engine: &mut Engine, env: Env<'_>, now_ms: u64) -> Step {
+        match self.state {
+            State::Keys => self.decide(engine, env, false, 0, now_ms),
+            // Woken twice, or not waiting for keys: nothing to do.
+            State::Deciding | State::Missing(_) | State::Store(_) | State::Done => Step::Nothing,
+        }
+    }
+
+    /// Whether the request is paused for the usage store.
+    pub fn awaits_store(&self) -> bool {
+        matches!(self.state, State::Store(_))
+    }
+
+    /// Whether the store call in flight is overdue by more than
+    /// [`LOST_ANSWER_GRACE_MS`] at `now_ms`: its answer was lost (the context
+    /// that received it ended) and [`RequestFlow::on_store_failure`] settles it.
+    pub fn store_overdue(&self, now_ms: u64) -> bool {
+        match &self.state {
+            State::Store(wait) => wait.deadline_ms.saturating_add(LOST_ANSWER_GRACE_MS) < now_ms,
+            State::Deciding | State::Missing(_) | State::Keys | State::Done => false,
+        }
+    }
+
+    fn decide(&mut self, engine: &mut Engine, env: Env<'_>, may_wait: bool, takeovers: usize, now_ms: u64) -> Step {
+        let Env { host, keys, crypto, counter, replay } = env;
+        let before = crypto.calls();
+        let mut outcome = engine.decide_with(host, keys, crypto, counter, replay);
+        let verified_by_host = crypto.calls().saturating_sub(before);
+        if let Some(provider) = plan::awaits_keys(&outcome.decision).filter(|_| may_wait) {
+            self.state = State::Missing(Box::new(Missing { outcome, verified_by_host, takeovers }));
+            return Step::KeysMissing { provider };
+        }
+        match (outcome.pending_use.take(), engine.config.usage_store.clone()) {
+            (Some(call), Some(store)) => {
+                let deadline_ms = now_ms.saturating_add(store.timeout_ms);
+                let first = call.first();
+                let wait = StoreWait { outcome, call, store, deadline_ms, verified_by_host };
+                let step = Step::AwaitStore(wait.call_for(first.path, first.body, wait.store.timeout_ms));
+                self.state = State::Store(Box::new(wait));
+                step
+            }
+            // A use without a store (a configuration built by hand): `plan` refuses it.
+            (pending, _) => {
+                outcome.pending_use = pending;
+                self.act(engine, &outcome, host, verified_by_host, None)
+            }
+        }
+    }
+
+    /// The store answered the call last handed out: HTTP `status` (`None`
+    /// when the call failed without one) and `body`, of `body_len` bytes in all
+    /// (an answer over [`MAX_ANSWER_BYTES`] is not read: pass what was read).
+    pub fn on_store_answer(
+        &mut self,
+        engine: &Engine,
+        host: &dyn Host,
+        status: Option<&str>,
+        body: &[u8],
+        body_len: usize,
+        now_ms: u64,
+    ) -> Step {
+        let State::Store(mut wait) = std::mem::replace(&mut self.state, State::Done) else {
+            // Not waiting: an answer to nothing is ignored.
+            return Step::Nothing;
+        };
+        let answer = if body_len > MAX_ANSWER_BYTES || body.len() > MAX_ANSWER_BYTES {
+            wait.call.on_failure(&format!("answer of {body_len} bytes is too large"))
+        } else {
+            match wait.call.on_answer(status, body) {
+                UseStep::Done(answer) => answer,
+                UseStep::Send(next) => {
+                    let left = wait.deadline_ms.saturating_sub(now_ms);
+                    if left == 0 {
+                        wait.call.on_failure(&format!("no answer within {} ms", wait.store.timeout_ms))
+                    } else {
+                        let step = Step::AwaitStore(wait.call_for(next.path, next.body, left));
+                        self.state = State::Store(wait);
+                        return step;
+                    }
+                }
+            }
+        };
+        self.settled(engine, host, *wait, &answer)
+    }
+
+    /// The store call last handed out could not be sent, timed out, or its
+    /// answer was lost: the use is unavailable (503 `usage_unavailable`).
+    pub fn on_store_failure(&mut self, engine: &Engine, host: &dyn Host, why: &str) -> Step {
+        let State::Store(mut wait) = std::mem::replace(&mut self.state, State::Done) else {
+            return Step::Nothing;
+        };
+        let answer = wait.call.on_failure(why);
+        self.settled(engine, host, *wait, &answer)
+    }
+
+    fn settled(&mut self, engine: &Engine, host: &dyn Host, wait: StoreWait, answer: &UseAnswer) -> Step {
+        let StoreWait { outcome, verified_by_host, .. } = wait;
+        let warn = match answer {
+            UseAnswer::Unavailable(why) => Some(format!("cjwt: usage store unavailable: {why}")),
+            UseAnswer::Counted | UseAnswer::Exhausted | UseAnswer::Replayed => None,
+        };
+        let outcome = settle(engine.config.mode, outcome, answer);
+        self.act(engine, &outcome, host, verified_by_host, warn)
+    }
+
+    fn act(
+        &mut self,
+        engine: &Engine,
+        outcome: &Outcome,
+        host: &dyn Host,
+        verified_by_host: u64,
+        warn: Option<String>,
+    ) -> Step {
+        self.state = State::Done;
+        let mut plan = plan::plan(&engine.config, outcome, host);
+        for _ in 0..verified_by_host {
+            plan.counters.push(Counter::VerifyHost);
+        }
+        if let Some(line) = warn {
+            plan.logs.insert(0, (Level::Warn, line));
+        }
+        Step::Act(plan)
+    }
+}
+
+impl StoreWait {
+    fn call_for(&self, path: String, body: String, timeout_ms: u64) -> StoreCall {
+        StoreCall {
+            cluster: self.store.cluster.clone(),
+            authority: self.store.authority.clone(),
+            path,
+            body,
+            timeout_ms: timeout_ms.max(1),
+            records_proof: self.call.records_proof(),
+            counts_use: self.call.counts_use(),
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! A request's lifecycle (lifecycle::request) driven step by step with a fake
+//! clock and fake answers: what the adapters of both builds execute.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
+
+use cjwt_core::config::Config;
+use cjwt_core::engine::Engine;
+use cjwt_core::jwks::parse::parse_remote_jwks;
+use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::keys::algorithm::Algorithm;
+use cjwt_core::keys::host_crypto::{HostCrypto, PureRust};
+use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
+use cjwt_core::mint::{mint, SigningKey};
+use cjwt_core::outcome::metrics::Counter;
+use cjwt_core::outcome::plan::{Act, Plan};
+use cjwt_core::outcome::Level;
+use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::request::static_host::StaticHost;
+use cjwt_core::sender::replay::NoReplayCache;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+const NOW: i64 = 1_800_000_000;
+const NOW_MS: u64 = 1_800_000_000_000;
+
+fn signing() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate(Algorithm::EdDSA).unwrap())
+}
+
+fn token(extra: Value) -> String {
+    let mut claims =
+        json!({"iss": "https://idp.example.com", "sub": "alice", "aud": "orders-api", "iat": NOW - 60, "exp": NOW + 600});
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    mint(signing(), Some("k1"), &claims)
+}
+
+/// One provider whose keys are fetched (`remote`) or inline, and `extra` fields.
+fn engine(remote: bool, extra: Value) -> Engine {
+    let mut provider = json!({"name": "corp", "issuer": "https://idp.example.com", "audiences": ["orders-api"]});
+    if remote {
+        provider["remote_jwks"] = json!({"cluster": "idp", "path": "/jwks"});
+    } else {
+        provider["jwks"] = json!({"keys": [signing().public_jwk(Some("k1"))]});
+    }
+    let mut cfg = json!({"providers": [provider]});
+    for (k, v) in extra.as_object().unwrap() {
+        cfg[k] = v.clone();
+    }
+    Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap())
+}
+
+fn with_store() -> Value {
+    json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd.local", "key_prefix": "mesh/uses/", "timeout_ms": 300}}})
+}
+
+fn get(token: &str) -> StaticHost {
+    StaticHost::get("/orders").bearer(token).at(NOW)
+}
+
+/// The adapter's remote, faked: answers every wait with the next of
+/// `answers` (then `DoNotWait`), noting the provider asked for.
+struct FakeRemote {
+    answers: Vec<KeyWait>,
+    asked: Vec<usize>,
+}
+
+impl FakeRemote {
+    fn answering(answers: Vec<KeyWait>) -> FakeRemote {
+        FakeRemote { answers, asked: vec![] }
+    }
+
+    fn wait_for_keys(&mut self, provider: usize) -> KeyWait {
+        self.asked.push(provider);
+        if self.answers.is_empty() {
+            KeyWait::DoNotWait
+        } else {
+            self.answers.remove(0)
+        }
+    }
+}
+
+fn env<'a>(host: &'a StaticHost, keys: &'a KeyStore, counter: &'a mut MemoryCounter) -> Env<'a> {
+    Env { host, keys, crypto: &PureRust, counter, replay: Box::leak(Box::new(NoReplayCache)) }
+}
+
+/// What an adapter does on request headers: start, and answer `KeysMissing` from its remote.
+fn start(flow: &mut RequestFlow, e: &mut Engine, host: &StaticHost, keys: &KeyStore, remote: &mut FakeRemote) -> Step {
+    let mut counter = MemoryCounter::default();
+    let mut step = flow.start(e, env(host, keys, &mut counter), NOW_MS);
+    while let Step::KeysMissing { provider } = step {
+        let wait = remote.wait_for_keys(provider);
+        step = flow.on_key_wait(e, env(host, keys, &mut counter), wait, NOW_MS);
+    }
+    step
+}
+
+fn no_remote() -> FakeRemote {
+    FakeRemote::answering(vec![])
+}
+
+fn woken(flow: &mut RequestFlow, e: &mut Engine, host: &StaticHost, keys: &KeyStore) -> Step {
+    flow.on_keys(e, env(host, keys, &mut MemoryCounter::default()), NOW_MS)
+}
+
+fn acted(step: Step) -> Plan {
+    match step {
+        Step::Act(plan) => plan,
+        other => panic!("expected a plan, got {other:?}"),
+    }
+}
+
+fn status(plan: &Plan) -> Option<u32> {
+    match &plan.act {
+        Act::Forward(_) => None,
+        Act::Refuse(r) => Some(r.status),
+    }
+}
+
+fn store_call(step: Step) -> StoreCall {
+    match step {
+        Step::AwaitStore(call) => call,
+        other => panic!("expected a store call, got {other:?}"),
+    }
+}
+
+fn fetched(e: &Engine) -> KeyStore {
+    let mut keys = KeyStore::new(1);
+    let body = json!({"keys": [signing().public_jwk(Some("k1"))]}).to_string();
+    keys.set(0, parse_remote_jwks(&e.config, 0, body.as_bytes()).unwrap().keys);
+    keys
+}
+
+#[test]
+fn a_request_without_its_keys_waits_then_is_decided_with_the_keys_fetched() {
+    let mut e = engine(true, json!({}));
+    let host = get(&token(json!({})));
+    let mut flow = RequestFlow::new();
+    let mut remote = FakeRemote::answering(vec![KeyWait::Wait]);
+    assert!(matches!(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut remote), Step::AwaitKeys));
+    assert_eq!(remote.asked, [0]);
+    // The fetch ended with the keys: decided again, without waiting.
+    let keys = fetched(&e);
+    let plan = acted(woken(&mut flow, &mut e, &host, &keys));
+    assert_eq!(status(&plan), None, "{plan:?}");
+    assert!(plan.counters.contains(&Counter::Allowed));
+    // Woken once more (a late wake-up): nothing happens.
+    assert!(matches!(woken(&mut flow, &mut e, &host, &keys), Step::Nothing));
+}
+
+#[test]
+fn a_fetch_that_brought_no_keys_refuses_and_never_waits_twice() {
+    let mut e = engine(true, json!({}));
+    let host = get(&token(json!({})));
+    let mut flow = RequestFlow::new();
+    let mut remote = FakeRemote::answering(vec![KeyWait::Wait]);
+    assert!(matches!(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut remote), Step::AwaitKeys));
+    let plan = acted(woken(&mut flow, &mut e, &host, &KeyStore::new(1)));
+    assert_eq!(status(&plan), Some(401), "{plan:?}");
+    assert!(plan.counters.contains(&Counter::DeniedBy(cjwt_core::reason::Reason::KeysUnavailable)));
+    assert!(plan.counters.contains(&Counter::Denied));
+    assert_eq!(plan.logs.len(), 1);
+    assert_eq!(remote.asked, [0], "on_keys asks no remote");
+}
+
+#[test]
+fn a_refusal_no_fetch_can_change_is_acted_on_at_once() {
+    let mut e = engine(true, json!({}));
+    let host = get(&token(json!({})));
+    let mut remote = FakeRemote::answering(vec![KeyWait::DoNotWait]);
+    let plan = acted(start(&mut RequestFlow::new(), &mut e, &host, &KeyStore::new(1), &mut remote));
+    assert_eq!(status(&plan), Some(401));
+    // Keys present but a wrong signature: no provider lacks keys, nobody is asked.
+    let mut remote = no_remote();
+    let other = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let forged = mint(&other, Some("k1"), &json!({"iss": "https://idp.example.com", "aud": "orders-api", "exp": NOW + 60}));
+    let keys = fetched(&e);
+    let plan = acted(start(&mut RequestFlow::new(), &mut e, &get(&forged), &keys, &mut remote));
+    assert_eq!(status(&plan), Some(401));
+    assert!(remote.asked.is_empty());
+}
+
+#[test]
+fn keys_taken_over_from_another_worker_decide_again_a_bounded_number_of_times() {
+    let mut e = engine(true, json!({}));
+    let host = get(&token(json!({})));
+    // Every takeover brings a set without the key: decided again three times, then refused.
+    let mut remote = FakeRemote::answering(vec![KeyWait::DecideAgain; 10]);
+    let plan = acted(start(&mut RequestFlow::new(), &mut e, &host, &KeyStore::new(1), &mut remote));
+    assert_eq!(status(&plan), Some(401));
+    assert_eq!(remote.asked, [0, 0, 0, 0]);
+    // A takeover then a wait: the request waits.
+    let mut remote = FakeRemote::answering(vec![KeyWait::DecideAgain, KeyWait::Wait]);
+    let step = start(&mut RequestFlow::new(), &mut e, &host, &KeyStore::new(1), &mut remote);
+    assert!(matches!(step, Step::AwaitKeys));
+}
+
+#[test]
+fn a_use_that_needs_two_store_calls_walks_them_within_the_deadline() {
+    let mut e = engine(false, with_store());
+    let host = get(&token(json!({"jti": "j1", "cnst": {"max_uses": 2}})));
+    let mut flow = RequestFlow::new();
+    let first = store_call(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut no_remote()));
+    assert_eq!((first.cluster.as_str(), first.path.as_str(), first.timeout_ms), ("etcd", "/v3/kv/txn", 300));
+    assert!(first.headers().contains(&(":authority", "etcd.local")));
+    assert!(first.counts_use && !first.records_proof);
+    assert!(flow.awaits_store());
+    // The bucket's lease is missing: the grant, then the transaction again.
+    let lease_missing = br#"{"error":"etcdserver: requested lease not found","code":5}"#;
+    let grant = store_call(flow.on_store_answer(&e, &host, Some("400"), lease_missing, lease_missing.len(), NOW_MS + 100));
+    assert_eq!((grant.path.as_str(), grant.timeout_ms), ("/v3/lease/grant", 200), "what is left of 300 ms");
+    let id = serde_json::from_str::<Value>(&grant.body).unwrap()["ID"].clone();
+    let granted = json!({"ID": id, "TTL": "60"}).to_string();
+    let txn = store_call(flow.on_store_answer(&e, &host, Some("200"), granted.as_bytes(), granted.len(), NOW_MS + 150));
+    assert_eq!((txn.path.as_str(), txn.timeout_ms), ("/v3/kv/txn", 150));
+    let counted = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    let plan = acted(flow.on_store_answer(&e, &host, Some("200"), counted, counted.len(), NOW_MS + 200));
+    assert_eq!(status(&plan), None, "{plan:?}");
+    assert!(plan.counters.contains(&Counter::UsageStoreOk) && plan.counters.contains(&Counter::Allowed));
+    assert!(!flow.awaits_store());
+    // An answer after the end: nothing.
+    assert!(matches!(flow.on_store_answer(&e, &host, Some("200"), counted, counted.len(), NOW_MS), Step::Nothing));
+}
+
+#[test]
+fn the_store_deadline_covers_every_call_of_a_use() {
+    let mut e = engine(false, with_store());
+    let host = get(&token(json!({"jti": "j2", "cnst": {"max_uses": 2}})));
+    let mut flow = RequestFlow::new();
+    store_call(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut no_remote()));
+    // The first answer came at the deadline: the next call is not sent.
+    let lease_missing = br#"{"error":"etcdserver: requested lease not found","code":5}"#;
+    let plan = acted(flow.on_store_answer(&e, &host, Some("400"), lease_missing, lease_missing.len(), NOW_MS + 300));
+    assert_eq!(status(&plan), Some(503));
+    assert!(plan.counters.contains(&Counter::UsageStoreFailed));
+    assert_eq!(plan.logs[0], (Level::Warn, "cjwt: usage store unavailable: no answer within 300 ms".to_string()));
+}
+
+#[test]
+fn a_lost_or_oversized_store_answer_is_unavailable_never_allowed() {
+    let mut e = engine(false, with_store());
+    let host = get(&token(json!({"jti": "j3", "cnst": {"max_uses": 2}})));
+    let mut flow = RequestFlow::new();
+    store_call(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut no_remote()));
+    assert!(!flow.store_overdue(NOW_MS + 300 + 1000), "within the grace");
+    assert!(flow.store_overdue(NOW_MS + 300 + 1001));
+    let plan = acted(flow.on_store_failure(&e, &host, "no answer (the call was lost)"));
+    assert_eq!(status(&plan), Some(503));
+    let mut flow = RequestFlow::new();
+    store_call(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut no_remote()));
+    let counted = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    let plan = acted(flow.on_store_answer(&e, &host, Some("200"), counted, 17 * 1024, NOW_MS + 10));
+    assert_eq!(status(&plan), Some(503), "an answer over the limit is not read");
+    assert!(plan.logs[0].1.contains("too large"), "{:?}", plan.logs);
+    // Used up: 403 max_uses.
+    let mut flow = RequestFlow::new();
+    store_call(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut no_remote()));
+    let exhausted = br#"{"header":{"revision":"7"},"succeeded":false,"responses":[{"response_txn":{"succeeded":false}}]}"#;
+    let plan = acted(flow.on_store_answer(&e, &host, Some("200"), exhausted, exhausted.len(), NOW_MS + 10));
+    assert_eq!(status(&plan), Some(403), "{plan:?}");
+}
+
+/// Counts one host verification per call, as Envoy's and ring's do.
+struct CountingCrypto(std::cell::Cell<u64>);
+
+impl HostCrypto for CountingCrypto {
+    fn verify(
+        &self,
+        _: &cjwt_core::keys::key::VerificationKey,
+        _: Algorithm,
+        _: &[u8],
+        _: &[u8],
+    ) -> Option<bool> {
+        self.0.set(self.0.get() + 1);
+        None
+    }
+
+    fn calls(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+#[test]
+fn host_verifications_are_counted_in_the_plan_that_ends_the_request() {
+    let mut e = engine(false, with_store());
+    let host = get(&token(json!({"jti": "j4", "cnst": {"max_uses": 2}})));
+    let crypto = CountingCrypto(std::cell::Cell::new(7));
+    let mut flow = RequestFlow::new();
+    let env = Env {
+        host: &host,
+        keys: &KeyStore::new(1),
+        crypto: &crypto,
+        counter: &mut MemoryCounter::default(),
+        replay: &mut NoReplayCache,
+    };
+    store_call(flow.start(&mut e, env, NOW_MS));
+    let counted = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    let plan = acted(flow.on_store_answer(&e, &host, Some("200"), counted, counted.len(), NOW_MS + 10));
+    assert_eq!(plan.counters.iter().filter(|c| **c == Counter::VerifyHost).count(), 1, "{:?}", plan.counters);
+}
