@@ -28,8 +28,7 @@ fn signing() -> &'static SigningKey {
 }
 
 fn token(extra: Value) -> String {
-    let mut claims =
-        json!({"iss": "https://idp.example.com", "sub": "alice", "aud": "orders-api", "iat": NOW - 60, "exp": NOW + 600});
+    let mut claims = json!({"iss": "https://idp.example.com", "sub": "alice", "aud": "orders-api", "iat": NOW - 60, "exp": NOW + 600});
     for (k, v) in extra.as_object().unwrap() {
         claims[k] = v.clone();
     }
@@ -174,7 +173,8 @@ fn a_refusal_no_fetch_can_change_is_acted_on_at_once() {
     // Keys present but a wrong signature: no provider lacks keys, nobody is asked.
     let mut remote = no_remote();
     let other = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    let forged = mint(&other, Some("k1"), &json!({"iss": "https://idp.example.com", "aud": "orders-api", "exp": NOW + 60}));
+    let forged =
+        mint(&other, Some("k1"), &json!({"iss": "https://idp.example.com", "aud": "orders-api", "exp": NOW + 60}));
     let keys = fetched(&e);
     let plan = acted(start(&mut RequestFlow::new(), &mut e, &get(&forged), &keys, &mut remote));
     assert_eq!(status(&plan), Some(401));
@@ -208,7 +208,8 @@ fn a_use_that_needs_two_store_calls_walks_them_within_the_deadline() {
     assert!(flow.awaits_store());
     // The bucket's lease is missing: the grant, then the transaction again.
     let lease_missing = br#"{"error":"etcdserver: requested lease not found","code":5}"#;
-    let grant = store_call(flow.on_store_answer(&e, &host, Some("400"), lease_missing, lease_missing.len(), NOW_MS + 100));
+    let grant =
+        store_call(flow.on_store_answer(&e, &host, Some("400"), lease_missing, lease_missing.len(), NOW_MS + 100));
     assert_eq!((grant.path.as_str(), grant.timeout_ms), ("/v3/lease/grant", 200), "what is left of 300 ms");
     let id = serde_json::from_str::<Value>(&grant.body).unwrap()["ID"].clone();
     let granted = json!({"ID": id, "TTL": "60"}).to_string();
@@ -256,7 +257,8 @@ fn a_lost_or_oversized_store_answer_is_unavailable_never_allowed() {
     // Used up: 403 max_uses.
     let mut flow = RequestFlow::new();
     store_call(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut no_remote()));
-    let exhausted = br#"{"header":{"revision":"7"},"succeeded":false,"responses":[{"response_txn":{"succeeded":false}}]}"#;
+    let exhausted =
+        br#"{"header":{"revision":"7"},"succeeded":false,"responses":[{"response_txn":{"succeeded":false}}]}"#;
     let plan = acted(flow.on_store_answer(&e, &host, Some("200"), exhausted, exhausted.len(), NOW_MS + 10));
     assert_eq!(status(&plan), Some(403), "{plan:?}");
 }
@@ -265,13 +267,7 @@ fn a_lost_or_oversized_store_answer_is_unavailable_never_allowed() {
 struct CountingCrypto(std::cell::Cell<u64>);
 
 impl HostCrypto for CountingCrypto {
-    fn verify(
-        &self,
-        _: &cjwt_core::keys::key::VerificationKey,
-        _: Algorithm,
-        _: &[u8],
-        _: &[u8],
-    ) -> Option<bool> {
+    fn verify(&self, _: &cjwt_core::keys::key::VerificationKey, _: Algorithm, _: &[u8], _: &[u8]) -> Option<bool> {
         self.0.set(self.0.get() + 1);
         None
     }

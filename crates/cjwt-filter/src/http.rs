@@ -2,8 +2,8 @@
 //! (`cjwt_core::lifecycle::request`), and execute its steps with proxy-wasm
 //! hostcalls. Nothing here decides.
 
-use super::host::{host_now, ProxyHost, SharedDataCounter, SharedDataReplay};
-use super::jwks;
+use super::host::{ProxyHost, SharedDataCounter, SharedDataReplay};
+use super::remote;
 use super::state::{Shared, Waiter};
 use super::usage;
 use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step};
@@ -60,8 +60,9 @@ impl Context for CjwtHttp {
             if usage::on_response(shared, token_id, body_size) {
                 return;
             }
-            let released = jwks::on_response(shared, token_id, body_size, Some(self.me.context));
-            answer_waiters(shared, released);
+            if let Some(released) = remote::on_response(shared, token_id, body_size, Some(self.me.context)) {
+                answer_waiters(shared, released);
+            }
         }
     }
 }
@@ -94,7 +95,7 @@ impl HttpContext for CjwtHttp {
 
 /// Starts the flow of the current request (`me`) and executes its steps. A
 /// request that lacks its provider's keys asks the VM's remote state whether
-/// it waits (jwks.rs); the requests a key set taken over released are decided
+/// it waits (remote.rs); the requests a key set taken over released are decided
 /// after this one.
 fn start(shared: &Shared, me: &Waiter) -> Action {
     let Some(host) = ProxyHost::read() else {
@@ -141,15 +142,9 @@ fn with_env<R>(
 /// set taken over (decide again; the requests it released are added to
 /// `released`), a fetch to wait for, or neither.
 fn wait_for_keys(shared: &Shared, me: &Waiter, provider: usize, released: &mut Vec<Waiter>) -> KeyWait {
-    if let Some(others) = host_now().and_then(|now| jwks::adopt_shared(shared, provider, now)) {
-        released.extend(others);
-        return KeyWait::DecideAgain;
-    }
-    if jwks::wait_for_keys(shared, provider, Some(me)) {
-        KeyWait::Wait
-    } else {
-        KeyWait::DoNotWait
-    }
+    let (wait, others) = remote::wait_for_keys(shared, provider, me);
+    released.extend(others);
+    wait
 }
 
 /// Executes one step of the current request (`me`): act on a plan, stay

@@ -8,17 +8,13 @@ mod host;
 #[cfg(target_arch = "wasm32")]
 mod http;
 #[cfg(target_arch = "wasm32")]
-mod jwks;
-#[cfg(target_arch = "wasm32")]
-mod lease;
-#[cfg(target_arch = "wasm32")]
 mod metrics;
+#[cfg(target_arch = "wasm32")]
+mod remote;
 #[cfg(target_arch = "wasm32")]
 mod root;
 #[cfg(target_arch = "wasm32")]
 mod state;
-#[cfg(target_arch = "wasm32")]
-mod status;
 #[cfg(target_arch = "wasm32")]
 mod usage;
 #[cfg(all(target_arch = "wasm32", feature = "vm-bench"))]

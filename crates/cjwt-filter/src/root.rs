@@ -1,20 +1,18 @@
 //! The root context: compiles the plugin configuration once per VM, hands
-//! each HTTP stream a handle to the shared state, and drives the key fetches
-//! (the tick and fetch answers); the requests a fetch releases are decided again
-//! by the stream side (`http::answer_waiters`).
+//! each HTTP stream a handle to the shared state, and drives the fetches (the
+//! tick and fetch answers, remote.rs); the requests a fetch releases are decided
+//! again by the stream side (`http::answer_waiters`).
 
 use super::host::EnvoyCrypto;
 use super::http::{self, CjwtHttp};
-use super::jwks;
 use super::metrics::Metrics;
+use super::remote;
 use super::state::Shared;
-use super::status;
 use super::usage;
-use cjwt_core::config::Config;
+use cjwt_core::config::{Capabilities, Config};
 use cjwt_core::engine::Engine;
-use cjwt_core::jwks::fetcher::Fetcher;
 use cjwt_core::jwks::store::KeyStore;
-use cjwt_core::revocation::fetcher::ListFetcher;
+use cjwt_core::lifecycle::remote::Remote;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
@@ -36,11 +34,12 @@ impl CjwtRoot {
 impl Context for CjwtRoot {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if let Some(shared) = &self.shared {
-            if usage::on_response(shared, token_id, body_size) || status::on_response(shared, token_id, body_size) {
+            if usage::on_response(shared, token_id, body_size) {
                 return;
             }
-            let released = jwks::on_response(shared, token_id, body_size, None);
-            http::answer_waiters(shared, released);
+            if let Some(released) = remote::on_response(shared, token_id, body_size, None) {
+                http::answer_waiters(shared, released);
+            }
         }
     }
 }
@@ -52,7 +51,7 @@ impl RootContext for CjwtRoot {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-        match Config::from_plugin_bytes(&bytes) {
+        match Config::from_plugin_bytes_for(&bytes, Capabilities::WASM) {
             Ok(config) => {
                 let crypto = EnvoyCrypto::probe();
                 let verifier = if crypto.available { "the host (BoringSSL)" } else { "pure Rust in wasm" };
@@ -62,48 +61,26 @@ impl RootContext for CjwtRoot {
                     config.rules.len(),
                     config.mode
                 );
-                let providers = config.providers.len();
-                let fetcher = Fetcher::new(&config);
-                let lists = ListFetcher::new(&config);
-                let listed = lists.has_lists();
-                let remote = fetcher.has_remote();
+                let keys = KeyStore::new(config.providers.len());
+                let remote = Remote::new(&config, lease_tag(self.id));
+                let fetching = remote.is_active();
                 let meshed = config.usage_store.is_some();
-                let keys = KeyStore::new(providers);
                 let shared = Rc::new(Shared {
                     engine: RefCell::new(Engine::new(config)),
                     metrics: Metrics::define(),
                     crypto,
                     keys: RefCell::new(keys),
-                    fetcher: RefCell::new(fetcher),
-                    lists: RefCell::new(lists),
+                    remote: RefCell::new(remote),
                     root_context: self.id,
-                    wanted: RefCell::new(Vec::new()),
                     woken: std::cell::Cell::new(false),
-                    lease_tag: lease_tag(self.id),
                     usage: RefCell::new(Vec::new()),
                 });
-                if remote || meshed || listed {
-                    // Key sets other workers shared, key and status-list refreshes, usage waits
-                    // whose answer was lost.
-                    let _ = proxy_wasm::hostcalls::set_tick_period(jwks::TICK_PERIOD);
+                if fetching || meshed {
+                    // Shared sets and lists, refreshes, usage waits whose answer was lost.
+                    let _ = proxy_wasm::hostcalls::set_tick_period(remote::TICK_PERIOD);
                 }
-                if remote {
-                    // Start with the set another VM shared, if any (SPEC §12). The first fetch
-                    // is the first tick's, 200 ms on: the VM Envoy configures first on the main
-                    // thread never receives answers, and must not take the fetch lease.
-                    // Nobody waits yet: nothing is released.
-                    if let Some(now) = super::host::host_now() {
-                        let _ = jwks::adopt_all(&shared, now);
-                    }
-                }
-                if listed {
-                    // After the key sets: a list may be signed by fetched keys.
-                    if let (Ok(engine), Ok(mut keys)) = (shared.engine.try_borrow(), shared.keys.try_borrow_mut()) {
-                        status::load_last_good(&engine.config, &mut keys, &shared.crypto, &shared.lists);
-                    }
-                    // The first fetch is the first tick's (200 ms on), as for key sets: the VM
-                    // Envoy configures first never receives answers, and must not take the lease.
-                }
+                // Start with the sets and lists another VM loaded, if any (SPEC §12).
+                remote::on_configure(&shared);
                 self.shared = Some(shared);
                 true
             }
@@ -120,12 +97,8 @@ impl RootContext for CjwtRoot {
 
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
-            // First the fetches streams asked for (this tick may be one a stream brought forward).
-            let released = jwks::dispatch_wanted(shared);
-            http::answer_waiters(shared, released);
             usage::on_tick(shared);
-            status::on_tick(shared);
-            let released = jwks::on_tick(shared);
+            let released = remote::on_tick(shared);
             http::answer_waiters(shared, released);
         }
     }

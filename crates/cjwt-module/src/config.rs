@@ -5,14 +5,13 @@
 //! the wasm build, and needs no lock).
 
 use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level, Scheduler};
-use crate::jwks::{self, Remote, RemoteState, EVENT_TICK};
-use cjwt_core::config::{Config, RegionSource};
+use crate::jwks::{self, Fetches, RemoteState, EVENT_TICK};
+use cjwt_core::config::{Capabilities, Config};
 use cjwt_core::engine::Engine;
-use cjwt_core::jwks::fetcher::Fetcher;
 use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::keys::native::NativeCrypto;
+use cjwt_core::lifecycle::remote::Remote;
 use cjwt_core::outcome::metrics::Counter;
-use cjwt_core::revocation::fetcher::ListFetcher;
 use cjwt_core::sender::replay::ProcessReplay;
 use cjwt_core::usage::process::ProcessCounter;
 use std::cell::RefCell;
@@ -39,7 +38,7 @@ pub struct Shared {
     /// RS*, PS* and ES* verified by `ring` (counted as `cjwt.verify.host`).
     pub crypto: NativeCrypto,
     /// Remote key sets and status lists, when any is configured.
-    pub remote: Option<Remote>,
+    pub remote: Option<Fetches>,
     /// Runs this configuration's scheduled hook on the main thread (fetches).
     pub scheduler: Mutex<Option<Scheduler>>,
 }
@@ -92,21 +91,13 @@ impl ModuleConfig {
     /// Compiles the configuration and defines the counters (Envoy allows that only
     /// here). `None` refuses the configuration; the reason is logged first.
     pub fn new(handle: ConfigHandle<'_>, bytes: &[u8]) -> Option<ModuleConfig> {
-        let config = match Config::from_plugin_bytes(bytes) {
+        let config = match Config::from_plugin_bytes_for(bytes, Capabilities::NATIVE) {
             Ok(c) => c,
             Err(e) => {
                 log(Level::Error, &format!("cjwt: configuration refused: {e}"));
                 return None;
             }
         };
-        if let Some(RegionSource::NodeMetadata(_)) = config.region {
-            log(
-                Level::Error,
-                "cjwt: configuration refused: region.node_metadata: the native module cannot read node metadata \
-                 (Envoy 1.40's dynamic-module ABI has no such call); use region.header or region.value",
-            );
-            return None;
-        }
         let counters = Counter::all()
             .into_iter()
             .map(|c| {
@@ -125,16 +116,14 @@ impl ModuleConfig {
         );
         let crypto = NativeCrypto::new();
         let mut store = KeyStore::new(config.providers.len());
-        let fetcher = Fetcher::new(&config);
-        let lists = ListFetcher::new(&config);
         // Key sets and status lists are fetched on the main thread, once per Envoy.
-        let remote = (fetcher.has_remote() || lists.has_lists()).then(|| {
-            let mut state = RemoteState { fetcher, lists, queued: Vec::new(), config };
-            // A configuration pushed at run time keeps the key sets already fetched, then
-            // the lists (a list may be signed by fetched keys); they serve until its own fetches.
-            jwks::adopt_last_good(&mut state, &mut store);
-            jwks::load_last_good(&state.config, &mut store, &crypto);
-            Remote { state: Mutex::new(state) }
+        let remote = Remote::new(&config, 0);
+        let remote = remote.is_active().then(|| {
+            let mut state = RemoteState { remote, config };
+            // A configuration pushed at run time keeps the key sets and lists already
+            // fetched; they serve until its own fetches.
+            jwks::on_configure(&mut state, &mut store, &crypto);
+            Fetches { state: Mutex::new(state) }
         });
         let keys = RwLock::new(store);
         let scheduler = match &remote {

@@ -1,12 +1,12 @@
 //! Remote key sets and status lists (SPEC §11) in the native build: one fetch
 //! per Envoy, not per worker.
 //!
-//! The core's [`Fetcher`] decides what to fetch and when; this module only runs
-//! it. Calls are configuration-level HTTP callouts, which Envoy allows only on
-//! the main thread, so everything that dispatches runs in the configuration's
-//! scheduled hook: a tick thread commits [`EVENT_TICK`] every second, and a
-//! worker that starts a fetch for a paused request queues it and commits
-//! [`EVENT_DISPATCH`]. Fetched keys go into the one key store all workers read.
+//! The core's [`Remote`] decides what to fetch, when, and which requests wait;
+//! this module executes its effects. Calls are configuration-level HTTP
+//! callouts, which Envoy allows only on the main thread, so everything that
+//! dispatches runs in the configuration's scheduled hook: a tick thread commits
+//! [`EVENT_TICK`] every second, and a worker whose request starts a fetch gets
+//! [`Effect::WakeMain`] and commits [`EVENT_DISPATCH`]. Fetched keys go into the one key store all workers read.
 //!
 //! A paused request is a [`Waiter`]: the stream's scheduler behind a lock. When
 //! its fetch ends, the main thread commits the stream's scheduler and the stream
@@ -15,19 +15,16 @@
 //! commits a deleted scheduler.
 
 use crate::config::Shared;
-use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level, Scheduler};
+use crate::ffi::{log, CalloutAnswer, ConfigHandle, Filter, Level, Scheduler};
 use cjwt_core::config::Config;
-use cjwt_core::jwks::fetcher::{Command, FetchOutcome, FetchRequest, Fetcher, Released};
-use cjwt_core::jwks::store::{shared_name as key_set_name, KeyStore};
+use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::keys::host_crypto::HostCrypto;
-use cjwt_core::lifecycle::remote::{key_fetch_ended, list_fetch_ended, not_dispatched, Effect};
+use cjwt_core::lifecycle::remote::{Effect, NextValue, Remote, Sharing};
+use cjwt_core::lifecycle::request::KeyWait;
 use cjwt_core::outcome::Level as CoreLevel;
 use cjwt_core::request::host::clock;
-use cjwt_core::revocation::fetcher::{install_last_good, ListCommand, ListFetcher, ListOutcome, ListRequest};
-use cjwt_core::revocation::status_list::{shared_name, LastGood};
-use std::collections::HashMap;
-use std::sync::OnceLock;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Config scheduler event: run the fetcher's tick.
 pub const EVENT_TICK: u64 = 1;
@@ -66,129 +63,82 @@ impl Waiter {
 }
 
 /// The fetch state shared by every worker of one configuration.
-pub struct Remote {
-    /// The core's state machine, and the calls workers asked for.
+pub struct Fetches {
+    /// The core's state machine and the configuration it reads.
     pub state: Mutex<RemoteState>,
 }
 
-/// Behind [`Remote::state`]'s lock.
+/// Behind [`Fetches::state`]'s lock.
 pub struct RemoteState {
-    /// What to fetch, when, and who waits.
-    pub fetcher: Fetcher<Arc<Waiter>>,
-    /// When to fetch the status lists (SPEC §11; nobody waits for them).
-    pub lists: ListFetcher,
-    /// Calls started by workers, dispatched on the main thread.
-    pub queued: Vec<FetchRequest>,
-    /// The compiled configuration the fetcher parses answers with (main thread).
-    pub config: cjwt_core::config::Config,
+    /// The core's remote state machine.
+    pub remote: Remote<Arc<Waiter>>,
+    /// The compiled configuration the remote parses answers with.
+    pub config: Config,
+}
+
+/// The process's copy of what the wasm build keeps in proxy-wasm shared data:
+/// the last good key set and list of every source, and their versions, so that
+/// a configuration pushed at run time, or a second listener, starts with them
+/// (SPEC §12). No leases: each configuration has one fetcher, on the main
+/// thread ([`Sharing::update`] always takes it and stores nothing).
+pub struct ProcessSharing;
+
+fn shared_values() -> &'static Mutex<HashMap<String, Vec<u8>>> {
+    static VALUES: OnceLock<Mutex<HashMap<String, Vec<u8>>>> = OnceLock::new();
+    VALUES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl Sharing for ProcessSharing {
+    fn get(&self, name: &str) -> Option<Vec<u8>> {
+        shared_values().lock().ok()?.get(name).cloned()
+    }
+
+    fn set(&mut self, name: &str, value: &[u8]) {
+        if let Ok(mut values) = shared_values().lock() {
+            values.insert(name.to_string(), value.to_vec());
+        }
+    }
+
+    fn update(&mut self, _name: &str, next: &mut NextValue<'_>) -> bool {
+        next(None).is_some()
+    }
 }
 
 fn now() -> Option<i64> {
     clock::unix_seconds(std::time::SystemTime::now())
 }
 
-/// A key set as last loaded: the body, when it was fetched, and its version.
-type KeySetCopy = (Vec<u8>, i64, u64);
-
-/// The last good key set of every remote source this process fetched, by
-/// [`key_set_name`] (what identifies the source): a configuration pushed at run
-/// time, or a second listener, starts with it instead of no keys (SPEC §12; the
-/// wasm build keeps the same in proxy-wasm shared data).
-fn last_good() -> &'static Mutex<HashMap<String, KeySetCopy>> {
-    static LAST_GOOD: OnceLock<Mutex<HashMap<String, KeySetCopy>>> = OnceLock::new();
-    LAST_GOOD.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-/// Starts a new configuration's key store with the sets this process already
-/// fetched for the same sources; their refresh is due `refresh_seconds` after
-/// that fetch.
-pub fn adopt_last_good(state: &mut RemoteState, keys: &mut KeyStore) {
+/// On configuration (main thread): the key sets and lists an earlier
+/// configuration of this process loaded serve until this one's own fetches.
+pub fn on_configure(state: &mut RemoteState, keys: &mut KeyStore, crypto: &dyn HostCrypto) {
     let Some(now) = now() else { return };
-    let Ok(sets) = last_good().lock() else { return };
-    for provider in 0..state.config.providers.len() {
-        let Some((body, fetched_at, version)) = key_set_name(&state.config, provider).and_then(|n| sets.get(&n)) else {
-            continue;
-        };
-        let RemoteState { fetcher, config, .. } = state;
-        if let Some(Ok(_)) = fetcher.adopt(provider, body, *version, *fetched_at, now, config, keys) {
-            log(Level::Info, &format!("cjwt: JWKS for provider {provider}: the last good set of this process"));
+    let RemoteState { remote, config } = state;
+    let effects = remote.on_configure(now, config, keys, crypto, &mut ProcessSharing);
+    for effect in effects {
+        if let Effect::Log(level, line) = effect {
+            log(level_of(level), &line);
         }
     }
 }
 
-/// The configuration's scheduled hook (main thread): a tick, or queued calls.
+/// The configuration's scheduled hook (main thread): the tick, or fetches
+/// workers asked for.
 pub fn on_scheduled(shared: &Shared, handle: ConfigHandle<'_>, event: u64) {
     let (Some(remote), Some(now)) = (&shared.remote, now()) else {
         return;
     };
-    let commands: Vec<Command<Arc<Waiter>>> = {
-        let Ok(mut state) = remote.state.lock() else {
+    let effects = {
+        let (Ok(mut state), Ok(mut keys)) = (remote.state.lock(), shared.keys.write()) else {
             return;
         };
-        let mut commands: Vec<Command<Arc<Waiter>>> =
-            std::mem::take(&mut state.queued).into_iter().map(Command::Dispatch).collect();
+        let RemoteState { remote, config } = &mut *state;
         if event == EVENT_TICK {
-            commands.extend(state.fetcher.on_tick(now));
-        }
-        commands
-    };
-    if event == EVENT_TICK {
-        let lists = match remote.state.lock() {
-            Ok(mut state) => state.lists.on_tick(now),
-            Err(_) => Vec::new(),
-        };
-        for command in lists {
-            match command {
-                ListCommand::Dispatch(request) => dispatch_list(shared, remote, handle, &request, now),
-                ListCommand::GaveUp(list, outcome) => list_ended(shared, handle, list, &outcome),
-            }
-        }
-    }
-    for command in commands {
-        match command {
-            Command::Dispatch(request) => dispatch(shared, remote, handle, request, now),
-            Command::Release(released) => release(shared, remote, handle, released, now),
-        }
-    }
-}
-
-/// Starts a configuration-level callout for `what` (in the log when Envoy will
-/// not start it): the call's id as the fetchers know calls.
-fn start_fetch(
-    shared: &Shared,
-    handle: ConfigHandle<'_>,
-    what: &str,
-    cluster: &str,
-    headers: &[(&str, &str)],
-    timeout: std::time::Duration,
-) -> Option<u32> {
-    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    let id = handle.callout(cluster, headers, timeout_ms).and_then(|id| u32::try_from(id).ok());
-    if id.is_none() {
-        apply(shared, handle, [not_dispatched(what, cluster, "callout not started")]);
-    }
-    id
-}
-
-/// Sends one call as a configuration-level callout and reports it to the fetcher.
-fn dispatch(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, request: FetchRequest, now: i64) {
-    let what = format!("JWKS for provider {}", request.provider);
-    let id = start_fetch(shared, handle, &what, &request.cluster, &request.headers(), request.timeout);
-    let failed = {
-        let Ok(mut state) = remote.state.lock() else {
-            return;
-        };
-        match id {
-            Some(id) => {
-                state.fetcher.on_dispatched(request.provider, id);
-                None
-            }
-            None => Some(state.fetcher.on_dispatch_failed(request.provider, now)),
+            remote.on_tick(now, config, &mut keys, &shared.crypto, &mut ProcessSharing)
+        } else {
+            remote.on_wanted(now, config, &mut keys, &mut ProcessSharing)
         }
     };
-    if let Some(released) = failed {
-        release(shared, remote, handle, released, now);
-    }
+    execute(shared, Host::Config(handle), effects);
 }
 
 /// A configuration-level callout answered (main thread).
@@ -197,138 +147,87 @@ pub fn on_callout_done(shared: &Shared, handle: ConfigHandle<'_>, id: u64, answe
         return;
     };
     let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
-    // A status list's answer: verified with the keys in the same store.
-    let list = {
-        let Ok(mut state) = remote.state.lock() else {
-            return;
-        };
-        if state.lists.owns(id) {
-            let Ok(mut keys) = shared.keys.write() else {
-                return;
-            };
-            let RemoteState { lists, config, .. } = &mut *state;
-            let ended = lists.on_response(id, status, &answer.body, now, config, &shared.crypto, &mut keys);
-            if let Some((list, ListOutcome::Loaded { .. })) = &ended {
-                keep_last_good(config, *list, now, &answer.body);
-            }
-            Some(ended)
-        } else {
-            None
-        }
-    };
-    if let Some(ended) = list {
-        if let Some((list, outcome)) = ended {
-            list_ended(shared, handle, list, &outcome);
-        }
-        return;
-    }
-    let released = {
+    let effects = {
         let (Ok(mut state), Ok(mut keys)) = (remote.state.lock(), shared.keys.write()) else {
             return;
         };
-        let RemoteState { fetcher, config, .. } = &mut *state;
-        let released = fetcher.on_response(id, status, &answer.body, now, config, &mut keys);
-        if let Some(Released { provider, outcome: FetchOutcome::KeysLoaded { .. }, .. }) = &released {
-            if let (Some(name), Ok(mut sets)) = (key_set_name(config, *provider), last_good().lock()) {
-                let version = sets.get(&name).map_or(1, |(_, _, v)| v.wrapping_add(1));
-                fetcher.set_version(*provider, version);
-                sets.insert(name, (answer.body.clone(), now, version));
-            }
-        }
-        released
+        let RemoteState { remote, config } = &mut *state;
+        remote.on_answer(id, status, &answer.body, now, config, &mut keys, &shared.crypto, &mut ProcessSharing, true)
     };
-    if let Some(released) = released {
-        release(shared, remote, handle, released, now);
+    if let Some(effects) = effects {
+        execute(shared, Host::Config(handle), effects);
     }
 }
 
-/// A call ended: count and log it, wake the requests that waited, and dispatch
-/// the call that follows (the key fetch after discovery).
-fn release(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, released: Released<Arc<Waiter>>, now: i64) {
-    apply(shared, handle, key_fetch_ended(released.provider, &released.outcome));
-    for waiter in &released.waiters {
-        waiter.wake();
-    }
-    if let Some(next) = released.start {
-        dispatch(shared, remote, handle, next, now);
-    }
-}
-
-/// Sends one status-list fetch as a configuration-level callout.
-fn dispatch_list(shared: &Shared, remote: &Remote, handle: ConfigHandle<'_>, request: &ListRequest, now: i64) {
-    let what = format!("status list {}", request.list);
-    let id = start_fetch(shared, handle, &what, &request.cluster, &request.headers(), request.timeout);
-    let failed = {
-        let Ok(mut state) = remote.state.lock() else {
-            return;
+/// A request (a stream on a worker) lacks `provider`'s keys: whether it waits
+/// (`waiter` registered). The key store is locked after the remote, as on the
+/// main thread.
+pub fn wait_for_keys(shared: &Shared, f: Filter<'_>, provider: usize, waiter: Arc<Waiter>, now: i64) -> KeyWait {
+    let Some(remote) = &shared.remote else {
+        return KeyWait::DoNotWait;
+    };
+    let (wait, effects) = {
+        let (Ok(mut state), Ok(mut keys)) = (remote.state.lock(), shared.keys.write()) else {
+            return KeyWait::DoNotWait;
         };
-        match id {
-            Some(id) => {
-                state.lists.on_dispatched(request.list, id);
-                None
-            }
-            None => Some(state.lists.on_dispatch_failed(request.list, now)),
-        }
+        let RemoteState { remote, config } = &mut *state;
+        remote.wait_for_keys(provider, waiter, now, config, &mut keys, &mut ProcessSharing)
     };
-    if let Some(outcome) = failed {
-        list_ended(shared, handle, request.list, &outcome);
-    }
+    execute(shared, Host::Stream(f), effects);
+    wait
 }
 
-/// Logs and counts how a status-list fetch ended.
-fn list_ended(shared: &Shared, handle: ConfigHandle<'_>, list: usize, outcome: &ListOutcome) {
-    apply(shared, handle, list_fetch_ended(list, outcome));
+/// Where effects are executed: a configuration hook (main thread) or a stream's (a worker).
+enum Host<'a> {
+    Config(ConfigHandle<'a>),
+    Stream(Filter<'a>),
 }
 
-/// Executes what the core asks of the host: log lines and counters.
-fn apply(shared: &Shared, handle: ConfigHandle<'_>, effects: impl IntoIterator<Item = Effect>) {
-    for effect in effects {
+/// Executes the remote's effects: dispatches calls (main thread only) and
+/// reports them back, logs, counts, wakes paused streams on their workers,
+/// and runs the main thread's step for fetches workers asked for.
+fn execute(shared: &Shared, host: Host<'_>, effects: Vec<Effect<Arc<Waiter>>>) {
+    let mut queue: VecDeque<Effect<Arc<Waiter>>> = effects.into();
+    while let Some(effect) = queue.pop_front() {
         match effect {
-            Effect::Log(CoreLevel::Info, line) => log(Level::Info, &line),
-            Effect::Log(CoreLevel::Warn, line) => log(Level::Warn, &line),
+            Effect::Log(level, line) => log(level_of(level), &line),
             Effect::Count(counter) => {
                 if let Some(Some(id)) = shared.counters.get(counter.index()) {
-                    handle.increment(*id, 1);
+                    match &host {
+                        Host::Config(handle) => handle.increment(*id, 1),
+                        Host::Stream(f) => f.increment(*id, 1),
+                    }
+                }
+            }
+            Effect::Wake(waiter) => waiter.wake(),
+            Effect::WakeMain => shared.commit(EVENT_DISPATCH),
+            Effect::Dispatch(call) => {
+                let Host::Config(handle) = &host else {
+                    // The core hands calls out on the main thread only.
+                    continue;
+                };
+                let timeout_ms = u64::try_from(call.timeout().as_millis()).unwrap_or(u64::MAX);
+                let id =
+                    handle.callout(call.cluster(), &call.headers(), timeout_ms).and_then(|id| u32::try_from(id).ok());
+                let (Some(remote), Some(now)) = (&shared.remote, now()) else { continue };
+                let Ok(mut state) = remote.state.lock() else { continue };
+                match id {
+                    Some(id) => state.remote.on_dispatched(&call, id),
+                    None => queue.extend(state.remote.on_dispatch_failed(
+                        &call,
+                        now,
+                        "callout not started",
+                        &mut ProcessSharing,
+                    )),
                 }
             }
         }
     }
 }
 
-/// The last good copy of each status list, by [`shared_name`], for the next
-/// configuration of this process (SPEC §12): the stored form of [`LastGood`].
-fn last_good_lists() -> &'static Mutex<HashMap<String, Vec<u8>>> {
-    static LISTS: OnceLock<Mutex<HashMap<String, Vec<u8>>>> = OnceLock::new();
-    LISTS.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-fn keep_last_good(config: &Config, list: usize, now: i64, body: &[u8]) {
-    if let (Some(name), Ok(mut lists)) = (shared_name(config, list), last_good_lists().lock()) {
-        lists.insert(name, LastGood { fetched_at: now, body }.encode());
-    }
-}
-
-/// Loads the last good copy of each configured list that an earlier
-/// configuration of this process fetched, verified again with this one and its
-/// `ttl` counted from the original fetch: a configuration pushed at run time
-/// serves with it while its own first fetch runs.
-pub fn load_last_good(config: &Config, keys: &mut KeyStore, crypto: &dyn HostCrypto) {
-    let Some(now) = now() else {
-        return;
-    };
-    let Ok(stored) = last_good_lists().lock() else {
-        return;
-    };
-    for list in 0..config.status_lists.len() {
-        let Some(last) = shared_name(config, list).and_then(|n| stored.get(&n)).and_then(|b| LastGood::decode(b))
-        else {
-            continue;
-        };
-        match install_last_good(config, list, keys, crypto, last, now) {
-            Ok(entries) => {
-                log(Level::Info, &format!("cjwt: status list {list}: {entries} entries from the last good copy"))
-            }
-            Err(e) => log(Level::Info, &format!("cjwt: the last good copy of status list {list} is not usable: {e}")),
-        }
+fn level_of(level: CoreLevel) -> Level {
+    match level {
+        CoreLevel::Info => Level::Info,
+        CoreLevel::Warn => Level::Warn,
     }
 }

@@ -3,8 +3,7 @@
 use crate::config::{ModuleConfig, Shared};
 use crate::ffi::{log, CalloutAnswer, Filter, Level, HEADERS_CONTINUE, HEADERS_STOP};
 use crate::host::NativeHost;
-use crate::jwks::{Waiter, EVENT_DISPATCH, EVENT_KEYS};
-use cjwt_core::jwks::fetcher::WaitDecision;
+use crate::jwks::{self, Waiter, EVENT_KEYS};
 use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
 use cjwt_core::outcome::plan::{self, Act, Plan};
 use cjwt_core::outcome::response::Refusal;
@@ -29,7 +28,13 @@ pub struct Stream {
 impl Stream {
     /// A new stream of configuration `config`.
     pub fn new(config: &ModuleConfig) -> Stream {
-        Stream { shared: Arc::clone(&config.shared), allowed: false, waiter: None, flow: RequestFlow::new(), callout: None }
+        Stream {
+            shared: Arc::clone(&config.shared),
+            allowed: false,
+            waiter: None,
+            flow: RequestFlow::new(),
+            callout: None,
+        }
     }
 
     /// Whether the request was allowed (body and trailers may pass).
@@ -86,9 +91,8 @@ impl Stream {
         };
         let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
         let Stream { shared, flow, .. } = self;
-        let step = shared.with_engine(|engine| {
-            flow.on_store_answer(engine, &host, status, &answer.body, answer.body_len, now_ms())
-        });
+        let step = shared
+            .with_engine(|engine| flow.on_store_answer(engine, &host, status, &answer.body, answer.body_len, now_ms()));
         self.resume(f, &host, step);
     }
 
@@ -185,12 +189,14 @@ fn with_env<R>(shared: &Shared, host: &NativeHost<'_>, f: impl FnOnce(Env<'_>) -
 }
 
 /// Asks the configuration's remote whether the request, lacking `provider`'s
-/// keys, waits: the fetcher registers the stream's [`Waiter`]; a fetch it
-/// starts is queued for the main thread.
-fn wait_for_keys(shared: &Shared, waiter: &mut Option<Arc<Waiter>>, f: Filter<'_>, provider: usize, now: i64) -> KeyWait {
-    let Some(remote) = &shared.remote else {
-        return KeyWait::DoNotWait;
-    };
+/// keys, waits: its [`Waiter`] (the stream's scheduler) is registered if so.
+fn wait_for_keys(
+    shared: &Shared,
+    waiter: &mut Option<Arc<Waiter>>,
+    f: Filter<'_>,
+    provider: usize,
+    now: i64,
+) -> KeyWait {
     let this = match waiter {
         Some(w) => Arc::clone(w),
         None => match f.scheduler() {
@@ -198,28 +204,11 @@ fn wait_for_keys(shared: &Shared, waiter: &mut Option<Arc<Waiter>>, f: Filter<'_
             None => return KeyWait::DoNotWait,
         },
     };
-    let decision = match remote.state.lock() {
-        Ok(mut state) => {
-            let decision = state.fetcher.wait_for_keys(provider, Arc::clone(&this), now);
-            if let WaitDecision::Start(request) = &decision {
-                state.queued.push(request.clone());
-            }
-            decision
-        }
-        Err(_) => return KeyWait::DoNotWait,
-    };
-    match decision {
-        WaitDecision::DoNotWait => KeyWait::DoNotWait,
-        WaitDecision::Wait => {
-            *waiter = Some(this);
-            KeyWait::Wait
-        }
-        WaitDecision::Start(_) => {
-            *waiter = Some(this);
-            shared.commit(EVENT_DISPATCH);
-            KeyWait::Wait
-        }
+    let wait = jwks::wait_for_keys(shared, f, provider, Arc::clone(&this), now);
+    if wait == KeyWait::Wait {
+        *waiter = Some(this);
     }
+    wait
 }
 
 /// The operating system's clock in milliseconds (0 if before 1970: every deadline has passed).

@@ -1,11 +1,15 @@
-//! `cjwt explain`: one request decided by the filter's own engine.
+//! `cjwt explain`: one request taken through the filter's own request
+//! lifecycle (`cjwt_core::lifecycle::request`) and the plan Envoy would execute.
 
 use crate::commands::{load_config, now};
 use crate::values;
 use cjwt_core::config::{RegionSource, TokenSource};
-use cjwt_core::engine::{Decision, Engine};
+use cjwt_core::engine::Engine;
 use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::keys::host_crypto::PureRust;
+use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step};
+use cjwt_core::outcome::metrics::Counter;
+use cjwt_core::outcome::plan::Act;
 use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::request::static_host::StaticHost;
 use cjwt_core::revocation::status_list::verify_status_list;
@@ -121,41 +125,74 @@ pub fn run(a: Args) -> Result<u8, String> {
     }
     let mut engine = Engine::new(config);
     let replay = cjwt_core::sender::replay::ProcessReplay::new();
-    let outcome = engine.decide_with(&host, &store, &PureRust, &mut MemoryCounter::default(), &mut &replay);
-    let pending = outcome.pending_use.as_ref().map(|call| (call.records_proof(), call.counts_use()));
-    match outcome.decision {
-        Decision::Allow { token, .. } => {
-            // What Envoy does next: ask the store; 401 `dpop_replay` when the proof
-            // was recorded before, 403 `max_uses` when used up, 503
-            // `usage_unavailable` when it does not answer in time.
-            match pending {
-                Some((true, true)) => out!(
+    let mut counter = MemoryCounter::default();
+    let mut flow = RequestFlow::new();
+    // The lifecycle Envoy runs, with no key fetch to wait for and no store to ask.
+    let mut replay = &replay;
+    let env = Env { host: &host, keys: &store, crypto: &PureRust, counter: &mut counter, replay: &mut replay };
+    let mut step = flow.start(&mut engine, env, 0);
+    if let Step::KeysMissing { .. } = step {
+        let env = Env { host: &host, keys: &store, crypto: &PureRust, counter: &mut counter, replay: &mut replay };
+        step = flow.on_key_wait(&mut engine, env, KeyWait::DoNotWait, 0);
+    }
+    let plan = match step {
+        Step::Act(plan) => plan,
+        // What Envoy does next: ask the store; 401 `dpop_replay` when the proof
+        // was recorded before, 403 `max_uses` when used up, 503
+        // `usage_unavailable` when it does not answer in time.
+        Step::AwaitStore(call) => {
+            match (call.records_proof, call.counts_use) {
+                (true, true) => out!(
                     "allow if the usage store records this DPoP proof and counts this use (else refuse 401 dpop_replay, 403 max_uses, or 503 usage_unavailable)"
                 ),
-                Some((true, false)) => out!(
+                (true, false) => out!(
                     "allow if the usage store records this DPoP proof as new (else refuse 401 dpop_replay, or 503 usage_unavailable)"
                 ),
-                Some((false, _)) => out!(
+                (false, _) => out!(
                     "allow if the usage store counts this use (else refuse 403 max_uses, or 503 usage_unavailable)"
                 ),
-                None => out!("allow"),
             }
-            if let Some(t) = token {
-                let provider = engine.config.providers.get(t.provider).map(|p| p.name.as_str()).unwrap_or("?");
-                out!("issuer: {}  (provider {provider})", t.issuer());
-            }
-            Ok(0)
+            out!("store call: POST {} to cluster {:?}", call.path, call.cluster);
+            return Ok(0);
         }
-        Decision::Deny(d) => {
-            out!("refuse {} {}", d.reason.status(), d.reason.code());
-            Ok(if d.reason.status() == 401 { 3 } else { 4 })
+        Step::AwaitKeys | Step::KeysMissing { .. } | Step::Nothing => {
+            return Err("internal: the flow did not end".into())
+        }
+    };
+    let field = |name: &str| plan.audit.iter().find(|(f, _)| *f == name).map(|(_, v)| v.as_str());
+    let code = field("reason").unwrap_or("?");
+    let code = match plan.act {
+        Act::Refuse(refusal) => {
+            out!("refuse {} {code}", refusal.status);
+            return Ok(if refusal.status == 401 { 3 } else { 4 });
+        }
+        Act::Forward(ops) if code == "allowed" => {
+            out!("allow");
+            if let Some(iss) = field("iss") {
+                let provider =
+                    engine.config.providers.iter().find(|p| p.issuer == iss).map_or("?", |p| p.name.as_str());
+                out!("issuer: {iss}  (provider {provider})");
+            }
+            ops
         }
         // `mode: dry_run`: Envoy forwards the request and only counts the refusal.
-        Decision::DryRunDeny(d) => {
-            out!("allow (dry_run: would refuse {} {})", d.reason.status(), d.reason.code());
-            Ok(0)
+        Act::Forward(ops) => {
+            let status = plan.counters.iter().find_map(|c| match c {
+                Counter::DryRunDenied(reason) => Some(reason.status()),
+                _ => None,
+            });
+            out!("allow (dry_run: would refuse {} {code})", status.unwrap_or(0));
+            ops
+        }
+    };
+    // The request as it goes upstream: Envoy applies these operations in order.
+    for (name, value) in code {
+        match value {
+            Some(v) => out!("forward: set {name}: {v}"),
+            None => out!("forward: remove {name}"),
         }
     }
+    Ok(0)
 }
 
 /// The configured status list a Status List Token is for: the one whose `uri`

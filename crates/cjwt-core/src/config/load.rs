@@ -2,12 +2,41 @@
 //! protobuf `Struct`, decoded by [`super::pb_struct`]) into a compiled [`Config`].
 
 use super::compile::{compile, err};
-use super::model::{Config, ConfigError};
+use super::model::{Config, ConfigError, RegionSource};
 use super::raw::RawConfig;
 use crate::encoding::json;
 use serde_json::Value;
 
+/// What an adapter's host can do, where the builds differ: a configuration
+/// that needs more than its build offers is refused when it is compiled
+/// ([`Config::from_plugin_bytes_for`]), never half-served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Whether the host can read Envoy's node metadata (`region.node_metadata`).
+    pub node_metadata: bool,
+}
+
+impl Capabilities {
+    /// The proxy-wasm build: everything.
+    pub const WASM: Capabilities = Capabilities { node_metadata: true };
+    /// The native dynamic module: Envoy 1.40's ABI reads no node metadata.
+    pub const NATIVE: Capabilities = Capabilities { node_metadata: false };
+}
+
 impl Config {
+    /// [`Config::from_plugin_bytes`] for a build with `capabilities`.
+    pub fn from_plugin_bytes_for(bytes: &[u8], capabilities: Capabilities) -> Result<Config, ConfigError> {
+        let config = Config::from_plugin_bytes(bytes)?;
+        if !capabilities.node_metadata && matches!(config.region, Some(RegionSource::NodeMetadata(_))) {
+            return err(
+                "region.node_metadata",
+                "this build cannot read node metadata (Envoy 1.40's dynamic-module ABI has no such call); \
+                 use region.header or region.value",
+            );
+        }
+        Ok(config)
+    }
+
     /// Parses and compiles the plugin configuration JSON.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
         // Duplicate members are as ambiguous in configuration as in tokens.
@@ -83,5 +112,24 @@ mod tests {
         }
         let e = Config::from_json(br#"{"providers": [{"issuer": "i"}]}"#).expect_err("refused");
         assert_eq!(e.to_string(), "providers[0].name: missing field `name`");
+    }
+}
+
+#[cfg(test)]
+mod capability_tests {
+    use super::*;
+
+    #[test]
+    fn a_build_without_node_metadata_refuses_region_node_metadata_when_compiling() {
+        let node =
+            br#"{"providers": [{"name": "p", "issuer": "https://i", "remote_jwks": {"cluster": "idp", "path": "/k"}}],
+                        "region": {"node_metadata": "REGION"}}"#;
+        assert!(Config::from_plugin_bytes_for(node, Capabilities::WASM).is_ok());
+        let e = Config::from_plugin_bytes_for(node, Capabilities::NATIVE).err().map(|e| e.field);
+        assert_eq!(e.as_deref(), Some("region.node_metadata"));
+        let header =
+            br#"{"providers": [{"name": "p", "issuer": "https://i", "remote_jwks": {"cluster": "idp", "path": "/k"}}],
+                          "region": {"header": "x-region"}}"#;
+        assert!(Config::from_plugin_bytes_for(header, Capabilities::NATIVE).is_ok());
     }
 }

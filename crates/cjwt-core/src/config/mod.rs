@@ -23,6 +23,7 @@ pub use compile::{
     DEFAULT_MAX_TOKEN_BYTES, DPOP_SCHEME, MAX_CACHE_BYTES, MAX_CACHE_ENTRIES, MAX_CLOCK_SKEW, MAX_MAX_TOKEN_BYTES,
     MAX_STATUS_LIST_BYTES, MAX_USAGE_TIMEOUT_MS, NOT_ACCESS_TOKEN_TYPES,
 };
+pub use load::Capabilities;
 pub use model::{
     Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource, Mode,
     MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints,

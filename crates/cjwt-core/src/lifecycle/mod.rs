@@ -3,5 +3,5 @@
 //! effects of remote fetches ([`remote`]: the log line and counter of a fetch
 //! that ended, the same in both builds).
 
-pub mod request;
 pub mod remote;
+pub mod request;

@@ -8,8 +8,8 @@ use crate::config::Config;
 use crate::engine::{Decision, Denial, Outcome};
 use crate::outcome::forward::{self, HeaderEdits};
 use crate::outcome::metrics::Counter;
-use crate::outcome::Level;
 use crate::outcome::response::{refusal, refusal_with, DpopChallenge, Refusal};
+use crate::outcome::Level;
 use crate::reason::Reason;
 use crate::request::host::{header_values, Host};
 
