@@ -159,7 +159,7 @@ impl Engine {
         let replay: &mut dyn ReplayCache = if mesh_proofs { &mut deferred_proof } else { replay };
         let Checked { verdict, credential, cache_hit, provider, rule, verified } =
             check(config, cache, &view, keys, crypto, counter, replay, proof_keys);
-        let now = view.host().now();
+        let now = view.now();
         // What is deferred to the store: only for a request allowed but for it
         // (the proof and `max_uses` are the last checks, so no refusal can follow).
         let (verdict, pending_use) = match (verdict, &config.usage_store) {
@@ -317,13 +317,13 @@ fn check(
     if rule.auth == Auth::None {
         return Checked::without_token(Ok(()), index);
     }
-    let found = match credential::find(&config.token_from, view.host()) {
+    let found = match credential::find(&config.token_from, view) {
         Credential::None if rule.auth == Auth::Optional => return Checked::without_token(Ok(()), index),
         Credential::None => return Checked::without_token(Err(Reason::MissingToken), index),
         Credential::Multiple => return Checked::without_token(Err(Reason::MultipleTokens), index),
         Credential::One(found) => found,
     };
-    let now = view.host().now();
+    let now = view.now();
     let TokenStage { token, cache_hit } = token(config, cache, keys, crypto, &found.token, now);
     let provider = token.as_ref().err().and_then(|r| r.provider);
     let verified = token.as_ref().ok().map(Rc::clone);

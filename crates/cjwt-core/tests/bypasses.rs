@@ -13,6 +13,7 @@ use cjwt_core::mint::{mint, mint_raw};
 use cjwt_core::outcome::forward;
 use cjwt_core::reason::Reason;
 use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::request::view::RequestView;
 use cjwt_core::token::verify::InlineOnly;
 use cjwt_harness::*;
 use serde_json::{json, Value};
@@ -230,7 +231,8 @@ fn forwarding_strips_the_token_on_dry_run_refusals_and_underscore_variants() {
     else {
         panic!("an expired token is refused (in dry_run: forwarded as a refusal)");
     };
-    let edits = forward::edits(&e.config.forward, None, denial.credential.as_ref(), &host);
+    let edits =
+        forward::edits(&e.config.forward, None, denial.credential.as_ref(), &RequestView::for_config(&host, &e.config));
     assert!(edits.remove.iter().any(|h| h == "authorization"), "{edits:?}");
     for h in ["x-cjwt-sub", "x_cjwt_sub", "x-cjwt_sub"] {
         assert!(edits.remove.iter().any(|r| r == h), "{h} not stripped: {edits:?}");
@@ -244,7 +246,12 @@ fn forwarding_strips_the_token_on_dry_run_refusals_and_underscore_variants() {
     else {
         panic!("a valid token is allowed");
     };
-    let edits = forward::edits(&e.config.forward, token.as_deref(), credential.as_ref(), &host);
+    let edits = forward::edits(
+        &e.config.forward,
+        token.as_deref(),
+        credential.as_ref(),
+        &RequestView::for_config(&host, &e.config),
+    );
     assert!(edits.remove.iter().any(|r| r == "x_cjwt_sub"));
     assert_eq!(edits.set, vec![("x-cjwt-sub".to_string(), "alice".to_string())]);
     let _ = mint_raw;

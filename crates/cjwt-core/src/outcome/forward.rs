@@ -7,8 +7,8 @@
 use crate::config::{Forward, TokenSource};
 use crate::encoding::b64;
 use crate::request::credential::Found;
-use crate::request::host::{header_values, Host};
 use crate::request::query;
+use crate::request::view::RequestView;
 use crate::token::claims::lookup;
 use crate::token::verify::VerifiedToken;
 use serde_json::Value;
@@ -38,7 +38,7 @@ pub fn edits(
     forward: &Forward,
     token: Option<&VerifiedToken>,
     credential: Option<&Found>,
-    request: &dyn Host,
+    request: &RequestView<'_>,
 ) -> HeaderEdits {
     let mut out =
         HeaderEdits { remove: stripped_headers(forward).map(str::to_owned).collect(), ..HeaderEdits::default() };
@@ -54,7 +54,7 @@ pub fn edits(
     }
     if forward.remove_token {
         let request_path =
-            header_values(request, ":path").next().and_then(|p| std::str::from_utf8(p).ok()).unwrap_or("/");
+            request.header_values(":path").next().and_then(|p| std::str::from_utf8(p).ok()).unwrap_or("/");
         match credential.map(|c| &c.source) {
             Some(TokenSource::Header { name, .. }) => out.remove.push(name.clone()),
             Some(TokenSource::Query(param)) => out.path = Some(remove_query_param(request_path, param)),

@@ -11,7 +11,8 @@ use crate::outcome::metrics::Counter;
 use crate::outcome::response::{refusal, refusal_with, DpopChallenge, Refusal};
 use crate::outcome::Level;
 use crate::reason::Reason;
-use crate::request::host::{header_values, Host};
+use crate::request::host::Host;
+use crate::request::view::RequestView;
 
 /// The adapter's action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +88,9 @@ pub fn audit(outcome: &Outcome) -> Vec<(&'static str, String)> {
 /// The plan for a decided request. An outcome still waiting for the usage
 /// store ([`Outcome::pending_use`]: the adapter did not ask it) is refused with
 /// 503 `usage_unavailable`, never forwarded.
-pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
+pub fn plan(config: &Config, outcome: &Outcome, host: &dyn Host) -> Plan {
+    // Read through the view, as the decision was (request/view.rs).
+    let request = &RequestView::for_config(host, config);
     if outcome.pending_use.is_some() {
         let reason = Reason::UsageUnavailable;
         return Plan {
@@ -145,7 +148,7 @@ pub fn plan(config: &Config, outcome: &Outcome, request: &dyn Host) -> Plan {
 
 /// The refusal for `reason`: with `dpop` configured, the DPoP reasons carry its
 /// `algs` and `use_dpop_nonce` the nonce current at the request's time.
-fn deny(config: &Config, reason: Reason, request: &dyn Host) -> Refusal {
+fn deny(config: &Config, reason: Reason, request: &RequestView<'_>) -> Refusal {
     let Some(dpop) = &config.sender.dpop else {
         return refusal(reason, &config.realm, config.detail);
     };
@@ -167,10 +170,10 @@ fn log_line(denial: &Denial, dry_run: bool) -> String {
 /// With `dpop` configured, the proof never goes upstream (SPEC §10): `dpop` is
 /// removed from every forwarded request that carries one (a request without
 /// one costs no header operation).
-fn strip_proof(config: &Config, edits: &mut HeaderEdits, request: &dyn Host) {
+fn strip_proof(config: &Config, edits: &mut HeaderEdits, request: &RequestView<'_>) {
     let name = crate::sender::DPOP_HEADER;
     if config.sender.dpop.is_some()
-        && header_values(request, name).next().is_some()
+        && request.header_values(name).next().is_some()
         && !edits.remove.iter().any(|h| h == name)
     {
         edits.remove.push(name.to_string());
@@ -180,14 +183,15 @@ fn strip_proof(config: &Config, edits: &mut HeaderEdits, request: &dyn Host) {
 /// Header edits as set/remove operations on the request as received: client
 /// copies removed, verified values set, then the token stripped from `:path` or
 /// from the `cookie` header(s) (joined into one, or removed when nothing is left).
-pub fn header_operations(edits: &HeaderEdits, request: &dyn Host) -> Vec<(String, Option<String>)> {
+pub fn header_operations(edits: &HeaderEdits, request: &RequestView<'_>) -> Vec<(String, Option<String>)> {
     let mut ops: Vec<(String, Option<String>)> = edits.remove.iter().map(|n| (n.clone(), None)).collect();
     ops.extend(edits.set.iter().map(|(n, v)| (n.clone(), Some(v.clone()))));
     if let Some(path) = &edits.path {
         ops.push((":path".to_string(), Some(path.clone())));
     }
     if let Some(cookie) = &edits.drop_cookie {
-        let kept: Vec<String> = header_values(request, "cookie")
+        let kept: Vec<String> = request
+            .header_values("cookie")
             .filter_map(|v| std::str::from_utf8(v).ok())
             .filter_map(|v| forward::remove_cookie(v, cookie))
             .collect();

@@ -4,9 +4,8 @@
 //! the upstream might act on it (SEC-A04).
 
 use crate::config::TokenSource;
-use crate::request::host::{header_values, single_header, Host};
-use crate::request::paths::query_only;
 use crate::request::query::{self, Param};
+use crate::request::view::RequestView;
 
 /// Where the one credential was found (so that `remove_token` can strip it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,16 +32,16 @@ const STANDARD_HEADER: (&str, &str) = ("authorization", "Bearer ");
 const STANDARD_QUERY: &str = "access_token";
 
 /// Counts credentials in the RFC 6750 locations that `sources` does not configure.
-fn count_unconfigured_standard(sources: &[TokenSource], host: &dyn Host) -> usize {
+fn count_unconfigured_standard(sources: &[TokenSource], request: &RequestView<'_>) -> usize {
     let mut count = 0;
     let header_configured = sources.iter().any(
         |s| matches!(s, TokenSource::Header { name, prefix } if name == STANDARD_HEADER.0 && prefix == STANDARD_HEADER.1),
     );
     if !header_configured {
-        scan_header(host, STANDARD_HEADER.0, STANDARD_HEADER.1, &mut |_| count += 1);
+        scan_header(request, STANDARD_HEADER.0, STANDARD_HEADER.1, &mut |_| count += 1);
     }
     if !sources.iter().any(|s| matches!(s, TokenSource::Query(p) if p == STANDARD_QUERY)) {
-        scan_query(host, STANDARD_QUERY, &mut |_| count += 1);
+        scan_query(request, STANDARD_QUERY, &mut |_| count += 1);
     }
     count
 }
@@ -51,11 +50,11 @@ fn count_unconfigured_standard(sources: &[TokenSource], host: &dyn Host) -> usiz
 /// RFC 6750 location that is not configured also counts when a configured one is
 /// present: the upstream could otherwise act on the unverified one
 /// (`Authorization` plus `?access_token=` is `multiple_tokens`).
-pub fn find(sources: &[TokenSource], host: &dyn Host) -> Credential {
+pub fn find(sources: &[TokenSource], request: &RequestView<'_>) -> Credential {
     let mut found: Option<Found> = None;
     let mut count = 0usize;
     for source in sources {
-        scan(source, host, &mut |token: &[u8]| {
+        scan(source, request, &mut |token: &[u8]| {
             count += 1;
             if found.is_none() {
                 found = Some(Found { token: token.to_vec(), source: source.clone() });
@@ -63,7 +62,7 @@ pub fn find(sources: &[TokenSource], host: &dyn Host) -> Credential {
         });
     }
     if count == 1 {
-        count += count_unconfigured_standard(sources, host);
+        count += count_unconfigured_standard(sources, request);
     }
     match (count, found) {
         (0, _) | (_, None) => Credential::None,
@@ -73,11 +72,11 @@ pub fn find(sources: &[TokenSource], host: &dyn Host) -> Credential {
 }
 
 /// Calls `note` for every credential `source` holds in this request.
-fn scan(source: &TokenSource, host: &dyn Host, note: &mut dyn FnMut(&[u8])) {
+fn scan(source: &TokenSource, request: &RequestView<'_>, note: &mut dyn FnMut(&[u8])) {
     match source {
-        TokenSource::Header { name, prefix } => scan_header(host, name, prefix, note),
+        TokenSource::Header { name, prefix } => scan_header(request, name, prefix, note),
         TokenSource::Cookie(cookie) => {
-            for value in header_values(host, "cookie") {
+            for value in request.header_values("cookie") {
                 for pair in value.split(|b| *b == b';') {
                     let pair = trim(pair);
                     if let Some(eq) = pair.iter().position(|b| *b == b'=') {
@@ -90,15 +89,15 @@ fn scan(source: &TokenSource, host: &dyn Host, note: &mut dyn FnMut(&[u8])) {
                 }
             }
         }
-        TokenSource::Query(param) => scan_query(host, param, note),
+        TokenSource::Query(param) => scan_query(request, param, note),
     }
 }
 
 /// Envoy joins repeated headers with ',' (HTTP/1 inline headers such as
 /// `authorization`); a comma never occurs in a compact JWS, so every
 /// comma-separated element is a credential of its own.
-fn scan_header(host: &dyn Host, name: &str, prefix: &str, note: &mut dyn FnMut(&[u8])) {
-    for value in header_values(host, name) {
+fn scan_header(request: &RequestView<'_>, name: &str, prefix: &str, note: &mut dyn FnMut(&[u8])) {
+    for value in request.header_values(name) {
         // Common case first: one value, no comma (`contains` is a word-at-a-time memchr).
         if !value.contains(&b',') {
             if let Some(token) = strip_scheme(trim(value), prefix.as_bytes()) {
@@ -116,10 +115,8 @@ fn scan_header(host: &dyn Host, name: &str, prefix: &str, note: &mut dyn FnMut(&
 
 /// A query credential, read as upstream decoders read it ([`query::param`]): a
 /// parameter written twice, in any spelling, is two credentials (`multiple_tokens`).
-fn scan_query(host: &dyn Host, param: &str, note: &mut dyn FnMut(&[u8])) {
-    let Some(q) = single_header(host, ":path").and_then(query_only) else {
-        return;
-    };
+fn scan_query(request: &RequestView<'_>, param: &str, note: &mut dyn FnMut(&[u8])) {
+    let q = request.query();
     match query::param(q, param) {
         Param::Absent => {}
         Param::One(v) if v.is_empty() => {}

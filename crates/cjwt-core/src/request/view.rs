@@ -7,8 +7,10 @@
 //! the normalised host name and the path's normal-form check. Host properties
 //! are hostcalls in wasm, so a decision that needs none reads none.
 //!
-//! Checks take a `&RequestView` and are pure functions of it; no check below the
-//! engine reads the [`Host`] again.
+//! Checks take a `&RequestView` and are pure functions of it; nothing below the
+//! engine reads the [`Host`] but through the view: the credential, the sender
+//! checks (DPoP proofs, origin, certificate digest, XFCC) and the plan's header
+//! operations included.
 
 use crate::config::{Attribute, ClientIpSource, Config, RegionSource};
 use crate::reason::Reason;
@@ -81,15 +83,32 @@ impl<'a> RequestView<'a> {
         RequestView::new(host, config.client_ip, config.region.as_ref(), &config.custom_constraints)
     }
 
-    /// The host the view reads (for the credential and the forwarding edits).
-    pub fn host(&self) -> &'a dyn Host {
-        self.host
-    }
-
     /// The single value of header `name` (lowercase) as UTF-8; `None` if absent,
     /// repeated or not UTF-8.
     pub fn header<'s>(&'s self, name: &'s str) -> Option<&'s str> {
         single_header(self.host, name)
+    }
+
+    /// Every value of header `name` (lowercase), in order, as bytes.
+    pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        let host: &'a dyn Host = self.host;
+        host.headers().iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    /// Every request header, in order (the forwarding edits strip each
+    /// spelling of a forwarded header).
+    pub fn headers(&self) -> &'a [(String, Vec<u8>)] {
+        self.host.headers()
+    }
+
+    /// A host property (e.g. the peer certificate's digest), read when asked.
+    pub fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.host.property(path)
+    }
+
+    /// The host clock (Unix seconds) the decision is made at.
+    pub fn now(&self) -> i64 {
+        self.host.now()
     }
 
     /// `:method`, if it occurs exactly once.

@@ -20,7 +20,6 @@ use crate::config::{Config, SenderConstraints, TokenSource, DPOP_SCHEME};
 use crate::keys::host_crypto::HostCrypto;
 use crate::reason::Reason;
 use crate::request::credential::Found;
-use crate::request::host::{header_values, single_header};
 use crate::request::view::RequestView;
 use crate::token::verify::VerifiedToken;
 use replay::ReplayCache;
@@ -76,17 +75,16 @@ pub fn check(
 ) -> Result<(), Reason> {
     let sender = &config.sender;
     let bound = binding(&token.claims, sender)?;
-    let host = view.host();
     if let Some(dpop) = &sender.dpop {
         let scheme = is_dpop_scheme(&credential.source);
         match bound.jkt {
-            None if scheme || header_values(host, DPOP_HEADER).next().is_some() => {
+            None if scheme || view.header_values(DPOP_HEADER).next().is_some() => {
                 return Err(Reason::UnexpectedDpop);
             }
             None => {}
             Some(_) if !scheme => return Err(Reason::DpopRequired),
             Some(jkt) => {
-                let proofs: Vec<&[u8]> = header_values(host, DPOP_HEADER).collect();
+                let proofs: Vec<&[u8]> = view.header_values(DPOP_HEADER).collect();
                 let origin = match &dpop.public_origin {
                     Some(o) => o.clone(),
                     None => request_origin(view).ok_or(Reason::InvalidDpopProof)?,
@@ -97,21 +95,20 @@ pub fn check(
                     path: view.normalized_path()?,
                     token: &credential.token,
                 };
-                dpop::check(dpop, &proofs, &request, jkt, crypto, replay, proof_keys, host.now())?;
+                dpop::check(dpop, &proofs, &request, jkt, crypto, replay, proof_keys, view.now())?;
             }
         }
     }
     if let (Some(x5t), Some(source)) = (bound.x5t, sender.mtls) {
-        mtls::check(source, x5t, host)?;
+        mtls::check(source, x5t, view)?;
     }
     Ok(())
 }
 
 /// `:scheme://:authority` of the request, normalised as [`dpop::parse_origin`] does.
 fn request_origin(view: &RequestView<'_>) -> Option<String> {
-    let host = view.host();
-    let scheme = single_header(host, ":scheme")?;
-    let authority = single_header(host, ":authority")?;
+    let scheme = view.header(":scheme")?;
+    let authority = view.header(":authority")?;
     dpop::parse_origin(&format!("{scheme}://{authority}"))
 }
 

@@ -7,7 +7,7 @@
 use crate::config::MtlsSource;
 use crate::encoding::b64;
 use crate::reason::Reason;
-use crate::request::host::{header_values, Host};
+use crate::request::view::RequestView;
 
 /// The host property holding the peer certificate's SHA-256, lowercase hex.
 pub const PEER_DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_digest"];
@@ -18,10 +18,10 @@ pub const XFCC: &str = "x-forwarded-client-cert";
 /// `certificate_required` when the configured source gives no certificate
 /// digest, `certificate_header_malformed` when the XFCC header is not well
 /// formed, `certificate_mismatch` when the digest is not `x5t`.
-pub fn check(source: MtlsSource, x5t: &str, host: &dyn Host) -> Result<(), Reason> {
+pub fn check(source: MtlsSource, x5t: &str, request: &RequestView<'_>) -> Result<(), Reason> {
     let hex = match source {
-        MtlsSource::Peer => host.property(&PEER_DIGEST).filter(|v| !v.is_empty()),
-        MtlsSource::Xfcc { trusted_hops } => Some(xfcc_hash(host, trusted_hops)?),
+        MtlsSource::Peer => request.property(&PEER_DIGEST).filter(|v| !v.is_empty()),
+        MtlsSource::Xfcc { trusted_hops } => Some(xfcc_hash(request, trusted_hops)?),
     };
     let Some(hex) = hex else {
         return Err(Reason::CertificateRequired);
@@ -62,9 +62,9 @@ fn hex_decode(hex: &[u8]) -> Option<Vec<u8>> {
 /// swallow what the trusted hop appended (issue 24 item 1). Such a header is
 /// [`Reason::CertificateHeaderMalformed`]; fewer elements than `trusted_hops`,
 /// or an element without exactly one `Hash`, is [`Reason::CertificateRequired`].
-pub fn xfcc_hash(host: &dyn Host, trusted_hops: u32) -> Result<Vec<u8>, Reason> {
+pub fn xfcc_hash(request: &RequestView<'_>, trusted_hops: u32) -> Result<Vec<u8>, Reason> {
     let mut elements: Vec<Pairs<'_>> = Vec::new();
-    for value in header_values(host, XFCC) {
+    for value in request.header_values(XFCC) {
         elements.extend(xfcc_elements(value).ok_or(Reason::CertificateHeaderMalformed)?);
     }
     let hops = usize::try_from(trusted_hops).map_err(|_| Reason::CertificateRequired)?;
@@ -224,6 +224,11 @@ fn trim(mut s: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use crate::request::view::test_host::TestHost;
+
+    /// [`super::check`] on the view of `host`.
+    fn check(source: MtlsSource, x5t: &str, host: &TestHost) -> Result<(), Reason> {
+        super::check(source, x5t, &RequestView::new(host, crate::config::ClientIpSource::Peer, None, &[]))
+    }
 
     const HEX: &str = "b1a6fa5b3f3c4fb5b1b7a0d0c9d5d1b0f1e2d3c4b5a697887766554433221100";
 
