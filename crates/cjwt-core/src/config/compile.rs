@@ -7,6 +7,7 @@ use super::model::{
     StatusListSource, TokenSource,
 };
 use super::raw::*;
+use crate::constraints;
 use crate::encoding::json;
 use crate::keys::algorithm::{AlgSet, Algorithm};
 use crate::keys::key::VerificationKey;
@@ -35,8 +36,6 @@ pub const MAX_CACHE_ENTRIES: usize = 100_000;
 pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
 /// Largest `cache.max_bytes` accepted: 1 GiB (the least is 4096).
 pub const MAX_CACHE_BYTES: usize = 1 << 30;
-/// Names a custom constraint may not take (they are built-in constraint keys).
-pub const BUILTIN_CONSTRAINTS: [&str; 7] = ["ip", "methods", "paths", "hosts", "region", "window", "max_uses"];
 
 pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.providers.is_empty() {
@@ -123,7 +122,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut custom_constraints = Vec::new();
     for (name, attr) in raw.custom_constraints.unwrap_or_default() {
         let field = format!("custom_constraints.{name}");
-        if name.is_empty() || BUILTIN_CONSTRAINTS.contains(&name.as_str()) {
+        if name.is_empty() || constraints::kind(&name).is_some() {
             return err(field, "a custom constraint needs a name that is not a built-in constraint");
         }
         custom_constraints.push((name, compile_attribute(&field, attr)?));
