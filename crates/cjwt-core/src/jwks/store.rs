@@ -4,7 +4,7 @@
 
 use crate::config::{Config, JwksSource};
 use crate::keys::key::VerificationKey;
-use crate::revocation::status_list::StatusList;
+use crate::token::status::StatusList;
 use crate::token::verify::KeyLookup;
 use sha2::{Digest, Sha256};
 
