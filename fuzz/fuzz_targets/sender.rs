@@ -26,7 +26,7 @@ use cjwt_core::engine::{Decision, Engine};
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::{jkt, mint, mint_raw, SigningKey};
 use cjwt_core::reason::Reason;
-use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::usage::MemoryCounter;
 use cjwt_core::request::static_host::StaticHost;
 use cjwt_core::sender::dpop::split_htu;
 use cjwt_core::sender::replay::{record, ProcessReplay, ProofId};

@@ -12,8 +12,8 @@ use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::{mint, mint_raw};
 use cjwt_core::outcome::forward;
 use cjwt_core::reason::Reason;
-use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::token::verify::InlineOnly;
+use cjwt_core::usage::MemoryCounter;
 use cjwt_harness::*;
 use serde_json::{json, Value};
 

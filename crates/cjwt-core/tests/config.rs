@@ -298,7 +298,7 @@ fn rfc7515_a1_hs256_example_verifies() {
         &host,
         &cjwt_core::token::verify::InlineOnly,
         &cjwt_core::keys::host_crypto::PureRust,
-        &mut cjwt_core::request::host::MemoryCounter::default(),
+        &mut cjwt_core::usage::MemoryCounter::default(),
     );
     assert!(matches!(out.decision, cjwt_core::engine::Decision::Allow { .. }), "{:?}", out.decision);
 }
@@ -331,7 +331,7 @@ fn algorithm_confusion_public_key_as_hmac_secret_fails() {
         &StaticHost::get("/x").bearer(&t),
         &cjwt_core::token::verify::InlineOnly,
         &cjwt_core::keys::host_crypto::PureRust,
-        &mut cjwt_core::request::host::MemoryCounter::default(),
+        &mut cjwt_core::usage::MemoryCounter::default(),
     );
     match out.decision {
         cjwt_core::engine::Decision::Deny(d) => assert_eq!(d.reason, cjwt_core::reason::Reason::UnsupportedAlgorithm),
@@ -398,7 +398,7 @@ mod remote_jwks {
             &host,
             &store,
             &cjwt_core::keys::host_crypto::PureRust,
-            &mut cjwt_core::request::host::MemoryCounter::default(),
+            &mut cjwt_core::usage::MemoryCounter::default(),
         );
         assert!(matches!(out.decision, cjwt_core::engine::Decision::Allow { .. }), "{:?}", out.decision);
         let rotated = cjwt_core::mint::mint(k, Some("b"), &claims(json!({})));
@@ -408,7 +408,7 @@ mod remote_jwks {
                 &host,
                 &store,
                 &cjwt_core::keys::host_crypto::PureRust,
-                &mut cjwt_core::request::host::MemoryCounter::default(),
+                &mut cjwt_core::usage::MemoryCounter::default(),
             )
             .decision
         {

@@ -11,10 +11,10 @@ use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::{mint, mint_raw, SigningKey};
 use cjwt_core::reason::Reason;
-use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::revocation::fetcher::{ListCommand, ListFetcher, ListOutcome, RETRY_SECONDS};
 use cjwt_core::revocation::status_list::{encode_status_list, verify_status_list};
 use cjwt_core::token::verify::{InlineOnly, KeyLookup};
+use cjwt_core::usage::MemoryCounter;
 use cjwt_harness::*;
 use serde_json::{json, Value};
 

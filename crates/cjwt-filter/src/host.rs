@@ -1,10 +1,11 @@
 //! [`Host`] and [`UsageCounter`] over proxy-wasm hostcalls.
 
-use cjwt_core::request::host::{clock, Host, UsageCounter, UsageError};
+use cjwt_core::request::host::{clock, Host};
 use cjwt_core::sender::replay::{
     first_seen_in, NextValue, ProofId, ReplayCache, ReplayError, ReplayKey, ReplayStore, StoreError,
 };
 use cjwt_core::usage::{count_use, slot_key, SlotUpdate, UsageId};
+use cjwt_core::usage::{UsageCounter, UsageError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, Status};
 

@@ -6,10 +6,10 @@ use cjwt_core::config::{RegionSource, TokenSource};
 use cjwt_core::engine::{Decision, Engine};
 use cjwt_core::jwks::store::KeyStore;
 use cjwt_core::keys::host_crypto::PureRust;
-use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::request::static_host::StaticHost;
 use cjwt_core::revocation::status_list::verify_status_list;
 use cjwt_core::token::jws;
+use cjwt_core::usage::MemoryCounter;
 use std::net::IpAddr;
 use std::path::PathBuf;
 

@@ -347,8 +347,8 @@ mod tests {
 
     #[test]
     fn empty_lists_stay_empty_and_allow_nothing() {
-        use crate::request::host::MemoryCounter;
         use crate::request::view::test_host::TestHost;
+        use crate::usage::MemoryCounter;
         let c = parse(json!({"ip": [], "methods": []})).unwrap();
         assert_eq!(c.kinds().collect::<Vec<_>>(), vec!["ip", "methods"]);
         let host = TestHost::new("GET", "/");
@@ -389,7 +389,7 @@ mod tests {
     fn check(
         c: &Constraints,
         host: &crate::request::view::test_host::TestHost,
-        counter: &mut crate::request::host::MemoryCounter,
+        counter: &mut crate::usage::MemoryCounter,
     ) -> Result<(), Reason> {
         use crate::config::{Attribute, ClientIpSource, RegionSource};
         let attributes = [("tenant".to_string(), Attribute::Header("x-tenant".into()))];
@@ -401,8 +401,8 @@ mod tests {
 
     #[test]
     fn the_first_failing_constraint_in_table_order_decides() {
-        use crate::request::host::MemoryCounter;
         use crate::request::view::test_host::TestHost;
+        use crate::usage::MemoryCounter;
         let all_fail = json!({
             "zzz": 1, "ip": ["10.0.0.0/8"], "methods": ["POST"], "paths": ["/a"], "hosts": ["b.example"],
             "region": ["eu"], "window": {"start": "00:00", "end": "00:01"}, "tenant": ["acme"], "max_uses": 1
@@ -435,8 +435,8 @@ mod tests {
 
     #[test]
     fn a_refused_request_uses_nothing() {
-        use crate::request::host::MemoryCounter;
         use crate::request::view::test_host::TestHost;
+        use crate::usage::MemoryCounter;
         let c = parse(json!({"methods": ["GET"], "max_uses": 1})).unwrap();
         let mut counter = MemoryCounter::default();
         assert_eq!(check(&c, &TestHost::new("POST", "/"), &mut counter), Err(Reason::Method));
@@ -446,8 +446,8 @@ mod tests {
 
     #[test]
     fn no_constraints_hold_for_every_request() {
-        use crate::request::host::MemoryCounter;
         use crate::request::view::test_host::TestHost;
+        use crate::usage::MemoryCounter;
         let host = TestHost::default();
         assert_eq!(check(&Constraints::default(), &host, &mut MemoryCounter::default()), Ok(()));
     }
