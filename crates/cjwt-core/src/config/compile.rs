@@ -1,6 +1,7 @@
 //! Compilation of [`super::raw::RawConfig`] into [`Config`]: defaults applied,
 //! every value checked, and each refusal a [`ConfigError`] naming its field.
 
+use super::denylist::DenyList;
 use super::model::{
     Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource, Mode,
     MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints,
@@ -12,7 +13,6 @@ use crate::encoding::json;
 use crate::keys::algorithm::{AlgSet, Algorithm};
 use crate::keys::key::VerificationKey;
 use crate::request::paths::{HostPattern, PathPattern};
-use crate::revocation::denylist::DenyList;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -281,7 +281,7 @@ fn compile_dpop(raw: RawDpop) -> Result<Dpop, ConfigError> {
     }
     let public_origin = match raw.public_origin {
         None => None,
-        Some(o) => Some(crate::sender::dpop::parse_origin(&o).ok_or_else(|| ConfigError {
+        Some(o) => Some(crate::request::origin::parse_origin(&o).ok_or_else(|| ConfigError {
             field: format!("{F}.public_origin"),
             message: "must be an http or https origin (`https://host[:port]`, no path, query or user info)".into(),
         })?),

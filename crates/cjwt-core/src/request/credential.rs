@@ -3,10 +3,10 @@
 //! Envoy's single-value header getter would otherwise hide the second one and
 //! the upstream might act on it (SEC-A04).
 
-use crate::config::TokenSource;
 use crate::request::host::{header_values, single_header, Host};
 use crate::request::paths::query_only;
 use crate::request::query::{self, Param};
+use crate::request::source::TokenSource;
 
 /// Where the one credential was found (so that `remove_token` can strip it).
 #[derive(Debug, Clone, PartialEq, Eq)]

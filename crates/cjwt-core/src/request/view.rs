@@ -10,12 +10,12 @@
 //! Checks take a `&RequestView` and are pure functions of it; no check below the
 //! engine reads the [`Host`] again.
 
-use crate::config::{Attribute, ClientIpSource, Config, RegionSource};
 use crate::reason::Reason;
 use crate::request::address;
 use crate::request::host::{header_values, single_header, Host};
 use crate::request::paths::{is_normalized, normalize_host, path_only, path_segment, query_only};
 use crate::request::query::{self, Param};
+use crate::request::source::{Attribute, ClientIpSource, RegionSource};
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::net::IpAddr;
@@ -74,11 +74,6 @@ impl<'a> RequestView<'a> {
             region: OnceCell::new(),
             attribute_values: OnceCell::new(),
         }
-    }
-
-    /// [`RequestView::new`] with the sources `config` names.
-    pub fn for_config(host: &'a dyn Host, config: &'a Config) -> RequestView<'a> {
-        RequestView::new(host, config.client_ip, config.region.as_ref(), &config.custom_constraints)
     }
 
     /// The host the view reads (for the credential and the forwarding edits).
