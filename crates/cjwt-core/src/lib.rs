@@ -1,27 +1,43 @@
 //! cjwt-core: everything that decides, with no host import.
 //!
-//! A request flows top to bottom through [`engine::Engine::decide`]:
+//! The modules, in layers: each uses only the layers above it in this list
+//! (never one below it, so no import cycle), and one layer's modules do not use
+//! each other unless noted:
 //!
-//! - [`request`]: what the core reads of one request (the [`request::host::Host`] trait,
-//!   the [`request::view::RequestView`] read once per decision, the credential, the
-//!   client address, the query, path normal form and patterns);
-//! - [`policy`]: the operator's rules (which rule applies, what it `require`s);
-//! - [`token`]: untrusted bytes → [`token::verify::VerifiedToken`] (compact JWS,
-//!   verification, claims, the verified-token cache);
-//! - [`keys`]: key import with every refusal, algorithms, RSA, host crypto;
-//! - [`jwks`]: remote key sets (the fetch state machine, parsing, the store);
-//! - [`constraints`]: the token's own conditions, one module per kind, each parsing
-//!   its claim value and checking it against the request view;
-//! - [`config`]: serde shapes, the compiled model, loading JSON or protobuf `Struct`;
-//! - [`outcome`]: the refusal and the forwarding edits;
-//! - [`sender`]: sender-constrained tokens (`cnf`: DPoP proofs, certificate binding);
-//! - [`reason`]: the stable reason codes, statuses and classes;
-//! - [`revocation`]: deny-lists and OAuth Token Status Lists (SPEC §11);
-//! - [`usage`]: `max_uses` counting (in-process records and the etcd protocol);
-//! - [`encoding`]: base64url and duplicate-free JSON.
+//! 1. [`encoding`] (base64url, duplicate-free JSON, protobuf) and [`reason`]
+//!    (the stable reason codes, statuses and classes): leaves.
+//! 2. [`keys`]: key import with every refusal, algorithms, RSA, and the host's
+//!    crypto (`host_crypto` names `key`, never the other way).
+//! 3. [`request`]: what the core reads of one request (the
+//!    [`request::host::Host`] trait, the [`request::view::RequestView`] read once
+//!    per decision, the credential, the client address, the query, path normal
+//!    form and patterns, the origin, and where each configured value is read
+//!    from, [`request::source`]).
+//! 4. [`usage`]: `max_uses` counting (the counter the decision sees, the
+//!    in-process records, the etcd protocol) and the ids the stores record.
+//! 5. [`constraints`]: the token's own conditions, one table of kinds
+//!    ([`constraints::KINDS`]), one module per kind, each parsing its claim value
+//!    and checking it against the request view.
+//! 6. [`config`]: serde shapes, the compiled model, loading JSON or protobuf
+//!    `Struct` (it compiles patterns, sources, the deny-list and the reserved
+//!    constraint names from the layers above).
+//! 7. [`token`]: untrusted bytes → [`token::verify::VerifiedToken`] (compact JWS,
+//!    verification, claims, the token's status, the verified-token cache).
+//! 8. [`jwks`]: remote key sets (the fetch state machine, parsing, the store of
+//!    fetched keys and status lists).
+//! 9. [`revocation`] (deny-lists and OAuth Token Status Lists, SPEC §11; uses
+//!    [`jwks`]) and [`sender`] (sender-constrained tokens, `cnf`: DPoP proofs,
+//!    certificate binding).
+//! 10. [`policy`]: the operator's rules (which rule applies, what it `require`s).
+//! 11. [`engine`]: the decision, top to bottom.
+//! 12. [`outcome`]: the refusal, the forwarding edits, the plan an adapter executes.
 //!
-//! Adapters (the proxy-wasm filter, the command line) implement the host traits
-//! and act on the [`engine::Outcome`]; they decide nothing.
+//! Beside them, for the command line and tests only: `mint` (signing; feature
+//! `mint`) and `testing` (feature `testing`).
+//!
+//! Adapters (the proxy-wasm filter `cjwt-filter`, the native Envoy dynamic
+//! module `cjwt-module`, the command line `cjwt-cli`) implement the host traits
+//! and act on the engine's outcome; they decide nothing.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
