@@ -342,7 +342,7 @@ fn algorithm_confusion_public_key_as_hmac_secret_fails() {
 mod remote_jwks {
     use super::*;
     use cjwt_core::jwks::parse::parse_remote_jwks;
-    use cjwt_core::jwks::store::KeyStore;
+    use cjwt_core::jwks::store::Fetched;
 
     fn remote_config() -> Config {
         let cfg = json!({"providers": [{"name": "idp", "issuer": "https://idp.example.com", "algorithms": ["EdDSA", "ES256"],
@@ -389,7 +389,7 @@ mod remote_jwks {
         let c = remote_config();
         let k = key(Algorithm::EdDSA);
         let body = json!({"keys": [k.public_jwk(Some("a"))]}).to_string();
-        let mut store = KeyStore::new(1);
+        let mut store = Fetched::new(1);
         store.set(0, parse_remote_jwks(&c, 0, body.as_bytes()).unwrap().keys);
         let mut engine = cjwt_core::engine::Engine::new(c);
         let ok = cjwt_core::mint::mint(k, Some("a"), &claims(json!({})));

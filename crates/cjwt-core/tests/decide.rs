@@ -847,7 +847,7 @@ fn every_reason_code_is_reachable() {
         "status_lists": [{"uri": uri, "provider": "corp", "cluster": "idp", "path": "/sl"},
                          {"uri": "https://idp.example.com/statuslists/2", "provider": "corp", "cluster": "idp", "path": "/sl2"}]
     }));
-    let mut store = cjwt_core::jwks::store::KeyStore::new(1);
+    let mut store = cjwt_core::jwks::store::Fetched::new(1);
     let list = cjwt_core::revocation::status_list::StatusList::new(2, vec![0b1001], NOW + 60).unwrap();
     store.set_status_list(0, list).unwrap();
     let status = |idx: u64, uri: &str| t(json!({"status": {"status_list": {"idx": idx, "uri": uri}}}));
