@@ -140,8 +140,10 @@ impl At<'_, '_, '_> {
     }
 }
 
-/// One compiled constraint of a built-in kind.
-pub trait Check: fmt::Debug {
+/// One compiled constraint of a built-in kind. (No `Debug` bound: a vtable
+/// would keep every kind's `Debug` code in the wasm build; [`Constraints`]
+/// shows the kinds by name.)
+pub trait Check {
     /// Holds, or the reason the request is refused.
     fn check(&self, at: &mut At<'_, '_, '_>) -> Result<(), Reason>;
     /// An upper estimate of the heap the compiled value holds (not counting itself).
@@ -178,13 +180,7 @@ struct WithCheck<T> {
     check: fn(&T, &mut At<'_, '_, '_>) -> Result<(), Reason>,
 }
 
-impl<T: fmt::Debug> fmt::Debug for WithCheck<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.value.fmt(f)
-    }
-}
-
-impl<T: Footprint + fmt::Debug> Check for WithCheck<T> {
+impl<T: Footprint> Check for WithCheck<T> {
     fn check(&self, at: &mut At<'_, '_, '_>) -> Result<(), Reason> {
         (self.check)(&self.value, at)
     }
@@ -194,7 +190,7 @@ impl<T: Footprint + fmt::Debug> Check for WithCheck<T> {
     }
 }
 
-fn compiled<T: Footprint + fmt::Debug + 'static>(
+fn compiled<T: Footprint + 'static>(
     value: T,
     check: fn(&T, &mut At<'_, '_, '_>) -> Result<(), Reason>,
 ) -> Result<Compiled, String> {
@@ -204,7 +200,7 @@ fn compiled<T: Footprint + fmt::Debug + 'static>(
 /// Compiled constraints of one token: the built-in kinds it carries (each
 /// parsed and checked by its own module, see [`KINDS`]), its custom
 /// constraints, and the first key nobody understands.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Constraints {
     /// The first key the filter does not understand, if any.
     pub unknown: Option<String>,
@@ -212,6 +208,16 @@ pub struct Constraints {
     builtin: Vec<(&'static Kind, Compiled)>,
     /// (custom constraint name, allowed values), in configuration order ([`custom`]).
     pub custom: Vec<(String, Vec<String>)>,
+}
+
+impl fmt::Debug for Constraints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Constraints")
+            .field("unknown", &self.unknown)
+            .field("builtin", &self.kinds().collect::<Vec<_>>())
+            .field("custom", &self.custom)
+            .finish()
+    }
 }
 
 impl Constraints {
@@ -222,18 +228,20 @@ impl Constraints {
         let obj = value.as_object().ok_or("the constraints claim is not an object")?;
         let token = Token { has_jti };
         let mut c = Constraints::default();
+        // One slot per kind, in table order: the kinds come out in check order
+        // whatever the token's order (and without a sort).
+        let mut slots: [Option<Compiled>; KINDS.len()] = [const { None }; KINDS.len()];
         for (key, v) in obj {
-            if let Some(kind) = kind(key) {
-                c.builtin.push((kind, (kind.parse)(v, &token)?));
+            if let Some((slot, kind)) = slots.iter_mut().zip(KINDS).find(|(_, k)| k.name == key) {
+                *slot = Some((kind.parse)(v, &token)?);
             } else if custom_names.contains(&key.as_str()) {
                 c.custom.push((key.to_owned(), custom::parse(key, v)?));
             } else if c.unknown.is_none() {
                 c.unknown = Some(key.to_owned());
             }
         }
-        // Check in table order, and custom constraints in configuration order,
-        // whatever the token's order.
-        c.builtin.sort_by_key(|(kind, _)| KINDS.iter().position(|k| k.name == kind.name));
+        c.builtin = KINDS.iter().zip(slots).filter_map(|(kind, slot)| slot.map(|compiled| (kind, compiled))).collect();
+        // Custom constraints in configuration order, whatever the token's order.
         c.custom.sort_by_key(|(name, _)| custom_names.iter().position(|n| n == name));
         Ok(c)
     }
