@@ -1,9 +1,8 @@
 //! What an adapter does with a decision, worked out once for both builds: the
 //! header operations to apply before forwarding or the refusal to send, the
 //! counters to bump, and the log line. An adapter executes a [`Plan`] with its
-//! host's calls and decides nothing, so the wasm filter and the native module
-//! act alike by construction. (`cjwt explain` runs the same engine but prints
-//! the decision; it does not execute a plan.)
+//! host's calls and decides nothing, so the wasm filter, the native module and
+//! `cjwt explain` act alike by construction.
 
 use crate::config::Config;
 use crate::engine::{Decision, Denial, Outcome};
