@@ -279,13 +279,15 @@ soak: build envoy
 	cargo build --quiet --release -p cjwt-tools --bin soak
 	DURATION=$(DURATION) target/release/soak
 
-## lint: no ignored file tracked, formatting and clippy (native and wasm32), warnings denied
+## lint: no ignored file tracked, formatting and clippy (native, wasm32 and fuzz/), warnings denied
 lint: wasm-target
 	@tracked="$$(git ls-files -ci --exclude-standard)"; [ -z "$$tracked" ] || { echo "lint: ignored files are tracked (git rm --cached them):"; echo "$$tracked"; exit 1; }
 	cargo fmt --check
 	cargo clippy --all-targets --all-features -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter --features fault-injection,vm-bench -- -D warnings
+	cargo fmt --check --manifest-path fuzz/Cargo.toml
+	cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 
 clean:
 	cargo clean

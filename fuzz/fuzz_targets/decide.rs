@@ -7,8 +7,8 @@ mod common;
 
 use cjwt_core::engine::Engine;
 use cjwt_core::keys::host_crypto::PureRust;
-use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::token::verify::InlineOnly;
+use cjwt_core::usage::MemoryCounter;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 
 use cjwt_core::config::Config;
 use cjwt_core::encoding::b64;
-use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::jwks::store::Fetched;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::revocation::status_list::{
     decode_status_list, inflate_capped, verify_status_list, StatusList, TokenStatus,
@@ -27,7 +27,7 @@ fn config() -> &'static Config {
 
 fuzz_target!(|data: &[u8]| {
     let config = config();
-    let store = KeyStore::new(1);
+    let store = Fetched::new(1);
     assert!(
         verify_status_list(config, 0, &store, &PureRust, data, 1_800_000_000).is_err(),
         "a random body was accepted as a signed list"

@@ -7,14 +7,14 @@
 
 use cjwt_core::config::Config;
 use cjwt_core::engine::Engine;
-use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::jwks::store::Fetched;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::{mint, mint_raw, SigningKey};
-use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::request::static_host::StaticHost;
 use cjwt_core::revocation::status_list::{encode_status_list, verify_status_list};
 use cjwt_core::token::verify::{verify, TokenText};
+use cjwt_core::usage::MemoryCounter;
 use serde_json::json;
 use std::hint::black_box;
 use std::time::Instant;
@@ -67,7 +67,7 @@ fn main() {
         list.len()
     );
     let config = cfg(true);
-    let mut store = KeyStore::new(1);
+    let mut store = Fetched::new(1);
     time("verify + inflate the list (once per fetch)", 50, || {
         black_box(verify_status_list(&config, 0, &store, &PureRust, list.as_bytes(), now).unwrap());
     });

@@ -19,7 +19,7 @@ use crate::keys::host_crypto::HostCrypto;
 use crate::policy::{require, rules};
 use crate::reason::Reason;
 use crate::request::credential::{self, Credential, Found};
-use crate::request::host::{Host, UsageCounter, UsageError};
+use crate::request::host::Host;
 use crate::request::view::RequestView;
 use crate::sender::replay::{ProofId, ReplayCache, ReplayError};
 use crate::sender::{self};
@@ -27,6 +27,7 @@ use crate::token::cache::TokenCache;
 use crate::token::verify::{check_claims, verify, KeyLookup, TokenRefusal, TokenText, VerifiedToken};
 use crate::usage::etcd::{EtcdUse, UseAnswer, UseCall};
 use crate::usage::UsageId;
+use crate::usage::{UsageCounter, UsageError};
 use sha2::{Digest, Sha256};
 use std::rc::Rc;
 

@@ -1,27 +1,54 @@
 //! cjwt-core: everything that decides, with no host import.
 //!
-//! A request flows top to bottom through [`engine::Engine::decide`]:
+//! The modules, in layers: each uses only the layers above it in this list
+//! (never one below it, so no import cycle), and one layer's modules do not use
+//! each other unless noted:
 //!
-//! - [`request`]: what the core reads of one request (the [`request::host::Host`] trait,
-//!   the [`request::view::RequestView`] read once per decision, the credential, the
-//!   client address, the query, path normal form and patterns);
-//! - [`policy`]: the operator's rules (which rule applies, what it `require`s);
-//! - [`token`]: untrusted bytes → [`token::verify::VerifiedToken`] (compact JWS,
-//!   verification, claims, the verified-token cache);
-//! - [`keys`]: key import with every refusal, algorithms, RSA, host crypto;
-//! - [`jwks`]: remote key sets (the fetch state machine, parsing, the store);
-//! - [`constraints`]: the token's own conditions, one module per kind, each parsing
-//!   its claim value and checking it against the request view;
-//! - [`config`]: serde shapes, the compiled model, loading JSON or protobuf `Struct`;
-//! - [`outcome`]: the refusal and the forwarding edits;
-//! - [`sender`]: sender-constrained tokens (`cnf`: DPoP proofs, certificate binding);
-//! - [`reason`]: the stable reason codes, statuses and classes;
-//! - [`revocation`]: deny-lists and OAuth Token Status Lists (SPEC §11);
-//! - [`usage`]: `max_uses` counting (in-process records and the etcd protocol);
-//! - [`encoding`]: base64url and duplicate-free JSON.
+//! 1. [`encoding`] (base64url, duplicate-free JSON, protobuf) and [`reason`]
+//!    (the stable reason codes, statuses and classes): leaves.
+//! 2. [`keys`]: key import with every refusal, algorithms, RSA, and the host's
+//!    crypto (`host_crypto` names `key`, never the other way).
+//! 3. [`request`]: what the core reads of one request (the
+//!    [`request::host::Host`] trait, the [`request::view::RequestView`] read once
+//!    per decision, the credential, the client address, the query, path normal
+//!    form and patterns, the origin, and where each configured value is read
+//!    from, [`request::source`]).
+//! 4. [`usage`]: `max_uses` counting (the counter the decision sees, the
+//!    in-process records, the etcd protocol) and the ids the stores record.
+//! 5. [`constraints`]: the token's own conditions, one table of kinds
+//!    ([`constraints::KINDS`]), one module per kind, each parsing its claim value
+//!    and checking it against the request view.
+//! 6. [`config`]: serde shapes, the compiled model, loading JSON or protobuf
+//!    `Struct` (it compiles patterns, sources, the deny-list and the reserved
+//!    constraint names from the layers above).
+//! 7. [`token`]: untrusted bytes → [`token::verify::VerifiedToken`] (compact JWS,
+//!    verification, claims, the token's status, the verified-token cache).
+//! 8. [`jwks`]: remote key sets (the fetch state machine, parsing, the store of
+//!    fetched keys and status lists).
+//! 9. [`revocation`] (deny-lists and OAuth Token Status Lists, SPEC §11; uses
+//!    [`jwks`]) and [`sender`] (sender-constrained tokens, `cnf`: DPoP proofs,
+//!    certificate binding).
+//! 10. [`policy`]: the operator's rules (which rule applies, what it `require`s).
+//! 11. [`engine`]: the decision, top to bottom.
+//! 12. [`outcome`]: the refusal, the forwarding edits, the plan an adapter executes.
+//! 13. [`lifecycle`]: every step a request ([`RequestFlow`]) or a fetch
+//!     ([`Remote`]) can take, as sans-I/O state machines that return steps and
+//!     effects for the adapter to execute.
 //!
-//! Adapters (the proxy-wasm filter, the command line) implement the host traits
-//! and act on the [`engine::Outcome`]; they decide nothing.
+//! Beside them, for the command line and tests only: `mint` (signing; feature
+//! `mint`) and `testing` (feature `testing`).
+//!
+//! # The front door
+//!
+//! The adapters (the proxy-wasm filter `cjwt-filter`, the native Envoy dynamic
+//! module `cjwt-module`) use only what this file re-exports: compile a
+//! [`Config`] for their build's [`Capabilities`], keep an [`Engine`] and the
+//! [`Fetched`] material, run a [`RequestFlow`] per request and a [`Remote`] per
+//! configuration, implement the host traits ([`Host`], [`HostCrypto`],
+//! [`UsageCounter`], [`ReplayCache`], [`Sharing`]), and execute each [`Step`]
+//! ([`Plan`]: [`Act`], [`Counter`]s, log lines) and [`Effect`]. They decide
+//! nothing. The modules stay public for the command line (`cjwt-cli`: minting,
+//! inspecting, status lists) and the tests.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -41,6 +68,41 @@ pub mod revocation;
 pub mod sender;
 pub mod token;
 pub mod usage;
+
+pub use config::{Capabilities, Config, ConfigError};
+pub use engine::Engine;
+pub use jwks::store::Fetched;
+pub use keys::host_crypto::HostCrypto;
+#[cfg(feature = "native-crypto")]
+pub use keys::native::NativeCrypto;
+pub use lifecycle::remote::{Call, Effect, NextValue, Remote, Sharing};
+pub use lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
+pub use outcome::metrics::Counter;
+pub use outcome::plan::{Act, Plan};
+pub use outcome::response::Refusal;
+pub use outcome::Level;
+pub use request::host::{clock, Host};
+pub use sender::replay::{ProcessReplay, ReplayCache};
+pub use usage::process::ProcessCounter;
+pub use usage::{UsageCounter, UsageError};
+
+/// For hosts that keep `max_uses` counts and DPoP proof ids in memory their
+/// workers share (proxy-wasm shared data): the records as pure byte functions
+/// over one slot, for the host's compare-and-swap.
+pub mod shared_slots {
+    pub use crate::sender::replay::{
+        first_seen_in, NextValue, ProofId, ReplayError, ReplayKey, ReplayStore, StoreError,
+    };
+    pub use crate::usage::{count_use, slot_key, SlotUpdate, UsageId};
+}
+
+/// For hosts that verify signatures themselves (Envoy's `verify_signature`):
+/// which algorithms, and the call's encoding.
+pub mod host_verify {
+    pub use crate::keys::algorithm::Algorithm;
+    pub use crate::keys::host_crypto::{host_supports, request, result_is_valid};
+    pub use crate::keys::key::VerificationKey;
+}
 
 #[cfg(feature = "mint")]
 pub mod mint;

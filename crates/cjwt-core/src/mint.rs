@@ -1,5 +1,5 @@
 //! Signing: key generation and token minting for the command line, the demo and
-//! the tests. Host-only (feature `cli`); never part of the wasm filter.
+//! the tests. Host-only (feature `mint`); never part of the wasm filter.
 
 pub mod claims;
 

@@ -6,15 +6,15 @@
 use cjwt_core::config::Config;
 use cjwt_core::engine::{Decision, Engine};
 use cjwt_core::jwks::parse::parse_remote_jwks;
-use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::jwks::store::Fetched;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::{mint, mint_raw};
 use cjwt_core::outcome::forward;
 use cjwt_core::reason::Reason;
-use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::request::view::RequestView;
 use cjwt_core::token::verify::InlineOnly;
+use cjwt_core::usage::MemoryCounter;
 use cjwt_harness::*;
 use serde_json::{json, Value};
 
@@ -139,12 +139,12 @@ fn cached_verifications_do_not_outlive_their_key() {
     let k1 = key(Algorithm::EdDSA);
     let k2 = key(Algorithm::ES256);
     let set = |jwks: Value| parse_remote_jwks(&c, 0, jwks.to_string().as_bytes()).unwrap().keys;
-    let mut store = KeyStore::new(1);
+    let mut store = Fetched::new(1);
     store.set(0, set(json!({"keys": [k1.public_jwk(Some("k1")), k2.public_jwk(Some("k2"))]})));
     let mut e = Engine::new(c2);
     let t = mint(k1, Some("k1"), &claims(json!({})));
     let host = StaticHost::get("/x").bearer(&t);
-    let decide = |e: &mut Engine, store: &KeyStore| match e
+    let decide = |e: &mut Engine, store: &Fetched| match e
         .decide(&host, store, &PureRust, &mut MemoryCounter::default())
         .decision
     {

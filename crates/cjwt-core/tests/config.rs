@@ -298,7 +298,7 @@ fn rfc7515_a1_hs256_example_verifies() {
         &host,
         &cjwt_core::token::verify::InlineOnly,
         &cjwt_core::keys::host_crypto::PureRust,
-        &mut cjwt_core::request::host::MemoryCounter::default(),
+        &mut cjwt_core::usage::MemoryCounter::default(),
     );
     assert!(matches!(out.decision, cjwt_core::engine::Decision::Allow { .. }), "{:?}", out.decision);
 }
@@ -331,7 +331,7 @@ fn algorithm_confusion_public_key_as_hmac_secret_fails() {
         &StaticHost::get("/x").bearer(&t),
         &cjwt_core::token::verify::InlineOnly,
         &cjwt_core::keys::host_crypto::PureRust,
-        &mut cjwt_core::request::host::MemoryCounter::default(),
+        &mut cjwt_core::usage::MemoryCounter::default(),
     );
     match out.decision {
         cjwt_core::engine::Decision::Deny(d) => assert_eq!(d.reason, cjwt_core::reason::Reason::UnsupportedAlgorithm),
@@ -342,7 +342,7 @@ fn algorithm_confusion_public_key_as_hmac_secret_fails() {
 mod remote_jwks {
     use super::*;
     use cjwt_core::jwks::parse::parse_remote_jwks;
-    use cjwt_core::jwks::store::KeyStore;
+    use cjwt_core::jwks::store::Fetched;
 
     fn remote_config() -> Config {
         let cfg = json!({"providers": [{"name": "idp", "issuer": "https://idp.example.com", "algorithms": ["EdDSA", "ES256"],
@@ -389,7 +389,7 @@ mod remote_jwks {
         let c = remote_config();
         let k = key(Algorithm::EdDSA);
         let body = json!({"keys": [k.public_jwk(Some("a"))]}).to_string();
-        let mut store = KeyStore::new(1);
+        let mut store = Fetched::new(1);
         store.set(0, parse_remote_jwks(&c, 0, body.as_bytes()).unwrap().keys);
         let mut engine = cjwt_core::engine::Engine::new(c);
         let ok = cjwt_core::mint::mint(k, Some("a"), &claims(json!({})));
@@ -398,7 +398,7 @@ mod remote_jwks {
             &host,
             &store,
             &cjwt_core::keys::host_crypto::PureRust,
-            &mut cjwt_core::request::host::MemoryCounter::default(),
+            &mut cjwt_core::usage::MemoryCounter::default(),
         );
         assert!(matches!(out.decision, cjwt_core::engine::Decision::Allow { .. }), "{:?}", out.decision);
         let rotated = cjwt_core::mint::mint(k, Some("b"), &claims(json!({})));
@@ -408,7 +408,7 @@ mod remote_jwks {
                 &host,
                 &store,
                 &cjwt_core::keys::host_crypto::PureRust,
-                &mut cjwt_core::request::host::MemoryCounter::default(),
+                &mut cjwt_core::usage::MemoryCounter::default(),
             )
             .decision
         {

@@ -8,9 +8,9 @@ use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::{mint, mint_raw};
 use cjwt_core::reason::Reason;
-use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::token::verify::InlineOnly;
 use cjwt_core::usage::etcd::UseAnswer;
+use cjwt_core::usage::MemoryCounter;
 use cjwt_harness::*;
 use serde_json::{json, Value};
 
@@ -847,7 +847,7 @@ fn every_reason_code_is_reachable() {
         "status_lists": [{"uri": uri, "provider": "corp", "cluster": "idp", "path": "/sl"},
                          {"uri": "https://idp.example.com/statuslists/2", "provider": "corp", "cluster": "idp", "path": "/sl2"}]
     }));
-    let mut store = cjwt_core::jwks::store::KeyStore::new(1);
+    let mut store = cjwt_core::jwks::store::Fetched::new(1);
     let list = cjwt_core::revocation::status_list::StatusList::new(2, vec![0b1001], NOW + 60).unwrap();
     store.set_status_list(0, list).unwrap();
     let status = |idx: u64, uri: &str| t(json!({"status": {"status_list": {"idx": idx, "uri": uri}}}));

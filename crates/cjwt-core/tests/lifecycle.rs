@@ -5,7 +5,7 @@
 use cjwt_core::config::Config;
 use cjwt_core::engine::Engine;
 use cjwt_core::jwks::parse::parse_remote_jwks;
-use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::jwks::store::Fetched;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::{HostCrypto, PureRust};
 use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
@@ -13,9 +13,9 @@ use cjwt_core::mint::{mint, SigningKey};
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::outcome::plan::{Act, Plan};
 use cjwt_core::outcome::Level;
-use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::request::static_host::StaticHost;
 use cjwt_core::sender::replay::NoReplayCache;
+use cjwt_core::usage::MemoryCounter;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
@@ -80,12 +80,12 @@ impl FakeRemote {
     }
 }
 
-fn env<'a>(host: &'a StaticHost, keys: &'a KeyStore, counter: &'a mut MemoryCounter) -> Env<'a> {
+fn env<'a>(host: &'a StaticHost, keys: &'a Fetched, counter: &'a mut MemoryCounter) -> Env<'a> {
     Env { host, keys, crypto: &PureRust, counter, replay: Box::leak(Box::new(NoReplayCache)) }
 }
 
 /// What an adapter does on request headers: start, and answer `KeysMissing` from its remote.
-fn start(flow: &mut RequestFlow, e: &mut Engine, host: &StaticHost, keys: &KeyStore, remote: &mut FakeRemote) -> Step {
+fn start(flow: &mut RequestFlow, e: &mut Engine, host: &StaticHost, keys: &Fetched, remote: &mut FakeRemote) -> Step {
     let mut counter = MemoryCounter::default();
     let mut step = flow.start(e, env(host, keys, &mut counter), NOW_MS);
     while let Step::KeysMissing { provider } = step {
@@ -99,7 +99,7 @@ fn no_remote() -> FakeRemote {
     FakeRemote::answering(vec![])
 }
 
-fn woken(flow: &mut RequestFlow, e: &mut Engine, host: &StaticHost, keys: &KeyStore) -> Step {
+fn woken(flow: &mut RequestFlow, e: &mut Engine, host: &StaticHost, keys: &Fetched) -> Step {
     flow.on_keys(e, env(host, keys, &mut MemoryCounter::default()), NOW_MS)
 }
 
@@ -124,8 +124,8 @@ fn store_call(step: Step) -> StoreCall {
     }
 }
 
-fn fetched(e: &Engine) -> KeyStore {
-    let mut keys = KeyStore::new(1);
+fn fetched(e: &Engine) -> Fetched {
+    let mut keys = Fetched::new(1);
     let body = json!({"keys": [signing().public_jwk(Some("k1"))]}).to_string();
     keys.set(0, parse_remote_jwks(&e.config, 0, body.as_bytes()).unwrap().keys);
     keys
@@ -137,7 +137,7 @@ fn a_request_without_its_keys_waits_then_is_decided_with_the_keys_fetched() {
     let host = get(&token(json!({})));
     let mut flow = RequestFlow::new();
     let mut remote = FakeRemote::answering(vec![KeyWait::Wait]);
-    assert!(matches!(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut remote), Step::AwaitKeys));
+    assert!(matches!(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut remote), Step::AwaitKeys));
     assert_eq!(remote.asked, [0]);
     // The fetch ended with the keys: decided again, without waiting.
     let keys = fetched(&e);
@@ -154,8 +154,8 @@ fn a_fetch_that_brought_no_keys_refuses_and_never_waits_twice() {
     let host = get(&token(json!({})));
     let mut flow = RequestFlow::new();
     let mut remote = FakeRemote::answering(vec![KeyWait::Wait]);
-    assert!(matches!(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut remote), Step::AwaitKeys));
-    let plan = acted(woken(&mut flow, &mut e, &host, &KeyStore::new(1)));
+    assert!(matches!(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut remote), Step::AwaitKeys));
+    let plan = acted(woken(&mut flow, &mut e, &host, &Fetched::new(1)));
     assert_eq!(status(&plan), Some(401), "{plan:?}");
     assert!(plan.counters.contains(&Counter::DeniedBy(cjwt_core::reason::Reason::KeysUnavailable)));
     assert!(plan.counters.contains(&Counter::Denied));
@@ -168,7 +168,7 @@ fn a_refusal_no_fetch_can_change_is_acted_on_at_once() {
     let mut e = engine(true, json!({}));
     let host = get(&token(json!({})));
     let mut remote = FakeRemote::answering(vec![KeyWait::DoNotWait]);
-    let plan = acted(start(&mut RequestFlow::new(), &mut e, &host, &KeyStore::new(1), &mut remote));
+    let plan = acted(start(&mut RequestFlow::new(), &mut e, &host, &Fetched::new(1), &mut remote));
     assert_eq!(status(&plan), Some(401));
     // Keys present but a wrong signature: no provider lacks keys, nobody is asked.
     let mut remote = no_remote();
@@ -187,12 +187,12 @@ fn keys_taken_over_from_another_worker_decide_again_a_bounded_number_of_times() 
     let host = get(&token(json!({})));
     // Every takeover brings a set without the key: decided again three times, then refused.
     let mut remote = FakeRemote::answering(vec![KeyWait::DecideAgain; 10]);
-    let plan = acted(start(&mut RequestFlow::new(), &mut e, &host, &KeyStore::new(1), &mut remote));
+    let plan = acted(start(&mut RequestFlow::new(), &mut e, &host, &Fetched::new(1), &mut remote));
     assert_eq!(status(&plan), Some(401));
     assert_eq!(remote.asked, [0, 0, 0, 0]);
     // A takeover then a wait: the request waits.
     let mut remote = FakeRemote::answering(vec![KeyWait::DecideAgain, KeyWait::Wait]);
-    let step = start(&mut RequestFlow::new(), &mut e, &host, &KeyStore::new(1), &mut remote);
+    let step = start(&mut RequestFlow::new(), &mut e, &host, &Fetched::new(1), &mut remote);
     assert!(matches!(step, Step::AwaitKeys));
 }
 
@@ -201,7 +201,7 @@ fn a_use_that_needs_two_store_calls_walks_them_within_the_deadline() {
     let mut e = engine(false, with_store());
     let host = get(&token(json!({"jti": "j1", "cnst": {"max_uses": 2}})));
     let mut flow = RequestFlow::new();
-    let first = store_call(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut no_remote()));
+    let first = store_call(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut no_remote()));
     assert_eq!((first.cluster.as_str(), first.path.as_str(), first.timeout_ms), ("etcd", "/v3/kv/txn", 300));
     assert!(first.headers().contains(&(":authority", "etcd.local")));
     assert!(first.counts_use && !first.records_proof);
@@ -229,7 +229,7 @@ fn the_store_deadline_covers_every_call_of_a_use() {
     let mut e = engine(false, with_store());
     let host = get(&token(json!({"jti": "j2", "cnst": {"max_uses": 2}})));
     let mut flow = RequestFlow::new();
-    store_call(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut no_remote()));
+    store_call(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut no_remote()));
     // The first answer came at the deadline: the next call is not sent.
     let lease_missing = br#"{"error":"etcdserver: requested lease not found","code":5}"#;
     let plan = acted(flow.on_store_answer(&e, &host, Some("400"), lease_missing, lease_missing.len(), NOW_MS + 300));
@@ -243,20 +243,20 @@ fn a_lost_or_oversized_store_answer_is_unavailable_never_allowed() {
     let mut e = engine(false, with_store());
     let host = get(&token(json!({"jti": "j3", "cnst": {"max_uses": 2}})));
     let mut flow = RequestFlow::new();
-    store_call(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut no_remote()));
+    store_call(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut no_remote()));
     assert!(!flow.store_overdue(NOW_MS + 300 + 1000), "within the grace");
     assert!(flow.store_overdue(NOW_MS + 300 + 1001));
     let plan = acted(flow.on_store_failure(&e, &host, "no answer (the call was lost)"));
     assert_eq!(status(&plan), Some(503));
     let mut flow = RequestFlow::new();
-    store_call(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut no_remote()));
+    store_call(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut no_remote()));
     let counted = br#"{"header":{"revision":"7"},"succeeded":true}"#;
     let plan = acted(flow.on_store_answer(&e, &host, Some("200"), counted, 17 * 1024, NOW_MS + 10));
     assert_eq!(status(&plan), Some(503), "an answer over the limit is not read");
     assert!(plan.logs[0].1.contains("too large"), "{:?}", plan.logs);
     // Used up: 403 max_uses.
     let mut flow = RequestFlow::new();
-    store_call(start(&mut flow, &mut e, &host, &KeyStore::new(1), &mut no_remote()));
+    store_call(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut no_remote()));
     let exhausted =
         br#"{"header":{"revision":"7"},"succeeded":false,"responses":[{"response_txn":{"succeeded":false}}]}"#;
     let plan = acted(flow.on_store_answer(&e, &host, Some("200"), exhausted, exhausted.len(), NOW_MS + 10));
@@ -285,7 +285,7 @@ fn host_verifications_are_counted_in_the_plan_that_ends_the_request() {
     let mut flow = RequestFlow::new();
     let env = Env {
         host: &host,
-        keys: &KeyStore::new(1),
+        keys: &Fetched::new(1),
         crypto: &crypto,
         counter: &mut MemoryCounter::default(),
         replay: &mut NoReplayCache,

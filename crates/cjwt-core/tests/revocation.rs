@@ -6,15 +6,15 @@
 use cjwt_core::config::Config;
 use cjwt_core::encoding::b64;
 use cjwt_core::engine::{Decision, Engine};
-use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::jwks::store::Fetched;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::{mint, mint_raw, SigningKey};
 use cjwt_core::reason::Reason;
-use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::revocation::fetcher::{ListCommand, ListFetcher, ListOutcome, RETRY_SECONDS};
 use cjwt_core::revocation::status_list::{encode_status_list, verify_status_list};
 use cjwt_core::token::verify::{InlineOnly, KeyLookup};
+use cjwt_core::usage::MemoryCounter;
 use cjwt_harness::*;
 use serde_json::{json, Value};
 
@@ -177,8 +177,8 @@ fn list_claims(statuses: &[u8], bits: u8) -> Value {
     json!({"sub": URI, "iat": NOW - 10, "exp": NOW + 3600, "ttl": 600, "status_list": encode_status_list(bits, statuses).unwrap()})
 }
 
-fn store_with(config: &Config, token: &str) -> KeyStore {
-    let mut store = KeyStore::new(config.providers.len());
+fn store_with(config: &Config, token: &str) -> Fetched {
+    let mut store = Fetched::new(config.providers.len());
     let list = verify_status_list(config, 0, &store, &PureRust, token.as_bytes(), NOW).unwrap();
     store.set_status_list(0, list).unwrap();
     store
@@ -309,11 +309,11 @@ fn a_list_is_refused_unless_it_is_exactly_what_was_configured() {
         ("garbage".to_string(), "not a compact JWS"),
         ("a".repeat(200_000), "at most"),
     ] {
-        let store = KeyStore::new(1);
+        let store = Fetched::new(1);
         let e = verify_status_list(&config, 0, &store, &PureRust, token.as_bytes(), NOW).unwrap_err();
         assert!(e.contains(why), "want {why:?} in {e:?}");
     }
-    let store = KeyStore::new(1);
+    let store = Fetched::new(1);
     let ok = format!("{}\n", list_token(k, header(), good));
     assert_eq!(verify_status_list(&config, 0, &store, &PureRust, ok.as_bytes(), NOW).unwrap().len(), 8);
 }
@@ -353,7 +353,7 @@ fn status_list_settings_are_validated_at_load_with_the_field_named() {
 struct Sim {
     config: Config,
     fetcher: ListFetcher,
-    store: KeyStore,
+    store: Fetched,
     next_token: u32,
     now: i64,
 }
@@ -362,7 +362,7 @@ impl Sim {
     fn new(extra: Value) -> Sim {
         let config = Config::from_json(list_config(extra).to_string().as_bytes()).unwrap();
         let fetcher = ListFetcher::new(&config);
-        let store = KeyStore::new(config.providers.len());
+        let store = Fetched::new(config.providers.len());
         Sim { config, fetcher, store, next_token: 0, now: NOW }
     }
 
@@ -485,7 +485,7 @@ fn a_last_good_copy_handed_on_serves_no_longer_than_the_original() {
     let last = LastGood::decode(&stored).unwrap();
     assert_eq!((last.fetched_at, last.body), (NOW, body.as_bytes()));
     assert!(LastGood::decode(&[1, 2, 3]).is_none());
-    let store = KeyStore::new(1);
+    let store = Fetched::new(1);
     let later = verify_fetched(&config, 0, &store, &PureRust, last.body, last.fetched_at, NOW + 500).unwrap();
     assert_eq!(later.expires_at(), NOW + 600, "ttl counts from the fetch, not from the hand-over");
     let e = verify_fetched(&config, 0, &store, &PureRust, last.body, last.fetched_at, NOW + 600).unwrap_err();
@@ -555,16 +555,16 @@ fn an_older_list_never_replaces_a_newer_one() {
     // A failed refresh: retried after RETRY_SECONDS, not refresh_seconds.
     assert_eq!(sim.tick(RETRY_SECONDS).0.len(), 1);
     // The same list again (same `iat`) and a newer one are accepted.
-    let mut store = KeyStore::new(1);
+    let mut store = Fetched::new(1);
     let config = &sim.config;
-    let list = |body: &str| verify_status_list(config, 0, &KeyStore::new(1), &PureRust, body.as_bytes(), NOW).unwrap();
+    let list = |body: &str| verify_status_list(config, 0, &Fetched::new(1), &PureRust, body.as_bytes(), NOW).unwrap();
     store.set_status_list(0, list(&v2)).unwrap();
     store.set_status_list(0, list(&v2)).unwrap();
     let e = store.set_status_list(0, list(&v1)).unwrap_err();
     assert!(e.contains("rollback"), "{e}");
     assert_eq!(store.status_list(0).and_then(|l| l.get(3)), Some(1));
     let v3 = signed(&[0, 0, 0, 0], NOW + 1, 3600);
-    let v3_list = verify_status_list(config, 0, &KeyStore::new(1), &PureRust, v3.as_bytes(), NOW + 1).unwrap();
+    let v3_list = verify_status_list(config, 0, &Fetched::new(1), &PureRust, v3.as_bytes(), NOW + 1).unwrap();
     store.set_status_list(0, v3_list).unwrap();
     assert_eq!(store.status_list(0).and_then(|l| l.get(3)), Some(0), "a newer list is taken");
 }

@@ -11,12 +11,12 @@
 use cjwt_core::config::Config;
 use cjwt_core::encoding::b64;
 use cjwt_core::engine::{Decision, Engine};
-use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::jwks::store::Fetched;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::mint;
-use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::revocation::status_list::{encode_status_list, inflate_capped, InflateError, StatusList};
+use cjwt_core::usage::MemoryCounter;
 use cjwt_harness::*;
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -115,7 +115,7 @@ fn a_million_entry_list_holds_its_bits_and_a_decision_allocates_nothing_for_it()
     let config =
         config_json(json!({"status_lists": [{"uri": uri, "provider": "corp", "cluster": "idp", "path": "/s"}]}));
     let mut engine = Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap());
-    let mut store = KeyStore::new(1);
+    let mut store = Fetched::new(1);
     let before = LIVE.load(Ordering::SeqCst);
     store.set_status_list(0, list).unwrap();
     let held = LIVE.load(Ordering::SeqCst) - before;

@@ -536,7 +536,7 @@ fn host_and_pure_rust_signature_paths_agree() {
                     &StaticHost::get("/x").bearer(&token).at(now()),
                     &cjwt_core::token::verify::InlineOnly,
                     &cjwt_core::keys::host_crypto::PureRust,
-                    &mut cjwt_core::request::host::MemoryCounter::default(),
+                    &mut cjwt_core::usage::MemoryCounter::default(),
                 )
                 .decision
             {

@@ -1,10 +1,8 @@
 //! [`Host`] and [`UsageCounter`] over proxy-wasm hostcalls.
 
-use cjwt_core::request::host::{clock, Host, UsageCounter, UsageError};
-use cjwt_core::sender::replay::{
-    first_seen_in, NextValue, ProofId, ReplayCache, ReplayError, ReplayKey, ReplayStore, StoreError,
-};
-use cjwt_core::usage::{count_use, slot_key, SlotUpdate, UsageId};
+use cjwt_core::shared_slots::{count_use, slot_key, SlotUpdate, UsageId};
+use cjwt_core::shared_slots::{first_seen_in, NextValue, ProofId, ReplayError, ReplayKey, ReplayStore, StoreError};
+use cjwt_core::{clock, Host, HostCrypto, ReplayCache, UsageCounter, UsageError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, Status};
 
@@ -125,7 +123,7 @@ impl EnvoyCrypto {
     }
 }
 
-impl cjwt_core::keys::host_crypto::HostCrypto for EnvoyCrypto {
+impl HostCrypto for EnvoyCrypto {
     fn calls(&self) -> u64 {
         self.calls.get()
     }
@@ -134,12 +132,12 @@ impl cjwt_core::keys::host_crypto::HostCrypto for EnvoyCrypto {
     /// that cannot be valid for the algorithm is refused without a call.
     fn verify(
         &self,
-        key: &cjwt_core::keys::key::VerificationKey,
-        alg: cjwt_core::keys::algorithm::Algorithm,
+        key: &cjwt_core::host_verify::VerificationKey,
+        alg: cjwt_core::host_verify::Algorithm,
         input: &[u8],
         signature: &[u8],
     ) -> Option<bool> {
-        use cjwt_core::keys::host_crypto::{host_supports, request, result_is_valid};
+        use cjwt_core::host_verify::{host_supports, request, result_is_valid};
         let der = key.spki_der.as_deref().filter(|_| self.available && host_supports(alg))?;
         let Some(request) = request(alg, der, input, signature) else {
             return Some(false);

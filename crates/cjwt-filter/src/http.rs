@@ -6,10 +6,7 @@ use super::host::{ProxyHost, SharedDataCounter, SharedDataReplay};
 use super::remote;
 use super::state::{Shared, Waiter};
 use super::usage;
-use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step};
-use cjwt_core::outcome::plan::{self, Act, Plan};
-use cjwt_core::outcome::response::Refusal;
-use cjwt_core::outcome::Level;
+use cjwt_core::{Act, Engine, Env, KeyWait, Level, Plan, Refusal, RequestFlow, Step};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
@@ -73,7 +70,7 @@ impl HttpContext for CjwtHttp {
         fault_injection();
         let Some(shared) = self.shared.clone() else {
             // No configuration: Envoy would not have started; refuse anyway.
-            return send(&plan::unavailable());
+            return send(&Refusal::unavailable());
         };
         #[cfg(feature = "vm-bench")]
         if super::vm_bench::answer(&shared) {
@@ -100,12 +97,12 @@ impl HttpContext for CjwtHttp {
 fn start(shared: &Shared, me: &Waiter) -> Action {
     let Some(host) = ProxyHost::read() else {
         log::error!("cjwt: the host clock cannot be read; refusing");
-        return send(&plan::unavailable());
+        return send(&Refusal::unavailable());
     };
     let mut released = Vec::new();
     let step = {
         let Ok(mut flow) = me.flow.try_borrow_mut() else {
-            return send(&plan::unavailable());
+            return send(&Refusal::unavailable());
         };
         let mut step = with_env(shared, &host, |engine, env| flow.start(engine, env, usage::now_ms()));
         while let Some(Step::KeysMissing { provider }) = step {
@@ -120,11 +117,7 @@ fn start(shared: &Shared, me: &Waiter) -> Action {
 }
 
 /// Runs `f` with the engine and what the core reads for one decision.
-fn with_env<R>(
-    shared: &Shared,
-    host: &ProxyHost,
-    f: impl FnOnce(&mut cjwt_core::engine::Engine, Env<'_>) -> R,
-) -> Option<R> {
+fn with_env<R>(shared: &Shared, host: &ProxyHost, f: impl FnOnce(&mut Engine, Env<'_>) -> R) -> Option<R> {
     let (Ok(mut engine), Ok(keys)) = (shared.engine.try_borrow_mut(), shared.keys.try_borrow()) else {
         return None;
     };
@@ -165,7 +158,7 @@ pub fn run(shared: &Shared, me: &Waiter, host: &ProxyHost, step: Option<Step>) -
             }
         },
         // Answered in `start`; never returned later.
-        Some(Step::KeysMissing { .. }) | None => send(&plan::unavailable()),
+        Some(Step::KeysMissing { .. }) | None => send(&Refusal::unavailable()),
     }
 }
 
@@ -215,7 +208,7 @@ fn execute(shared: &Shared, plan: Plan) -> Action {
                 if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value.as_deref()).is_err() {
                     // Never forward with a client-supplied header intact.
                     log::error!("cjwt: could not rewrite request headers; refusing");
-                    return send(&plan::unavailable());
+                    return send(&Refusal::unavailable());
                 }
             }
             Action::Continue
@@ -237,7 +230,7 @@ pub fn answer_waiters(shared: &Shared, waiters: Vec<Waiter>) {
         }
         let Some(host) = ProxyHost::read() else {
             waiter.allowed.set(false);
-            send(&plan::unavailable());
+            send(&Refusal::unavailable());
             continue;
         };
         let step = match waiter.flow.try_borrow_mut() {

@@ -1,6 +1,6 @@
 //! The proxy-wasm adapter (`cjwt.wasm`): maps Envoy's callbacks and hostcalls onto
 //! [`cjwt_core`]. Nothing here decides; it reads, calls
-//! [`cjwt_core::engine::Engine`], and acts. Built only for `wasm32`: natively this
+//! [`cjwt_core::Engine`], and acts. Built only for `wasm32`: natively this
 //! crate is empty (its integration tests drive the built `.wasm` in a real Envoy).
 
 #[cfg(target_arch = "wasm32")]

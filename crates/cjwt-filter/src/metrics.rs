@@ -1,7 +1,7 @@
 //! The counters of SPEC §6 ([`Counter`], named in the core), defined once per VM
 //! at configuration time as proxy-wasm metrics (`wasmcustom.cjwt.*` in Envoy).
 
-use cjwt_core::outcome::metrics::Counter;
+use cjwt_core::Counter;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 

@@ -1,5 +1,5 @@
 //! Remote key sets and status lists, the host's side: the core's
-//! [`Remote`](cjwt_core::lifecycle::remote::Remote) decides what to fetch,
+//! [`Remote`](cjwt_core::Remote) decides what to fetch,
 //! when, by whom, and which requests wait; this module gives it the VM's
 //! shared data ([`ProxySharing`]) and executes the effects it returns.
 //!
@@ -17,9 +17,7 @@
 
 use super::host::host_now;
 use super::state::{Shared, Waiter};
-use cjwt_core::lifecycle::remote::{Effect, NextValue, Sharing};
-use cjwt_core::lifecycle::request::KeyWait;
-use cjwt_core::outcome::Level;
+use cjwt_core::{Effect, KeyWait, Level, NextValue, Sharing};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 use std::collections::VecDeque;

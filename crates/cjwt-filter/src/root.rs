@@ -9,10 +9,7 @@ use super::metrics::Metrics;
 use super::remote;
 use super::state::Shared;
 use super::usage;
-use cjwt_core::config::{Capabilities, Config};
-use cjwt_core::engine::Engine;
-use cjwt_core::jwks::store::KeyStore;
-use cjwt_core::lifecycle::remote::Remote;
+use cjwt_core::{Capabilities, Config, Engine, Fetched, Remote};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
@@ -61,7 +58,7 @@ impl RootContext for CjwtRoot {
                     config.rules.len(),
                     config.mode
                 );
-                let keys = KeyStore::new(config.providers.len());
+                let keys = Fetched::new(config.providers.len());
                 let remote = Remote::new(&config, lease_tag(self.id));
                 let fetching = remote.is_active();
                 let meshed = config.usage_store.is_some();

@@ -5,9 +5,7 @@
 
 use super::host::EnvoyCrypto;
 use super::metrics::Metrics;
-use cjwt_core::engine::Engine;
-use cjwt_core::jwks::store::KeyStore;
-use cjwt_core::lifecycle::remote::Remote;
+use cjwt_core::{Engine, Fetched, Remote, RequestFlow};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -20,7 +18,7 @@ pub struct Shared {
     /// Envoy's `verify_signature`, when the host has it.
     pub crypto: EnvoyCrypto,
     /// Keys fetched from remote JWKS, per provider, and the status lists.
-    pub keys: RefCell<KeyStore>,
+    pub keys: RefCell<Fetched>,
     /// What to fetch, when, by which VM, and the requests waiting for keys (remote.rs).
     pub remote: RefCell<Remote<Waiter>>,
     /// The root context's id: fetches are dispatched from it, so that their
@@ -43,5 +41,5 @@ pub struct Waiter {
     /// Whether the request was allowed (shared with the stream's context).
     pub allowed: Rc<Cell<bool>>,
     /// The request's lifecycle (shared with the stream's context).
-    pub flow: Rc<RefCell<cjwt_core::lifecycle::request::RequestFlow>>,
+    pub flow: Rc<RefCell<RequestFlow>>,
 }

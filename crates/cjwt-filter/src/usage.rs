@@ -12,9 +12,7 @@
 use super::host::ProxyHost;
 use super::http::resume;
 use super::state::{Shared, Waiter};
-use cjwt_core::lifecycle::request::StoreCall;
-use cjwt_core::outcome::plan;
-use cjwt_core::usage::etcd::MAX_ANSWER_BYTES;
+use cjwt_core::{Engine, Refusal, RequestFlow, Step, StoreCall};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 use std::time::{Duration, UNIX_EPOCH};
@@ -64,7 +62,7 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
     };
     let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
     // An answer over the limit is not read: the flow refuses it by its size.
-    let body = if body_size > MAX_ANSWER_BYTES {
+    let body = if body_size > StoreCall::MAX_ANSWER_BYTES {
         Vec::new()
     } else {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
@@ -105,22 +103,14 @@ pub fn forget(shared: &Shared, context: u32) {
 
 /// Makes the waiting stream current, takes the flow's next step with `f`, and
 /// executes it (http.rs `resume`).
-fn with_stream(
-    shared: &Shared,
-    waiter: &Waiter,
-    f: impl FnOnce(
-        &mut cjwt_core::lifecycle::request::RequestFlow,
-        &cjwt_core::engine::Engine,
-        &ProxyHost,
-    ) -> cjwt_core::lifecycle::request::Step,
-) {
+fn with_stream(shared: &Shared, waiter: &Waiter, f: impl FnOnce(&mut RequestFlow, &Engine, &ProxyHost) -> Step) {
     // A stream that ended while it waited cannot be made current: nothing to do.
     if hostcalls::set_effective_context(waiter.context).is_err() {
         return;
     }
     let Some(host) = ProxyHost::read() else {
         waiter.allowed.set(false);
-        let r = plan::unavailable();
+        let r = Refusal::unavailable();
         let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let _ = hostcalls::send_http_response(r.status, headers, Some(r.body.as_bytes()));
         return;

@@ -100,7 +100,7 @@ pub fn eddsa(extra: Value) -> String {
 /// The reason `engine` refuses `host` (inline keys, pure-Rust crypto, a fresh
 /// per-call counter), or `None` when it allows it.
 pub fn verdict(engine: &mut cjwt_core::engine::Engine, host: &StaticHost) -> Option<cjwt_core::reason::Reason> {
-    verdict_with(engine, host, &mut cjwt_core::request::host::MemoryCounter::default())
+    verdict_with(engine, host, &mut cjwt_core::usage::MemoryCounter::default())
 }
 
 /// [`verdict`] with the caller's usage counter (`max_uses` across calls); in
@@ -108,7 +108,7 @@ pub fn verdict(engine: &mut cjwt_core::engine::Engine, host: &StaticHost) -> Opt
 pub fn verdict_with(
     engine: &mut cjwt_core::engine::Engine,
     host: &StaticHost,
-    counter: &mut cjwt_core::request::host::MemoryCounter,
+    counter: &mut cjwt_core::usage::MemoryCounter,
 ) -> Option<cjwt_core::reason::Reason> {
     use cjwt_core::engine::Decision;
     let out =

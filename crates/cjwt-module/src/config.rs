@@ -6,14 +6,7 @@
 
 use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level, Scheduler};
 use crate::jwks::{self, Fetches, RemoteState, EVENT_TICK};
-use cjwt_core::config::{Capabilities, Config};
-use cjwt_core::engine::Engine;
-use cjwt_core::jwks::store::KeyStore;
-use cjwt_core::keys::native::NativeCrypto;
-use cjwt_core::lifecycle::remote::Remote;
-use cjwt_core::outcome::metrics::Counter;
-use cjwt_core::sender::replay::ProcessReplay;
-use cjwt_core::usage::process::ProcessCounter;
+use cjwt_core::{Capabilities, Config, Counter, Engine, Fetched, NativeCrypto, ProcessCounter, ProcessReplay, Remote};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
@@ -29,7 +22,7 @@ pub struct Shared {
     /// Counter ids by [`Counter::index`]; `None` where the host refused one.
     pub counters: Vec<Option<usize>>,
     /// Remote key sets and status lists, one store for the whole process.
-    pub keys: RwLock<KeyStore>,
+    pub keys: RwLock<Fetched>,
     /// `max_uses`, counted once for every worker of this Envoy: the process's one
     /// counter ([`usage`]), so a configuration pushed at run time keeps the counts.
     pub usage: &'static ProcessCounter,
@@ -115,7 +108,7 @@ impl ModuleConfig {
             ),
         );
         let crypto = NativeCrypto::new();
-        let mut store = KeyStore::new(config.providers.len());
+        let mut store = Fetched::new(config.providers.len());
         // Key sets and status lists are fetched on the main thread, once per Envoy.
         let remote = Remote::new(&config, 0);
         let remote = remote.is_active().then(|| {

@@ -1,15 +1,16 @@
-//! The only `unsafe` code of the native build: Envoy's dynamic-module C ABI
-//! (`v0.2.0`, Envoy 1.40), written from `source/extensions/dynamic_modules/abi/abi.h`
-//! and checked against the 1.40 binary (`nm -D`, its `getFunctionPointer` type
+//! The ABI floor of the native build: Envoy's dynamic-module C ABI (`v0.2.0`,
+//! Envoy 1.40), written from `source/extensions/dynamic_modules/abi/abi.h` and
+//! checked against the 1.40 binary (`nm -D`, its `getFunctionPointer` type
 //! strings, and the suites that run this module in that Envoy).
 //!
-//! Three parts:
+//! Three parts, none of which knows the rest of the module (it imports nothing
+//! of this crate):
 //! - the C types (`#[repr(C)]`) and the callbacks Envoy exports (`extern "C"`);
 //! - safe handles over Envoy's pointers ([`Filter`], [`ConfigHandle`],
-//!   [`Scheduler`]), each valid only where this module creates it;
-//! - the `envoy_dynamic_module_on_*` hooks Envoy looks up by name. Every hook
-//!   catches panics: a panic never unwinds into Envoy. A panic while deciding a
-//!   request answers 503 and stops it (see [`crate::stream`]).
+//!   [`Scheduler`]), each valid only where the hooks create it;
+//! - the conversions the hooks ([`crate::hooks`]) make: Envoy's bytes and
+//!   answers copied out, our objects handed to Envoy as `const void*` and
+//!   borrowed or taken back.
 //!
 //! Invariants the safe side relies on:
 //! - a [`Filter`] is built only inside a per-stream hook, from the pointer Envoy
@@ -19,24 +20,24 @@
 //!   not `Send`;
 //! - our config and stream objects are `Box`es handed to Envoy as `const void*`
 //!   and taken back exactly once, by the matching destroy hook.
+//!
+//! With [`crate::hooks`] (which needs `unsafe_code` only for `#[no_mangle]` and
+//! its calls into the conversions here), this is the only module that allows
+//! `unsafe_code`; the workspace denies it everywhere else.
 
 #![allow(unsafe_code)]
 #![allow(non_camel_case_types)]
 
-use crate::config::ModuleConfig;
-use crate::stream::Stream;
-use cjwt_core::usage::etcd::MAX_ANSWER_BYTES;
 use std::ffi::c_void;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// The ABI version this module is written for (Envoy 1.40).
-const ABI_VERSION: &[u8] = b"v0.2.0\0";
+pub(crate) const ABI_VERSION: &[u8] = b"v0.2.0\0";
 
 /// Bytes owned by Envoy, valid during the hook that gave them.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct envoy_buffer {
+pub(crate) struct envoy_buffer {
     ptr: *const u8,
     length: usize,
 }
@@ -52,7 +53,7 @@ struct module_buffer {
 /// A header owned by Envoy (`envoy_dynamic_module_type_envoy_http_header`).
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct envoy_http_header {
+pub(crate) struct envoy_http_header {
     key_ptr: *const u8,
     key_length: usize,
     value_ptr: *const u8,
@@ -207,7 +208,7 @@ fn module(bytes: &[u8]) -> module_buffer {
 ///
 /// SAFETY: `b` comes from Envoy in the current hook, which keeps it valid (and
 /// unchanged) until the hook returns; the slice does not outlive the hook.
-unsafe fn envoy_bytes<'a>(b: envoy_buffer) -> &'a [u8] {
+pub(crate) unsafe fn envoy_bytes<'a>(b: envoy_buffer) -> &'a [u8] {
     if b.ptr.is_null() || b.length == 0 {
         &[]
     } else {
@@ -555,112 +556,12 @@ pub struct CalloutAnswer<'hook> {
     pub body_len: usize,
 }
 
-// ---- hooks -------------------------------------------------------------------
-
-/// Runs `f`, turning a panic into `on_panic()`'s value; the panic's message goes
-/// to Envoy's log.
-fn guard<T>(f: impl FnOnce() -> T, on_panic: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        log(Level::Error, &format!("cjwt: internal error (panic: {message}); failing closed"));
-        on_panic()
-    })
-}
-
-/// SAFETY (for the callers): `p` is a pointer this module returned from
-/// `on_http_filter_new` and that its destroy hook has not taken back yet.
-unsafe fn stream<'a>(p: *const c_void) -> Option<&'a mut Stream> {
-    (p as *mut Stream).as_mut()
-}
-
-/// SAFETY (for the callers): `p` is a pointer this module returned from
-/// `on_http_filter_config_new` and that its destroy hook has not taken back yet.
-unsafe fn config<'a>(p: *const c_void) -> Option<&'a ModuleConfig> {
-    (p as *const ModuleConfig).as_ref()
-}
-
-fn filter<'a>(ptr: *mut c_void) -> Filter<'a> {
-    Filter { ptr, _hook: PhantomData }
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_program_init() -> *const u8 {
-    ABI_VERSION.as_ptr()
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    config_envoy: *mut c_void,
-    _name: envoy_buffer,
-    config: envoy_buffer,
-) -> *const c_void {
-    let handle = ConfigHandle { ptr: config_envoy, _hook: PhantomData };
-    // SAFETY: Envoy's config bytes, valid during this hook.
-    let bytes = unsafe { envoy_bytes(config) };
-    guard(
-        || match ModuleConfig::new(handle, bytes) {
-            Some(c) => Box::into_raw(Box::new(c)) as *const c_void,
-            None => std::ptr::null(),
-        },
-        || {
-            log(Level::Error, "cjwt: internal error while loading the configuration; refused");
-            std::ptr::null()
-        },
-    )
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config_module: *const c_void) {
-    if !config_module.is_null() {
-        // SAFETY: the Box handed out by config_new, taken back once, here.
-        let boxed = unsafe { Box::from_raw(config_module as *mut ModuleConfig) };
-        guard(move || drop(boxed), || ());
-    }
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
-    config_envoy: *mut c_void,
-    config_module: *const c_void,
-    event: u64,
-) {
-    let handle = ConfigHandle { ptr: config_envoy, _hook: PhantomData };
-    // SAFETY: our live config (Envoy runs no config hook after destroy).
-    if let Some(c) = unsafe { config(config_module) } {
-        guard(|| c.on_scheduled(handle, event), || log(Level::Error, "cjwt: internal error in a scheduled task"));
-    }
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
-    config_envoy: *mut c_void,
-    config_module: *const c_void,
-    callout_id: u64,
-    result: u32,
-    headers: *const envoy_http_header,
-    headers_size: usize,
-    body_chunks: *const envoy_buffer,
-    body_chunks_size: usize,
-) {
-    let handle = ConfigHandle { ptr: config_envoy, _hook: PhantomData };
-    // SAFETY: Envoy's arrays, valid during this hook (or null/0 on failure).
-    let answer = unsafe { callout_answer(result, headers, headers_size, body_chunks, body_chunks_size, usize::MAX) };
-    // SAFETY: our live config.
-    if let Some(c) = unsafe { config(config_module) } {
-        guard(
-            || c.on_callout_done(handle, callout_id, answer),
-            || log(Level::Error, "cjwt: internal error handling a key fetch"),
-        );
-    }
-}
-
-/// SAFETY: the arrays are Envoy's, valid during the current hook, or null.
-/// A body longer than `limit` bytes is not copied.
-unsafe fn callout_answer<'a>(
+/// Envoy's answer to an HTTP call, copied out of the hook's arrays. A body
+/// longer than `limit` bytes is not copied.
+///
+/// # Safety
+/// The arrays are Envoy's, valid during the current hook, or null.
+pub(crate) unsafe fn callout_answer<'a>(
     result: u32,
     headers: *const envoy_http_header,
     headers_size: usize,
@@ -689,197 +590,59 @@ unsafe fn callout_answer<'a>(
     CalloutAnswer { status, body, body_len }
 }
 
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_new(
-    config_module: *const c_void,
-    _filter_envoy: *mut c_void,
-) -> *const c_void {
-    // SAFETY: our live config (streams are created only while it is).
-    let Some(c) = (unsafe { config(config_module) }) else {
-        return std::ptr::null();
-    };
-    guard(|| Box::into_raw(Box::new(Stream::new(c))) as *const c_void, std::ptr::null)
+// ---- our objects, handed to Envoy as `const void*` -----------------------------
+
+/// `object` handed to Envoy: the pointer it passes back to later hooks, until
+/// [`take_back`] reclaims it.
+pub(crate) fn hand_out<T>(object: Box<T>) -> *const c_void {
+    Box::into_raw(object) as *const c_void
 }
 
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module: *const c_void) {
-    if !filter_module.is_null() {
-        // SAFETY: the Box handed out by filter_new, taken back once, here.
-        let boxed = unsafe { Box::from_raw(filter_module as *mut Stream) };
-        guard(move || drop(boxed), || ());
-    }
+/// The object behind `p`, shared for the current hook (any thread); `None` for null.
+///
+/// # Safety
+/// `p` is null or a pointer [`hand_out`] returned for a `T` that [`take_back`]
+/// has not reclaimed, and nothing borrows it mutably meanwhile.
+pub(crate) unsafe fn borrow<'a, T>(p: *const c_void) -> Option<&'a T> {
+    // SAFETY: the caller's contract above.
+    unsafe { (p as *const T).as_ref() }
 }
 
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
-    filter_envoy: *mut c_void,
-    filter_module: *const c_void,
-    _end_of_stream: bool,
-) -> u32 {
-    let f = filter(filter_envoy);
-    // SAFETY: our live stream, on its worker.
-    let Some(s) = (unsafe { stream(filter_module) }) else {
-        crate::stream::internal_error(f);
-        return HEADERS_STOP;
-    };
-    guard(
-        || s.on_request_headers(f),
-        || {
-            crate::stream::internal_error(f);
-            HEADERS_STOP
-        },
-    )
+/// The object behind `p`, borrowed mutably for the current hook; `None` for null.
+///
+/// # Safety
+/// `p` is null or a pointer [`hand_out`] returned for a `T` that [`take_back`]
+/// has not reclaimed, and no other borrow of it is live (Envoy runs one hook of
+/// a stream at a time, on the stream's worker).
+pub(crate) unsafe fn borrow_mut<'a, T>(p: *const c_void) -> Option<&'a mut T> {
+    // SAFETY: the caller's contract above.
+    unsafe { (p as *mut T).as_mut() }
 }
 
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
-    _filter_envoy: *mut c_void,
-    filter_module: *const c_void,
-    _end_of_stream: bool,
-) -> u32 {
-    // SAFETY: our live stream, on its worker.
-    match unsafe { stream(filter_module) } {
-        Some(s) if s.allowed() => BODY_CONTINUE,
-        _ => BODY_STOP_AND_BUFFER,
-    }
+/// The object behind `p`, reclaimed (to be dropped); `None` for null.
+///
+/// # Safety
+/// As for [`borrow`], and `p` is reclaimed once: Envoy passes it to exactly one
+/// destroy hook and to no hook after it.
+pub(crate) unsafe fn take_back<T>(p: *const c_void) -> Option<Box<T>> {
+    // SAFETY: the caller's contract above.
+    (!p.is_null()).then(|| unsafe { Box::from_raw(p as *mut T) })
 }
 
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
-    _filter_envoy: *mut c_void,
-    filter_module: *const c_void,
-) -> u32 {
-    // SAFETY: our live stream, on its worker.
-    match unsafe { stream(filter_module) } {
-        Some(s) if s.allowed() => TRAILERS_CONTINUE,
-        _ => TRAILERS_STOP,
-    }
+/// The stream Envoy passed to a per-stream hook.
+///
+/// # Safety
+/// `ptr` is the `filter_envoy` pointer of the current per-stream hook; the
+/// handle is used during that hook only, on its worker thread.
+pub(crate) unsafe fn filter<'a>(ptr: *mut c_void) -> Filter<'a> {
+    Filter { ptr, _hook: PhantomData }
 }
 
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    _f: *mut c_void,
-    _m: *const c_void,
-    _eos: bool,
-) -> u32 {
-    0
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_response_body(_f: *mut c_void, _m: *const c_void, _eos: bool) -> u32 {
-    0
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_f: *mut c_void, _m: *const c_void) -> u32 {
-    0
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
-    _filter_envoy: *mut c_void,
-    filter_module: *const c_void,
-) {
-    // SAFETY: our live stream, on its worker.
-    if let Some(s) = unsafe { stream(filter_module) } {
-        guard(|| s.on_complete(), || ());
-    }
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    filter_envoy: *mut c_void,
-    filter_module: *const c_void,
-    event: u64,
-) {
-    let f = filter(filter_envoy);
-    // SAFETY: our live stream, on its worker.
-    if let Some(s) = unsafe { stream(filter_module) } {
-        guard(|| s.on_scheduled(f, event), || crate::stream::internal_error(f));
-    }
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    filter_envoy: *mut c_void,
-    filter_module: *const c_void,
-    callout_id: u64,
-    result: u32,
-    headers: *const envoy_http_header,
-    headers_size: usize,
-    body_chunks: *const envoy_buffer,
-    body_chunks_size: usize,
-) {
-    // The stream's own calls: the usage store's (key fetches are configuration-level).
-    let f = filter(filter_envoy);
-    // SAFETY: Envoy's arrays, valid during this hook (or null/0 on failure).
-    let answer =
-        unsafe { callout_answer(result, headers, headers_size, body_chunks, body_chunks_size, MAX_ANSWER_BYTES) };
-    // SAFETY: our live stream, on its worker.
-    if let Some(s) = unsafe { stream(filter_module) } {
-        guard(|| s.on_callout_done(f, callout_id, answer), || crate::stream::internal_error(f));
-    }
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
-    _f: *mut c_void,
-    _m: *const c_void,
-    _stream: u64,
-    _headers: *const envoy_http_header,
-    _size: usize,
-    _end: bool,
-) {
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
-    _f: *mut c_void,
-    _m: *const c_void,
-    _stream: u64,
-    _data: *const envoy_buffer,
-    _count: usize,
-    _end: bool,
-) {
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
-    _f: *mut c_void,
-    _m: *const c_void,
-    _stream: u64,
-    _trailers: *const envoy_http_header,
-    _size: usize,
-) {
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
-    _f: *mut c_void,
-    _m: *const c_void,
-    _stream: u64,
-) {
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
-    _f: *mut c_void,
-    _m: *const c_void,
-    _stream: u64,
-    _reason: u32,
-) {
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
-    _f: *mut c_void,
-    _m: *const c_void,
-) {
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
-    _f: *mut c_void,
-    _m: *const c_void,
-) {
+/// The configuration Envoy passed to a config hook.
+///
+/// # Safety
+/// `ptr` is the `config_envoy` pointer of the current config hook (main
+/// thread); the handle is used during that hook only.
+pub(crate) unsafe fn config_handle<'a>(ptr: *mut c_void) -> ConfigHandle<'a> {
+    ConfigHandle { ptr, _hook: PhantomData }
 }

@@ -3,7 +3,7 @@
 //! clock from the operating system.
 
 use crate::ffi::Filter;
-use cjwt_core::request::host::{clock, Host};
+use cjwt_core::{clock, Host};
 use std::cell::RefCell;
 
 /// One request's view of Envoy during one hook.

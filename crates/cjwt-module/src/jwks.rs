@@ -16,13 +16,8 @@
 
 use crate::config::Shared;
 use crate::ffi::{log, CalloutAnswer, ConfigHandle, Filter, Level, Scheduler};
-use cjwt_core::config::Config;
-use cjwt_core::jwks::store::KeyStore;
-use cjwt_core::keys::host_crypto::HostCrypto;
-use cjwt_core::lifecycle::remote::{Effect, NextValue, Remote, Sharing};
-use cjwt_core::lifecycle::request::KeyWait;
-use cjwt_core::outcome::Level as CoreLevel;
-use cjwt_core::request::host::clock;
+use cjwt_core::Level as CoreLevel;
+use cjwt_core::{clock, Config, Effect, Fetched, HostCrypto, KeyWait, NextValue, Remote, Sharing};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -110,7 +105,7 @@ fn now() -> Option<i64> {
 
 /// On configuration (main thread): the key sets and lists an earlier
 /// configuration of this process loaded serve until this one's own fetches.
-pub fn on_configure(state: &mut RemoteState, keys: &mut KeyStore, crypto: &dyn HostCrypto) {
+pub fn on_configure(state: &mut RemoteState, keys: &mut Fetched, crypto: &dyn HostCrypto) {
     let Some(now) = now() else { return };
     let RemoteState { remote, config } = state;
     let effects = remote.on_configure(now, config, keys, crypto, &mut ProcessSharing);

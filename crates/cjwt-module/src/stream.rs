@@ -4,10 +4,8 @@ use crate::config::{ModuleConfig, Shared};
 use crate::ffi::{log, CalloutAnswer, Filter, Level, HEADERS_CONTINUE, HEADERS_STOP};
 use crate::host::NativeHost;
 use crate::jwks::{self, Waiter, EVENT_KEYS};
-use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
-use cjwt_core::outcome::plan::{self, Act, Plan};
-use cjwt_core::outcome::response::Refusal;
-use cjwt_core::outcome::Level as CoreLevel;
+use cjwt_core::Level as CoreLevel;
+use cjwt_core::{Act, Env, Host, KeyWait, Plan, Refusal, RequestFlow, Step, StoreCall};
 use std::sync::Arc;
 
 /// The module's state for one stream: the core's [`RequestFlow`] and what the
@@ -57,7 +55,7 @@ impl Stream {
             // The key store is not borrowed while the remote is asked (the main
             // thread takes the remote's lock, then the store's).
             while let Step::KeysMissing { provider } = step {
-                let wait = wait_for_keys(shared, waiter, f, provider, cjwt_core::request::host::Host::now(&host));
+                let wait = wait_for_keys(shared, waiter, f, provider, Host::now(&host));
                 step = with_env(shared, &host, |env| flow.on_key_wait(engine, env, wait, now_ms()))?;
             }
             Some(step)
@@ -236,7 +234,7 @@ fn send(f: Filter<'_>, refusal: &Refusal) {
 
 /// 503: the request is refused because cjwt cannot decide or act safely.
 pub fn internal_error(f: Filter<'_>) {
-    send(f, &plan::unavailable());
+    send(f, &Refusal::unavailable());
 }
 
 /// Test builds only: panic on demand, to prove a panic answers 503.

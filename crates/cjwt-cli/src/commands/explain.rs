@@ -5,15 +5,15 @@ use crate::commands::{load_config, now};
 use crate::values;
 use cjwt_core::config::{RegionSource, TokenSource};
 use cjwt_core::engine::Engine;
-use cjwt_core::jwks::store::KeyStore;
+use cjwt_core::jwks::store::Fetched;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step};
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::outcome::plan::Act;
-use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::request::static_host::StaticHost;
 use cjwt_core::revocation::status_list::verify_status_list;
 use cjwt_core::token::jws;
+use cjwt_core::usage::MemoryCounter;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -115,7 +115,7 @@ pub fn run(a: Args) -> Result<u8, String> {
         Some(TokenSource::Query(_)) | None => {}
     }
     let at = a.at.unwrap_or_else(now);
-    let mut store = KeyStore::new(config.providers.len());
+    let mut store = Fetched::new(config.providers.len());
     for path in &a.status_list {
         let body = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let list = list_for(&config, &body).map_err(|e| format!("{}: {e}", path.display()))?;

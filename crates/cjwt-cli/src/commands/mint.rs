@@ -145,16 +145,14 @@ pub fn run(a: Args) -> Result<u8, String> {
     if a.max_uses.is_some() && !claims.contains_key("jti") {
         claims.insert("jti".into(), json!(random_hex(16)));
     }
-    let spec = ConstraintsSpec {
-        ip: values::flatten(a.ip),
-        methods: values::flatten(a.methods),
-        paths: a.paths,
-        hosts: values::flatten(a.hosts),
-        region: a.region,
-        window: a.window,
-        max_uses: a.max_uses,
-        custom: a.constraint,
-    };
+    let spec = ConstraintsSpec { custom: a.constraint, ..ConstraintsSpec::default() }
+        .with("ip", values::flatten(a.ip))
+        .with("methods", values::flatten(a.methods))
+        .with("paths", a.paths)
+        .with("hosts", values::flatten(a.hosts))
+        .with("region", a.region)
+        .with("window", a.window)
+        .with("max_uses", a.max_uses);
     if let Some(value) = spec.to_claim(claims.contains_key("jti"))? {
         claims.insert(constraints_claim, value);
     }

@@ -1,17 +1,18 @@
 //! Compilation of [`super::raw::RawConfig`] into [`Config`]: defaults applied,
 //! every value checked, and each refusal a [`ConfigError`] naming its field.
 
+use super::denylist::DenyList;
 use super::model::{
     Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource, Mode,
     MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints,
     StatusListSource, TokenSource,
 };
 use super::raw::*;
+use crate::constraints;
 use crate::encoding::json;
 use crate::keys::algorithm::{AlgSet, Algorithm};
 use crate::keys::key::VerificationKey;
 use crate::request::paths::{HostPattern, PathPattern};
-use crate::revocation::denylist::DenyList;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -35,8 +36,6 @@ pub const MAX_CACHE_ENTRIES: usize = 100_000;
 pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
 /// Largest `cache.max_bytes` accepted: 1 GiB (the least is 4096).
 pub const MAX_CACHE_BYTES: usize = 1 << 30;
-/// Names a custom constraint may not take (they are built-in constraint keys).
-pub const BUILTIN_CONSTRAINTS: [&str; 7] = ["ip", "methods", "paths", "hosts", "region", "window", "max_uses"];
 
 pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.providers.is_empty() {
@@ -123,7 +122,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut custom_constraints = Vec::new();
     for (name, attr) in raw.custom_constraints.unwrap_or_default() {
         let field = format!("custom_constraints.{name}");
-        if name.is_empty() || BUILTIN_CONSTRAINTS.contains(&name.as_str()) {
+        if name.is_empty() || constraints::kind(&name).is_some() {
             return err(field, "a custom constraint needs a name that is not a built-in constraint");
         }
         custom_constraints.push((name, compile_attribute(&field, attr)?));
@@ -282,7 +281,7 @@ fn compile_dpop(raw: RawDpop) -> Result<Dpop, ConfigError> {
     }
     let public_origin = match raw.public_origin {
         None => None,
-        Some(o) => Some(crate::sender::dpop::parse_origin(&o).ok_or_else(|| ConfigError {
+        Some(o) => Some(crate::request::origin::parse_origin(&o).ok_or_else(|| ConfigError {
             field: format!("{F}.public_origin"),
             message: "must be an http or https origin (`https://host[:port]`, no path, query or user info)".into(),
         })?),

@@ -9,20 +9,23 @@
 //!
 //! - `model.rs`: the compiled types the request path reads ([`Config`], [`Provider`], [`Rule`], …);
 //! - `compile.rs`: [`raw`] → model, defaults and limits, field-named errors;
+//! - `denylist.rs`: the compiled `revocation` entries ([`DenyList`]);
 //! - `load.rs`: the plugin bytes (JSON or a protobuf `Struct`, [`pb_struct`]) → [`Config`];
 //! - [`raw`]: the configuration exactly as written (strict serde shapes).
 
 mod compile;
+mod denylist;
 mod load;
 mod model;
 pub mod pb_struct;
 pub mod raw;
 
 pub use compile::{
-    normalize_typ, parse_jwks, BUILTIN_CONSTRAINTS, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_CLOCK_SKEW,
-    DEFAULT_MAX_TOKEN_BYTES, DPOP_SCHEME, MAX_CACHE_BYTES, MAX_CACHE_ENTRIES, MAX_CLOCK_SKEW, MAX_MAX_TOKEN_BYTES,
-    MAX_STATUS_LIST_BYTES, MAX_USAGE_TIMEOUT_MS, NOT_ACCESS_TOKEN_TYPES,
+    normalize_typ, parse_jwks, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_CLOCK_SKEW, DEFAULT_MAX_TOKEN_BYTES,
+    DPOP_SCHEME, MAX_CACHE_BYTES, MAX_CACHE_ENTRIES, MAX_CLOCK_SKEW, MAX_MAX_TOKEN_BYTES, MAX_STATUS_LIST_BYTES,
+    MAX_USAGE_TIMEOUT_MS, NOT_ACCESS_TOKEN_TYPES,
 };
+pub use denylist::{DenyList, Duplicate};
 pub use load::Capabilities;
 pub use model::{
     Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource, Mode,

@@ -4,10 +4,13 @@
 //! (`load.rs`), which run the compile step (`compile.rs`) on the serde shapes of
 //! [`super::raw`]; every value here has already been validated.
 
+use super::denylist::DenyList;
 use crate::keys::algorithm::AlgSet;
 use crate::keys::key::VerificationKey;
+use crate::request::host::Host;
 use crate::request::paths::{HostPattern, PathPattern};
-use crate::revocation::denylist::DenyList;
+pub use crate::request::source::{Attribute, ClientIpSource, RegionSource, TokenSource};
+use crate::request::view::RequestView;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -27,57 +30,6 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// Where a credential may come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    /// A request header (lowercase name); `prefix` is matched ASCII-case-insensitively.
-    Header {
-        /// The header name, lowercase.
-        name: String,
-        /// Text that precedes the token in the value (e.g. `Bearer `); empty: none.
-        prefix: String,
-    },
-    /// A cookie of this name.
-    Cookie(String),
-    /// A query parameter of this name.
-    Query(String),
-}
-
-/// How the client IP is found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientIpSource {
-    /// The downstream peer (`source.address`).
-    Peer,
-    /// `x-forwarded-for`, trusting this many proxy hops in front of Envoy.
-    ForwardedFor {
-        /// Proxies trusted in front of Envoy (1..=10): the client is the entry
-        /// this many places from the right (1 = the last).
-        trusted_hops: u32,
-    },
-}
-
-/// Where the request's region comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegionSource {
-    /// The same region for every request (`region.value`).
-    Static(String),
-    /// The single value of this request header (lowercase name).
-    Header(String),
-    /// This key of the Envoy node metadata (`xds.node.metadata.<key>`).
-    NodeMetadata(String),
-}
-
-/// A request attribute that a custom constraint compares with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attribute {
-    /// The single value of this request header (lowercase name).
-    Header(String),
-    /// The single, decoded value of this query parameter.
-    Query(String),
-    /// The segment of the normalized path at this 0-based index (< 64).
-    PathSegment(usize),
-}
 
 /// A provider: an issuer and the keys that verify its tokens.
 #[derive(Debug, Clone)]
@@ -380,5 +332,14 @@ impl Config {
     /// The provider whose issuer is `iss`.
     pub fn provider_for_issuer(&self, iss: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.issuer == iss)
+    }
+}
+
+/// The request view a configuration asks for (here, not in `request/`, which
+/// sits below the configuration: the view takes the sources, not the `Config`).
+impl<'a> RequestView<'a> {
+    /// [`RequestView::new`] with the sources `config` names.
+    pub fn for_config(host: &'a dyn Host, config: &'a Config) -> RequestView<'a> {
+        RequestView::new(host, config.client_ip, config.region.as_ref(), &config.custom_constraints)
     }
 }

@@ -25,6 +25,12 @@ pub fn check(patterns: &[HostPattern], view: &RequestView<'_>) -> Result<(), Rea
     }
 }
 
+impl super::Footprint for HostPattern {
+    fn heap_bytes(&self) -> usize {
+        HostPattern::heap_bytes(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,12 @@ pub fn check(ranges: &[IpRange], view: &RequestView<'_>) -> Result<(), Reason> {
     }
 }
 
+impl super::Footprint for IpRange {
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
 /// A CIDR range (a single address is a full-length prefix).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpRange {

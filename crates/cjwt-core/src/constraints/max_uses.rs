@@ -3,7 +3,7 @@
 //! for any other reason uses nothing; a failing store refuses (fails closed).
 
 use crate::reason::Reason;
-use crate::request::host::UsageCounter;
+use crate::usage::UsageCounter;
 use crate::usage::UsageId;
 use serde_json::Value;
 
@@ -46,7 +46,7 @@ pub fn check(limit: u64, token: TokenUse<'_>, now: i64) -> Result<(), Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::host::{MemoryCounter, UsageError};
+    use crate::usage::{MemoryCounter, UsageError};
     use serde_json::json;
 
     struct Failing;

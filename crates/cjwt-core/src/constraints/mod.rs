@@ -5,6 +5,11 @@
 //! known key with a value of the wrong shape makes the whole token
 //! `malformed_constraint`. Lists mean "any of"; an empty list allows nothing; a
 //! single string is a one-element list.
+//!
+//! The built-in kinds are one table, [`KINDS`]: each row names the claim key,
+//! how its value compiles and is checked, and how `cjwt mint` writes it. A new
+//! kind is its own module (parse, check, tests), one row here, and its SPEC §3
+//! row; the configuration's reserved names and the minted claim follow the table.
 
 pub mod custom;
 pub mod hosts;
@@ -18,37 +23,201 @@ pub mod tz;
 pub mod tzdb;
 pub mod window;
 
-use crate::constraints::ip::IpRange;
 use crate::constraints::max_uses::TokenUse;
-use crate::constraints::window::Window;
 use crate::reason::Reason;
-use crate::request::paths::{HostPattern, PathPattern};
 use crate::request::view::RequestView;
 use serde_json::Value;
-use std::mem::size_of;
+use std::fmt;
+use std::mem::{size_of, size_of_val};
 
-/// Compiled constraints of one token. Each kind is parsed and checked by its
-/// own module; `None` means the token does not constrain that kind.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A built-in constraint, compiled: its kind's check over the compiled value.
+pub type Compiled = Box<dyn Check>;
+
+/// One built-in kind of constraint: a row of [`KINDS`].
+#[derive(Debug)]
+pub struct Kind {
+    /// The key in the constraints claim (and the name no custom constraint may take).
+    pub name: &'static str,
+    /// Compiles the claim value; the error is a short description for the log
+    /// (never token content).
+    pub parse: fn(&Value, &Token) -> Result<Compiled, String>,
+    /// Checked after the custom constraints, last of all: the kind counts a use,
+    /// so a request refused for any other reason uses nothing.
+    pub counts_use: bool,
+    /// How `cjwt mint` writes the values given for this kind.
+    pub mint: Mint,
+}
+
+/// How a minted claim value is made of the values given for a kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mint {
+    /// Every value given, as a list (left out when none is given).
+    List,
+    /// The one value given (left out when none is; more than one is an error).
+    One,
+}
+
+/// The built-in kinds, in SPEC §3's check order: a token's constraints are
+/// checked in this order (the custom constraints between the kinds that do not
+/// count a use and those that do); the first failure decides.
+pub const KINDS: &[Kind] = &[
+    Kind {
+        name: "ip",
+        parse: |v, _| compiled(ip::parse(v)?, |ranges, at| ip::check(ranges, at.view)),
+        counts_use: false,
+        mint: Mint::List,
+    },
+    Kind {
+        name: "methods",
+        parse: |v, _| compiled(methods::parse(v)?, |list, at| methods::check(list, at.view)),
+        counts_use: false,
+        mint: Mint::List,
+    },
+    Kind {
+        name: "paths",
+        parse: |v, _| compiled(paths::parse(v)?, |patterns, at| paths::check(patterns, at.view)),
+        counts_use: false,
+        mint: Mint::List,
+    },
+    Kind {
+        name: "hosts",
+        parse: |v, _| compiled(hosts::parse(v)?, |patterns, at| hosts::check(patterns, at.view)),
+        counts_use: false,
+        mint: Mint::List,
+    },
+    Kind {
+        name: "region",
+        parse: |v, _| compiled(region::parse(v)?, |regions, at| region::check(regions, at.view)),
+        counts_use: false,
+        mint: Mint::List,
+    },
+    Kind {
+        name: "window",
+        parse: |v, _| compiled(window::parse(v)?, |windows, at| window::check(windows, at.now)),
+        counts_use: false,
+        mint: Mint::List,
+    },
+    Kind {
+        name: "max_uses",
+        parse: |v, token| {
+            compiled(max_uses::parse(v, token.has_jti)?, |limit, at| {
+                let now = at.now;
+                max_uses::check(*limit, at.uses(), now)
+            })
+        },
+        counts_use: true,
+        mint: Mint::One,
+    },
+];
+
+/// The built-in kind named `name`, if any.
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// What a kind's parse may depend on besides the value.
+#[derive(Clone, Copy, Debug)]
+pub struct Token {
+    /// Whether the token carries a string `jti`.
+    pub has_jti: bool,
+}
+
+/// What a constraint is checked against: the request, the token's use, the host clock.
+pub struct At<'v, 'h, 't> {
+    /// The request.
+    pub view: &'v RequestView<'h>,
+    /// The token whose uses are counted, and the store that counts them.
+    pub token: TokenUse<'t>,
+    /// The host clock, Unix seconds.
+    pub now: i64,
+}
+
+impl At<'_, '_, '_> {
+    /// The token's use, reborrowed for one check.
+    pub fn uses(&mut self) -> TokenUse<'_> {
+        let TokenUse { counter, issuer, jti, expires_at } = &mut self.token;
+        TokenUse { counter: &mut **counter, issuer, jti: *jti, expires_at: *expires_at }
+    }
+}
+
+/// One compiled constraint of a built-in kind. (No `Debug` bound: a vtable
+/// would keep every kind's `Debug` code in the wasm build; [`Constraints`]
+/// shows the kinds by name.)
+pub trait Check {
+    /// Holds, or the reason the request is refused.
+    fn check(&self, at: &mut At<'_, '_, '_>) -> Result<(), Reason>;
+    /// An upper estimate of the heap the compiled value holds (not counting itself).
+    fn heap_bytes(&self) -> usize;
+}
+
+/// The heap a compiled value holds (an upper estimate, allocator overhead included).
+pub trait Footprint {
+    /// Bytes on the heap, not counting the value itself.
+    fn heap_bytes(&self) -> usize;
+}
+
+impl Footprint for u64 {
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl Footprint for String {
+    fn heap_bytes(&self) -> usize {
+        string_bytes(self)
+    }
+}
+
+impl<T: Footprint> Footprint for Vec<T> {
+    fn heap_bytes(&self) -> usize {
+        self.iter().fold(vec_bytes(self), |sum, item| sum.saturating_add(item.heap_bytes()))
+    }
+}
+
+/// A kind's compiled value and the kind's check.
+struct WithCheck<T> {
+    value: T,
+    check: fn(&T, &mut At<'_, '_, '_>) -> Result<(), Reason>,
+}
+
+impl<T: Footprint> Check for WithCheck<T> {
+    fn check(&self, at: &mut At<'_, '_, '_>) -> Result<(), Reason> {
+        (self.check)(&self.value, at)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.value.heap_bytes()
+    }
+}
+
+fn compiled<T: Footprint + 'static>(
+    value: T,
+    check: fn(&T, &mut At<'_, '_, '_>) -> Result<(), Reason>,
+) -> Result<Compiled, String> {
+    Ok(Box::new(WithCheck { value, check }))
+}
+
+/// Compiled constraints of one token: the built-in kinds it carries (each
+/// parsed and checked by its own module, see [`KINDS`]), its custom
+/// constraints, and the first key nobody understands.
+#[derive(Default)]
 pub struct Constraints {
     /// The first key the filter does not understand, if any.
     pub unknown: Option<String>,
-    /// `ip` ([`ip`]).
-    pub ip: Option<Vec<IpRange>>,
-    /// `methods` ([`methods`]).
-    pub methods: Option<Vec<String>>,
-    /// `paths` ([`mod@paths`]).
-    pub paths: Option<Vec<PathPattern>>,
-    /// `hosts` ([`hosts`]).
-    pub hosts: Option<Vec<HostPattern>>,
-    /// `region` ([`region`]).
-    pub region: Option<Vec<String>>,
-    /// `window` ([`window`]).
-    pub window: Option<Vec<Window>>,
-    /// `max_uses` ([`max_uses`]).
-    pub max_uses: Option<u64>,
+    /// The built-in kinds the token carries, in [`KINDS`] order.
+    builtin: Vec<(&'static Kind, Compiled)>,
     /// (custom constraint name, allowed values), in configuration order ([`custom`]).
     pub custom: Vec<(String, Vec<String>)>,
+}
+
+impl fmt::Debug for Constraints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Constraints")
+            .field("unknown", &self.unknown)
+            .field("builtin", &self.kinds().collect::<Vec<_>>())
+            .field("custom", &self.custom)
+            .finish()
+    }
 }
 
 impl Constraints {
@@ -57,60 +226,49 @@ impl Constraints {
     /// The error is a short description for the log (never token content).
     pub fn parse(value: &Value, custom_names: &[&str], has_jti: bool) -> Result<Constraints, String> {
         let obj = value.as_object().ok_or("the constraints claim is not an object")?;
+        let token = Token { has_jti };
         let mut c = Constraints::default();
+        // One slot per kind, in table order: the kinds come out in check order
+        // whatever the token's order (and without a sort).
+        let mut slots: [Option<Compiled>; KINDS.len()] = [const { None }; KINDS.len()];
         for (key, v) in obj {
-            match key.as_str() {
-                "ip" => c.ip = Some(ip::parse(v)?),
-                "methods" => c.methods = Some(methods::parse(v)?),
-                "paths" => c.paths = Some(paths::parse(v)?),
-                "hosts" => c.hosts = Some(hosts::parse(v)?),
-                "region" => c.region = Some(region::parse(v)?),
-                "window" => c.window = Some(window::parse(v)?),
-                "max_uses" => c.max_uses = Some(max_uses::parse(v, has_jti)?),
-                name if custom_names.contains(&name) => c.custom.push((name.to_owned(), custom::parse(key, v)?)),
-                other => {
-                    if c.unknown.is_none() {
-                        c.unknown = Some(other.to_owned());
-                    }
-                }
+            if let Some((slot, kind)) = slots.iter_mut().zip(KINDS).find(|(_, k)| k.name == key) {
+                *slot = Some((kind.parse)(v, &token)?);
+            } else if custom_names.contains(&key.as_str()) {
+                c.custom.push((key.to_owned(), custom::parse(key, v)?));
+            } else if c.unknown.is_none() {
+                c.unknown = Some(key.to_owned());
             }
         }
-        // Evaluate custom constraints in configuration order, whatever the token's order.
+        c.builtin = KINDS.iter().zip(slots).filter_map(|(kind, slot)| slot.map(|compiled| (kind, compiled))).collect();
+        // Custom constraints in configuration order, whatever the token's order.
         c.custom.sort_by_key(|(name, _)| custom_names.iter().position(|n| n == name));
         Ok(c)
     }
 
+    /// The names of the built-in kinds the token carries, in check order.
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.builtin.iter().map(|(kind, _)| kind.name)
+    }
+
     /// Checks every constraint against the request, in SPEC §3's table order:
-    /// `unknown_constraint` first, then `ip`, `methods`, `paths`, `hosts`,
-    /// `region`, `window`, the custom constraints, and `max_uses` last, so that a
-    /// refused request uses nothing. The first failure decides.
+    /// `unknown_constraint` first, then the [`KINDS`] that count no use (`ip`,
+    /// `methods`, `paths`, `hosts`, `region`, `window`), the custom constraints,
+    /// and the kinds that count a use (`max_uses`) last, so that a refused request
+    /// uses nothing. The first failure decides.
     pub fn check(&self, view: &RequestView<'_>, token: TokenUse<'_>, now: i64) -> Result<(), Reason> {
         if self.unknown.is_some() {
             return Err(Reason::UnknownConstraint);
         }
-        if let Some(ranges) = &self.ip {
-            ip::check(ranges, view)?;
-        }
-        if let Some(list) = &self.methods {
-            methods::check(list, view)?;
-        }
-        if let Some(patterns) = &self.paths {
-            paths::check(patterns, view)?;
-        }
-        if let Some(patterns) = &self.hosts {
-            hosts::check(patterns, view)?;
-        }
-        if let Some(regions) = &self.region {
-            region::check(regions, view)?;
-        }
-        if let Some(windows) = &self.window {
-            window::check(windows, now)?;
+        let mut at = At { view, token, now };
+        for (_, c) in self.builtin.iter().filter(|(kind, _)| !kind.counts_use) {
+            c.check(&mut at)?;
         }
         for (name, allowed) in &self.custom {
             custom::check(name, allowed, view)?;
         }
-        if let Some(limit) = self.max_uses {
-            max_uses::check(limit, token, now)?;
+        for (_, c) in self.builtin.iter().filter(|(kind, _)| kind.counts_use) {
+            c.check(&mut at)?;
         }
         Ok(())
     }
@@ -119,19 +277,15 @@ impl Constraints {
     /// verified-token cache's memory bound): every buffer at its capacity, plus
     /// allocator overhead per allocation.
     pub fn heap_bytes(&self) -> usize {
-        let mut sum = opt_string_bytes(self.unknown.as_ref());
-        sum = sum.saturating_add(self.ip.as_ref().map_or(0, vec_bytes));
-        sum = sum.saturating_add(self.methods.as_ref().map_or(0, strings_bytes));
-        if let Some(list) = &self.paths {
-            sum = list.iter().fold(sum.saturating_add(vec_bytes(list)), |s, p| s.saturating_add(p.heap_bytes()));
-        }
-        if let Some(list) = &self.hosts {
-            sum = list.iter().fold(sum.saturating_add(vec_bytes(list)), |s, h| s.saturating_add(h.heap_bytes()));
-        }
-        sum = sum.saturating_add(self.region.as_ref().map_or(0, strings_bytes));
-        sum = sum.saturating_add(self.window.as_ref().map_or(0, vec_bytes));
+        // No built-in kind, no allocation (an estimate as before the table, for the
+        // tokens most requests carry).
+        let builtin = if self.builtin.capacity() == 0 { 0 } else { vec_bytes(&self.builtin) };
+        let sum = self.unknown.as_ref().map_or(0, string_bytes).saturating_add(builtin);
+        let sum = self.builtin.iter().fold(sum, |s, (_, c)| {
+            s.saturating_add(size_of_val(&**c)).saturating_add(ALLOCATION_OVERHEAD).saturating_add(c.heap_bytes())
+        });
         self.custom.iter().fold(sum.saturating_add(vec_bytes(&self.custom)), |s, (name, allowed)| {
-            s.saturating_add(string_bytes(name)).saturating_add(strings_bytes(allowed))
+            s.saturating_add(string_bytes(name)).saturating_add(allowed.heap_bytes())
         })
     }
 }
@@ -145,14 +299,6 @@ fn vec_bytes<T>(v: &Vec<T>) -> usize {
 
 fn string_bytes(s: &String) -> usize {
     s.capacity().saturating_add(ALLOCATION_OVERHEAD)
-}
-
-fn opt_string_bytes(s: Option<&String>) -> usize {
-    s.map_or(0, string_bytes)
-}
-
-fn strings_bytes(v: &Vec<String>) -> usize {
-    v.iter().fold(vec_bytes(v), |sum, s| sum.saturating_add(string_bytes(s)))
 }
 
 /// A list of strings, or a single string as a one-element list.
@@ -178,15 +324,27 @@ mod tests {
     #[test]
     fn parses_every_builtin_and_custom_key() {
         let c = parse(json!({
-            "ip": ["10.0.0.0/8", "::1"], "methods": "GET", "paths": ["/v1/**"], "hosts": ["*.example.com"],
-            "region": ["eu-west-1"], "window": [{"start": "09:00", "end": "17:00"}], "max_uses": 3, "tenant": "acme"
+            "max_uses": 3, "ip": ["10.0.0.0/8", "::1"], "methods": "GET", "paths": ["/v1/**"], "hosts": ["*.example.com"],
+            "region": ["eu-west-1"], "window": [{"start": "09:00", "end": "17:00"}], "tenant": "acme"
         }))
         .unwrap();
-        assert_eq!(c.ip.unwrap().len(), 2);
-        assert_eq!(c.methods.unwrap(), vec!["GET"]);
-        assert_eq!(c.max_uses, Some(3));
+        // Compiled in table order, whatever the token's order.
+        let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        assert_eq!(c.kinds().collect::<Vec<_>>(), names);
         assert_eq!(c.custom, vec![("tenant".to_string(), vec!["acme".to_string()])]);
         assert_eq!(c.unknown, None);
+    }
+
+    #[test]
+    fn the_table_names_each_kind_once_and_counts_uses_last() {
+        for (i, kind) in KINDS.iter().enumerate() {
+            assert_eq!(KINDS.iter().position(|k| k.name == kind.name), Some(i), "{} twice", kind.name);
+            assert_eq!(super::kind(kind.name).map(|k| k.name), Some(kind.name));
+        }
+        assert!(super::kind("tenant").is_none());
+        // The kinds that count a use come last, so the table order is the check order.
+        let first_counting = KINDS.iter().position(|k| k.counts_use).unwrap_or(KINDS.len());
+        assert!(KINDS.iter().skip(first_counting).all(|k| k.counts_use));
     }
 
     #[test]
@@ -196,10 +354,15 @@ mod tests {
     }
 
     #[test]
-    fn empty_lists_stay_empty() {
+    fn empty_lists_stay_empty_and_allow_nothing() {
+        use crate::request::view::test_host::TestHost;
+        use crate::usage::MemoryCounter;
         let c = parse(json!({"ip": [], "methods": []})).unwrap();
-        assert_eq!(c.ip, Some(vec![]));
-        assert_eq!(c.methods, Some(vec![]));
+        assert_eq!(c.kinds().collect::<Vec<_>>(), vec!["ip", "methods"]);
+        let host = TestHost::new("GET", "/");
+        assert_eq!(check(&c, &host, &mut MemoryCounter::default()), Err(Reason::Ip));
+        let c = parse(json!({"methods": []})).unwrap();
+        assert_eq!(check(&c, &host, &mut MemoryCounter::default()), Err(Reason::Method));
     }
 
     #[test]
@@ -234,7 +397,7 @@ mod tests {
     fn check(
         c: &Constraints,
         host: &crate::request::view::test_host::TestHost,
-        counter: &mut crate::request::host::MemoryCounter,
+        counter: &mut crate::usage::MemoryCounter,
     ) -> Result<(), Reason> {
         use crate::config::{Attribute, ClientIpSource, RegionSource};
         let attributes = [("tenant".to_string(), Attribute::Header("x-tenant".into()))];
@@ -246,8 +409,8 @@ mod tests {
 
     #[test]
     fn the_first_failing_constraint_in_table_order_decides() {
-        use crate::request::host::MemoryCounter;
         use crate::request::view::test_host::TestHost;
+        use crate::usage::MemoryCounter;
         let all_fail = json!({
             "zzz": 1, "ip": ["10.0.0.0/8"], "methods": ["POST"], "paths": ["/a"], "hosts": ["b.example"],
             "region": ["eu"], "window": {"start": "00:00", "end": "00:01"}, "tenant": ["acme"], "max_uses": 1
@@ -280,8 +443,8 @@ mod tests {
 
     #[test]
     fn a_refused_request_uses_nothing() {
-        use crate::request::host::MemoryCounter;
         use crate::request::view::test_host::TestHost;
+        use crate::usage::MemoryCounter;
         let c = parse(json!({"methods": ["GET"], "max_uses": 1})).unwrap();
         let mut counter = MemoryCounter::default();
         assert_eq!(check(&c, &TestHost::new("POST", "/"), &mut counter), Err(Reason::Method));
@@ -291,8 +454,8 @@ mod tests {
 
     #[test]
     fn no_constraints_hold_for_every_request() {
-        use crate::request::host::MemoryCounter;
         use crate::request::view::test_host::TestHost;
+        use crate::usage::MemoryCounter;
         let host = TestHost::default();
         assert_eq!(check(&Constraints::default(), &host, &mut MemoryCounter::default()), Ok(()));
     }
@@ -303,7 +466,7 @@ mod tests {
         let one = parse(json!({"ip": "10.0.0.0/8"})).unwrap().heap_bytes();
         let many = parse(json!({"ip": vec!["10.0.0.0/8"; 100]})).unwrap().heap_bytes();
         assert!(empty < one && one < many, "{empty} {one} {many}");
-        assert!(many >= 100 * size_of::<IpRange>());
+        assert!(many >= 100 * size_of::<ip::IpRange>());
         for value in [
             json!({"methods": ["GET"]}),
             json!({"paths": ["/a/b/c"]}),

@@ -25,6 +25,12 @@ pub fn check(patterns: &[PathPattern], view: &RequestView<'_>) -> Result<(), Rea
     }
 }
 
+impl super::Footprint for PathPattern {
+    fn heap_bytes(&self) -> usize {
+        PathPattern::heap_bytes(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,7 +49,7 @@
 
 use super::parse::{jwks_path_from_discovery, parse_remote_jwks};
 use super::slot::{GaveUp, Slot};
-use super::store::KeyStore;
+use super::store::Fetched;
 use crate::config::{Config, JwksSource, RemoteJwks};
 use std::time::Duration;
 
@@ -408,7 +408,7 @@ impl<W> Fetcher<W> {
         fetched_at: i64,
         now: i64,
         config: &Config,
-        keys: &mut KeyStore,
+        keys: &mut Fetched,
     ) -> Option<Result<Released<W>, String>> {
         let p = self.providers.get_mut(provider)?;
         if p.remote.is_none() || version == p.version {
@@ -450,7 +450,7 @@ impl<W> Fetcher<W> {
         body: &[u8],
         now: i64,
         config: &Config,
-        keys: &mut KeyStore,
+        keys: &mut Fetched,
     ) -> Option<Released<W>> {
         let provider = self.providers.iter().position(|p| p.slot.answers(token))?;
         let p = self.providers.get_mut(provider)?;
@@ -542,7 +542,7 @@ mod tests {
     struct Sim {
         config: Config,
         fetcher: Fetcher<u32>,
-        keys: KeyStore,
+        keys: Fetched,
         now: i64,
         next_token: u32,
         /// Calls dispatched, with their tokens, in order.
@@ -553,7 +553,7 @@ mod tests {
 
     impl Sim {
         fn new(config: Config) -> Sim {
-            let keys = KeyStore::new(config.providers.len());
+            let keys = Fetched::new(config.providers.len());
             let fetcher = Fetcher::new(&config);
             Sim { config, fetcher, keys, now: 1_000_000, next_token: 1, calls: Vec::new(), counted: Vec::new() }
         }

@@ -1,10 +1,13 @@
-//! Keys fetched at run time (SPEC §2 `remote_jwks`): the last good set of each
-//! provider, and a generation per provider that the verified-token cache keys on
-//! (SEC-12.4), and the last good copy of each configured status list (SPEC §11). Parsing a fetched set is [`super::parse`]; fetching is [`super::fetcher`].
+//! What was fetched at run time, [`Fetched`]: the last good key set of each
+//! provider (SPEC §2 `remote_jwks`) with a generation per provider that the
+//! verified-token cache keys on (SEC-12.4), and the last good copy of each
+//! configured status list (SPEC §11). Parsing a fetched set is
+//! [`super::parse`]; fetching is [`super::fetcher`] and
+//! [`crate::revocation::fetcher`].
 
 use crate::config::{Config, JwksSource};
 use crate::keys::key::VerificationKey;
-use crate::revocation::status_list::StatusList;
+use crate::token::status::StatusList;
 use crate::token::verify::KeyLookup;
 use sha2::{Digest, Sha256};
 
@@ -34,20 +37,21 @@ pub fn shared_name(config: &Config, provider: usize) -> Option<String> {
     Some(format!("cjwt.jwks.{hex}"))
 }
 
-/// The last good fetched key set of every provider (index = provider index).
+/// The fetched material: the last good key set of every provider (index =
+/// provider index) and the last good copy of every configured status list.
 #[derive(Default)]
-pub struct KeyStore {
+pub struct Fetched {
     fetched: Vec<Option<Vec<VerificationKey>>>,
-    /// Per provider, bumped on every [`KeyStore::set`] (see [`KeyLookup::generation`]).
+    /// Per provider, bumped on every [`Fetched::set`] (see [`KeyLookup::generation`]).
     generations: Vec<u64>,
     /// The last good copy of each configured status list (SPEC §11), by list index.
     lists: Vec<Option<StatusList>>,
 }
 
-impl KeyStore {
+impl Fetched {
     /// A store for `providers` providers, none of them with fetched keys yet.
-    pub fn new(providers: usize) -> KeyStore {
-        KeyStore { fetched: vec![None; providers], generations: vec![0; providers], lists: Vec::new() }
+    pub fn new(providers: usize) -> Fetched {
+        Fetched { fetched: vec![None; providers], generations: vec![0; providers], lists: Vec::new() }
     }
 
     /// Replaces the provider's fetched keys. Verifications cached under the
@@ -93,7 +97,7 @@ impl KeyStore {
     }
 }
 
-impl KeyLookup for KeyStore {
+impl KeyLookup for Fetched {
     fn fetched(&self, provider: usize) -> Option<&[VerificationKey]> {
         self.fetched.get(provider)?.as_deref()
     }

@@ -6,7 +6,6 @@
 
 use crate::encoding::b64;
 use crate::keys::algorithm::{AlgSet, Algorithm, Hash};
-use crate::keys::host_crypto::HostCrypto;
 use crate::keys::rsa::RsaVerifier;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
@@ -208,19 +207,6 @@ impl VerificationKey {
             }
         }
         bind(kid, AlgSet::of(&[alg]), material, provider_algs)
-    }
-
-    /// Verifies with the host's crypto where it answers (the proxy's in wasm,
-    /// `ring` natively), else in pure Rust. A host answer is final; only "not
-    /// handled" falls back.
-    pub fn verify_with(&self, host: &dyn HostCrypto, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> bool {
-        if !self.algs.contains(alg) {
-            return false;
-        }
-        if let Some(valid) = host.verify(self, alg, signing_input, signature) {
-            return valid;
-        }
-        self.verify(alg, signing_input, signature)
     }
 
     /// Verifies `signature` over `signing_input` with `alg` in pure Rust.

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::jwks::fetcher::{
     Command, FetchOutcome, FetchRequest, Fetcher, Released, WaitDecision, STALE_MARGIN_SECONDS,
 };
-use crate::jwks::store::{shared_name as key_set_name, KeyStore};
+use crate::jwks::store::{shared_name as key_set_name, Fetched};
 use crate::keys::host_crypto::HostCrypto;
 use crate::lifecycle::request::KeyWait;
 use crate::outcome::metrics::Counter;
@@ -158,7 +158,7 @@ impl<W> Remote<W> {
         &mut self,
         now: i64,
         config: &Config,
-        store: &mut KeyStore,
+        store: &mut Fetched,
         crypto: &dyn HostCrypto,
         sharing: &mut dyn Sharing,
     ) -> Vec<Effect<W>> {
@@ -190,7 +190,7 @@ impl<W> Remote<W> {
         &mut self,
         now: i64,
         config: &Config,
-        store: &mut KeyStore,
+        store: &mut Fetched,
         crypto: &dyn HostCrypto,
         sharing: &mut dyn Sharing,
     ) -> Vec<Effect<W>> {
@@ -232,7 +232,7 @@ impl<W> Remote<W> {
         &mut self,
         now: i64,
         config: &Config,
-        store: &mut KeyStore,
+        store: &mut Fetched,
         sharing: &mut dyn Sharing,
     ) -> Vec<Effect<W>> {
         let mut out = Vec::new();
@@ -257,7 +257,7 @@ impl<W> Remote<W> {
         waiter: W,
         now: i64,
         config: &Config,
-        store: &mut KeyStore,
+        store: &mut Fetched,
         sharing: &mut dyn Sharing,
     ) -> (KeyWait, Vec<Effect<W>>) {
         let mut out = Vec::new();
@@ -324,7 +324,7 @@ impl<W> Remote<W> {
         body: &[u8],
         now: i64,
         config: &Config,
-        store: &mut KeyStore,
+        store: &mut Fetched,
         crypto: &dyn HostCrypto,
         sharing: &mut dyn Sharing,
         main: bool,
@@ -370,7 +370,7 @@ impl<W> Remote<W> {
         provider: usize,
         now: i64,
         config: &Config,
-        store: &mut KeyStore,
+        store: &mut Fetched,
         sharing: &mut dyn Sharing,
         out: &mut Vec<Effect<W>>,
     ) -> bool {
@@ -405,7 +405,7 @@ impl<W> Remote<W> {
         list: usize,
         now: i64,
         config: &Config,
-        store: &mut KeyStore,
+        store: &mut Fetched,
         crypto: &dyn HostCrypto,
         sharing: &mut dyn Sharing,
         out: &mut Vec<Effect<W>>,
@@ -673,13 +673,13 @@ mod tests {
 
     struct World {
         config: Config,
-        store: KeyStore,
+        store: Fetched,
         sharing: FakeSharing,
     }
 
     impl World {
         fn new() -> World {
-            World { config: config(), store: KeyStore::new(1), sharing: FakeSharing::default() }
+            World { config: config(), store: Fetched::new(1), sharing: FakeSharing::default() }
         }
 
         fn tick(&mut self, remote: &mut Remote<&'static str>, now: i64) -> Vec<Effect<&'static str>> {
@@ -815,7 +815,7 @@ mod tests {
         );
         w.answer(&mut a, 1, "200", &jwks(&["k1"]), T0);
         // B takes A's set over on its tick: nothing fetched, nothing counted.
-        let mut b_store = KeyStore::new(1);
+        let mut b_store = Fetched::new(1);
         let adopted = b.on_tick(T0 + 1, &w.config, &mut b_store, &PureRust, &mut w.sharing);
         assert!(b_store.has_keys(0));
         assert!(logs(&adopted).iter().any(|l| l.contains("from the set another worker fetched")), "{adopted:?}");

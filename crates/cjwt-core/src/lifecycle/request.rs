@@ -31,10 +31,11 @@ use crate::keys::host_crypto::HostCrypto;
 use crate::outcome::metrics::Counter;
 use crate::outcome::plan::{self, Plan};
 use crate::outcome::Level;
-use crate::request::host::{Host, UsageCounter};
+use crate::request::host::Host;
 use crate::sender::replay::ReplayCache;
 use crate::token::verify::KeyLookup;
 use crate::usage::etcd::{Step as UseStep, UseAnswer, UseCall, MAX_ANSWER_BYTES};
+use crate::usage::UsageCounter;
 
 /// What the host offers one decision: the request, the keys, signature
 /// verification, the per-Envoy `max_uses` counter and DPoP replay cache.
@@ -85,6 +86,9 @@ pub struct StoreCall {
 }
 
 impl StoreCall {
+    /// The largest answer read; a longer one is not read and the use is unavailable.
+    pub const MAX_ANSWER_BYTES: usize = MAX_ANSWER_BYTES;
+
     /// The call's request headers.
     pub fn headers(&self) -> [(&str, &str); 4] {
         [

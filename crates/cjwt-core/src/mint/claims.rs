@@ -2,29 +2,21 @@
 //! and the window shorthand, and checked the way the filter will check it, so
 //! that nobody mints a token that can never work.
 
-use crate::constraints::Constraints;
+use crate::constraints::{Constraints, Mint, KINDS};
 use serde_json::{json, Map, Value};
 
 /// The name the constraints claim has unless `claim_names.constraints` says otherwise.
 pub const DEFAULT_CONSTRAINTS_CLAIM: &str = "cnst";
 
-/// The constraints a token to mint carries. Empty lists are left out of the claim.
+/// The constraints a token to mint carries. Kinds given no value are left out of the claim.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConstraintsSpec {
-    /// Client addresses or CIDR ranges (`ip`).
-    pub ip: Vec<String>,
-    /// HTTP methods (`methods`).
-    pub methods: Vec<String>,
-    /// Path patterns (`paths`).
-    pub paths: Vec<String>,
-    /// Host patterns (`hosts`).
-    pub hosts: Vec<String>,
-    /// Regions (`region`).
-    pub region: Vec<String>,
-    /// Window objects (`window`), e.g. from [`parse_window`].
-    pub window: Vec<Value>,
-    /// The use limit (`max_uses`); the token then needs a string `jti`.
-    pub max_uses: Option<u64>,
+    /// Built-in constraint values as (kind name, value) pairs (see
+    /// [`crate::constraints::KINDS`]): a list kind collects its values in the
+    /// order given (`ip`, `methods`, `paths`, `hosts`, `region`: strings;
+    /// `window`: window objects, e.g. from [`parse_window`]); a one-value kind
+    /// (`max_uses`, which needs a string `jti`) takes its one value.
+    pub builtin: Vec<(String, Value)>,
     /// Custom constraints as (name, value) pairs; repeated names make a list.
     pub custom: Vec<(String, String)>,
 }
@@ -53,24 +45,28 @@ impl ConstraintsSpec {
         Ok(Some(value))
     }
 
+    /// Adds `values` for the built-in kind `name`.
+    pub fn with(mut self, name: &str, values: impl IntoIterator<Item = impl Into<Value>>) -> ConstraintsSpec {
+        self.builtin.extend(values.into_iter().map(|v| (name.to_owned(), v.into())));
+        self
+    }
+
     fn to_object(&self) -> Result<Map<String, Value>, String> {
         let mut c = Map::new();
-        for (key, items) in [
-            ("ip", &self.ip),
-            ("methods", &self.methods),
-            ("paths", &self.paths),
-            ("hosts", &self.hosts),
-            ("region", &self.region),
-        ] {
-            if !items.is_empty() {
-                c.insert(key.into(), json!(items));
-            }
+        if let Some((name, _)) = self.builtin.iter().find(|(name, _)| KINDS.iter().all(|k| k.name != *name)) {
+            return Err(format!("{name:?} is not a built-in constraint"));
         }
-        if !self.window.is_empty() {
-            c.insert("window".into(), Value::Array(self.window.clone()));
-        }
-        if let Some(n) = self.max_uses {
-            c.insert("max_uses".into(), json!(n));
+        for kind in KINDS {
+            let mut values = self.builtin.iter().filter(|(name, _)| name == kind.name).map(|(_, v)| v.clone());
+            let value = match (kind.mint, values.next()) {
+                (_, None) => continue,
+                (Mint::List, Some(first)) => Value::Array(std::iter::once(first).chain(values).collect()),
+                (Mint::One, Some(one)) => match values.next() {
+                    None => one,
+                    Some(_) => return Err(format!("{} takes one value", kind.name)),
+                },
+            };
+            c.insert(kind.name.into(), value);
         }
         for (name, value) in &self.custom {
             match c.entry(name.clone()).or_insert_with(|| json!([])) {
@@ -152,31 +148,29 @@ mod tests {
         assert_eq!(ConstraintsSpec::default().to_claim(false), Ok(None));
         assert!(ConstraintsSpec::default().is_empty());
         let spec = ConstraintsSpec {
-            ip: vec!["10.0.0.0/8".into()],
-            methods: vec!["GET".into()],
-            window: vec![parse_window("mon-fri 09:00-17:30 Europe/Berlin").unwrap()],
-            max_uses: Some(3),
             custom: vec![("tenant".into(), "acme".into()), ("tenant".into(), "beta".into())],
             ..ConstraintsSpec::default()
-        };
+        }
+        .with("ip", ["10.0.0.0/8"])
+        .with("methods", ["GET"])
+        .with("window", [parse_window("mon-fri 09:00-17:30 Europe/Berlin").unwrap()])
+        .with("max_uses", [3]);
         assert!(!spec.is_empty());
         let claim = spec.to_claim(true).unwrap().unwrap();
         assert_eq!(claim["ip"], json!(["10.0.0.0/8"]));
         assert_eq!(claim["tenant"], json!(["acme", "beta"]));
         assert_eq!(claim["max_uses"], json!(3));
         assert!(spec.to_claim(false).unwrap_err().contains("max_uses"), "max_uses needs a jti");
-        let bad = ConstraintsSpec { ip: vec!["010.0.0.0/8".into()], ..ConstraintsSpec::default() };
+        let bad = ConstraintsSpec::default().with("ip", ["010.0.0.0/8"]);
         assert!(bad.to_claim(false).unwrap_err().contains("ip: malformed"));
-        let zone = ConstraintsSpec {
-            window: vec![parse_window("09:00-17:00 Mars/Base").unwrap()],
-            ..ConstraintsSpec::default()
-        };
+        let zone = ConstraintsSpec::default().with("window", [parse_window("09:00-17:00 Mars/Base").unwrap()]);
         assert!(zone.to_claim(false).unwrap_err().contains("unknown time zone"));
-        let clash = ConstraintsSpec {
-            max_uses: Some(1),
-            custom: vec![("max_uses".into(), "x".into())],
-            ..ConstraintsSpec::default()
-        };
+        let clash = ConstraintsSpec { custom: vec![("max_uses".into(), "x".into())], ..ConstraintsSpec::default() }
+            .with("max_uses", [1]);
         assert!(clash.to_claim(true).unwrap_err().contains("clashes with a built-in constraint"));
+        let twice = ConstraintsSpec::default().with("max_uses", [1, 2]);
+        assert!(twice.to_claim(true).unwrap_err().contains("max_uses takes one value"));
+        let unknown = ConstraintsSpec::default().with("ip_range", ["10.0.0.0/8"]);
+        assert!(unknown.to_claim(true).unwrap_err().contains("not a built-in constraint"));
     }
 }

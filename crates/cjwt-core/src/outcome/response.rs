@@ -14,6 +14,14 @@ pub struct Refusal {
     pub body: String,
 }
 
+impl Refusal {
+    /// 503 when cjwt cannot decide or act safely (a broken clock, a header
+    /// Envoy would not rewrite, an internal error).
+    pub fn unavailable() -> Refusal {
+        crate::outcome::plan::unavailable()
+    }
+}
+
 /// Builds the refusal for `reason`. `detail` adds the reason code to the body and
 /// to `error_description`. A 503 (the request could not be decided now) carries
 /// `retry-after: 1` and no challenge: the credential is not at fault.

@@ -3,8 +3,8 @@
 //! Envoy's single-value header getter would otherwise hide the second one and
 //! the upstream might act on it (SEC-A04).
 
-use crate::config::TokenSource;
 use crate::request::query::{self, Param};
+use crate::request::source::TokenSource;
 use crate::request::view::RequestView;
 
 /// Where the one credential was found (so that `remove_token` can strip it).

@@ -3,8 +3,6 @@
 //! The proxy-wasm adapter implements [`Host`] over hostcalls; tests implement it
 //! over plain data. Properties are fetched lazily, only when a decision needs them.
 
-use crate::usage::UsageId;
-
 /// The proxy as seen by one request.
 pub trait Host {
     /// Every request header as received, pseudo-headers included, names lowercase,
@@ -29,37 +27,6 @@ pub fn single_header<'a>(host: &'a dyn Host, name: &'a str) -> Option<&'a str> {
         return None;
     }
     std::str::from_utf8(first).ok()
-}
-
-/// The usage store failed (the caller fails closed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UsageError;
-
-/// Usage counting for `max_uses` (SPEC §8).
-pub trait UsageCounter {
-    /// Atomically counts one use of `id` if fewer than `limit` were counted.
-    /// Returns `Ok(true)` when the use was counted, `Ok(false)` when the limit is
-    /// reached. `expires_at` (Unix seconds) lets the store drop the counter later.
-    /// An `Err` is a store failure; the caller fails closed.
-    fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError>;
-}
-
-/// An in-memory counter (tests and the command line; not shared across VMs).
-#[derive(Default, Debug)]
-pub struct MemoryCounter {
-    counts: std::collections::HashMap<UsageId, (u64, i64)>,
-}
-
-impl UsageCounter for MemoryCounter {
-    fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError> {
-        self.counts.retain(|_, (_, exp)| *exp > now);
-        let entry = self.counts.entry(*id).or_insert((0, expires_at));
-        if entry.0 >= limit {
-            return Ok(false);
-        }
-        entry.0 += 1;
-        Ok(true)
-    }
 }
 
 /// Reading the host clock.

@@ -12,12 +12,12 @@
 //! checks (DPoP proofs, origin, certificate digest, XFCC) and the plan's header
 //! operations included.
 
-use crate::config::{Attribute, ClientIpSource, Config, RegionSource};
 use crate::reason::Reason;
 use crate::request::address;
 use crate::request::host::{header_values, single_header, Host};
 use crate::request::paths::{is_normalized, normalize_host, path_only, path_segment, query_only};
 use crate::request::query::{self, Param};
+use crate::request::source::{Attribute, ClientIpSource, RegionSource};
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::net::IpAddr;
@@ -76,11 +76,6 @@ impl<'a> RequestView<'a> {
             region: OnceCell::new(),
             attribute_values: OnceCell::new(),
         }
-    }
-
-    /// [`RequestView::new`] with the sources `config` names.
-    pub fn for_config(host: &'a dyn Host, config: &'a Config) -> RequestView<'a> {
-        RequestView::new(host, config.client_ip, config.region.as_ref(), &config.custom_constraints)
     }
 
     /// The single value of header `name` (lowercase) as UTF-8; `None` if absent,

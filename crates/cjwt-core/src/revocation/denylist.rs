@@ -1,89 +1,34 @@
-//! Deny-lists pushed by configuration (SPEC §11 `revocation`): (`iss`, `jti`)
-//! entries and (`iss`, `sub`, `issued_before`) entries, compiled into hash maps
-//! once, at load. A request costs at most two hash lookups, with no allocation.
-//!
-//! Keyed on claims, never on a hash of the token text: an ECDSA signature can be
-//! re-encoded (`(r, n - s)`), giving another token text that still verifies.
+//! Deny-lists pushed by configuration (SPEC §11 `revocation`): whether a
+//! token is revoked by an (`iss`, `jti`) entry or an (`iss`, `sub`,
+//! `issued_before`) entry of the compiled [`DenyList`]. A request costs at most
+//! two hash lookups, with no allocation.
 
+pub use crate::config::{DenyList, Duplicate};
 use crate::token::claims::{numeric_date, Rounding};
 use crate::token::verify::VerifiedToken;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
 
-/// The compiled `revocation` block: empty when none is configured.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DenyList {
-    /// `iss` → revoked `jti`s.
-    jti: HashMap<String, HashSet<String>>,
-    /// `iss` → `sub` → `issued_before` (Unix seconds): tokens of that subject
-    /// issued before it are revoked.
-    subjects: HashMap<String, HashMap<String, i64>>,
-}
-
-/// Why an entry cannot be added (the compile step names the field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Duplicate {
-    /// The entry is already listed.
-    Entry,
-}
-
-impl DenyList {
-    /// Adds a revoked (`iss`, `jti`); a duplicate is refused (a configuration
-    /// listing the same token twice was most likely generated wrongly).
-    pub fn add_jti(&mut self, iss: &str, jti: &str) -> Result<(), Duplicate> {
-        if self.jti.entry(iss.to_string()).or_default().insert(jti.to_string()) {
-            Ok(())
-        } else {
-            Err(Duplicate::Entry)
-        }
+/// Whether `token` is revoked by an entry of `list`: its (`iss`, `jti`) is
+/// listed, or its (`iss`, `sub`) is listed and its `iat` is before the entry's
+/// `issued_before`. A token of a listed subject without a usable `iat`
+/// cannot show it was issued after the cut-off, and is revoked (fail closed).
+pub fn revokes(list: &DenyList, token: &VerifiedToken) -> bool {
+    if list.is_empty() {
+        return false;
     }
-
-    /// Revokes every token of (`iss`, `sub`) issued before `issued_before`; a
-    /// second entry for the same subject is refused (which cut-off would hold?).
-    pub fn add_subject(&mut self, iss: &str, sub: &str, issued_before: i64) -> Result<(), Duplicate> {
-        let subjects = self.subjects.entry(iss.to_string()).or_default();
-        if subjects.contains_key(sub) {
-            return Err(Duplicate::Entry);
-        }
-        subjects.insert(sub.to_string(), issued_before);
-        Ok(())
+    let iss = token.issuer();
+    if token.jti.as_deref().is_some_and(|jti| list.lists_jti(iss, jti)) {
+        return true;
     }
-
-    /// Whether nothing is listed.
-    pub fn is_empty(&self) -> bool {
-        self.jti.is_empty() && self.subjects.is_empty()
-    }
-
-    /// Number of entries (both kinds).
-    pub fn len(&self) -> usize {
-        self.jti.values().map(HashSet::len).chain(self.subjects.values().map(HashMap::len)).sum()
-    }
-
-    /// Whether `token` is revoked by an entry: its (`iss`, `jti`) is listed, or
-    /// its (`iss`, `sub`) is listed and its `iat` is before the entry's
-    /// `issued_before`. A token of a listed subject without a usable `iat`
-    /// cannot show it was issued after the cut-off, and is revoked (fail closed).
-    pub fn revokes(&self, token: &VerifiedToken) -> bool {
-        if self.is_empty() {
-            return false;
-        }
-        let iss = token.issuer();
-        if let (Some(jti), Some(listed)) = (token.jti.as_deref(), self.jti.get(iss)) {
-            if listed.contains(jti) {
-                return true;
-            }
-        }
-        let sub = token.claims.get("sub").and_then(Value::as_str);
-        let cut_off = sub.and_then(|sub| self.subjects.get(iss).and_then(|s| s.get(sub)));
-        match cut_off {
-            None => false,
-            // Exactly `iat < issued_before` for a fractional `iat` too: floor(x) < n
-            // holds for an integer n exactly when x < n.
-            Some(cut_off) => match numeric_date(&token.claims, "iat", Rounding::Down) {
-                Ok(Some(iat)) => iat < *cut_off,
-                Ok(None) | Err(_) => true,
-            },
-        }
+    let sub = token.claims.get("sub").and_then(Value::as_str);
+    match sub.and_then(|sub| list.cut_off(iss, sub)) {
+        None => false,
+        // Exactly `iat < issued_before` for a fractional `iat` too: floor(x) < n
+        // holds for an integer n exactly when x < n.
+        Some(cut_off) => match numeric_date(&token.claims, "iat", Rounding::Down) {
+            Ok(Some(iat)) => iat < cut_off,
+            Ok(None) | Err(_) => true,
+        },
     }
 }
 
@@ -120,7 +65,7 @@ mod tests {
             (json!({"iss": "https://a"}), false),
             (json!({"iss": "https://c", "jti": "j1"}), false),
         ] {
-            assert_eq!(d.revokes(&token(claims.clone())), revoked, "{claims}");
+            assert_eq!(revokes(&d, &token(claims.clone())), revoked, "{claims}");
         }
     }
 
@@ -142,7 +87,7 @@ mod tests {
             (json!({"iss": "https://b", "sub": "bot", "iat": 1}), false),
             (json!({"iss": "https://a", "sub": ["bot"], "iat": 1}), false),
         ] {
-            assert_eq!(d.revokes(&token(claims.clone())), revoked, "{claims}");
+            assert_eq!(revokes(&d, &token(claims.clone())), revoked, "{claims}");
         }
     }
 
@@ -154,6 +99,6 @@ mod tests {
         assert_eq!(d.add_subject("https://a", "bot", 5), Err(Duplicate::Entry));
         assert_eq!(d.add_subject("https://b", "bot", 5), Ok(()));
         assert!(DenyList::default().is_empty());
-        assert!(!DenyList::default().revokes(&token(json!({"iss": "https://a", "jti": "j1"}))));
+        assert!(!revokes(&DenyList::default(), &token(json!({"iss": "https://a", "jti": "j1"}))));
     }
 }

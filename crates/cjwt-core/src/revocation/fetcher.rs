@@ -23,7 +23,7 @@
 use super::status_list::{verify_fetched, verify_status_list, LastGood};
 use crate::config::Config;
 use crate::jwks::slot::{GaveUp, Slot};
-use crate::jwks::store::KeyStore;
+use crate::jwks::store::Fetched;
 use crate::keys::host_crypto::HostCrypto;
 use std::time::Duration;
 
@@ -259,7 +259,7 @@ impl ListFetcher {
         now: i64,
         config: &Config,
         crypto: &dyn HostCrypto,
-        store: &mut KeyStore,
+        store: &mut Fetched,
     ) -> Option<(usize, ListOutcome)> {
         let list = self.lists.iter().position(|s| s.slot.answers(token))?;
         let s = self.lists.get_mut(list)?;
@@ -298,7 +298,7 @@ impl ListFetcher {
 pub fn install_last_good(
     config: &Config,
     list: usize,
-    store: &mut KeyStore,
+    store: &mut Fetched,
     crypto: &dyn HostCrypto,
     last: LastGood<'_>,
     now: i64,

@@ -2,8 +2,8 @@
 //! Status Lists, checked on every request (cached verifications included) after
 //! the token checks and before the rule's `require`.
 //!
-//! - [`denylist`]: (`iss`, `jti`) and (`iss`, `sub`, `issued_before`) entries,
-//!   compiled into hash maps at load;
+//! - [`denylist`]: whether a token is revoked by the configuration's
+//!   (`iss`, `jti`) and (`iss`, `sub`, `issued_before`) entries;
 //! - [`status_list`]: the token's `status` claim, the Status List Token verified
 //!   and decoded (pure functions);
 //! - [`fetcher`]: when to fetch each configured list, as a state machine the
@@ -26,7 +26,7 @@ use status_list::{TokenStatus, SUSPENDED, VALID};
 /// `fetched` supplies the lists fetched at run time
 /// ([`KeyLookup::status_list`]).
 pub fn check(config: &Config, token: &VerifiedToken, fetched: &dyn KeyLookup, now: i64) -> Result<(), Reason> {
-    if config.revocation.revokes(token) {
+    if denylist::revokes(&config.revocation, token) {
         return Err(Reason::Revoked);
     }
     match &token.status {

@@ -27,35 +27,16 @@
 //! Across replicas nothing is shared here: `replay_cache.store: "usage_store"`
 //! records proofs in the mesh-wide etcd store instead (see [`crate::engine`]).
 
-use sha2::{Digest, Sha256};
+pub use crate::usage::ProofId;
 use std::sync::Mutex;
 
-/// The identity of one proof: SHA-256 over the length-prefixed `jkt` and `jti`,
-/// truncated to 128 bits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ProofId(pub [u8; 16]);
-
+/// Where a proof's record lives in this cache (the id itself is
+/// [`crate::usage::ProofId`]: the mesh's store records proofs too).
 impl ProofId {
-    /// The id of the proof with key thumbprint `jkt` and id `jti`.
-    pub fn new(jkt: &str, jti: &str) -> ProofId {
-        let mut h = Sha256::new();
-        h.update(b"dpop\0");
-        h.update((jkt.len() as u64).to_be_bytes());
-        h.update(jkt.as_bytes());
-        h.update(jti.as_bytes());
-        let digest = h.finalize();
-        ProofId(digest.get(..16).and_then(|d| d.try_into().ok()).unwrap_or([0u8; 16]))
-    }
-
     /// The slot this id lives in.
     pub fn slot(&self) -> u16 {
         let [a, b, ..] = self.0;
         u16::from_be_bytes([a, b]) % REPLAY_SLOTS
-    }
-
-    /// Lowercase hex (for store keys).
-    pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 

@@ -11,9 +11,9 @@ use crate::keys::algorithm::Algorithm;
 use crate::keys::host_crypto::HostCrypto;
 use crate::keys::key::VerificationKey;
 use crate::reason::Reason;
-use crate::revocation::status_list::{StatusList, TokenStatus};
 use crate::token::claims::{lookup_unambiguous, numeric_date, Rounding};
 use crate::token::jws::{self, UntrustedToken};
+use crate::token::status::{StatusList, TokenStatus};
 use serde_json::{Map, Value};
 
 /// At most this many keys are tried for a token without `kid`.

@@ -17,8 +17,7 @@
 //! the same; "requested lease not found" → grant it, retry once.
 
 use crate::encoding::json;
-use crate::sender::replay::ProofId;
-use crate::usage::UsageId;
+use crate::usage::{ProofId, UsageId};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

@@ -8,8 +8,11 @@
 //! whose token has expired. The key space is bounded and memory follows the
 //! number of live one-time tokens, not the number ever seen (SEC-12.5).
 
+mod counter;
 pub mod etcd;
 pub mod process;
+
+pub use counter::{MemoryCounter, UsageCounter, UsageError};
 
 use sha2::{Digest, Sha256};
 
@@ -38,6 +41,30 @@ impl UsageId {
     pub fn slot(&self) -> u16 {
         let [a, b, ..] = self.0;
         u16::from_be_bytes([a, b]) % SLOTS
+    }
+}
+
+/// The identity of one DPoP proof, as the replay cache and the mesh's store
+/// record it (SPEC §10): SHA-256 over the length-prefixed `jkt` and `jti`,
+/// truncated to 128 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProofId(pub [u8; 16]);
+
+impl ProofId {
+    /// The id of the proof with key thumbprint `jkt` and id `jti`.
+    pub fn new(jkt: &str, jti: &str) -> ProofId {
+        let mut h = Sha256::new();
+        h.update(b"dpop\0");
+        h.update((jkt.len() as u64).to_be_bytes());
+        h.update(jkt.as_bytes());
+        h.update(jti.as_bytes());
+        let digest = h.finalize();
+        ProofId(digest.get(..16).and_then(|d| d.try_into().ok()).unwrap_or([0u8; 16]))
+    }
+
+    /// Lowercase hex (for store keys).
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 

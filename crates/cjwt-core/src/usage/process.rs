@@ -4,7 +4,7 @@
 //! exactly once across all workers and memory follows the live one-time tokens.
 
 use super::{count_use, SlotUpdate, UsageId, SLOTS};
-use crate::request::host::{UsageCounter, UsageError};
+use crate::usage::{UsageCounter, UsageError};
 use std::sync::Mutex;
 
 /// The per-process counter: [`SLOTS`] slot values, each updated under its lock.

@@ -1,0 +1,35 @@
+//! The store that counts `max_uses` uses (SPEC §8), as the decision sees it:
+//! the host's counter (per Envoy, or deferred to the mesh's store), or memory.
+
+use super::UsageId;
+
+/// The usage store failed (the caller fails closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageError;
+
+/// Usage counting for `max_uses` (SPEC §8).
+pub trait UsageCounter {
+    /// Atomically counts one use of `id` if fewer than `limit` were counted.
+    /// Returns `Ok(true)` when the use was counted, `Ok(false)` when the limit is
+    /// reached. `expires_at` (Unix seconds) lets the store drop the counter later.
+    /// An `Err` is a store failure; the caller fails closed.
+    fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError>;
+}
+
+/// An in-memory counter (tests and the command line; not shared across VMs).
+#[derive(Default, Debug)]
+pub struct MemoryCounter {
+    counts: std::collections::HashMap<UsageId, (u64, i64)>,
+}
+
+impl UsageCounter for MemoryCounter {
+    fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError> {
+        self.counts.retain(|_, (_, exp)| *exp > now);
+        let entry = self.counts.entry(*id).or_insert((0, expires_at));
+        if entry.0 >= limit {
+            return Ok(false);
+        }
+        entry.0 += 1;
+        Ok(true)
+    }
+}
