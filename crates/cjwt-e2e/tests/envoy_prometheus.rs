@@ -16,7 +16,6 @@ use cjwt_harness::said::wait_until;
 use cjwt_harness::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -44,6 +43,8 @@ fn binary(name: &str) -> PathBuf {
 struct Prometheus {
     child: Child,
     port: u16,
+    /// This process's claim on `port` (concurrent test processes pick others).
+    _claim: cjwt_harness::claim::Claim,
     dir: PathBuf,
 }
 
@@ -60,7 +61,7 @@ impl Prometheus {
         config["scrape_configs"][0]["static_configs"] = json!([{"targets": [format!("127.0.0.1:{admin}")]}]);
         let file = dir.join("prometheus.yml");
         std::fs::write(&file, serde_yaml::to_string(&config).unwrap()).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (port, claim) = cjwt_harness::claim::port();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new(binary("prometheus"))
             .arg(format!("--config.file={}", file.display()))
@@ -70,7 +71,7 @@ impl Prometheus {
             .stderr(log)
             .spawn()
             .unwrap();
-        let p = Prometheus { child, port, dir };
+        let p = Prometheus { child, port, _claim: claim, dir };
         wait_until("Prometheus ready", Duration::from_secs(30), || admin_get(p.port, "/-/ready").0 == 200);
         p
     }

@@ -7,6 +7,7 @@ use cjwt_core::mint::SigningKey;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
+pub mod claim;
 pub mod docker;
 pub mod envoy;
 pub mod etcd;
