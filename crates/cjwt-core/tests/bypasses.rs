@@ -13,8 +13,8 @@ use cjwt_core::mint::{mint, mint_raw};
 use cjwt_core::outcome::forward;
 use cjwt_core::reason::Reason;
 use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::testing::*;
 use cjwt_core::token::verify::InlineOnly;
-use cjwt_harness::*;
 use serde_json::{json, Value};
 
 /// SEC-12.1: a query custom constraint sees the parameter as upstream decoders do.

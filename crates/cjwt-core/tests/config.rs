@@ -5,8 +5,8 @@
 use cjwt_core::config::{Config, Mode};
 use cjwt_core::keys::algorithm::{AlgSet, Algorithm};
 use cjwt_core::keys::key::VerificationKey;
+use cjwt_core::testing::*;
 use cjwt_core::token::jws;
-use cjwt_harness::*;
 use serde_json::{json, Value};
 
 fn compile(v: Value) -> Result<Config, String> {

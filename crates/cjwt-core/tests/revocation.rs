@@ -14,8 +14,8 @@ use cjwt_core::reason::Reason;
 use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::revocation::fetcher::{ListCommand, ListFetcher, ListOutcome, RETRY_SECONDS};
 use cjwt_core::revocation::status_list::{encode_status_list, verify_status_list};
+use cjwt_core::testing::*;
 use cjwt_core::token::verify::{InlineOnly, KeyLookup};
-use cjwt_harness::*;
 use serde_json::{json, Value};
 
 const ISS: &str = "https://idp.example.com";

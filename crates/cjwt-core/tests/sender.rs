@@ -14,8 +14,8 @@ use cjwt_core::reason::Reason;
 use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::sender::dpop::thumbprint;
 use cjwt_core::sender::replay::ProcessReplay;
+use cjwt_core::testing::*;
 use cjwt_core::token::verify::InlineOnly;
-use cjwt_harness::*;
 use p256::ecdsa::signature::Signer;
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -176,7 +176,7 @@ fn the_plan_challenges_strips_the_proof_and_forwards_the_binding() {
     assert!(ops.contains(&("dpop".to_string(), None)), "{ops:?}");
     assert!(ops.contains(&("x-cjwt-jkt".to_string(), Some(jkt))), "{ops:?}");
     // A request without a proof costs no removal.
-    let plain = mint(cjwt_harness::key(Algorithm::EdDSA), Some("k1"), &claims(json!({})));
+    let plain = mint(cjwt_core::testing::key(Algorithm::EdDSA), Some("k1"), &claims(json!({})));
     let host = request(&plain, "Bearer");
     let outcome = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
     let Act::Forward(ops) = plan(&e.config, &outcome, &host).act else { panic!("allowed: {:?}", outcome.decision) };

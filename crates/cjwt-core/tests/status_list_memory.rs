@@ -17,7 +17,7 @@ use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::mint;
 use cjwt_core::request::host::MemoryCounter;
 use cjwt_core::revocation::status_list::{encode_status_list, inflate_capped, InflateError, StatusList};
-use cjwt_harness::*;
+use cjwt_core::testing::*;
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};

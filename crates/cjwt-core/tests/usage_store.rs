@@ -14,9 +14,9 @@ use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::outcome::plan::{plan, Act};
 use cjwt_core::reason::Reason;
 use cjwt_core::request::host::MemoryCounter;
+use cjwt_core::testing::*;
 use cjwt_core::token::verify::InlineOnly;
 use cjwt_core::usage::etcd::{Step, UseAnswer};
-use cjwt_harness::*;
 use serde_json::{json, Value};
 
 fn store() -> Value {

@@ -200,10 +200,6 @@ fn promtool_accepts_the_rules_and_the_scrape_config() {
 
 const REMOTE_ISS: &str = "https://remote.example.com";
 
-fn bearer_at(extra: Value) -> String {
-    format!("Bearer {}", mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), extra)))
-}
-
 fn said(envoy: &Envoy, token: Option<&str>) -> (u16, Option<String>) {
     let headers: Vec<(&str, &str)> = token.map(|t| vec![("authorization", t)]).unwrap_or_default();
     let r = send("127.0.0.1", envoy.port, "GET", "/x", &headers);
@@ -242,7 +238,7 @@ fn every_dashboard_query_and_alert_answers_from_a_real_prometheus() {
 
     // Traffic: allowed (one token several times: cache hits), max_uses through etcd,
     // and refusals for several reasons.
-    let good = bearer_at(json!({}));
+    let good = bearer_now(json!({}));
     for _ in 0..5 {
         assert_eq!(said(&envoy, Some(&good)), (200, None));
     }
@@ -253,7 +249,7 @@ fn every_dashboard_query_and_alert_answers_from_a_real_prometheus() {
         assert_eq!(said(&envoy, None), (401, Some("missing_token".into())));
     }
     for i in 0..25 {
-        let mut t = bearer_at(json!({"jti": format!("forged-{i}")})).into_bytes();
+        let mut t = bearer_now(json!({"jti": format!("forged-{i}")})).into_bytes();
         let at = t.len() - 10;
         t[at] = if t[at] == b'A' { b'B' } else { b'A' };
         let t = String::from_utf8(t).unwrap();
@@ -264,7 +260,7 @@ fn every_dashboard_query_and_alert_answers_from_a_real_prometheus() {
     assert_eq!(said(&envoy, Some(&expired)).1.as_deref(), Some("expired"));
     // A token of the remote provider: its key set is fetched (and fails) now.
     let fetches = envoy.stat("cjwt.jwks.fetch_failed");
-    let (status, reason) = said(&envoy, Some(&bearer_at(json!({"iss": REMOTE_ISS}))));
+    let (status, reason) = said(&envoy, Some(&bearer_now(json!({"iss": REMOTE_ISS}))));
     assert_eq!(status, 401, "{reason:?}");
     wait_until("a failed key-set fetch", Duration::from_secs(10), || envoy.stat("cjwt.jwks.fetch_failed") > fetches);
     assert!(envoy.stat("cjwt.usage_store.ok") >= 2);
