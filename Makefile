@@ -268,7 +268,7 @@ nextest:
 # features per package and compile its dependencies again). It builds target/debug/cjwt too.
 WORKSPACE = --workspace --exclude cjwt-filter
 # Test threads of each of the two nextest runs make test and make docker-test start at once.
-NEXTEST_THREADS ?= 3
+NEXTEST_THREADS ?= 4
 NEXTEST = cargo nextest run --no-fail-fast --test-threads $(NEXTEST_THREADS)
 # Runs two nextest runs at once, each line prefixed with its build: $(call both,WASM_ARGS,NATIVE_ARGS[,ENV]).
 # Fails when either fails (after both have finished).
@@ -281,14 +281,16 @@ define both
 	  test $$wasm = 0 -a $$native = 0
 endef
 
-# The suites of crates/cjwt-e2e that need no Docker: all but docker_*.rs and mesh.rs (make docker-test runs those).
-HOST_TESTS = not (binary_id(cjwt-e2e::docker_*) | binary_id(cjwt-e2e::mesh))
-# The Envoy integration suites, crates/cjwt-e2e/tests/envoy_*.rs.
-ENVOY_TESTS = binary_id(cjwt-e2e::envoy_*)
-## test: every test of every crate (found by cargo) but the Docker suites (make docker-test), in parallel under cargo nextest: core, CLI, and the Envoy integration suites against the wasm build, and at the same time the Envoy suites against the native build
+# The wasm run: the suites of crates/cjwt-e2e that need no Docker (all but docker_*.rs and
+# mesh.rs, which make docker-test runs), the Envoy suites among them against cjwt.wasm.
+WASM_TESTS = package(cjwt-e2e) and not (binary_id(cjwt-e2e::docker_*) | binary_id(cjwt-e2e::mesh))
+# The native run: the Envoy suites (crates/cjwt-e2e/tests/envoy_*.rs) against libcjwt.so, and every
+# other crate's tests (core, CLI, module, tools: CJWT_BUILD does not concern them), which balances the two runs.
+NATIVE_TESTS = not package(cjwt-e2e) | binary_id(cjwt-e2e::envoy_*)
+## test: every test of every crate (found by cargo) but the Docker suites (make docker-test), in parallel under cargo nextest, two runs at once: the Envoy integration suites against the wasm build, and against the native build with the core, CLI, module and tools tests
 test: build fault-build envoy validate etcd test-tools prometheus nextest
 	cargo nextest run --no-run $(WORKSPACE)
-	$(call both,$(WORKSPACE) -E '$(HOST_TESTS)',$(WORKSPACE) -E '$(ENVOY_TESTS)')
+	$(call both,$(WORKSPACE) -E '$(WASM_TESTS)',$(WORKSPACE) -E '$(NATIVE_TESTS)')
 	cargo test --quiet --doc $(WORKSPACE)
 
 DURATION ?= 1m
