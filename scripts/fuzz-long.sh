@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Long fuzz runs: every target for SECONDS of wall time, JOBS targets at a time, each at
+# Fuzz runs (make fuzz-long; make fuzz-smoke, CI's 10 s per target): every target for SECONDS of wall time, JOBS targets at a time, each at
 # nice 10 so the machine stays usable. Per target it records libFuzzer's final stats
 # (executions, coverage, corpus), the CPU seconds the process really got (GNU time), and
 # whether it found anything (a crash, leak, timeout or OOM leaves an input under
@@ -40,7 +40,7 @@ done
 wait
 
 {
-  echo "Long fuzz run: $seconds s wall per target, $jobs at a time on $(nproc) cores, started $started, ended $(date -u +%FT%TZ)."
+  echo "Fuzz run: $seconds s wall per target, $jobs at a time on $(nproc) cores, started $started, ended $(date -u +%FT%TZ)."
   echo
   echo "| target | executions | exec/s | CPU s | coverage (cov / ft) | corpus | peak RSS | result |"
   echo "|---|---:|---:|---:|---|---:|---:|---|"

@@ -26,7 +26,9 @@ fuzz_target!(|data: &[u8]| {
     let mut engine = Engine::new(common::config());
     let host = common::host(&method, &path, &authority, &peer, now).bearer(&token).header_bytes("x-tenant", tenant);
     let mut counter = MemoryCounter::default();
-    let _ = engine.decide(&host, &InlineOnly, &PureRust, &mut counter);
+    let _ =
+        engine.decide_with(&host, &InlineOnly, &PureRust, &mut counter, &mut cjwt_core::sender::replay::NoReplayCache);
     // Twice: the second decision is served from the verified-token cache.
-    let _ = engine.decide(&host, &InlineOnly, &PureRust, &mut counter);
+    let _ =
+        engine.decide_with(&host, &InlineOnly, &PureRust, &mut counter, &mut cjwt_core::sender::replay::NoReplayCache);
 });

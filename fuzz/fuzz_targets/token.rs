@@ -18,6 +18,12 @@ fuzz_target!(|data: &[u8]| {
     let mut auth = b"Bearer ".to_vec();
     auth.extend_from_slice(data);
     let host = common::host(b"GET", b"/x", b"a", b"127.0.0.1:1", 1_800_000_000).header_bytes("authorization", auth);
-    let out = engine.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default());
+    let out = engine.decide_with(
+        &host,
+        &InlineOnly,
+        &PureRust,
+        &mut MemoryCounter::default(),
+        &mut cjwt_core::sender::replay::NoReplayCache,
+    );
     assert!(matches!(out.decision, Decision::Deny(_)), "a random credential was allowed");
 });

@@ -72,7 +72,13 @@ fn main() {
                 .at(now);
             let iterations = if cache == 0 { n } else { 50_000 };
             time(&label, iterations, || {
-                let out = engine.decide(&req, &InlineOnly, crypto, &mut MemoryCounter::default());
+                let out = engine.decide_with(
+                    &req,
+                    &InlineOnly,
+                    crypto,
+                    &mut MemoryCounter::default(),
+                    &mut cjwt_core::sender::replay::NoReplayCache,
+                );
                 assert!(matches!(out.decision, Decision::Allow { .. }));
             });
         }
@@ -97,7 +103,13 @@ fn dpop(now: i64) {
     let mut engine = Engine::new(Config::from_json(cfg.to_string().as_bytes()).expect("config"));
     let req = base().bearer(&plain);
     time("bearer (no binding)", 50_000, || {
-        let out = engine.decide(&req, &InlineOnly, &native, &mut MemoryCounter::default());
+        let out = engine.decide_with(
+            &req,
+            &InlineOnly,
+            &native,
+            &mut MemoryCounter::default(),
+            &mut cjwt_core::sender::replay::NoReplayCache,
+        );
         assert!(matches!(out.decision, Decision::Allow { .. }));
     });
     for alg in [Algorithm::ES256, Algorithm::EdDSA] {

@@ -103,7 +103,13 @@ fn main() {
             .peer("127.0.0.1:5000")
             .bearer(t);
         time(what, 200_000, || {
-            black_box(engine.decide(&host, &store, &PureRust, &mut MemoryCounter::default()));
+            black_box(engine.decide_with(
+                &host,
+                &store,
+                &PureRust,
+                &mut MemoryCounter::default(),
+                &mut cjwt_core::sender::replay::NoReplayCache,
+            ));
         });
     }
 }

@@ -98,7 +98,7 @@ pub struct Outcome {
 /// The core: a compiled configuration and its verified-token cache (one per VM).
 pub struct Engine {
     /// The configuration every decision follows.
-    pub config: Config,
+    config: Config,
     cache: TokenCache,
     /// DPoP proof keys imported recently (SPEC §10): never a proof, only keys.
     proof_keys: sender::dpop::ProofKeys,
@@ -116,6 +116,11 @@ impl Engine {
         Engine { config, cache, proof_keys: sender::dpop::ProofKeys::default() }
     }
 
+    /// The configuration every decision follows.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Number of cached verified tokens.
     pub fn cached(&self) -> usize {
         self.cache.len()
@@ -126,21 +131,11 @@ impl Engine {
         self.cache.bytes()
     }
 
-    /// Decides one request: the checks, then the configured `mode`. Without a
-    /// replay cache: a DPoP-bound token is refused (`dpop_replay`); adapters
-    /// call [`Engine::decide_with`].
-    pub fn decide(
-        &mut self,
-        host: &dyn Host,
-        keys: &dyn KeyLookup,
-        crypto: &dyn HostCrypto,
-        counter: &mut dyn UsageCounter,
-    ) -> Outcome {
-        self.decide_with(host, keys, crypto, counter, &mut sender::replay::NoReplayCache)
-    }
-
-    /// Decides one request, with `replay` remembering DPoP proof ids (SPEC §10:
-    /// one cache per Envoy, shared by its workers).
+    /// Decides one request: the checks, then the configured `mode`, with
+    /// `replay` remembering DPoP proof ids (SPEC §10: one cache per Envoy,
+    /// shared by its workers; a host without one passes
+    /// [`NoReplayCache`](crate::sender::replay::NoReplayCache), which refuses
+    /// every DPoP-bound token, visibly at the call).
     pub fn decide_with(
         &mut self,
         host: &dyn Host,

@@ -13,9 +13,9 @@ use cjwt_core::mint::{mint, mint_raw};
 use cjwt_core::outcome::forward;
 use cjwt_core::reason::Reason;
 use cjwt_core::request::view::RequestView;
+use cjwt_core::testing::*;
 use cjwt_core::token::verify::InlineOnly;
 use cjwt_core::usage::MemoryCounter;
-use cjwt_harness::*;
 use serde_json::{json, Value};
 
 /// SEC-12.1: a query custom constraint sees the parameter as upstream decoders do.
@@ -145,7 +145,13 @@ fn cached_verifications_do_not_outlive_their_key() {
     let t = mint(k1, Some("k1"), &claims(json!({})));
     let host = StaticHost::get("/x").bearer(&t);
     let decide = |e: &mut Engine, store: &Fetched| match e
-        .decide(&host, store, &PureRust, &mut MemoryCounter::default())
+        .decide_with(
+            &host,
+            store,
+            &PureRust,
+            &mut MemoryCounter::default(),
+            &mut cjwt_core::sender::replay::NoReplayCache,
+        )
         .decision
     {
         Decision::Allow { .. } => None,
@@ -227,12 +233,20 @@ fn forwarding_strips_the_token_on_dry_run_refusals_and_underscore_variants() {
         "claims_to_headers": [{"claim": "sub", "header": "x-cjwt-sub"}]}}));
     let expired = mint(key(Algorithm::EdDSA), Some("k1"), &claims(json!({"exp": NOW - 3600})));
     let host = StaticHost::get("/x").bearer(&expired).header("x_cjwt_sub", "admin").header("x-cjwt_sub", "admin");
-    let Decision::DryRunDeny(denial) = e.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision
+    let Decision::DryRunDeny(denial) = e
+        .decide_with(
+            &host,
+            &InlineOnly,
+            &PureRust,
+            &mut MemoryCounter::default(),
+            &mut cjwt_core::sender::replay::NoReplayCache,
+        )
+        .decision
     else {
         panic!("an expired token is refused (in dry_run: forwarded as a refusal)");
     };
     let edits =
-        forward::edits(&e.config.forward, None, denial.credential.as_ref(), &RequestView::for_config(&host, &e.config));
+        forward::edits(&e.config().forward, None, denial.credential.as_ref(), &RequestView::for_config(&host, e.config()));
     assert!(edits.remove.iter().any(|h| h == "authorization"), "{edits:?}");
     for h in ["x-cjwt-sub", "x_cjwt_sub", "x-cjwt_sub"] {
         assert!(edits.remove.iter().any(|r| r == h), "{h} not stripped: {edits:?}");
@@ -241,16 +255,23 @@ fn forwarding_strips_the_token_on_dry_run_refusals_and_underscore_variants() {
     // Allowed: the variants go, the verified value is set under the canonical name.
     let ok = eddsa(json!({}));
     let host = StaticHost::get("/x").bearer(&ok).header("x_cjwt_sub", "admin");
-    let Decision::Allow { token, credential } =
-        e.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision
+    let Decision::Allow { token, credential } = e
+        .decide_with(
+            &host,
+            &InlineOnly,
+            &PureRust,
+            &mut MemoryCounter::default(),
+            &mut cjwt_core::sender::replay::NoReplayCache,
+        )
+        .decision
     else {
         panic!("a valid token is allowed");
     };
     let edits = forward::edits(
-        &e.config.forward,
+        &e.config().forward,
         token.as_deref(),
         credential.as_ref(),
-        &RequestView::for_config(&host, &e.config),
+        &RequestView::for_config(&host, e.config()),
     );
     assert!(edits.remove.iter().any(|r| r == "x_cjwt_sub"));
     assert_eq!(edits.set, vec![("x-cjwt-sub".to_string(), "alice".to_string())]);

@@ -5,8 +5,8 @@
 use cjwt_core::config::{Config, Mode};
 use cjwt_core::keys::algorithm::{AlgSet, Algorithm};
 use cjwt_core::keys::key::VerificationKey;
+use cjwt_core::testing::*;
 use cjwt_core::token::jws;
-use cjwt_harness::*;
 use serde_json::{json, Value};
 
 fn compile(v: Value) -> Result<Config, String> {
@@ -294,11 +294,12 @@ fn rfc7515_a1_hs256_example_verifies() {
         json!({"providers": [{"name": "joe", "issuer": "joe", "jwks": {"keys": [jwk]}}], "max_token_bytes": 8192});
     let mut engine = cjwt_core::engine::Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
     let host = StaticHost::get("/x").bearer(token).at(1_300_819_000);
-    let out = engine.decide(
+    let out = engine.decide_with(
         &host,
         &cjwt_core::token::verify::InlineOnly,
         &cjwt_core::keys::host_crypto::PureRust,
         &mut cjwt_core::usage::MemoryCounter::default(),
+        &mut cjwt_core::sender::replay::NoReplayCache,
     );
     assert!(matches!(out.decision, cjwt_core::engine::Decision::Allow { .. }), "{:?}", out.decision);
 }
@@ -327,11 +328,12 @@ fn algorithm_confusion_public_key_as_hmac_secret_fails() {
     let t = cjwt_core::mint::mint(&hs, Some("k1"), &claims(json!({})));
     let mut engine =
         cjwt_core::engine::Engine::new(Config::from_json(config_json(json!({})).to_string().as_bytes()).unwrap());
-    let out = engine.decide(
+    let out = engine.decide_with(
         &StaticHost::get("/x").bearer(&t),
         &cjwt_core::token::verify::InlineOnly,
         &cjwt_core::keys::host_crypto::PureRust,
         &mut cjwt_core::usage::MemoryCounter::default(),
+        &mut cjwt_core::sender::replay::NoReplayCache,
     );
     match out.decision {
         cjwt_core::engine::Decision::Deny(d) => assert_eq!(d.reason, cjwt_core::reason::Reason::UnsupportedAlgorithm),
@@ -394,21 +396,23 @@ mod remote_jwks {
         let mut engine = cjwt_core::engine::Engine::new(c);
         let ok = cjwt_core::mint::mint(k, Some("a"), &claims(json!({})));
         let host = StaticHost::get("/x").bearer(&ok);
-        let out = engine.decide(
+        let out = engine.decide_with(
             &host,
             &store,
             &cjwt_core::keys::host_crypto::PureRust,
             &mut cjwt_core::usage::MemoryCounter::default(),
+            &mut cjwt_core::sender::replay::NoReplayCache,
         );
         assert!(matches!(out.decision, cjwt_core::engine::Decision::Allow { .. }), "{:?}", out.decision);
         let rotated = cjwt_core::mint::mint(k, Some("b"), &claims(json!({})));
         let host = StaticHost::get("/x").bearer(&rotated);
         match engine
-            .decide(
+            .decide_with(
                 &host,
                 &store,
                 &cjwt_core::keys::host_crypto::PureRust,
                 &mut cjwt_core::usage::MemoryCounter::default(),
+                &mut cjwt_core::sender::replay::NoReplayCache,
             )
             .decision
         {

@@ -127,7 +127,7 @@ fn store_call(step: Step) -> StoreCall {
 fn fetched(e: &Engine) -> Fetched {
     let mut keys = Fetched::new(1);
     let body = json!({"keys": [signing().public_jwk(Some("k1"))]}).to_string();
-    keys.set(0, parse_remote_jwks(&e.config, 0, body.as_bytes()).unwrap().keys);
+    keys.set(0, parse_remote_jwks(e.config(), 0, body.as_bytes()).unwrap().keys);
     keys
 }
 

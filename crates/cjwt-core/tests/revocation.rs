@@ -13,9 +13,9 @@ use cjwt_core::mint::{mint, mint_raw, SigningKey};
 use cjwt_core::reason::Reason;
 use cjwt_core::revocation::fetcher::{ListCommand, ListFetcher, ListOutcome, RETRY_SECONDS};
 use cjwt_core::revocation::status_list::{encode_status_list, verify_status_list};
+use cjwt_core::testing::*;
 use cjwt_core::token::verify::{InlineOnly, KeyLookup};
 use cjwt_core::usage::MemoryCounter;
-use cjwt_harness::*;
 use serde_json::{json, Value};
 
 const ISS: &str = "https://idp.example.com";
@@ -24,7 +24,13 @@ const URI: &str = "https://idp.example.com/statuslists/1";
 /// The reason and whether the cache answered.
 fn decide(engine: &mut Engine, token: &str, keys: &dyn KeyLookup) -> (Option<Reason>, Option<bool>) {
     let host = StaticHost::get("/x").bearer(token);
-    let outcome = engine.decide(&host, keys, &PureRust, &mut MemoryCounter::default());
+    let outcome = engine.decide_with(
+        &host,
+        keys,
+        &PureRust,
+        &mut MemoryCounter::default(),
+        &mut cjwt_core::sender::replay::NoReplayCache,
+    );
     let reason = match outcome.decision {
         Decision::Allow { .. } => None,
         Decision::Deny(d) | Decision::DryRunDeny(d) => Some(d.reason),
@@ -257,7 +263,16 @@ fn a_list_is_used_until_its_exp_or_ttl_then_status_is_unavailable() {
 }
 
 fn e_decide(e: &mut Engine, host: &StaticHost, keys: &dyn KeyLookup) -> Option<Reason> {
-    match e.decide(host, keys, &PureRust, &mut MemoryCounter::default()).decision {
+    match e
+        .decide_with(
+            host,
+            keys,
+            &PureRust,
+            &mut MemoryCounter::default(),
+            &mut cjwt_core::sender::replay::NoReplayCache,
+        )
+        .decision
+    {
         Decision::Allow { .. } => None,
         Decision::Deny(d) | Decision::DryRunDeny(d) => Some(d.reason),
     }

@@ -13,9 +13,9 @@ use cjwt_core::outcome::plan::{plan, Act};
 use cjwt_core::reason::Reason;
 use cjwt_core::sender::dpop::thumbprint;
 use cjwt_core::sender::replay::ProcessReplay;
+use cjwt_core::testing::*;
 use cjwt_core::token::verify::InlineOnly;
 use cjwt_core::usage::MemoryCounter;
-use cjwt_harness::*;
 use p256::ecdsa::signature::Signer;
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -125,7 +125,16 @@ fn dpop_bound_tokens_need_a_fresh_proof_under_the_dpop_scheme() {
     assert_eq!(verdict(&mut e, &both, &replay), Some(Reason::MultipleTokens));
     // Without a replay cache a proof cannot be accepted.
     let host = request(&t, "DPoP").header("dpop", &proof("GET", url, &t, NOW, "r1"));
-    match e.decide(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default()).decision {
+    match e
+        .decide_with(
+            &host,
+            &InlineOnly,
+            &PureRust,
+            &mut MemoryCounter::default(),
+            &mut cjwt_core::sender::replay::NoReplayCache,
+        )
+        .decision
+    {
         Decision::Deny(d) => assert_eq!(d.reason, Reason::DpopReplay),
         other => panic!("{other:?}"),
     }
@@ -156,7 +165,7 @@ fn the_plan_challenges_strips_the_proof_and_forwards_the_binding() {
     // No nonce: use_dpop_nonce with a fresh nonce.
     let host = request(&t, "DPoP").header("dpop", &proof("GET", "https://api.example.com/orders", &t, NOW, "n1"));
     let outcome = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
-    let Act::Refuse(r) = plan(&e.config, &outcome, &host).act else { panic!("refused") };
+    let Act::Refuse(r) = plan(e.config(), &outcome, &host).act else { panic!("refused") };
     assert_eq!(r.status, 401);
     assert_eq!(
         r.headers[0].1,
@@ -172,19 +181,19 @@ fn the_plan_challenges_strips_the_proof_and_forwards_the_binding() {
     let sig: p256::ecdsa::Signature = key.sign(input.as_bytes());
     let host = request(&t, "DPoP").header("dpop", &format!("{input}.{}", b64::encode(&sig.to_bytes())));
     let outcome = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
-    let Act::Forward(ops) = plan(&e.config, &outcome, &host).act else { panic!("allowed: {:?}", outcome.decision) };
+    let Act::Forward(ops) = plan(e.config(), &outcome, &host).act else { panic!("allowed: {:?}", outcome.decision) };
     assert!(ops.contains(&("dpop".to_string(), None)), "{ops:?}");
     assert!(ops.contains(&("x-cjwt-jkt".to_string(), Some(jkt))), "{ops:?}");
     // A request without a proof costs no removal.
-    let plain = mint(cjwt_harness::key(Algorithm::EdDSA), Some("k1"), &claims(json!({})));
+    let plain = mint(cjwt_core::testing::key(Algorithm::EdDSA), Some("k1"), &claims(json!({})));
     let host = request(&plain, "Bearer");
     let outcome = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
-    let Act::Forward(ops) = plan(&e.config, &outcome, &host).act else { panic!("allowed: {:?}", outcome.decision) };
+    let Act::Forward(ops) = plan(e.config(), &outcome, &host).act else { panic!("allowed: {:?}", outcome.decision) };
     assert!(!ops.iter().any(|(n, _)| n == "dpop"), "{ops:?}");
     // A DPoP refusal without nonce: invalid_dpop_proof with algs, no nonce header.
     let host = request(&t, "Bearer");
     let outcome = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
-    let Act::Refuse(r) = plan(&e.config, &outcome, &host).act else { panic!("refused") };
+    let Act::Refuse(r) = plan(e.config(), &outcome, &host).act else { panic!("refused") };
     assert_eq!(
         r.headers[0].1,
         "DPoP realm=\"cjwt\", error=\"invalid_dpop_proof\", error_description=\"dpop_required\", algs=\"ES256 EdDSA\""
@@ -332,8 +341,8 @@ fn proofs_recorded_in_the_usage_store_for_the_mesh() {
         (UseAnswer::Unavailable("no leader".into()), Some((Reason::UsageUnavailable, 503))),
     ] {
         let o = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
-        let o = settle(e.config.mode, o, &answer);
-        let p = plan(&e.config, &o, &host);
+        let o = settle(e.config().mode, o, &answer);
+        let p = plan(e.config(), &o, &host);
         match (want, p.act) {
             (None, Act::Forward(_)) => {}
             (Some((reason, status)), Act::Refuse(r)) => {
@@ -348,7 +357,7 @@ fn proofs_recorded_in_the_usage_store_for_the_mesh() {
     let o = e.decide_with(&stale, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
     assert!(o.pending_use.is_none());
     // A configuration built by hand with the mesh's store missing: refused, never unrecorded.
-    let mut config = e.config.clone();
+    let mut config = e.config().clone();
     config.usage_store = None;
     let host = request(&t, "DPoP").header("dpop", &proof("GET", url, &t, NOW, "m4"));
     assert_eq!(verdict(&mut Engine::new(config), &host, &replay), Some(Reason::DpopReplay));

@@ -16,8 +16,8 @@ use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::mint;
 use cjwt_core::revocation::status_list::{encode_status_list, inflate_capped, InflateError, StatusList};
+use cjwt_core::testing::*;
 use cjwt_core::usage::MemoryCounter;
-use cjwt_harness::*;
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
@@ -129,9 +129,23 @@ fn a_million_entry_list_holds_its_bits_and_a_decision_allocates_nothing_for_it()
     // Allocations of one cached decision: with a status claim, the same as without.
     let mut count = |t: &str| {
         let host = StaticHost::get("/x").bearer(t);
-        engine.decide(&host, &store, &PureRust, &mut MemoryCounter::default()); // warm the cache
+        engine.decide_with(
+            &host,
+            &store,
+            &PureRust,
+            &mut MemoryCounter::default(),
+            &mut cjwt_core::sender::replay::NoReplayCache,
+        ); // warm the cache
         let n = ALLOCATIONS.load(Ordering::SeqCst);
-        let decision = engine.decide(&host, &store, &PureRust, &mut MemoryCounter::default()).decision;
+        let decision = engine
+            .decide_with(
+                &host,
+                &store,
+                &PureRust,
+                &mut MemoryCounter::default(),
+                &mut cjwt_core::sender::replay::NoReplayCache,
+            )
+            .decision;
         (ALLOCATIONS.load(Ordering::SeqCst) - n, matches!(decision, Decision::Allow { .. }))
     };
     let (without, allowed) = count(&plain);

@@ -13,10 +13,10 @@ use cjwt_core::mint::mint;
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::outcome::plan::{plan, Act};
 use cjwt_core::reason::Reason;
+use cjwt_core::testing::*;
 use cjwt_core::token::verify::InlineOnly;
 use cjwt_core::usage::etcd::{Step, UseAnswer};
 use cjwt_core::usage::MemoryCounter;
-use cjwt_harness::*;
 use serde_json::{json, Value};
 
 fn store() -> Value {
@@ -34,7 +34,13 @@ fn token(extra: Value) -> String {
 }
 
 fn decide(e: &mut Engine, host: &StaticHost) -> Outcome {
-    e.decide(host, &InlineOnly, &PureRust, &mut MemoryCounter::default())
+    e.decide_with(
+        host,
+        &InlineOnly,
+        &PureRust,
+        &mut MemoryCounter::default(),
+        &mut cjwt_core::sender::replay::NoReplayCache,
+    )
 }
 
 #[test]
@@ -97,9 +103,9 @@ fn the_store_answer_decides() {
         let host = StaticHost::get("/x").bearer(&t);
         let o = decide(&mut e, &host);
         assert!(o.pending_use.is_some());
-        let o = settle(e.config.mode, o, &answer);
+        let o = settle(e.config().mode, o, &answer);
         assert!(o.pending_use.is_none());
-        let p = plan(&e.config, &o, &host);
+        let p = plan(e.config(), &o, &host);
         assert!(p.counters.contains(&store_counter), "{mode} {answer:?}: {:?}", p.counters);
         let reason = p.audit.iter().find(|(f, _)| *f == "reason").map(|(_, v)| v.clone()).unwrap();
         match (want, &p.act) {
@@ -127,7 +133,7 @@ fn an_outcome_nobody_settled_is_never_forwarded() {
     let host = StaticHost::get("/x").bearer(&token(json!({"jti": "j1", "cnst": {"max_uses": 1}})));
     let o = decide(&mut e, &host);
     assert!(matches!(o.decision, Decision::Allow { .. }) && o.pending_use.is_some());
-    match plan(&e.config, &o, &host).act {
+    match plan(e.config(), &o, &host).act {
         Act::Refuse(r) => assert_eq!((r.status, r.body.contains("usage_unavailable")), (503, true)),
         Act::Forward(_) => panic!("forwarded without the store's answer"),
     }
@@ -169,6 +175,6 @@ fn an_adapter_walk_from_decision_to_settlement() {
     let counted =
         br#"{"header":{"revision":"2"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"2"}}}]}"#;
     let Step::Done(answer) = call.on_answer(Some("200"), counted) else { panic!("done expected") };
-    let o = settle(e.config.mode, o, &answer);
-    assert!(matches!(plan(&e.config, &o, &host).act, Act::Forward(_)));
+    let o = settle(e.config().mode, o, &answer);
+    assert!(matches!(plan(e.config(), &o, &host).act, Act::Forward(_)));
 }

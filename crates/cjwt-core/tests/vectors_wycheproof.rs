@@ -272,7 +272,7 @@ fn roca_key_is_refused_as_roca() {
 fn the_native_backend_verifies_rsa_and_ecdsa_itself() {
     let native = NativeCrypto::new();
     for alg in [Algorithm::RS256, Algorithm::PS384, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA] {
-        let signer = cjwt_harness::key(alg);
+        let signer = cjwt_core::testing::key(alg);
         let key = VerificationKey::from_jwk(signer.public_jwk(Some("k")).as_object().unwrap(), None).unwrap();
         let token = cjwt_core::mint::mint(signer, Some("k"), &json!({"sub": "x"}));
         let raw = jws::parse_jws(&token).unwrap();

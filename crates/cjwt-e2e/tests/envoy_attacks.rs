@@ -3,20 +3,14 @@
 //! saw nothing it should not, and that the next valid request still succeeds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
-use cjwt_core::keys::algorithm::Algorithm;
-use cjwt_core::mint::mint;
 use cjwt_harness::envoy::{Envoy, Options};
 use cjwt_harness::*;
 use serde_json::{json, Value};
 
-fn bearer(extra: Value) -> String {
-    format!("Bearer {}", mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), extra)))
-}
-
 #[test]
 fn path_bypass_spellings_never_reach_a_path_outside_the_token() {
     let envoy = Envoy::start(&config_json(json!({})), Options::default());
-    let t = bearer(json!({"cnst": {"paths": ["/public/**"]}}));
+    let t = bearer_now(json!({"cnst": {"paths": ["/public/**"]}}));
     for path in [
         "/public/../admin",
         "/public/%2e%2e/admin",
@@ -43,7 +37,7 @@ fn path_bypass_spellings_never_reach_a_path_outside_the_token() {
 #[test]
 fn method_override_headers_do_not_change_the_method() {
     let envoy = Envoy::start(&config_json(json!({})), Options::default());
-    let t = bearer(json!({"cnst": {"methods": ["GET"]}}));
+    let t = bearer_now(json!({"cnst": {"methods": ["GET"]}}));
     for h in ["x-http-method-override", "x-http-method", "x-method-override"] {
         let r = envoy.request("127.0.0.1", "POST", "/x", &[("authorization", &t), (h, "GET")]);
         assert_eq!(r.reason().as_deref(), Some("method"), "{h}");
@@ -56,7 +50,7 @@ fn method_override_headers_do_not_change_the_method() {
 fn a_client_region_header_is_ignored_when_the_region_comes_from_the_node() {
     let region = cjwt_harness::envoy::server_side_region();
     let envoy = Envoy::start(&config_json(json!({"region": region})), Options::default());
-    let t = bearer(json!({"cnst": {"region": ["us-east-1"]}}));
+    let t = bearer_now(json!({"cnst": {"region": ["us-east-1"]}}));
     let r = envoy.get("/x", &[("authorization", &t), ("x-geo-region", "us-east-1"), ("x-envoy-region", "us-east-1")]);
     assert_eq!(r.reason().as_deref(), Some("region"));
     assert_eq!(envoy.upstream.count(), 0);
@@ -65,7 +59,7 @@ fn a_client_region_header_is_ignored_when_the_region_comes_from_the_node() {
 #[test]
 fn a_second_credential_in_the_query_or_a_joined_header_is_refused() {
     let envoy = Envoy::start(&config_json(json!({})), Options::default());
-    let t = bearer(json!({}));
+    let t = bearer_now(json!({}));
     let token = t.trim_start_matches("Bearer ");
     for (path, headers) in [
         (format!("/x?access_token={token}"), vec![("authorization", t.clone())]),
@@ -112,7 +106,7 @@ fn huge_tokens_and_control_characters_in_claims() {
     assert_eq!(r.reason().as_deref(), Some("token_too_large"));
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     // A verified claim with a line break is not forwarded (no header splitting); others are.
-    let t = bearer(json!({"note": "line1\r\nx-injected: yes"}));
+    let t = bearer_now(json!({"note": "line1\r\nx-injected: yes"}));
     assert_eq!(envoy.get("/x", &[("authorization", &t), ("x-cjwt-note", "client copy")]).status, 200);
     let seen = envoy.upstream.last().unwrap();
     assert_eq!(seen.header("x-cjwt-note"), None, "neither the claim nor the client's copy");
@@ -123,7 +117,7 @@ fn huge_tokens_and_control_characters_in_claims() {
 #[test]
 fn a_forged_payload_header_is_replaced_by_the_verified_payload() {
     let envoy = Envoy::start(&config_json(json!({"forward": {"payload_header": "x-jwt-payload"}})), Options::default());
-    let t = bearer(json!({"sub": "alice"}));
+    let t = bearer_now(json!({"sub": "alice"}));
     let forged = cjwt_core::encoding::b64::encode(br#"{"sub":"admin"}"#);
     assert_eq!(
         envoy.get("/x", &[("authorization", &t), ("x-jwt-payload", &forged), ("x-jwt-payload", &forged)]).status,
@@ -146,7 +140,7 @@ fn a_forged_payload_header_is_replaced_by_the_verified_payload() {
 #[test]
 fn peer_mode_ignores_a_spoofed_xff_with_the_shipped_config() {
     let envoy = Envoy::start(&config_json(json!({})), Options::default());
-    let t = bearer(json!({"cnst": {"ip": ["10.0.0.0/8"]}}));
+    let t = bearer_now(json!({"cnst": {"ip": ["10.0.0.0/8"]}}));
     let r = envoy.request("127.0.0.1", "GET", "/x", &[("authorization", &t), ("x-forwarded-for", "10.1.2.3")]);
     assert_eq!(r.reason().as_deref(), Some("ip"));
     assert_eq!(envoy.upstream.count(), 0);
@@ -165,7 +159,7 @@ fn without_use_remote_address_envoy_lets_xff_set_the_source_address() {
         ..Options::default()
     };
     let envoy = Envoy::start(&config_json(json!({})), opts);
-    let t = bearer(json!({"cnst": {"ip": ["10.0.0.0/8"]}}));
+    let t = bearer_now(json!({"cnst": {"ip": ["10.0.0.0/8"]}}));
     let r = envoy.request("127.0.0.1", "GET", "/x", &[("authorization", &t), ("x-forwarded-for", "10.1.2.3")]);
     assert_eq!(r.status, 200, "Envoy no longer takes source.address from XFF: update README and docs/security.md");
 }
@@ -175,7 +169,7 @@ fn without_use_remote_address_envoy_lets_xff_set_the_source_address() {
 fn http2_uppercase_names_pseudo_header_tricks_and_repeated_credentials() {
     use cjwt_harness::h2;
     let envoy = Envoy::start(&config_json(json!({})), Options::default());
-    let t = bearer(json!({"cnst": {"paths": ["/public/**"]}}));
+    let t = bearer_now(json!({"cnst": {"paths": ["/public/**"]}}));
     let req = |extra: &[(&str, &str)]| {
         let mut fields =
             vec![(":method", "GET"), (":scheme", "http"), (":authority", "api.example.com"), (":path", "/public/x")];
@@ -226,7 +220,7 @@ fn test_build_switches_are_inert_in_the_shipped_filter() {
     let switches = [("x-cjwt-fault", "panic"), ("x-cjwt-vm-bench", "10")];
     let r = envoy.get("/x", &switches);
     assert_eq!((r.status, r.reason().as_deref()), (401, Some("missing_token")), "{}", r.body);
-    let t = bearer(json!({}));
+    let t = bearer_now(json!({}));
     let mut with_token = switches.to_vec();
     with_token.push(("authorization", &t));
     let r = envoy.get("/x", &with_token);
@@ -239,7 +233,7 @@ fn test_build_switches_are_inert_in_the_shipped_filter() {
 #[test]
 fn nul_cr_and_non_ascii_bytes_in_the_token() {
     let envoy = Envoy::start(&config_json(json!({})), Options::default());
-    let t = bearer(json!({}));
+    let t = bearer_now(json!({}));
     // Non-ASCII (UTF-8) inside the token: refused as malformed, not decoded around.
     let (head, tail) = t.split_at(t.len() / 2);
     let r = envoy.get("/x", &[("authorization", &format!("{head}é{tail}"))]);

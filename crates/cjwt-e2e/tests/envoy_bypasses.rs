@@ -15,20 +15,12 @@ use std::time::{Duration, Instant};
 
 const ISS: &str = "https://idp.example.com";
 
-fn bearer(extra: Value) -> String {
-    format!("Bearer {}", mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), extra)))
-}
-
 /// A token signed by `key` as `kid`, unique on every call (its own `jti`), so
 /// that it is never a hit in the verified-token cache.
 fn fresh_bearer(key: &SigningKey, kid: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     let jti = format!("fresh-{}", N.fetch_add(1, Ordering::SeqCst));
     format!("Bearer {}", mint(key, Some(kid), &claims_at(now(), json!({"iss": ISS, "jti": jti}))))
-}
-
-fn jwks(keys: &[(&SigningKey, &str)]) -> String {
-    json!({"keys": keys.iter().map(|(k, kid)| k.public_jwk(Some(kid))).collect::<Vec<_>>()}).to_string()
 }
 
 /// An Envoy whose one provider fetches its keys from `server` (cluster `idp`).
@@ -39,14 +31,6 @@ fn start_remote(server: &JwksServer, remote: Value) -> Envoy {
     }
     let cfg = json!({"providers": [{"name": "idp", "issuer": ISS, "remote_jwks": r}]});
     Envoy::start(&cfg, Options { concurrency: 1, clusters: cluster("idp", server.port), ..Options::default() })
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// One Envoy counter (admin `/stats`), any prefix.
@@ -110,7 +94,7 @@ fn get_with_host(envoy: &Envoy, host: &str, path: &str, headers: &[(&str, &str)]
 fn query_custom_constraint_is_not_bypassed_by_another_spelling_of_the_name() {
     let envoy =
         Envoy::start(&config_json(json!({"custom_constraints": {"tenant": {"query": "tenant"}}})), Options::default());
-    let t = bearer(json!({"cnst": {"tenant": ["acme"]}}));
+    let t = bearer_now(json!({"cnst": {"tenant": ["acme"]}}));
     // Each of these reaches a form-decoding upstream with a second `tenant`
     // (decoders disagree on which one wins), so none may pass as `tenant=acme`.
     for path in [
@@ -147,8 +131,8 @@ fn query_custom_constraint_is_not_bypassed_by_another_spelling_of_the_name() {
 #[test]
 fn a_query_credential_under_another_spelling_is_a_second_token() {
     let envoy = Envoy::start(&config_json(json!({})), Options::default());
-    let t = bearer(json!({}));
-    let other = bearer(json!({"sub": "mallory"}));
+    let t = bearer_now(json!({}));
+    let other = bearer_now(json!({"sub": "mallory"}));
     let other = other.trim_start_matches("Bearer ");
     for path in [
         format!("/x?access%5Ftoken={other}"),
@@ -177,7 +161,7 @@ fn host_rule_config() -> Value {
 }
 
 fn assert_trailing_dot_is_the_same_host(envoy: &Envoy, envoy_strips: bool) {
-    let reader = bearer(json!({"roles": ["reader"]}));
+    let reader = bearer_now(json!({"roles": ["reader"]}));
     // The control: the plain name is guarded by the rule.
     let r = get_with_host(envoy, "admin.example.com", "/x", &[("authorization", &reader)]);
     assert_eq!((r.status, r.reason().as_deref()), (403, Some("role")), "{}", r.body);
@@ -187,14 +171,14 @@ fn assert_trailing_dot_is_the_same_host(envoy: &Envoy, envoy_strips: bool) {
     }
     assert_eq!(envoy.upstream.count(), 0, "no request for the admin host reached the upstream");
     // An admin still gets through, and the upstream sees the name Envoy forwards.
-    let admin = bearer(json!({"roles": ["admin"]}));
+    let admin = bearer_now(json!({"roles": ["admin"]}));
     let r = get_with_host(envoy, "admin.example.com.", "/x", &[("authorization", &admin)]);
     assert_eq!(r.status, 200, "{}", r.body);
     let seen = envoy.upstream.last().unwrap();
     let want = if envoy_strips { "admin.example.com" } else { "admin.example.com." };
     assert_eq!(seen.header("host"), Some(want));
     // A token bound to `api.example.com` is valid for `api.example.com.` (the same name).
-    let bound = bearer(json!({"cnst": {"hosts": ["api.example.com"]}}));
+    let bound = bearer_now(json!({"cnst": {"hosts": ["api.example.com"]}}));
     for host in ["api.example.com.", "api.example.com.:10000"] {
         let r = get_with_host(envoy, host, "/x", &[("authorization", &bound)]);
         assert_eq!(r.status, 200, "{host}: {}", r.body);
@@ -365,7 +349,7 @@ fn forward_sub_config() -> Value {
 #[test]
 fn an_underscore_forwarded_header_is_refused_by_the_shipped_config() {
     let envoy = Envoy::start(&forward_sub_config(), Options::default());
-    let t = bearer(json!({}));
+    let t = bearer_now(json!({}));
     for name in ["x_cjwt_sub", "x-cjwt_sub"] {
         let r = envoy.get("/x", &[("authorization", &t), (name, "admin")]);
         assert_eq!(r.status, 400, "{name}: {}", r.body);
@@ -386,7 +370,7 @@ fn underscore_spellings_of_a_forwarded_header_never_reach_the_upstream() {
         ..Options::default()
     };
     let envoy = Envoy::start(&forward_sub_config(), opts);
-    let t = bearer(json!({}));
+    let t = bearer_now(json!({}));
     let r = envoy.get(
         "/x",
         &[

@@ -2,13 +2,14 @@
 //! challenges, bodies, what the upstream saw, and the counters in /stats.
 //! Requires `make build` and the project virtualenv (`make envoy`); `make test` does both.
 
-// Table-driven cases are tuples on purpose: one line per case.
+// Some tables are tuples on purpose: one line per case.
 #![allow(clippy::type_complexity)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::{mint, mint_raw};
-use cjwt_harness::envoy::{Build, Envoy, Options};
+use cjwt_core::reason::Reason;
+use cjwt_harness::envoy::{cluster, Build, Envoy, Options};
 use cjwt_harness::*;
 use serde_json::{json, Value};
 
@@ -16,18 +17,8 @@ fn token(extra: Value) -> String {
     mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), extra))
 }
 
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
-}
-
 fn start(extra: Value) -> Envoy {
     Envoy::start(&config_json(extra), Options::default())
-}
-
-/// `HH:MM` in UTC, `offset` seconds from now.
-fn hhmm(offset: i64) -> String {
-    let t = (now() + offset).rem_euclid(86_400);
-    format!("{:02}:{:02}", t / 3600, (t % 3600) / 60)
 }
 
 #[test]
@@ -71,171 +62,75 @@ fn missing_token_is_401_with_bare_challenge_and_never_forwarded() {
     assert_eq!(envoy.stat("cjwt.denied.missing_token"), 1);
 }
 
-#[test]
-fn every_401_class_end_to_end() {
-    let envoy = start(json!({}));
-    let k = key(Algorithm::EdDSA);
-    let c = claims_at(now(), json!({})).to_string();
-    let good = token(json!({}));
-    // Change one character in the middle of the signature (never the last one,
-    // whose unused bits must stay zero for strict base64url).
-    let mut tampered = good.clone().into_bytes();
-    let i = tampered.len() - 10;
-    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
-    let tampered = String::from_utf8(tampered).unwrap();
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
-        ("basic", vec![("authorization", "Basic dXNlcjpwYXNz".into())], "missing_token"),
-        ("two headers", vec![("authorization", bearer(&good)), ("authorization", bearer(&good))], "multiple_tokens"),
-        ("too large", vec![("authorization", bearer(&"a".repeat(9000)))], "token_too_large"),
-        ("malformed", vec![("authorization", bearer("a.b"))], "malformed_token"),
-        ("alg none", vec![("authorization", bearer(&mint_raw(k, r#"{"alg":"none"}"#, &c)))], "unsupported_algorithm"),
-        (
-            "unknown issuer",
-            vec![("authorization", bearer(&token(json!({"iss": "https://evil.example"}))))],
-            "unknown_issuer",
-        ),
-        (
-            "unknown kid",
-            vec![("authorization", bearer(&mint(k, Some("nope"), &claims_at(now(), json!({})))))],
-            "unknown_key",
-        ),
-        ("bad signature", vec![("authorization", bearer(&tampered))], "bad_signature"),
-        (
-            "expired",
-            vec![("authorization", bearer(&token(json!({"iat": now() - 7200, "exp": now() - 3600}))))],
-            "expired",
-        ),
-        ("not yet valid", vec![("authorization", bearer(&token(json!({"nbf": now() + 3600}))))], "not_yet_valid"),
-        ("missing exp", vec![("authorization", bearer(&token(json!({"exp": null}))))], "missing_exp"),
-        ("wrong audience", vec![("authorization", bearer(&token(json!({"aud": "other"}))))], "wrong_audience"),
-        (
-            "forbidden header",
-            vec![("authorization", bearer(&mint_raw(k, r#"{"alg":"EdDSA","kid":"k1","jwk":{}}"#, &c)))],
-            "forbidden_header",
-        ),
-        (
-            "malformed constraint",
-            vec![("authorization", bearer(&token(json!({"cnst": {"ip": "010.0.0.0/8"}}))))],
-            "malformed_constraint",
-        ),
-    ];
-    for (name, headers, reason) in &cases {
-        let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let r = envoy.get("/x", &h);
-        assert_eq!(r.status, 401, "{name}: {}", r.body);
-        assert_eq!(r.reason().as_deref(), Some(*reason), "{name}");
-        if *reason != "missing_token" {
-            let want = format!(r#"Bearer realm="cjwt", error="invalid_token", error_description="{reason}""#);
-            assert_eq!(r.header("www-authenticate"), Some(want.as_str()), "{name}");
-        }
-        assert_eq!(envoy.stat(&format!("cjwt.denied.{reason}")), 1, "{name}");
-    }
-    assert_eq!(envoy.upstream.count(), 0, "no refused request reached the upstream");
-    assert_eq!(envoy.stat("cjwt.denied"), cases.len() as u64);
-    // The VM survived every refusal.
-    assert_eq!(envoy.get("/x", &[("authorization", &bearer(&good))]).status, 200);
-}
-
-#[test]
-fn every_403_class_end_to_end() {
-    let region = cjwt_harness::envoy::server_side_region();
-    let envoy = start(json!({
-        "region": region,
-        "custom_constraints": {"tenant": {"header": "x-tenant-id"}},
-        "rules": [
-            {"match": {"path": "/admin/**"}, "require": {"roles_any": ["admin"]}},
-            {"match": {"path": "/write/**"}, "require": {"scopes_all": ["orders:write"]}},
-            {"match": {"path": "/tenant/**"}, "require": {"claims": [{"claim": "tenant", "equals_header": "x-tenant-id"}]}}
-        ]
-    }));
-    let inside = json!([{"start": hhmm(-3600), "end": hhmm(3600)}]);
-    let outside = json!([{"start": hhmm(7200), "end": hhmm(10800)}]);
-    // (name, source ip, method, path, extra headers, cnst/extra claims, expected reason or None)
-    let cases: Vec<(&str, &str, &str, &str, Vec<(&str, &str)>, Value, Option<&str>)> = vec![
-        ("ip inside", "127.0.0.2", "GET", "/x", vec![], json!({"cnst": {"ip": ["127.0.0.2/32"]}}), None),
-        ("ip outside", "127.0.0.3", "GET", "/x", vec![], json!({"cnst": {"ip": ["127.0.0.2/32"]}}), Some("ip")),
-        ("method", "127.0.0.1", "DELETE", "/x", vec![], json!({"cnst": {"methods": ["GET"]}}), Some("method")),
-        ("path", "127.0.0.1", "GET", "/other", vec![], json!({"cnst": {"paths": ["/v1/**"]}}), Some("path")),
-        ("path ok", "127.0.0.1", "GET", "/v1/a/b", vec![], json!({"cnst": {"paths": ["/v1/**"]}}), None),
-        (
-            "path not normalized",
-            "127.0.0.1",
-            "GET",
-            "/v1/a;jsessionid=1",
-            vec![],
-            json!({"cnst": {"paths": ["/v1/**"]}}),
-            Some("path_not_normalized"),
-        ),
-        ("host", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"hosts": ["other.example.com"]}}), Some("host")),
-        ("host ok", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"hosts": ["*.example.com"]}}), None),
-        ("region ok", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"region": ["eu-west-1"]}}), None),
-        ("region", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"region": ["us-east-1"]}}), Some("region")),
-        ("window ok", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"window": inside}}), None),
-        ("window", "127.0.0.1", "GET", "/x", vec![], json!({"cnst": {"window": outside}}), Some("window")),
-        (
-            "custom ok",
-            "127.0.0.1",
-            "GET",
-            "/x",
-            vec![("x-tenant-id", "acme")],
-            json!({"cnst": {"tenant": "acme"}}),
-            None,
-        ),
-        (
-            "custom",
-            "127.0.0.1",
-            "GET",
-            "/x",
-            vec![("x-tenant-id", "evil")],
-            json!({"cnst": {"tenant": "acme"}}),
-            Some("custom"),
-        ),
-        (
-            "unknown constraint",
-            "127.0.0.1",
-            "GET",
-            "/x",
-            vec![],
-            json!({"cnst": {"geo": "eu"}}),
-            Some("unknown_constraint"),
-        ),
-        ("role", "127.0.0.1", "GET", "/admin/x", vec![], json!({"roles": ["reader"]}), Some("role")),
-        ("role ok", "127.0.0.1", "GET", "/admin/x", vec![], json!({"roles": ["admin"]}), None),
-        ("scope", "127.0.0.1", "GET", "/write/x", vec![], json!({"scope": "orders:read"}), Some("scope")),
-        (
-            "claim",
-            "127.0.0.1",
-            "GET",
-            "/tenant/x",
-            vec![("x-tenant-id", "evil")],
-            json!({"tenant": "acme"}),
-            Some("claim"),
-        ),
-    ];
+/// Sends every case of `table` (cjwt_core::testing::cases: the table the core
+/// runs too) through `envoy` and checks what the class implies: the status, the
+/// challenge (or `retry-after` for a 503), the reason, that no refused request
+/// reached the upstream and that every allowed one did, and `cjwt.denied.<reason>`
+/// counted once per refused case.
+fn run_table(envoy: &Envoy, table: &cases::Table) {
     let mut forwarded = 0;
-    for (name, src, method, path, headers, extra, want) in &cases {
-        let auth = bearer(&token(extra.clone()));
-        let mut h = headers.clone();
-        h.push(("authorization", auth.as_str()));
+    for case in &table.cases {
         let before = envoy.upstream.count();
-        let r = envoy.request(src, method, path, &h);
-        match want {
+        let r = envoy.request(case.source, case.method, case.path, &case.header_refs());
+        let name = case.name;
+        match case.want {
             None => {
                 assert_eq!(r.status, 200, "{name}: {}", r.body);
+                assert_eq!(envoy.upstream.count(), before + 1, "{name}: allowed but not forwarded");
                 forwarded += 1;
             }
             Some(reason) => {
-                assert_eq!(r.status, 403, "{name}: {}", r.body);
-                assert_eq!(r.reason().as_deref(), Some(*reason), "{name}");
-                let want = format!(r#"Bearer realm="cjwt", error="insufficient_scope", error_description="{reason}""#);
-                assert_eq!(r.header("www-authenticate"), Some(want.as_str()), "{name}");
+                assert_eq!(u32::from(r.status), reason.status(), "{name}: {}", r.body);
+                assert_eq!(r.reason().as_deref(), Some(reason.code()), "{name}");
+                let challenge = match (reason.status(), reason.oauth_error()) {
+                    (503, _) => None,
+                    (_, None) => Some(r#"Bearer realm="cjwt""#.to_string()),
+                    (_, Some(error)) => {
+                        Some(format!(r#"Bearer realm="cjwt", error="{error}", error_description="{}""#, reason.code()))
+                    }
+                };
+                assert_eq!(r.header("www-authenticate"), challenge.as_deref(), "{name}");
+                if reason.status() == 503 {
+                    assert_eq!(r.header("retry-after"), Some("1"), "{name}: a 503 says when to retry");
+                }
                 assert_eq!(envoy.upstream.count(), before, "{name}: refused request reached the upstream");
             }
         }
     }
-    assert_eq!(envoy.upstream.count(), forwarded);
-    assert_eq!(envoy.stat("cjwt.denied.ip"), 1);
-    assert_eq!(envoy.stat("cjwt.denied.window"), 1);
+    assert_eq!(envoy.upstream.count(), forwarded, "every allowed case, and only those, reached the upstream");
+    let mut refused = 0;
+    for reason in Reason::ALL {
+        let n = table.count(reason);
+        refused += n;
+        assert_eq!(envoy.stat(&format!("cjwt.denied.{}", reason.code())), n as u64, "cjwt.denied.{reason}");
+    }
+    assert_eq!(envoy.stat("cjwt.denied"), refused as u64);
+    assert_eq!(envoy.stat("cjwt.allowed"), forwarded as u64);
+}
+
+#[test]
+fn every_401_class_end_to_end() {
+    let table = cases::untrusted(now());
+    let envoy = Envoy::start(&table.config, Options::default());
+    run_table(&envoy, &table);
+    // The VM survived every refusal.
+    assert_eq!(envoy.get("/x", &[("authorization", &bearer(&token(json!({}))))]).status, 200);
+}
+
+#[test]
+fn every_403_class_end_to_end() {
+    let table = cases::forbidden(now(), cjwt_harness::envoy::server_side_region());
+    let envoy = Envoy::start(&table.config, Options::default());
+    run_table(&envoy, &table);
+}
+
+#[test]
+fn every_503_class_end_to_end() {
+    // The usage store's cluster `etcd` points at a claimed port nothing listens on.
+    let (port, _claim) = cjwt_harness::claim::port();
+    let table = cases::unavailable(now());
+    let envoy = Envoy::start(&table.config, Options { clusters: cluster("etcd", port), ..Options::default() });
+    run_table(&envoy, &table);
 }
 
 #[test]
@@ -532,11 +427,12 @@ fn host_and_pure_rust_signature_paths_agree() {
         }
         for (what, token) in variants {
             let native = match engine
-                .decide(
+                .decide_with(
                     &StaticHost::get("/x").bearer(&token).at(now()),
                     &cjwt_core::token::verify::InlineOnly,
                     &cjwt_core::keys::host_crypto::PureRust,
                     &mut cjwt_core::usage::MemoryCounter::default(),
+                    &mut cjwt_core::sender::replay::NoReplayCache,
                 )
                 .decision
             {

@@ -16,7 +16,6 @@ use cjwt_harness::said::wait_until;
 use cjwt_harness::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -44,6 +43,8 @@ fn binary(name: &str) -> PathBuf {
 struct Prometheus {
     child: Child,
     port: u16,
+    /// This process's claim on `port` (concurrent test processes pick others).
+    _claim: cjwt_harness::claim::Claim,
     dir: PathBuf,
 }
 
@@ -60,7 +61,7 @@ impl Prometheus {
         config["scrape_configs"][0]["static_configs"] = json!([{"targets": [format!("127.0.0.1:{admin}")]}]);
         let file = dir.join("prometheus.yml");
         std::fs::write(&file, serde_yaml::to_string(&config).unwrap()).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (port, claim) = cjwt_harness::claim::port();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new(binary("prometheus"))
             .arg(format!("--config.file={}", file.display()))
@@ -70,7 +71,7 @@ impl Prometheus {
             .stderr(log)
             .spawn()
             .unwrap();
-        let p = Prometheus { child, port, dir };
+        let p = Prometheus { child, port, _claim: claim, dir };
         wait_until("Prometheus ready", Duration::from_secs(30), || admin_get(p.port, "/-/ready").0 == 200);
         p
     }
@@ -199,10 +200,6 @@ fn promtool_accepts_the_rules_and_the_scrape_config() {
 
 const REMOTE_ISS: &str = "https://remote.example.com";
 
-fn bearer_at(extra: Value) -> String {
-    format!("Bearer {}", mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), extra)))
-}
-
 fn said(envoy: &Envoy, token: Option<&str>) -> (u16, Option<String>) {
     let headers: Vec<(&str, &str)> = token.map(|t| vec![("authorization", t)]).unwrap_or_default();
     let r = send("127.0.0.1", envoy.port, "GET", "/x", &headers);
@@ -241,7 +238,7 @@ fn every_dashboard_query_and_alert_answers_from_a_real_prometheus() {
 
     // Traffic: allowed (one token several times: cache hits), max_uses through etcd,
     // and refusals for several reasons.
-    let good = bearer_at(json!({}));
+    let good = bearer_now(json!({}));
     for _ in 0..5 {
         assert_eq!(said(&envoy, Some(&good)), (200, None));
     }
@@ -252,7 +249,7 @@ fn every_dashboard_query_and_alert_answers_from_a_real_prometheus() {
         assert_eq!(said(&envoy, None), (401, Some("missing_token".into())));
     }
     for i in 0..25 {
-        let mut t = bearer_at(json!({"jti": format!("forged-{i}")})).into_bytes();
+        let mut t = bearer_now(json!({"jti": format!("forged-{i}")})).into_bytes();
         let at = t.len() - 10;
         t[at] = if t[at] == b'A' { b'B' } else { b'A' };
         let t = String::from_utf8(t).unwrap();
@@ -263,7 +260,7 @@ fn every_dashboard_query_and_alert_answers_from_a_real_prometheus() {
     assert_eq!(said(&envoy, Some(&expired)).1.as_deref(), Some("expired"));
     // A token of the remote provider: its key set is fetched (and fails) now.
     let fetches = envoy.stat("cjwt.jwks.fetch_failed");
-    let (status, reason) = said(&envoy, Some(&bearer_at(json!({"iss": REMOTE_ISS}))));
+    let (status, reason) = said(&envoy, Some(&bearer_now(json!({"iss": REMOTE_ISS}))));
     assert_eq!(status, 401, "{reason:?}");
     wait_until("a failed key-set fetch", Duration::from_secs(10), || envoy.stat("cjwt.jwks.fetch_failed") > fetches);
     assert!(envoy.stat("cjwt.usage_store.ok") >= 2);

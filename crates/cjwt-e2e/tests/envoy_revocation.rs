@@ -18,10 +18,6 @@ use std::time::{Duration, Instant};
 const ISS: &str = "https://idp.example.com";
 const URI: &str = "https://idp.example.com/statuslists/1";
 
-fn bearer(claims: Value) -> String {
-    format!("Bearer {}", mint(key(Algorithm::EdDSA), Some("k1"), &claims))
-}
-
 fn get(envoy: &Envoy, auth: &str) -> Response {
     envoy.get("/orders", &[("authorization", auth)])
 }
@@ -55,9 +51,10 @@ fn wait_for(envoy: &Envoy, auth: &str, want: &(u16, Option<String>), secs: u64) 
 fn a_configuration_update_revokes_a_token_and_a_subject_at_once_cached_or_not() {
     let envoy = Envoy::start_lds(&config_json(json!({})), Options { concurrency: 2, ..Options::default() });
     let now = now();
-    let leaked = bearer(claims_at(now, json!({"jti": "leaked-1", "sub": "alice"})));
-    let bot = bearer(claims_at(now, json!({"sub": "build-bot", "iat": now - 60})));
-    let other = bearer(claims_at(now, json!({"jti": "fine", "sub": "alice"})));
+    let leaked =
+        bearer_signed(key(Algorithm::EdDSA), "k1", &claims_at(now, json!({"jti": "leaked-1", "sub": "alice"})));
+    let bot = bearer_signed(key(Algorithm::EdDSA), "k1", &claims_at(now, json!({"sub": "build-bot", "iat": now - 60})));
+    let other = bearer_signed(key(Algorithm::EdDSA), "k1", &claims_at(now, json!({"jti": "fine", "sub": "alice"})));
     // Allowed, several times: verified once per worker, then from the cache.
     for _ in 0..4 {
         for t in [&leaked, &bot, &other] {
@@ -79,7 +76,8 @@ fn a_configuration_update_revokes_a_token_and_a_subject_at_once_cached_or_not() 
         assert_eq!(outcome(&get(&envoy, &other)), ALLOWED);
     }
     // The subject's tokens issued after the cut-off are fine.
-    let fresh = bearer(claims_at(now, json!({"sub": "build-bot", "iat": cut_off + 1})));
+    let fresh =
+        bearer_signed(key(Algorithm::EdDSA), "k1", &claims_at(now, json!({"sub": "build-bot", "iat": cut_off + 1})));
     assert_eq!(outcome(&get(&envoy, &fresh)), ALLOWED);
     assert!(envoy.stat("cjwt.denied.revoked") >= 12, "{:?}", envoy.stats());
     assert!(envoy.server_stat("server.uptime") >= started, "the same Envoy, never restarted");
@@ -149,7 +147,11 @@ fn start_with_lists(server: &JwksServer, list: Value, concurrency: u32) -> Envoy
 }
 
 fn with_status(idx: u64, uri: &str) -> String {
-    bearer(claims_at(now(), json!({"status": {"status_list": {"idx": idx, "uri": uri}}})))
+    bearer_signed(
+        key(Algorithm::EdDSA),
+        "k1",
+        &claims_at(now(), json!({"status": {"status_list": {"idx": idx, "uri": uri}}})),
+    )
 }
 
 #[test]
@@ -180,7 +182,10 @@ fn status_list_entries_decide_and_a_token_revoked_mid_run_is_refused_after_the_n
         refused("unknown_status_list")
     );
     // A token without `status` does not depend on any list.
-    assert_eq!(outcome(&get(&envoy, &bearer(claims_at(now(), json!({}))))), ALLOWED);
+    assert_eq!(
+        outcome(&get(&envoy, &bearer_signed(key(Algorithm::EdDSA), "k1", &claims_at(now(), json!({}))))),
+        ALLOWED
+    );
     let paths = server.paths.lock().unwrap().clone();
     assert!(paths.iter().all(|p| p == "/statuslists/1"), "only the configured list is fetched: {paths:?}");
 

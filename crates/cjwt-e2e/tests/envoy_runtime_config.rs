@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_core::keys::algorithm::Algorithm;
-use cjwt_core::mint::{mint, SigningKey};
+use cjwt_core::mint::SigningKey;
 use cjwt_harness::envoy::{cluster, send, Envoy, JwksServer, Options};
 use cjwt_harness::*;
 use serde_json::{json, Value};
@@ -17,10 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ISS: &str = "https://idp.example.com";
-
-fn bearer(k: &SigningKey, kid: &str, extra: Value) -> String {
-    format!("Bearer {}", mint(k, Some(kid), &claims_at(now(), extra)))
-}
 
 fn said(envoy: &Envoy, path: &str, auth: &str) -> (u16, Option<String>) {
     let r = envoy.get(path, &[("authorization", auth)]);
@@ -43,8 +39,8 @@ fn a_good_update_applies_without_restart_and_fails_no_request_meanwhile() {
     let k1 = key(Algorithm::EdDSA);
     let k2 = key(Algorithm::ES256);
     let envoy = Envoy::start_lds(&inline(&[(k1, "k1")], json!({})), Options { concurrency: 2, ..Options::default() });
-    let t1 = bearer(k1, "k1", json!({}));
-    let t2 = bearer(k2, "k2", json!({}));
+    let t1 = bearer_signed(k1, "k1", &claims_at(now(), json!({})));
+    let t2 = bearer_signed(k2, "k2", &claims_at(now(), json!({})));
     assert_eq!(said(&envoy, "/orders", &t2), (401, Some("unsupported_algorithm".into())), "no ES256 key yet");
     assert_eq!(said(&envoy, "/admin/users", &t1), (200, None), "no admin rule yet");
     // Traffic that keeps coming through the update, on new connections each time.
@@ -78,7 +74,7 @@ fn a_good_update_applies_without_restart_and_fails_no_request_meanwhile() {
         assert_eq!(said(&envoy, "/orders", &t2), (200, None), "the new key");
         assert_eq!(said(&envoy, "/admin/users", &t1), (403, Some("role".into())), "the new rule");
     }
-    let admin = bearer(k1, "k1", json!({"roles": ["admin"]}));
+    let admin = bearer_signed(k1, "k1", &claims_at(now(), json!({"roles": ["admin"]})));
     assert_eq!(said(&envoy, "/admin/users", &admin), (200, None));
 }
 
@@ -90,7 +86,7 @@ fn a_bad_update_is_refused_naming_the_field_and_the_previous_configuration_serve
         json!({"rules": [{"match": {"path": "/admin/**"}, "require": {"roles_any": ["admin"]}}]}),
     );
     let envoy = Envoy::start_lds(&cfg, Options { concurrency: 2, ..Options::default() });
-    let t1 = bearer(k1, "k1", json!({}));
+    let t1 = bearer_signed(k1, "k1", &claims_at(now(), json!({})));
     for (bad, field) in [
         (inline(&[(k1, "k1")], json!({"clock_skew_seconds": 9999})), "clock_skew_seconds"),
         (inline(&[(k1, "k1")], json!({"rules": [{"match": {"path": "/a/**/b"}}]})), "rules[0].match.path"),
@@ -118,8 +114,8 @@ fn max_uses_counts_and_fetched_keys_survive_a_good_update() {
     };
     let opts = || Options { concurrency: 2, clusters: cluster("idp", server.port), ..Options::default() };
     let envoy = Envoy::start_lds(&remote(json!({})), opts());
-    let plain = bearer(&k1, "k1", json!({}));
-    let twice = bearer(&k1, "k1", json!({"jti": "twice", "cnst": {"max_uses": 2}}));
+    let plain = bearer_signed(&k1, "k1", &claims_at(now(), json!({})));
+    let twice = bearer_signed(&k1, "k1", &claims_at(now(), json!({"jti": "twice", "cnst": {"max_uses": 2}})));
     let deadline = Instant::now() + Duration::from_secs(10);
     while said(&envoy, "/orders", &plain) != (200, None) {
         assert!(Instant::now() < deadline, "no keys");

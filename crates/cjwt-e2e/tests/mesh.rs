@@ -124,7 +124,9 @@ impl Mesh {
         mesh
     }
 
-    /// Envoy `i` serves, and sees every etcd member healthy.
+    /// Envoy `i` serves, sees every etcd member healthy, and forwards to the echo
+    /// upstream (its STRICT_DNS cluster resolved, the echo listening: on a loaded
+    /// machine the first burst met Envoy's own 503 "no healthy upstream").
     fn wait_ready(&self, i: usize) {
         wait_until(&format!("envoy{i} ready with three healthy etcd members"), Duration::from_secs(60), || {
             let Ok(clusters) = http_with(&self.fronts[i], ADMIN, "GET", "/clusters", &[], None, Duration::from_secs(2))
@@ -134,6 +136,20 @@ impl Mesh {
             let flags: Vec<&str> =
                 clusters.body.lines().filter(|l| l.starts_with("etcd::") && l.contains("::health_flags::")).collect();
             flags.len() == 3 && flags.iter().all(|l| l.ends_with("::healthy"))
+        });
+        // A token without max_uses: the usage store is not asked (its counters stay as they are).
+        let plain = use_token(&unique_jti("ready"), None, 300);
+        wait_until(&format!("envoy{i} forwarding to the echo upstream"), Duration::from_secs(60), || {
+            http_with(
+                &self.fronts[i],
+                LISTENER,
+                "GET",
+                "/x",
+                &[("authorization", &plain)],
+                None,
+                Duration::from_secs(5),
+            )
+            .is_ok_and(|r| r.status == 200)
         });
     }
 

@@ -56,7 +56,7 @@ pub fn on_configure(shared: &Shared) {
     let Some(now) = host_now() else { return };
     let effects = match (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.remote.try_borrow_mut()) {
         (Ok(engine), Ok(mut keys), Ok(mut remote)) => {
-            remote.on_configure(now, &engine.config, &mut keys, &shared.crypto, &mut ProxySharing)
+            remote.on_configure(now, engine.config(), &mut keys, &shared.crypto, &mut ProxySharing)
         }
         _ => return,
     };
@@ -73,7 +73,7 @@ pub fn on_tick(shared: &Shared) -> Vec<Waiter> {
     let Some(now) = host_now() else { return Vec::new() };
     let effects = match (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.remote.try_borrow_mut()) {
         (Ok(engine), Ok(mut keys), Ok(mut remote)) => {
-            remote.on_tick(now, &engine.config, &mut keys, &shared.crypto, &mut ProxySharing)
+            remote.on_tick(now, engine.config(), &mut keys, &shared.crypto, &mut ProxySharing)
         }
         _ => return Vec::new(),
     };
@@ -87,7 +87,7 @@ pub fn wait_for_keys(shared: &Shared, provider: usize, waiter: &Waiter) -> (KeyW
     let (wait, effects) =
         match (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.remote.try_borrow_mut()) {
             (Ok(engine), Ok(mut keys), Ok(mut remote)) => {
-                remote.wait_for_keys(provider, waiter.clone(), now, &engine.config, &mut keys, &mut ProxySharing)
+                remote.wait_for_keys(provider, waiter.clone(), now, engine.config(), &mut keys, &mut ProxySharing)
             }
             _ => return (KeyWait::DoNotWait, Vec::new()),
         };
@@ -107,7 +107,7 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize, stream: Option
             status.as_deref(),
             &body,
             now,
-            &engine.config,
+            engine.config(),
             &mut keys,
             &shared.crypto,
             &mut ProxySharing,

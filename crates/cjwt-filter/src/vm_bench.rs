@@ -59,7 +59,7 @@ pub fn answer(shared: &Shared) -> bool {
     put("counter", time(n, || shared.metrics.bump(cjwt_core::outcome::metrics::Counter::CacheHit)));
     put("parse", time(n, || _ = black_box(jws::parse(&token))));
     if let Ok(engine) = shared.engine.try_borrow() {
-        let config = &engine.config;
+        let config = engine.config();
         let verify_full =
             || TokenText::admit(config, token.as_bytes()).map(|t| verify(config, &InlineOnly, &shared.crypto, t));
         put("verify_full", time(n, || _ = black_box(verify_full())));

@@ -434,15 +434,12 @@ struct Lds {
     opts: Options,
     /// The listener's fixed port (kept across updates).
     port: u16,
+    /// This process's claim on `port` (concurrent test processes pick others).
+    _claim: crate::claim::Claim,
 }
 
 /// The listener resource file Envoy watches (LDS), in `dir/lds/`.
 const LDS_FILE: &str = "lds/listeners.yaml";
-
-/// A free loopback port (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// Splits a rendered bootstrap into the bootstrap without its static listeners
 /// and the listeners as an LDS resource file (listening on `port`).
@@ -562,7 +559,7 @@ impl Envoy {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = repo_root().join(format!(".tmp/envoy-{}-{}", std::process::id(), n));
         std::fs::create_dir_all(dir.join("lds")).unwrap();
-        let port = free_port();
+        let (port, claim) = crate::claim::port();
         let yaml = render(Some(plugin_config), upstream.port, &opts)
             .replace("path: /dev/stdout", &format!("path: {}", dir.join("access.log").display()));
         let (bootstrap, listeners) = split_listeners(&yaml, port);
@@ -574,7 +571,7 @@ impl Envoy {
         );
         std::fs::write(dir.join(LDS_FILE), listeners).unwrap();
         std::fs::write(dir.join("envoy.yaml"), &bootstrap).unwrap();
-        let lds = Lds { opts: opts.clone(), port };
+        let lds = Lds { opts: opts.clone(), port, _claim: claim };
         Envoy::launch(upstream, dir, n, opts, Some(lds))
     }
 

@@ -4,7 +4,8 @@
 //! fresh (`--initial-cluster-state new`, a unique cluster token) on data dirs
 //! under `.tmp/etcd-<pid>-<n>/`. The addresses are unique per test process (the
 //! second and third octets come from the process id) and per member (the fourth
-//! from a counter), so parallel tests in one binary and parallel test binaries
+//! from a counter), and each is claimed ([`crate::claim`]) while its member runs,
+//! so parallel tests in one binary and parallel test processes (`cargo nextest`)
 //! never collide; an address whose ports are taken (a leftover etcd) is skipped.
 //!
 //! Members can be killed, stopped and restarted (on their data dir,
@@ -26,6 +27,7 @@
 //! - a new leader is elected about 1–2 s after the leader dies.
 #![allow(dead_code)]
 
+use crate::claim::Claim;
 use crate::envoy::Response;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -82,16 +84,21 @@ fn process_octets() -> (u32, u32) {
     (20 + k / 256, k % 256)
 }
 
-/// A fresh loopback address whose client and peer ports are free.
-fn allocate_address() -> String {
+/// A fresh loopback address, claimed for this process, whose client and peer
+/// ports are free. (Process ids above 51,200 can share octets: the claim keeps
+/// two such processes apart.)
+fn allocate_address() -> (String, Claim) {
     let (a, b) = process_octets();
     loop {
         let host = NEXT_HOST.fetch_add(1, Ordering::SeqCst);
         assert!(host <= 254, "this test process has used all 254 etcd member addresses 127.{a}.{b}.x");
         let ip = format!("127.{a}.{b}.{host}");
+        let Some(claim) = crate::claim::try_claim(&format!("etcd-{ip}")) else {
+            continue;
+        };
         if TcpListener::bind((ip.as_str(), CLIENT_PORT)).is_ok() && TcpListener::bind((ip.as_str(), PEER_PORT)).is_ok()
         {
-            return ip;
+            return (ip, claim);
         }
         eprintln!("etcd harness: {ip}:{CLIENT_PORT} or :{PEER_PORT} is taken (a leftover etcd?), skipping it");
     }
@@ -268,6 +275,8 @@ impl Kv {
 struct Member {
     name: String,
     ip: String,
+    /// This process's claim on `ip`.
+    _claim: Claim,
     data: PathBuf,
     log: PathBuf,
     /// The etcd member id (from `/v3/cluster/member/list`).
@@ -296,9 +305,14 @@ impl EtcdCluster {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let token = format!("cjwt-{}-{n}-{nanos}", std::process::id());
         let members: Vec<Member> = (0..members)
-            .map(|i| Member {
+            .map(|i| {
+                let (ip, claim) = allocate_address();
+                (i, ip, claim)
+            })
+            .map(|(i, ip, _claim)| Member {
                 name: format!("m{i}"),
-                ip: allocate_address(),
+                ip,
+                _claim,
                 data: dir.join(format!("m{i}")),
                 log: dir.join(format!("m{i}.log")),
                 id: 0,

@@ -3,7 +3,6 @@
 //! process's resident memory.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 /// What a response said: its status and cjwt's `reason` (none when allowed).
 pub type Said = (u16, Option<String>);
@@ -27,14 +26,8 @@ pub fn is(said: &Said, status: u16, reason: Option<&str>) -> bool {
     said.0 == status && said.1.as_deref() == reason
 }
 
-/// Polls `f` every 100 ms until it holds; panics naming `what` after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+/// Polls `f` until it holds; panics naming `what` after `timeout` (the core's fixture).
+pub use cjwt_core::testing::wait_until;
 
 /// The resident memory of process `pid` (`VmRSS`, KiB; 0 when unreadable).
 pub fn rss_kib(pid: u32) -> u64 {

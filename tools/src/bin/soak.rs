@@ -14,7 +14,7 @@
 //! Fails (exit 1) on any answer the core did not predict, on a wasm VM reload,
 //! or on memory that grows after warm-up (the mean resident size of the last
 //! quarter of the run more than 10% + 8 MiB above that of the first quarter
-//! after warm-up). Prints a summary and writes it to `.tmp/soak.json`.
+//! after warm-up). Prints a summary and writes it to `.tmp/soak-<build>.json`.
 //!
 //! Environment: `DURATION` (`90s`, `30m`, `1h`; default `1m`), `SOAK_CLIENTS`,
 //! `CJWT_BUILD` (`wasm`, default, or `native`).
@@ -109,7 +109,10 @@ fn predict(engine: &mut Engine, counter: &mut MemoryCounter, r: &Request, now: i
     if let Some(t) = &r.token {
         host = host.bearer(t);
     }
-    match engine.decide(&host, &InlineOnly, &PureRust, counter).decision {
+    match engine
+        .decide_with(&host, &InlineOnly, &PureRust, counter, &mut cjwt_core::sender::replay::NoReplayCache)
+        .decision
+    {
         Decision::Allow { .. } | Decision::DryRunDeny(_) => (200, None),
         Decision::Deny(d) => (u16::try_from(d.reason.status()).unwrap(), Some(d.reason.code().to_string())),
     }
@@ -251,7 +254,9 @@ fn main() {
         "samples": samples,
     });
     std::fs::create_dir_all(repo_root().join(".tmp")).unwrap();
-    std::fs::write(repo_root().join(".tmp/soak.json"), serde_json::to_string_pretty(&summary).unwrap()).unwrap();
+    // One file per build: CI soaks both builds at once (make soak-both).
+    let file = format!(".tmp/soak-{}.json", format!("{:?}", envoy::build()).to_lowercase());
+    std::fs::write(repo_root().join(file), serde_json::to_string_pretty(&summary).unwrap()).unwrap();
     println!(
         "soak: {sent} requests in {elapsed:.0} s ({:.0}/s), {wrong} wrong answers, {reloads} VM reloads; Envoy RSS after warm-up {:.1} MiB -> {:.1} MiB (peak {:.1} MiB)",
         sent as f64 / elapsed,

@@ -170,7 +170,7 @@ pub fn run(a: Args) -> Result<u8, String> {
             out!("allow");
             if let Some(iss) = field("iss") {
                 let provider =
-                    engine.config.providers.iter().find(|p| p.issuer == iss).map_or("?", |p| p.name.as_str());
+                    engine.config().providers.iter().find(|p| p.issuer == iss).map_or("?", |p| p.name.as_str());
                 out!("issuer: {iss}  (provider {provider})");
             }
             ops

@@ -240,7 +240,7 @@ impl RequestFlow {
             self.state = State::Missing(Box::new(Missing { outcome, verified_by_host, takeovers }));
             return Step::KeysMissing { provider };
         }
-        match (outcome.pending_use.take(), engine.config.usage_store.clone()) {
+        match (outcome.pending_use.take(), engine.config().usage_store.clone()) {
             (Some(call), Some(store)) => {
                 let deadline_ms = now_ms.saturating_add(store.timeout_ms);
                 let first = call.first();
@@ -309,7 +309,7 @@ impl RequestFlow {
             UseAnswer::Unavailable(why) => Some(format!("cjwt: usage store unavailable: {why}")),
             UseAnswer::Counted | UseAnswer::Exhausted | UseAnswer::Replayed => None,
         };
-        let outcome = settle(engine.config.mode, outcome, answer);
+        let outcome = settle(engine.config().mode, outcome, answer);
         self.act(engine, &outcome, host, verified_by_host, warn)
     }
 
@@ -322,7 +322,7 @@ impl RequestFlow {
         warn: Option<String>,
     ) -> Step {
         self.state = State::Done;
-        let mut plan = plan::plan(&engine.config, outcome, host);
+        let mut plan = plan::plan(engine.config(), outcome, host);
         for _ in 0..verified_by_host {
             plan.counters.push(Counter::VerifyHost);
         }

@@ -1,5 +1,5 @@
 //! Reference implementations that cjwt's own code is checked against (tests and
-//! fuzzing; feature `cli`, never in the wasm module).
+//! fuzzing; feature `testing`, never in the wasm module).
 
 use crate::keys::algorithm::Algorithm;
 use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPublicKey};
