@@ -245,8 +245,12 @@ fn forwarding_strips_the_token_on_dry_run_refusals_and_underscore_variants() {
     else {
         panic!("an expired token is refused (in dry_run: forwarded as a refusal)");
     };
-    let edits =
-        forward::edits(&e.config().forward, None, denial.credential.as_ref(), &RequestView::for_config(&host, e.config()));
+    let edits = forward::edits(
+        &e.config().forward,
+        None,
+        denial.credential.as_ref(),
+        &RequestView::for_config(&host, e.config()),
+    );
     assert!(edits.remove.iter().any(|h| h == "authorization"), "{edits:?}");
     for h in ["x-cjwt-sub", "x_cjwt_sub", "x-cjwt_sub"] {
         assert!(edits.remove.iter().any(|r| r == h), "{h} not stripped: {edits:?}");
