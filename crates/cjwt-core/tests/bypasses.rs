@@ -14,7 +14,6 @@ use cjwt_core::outcome::forward;
 use cjwt_core::reason::Reason;
 use cjwt_core::request::view::RequestView;
 use cjwt_core::testing::*;
-use cjwt_core::token::verify::InlineOnly;
 use cjwt_core::usage::MemoryCounter;
 use serde_json::{json, Value};
 
@@ -233,16 +232,7 @@ fn forwarding_strips_the_token_on_dry_run_refusals_and_underscore_variants() {
         "claims_to_headers": [{"claim": "sub", "header": "x-cjwt-sub"}]}}));
     let expired = mint(key(Algorithm::EdDSA), Some("k1"), &claims(json!({"exp": NOW - 3600})));
     let host = StaticHost::get("/x").bearer(&expired).header("x_cjwt_sub", "admin").header("x-cjwt_sub", "admin");
-    let Decision::DryRunDeny(denial) = e
-        .decide_with(
-            &host,
-            &InlineOnly,
-            &PureRust,
-            &mut MemoryCounter::default(),
-            &mut cjwt_core::sender::replay::NoReplayCache,
-        )
-        .decision
-    else {
+    let Decision::DryRunDeny(denial) = cjwt_core::testing::decide_inline(&mut e, &host).decision else {
         panic!("an expired token is refused (in dry_run: forwarded as a refusal)");
     };
     let edits = forward::edits(
@@ -259,16 +249,7 @@ fn forwarding_strips_the_token_on_dry_run_refusals_and_underscore_variants() {
     // Allowed: the variants go, the verified value is set under the canonical name.
     let ok = eddsa(json!({}));
     let host = StaticHost::get("/x").bearer(&ok).header("x_cjwt_sub", "admin");
-    let Decision::Allow { token, credential } = e
-        .decide_with(
-            &host,
-            &InlineOnly,
-            &PureRust,
-            &mut MemoryCounter::default(),
-            &mut cjwt_core::sender::replay::NoReplayCache,
-        )
-        .decision
-    else {
+    let Decision::Allow { token, credential } = cjwt_core::testing::decide_inline(&mut e, &host).decision else {
         panic!("a valid token is allowed");
     };
     let edits = forward::edits(

@@ -24,16 +24,7 @@ fn check(cases: &[(&str, StaticHost, Option<Reason>)], engine: &mut Engine) {
 fn valid_token_is_allowed_and_carries_claims() {
     let mut e = engine(json!({}));
     let host = StaticHost::get("/x").bearer(&eddsa(json!({})));
-    match e
-        .decide_with(
-            &host,
-            &InlineOnly,
-            &PureRust,
-            &mut MemoryCounter::default(),
-            &mut cjwt_core::sender::replay::NoReplayCache,
-        )
-        .decision
-    {
+    match cjwt_core::testing::decide_inline(&mut e, &host).decision {
         Decision::Allow { token: Some(t), .. } => assert_eq!(t.claims["sub"], "alice"),
         other => panic!("{other:?}"),
     }
@@ -676,16 +667,7 @@ fn dry_run_refusals_for_missing_keys_name_the_provider() {
         "remote_jwks": {"cluster": "idp", "path": "/jwks.json"}}]});
     let mut e = Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
     let host = StaticHost::get("/x").bearer(&eddsa(json!({})));
-    match e
-        .decide_with(
-            &host,
-            &InlineOnly,
-            &PureRust,
-            &mut MemoryCounter::default(),
-            &mut cjwt_core::sender::replay::NoReplayCache,
-        )
-        .decision
-    {
+    match cjwt_core::testing::decide_inline(&mut e, &host).decision {
         Decision::DryRunDeny(d) => {
             assert_eq!((d.reason, d.provider), (Reason::KeysUnavailable, Some(0)));
             assert!(d.credential.is_some() && d.fingerprint.is_some());

@@ -14,7 +14,6 @@ use cjwt_core::mint::mint;
 use cjwt_core::reason::Reason;
 use cjwt_core::testing::*;
 use cjwt_core::token::verify::{verify, InlineOnly, TokenText};
-use cjwt_core::usage::MemoryCounter;
 use serde_json::{json, Map, Value};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -128,13 +127,7 @@ fn a_flood_of_distinct_thousand_claim_tokens_stays_within_the_cache_memory_bound
     let mut peak = 0;
     for round in 0..2 {
         for r in &requests {
-            let out = engine.decide_with(
-                r,
-                &InlineOnly,
-                &PureRust,
-                &mut MemoryCounter::default(),
-                &mut cjwt_core::sender::replay::NoReplayCache,
-            );
+            let out = cjwt_core::testing::decide_inline(&mut engine, r);
             assert!(matches!(out.decision, Decision::Allow { .. }), "round {round}");
             peak = peak.max(live() - before);
         }
@@ -160,13 +153,7 @@ fn hundred_kilobyte_claim_values_are_refused_before_any_parsing() {
     // Even at the largest configurable limit (64 KiB; Envoy's own header limit is 60 KiB).
     let mut engine = engine(json!({"max_token_bytes": 65536}));
     let before = live();
-    let out = engine.decide_with(
-        &request,
-        &InlineOnly,
-        &PureRust,
-        &mut MemoryCounter::default(),
-        &mut cjwt_core::sender::replay::NoReplayCache,
-    );
+    let out = cjwt_core::testing::decide_inline(&mut engine, &request);
     let Decision::Deny(denial) = out.decision else { panic!("allowed a 130 KB token") };
     assert_eq!(denial.reason, Reason::TokenTooLarge);
     drop(denial);

@@ -125,16 +125,7 @@ fn dpop_bound_tokens_need_a_fresh_proof_under_the_dpop_scheme() {
     assert_eq!(verdict(&mut e, &both, &replay), Some(Reason::MultipleTokens));
     // Without a replay cache a proof cannot be accepted.
     let host = request(&t, "DPoP").header("dpop", &proof("GET", url, &t, NOW, "r1"));
-    match e
-        .decide_with(
-            &host,
-            &InlineOnly,
-            &PureRust,
-            &mut MemoryCounter::default(),
-            &mut cjwt_core::sender::replay::NoReplayCache,
-        )
-        .decision
-    {
+    match cjwt_core::testing::decide_inline(&mut e, &host).decision {
         Decision::Deny(d) => assert_eq!(d.reason, Reason::DpopReplay),
         other => panic!("{other:?}"),
     }

@@ -8,15 +8,12 @@
 use cjwt_core::config::Config;
 use cjwt_core::engine::{settle, Decision, Engine, Outcome};
 use cjwt_core::keys::algorithm::Algorithm;
-use cjwt_core::keys::host_crypto::PureRust;
 use cjwt_core::mint::mint;
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::outcome::plan::{plan, Act};
 use cjwt_core::reason::Reason;
 use cjwt_core::testing::*;
-use cjwt_core::token::verify::InlineOnly;
 use cjwt_core::usage::etcd::{Step, UseAnswer};
-use cjwt_core::usage::MemoryCounter;
 use serde_json::{json, Value};
 
 fn store() -> Value {
@@ -34,13 +31,7 @@ fn token(extra: Value) -> String {
 }
 
 fn decide(e: &mut Engine, host: &StaticHost) -> Outcome {
-    e.decide_with(
-        host,
-        &InlineOnly,
-        &PureRust,
-        &mut MemoryCounter::default(),
-        &mut cjwt_core::sender::replay::NoReplayCache,
-    )
+    cjwt_core::testing::decide_inline(e, host)
 }
 
 #[test]

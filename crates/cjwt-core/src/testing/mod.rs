@@ -124,6 +124,18 @@ pub fn jwks(keys: &[(&SigningKey, &str)]) -> String {
     json!({"keys": keys.iter().map(|(k, kid)| k.public_jwk(Some(kid))).collect::<Vec<_>>()}).to_string()
 }
 
+/// `engine`'s outcome for `host` with inline keys, pure-Rust crypto, a fresh
+/// per-call counter and no replay cache (a DPoP-bound token is refused).
+pub fn decide_inline(engine: &mut crate::engine::Engine, host: &StaticHost) -> crate::engine::Outcome {
+    engine.decide_with(
+        host,
+        &crate::token::verify::InlineOnly,
+        &crate::keys::host_crypto::PureRust,
+        &mut crate::usage::MemoryCounter::default(),
+        &mut crate::sender::replay::NoReplayCache,
+    )
+}
+
 /// The reason `engine` refuses `host` (inline keys, pure-Rust crypto, a fresh
 /// per-call counter), or `None` when it allows it.
 pub fn verdict(engine: &mut crate::engine::Engine, host: &StaticHost) -> Option<crate::reason::Reason> {
