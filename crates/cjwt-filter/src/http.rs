@@ -6,7 +6,7 @@ use super::host::{ProxyHost, SharedDataCounter, SharedDataReplay};
 use super::remote;
 use super::state::{Shared, Waiter};
 use super::usage;
-use cjwt_core::{Act, Engine, Env, KeyWait, Level, Plan, Refusal, RequestFlow, Step};
+use cjwt_core::{Act, Engine, Env, Level, Plan, Refusal, RequestFlow, Step};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
@@ -106,7 +106,9 @@ fn start(shared: &Shared, me: &Waiter) -> Action {
         };
         let mut step = with_env(shared, &host, |engine, env| flow.start(engine, env, usage::now_ms()));
         while let Some(Step::KeysMissing { provider }) = step {
-            let wait = wait_for_keys(shared, me, provider, &mut released);
+            // Another worker's set taken over (decide again), a fetch to wait for, or neither.
+            let (wait, others) = remote::wait_for_keys(shared, provider, me);
+            released.extend(others);
             step = with_env(shared, &host, |engine, env| flow.on_key_wait(engine, env, wait, usage::now_ms()));
         }
         step
@@ -131,19 +133,10 @@ fn with_env<R>(shared: &Shared, host: &ProxyHost, f: impl FnOnce(&mut Engine, En
     Some(f(&mut engine, env))
 }
 
-/// The VM's answer to a request lacking `provider`'s keys: another worker's
-/// set taken over (decide again; the requests it released are added to
-/// `released`), a fetch to wait for, or neither.
-fn wait_for_keys(shared: &Shared, me: &Waiter, provider: usize, released: &mut Vec<Waiter>) -> KeyWait {
-    let (wait, others) = remote::wait_for_keys(shared, provider, me);
-    released.extend(others);
-    wait
-}
-
 /// Executes one step of the current request (`me`): act on a plan, stay
 /// paused, or send a usage-store call (one that cannot be sent is the flow's
 /// failure at once).
-pub fn run(shared: &Shared, me: &Waiter, host: &ProxyHost, step: Option<Step>) -> Action {
+fn run(shared: &Shared, me: &Waiter, host: &ProxyHost, step: Option<Step>) -> Action {
     match step {
         Some(Step::Act(plan)) => execute(shared, plan),
         Some(Step::AwaitKeys | Step::Nothing) => Action::Pause,
@@ -162,14 +155,26 @@ pub fn run(shared: &Shared, me: &Waiter, host: &ProxyHost, step: Option<Step>) -
     }
 }
 
-/// Executes a step taken in a later callback for a paused request (`waiter`,
-/// made current by the caller): resumes it if allowed, leaves it paused while
-/// the flow waits on.
-pub fn resume(shared: &Shared, waiter: &Waiter, host: &ProxyHost, step: Option<Step>) {
+/// A paused request (`waiter`) takes its flow's next step with `f` in a later
+/// callback: made current (nothing happens if it ended), the step executed, the
+/// request resumed if allowed and left paused while the flow waits on.
+pub fn wake(shared: &Shared, waiter: &Waiter, f: impl FnOnce(&mut RequestFlow, &mut Engine, Env<'_>) -> Step) {
+    if hostcalls::set_effective_context(waiter.context).is_err() {
+        return;
+    }
+    let Some(host) = ProxyHost::read() else {
+        waiter.allowed.set(false);
+        send(&Refusal::unavailable());
+        return;
+    };
+    let step = match waiter.flow.try_borrow_mut() {
+        Ok(mut flow) => with_env(shared, &host, |engine, env| f(&mut flow, engine, env)),
+        Err(_) => None,
+    };
     if matches!(step, Some(Step::Nothing)) {
         return;
     }
-    let action = run(shared, waiter, host, step);
+    let action = run(shared, waiter, &host, step);
     if action == Action::Pause && waiter.flow.try_borrow().is_ok_and(|f| f.awaits_store()) {
         return;
     }
@@ -224,20 +229,7 @@ pub fn answer_waiters(shared: &Shared, waiters: Vec<Waiter>) {
         return;
     }
     for waiter in waiters {
-        // A stream that ended while it waited cannot be made current: skip it.
-        if hostcalls::set_effective_context(waiter.context).is_err() {
-            continue;
-        }
-        let Some(host) = ProxyHost::read() else {
-            waiter.allowed.set(false);
-            send(&Refusal::unavailable());
-            continue;
-        };
-        let step = match waiter.flow.try_borrow_mut() {
-            Ok(mut flow) => with_env(shared, &host, |engine, env| flow.on_keys(engine, env, usage::now_ms())),
-            Err(_) => None,
-        };
-        resume(shared, &waiter, &host, step);
+        wake(shared, &waiter, |flow, engine, env| flow.on_keys(engine, env, usage::now_ms()));
     }
     // Back to the root context (the caller's): a fetch started after this must not
     // be dispatched as the last waiter's stream.

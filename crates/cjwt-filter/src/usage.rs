@@ -9,10 +9,9 @@
 //! whose answer never comes (the context that received it ended) is settled as
 //! unavailable on the tick, one second after its deadline at most.
 
-use super::host::ProxyHost;
-use super::http::resume;
+use super::http::wake;
 use super::state::{Shared, Waiter};
-use cjwt_core::{Engine, Refusal, RequestFlow, Step, StoreCall};
+use cjwt_core::StoreCall;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 use std::time::{Duration, UNIX_EPOCH};
@@ -67,8 +66,8 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
     } else {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
     };
-    with_stream(shared, &waiter, |flow, engine, host| {
-        flow.on_store_answer(engine, host, status.as_deref(), &body, body_size, now_ms())
+    wake(shared, &waiter, |flow, engine, env| {
+        flow.on_store_answer(engine, env.host, status.as_deref(), &body, body_size, now_ms())
     });
     true
 }
@@ -87,8 +86,8 @@ pub fn on_tick(shared: &Shared) {
         Err(_) => return,
     };
     for wait in overdue {
-        with_stream(shared, &wait.waiter, |flow, engine, host| {
-            flow.on_store_failure(engine, host, "no answer (the call was lost)")
+        wake(shared, &wait.waiter, |flow, engine, env| {
+            flow.on_store_failure(engine, env.host, "no answer (the call was lost)")
         });
     }
     let _ = hostcalls::set_effective_context(shared.root_context);
@@ -99,25 +98,4 @@ pub fn forget(shared: &Shared, context: u32) {
     if let Ok(mut waits) = shared.usage.try_borrow_mut() {
         waits.retain(|w| w.waiter.context != context);
     }
-}
-
-/// Makes the waiting stream current, takes the flow's next step with `f`, and
-/// executes it (http.rs `resume`).
-fn with_stream(shared: &Shared, waiter: &Waiter, f: impl FnOnce(&mut RequestFlow, &Engine, &ProxyHost) -> Step) {
-    // A stream that ended while it waited cannot be made current: nothing to do.
-    if hostcalls::set_effective_context(waiter.context).is_err() {
-        return;
-    }
-    let Some(host) = ProxyHost::read() else {
-        waiter.allowed.set(false);
-        let r = Refusal::unavailable();
-        let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let _ = hostcalls::send_http_response(r.status, headers, Some(r.body.as_bytes()));
-        return;
-    };
-    let step = match (waiter.flow.try_borrow_mut(), shared.engine.try_borrow()) {
-        (Ok(mut flow), Ok(engine)) => Some(f(&mut flow, &engine, &host)),
-        _ => None,
-    };
-    resume(shared, waiter, &host, step);
 }
