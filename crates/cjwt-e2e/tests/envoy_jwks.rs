@@ -113,10 +113,9 @@ fn no_keys_ever_is_keys_unavailable_and_slow_servers_time_out() {
 fn every_worker_gets_the_keys() {
     let k1 = SigningKey::generate(Algorithm::RS256).unwrap();
     let server = JwksServer::start(&jwks(&[(&k1, "k1")]));
-    // A call is given up after its timeout plus 2 s (counted in whole seconds), then
-    // made again: under parallel test load the default 500 ms let a slow first answer
-    // be given up and fetched twice (seen once in CI). What this test checks needs the
-    // first answer in time, so it gets 5 s.
+    // With the suites' 500 ms, parallel test load once made the start-up fetch time
+    // out; the 16 requests then refetched for their kid: 2 fetches (CI, native). What
+    // this test checks, one fetch per Envoy, needs that first fetch to answer: 5 s.
     let envoy = start(&server, json!({"timeout_ms": 5000}), 2);
     let t = bearer_for(&k1, "k1");
     let port = envoy.port;
