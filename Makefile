@@ -250,11 +250,14 @@ validate: build envoy
 	  ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(CURDIR)/target/release-native $(ENVOY) --mode validate -c .tmp/validate.yaml -l warning >/dev/null || exit 1; \
 	done
 
-## fault-build: test-only builds that fail on demand (prove fail-closed behaviour): the filter traps, the module panics
+## fault-build: test-only builds that fail on demand (prove fail-closed behaviour): the filter traps, the module panics; the twin packages of crates/cjwt-fault (same source, fault injection on) share target/ with `make build`, their artifacts copied to target/fault/
 fault-build: wasm-target
-	cargo build --release --target $(WASM_TARGET) -p cjwt-filter --features fault-injection --target-dir target/fault
+	cargo build --release --target $(WASM_TARGET) -p cjwt-filter-fault
+	@mkdir -p target/fault/$(WASM_TARGET)/release target/fault/release-native
+	cp target/$(WASM_TARGET)/release/cjwt_fault.wasm target/fault/$(WASM_TARGET)/release/cjwt.wasm
 	$(PYTHON) scripts/strip-exports.py target/fault/$(WASM_TARGET)/release/cjwt.wasm
-	cargo build --profile release-native -p cjwt-module --features fault-injection --target-dir target/fault
+	cargo build --profile release-native -p cjwt-module-fault
+	cp target/release-native/libcjwt_fault_module.so target/fault/release-native/libcjwt.so
 
 # cargo nextest runs every test in its own process, in parallel (.config/nextest.toml);
 # installed from crates.io when missing.
@@ -266,7 +269,7 @@ nextest:
 # What every test build compiles: the whole workspace (the host crates), always with the same
 # features, so that make test and make docker-test share one build (a `-p` build would resolve
 # features per package and compile its dependencies again). It builds target/debug/cjwt too.
-WORKSPACE = --workspace --exclude cjwt-filter
+WORKSPACE = --workspace --exclude cjwt-filter --exclude cjwt-filter-fault --exclude cjwt-module-fault
 # Test threads of each of the two nextest runs make test and make docker-test start at once.
 NEXTEST_THREADS ?= 4
 NEXTEST = cargo nextest run --no-fail-fast --test-threads $(NEXTEST_THREADS)
@@ -294,17 +297,19 @@ test: build fault-build envoy validate etcd test-tools prometheus nextest
 	cargo test --quiet --doc $(WORKSPACE)
 
 DURATION ?= 1m
+# The soak driver is built as the tests are (the workspace's features, the dev profile whose
+# dependencies and core are optimized): it shares their build instead of compiling all again.
 ## soak: mixed traffic through a real Envoy for DURATION (1m; `make soak DURATION=30m` for the documented run), every answer checked against the core's decision, Envoy's memory and VM reloads recorded (CJWT_BUILD=native for the module)
 soak: build envoy
-	cargo build --quiet --release -p cjwt-tools --bin soak
-	DURATION=$(DURATION) target/release/soak
+	cargo build --quiet $(WORKSPACE) --bin soak
+	DURATION=$(DURATION) target/debug/soak
 
 ## soak-both: the soak of both builds at the same time, each for DURATION (CI: 1m; each reports its own answers, reloads and memory)
 soak-both: build envoy
-	cargo build --quiet --release -p cjwt-tools --bin soak
+	cargo build --quiet $(WORKSPACE) --bin soak
 	@set -o pipefail; \
-	  { CJWT_BUILD=native DURATION=$(DURATION) target/release/soak 2>&1 | sed -u 's/^/[native] /'; } & native=$$!; \
-	  { CJWT_BUILD=wasm DURATION=$(DURATION) target/release/soak 2>&1 | sed -u 's/^/[wasm]   /'; }; wasm=$$?; \
+	  { CJWT_BUILD=native DURATION=$(DURATION) target/debug/soak 2>&1 | sed -u 's/^/[native] /'; } & native=$$!; \
+	  { CJWT_BUILD=wasm DURATION=$(DURATION) target/debug/soak 2>&1 | sed -u 's/^/[wasm]   /'; }; wasm=$$?; \
 	  wait $$native; native=$$?; \
 	  test $$wasm = 0 -a $$native = 0
 
@@ -316,7 +321,7 @@ lint: wasm-target
 	cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter --features fault-injection,vm-bench -- -D warnings
 	cargo fmt --check --manifest-path fuzz/Cargo.toml
-	cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+	CARGO_TARGET_DIR=$(CURDIR)/target cargo clippy --manifest-path fuzz/Cargo.toml --all-targets --no-default-features -- -D warnings
 
 clean:
 	cargo clean

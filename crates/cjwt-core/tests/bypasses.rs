@@ -217,7 +217,7 @@ fn a_struct_configuration_starting_with_a_brace_byte_is_read_as_a_struct() {
     let list = ld(6, &ld(1, &ld(5, &provider)));
     let bytes = [first, pb_entry("providers", list)].concat();
     let config = Config::from_plugin_bytes(&bytes).unwrap_or_else(|e| panic!("refused: {e}"));
-    assert_eq!(config.providers.len(), 1);
+    assert_eq!(config.provider_count(), 1);
     // JSON still reads as JSON, and a JSON syntax error is reported as one.
     assert!(Config::from_plugin_bytes(config_json(json!({})).to_string().as_bytes()).is_ok());
     let err = Config::from_plugin_bytes(b"{\"providers\": [").unwrap_err().to_string();
@@ -236,7 +236,7 @@ fn forwarding_strips_the_token_on_dry_run_refusals_and_underscore_variants() {
         panic!("an expired token is refused (in dry_run: forwarded as a refusal)");
     };
     let edits = forward::edits(
-        &e.config().forward,
+        e.config().forward(),
         None,
         denial.credential.as_ref(),
         &RequestView::for_config(&host, e.config()),
@@ -253,7 +253,7 @@ fn forwarding_strips_the_token_on_dry_run_refusals_and_underscore_variants() {
         panic!("a valid token is allowed");
     };
     let edits = forward::edits(
-        &e.config().forward,
+        e.config().forward(),
         token.as_deref(),
         credential.as_ref(),
         &RequestView::for_config(&host, e.config()),

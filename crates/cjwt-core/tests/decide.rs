@@ -798,7 +798,7 @@ fn every_reason_code_is_reachable() {
         &mut counter,
         &mut cjwt_core::sender::replay::NoReplayCache,
     );
-    let settled = cjwt_core::engine::settle(meshed.config().mode, waiting, &UseAnswer::Unavailable("timeout".into()));
+    let settled = cjwt_core::engine::settle(meshed.config().mode(), waiting, &UseAnswer::Unavailable("timeout".into()));
     if let Decision::Deny(d) = settled.decision {
         seen.insert(d.reason);
     }

@@ -157,7 +157,7 @@ fn revocation_entries_are_validated_at_load_with_the_field_named() {
         assert_eq!(e.field, field, "{revocation}: {e}");
     }
     let ok = Config::from_json(config_json(deny(json!([]), json!([]))).to_string().as_bytes()).unwrap();
-    assert!(ok.revocation.is_empty());
+    assert!(ok.revocation().is_empty());
 }
 
 // ---- Status lists ----
@@ -184,7 +184,7 @@ fn list_claims(statuses: &[u8], bits: u8) -> Value {
 }
 
 fn store_with(config: &Config, token: &str) -> Fetched {
-    let mut store = Fetched::new(config.providers.len());
+    let mut store = Fetched::new(config.provider_count());
     let list = verify_status_list(config, 0, &store, &PureRust, token.as_bytes(), NOW).unwrap();
     store.set_status_list(0, list).unwrap();
     store
@@ -232,7 +232,7 @@ fn a_status_claim_without_configured_lists_is_unknown() {
 #[test]
 fn a_list_is_used_until_its_exp_or_ttl_then_status_is_unavailable() {
     let config = Config::from_json(list_config(json!({})).to_string().as_bytes()).unwrap();
-    let skew = config.clock_skew_seconds;
+    let skew = config.clock_skew_seconds();
     // (exp, ttl, expires at)
     for (exp, ttl, until) in [
         (Some(NOW + 3600), Some(600), NOW + 600),
@@ -359,7 +359,7 @@ fn status_list_settings_are_validated_at_load_with_the_field_named() {
     two["status_lists"].as_array_mut().unwrap().push(first);
     assert_eq!(Config::from_json(two.to_string().as_bytes()).unwrap_err().field, "status_lists[1].uri");
     let c = Config::from_json(list_config(json!({})).to_string().as_bytes()).unwrap();
-    let s = &c.status_lists[0];
+    let s = &c.status_lists()[0];
     assert_eq!((s.authority.as_str(), s.refresh_seconds, s.timeout_ms, s.max_bytes), ("idp", 300, 2000, 1 << 20));
 }
 
@@ -377,7 +377,7 @@ impl Sim {
     fn new(extra: Value) -> Sim {
         let config = Config::from_json(list_config(extra).to_string().as_bytes()).unwrap();
         let fetcher = ListFetcher::new(&config);
-        let store = Fetched::new(config.providers.len());
+        let store = Fetched::new(config.provider_count());
         Sim { config, fetcher, store, next_token: 0, now: NOW }
     }
 
@@ -460,7 +460,7 @@ fn the_fetcher_loads_refreshes_and_keeps_the_last_good_list_until_it_expires() {
 
 impl Sim {
     fn request_path(&self) -> (String, String, String) {
-        let s = &self.config.status_lists[0];
+        let s = &self.config.status_lists()[0];
         (s.cluster.clone(), s.path.clone(), s.authority.clone())
     }
 }

@@ -332,7 +332,7 @@ fn proofs_recorded_in_the_usage_store_for_the_mesh() {
         (UseAnswer::Unavailable("no leader".into()), Some((Reason::UsageUnavailable, 503))),
     ] {
         let o = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
-        let o = settle(e.config().mode, o, &answer);
+        let o = settle(e.config().mode(), o, &answer);
         let p = plan(e.config(), &o, &host);
         match (want, p.act) {
             (None, Act::Forward(_)) => {}
@@ -348,8 +348,7 @@ fn proofs_recorded_in_the_usage_store_for_the_mesh() {
     let o = e.decide_with(&stale, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
     assert!(o.pending_use.is_none());
     // A configuration built by hand with the mesh's store missing: refused, never unrecorded.
-    let mut config = e.config().clone();
-    config.usage_store = None;
+    let config = cjwt_core::testing::without_usage_store(e.config().clone());
     let host = request(&t, "DPoP").header("dpop", &proof("GET", url, &t, NOW, "m4"));
     assert_eq!(verdict(&mut Engine::new(config), &host, &replay), Some(Reason::DpopReplay));
     assert!(replay.is_empty());

@@ -94,7 +94,7 @@ fn the_store_answer_decides() {
         let host = StaticHost::get("/x").bearer(&t);
         let o = decide(&mut e, &host);
         assert!(o.pending_use.is_some());
-        let o = settle(e.config().mode, o, &answer);
+        let o = settle(e.config().mode(), o, &answer);
         assert!(o.pending_use.is_none());
         let p = plan(e.config(), &o, &host);
         assert!(p.counters.contains(&store_counter), "{mode} {answer:?}: {:?}", p.counters);
@@ -166,6 +166,6 @@ fn an_adapter_walk_from_decision_to_settlement() {
     let counted =
         br#"{"header":{"revision":"2"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"2"}}}]}"#;
     let Step::Done(answer) = call.on_answer(Some("200"), counted) else { panic!("done expected") };
-    let o = settle(e.config().mode, o, &answer);
+    let o = settle(e.config().mode(), o, &answer);
     assert!(matches!(plan(e.config(), &o, &host).act, Act::Forward(_)));
 }

@@ -116,7 +116,7 @@ fn json_web_key_vectors() {
             let Ok(raw) = jws::parse_jws(test["jws"].as_str().unwrap_or("")) else {
                 return false;
             };
-            let provider = &config.providers[0];
+            let provider = &config.providers()[0];
             provider.algorithms.contains(raw.alg)
                 && check_signature(
                     provider,

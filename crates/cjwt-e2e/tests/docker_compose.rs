@@ -153,9 +153,7 @@ fn the_oci_image_is_one_layer_holding_exactly_plugin_wasm() {
     // The bytes the image is built from, read once: `make build` may rewrite the file meanwhile.
     let wasm = std::fs::read(&wasm_path).unwrap();
     // The context `make oci` assembles: deploy/oci/Dockerfile and cjwt.wasm.
-    let dir = root().join(format!(".tmp/{}oci", docker::process_prefix()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = cjwt_harness::scratch(&format!("{}oci", docker::process_prefix()));
     std::fs::copy(root().join("deploy/oci/Dockerfile"), dir.join("Dockerfile")).unwrap();
     std::fs::write(dir.join("cjwt.wasm"), &wasm).unwrap();
     let tag;

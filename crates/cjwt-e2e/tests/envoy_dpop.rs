@@ -515,7 +515,7 @@ impl Pki {
     fn new() -> Pki {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = envoy::repo_root().join(format!(".tmp/pki-{}-{n}", std::process::id()));
+        let dir = cjwt_harness::scratch(&format!("pki-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let pki = Pki { dir };
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];

@@ -303,8 +303,7 @@ fn issuer_lifetime_typ_and_keys_unavailable_end_to_end() {
 /// accepted by the filter and refused when a constraint is violated.
 #[test]
 fn cli_minted_tokens_round_trip_through_envoy() {
-    let dir = cjwt_harness::envoy::repo_root().join(format!(".tmp/cli-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = cjwt_harness::scratch(&format!("cli-e2e-{}", std::process::id()));
     let run = |args: &[&str]| {
         let o = std::process::Command::new(cjwt_harness::envoy::cli_binary()).args(args).output().unwrap();
         assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));

@@ -96,7 +96,8 @@ impl Mesh {
         );
         static N: AtomicUsize = AtomicUsize::new(0);
         let config =
-            repo_root().join(format!(".tmp/mesh-{}-{}.yaml", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+            cjwt_harness::scratch(&format!("mesh-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)))
+                .join("envoy.yaml");
         std::fs::write(&config, envoy_yaml(&etcd)).unwrap();
         let mut envoys = Vec::new();
         let mut fronts = Vec::new();

@@ -52,16 +52,11 @@ impl RootContext for CjwtRoot {
             Ok(config) => {
                 let crypto = EnvoyCrypto::probe();
                 let verifier = if crypto.available { "the host (BoringSSL)" } else { "pure Rust in wasm" };
-                log::info!(
-                    "cjwt: configuration accepted ({} provider(s), {} rule(s), mode {:?}; RS*/ES* verified by {verifier})",
-                    config.providers.len(),
-                    config.rules.len(),
-                    config.mode
-                );
-                let keys = Fetched::new(config.providers.len());
+                log::info!("{}", config.accepted_line(&format!("RS*/ES* verified by {verifier}")));
+                let keys = Fetched::new(config.provider_count());
                 let remote = Remote::new(&config, lease_tag(self.id));
                 let fetching = remote.is_active();
-                let meshed = config.usage_store.is_some();
+                let meshed = config.usage_store().is_some();
                 let shared = Rc::new(Shared {
                     engine: RefCell::new(Engine::new(config)),
                     metrics: Metrics::define(),

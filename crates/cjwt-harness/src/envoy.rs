@@ -535,8 +535,7 @@ impl Envoy {
     pub fn try_start(plugin_config: Option<&str>, opts: Options) -> Result<Envoy, String> {
         let upstream = Upstream::start();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = repo_root().join(format!(".tmp/envoy-{}-{}", std::process::id(), n));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch(&format!("envoy-{}-{}", std::process::id(), n));
         // The shipped access log goes to stdout; here to a file the tests read.
         let yaml = render(plugin_config, upstream.port, &opts)
             .replace("path: /dev/stdout", &format!("path: {}", dir.join("access.log").display()));
@@ -557,8 +556,8 @@ impl Envoy {
     pub fn try_start_lds(plugin_config: &str, opts: Options) -> Result<Envoy, String> {
         let upstream = Upstream::start();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = repo_root().join(format!(".tmp/envoy-{}-{}", std::process::id(), n));
-        std::fs::create_dir_all(dir.join("lds")).unwrap();
+        let dir = crate::scratch(&format!("envoy-{}-{}", std::process::id(), n));
+        std::fs::create_dir(dir.join("lds")).unwrap();
         let (port, claim) = crate::claim::port();
         let yaml = render(Some(plugin_config), upstream.port, &opts)
             .replace("path: /dev/stdout", &format!("path: {}", dir.join("access.log").display()));
@@ -629,8 +628,8 @@ impl Envoy {
         let admin_file = dir.join("admin.txt");
         let log_file = dir.join("envoy.log");
         // `CJWT_ENVOY_DOCKER=<image>` (make docker-test): the same Envoy in a container,
-        // host network, the repository mounted at the same path. It runs as the owner of
-        // the checkout, so what it writes under .tmp/ is theirs (the image has no
+        // host network, the repository and the tests' directories mounted at the same
+        // paths. It runs as the owner of the checkout, so what it writes is theirs (the image has no
         // /etc/passwd: a numeric id needs none), and never pulls: a missing image fails
         // at once (`make envoy-image` builds it).
         // The native build: Envoy finds libcjwt.so in this directory.
@@ -657,6 +656,8 @@ impl Envoy {
                 }
                 let root = repo_root().display().to_string();
                 let owner = std::fs::metadata(repo_root()).unwrap();
+                // The tests' directories (this Envoy's configuration and logs, certificates), at the same path.
+                let scratch = std::env::temp_dir().join("cjwt-tests").display().to_string();
                 let mut c = Command::new("docker");
                 c.args([
                     "run",
@@ -671,6 +672,8 @@ impl Envoy {
                     &format!("{}:{}", owner.uid(), owner.gid()),
                     "-v",
                     &format!("{root}:{root}"),
+                    "-v",
+                    &format!("{scratch}:{scratch}"),
                     "-w",
                     &root,
                 ]);

@@ -299,9 +299,7 @@ impl EtcdCluster {
         assert!(members > 0, "an etcd cluster needs a member");
         let binary = etcd_binary();
         let n = NEXT_CLUSTER.fetch_add(1, Ordering::SeqCst);
-        let dir = crate::envoy::repo_root().join(format!(".tmp/etcd-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch(&format!("etcd-{}-{n}", std::process::id()));
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let token = format!("cjwt-{}-{n}-{nanos}", std::process::id());
         let members: Vec<Member> = (0..members)

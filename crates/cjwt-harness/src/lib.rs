@@ -13,6 +13,16 @@ pub mod etcd;
 pub mod h2;
 pub mod said;
 
+/// A directory for one test's files (Envoy's configuration and logs, etcd's data,
+/// certificates) under the system temp dir, `<temp>/cjwt-tests/<name>`: created
+/// empty. Nothing a test writes lands in the repository.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join("cjwt-tests").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
 /// Keys, claims, configurations, tokens, a verdict on a static host, the case
 /// tables ([`cases`]): the core's test fixtures.
 pub use cjwt_core::testing::*;

@@ -5,18 +5,17 @@
 //! the wasm build, and needs no lock).
 
 use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level, Scheduler};
-use crate::jwks::{self, Fetches, RemoteState, EVENT_TICK};
+use crate::jwks::{self, RemoteState, EVENT_TICK};
 use cjwt_core::{Capabilities, Config, Counter, Engine, Fetched, NativeCrypto, ProcessCounter, ProcessReplay, Remote};
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// What every worker of one configuration shares.
 pub struct Shared {
-    /// This configuration's number (per-thread engines are keyed by it).
-    pub id: u64,
     /// The plugin configuration as given (each worker compiles its own engine).
     pub bytes: Vec<u8>,
     /// Counter ids by [`Counter::index`]; `None` where the host refused one.
@@ -24,14 +23,14 @@ pub struct Shared {
     /// Remote key sets and status lists, one store for the whole process.
     pub keys: RwLock<Fetched>,
     /// `max_uses`, counted once for every worker of this Envoy: the process's one
-    /// counter ([`usage`]), so a configuration pushed at run time keeps the counts.
+    /// counter ([`ProcessCounter::global`]), so a configuration pushed at run time keeps the counts.
     pub usage: &'static ProcessCounter,
-    /// DPoP proof ids, remembered once for every worker of this Envoy ([`replay`]).
+    /// DPoP proof ids, remembered once for every worker of this Envoy ([`ProcessReplay::global`]).
     pub replay: &'static ProcessReplay,
     /// RS*, PS* and ES* verified by `ring` (counted as `cjwt.verify.host`).
     pub crypto: NativeCrypto,
     /// Remote key sets and status lists, when any is configured.
-    pub remote: Option<Fetches>,
+    pub remote: Option<Mutex<RemoteState>>,
     /// Runs this configuration's scheduled hook on the main thread (fetches).
     pub scheduler: Mutex<Option<Scheduler>>,
 }
@@ -40,15 +39,16 @@ pub struct Shared {
 pub struct ModuleConfig {
     /// Shared with every stream of the configuration.
     pub shared: Arc<Shared>,
-    /// The tick thread (with remote key sets), stopped when Envoy drops the configuration.
-    ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// The tick thread (with remote key sets), stopped when Envoy drops the
+    /// configuration (its sender dropped).
+    ticker: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
 }
 
 impl Drop for ModuleConfig {
     /// Stops the tick thread, then deletes the scheduler it committed to (main thread).
     fn drop(&mut self) {
         if let Some((stop, thread)) = self.ticker.take() {
-            stop.store(true, Ordering::Relaxed);
+            drop(stop);
             let _ = thread.join();
         }
         if let Ok(mut scheduler) = self.shared.scheduler.lock() {
@@ -58,22 +58,6 @@ impl Drop for ModuleConfig {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// The process's `max_uses` counter, shared by every configuration and worker (as
-/// proxy-wasm shared data is by every VM of a `vm_id`): a configuration update or
-/// a second listener never hands out fresh uses of a one-time token.
-pub fn usage() -> &'static ProcessCounter {
-    static USAGE: OnceLock<ProcessCounter> = OnceLock::new();
-    USAGE.get_or_init(ProcessCounter::new)
-}
-
-/// The process's DPoP replay cache (SPEC §10), shared by every configuration and
-/// worker, as the `max_uses` counter is: a proof accepted by one worker is a
-/// replay on every other.
-pub fn replay() -> &'static ProcessReplay {
-    static REPLAY: OnceLock<ProcessReplay> = OnceLock::new();
-    REPLAY.get_or_init(ProcessReplay::new)
-}
 
 thread_local! {
     /// This worker's engines, one per live configuration.
@@ -98,57 +82,51 @@ impl ModuleConfig {
                 handle.define_counter(name.strip_prefix("cjwt.").unwrap_or(&name))
             })
             .collect();
-        log(
-            Level::Info,
-            &format!(
-                "cjwt: configuration accepted ({} provider(s), {} rule(s), mode {:?}; native module)",
-                config.providers.len(),
-                config.rules.len(),
-                config.mode
-            ),
-        );
+        log(Level::Info, &config.accepted_line("native module"));
         let crypto = NativeCrypto::new();
-        let mut store = Fetched::new(config.providers.len());
-        // Key sets and status lists are fetched on the main thread, once per Envoy.
-        let remote = Remote::new(&config, 0);
+        let mut store = Fetched::new(config.provider_count());
+        // Key sets and status lists are fetched on the main thread, once per Envoy
+        // (the configuration's id tags its leases among the process's configurations).
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let remote = Remote::new(&config, id);
         let remote = remote.is_active().then(|| {
             let mut state = RemoteState { remote, config };
             // A configuration pushed at run time keeps the key sets and lists already
             // fetched; they serve until its own fetches.
             jwks::on_configure(&mut state, &mut store, &crypto);
-            Fetches { state: Mutex::new(state) }
+            Mutex::new(state)
         });
         let keys = RwLock::new(store);
-        let scheduler = match &remote {
-            Some(_) => match handle.scheduler() {
-                Some(s) => Some(s),
-                None => {
-                    log(
-                        Level::Error,
-                        "cjwt: configuration refused: Envoy gave no scheduler for remote key sets or status lists",
-                    );
-                    return None;
-                }
-            },
-            None => None,
-        };
+        let scheduler = remote.as_ref().map(|_| handle.scheduler());
+        if let Some(None) = scheduler {
+            log(
+                Level::Error,
+                "cjwt: configuration refused: Envoy gave no scheduler for remote key sets or status lists",
+            );
+            return None;
+        }
         let shared = Arc::new(Shared {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             bytes: bytes.to_vec(),
             counters,
             keys,
-            usage: usage(),
-            replay: replay(),
+            usage: ProcessCounter::global(),
+            replay: ProcessReplay::global(),
             crypto,
             remote,
-            scheduler: Mutex::new(scheduler),
+            scheduler: Mutex::new(scheduler.flatten()),
         });
         let ticker = shared.remote.is_some().then(|| {
-            // The first fetches now, then a tick every second.
+            // The first fetches now, then a tick every second until the sender is dropped.
             shared.commit(EVENT_TICK);
-            let stop = Arc::new(AtomicBool::new(false));
-            let (weak, flag) = (Arc::downgrade(&shared), Arc::clone(&stop));
-            let thread = std::thread::spawn(move || tick(&weak, &flag));
+            let (stop, stopped) = mpsc::channel::<()>();
+            let weak = Arc::downgrade(&shared);
+            let thread = std::thread::spawn(move || {
+                while let (Err(RecvTimeoutError::Timeout), Some(s)) =
+                    (stopped.recv_timeout(Duration::from_secs(1)), weak.upgrade())
+                {
+                    s.commit(EVENT_TICK);
+                }
+            });
             (stop, thread)
         });
         Some(ModuleConfig { shared, ticker })
@@ -162,22 +140,6 @@ impl ModuleConfig {
     /// A config-level HTTP call answered (main thread): a key fetch.
     pub fn on_callout_done(&self, handle: ConfigHandle<'_>, callout: u64, answer: CalloutAnswer<'_>) {
         jwks::on_callout_done(&self.shared, handle, callout, answer);
-    }
-}
-
-/// The tick thread: commits [`EVENT_TICK`] every second until stopped.
-fn tick(shared: &Weak<Shared>, stop: &AtomicBool) {
-    let mut waited = Duration::ZERO;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        waited += Duration::from_millis(100);
-        if waited >= Duration::from_secs(1) {
-            waited = Duration::ZERO;
-            match shared.upgrade() {
-                Some(s) => s.commit(EVENT_TICK),
-                None => return,
-            }
-        }
     }
 }
 
@@ -195,19 +157,14 @@ impl Shared {
     /// the worker's first request. `None` if it cannot be compiled (it compiled
     /// at load, so only an internal error gets here; the caller answers 503).
     pub fn with_engine<R>(self: &Arc<Self>, f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
+        let me = Arc::as_ptr(self);
         ENGINES.with(|engines| {
             let mut engines = engines.try_borrow_mut().ok()?;
             engines.retain(|(w, _)| w.strong_count() > 0);
-            let position = engines.iter().position(|(w, _)| w.upgrade().is_some_and(|s| s.id == self.id));
-            let index = match position {
-                Some(i) => i,
-                None => {
-                    let config = Config::from_plugin_bytes(&self.bytes).ok()?;
-                    engines.push((Arc::downgrade(self), Engine::new(config)));
-                    engines.len() - 1
-                }
-            };
-            let (_, engine) = engines.get_mut(index)?;
+            if !engines.iter().any(|(w, _)| w.as_ptr() == me) {
+                engines.push((Arc::downgrade(self), Engine::new(Config::from_plugin_bytes(&self.bytes).ok()?)));
+            }
+            let (_, engine) = engines.iter_mut().find(|(w, _)| w.as_ptr() == me)?;
             Some(f(engine))
         })
     }

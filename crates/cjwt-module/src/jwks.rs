@@ -17,9 +17,9 @@
 use crate::config::Shared;
 use crate::ffi::{log, CalloutAnswer, ConfigHandle, Filter, Level, Scheduler};
 use cjwt_core::Level as CoreLevel;
-use cjwt_core::{clock, Config, Effect, Fetched, HostCrypto, KeyWait, NextValue, Remote, Sharing};
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use cjwt_core::{clock, Config, Effect, Fetched, HostCrypto, KeyWait, ProcessSharing, Remote};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 /// Config scheduler event: run the fetcher's tick.
 pub const EVENT_TICK: u64 = 1;
@@ -57,46 +57,12 @@ impl Waiter {
     }
 }
 
-/// The fetch state shared by every worker of one configuration.
-pub struct Fetches {
-    /// The core's state machine and the configuration it reads.
-    pub state: Mutex<RemoteState>,
-}
-
-/// Behind [`Fetches::state`]'s lock.
+/// The fetch state shared by every worker of one configuration (behind a lock).
 pub struct RemoteState {
     /// The core's remote state machine.
     pub remote: Remote<Arc<Waiter>>,
     /// The compiled configuration the remote parses answers with.
     pub config: Config,
-}
-
-/// The process's copy of what the wasm build keeps in proxy-wasm shared data:
-/// the last good key set and list of every source, and their versions, so that
-/// a configuration pushed at run time, or a second listener, starts with them
-/// (SPEC §12). No leases: each configuration has one fetcher, on the main
-/// thread ([`Sharing::update`] always takes it and stores nothing).
-pub struct ProcessSharing;
-
-fn shared_values() -> &'static Mutex<HashMap<String, Vec<u8>>> {
-    static VALUES: OnceLock<Mutex<HashMap<String, Vec<u8>>>> = OnceLock::new();
-    VALUES.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-impl Sharing for ProcessSharing {
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
-        shared_values().lock().ok()?.get(name).cloned()
-    }
-
-    fn set(&mut self, name: &str, value: &[u8]) {
-        if let Ok(mut values) = shared_values().lock() {
-            values.insert(name.to_string(), value.to_vec());
-        }
-    }
-
-    fn update(&mut self, _name: &str, next: &mut NextValue<'_>) -> bool {
-        next(None).is_some()
-    }
 }
 
 fn now() -> Option<i64> {
@@ -108,67 +74,67 @@ fn now() -> Option<i64> {
 pub fn on_configure(state: &mut RemoteState, keys: &mut Fetched, crypto: &dyn HostCrypto) {
     let Some(now) = now() else { return };
     let RemoteState { remote, config } = state;
-    let effects = remote.on_configure(now, config, keys, crypto, &mut ProcessSharing);
-    for effect in effects {
+    for effect in remote.on_configure(now, config, keys, crypto, &mut ProcessSharing) {
         if let Effect::Log(level, line) = effect {
             log(level_of(level), &line);
         }
     }
 }
 
+/// Runs `f` with the configuration's remote, its compiled configuration and the
+/// key store (locked in this order, everywhere), and the clock. `None` without
+/// a remote source, a clock, or a lock.
+fn with_remote<R>(
+    shared: &Shared,
+    f: impl FnOnce(&mut Remote<Arc<Waiter>>, &Config, &mut Fetched, i64) -> R,
+) -> Option<R> {
+    let (Some(remote), Some(now)) = (&shared.remote, now()) else {
+        return None;
+    };
+    let (Ok(mut state), Ok(mut keys)) = (remote.lock(), shared.keys.write()) else {
+        return None;
+    };
+    let RemoteState { remote, config } = &mut *state;
+    Some(f(remote, config, &mut keys, now))
+}
+
 /// The configuration's scheduled hook (main thread): the tick, or fetches
 /// workers asked for.
 pub fn on_scheduled(shared: &Shared, handle: ConfigHandle<'_>, event: u64) {
-    let (Some(remote), Some(now)) = (&shared.remote, now()) else {
-        return;
-    };
-    let effects = {
-        let (Ok(mut state), Ok(mut keys)) = (remote.state.lock(), shared.keys.write()) else {
-            return;
-        };
-        let RemoteState { remote, config } = &mut *state;
-        if event == EVENT_TICK {
-            remote.on_tick(now, config, &mut keys, &shared.crypto, &mut ProcessSharing)
-        } else {
-            remote.on_wanted(now, config, &mut keys, &mut ProcessSharing)
-        }
-    };
-    execute(shared, Host::Config(handle), effects);
+    let effects = with_remote(shared, |remote, config, keys, now| match event {
+        EVENT_TICK => remote.on_tick(now, config, keys, &shared.crypto, &mut ProcessSharing),
+        _ => remote.on_wanted(now, config, keys, &mut ProcessSharing),
+    });
+    execute(shared, Host::Config(handle), effects.unwrap_or_default());
 }
 
 /// A configuration-level callout answered (main thread).
 pub fn on_callout_done(shared: &Shared, handle: ConfigHandle<'_>, id: u64, answer: CalloutAnswer<'_>) {
-    let (Some(remote), Some(now), Ok(id)) = (&shared.remote, now(), u32::try_from(id)) else {
+    let (Ok(id), status) = (u32::try_from(id), answer.status.and_then(|s| std::str::from_utf8(s).ok())) else {
         return;
     };
-    let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
-    let effects = {
-        let (Ok(mut state), Ok(mut keys)) = (remote.state.lock(), shared.keys.write()) else {
-            return;
-        };
-        let RemoteState { remote, config } = &mut *state;
-        remote.on_answer(id, status, &answer.body, now, config, &mut keys, &shared.crypto, &mut ProcessSharing, true)
-    };
-    if let Some(effects) = effects {
-        execute(shared, Host::Config(handle), effects);
-    }
+    let effects = with_remote(shared, |remote, config, keys, now| {
+        remote.on_answer(id, status, &answer.body, now, config, keys, &shared.crypto, &mut ProcessSharing, true)
+    });
+    execute(shared, Host::Config(handle), effects.flatten().unwrap_or_default());
 }
 
-/// A request (a stream on a worker) lacks `provider`'s keys: whether it waits
-/// (`waiter` registered). The key store is locked after the remote, as on the
-/// main thread.
-pub fn wait_for_keys(shared: &Shared, f: Filter<'_>, provider: usize, waiter: Arc<Waiter>, now: i64) -> KeyWait {
-    let Some(remote) = &shared.remote else {
+/// A request (a stream on a worker) lacks `provider`'s keys: whether it waits,
+/// its [`Waiter`] (the stream's scheduler) then kept in `waiter`.
+pub fn wait_for_keys(shared: &Shared, f: Filter<'_>, provider: usize, waiter: &mut Option<Arc<Waiter>>) -> KeyWait {
+    let Some(this) = waiter.clone().or_else(|| f.scheduler().map(Waiter::new)) else {
         return KeyWait::DoNotWait;
     };
-    let (wait, effects) = {
-        let (Ok(mut state), Ok(mut keys)) = (remote.state.lock(), shared.keys.write()) else {
-            return KeyWait::DoNotWait;
-        };
-        let RemoteState { remote, config } = &mut *state;
-        remote.wait_for_keys(provider, waiter, now, config, &mut keys, &mut ProcessSharing)
+    let asked = with_remote(shared, |remote, config, keys, now| {
+        remote.wait_for_keys(provider, Arc::clone(&this), now, config, keys, &mut ProcessSharing)
+    });
+    let Some((wait, effects)) = asked else {
+        return KeyWait::DoNotWait;
     };
     execute(shared, Host::Stream(f), effects);
+    if wait == KeyWait::Wait {
+        *waiter = Some(this);
+    }
     wait
 }
 
@@ -205,7 +171,7 @@ fn execute(shared: &Shared, host: Host<'_>, effects: Vec<Effect<Arc<Waiter>>>) {
                 let id =
                     handle.callout(call.cluster(), &call.headers(), timeout_ms).and_then(|id| u32::try_from(id).ok());
                 let (Some(remote), Some(now)) = (&shared.remote, now()) else { continue };
-                let Ok(mut state) = remote.state.lock() else { continue };
+                let Ok(mut state) = remote.lock() else { continue };
                 match id {
                     Some(id) => state.remote.on_dispatched(&call, id),
                     None => queue.extend(state.remote.on_dispatch_failed(

@@ -5,7 +5,7 @@ use crate::ffi::{log, CalloutAnswer, Filter, Level, HEADERS_CONTINUE, HEADERS_ST
 use crate::host::NativeHost;
 use crate::jwks::{self, Waiter, EVENT_KEYS};
 use cjwt_core::Level as CoreLevel;
-use cjwt_core::{Act, Env, Host, KeyWait, Plan, Refusal, RequestFlow, Step, StoreCall};
+use cjwt_core::{Act, Env, Plan, Refusal, RequestFlow, Step, StoreCall};
 use std::sync::Arc;
 
 /// The module's state for one stream: the core's [`RequestFlow`] and what the
@@ -55,7 +55,7 @@ impl Stream {
             // The key store is not borrowed while the remote is asked (the main
             // thread takes the remote's lock, then the store's).
             while let Step::KeysMissing { provider } = step {
-                let wait = wait_for_keys(shared, waiter, f, provider, Host::now(&host));
+                let wait = jwks::wait_for_keys(shared, f, provider, waiter);
                 step = with_env(shared, &host, |env| flow.on_key_wait(engine, env, wait, now_ms()))?;
             }
             Some(step)
@@ -186,34 +186,9 @@ fn with_env<R>(shared: &Shared, host: &NativeHost<'_>, f: impl FnOnce(Env<'_>) -
     Some(f(env))
 }
 
-/// Asks the configuration's remote whether the request, lacking `provider`'s
-/// keys, waits: its [`Waiter`] (the stream's scheduler) is registered if so.
-fn wait_for_keys(
-    shared: &Shared,
-    waiter: &mut Option<Arc<Waiter>>,
-    f: Filter<'_>,
-    provider: usize,
-    now: i64,
-) -> KeyWait {
-    let this = match waiter {
-        Some(w) => Arc::clone(w),
-        None => match f.scheduler() {
-            Some(s) => Waiter::new(s),
-            None => return KeyWait::DoNotWait,
-        },
-    };
-    let wait = jwks::wait_for_keys(shared, f, provider, Arc::clone(&this), now);
-    if wait == KeyWait::Wait {
-        *waiter = Some(this);
-    }
-    wait
-}
-
-/// The operating system's clock in milliseconds (0 if before 1970: every deadline has passed).
+/// The operating system's clock in milliseconds.
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    cjwt_core::clock::unix_millis(std::time::SystemTime::now())
 }
 
 impl Drop for Stream {

@@ -740,9 +740,9 @@ impl Usage {
 }
 
 /// The pids of this process's etcd members (`cjwt_harness::etcd` runs them on
-/// data dirs under `.tmp/etcd-<our pid>-<n>/`), found in /proc.
+/// data dirs under `<temp>/cjwt-tests/etcd-<our pid>-<n>/`), found in /proc.
 fn etcd_pids() -> Vec<u32> {
-    let marker = format!("/.tmp/etcd-{}-", std::process::id());
+    let marker = format!("/cjwt-tests/etcd-{}-", std::process::id());
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
@@ -995,10 +995,10 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     let _ = writeln!(
         out,
         "etcd {etcd_version}: three members on loopback, not pinned (they share both CPUs with Envoy and wrk), \
-         data dirs under .tmp/ ({}). etcd fsyncs its log before it answers a transaction (concurrent \
+         data dirs under the system temp dir ({}). etcd fsyncs its log before it answers a transaction (concurrent \
          transactions share an fsync), so (c) is bound by this disk's fsync latency, and here also by the CPU \
          the three members need (etcd CPU column).",
-        filesystem_of(&envoy::repo_root().join(".tmp"))
+        filesystem_of(&std::env::temp_dir())
     );
     let _ = writeln!(
         out,

@@ -14,6 +14,6 @@ pub struct Args {
 /// Prints a one-line summary; a refused configuration is an error naming the field.
 pub fn run(a: Args) -> Result<u8, String> {
     let config = load_config(&a.config)?;
-    out!("ok: {} provider(s), {} rule(s), mode {:?}", config.providers.len(), config.rules.len(), config.mode);
+    out!("ok: {} provider(s), {} rule(s), mode {:?}", config.provider_count(), config.rule_count(), config.mode());
     Ok(0)
 }

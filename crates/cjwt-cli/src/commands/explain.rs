@@ -70,7 +70,7 @@ pub fn run(a: Args) -> Result<u8, String> {
     let config = load_config(&a.config)?;
     let mut path = a.path;
     // The credential is placed where the configuration's first source reads it.
-    if let Some(TokenSource::Query(name)) = config.token_from.first() {
+    if let Some(TokenSource::Query(name)) = config.token_from().first() {
         let sep = if path.contains('?') { '&' } else { '?' };
         path = format!("{path}{sep}{name}={}", a.token);
     }
@@ -89,7 +89,7 @@ pub fn run(a: Args) -> Result<u8, String> {
         let hex: String = hex.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
         host = host.property(&["connection", "sha256_peer_certificate_digest"], &hex);
         // Where the configuration reads it from XFCC, the trusted hop's element.
-        if let Some(cjwt_core::config::MtlsSource::Xfcc { .. }) = config.sender.mtls {
+        if let Some(cjwt_core::config::MtlsSource::Xfcc { .. }) = config.sender().mtls {
             host = host.header("x-forwarded-client-cert", &format!("Hash={hex}"));
         }
     }
@@ -97,15 +97,15 @@ pub fn run(a: Args) -> Result<u8, String> {
         host = host.header(&name.to_ascii_lowercase(), value);
     }
     if let Some(region) = &a.region {
-        match &config.region {
+        match config.region() {
             Some(RegionSource::NodeMetadata(key)) => host = host.property(&["xds", "node", "metadata", key], region),
             Some(RegionSource::Header(h)) => host = host.header(h, region),
             Some(RegionSource::Static(_)) | None => {
-                eprintln!("note: --region ignored: the configuration takes the region from {:?}", config.region)
+                eprintln!("note: --region ignored: the configuration takes the region from {:?}", config.region())
             }
         }
     }
-    match config.token_from.first() {
+    match config.token_from().first() {
         _ if a.dpop.is_some() => {
             host = host.header("authorization", &format!("DPoP {}", a.token));
             host = host.header("dpop", a.dpop.as_deref().unwrap_or_default());
@@ -115,7 +115,7 @@ pub fn run(a: Args) -> Result<u8, String> {
         Some(TokenSource::Query(_)) | None => {}
     }
     let at = a.at.unwrap_or_else(now);
-    let mut store = Fetched::new(config.providers.len());
+    let mut store = Fetched::new(config.provider_count());
     for path in &a.status_list {
         let body = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let list = list_for(&config, &body).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -169,8 +169,7 @@ pub fn run(a: Args) -> Result<u8, String> {
         Act::Forward(ops) if code == "allowed" => {
             out!("allow");
             if let Some(iss) = field("iss") {
-                let provider =
-                    engine.config().providers.iter().find(|p| p.issuer == iss).map_or("?", |p| p.name.as_str());
+                let provider = engine.config().provider_for_issuer(iss).map_or("?", |p| p.name.as_str());
                 out!("issuer: {iss}  (provider {provider})");
             }
             ops

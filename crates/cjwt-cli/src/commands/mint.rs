@@ -97,7 +97,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<u8, String> {
     let key = load_key(&a.key, a.alg)?;
     let constraints_claim = match (&a.config, a.constraints_claim) {
-        (Some(path), _) => load_config(path)?.constraints_claim,
+        (Some(path), _) => load_config(path)?.constraints_claim().to_string(),
         (None, Some(name)) => name,
         (None, None) => DEFAULT_CONSTRAINTS_CLAIM.to_string(),
     };

@@ -32,3 +32,6 @@ pub use model::{
     MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints,
     StatusListSource, TokenSource,
 };
+
+#[cfg(test)]
+mod tests;

@@ -171,57 +171,57 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The providers, in configuration order; names and issuers are unique.
-    pub providers: Vec<Provider>,
+    pub(crate) providers: Vec<Provider>,
     /// Where credentials are looked for (never empty).
-    pub token_from: Vec<TokenSource>,
+    pub(crate) token_from: Vec<TokenSource>,
     /// Leeway on `exp`, `nbf` and `iat`, in seconds (0..=300).
-    pub clock_skew_seconds: i64,
+    pub(crate) clock_skew_seconds: i64,
     /// Whether a token without `exp` is refused.
-    pub require_expiration: bool,
+    pub(crate) require_expiration: bool,
     /// Upper bound on `exp - iat`, in seconds (at least 1).
-    pub max_lifetime_seconds: Option<i64>,
+    pub(crate) max_lifetime_seconds: Option<i64>,
     /// Lowercased, without an `application/` prefix.
-    pub required_typ: Option<String>,
+    pub(crate) required_typ: Option<String>,
     /// Longest credential accepted, in bytes (16..=65536).
-    pub max_token_bytes: usize,
+    pub(crate) max_token_bytes: usize,
     /// The roles claim name or dotted path.
-    pub roles_claim: String,
+    pub(crate) roles_claim: String,
     /// The scopes claim name or dotted path.
-    pub scopes_claim: String,
+    pub(crate) scopes_claim: String,
     /// The constraints claim name or dotted path.
-    pub constraints_claim: String,
+    pub(crate) constraints_claim: String,
     /// Where the client address for the `ip` constraint comes from.
-    pub client_ip: ClientIpSource,
+    pub(crate) client_ip: ClientIpSource,
     /// Where the request region comes from (`None`: not configured).
-    pub region: Option<RegionSource>,
+    pub(crate) region: Option<RegionSource>,
     /// (constraint name, attribute), sorted by name; no name is a built-in one.
-    pub custom_constraints: Vec<(String, Attribute)>,
+    pub(crate) custom_constraints: Vec<(String, Attribute)>,
     /// The route rules, in order; the first that matches applies.
-    pub rules: Vec<Rule>,
+    pub(crate) rules: Vec<Rule>,
     /// The rule for requests no rule matches.
-    pub default_rule: Rule,
+    pub(crate) default_rule: Rule,
     /// What is forwarded upstream after a successful verification.
-    pub forward: Forward,
+    pub(crate) forward: Forward,
     /// Enforce, or only report (dry run).
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// Most verified tokens cached per worker (0 disables the cache).
-    pub cache_max_entries: usize,
+    pub(crate) cache_max_entries: usize,
     /// Memory bound of the cache in estimated heap bytes ([`crate::token::cache`]).
-    pub cache_max_bytes: usize,
+    pub(crate) cache_max_bytes: usize,
     /// The `realm` of `www-authenticate` (printable ASCII, no `"` or `\`).
-    pub realm: String,
+    pub(crate) realm: String,
     /// Whether refusals name their reason (body and `error_description`).
-    pub detail: bool,
+    pub(crate) detail: bool,
     /// The mesh-wide `max_uses` store (`None`: counted per Envoy).
-    pub usage_store: Option<EtcdStore>,
+    pub(crate) usage_store: Option<EtcdStore>,
     /// Tokens and subjects revoked by configuration (SPEC §11; empty: none).
-    pub revocation: DenyList,
+    pub(crate) revocation: DenyList,
     /// The configured status lists, in configuration order (URIs unique).
-    pub status_lists: Vec<StatusListSource>,
+    pub(crate) status_lists: Vec<StatusListSource>,
     /// `status_lists` index by `uri`.
-    pub status_list_by_uri: HashMap<String, usize>,
+    pub(crate) status_list_by_uri: HashMap<String, usize>,
     /// Which `cnf` bindings are enforced (SPEC §10); both `None`: every `cnf` is refused.
-    pub sender: SenderConstraints,
+    pub(crate) sender: SenderConstraints,
 }
 
 /// One configured status list (SPEC §11 `status_lists[]`).
@@ -332,6 +332,82 @@ impl Config {
     /// The provider whose issuer is `iss`.
     pub fn provider_for_issuer(&self, iss: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.issuer == iss)
+    }
+
+    /// The log line of a configuration loaded by an adapter, `build` saying
+    /// which build verifies what (e.g. "native module").
+    pub fn accepted_line(&self, build: &str) -> String {
+        format!(
+            "cjwt: configuration accepted ({} provider(s), {} rule(s), mode {:?}; {build})",
+            self.providers.len(),
+            self.rules.len(),
+            self.mode
+        )
+    }
+
+    /// The providers, in configuration order (the key store has one slot each).
+    pub fn providers(&self) -> &[Provider] {
+        &self.providers
+    }
+
+    /// How many providers are configured.
+    pub fn provider_count(&self) -> usize {
+        self.providers.len()
+    }
+
+    /// How many rules are configured (the default rule aside).
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// `mode`: enforce or dry run.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Where the token is read from, in order.
+    pub fn token_from(&self) -> &[TokenSource] {
+        &self.token_from
+    }
+
+    /// Where the region is read from, if configured.
+    pub fn region(&self) -> Option<&RegionSource> {
+        self.region.as_ref()
+    }
+
+    /// Sender constraints (DPoP, certificate binding).
+    pub fn sender(&self) -> &SenderConstraints {
+        &self.sender
+    }
+
+    /// The mesh-wide usage store, if configured.
+    pub fn usage_store(&self) -> Option<&EtcdStore> {
+        self.usage_store.as_ref()
+    }
+
+    /// The clock skew tolerated, in seconds.
+    pub fn clock_skew_seconds(&self) -> i64 {
+        self.clock_skew_seconds
+    }
+
+    /// The configured status lists.
+    pub fn status_lists(&self) -> &[StatusListSource] {
+        &self.status_lists
+    }
+
+    /// The claim that carries the constraints (`cnst` unless configured).
+    pub fn constraints_claim(&self) -> &str {
+        &self.constraints_claim
+    }
+
+    /// The configured deny-list.
+    pub fn revocation(&self) -> &DenyList {
+        &self.revocation
+    }
+
+    /// What an allowed request forwards upstream.
+    pub fn forward(&self) -> &Forward {
+        &self.forward
     }
 }
 

@@ -55,6 +55,48 @@ pub trait Sharing {
     fn update(&mut self, name: &str, next: &mut NextValue<'_>) -> bool;
 }
 
+/// [`Sharing`] for a host whose workers share the process's memory (the native
+/// module): one map for the whole process, as proxy-wasm shared data is one for
+/// every VM of a `vm_id`. Every configuration of the process (a second
+/// listener, one pushed at run time) starts with the key sets and lists the
+/// others fetched, and the fetch lease is theirs to share: [`Sharing::update`]
+/// is a real compare-and-swap (under the map's lock).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessSharing;
+
+impl ProcessSharing {
+    fn values() -> &'static std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>> {
+        static VALUES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> =
+            std::sync::OnceLock::new();
+        VALUES.get_or_init(Default::default)
+    }
+}
+
+impl Sharing for ProcessSharing {
+    fn get(&self, name: &str) -> Option<Vec<u8>> {
+        Self::values().lock().ok()?.get(name).cloned()
+    }
+
+    fn set(&mut self, name: &str, value: &[u8]) {
+        if let Ok(mut values) = Self::values().lock() {
+            values.insert(name.to_string(), value.to_vec());
+        }
+    }
+
+    fn update(&mut self, name: &str, next: &mut NextValue<'_>) -> bool {
+        let Ok(mut values) = Self::values().lock() else {
+            return false;
+        };
+        match next(values.get(name).map(Vec::as_slice)) {
+            Some(value) => {
+                values.insert(name.to_string(), value);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// A call for the adapter to dispatch through an Envoy cluster, then report
 /// with [`Remote::on_dispatched`] or [`Remote::on_dispatch_failed`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,6 +41,12 @@ pub mod clock {
         i64::try_from(secs).ok().filter(|s| *s >= EARLIEST)
     }
 
+    /// Milliseconds since 1970 of a host clock reading (0 before 1970: every
+    /// deadline has passed), for the request lifecycle's deadlines.
+    pub fn unix_millis(t: std::time::SystemTime) -> u64 {
+        t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -52,6 +58,8 @@ pub mod clock {
             assert_eq!(unix_seconds(UNIX_EPOCH + Duration::from_secs(86_400)), None);
             assert_eq!(unix_seconds(UNIX_EPOCH + Duration::from_secs(1_800_000_000)), Some(1_800_000_000));
             assert!(unix_seconds(SystemTime::now()).is_some());
+            assert_eq!(unix_millis(UNIX_EPOCH), 0);
+            assert_eq!(unix_millis(UNIX_EPOCH + Duration::from_millis(1_800_000_000_123)), 1_800_000_000_123);
         }
     }
 }

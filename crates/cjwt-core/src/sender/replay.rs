@@ -377,6 +377,14 @@ impl Default for ProcessReplay {
 }
 
 impl ProcessReplay {
+    /// The process's one replay cache (SPEC §10), shared by every
+    /// configuration and worker, as [`ProcessCounter::global`](crate::usage::process::ProcessCounter::global)
+    /// is: a proof accepted by one worker is a replay on every other.
+    pub fn global() -> &'static ProcessReplay {
+        static REPLAY: std::sync::OnceLock<ProcessReplay> = std::sync::OnceLock::new();
+        REPLAY.get_or_init(ProcessReplay::new)
+    }
+
     /// An empty cache.
     pub fn new() -> ProcessReplay {
         ProcessReplay::default()

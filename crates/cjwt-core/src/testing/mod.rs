@@ -93,6 +93,13 @@ pub fn engine(extra: Value) -> crate::engine::Engine {
     engine_for(&config_json(extra))
 }
 
+/// `config` as a configuration built by hand with its usage store missing
+/// (compiling refuses what this leaves; the engine must still fail closed).
+pub fn without_usage_store(mut config: crate::config::Config) -> crate::config::Config {
+    config.usage_store = None;
+    config
+}
+
 /// An engine for the plugin configuration `config`.
 pub fn engine_for(config: &Value) -> crate::engine::Engine {
     crate::engine::Engine::new(crate::config::Config::from_json(config.to_string().as_bytes()).unwrap())

@@ -25,6 +25,14 @@ impl ProcessCounter {
         ProcessCounter::default()
     }
 
+    /// The process's one counter, shared by every configuration and worker (as
+    /// proxy-wasm shared data is by every VM of a `vm_id`): a configuration
+    /// update or a second listener never hands out fresh uses of a one-time token.
+    pub fn global() -> &'static ProcessCounter {
+        static COUNTER: std::sync::OnceLock<ProcessCounter> = std::sync::OnceLock::new();
+        COUNTER.get_or_init(ProcessCounter::new)
+    }
+
     /// Counts one use of `id` if fewer than `limit` were counted (see
     /// [`UsageCounter::try_use`]). A poisoned lock or a corrupt slot is a store
     /// failure: the caller fails closed.

@@ -1,12 +1,13 @@
+//! (A unit test module: the compiled fields are the crate's own.)
 //! Configuration compiled once, refused with the field named; key loading with
 //! every configuration-time refusal of SPEC §2; RFC 7515 / RFC 8037 examples.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
-use cjwt_core::config::{Config, Mode};
-use cjwt_core::keys::algorithm::{AlgSet, Algorithm};
-use cjwt_core::keys::key::VerificationKey;
-use cjwt_core::testing::*;
-use cjwt_core::token::jws;
+use crate::config::{Config, Mode};
+use crate::keys::algorithm::{AlgSet, Algorithm};
+use crate::keys::key::VerificationKey;
+use crate::testing::*;
+use crate::token::jws;
 use serde_json::{json, Value};
 
 fn compile(v: Value) -> Result<Config, String> {
@@ -188,21 +189,18 @@ fn key_refusals_at_configuration() {
         (with(&ed, "alg", json!("ES256")), "contradicts Ed25519"),
         (with(&ec, "alg", json!("ES512")), "unsupported `alg`"),
         (with(&rsa, "alg", json!("ES256")), "does not fit an RSA key"),
-        (with(&ec, "y", json!(cjwt_core::encoding::b64::encode(&[1u8; 32]))), "not on P-256"),
+        (with(&ec, "y", json!(crate::encoding::b64::encode(&[1u8; 32]))), "not on P-256"),
         (with(&ed, "crv", json!("X25519")), "unsupported OKP curve"),
         (without(&ec, "x"), "missing `x`"),
         (with(&ed, "kty", json!("DSA")), "unsupported `kty`"),
-        (json!({"kty": "oct", "alg": "HS256", "k": cjwt_core::encoding::b64::encode(&[7u8; 31])}), "at least 32"),
-        (json!({"kty": "oct", "alg": "HS512", "k": cjwt_core::encoding::b64::encode(&[7u8; 63])}), "at least 64"),
+        (json!({"kty": "oct", "alg": "HS256", "k": crate::encoding::b64::encode(&[7u8; 31])}), "at least 32"),
+        (json!({"kty": "oct", "alg": "HS512", "k": crate::encoding::b64::encode(&[7u8; 63])}), "at least 64"),
         (json!({"kty": "oct", "alg": "HS256", "k": ""}), "at least 32"),
-        (json!({"kty": "oct", "k": cjwt_core::encoding::b64::encode(&[7u8; 64])}), "needs `alg`"),
-        (
-            json!({"kty": "oct", "alg": "A256GCM", "k": cjwt_core::encoding::b64::encode(&[7u8; 32])}),
-            "unsupported `alg`",
-        ),
+        (json!({"kty": "oct", "k": crate::encoding::b64::encode(&[7u8; 64])}), "needs `alg`"),
+        (json!({"kty": "oct", "alg": "A256GCM", "k": crate::encoding::b64::encode(&[7u8; 32])}), "unsupported `alg`"),
         (with(&rsa, "e", json!("AQ")), "exponent must be odd and at least 3"),
         (with(&rsa, "e", json!("AAEAAA")), "exponent"),
-        (with(&rsa, "n", json!(cjwt_core::encoding::b64::encode(&[0xffu8; 128]))), "at least 2048"),
+        (with(&rsa, "n", json!(crate::encoding::b64::encode(&[0xffu8; 128]))), "at least 2048"),
     ];
     for (jwk, want) in cases {
         let e = refused(provider_with(jwk.clone()));
@@ -284,7 +282,7 @@ fn rfc7515_a1_hs256_example_verifies() {
     // The same header re-serialised compactly, old signature kept: refused.
     let compact = format!(
         "{}.{}",
-        cjwt_core::encoding::b64::encode(br#"{"typ":"JWT","alg":"HS256"}"#),
+        crate::encoding::b64::encode(br#"{"typ":"JWT","alg":"HS256"}"#),
         &token[token.find('.').unwrap() + 1..]
     );
     let t2 = jws::parse(&compact).unwrap();
@@ -292,16 +290,16 @@ fn rfc7515_a1_hs256_example_verifies() {
     // Through the whole decision with a fixed clock before its exp (1300819380).
     let cfg =
         json!({"providers": [{"name": "joe", "issuer": "joe", "jwks": {"keys": [jwk]}}], "max_token_bytes": 8192});
-    let mut engine = cjwt_core::engine::Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
+    let mut engine = crate::engine::Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap());
     let host = StaticHost::get("/x").bearer(token).at(1_300_819_000);
     let out = engine.decide_with(
         &host,
-        &cjwt_core::token::verify::InlineOnly,
-        &cjwt_core::keys::host_crypto::PureRust,
-        &mut cjwt_core::usage::MemoryCounter::default(),
-        &mut cjwt_core::sender::replay::NoReplayCache,
+        &crate::token::verify::InlineOnly,
+        &crate::keys::host_crypto::PureRust,
+        &mut crate::usage::MemoryCounter::default(),
+        &mut crate::sender::replay::NoReplayCache,
     );
-    assert!(matches!(out.decision, cjwt_core::engine::Decision::Allow { .. }), "{:?}", out.decision);
+    assert!(matches!(out.decision, crate::engine::Decision::Allow { .. }), "{:?}", out.decision);
 }
 
 /// RFC 8037 Appendix A.4: Ed25519 over the non-JSON payload "Example of Ed25519 signing".
@@ -321,30 +319,30 @@ fn algorithm_confusion_public_key_as_hmac_secret_fails() {
     // An HS256 token MAC'd with the Ed25519 public key bytes, against the Ed25519 key.
     let ed = key(Algorithm::EdDSA);
     let x = ed.public_jwk(None)["x"].as_str().unwrap().to_string();
-    let secret = cjwt_core::encoding::b64::decode(x.as_bytes()).unwrap();
+    let secret = crate::encoding::b64::decode(x.as_bytes()).unwrap();
     let mut padded = secret.clone();
     padded.resize(32, 0);
-    let hs = cjwt_core::mint::SigningKey::Hmac(padded, Algorithm::HS256);
-    let t = cjwt_core::mint::mint(&hs, Some("k1"), &claims(json!({})));
+    let hs = crate::mint::SigningKey::Hmac(padded, Algorithm::HS256);
+    let t = crate::mint::mint(&hs, Some("k1"), &claims(json!({})));
     let mut engine =
-        cjwt_core::engine::Engine::new(Config::from_json(config_json(json!({})).to_string().as_bytes()).unwrap());
+        crate::engine::Engine::new(Config::from_json(config_json(json!({})).to_string().as_bytes()).unwrap());
     let out = engine.decide_with(
         &StaticHost::get("/x").bearer(&t),
-        &cjwt_core::token::verify::InlineOnly,
-        &cjwt_core::keys::host_crypto::PureRust,
-        &mut cjwt_core::usage::MemoryCounter::default(),
-        &mut cjwt_core::sender::replay::NoReplayCache,
+        &crate::token::verify::InlineOnly,
+        &crate::keys::host_crypto::PureRust,
+        &mut crate::usage::MemoryCounter::default(),
+        &mut crate::sender::replay::NoReplayCache,
     );
     match out.decision {
-        cjwt_core::engine::Decision::Deny(d) => assert_eq!(d.reason, cjwt_core::reason::Reason::UnsupportedAlgorithm),
+        crate::engine::Decision::Deny(d) => assert_eq!(d.reason, crate::reason::Reason::UnsupportedAlgorithm),
         other => panic!("{other:?}"),
     }
 }
 
 mod remote_jwks {
     use super::*;
-    use cjwt_core::jwks::parse::parse_remote_jwks;
-    use cjwt_core::jwks::store::Fetched;
+    use crate::jwks::parse::parse_remote_jwks;
+    use crate::jwks::store::Fetched;
 
     fn remote_config() -> Config {
         let cfg = json!({"providers": [{"name": "idp", "issuer": "https://idp.example.com", "algorithms": ["EdDSA", "ES256"],
@@ -371,7 +369,7 @@ mod remote_jwks {
         let ed = key(Algorithm::EdDSA).public_jwk(Some("a"));
         let mut private = ed.clone();
         private["d"] = json!("AAAA");
-        let oct = json!({"kty": "oct", "alg": "HS256", "k": cjwt_core::encoding::b64::encode(&[1u8; 32])});
+        let oct = json!({"kty": "oct", "alg": "HS256", "k": crate::encoding::b64::encode(&[1u8; 32])});
         for (body, want) in [
             ("not json".to_string(), "not a JSON object"),
             (json!({"keys": [ed, ed]}).to_string(), "duplicate kid"),
@@ -393,31 +391,31 @@ mod remote_jwks {
         let body = json!({"keys": [k.public_jwk(Some("a"))]}).to_string();
         let mut store = Fetched::new(1);
         store.set(0, parse_remote_jwks(&c, 0, body.as_bytes()).unwrap().keys);
-        let mut engine = cjwt_core::engine::Engine::new(c);
-        let ok = cjwt_core::mint::mint(k, Some("a"), &claims(json!({})));
+        let mut engine = crate::engine::Engine::new(c);
+        let ok = crate::mint::mint(k, Some("a"), &claims(json!({})));
         let host = StaticHost::get("/x").bearer(&ok);
         let out = engine.decide_with(
             &host,
             &store,
-            &cjwt_core::keys::host_crypto::PureRust,
-            &mut cjwt_core::usage::MemoryCounter::default(),
-            &mut cjwt_core::sender::replay::NoReplayCache,
+            &crate::keys::host_crypto::PureRust,
+            &mut crate::usage::MemoryCounter::default(),
+            &mut crate::sender::replay::NoReplayCache,
         );
-        assert!(matches!(out.decision, cjwt_core::engine::Decision::Allow { .. }), "{:?}", out.decision);
-        let rotated = cjwt_core::mint::mint(k, Some("b"), &claims(json!({})));
+        assert!(matches!(out.decision, crate::engine::Decision::Allow { .. }), "{:?}", out.decision);
+        let rotated = crate::mint::mint(k, Some("b"), &claims(json!({})));
         let host = StaticHost::get("/x").bearer(&rotated);
         match engine
             .decide_with(
                 &host,
                 &store,
-                &cjwt_core::keys::host_crypto::PureRust,
-                &mut cjwt_core::usage::MemoryCounter::default(),
-                &mut cjwt_core::sender::replay::NoReplayCache,
+                &crate::keys::host_crypto::PureRust,
+                &mut crate::usage::MemoryCounter::default(),
+                &mut crate::sender::replay::NoReplayCache,
             )
             .decision
         {
-            cjwt_core::engine::Decision::Deny(d) => {
-                assert_eq!(d.reason, cjwt_core::reason::Reason::UnknownKey);
+            crate::engine::Decision::Deny(d) => {
+                assert_eq!(d.reason, crate::reason::Reason::UnknownKey);
                 assert_eq!(d.provider, Some(0));
             }
             other => panic!("{other:?}"),
@@ -426,7 +424,7 @@ mod remote_jwks {
 }
 
 mod discovery {
-    use cjwt_core::jwks::parse::jwks_path_from_discovery;
+    use crate::jwks::parse::jwks_path_from_discovery;
     use serde_json::json;
 
     #[test]
