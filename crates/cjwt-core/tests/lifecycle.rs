@@ -324,6 +324,13 @@ fn the_span_gets_reason_rule_and_issuer_and_the_subject_only_when_configured() {
             ("cjwt.issuer", "https://idp.example.com".to_string())
         ]
     );
+    // dry_run: forwarded, and the span says which refusal was let through.
+    let mut dry = rules.clone();
+    dry["mode"] = json!("dry_run");
+    let mut d = engine(false, dry);
+    let plan = acted(start(&mut RequestFlow::new(), &mut d, &admin, &keys, &mut no_remote()));
+    assert_eq!(status(&plan), None);
+    assert_eq!(tags(&plan)[0], ("cjwt.reason", "role".to_string()));
     // No token: no issuer to tag.
     let plan = acted(start(&mut RequestFlow::new(), &mut e, &StaticHost::get("/x").at(NOW), &keys, &mut no_remote()));
     assert_eq!(tags(&plan), [("cjwt.reason", "missing_token".to_string()), ("cjwt.rule", "default".to_string())]);
