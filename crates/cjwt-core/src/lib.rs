@@ -46,7 +46,7 @@
 //! [`Fetched`] material, run a [`RequestFlow`] per request and a [`Remote`] per
 //! configuration, implement the host traits ([`Host`], [`HostCrypto`],
 //! [`UsageCounter`], [`ReplayCache`], [`Sharing`]), and execute each [`Step`]
-//! ([`Plan`]: [`Act`], [`Counter`]s, log lines) and [`Effect`]. They decide
+//! ([`Plan`]: [`Act`], [`Counter`]s, log lines, [`SpanField`] tags) and [`Effect`]. They decide
 //! nothing. The modules stay public for the command line (`cjwt-cli`: minting,
 //! inspecting, status lists) and the tests.
 
@@ -69,7 +69,7 @@ pub mod sender;
 pub mod token;
 pub mod usage;
 
-pub use config::{Capabilities, Config, ConfigError};
+pub use config::{Capabilities, Config, ConfigError, SpanField};
 pub use engine::Engine;
 pub use jwks::store::Fetched;
 pub use keys::host_crypto::HostCrypto;

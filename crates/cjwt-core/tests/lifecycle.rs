@@ -295,3 +295,60 @@ fn host_verifications_are_counted_in_the_plan_that_ends_the_request() {
     let plan = acted(flow.on_store_answer(&e, &host, Some("200"), counted, counted.len(), NOW_MS + 10));
     assert_eq!(plan.counters.iter().filter(|c| **c == Counter::VerifyHost).count(), 1, "{:?}", plan.counters);
 }
+
+#[test]
+fn the_span_gets_reason_rule_and_issuer_and_the_subject_only_when_configured() {
+    use cjwt_core::config::SpanField;
+    let tags = |plan: &Plan| plan.span.iter().map(|(f, v)| (f.tag(), v.clone())).collect::<Vec<_>>();
+    let rules = json!({"rules": [{"match": {"path": "/admin/**"}, "require": {"roles_any": ["admin"]}}]});
+    let mut e = engine(false, rules.clone());
+    let keys = Fetched::new(1);
+    let plan = acted(start(&mut RequestFlow::new(), &mut e, &get(&token(json!({}))), &keys, &mut no_remote()));
+    assert_eq!(status(&plan), None);
+    assert_eq!(
+        tags(&plan),
+        [
+            ("cjwt.reason", "allowed".to_string()),
+            ("cjwt.rule", "default".to_string()),
+            ("cjwt.issuer", "https://idp.example.com".to_string())
+        ]
+    );
+    let admin = StaticHost::get("/admin/x").bearer(&token(json!({}))).at(NOW);
+    let plan = acted(start(&mut RequestFlow::new(), &mut e, &admin, &keys, &mut no_remote()));
+    assert_eq!(status(&plan), Some(403));
+    assert_eq!(
+        tags(&plan),
+        [
+            ("cjwt.reason", "role".to_string()),
+            ("cjwt.rule", "0".to_string()),
+            ("cjwt.issuer", "https://idp.example.com".to_string())
+        ]
+    );
+    // dry_run: forwarded, and the span says which refusal was let through.
+    let mut dry = rules.clone();
+    dry["mode"] = json!("dry_run");
+    let mut d = engine(false, dry);
+    let plan = acted(start(&mut RequestFlow::new(), &mut d, &admin, &keys, &mut no_remote()));
+    assert_eq!(status(&plan), None);
+    assert_eq!(tags(&plan)[0], ("cjwt.reason", "role".to_string()));
+    // No token: no issuer to tag.
+    let plan = acted(start(&mut RequestFlow::new(), &mut e, &StaticHost::get("/x").at(NOW), &keys, &mut no_remote()));
+    assert_eq!(tags(&plan), [("cjwt.reason", "missing_token".to_string()), ("cjwt.rule", "default".to_string())]);
+
+    // Configured: the subject too, in the fixed order whatever the list's.
+    let mut cfg = rules.clone();
+    cfg["tracing"] = json!({"tags": ["subject", "reason"]});
+    let mut e = engine(false, cfg);
+    let plan = acted(start(&mut RequestFlow::new(), &mut e, &get(&token(json!({}))), &keys, &mut no_remote()));
+    assert_eq!(tags(&plan), [("cjwt.reason", "allowed".to_string()), ("cjwt.subject", "alice".to_string())]);
+    assert_eq!(plan.span[1].0, SpanField::Subject);
+    assert_eq!(SpanField::Subject.filter_state(), "cjwt.span.subject");
+
+    // None at all.
+    let mut cfg = rules;
+    cfg["tracing"] = json!({"tags": []});
+    let mut e = engine(false, cfg);
+    let plan = acted(start(&mut RequestFlow::new(), &mut e, &get(&token(json!({}))), &keys, &mut no_remote()));
+    assert!(plan.span.is_empty());
+    assert!(!plan.audit.is_empty(), "the access log keeps its fields");
+}

@@ -207,6 +207,11 @@ fn execute(shared: &Shared, plan: Plan) -> Action {
         };
         let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
     }
+    for (field, value) in &plan.span {
+        // proxy-wasm has no span call: filter state `wasm.cjwt.span.<field>`, which the
+        // tracer's `custom_tags` read (v3, issue 30); best effort.
+        let _ = hostcalls::set_property(vec![field.filter_state()], Some(value.as_bytes()));
+    }
     match plan.act {
         Act::Forward(ops) => {
             for (name, value) in &ops {

@@ -473,6 +473,18 @@ pub fn shipped_config() -> &'static str {
     }
 }
 
+/// The plugin configuration of the current build's shipped Envoy configuration
+/// (the JSON under its `value: |`).
+pub fn shipped_plugin_config() -> Value {
+    let shipped = std::fs::read_to_string(repo_root().join(shipped_config())).unwrap();
+    let mut lines = shipped.lines().skip_while(|l| l.trim_start() != "value: |");
+    let head = lines.next().expect("the shipped configuration has a `value: |` plugin configuration");
+    let indent = head.len() - head.trim_start().len();
+    let json: Vec<&str> =
+        lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent).collect();
+    serde_json::from_str(&json.join("\n")).expect("the shipped plugin configuration is JSON")
+}
+
 /// Renders the shipped bootstrap with test ports and `plugin_config` (the shipped
 /// plugin configuration when `None`).
 pub fn render(plugin_config: Option<&str>, upstream_port: u16, opts: &Options) -> String {

@@ -135,6 +135,11 @@ extern "C" {
         value: module_buffer,
     );
 
+    // Tracing (docs/dynamic-module-abi.md §11): the stream's active span, NULL
+    // when Envoy traces nothing (a `NullSpan`); a tag set on a NULL span is ignored.
+    fn envoy_dynamic_module_callback_http_get_active_span(filter: *mut c_void) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_span_set_tag(span: *mut c_void, key: module_buffer, value: module_buffer);
+
     fn envoy_dynamic_module_callback_http_filter_scheduler_new(filter: *mut c_void) -> *mut c_void;
     fn envoy_dynamic_module_callback_http_filter_scheduler_commit(scheduler: *mut c_void, event_id: u64);
     fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: *mut c_void);
@@ -363,6 +368,23 @@ impl Filter<'_> {
                 module(key.as_bytes()),
                 module(value.as_bytes()),
             )
+        }
+    }
+
+    /// Sets `tags` on the stream's active span (the connection manager's span
+    /// of this request) when Envoy traces it; nothing when it does not.
+    pub fn tag_active_span<'t>(&self, tags: impl IntoIterator<Item = (&'t str, &'t str)>) {
+        // SAFETY: stream filter in the current hook. The span pointer is Envoy's
+        // span of this stream, used only within this call (during the hook).
+        let span = unsafe { envoy_dynamic_module_callback_http_get_active_span(self.ptr) };
+        if span.is_null() {
+            return;
+        }
+        for (key, value) in tags {
+            // SAFETY: a non-NULL span of this stream, in the current hook; module buffers read during the call.
+            unsafe {
+                envoy_dynamic_module_callback_http_span_set_tag(span, module(key.as_bytes()), module(value.as_bytes()))
+            }
         }
     }
 

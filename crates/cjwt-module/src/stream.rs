@@ -151,6 +151,10 @@ impl Stream {
             // Dynamic metadata `cjwt:<field>` for the access log (SPEC §12).
             f.set_metadata("cjwt", field, value);
         }
+        if !plan.span.is_empty() {
+            // The decision on Envoy's span of this request, when it is traced (v3, issue 30).
+            f.tag_active_span(plan.span.iter().map(|(field, value)| (field.tag(), value.as_str())));
+        }
         match plan.act {
             Act::Forward(ops) => {
                 for (name, value) in &ops {

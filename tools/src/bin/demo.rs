@@ -2,8 +2,11 @@
 //! module; the shipped envoy/envoy.yaml or envoy/envoy-native.yaml, unchanged but
 //! for free ports) in front of an echo upstream. Mints demo tokens with the `cjwt`
 //! command line and envoy/demo/demo-signing-key.pem, and shows which requests pass
-//! and which are refused, and why. Exits non-zero if any outcome differs from the
-//! expected one.
+//! and which are refused, and why. Then two more Envoys, gateways a and b, with
+//! the same configuration plus DPoP, a deny-list and `max_uses` counted in one
+//! local etcd (Debian's, `make etcd`): a DPoP-bound token with and without its
+//! proof, a revoked token, a token counted across both gateways. Exits non-zero
+//! if any outcome differs from the expected one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 // test and bench tooling: a failed setup stops loudly
 
@@ -11,8 +14,12 @@
 #![allow(clippy::too_many_arguments)]
 
 use cjwt_harness::envoy;
+use cjwt_harness::etcd::EtcdCluster;
 
 use envoy::{Envoy, Options, Response};
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 const ISSUER: &str = "https://issuer.cjwt.example";
 
@@ -21,29 +28,42 @@ struct Demo {
     failures: usize,
 }
 
+/// Runs the `cjwt` command line with `args` (printed as `shown`, so the commands
+/// can be reused) and returns what it printed.
+fn cjwt(args: &[&str], shown: &str) -> String {
+    let cli = envoy::repo_root().join("target/release/cjwt");
+    println!("  cjwt {shown}");
+    let out = std::process::Command::new(&cli)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (make run builds it)", cli.display()));
+    if !out.status.success() {
+        eprintln!("cjwt {} failed: {}", args.first().unwrap_or(&""), String::from_utf8_lossy(&out.stderr));
+        std::process::exit(1);
+    }
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `cjwt mint` with the demo key and `args`.
+fn mint(args: &[&str]) -> String {
+    let key = envoy::repo_root().join("envoy/demo/demo-signing-key.pem").to_string_lossy().to_string();
+    let common = ["--kid", "demo-1", "--iss", ISSUER, "--aud", "demo-api", "--sub", "alice", "--ttl", "15m"];
+    let dir = demo_dir().to_string_lossy().to_string();
+    let shown: Vec<String> =
+        args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.replace(&dir, "$DIR") }).collect();
+    let mut all = vec!["mint", "--key", key.as_str()];
+    all.extend(common);
+    all.extend(args);
+    cjwt(&all, &format!("mint --key envoy/demo/demo-signing-key.pem {} {}", common.join(" "), shown.join(" ")))
+}
+
 impl Demo {
     /// `cjwt mint` with the demo key and `args` (printed, so the commands can be reused).
     fn token(&self, args: &[&str]) -> String {
-        let cli = envoy::repo_root().join("target/release/cjwt");
-        let key = envoy::repo_root().join("envoy/demo/demo-signing-key.pem").to_string_lossy().to_string();
-        let common = ["--kid", "demo-1", "--iss", ISSUER, "--aud", "demo-api", "--sub", "alice", "--ttl", "15m"];
-        let shown: Vec<String> =
-            args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.to_string() }).collect();
-        println!("  cjwt mint --key envoy/demo/demo-signing-key.pem {} {}", common.join(" "), shown.join(" "));
-        let out = std::process::Command::new(&cli)
-            .args(["mint", "--key", &key])
-            .args(common)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{}: {e} (make run builds it)", cli.display()));
-        if !out.status.success() {
-            eprintln!("cjwt mint failed: {}", String::from_utf8_lossy(&out.stderr));
-            std::process::exit(1);
-        }
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        mint(args)
     }
 
-    /// Sends one request and prints the outcome next to the expected one.
+    /// Sends one request to the demo's Envoy and prints the outcome next to the expected one.
     fn show(
         &mut self,
         what: &str,
@@ -54,43 +74,50 @@ impl Demo {
         extra: &[(&str, &str)],
         expect: (u16, &str),
     ) {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let mut headers: Vec<(&str, &str)> = extra.to_vec();
-        if let Some(a) = &auth {
-            headers.push(("authorization", a));
-        }
-        let before = self.envoy.upstream.count();
-        let r: Response = self.envoy.request(source, method, path, &headers);
-        let reached = self.envoy.upstream.count() > before;
-        let outcome = match (r.status, r.reason()) {
-            (200, _) => {
-                let sub = self
-                    .envoy
-                    .upstream
-                    .last()
-                    .and_then(|x| x.header("x-cjwt-sub").map(str::to_owned))
-                    .unwrap_or_else(|| "-".into());
-                format!("allowed   upstream saw x-cjwt-sub: {sub}")
-            }
-            (s, Some(reason)) => format!("refused   {s} {reason}"),
-            (s, None) => format!("status {s}"),
-        };
-        let ok = r.status == expect.0
-            && (expect.0 == 200 || r.reason().as_deref() == Some(expect.1))
-            && reached == (expect.0 == 200);
+        let ok = show_on(&self.envoy, what, source, method, path, token, extra, expect);
         if !ok {
             self.failures += 1;
         }
-        println!(
-            "{} {:<44} {:<6} {:<22} {:<10} {}",
-            if ok { "ok " } else { "BAD" },
-            what,
-            method,
-            path,
-            source,
-            outcome
-        );
     }
+}
+
+/// Sends one request to `envoy` and prints the outcome next to the expected one;
+/// whether it was the expected one.
+fn show_on(
+    envoy: &Envoy,
+    what: &str,
+    source: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    expect: (u16, &str),
+) -> bool {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = extra.to_vec();
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    let before = envoy.upstream.count();
+    let r: Response = envoy.request(source, method, path, &headers);
+    let reached = envoy.upstream.count() > before;
+    let outcome = match (r.status, r.reason()) {
+        (200, _) => {
+            let sub = envoy
+                .upstream
+                .last()
+                .and_then(|x| x.header("x-cjwt-sub").map(str::to_owned))
+                .unwrap_or_else(|| "-".into());
+            format!("allowed   upstream saw x-cjwt-sub: {sub}")
+        }
+        (s, Some(reason)) => format!("refused   {s} {reason}"),
+        (s, None) => format!("status {s}"),
+    };
+    let ok = r.status == expect.0
+        && (expect.0 == 200 || r.reason().as_deref() == Some(expect.1))
+        && reached == (expect.0 == 200);
+    println!("{} {:<44} {:<6} {:<22} {:<10} {}", if ok { "ok " } else { "BAD" }, what, method, path, source, outcome);
+    ok
 }
 
 fn main() {
@@ -221,9 +248,106 @@ fn main() {
     for (name, value) in stats.iter().filter(|(_, v)| **v > 0) {
         println!("  {name}: {value}");
     }
+    d.failures += v2();
     if d.failures > 0 {
         eprintln!("\n{} outcome(s) differ from what was expected; Envoy log: {}", d.failures, d.envoy.dir.display());
         std::process::exit(1);
     }
-    println!("\nAll outcomes as expected. Stopping Envoy and the upstream.");
+    println!("\nAll outcomes as expected. Stopping the Envoys, their upstreams and etcd.");
+}
+
+/// The etcd cluster of `envoy` (`etcd`) has every member healthy: until then
+/// Envoy has no host to ask and answers 503 `usage_unavailable`.
+fn wait_store_healthy(envoy: &Envoy) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, clusters) = envoy.admin_get("/clusters");
+        let flags: Vec<&str> =
+            clusters.lines().filter(|l| l.starts_with("etcd::") && l.contains("::health_flags::")).collect();
+        if !flags.is_empty() && flags.iter().all(|l| l.ends_with("::healthy")) {
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!("Envoy never saw etcd healthy:\n{clusters}");
+            std::process::exit(1);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Gateways a and b: the shipped plugin configuration plus DPoP, a deny-list
+/// and `max_uses` counted in one local etcd. Returns how many outcomes differ
+/// from the expected ones.
+fn v2() -> usize {
+    println!(
+        "\nv2: gateways a and b, the same configuration plus DPoP (sender_constraints), a deny-list \
+         (revocation) and max_uses counted in one local etcd (usage_store) ..."
+    );
+    let etcd = EtcdCluster::start(1);
+    let mut plugin = envoy::shipped_plugin_config();
+    plugin["sender_constraints"] = json!({"dpop": {}});
+    plugin["revocation"] = json!({"jti": [{"iss": ISSUER, "jti": "demo-revoked"}]});
+    plugin["usage_store"] = json!({"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": 2000}});
+    println!("  added to the plugin configuration:");
+    for field in ["sender_constraints", "revocation", "usage_store"] {
+        println!("    \"{field}\": {}", plugin[field]);
+    }
+    let text = serde_json::to_string_pretty(&plugin).unwrap();
+    let start = || {
+        let opts = Options { clusters: etcd.envoy_cluster("etcd"), ..Options::default() };
+        Envoy::try_start(Some(&text), opts).unwrap_or_else(|log| {
+            eprintln!("Envoy did not start:\n{log}");
+            std::process::exit(1);
+        })
+    };
+    let (a, b) = (start(), start());
+    wait_store_healthy(&a);
+    wait_store_healthy(&b);
+    let (host, port) = etcd.endpoint(0);
+    println!("Gateway a listens on 127.0.0.1:{}, gateway b on :{}, etcd on {host}:{port}\n", a.port, b.port);
+
+    println!("Minting: a client key, a token bound to it and a proof for one request, a revoked token, a counted one:");
+    let dir = demo_dir();
+    let dir_text = dir.to_string_lossy().to_string();
+    cjwt(
+        &["keygen", "--alg", "ES256", "--kid", "holder", "--out", &dir_text],
+        "keygen --alg ES256 --kid holder --out $DIR",
+    );
+    let holder = dir.join("holder.pem").to_string_lossy().to_string();
+    let bound = mint(&["--bind-key", &holder]);
+    let url = "http://api.example.com/v1/orders/7";
+    let proof = cjwt(
+        &["dpop", "--key", &holder, "--method", "GET", "--url", url, "--token", &bound],
+        &format!("dpop --key $DIR/holder.pem --method GET --url {url} --token <the bound token>"),
+    );
+    let revoked = mint(&["--jti", "demo-revoked"]);
+    let counted = mint(&["--max-uses", "2"]);
+    remove_dir(&dir);
+    println!();
+
+    let dpop = format!("DPoP {bound}");
+    let with_proof = [("authorization", dpop.as_str()), ("dpop", proof.as_str())];
+    let o = "/v1/orders/7";
+    let l = "127.0.0.1";
+    println!("    {:<44} {:<6} {:<22} {:<10} outcome", "token (gateway)", "method", "path", "from");
+    let outcomes = [
+        show_on(&a, "DPoP-bound, with its proof (a)", l, "GET", o, None, &with_proof, (200, "")),
+        show_on(&a, "DPoP-bound, the same proof again (a)", l, "GET", o, None, &with_proof, (401, "dpop_replay")),
+        show_on(&a, "DPoP-bound, sent as Bearer, no proof (a)", l, "GET", o, Some(&bound), &[], (401, "dpop_required")),
+        show_on(&a, "jti on the deny-list (a)", l, "GET", o, Some(&revoked), &[], (401, "revoked")),
+        show_on(&a, "max_uses 2, counted in etcd: use 1 (a)", l, "GET", o, Some(&counted), &[], (200, "")),
+        show_on(&b, "max_uses 2, counted in etcd: use 2 (b)", l, "GET", o, Some(&counted), &[], (200, "")),
+        show_on(&a, "max_uses 2, counted in etcd: use 3 (a)", l, "GET", o, Some(&counted), &[], (403, "max_uses")),
+        show_on(&b, "max_uses 2, counted in etcd: use 4 (b)", l, "GET", o, Some(&counted), &[], (403, "max_uses")),
+    ];
+    outcomes.iter().filter(|ok| !**ok).count()
+}
+
+/// Where the demo writes the client's key (removed once the tokens are minted).
+fn demo_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("cjwt-demo-{}", std::process::id()))
+}
+
+fn remove_dir(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -4,7 +4,7 @@
 use super::denylist::DenyList;
 use super::model::{
     Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource, Mode,
-    MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints,
+    MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints, SpanField,
     StatusListSource, TokenSource,
 };
 use super::raw::*;
@@ -178,6 +178,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let revocation = compile_revocation(raw.revocation, &providers)?;
     let status_lists = compile_status_lists(raw.status_lists.unwrap_or_default(), &providers)?;
     let status_list_by_uri = status_lists.iter().enumerate().map(|(i, s)| (s.uri.clone(), i)).collect();
+    let span_fields = compile_tracing(raw.tracing)?;
 
     Ok(Config {
         providers,
@@ -206,7 +207,26 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         status_lists,
         status_list_by_uri,
         sender,
+        span_fields,
     })
+}
+
+/// `tracing.tags`: known names, each once; written in [`SpanField::ALL`] order.
+fn compile_tracing(raw: Option<RawTracing>) -> Result<Vec<SpanField>, ConfigError> {
+    let Some(names) = raw.and_then(|t| t.tags) else {
+        return Ok(SpanField::DEFAULT.to_vec());
+    };
+    let mut fields = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let Some(field) = SpanField::ALL.into_iter().find(|f| f.name() == name) else {
+            return err(format!("tracing.tags[{i}]"), "must be one of reason, rule, issuer, subject");
+        };
+        if fields.contains(&field) {
+            return err(format!("tracing.tags[{i}]"), format!("{name:?} is listed twice"));
+        }
+        fields.push(field);
+    }
+    Ok(SpanField::ALL.into_iter().filter(|f| fields.contains(f)).collect())
 }
 
 /// The authorization scheme of DPoP-bound tokens (RFC 9449 §7.1), with its space.

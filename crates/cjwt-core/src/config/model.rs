@@ -158,6 +158,59 @@ pub struct Forward {
     pub remove_token: bool,
 }
 
+/// One field of the decision that `tracing.tags` puts on the request's trace
+/// span (SPEC §6, v3 issue 30).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanField {
+    /// `cjwt.reason`: `allowed` or the reason code (in `dry_run`, the refusal let through).
+    Reason,
+    /// `cjwt.rule`: the index of the deciding rule, or `default`.
+    Rule,
+    /// `cjwt.issuer`: the verified token's `iss`.
+    Issuer,
+    /// `cjwt.subject`: the verified token's `sub` (personal data: only when configured).
+    Subject,
+}
+
+impl SpanField {
+    /// Every field, in the order tags are written.
+    pub const ALL: [SpanField; 4] = [SpanField::Reason, SpanField::Rule, SpanField::Issuer, SpanField::Subject];
+    /// The fields tagged when `tracing.tags` is left out: the subject is not.
+    pub const DEFAULT: [SpanField; 3] = [SpanField::Reason, SpanField::Rule, SpanField::Issuer];
+
+    /// The name in `tracing.tags`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpanField::Reason => "reason",
+            SpanField::Rule => "rule",
+            SpanField::Issuer => "issuer",
+            SpanField::Subject => "subject",
+        }
+    }
+
+    /// The span tag the native module sets (dynamic-module ABI `http_span_set_tag`).
+    pub fn tag(self) -> &'static str {
+        match self {
+            SpanField::Reason => "cjwt.reason",
+            SpanField::Rule => "cjwt.rule",
+            SpanField::Issuer => "cjwt.issuer",
+            SpanField::Subject => "cjwt.subject",
+        }
+    }
+
+    /// The filter state the wasm filter sets instead (proxy-wasm has no span
+    /// call): `wasm.<this>`, which Envoy's tracing `custom_tags` read with
+    /// `value: "%FILTER_STATE(wasm.cjwt.span.reason:PLAIN)%"`.
+    pub fn filter_state(self) -> &'static str {
+        match self {
+            SpanField::Reason => "cjwt.span.reason",
+            SpanField::Rule => "cjwt.span.rule",
+            SpanField::Issuer => "cjwt.span.issuer",
+            SpanField::Subject => "cjwt.span.subject",
+        }
+    }
+}
+
 /// `mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -222,6 +275,8 @@ pub struct Config {
     pub(crate) status_list_by_uri: HashMap<String, usize>,
     /// Which `cnf` bindings are enforced (SPEC §10); both `None`: every `cnf` is refused.
     pub(crate) sender: SenderConstraints,
+    /// The decision's fields tagged on the request's trace span, in [`SpanField::ALL`] order.
+    pub(crate) span_fields: Vec<SpanField>,
 }
 
 /// One configured status list (SPEC §11 `status_lists[]`).

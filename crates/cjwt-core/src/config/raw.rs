@@ -53,6 +53,17 @@ pub struct RawConfig {
     pub status_lists: Option<Vec<RawStatusList>>,
     /// Sender-constrained tokens (SPEC §10 v2): which `cnf` bindings are enforced.
     pub sender_constraints: Option<RawSenderConstraints>,
+    /// Which parts of the decision tag the request's trace span (SPEC §6, v3 issue 30).
+    pub tracing: Option<RawTracing>,
+}
+
+/// `tracing`: the decision's fields put on the request's trace span.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// Fields to tag, each once: `reason`, `rule`, `issuer`, `subject` (default
+    /// `["reason", "rule", "issuer"]`; `[]` tags nothing).
+    pub tags: Option<Vec<String>>,
 }
 
 /// `revocation`: tokens and subjects revoked by configuration.

@@ -107,6 +107,9 @@ fn errors_name_the_field() {
         ),
         (config_json(json!({"rules": [{"auth": "sometimes"}]})), "rules[0].auth: unknown variant"),
         (config_json(json!({"mode": "audit"})), "mode: unknown variant"),
+        (config_json(json!({"tracing": {"tags": ["reason", "sub"]}})), "tracing.tags[1]: must be one of"),
+        (config_json(json!({"tracing": {"tags": ["rule", "rule"]}})), "tracing.tags[1]: \"rule\" is listed twice"),
+        (config_json(json!({"tracing": {"subject": true}})), "tracing.subject: unknown field"),
         (config_json(json!({"cache": {"max_entries": 1_000_000}})), "cache.max_entries"),
         (config_json(json!({"cache": {"max_bytes": 100}})), "cache.max_bytes"),
         (

@@ -4,7 +4,7 @@
 //! host's calls and decides nothing, so the wasm filter, the native module and
 //! `cjwt explain` act alike by construction.
 
-use crate::config::Config;
+use crate::config::{Config, SpanField};
 use crate::engine::{Decision, Denial, Outcome};
 use crate::outcome::forward::{self, HeaderEdits};
 use crate::outcome::metrics::Counter;
@@ -42,6 +42,12 @@ pub struct Plan {
     /// native module as dynamic metadata in namespace `cjwt`
     /// (`%DYNAMIC_METADATA(cjwt:reason)%`).
     pub audit: Vec<(&'static str, String)>,
+    /// The decision's fields for the request's trace span (v3, issue 30), the
+    /// ones `tracing.tags` names, in [`SpanField::ALL`] order: the native module
+    /// sets each as the tag [`SpanField::tag`] on Envoy's active span; the wasm
+    /// filter, which proxy-wasm gives no span, as the filter state
+    /// [`SpanField::filter_state`] for the tracer's `custom_tags`.
+    pub span: Vec<(SpanField, String)>,
 }
 
 /// The provider whose keys are missing, when the decision is a refusal that a key
@@ -85,6 +91,25 @@ pub fn audit(outcome: &Outcome) -> Vec<(&'static str, String)> {
     fields
 }
 
+/// The span tags of a decided request: the [`audit`] fields that
+/// `tracing.tags` names (`sub` and `iss` only from a verified token, printable
+/// and at most [`AUDIT_MAX_BYTES`]).
+pub fn span_tags(config: &Config, audit: &[(&'static str, String)]) -> Vec<(SpanField, String)> {
+    config
+        .span_fields
+        .iter()
+        .filter_map(|field| {
+            let name = match field {
+                SpanField::Reason => "reason",
+                SpanField::Rule => "rule",
+                SpanField::Issuer => "iss",
+                SpanField::Subject => "sub",
+            };
+            audit.iter().find(|(f, _)| *f == name).map(|(_, v)| (*field, v.clone()))
+        })
+        .collect()
+}
+
 /// The plan for a decided request. An outcome still waiting for the usage
 /// store ([`Outcome::pending_use`]: the adapter did not ask it) is refused with
 /// 503 `usage_unavailable`, never forwarded.
@@ -93,6 +118,7 @@ pub fn plan(config: &Config, outcome: &Outcome, host: &dyn Host) -> Plan {
     let request = &RequestView::for_config(host, config);
     if outcome.pending_use.is_some() {
         let reason = Reason::UsageUnavailable;
+        let audit = vec![("reason", reason.code().to_string())];
         return Plan {
             act: Act::Refuse(refusal(reason, &config.realm, config.detail)),
             counters: vec![Counter::Denied, Counter::DeniedBy(reason)],
@@ -100,10 +126,12 @@ pub fn plan(config: &Config, outcome: &Outcome, host: &dyn Host) -> Plan {
                 Level::Info,
                 format!("cjwt: denied reason={} status={} (usage store not asked)", reason.code(), reason.status()),
             )],
-            audit: vec![("reason", reason.code().to_string())],
+            span: span_tags(config, &audit),
+            audit,
         };
     }
     let audit = audit(outcome);
+    let span = span_tags(config, &audit);
     let mut counters = Vec::with_capacity(4);
     match outcome.cache_hit {
         Some(true) => counters.push(Counter::CacheHit),
@@ -120,7 +148,7 @@ pub fn plan(config: &Config, outcome: &Outcome, host: &dyn Host) -> Plan {
             counters.push(Counter::Allowed);
             let mut edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), request);
             strip_proof(config, &mut edits, request);
-            Plan { act: Act::Forward(header_operations(&edits, request)), counters, logs: Vec::new(), audit }
+            Plan { act: Act::Forward(header_operations(&edits, request)), counters, logs: Vec::new(), audit, span }
         }
         Decision::DryRunDeny(denial) => {
             counters.push(Counter::DryRunDenied(denial.reason));
@@ -131,6 +159,7 @@ pub fn plan(config: &Config, outcome: &Outcome, host: &dyn Host) -> Plan {
                 counters,
                 logs: vec![(Level::Info, log_line(denial, true))],
                 audit,
+                span,
             }
         }
         Decision::Deny(denial) => {
@@ -141,6 +170,7 @@ pub fn plan(config: &Config, outcome: &Outcome, host: &dyn Host) -> Plan {
                 counters,
                 logs: vec![(Level::Info, log_line(denial, false))],
                 audit,
+                span,
             }
         }
     }
