@@ -61,7 +61,7 @@ pub mod jwks;
 pub mod keys;
 pub mod lifecycle;
 pub mod outcome;
-pub mod policy;
+pub(crate) mod policy;
 pub mod reason;
 pub mod request;
 pub mod revocation;
