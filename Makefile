@@ -299,16 +299,17 @@ test: build fault-build envoy validate etcd test-tools prometheus nextest
 	cargo test --quiet --doc $(WORKSPACE)
 
 DURATION ?= 1m
-# The soak driver is built as the tests are (the workspace's features, the dev profile whose
-# dependencies and core are optimized): it shares their build instead of compiling all again.
+# The soak driver is built as the tests are (`--tests`: the workspace's features with the
+# dev-dependencies', the dev profile whose dependencies and core are optimized), so after
+# `make test` it only links instead of compiling all again.
 ## soak: mixed traffic through a real Envoy for DURATION (1m; `make soak DURATION=30m` for the documented run), every answer checked against the core's decision, Envoy's memory and VM reloads recorded (CJWT_BUILD=native for the module)
 soak: build envoy
-	cargo build --quiet $(WORKSPACE) --bin soak
+	cargo build --quiet $(WORKSPACE) --tests --bin soak
 	DURATION=$(DURATION) target/debug/soak
 
 ## soak-both: the soak of both builds at the same time, each for DURATION (CI: 1m; each reports its own answers, reloads and memory)
 soak-both: build envoy
-	cargo build --quiet $(WORKSPACE) --bin soak
+	cargo build --quiet $(WORKSPACE) --tests --bin soak
 	@set -o pipefail; \
 	  { CJWT_BUILD=native DURATION=$(DURATION) target/debug/soak 2>&1 | sed -u 's/^/[native] /'; } & native=$$!; \
 	  { CJWT_BUILD=wasm DURATION=$(DURATION) target/debug/soak 2>&1 | sed -u 's/^/[wasm]   /'; }; wasm=$$?; \
