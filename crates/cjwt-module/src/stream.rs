@@ -4,8 +4,7 @@ use crate::config::{ModuleConfig, Shared};
 use crate::ffi::{log, CalloutAnswer, Filter, Level, HEADERS_CONTINUE, HEADERS_STOP};
 use crate::host::NativeHost;
 use crate::jwks::{self, Waiter, EVENT_KEYS};
-use cjwt_core::Level as CoreLevel;
-use cjwt_core::{Act, Env, Plan, Refusal, RequestFlow, Step, StoreCall};
+use cjwt_core::{Act, Env, Plan, Refusal, RequestFlow, Step};
 use std::sync::Arc;
 
 /// The module's state for one stream: the core's [`RequestFlow`] and what the
@@ -107,24 +106,22 @@ impl Stream {
         match step {
             Some(Step::Act(plan)) => self.execute(f, plan),
             Some(Step::AwaitKeys | Step::Nothing) => HEADERS_STOP,
-            // Answered in on_request_headers; never returned later.
-            Some(Step::KeysMissing { .. }) => {
-                internal_error(f);
-                HEADERS_STOP
+            Some(Step::AwaitStore(call)) => {
+                match f.callout(&call.cluster, &call.headers(), call.body.as_bytes(), call.timeout_ms) {
+                    Some(callout) => {
+                        self.callout = Some(callout);
+                        HEADERS_STOP
+                    }
+                    None => {
+                        let why = format!("cluster {:?}: callout not started", call.cluster);
+                        let Stream { shared, flow, .. } = self;
+                        let step = shared.with_engine(|engine| flow.on_store_failure(engine, host, &why));
+                        self.run(f, host, step)
+                    }
+                }
             }
-            Some(Step::AwaitStore(call)) => match send_call(f, &call) {
-                Some(callout) => {
-                    self.callout = Some(callout);
-                    HEADERS_STOP
-                }
-                None => {
-                    let why = format!("cluster {:?}: callout not started", call.cluster);
-                    let Stream { shared, flow, .. } = self;
-                    let step = shared.with_engine(|engine| flow.on_store_failure(engine, host, &why));
-                    self.run(f, host, step)
-                }
-            },
-            None => {
+            // KeysMissing is answered in on_request_headers, never returned later.
+            Some(Step::KeysMissing { .. }) | None => {
                 internal_error(f);
                 HEADERS_STOP
             }
@@ -145,7 +142,7 @@ impl Stream {
             }
         }
         for (level, line) in &plan.logs {
-            log(if *level == CoreLevel::Warn { Level::Warn } else { Level::Info }, line);
+            log((*level).into(), line);
         }
         for (field, value) in &plan.audit {
             // Dynamic metadata `cjwt:<field>` for the access log (SPEC §12).
@@ -199,11 +196,6 @@ impl Drop for Stream {
     fn drop(&mut self) {
         self.on_complete();
     }
-}
-
-/// One call to the usage store as a callout of this stream.
-fn send_call(f: Filter<'_>, call: &StoreCall) -> Option<u64> {
-    f.callout(&call.cluster, &call.headers(), call.body.as_bytes(), call.timeout_ms)
 }
 
 fn send(f: Filter<'_>, refusal: &Refusal) {
