@@ -78,7 +78,7 @@ pub use keys::native::NativeCrypto;
 pub use lifecycle::remote::{Call, Effect, NextValue, ProcessSharing, Remote, Sharing};
 pub use lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
 pub use outcome::metrics::Counter;
-pub use outcome::plan::{Act, Plan};
+pub use outcome::plan::{audit_filter_state, Act, Plan, PlanHost};
 pub use outcome::response::Refusal;
 pub use outcome::Level;
 pub use request::host::{clock, Host};

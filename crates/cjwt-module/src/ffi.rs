@@ -237,6 +237,7 @@ impl From<cjwt_core::Level> for Level {
         match level {
             cjwt_core::Level::Info => Level::Info,
             cjwt_core::Level::Warn => Level::Warn,
+            cjwt_core::Level::Error => Level::Error,
         }
     }
 }

@@ -4,7 +4,7 @@ use crate::config::{ModuleConfig, Shared};
 use crate::ffi::{log, CalloutAnswer, Filter, Level, HEADERS_CONTINUE, HEADERS_STOP};
 use crate::host::NativeHost;
 use crate::jwks::{self, Waiter, EVENT_KEYS};
-use cjwt_core::{Act, Env, Plan, Refusal, RequestFlow, Step};
+use cjwt_core::{Counter, Env, Level as CoreLevel, Plan, PlanHost, Refusal, RequestFlow, SpanField, Step};
 use std::sync::Arc;
 
 /// The module's state for one stream: the core's [`RequestFlow`] and what the
@@ -135,40 +135,50 @@ impl Stream {
         }
     }
 
+    /// Executes the plan through [`Executor`]; the request goes upstream if it allows.
     fn execute(&mut self, f: Filter<'_>, plan: Plan) -> u32 {
-        for counter in &plan.counters {
-            if let Some(Some(id)) = self.shared.counters.get(counter.index()) {
-                f.increment(*id, 1);
-            }
+        self.allowed = plan.execute(&mut Executor { f, counters: &self.shared.counters });
+        if self.allowed {
+            HEADERS_CONTINUE
+        } else {
+            HEADERS_STOP
         }
-        for (level, line) in &plan.logs {
-            log((*level).into(), line);
+    }
+}
+
+/// A plan's host calls on this stream ([`PlanHost`]).
+struct Executor<'a, 'f> {
+    f: Filter<'f>,
+    counters: &'a [Option<usize>],
+}
+
+impl PlanHost for Executor<'_, '_> {
+    fn count(&mut self, counter: Counter) {
+        if let Some(Some(id)) = self.counters.get(counter.index()) {
+            self.f.increment(*id, 1);
         }
-        for (field, value) in &plan.audit {
-            // Dynamic metadata `cjwt:<field>` for the access log (SPEC §12).
-            f.set_metadata("cjwt", field, value);
-        }
-        if !plan.span.is_empty() {
-            // The decision on Envoy's span of this request, when it is traced (v3, issue 30).
-            f.tag_active_span(plan.span.iter().map(|(field, value)| (field.tag(), value.as_str())));
-        }
-        match plan.act {
-            Act::Forward(ops) => {
-                for (name, value) in &ops {
-                    if !f.set_request_header(name, value.as_deref().map(str::as_bytes)) {
-                        log(Level::Error, "cjwt: could not rewrite request headers; refusing");
-                        internal_error(f);
-                        return HEADERS_STOP;
-                    }
-                }
-                self.allowed = true;
-                HEADERS_CONTINUE
-            }
-            Act::Refuse(refusal) => {
-                send(f, &refusal);
-                HEADERS_STOP
-            }
-        }
+    }
+
+    fn log(&mut self, level: CoreLevel, line: &str) {
+        log(level.into(), line);
+    }
+
+    /// Dynamic metadata `cjwt:<field>` for the access log (SPEC §12).
+    fn audit(&mut self, field: &'static str, value: &str) {
+        self.f.set_metadata("cjwt", field, value);
+    }
+
+    /// The decision on Envoy's span of this request, when it is traced.
+    fn span(&mut self, tags: &[(SpanField, String)]) {
+        self.f.tag_active_span(tags.iter().map(|(field, value)| (field.tag(), value.as_str())));
+    }
+
+    fn set_header(&mut self, name: &str, value: Option<&str>) -> bool {
+        self.f.set_request_header(name, value.map(str::as_bytes))
+    }
+
+    fn refuse(&mut self, refusal: &Refusal) {
+        send(self.f, refusal);
     }
 }
 
