@@ -32,3 +32,4 @@ pub use model::{
     MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints,
     StatusListSource, TokenSource,
 };
+pub use model::{ProviderKind, TxnDomain, TxnIssue};

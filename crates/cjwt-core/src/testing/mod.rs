@@ -124,6 +124,36 @@ pub fn jwks(keys: &[(&SigningKey, &str)]) -> String {
     json!({"keys": keys.iter().map(|(k, kid)| k.public_jwk(Some(kid))).collect::<Vec<_>>()}).to_string()
 }
 
+/// The trust domain of the Txn-Token tests (SPEC §13).
+pub const TRUST_DOMAIN: &str = "mesh.example";
+
+/// A Txn-Token (`typ: txntoken+jwt`) that `key` signs as `kid`, carrying `claims` as they are.
+pub fn txn_token(key: &SigningKey, kid: &str, claims: &Value) -> String {
+    let header = json!({"alg": key.alg().name(), "typ": "txntoken+jwt", "kid": kid});
+    crate::mint::mint_raw(key, &header.to_string(), &claims.to_string())
+}
+
+/// Txn-Token claims valid at `now` in [`TRUST_DOMAIN`], merged with `extra`
+/// (a `null` removes a claim).
+pub fn txn_claims(now: i64, extra: Value) -> Value {
+    let mut base = json!({
+        "aud": TRUST_DOMAIN, "txn": "txn-1", "sub": "alice", "scope": "orders.read",
+        "req_wl": "gateway.mesh.example", "iat": now - 5, "exp": now + 55,
+        "rctx": {"req_ip": "192.0.2.10", "authn": "bearer"},
+        "tctx": {"iss": "https://idp.example.com"}
+    });
+    if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
+        for (k, v) in e {
+            if v.is_null() {
+                b.remove(&k);
+            } else {
+                b.insert(k, v);
+            }
+        }
+    }
+    base
+}
+
 /// `engine`'s outcome for `host` with inline keys, pure-Rust crypto, a fresh
 /// per-call counter and no replay cache (a DPoP-bound token is refused).
 pub fn decide_inline(engine: &mut crate::engine::Engine, host: &StaticHost) -> crate::engine::Outcome {
