@@ -101,7 +101,10 @@ fn an_allowed_ip_reaches_the_end_and_a_refused_one_stops_at_the_gateway() {
     assert_eq!(p["rctx"]["req_ip"], "127.0.0.2", "the client address the gateway decided with");
     assert_eq!(p["rctx"]["authn"], "bearer");
     assert_eq!(p["tctx"]["cnst"], json!({"ip": ["127.0.0.2/32"]}));
-    assert_eq!((p["aud"].as_str(), p["scope"].as_str(), p["sub"].as_str()), (Some(TRUST_DOMAIN), Some("orders.read"), Some("alice")));
+    assert_eq!(
+        (p["aud"].as_str(), p["scope"].as_str(), p["sub"].as_str()),
+        (Some(TRUST_DOMAIN), Some("orders.read"), Some("alice"))
+    );
     // The sidecar's peer is the relay (127.0.0.1): the `ip` held for rctx.req_ip.
     assert_eq!(chain.sidecar.stat("cjwt.allowed"), 1);
 
@@ -147,7 +150,9 @@ fn txn_tokens_the_sidecar_refuses() {
     let mut foreign = claims.clone();
     foreign["aud"] = json!("other.example");
     let bearer_txn = format!("Bearer {txn}");
-    let cases: Vec<(&str, Vec<(&str, String)>, u16, &str)> = vec![
+    // (case, headers, status, reason)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("signed by another key", vec![("txn-token", sign(&impostor, &claims))], 401, "bad_signature"),
         ("foreign trust domain", vec![("txn-token", sign(gateway_key(), &foreign))], 401, "wrong_trust_domain"),
         ("carried in Authorization", vec![("authorization", bearer_txn)], 401, "txn_token_in_authorization"),
