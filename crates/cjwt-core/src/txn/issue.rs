@@ -8,6 +8,7 @@
 use crate::config::{Config, Rule, TxnIssue};
 use crate::constraints;
 use crate::encoding::b64;
+use crate::keys::signing::TxnSigningKey;
 use crate::reason::Reason;
 use crate::request::view::RequestView;
 use crate::sender;
@@ -76,14 +77,21 @@ pub struct Issued<'r> {
 /// The signed Txn-Token (compact JWS); `txn_issue_failed` if the signer fails.
 pub fn mint(config: &Config, issue: &TxnIssue, at: &Issued<'_>) -> Result<String, Reason> {
     let payload = claims(config, issue, at)?;
-    let mut header = json!({"alg": issue.key.alg().name(), "typ": TXN_TOKEN_TYP});
-    if let (Some(kid), Value::Object(h)) = (&issue.kid, &mut header) {
-        h.insert("kid".into(), kid.as_str().into());
+    sign(&issue.key, issue.kid.as_deref(), &payload).ok_or(Reason::TxnIssueFailed)
+}
+
+/// `payload` as a Txn-Token (`typ: txntoken+jwt`) signed with `key`, `kid` in
+/// its header if given; `None` if the signer fails. The gateway and `cjwt
+/// txn-token` both sign with this.
+pub fn sign(key: &TxnSigningKey, kid: Option<&str>, payload: &Value) -> Option<String> {
+    let mut header = json!({"alg": key.alg().name(), "typ": TXN_TOKEN_TYP});
+    if let (Some(kid), Value::Object(h)) = (kid, &mut header) {
+        h.insert("kid".into(), kid.into());
     }
     let input =
         format!("{}.{}", b64::encode(header.to_string().as_bytes()), b64::encode(payload.to_string().as_bytes()));
-    let signature = issue.key.sign(input.as_bytes()).ok_or(Reason::TxnIssueFailed)?;
-    Ok(format!("{input}.{}", b64::encode(&signature)))
+    let signature = key.sign(input.as_bytes())?;
+    Some(format!("{input}.{}", b64::encode(&signature)))
 }
 
 /// The payload (see the module's documentation). `exp` is at most the
