@@ -577,7 +577,7 @@ fn a_closed_stdout_ends_quietly_without_a_panic() {
     assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
 }
 
-/// SPEC §13: `cjwt txn-token` mints one, `inspect` shows its contexts,
+/// SPEC §14: `cjwt txn-token` mints one, `inspect` shows its contexts,
 /// `explain` decides it at a sidecar (from the `Txn-Token` header) and shows
 /// the one a gateway would issue.
 #[test]

@@ -94,7 +94,7 @@ pub struct Outcome {
     /// How the usage store answered (`Some(true)`: it decided, `Some(false)`: it
     /// failed), for `cjwt.usage_store.ok`/`failed`; `None`: not asked.
     pub store_ok: Option<bool>,
-    /// With `transaction_tokens.issue` (SPEC §13): the Txn-Token signed for
+    /// With `transaction_tokens.issue` (SPEC §14): the Txn-Token signed for
     /// this request, set upstream if the decision is (or settles to) `Allow`.
     pub issued: Option<String>,
 }
@@ -106,7 +106,7 @@ pub struct Engine {
     cache: TokenCache,
     /// DPoP proof keys imported recently (SPEC §10): never a proof, only keys.
     proof_keys: sender::dpop::ProofKeys,
-    /// Transaction ids of the Txn-Tokens issued (SPEC §13).
+    /// Transaction ids of the Txn-Tokens issued (SPEC §14).
     txn_ids: TxnIds,
 }
 
@@ -162,7 +162,7 @@ impl Engine {
         let Checked { verdict, credential, cache_hit, provider, rule, verified } =
             check(config, cache, &view, keys, crypto, counter, replay, proof_keys);
         let now = view.now();
-        // SPEC §13: a request allowed with a token goes upstream with a
+        // SPEC §14: a request allowed with a token goes upstream with a
         // Txn-Token signed here (before the usage store is asked: a request
         // whose Txn-Token cannot be signed uses nothing mesh-wide).
         let (verdict, issued) = match (verdict, &config.txn_issue) {
@@ -353,7 +353,7 @@ fn check(
     let verified = token.as_ref().ok().map(Rc::clone);
     let verdict = token.map_err(|r| r.reason).and_then(|token| {
         check_claims(config, &token, now)?;
-        // SPEC §13: a gateway that issues Txn-Tokens names the token's subject in them.
+        // SPEC §14: a gateway that issues Txn-Tokens names the token's subject in them.
         if config.txn_issue.is_some() {
             txn::issue::subject(&token)?;
         }
@@ -374,7 +374,7 @@ fn check(
     Checked { verdict, credential: Some(found), cache_hit, provider, rule: index, verified }
 }
 
-/// SPEC §13, a rule with `auth: txn_token`: the Txn-Token from its header
+/// SPEC §14, a rule with `auth: txn_token`: the Txn-Token from its header
 /// (never cached: one per transaction), verified with the Txn-Token
 /// provider's keys, its claims, the rule's `require`, then the constraints of
 /// its `tctx` against the request it was issued for (`rctx`). Nothing is

@@ -28,7 +28,7 @@
 //! 9. [`revocation`] (deny-lists and OAuth Token Status Lists, SPEC §11; uses
 //!    [`jwks`]) and [`sender`] (sender-constrained tokens, `cnf`: DPoP proofs,
 //!    certificate binding).
-//!    [`txn`] (Transaction Tokens, SPEC §13: enforcing one from the
+//!    [`txn`] (Transaction Tokens, SPEC §14: enforcing one from the
 //!    `Txn-Token` header, issuing one at the edge).
 //! 10. [`policy`]: the operator's rules (which rule applies, what it `require`s).
 //! 11. [`engine`]: the decision, top to bottom.

@@ -222,7 +222,7 @@ reasons! {
     CertificateHeaderMalformed => "certificate_header_malformed", Untrusted;
     /// `cnf` holds a binding the configuration does not enable (or does not know).
     UnsupportedBinding => "unsupported_binding", Untrusted;
-    // Transaction Tokens (SPEC §13, draft-ietf-oauth-transaction-tokens).
+    // Transaction Tokens (SPEC §14, draft-ietf-oauth-transaction-tokens).
     /// A rule requires a Txn-Token and the request carries no `Txn-Token` header.
     MissingTxnToken => "missing_txn_token", Missing;
     /// A Txn-Token (`typ: txntoken+jwt`) presented in `Authorization`: it is
@@ -295,7 +295,7 @@ mod tests {
         ("certificate_mismatch", 401),
         ("certificate_header_malformed", 401),
         ("unsupported_binding", 401),
-        // §13 (v3): Transaction Tokens.
+        // §14 (v3): Transaction Tokens.
         ("missing_txn_token", 401),
         ("txn_token_in_authorization", 401),
         ("wrong_trust_domain", 401),

@@ -838,7 +838,7 @@ fn every_reason_code_is_reachable() {
     assert!(missing.is_empty(), "unreached reason codes: {missing:?}");
 }
 
-/// The reasons of SPEC §13, one request each (tests/txn.rs has the details).
+/// The reasons of SPEC §14, one request each (tests/txn.rs has the details).
 fn txn_reasons(seen: &mut std::collections::HashSet<Reason>) {
     let gw = key(Algorithm::ES256);
     let dir = std::env::temp_dir().join(format!("cjwt-decide-txn-{}", std::process::id()));

@@ -1,4 +1,4 @@
-//! Transaction Tokens (SPEC §13) in the core: a gateway issues one per allowed
+//! Transaction Tokens (SPEC §14) in the core: a gateway issues one per allowed
 //! request, a sidecar enforces it; every Txn-Token reason; the configuration's
 //! refusals. The Envoy chain is crates/cjwt-e2e/tests/envoy_txn.rs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly

@@ -1,4 +1,4 @@
-//! Transaction Tokens (SPEC §13) through a chain of real Envoys on loopback,
+//! Transaction Tokens (SPEC §14) through a chain of real Envoys on loopback,
 //! in the build `CJWT_BUILD` names: a client calls the gateway Envoy (cjwt
 //! verifies the external token and issues a Txn-Token), which forwards to a
 //! workload (the harness [`Relay`]: it propagates `Txn-Token` only), which

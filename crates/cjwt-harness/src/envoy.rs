@@ -193,7 +193,7 @@ fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>) {
     }
 }
 
-/// A workload between two Envoys (SPEC §13's call chain): every request it
+/// A workload between two Envoys (SPEC §14's call chain): every request it
 /// receives becomes one call of its own to `127.0.0.1:<to>`, same method and
 /// path, carrying only the `txn-token` header(s) it received (what a service
 /// inside the mesh propagates); the answer goes back as it came.

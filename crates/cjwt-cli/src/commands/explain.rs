@@ -105,7 +105,7 @@ pub fn run(a: Args) -> Result<u8, String> {
             }
         }
     }
-    // A Transaction Token (typ `txntoken+jwt`, SPEC §13) goes where a sidecar
+    // A Transaction Token (typ `txntoken+jwt`, SPEC §14) goes where a sidecar
     // reads it, the `Txn-Token` header, whatever the configuration's sources.
     let txn = cjwt_core::token::jws::parse_jws(&a.token)
         .is_ok_and(|t| cjwt_core::token::verify::is_txn_token(t.typ.as_deref()));

@@ -30,7 +30,7 @@ pub fn run(a: Args) -> Result<u8, String> {
             out!("{name}: {}", utc(ts as i64));
         }
     }
-    // A Transaction Token (SPEC §13): what it says about the transaction.
+    // A Transaction Token (SPEC §14): what it says about the transaction.
     if cjwt_core::token::verify::is_txn_token(header.get("typ").and_then(Value::as_str)) {
         let text = |name: &str| payload.get(name).and_then(Value::as_str).unwrap_or("-").to_string();
         out!(

@@ -1,4 +1,4 @@
-//! `cjwt txn-token`: a Transaction Token (SPEC §13), signed as the gateway
+//! `cjwt txn-token`: a Transaction Token (SPEC §14), signed as the gateway
 //! signs them (`cjwt_core::txn::issue::sign`), for testing sidecars.
 
 use crate::commands::{now, random_hex};

@@ -52,7 +52,7 @@ pub struct Provider {
     pub keys: Vec<VerificationKey>,
     /// The remote key set, if configured.
     pub remote: Option<RemoteJwks>,
-    /// What the provider issues: access tokens, or Txn-Tokens (SPEC §13).
+    /// What the provider issues: access tokens, or Txn-Tokens (SPEC §14).
     pub kind: ProviderKind,
 }
 
@@ -65,7 +65,7 @@ pub enum ProviderKind {
     TxnToken(TxnDomain),
 }
 
-/// `transaction_tokens.issue` (SPEC §13), compiled: what the gateway writes
+/// `transaction_tokens.issue` (SPEC §14), compiled: what the gateway writes
 /// in the Txn-Token of every request it allows.
 #[derive(Debug, Clone)]
 pub struct TxnIssue {
@@ -85,7 +85,7 @@ pub struct TxnIssue {
     pub issuer: Option<String>,
 }
 
-/// The trust domain a Txn-Token provider vouches for (SPEC §13).
+/// The trust domain a Txn-Token provider vouches for (SPEC §14).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnDomain {
     /// A Txn-Token's `aud` must equal it.
@@ -130,7 +130,7 @@ pub enum Auth {
     Optional,
     /// No token is looked at; `require` is empty.
     None,
-    /// A Txn-Token from the `Txn-Token` header is needed (SPEC §13).
+    /// A Txn-Token from the `Txn-Token` header is needed (SPEC §14).
     TxnToken,
 }
 
@@ -269,7 +269,7 @@ pub struct Config {
     pub status_list_by_uri: HashMap<String, usize>,
     /// Which `cnf` bindings are enforced (SPEC §10); both `None`: every `cnf` is refused.
     pub sender: SenderConstraints,
-    /// The Txn-Token provider (index into [`Config::providers`]), if one is configured (SPEC §13).
+    /// The Txn-Token provider (index into [`Config::providers`]), if one is configured (SPEC §14).
     pub txn_provider: Option<usize>,
     /// `transaction_tokens.issue`: the Txn-Token every allowed request goes upstream with.
     pub txn_issue: Option<TxnIssue>,

@@ -53,11 +53,11 @@ pub struct RawConfig {
     pub status_lists: Option<Vec<RawStatusList>>,
     /// Sender-constrained tokens (SPEC §10 v2): which `cnf` bindings are enforced.
     pub sender_constraints: Option<RawSenderConstraints>,
-    /// Transaction Tokens (SPEC §13 v3): issuing them at the edge.
+    /// Transaction Tokens (SPEC §14 v3): issuing them at the edge.
     pub transaction_tokens: Option<RawTransactionTokens>,
 }
 
-/// `transaction_tokens` (SPEC §13).
+/// `transaction_tokens` (SPEC §14).
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawTransactionTokens {
@@ -104,7 +104,7 @@ pub enum RawProviderKind {
     /// Access tokens, selected by `iss` (the default).
     #[default]
     AccessToken,
-    /// The Txn-Token Service of the trust domain (SPEC §13): at most one.
+    /// The Txn-Token Service of the trust domain (SPEC §14): at most one.
     TxnToken,
 }
 
@@ -253,7 +253,7 @@ pub struct RawProvider {
     /// The exact `iss` value of this provider's tokens (non-empty; optional for
     /// `kind: txn_token`, where a Txn-Token's `iss` must equal it when given).
     pub issuer: Option<String>,
-    /// `access_token` (default) or `txn_token` (SPEC §13).
+    /// `access_token` (default) or `txn_token` (SPEC §14).
     pub kind: Option<RawProviderKind>,
     /// With `kind: txn_token` (required): the trust domain a Txn-Token's `aud` must equal.
     pub trust_domain: Option<String>,
@@ -413,7 +413,7 @@ pub enum RawAuth {
     Optional,
     /// No token is looked at.
     None,
-    /// A Txn-Token in the `Txn-Token` header is needed (SPEC §13); access tokens are not looked at.
+    /// A Txn-Token in the `Txn-Token` header is needed (SPEC §14); access tokens are not looked at.
     TxnToken,
 }
 

@@ -46,7 +46,7 @@ pub struct Kind {
     pub counts_use: bool,
     /// Whether the kind keeps its meaning past the edge, so that a gateway
     /// copies it into the Txn-Token's `tctx` and a sidecar enforces it there
-    /// (SPEC §13): the caller's address, region and time do; this hop's
+    /// (SPEC §14): the caller's address, region and time do; this hop's
     /// method, path and host do not, and a use is counted once, at the edge.
     pub downstream: bool,
     /// How `cjwt mint` writes the values given for this kind.
@@ -258,7 +258,7 @@ impl Constraints {
         Ok(c)
     }
 
-    /// Compiles the constraints a Txn-Token carries in `tctx.cnst` (SPEC §13):
+    /// Compiles the constraints a Txn-Token carries in `tctx.cnst` (SPEC §14):
     /// as [`Constraints::parse`], but a kind that has no meaning downstream
     /// ([`Kind::downstream`]: `methods`, `paths`, `hosts`, `max_uses`) refuses
     /// the whole token: a sidecar cannot keep a promise made about another

@@ -1,5 +1,5 @@
 //! The one signing key on the request path: the gateway's Txn-Token key
-//! (SPEC §13), Ed25519 (EdDSA) or P-256 (ES256), in both builds. Both are
+//! (SPEC §14), Ed25519 (EdDSA) or P-256 (ES256), in both builds. Both are
 //! pure RustCrypto code the verifier already links (ed25519-dalek, p256 with
 //! deterministic RFC 6979 nonces): no random source, no new dependency.
 //! Everything else that signs (`cjwt mint`, the tests) is `mint`, host-only.

@@ -183,7 +183,7 @@ fn strip_proof(config: &Config, edits: &mut HeaderEdits, request: &RequestView<'
     }
 }
 
-/// With `transaction_tokens.issue` (SPEC §13) the gateway is the only source
+/// With `transaction_tokens.issue` (SPEC §14) the gateway is the only source
 /// of Txn-Tokens: a client's `txn-token` is removed from every forwarded
 /// request, and the Txn-Token signed for an allowed one is set in its place.
 fn attach_txn_token(config: &Config, issued: Option<&str>, edits: &mut HeaderEdits, request: &RequestView<'_>) {

@@ -20,7 +20,7 @@ pub fn check(config: &Config, require: &Require, token: &VerifiedToken, view: &R
     }
     let roles = || string_set(lookup(&token.claims, &config.roles_claim), false);
     any_all(roles, require.roles_any.as_deref(), require.roles_all.as_deref(), Reason::Role)?;
-    // A Txn-Token's purpose is its `scope` claim, whatever `claim_names.scopes` says (SPEC §13).
+    // A Txn-Token's purpose is its `scope` claim, whatever `claim_names.scopes` says (SPEC §14).
     let is_txn = config.providers.get(token.provider).is_some_and(|p| p.kind != ProviderKind::AccessToken);
     let scopes_claim = if is_txn { "scope" } else { config.scopes_claim.as_str() };
     let scopes = || string_set(lookup(&token.claims, scopes_claim), true);

@@ -81,7 +81,7 @@ impl<'a> RequestView<'a> {
     /// The same request with its origin fixed: [`RequestView::client_ip`] is
     /// `ip` and [`RequestView::region`] is `region`, whatever the configured
     /// sources say. For a Txn-Token, whose constraints hold for the request it
-    /// was issued for (SPEC §13, `rctx`), not for the hop that carries it.
+    /// was issued for (SPEC §14, `rctx`), not for the hop that carries it.
     pub fn with_origin(&self, ip: Option<IpAddr>, region: Option<String>) -> RequestView<'a> {
         let view = RequestView::new(self.host, self.client_ip_source, self.region_source, self.attributes);
         RequestView { client_ip: OnceCell::from(ip), region: OnceCell::from(region.map(Cow::Owned)), ..view }

@@ -124,7 +124,7 @@ pub fn jwks(keys: &[(&SigningKey, &str)]) -> String {
     json!({"keys": keys.iter().map(|(k, kid)| k.public_jwk(Some(kid))).collect::<Vec<_>>()}).to_string()
 }
 
-/// The trust domain of the Txn-Token tests (SPEC §13).
+/// The trust domain of the Txn-Token tests (SPEC §14).
 pub const TRUST_DOMAIN: &str = "mesh.example";
 
 /// A Txn-Token (`typ: txntoken+jwt`) that `key` signs as `kid`, carrying `claims` as they are.

@@ -205,7 +205,7 @@ pub fn verify(
     token: TokenText<'_>,
 ) -> Result<VerifiedToken, TokenRefusal> {
     let untrusted = jws::parse(token.as_str()).map_err(Reason::from)?;
-    // A Txn-Token is read from the `Txn-Token` header only (SPEC §13): one
+    // A Txn-Token is read from the `Txn-Token` header only (SPEC §14): one
     // presented as an access token is refused before any key is looked for.
     if is_txn_token(untrusted.jws.typ.as_deref()) {
         return Err(Reason::TxnTokenInAuthorization.into());
@@ -247,7 +247,7 @@ pub fn is_txn_token(typ: Option<&str>) -> bool {
 }
 
 /// Verifies a Txn-Token from the `Txn-Token` header with the Txn-Token
-/// provider (index `provider`, SPEC §13): `typ` first (`wrong_typ`), an `iss`
+/// provider (index `provider`, SPEC §14): `typ` first (`wrong_typ`), an `iss`
 /// equal to the provider's when it names one, the signature, then the claims
 /// as [`into_verified`] reads them, with the constraints of `tctx.cnst`
 /// ([`Constraints::parse_downstream`]). The Txn-Token's own claims (`aud`,

@@ -1,4 +1,4 @@
-//! Enforcing a Txn-Token inside the mesh (SPEC §13): where it is read from,
+//! Enforcing a Txn-Token inside the mesh (SPEC §14): where it is read from,
 //! the claims the draft requires, the trust domain and lifetime, and the
 //! request context its `tctx` constraints are checked against (`rctx`).
 
@@ -38,7 +38,7 @@ fn carries_txn_token(value: &[u8]) -> bool {
     jws::parse_jws(token).is_ok_and(|jws| is_txn_token(jws.typ.as_deref()))
 }
 
-/// The claims of SPEC §13, on every request: `txn`, `sub`, `scope`, `req_wl`
+/// The claims of SPEC §14, on every request: `txn`, `sub`, `scope`, `req_wl`
 /// strings and `iat`, `exp` present (`incomplete_txn_token`); `rctx` an object
 /// when present; `aud` the trust domain (`wrong_trust_domain`); not expired,
 /// not issued in the future (clock skew included), and a lifetime within the

@@ -1,4 +1,4 @@
-//! Issuing at the edge, self-issued (SPEC §13): the Txn-Token an allowed
+//! Issuing at the edge, self-issued (SPEC §14): the Txn-Token an allowed
 //! request goes upstream with, signed with the gateway's key. It names the
 //! transaction (`txn`, unique per request), the subject and purpose, the
 //! gateway (`req_wl`), the request context the decision was made with

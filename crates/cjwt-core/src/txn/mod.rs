@@ -1,4 +1,4 @@
-//! Transaction Tokens (SPEC §13, draft-ietf-oauth-transaction-tokens): the
+//! Transaction Tokens (SPEC §14, draft-ietf-oauth-transaction-tokens): the
 //! sidecar's side ([`enforce`]: the `Txn-Token` header, its claims, the
 //! context it was issued for) and the gateway's ([`issue`]: the Txn-Token an
 //! allowed request goes upstream with). The engine calls both, in its order;
