@@ -321,14 +321,24 @@ fn compile_txn_issue(raw: Option<RawTxnIssue>) -> Result<Option<TxnIssue>, Confi
     }))
 }
 
+/// A key file, natively.
+#[cfg(not(target_os = "wasi"))]
+fn read_key_file(field: &str, path: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).or_else(|e| err(field, format!("cannot read {path:?}: {}", e.kind())))
+}
+
+/// The wasm VM has no file system (and linking WASI's would cost the filter
+/// its size): a key file is refused, `env` is the way in.
+#[cfg(target_os = "wasi")]
+fn read_key_file(field: &str, _path: &str) -> Result<String, ConfigError> {
+    err(field, "the wasm build cannot read files: use `env` (named in vm_config.environment_variables)")
+}
+
 /// Reads the signing key once, at configuration. Neither the PEM nor anything
 /// read from it is ever part of an error or a log line (SEC-13.4).
 fn read_txn_key(field: &str, raw: RawTxnKey) -> Result<crate::keys::signing::TxnSigningKey, ConfigError> {
     let pem = match (raw.file, raw.env) {
-        (Some(path), None) if !path.is_empty() => match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) => return err(format!("{field}.file"), format!("cannot read {path:?}: {}", e.kind())),
-        },
+        (Some(path), None) if !path.is_empty() => read_key_file(&format!("{field}.file"), &path)?,
         (None, Some(name)) if !name.is_empty() => match std::env::var(&name) {
             Ok(text) => text,
             Err(_) => return err(format!("{field}.env"), format!("the environment has no {name:?} (or not UTF-8)")),
