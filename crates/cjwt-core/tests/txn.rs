@@ -317,3 +317,39 @@ fn the_configuration_refuses_what_cannot_hold() {
     let cfg = Config::from_json(with(json!({"transaction_tokens": {"issue": issue}})).to_string().as_bytes()).unwrap();
     assert!(!format!("{cfg:?}").contains("BEGIN") && format!("{:?}", cfg.txn_issue).contains("TxnSigningKey(ES256)"));
 }
+
+/// The Txn-Token provider's keys may be fetched (`remote_jwks`), as any
+/// provider's: without them the refusal names the provider, so that the
+/// adapter fetches and decides again; with them the Txn-Token is allowed.
+#[test]
+fn a_txn_token_provider_with_remote_keys_waits_for_them() {
+    let cfg = json!({
+        "providers": [
+            {"name": "corp", "issuer": "https://idp.example.com",
+             "jwks": {"keys": [key(Algorithm::EdDSA).public_jwk(Some("k1"))]}},
+            {"name": "tts", "kind": "txn_token", "trust_domain": TRUST_DOMAIN,
+             "remote_jwks": {"cluster": "tts", "path": "/jwks"}}],
+        "default_rule": {"auth": "txn_token"}
+    });
+    let mut sc = engine_for(&cfg);
+    let host = StaticHost::get("/x").header("txn-token", &txn_token(gateway_key(), "gw1", &txn_claims(NOW, json!({}))));
+    let mut store = cjwt_core::jwks::store::Fetched::new(2);
+    let mut decide = |store: &cjwt_core::jwks::store::Fetched| {
+        sc.decide_with(
+            &host,
+            store,
+            &cjwt_core::keys::host_crypto::PureRust,
+            &mut MemoryCounter::default(),
+            &mut cjwt_core::sender::replay::NoReplayCache,
+        )
+        .decision
+    };
+    match decide(&store) {
+        Decision::Deny(d) => assert_eq!((d.reason, d.provider), (Reason::KeysUnavailable, Some(1))),
+        other => panic!("{other:?}"),
+    }
+    let jwk = gateway_key().public_jwk(Some("gw1"));
+    let key = cjwt_core::keys::key::VerificationKey::from_jwk(jwk.as_object().unwrap(), None).unwrap();
+    store.set(1, vec![key]);
+    assert!(matches!(decide(&store), Decision::Allow { .. }));
+}
