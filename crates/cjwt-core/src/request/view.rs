@@ -82,9 +82,23 @@ impl<'a> RequestView<'a> {
     /// `ip` and [`RequestView::region`] is `region`, whatever the configured
     /// sources say. For a Txn-Token, whose constraints hold for the request it
     /// was issued for (SPEC §14, `rctx`), not for the hop that carries it.
+    /// Everything already read is carried over, not read again.
     pub fn with_origin(&self, ip: Option<IpAddr>, region: Option<String>) -> RequestView<'a> {
-        let view = RequestView::new(self.host, self.client_ip_source, self.region_source, self.attributes);
-        RequestView { client_ip: OnceCell::from(ip), region: OnceCell::from(region.map(Cow::Owned)), ..view }
+        RequestView {
+            host: self.host,
+            client_ip_source: self.client_ip_source,
+            region_source: self.region_source,
+            attributes: self.attributes,
+            method: self.method,
+            authority: self.authority,
+            path: self.path,
+            query: self.query,
+            host_name: self.host_name.clone(),
+            path_normalized: self.path_normalized.clone(),
+            client_ip: OnceCell::from(ip),
+            region: OnceCell::from(region.map(Cow::Owned)),
+            attribute_values: self.attribute_values.clone(),
+        }
     }
 
     /// The single value of header `name` (lowercase) as UTF-8; `None` if absent,
