@@ -28,6 +28,8 @@
 //! 9. [`revocation`] (deny-lists and OAuth Token Status Lists, SPEC §11; uses
 //!    [`jwks`]) and [`sender`] (sender-constrained tokens, `cnf`: DPoP proofs,
 //!    certificate binding).
+//!    [`txn`] (Transaction Tokens, SPEC §14: enforcing one from the
+//!    `Txn-Token` header, issuing one at the edge).
 //! 10. [`policy`]: the operator's rules (which rule applies, what it `require`s).
 //! 11. [`engine`]: the decision, top to bottom.
 //! 12. [`outcome`]: the refusal, the forwarding edits, the plan an adapter executes.
@@ -67,6 +69,7 @@ pub mod request;
 pub mod revocation;
 pub mod sender;
 pub mod token;
+pub mod txn;
 pub mod usage;
 
 pub use config::{Capabilities, Config, ConfigError, SpanField};

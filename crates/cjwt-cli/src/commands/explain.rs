@@ -105,7 +105,15 @@ pub fn run(a: Args) -> Result<u8, String> {
             }
         }
     }
+    // A Transaction Token (typ `txntoken+jwt`, SPEC §14) goes where a sidecar
+    // reads it, the `Txn-Token` header, whatever the configuration's sources.
+    let txn = cjwt_core::token::jws::parse_jws(&a.token)
+        .is_ok_and(|t| cjwt_core::token::verify::is_txn_token(t.typ.as_deref()));
     match config.token_from().first() {
+        _ if txn => {
+            out!("note: a Txn-Token: sent in the txn-token header");
+            host = host.header(cjwt_core::txn::HEADER, &a.token);
+        }
         _ if a.dpop.is_some() => {
             host = host.header("authorization", &format!("DPoP {}", a.token));
             host = host.header("dpop", a.dpop.as_deref().unwrap_or_default());
@@ -186,9 +194,15 @@ pub fn run(a: Args) -> Result<u8, String> {
     };
     // The request as it goes upstream: Envoy applies these operations in order.
     for (name, value) in code {
-        match value {
+        match &value {
             Some(v) => out!("forward: set {name}: {v}"),
             None => out!("forward: remove {name}"),
+        }
+        // The Txn-Token a gateway issues: its claims, as the next hop reads them.
+        if let (cjwt_core::txn::HEADER, Some(v)) = (name.as_str(), value) {
+            if let Ok(t) = jws::parse(&v) {
+                out!("txn-token claims: {}", serde_json::Value::Object(t.claims));
+            }
         }
     }
     Ok(0)

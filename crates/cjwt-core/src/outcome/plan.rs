@@ -146,7 +146,8 @@ pub fn audit(outcome: &Outcome) -> Vec<(&'static str, String)> {
     if let Some(token) = &outcome.verified {
         let sub = token.claims.get("sub").and_then(|v| v.as_str());
         for (field, value) in [("sub", sub), ("iss", Some(token.issuer()))] {
-            if let Some(v) = value.filter(|v| v.len() <= AUDIT_MAX_BYTES && v.bytes().all(|b| b >= 0x20 && b != 0x7f)) {
+            let printable = |v: &&str| v.len() <= AUDIT_MAX_BYTES && v.bytes().all(|b| b >= 0x20 && b != 0x7f);
+            if let Some(v) = value.filter(|v| !v.is_empty()).filter(printable) {
                 fields.push((field, v.to_string()));
             }
         }
@@ -216,12 +217,14 @@ pub fn plan(config: &Config, outcome: &Outcome, host: &dyn Host) -> Plan {
             counters.push(Counter::Allowed);
             let mut edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), request);
             strip_proof(config, &mut edits, request);
+            attach_txn_token(config, outcome.issued.as_deref(), &mut edits, request);
             Plan { act: Act::Forward(header_operations(&edits, request)), counters, logs: Vec::new(), audit, span }
         }
         Decision::DryRunDeny(denial) => {
             counters.push(Counter::DryRunDenied(denial.reason));
             let mut edits = forward::edits(&config.forward, None, denial.credential.as_ref(), request);
             strip_proof(config, &mut edits, request);
+            attach_txn_token(config, None, &mut edits, request);
             Plan {
                 act: Act::Forward(header_operations(&edits, request)),
                 counters,
@@ -275,6 +278,23 @@ fn strip_proof(config: &Config, edits: &mut HeaderEdits, request: &RequestView<'
         && !edits.remove.iter().any(|h| h == name)
     {
         edits.remove.push(name.to_string());
+    }
+}
+
+/// With `transaction_tokens.issue` (SPEC §14) the gateway is the only source
+/// of Txn-Tokens: a client's `txn-token` is removed from every forwarded
+/// request, and the Txn-Token signed for an allowed one is set in its place.
+fn attach_txn_token(config: &Config, issued: Option<&str>, edits: &mut HeaderEdits, request: &RequestView<'_>) {
+    let name = crate::txn::HEADER;
+    if config.txn_issue.is_none() {
+        return;
+    }
+    match issued {
+        Some(token) => edits.set.push((name.to_string(), token.to_string())),
+        None if request.header_values(name).next().is_some() && !edits.remove.iter().any(|h| h == name) => {
+            edits.remove.push(name.to_string());
+        }
+        None => {}
     }
 }
 
