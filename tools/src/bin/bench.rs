@@ -1386,9 +1386,13 @@ fn txn_cases(
             }
             let name = format!("{f:?}-txn-issue-{}", alg.name());
             let env = [(TXN_KEY_ENV, key.to_pem().unwrap())];
-            let gateway =
-                launch_with_env(&name, &dir.join(&name), f.module_dir(), &env, |d| bootstrap(&filter, "", d));
-            cases.push((format!("{} | gateway: bearer EdDSA token, issuing an {} Txn-Token", f.label(), alg.name()), gateway, "tools/bench/requests.lua", bearer_file.clone()));
+            let gateway = launch_with_env(&name, &dir.join(&name), f.module_dir(), &env, |d| bootstrap(&filter, "", d));
+            cases.push((
+                format!("{} | gateway: bearer EdDSA token, issuing an {} Txn-Token", f.label(), alg.name()),
+                gateway,
+                "tools/bench/requests.lua",
+                bearer_file.clone(),
+            ));
             // The sidecar: a Txn-Token signed with `key`, verified on every request.
             let cfg = json!({
                 "providers": [{"name": "tts", "kind": "txn_token", "trust_domain": TXN_DOMAIN,
@@ -1404,13 +1408,28 @@ fn txn_cases(
             let name = format!("{f:?}-txn-verify-{}", alg.name());
             let sidecar_filter = cjwt_filter(f, &cfg);
             let sidecar = launch(&name, &dir.join(&name), f.module_dir(), |d| bootstrap(&sidecar_filter, "", d));
-            cases.push((format!("{} | sidecar: verifying an {} Txn-Token", f.label(), alg.name()), sidecar, "tools/bench/requests-txn.lua", file));
+            cases.push((
+                format!("{} | sidecar: verifying an {} Txn-Token", f.label(), alg.name()),
+                sidecar,
+                "tools/bench/requests-txn.lua",
+                file,
+            ));
         }
         // Every case must answer 200 before it is measured.
         for (label, envoy, script, file) in &cases {
             let token = std::fs::read_to_string(file).unwrap().lines().next().unwrap().to_string();
-            let header = if script.ends_with("txn.lua") { ("txn-token", token) } else { ("authorization", format!("Bearer {token}")) };
-            let r = envoy::send("127.0.0.1", envoy.port, "GET", "/v1/orders/7", &[(header.0, &header.1), ("x-tenant-id", "acme")]);
+            let header = if script.ends_with("txn.lua") {
+                ("txn-token", token)
+            } else {
+                ("authorization", format!("Bearer {token}"))
+            };
+            let r = envoy::send(
+                "127.0.0.1",
+                envoy.port,
+                "GET",
+                "/v1/orders/7",
+                &[(header.0, &header.1), ("x-tenant-id", "acme")],
+            );
             assert_eq!(r.status, 200, "{label}: {}", r.body);
         }
         let mut bearer = Vec::new();

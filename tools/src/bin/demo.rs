@@ -410,7 +410,10 @@ fn v3() -> usize {
     let mut plugin = envoy::shipped_plugin_config();
     plugin["transaction_tokens"] = json!({"issue": {"trust_domain": "demo.mesh", "workload": "gateway.demo.mesh",
         "scope": "demo", "key": {"env": TXN_KEY_ENV}, "kid": "gw1"}});
-    println!("  gateway, added to the plugin configuration:\n    \"transaction_tokens\": {}", plugin["transaction_tokens"]);
+    println!(
+        "  gateway, added to the plugin configuration:\n    \"transaction_tokens\": {}",
+        plugin["transaction_tokens"]
+    );
     println!("  sidecar: {sidecar_cfg}");
     let mut edits = vec![("route: { cluster: upstream }".to_string(), "route: { cluster: relay }".to_string())];
     if envoy::build() == envoy::Build::Wasm {
@@ -430,10 +433,7 @@ fn v3() -> usize {
         eprintln!("Envoy did not start:\n{log}");
         std::process::exit(1);
     });
-    println!(
-        "Gateway on 127.0.0.1:{}, workload on :{}, sidecar on :{}\n",
-        gateway.port, relay.port, sidecar.port
-    );
+    println!("Gateway on 127.0.0.1:{}, workload on :{}, sidecar on :{}\n", gateway.port, relay.port, sidecar.port);
     let ip = mint(&["--ip", "127.0.0.2/32"]);
     println!();
     let auth = format!("Bearer {ip}");
@@ -443,7 +443,15 @@ fn v3() -> usize {
     let outcomes = [
         show_chain(&gateway, &sidecar, "ip 127.0.0.2/32, gateway then sidecar", "127.0.0.2", o, &with, (200, "")),
         show_chain(&gateway, &sidecar, "ip 127.0.0.2/32, gateway then sidecar", "127.0.0.3", o, &with, (403, "ip")),
-        show_chain(&sidecar, &sidecar, "the external token straight to the sidecar", "127.0.0.2", o, &with, (401, "missing_txn_token")),
+        show_chain(
+            &sidecar,
+            &sidecar,
+            "the external token straight to the sidecar",
+            "127.0.0.2",
+            o,
+            &with,
+            (401, "missing_txn_token"),
+        ),
     ];
     outcomes.iter().filter(|ok| !**ok).count()
 }
