@@ -256,7 +256,12 @@ fn relay(stream: TcpStream, to_host: &str, to: u16, log: Arc<Mutex<Vec<Received>
         }
         let carried: Vec<(&str, &str)> =
             headers.iter().filter(|(n, _)| n == "txn-token").map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let answer = send(to_host, to, &method, &path, &carried);
+        let answer = if to_host == "127.0.0.1" {
+            send(to_host, to, &method, &path, &carried)
+        } else {
+            crate::etcd::http_with(to_host, to, &method, &path, &carried, None, Duration::from_secs(15))
+                .unwrap_or_else(|e| Response { status: 502, headers: Vec::new(), body: e })
+        };
         log.lock().unwrap().push(Received { method, path, headers });
         let mut out = format!("HTTP/1.1 {} relayed\r\n", answer.status);
         for (n, v) in answer.headers.iter().filter(|(n, _)| n == "content-type" || n == "www-authenticate") {
