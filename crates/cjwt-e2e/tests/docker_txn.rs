@@ -159,14 +159,8 @@ impl Chain {
             false,
         );
         let relay_a = Relay::start_between("0.0.0.0:0", &ip_a, LISTENER);
-        let gateway = envoy(
-            &net,
-            &dir,
-            "gateway",
-            21,
-            &envoy_yaml(&gateway_plugin(), Some((&client, relay_a.port)), true),
-            true,
-        );
+        let gateway =
+            envoy(&net, &dir, "gateway", 21, &envoy_yaml(&gateway_plugin(), Some((&client, relay_a.port)), true), true);
         let _ = ip_gw;
         let chain = Chain { gateway, a, b, relay_a, relay_b, client, _echo: echo, dir, net };
         for c in [&chain.gateway, &chain.a, &chain.b] {
@@ -196,11 +190,7 @@ impl Chain {
         let prefix = if build() == Build::Wasm { "wasmcustom." } else { "" };
         let path = format!("/stats?filter=^{prefix}{name}$");
         let got = http_with(envoy.ip().unwrap(), ADMIN, "GET", &path, &[], None, Duration::from_secs(5)).unwrap();
-        got.body
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
-            .sum()
+        got.body.lines().filter_map(|l| l.split_once(": ")).filter_map(|(_, v)| v.trim().parse::<u64>().ok()).sum()
     }
 }
 
@@ -255,7 +245,10 @@ fn a_transaction_across_three_envoys() {
     assert_eq!(at_a.header_count("txn-token"), 1);
     assert_ne!(at_a.header("txn-token"), Some(forged.as_str()));
     // Where the gateway needs no token, the client's Txn-Token is removed all the same.
-    assert_eq!(chain.ask(&chain.gateway, "/health", &[("txn-token", &forged)]), (401, Some("missing_txn_token".into())));
+    assert_eq!(
+        chain.ask(&chain.gateway, "/health", &[("txn-token", &forged)]),
+        (401, Some("missing_txn_token".into()))
+    );
     assert_eq!(chain.relay_a.received.lock().unwrap().last().unwrap().header_count("txn-token"), 0);
 
     // Txn-Tokens A's sidecar refuses, sent to it straight.

@@ -334,15 +334,11 @@ impl RequestFlow {
         };
         let ExchangeWait { mut outcome, pending, verified_by_host, .. } = *wait;
         let config = engine.config();
-        let verified = match &config.txn_issue {
-            _ if body_len > exchange::MAX_ANSWER_BYTES || body.len() > exchange::MAX_ANSWER_BYTES => {
-                Err(Failure::unavailable(format!("an answer of {body_len} bytes is too large")))
-            }
-            Some(issue) => {
-                let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
-                exchange::verify_answer(config, issue, env.keys, env.crypto, status, body, &pending, now)
-            }
-            None => Err(Failure::unavailable("no exchange configured")),
+        let verified = if body_len > exchange::MAX_ANSWER_BYTES || body.len() > exchange::MAX_ANSWER_BYTES {
+            Err(Failure::unavailable(format!("an answer of {body_len} bytes is too large")))
+        } else {
+            let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+            exchange::verify_answer(config, env.keys, env.crypto, status, body, &pending, now)
         };
         match verified {
             Ok(token) => {

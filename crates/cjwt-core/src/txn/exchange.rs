@@ -8,7 +8,7 @@
 //! No answer is cached: a Txn-Token names one transaction (`txn`), so every
 //! request is exchanged on its own.
 
-use crate::config::{Config, ProviderKind, TxnIssue};
+use crate::config::{Config, ProviderKind};
 use crate::encoding::{b64, json};
 use crate::keys::host_crypto::HostCrypto;
 use crate::reason::Reason;
@@ -108,7 +108,6 @@ impl Failure {
 /// Txn-Token to set upstream.
 pub fn verify_answer(
     config: &Config,
-    issue: &TxnIssue,
     keys: &dyn KeyLookup,
     crypto: &dyn HostCrypto,
     status: Option<&str>,
@@ -116,7 +115,7 @@ pub fn verify_answer(
     pending: &Pending,
     now: i64,
 ) -> Result<String, Failure> {
-    let Some(exchange) = &issue.exchange else {
+    let Some(exchange) = config.txn_issue().and_then(|i| i.exchange.as_ref()) else {
         return Err(Failure::invalid("no exchange configured"));
     };
     match status {
