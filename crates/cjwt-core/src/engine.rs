@@ -97,6 +97,10 @@ pub struct Outcome {
     /// With `transaction_tokens.issue` (SPEC §14): the Txn-Token signed for
     /// this request, set upstream if the decision is (or settles to) `Allow`.
     pub issued: Option<String>,
+    /// With `transaction_tokens.issue.exchange` (SPEC §14): the exchange to
+    /// make at the Txn-Token Service before the decision (`Allow`) holds; the
+    /// flow drives it and sets [`Outcome::issued`] with the verified answer.
+    pub pending_exchange: Option<txn::exchange::Pending>,
 }
 
 /// The core: a compiled configuration and its verified-token cache (one per VM).
@@ -165,6 +169,7 @@ impl Engine {
         // SPEC §14: a request allowed with a token goes upstream with a
         // Txn-Token signed here (before the usage store is asked: a request
         // whose Txn-Token cannot be signed uses nothing mesh-wide).
+        let mut exchange = None;
         let (verdict, issued) = match (verdict, &config.txn_issue) {
             (Ok(Some(token)), Some(issue)) => {
                 let at = txn::issue::Issued {
@@ -174,9 +179,23 @@ impl Engine {
                     txn: txn_ids.next_id(),
                     now,
                 };
-                match txn::issue::mint(config, issue, &at) {
-                    Ok(signed) => (Ok(Some(token)), Some(signed)),
-                    Err(reason) => (Err(reason), None),
+                if issue.exchange.is_some() {
+                    // Exchanged: the flow asks the Txn-Token Service before
+                    // the request goes on (the answer is verified there).
+                    let scope = at.rule.txn_scope.as_ref().or(issue.scope.as_ref());
+                    let raw = credential.as_ref().and_then(|c| std::str::from_utf8(&c.token).ok());
+                    match (scope, raw, txn::issue::subject(&token)) {
+                        (Some(scope), Some(raw), Ok(sub)) => {
+                            exchange = Some(txn::exchange::request(raw, scope, sub, &view));
+                            (Ok(Some(token)), None)
+                        }
+                        _ => (Err(Reason::TxnIssueFailed), None),
+                    }
+                } else {
+                    match txn::issue::mint(config, issue, &at) {
+                        Ok(signed) => (Ok(Some(token)), Some(signed)),
+                        Err(reason) => (Err(reason), None),
+                    }
                 }
             }
             (verdict, _) => (verdict, None),
@@ -214,8 +233,23 @@ impl Engine {
             Ok(token) => Decision::Allow { token, credential },
             Err(reason) => refuse(config.mode, Denial::new(reason, provider, credential)),
         };
-        Outcome { decision, cache_hit, rule, verified, pending_use, store_ok: None, issued }
+        // Only an allowed request is exchanged.
+        let pending_exchange = exchange.filter(|_| matches!(decision, Decision::Allow { .. }));
+        Outcome { decision, cache_hit, rule, verified, pending_use, store_ok: None, issued, pending_exchange }
     }
+}
+
+/// An allowed request refused after all for `reason` (the Txn-Token Service
+/// gave no usable Txn-Token); in `mode: dry_run` a `DryRunDeny`.
+pub fn refuse_allowed(mode: Mode, mut outcome: Outcome, reason: Reason) -> Outcome {
+    outcome.pending_use = None;
+    outcome.pending_exchange = None;
+    outcome.issued = None;
+    outcome.decision = match outcome.decision {
+        Decision::Allow { credential, .. } => refuse(mode, Denial::new(reason, None, credential)),
+        other => other,
+    };
+    outcome
 }
 
 fn refuse(mode: Mode, denial: Denial) -> Decision {

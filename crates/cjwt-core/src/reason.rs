@@ -237,6 +237,13 @@ reasons! {
     Workload => "workload", Forbidden;
     /// The gateway could not sign the Txn-Token of an allowed request.
     TxnIssueFailed => "txn_issue_failed", Unavailable;
+    /// Exchanged issuing: the Txn-Token Service did not answer within its
+    /// `timeout_ms`, could not be called, or answered with another status than 200.
+    TxnServiceUnavailable => "txn_service_unavailable", Unavailable;
+    /// Exchanged issuing: the service's answer is not a Txn-Token the gateway
+    /// may use (not its type, a bad signature, another trust domain or subject,
+    /// expired, too long-lived, malformed).
+    TxnExchangeInvalid => "txn_exchange_invalid", Unavailable;
 }
 
 #[cfg(test)]
@@ -247,7 +254,7 @@ mod tests {
     /// SPEC §4 "Decisions and responses", paragraph "Reason codes": the v1 codes
     /// with their status, in the SPEC's order. Hard-coded so that the crate stands
     /// alone; update it with the SPEC.
-    const SPEC_REASONS: [(&str, u32); 52] = [
+    const SPEC_REASONS: [(&str, u32); 54] = [
         ("missing_token", 401),
         ("multiple_tokens", 401),
         ("token_too_large", 401),
@@ -302,6 +309,8 @@ mod tests {
         ("incomplete_txn_token", 401),
         ("workload", 403),
         ("txn_issue_failed", 503),
+        ("txn_service_unavailable", 503),
+        ("txn_exchange_invalid", 503),
     ];
 
     /// The reasons SPEC §4 says v2 adds (§8 `usage_unavailable`, 503; §10 and §11,
@@ -366,6 +375,8 @@ mod tests {
             Reason::IncompleteTxnToken => "incomplete_txn_token",
             Reason::Workload => "workload",
             Reason::TxnIssueFailed => "txn_issue_failed",
+            Reason::TxnServiceUnavailable => "txn_service_unavailable",
+            Reason::TxnExchangeInvalid => "txn_exchange_invalid",
         }
     }
 

@@ -875,6 +875,43 @@ fn txn_reasons(seen: &mut std::collections::HashSet<Reason>) {
     if let Some(r) = verdict(&mut Engine::new(cfg), &StaticHost::get("/x").bearer(&eddsa(json!({})))) {
         seen.insert(r);
     }
+    // Exchanged issuing: the service does not answer, or answers garbage
+    // (tests/txn_exchange.rs has the details).
+    use cjwt_core::lifecycle::request::{Env, RequestFlow, Step};
+    let mut gateway = engine(json!({
+        "providers": [{"name": "corp", "issuer": "https://idp.example.com", "jwks": {"keys": [key(Algorithm::EdDSA).public_jwk(Some("k1"))]}},
+                      {"name": "tts", "kind": "txn_token", "trust_domain": TRUST_DOMAIN,
+                       "jwks": {"keys": [gw.public_jwk(Some("gw1"))]}}],
+        "transaction_tokens": {"issue": {"trust_domain": TRUST_DOMAIN, "workload": "gw", "scope": "s",
+                                         "exchange": {"cluster": "tts"}}}
+    }));
+    let host = StaticHost::get("/x").bearer(&eddsa(json!({})));
+    for answer in [None, Some("garbage")] {
+        let mut flow = RequestFlow::new();
+        let mut counter = cjwt_core::usage::MemoryCounter::default();
+        let mut replay = cjwt_core::sender::replay::NoReplayCache;
+        let env = Env { host: &host, keys: &InlineOnly, crypto: &PureRust, counter: &mut counter, replay: &mut replay };
+        assert!(matches!(flow.start(&mut gateway, env, 0), Step::AwaitStore(_)));
+        let step = match answer {
+            None => flow.on_store_failure(&gateway, &host, "timeout"),
+            Some(body) => {
+                let env = Env {
+                    host: &host,
+                    keys: &InlineOnly,
+                    crypto: &PureRust,
+                    counter: &mut counter,
+                    replay: &mut replay,
+                };
+                flow.on_answer(&gateway, env, Some("200"), body.as_bytes(), body.len(), 0)
+            }
+        };
+        let Step::Act(plan) = step else { panic!("expected a plan") };
+        for c in plan.counters {
+            if let cjwt_core::outcome::metrics::Counter::DeniedBy(r) = c {
+                seen.insert(r);
+            }
+        }
+    }
 }
 
 /// The reasons of SPEC §10, one request each (tests/sender.rs has the details).

@@ -11,6 +11,7 @@ use cjwt_core::encoding::b64;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::{mint, SigningKey};
 use cjwt_harness::envoy::{build, cluster, Build, Envoy, Options, Relay};
+use cjwt_harness::txn_service::{TxnService, KID};
 use cjwt_harness::*;
 use serde_json::{json, Value};
 
@@ -190,4 +191,95 @@ fn a_client_supplied_txn_token_is_stripped_at_the_gateway() {
     let r = chain.gateway.get("/health", &[("txn-token", &forged)]);
     assert_eq!((r.status, r.reason().as_deref()), (401, Some("missing_txn_token")));
     assert_eq!(chain.relay.received.lock().unwrap()[1].header_count("txn-token"), 0);
+}
+
+/// The Txn-Token Service's key (exchanged issuing).
+fn service_key() -> &'static SigningKey {
+    static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate(Algorithm::EdDSA).unwrap())
+}
+
+struct ExchangeChain {
+    gateway: Envoy,
+    service: TxnService,
+    relay: Relay,
+    sidecar: Envoy,
+}
+
+/// The three hops, the gateway exchanging at the harness' Txn-Token Service
+/// (its keys inline at the gateway and the sidecar) instead of signing.
+fn exchange_chain() -> ExchangeChain {
+    let service = TxnService::start(service_key(), TRUST_DOMAIN, "gateway.mesh.example");
+    let tts = json!({"name": "tts", "kind": "txn_token", "trust_domain": TRUST_DOMAIN, "jwks": service.jwks()});
+    let mut sidecar_cfg = sidecar_config();
+    sidecar_cfg["providers"] = json!([tts]);
+    let sidecar = Envoy::start(&sidecar_cfg, Options::default());
+    let relay = Relay::start(sidecar.port);
+    let mut gateway_config = config_json(json!({
+        "clock_skew_seconds": 0,
+        "transaction_tokens": {"issue": {
+            "trust_domain": TRUST_DOMAIN, "workload": "gateway.mesh.example",
+            "exchange": {"cluster": "txn_service", "timeout_ms": 1000}
+        }},
+        "rules": [{"match": {"path": "/orders/**"}, "txn_scope": "orders.read"}],
+        "default_rule": {"auth": "none"}
+    }));
+    gateway_config["providers"].as_array_mut().unwrap().push(tts);
+    let gateway = Envoy::start(
+        &gateway_config,
+        Options {
+            edits: vec![("route: { cluster: upstream }".to_string(), "route: { cluster: relay }".to_string())],
+            clusters: format!("{}{}", cluster("relay", relay.port), cluster("txn_service", service.port)),
+            ..Options::default()
+        },
+    );
+    ExchangeChain { gateway, service, relay, sidecar }
+}
+
+#[test]
+fn an_exchanged_txn_token_crosses_the_chain() {
+    let chain = exchange_chain();
+    let auth = external(json!({"cnst": {"ip": ["127.0.0.2/32"]}}));
+    let r = chain.gateway.request(
+        "127.0.0.2",
+        "GET",
+        "/orders/1",
+        &[("authorization", &auth), ("txn-token", "from-the-client")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(chain.service.issued(), 1, "one exchange per request");
+    assert_eq!(chain.sidecar.upstream.count(), 1, "the request reached the end");
+    let at_relay = chain.relay.received.lock().unwrap()[0].clone();
+    assert_eq!(at_relay.header_count("txn-token"), 1, "the client's Txn-Token was replaced");
+    let txn = chain.sidecar.upstream.last().unwrap().header("txn-token").unwrap().to_string();
+    assert_eq!(at_relay.header("txn-token"), Some(txn.as_str()));
+    let p = payload(&txn);
+    assert!(p["txn"].as_str().unwrap().starts_with("tts-"), "the service's Txn-Token: {p}");
+    assert_eq!(p["rctx"]["req_ip"], "127.0.0.2", "request_context carried the client address");
+    assert_eq!((p["sub"].as_str(), p["scope"].as_str()), (Some("alice"), Some("orders.read")));
+    let header: Value =
+        serde_json::from_slice(&b64::decode(txn.split('.').next().unwrap().as_bytes()).unwrap()).unwrap();
+    assert_eq!(header["kid"], KID);
+    assert_eq!(chain.sidecar.stat("cjwt.allowed"), 1);
+    // A refused request is never exchanged.
+    let r = chain.gateway.request("127.0.0.3", "GET", "/orders/1", &[("authorization", &auth)]);
+    assert_eq!((r.status, r.reason().as_deref()), (403, Some("ip")));
+    assert_eq!(chain.service.issued(), 1);
+}
+
+#[test]
+fn the_txn_token_service_down_is_503_and_nothing_reaches_the_upstream() {
+    let chain = exchange_chain();
+    chain.service.set_down(true);
+    let auth = external(json!({}));
+    let r = chain.gateway.get("/orders/1", &[("authorization", &auth)]);
+    assert_eq!((r.status, r.reason().as_deref()), (503, Some("txn_service_unavailable")), "{}", r.body);
+    assert_eq!(chain.relay.count(), 0, "nothing went upstream without a Txn-Token");
+    assert_eq!(chain.sidecar.upstream.count(), 0);
+    assert_eq!(chain.gateway.stat("cjwt.denied.txn_service_unavailable"), 1);
+    // Up again: the next request goes through.
+    chain.service.set_down(false);
+    let r = chain.gateway.get("/orders/1", &[("authorization", &auth)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(chain.sidecar.upstream.count(), 1);
 }

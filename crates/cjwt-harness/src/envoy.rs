@@ -204,14 +204,21 @@ pub struct Relay {
 
 impl Relay {
     pub fn start(to: u16) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Relay::start_between("127.0.0.1:0", "127.0.0.1", to)
+    }
+
+    /// Listening on `bind` (`0.0.0.0:0`: reachable from containers through
+    /// their network's gateway address), calling `to_host:to_port`.
+    pub fn start_between(bind: &str, to_host: &str, to_port: u16) -> Relay {
+        let listener = TcpListener::bind(bind).unwrap();
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&received);
+        let to_host = to_host.to_string();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let log = Arc::clone(&log);
-                std::thread::spawn(move || relay(stream, to, log));
+                let (log, to_host) = (Arc::clone(&log), to_host.clone());
+                std::thread::spawn(move || relay(stream, &to_host, to_port, log));
             }
         });
         Relay { port, received }
@@ -222,7 +229,7 @@ impl Relay {
     }
 }
 
-fn relay(stream: TcpStream, to: u16, log: Arc<Mutex<Vec<Received>>>) {
+fn relay(stream: TcpStream, to_host: &str, to: u16, log: Arc<Mutex<Vec<Received>>>) {
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     loop {
@@ -249,7 +256,12 @@ fn relay(stream: TcpStream, to: u16, log: Arc<Mutex<Vec<Received>>>) {
         }
         let carried: Vec<(&str, &str)> =
             headers.iter().filter(|(n, _)| n == "txn-token").map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let answer = send("127.0.0.1", to, &method, &path, &carried);
+        let answer = if to_host == "127.0.0.1" {
+            send(to_host, to, &method, &path, &carried)
+        } else {
+            crate::etcd::http_with(to_host, to, &method, &path, &carried, None, Duration::from_secs(15))
+                .unwrap_or_else(|e| Response { status: 502, headers: Vec::new(), body: e })
+        };
         log.lock().unwrap().push(Received { method, path, headers });
         let mut out = format!("HTTP/1.1 {} relayed\r\n", answer.status);
         for (n, v) in answer.headers.iter().filter(|(n, _)| n == "content-type" || n == "www-authenticate") {

@@ -89,7 +89,12 @@ impl Stream {
         let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
         let Stream { shared, flow, .. } = self;
         let step = shared
-            .with_engine(|engine| flow.on_store_answer(engine, &host, status, &answer.body, answer.body_len, now_ms()));
+            .with_engine(|engine| {
+                with_env(shared, &host, |env| {
+                    flow.on_answer(engine, env, status, &answer.body, answer.body_len, now_ms())
+                })
+            })
+            .flatten();
         self.resume(f, &host, step);
     }
 

@@ -148,6 +148,14 @@ pub fn run(a: Args) -> Result<u8, String> {
         // What Envoy does next: ask the store; 401 `dpop_replay` when the proof
         // was recorded before, 403 `max_uses` when used up, 503
         // `usage_unavailable` when it does not answer in time.
+        // Exchanged issuing (SPEC §14): ask the Txn-Token Service first.
+        Step::AwaitStore(call) if call.content_type == cjwt_core::txn::exchange::FORM => {
+            out!(
+                "allow if the Txn-Token Service answers with a valid Txn-Token for this subject (else refuse 503 txn_service_unavailable or txn_exchange_invalid)"
+            );
+            out!("exchange call: POST {} to cluster {:?}", call.path, call.cluster);
+            return Ok(0);
+        }
         Step::AwaitStore(call) => {
             match (call.records_proof, call.counts_use) {
                 (true, true) => out!(

@@ -5,7 +5,7 @@ use super::denylist::DenyList;
 use super::model::{
     Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource, Mode,
     MtlsSource, NonceKey, Provider, ProviderKind, RegionSource, RemoteJwks, Require, Rule, RuleMatch,
-    SenderConstraints, SpanField, StatusListSource, TokenSource, TxnDomain, TxnIssue,
+    SenderConstraints, SpanField, StatusListSource, TokenSource, TxnDomain, TxnExchange, TxnIssue,
 };
 use super::raw::*;
 use crate::constraints;
@@ -151,7 +151,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         Some(d) => compile_rule("default_rule", None, d.auth, d.require, &provider_names)?
             .with_txn_scope("default_rule", d.txn_scope)?,
     };
-    let txn_issue = compile_txn_issue(raw.transaction_tokens.and_then(|t| t.issue))?;
+    let txn_issue = compile_txn_issue(raw.transaction_tokens.and_then(|t| t.issue), &providers)?;
     check_txn_rules(&rules, &default_rule, txn_provider, txn_issue.as_ref())?;
 
     let forward = compile_forward(raw.forward.unwrap_or_default(), &token_from)?;
@@ -308,7 +308,7 @@ fn check_txn_rules(
     Ok(())
 }
 
-fn compile_txn_issue(raw: Option<RawTxnIssue>) -> Result<Option<TxnIssue>, ConfigError> {
+fn compile_txn_issue(raw: Option<RawTxnIssue>, providers: &[Provider]) -> Result<Option<TxnIssue>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
@@ -329,17 +329,66 @@ fn compile_txn_issue(raw: Option<RawTxnIssue>) -> Result<Option<TxnIssue>, Confi
     if raw.kid.as_deref().is_some_and(str::is_empty) || raw.issuer.as_deref().is_some_and(str::is_empty) {
         return err(field, "`kid` and `issuer` must not be empty when given");
     }
-    let key = read_txn_key(&format!("{field}.key"), raw.key)?;
+    let (key, exchange) = match (raw.key, raw.exchange) {
+        (Some(key), None) => (Some(read_txn_key(&format!("{field}.key"), key)?), None),
+        (None, Some(exchange)) => {
+            if raw.kid.is_some() || raw.issuer.is_some() {
+                return err(field, "`kid` and `issuer` are the service's when `exchange` is set");
+            }
+            (None, Some(compile_txn_exchange(&format!("{field}.exchange"), exchange, &raw.trust_domain, providers)?))
+        }
+        _ => return err(field, "exactly one of `key` (self-issued), `exchange` (a Txn-Token Service) is required"),
+    };
     Ok(Some(TxnIssue {
         trust_domain: raw.trust_domain,
         workload: raw.workload,
         scope: raw.scope,
         lifetime_seconds: i64::try_from(lifetime).unwrap_or(60),
         key,
+        exchange,
         kid: raw.kid,
         issuer: raw.issuer,
     }))
 }
+
+/// `issue.exchange`: the service's cluster, and the `kind: txn_token`
+/// provider of the same trust domain, whose keys verify its answers.
+fn compile_txn_exchange(
+    field: &str,
+    raw: RawTxnExchange,
+    trust_domain: &str,
+    providers: &[Provider],
+) -> Result<TxnExchange, ConfigError> {
+    if !is_scope(&raw.cluster) {
+        return err(format!("{field}.cluster"), "must be non-empty printable ASCII");
+    }
+    let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
+    if !is_scope(&authority) {
+        return err(format!("{field}.authority"), "must be non-empty printable ASCII");
+    }
+    let path = raw.path.unwrap_or_else(|| "/token".to_string());
+    if !path.starts_with('/') || !is_scope(&path) {
+        return err(format!("{field}.path"), "must be an absolute path");
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_TXN_EXCHANGE_TIMEOUT_MS);
+    if !(1..=MAX_TXN_EXCHANGE_TIMEOUT_MS).contains(&timeout_ms) {
+        return err(format!("{field}.timeout_ms"), format!("must be 1..={MAX_TXN_EXCHANGE_TIMEOUT_MS}"));
+    }
+    let provider =
+        providers.iter().position(|p| matches!(&p.kind, ProviderKind::TxnToken(d) if d.trust_domain == trust_domain));
+    let Some(provider) = provider else {
+        return err(
+            field,
+            "needs a provider of `kind: txn_token` with the same `trust_domain`: its keys verify the service's answers",
+        );
+    };
+    Ok(TxnExchange { cluster: raw.cluster, authority, path, timeout_ms, provider })
+}
+
+/// `issue.exchange.timeout_ms` when left out.
+const DEFAULT_TXN_EXCHANGE_TIMEOUT_MS: u64 = 1000;
+/// The longest `issue.exchange.timeout_ms`.
+const MAX_TXN_EXCHANGE_TIMEOUT_MS: u64 = 10_000;
 
 /// A key file, natively.
 #[cfg(not(target_os = "wasi"))]

@@ -32,7 +32,7 @@ pub use model::{
     MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints, SpanField,
     StatusListSource, TokenSource,
 };
-pub use model::{ProviderKind, TxnDomain, TxnIssue};
+pub use model::{ProviderKind, TxnDomain, TxnExchange, TxnIssue};
 
 #[cfg(test)]
 mod tests;

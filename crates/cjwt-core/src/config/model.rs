@@ -77,12 +77,32 @@ pub struct TxnIssue {
     pub scope: Option<String>,
     /// `exp - iat`, seconds (1..=300).
     pub lifetime_seconds: i64,
-    /// The signing key (never printed).
-    pub key: crate::keys::signing::TxnSigningKey,
+    /// Self-issued: the signing key (never printed). `None` when exchanged.
+    pub key: Option<crate::keys::signing::TxnSigningKey>,
+    /// Exchanged: the Txn-Token Service. `None` when self-issued.
+    pub exchange: Option<TxnExchange>,
     /// The JWS `kid`, if any.
     pub kid: Option<String>,
     /// `iss`, if any.
     pub issuer: Option<String>,
+}
+
+/// `transaction_tokens.issue.exchange` (SPEC §14), compiled: where the
+/// gateway exchanges the inbound token for a Txn-Token, and whose keys verify
+/// the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnExchange {
+    /// The Envoy cluster of the Txn-Token Service.
+    pub cluster: String,
+    /// The call's `:authority`.
+    pub authority: String,
+    /// The token endpoint's `:path`.
+    pub path: String,
+    /// How long a request waits for the answer, ms.
+    pub timeout_ms: u64,
+    /// The `kind: txn_token` provider (index) whose keys verify the answer:
+    /// the one whose trust domain is the issued Txn-Tokens'.
+    pub provider: usize,
 }
 
 /// The trust domain a Txn-Token provider vouches for (SPEC §14).
@@ -490,6 +510,11 @@ impl Config {
     /// The mesh-wide usage store, if configured.
     pub fn usage_store(&self) -> Option<&EtcdStore> {
         self.usage_store.as_ref()
+    }
+
+    /// `transaction_tokens.issue`, if configured (SPEC §14).
+    pub fn txn_issue(&self) -> Option<&TxnIssue> {
+        self.txn_issue.as_ref()
     }
 
     /// The clock skew tolerated, in seconds.

@@ -89,12 +89,30 @@ pub struct RawTxnIssue {
     pub scope: Option<String>,
     /// `exp - iat` of the Txn-Tokens issued, seconds (1..=300; default 60).
     pub lifetime_seconds: Option<u64>,
-    /// The private key (PKCS#8 PEM, Ed25519 or P-256): `{"file": path}` or `{"env": name}`.
-    pub key: RawTxnKey,
+    /// Self-issued: the private key (PKCS#8 PEM, Ed25519 or P-256): `{"file": path}`
+    /// or `{"env": name}`. Exactly one of `key`, `exchange`.
+    pub key: Option<RawTxnKey>,
+    /// Exchanged: the trust domain's Txn-Token Service, asked per request with
+    /// an RFC 8693 token exchange. Exactly one of `key`, `exchange`.
+    pub exchange: Option<RawTxnExchange>,
     /// The `kid` written in the JWS header (optional).
     pub kid: Option<String>,
     /// The `iss` of the Txn-Tokens (optional: the draft leaves it out unless set).
     pub issuer: Option<String>,
+}
+
+/// `transaction_tokens.issue.exchange`: the Txn-Token Service, through an Envoy cluster.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawTxnExchange {
+    /// The Envoy cluster of the service (non-empty).
+    pub cluster: String,
+    /// The call's `:authority` (default: the cluster's name).
+    pub authority: Option<String>,
+    /// The token endpoint's path (default `/token`).
+    pub path: Option<String>,
+    /// How long a request waits for the answer, ms (1..=10000; default 1000).
+    pub timeout_ms: Option<u64>,
 }
 
 /// Where the Txn-Token signing key is read from, once, at configuration.

@@ -77,7 +77,8 @@ pub struct Issued<'r> {
 /// The signed Txn-Token (compact JWS); `txn_issue_failed` if the signer fails.
 pub fn mint(config: &Config, issue: &TxnIssue, at: &Issued<'_>) -> Result<String, Reason> {
     let payload = claims(config, issue, at)?;
-    sign(&issue.key, issue.kid.as_deref(), &payload).ok_or(Reason::TxnIssueFailed)
+    let key = issue.key.as_ref().ok_or(Reason::TxnIssueFailed)?;
+    sign(key, issue.kid.as_deref(), &payload).ok_or(Reason::TxnIssueFailed)
 }
 
 /// `payload` as a Txn-Token (`typ: txntoken+jwt`) signed with `key`, `kid` in

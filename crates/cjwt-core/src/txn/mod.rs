@@ -5,6 +5,7 @@
 //! nothing here touches a host.
 
 pub mod enforce;
+pub mod exchange;
 pub mod issue;
 
 /// The request header that carries a Txn-Token (lowercase, as hosts give names).
