@@ -15,6 +15,7 @@ pub mod custom;
 pub mod hosts;
 pub mod ip;
 pub mod max_uses;
+pub mod mcp;
 pub mod methods;
 pub mod paths;
 pub mod region;
@@ -98,11 +99,21 @@ pub const KINDS: &[Kind] = &[
         mint: Mint::List,
     },
     Kind {
+        name: "mcp",
+        parse: |v, _| compiled(mcp::parse(v)?, |policy, at| mcp::check(policy, at.view)),
+        counts_use: false,
+        mint: Mint::One,
+    },
+    Kind {
         name: "max_uses",
         parse: |v, token| {
-            compiled(max_uses::parse(v, token.has_jti)?, |limit, at| {
+            compiled(max_uses::parse(v, token)?, |limit, at| {
                 let now = at.now;
-                max_uses::check(*limit, at.uses(), now)
+                // On an MCP token only a tool call is a use (SPEC §14).
+                if limit.tool_calls_only && !at.view.mcp().is_some_and(|r| r.is_tool_call()) {
+                    return Ok(());
+                }
+                max_uses::check(limit.limit, at.uses(), now)
             })
         },
         counts_use: true,
@@ -120,6 +131,8 @@ pub fn kind(name: &str) -> Option<&'static Kind> {
 pub struct Token {
     /// Whether the token carries a string `jti`.
     pub has_jti: bool,
+    /// Whether the constraints carry `mcp` (then `max_uses` counts tool calls only).
+    pub has_mcp: bool,
 }
 
 /// What a constraint is checked against: the request, the token's use, the host clock.
@@ -154,6 +167,12 @@ pub trait Check {
 pub trait Footprint {
     /// Bytes on the heap, not counting the value itself.
     fn heap_bytes(&self) -> usize;
+}
+
+impl Footprint for max_uses::Limit {
+    fn heap_bytes(&self) -> usize {
+        0
+    }
 }
 
 impl Footprint for u64 {
@@ -226,7 +245,7 @@ impl Constraints {
     /// The error is a short description for the log (never token content).
     pub fn parse(value: &Value, custom_names: &[&str], has_jti: bool) -> Result<Constraints, String> {
         let obj = value.as_object().ok_or("the constraints claim is not an object")?;
-        let token = Token { has_jti };
+        let token = Token { has_jti, has_mcp: obj.contains_key("mcp") };
         let mut c = Constraints::default();
         // One slot per kind, in table order: the kinds come out in check order
         // whatever the token's order (and without a sort).
@@ -325,7 +344,8 @@ mod tests {
     fn parses_every_builtin_and_custom_key() {
         let c = parse(json!({
             "max_uses": 3, "ip": ["10.0.0.0/8", "::1"], "methods": "GET", "paths": ["/v1/**"], "hosts": ["*.example.com"],
-            "region": ["eu-west-1"], "window": [{"start": "09:00", "end": "17:00"}], "tenant": "acme"
+            "region": ["eu-west-1"], "window": [{"start": "09:00", "end": "17:00"}], "tenant": "acme",
+            "mcp": {"tools": ["get_order"]}
         }))
         .unwrap();
         // Compiled in table order, whatever the token's order.
@@ -413,7 +433,8 @@ mod tests {
         use crate::usage::MemoryCounter;
         let all_fail = json!({
             "zzz": 1, "ip": ["10.0.0.0/8"], "methods": ["POST"], "paths": ["/a"], "hosts": ["b.example"],
-            "region": ["eu"], "window": {"start": "00:00", "end": "00:01"}, "tenant": ["acme"], "max_uses": 1
+            "region": ["eu"], "window": {"start": "00:00", "end": "00:01"}, "tenant": ["acme"], "max_uses": 1,
+            "mcp": {}
         });
         // Remove one failing key at a time, in table order: the next one decides.
         let order = [
@@ -424,6 +445,7 @@ mod tests {
             ("hosts", Reason::Host),
             ("region", Reason::Region),
             ("window", Reason::Window),
+            ("mcp", Reason::McpNotParsed),
             ("tenant", Reason::Custom),
         ];
         let host = TestHost::new("GET", "/x").header("x-tenant", "other").header("x-region", "us");
@@ -450,6 +472,30 @@ mod tests {
         assert_eq!(check(&c, &TestHost::new("POST", "/"), &mut counter), Err(Reason::Method));
         assert_eq!(check(&c, &TestHost::new("GET", "/"), &mut counter), Ok(()));
         assert_eq!(check(&c, &TestHost::new("GET", "/"), &mut counter), Err(Reason::MaxUses));
+    }
+
+    #[test]
+    fn on_an_mcp_token_max_uses_counts_tool_calls_only() {
+        use crate::request::mcp::PROPERTY;
+        use crate::request::view::test_host::TestHost;
+        use crate::usage::MemoryCounter;
+        let c = parse(json!({"mcp": {"tools": ["t"]}, "max_uses": 2})).unwrap();
+        let mut counter = MemoryCounter::default();
+        let rpc = |method: &str| {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"name": "t"}});
+            TestHost::new("POST", "/mcp").property(&PROPERTY, &body.to_string())
+        };
+        // The session, notifications and listings use nothing; refused calls use nothing.
+        for method in ["initialize", "notifications/initialized", "tools/list", "ping", "tools/call", "tools/call"] {
+            assert_eq!(check(&c, &rpc(method), &mut counter), Ok(()), "{method}");
+        }
+        assert_eq!(check(&c, &rpc("resources/read"), &mut counter), Err(Reason::McpMethod));
+        assert_eq!(check(&c, &rpc("tools/call"), &mut counter), Err(Reason::MaxUses));
+        assert_eq!(
+            check(&c, &rpc("tools/list"), &mut counter),
+            Ok(()),
+            "listing still works when the calls are used up"
+        );
     }
 
     #[test]
