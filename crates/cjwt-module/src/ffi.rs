@@ -117,6 +117,12 @@ extern "C" {
         attribute: u32,
         result: *mut envoy_buffer,
     ) -> bool;
+    // The serialized form (`serializeAsString`) of any filter state object.
+    fn envoy_dynamic_module_callback_http_get_filter_state_typed(
+        filter: *mut c_void,
+        key: module_buffer,
+        result: *mut envoy_buffer,
+    ) -> bool;
     fn envoy_dynamic_module_callback_http_send_response(
         filter: *mut c_void,
         status: u32,
@@ -325,6 +331,21 @@ impl Filter<'_> {
     /// wasm build reads as `connection.sha256_peer_certificate_digest`.
     pub fn peer_certificate_digest(&self) -> Option<Vec<u8>> {
         self.attribute_string(ATTRIBUTE_SHA256_PEER_CERTIFICATE_DIGEST)
+    }
+
+    /// The serialized filter state object `key` (e.g. the MCP filter's parse,
+    /// JSON), the value the wasm build reads as property `filter_state.<key>`.
+    pub fn filter_state(&self, key: &str) -> Option<Vec<u8>> {
+        let mut out = envoy_buffer { ptr: std::ptr::null(), length: 0 };
+        // SAFETY: stream filter in the current hook; the key is read during the
+        // call; `out` points into Envoy's memory, copied before the hook returns.
+        unsafe {
+            if envoy_dynamic_module_callback_http_get_filter_state_typed(self.ptr, module(key.as_bytes()), &mut out) {
+                Some(envoy_bytes(out).to_vec())
+            } else {
+                None
+            }
+        }
     }
 
     fn attribute_string(&self, attribute: u32) -> Option<Vec<u8>> {

@@ -57,6 +57,7 @@ impl Host for NativeHost<'_> {
         match path {
             ["source", "address"] => self.filter.source_address(),
             ["connection", "sha256_peer_certificate_digest"] => self.filter.peer_certificate_digest(),
+            ["filter_state", key] => self.filter.filter_state(key),
             _ => None,
         }
     }
