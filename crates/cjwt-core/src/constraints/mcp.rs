@@ -41,8 +41,11 @@ pub struct Mcp {
     /// `Some` when `tools` is given (then `tools/list` and `tools/call` are allowed).
     tools: Option<Vec<ToolPattern>>,
     /// (tool pattern, [(argument path, allowed values)]).
-    args: Vec<(ToolPattern, Vec<(String, Vec<Value>)>)>,
+    args: Vec<(ToolPattern, ArgumentValues)>,
 }
+
+/// (argument path, allowed values) of one `args` entry.
+type ArgumentValues = Vec<(String, Vec<Value>)>;
 
 /// A tool name, or a prefix (`search_*`: every name that starts with `search_`).
 #[derive(Clone, Debug, PartialEq)]
@@ -100,7 +103,7 @@ pub fn parse(value: &Value) -> Result<Mcp, String> {
     Ok(mcp)
 }
 
-fn parse_args(v: &Value) -> Result<Vec<(ToolPattern, Vec<(String, Vec<Value>)>)>, String> {
+fn parse_args(v: &Value) -> Result<Vec<(ToolPattern, ArgumentValues)>, String> {
     let tools = v.as_object().ok_or("mcp.args: must be an object of tools")?;
     tools
         .iter()
