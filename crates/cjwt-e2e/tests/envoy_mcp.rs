@@ -192,7 +192,8 @@ fn without_the_mcp_filter_or_for_a_batch_an_mcp_token_is_refused() {
     assert_eq!((results[0]["ok"].as_bool(), results[0]["status"].as_u64()), (Some(false), Some(403)), "{results:?}");
     assert!(bare.stat("cjwt.denied.mcp_not_parsed") >= 1);
     assert_eq!(bare.stat("cjwt.allowed"), 0);
-    // With the filter: a JSON-RPC batch, a non-JSON-RPC body and a misspelt method.
+    // With the filter: a body past its size limit, a JSON-RPC batch, a non-JSON-RPC body,
+    // a misspelt method and a tool name with a NUL.
     let envoy = envoy(&config_json(json!({})), &server, true);
     let auth = format!("Bearer {t}");
     let post = |body: &str| {
@@ -204,7 +205,14 @@ fn without_the_mcp_filter_or_for_a_batch_an_mcp_token_is_refused() {
         send_with_body("127.0.0.1", envoy.port, "POST", "/mcp", &headers, Some(body.as_bytes()))
     };
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_order","arguments":{"customer_id":"42"}}}"#;
+    // Past the filter's size limit (8 KiB) it passes on a parse of the first bytes: the
+    // second `name`, the one the server would take, was never seen.
+    let pad = "x".repeat(9000);
+    let smuggled = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_order","pad":"{pad}","name":"delete_order"}}}}"#
+    );
     let cases = [
+        (smuggled, "mcp_not_parsed"),
         (format!("[{call},{call}]"), "mcp_not_parsed"),
         (r#"{"hello":"world"}"#.to_string(), "mcp_not_parsed"),
         (r#"{"jsonrpc":"2.0","id":1,"method":"Tools/Call","params":{"name":"get_order"}}"#.to_string(), "mcp_method"),

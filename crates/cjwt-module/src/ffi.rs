@@ -93,6 +93,8 @@ pub const BODY_CONTINUE: u32 = 0;
 pub const BODY_STOP_AND_BUFFER: u32 = 1;
 /// `on_http_filter_request_trailers` answers.
 pub const TRAILERS_CONTINUE: u32 = 0;
+/// `envoy_dynamic_module_type_metadata_source` Dynamic.
+const METADATA_SOURCE_DYNAMIC: u32 = 0;
 /// Hold the trailers until the request is allowed.
 pub const TRAILERS_STOP: u32 = 1;
 
@@ -116,6 +118,14 @@ extern "C" {
         filter: *mut c_void,
         attribute: u32,
         result: *mut envoy_buffer,
+    ) -> bool;
+    // A bool of the dynamic metadata (source 0) `namespace.key` (top-level keys only).
+    fn envoy_dynamic_module_callback_http_get_metadata_bool(
+        filter: *mut c_void,
+        source: u32,
+        namespace: module_buffer,
+        key: module_buffer,
+        result: *mut bool,
     ) -> bool;
     // The serialized form (`serializeAsString`) of any filter state object.
     fn envoy_dynamic_module_callback_http_get_filter_state_typed(
@@ -346,6 +356,23 @@ impl Filter<'_> {
                 None
             }
         }
+    }
+
+    /// The dynamic metadata bool `namespace.key`, if set and a bool.
+    pub fn metadata_bool(&self, namespace: &str, key: &str) -> Option<bool> {
+        let mut out = false;
+        // SAFETY: stream filter in the current hook; the module buffers are read
+        // during the call; `out` is ours.
+        unsafe {
+            envoy_dynamic_module_callback_http_get_metadata_bool(
+                self.ptr,
+                METADATA_SOURCE_DYNAMIC,
+                module(namespace.as_bytes()),
+                module(key.as_bytes()),
+                &mut out,
+            )
+        }
+        .then_some(out)
     }
 
     fn attribute_string(&self, attribute: u32) -> Option<Vec<u8>> {

@@ -107,10 +107,12 @@ pub fn run(a: Args) -> Result<u8, String> {
     let body = match (&a.mcp_body, &a.mcp_method) {
         (Some(body), _) => Some(body.clone()),
         (None, Some(method)) => {
-            let mut rpc = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method});
-            if let Some(tool) = &a.mcp_tool {
-                rpc["params"] = serde_json::json!({"name": tool});
-            }
+            let rpc = match &a.mcp_tool {
+                Some(tool) => {
+                    serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"name": tool}})
+                }
+                None => serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method}),
+            };
             Some(rpc.to_string())
         }
         (None, None) => None,
@@ -118,7 +120,9 @@ pub fn run(a: Args) -> Result<u8, String> {
     // The MCP filter parses only a POST's body, and only one JSON-RPC object.
     if let Some(body) = body.filter(|_| a.method == "POST") {
         if serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| v.is_object()) {
-            host = host.property(&cjwt_core::request::mcp::PROPERTY, &body);
+            host = host
+                .property(&cjwt_core::request::mcp::PROPERTY, &body)
+                .property_bytes(&cjwt_core::request::mcp::IS_MCP_REQUEST, [1u8]);
         }
     }
     for (name, value) in &a.header {

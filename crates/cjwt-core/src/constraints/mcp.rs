@@ -199,14 +199,14 @@ impl super::Footprint for Mcp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::mcp::PROPERTY;
+    use crate::request::mcp::{IS_MCP_REQUEST, PROPERTY};
     use crate::request::view::test_host::TestHost;
     use serde_json::json;
 
     fn host(parse: Option<Value>) -> TestHost {
         let host = TestHost::new("POST", "/mcp");
         match parse {
-            Some(p) => host.property(&PROPERTY, &p.to_string()),
+            Some(p) => host.property(&PROPERTY, &p.to_string()).property(&IS_MCP_REQUEST, "\u{1}"),
             None => host,
         }
     }
@@ -276,6 +276,18 @@ mod tests {
             let host = host(parse_value.clone());
             assert_eq!(check(&mcp, &host.view()), *want, "{value} {parse_value:?}");
         }
+    }
+
+    #[test]
+    fn a_parse_past_the_size_limit_or_not_called_mcp_is_no_parse() {
+        use crate::request::mcp::IS_EXCEEDING_LIMIT;
+        let mcp = super::parse(&json!({"tools": ["get_order"]})).unwrap();
+        let whole = host(call("get_order", json!({})));
+        assert_eq!(check(&mcp, &whole.view()), Ok(()));
+        let truncated = host(call("get_order", json!({}))).property(&IS_EXCEEDING_LIMIT, "\u{1}");
+        assert_eq!(check(&mcp, &truncated.view()), Err(Reason::McpNotParsed));
+        let not_mcp = host(call("get_order", json!({}))).property(&IS_MCP_REQUEST, "\u{0}");
+        assert_eq!(check(&mcp, &not_mcp.view()), Err(Reason::McpNotParsed));
     }
 
     #[test]

@@ -476,14 +476,14 @@ mod tests {
 
     #[test]
     fn on_an_mcp_token_max_uses_counts_tool_calls_only() {
-        use crate::request::mcp::PROPERTY;
+        use crate::request::mcp::{IS_MCP_REQUEST, PROPERTY};
         use crate::request::view::test_host::TestHost;
         use crate::usage::MemoryCounter;
         let c = parse(json!({"mcp": {"tools": ["t"]}, "max_uses": 2})).unwrap();
         let mut counter = MemoryCounter::default();
         let rpc = |method: &str| {
             let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"name": "t"}});
-            TestHost::new("POST", "/mcp").property(&PROPERTY, &body.to_string())
+            TestHost::new("POST", "/mcp").property(&PROPERTY, &body.to_string()).property(&IS_MCP_REQUEST, "\u{1}")
         };
         // The session, notifications and listings use nothing; refused calls use nothing.
         for method in ["initialize", "notifications/initialized", "tools/list", "ping", "tools/call", "tools/call"] {

@@ -18,6 +18,19 @@ pub const FILTER_STATE_KEY: &str = "envoy.filters.http.mcp.request";
 /// path; the native module maps it to the filter state getter).
 pub const PROPERTY: [&str; 2] = ["filter_state", FILTER_STATE_KEY];
 
+/// The MCP filter's dynamic metadata namespace.
+pub const NAMESPACE: &str = "envoy.filters.http.mcp";
+
+/// The filter's verdict that the body is one MCP (JSON-RPC 2.0) message: a bool
+/// in its dynamic metadata (`request_storage_mode` must include it). One byte, 1
+/// for true, as both hosts give a bool.
+pub const IS_MCP_REQUEST: [&str; 4] = ["metadata", "filter_metadata", NAMESPACE, "is_mcp_request"];
+
+/// Set (true) when the body was longer than the filter's `max_request_body_size`
+/// and it passed on a parse of the first bytes only: what came after (a second
+/// `name`, say) was never seen, so there is no parse to decide on.
+pub const IS_EXCEEDING_LIMIT: [&str; 4] = ["metadata", "filter_metadata", NAMESPACE, "is_exceeding_limit"];
+
 /// The JSON-RPC method of a `tools/call` request.
 pub const TOOLS_CALL: &str = "tools/call";
 
@@ -47,6 +60,16 @@ impl McpRequest {
         let tool = params.and_then(|p| p.get("name")).and_then(Value::as_str).map(str::to_owned);
         let arguments = params.and_then(|p| p.get("arguments")).cloned().unwrap_or(Value::Null);
         Some(McpRequest { method, tool, arguments })
+    }
+
+    /// The parse a host gives: the filter state JSON, only when the filter's
+    /// metadata says it parsed one MCP message whole ([`IS_MCP_REQUEST`] true,
+    /// [`IS_EXCEEDING_LIMIT`] not true). Anything else is no parse.
+    pub fn read(property: impl Fn(&[&str]) -> Option<Vec<u8>>) -> Option<McpRequest> {
+        if property(&IS_MCP_REQUEST)? != [1] || property(&IS_EXCEEDING_LIMIT).is_some_and(|v| v != [0]) {
+            return None;
+        }
+        McpRequest::parse(&property(&PROPERTY)?)
     }
 
     /// Whether this is a `tools/call`.
@@ -86,5 +109,29 @@ mod tests {
         }
         let n = McpRequest::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
         assert_eq!((n.tool, n.arguments), (None, Value::Null));
+    }
+
+    #[test]
+    fn only_a_whole_parse_the_filter_calls_mcp_is_read() {
+        let body = br#"{"jsonrpc":"2.0","method":"tools/list"}"#.to_vec();
+        // (is_mcp_request, is_exceeding_limit, read?)
+        let table: &[(Option<&[u8]>, Option<&[u8]>, bool)] = &[
+            (Some(&[1]), None, true),
+            (Some(&[1]), Some(&[0]), true),
+            (Some(&[1]), Some(&[1]), false),
+            (Some(&[1]), Some(&[]), false),
+            (Some(&[0]), None, false),
+            (None, None, false),
+            (Some(b"true"), None, false),
+        ];
+        for (is_mcp, exceeding, want) in table {
+            let property = |path: &[&str]| match path {
+                p if p == IS_MCP_REQUEST => is_mcp.map(<[u8]>::to_vec),
+                p if p == IS_EXCEEDING_LIMIT => exceeding.map(<[u8]>::to_vec),
+                p if p == PROPERTY => Some(body.clone()),
+                _ => None,
+            };
+            assert_eq!(McpRequest::read(property).is_some(), *want, "{is_mcp:?} {exceeding:?}");
+        }
     }
 }

@@ -15,7 +15,7 @@
 use crate::reason::Reason;
 use crate::request::address;
 use crate::request::host::{header_values, single_header, Host};
-use crate::request::mcp::{self, McpRequest};
+use crate::request::mcp::McpRequest;
 use crate::request::paths::{is_normalized, normalize_host, path_only, path_segment, query_only};
 use crate::request::query::{self, Param};
 use crate::request::source::{Attribute, ClientIpSource, RegionSource};
@@ -154,11 +154,12 @@ impl<'a> RequestView<'a> {
         self.region.get_or_init(|| read_region(self.region_source?, self.host)).as_deref()
     }
 
-    /// The MCP request as Envoy's MCP filter parsed it ([`mcp`]); `None` when
-    /// the filter stored no parse of one JSON-RPC 2.0 message (filter missing or
-    /// after cjwt, a batch, not JSON-RPC, not a POST).
+    /// The MCP request as Envoy's MCP filter parsed it ([`crate::request::mcp`]);
+    /// `None` when the filter stored no whole parse of one JSON-RPC 2.0 message
+    /// (filter missing or after cjwt, a batch, not JSON-RPC, not a POST, a body
+    /// past its size limit).
     pub fn mcp(&self) -> Option<&McpRequest> {
-        self.mcp.get_or_init(|| McpRequest::parse(&self.host.property(&mcp::PROPERTY)?)).as_ref()
+        self.mcp.get_or_init(|| McpRequest::read(|path| self.host.property(path))).as_ref()
     }
 
     /// The request attribute of the custom constraint `name`. `Ok(None)` when the
