@@ -114,8 +114,9 @@ mod tests {
     #[test]
     fn only_a_whole_parse_the_filter_calls_mcp_is_read() {
         let body = br#"{"jsonrpc":"2.0","method":"tools/list"}"#.to_vec();
-        // (is_mcp_request, is_exceeding_limit, read?)
-        let table: &[(Option<&[u8]>, Option<&[u8]>, bool)] = &[
+        /// (is_mcp_request, is_exceeding_limit, read?)
+        type Case<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, bool);
+        let table: &[Case] = &[
             (Some(&[1]), None, true),
             (Some(&[1]), Some(&[0]), true),
             (Some(&[1]), Some(&[1]), false),
