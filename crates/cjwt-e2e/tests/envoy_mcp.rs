@@ -275,3 +275,36 @@ fn a_dpop_bound_agent_token_works_end_to_end() {
     let (results, _) = client(&envoy, &t, None, &json!([]));
     assert_eq!((results[0]["ok"].as_bool(), results[0]["status"].as_u64()), (Some(false), Some(401)), "{results:?}");
 }
+
+#[test]
+fn a_401_leads_the_sdk_to_the_protected_resource_metadata() {
+    let server = McpServer::start("discovery");
+    let plugin = config_json(json!({"protected_resource": {
+        "resource": "https://mcp.example.com/mcp",
+        "authorization_servers": ["https://idp.example.com"],
+        "scopes_supported": ["orders:read"],
+        "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": ["ES256", "EdDSA"]
+    }}));
+    let envoy = envoy(&plugin, &server, true);
+    let out = Command::new(python())
+        .arg(repo_root().join("crates/cjwt-e2e/mcp/discover.py"))
+        .arg(format!("http://127.0.0.1:{}/mcp", envoy.port))
+        .output()
+        .expect("the discovery script (make mcp-tools)");
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    let url = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+    assert_eq!(line["status"], 401, "{line}");
+    assert_eq!(line["resource_metadata"], url, "{line}");
+    assert_eq!(line["www_authenticate"], format!("Bearer realm=\"cjwt\", resource_metadata=\"{url}\""));
+    let doc = &line["document"];
+    assert_eq!(doc["resource"], "https://mcp.example.com/mcp", "{line}");
+    assert_eq!(doc["authorization_servers"], json!(["https://idp.example.com/"]), "the SDK's URL form: {line}");
+    assert_eq!(doc["scopes_supported"], json!(["orders:read"]));
+    assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    assert_eq!(doc["dpop_signing_alg_values_supported"], json!(["ES256", "EdDSA"]));
+    assert!(server.calls().is_empty());
+    assert_eq!(envoy.stat("cjwt.allowed"), 0, "the document is served by cjwt, not let through");
+}
