@@ -1,4 +1,4 @@
-//! MCP agent tokens (SPEC §14) against the real thing, for the build under test
+//! MCP agent tokens (SPEC §15) against the real thing, for the build under test
 //! (`CJWT_BUILD=wasm|native`): Envoy's MCP filter before cjwt, in front of an MCP
 //! server built with the official Python SDK (PyPI `mcp`, streamable HTTP;
 //! `crates/cjwt-e2e/mcp/server.py`), driven by the same SDK's client
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 /// The MCP filter, before cjwt: its parse stored as filter state too (cjwt reads
 /// it there), duplicate keys refused, and the tool name and the constrained
-/// argument extracted for `tools/call` (SPEC §14 "Pairing with the MCP filter").
+/// argument extracted for `tools/call` (SPEC §15 "Pairing with the MCP filter").
 const MCP_FILTER: &str = r#"          http_filters:
           - name: envoy.filters.http.mcp
             typed_config:

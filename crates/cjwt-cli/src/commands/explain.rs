@@ -65,7 +65,7 @@ pub struct Args {
     cert_sha256: Option<String>,
     /// An MCP request body (JSON-RPC) as sent with `--method POST`: decided as
     /// Envoy's MCP filter before cjwt passes it on (one JSON-RPC 2.0 object is
-    /// parsed; a batch, or anything else, is not), SPEC §14.
+    /// parsed; a batch, or anything else, is not), SPEC §15.
     #[arg(long, value_name = "JSON", conflicts_with = "mcp_method")]
     mcp_body: Option<String>,
     /// An MCP method, instead of `--mcp-body` (`tools/call`, with `--mcp-tool`).
@@ -137,7 +137,15 @@ pub fn run(a: Args) -> Result<u8, String> {
             }
         }
     }
+    // A Transaction Token (typ `txntoken+jwt`, SPEC §14) goes where a sidecar
+    // reads it, the `Txn-Token` header, whatever the configuration's sources.
+    let txn = cjwt_core::token::jws::parse_jws(&a.token)
+        .is_ok_and(|t| cjwt_core::token::verify::is_txn_token(t.typ.as_deref()));
     match config.token_from().first() {
+        _ if txn => {
+            out!("note: a Txn-Token: sent in the txn-token header");
+            host = host.header(cjwt_core::txn::HEADER, &a.token);
+        }
         _ if a.dpop.is_some() => {
             host = host.header("authorization", &format!("DPoP {}", a.token));
             host = host.header("dpop", a.dpop.as_deref().unwrap_or_default());
@@ -218,9 +226,15 @@ pub fn run(a: Args) -> Result<u8, String> {
     };
     // The request as it goes upstream: Envoy applies these operations in order.
     for (name, value) in code {
-        match value {
+        match &value {
             Some(v) => out!("forward: set {name}: {v}"),
             None => out!("forward: remove {name}"),
+        }
+        // The Txn-Token a gateway issues: its claims, as the next hop reads them.
+        if let (cjwt_core::txn::HEADER, Some(v)) = (name.as_str(), value) {
+            if let Ok(t) = jws::parse(&v) {
+                out!("txn-token claims: {}", serde_json::Value::Object(t.claims));
+            }
         }
     }
     Ok(0)

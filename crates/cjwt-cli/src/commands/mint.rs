@@ -73,7 +73,7 @@ pub struct Args {
     /// How often the token may be used (adds a random `jti` if none is given).
     #[arg(long, value_name = "N", help_heading = "Constraints")]
     max_uses: Option<u64>,
-    /// MCP tools the agent may call (`tools/call`; `search_*` for a prefix), comma-separated; repeatable (SPEC §14).
+    /// MCP tools the agent may call (`tools/call`; `search_*` for a prefix), comma-separated; repeatable (SPEC §15).
     #[arg(long, value_name = "TOOL,TOOL", value_parser = values::list, help_heading = "Constraints")]
     mcp_tools: Vec<List>,
     /// MCP methods allowed beyond the session's and the tools' (`resources/read`), comma-separated; repeatable.

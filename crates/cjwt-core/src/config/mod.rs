@@ -32,6 +32,7 @@ pub use model::{
     MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints, SpanField,
     StatusListSource, TokenSource,
 };
+pub use model::{ProviderKind, TxnDomain, TxnIssue};
 
 #[cfg(test)]
 mod tests;

@@ -26,7 +26,7 @@ pub struct TokenUse<'a> {
 pub struct Limit {
     /// How many uses the token has.
     pub limit: u64,
-    /// The token carries `mcp` (SPEC §14): only an allowed `tools/call` is a use;
+    /// The token carries `mcp` (SPEC §15): only an allowed `tools/call` is a use;
     /// `initialize`, notifications, `tools/list` and the other methods use nothing.
     pub tool_calls_only: bool,
 }

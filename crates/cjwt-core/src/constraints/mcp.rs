@@ -1,4 +1,4 @@
-//! The `mcp` constraint (SPEC §14): what an agent token may do over the Model
+//! The `mcp` constraint (SPEC §15): what an agent token may do over the Model
 //! Context Protocol, decided on the parse of Envoy's MCP filter
 //! ([`crate::request::mcp`]).
 //!

@@ -1,5 +1,5 @@
 //! The MCP request as Envoy's MCP filter (`envoy.filters.http.mcp`) parsed it
-//! (SPEC §14): read once per decision, from the filter state object the filter
+//! (SPEC §15): read once per decision, from the filter state object the filter
 //! stores under [`FILTER_STATE_KEY`] (its `request_storage_mode` must include
 //! `FILTER_STATE`). The object serializes as the JSON the filter extracted: `jsonrpc`,
 //! `method`, `id` and the `params` fields its `ParserConfig` names (`params.name`

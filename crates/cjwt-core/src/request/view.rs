@@ -49,7 +49,7 @@ pub struct RequestView<'a> {
     region: OnceCell<Option<Cow<'a, str>>>,
     /// One cell per configured custom attribute, made on first use.
     attribute_values: OnceCell<Box<[OnceCell<AttributeValue<'a>>]>>,
-    /// The MCP filter's parse of the body, read on first use (SPEC §14).
+    /// The MCP filter's parse of the body, read on first use (SPEC §15).
     mcp: OnceCell<Option<McpRequest>>,
 }
 
@@ -79,6 +79,30 @@ impl<'a> RequestView<'a> {
             region: OnceCell::new(),
             attribute_values: OnceCell::new(),
             mcp: OnceCell::new(),
+        }
+    }
+
+    /// The same request with its origin fixed: [`RequestView::client_ip`] is
+    /// `ip` and [`RequestView::region`] is `region`, whatever the configured
+    /// sources say. For a Txn-Token, whose constraints hold for the request it
+    /// was issued for (SPEC §14, `rctx`), not for the hop that carries it.
+    /// Everything already read is carried over, not read again.
+    pub fn with_origin(&self, ip: Option<IpAddr>, region: Option<String>) -> RequestView<'a> {
+        RequestView {
+            host: self.host,
+            client_ip_source: self.client_ip_source,
+            region_source: self.region_source,
+            attributes: self.attributes,
+            method: self.method,
+            authority: self.authority,
+            path: self.path,
+            query: self.query,
+            host_name: self.host_name.clone(),
+            path_normalized: self.path_normalized.clone(),
+            client_ip: OnceCell::from(ip),
+            region: OnceCell::from(region.map(Cow::Owned)),
+            attribute_values: self.attribute_values.clone(),
+            mcp: self.mcp.clone(),
         }
     }
 
