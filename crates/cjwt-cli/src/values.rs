@@ -88,6 +88,16 @@ pub fn name_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `TOOL.PATH=VALUE` (`--mcp-arg`): the tool is up to the first `.`, the argument
+/// path (dotted, below `params.arguments`) up to the first `=`.
+pub fn mcp_arg(s: &str) -> Result<(String, String, String), String> {
+    let (key, value) = s.split_once('=').ok_or_else(|| format!("{s:?} is not TOOL.PATH=VALUE"))?;
+    match key.split_once('.') {
+        Some((tool, path)) if !tool.is_empty() && !path.is_empty() => Ok((tool.into(), path.into(), value.into())),
+        _ => Err(format!("{s:?} is not TOOL.PATH=VALUE")),
+    }
+}
+
 /// `name=JSON` (`--claim`); a value that is not JSON is taken as a string.
 pub fn claim(s: &str) -> Result<(String, Value), String> {
     let (name, value) =

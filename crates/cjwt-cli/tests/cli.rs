@@ -659,3 +659,59 @@ fn txn_tokens_minted_inspected_and_explained() {
         serde_json::from_str(out.lines().find_map(|l| l.strip_prefix("txn-token claims: ")).unwrap()).unwrap();
     assert_eq!((claims["sub"].as_str(), claims["rctx"]["req_ip"].as_str()), (Some("bob"), Some("192.0.2.9")));
 }
+
+#[test]
+fn mint_an_mcp_agent_token_and_explain_mcp_requests() {
+    let dir = tmp("mcp");
+    let (pem, jwks) = keygen(&dir, "EdDSA", "k1");
+    let config = plugin(&dir, &jwks, json!({}));
+    let t = cjwt(&[
+        "mint",
+        "--key",
+        &pem,
+        "--kid",
+        "k1",
+        "--iss",
+        "https://issuer.test",
+        "--aud",
+        "api",
+        "--ttl",
+        "15m",
+        "--mcp-tools",
+        "get_order,search_orders",
+        "--mcp-arg",
+        "get_order.customer_id=42",
+        "--mcp-arg",
+        "get_order.customer_id=43",
+        "--max-uses",
+        "20",
+    ]);
+    assert!(t.status.success(), "{}", stderr(&t));
+    let token = stdout(&t);
+    let payload: Value =
+        serde_json::from_slice(&cjwt_core::encoding::b64::decode(token.split('.').nth(1).unwrap().as_bytes()).unwrap())
+            .unwrap();
+    assert_eq!(
+        payload["cnst"]["mcp"],
+        json!({"tools": ["get_order", "search_orders"], "args": {"get_order": {"customer_id": ["42", "43"]}}})
+    );
+    let explain = |extra: &[&str]| {
+        let mut args = vec!["explain", "--config", &config, "--token", &token, "--method", "POST", "--path", "/mcp"];
+        args.extend_from_slice(extra);
+        stdout(&cjwt(&args))
+    };
+    let call = |tool: &str, id: &str| {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {"customer_id": id}}})
+            .to_string()
+    };
+    assert_eq!(explain(&["--mcp-body", &call("get_order", "42")]).lines().next(), Some("allow"));
+    assert_eq!(explain(&["--mcp-body", &call("get_order", "7")]), "refuse 403 mcp_argument");
+    assert_eq!(explain(&["--mcp-body", &format!("[{}]", call("get_order", "42"))]), "refuse 403 mcp_not_parsed");
+    assert_eq!(explain(&["--mcp-method", "tools/call", "--mcp-tool", "delete_order"]), "refuse 403 mcp_tool");
+    assert_eq!(explain(&["--mcp-method", "initialize"]).lines().next(), Some("allow"));
+    assert_eq!(explain(&["--mcp-method", "resources/read"]), "refuse 403 mcp_method");
+    assert_eq!(explain(&[]), "refuse 403 mcp_not_parsed");
+    let o = cjwt(&["mint", "--key", &pem, "--iss", "i", "--aud", "a", "--ttl", "1m", "--mcp-arg", "customer_id=42"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("TOOL.PATH=VALUE"), "{}", stderr(&o));
+}

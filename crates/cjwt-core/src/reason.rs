@@ -185,6 +185,14 @@ reasons! {
     MaxUses => "max_uses", Forbidden;
     /// A custom constraint does not hold (or its attribute is absent).
     Custom => "custom", Forbidden;
+    /// `mcp`: no MCP filter parse of one JSON-RPC 2.0 message (SPEC §15).
+    McpNotParsed => "mcp_not_parsed", Forbidden;
+    /// `mcp`: the JSON-RPC method is not allowed.
+    McpMethod => "mcp_method", Forbidden;
+    /// `mcp`: the `tools/call` names no allowed tool.
+    McpTool => "mcp_tool", Forbidden;
+    /// `mcp`: a constrained tool argument is absent or has no allowed value.
+    McpArgument => "mcp_argument", Forbidden;
     // 403: the rule's `require`.
     /// The required roles are not granted.
     Role => "role", Forbidden;
@@ -254,7 +262,7 @@ mod tests {
     /// SPEC §4 "Decisions and responses", paragraph "Reason codes": the v1 codes
     /// with their status, in the SPEC's order. Hard-coded so that the crate stands
     /// alone; update it with the SPEC.
-    const SPEC_REASONS: [(&str, u32); 54] = [
+    const SPEC_REASONS: [(&str, u32); 58] = [
         ("missing_token", 401),
         ("multiple_tokens", 401),
         ("token_too_large", 401),
@@ -286,6 +294,10 @@ mod tests {
         ("window", 403),
         ("max_uses", 403),
         ("custom", 403),
+        ("mcp_not_parsed", 403),
+        ("mcp_method", 403),
+        ("mcp_tool", 403),
+        ("mcp_argument", 403),
         ("role", 403),
         ("scope", 403),
         ("claim", 403),
@@ -353,6 +365,10 @@ mod tests {
             Reason::Window => "window",
             Reason::MaxUses => "max_uses",
             Reason::Custom => "custom",
+            Reason::McpNotParsed => "mcp_not_parsed",
+            Reason::McpMethod => "mcp_method",
+            Reason::McpTool => "mcp_tool",
+            Reason::McpArgument => "mcp_argument",
             Reason::Role => "role",
             Reason::Scope => "scope",
             Reason::Claim => "claim",

@@ -779,6 +779,24 @@ fn every_reason_code_is_reachable() {
     );
     probe(StaticHost::get("/x").bearer(&once), &mut counter);
     probe(StaticHost::get("/x").bearer(&t(json!({"cnst": {"tenant": ["acme"]}}))), &mut counter);
+    // SPEC §15: an MCP agent token, and the MCP filter's parse as a filter state property.
+    let agent = t(json!({"cnst": {"mcp": {"tools": ["get_order"], "args": {"get_order": {"customer_id": "42"}}}}}));
+    let parsed = |body: &str| {
+        StaticHost::request("POST", "/mcp")
+            .property(&cjwt_core::request::mcp::PROPERTY, body)
+            .property_bytes(&cjwt_core::request::mcp::IS_MCP_REQUEST, [1u8])
+    };
+    probe(StaticHost::request("POST", "/mcp").bearer(&agent), &mut counter);
+    probe(parsed(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read"}"#).bearer(&agent), &mut counter);
+    probe(
+        parsed(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#).bearer(&agent),
+        &mut counter,
+    );
+    probe(
+        parsed(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_order","arguments":{"customer_id":"7"}}}"#)
+            .bearer(&agent),
+        &mut counter,
+    );
     probe(StaticHost::get("/role").bearer(&good), &mut counter);
     probe(StaticHost::get("/scope").bearer(&good), &mut counter);
     probe(StaticHost::get("/claim").bearer(&good), &mut counter);

@@ -352,3 +352,71 @@ fn the_span_gets_reason_rule_and_issuer_and_the_subject_only_when_configured() {
     assert!(plan.span.is_empty());
     assert!(!plan.audit.is_empty(), "the access log keeps its fields");
 }
+
+#[test]
+fn the_protected_resource_metadata_is_served_and_named_in_every_401() {
+    let pr = json!({"protected_resource": {
+        "resource": "https://api.example.com/mcp",
+        "authorization_servers": ["https://idp.example.com"],
+        "scopes_supported": ["orders:read"],
+        "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": ["ES256"]
+    }});
+    let mut e = engine(false, pr);
+    let url = "https://api.example.com/.well-known/oauth-protected-resource/mcp";
+    let keys = Fetched::new(1);
+    // The document, to anyone, before any decision: no token needed, nothing counted.
+    for method in ["GET", "HEAD"] {
+        let host = StaticHost::request(method, "/.well-known/oauth-protected-resource/mcp").at(NOW);
+        let plan = acted(start(&mut RequestFlow::new(), &mut e, &host, &keys, &mut no_remote()));
+        let Act::Refuse(r) = &plan.act else { panic!("{plan:?}") };
+        assert_eq!(r.status, 200);
+        let doc: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            doc,
+            json!({"resource": "https://api.example.com/mcp", "authorization_servers": ["https://idp.example.com"],
+                   "scopes_supported": ["orders:read"], "bearer_methods_supported": ["header"],
+                   "dpop_signing_alg_values_supported": ["ES256"]})
+        );
+        assert!(plan.counters.is_empty());
+    }
+    // Any other request is decided; a 401 names the document, a 403 does not.
+    let missing =
+        acted(start(&mut RequestFlow::new(), &mut e, &StaticHost::get("/mcp").at(NOW), &keys, &mut no_remote()));
+    let Act::Refuse(r) = &missing.act else { panic!("{missing:?}") };
+    assert_eq!(r.status, 401);
+    assert_eq!(r.headers[0].1, format!("Bearer realm=\"cjwt\", resource_metadata=\"{url}\""));
+    let post = StaticHost::request("POST", "/.well-known/oauth-protected-resource/mcp").at(NOW);
+    assert_eq!(status(&acted(start(&mut RequestFlow::new(), &mut e, &post, &keys, &mut no_remote()))), Some(401));
+    let expired = get(&token(json!({"exp": NOW - 3600})));
+    let plan = acted(start(&mut RequestFlow::new(), &mut e, &expired, &keys, &mut no_remote()));
+    let Act::Refuse(r) = &plan.act else { panic!("{plan:?}") };
+    assert!(r.headers[0].1.ends_with(&format!(", resource_metadata=\"{url}\"")), "{}", r.headers[0].1);
+    let forbidden = get(&token(json!({"cnst": {"methods": ["POST"]}})));
+    let plan = acted(start(&mut RequestFlow::new(), &mut e, &forbidden, &keys, &mut no_remote()));
+    let Act::Refuse(r) = &plan.act else { panic!("{plan:?}") };
+    assert_eq!(r.status, 403);
+    assert!(!r.headers[0].1.contains("resource_metadata"));
+    // A resource at the origin's root: the well-known path alone; bad URLs refused.
+    let root = engine(
+        false,
+        json!({"protected_resource": {"resource": "https://api.example.com", "authorization_servers": ["https://idp"]}}),
+    );
+    assert_eq!(root.config().protected_resource().unwrap().path, "/.well-known/oauth-protected-resource");
+    let with = |pr: Value| {
+        let cfg = json!({"providers": [{"name": "corp", "issuer": "https://idp.example.com",
+            "jwks": {"keys": [signing().public_jwk(Some("k1"))]}}], "protected_resource": pr});
+        Config::from_json(cfg.to_string().as_bytes())
+    };
+    assert!(with(json!({"resource": "https://x", "authorization_servers": ["https://idp"]})).is_ok());
+    for bad in [
+        json!({"resource": "ftp://x", "authorization_servers": ["https://idp"]}),
+        json!({"resource": "https://x/a?b", "authorization_servers": ["https://idp"]}),
+        json!({"resource": "https://x/\"", "authorization_servers": ["https://idp"]}),
+        json!({"resource": "https://x", "authorization_servers": []}),
+        json!({"resource": "https://x", "authorization_servers": ["idp"]}),
+        json!({"resource": "https://x", "authorization_servers": ["https://idp"], "extra": 1}),
+    ] {
+        assert!(with(bad.clone()).is_err(), "{bad}");
+    }
+}

@@ -93,6 +93,8 @@ pub const BODY_CONTINUE: u32 = 0;
 pub const BODY_STOP_AND_BUFFER: u32 = 1;
 /// `on_http_filter_request_trailers` answers.
 pub const TRAILERS_CONTINUE: u32 = 0;
+/// `envoy_dynamic_module_type_metadata_source` Dynamic.
+const METADATA_SOURCE_DYNAMIC: u32 = 0;
 /// Hold the trailers until the request is allowed.
 pub const TRAILERS_STOP: u32 = 1;
 
@@ -115,6 +117,20 @@ extern "C" {
     fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         filter: *mut c_void,
         attribute: u32,
+        result: *mut envoy_buffer,
+    ) -> bool;
+    // A bool of the dynamic metadata (source 0) `namespace.key` (top-level keys only).
+    fn envoy_dynamic_module_callback_http_get_metadata_bool(
+        filter: *mut c_void,
+        source: u32,
+        namespace: module_buffer,
+        key: module_buffer,
+        result: *mut bool,
+    ) -> bool;
+    // The serialized form (`serializeAsString`) of any filter state object.
+    fn envoy_dynamic_module_callback_http_get_filter_state_typed(
+        filter: *mut c_void,
+        key: module_buffer,
         result: *mut envoy_buffer,
     ) -> bool;
     fn envoy_dynamic_module_callback_http_send_response(
@@ -335,6 +351,38 @@ impl Filter<'_> {
     /// wasm build reads as `connection.sha256_peer_certificate_digest`.
     pub fn peer_certificate_digest(&self) -> Option<Vec<u8>> {
         self.attribute_string(ATTRIBUTE_SHA256_PEER_CERTIFICATE_DIGEST)
+    }
+
+    /// The serialized filter state object `key` (e.g. the MCP filter's parse,
+    /// JSON), the value the wasm build reads as property `filter_state.<key>`.
+    pub fn filter_state(&self, key: &str) -> Option<Vec<u8>> {
+        let mut out = envoy_buffer { ptr: std::ptr::null(), length: 0 };
+        // SAFETY: stream filter in the current hook; the key is read during the
+        // call; `out` points into Envoy's memory, copied before the hook returns.
+        unsafe {
+            if envoy_dynamic_module_callback_http_get_filter_state_typed(self.ptr, module(key.as_bytes()), &mut out) {
+                Some(envoy_bytes(out).to_vec())
+            } else {
+                None
+            }
+        }
+    }
+
+    /// The dynamic metadata bool `namespace.key`, if set and a bool.
+    pub fn metadata_bool(&self, namespace: &str, key: &str) -> Option<bool> {
+        let mut out = false;
+        // SAFETY: stream filter in the current hook; the module buffers are read
+        // during the call; `out` is ours.
+        unsafe {
+            envoy_dynamic_module_callback_http_get_metadata_bool(
+                self.ptr,
+                METADATA_SOURCE_DYNAMIC,
+                module(namespace.as_bytes()),
+                module(key.as_bytes()),
+                &mut out,
+            )
+        }
+        .then_some(out)
     }
 
     fn attribute_string(&self, attribute: u32) -> Option<Vec<u8>> {

@@ -57,6 +57,11 @@ impl Host for NativeHost<'_> {
         match path {
             ["source", "address"] => self.filter.source_address(),
             ["connection", "sha256_peer_certificate_digest"] => self.filter.peer_certificate_digest(),
+            ["filter_state", key] => self.filter.filter_state(key),
+            // Bools only (the MCP filter's verdicts): one byte, as the wasm host gives one.
+            ["metadata", "filter_metadata", namespace, key] => {
+                self.filter.metadata_bool(namespace, key).map(|b| vec![u8::from(b)])
+            }
             _ => None,
         }
     }

@@ -63,6 +63,17 @@ pub struct Args {
     /// certificate-bound tokens.
     #[arg(long, value_name = "HEX")]
     cert_sha256: Option<String>,
+    /// An MCP request body (JSON-RPC) as sent with `--method POST`: decided as
+    /// Envoy's MCP filter before cjwt passes it on (one JSON-RPC 2.0 object is
+    /// parsed; a batch, or anything else, is not), SPEC §15.
+    #[arg(long, value_name = "JSON", conflicts_with = "mcp_method")]
+    mcp_body: Option<String>,
+    /// An MCP method, instead of `--mcp-body` (`tools/call`, with `--mcp-tool`).
+    #[arg(long, value_name = "METHOD")]
+    mcp_method: Option<String>,
+    /// The tool of `--mcp-method tools/call`.
+    #[arg(long, value_name = "TOOL", requires = "mcp_method")]
+    mcp_tool: Option<String>,
 }
 
 /// Prints `allow` (exit 0) or `refuse STATUS REASON` (exit 3 for 401, 4 for 403).
@@ -91,6 +102,27 @@ pub fn run(a: Args) -> Result<u8, String> {
         // Where the configuration reads it from XFCC, the trusted hop's element.
         if let Some(cjwt_core::config::MtlsSource::Xfcc { .. }) = config.sender().mtls {
             host = host.header("x-forwarded-client-cert", &format!("Hash={hex}"));
+        }
+    }
+    let body = match (&a.mcp_body, &a.mcp_method) {
+        (Some(body), _) => Some(body.clone()),
+        (None, Some(method)) => {
+            let rpc = match &a.mcp_tool {
+                Some(tool) => {
+                    serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"name": tool}})
+                }
+                None => serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method}),
+            };
+            Some(rpc.to_string())
+        }
+        (None, None) => None,
+    };
+    // The MCP filter parses only a POST's body, and only one JSON-RPC object.
+    if let Some(body) = body.filter(|_| a.method == "POST") {
+        if serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| v.is_object()) {
+            host = host
+                .property(&cjwt_core::request::mcp::PROPERTY, &body)
+                .property_bytes(&cjwt_core::request::mcp::IS_MCP_REQUEST, [1u8]);
         }
     }
     for (name, value) in &a.header {

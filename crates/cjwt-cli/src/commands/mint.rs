@@ -73,6 +73,15 @@ pub struct Args {
     /// How often the token may be used (adds a random `jti` if none is given).
     #[arg(long, value_name = "N", help_heading = "Constraints")]
     max_uses: Option<u64>,
+    /// MCP tools the agent may call (`tools/call`; `search_*` for a prefix), comma-separated; repeatable (SPEC §15).
+    #[arg(long, value_name = "TOOL,TOOL", value_parser = values::list, help_heading = "Constraints")]
+    mcp_tools: Vec<List>,
+    /// MCP methods allowed beyond the session's and the tools' (`resources/read`), comma-separated; repeatable.
+    #[arg(long, value_name = "METHOD", value_parser = values::list, help_heading = "Constraints")]
+    mcp_methods: Vec<List>,
+    /// An allowed value of a tool's argument, `TOOL.PATH=VALUE` (a string); repeat for several values.
+    #[arg(long, value_name = "TOOL.PATH=VALUE", value_parser = values::mcp_arg, help_heading = "Constraints")]
+    mcp_arg: Vec<(String, String, String)>,
     /// A custom constraint value; repeat a name for several values.
     #[arg(long, value_name = "NAME=VALUE", value_parser = values::name_value, help_heading = "Constraints")]
     constraint: Vec<(String, String)>,
@@ -152,7 +161,8 @@ pub fn run(a: Args) -> Result<u8, String> {
         .with("hosts", values::flatten(a.hosts))
         .with("region", a.region)
         .with("window", a.window)
-        .with("max_uses", a.max_uses);
+        .with("max_uses", a.max_uses)
+        .with("mcp", mcp_claim(values::flatten(a.mcp_tools), values::flatten(a.mcp_methods), a.mcp_arg));
     if let Some(value) = spec.to_claim(claims.contains_key("jti"))? {
         claims.insert(constraints_claim, value);
     }
@@ -203,4 +213,31 @@ pub fn load_key(path: &Path, alg: Option<Algorithm>) -> Result<SigningKey, Strin
         .ok_or_else(|| {
             format!("{}: not a PKCS#8 private key (for an HMAC secret, pass --alg HS256|HS384|HS512)", path.display())
         })
+}
+
+/// The `mcp` constraint of `--mcp-tools`, `--mcp-methods` and `--mcp-arg` (none when no flag is given).
+fn mcp_claim(tools: Vec<String>, methods: Vec<String>, args: Vec<(String, String, String)>) -> Option<Value> {
+    if tools.is_empty() && methods.is_empty() && args.is_empty() {
+        return None;
+    }
+    let mut mcp = Map::new();
+    if !tools.is_empty() {
+        mcp.insert("tools".into(), json!(tools));
+    }
+    if !methods.is_empty() {
+        mcp.insert("methods".into(), json!(methods));
+    }
+    let mut by_tool = Map::new();
+    for (tool, path, value) in args {
+        let paths = by_tool.entry(tool).or_insert_with(|| json!({}));
+        if let Some(values) = paths.as_object_mut().map(|p| p.entry(path).or_insert_with(|| json!([]))) {
+            if let Some(list) = values.as_array_mut() {
+                list.push(json!(value));
+            }
+        }
+    }
+    if !by_tool.is_empty() {
+        mcp.insert("args".into(), Value::Object(by_tool));
+    }
+    Some(Value::Object(mcp))
 }

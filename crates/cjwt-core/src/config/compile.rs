@@ -175,6 +175,8 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         return err("response.realm", "must be printable ASCII without quotes or backslashes");
     }
 
+    let protected_resource = raw.protected_resource.map(compile_protected_resource).transpose()?;
+
     let usage_store = match raw.usage_store {
         None => None,
         Some(RawUsageStore { etcd: None }) => return err("usage_store", "needs a store: `etcd`"),
@@ -215,6 +217,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         cache_max_bytes,
         realm,
         detail,
+        protected_resource,
         usage_store,
         revocation,
         status_lists,
@@ -224,6 +227,57 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         txn_provider,
         txn_issue,
     })
+}
+
+/// `protected_resource` (RFC 9728): the document, its URL and path.
+fn compile_protected_resource(
+    raw: super::raw::RawProtectedResource,
+) -> Result<super::model::ProtectedResource, ConfigError> {
+    const FIELD: &str = "protected_resource";
+    let Some((origin, path)) = split_url(&raw.resource) else {
+        return err(format!("{FIELD}.resource"), "must be an http(s) URL without query, fragment or quotes");
+    };
+    if raw.authorization_servers.is_empty() || raw.authorization_servers.iter().any(|a| split_url(a).is_none()) {
+        return err(format!("{FIELD}.authorization_servers"), "must be one or more http(s) URLs");
+    }
+    let url = match raw.metadata_url {
+        Some(u) => u,
+        // RFC 9728 §3.1: the well-known segment between the host and the path.
+        None => format!("{origin}/.well-known/oauth-protected-resource{}", if path == "/" { "" } else { path }),
+    };
+    let Some((_, served)) = split_url(&url) else {
+        return err(format!("{FIELD}.metadata_url"), "must be an http(s) URL without query, fragment or quotes");
+    };
+    let served = served.to_owned();
+    let mut doc = serde_json::Map::new();
+    doc.insert("resource".into(), raw.resource.clone().into());
+    doc.insert("authorization_servers".into(), raw.authorization_servers.into());
+    for (name, values) in [
+        ("scopes_supported", raw.scopes_supported),
+        ("bearer_methods_supported", raw.bearer_methods_supported),
+        ("dpop_signing_alg_values_supported", raw.dpop_signing_alg_values_supported),
+    ] {
+        if let Some(values) = values {
+            doc.insert(name.into(), values.into());
+        }
+    }
+    Ok(super::model::ProtectedResource { url, path: served, document: serde_json::Value::Object(doc).to_string() })
+}
+
+/// An `http(s)` URL's origin and path (`/` when empty); `None` for anything
+/// else, a query, a fragment, or a character that cannot go in a quoted string.
+fn split_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    if !url.bytes().all(|b| (0x21..0x7f).contains(&b) && !matches!(b, b'"' | b'\\' | b'?' | b'#')) {
+        return None;
+    }
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    if host_end == 0 {
+        return None;
+    }
+    let origin_len = url.len() - rest.len() + host_end;
+    let (origin, path) = url.split_at(origin_len);
+    Some((origin, if path.is_empty() { "/" } else { path }))
 }
 
 /// `tracing.tags`: known names, each once; written in [`SpanField::ALL`] order.

@@ -332,6 +332,8 @@ pub struct Config {
     pub(crate) realm: String,
     /// Whether refusals name their reason (body and `error_description`).
     pub(crate) detail: bool,
+    /// The RFC 9728 document cjwt serves, and its URL for 401 challenges.
+    pub(crate) protected_resource: Option<ProtectedResource>,
     /// The mesh-wide `max_uses` store (`None`: counted per Envoy).
     pub(crate) usage_store: Option<EtcdStore>,
     /// Tokens and subjects revoked by configuration (SPEC §11; empty: none).
@@ -444,7 +446,25 @@ pub struct EtcdStore {
     pub timeout_ms: u64,
 }
 
+/// RFC 9728 protected resource metadata (SPEC §15): served at `path` (GET or
+/// HEAD, before any decision, to anyone), named as `resource_metadata` in every
+/// 401 challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedResource {
+    /// The document's absolute URL.
+    pub url: String,
+    /// The path of `url`, the request path the document is served at.
+    pub path: String,
+    /// The JSON document.
+    pub document: String,
+}
+
 impl Config {
+    /// The RFC 9728 document cjwt serves, if configured.
+    pub fn protected_resource(&self) -> Option<&ProtectedResource> {
+        self.protected_resource.as_ref()
+    }
+
     /// The rule that applies to a request, first match wins.
     pub fn rule_for(&self, index: Option<usize>) -> &Rule {
         index.and_then(|i| self.rules.get(i)).unwrap_or(&self.default_rule)

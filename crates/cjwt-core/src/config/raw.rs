@@ -45,6 +45,9 @@ pub struct RawConfig {
     pub cache: Option<RawCache>,
     /// What a refusal tells the client.
     pub response: Option<RawResponse>,
+    /// RFC 9728 protected resource metadata served by cjwt and named in 401
+    /// challenges (MCP authorization discovery; SPEC §15).
+    pub protected_resource: Option<RawProtectedResource>,
     /// Where `max_uses` is counted for the whole mesh (SPEC §8 v2); default: per Envoy.
     pub usage_store: Option<RawUsageStore>,
     /// Deny-lists of revoked tokens and subjects (SPEC §11 v2).
@@ -534,6 +537,24 @@ pub struct RawResponse {
     pub realm: Option<String>,
     /// Whether the body and `error_description` name the reason (default `true`).
     pub detail: Option<bool>,
+}
+
+/// `protected_resource`: the RFC 9728 document's members.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawProtectedResource {
+    /// The resource identifier (an `https` or `http` URL without query or fragment).
+    pub resource: String,
+    /// The authorization servers' issuer identifiers (at least one).
+    pub authorization_servers: Vec<String>,
+    /// Scopes a client may ask for.
+    pub scopes_supported: Option<Vec<String>>,
+    /// How the token may be sent (`header`, `body`, `query`).
+    pub bearer_methods_supported: Option<Vec<String>>,
+    /// DPoP proof algorithms accepted.
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+    /// Where the document is served; default: RFC 9728 §3.1's well-known URL of `resource`.
+    pub metadata_url: Option<String>,
 }
 
 #[cfg(test)]

@@ -21,13 +21,23 @@ pub struct TokenUse<'a> {
     pub expires_at: i64,
 }
 
+/// A compiled `max_uses`: the limit, and what counts as a use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    /// How many uses the token has.
+    pub limit: u64,
+    /// The token carries `mcp` (SPEC §15): only an allowed `tools/call` is a use;
+    /// `initialize`, notifications, `tools/list` and the other methods use nothing.
+    pub tool_calls_only: bool,
+}
+
 /// Compiles the `max_uses` value: an integer ≥ 1, on a token with a string `jti`.
-pub fn parse(value: &Value, has_jti: bool) -> Result<u64, String> {
+pub fn parse(value: &Value, token: &super::Token) -> Result<Limit, String> {
     let n = value.as_u64().filter(|n| *n >= 1).ok_or("max_uses: not an integer >= 1")?;
-    if !has_jti {
+    if !token.has_jti {
         return Err("max_uses: the token has no string `jti`".into());
     }
-    Ok(n)
+    Ok(Limit { limit: n, tool_calls_only: token.has_mcp })
 }
 
 /// Counts one use if fewer than `limit` were counted; refuses otherwise, and
@@ -109,7 +119,10 @@ mod tests {
             (json!([3]), true, None),
         ];
         for (value, has_jti, want) in table {
-            assert_eq!(parse(value, *has_jti).ok(), *want, "{value} {has_jti}");
+            let token = super::super::Token { has_jti: *has_jti, has_mcp: false };
+            assert_eq!(parse(value, &token).ok().map(|l| l.limit), *want, "{value} {has_jti}");
         }
+        let mcp = super::super::Token { has_jti: true, has_mcp: true };
+        assert_eq!(parse(&json!(20), &mcp), Ok(Limit { limit: 20, tool_calls_only: true }));
     }
 }

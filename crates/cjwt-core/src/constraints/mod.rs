@@ -15,6 +15,7 @@ pub mod custom;
 pub mod hosts;
 pub mod ip;
 pub mod max_uses;
+pub mod mcp;
 pub mod methods;
 pub mod paths;
 pub mod region;
@@ -109,11 +110,23 @@ pub const KINDS: &[Kind] = &[
         mint: Mint::List,
     },
     Kind {
+        name: "mcp",
+        parse: |v, _| compiled(mcp::parse(v)?, |policy, at| mcp::check(policy, at.view)),
+        counts_use: false,
+        // The MCP request a hop carries is not the one a Txn-Token was issued for.
+        downstream: false,
+        mint: Mint::One,
+    },
+    Kind {
         name: "max_uses",
         parse: |v, token| {
-            compiled(max_uses::parse(v, token.has_jti)?, |limit, at| {
+            compiled(max_uses::parse(v, token)?, |limit, at| {
                 let now = at.now;
-                max_uses::check(*limit, at.uses(), now)
+                // On an MCP token only a tool call is a use (SPEC §15).
+                if limit.tool_calls_only && !at.view.mcp().is_some_and(|r| r.is_tool_call()) {
+                    return Ok(());
+                }
+                max_uses::check(limit.limit, at.uses(), now)
             })
         },
         counts_use: true,
@@ -132,6 +145,8 @@ pub fn kind(name: &str) -> Option<&'static Kind> {
 pub struct Token {
     /// Whether the token carries a string `jti`.
     pub has_jti: bool,
+    /// Whether the constraints carry `mcp` (then `max_uses` counts tool calls only).
+    pub has_mcp: bool,
 }
 
 /// What a constraint is checked against: the request, the token's use, the host clock.
@@ -166,6 +181,12 @@ pub trait Check {
 pub trait Footprint {
     /// Bytes on the heap, not counting the value itself.
     fn heap_bytes(&self) -> usize;
+}
+
+impl Footprint for max_uses::Limit {
+    fn heap_bytes(&self) -> usize {
+        0
+    }
 }
 
 impl Footprint for u64 {
@@ -238,7 +259,7 @@ impl Constraints {
     /// The error is a short description for the log (never token content).
     pub fn parse(value: &Value, custom_names: &[&str], has_jti: bool) -> Result<Constraints, String> {
         let obj = value.as_object().ok_or("the constraints claim is not an object")?;
-        let token = Token { has_jti };
+        let token = Token { has_jti, has_mcp: obj.contains_key("mcp") };
         let mut c = Constraints::default();
         // One slot per kind, in table order: the kinds come out in check order
         // whatever the token's order (and without a sort).
@@ -260,7 +281,7 @@ impl Constraints {
 
     /// Compiles the constraints a Txn-Token carries in `tctx.cnst` (SPEC §14):
     /// as [`Constraints::parse`], but a kind that has no meaning downstream
-    /// ([`Kind::downstream`]: `methods`, `paths`, `hosts`, `max_uses`) refuses
+    /// ([`Kind::downstream`]: `methods`, `paths`, `hosts`, `mcp`, `max_uses`) refuses
     /// the whole token: a sidecar cannot keep a promise made about another
     /// hop, and a use is counted once, at the edge (decision 70).
     pub fn parse_downstream(value: &Value, custom_names: &[&str]) -> Result<Constraints, String> {
@@ -350,7 +371,8 @@ mod tests {
     fn parses_every_builtin_and_custom_key() {
         let c = parse(json!({
             "max_uses": 3, "ip": ["10.0.0.0/8", "::1"], "methods": "GET", "paths": ["/v1/**"], "hosts": ["*.example.com"],
-            "region": ["eu-west-1"], "window": [{"start": "09:00", "end": "17:00"}], "tenant": "acme"
+            "region": ["eu-west-1"], "window": [{"start": "09:00", "end": "17:00"}], "tenant": "acme",
+            "mcp": {"tools": ["get_order"]}
         }))
         .unwrap();
         // Compiled in table order, whatever the token's order.
@@ -438,7 +460,8 @@ mod tests {
         use crate::usage::MemoryCounter;
         let all_fail = json!({
             "zzz": 1, "ip": ["10.0.0.0/8"], "methods": ["POST"], "paths": ["/a"], "hosts": ["b.example"],
-            "region": ["eu"], "window": {"start": "00:00", "end": "00:01"}, "tenant": ["acme"], "max_uses": 1
+            "region": ["eu"], "window": {"start": "00:00", "end": "00:01"}, "tenant": ["acme"], "max_uses": 1,
+            "mcp": {}
         });
         // Remove one failing key at a time, in table order: the next one decides.
         let order = [
@@ -449,6 +472,7 @@ mod tests {
             ("hosts", Reason::Host),
             ("region", Reason::Region),
             ("window", Reason::Window),
+            ("mcp", Reason::McpNotParsed),
             ("tenant", Reason::Custom),
         ];
         let host = TestHost::new("GET", "/x").header("x-tenant", "other").header("x-region", "us");
@@ -475,6 +499,30 @@ mod tests {
         assert_eq!(check(&c, &TestHost::new("POST", "/"), &mut counter), Err(Reason::Method));
         assert_eq!(check(&c, &TestHost::new("GET", "/"), &mut counter), Ok(()));
         assert_eq!(check(&c, &TestHost::new("GET", "/"), &mut counter), Err(Reason::MaxUses));
+    }
+
+    #[test]
+    fn on_an_mcp_token_max_uses_counts_tool_calls_only() {
+        use crate::request::mcp::{IS_MCP_REQUEST, PROPERTY};
+        use crate::request::view::test_host::TestHost;
+        use crate::usage::MemoryCounter;
+        let c = parse(json!({"mcp": {"tools": ["t"]}, "max_uses": 2})).unwrap();
+        let mut counter = MemoryCounter::default();
+        let rpc = |method: &str| {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"name": "t"}});
+            TestHost::new("POST", "/mcp").property(&PROPERTY, &body.to_string()).property(&IS_MCP_REQUEST, "\u{1}")
+        };
+        // The session, notifications and listings use nothing; refused calls use nothing.
+        for method in ["initialize", "notifications/initialized", "tools/list", "ping", "tools/call", "tools/call"] {
+            assert_eq!(check(&c, &rpc(method), &mut counter), Ok(()), "{method}");
+        }
+        assert_eq!(check(&c, &rpc("resources/read"), &mut counter), Err(Reason::McpMethod));
+        assert_eq!(check(&c, &rpc("tools/call"), &mut counter), Err(Reason::MaxUses));
+        assert_eq!(
+            check(&c, &rpc("tools/list"), &mut counter),
+            Ok(()),
+            "listing still works when the calls are used up"
+        );
     }
 
     #[test]

@@ -260,6 +260,10 @@ impl RequestFlow {
 
     fn decide(&mut self, engine: &mut Engine, env: Env<'_>, may_wait: bool, takeovers: usize, now_ms: u64) -> Step {
         let Env { host, keys, crypto, counter, replay } = env;
+        if let Some(plan) = plan::protected_resource(engine.config(), host) {
+            self.state = State::Done;
+            return Step::Act(plan);
+        }
         let before = crypto.calls();
         let mut outcome = engine.decide_with(host, keys, crypto, counter, replay);
         let verified_by_host = crypto.calls().saturating_sub(before);

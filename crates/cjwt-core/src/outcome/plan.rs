@@ -179,6 +179,36 @@ pub fn span_tags(config: &Config, audit: &[(&'static str, String)]) -> Vec<(Span
         .collect()
 }
 
+/// The plan for a request for the RFC 9728 document (SPEC §15), served to
+/// anyone before any decision: a GET or HEAD of its path answered 200 locally.
+/// `None` for every other request (and when none is configured).
+pub fn protected_resource(config: &Config, host: &dyn Host) -> Option<Plan> {
+    let served = config.protected_resource()?;
+    let request = RequestView::for_config(host, config);
+    if !matches!(request.method(), Some("GET" | "HEAD")) || request.raw_path() != served.path {
+        return None;
+    }
+    let headers = vec![("content-type", "application/json".to_string()), ("cache-control", "max-age=3600".to_string())];
+    Some(Plan {
+        act: Act::Refuse(Refusal { status: 200, headers, body: served.document.clone() }),
+        counters: Vec::new(),
+        logs: Vec::new(),
+        audit: Vec::new(),
+        span: Vec::new(),
+    })
+}
+
+/// Every 401 challenge names the RFC 9728 document when one is configured
+/// (`resource_metadata="<url>"`, the MCP authorization discovery).
+fn with_resource_metadata(config: &Config, mut refusal: Refusal) -> Refusal {
+    if let (Some(served), 401) = (config.protected_resource(), refusal.status) {
+        for (_, value) in refusal.headers.iter_mut().filter(|(n, _)| *n == "www-authenticate") {
+            value.push_str(&format!(", resource_metadata=\"{}\"", served.url));
+        }
+    }
+    refusal
+}
+
 /// The plan for a decided request. An outcome still waiting for the usage
 /// store ([`Outcome::pending_use`]: the adapter did not ask it) is refused with
 /// 503 `usage_unavailable`, never forwarded.
@@ -250,6 +280,10 @@ pub fn plan(config: &Config, outcome: &Outcome, host: &dyn Host) -> Plan {
 /// The refusal for `reason`: with `dpop` configured, the DPoP reasons carry its
 /// `algs` and `use_dpop_nonce` the nonce current at the request's time.
 fn deny(config: &Config, reason: Reason, request: &RequestView<'_>) -> Refusal {
+    with_resource_metadata(config, deny_with(config, reason, request))
+}
+
+fn deny_with(config: &Config, reason: Reason, request: &RequestView<'_>) -> Refusal {
     let Some(dpop) = &config.sender.dpop else {
         return refusal(reason, &config.realm, config.detail);
     };

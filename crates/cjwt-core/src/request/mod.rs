@@ -6,6 +6,7 @@
 pub mod address;
 pub mod credential;
 pub mod host;
+pub mod mcp;
 pub mod origin;
 pub mod paths;
 pub mod query;

@@ -15,6 +15,7 @@
 use crate::reason::Reason;
 use crate::request::address;
 use crate::request::host::{header_values, single_header, Host};
+use crate::request::mcp::McpRequest;
 use crate::request::paths::{is_normalized, normalize_host, path_only, path_segment, query_only};
 use crate::request::query::{self, Param};
 use crate::request::source::{Attribute, ClientIpSource, RegionSource};
@@ -48,6 +49,8 @@ pub struct RequestView<'a> {
     region: OnceCell<Option<Cow<'a, str>>>,
     /// One cell per configured custom attribute, made on first use.
     attribute_values: OnceCell<Box<[OnceCell<AttributeValue<'a>>]>>,
+    /// The MCP filter's parse of the body, read on first use (SPEC §15).
+    mcp: OnceCell<Option<McpRequest>>,
 }
 
 impl<'a> RequestView<'a> {
@@ -75,6 +78,7 @@ impl<'a> RequestView<'a> {
             client_ip: OnceCell::new(),
             region: OnceCell::new(),
             attribute_values: OnceCell::new(),
+            mcp: OnceCell::new(),
         }
     }
 
@@ -98,6 +102,7 @@ impl<'a> RequestView<'a> {
             client_ip: OnceCell::from(ip),
             region: OnceCell::from(region.map(Cow::Owned)),
             attribute_values: self.attribute_values.clone(),
+            mcp: self.mcp.clone(),
         }
     }
 
@@ -171,6 +176,14 @@ impl<'a> RequestView<'a> {
     /// configured or it gives no value.
     pub fn region(&self) -> Option<&str> {
         self.region.get_or_init(|| read_region(self.region_source?, self.host)).as_deref()
+    }
+
+    /// The MCP request as Envoy's MCP filter parsed it ([`crate::request::mcp`]);
+    /// `None` when the filter stored no whole parse of one JSON-RPC 2.0 message
+    /// (filter missing or after cjwt, a batch, not JSON-RPC, not a POST, a body
+    /// past its size limit).
+    pub fn mcp(&self) -> Option<&McpRequest> {
+        self.mcp.get_or_init(|| McpRequest::read(|path| self.host.property(path))).as_ref()
     }
 
     /// The request attribute of the custom constraint `name`. `Ok(None)` when the
