@@ -147,7 +147,8 @@ impl Engine {
         let Engine { config, cache, proof_keys } = self;
         let view = RequestView::for_config(host, config);
         let mut deferred = Deferred(None);
-        let counter: &mut dyn UsageCounter = if config.usage_store.is_some() { &mut deferred } else { counter };
+        let local: &mut dyn UsageCounter = counter;
+        let counter: &mut dyn UsageCounter = if config.usage_store.is_some() { &mut deferred } else { &mut *local };
         // `replay_cache.store: "usage_store"`: the proof is recorded in the mesh's
         // store, after every other check, instead of in this Envoy's cache.
         let mut deferred_proof = DeferredProof(None);
@@ -162,8 +163,15 @@ impl Engine {
             (Ok(token), Some(store)) => {
                 // A token no lease can cover (no `exp`, or a lifetime over a year)
                 // cannot be counted mesh-wide: refused, never uncounted.
+                // The free deny path: a token the store said is spent is refused
+                // here until it expires, without asking the store again.
                 let token_use = deferred.0.map(|p| {
-                    EtcdUse::new(&store.key_prefix, &p.id, p.limit, p.expires_at, now).map_err(|_| Reason::MaxUses)
+                    if local.is_spent(&p.id, now) {
+                        return Err(Reason::MaxUses);
+                    }
+                    EtcdUse::new(&store.key_prefix, &p.id, p.limit, p.expires_at, now)
+                        .map(|u| (u, p))
+                        .map_err(|_| Reason::MaxUses)
                 });
                 // A proof is remembered past its last acceptable second by the
                 // clock skew between replicas (and the lease's bucket).
@@ -174,9 +182,13 @@ impl Engine {
                 match (proof_use.transpose(), token_use.transpose()) {
                     (Err(reason), _) | (_, Err(reason)) => (Err(reason), None),
                     (Ok(Some(proof)), Ok(then)) => {
-                        (Ok(token), Some(UseCall::proof_then(proof, then, &store.api_prefix)))
+                        let spent = then.as_ref().map(|(_, p)| (p.id, p.expires_at));
+                        let then = then.map(|(u, _)| u);
+                        (Ok(token), Some(UseCall::proof_then(proof, then, &store.api_prefix).spending(spent)))
                     }
-                    (Ok(None), Ok(Some(the_use))) => (Ok(token), Some(UseCall::new(the_use, &store.api_prefix))),
+                    (Ok(None), Ok(Some((the_use, p)))) => {
+                        (Ok(token), Some(UseCall::new(the_use, &store.api_prefix).spending(Some((p.id, p.expires_at)))))
+                    }
                     (Ok(None), Ok(None)) => (Ok(token), None),
                 }
             }

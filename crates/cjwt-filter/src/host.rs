@@ -1,6 +1,6 @@
 //! [`Host`] and [`UsageCounter`] over proxy-wasm hostcalls.
 
-use cjwt_core::shared_slots::{count_use, slot_key, SlotUpdate, UsageId};
+use cjwt_core::shared_slots::{count_use, is_spent_in, mark_spent_in, slot_key, spent_key, SlotUpdate, UsageId};
 use cjwt_core::shared_slots::{first_seen_in, NextValue, ProofId, ReplayError, ReplayKey, ReplayStore, StoreError};
 use cjwt_core::{clock, Host, HostCrypto, ReplayCache, UsageCounter, UsageError};
 use proxy_wasm::hostcalls;
@@ -64,6 +64,16 @@ impl UsageCounter for SharedDataCounter {
             Err(_) => Err(()),
         })
         .map_err(|()| UsageError)
+    }
+
+    /// The deny set of spent tokens, in shared data of its own ([`spent_key`]).
+    fn is_spent(&mut self, id: &UsageId, now: i64) -> bool {
+        hostcalls::get_shared_data(&spent_key(id.slot())).is_ok_and(|(value, _)| is_spent_in(value.as_deref(), id, now))
+    }
+
+    fn mark_spent(&mut self, id: &UsageId, expires_at: i64, now: i64) {
+        // Best effort: a failure only means the next replay asks the store.
+        let _ = update_slot(&spent_key(id.slot()), |value| mark_spent_in(value, id, expires_at, now).map_err(|_| ()));
     }
 }
 

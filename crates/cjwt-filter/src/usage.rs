@@ -67,7 +67,7 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
     };
     wake(shared, &waiter, |flow, engine, env| {
-        flow.on_store_answer(engine, env.host, status.as_deref(), &body, body_size, now_ms())
+        flow.on_store_answer(engine, env.host, env.counter, status.as_deref(), &body, body_size, now_ms())
     });
     true
 }

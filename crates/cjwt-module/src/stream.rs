@@ -89,8 +89,10 @@ impl Stream {
         };
         let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
         let Stream { shared, flow, .. } = self;
-        let step = shared
-            .with_engine(|engine| flow.on_store_answer(engine, &host, status, &answer.body, answer.body_len, now_ms()));
+        let counter = shared.usage;
+        let step = shared.with_engine(|engine| {
+            flow.on_store_answer(engine, &host, &mut { counter }, status, &answer.body, answer.body_len, now_ms())
+        });
         self.resume(f, &host, step);
     }
 

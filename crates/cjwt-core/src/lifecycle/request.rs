@@ -260,10 +260,13 @@ impl RequestFlow {
     /// The store answered the call last handed out: HTTP `status` (`None`
     /// when the call failed without one) and `body`, of `body_len` bytes in all
     /// (an answer over [`MAX_ANSWER_BYTES`] is not read: pass what was read).
+    /// `counter` is the per-Envoy counter: an exhausted token is remembered in
+    /// its deny set ([`UsageCounter::mark_spent`]).
     pub fn on_store_answer(
         &mut self,
         engine: &Engine,
         host: &dyn Host,
+        counter: &mut dyn UsageCounter,
         status: Option<&str>,
         body: &[u8],
         body_len: usize,
@@ -290,6 +293,12 @@ impl RequestFlow {
                 }
             }
         };
+        if answer == UseAnswer::Exhausted {
+            // The free deny path: until it expires, the token is refused here.
+            if let Some((id, expires_at)) = wait.call.spent_token() {
+                counter.mark_spent(&id, expires_at, i64::try_from(now_ms / 1000).unwrap_or(i64::MAX));
+            }
+        }
         self.settled(engine, host, *wait, &answer)
     }
 

@@ -14,12 +14,25 @@ pub trait UsageCounter {
     /// reached. `expires_at` (Unix seconds) lets the store drop the counter later.
     /// An `Err` is a store failure; the caller fails closed.
     fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError>;
+
+    /// With a mesh-wide `usage_store`: whether this Envoy learned from the store
+    /// that `id` is spent and the token has not expired at `now` (the free deny
+    /// path, [`super::spent`]). A store without a deny set answers `false`: the
+    /// mesh's store is asked, as always.
+    fn is_spent(&mut self, _id: &UsageId, _now: i64) -> bool {
+        false
+    }
+
+    /// The mesh's store said `id` is spent: remember it until `expires_at` (best
+    /// effort; a failure only means the next replay asks the store again).
+    fn mark_spent(&mut self, _id: &UsageId, _expires_at: i64, _now: i64) {}
 }
 
 /// An in-memory counter (tests and the command line; not shared across VMs).
 #[derive(Default, Debug)]
 pub struct MemoryCounter {
     counts: std::collections::HashMap<UsageId, (u64, i64)>,
+    spent: std::collections::HashMap<UsageId, i64>,
 }
 
 impl UsageCounter for MemoryCounter {
@@ -31,5 +44,16 @@ impl UsageCounter for MemoryCounter {
         }
         entry.0 += 1;
         Ok(true)
+    }
+
+    fn is_spent(&mut self, id: &UsageId, now: i64) -> bool {
+        self.spent.get(id).is_some_and(|exp| *exp > now)
+    }
+
+    fn mark_spent(&mut self, id: &UsageId, expires_at: i64, now: i64) {
+        self.spent.retain(|_, exp| *exp > now);
+        if expires_at > now {
+            self.spent.insert(*id, expires_at);
+        }
     }
 }

@@ -249,6 +249,9 @@ pub struct UseCall {
     then: Option<EtcdUse>,
     api_prefix: String,
     phase: Phase,
+    /// The token whose use is counted, and its expiry: remembered as spent
+    /// when the store answers [`UseAnswer::Exhausted`] (the free deny path).
+    spent: Option<(UsageId, i64)>,
 }
 
 impl UseCall {
@@ -260,7 +263,19 @@ impl UseCall {
             then: None,
             api_prefix: api_prefix.to_string(),
             phase: Phase::Txn { retried: false },
+            spent: None,
         }
+    }
+
+    /// The call, knowing the token `id` it counts a use of and its expiry
+    /// (`Some((id, expires_at))`), so that an exhausted answer can be remembered.
+    pub fn spending(self, spent: Option<(UsageId, i64)>) -> UseCall {
+        UseCall { spent, ..self }
+    }
+
+    /// The token this call counts a use of, and its expiry ([`UseCall::spending`]).
+    pub fn spent_token(&self) -> Option<(UsageId, i64)> {
+        self.spent
     }
 
     /// The call that records `proof` ([`EtcdUse::proof`]), then counts `then`

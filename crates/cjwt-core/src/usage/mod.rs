@@ -11,6 +11,7 @@
 mod counter;
 pub mod etcd;
 pub mod process;
+pub mod spent;
 
 pub use counter::{MemoryCounter, UsageCounter, UsageError};
 
