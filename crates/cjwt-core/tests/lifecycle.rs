@@ -445,3 +445,46 @@ fn a_token_the_store_said_is_spent_is_refused_locally_until_it_expires() {
     acted(flow.on_store_answer(&e, &other, &mut fresh, Some("200"), counted, counted.len(), NOW_MS + 10));
     store_call(RequestFlow::new().start(&mut e, env(&other, &Fetched::new(1), &mut fresh), NOW_MS + 20));
 }
+
+fn with_allowance() -> Value {
+    json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd.local", "key_prefix": "mesh/uses/",
+        "timeout_ms": 300, "allowance": {"from_max_uses": 10, "batch": 4}}}})
+}
+
+/// Leased allowances (issue 27 item 3): a token with room takes a batch of 4
+/// in one call; the next 3 requests are let through without the store; while
+/// a batch is being taken other requests ask for one use each; a token below
+/// the threshold is counted a use at a time.
+#[test]
+fn a_token_with_room_takes_a_batch_and_spends_it_locally() {
+    let mut e = engine(false, with_allowance());
+    let host = get(&token(json!({"jti": "many", "cnst": {"max_uses": 100}})));
+    let mut counter = MemoryCounter::default();
+    let mut flow = RequestFlow::new();
+    let call = store_call(flow.start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
+    let body: Value = serde_json::from_str(&call.body).unwrap();
+    // The key `mesh/uses/allow/` + 32 hex digits, base64.
+    assert!(body["failure"][0]["requestRange"]["key"].as_str().unwrap().starts_with("bWVzaC91c2VzL2FsbG93Lz"));
+    assert_eq!(body["success"][0]["requestPut"]["value"], "NA==", "a batch of 4");
+    // Meanwhile: one use only.
+    let one = store_call(RequestFlow::new().start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
+    let one: Value = serde_json::from_str(&one.body).unwrap();
+    assert_eq!(one["success"][0]["requestPut"]["value"], "MQ==", "one use");
+    let taken = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    let plan = acted(flow.on_store_answer(&e, &host, &mut counter, Some("200"), taken, taken.len(), NOW_MS + 10));
+    assert_eq!(status(&plan), None, "{plan:?}");
+    for _ in 0..3 {
+        let plan = acted(RequestFlow::new().start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS + 20));
+        assert_eq!(status(&plan), None, "{plan:?}");
+        assert!(!plan.counters.contains(&Counter::UsageStoreOk));
+    }
+    // Spent: the next one takes a batch again.
+    let again = store_call(RequestFlow::new().start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS + 30));
+    let again: Value = serde_json::from_str(&again.body).unwrap();
+    assert_eq!(again["success"][0]["requestPut"]["value"], "NA==");
+    // Below the threshold: a use at a time, in the per-use key.
+    let few = get(&token(json!({"jti": "few", "cnst": {"max_uses": 9}})));
+    let call = store_call(RequestFlow::new().start(&mut e, env(&few, &Fetched::new(1), &mut counter), NOW_MS));
+    let body: Value = serde_json::from_str(&call.body).unwrap();
+    assert_eq!(body["failure"][0]["requestTxn"]["compare"][0]["target"], "VERSION");
+}

@@ -3,7 +3,8 @@
 //! the test; `make test` installs it): exact counts under concurrent bursts
 //! through several Envoys, a leader killed during a burst, quorum lost and
 //! regained, an etcd that never answers, hostile etcd answers, keys gone after
-//! the token's expiry and no fresh uses from a restarted Envoy. Every response's
+//! the token's expiry and no fresh uses from a restarted Envoy, replays of a
+//! spent token refused without the store (the free deny path). Every response's
 //! status and reason is checked. Nothing is mocked at the network level except
 //! where the point is a broken store (a listener that never answers, a server
 //! that answers garbage), and those are real sockets through Envoy's cluster.
@@ -90,9 +91,11 @@ fn a_token_is_let_through_exactly_max_uses_times_across_envoys() {
     assert!(burst(&ports, &plain, 6, 5).iter().all(|s| *s == (200, None)));
     let after: u64 = envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum();
     assert_eq!(after, before, "no store call for a token without max_uses");
-    // Every store answer was counted as ok, none failed.
+    // Every store answer was counted as ok, none failed; every allowed use asked
+    // the store, and a replay of a token an Envoy learned was spent did not.
     let expected = 20 * 9 * 2 + 5 * 15 * 5;
-    assert_eq!(before as usize, expected, "cjwt.usage_store.ok over the three Envoys");
+    let asked = before as usize;
+    assert!((20 + 5 * 50..=expected).contains(&asked), "cjwt.usage_store.ok over the three Envoys: {asked}");
     assert_eq!(envoys.iter().map(|e| e.stat("cjwt.usage_store.failed")).sum::<u64>(), 0);
 }
 
@@ -284,4 +287,38 @@ fn keys_expire_with_their_token_and_a_restarted_envoy_hands_out_no_fresh_uses() 
         listed().lines().filter(|l| !l.trim().is_empty()).count() == 1
     });
     assert_eq!(etcd.keys_under(b"cjwt/uses/").len(), 1, "the live token's key stays");
+}
+
+/// The free deny path (issue 27 item 4): once the store said a token is spent,
+/// each Envoy (all its workers) refuses its replays locally until it expires,
+/// so a flood of replays of a spent one-time token never reaches etcd.
+#[test]
+fn replays_of_a_spent_token_are_refused_without_asking_the_store() {
+    let etcd = EtcdCluster::start(3);
+    let envoys = envoys(3, 2000, &etcd.envoy_cluster("etcd"));
+    let ports: Vec<u16> = envoys.iter().map(|e| e.port).collect();
+    let asked = || envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum::<u64>();
+    let once = use_token(&unique_jti("spent"), Some(1), 8);
+    assert_eq!(ask(ports[0], &once), (200, None));
+    // Each Envoy learns it from the store once (a worker's answer is every worker's).
+    for port in &ports {
+        assert_eq!(ask(*port, &once), (403, Some("max_uses".to_string())));
+    }
+    let learned = asked();
+    assert_eq!(learned, 4, "one use and one refusal per Envoy asked the store");
+    let flood = burst(&ports, &once, 12, 25);
+    assert!(flood.iter().all(|s| *s == (403, Some("max_uses".to_string()))), "{:?}", tally(&flood));
+    assert_eq!(asked(), learned, "300 replays, no store call");
+    assert_eq!(envoys.iter().map(|e| e.stat("cjwt.denied.max_uses")).sum::<u64>(), 303);
+    // Another token with room still asks the store.
+    assert_eq!(ask(ports[1], &use_token(&unique_jti("room"), Some(2), 300)), (200, None));
+    assert_eq!(asked(), learned + 1);
+    // After its expiry the token is refused as expired, whatever the set remembers.
+    std::thread::sleep(Duration::from_secs(9));
+    for port in &ports {
+        let (status, reason) = ask(*port, &once);
+        assert_eq!(status, 401, "{reason:?}");
+        assert_ne!(reason.as_deref(), Some("max_uses"));
+    }
+    assert_eq!(asked(), learned + 1);
 }

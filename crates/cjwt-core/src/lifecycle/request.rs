@@ -262,6 +262,7 @@ impl RequestFlow {
     /// (an answer over [`MAX_ANSWER_BYTES`] is not read: pass what was read).
     /// `counter` is the per-Envoy counter: an exhausted token is remembered in
     /// its deny set ([`UsageCounter::mark_spent`]).
+    #[allow(clippy::too_many_arguments)] // the flow's inputs, each used once
     pub fn on_store_answer(
         &mut self,
         engine: &Engine,
@@ -293,10 +294,17 @@ impl RequestFlow {
                 }
             }
         };
-        if answer == UseAnswer::Exhausted {
-            // The free deny path: until it expires, the token is refused here.
-            if let Some((id, expires_at)) = wait.call.spent_token() {
-                counter.mark_spent(&id, expires_at, i64::try_from(now_ms / 1000).unwrap_or(i64::MAX));
+        if let Some((id, expires_at)) = wait.call.spent_token() {
+            match answer {
+                // The free deny path: until it expires, the token is refused here.
+                UseAnswer::Exhausted => {
+                    counter.mark_spent(&id, expires_at, i64::try_from(now_ms / 1000).unwrap_or(i64::MAX));
+                }
+                // A batch taken: its spare uses join this Envoy's allowance.
+                UseAnswer::Counted if wait.call.takes_batch() => {
+                    counter.deposit_allowance(&id, wait.call.spare().unwrap_or(0), expires_at, now_ms);
+                }
+                UseAnswer::Counted | UseAnswer::Replayed | UseAnswer::Unavailable(_) => {}
             }
         }
         self.settled(engine, host, *wait, &answer)

@@ -1,6 +1,7 @@
 //! The store that counts `max_uses` uses (SPEC §8), as the decision sees it:
 //! the host's counter (per Envoy, or deferred to the mesh's store), or memory.
 
+use super::allowance::{self, LocalSpend};
 use super::UsageId;
 
 /// The usage store failed (the caller fails closed).
@@ -26,6 +27,19 @@ pub trait UsageCounter {
     /// The mesh's store said `id` is spent: remember it until `expires_at` (best
     /// effort; a failure only means the next replay asks the store again).
     fn mark_spent(&mut self, _id: &UsageId, _expires_at: i64, _now: i64) {}
+
+    /// Leased allowances ([`super::allowance`]): a request of token `id`
+    /// (counted in batches, valid until `expires_at`) at `now_ms` spends one
+    /// local use, or learns how to ask the store; a batch noted as being taken
+    /// is trusted for `take_timeout_ms`. A store without allowances (or failing)
+    /// answers [`LocalSpend::TakeOne`]: the mesh's store counts this one use.
+    fn spend_allowance(&mut self, _id: &UsageId, _expires_at: i64, _now_ms: u64, _take_timeout_ms: u64) -> LocalSpend {
+        LocalSpend::TakeOne
+    }
+
+    /// A batch taken for `id` answered: `spare` uses join the local allowance
+    /// (best effort: uses not deposited are lost, never handed out twice).
+    fn deposit_allowance(&mut self, _id: &UsageId, _spare: u64, _expires_at: i64, _now_ms: u64) {}
 }
 
 /// An in-memory counter (tests and the command line; not shared across VMs).
@@ -33,6 +47,7 @@ pub trait UsageCounter {
 pub struct MemoryCounter {
     counts: std::collections::HashMap<UsageId, (u64, i64)>,
     spent: std::collections::HashMap<UsageId, i64>,
+    allowances: Option<Vec<u8>>,
 }
 
 impl UsageCounter for MemoryCounter {
@@ -54,6 +69,25 @@ impl UsageCounter for MemoryCounter {
         self.spent.retain(|_, exp| *exp > now);
         if expires_at > now {
             self.spent.insert(*id, expires_at);
+        }
+    }
+
+    fn spend_allowance(&mut self, id: &UsageId, expires_at: i64, now_ms: u64, take_timeout_ms: u64) -> LocalSpend {
+        match allowance::spend(self.allowances.as_deref(), id, expires_at, now_ms, take_timeout_ms) {
+            Ok(spend) => {
+                let kind = spend.kind();
+                if let Some(v) = spend.into_value() {
+                    self.allowances = Some(v);
+                }
+                kind
+            }
+            Err(_) => LocalSpend::TakeOne,
+        }
+    }
+
+    fn deposit_allowance(&mut self, id: &UsageId, spare: u64, expires_at: i64, now_ms: u64) {
+        if let Ok(v) = allowance::deposit(self.allowances.as_deref(), id, spare, expires_at, now_ms) {
+            self.allowances = Some(v);
         }
     }
 }

@@ -3,6 +3,7 @@
 //! ([`super::count_use`]), each slot behind its own lock, so a use is counted
 //! exactly once across all workers and memory follows the live one-time tokens.
 
+use super::allowance::{self, LocalSpend};
 use super::spent::{is_spent_in, mark_spent_in};
 use super::{count_use, SlotUpdate, UsageId, SLOTS};
 use crate::usage::{UsageCounter, UsageError};
@@ -14,12 +15,14 @@ pub struct ProcessCounter {
     slots: Vec<Mutex<Vec<u8>>>,
     /// The deny set of spent tokens ([`super::spent`]), in slots of its own.
     spent: Vec<Mutex<Vec<u8>>>,
+    /// Leased allowances ([`super::allowance`]), in slots of their own.
+    allowances: Vec<Mutex<Vec<u8>>>,
 }
 
 impl Default for ProcessCounter {
     fn default() -> Self {
         let slots = || (0..usize::from(SLOTS)).map(|_| Mutex::new(Vec::new())).collect();
-        ProcessCounter { slots: slots(), spent: slots() }
+        ProcessCounter { slots: slots(), spent: slots(), allowances: slots() }
     }
 }
 
@@ -76,7 +79,47 @@ impl ProcessCounter {
     }
 }
 
+impl ProcessCounter {
+    /// One request's local use of a batch-counted token ([`super::allowance::spend`]);
+    /// a poisoned lock or a corrupt slot asks the store for the one use.
+    pub fn spend_allowance(&self, id: &UsageId, expires_at: i64, now_ms: u64, take_timeout_ms: u64) -> LocalSpend {
+        let Some(Ok(mut value)) = self.allowances.get(usize::from(id.slot())).map(Mutex::lock) else {
+            return LocalSpend::TakeOne;
+        };
+        let current = if value.is_empty() { None } else { Some(value.as_slice()) };
+        match allowance::spend(current, id, expires_at, now_ms, take_timeout_ms) {
+            Ok(spend) => {
+                let kind = spend.kind();
+                if let Some(next) = spend.into_value() {
+                    *value = next;
+                }
+                kind
+            }
+            Err(_) => LocalSpend::TakeOne,
+        }
+    }
+
+    /// A batch's spare uses join the allowance ([`super::allowance::deposit`]).
+    pub fn deposit_allowance(&self, id: &UsageId, spare: u64, expires_at: i64, now_ms: u64) {
+        let Some(Ok(mut value)) = self.allowances.get(usize::from(id.slot())).map(Mutex::lock) else {
+            return;
+        };
+        let current = if value.is_empty() { None } else { Some(value.as_slice()) };
+        if let Ok(next) = allowance::deposit(current, id, spare, expires_at, now_ms) {
+            *value = next;
+        }
+    }
+}
+
 impl UsageCounter for &ProcessCounter {
+    fn spend_allowance(&mut self, id: &UsageId, expires_at: i64, now_ms: u64, take_timeout_ms: u64) -> LocalSpend {
+        ProcessCounter::spend_allowance(self, id, expires_at, now_ms, take_timeout_ms)
+    }
+
+    fn deposit_allowance(&mut self, id: &UsageId, spare: u64, expires_at: i64, now_ms: u64) {
+        ProcessCounter::deposit_allowance(self, id, spare, expires_at, now_ms);
+    }
+
     fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError> {
         ProcessCounter::try_use(self, id, limit, expires_at, now)
     }
