@@ -322,3 +322,62 @@ fn replays_of_a_spent_token_are_refused_without_asking_the_store() {
     }
     assert_eq!(asked(), learned + 1);
 }
+
+/// `n` Envoys counting tokens with `max_uses` of 20 or more in batches of 16.
+fn leasing_envoys(n: usize, clusters: &str) -> Vec<Envoy> {
+    let plugin = config_json(json!({
+        "clock_skew_seconds": 0,
+        "usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": 2000,
+            "allowance": {"from_max_uses": 20, "batch": 16}}}
+    }));
+    (0..n)
+        .map(|_| {
+            let envoy =
+                Envoy::start(&plugin, Options { concurrency: 2, clusters: clusters.to_string(), ..Options::default() });
+            wait_until("the etcd members healthy in Envoy", Duration::from_secs(10), || {
+                let (_, clusters) = envoy.admin_get("/clusters");
+                let flags: Vec<&str> =
+                    clusters.lines().filter(|l| l.starts_with("etcd::") && l.contains("::health_flags::")).collect();
+                !flags.is_empty() && flags.iter().all(|l| l.ends_with("::healthy"))
+            });
+            envoy
+        })
+        .collect()
+}
+
+/// Leased allowances (issue 27 item 3): bursts across three Envoys never let
+/// a token through more than `max_uses` times, lose at most (Envoys × (batch −
+/// 1)) uses, and reach the store far less often than once a use; an Envoy
+/// stopped holding an allowance loses its uses, never hands them out twice.
+#[test]
+fn leased_allowances_never_let_a_token_through_more_than_max_uses() {
+    let etcd = EtcdCluster::start(3);
+    let mut envoys = leasing_envoys(3, &etcd.envoy_cluster("etcd"));
+    let ports: Vec<u16> = envoys.iter().map(|e| e.port).collect();
+    let (batch, n_envoys) = (16usize, 3usize);
+    for (limit, clients, each) in [(200u64, 12, 25), (20, 9, 4), (64, 16, 8)] {
+        let t = use_token(&unique_jti("leased"), Some(limit), 120);
+        let before: u64 = envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum();
+        let said = burst(&ports, &t, clients, each);
+        let allowed = count(&said, 200, None);
+        let used_up = count(&said, 403, Some("max_uses"));
+        assert_eq!(allowed + used_up, said.len(), "max_uses {limit}: {:?}", tally(&said));
+        assert!(allowed <= limit as usize, "max_uses {limit}: {allowed} let through");
+        assert!(
+            allowed + n_envoys * (batch - 1) >= limit as usize,
+            "max_uses {limit}: {allowed} let through, more lost than the bound"
+        );
+        let asked = envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum::<u64>() - before;
+        assert!(asked < said.len() as u64, "max_uses {limit}: {asked} store calls for {} requests", said.len());
+    }
+    // An Envoy stopped holding an allowance: its unspent uses are lost, never handed out again.
+    let t = use_token(&unique_jti("killed"), Some(40), 120);
+    assert_eq!(ask(ports[0], &t), (200, None), "the first Envoy takes a batch of 16");
+    drop(envoys.remove(0));
+    let said = burst(&ports[1..], &t, 8, 10);
+    let allowed = count(&said, 200, None);
+    assert!(allowed <= 40 - 16, "{allowed} let through after 16 were taken by the stopped Envoy");
+    assert!(allowed + 1 + 2 * (batch - 1) >= 40 - 15, "{allowed}: more lost than the bound");
+    assert_eq!(count(&said, 403, Some("max_uses")), said.len() - allowed, "{:?}", tally(&said));
+    assert_eq!(envoys.iter().map(|e| e.stat("cjwt.usage_store.failed")).sum::<u64>(), 0);
+}
