@@ -381,3 +381,43 @@ fn leased_allowances_never_let_a_token_through_more_than_max_uses() {
     assert_eq!(count(&said, 403, Some("max_uses")), said.len() - allowed, "{:?}", tally(&said));
     assert_eq!(envoys.iter().map(|e| e.stat("cjwt.usage_store.failed")).sum::<u64>(), 0);
 }
+
+/// Leased allowances while etcd's leader dies during batch takes: never more
+/// than `max_uses` in all, before, during and after the election.
+#[test]
+fn a_leader_killed_during_batch_takes_never_lets_a_leased_token_through_more_than_max_uses() {
+    let mut etcd = EtcdCluster::start(3);
+    let envoys = leasing_envoys(3, &etcd.envoy_cluster("etcd"));
+    let ports: Vec<u16> = envoys.iter().map(|e| e.port).collect();
+    let limit = 150u64;
+    let t = use_token(&unique_jti("leased-election"), Some(limit), 300);
+    let leader = etcd.wait_leader(Duration::from_secs(10));
+    let (burst_ports, burst_token) = (ports.clone(), t.clone());
+    let during = std::thread::spawn(move || burst(&burst_ports, &burst_token, 8, 15));
+    std::thread::sleep(Duration::from_millis(100));
+    etcd.kill(leader);
+    let during = during.join().unwrap();
+    for said in &during {
+        assert!(
+            matches!(
+                (said.0, said.1.as_deref()),
+                (200, None) | (403, Some("max_uses")) | (503, Some("usage_unavailable"))
+            ),
+            "unexpected answer {said:?}"
+        );
+    }
+    etcd.wait_leader(Duration::from_secs(15));
+    for port in &ports {
+        wait_until("every Envoy serves again", Duration::from_secs(15), || {
+            ask(*port, &use_token(&unique_jti("after"), Some(1), 300)) == (200, None)
+        });
+    }
+    let rest = burst(&ports, &t, 8, 25);
+    let total = count(&during, 200, None) + count(&rest, 200, None);
+    assert!(total <= limit as usize, "over max_uses: {total} > {limit}: {:?} {:?}", tally(&during), tally(&rest));
+    assert!(
+        rest.iter().all(|s| matches!((s.0, s.1.as_deref()), (200, None) | (403, Some("max_uses")))),
+        "{:?}",
+        tally(&rest)
+    );
+}

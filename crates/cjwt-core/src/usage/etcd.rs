@@ -223,8 +223,9 @@ pub fn parse_take_answer(status: Option<&str>, body: &[u8]) -> TakeAnswer {
 }
 
 /// How many compare-and-swap attempts one batch makes (each conflict is another
-/// Envoy's batch taken meanwhile); then the use is unavailable.
-pub const MAX_TAKE_ATTEMPTS: u32 = 8;
+/// Envoy's batch taken meanwhile; every round one of the contenders wins);
+/// then, or at the deadline, the use is unavailable.
+pub const MAX_TAKE_ATTEMPTS: u32 = 64;
 
 /// A batch being taken: how many uses are wanted, the key as last read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
