@@ -421,3 +421,26 @@ fn a_leader_killed_during_batch_takes_never_lets_a_leased_token_through_more_tha
         tally(&rest)
     );
 }
+
+/// A leased token expiring with uses left in an allowance: refused as expired
+/// (never by the allowance), and its key is deleted by its lease.
+#[test]
+fn a_leased_token_expires_with_its_allowance_and_its_key() {
+    let etcd = EtcdCluster::start(3);
+    let envoys = leasing_envoys(2, &etcd.envoy_cluster("etcd"));
+    let t = use_token(&unique_jti("leased-short"), Some(100), 5);
+    for envoy in &envoys {
+        for _ in 0..3 {
+            assert_eq!(ask(envoy.port, &t), (200, None));
+        }
+    }
+    assert_eq!(etcd.keys_under(b"cjwt/uses/allow/").len(), 1);
+    std::thread::sleep(Duration::from_secs(6));
+    for envoy in &envoys {
+        let (status, reason) = ask(envoy.port, &t);
+        assert_eq!(status, 401, "{reason:?}");
+    }
+    wait_until("the expired token's key deleted by its lease", Duration::from_secs(40), || {
+        etcd.keys_under(b"cjwt/uses/allow/").is_empty()
+    });
+}
