@@ -175,26 +175,25 @@ impl Engine {
                     let leased = store.allowance.filter(|a| p.limit >= a.from_max_uses);
                     let Some(a) = leased else {
                         return EtcdUse::new(&store.key_prefix, &p.id, p.limit, p.expires_at, now)
-                            .map(|u| Some((u, p, 0)))
+                            .map(|u| Some((u, p, None)))
                             .map_err(|_| Reason::MaxUses);
                     };
                     let now_ms = u64::try_from(now).unwrap_or(0).saturating_mul(1000);
                     let want = match local.spend_allowance(&p.id, p.expires_at, now_ms, take_timeout_ms(store)) {
                         LocalSpend::Spent => return Ok(None),
-                        LocalSpend::TakeBatch => allowance::batch_for(p.limit, a.batch),
-                        LocalSpend::TakeOne => 1,
+                        LocalSpend::TakeBatch(last) => (allowance::batch_for(p.limit, a.batch), last),
+                        LocalSpend::TakeOne => (1, None),
                     };
                     EtcdUse::allowance(&store.key_prefix, &p.id, p.limit, p.expires_at, now)
-                        .map(|u| Some((u, p, want)))
+                        .map(|u| Some((u, p, Some(want))))
                         .map_err(|_| Reason::MaxUses)
                 });
                 // The token's call knows its token (the deny path) and its batch.
-                let ready = |c: UseCall, p: &PendingUse, want: u64| {
+                let ready = |c: UseCall, p: &PendingUse, batch: Option<(u64, allowance::LastWritten)>| {
                     let c = c.spending(Some((p.id, p.expires_at)));
-                    if want > 0 {
-                        c.in_batch(want)
-                    } else {
-                        c
+                    match batch {
+                        Some((want, last)) => c.in_batch(want, last),
+                        None => c,
                     }
                 };
                 // A proof is remembered past its last acceptable second by the

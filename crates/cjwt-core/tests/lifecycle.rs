@@ -481,7 +481,10 @@ fn a_token_with_room_takes_a_batch_and_spends_it_locally() {
     // Spent: the next one takes a batch again.
     let again = store_call(RequestFlow::new().start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS + 30));
     let again: Value = serde_json::from_str(&again.body).unwrap();
-    assert_eq!(again["success"][0]["requestPut"]["value"], "NA==");
+    // It swaps on the key as the last batch wrote it (count 4 at revision 7): one round trip.
+    assert_eq!(again["compare"][0]["target"], "MOD");
+    assert_eq!(again["compare"][0]["modRevision"], "7");
+    assert_eq!(again["success"][0]["requestPut"]["value"], "OA==", "4 + a batch of 4");
     // Below the threshold: a use at a time, in the per-use key.
     let few = get(&token(json!({"jti": "few", "cnst": {"max_uses": 9}})));
     let call = store_call(RequestFlow::new().start(&mut e, env(&few, &Fetched::new(1), &mut counter), NOW_MS));

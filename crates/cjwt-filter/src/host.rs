@@ -1,6 +1,6 @@
 //! [`Host`] and [`UsageCounter`] over proxy-wasm hostcalls.
 
-use cjwt_core::shared_slots::allowance::{self, allowance_key, LocalSpend};
+use cjwt_core::shared_slots::allowance::{self, allowance_key, LastWritten, LocalSpend};
 use cjwt_core::shared_slots::{count_use, is_spent_in, mark_spent_in, slot_key, spent_key, SlotUpdate, UsageId};
 use cjwt_core::shared_slots::{first_seen_in, NextValue, ProofId, ReplayError, ReplayKey, ReplayStore, StoreError};
 use cjwt_core::{clock, Host, HostCrypto, ReplayCache, UsageCounter, UsageError};
@@ -90,10 +90,10 @@ impl UsageCounter for SharedDataCounter {
         }
     }
 
-    fn deposit_allowance(&mut self, id: &UsageId, spare: u64, expires_at: i64, now_ms: u64) {
+    fn deposit_allowance(&mut self, id: &UsageId, spare: u64, last: LastWritten, expires_at: i64, now_ms: u64) {
         // Best effort: uses not deposited are lost (under), never handed out twice.
         let _ = update_slot(&allowance_key(id.slot()), |value| {
-            allowance::deposit(value, id, spare, expires_at, now_ms).map(Some).map_err(|_| ())
+            allowance::deposit(value, id, spare, last, expires_at, now_ms).map(Some).map_err(|_| ())
         });
     }
 

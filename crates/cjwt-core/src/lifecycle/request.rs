@@ -302,7 +302,8 @@ impl RequestFlow {
                 }
                 // A batch taken: its spare uses join this Envoy's allowance.
                 UseAnswer::Counted if wait.call.takes_batch() => {
-                    counter.deposit_allowance(&id, wait.call.spare().unwrap_or(0), expires_at, now_ms);
+                    let (spare, last) = (wait.call.spare().unwrap_or(0), wait.call.written());
+                    counter.deposit_allowance(&id, spare, last, expires_at, now_ms);
                 }
                 UseAnswer::Counted | UseAnswer::Replayed | UseAnswer::Unavailable(_) => {}
             }

@@ -23,8 +23,13 @@
 use super::{CorruptSlot, UsageId};
 
 /// Bytes of one record: id, uses left (u64 LE), token expiry (i64 LE, Unix s),
-/// the end of a batch being taken (i64 LE, Unix ms; 0: none).
-const RECORD: usize = 40;
+/// the end of a batch being taken (i64 LE, Unix ms; 0: none), and the store's
+/// key as this Envoy last wrote it: count (u64 LE) and `mod_revision` (i64 LE;
+/// 0: unknown), so that the next batch swaps at once, without reading first.
+const RECORD: usize = 56;
+
+/// The store's key as last written by this Envoy: (count, `mod_revision`).
+pub type LastWritten = Option<(u64, i64)>;
 
 /// The most tokens one slot holds an allowance for; a full slot drops the
 /// record that expires first (its uses are lost: under, never over).
@@ -42,8 +47,9 @@ pub enum Spend {
     /// request goes on without the store.
     Spent(Vec<u8>),
     /// Nothing left here: take `batch` uses from the store (write this value,
-    /// which notes the batch being taken until `taking_until_ms`).
-    TakeBatch(Vec<u8>),
+    /// which notes the batch being taken until `taking_until_ms`), swapping on
+    /// the key as last written here.
+    TakeBatch(Vec<u8>, LastWritten),
     /// Nothing left here and a batch is being taken by another request: ask the
     /// store for this one use only.
     TakeOne,
@@ -55,6 +61,14 @@ struct Record {
     left: u64,
     expires_at: i64,
     taking_until_ms: i64,
+    last_count: u64,
+    last_rev: i64,
+}
+
+impl Record {
+    fn last(&self) -> LastWritten {
+        Some((self.last_count, self.last_rev)).filter(|(_, rev)| *rev > 0)
+    }
 }
 
 fn read(current: Option<&[u8]>) -> Result<Vec<Record>, CorruptSlot> {
@@ -67,12 +81,16 @@ fn read(current: Option<&[u8]>) -> Result<Vec<Record>, CorruptSlot> {
         .map(|r| {
             let (id, rest) = r.split_at(16);
             let (left, rest) = rest.split_at(8);
-            let (exp, taking) = rest.split_at(8);
+            let (exp, rest) = rest.split_at(8);
+            let (taking, rest) = rest.split_at(8);
+            let (last_count, last_rev) = rest.split_at(8);
             Ok(Record {
                 id: id.try_into().map_err(|_| CorruptSlot)?,
                 left: u64::from_le_bytes(left.try_into().map_err(|_| CorruptSlot)?),
                 expires_at: i64::from_le_bytes(exp.try_into().map_err(|_| CorruptSlot)?),
                 taking_until_ms: i64::from_le_bytes(taking.try_into().map_err(|_| CorruptSlot)?),
+                last_count: u64::from_le_bytes(last_count.try_into().map_err(|_| CorruptSlot)?),
+                last_rev: i64::from_le_bytes(last_rev.try_into().map_err(|_| CorruptSlot)?),
             })
         })
         .collect()
@@ -95,6 +113,8 @@ fn write(mut records: Vec<Record>, now: i64) -> Vec<u8> {
         out.extend_from_slice(&r.left.to_le_bytes());
         out.extend_from_slice(&r.expires_at.to_le_bytes());
         out.extend_from_slice(&r.taking_until_ms.to_le_bytes());
+        out.extend_from_slice(&r.last_count.to_le_bytes());
+        out.extend_from_slice(&r.last_rev.to_le_bytes());
     }
     out
 }
@@ -127,13 +147,14 @@ pub fn spend(
         Some(r) if r.taking_until_ms > now_ms => Ok(Spend::TakeOne),
         Some(r) => {
             r.taking_until_ms = now_ms.saturating_add(ms_to_i64(take_timeout_ms));
-            Ok(Spend::TakeBatch(write(records, now)))
+            let last = r.last();
+            Ok(Spend::TakeBatch(write(records, now), last))
         }
         None => {
             records.retain(|r| r.id != id.0);
             let taking_until_ms = now_ms.saturating_add(ms_to_i64(take_timeout_ms));
-            records.push(Record { id: id.0, left: 0, expires_at, taking_until_ms });
-            Ok(Spend::TakeBatch(write(records, now)))
+            records.push(Record { id: id.0, left: 0, expires_at, taking_until_ms, last_count: 0, last_rev: 0 });
+            Ok(Spend::TakeBatch(write(records, now), None))
         }
     }
 }
@@ -141,14 +162,17 @@ pub fn spend(
 /// A batch taken for token `id` answered: `spare` uses (the batch granted, less
 /// the one its request spends) join the local allowance, and the batch is no
 /// longer being taken. Returns the value to write (`spare` of 0 still clears
-/// the note, so that the next empty allowance takes a batch at once).
+/// the note, so that the next empty allowance takes a batch at once); `last`
+/// is the key as the batch wrote it (for the next batch's swap).
 pub fn deposit(
     current: Option<&[u8]>,
     id: &UsageId,
     spare: u64,
+    last: LastWritten,
     expires_at: i64,
     now_ms: u64,
 ) -> Result<Vec<u8>, CorruptSlot> {
+    let (last_count, last_rev) = last.unwrap_or((0, 0));
     let now = ms_to_i64(now_ms / 1000);
     let mut records = read(current)?;
     match records.iter_mut().find(|r| r.id == id.0) {
@@ -156,8 +180,9 @@ pub fn deposit(
             r.left = r.left.saturating_add(spare);
             r.taking_until_ms = 0;
             r.expires_at = r.expires_at.max(expires_at);
+            (r.last_count, r.last_rev) = (last_count, last_rev);
         }
-        None => records.push(Record { id: id.0, left: spare, expires_at, taking_until_ms: 0 }),
+        None => records.push(Record { id: id.0, left: spare, expires_at, taking_until_ms: 0, last_count, last_rev }),
     }
     Ok(write(records, now))
 }
@@ -167,8 +192,9 @@ pub fn deposit(
 pub enum LocalSpend {
     /// One local use spent: the request goes on without the store.
     Spent,
-    /// Take a batch from the store (this request's use is one of it).
-    TakeBatch,
+    /// Take a batch from the store (this request's use is one of it),
+    /// swapping on the key as last written here.
+    TakeBatch(LastWritten),
     /// Ask the store for this one use only (a batch is being taken, or this
     /// host keeps no allowance).
     TakeOne,
@@ -179,7 +205,7 @@ impl Spend {
     pub fn kind(&self) -> LocalSpend {
         match self {
             Spend::Spent(_) => LocalSpend::Spent,
-            Spend::TakeBatch(_) => LocalSpend::TakeBatch,
+            Spend::TakeBatch(_, last) => LocalSpend::TakeBatch(*last),
             Spend::TakeOne => LocalSpend::TakeOne,
         }
     }
@@ -187,7 +213,7 @@ impl Spend {
     /// The value to write, if any.
     pub fn into_value(self) -> Option<Vec<u8>> {
         match self {
-            Spend::Spent(v) | Spend::TakeBatch(v) => Some(v),
+            Spend::Spent(v) | Spend::TakeBatch(v, _) => Some(v),
             Spend::TakeOne => None,
         }
     }
@@ -210,7 +236,7 @@ mod tests {
                 *slot = Some(v);
                 "spent"
             }
-            Spend::TakeBatch(v) => {
+            Spend::TakeBatch(v, _) => {
                 *slot = Some(v);
                 "batch"
             }
@@ -227,11 +253,23 @@ mod tests {
         assert_eq!(apply(&mut slot, &id, T + 10), "one");
         assert_eq!(apply(&mut slot, &id, T + 20), "one");
         // The batch of 4 answered: its request spent one, 3 are spare.
-        slot = Some(deposit(slot.as_deref(), &id, 3, 1_800_000_100, T + 30).unwrap());
+        slot = Some(deposit(slot.as_deref(), &id, 3, None, 1_800_000_100, T + 30).unwrap());
         for i in 0..3 {
             assert_eq!(apply(&mut slot, &id, T + 40 + i), "spent");
         }
         assert_eq!(apply(&mut slot, &id, T + 50), "batch");
+    }
+
+    #[test]
+    fn the_next_batch_swaps_on_the_key_as_last_written() {
+        let id = UsageId::new("https://i", "j");
+        let first = spend(None, &id, 1_800_000_100, T, 1300).unwrap();
+        assert!(matches!(first, Spend::TakeBatch(_, None)));
+        let slot = deposit(first.into_value().as_deref(), &id, 0, Some((16, 42)), 1_800_000_100, T + 5).unwrap();
+        assert_eq!(
+            spend(Some(&slot), &id, 1_800_000_100, T + 6, 1300).unwrap().kind(),
+            LocalSpend::TakeBatch(Some((16, 42)))
+        );
     }
 
     #[test]
@@ -248,7 +286,7 @@ mod tests {
         let mut slot = None;
         for i in 0..40 {
             let id = UsageId::new("https://i", &format!("{i}"));
-            slot = Some(deposit(slot.as_deref(), &id, 5, 1_800_000_100 + i, T).unwrap());
+            slot = Some(deposit(slot.as_deref(), &id, 5, None, 1_800_000_100 + i, T).unwrap());
             assert!(slot.as_ref().unwrap().len() <= MAX_PER_SLOT * RECORD);
         }
         // The latest stays, spendable; the first was dropped (its uses lost: under).
@@ -258,7 +296,7 @@ mod tests {
         assert_eq!(apply(&mut slot, &first, T), "batch");
         // After every token expired, a write keeps only the live record.
         let live = UsageId::new("https://i", "live");
-        slot = Some(deposit(slot.as_deref(), &live, 1, 1_900_000_000, 1_850_000_000_000).unwrap());
+        slot = Some(deposit(slot.as_deref(), &live, 1, None, 1_900_000_000, 1_850_000_000_000).unwrap());
         assert_eq!(slot.as_ref().unwrap().len(), RECORD);
         // An expired allowance is never spent.
         assert!(!matches!(spend(slot.as_deref(), &live, 1_900_000_000, 1_900_000_000_000, 10), Ok(Spend::Spent(_))));
@@ -277,7 +315,7 @@ mod tests {
             if x >> 60 < 3 {
                 let spare = (x >> 40) % 5;
                 deposited += spare;
-                slot = Some(deposit(slot.as_deref(), &id, spare, 1_800_000_100, T + step).unwrap());
+                slot = Some(deposit(slot.as_deref(), &id, spare, None, 1_800_000_100, T + step).unwrap());
             } else if apply(&mut slot, &id, T + step) == "spent" {
                 spent += 1;
             }
@@ -293,7 +331,7 @@ mod tests {
         assert_eq!(batch_for(20, 0), 1);
         let id = UsageId::new("https://i", "j");
         assert_eq!(spend(Some(&[1]), &id, 1, 0, 1), Err(CorruptSlot));
-        assert_eq!(deposit(Some(&[1]), &id, 1, 1, 0), Err(CorruptSlot));
+        assert_eq!(deposit(Some(&[1]), &id, 1, None, 1, 0), Err(CorruptSlot));
         assert_eq!(allowance_key(5), "cjwt.allow.0005");
     }
 }

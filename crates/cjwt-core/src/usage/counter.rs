@@ -1,7 +1,7 @@
 //! The store that counts `max_uses` uses (SPEC §8), as the decision sees it:
 //! the host's counter (per Envoy, or deferred to the mesh's store), or memory.
 
-use super::allowance::{self, LocalSpend};
+use super::allowance::{self, LastWritten, LocalSpend};
 use super::UsageId;
 
 /// The usage store failed (the caller fails closed).
@@ -37,9 +37,10 @@ pub trait UsageCounter {
         LocalSpend::TakeOne
     }
 
-    /// A batch taken for `id` answered: `spare` uses join the local allowance
-    /// (best effort: uses not deposited are lost, never handed out twice).
-    fn deposit_allowance(&mut self, _id: &UsageId, _spare: u64, _expires_at: i64, _now_ms: u64) {}
+    /// A batch taken for `id` answered: `spare` uses join the local allowance,
+    /// with the key as the batch wrote it, `last` (best effort: uses not
+    /// deposited are lost, never handed out twice).
+    fn deposit_allowance(&mut self, _id: &UsageId, _spare: u64, _last: LastWritten, _expires_at: i64, _now_ms: u64) {}
 }
 
 /// An in-memory counter (tests and the command line; not shared across VMs).
@@ -85,8 +86,8 @@ impl UsageCounter for MemoryCounter {
         }
     }
 
-    fn deposit_allowance(&mut self, id: &UsageId, spare: u64, expires_at: i64, now_ms: u64) {
-        if let Ok(v) = allowance::deposit(self.allowances.as_deref(), id, spare, expires_at, now_ms) {
+    fn deposit_allowance(&mut self, id: &UsageId, spare: u64, last: LastWritten, expires_at: i64, now_ms: u64) {
+        if let Ok(v) = allowance::deposit(self.allowances.as_deref(), id, spare, last, expires_at, now_ms) {
             self.allowances = Some(v);
         }
     }

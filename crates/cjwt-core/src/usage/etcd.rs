@@ -157,8 +157,8 @@ pub struct Known {
 /// What an answer to [`EtcdUse::take_body`] says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TakeAnswer {
-    /// The uses asked for were taken.
-    Taken,
+    /// The uses asked for were taken, at this revision (the key's new `mod_revision`).
+    Taken(i64),
     /// The key was not as assumed (another Envoy took a batch): here it is now.
     Moved(Known),
     /// The bucket's lease does not exist yet: grant it, then send once more.
@@ -184,7 +184,14 @@ pub fn parse_take_answer(status: Option<&str>, body: &[u8]) -> TakeAnswer {
         return TakeAnswer::Unavailable("answer has no etcd header".into());
     }
     match doc.get("succeeded") {
-        Some(Value::Bool(true)) => return TakeAnswer::Taken,
+        Some(Value::Bool(true)) => {
+            let rev = doc
+                .get("header")
+                .and_then(|h| h.get("revision"))
+                .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(|i| i.to_string())))
+                .and_then(|r| r.parse::<i64>().ok());
+            return TakeAnswer::Taken(rev.unwrap_or(0));
+        }
         None | Some(Value::Bool(false)) => {}
         Some(_) => return TakeAnswer::Unavailable("`succeeded` is not a boolean".into()),
     }
@@ -235,6 +242,8 @@ struct Batch {
     attempts: u32,
     /// Uses taken, once the swap succeeded.
     taken: u64,
+    /// The key as the successful swap wrote it.
+    written: Option<Known>,
 }
 
 impl Batch {
@@ -412,8 +421,17 @@ impl UseCall {
     /// The call, taking the token's use in a batch of `want` uses (its
     /// `the_use` built by [`EtcdUse::allowance`]): the request spends one of
     /// them, [`UseCall::spare`] tells what is left for the local allowance.
-    pub fn in_batch(self, want: u64) -> UseCall {
-        UseCall { batch: Some(Batch { want: want.max(1), known: None, attempts: 0, taken: 0 }), ..self }
+    /// `last` is the key as this Envoy last wrote it (count, `mod_revision`):
+    /// the first swap assumes it, so that an Envoy alone taking batches needs one
+    /// round trip per batch (a stale guess costs one more, never a use).
+    pub fn in_batch(self, want: u64, last: Option<(u64, i64)>) -> UseCall {
+        let known = last.map(|(count, mod_revision)| Known { count, mod_revision });
+        UseCall { batch: Some(Batch { want: want.max(1), known, attempts: 0, taken: 0, written: None }), ..self }
+    }
+
+    /// A batch taken: the key as it wrote it (count, `mod_revision`), for the next batch.
+    pub fn written(&self) -> Option<(u64, i64)> {
+        self.batch.and_then(|b| b.written).map(|k| (k.count, k.mod_revision))
     }
 
     /// A batch taken: the uses taken beyond the one its request spent (`None`:
@@ -475,8 +493,11 @@ impl UseCall {
     /// The answer to a batch's compare-and-swap.
     fn on_take_answer(&mut self, mut b: Batch, retried: bool, status: Option<&str>, body: &[u8]) -> Step {
         match parse_take_answer(status, body) {
-            TakeAnswer::Taken => {
+            TakeAnswer::Taken(rev) => {
                 b.taken = b.take(self.the_use.limit);
+                b.written =
+                    Some(Known { count: b.known.map_or(0, |k| k.count).saturating_add(b.taken), mod_revision: rev })
+                        .filter(|k| k.mod_revision > 0);
                 self.batch = Some(b);
                 if b.taken == 0 {
                     return self.done(UseAnswer::Exhausted);
@@ -853,7 +874,7 @@ mod tests {
     fn batch_call(limit: u64, want: u64) -> UseCall {
         let id = UsageId::new("https://i", "many");
         let u = EtcdUse::allowance("cjwt/uses/", &id, limit, 1_800_000_030, 1_800_000_000).unwrap();
-        UseCall::new(u, "/v3").in_batch(want)
+        UseCall::new(u, "/v3").in_batch(want, None)
     }
 
     #[test]
@@ -874,6 +895,17 @@ mod tests {
         let ok = br#"{"header":{"revision":"42"},"succeeded":true}"#;
         assert_eq!(call.on_answer(Some("200"), ok), Step::Done(UseAnswer::Counted));
         assert_eq!(call.spare(), Some(9), "10 taken, one spent by the request");
+        assert_eq!(call.written(), Some((100, 42)));
+        // The next batch starts from the key as written: one swap.
+        let id = UsageId::new("https://i", "many");
+        let u = EtcdUse::allowance("cjwt/uses/", &id, 200, 1_800_000_030, 1_800_000_000).unwrap();
+        let next = UseCall::new(u, "/v3").in_batch(16, Some((100, 42)));
+        let body: Value = serde_json::from_str(&next.first().body).unwrap();
+        assert_eq!(
+            (body["compare"][0]["target"].as_str(), body["compare"][0]["modRevision"].as_str()),
+            (Some("MOD"), Some("42"))
+        );
+        assert_eq!(body["success"][0]["requestPut"]["value"], b64("116"));
         assert!(call.takes_batch());
     }
 

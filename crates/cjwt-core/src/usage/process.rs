@@ -3,7 +3,7 @@
 //! ([`super::count_use`]), each slot behind its own lock, so a use is counted
 //! exactly once across all workers and memory follows the live one-time tokens.
 
-use super::allowance::{self, LocalSpend};
+use super::allowance::{self, LastWritten, LocalSpend};
 use super::spent::{is_spent_in, mark_spent_in};
 use super::{count_use, SlotUpdate, UsageId, SLOTS};
 use crate::usage::{UsageCounter, UsageError};
@@ -100,12 +100,12 @@ impl ProcessCounter {
     }
 
     /// A batch's spare uses join the allowance ([`super::allowance::deposit`]).
-    pub fn deposit_allowance(&self, id: &UsageId, spare: u64, expires_at: i64, now_ms: u64) {
+    pub fn deposit_allowance(&self, id: &UsageId, spare: u64, last: LastWritten, expires_at: i64, now_ms: u64) {
         let Some(Ok(mut value)) = self.allowances.get(usize::from(id.slot())).map(Mutex::lock) else {
             return;
         };
         let current = if value.is_empty() { None } else { Some(value.as_slice()) };
-        if let Ok(next) = allowance::deposit(current, id, spare, expires_at, now_ms) {
+        if let Ok(next) = allowance::deposit(current, id, spare, last, expires_at, now_ms) {
             *value = next;
         }
     }
@@ -116,8 +116,8 @@ impl UsageCounter for &ProcessCounter {
         ProcessCounter::spend_allowance(self, id, expires_at, now_ms, take_timeout_ms)
     }
 
-    fn deposit_allowance(&mut self, id: &UsageId, spare: u64, expires_at: i64, now_ms: u64) {
-        ProcessCounter::deposit_allowance(self, id, spare, expires_at, now_ms);
+    fn deposit_allowance(&mut self, id: &UsageId, spare: u64, last: LastWritten, expires_at: i64, now_ms: u64) {
+        ProcessCounter::deposit_allowance(self, id, spare, last, expires_at, now_ms);
     }
 
     fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError> {
