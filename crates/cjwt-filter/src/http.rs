@@ -6,7 +6,7 @@ use super::host::{ProxyHost, SharedDataCounter, SharedDataReplay};
 use super::remote;
 use super::state::{Shared, Waiter};
 use super::usage;
-use cjwt_core::{Act, Engine, Env, Level, Plan, Refusal, RequestFlow, Step};
+use cjwt_core::{audit_filter_state, Counter, Engine, Env, Level, PlanHost, Refusal, RequestFlow, SpanField, Step};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
@@ -138,7 +138,11 @@ fn with_env<R>(shared: &Shared, host: &ProxyHost, f: impl FnOnce(&mut Engine, En
 /// failure at once).
 fn run(shared: &Shared, me: &Waiter, host: &ProxyHost, step: Option<Step>) -> Action {
     match step {
-        Some(Step::Act(plan)) => execute(shared, plan),
+        // Forward or refuse, through the plan's host calls on this stream.
+        Some(Step::Act(plan)) => match plan.execute(&mut Executor(shared)) {
+            true => Action::Continue,
+            false => Action::Pause,
+        },
         Some(Step::AwaitKeys | Step::Nothing) => Action::Pause,
         Some(Step::AwaitStore(call)) => match usage::dispatch(shared, &call, me) {
             Ok(()) => Action::Pause,
@@ -185,45 +189,46 @@ pub fn wake(shared: &Shared, waiter: &Waiter, f: impl FnOnce(&mut RequestFlow, &
     }
 }
 
-/// Executes a plan: counters, the log lines, then forward (after the header
-/// operations) or refuse.
-fn execute(shared: &Shared, plan: Plan) -> Action {
-    for counter in &plan.counters {
-        shared.metrics.bump(*counter);
+/// A plan's host calls on the current stream ([`PlanHost`]).
+struct Executor<'a>(&'a Shared);
+
+impl PlanHost for Executor<'_> {
+    fn count(&mut self, counter: Counter) {
+        self.0.metrics.bump(counter);
     }
-    for (level, line) in &plan.logs {
-        match level {
-            Level::Info => log::info!("{line}"),
-            Level::Warn => log::warn!("{line}"),
+
+    fn log(&mut self, level: Level, line: &str) {
+        log_line(level, line);
+    }
+
+    /// Filter state `wasm.cjwt.<field>` for the access log (SPEC §12); best effort.
+    fn audit(&mut self, field: &'static str, value: &str) {
+        let _ = hostcalls::set_property(vec![audit_filter_state(field)], Some(value.as_bytes()));
+    }
+
+    /// proxy-wasm has no span call: filter state `wasm.cjwt.span.<field>`, which
+    /// the tracer's `custom_tags` read (v3, issue 30); best effort.
+    fn span(&mut self, tags: &[(SpanField, String)]) {
+        for (field, value) in tags {
+            let _ = hostcalls::set_property(vec![field.filter_state()], Some(value.as_bytes()));
         }
     }
-    for (field, value) in &plan.audit {
-        // Filter state `wasm.cjwt.<field>` for the access log (SPEC §12); best effort.
-        let name = match *field {
-            "reason" => "cjwt.reason",
-            "sub" => "cjwt.sub",
-            "iss" => "cjwt.iss",
-            _ => "cjwt.rule",
-        };
-        let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
+
+    fn set_header(&mut self, name: &str, value: Option<&str>) -> bool {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).is_ok()
     }
-    for (field, value) in &plan.span {
-        // proxy-wasm has no span call: filter state `wasm.cjwt.span.<field>`, which the
-        // tracer's `custom_tags` read (v3, issue 30); best effort.
-        let _ = hostcalls::set_property(vec![field.filter_state()], Some(value.as_bytes()));
+
+    fn refuse(&mut self, refusal: &Refusal) {
+        send(refusal);
     }
-    match plan.act {
-        Act::Forward(ops) => {
-            for (name, value) in &ops {
-                if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value.as_deref()).is_err() {
-                    // Never forward with a client-supplied header intact.
-                    log::error!("cjwt: could not rewrite request headers; refusing");
-                    return send(&Refusal::unavailable());
-                }
-            }
-            Action::Continue
-        }
-        Act::Refuse(refusal) => send(&refusal),
+}
+
+/// A core log line at its level.
+pub fn log_line(level: Level, line: &str) {
+    match level {
+        Level::Info => log::info!("{line}"),
+        Level::Warn => log::warn!("{line}"),
+        Level::Error => log::error!("{line}"),
     }
 }
 

@@ -17,7 +17,7 @@
 
 use super::host::host_now;
 use super::state::{Shared, Waiter};
-use cjwt_core::{Effect, KeyWait, Level, NextValue, Sharing};
+use cjwt_core::{Effect, KeyWait, NextValue, Sharing};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 use std::collections::VecDeque;
@@ -126,8 +126,7 @@ fn execute(shared: &Shared, effects: Vec<Effect<Waiter>>, stream: Option<u32>) -
     let mut queue: VecDeque<Effect<Waiter>> = effects.into();
     while let Some(effect) = queue.pop_front() {
         match effect {
-            Effect::Log(Level::Info, line) => log::info!("{line}"),
-            Effect::Log(Level::Warn, line) => log::warn!("{line}"),
+            Effect::Log(level, line) => super::http::log_line(level, &line),
             Effect::Count(counter) => shared.metrics.bump(counter),
             Effect::Wake(waiter) => woken.push(waiter),
             Effect::WakeMain => {

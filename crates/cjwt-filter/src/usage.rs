@@ -14,7 +14,7 @@ use super::state::{Shared, Waiter};
 use cjwt_core::StoreCall;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// One request waiting for the store: the call in flight and the paused stream.
 pub struct UsageWait {
@@ -24,10 +24,7 @@ pub struct UsageWait {
 
 /// The host clock in milliseconds (0 when it cannot be read: every deadline has passed).
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    hostcalls::get_current_time().map_or(0, cjwt_core::clock::unix_millis)
 }
 
 /// Sends `call` for the paused request `waiter` (`dispatch_http_call` as the
@@ -67,7 +64,7 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
     };
     wake(shared, &waiter, |flow, engine, env| {
-        flow.on_store_answer(engine, env.host, env.counter, status.as_deref(), &body, body_size, now_ms())
+        flow.on_answer(engine, env, status.as_deref(), &body, body_size, now_ms())
     });
     true
 }

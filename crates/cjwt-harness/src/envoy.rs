@@ -193,6 +193,85 @@ fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>) {
     }
 }
 
+/// A workload between two Envoys (SPEC §14's call chain): every request it
+/// receives becomes one call of its own to `127.0.0.1:<to>`, same method and
+/// path, carrying only the `txn-token` header(s) it received (what a service
+/// inside the mesh propagates); the answer goes back as it came.
+pub struct Relay {
+    pub port: u16,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Relay {
+    pub fn start(to: u16) -> Relay {
+        Relay::start_between("127.0.0.1:0", "127.0.0.1", to)
+    }
+
+    /// Listening on `bind` (`0.0.0.0:0`: reachable from containers through
+    /// their network's gateway address), calling `to_host:to_port`.
+    pub fn start_between(bind: &str, to_host: &str, to_port: u16) -> Relay {
+        let listener = TcpListener::bind(bind).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&received);
+        let to_host = to_host.to_string();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (log, to_host) = (Arc::clone(&log), to_host.clone());
+                std::thread::spawn(move || relay(stream, &to_host, to_port, log));
+            }
+        });
+        Relay { port, received }
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+fn relay(stream: TcpStream, to_host: &str, to: u16, log: Arc<Mutex<Vec<Received>>>) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = h.split_once(':') {
+                headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let carried: Vec<(&str, &str)> =
+            headers.iter().filter(|(n, _)| n == "txn-token").map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let answer = if to_host == "127.0.0.1" {
+            send(to_host, to, &method, &path, &carried)
+        } else {
+            crate::etcd::http_with(to_host, to, &method, &path, &carried, None, Duration::from_secs(15))
+                .unwrap_or_else(|e| Response { status: 502, headers: Vec::new(), body: e })
+        };
+        log.lock().unwrap().push(Received { method, path, headers });
+        let mut out = format!("HTTP/1.1 {} relayed\r\n", answer.status);
+        for (n, v) in answer.headers.iter().filter(|(n, _)| n == "content-type" || n == "www-authenticate") {
+            out.push_str(&format!("{n}: {v}\r\n"));
+        }
+        out.push_str(&format!("content-length: {}\r\n\r\n{}", answer.body.len(), answer.body));
+        let _ = writer.write_all(out.as_bytes());
+    }
+}
+
 /// A response as the client saw it (header names lowercased).
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -322,11 +401,21 @@ pub struct Options {
     /// Another artifact of the current build (e.g. [`fault_build_path`]): a
     /// `.wasm`, or the directory holding `libcjwt.so`.
     pub artifact: Option<PathBuf>,
+    /// Environment variables of the Envoy process (e.g. a signing key read with
+    /// `{"env": ...}`; the wasm VM sees those its `environment_variables` name).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { concurrency: 1, region: None, edits: Vec::new(), clusters: String::new(), artifact: None }
+        Options {
+            concurrency: 1,
+            region: None,
+            edits: Vec::new(),
+            clusters: String::new(),
+            artifact: None,
+            env: Vec::new(),
+        }
     }
 }
 
@@ -692,6 +781,9 @@ impl Envoy {
                 if let Some(dir) = &module_search {
                     c.arg("-e").arg(format!("{MODULE_SEARCH_PATH}={}", dir.display()));
                 }
+                for (name, value) in &opts.env {
+                    c.arg("-e").arg(format!("{name}={value}"));
+                }
                 c.args([image.as_str(), "envoy"]);
                 c
             }
@@ -701,6 +793,7 @@ impl Envoy {
                 if let Some(dir) = &module_search {
                     c.env(MODULE_SEARCH_PATH, dir);
                 }
+                c.envs(opts.env.iter().map(|(n, v)| (n, v)));
                 c
             }
         };

@@ -2,7 +2,7 @@
 //! (`cjwt_core::testing`, re-exported here), and what only a real host needs: an
 //! Envoy launcher with an echo upstream and a JWKS server ([`envoy`]), HTTP/1 and
 //! h2c clients, etcd on loopback ([`etcd`]), Docker ([`docker`]), a Zipkin collector
-//! ([`zipkin`]), and claims on ports and addresses that concurrent test processes
+//! ([`zipkin`]), a Txn-Token Service ([`txn_service`]), and claims on ports and addresses that concurrent test processes
 //! must not share ([`claim`]).
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test and bench tooling: a failed setup stops loudly
@@ -13,6 +13,7 @@ pub mod envoy;
 pub mod etcd;
 pub mod h2;
 pub mod said;
+pub mod txn_service;
 pub mod zipkin;
 
 /// A directory for one test's files (Envoy's configuration and logs, etcd's data,

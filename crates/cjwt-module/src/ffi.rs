@@ -232,6 +232,16 @@ pub enum Level {
     Error,
 }
 
+impl From<cjwt_core::Level> for Level {
+    fn from(level: cjwt_core::Level) -> Level {
+        match level {
+            cjwt_core::Level::Info => Level::Info,
+            cjwt_core::Level::Warn => Level::Warn,
+            cjwt_core::Level::Error => Level::Error,
+        }
+    }
+}
+
 /// Logs through Envoy's `dynamic_modules` logger (any thread).
 pub fn log(level: Level, message: &str) {
     let level = match level {

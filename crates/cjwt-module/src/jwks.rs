@@ -15,8 +15,7 @@
 //! commits a deleted scheduler.
 
 use crate::config::Shared;
-use crate::ffi::{log, CalloutAnswer, ConfigHandle, Filter, Level, Scheduler};
-use cjwt_core::Level as CoreLevel;
+use crate::ffi::{log, CalloutAnswer, ConfigHandle, Filter, Scheduler};
 use cjwt_core::{clock, Config, Effect, Fetched, HostCrypto, KeyWait, ProcessSharing, Remote};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -76,7 +75,7 @@ pub fn on_configure(state: &mut RemoteState, keys: &mut Fetched, crypto: &dyn Ho
     let RemoteState { remote, config } = state;
     for effect in remote.on_configure(now, config, keys, crypto, &mut ProcessSharing) {
         if let Effect::Log(level, line) = effect {
-            log(level_of(level), &line);
+            log(level.into(), &line);
         }
     }
 }
@@ -151,7 +150,7 @@ fn execute(shared: &Shared, host: Host<'_>, effects: Vec<Effect<Arc<Waiter>>>) {
     let mut queue: VecDeque<Effect<Arc<Waiter>>> = effects.into();
     while let Some(effect) = queue.pop_front() {
         match effect {
-            Effect::Log(level, line) => log(level_of(level), &line),
+            Effect::Log(level, line) => log(level.into(), &line),
             Effect::Count(counter) => {
                 if let Some(Some(id)) = shared.counters.get(counter.index()) {
                     match &host {
@@ -183,12 +182,5 @@ fn execute(shared: &Shared, host: Host<'_>, effects: Vec<Effect<Arc<Waiter>>>) {
                 }
             }
         }
-    }
-}
-
-fn level_of(level: CoreLevel) -> Level {
-    match level {
-        CoreLevel::Info => Level::Info,
-        CoreLevel::Warn => Level::Warn,
     }
 }

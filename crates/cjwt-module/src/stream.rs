@@ -4,8 +4,7 @@ use crate::config::{ModuleConfig, Shared};
 use crate::ffi::{log, CalloutAnswer, Filter, Level, HEADERS_CONTINUE, HEADERS_STOP};
 use crate::host::NativeHost;
 use crate::jwks::{self, Waiter, EVENT_KEYS};
-use cjwt_core::Level as CoreLevel;
-use cjwt_core::{Act, Env, Plan, Refusal, RequestFlow, Step, StoreCall};
+use cjwt_core::{Counter, Env, Level as CoreLevel, Plan, PlanHost, Refusal, RequestFlow, SpanField, Step};
 use std::sync::Arc;
 
 /// The module's state for one stream: the core's [`RequestFlow`] and what the
@@ -89,10 +88,13 @@ impl Stream {
         };
         let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
         let Stream { shared, flow, .. } = self;
-        let counter = shared.usage;
-        let step = shared.with_engine(|engine| {
-            flow.on_store_answer(engine, &host, &mut { counter }, status, &answer.body, answer.body_len, now_ms())
-        });
+        let step = shared
+            .with_engine(|engine| {
+                with_env(shared, &host, |env| {
+                    flow.on_answer(engine, env, status, &answer.body, answer.body_len, now_ms())
+                })
+            })
+            .flatten();
         self.resume(f, &host, step);
     }
 
@@ -109,24 +111,22 @@ impl Stream {
         match step {
             Some(Step::Act(plan)) => self.execute(f, plan),
             Some(Step::AwaitKeys | Step::Nothing) => HEADERS_STOP,
-            // Answered in on_request_headers; never returned later.
-            Some(Step::KeysMissing { .. }) => {
-                internal_error(f);
-                HEADERS_STOP
+            Some(Step::AwaitStore(call)) => {
+                match f.callout(&call.cluster, &call.headers(), call.body.as_bytes(), call.timeout_ms) {
+                    Some(callout) => {
+                        self.callout = Some(callout);
+                        HEADERS_STOP
+                    }
+                    None => {
+                        let why = format!("cluster {:?}: callout not started", call.cluster);
+                        let Stream { shared, flow, .. } = self;
+                        let step = shared.with_engine(|engine| flow.on_store_failure(engine, host, &why));
+                        self.run(f, host, step)
+                    }
+                }
             }
-            Some(Step::AwaitStore(call)) => match send_call(f, &call) {
-                Some(callout) => {
-                    self.callout = Some(callout);
-                    HEADERS_STOP
-                }
-                None => {
-                    let why = format!("cluster {:?}: callout not started", call.cluster);
-                    let Stream { shared, flow, .. } = self;
-                    let step = shared.with_engine(|engine| flow.on_store_failure(engine, host, &why));
-                    self.run(f, host, step)
-                }
-            },
-            None => {
+            // KeysMissing is answered in on_request_headers, never returned later.
+            Some(Step::KeysMissing { .. }) | None => {
                 internal_error(f);
                 HEADERS_STOP
             }
@@ -140,40 +140,50 @@ impl Stream {
         }
     }
 
+    /// Executes the plan through [`Executor`]; the request goes upstream if it allows.
     fn execute(&mut self, f: Filter<'_>, plan: Plan) -> u32 {
-        for counter in &plan.counters {
-            if let Some(Some(id)) = self.shared.counters.get(counter.index()) {
-                f.increment(*id, 1);
-            }
+        self.allowed = plan.execute(&mut Executor { f, counters: &self.shared.counters });
+        if self.allowed {
+            HEADERS_CONTINUE
+        } else {
+            HEADERS_STOP
         }
-        for (level, line) in &plan.logs {
-            log(if *level == CoreLevel::Warn { Level::Warn } else { Level::Info }, line);
+    }
+}
+
+/// A plan's host calls on this stream ([`PlanHost`]).
+struct Executor<'a, 'f> {
+    f: Filter<'f>,
+    counters: &'a [Option<usize>],
+}
+
+impl PlanHost for Executor<'_, '_> {
+    fn count(&mut self, counter: Counter) {
+        if let Some(Some(id)) = self.counters.get(counter.index()) {
+            self.f.increment(*id, 1);
         }
-        for (field, value) in &plan.audit {
-            // Dynamic metadata `cjwt:<field>` for the access log (SPEC §12).
-            f.set_metadata("cjwt", field, value);
-        }
-        if !plan.span.is_empty() {
-            // The decision on Envoy's span of this request, when it is traced (v3, issue 30).
-            f.tag_active_span(plan.span.iter().map(|(field, value)| (field.tag(), value.as_str())));
-        }
-        match plan.act {
-            Act::Forward(ops) => {
-                for (name, value) in &ops {
-                    if !f.set_request_header(name, value.as_deref().map(str::as_bytes)) {
-                        log(Level::Error, "cjwt: could not rewrite request headers; refusing");
-                        internal_error(f);
-                        return HEADERS_STOP;
-                    }
-                }
-                self.allowed = true;
-                HEADERS_CONTINUE
-            }
-            Act::Refuse(refusal) => {
-                send(f, &refusal);
-                HEADERS_STOP
-            }
-        }
+    }
+
+    fn log(&mut self, level: CoreLevel, line: &str) {
+        log(level.into(), line);
+    }
+
+    /// Dynamic metadata `cjwt:<field>` for the access log (SPEC §12).
+    fn audit(&mut self, field: &'static str, value: &str) {
+        self.f.set_metadata("cjwt", field, value);
+    }
+
+    /// The decision on Envoy's span of this request, when it is traced.
+    fn span(&mut self, tags: &[(SpanField, String)]) {
+        self.f.tag_active_span(tags.iter().map(|(field, value)| (field.tag(), value.as_str())));
+    }
+
+    fn set_header(&mut self, name: &str, value: Option<&str>) -> bool {
+        self.f.set_request_header(name, value.map(str::as_bytes))
+    }
+
+    fn refuse(&mut self, refusal: &Refusal) {
+        send(self.f, refusal);
     }
 }
 
@@ -201,11 +211,6 @@ impl Drop for Stream {
     fn drop(&mut self) {
         self.on_complete();
     }
-}
-
-/// One call to the usage store as a callout of this stream.
-fn send_call(f: Filter<'_>, call: &StoreCall) -> Option<u64> {
-    f.callout(&call.cluster, &call.headers(), call.body.as_bytes(), call.timeout_ms)
 }
 
 fn send(f: Filter<'_>, refusal: &Refusal) {

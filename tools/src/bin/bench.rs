@@ -15,7 +15,8 @@
 //! the memory run), BENCH_WASM_B (another cjwt.wasm, measured as an extra case),
 //! BENCH_NATIVE_B (a directory holding another libcjwt.so, likewise), BENCH_DPOP
 //! (0: no DPoP cases, and no `sender_constraints` in the configuration, which
-//! a module built before SPEC §10 refuses),
+//! a module built before SPEC §10 refuses), BENCH_TXN (0: no Transaction Token
+//! cases: a gateway issuing, a sidecar verifying, per build),
 //! BENCH_ONLY ("usage": only the mesh-wide `max_uses` section below, about 2
 //! minutes; "load": everything but that section).
 //!
@@ -308,12 +309,24 @@ fn launch(
     module_dir: Option<PathBuf>,
     render: impl FnOnce(&Path) -> String,
 ) -> RunningEnvoy {
+    launch_with_env(name, case_dir, module_dir, &[], render)
+}
+
+/// [`launch`] with environment variables `env` given to Envoy (a Txn-Token signing key).
+fn launch_with_env(
+    name: &str,
+    case_dir: &Path,
+    module_dir: Option<PathBuf>,
+    env: &[(&str, String)],
+    render: impl FnOnce(&Path) -> String,
+) -> RunningEnvoy {
     std::fs::create_dir_all(case_dir).unwrap();
     let yaml = case_dir.join("envoy.yaml");
     std::fs::write(&yaml, render(case_dir)).unwrap();
     let admin_file = case_dir.join("admin.txt");
     let _ = std::fs::remove_file(&admin_file);
     let mut command = Command::new("taskset");
+    command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     if let Some(dir) = module_dir {
         command.env(envoy::MODULE_SEARCH_PATH, dir);
     }
@@ -683,6 +696,9 @@ fn load_test(dir: &Path, seconds: u64, reps: u64) -> String {
         }
     }
     out.push_str(&dpop_rows);
+    if env_num("BENCH_TXN", 1) == 1 {
+        out.push_str(&txn_cases(&envoys, &dir, &token_files, reps, seconds, now));
+    }
     if env_num("BENCH_MEMORY", 1) == 1 {
         let cjwt = &envoys.iter().find(|(g, _)| *g == Filter::Cjwt).unwrap().1;
         out.push_str(&memory_check(cjwt, &dir, now));
@@ -1299,6 +1315,146 @@ fn dpop_cases(
         out,
         "\nDPoP (SPEC §10): the repeated EdDSA token as a bearer token, and bound to a proof key with a fresh \
          proof per request (the token cache warm, every proof verified and its `jti` recorded):\n"
+    );
+    let _ = writeln!(out, "| build | request | req/s | p50 µs | p99 µs | CPU µs/req | added over bearer µs/req |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    let mut bearer_cpu = f64::NAN;
+    for (label, samples) in &rows {
+        let med = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
+        let cpu = med(|s| s.cpu_us_per_req);
+        if label.ends_with("bearer, EdDSA token") {
+            bearer_cpu = cpu;
+        }
+        let _ = writeln!(
+            out,
+            "| {label} | {:.0} | {:.0} | {:.0} | {cpu:.1} | {:.1} |",
+            med(|s| s.rps),
+            med(|s| s.p50_us),
+            med(|s| s.p99_us),
+            cpu - bearer_cpu
+        );
+    }
+    out
+}
+
+/// The environment variable the issuing gateways of [`txn_cases`] read their key from.
+const TXN_KEY_ENV: &str = "CJWT_BENCH_TXN_KEY";
+/// The trust domain of [`txn_cases`].
+const TXN_DOMAIN: &str = "bench.mesh";
+
+/// Transaction Tokens (SPEC §14), per build: the repeated EdDSA bearer token
+/// (the existing cjwt Envoy), the same request through a gateway that also
+/// signs a Txn-Token for it (self-issued, EdDSA and ES256 keys: the edge's
+/// cost of issuing), and a sidecar verifying a Txn-Token instead of a bearer
+/// token (EdDSA and ES256 Txn-Tokens, one repeated token: Txn-Tokens are never
+/// cached, so every request verifies its signature).
+fn txn_cases(
+    envoys: &[(Filter, RunningEnvoy)],
+    dir: &Path,
+    token_files: &[(Algorithm, bool, PathBuf)],
+    reps: u64,
+    seconds: u64,
+    now: i64,
+) -> String {
+    let bearer_file = &token_files.iter().find(|(a, w, _)| *a == Algorithm::EdDSA && *w).unwrap().2;
+    let jwks = |key: &SigningKey, kid: &str| json!({"keys": [key.public_jwk(Some(kid))]});
+    let issuer = MEMORY_KEY.with(|k| k.borrow().clone()).expect("the EdDSA issuer key");
+    let issuer = SigningKey::from_pem(Algorithm::EdDSA, &issuer.0).unwrap();
+    let mut rows: Vec<(String, Vec<Sample>)> = Vec::new();
+    for f in [Filter::Cjwt, Filter::CjwtNative] {
+        let Some((_, bearer_envoy)) = envoys.iter().find(|(g, _)| *g == f) else { continue };
+        // (label, Envoy, wrk script, tokens file)
+        let mut cases: Vec<(String, RunningEnvoy, &str, PathBuf)> = Vec::new();
+        for alg in [Algorithm::EdDSA, Algorithm::ES256] {
+            let key = SigningKey::generate(alg).unwrap();
+            // The gateway: the bearer case's configuration, issuing with `key`.
+            let cfg = json!({
+                "providers": [{"name": "bench", "issuer": ISSUER, "audiences": ["bench"],
+                               "jwks": jwks(&issuer, "EdDSA")}],
+                "default_rule": {"require": {"claims": [{"claim": "tenant", "equals": "acme"}]}},
+                "cache": {"max_entries": 1024},
+                "transaction_tokens": {"issue": {"trust_domain": TXN_DOMAIN, "workload": "gateway.bench",
+                    "scope": "orders.read", "key": {"env": TXN_KEY_ENV}, "kid": "gw"}}
+            });
+            let mut filter = cjwt_filter(f, &cfg);
+            if !f.is_native_module() {
+                // The wasm VM sees only the environment variables its vm_config names.
+                filter = filter.replace(
+                    "runtime: envoy.wasm.runtime.v8",
+                    &format!("runtime: envoy.wasm.runtime.v8\n                  environment_variables: {{ host_env_keys: [{TXN_KEY_ENV}] }}"),
+                );
+            }
+            let name = format!("{f:?}-txn-issue-{}", alg.name());
+            let env = [(TXN_KEY_ENV, key.to_pem().unwrap())];
+            let gateway = launch_with_env(&name, &dir.join(&name), f.module_dir(), &env, |d| bootstrap(&filter, "", d));
+            cases.push((
+                format!("{} | gateway: bearer EdDSA token, issuing an {} Txn-Token", f.label(), alg.name()),
+                gateway,
+                "tools/bench/requests.lua",
+                bearer_file.clone(),
+            ));
+            // The sidecar: a Txn-Token signed with `key`, verified on every request.
+            let cfg = json!({
+                "providers": [{"name": "tts", "kind": "txn_token", "trust_domain": TXN_DOMAIN,
+                               "jwks": jwks(&key, "gw")}],
+                "default_rule": {"auth": "txn_token", "require": {"scopes_any": ["orders.read"], "req_wl": ["gateway.bench"]}}
+            });
+            let claims = json!({"aud": TXN_DOMAIN, "txn": "bench-txn", "sub": "user-0", "scope": "orders.read",
+                "req_wl": "gateway.bench", "iat": now, "exp": now + 280,
+                "rctx": {"req_ip": "127.0.0.1", "authn": "bearer"}, "tctx": {"iss": ISSUER, "cnst": {"ip": ["127.0.0.0/8"]}}});
+            let txn = cjwt_harness::txn_token(&key, "gw", &claims);
+            let file = dir.join(format!("{f:?}-txn-{}.txt", alg.name()));
+            std::fs::write(&file, txn + "\n").unwrap();
+            let name = format!("{f:?}-txn-verify-{}", alg.name());
+            let sidecar_filter = cjwt_filter(f, &cfg);
+            let sidecar = launch(&name, &dir.join(&name), f.module_dir(), |d| bootstrap(&sidecar_filter, "", d));
+            cases.push((
+                format!("{} | sidecar: verifying an {} Txn-Token", f.label(), alg.name()),
+                sidecar,
+                "tools/bench/requests-txn.lua",
+                file,
+            ));
+        }
+        // Every case must answer 200 before it is measured.
+        for (label, envoy, script, file) in &cases {
+            let token = std::fs::read_to_string(file).unwrap().lines().next().unwrap().to_string();
+            let header = if script.ends_with("txn.lua") {
+                ("txn-token", token)
+            } else {
+                ("authorization", format!("Bearer {token}"))
+            };
+            let r = envoy::send(
+                "127.0.0.1",
+                envoy.port,
+                "GET",
+                "/v1/orders/7",
+                &[(header.0, &header.1), ("x-tenant-id", "acme")],
+            );
+            assert_eq!(r.status, 200, "{label}: {}", r.body);
+        }
+        let mut bearer = Vec::new();
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); cases.len()];
+        for rep in 0..reps {
+            println!("Txn-Token round {}/{reps}, {} ...", rep + 1, f.label());
+            bearer.push(run_wrk(bearer_envoy, bearer_file, seconds));
+            for (i, (label, envoy, script, file)) in cases.iter().enumerate() {
+                let env = [("TOKENS", file.display().to_string())];
+                let s = run_wrk_script(envoy, script, &env, &env, seconds);
+                assert_eq!(s.non2xx, 0, "{label}: non-2xx responses during the run");
+                samples[i].push(s);
+            }
+        }
+        rows.push((format!("{} | bearer, EdDSA token", f.label()), bearer));
+        for ((label, ..), s) in cases.into_iter().zip(samples) {
+            rows.push((label, s));
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nTransaction Tokens (SPEC §14): the repeated EdDSA bearer token; the same request through a gateway \
+         that signs a Txn-Token for it (the edge's cost of issuing); a sidecar verifying a Txn-Token instead \
+         (never cached: every request verifies its signature):\n"
     );
     let _ = writeln!(out, "| build | request | req/s | p50 µs | p99 µs | CPU µs/req | added over bearer µs/req |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");

@@ -5,7 +5,9 @@
 //! and which are refused, and why. Then two more Envoys, gateways a and b, with
 //! the same configuration plus DPoP, a deny-list and `max_uses` counted in one
 //! local etcd (Debian's, `make etcd`): a DPoP-bound token with and without its
-//! proof, a revoked token, a token counted across both gateways. Exits non-zero
+//! proof, a revoked token, a token counted across both gateways. Then a
+//! Transaction Token chain: a gateway Envoy issuing Txn-Tokens, a workload
+//! relaying the `Txn-Token` header, a sidecar Envoy enforcing it. Exits non-zero
 //! if any outcome differs from the expected one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 // test and bench tooling: a failed setup stops loudly
@@ -249,6 +251,7 @@ fn main() {
         println!("  {name}: {value}");
     }
     d.failures += v2();
+    d.failures += v3();
     if d.failures > 0 {
         eprintln!("\n{} outcome(s) differ from what was expected; Envoy log: {}", d.failures, d.envoy.dir.display());
         std::process::exit(1);
@@ -339,6 +342,116 @@ fn v2() -> usize {
         show_on(&b, "max_uses 2, counted in etcd: use 2 (b)", l, "GET", o, Some(&counted), &[], (200, "")),
         show_on(&a, "max_uses 2, counted in etcd: use 3 (a)", l, "GET", o, Some(&counted), &[], (403, "max_uses")),
         show_on(&b, "max_uses 2, counted in etcd: use 4 (b)", l, "GET", o, Some(&counted), &[], (403, "max_uses")),
+    ];
+    outcomes.iter().filter(|ok| !**ok).count()
+}
+
+/// The gateway's Txn-Token key variable (both builds read it from the environment).
+const TXN_KEY_ENV: &str = "CJWT_DEMO_TXN_KEY";
+
+/// One request through the Transaction Token chain (client → gateway →
+/// workload → sidecar → service), printed as the others; whether the outcome
+/// and where it stopped were the expected ones.
+fn show_chain(
+    entry: &Envoy,
+    service: &Envoy,
+    what: &str,
+    source: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    expect: (u16, &str),
+) -> bool {
+    let before = service.upstream.count();
+    let r = entry.request(source, "GET", path, headers);
+    let reached = service.upstream.count() > before;
+    let outcome = match (r.status, r.reason()) {
+        (200, _) => {
+            let txn = service.upstream.last().and_then(|x| x.header("txn-token").map(str::to_owned));
+            let sub = txn
+                .as_deref()
+                .and_then(|t| t.split('.').nth(1))
+                .and_then(|p| cjwt_core::encoding::b64::decode(p.as_bytes()))
+                .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
+                .and_then(|p| p["sub"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "-".into());
+            format!("allowed   the service saw a Txn-Token for sub: {sub}")
+        }
+        (s, Some(reason)) => format!("refused   {s} {reason}"),
+        (s, None) => format!("status {s}"),
+    };
+    let ok = r.status == expect.0
+        && (expect.0 == 200 || r.reason().as_deref() == Some(expect.1))
+        && reached == (expect.0 == 200);
+    println!("{} {:<44} {:<6} {:<22} {:<10} {}", if ok { "ok " } else { "BAD" }, what, "GET", path, source, outcome);
+    ok
+}
+
+/// Transaction Tokens (SPEC §14): a gateway (the shipped configuration plus
+/// `transaction_tokens.issue`), a workload that passes on `Txn-Token` only,
+/// and a sidecar that requires one. Returns how many outcomes differ from the
+/// expected ones.
+fn v3() -> usize {
+    use cjwt_core::keys::algorithm::Algorithm;
+    println!(
+        "\nv3: Transaction Tokens: a gateway issuing a Txn-Token for every request it allows, a workload \
+         passing it on, a sidecar requiring it (trust domain demo.mesh) ..."
+    );
+    let key = cjwt_core::mint::SigningKey::generate(Algorithm::ES256).unwrap();
+    let sidecar_cfg = json!({
+        "providers": [{"name": "gateway", "kind": "txn_token", "trust_domain": "demo.mesh",
+                       "jwks": {"keys": [key.public_jwk(Some("gw1"))]}}],
+        "default_rule": {"auth": "txn_token", "require": {"req_wl": ["gateway.demo.mesh"]}}
+    });
+    let sidecar = Envoy::try_start(Some(&sidecar_cfg.to_string()), Options::default()).unwrap_or_else(|log| {
+        eprintln!("Envoy did not start:\n{log}");
+        std::process::exit(1);
+    });
+    let relay = envoy::Relay::start(sidecar.port);
+    let mut plugin = envoy::shipped_plugin_config();
+    plugin["transaction_tokens"] = json!({"issue": {"trust_domain": "demo.mesh", "workload": "gateway.demo.mesh",
+        "scope": "demo", "key": {"env": TXN_KEY_ENV}, "kid": "gw1"}});
+    println!(
+        "  gateway, added to the plugin configuration:\n    \"transaction_tokens\": {}",
+        plugin["transaction_tokens"]
+    );
+    println!("  sidecar: {sidecar_cfg}");
+    let mut edits = vec![("route: { cluster: upstream }".to_string(), "route: { cluster: relay }".to_string())];
+    if envoy::build() == envoy::Build::Wasm {
+        // The wasm VM sees only the environment variables its vm_config names.
+        edits.push((
+            "runtime: envoy.wasm.runtime.v8".to_string(),
+            format!("runtime: envoy.wasm.runtime.v8\n                  environment_variables: {{ host_env_keys: [{TXN_KEY_ENV}] }}"),
+        ));
+    }
+    let opts = Options {
+        edits,
+        clusters: envoy::cluster("relay", relay.port),
+        env: vec![(TXN_KEY_ENV.to_string(), key.to_pem().unwrap())],
+        ..Options::default()
+    };
+    let gateway = Envoy::try_start(Some(&serde_json::to_string_pretty(&plugin).unwrap()), opts).unwrap_or_else(|log| {
+        eprintln!("Envoy did not start:\n{log}");
+        std::process::exit(1);
+    });
+    println!("Gateway on 127.0.0.1:{}, workload on :{}, sidecar on :{}\n", gateway.port, relay.port, sidecar.port);
+    let ip = mint(&["--ip", "127.0.0.2/32"]);
+    println!();
+    let auth = format!("Bearer {ip}");
+    let with = [("authorization", auth.as_str())];
+    let o = "/v1/orders/7";
+    println!("    {:<44} {:<6} {:<22} {:<10} outcome", "token (entry)", "method", "path", "from");
+    let outcomes = [
+        show_chain(&gateway, &sidecar, "ip 127.0.0.2/32, gateway then sidecar", "127.0.0.2", o, &with, (200, "")),
+        show_chain(&gateway, &sidecar, "ip 127.0.0.2/32, gateway then sidecar", "127.0.0.3", o, &with, (403, "ip")),
+        show_chain(
+            &sidecar,
+            &sidecar,
+            "the external token straight to the sidecar",
+            "127.0.0.2",
+            o,
+            &with,
+            (401, "missing_txn_token"),
+        ),
     ];
     outcomes.iter().filter(|ok| !**ok).count()
 }

@@ -105,7 +105,15 @@ pub fn run(a: Args) -> Result<u8, String> {
             }
         }
     }
+    // A Transaction Token (typ `txntoken+jwt`, SPEC §14) goes where a sidecar
+    // reads it, the `Txn-Token` header, whatever the configuration's sources.
+    let txn = cjwt_core::token::jws::parse_jws(&a.token)
+        .is_ok_and(|t| cjwt_core::token::verify::is_txn_token(t.typ.as_deref()));
     match config.token_from().first() {
+        _ if txn => {
+            out!("note: a Txn-Token: sent in the txn-token header");
+            host = host.header(cjwt_core::txn::HEADER, &a.token);
+        }
         _ if a.dpop.is_some() => {
             host = host.header("authorization", &format!("DPoP {}", a.token));
             host = host.header("dpop", a.dpop.as_deref().unwrap_or_default());
@@ -140,6 +148,14 @@ pub fn run(a: Args) -> Result<u8, String> {
         // What Envoy does next: ask the store; 401 `dpop_replay` when the proof
         // was recorded before, 403 `max_uses` when used up, 503
         // `usage_unavailable` when it does not answer in time.
+        // Exchanged issuing (SPEC §14): ask the Txn-Token Service first.
+        Step::AwaitStore(call) if call.content_type == cjwt_core::txn::exchange::FORM => {
+            out!(
+                "allow if the Txn-Token Service answers with a valid Txn-Token for this subject (else refuse 503 txn_service_unavailable or txn_exchange_invalid)"
+            );
+            out!("exchange call: POST {} to cluster {:?}", call.path, call.cluster);
+            return Ok(0);
+        }
         Step::AwaitStore(call) => {
             match (call.records_proof, call.counts_use) {
                 (true, true) => out!(
@@ -186,9 +202,15 @@ pub fn run(a: Args) -> Result<u8, String> {
     };
     // The request as it goes upstream: Envoy applies these operations in order.
     for (name, value) in code {
-        match value {
+        match &value {
             Some(v) => out!("forward: set {name}: {v}"),
             None => out!("forward: remove {name}"),
+        }
+        // The Txn-Token a gateway issues: its claims, as the next hop reads them.
+        if let (cjwt_core::txn::HEADER, Some(v)) = (name.as_str(), value) {
+            if let Ok(t) = jws::parse(&v) {
+                out!("txn-token claims: {}", serde_json::Value::Object(t.claims));
+            }
         }
     }
     Ok(0)

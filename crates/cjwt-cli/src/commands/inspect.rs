@@ -30,6 +30,29 @@ pub fn run(a: Args) -> Result<u8, String> {
             out!("{name}: {}", utc(ts as i64));
         }
     }
+    // A Transaction Token (SPEC §14): what it says about the transaction.
+    if cjwt_core::token::verify::is_txn_token(header.get("typ").and_then(Value::as_str)) {
+        let text = |name: &str| payload.get(name).and_then(Value::as_str).unwrap_or("-").to_string();
+        out!(
+            "txn-token: txn={} sub={} scope={} req_wl={} aud={}",
+            text("txn"),
+            text("sub"),
+            text("scope"),
+            text("req_wl"),
+            text("aud")
+        );
+        for name in ["rctx", "tctx"] {
+            match payload.get(name) {
+                Some(Value::Object(members)) => {
+                    for (member, value) in members {
+                        out!("{name}.{member}: {value}");
+                    }
+                }
+                Some(other) => out!("{name}: {other} (not an object)"),
+                None => out!("{name}: none"),
+            }
+        }
+    }
     Ok(0)
 }
 

@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod keygen;
 pub mod mint;
 pub mod status_list;
+pub mod txn_token;
 
 use cjwt_core::config::Config;
 use std::path::Path;

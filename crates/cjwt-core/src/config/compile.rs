@@ -4,8 +4,8 @@
 use super::denylist::DenyList;
 use super::model::{
     Allowance, Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource,
-    Mode, MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints,
-    SpanField, StatusListSource, TokenSource,
+    Mode, MtlsSource, NonceKey, Provider, ProviderKind, RegionSource, RemoteJwks, Require, Rule, RuleMatch,
+    SenderConstraints, SpanField, StatusListSource, TokenSource, TxnDomain, TxnExchange, TxnIssue,
 };
 use super::raw::*;
 use crate::constraints;
@@ -47,11 +47,16 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         if providers.iter().any(|q: &Provider| q.name == provider.name) {
             return err(format!("providers[{i}].name"), format!("duplicate provider name {:?}", provider.name));
         }
-        if providers.iter().any(|q: &Provider| q.issuer == provider.issuer) {
+        let access = |q: &Provider| q.kind == ProviderKind::AccessToken;
+        if access(&provider) && providers.iter().any(|q: &Provider| access(q) && q.issuer == provider.issuer) {
             return err(format!("providers[{i}].issuer"), format!("duplicate issuer {:?}", provider.issuer));
+        }
+        if !access(&provider) && providers.iter().any(|q| !access(q)) {
+            return err(format!("providers[{i}].kind"), "one trust domain has one Txn-Token provider (one TTS)");
         }
         providers.push(provider);
     }
+    let txn_provider = providers.iter().position(|p| p.kind != ProviderKind::AccessToken);
 
     let sender = compile_sender(raw.sender_constraints)?;
     let mut token_from = match raw.token_from {
@@ -134,12 +139,20 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         .unwrap_or_default()
         .into_iter()
         .enumerate()
-        .map(|(i, r)| compile_rule(&format!("rules[{i}]"), r.match_, r.auth, r.require, &provider_names))
+        .map(|(i, r)| {
+            let f = format!("rules[{i}]");
+            compile_rule(&f, r.match_, r.auth, r.require, &provider_names)?.with_txn_scope(&f, r.txn_scope)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let default_rule = match raw.default_rule {
-        None => Rule { matcher: RuleMatch::default(), auth: Auth::Required, require: Require::default() },
-        Some(d) => compile_rule("default_rule", None, d.auth, d.require, &provider_names)?,
+        None => {
+            Rule { matcher: RuleMatch::default(), auth: Auth::Required, require: Require::default(), txn_scope: None }
+        }
+        Some(d) => compile_rule("default_rule", None, d.auth, d.require, &provider_names)?
+            .with_txn_scope("default_rule", d.txn_scope)?,
     };
+    let txn_issue = compile_txn_issue(raw.transaction_tokens.and_then(|t| t.issue), &providers)?;
+    check_txn_rules(&rules, &default_rule, txn_provider, txn_issue.as_ref())?;
 
     let forward = compile_forward(raw.forward.unwrap_or_default(), &token_from)?;
     let mode = match raw.mode {
@@ -208,6 +221,8 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         status_list_by_uri,
         sender,
         span_fields,
+        txn_provider,
+        txn_issue,
     })
 }
 
@@ -227,6 +242,179 @@ fn compile_tracing(raw: Option<RawTracing>) -> Result<Vec<SpanField>, ConfigErro
         fields.push(field);
     }
     Ok(SpanField::ALL.into_iter().filter(|f| fields.contains(f)).collect())
+}
+
+/// Largest `transaction_tokens.issue.lifetime_seconds` (and its default).
+pub const MAX_TXN_LIFETIME: u64 = 300;
+/// Default `transaction_tokens.issue.lifetime_seconds`.
+pub const DEFAULT_TXN_LIFETIME: u64 = 60;
+/// Default `max_lifetime_seconds` of a Txn-Token provider.
+pub const DEFAULT_TXN_MAX_LIFETIME: u64 = 300;
+
+impl Rule {
+    fn with_txn_scope(mut self, field: &str, scope: Option<String>) -> Result<Rule, ConfigError> {
+        if let Some(s) = &scope {
+            if !is_scope(s) {
+                return err(format!("{field}.txn_scope"), "must be non-empty printable ASCII");
+            }
+            if matches!(self.auth, Auth::None | Auth::TxnToken) {
+                return err(format!("{field}.txn_scope"), "only a rule that allows access tokens issues Txn-Tokens");
+            }
+        }
+        self.txn_scope = scope;
+        Ok(self)
+    }
+}
+
+fn is_scope(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// `auth: txn_token` needs the Txn-Token provider; `require.req_wl` only means
+/// something there; with `issue`, every rule that allows a token has a scope,
+/// and no rule enforces Txn-Tokens (the gateway issues, the sidecars enforce:
+/// decision 71).
+fn check_txn_rules(
+    rules: &[Rule],
+    default_rule: &Rule,
+    txn_provider: Option<usize>,
+    issue: Option<&TxnIssue>,
+) -> Result<(), ConfigError> {
+    let named = rules.iter().enumerate().map(|(i, r)| (format!("rules[{i}]"), r));
+    for (field, rule) in named.chain(std::iter::once(("default_rule".to_string(), default_rule))) {
+        if rule.auth == Auth::TxnToken && txn_provider.is_none() {
+            return err(format!("{field}.auth"), "\"txn_token\" needs a provider of `kind: txn_token`");
+        }
+        if rule.auth != Auth::TxnToken && rule.require.workloads.is_some() {
+            return err(format!("{field}.require.req_wl"), "only applies to `auth: txn_token`");
+        }
+        if let Some(issue) = issue {
+            if rule.auth == Auth::TxnToken {
+                return err(
+                    format!("{field}.auth"),
+                    "a gateway that issues Txn-Tokens does not enforce them (transaction_tokens.issue)",
+                );
+            }
+            if rule.auth != Auth::None && rule.txn_scope.is_none() && issue.scope.is_none() {
+                return err(
+                    format!("{field}.txn_scope"),
+                    "is required: transaction_tokens.issue has no default `scope`",
+                );
+            }
+        } else if rule.txn_scope.is_some() {
+            return err(format!("{field}.txn_scope"), "needs `transaction_tokens.issue`");
+        }
+    }
+    Ok(())
+}
+
+fn compile_txn_issue(raw: Option<RawTxnIssue>, providers: &[Provider]) -> Result<Option<TxnIssue>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let field = "transaction_tokens.issue";
+    if !is_scope(&raw.trust_domain) {
+        return err(format!("{field}.trust_domain"), "must be non-empty printable ASCII");
+    }
+    if !is_scope(&raw.workload) {
+        return err(format!("{field}.workload"), "must be non-empty printable ASCII");
+    }
+    if raw.scope.as_deref().is_some_and(|s| !is_scope(s)) {
+        return err(format!("{field}.scope"), "must be non-empty printable ASCII");
+    }
+    let lifetime = raw.lifetime_seconds.unwrap_or(DEFAULT_TXN_LIFETIME);
+    if !(1..=MAX_TXN_LIFETIME).contains(&lifetime) {
+        return err(format!("{field}.lifetime_seconds"), format!("must be 1..={MAX_TXN_LIFETIME}"));
+    }
+    if raw.kid.as_deref().is_some_and(str::is_empty) || raw.issuer.as_deref().is_some_and(str::is_empty) {
+        return err(field, "`kid` and `issuer` must not be empty when given");
+    }
+    let (key, exchange) = match (raw.key, raw.exchange) {
+        (Some(key), None) => (Some(read_txn_key(&format!("{field}.key"), key)?), None),
+        (None, Some(exchange)) => {
+            if raw.kid.is_some() || raw.issuer.is_some() {
+                return err(field, "`kid` and `issuer` are the service's when `exchange` is set");
+            }
+            (None, Some(compile_txn_exchange(&format!("{field}.exchange"), exchange, &raw.trust_domain, providers)?))
+        }
+        _ => return err(field, "exactly one of `key` (self-issued), `exchange` (a Txn-Token Service) is required"),
+    };
+    Ok(Some(TxnIssue {
+        trust_domain: raw.trust_domain,
+        workload: raw.workload,
+        scope: raw.scope,
+        lifetime_seconds: i64::try_from(lifetime).unwrap_or(60),
+        key,
+        exchange,
+        kid: raw.kid,
+        issuer: raw.issuer,
+    }))
+}
+
+/// `issue.exchange`: the service's cluster, and the `kind: txn_token`
+/// provider of the same trust domain, whose keys verify its answers.
+fn compile_txn_exchange(
+    field: &str,
+    raw: RawTxnExchange,
+    trust_domain: &str,
+    providers: &[Provider],
+) -> Result<TxnExchange, ConfigError> {
+    if !is_scope(&raw.cluster) {
+        return err(format!("{field}.cluster"), "must be non-empty printable ASCII");
+    }
+    let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
+    if !is_scope(&authority) {
+        return err(format!("{field}.authority"), "must be non-empty printable ASCII");
+    }
+    let path = raw.path.unwrap_or_else(|| "/token".to_string());
+    if !path.starts_with('/') || !is_scope(&path) {
+        return err(format!("{field}.path"), "must be an absolute path");
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_TXN_EXCHANGE_TIMEOUT_MS);
+    if !(1..=MAX_TXN_EXCHANGE_TIMEOUT_MS).contains(&timeout_ms) {
+        return err(format!("{field}.timeout_ms"), format!("must be 1..={MAX_TXN_EXCHANGE_TIMEOUT_MS}"));
+    }
+    let provider =
+        providers.iter().position(|p| matches!(&p.kind, ProviderKind::TxnToken(d) if d.trust_domain == trust_domain));
+    let Some(provider) = provider else {
+        return err(
+            field,
+            "needs a provider of `kind: txn_token` with the same `trust_domain`: its keys verify the service's answers",
+        );
+    };
+    Ok(TxnExchange { cluster: raw.cluster, authority, path, timeout_ms, provider })
+}
+
+/// `issue.exchange.timeout_ms` when left out.
+const DEFAULT_TXN_EXCHANGE_TIMEOUT_MS: u64 = 1000;
+/// The longest `issue.exchange.timeout_ms`.
+const MAX_TXN_EXCHANGE_TIMEOUT_MS: u64 = 10_000;
+
+/// A key file, natively.
+#[cfg(not(target_os = "wasi"))]
+fn read_key_file(field: &str, path: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).or_else(|e| err(field, format!("cannot read {path:?}: {}", e.kind())))
+}
+
+/// The wasm VM has no file system (and linking WASI's would cost the filter
+/// its size): a key file is refused, `env` is the way in.
+#[cfg(target_os = "wasi")]
+fn read_key_file(field: &str, _path: &str) -> Result<String, ConfigError> {
+    err(field, "the wasm build cannot read files: use `env` (named in vm_config.environment_variables)")
+}
+
+/// Reads the signing key once, at configuration. Neither the PEM nor anything
+/// read from it is ever part of an error or a log line (SEC-13.4).
+fn read_txn_key(field: &str, raw: RawTxnKey) -> Result<crate::keys::signing::TxnSigningKey, ConfigError> {
+    let pem = match (raw.file, raw.env) {
+        (Some(path), None) if !path.is_empty() => read_key_file(&format!("{field}.file"), &path)?,
+        (None, Some(name)) if !name.is_empty() => match std::env::var(&name) {
+            Ok(text) => text,
+            Err(_) => return err(format!("{field}.env"), format!("the environment has no {name:?} (or not UTF-8)")),
+        },
+        _ => return err(field, "exactly one non-empty of `file`, `env` is required"),
+    };
+    crate::keys::signing::TxnSigningKey::from_pkcs8_pem(&pem).or_else(|m| err(field, m))
 }
 
 /// The authorization scheme of DPoP-bound tokens (RFC 9449 §7.1), with its space.
@@ -522,9 +710,33 @@ fn compile_provider(field: &str, raw: RawProvider) -> Result<Provider, ConfigErr
     if raw.name.is_empty() || !raw.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         return err(format!("{field}.name"), "must be non-empty ASCII letters, digits, '-', '_' or '.'");
     }
-    if raw.issuer.is_empty() {
-        return err(format!("{field}.issuer"), "must not be empty");
-    }
+    let kind = match (raw.kind.unwrap_or_default(), raw.trust_domain, raw.max_lifetime_seconds) {
+        (RawProviderKind::AccessToken, None, None) => ProviderKind::AccessToken,
+        (RawProviderKind::AccessToken, _, _) => {
+            return err(field, "`trust_domain` and `max_lifetime_seconds` only apply to `kind: txn_token`");
+        }
+        (RawProviderKind::TxnToken, None, _) => {
+            return err(format!("{field}.trust_domain"), "is required with `kind: txn_token`")
+        }
+        (RawProviderKind::TxnToken, Some(domain), lifetime) => {
+            if domain.is_empty() {
+                return err(format!("{field}.trust_domain"), "must not be empty");
+            }
+            let lifetime = lifetime.unwrap_or(DEFAULT_TXN_MAX_LIFETIME);
+            if !(1..=86_400).contains(&lifetime) {
+                return err(format!("{field}.max_lifetime_seconds"), "must be 1..=86400");
+            }
+            let max_lifetime_seconds = i64::try_from(lifetime).unwrap_or(300);
+            ProviderKind::TxnToken(TxnDomain { trust_domain: domain, max_lifetime_seconds })
+        }
+    };
+    let issuer = match (raw.issuer, &kind) {
+        (Some(i), _) if i.is_empty() => return err(format!("{field}.issuer"), "must not be empty"),
+        (Some(i), _) => i,
+        // A Txn-Token's `iss` is optional (the draft); without one configured it is not compared.
+        (None, ProviderKind::TxnToken(_)) => String::new(),
+        (None, ProviderKind::AccessToken) => return err(format!("{field}.issuer"), "missing field `issuer`"),
+    };
     let audiences = match raw.audiences {
         Some(a) if a.is_empty() => return err(format!("{field}.audiences"), "must not be empty when given"),
         other => other,
@@ -594,13 +806,14 @@ fn compile_provider(field: &str, raw: RawProvider) -> Result<Provider, ConfigErr
     };
     Ok(Provider {
         name: raw.name,
-        issuer: raw.issuer,
+        issuer,
         audiences,
         algorithms,
         configured_algorithms,
         keys_by_kid,
         keys,
         remote,
+        kind,
     })
 }
 
@@ -712,12 +925,13 @@ fn compile_rule(
         None | Some(RawAuth::Required) => Auth::Required,
         Some(RawAuth::Optional) => Auth::Optional,
         Some(RawAuth::None) => Auth::None,
+        Some(RawAuth::TxnToken) => Auth::TxnToken,
     };
     let require = compile_require(&format!("{field}.require"), require.unwrap_or_default(), providers)?;
     if auth == Auth::None && require != Require::default() {
         return err(format!("{field}.require"), "cannot be combined with \"auth\": \"none\"");
     }
-    Ok(Rule { matcher: RuleMatch { path, methods, hosts }, auth, require })
+    Ok(Rule { matcher: RuleMatch { path, methods, hosts }, auth, require, txn_scope: None })
 }
 
 fn non_empty(field: String, list: Option<Vec<String>>) -> Result<Option<Vec<String>>, ConfigError> {
@@ -766,6 +980,7 @@ fn compile_require(field: &str, r: RawRequire, providers: &[&str]) -> Result<Req
         scopes_any: non_empty(format!("{field}.scopes_any"), r.scopes_any)?,
         scopes_all: non_empty(format!("{field}.scopes_all"), r.scopes_all)?,
         claims,
+        workloads: non_empty(format!("{field}.req_wl"), r.req_wl)?,
     })
 }
 

@@ -52,6 +52,66 @@ pub struct Provider {
     pub keys: Vec<VerificationKey>,
     /// The remote key set, if configured.
     pub remote: Option<RemoteJwks>,
+    /// What the provider issues: access tokens, or Txn-Tokens (SPEC §14).
+    pub kind: ProviderKind,
+}
+
+/// What a provider issues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// Access tokens, selected by `iss`.
+    AccessToken,
+    /// Txn-Tokens, read from the `Txn-Token` header only and never selected by `iss`.
+    TxnToken(TxnDomain),
+}
+
+/// `transaction_tokens.issue` (SPEC §14), compiled: what the gateway writes
+/// in the Txn-Token of every request it allows.
+#[derive(Debug, Clone)]
+pub struct TxnIssue {
+    /// `aud`.
+    pub trust_domain: String,
+    /// `req_wl`.
+    pub workload: String,
+    /// `scope` for rules that name no `txn_scope`.
+    pub scope: Option<String>,
+    /// `exp - iat`, seconds (1..=300).
+    pub lifetime_seconds: i64,
+    /// Self-issued: the signing key (never printed). `None` when exchanged.
+    pub key: Option<crate::keys::signing::TxnSigningKey>,
+    /// Exchanged: the Txn-Token Service. `None` when self-issued.
+    pub exchange: Option<TxnExchange>,
+    /// The JWS `kid`, if any.
+    pub kid: Option<String>,
+    /// `iss`, if any.
+    pub issuer: Option<String>,
+}
+
+/// `transaction_tokens.issue.exchange` (SPEC §14), compiled: where the
+/// gateway exchanges the inbound token for a Txn-Token, and whose keys verify
+/// the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnExchange {
+    /// The Envoy cluster of the Txn-Token Service.
+    pub cluster: String,
+    /// The call's `:authority`.
+    pub authority: String,
+    /// The token endpoint's `:path`.
+    pub path: String,
+    /// How long a request waits for the answer, ms.
+    pub timeout_ms: u64,
+    /// The `kind: txn_token` provider (index) whose keys verify the answer:
+    /// the one whose trust domain is the issued Txn-Tokens'.
+    pub provider: usize,
+}
+
+/// The trust domain a Txn-Token provider vouches for (SPEC §14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnDomain {
+    /// A Txn-Token's `aud` must equal it.
+    pub trust_domain: String,
+    /// The longest `exp - iat` accepted, seconds.
+    pub max_lifetime_seconds: i64,
 }
 
 /// A remote JWKS source (fetched by the adapter through an Envoy cluster).
@@ -90,6 +150,8 @@ pub enum Auth {
     Optional,
     /// No token is looked at; `require` is empty.
     None,
+    /// A Txn-Token from the `Txn-Token` header is needed (SPEC §14).
+    TxnToken,
 }
 
 /// A claim check of `require.claims`.
@@ -123,6 +185,8 @@ pub struct Require {
     pub scopes_all: Option<Vec<String>>,
     /// Claim checks, all of which must hold.
     pub claims: Vec<ClaimCheck>,
+    /// Txn-Tokens only: `req_wl` is one of these (never empty when set).
+    pub workloads: Option<Vec<String>>,
 }
 
 /// A rule's `match`: all listed parts must hold.
@@ -145,6 +209,9 @@ pub struct Rule {
     pub auth: Auth,
     /// What a verified token must carry (empty when `auth` is [`Auth::None`]).
     pub require: Require,
+    /// With `transaction_tokens.issue`: the `scope` of the Txn-Tokens issued
+    /// for requests this rule allows (`None`: the issue block's `scope`).
+    pub txn_scope: Option<String>,
 }
 
 /// `forward`.
@@ -277,6 +344,10 @@ pub struct Config {
     pub(crate) sender: SenderConstraints,
     /// The decision's fields tagged on the request's trace span, in [`SpanField::ALL`] order.
     pub(crate) span_fields: Vec<SpanField>,
+    /// The Txn-Token provider (index into [`Config::providers`]), if one is configured (SPEC §14).
+    pub(crate) txn_provider: Option<usize>,
+    /// `transaction_tokens.issue`: the Txn-Token every allowed request goes upstream with.
+    pub(crate) txn_issue: Option<TxnIssue>,
 }
 
 /// One configured status list (SPEC §11 `status_lists[]`).
@@ -397,9 +468,10 @@ impl Config {
         self.status_list_by_uri.get(uri).copied()
     }
 
-    /// The provider whose issuer is `iss`.
+    /// The access-token provider whose issuer is `iss` (a Txn-Token provider is
+    /// never selected by `iss`).
     pub fn provider_for_issuer(&self, iss: &str) -> Option<&Provider> {
-        self.providers.iter().find(|p| p.issuer == iss)
+        self.providers.iter().find(|p| p.issuer == iss && p.kind == ProviderKind::AccessToken)
     }
 
     /// The log line of a configuration loaded by an adapter, `build` saying
@@ -451,6 +523,11 @@ impl Config {
     /// The mesh-wide usage store, if configured.
     pub fn usage_store(&self) -> Option<&EtcdStore> {
         self.usage_store.as_ref()
+    }
+
+    /// `transaction_tokens.issue`, if configured (SPEC §14).
+    pub fn txn_issue(&self) -> Option<&TxnIssue> {
+        self.txn_issue.as_ref()
     }
 
     /// The clock skew tolerated, in seconds.

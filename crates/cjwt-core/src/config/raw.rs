@@ -55,6 +55,8 @@ pub struct RawConfig {
     pub sender_constraints: Option<RawSenderConstraints>,
     /// Which parts of the decision tag the request's trace span (SPEC §6, v3 issue 30).
     pub tracing: Option<RawTracing>,
+    /// Transaction Tokens (SPEC §14 v3): issuing them at the edge.
+    pub transaction_tokens: Option<RawTransactionTokens>,
 }
 
 /// `tracing`: the decision's fields put on the request's trace span.
@@ -64,6 +66,75 @@ pub struct RawTracing {
     /// Fields to tag, each once: `reason`, `rule`, `issuer`, `subject` (default
     /// `["reason", "rule", "issuer"]`; `[]` tags nothing).
     pub tags: Option<Vec<String>>,
+}
+
+/// `transaction_tokens` (SPEC §14).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransactionTokens {
+    /// Self-issuing at the edge: every allowed request goes upstream with a Txn-Token.
+    pub issue: Option<RawTxnIssue>,
+}
+
+/// `transaction_tokens.issue`: the gateway signs a Txn-Token per allowed request.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawTxnIssue {
+    /// The trust domain: the `aud` of every Txn-Token issued (non-empty).
+    pub trust_domain: String,
+    /// The gateway's workload identifier: `req_wl` (non-empty).
+    pub workload: String,
+    /// The `scope` of requests whose rule names no `txn_scope` (non-empty; default: none,
+    /// and then every rule that allows a token must name one).
+    pub scope: Option<String>,
+    /// `exp - iat` of the Txn-Tokens issued, seconds (1..=300; default 60).
+    pub lifetime_seconds: Option<u64>,
+    /// Self-issued: the private key (PKCS#8 PEM, Ed25519 or P-256): `{"file": path}`
+    /// or `{"env": name}`. Exactly one of `key`, `exchange`.
+    pub key: Option<RawTxnKey>,
+    /// Exchanged: the trust domain's Txn-Token Service, asked per request with
+    /// an RFC 8693 token exchange. Exactly one of `key`, `exchange`.
+    pub exchange: Option<RawTxnExchange>,
+    /// The `kid` written in the JWS header (optional).
+    pub kid: Option<String>,
+    /// The `iss` of the Txn-Tokens (optional: the draft leaves it out unless set).
+    pub issuer: Option<String>,
+}
+
+/// `transaction_tokens.issue.exchange`: the Txn-Token Service, through an Envoy cluster.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawTxnExchange {
+    /// The Envoy cluster of the service (non-empty).
+    pub cluster: String,
+    /// The call's `:authority` (default: the cluster's name).
+    pub authority: Option<String>,
+    /// The token endpoint's path (default `/token`).
+    pub path: Option<String>,
+    /// How long a request waits for the answer, ms (1..=10000; default 1000).
+    pub timeout_ms: Option<u64>,
+}
+
+/// Where the Txn-Token signing key is read from, once, at configuration.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawTxnKey {
+    /// A file holding the PEM (the native build; the wasm VM has no file system).
+    pub file: Option<String>,
+    /// An environment variable holding the PEM (both builds; wasm: the VM's
+    /// `environment_variables`).
+    pub env: Option<String>,
+}
+
+/// `kind` of a provider.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RawProviderKind {
+    /// Access tokens, selected by `iss` (the default).
+    #[default]
+    AccessToken,
+    /// The Txn-Token Service of the trust domain (SPEC §14): at most one.
+    TxnToken,
 }
 
 /// `revocation`: tokens and subjects revoked by configuration.
@@ -220,8 +291,15 @@ pub struct RawAllowance {
 pub struct RawProvider {
     /// Unique name (ASCII letters, digits, `-`, `_`, `.`), used by `require.issuers`, logs and metrics.
     pub name: String,
-    /// The exact `iss` value of this provider's tokens (non-empty).
-    pub issuer: String,
+    /// The exact `iss` value of this provider's tokens (non-empty; optional for
+    /// `kind: txn_token`, where a Txn-Token's `iss` must equal it when given).
+    pub issuer: Option<String>,
+    /// `access_token` (default) or `txn_token` (SPEC §14).
+    pub kind: Option<RawProviderKind>,
+    /// With `kind: txn_token` (required): the trust domain a Txn-Token's `aud` must equal.
+    pub trust_domain: Option<String>,
+    /// With `kind: txn_token`: the longest `exp - iat` accepted, seconds (1..=86400; default 300).
+    pub max_lifetime_seconds: Option<u64>,
     /// If given (non-empty), the token `aud` must contain one of these.
     pub audiences: Option<Vec<String>>,
     /// A JWKS object, or the same as a JSON string.
@@ -337,6 +415,9 @@ pub struct RawRule {
     pub auth: Option<RawAuth>,
     /// What a verified token must carry (not with `auth: none`).
     pub require: Option<RawRequire>,
+    /// With `transaction_tokens.issue`: the `scope` (purpose) of the Txn-Tokens
+    /// issued for requests this rule allows.
+    pub txn_scope: Option<String>,
 }
 
 /// `default_rule`: a rule without `match`.
@@ -347,6 +428,8 @@ pub struct RawDefaultRule {
     pub auth: Option<RawAuth>,
     /// What a verified token must carry (not with `auth: none`).
     pub require: Option<RawRequire>,
+    /// As a rule's `txn_scope`.
+    pub txn_scope: Option<String>,
 }
 
 /// A rule's `match`: every part given must hold.
@@ -371,6 +454,8 @@ pub enum RawAuth {
     Optional,
     /// No token is looked at.
     None,
+    /// A Txn-Token in the `Txn-Token` header is needed (SPEC §14); access tokens are not looked at.
+    TxnToken,
 }
 
 /// `require`: everything given must hold for the verified token.
@@ -389,6 +474,8 @@ pub struct RawRequire {
     pub scopes_all: Option<Vec<String>>,
     /// Claim checks, all of which must hold.
     pub claims: Option<Vec<RawClaimCheck>>,
+    /// With `auth: txn_token`: the Txn-Token's `req_wl` is one of these (non-empty).
+    pub req_wl: Option<Vec<String>>,
 }
 
 /// One of `equals`, `one_of`, `equals_header`, `present` next to `claim`.

@@ -44,6 +44,11 @@ pub struct Kind {
     /// Checked after the custom constraints, last of all: the kind counts a use,
     /// so a request refused for any other reason uses nothing.
     pub counts_use: bool,
+    /// Whether the kind keeps its meaning past the edge, so that a gateway
+    /// copies it into the Txn-Token's `tctx` and a sidecar enforces it there
+    /// (SPEC §14): the caller's address, region and time do; this hop's
+    /// method, path and host do not, and a use is counted once, at the edge.
+    pub downstream: bool,
     /// How `cjwt mint` writes the values given for this kind.
     pub mint: Mint,
 }
@@ -65,36 +70,42 @@ pub const KINDS: &[Kind] = &[
         name: "ip",
         parse: |v, _| compiled(ip::parse(v)?, |ranges, at| ip::check(ranges, at.view)),
         counts_use: false,
+        downstream: true,
         mint: Mint::List,
     },
     Kind {
         name: "methods",
         parse: |v, _| compiled(methods::parse(v)?, |list, at| methods::check(list, at.view)),
         counts_use: false,
+        downstream: false,
         mint: Mint::List,
     },
     Kind {
         name: "paths",
         parse: |v, _| compiled(paths::parse(v)?, |patterns, at| paths::check(patterns, at.view)),
         counts_use: false,
+        downstream: false,
         mint: Mint::List,
     },
     Kind {
         name: "hosts",
         parse: |v, _| compiled(hosts::parse(v)?, |patterns, at| hosts::check(patterns, at.view)),
         counts_use: false,
+        downstream: false,
         mint: Mint::List,
     },
     Kind {
         name: "region",
         parse: |v, _| compiled(region::parse(v)?, |regions, at| region::check(regions, at.view)),
         counts_use: false,
+        downstream: true,
         mint: Mint::List,
     },
     Kind {
         name: "window",
         parse: |v, _| compiled(window::parse(v)?, |windows, at| window::check(windows, at.now)),
         counts_use: false,
+        downstream: true,
         mint: Mint::List,
     },
     Kind {
@@ -106,6 +117,7 @@ pub const KINDS: &[Kind] = &[
             })
         },
         counts_use: true,
+        downstream: false,
         mint: Mint::One,
     },
 ];
@@ -244,6 +256,19 @@ impl Constraints {
         // Custom constraints in configuration order, whatever the token's order.
         c.custom.sort_by_key(|(name, _)| custom_names.iter().position(|n| n == name));
         Ok(c)
+    }
+
+    /// Compiles the constraints a Txn-Token carries in `tctx.cnst` (SPEC §14):
+    /// as [`Constraints::parse`], but a kind that has no meaning downstream
+    /// ([`Kind::downstream`]: `methods`, `paths`, `hosts`, `max_uses`) refuses
+    /// the whole token: a sidecar cannot keep a promise made about another
+    /// hop, and a use is counted once, at the edge (decision 70).
+    pub fn parse_downstream(value: &Value, custom_names: &[&str]) -> Result<Constraints, String> {
+        let c = Constraints::parse(value, custom_names, false)?;
+        match c.builtin.iter().find(|(kind, _)| !kind.downstream) {
+            Some((kind, _)) => Err(format!("{}: has no meaning past the edge", kind.name)),
+            None => Ok(c),
+        }
     }
 
     /// The names of the built-in kinds the token carries, in check order.

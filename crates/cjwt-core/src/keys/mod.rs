@@ -7,3 +7,4 @@ pub mod key;
 #[cfg(feature = "native-crypto")]
 pub mod native;
 pub mod rsa;
+pub mod signing;

@@ -10,23 +10,31 @@
 //!            DecideAgain (keys taken over) ─► decided again (3 times at most)
 //!            Wait ─► AwaitKeys ─ the fetch ends ─► on_keys ─► Act | AwaitStore
 //!     │ allowed but for its use (usage_store)
-//!     └─► AwaitStore(call) ─ answer ─► on_store_answer ─► AwaitStore(next call) | Act
+//!     └─► AwaitStore(call) ─ answer ─► on_answer ─► AwaitStore(next call) | Act
 //!                          ─ not sent, timed out, lost ─► on_store_failure ─► Act(503)
+//!     │ allowed, its Txn-Token to be exchanged (transaction_tokens.issue.exchange)
+//!     └─► AwaitStore(exchange call) ─ answer ─► on_answer ─► verified ─► AwaitStore(use) | Act
+//!                                             ─ refused ─► Act(503 txn_exchange_invalid)
+//!                          ─ not sent, timed out, lost ─► on_store_failure ─► Act(503 txn_service_unavailable)
 //! ```
+//!
+//! The exchange at the Txn-Token Service is one more call of the same shape
+//! as the store's ([`StoreCall`], with its own content type): the adapters
+//! send it, match its answer and time it out exactly as a store call.
 //!
 //! A [`RequestFlow`] is one stream's state. The adapter keeps it while the
 //! request is paused, executes each [`Step`], and calls the flow back with the
 //! host's answer: whether its remote lets the request wait for keys
 //! ([`RequestFlow::on_key_wait`], asked with no key store borrowed, so that the
 //! remote may install keys), keys arrived ([`RequestFlow::on_keys`]), the store
-//! answered ([`RequestFlow::on_store_answer`]) or did not
+//! or the Txn-Token Service answered ([`RequestFlow::on_answer`]) or did not
 //! ([`RequestFlow::on_store_failure`]).
 //! Nothing here touches a host: the request comes through [`Host`], keys,
 //! crypto, counts and proofs through the traits in [`Env`], time in
 //! milliseconds as an argument. `cjwt explain` drives the same flow.
 
 use crate::config::EtcdStore;
-use crate::engine::{settle, Engine, Outcome};
+use crate::engine::{refuse_allowed, settle, Engine, Outcome};
 use crate::keys::host_crypto::HostCrypto;
 use crate::outcome::metrics::Counter;
 use crate::outcome::plan::{self, Plan};
@@ -34,6 +42,7 @@ use crate::outcome::Level;
 use crate::request::host::Host;
 use crate::sender::replay::ReplayCache;
 use crate::token::verify::KeyLookup;
+use crate::txn::exchange::{self, Failure, Pending};
 use crate::usage::etcd::{Step as UseStep, UseAnswer, UseCall, MAX_ANSWER_BYTES};
 use crate::usage::UsageCounter;
 
@@ -65,8 +74,9 @@ pub enum KeyWait {
     DecideAgain,
 }
 
-/// One call to the usage store (etcd's JSON gateway) through an Envoy cluster:
-/// `POST path` with `body`, answered within `timeout_ms`.
+/// One call through an Envoy cluster, to the usage store (etcd's JSON gateway)
+/// or to the Txn-Token Service (an RFC 8693 exchange): `POST path` with
+/// `body` of `content_type`, answered within `timeout_ms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreCall {
     /// The Envoy cluster of the store.
@@ -75,19 +85,25 @@ pub struct StoreCall {
     pub authority: String,
     /// The call's `:path`.
     pub path: String,
-    /// The JSON body.
+    /// The body.
     pub body: String,
+    /// The body's media type: `application/json` (the store),
+    /// `application/x-www-form-urlencoded` (the exchange).
+    pub content_type: &'static str,
     /// What is left of the store's `timeout_ms` (at least 1).
     pub timeout_ms: u64,
-    /// Whether the use records a DPoP proof (a replay is refused `dpop_replay`).
+    /// Whether the use records a DPoP proof (a replay is refused `dpop_replay`;
+    /// false for the exchange).
     pub records_proof: bool,
-    /// Whether the use counts a `max_uses` use (exhausted is refused `max_uses`).
+    /// Whether the use counts a `max_uses` use (exhausted is refused
+    /// `max_uses`; false for the exchange).
     pub counts_use: bool,
 }
 
 impl StoreCall {
-    /// The largest answer read; a longer one is not read and the use is unavailable.
-    pub const MAX_ANSWER_BYTES: usize = MAX_ANSWER_BYTES;
+    /// The largest answer read (the store's and the exchange's); a longer one
+    /// is not read and the use (or the exchange) is unavailable.
+    pub const MAX_ANSWER_BYTES: usize = exchange::MAX_ANSWER_BYTES;
 
     /// The call's request headers.
     pub fn headers(&self) -> [(&str, &str); 4] {
@@ -95,7 +111,7 @@ impl StoreCall {
             (":method", "POST"),
             (":path", self.path.as_str()),
             (":authority", self.authority.as_str()),
-            ("content-type", "application/json"),
+            ("content-type", self.content_type),
         ]
     }
 }
@@ -115,9 +131,9 @@ pub enum Step {
     /// Keep the request paused until the key fetch it waits for ends; then
     /// call [`RequestFlow::on_keys`].
     AwaitKeys,
-    /// Send this call, keep the request paused, and pass the answer to
-    /// [`RequestFlow::on_store_answer`] (or a failure to send or to answer to
-    /// [`RequestFlow::on_store_failure`]).
+    /// Send this call (to the usage store or the Txn-Token Service), keep the
+    /// request paused, and pass the answer to [`RequestFlow::on_answer`] (or a
+    /// failure to send or to answer to [`RequestFlow::on_store_failure`]).
     AwaitStore(StoreCall),
     /// Nothing to do: the call was out of place (woken twice, an answer to a
     /// request no longer waiting). The request stays as it is.
@@ -136,6 +152,8 @@ enum State {
     Keys,
     /// Paused for the usage store.
     Store(Box<StoreWait>),
+    /// Paused for the Txn-Token Service.
+    Exchange(Box<ExchangeWait>),
     /// Acted on.
     Done,
 }
@@ -155,6 +173,14 @@ struct StoreWait {
     store: EtcdStore,
     deadline_ms: u64,
     /// `cjwt.verify.host` counts of the decision, for the final plan.
+    verified_by_host: u64,
+}
+
+#[derive(Debug)]
+struct ExchangeWait {
+    outcome: Outcome,
+    pending: Pending,
+    deadline_ms: u64,
     verified_by_host: u64,
 }
 
@@ -182,7 +208,7 @@ impl RequestFlow {
     pub fn start(&mut self, engine: &mut Engine, env: Env<'_>, now_ms: u64) -> Step {
         match self.state {
             State::Deciding => self.decide(engine, env, true, 0, now_ms),
-            State::Missing(_) | State::Keys | State::Store(_) | State::Done => Step::Nothing,
+            State::Missing(_) | State::Keys | State::Store(_) | State::Exchange(_) | State::Done => Step::Nothing,
         }
     }
 
@@ -212,13 +238,13 @@ impl RequestFlow {
         match self.state {
             State::Keys => self.decide(engine, env, false, 0, now_ms),
             // Woken twice, or not waiting for keys: nothing to do.
-            State::Deciding | State::Missing(_) | State::Store(_) | State::Done => Step::Nothing,
+            State::Deciding | State::Missing(_) | State::Store(_) | State::Exchange(_) | State::Done => Step::Nothing,
         }
     }
 
-    /// Whether the request is paused for the usage store.
+    /// Whether the request is paused for a call: the usage store or the Txn-Token Service.
     pub fn awaits_store(&self) -> bool {
-        matches!(self.state, State::Store(_))
+        matches!(self.state, State::Store(_) | State::Exchange(_))
     }
 
     /// Whether the store call in flight is overdue by more than
@@ -227,6 +253,7 @@ impl RequestFlow {
     pub fn store_overdue(&self, now_ms: u64) -> bool {
         match &self.state {
             State::Store(wait) => wait.deadline_ms.saturating_add(LOST_ANSWER_GRACE_MS) < now_ms,
+            State::Exchange(wait) => wait.deadline_ms.saturating_add(LOST_ANSWER_GRACE_MS) < now_ms,
             State::Deciding | State::Missing(_) | State::Keys | State::Done => false,
         }
     }
@@ -240,6 +267,34 @@ impl RequestFlow {
             self.state = State::Missing(Box::new(Missing { outcome, verified_by_host, takeovers }));
             return Step::KeysMissing { provider };
         }
+        let exchange = engine.config().txn_issue.as_ref().and_then(|i| i.exchange.clone());
+        if let (Some(pending), Some(x)) = (outcome.pending_exchange.take(), exchange) {
+            let call = StoreCall {
+                cluster: x.cluster,
+                authority: x.authority,
+                path: x.path,
+                body: pending.body.clone(),
+                content_type: exchange::FORM,
+                timeout_ms: x.timeout_ms.max(1),
+                records_proof: false,
+                counts_use: false,
+            };
+            let deadline_ms = now_ms.saturating_add(x.timeout_ms);
+            self.state = State::Exchange(Box::new(ExchangeWait { outcome, pending, deadline_ms, verified_by_host }));
+            return Step::AwaitStore(call);
+        }
+        self.after_exchange(engine, host, outcome, verified_by_host, now_ms)
+    }
+
+    /// The decision holds but for its use: ask the store, or act.
+    fn after_exchange(
+        &mut self,
+        engine: &Engine,
+        host: &dyn Host,
+        mut outcome: Outcome,
+        verified_by_host: u64,
+        now_ms: u64,
+    ) -> Step {
         match (outcome.pending_use.take(), engine.config().usage_store.clone()) {
             (Some(call), Some(store)) => {
                 let deadline_ms = now_ms.saturating_add(store.timeout_ms);
@@ -257,11 +312,48 @@ impl RequestFlow {
         }
     }
 
-    /// The store answered the call last handed out: HTTP `status` (`None`
-    /// when the call failed without one) and `body`, of `body_len` bytes in all
-    /// (an answer over [`MAX_ANSWER_BYTES`] is not read: pass what was read).
-    /// `counter` is the per-Envoy counter: an exhausted token is remembered in
-    /// its deny set ([`UsageCounter::mark_spent`]).
+    /// The call last handed out was answered (the usage store's or the
+    /// Txn-Token Service's): HTTP `status` (`None` when the call failed without
+    /// one) and `body`, of `body_len` bytes in all (an answer over
+    /// [`StoreCall::MAX_ANSWER_BYTES`] is not read: pass what was read). `env`
+    /// verifies an exchanged Txn-Token (its keys and crypto).
+    pub fn on_answer(
+        &mut self,
+        engine: &Engine,
+        env: Env<'_>,
+        status: Option<&str>,
+        body: &[u8],
+        body_len: usize,
+        now_ms: u64,
+    ) -> Step {
+        if !matches!(self.state, State::Exchange(_)) {
+            return self.on_store_answer(engine, env.host, env.counter, status, body, body_len, now_ms);
+        }
+        let State::Exchange(wait) = std::mem::replace(&mut self.state, State::Done) else {
+            return Step::Nothing;
+        };
+        let ExchangeWait { mut outcome, pending, verified_by_host, .. } = *wait;
+        let config = engine.config();
+        let verified = if body_len > exchange::MAX_ANSWER_BYTES || body.len() > exchange::MAX_ANSWER_BYTES {
+            Err(Failure::unavailable(format!("an answer of {body_len} bytes is too large")))
+        } else {
+            let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+            exchange::verify_answer(config, env.keys, env.crypto, status, body, &pending, now)
+        };
+        match verified {
+            Ok(token) => {
+                outcome.issued = Some(token);
+                self.after_exchange(engine, env.host, outcome, verified_by_host, now_ms)
+            }
+            Err(failure) => self.exchange_failed(engine, env.host, outcome, verified_by_host, &failure),
+        }
+    }
+
+    /// The usage store answered the call last handed out (see
+    /// [`RequestFlow::on_answer`], which the adapters call; this is its form
+    /// for a flow that makes no exchange). `counter` is the per-Envoy counter:
+    /// an exhausted token is remembered in its deny set
+    /// ([`UsageCounter::mark_spent`]), a batch's spare uses join its allowance.
     #[allow(clippy::too_many_arguments)] // the flow's inputs, each used once
     pub fn on_store_answer(
         &mut self,
@@ -311,14 +403,37 @@ impl RequestFlow {
         self.settled(engine, host, *wait, &answer)
     }
 
-    /// The store call last handed out could not be sent, timed out, or its
-    /// answer was lost: the use is unavailable (503 `usage_unavailable`).
+    /// The call last handed out could not be sent, timed out, or its answer
+    /// was lost: the use is unavailable (503 `usage_unavailable`), or the
+    /// Txn-Token Service is (503 `txn_service_unavailable`).
     pub fn on_store_failure(&mut self, engine: &Engine, host: &dyn Host, why: &str) -> Step {
-        let State::Store(mut wait) = std::mem::replace(&mut self.state, State::Done) else {
-            return Step::Nothing;
-        };
-        let answer = wait.call.on_failure(why);
-        self.settled(engine, host, *wait, &answer)
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Store(mut wait) => {
+                let answer = wait.call.on_failure(why);
+                self.settled(engine, host, *wait, &answer)
+            }
+            State::Exchange(wait) => {
+                let ExchangeWait { outcome, verified_by_host, .. } = *wait;
+                self.exchange_failed(engine, host, outcome, verified_by_host, &Failure::unavailable(why))
+            }
+            other => {
+                self.state = other;
+                Step::Nothing
+            }
+        }
+    }
+
+    fn exchange_failed(
+        &mut self,
+        engine: &Engine,
+        host: &dyn Host,
+        outcome: Outcome,
+        verified_by_host: u64,
+        failure: &Failure,
+    ) -> Step {
+        let warn = format!("cjwt: Txn-Token exchange failed ({}): {}", failure.reason.code(), failure.why);
+        let outcome = refuse_allowed(engine.config().mode, outcome, failure.reason);
+        self.act(engine, &outcome, host, verified_by_host, Some(warn))
     }
 
     fn settled(&mut self, engine: &Engine, host: &dyn Host, wait: StoreWait, answer: &UseAnswer) -> Step {
@@ -358,6 +473,7 @@ impl StoreWait {
             authority: self.store.authority.clone(),
             path,
             body,
+            content_type: "application/json",
             timeout_ms: timeout_ms.max(1),
             records_proof: self.call.records_proof(),
             counts_use: self.call.counts_use(),

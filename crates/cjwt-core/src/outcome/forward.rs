@@ -56,6 +56,8 @@ pub fn edits(
         let request_path =
             request.header_values(":path").next().and_then(|p| std::str::from_utf8(p).ok()).unwrap_or("/");
         match credential.map(|c| &c.source) {
+            // A Txn-Token goes upstream unchanged (SPEC §14): never removed.
+            Some(TokenSource::Header { name, .. }) if name == crate::txn::HEADER => {}
             Some(TokenSource::Header { name, .. }) => out.remove.push(name.clone()),
             Some(TokenSource::Query(param)) => out.path = Some(remove_query_param(request_path, param)),
             Some(TokenSource::Cookie(name)) => out.drop_cookie = Some(name.clone()),

@@ -13,4 +13,6 @@ pub enum Level {
     Info,
     /// Something failed and cjwt kept going (previous keys kept, store unavailable).
     Warn,
+    /// cjwt could not act as decided and refused (503).
+    Error,
 }

@@ -50,6 +50,74 @@ pub struct Plan {
     pub span: Vec<(SpanField, String)>,
 }
 
+/// The host calls that execute a [`Plan`] ([`Plan::execute`]): each method is
+/// one call of the adapter's host, and none decides anything.
+pub trait PlanHost {
+    /// Increments `counter` by one.
+    fn count(&mut self, counter: Counter);
+    /// Writes `line` to the host's log at `level`.
+    fn log(&mut self, level: Level, line: &str);
+    /// Records one field of the decision for the access log ([`Plan::audit`]).
+    fn audit(&mut self, field: &'static str, value: &str);
+    /// Tags the request's trace span ([`Plan::span`]); called only with tags.
+    fn span(&mut self, tags: &[(SpanField, String)]);
+    /// Applies one request-header operation (`None` removes every value);
+    /// `false` when the host could not.
+    fn set_header(&mut self, name: &str, value: Option<&str>) -> bool;
+    /// Answers the request locally with `refusal`; it never reaches the upstream.
+    fn refuse(&mut self, refusal: &Refusal);
+}
+
+/// The proxy-wasm filter state an access-log field ([`Plan::audit`]) is set as:
+/// `cjwt.<field>`, read as `%FILTER_STATE(wasm.cjwt.<field>:PLAIN)%` (SPEC §12).
+pub fn audit_filter_state(field: &str) -> &'static str {
+    match field {
+        "reason" => "cjwt.reason",
+        "sub" => "cjwt.sub",
+        "iss" => "cjwt.iss",
+        _ => "cjwt.rule",
+    }
+}
+
+impl Plan {
+    /// Executes the plan on `host` in the one order both builds follow: the
+    /// counters, the log lines, the access-log fields, the span's tags, then
+    /// the header operations and forward, or the refusal. A header operation
+    /// the host cannot apply stops the request with 503: it is never forwarded
+    /// with a client-supplied value intact. Returns whether the request goes
+    /// upstream.
+    pub fn execute(self, host: &mut impl PlanHost) -> bool {
+        for counter in &self.counters {
+            host.count(*counter);
+        }
+        for (level, line) in &self.logs {
+            host.log(*level, line);
+        }
+        for (field, value) in &self.audit {
+            host.audit(field, value);
+        }
+        if !self.span.is_empty() {
+            host.span(&self.span);
+        }
+        match self.act {
+            Act::Forward(ops) => {
+                for (name, value) in &ops {
+                    if !host.set_header(name, value.as_deref()) {
+                        host.log(Level::Error, "cjwt: could not rewrite request headers; refusing");
+                        host.refuse(&unavailable());
+                        return false;
+                    }
+                }
+                true
+            }
+            Act::Refuse(refusal) => {
+                host.refuse(&refusal);
+                false
+            }
+        }
+    }
+}
+
 /// The provider whose keys are missing, when the decision is a refusal that a key
 /// fetch could change (`unknown_key`, `keys_unavailable`): an adapter that can
 /// fetch keys may pause the request, fetch, and decide again instead of acting.
@@ -78,7 +146,8 @@ pub fn audit(outcome: &Outcome) -> Vec<(&'static str, String)> {
     if let Some(token) = &outcome.verified {
         let sub = token.claims.get("sub").and_then(|v| v.as_str());
         for (field, value) in [("sub", sub), ("iss", Some(token.issuer()))] {
-            if let Some(v) = value.filter(|v| v.len() <= AUDIT_MAX_BYTES && v.bytes().all(|b| b >= 0x20 && b != 0x7f)) {
+            let printable = |v: &&str| v.len() <= AUDIT_MAX_BYTES && v.bytes().all(|b| b >= 0x20 && b != 0x7f);
+            if let Some(v) = value.filter(|v| !v.is_empty()).filter(printable) {
                 fields.push((field, v.to_string()));
             }
         }
@@ -148,12 +217,14 @@ pub fn plan(config: &Config, outcome: &Outcome, host: &dyn Host) -> Plan {
             counters.push(Counter::Allowed);
             let mut edits = forward::edits(&config.forward, token.as_deref(), credential.as_ref(), request);
             strip_proof(config, &mut edits, request);
+            attach_txn_token(config, outcome.issued.as_deref(), &mut edits, request);
             Plan { act: Act::Forward(header_operations(&edits, request)), counters, logs: Vec::new(), audit, span }
         }
         Decision::DryRunDeny(denial) => {
             counters.push(Counter::DryRunDenied(denial.reason));
             let mut edits = forward::edits(&config.forward, None, denial.credential.as_ref(), request);
             strip_proof(config, &mut edits, request);
+            attach_txn_token(config, None, &mut edits, request);
             Plan {
                 act: Act::Forward(header_operations(&edits, request)),
                 counters,
@@ -210,6 +281,23 @@ fn strip_proof(config: &Config, edits: &mut HeaderEdits, request: &RequestView<'
     }
 }
 
+/// With `transaction_tokens.issue` (SPEC §14) the gateway is the only source
+/// of Txn-Tokens: a client's `txn-token` is removed from every forwarded
+/// request, and the Txn-Token signed for an allowed one is set in its place.
+fn attach_txn_token(config: &Config, issued: Option<&str>, edits: &mut HeaderEdits, request: &RequestView<'_>) {
+    let name = crate::txn::HEADER;
+    if config.txn_issue.is_none() {
+        return;
+    }
+    match issued {
+        Some(token) => edits.set.push((name.to_string(), token.to_string())),
+        None if request.header_values(name).next().is_some() && !edits.remove.iter().any(|h| h == name) => {
+            edits.remove.push(name.to_string());
+        }
+        None => {}
+    }
+}
+
 /// Header edits as set/remove operations on the request as received: client
 /// copies removed, verified values set, then the token stripped from `:path` or
 /// from the `cookie` header(s) (joined into one, or removed when nothing is left).
@@ -237,5 +325,85 @@ pub fn unavailable() -> Refusal {
         status: 503,
         headers: vec![("content-type", "application/json".to_string())],
         body: "{\"error\":\"unavailable\"}".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host that records its calls and refuses header operations when told to.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Vec<String>,
+        header_fails: bool,
+    }
+
+    impl PlanHost for Recorder {
+        fn count(&mut self, counter: Counter) {
+            self.calls.push(format!("count {}", counter.name()));
+        }
+        fn log(&mut self, level: Level, line: &str) {
+            self.calls.push(format!("log {level:?} {line}"));
+        }
+        fn audit(&mut self, field: &'static str, value: &str) {
+            self.calls.push(format!("audit {field}={value}"));
+        }
+        fn span(&mut self, tags: &[(SpanField, String)]) {
+            self.calls.push(format!("span {}", tags.len()));
+        }
+        fn set_header(&mut self, name: &str, value: Option<&str>) -> bool {
+            self.calls.push(format!("header {name}={value:?}"));
+            !self.header_fails
+        }
+        fn refuse(&mut self, refusal: &Refusal) {
+            self.calls.push(format!("refuse {}", refusal.status));
+        }
+    }
+
+    fn forward(ops: Vec<(String, Option<String>)>) -> Plan {
+        Plan {
+            act: Act::Forward(ops),
+            counters: vec![Counter::Allowed],
+            logs: vec![(Level::Info, "line".into())],
+            audit: vec![("reason", "allowed".into())],
+            span: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_plan_runs_in_one_order_and_forwards_after_every_header_operation() {
+        let mut host = Recorder::default();
+        let ops = vec![("x-cjwt-sub".to_string(), Some("alice".to_string())), ("authorization".to_string(), None)];
+        assert!(forward(ops).execute(&mut host));
+        assert_eq!(
+            host.calls,
+            [
+                "count cjwt.allowed",
+                "log Info line",
+                "audit reason=allowed",
+                "header x-cjwt-sub=Some(\"alice\")",
+                "header authorization=None"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_header_operation_the_host_cannot_apply_refuses_503_and_never_forwards() {
+        let mut host = Recorder { header_fails: true, ..Recorder::default() };
+        let ops = vec![("authorization".to_string(), None), ("x-cjwt-sub".to_string(), Some("alice".to_string()))];
+        assert!(!forward(ops).execute(&mut host));
+        assert_eq!(
+            host.calls.get(3..).unwrap(),
+            ["header authorization=None", "log Error cjwt: could not rewrite request headers; refusing", "refuse 503"]
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_sent_and_never_forwarded() {
+        let mut host = Recorder::default();
+        let plan = Plan { act: Act::Refuse(unavailable()), ..forward(Vec::new()) };
+        assert!(!plan.execute(&mut host));
+        assert_eq!(host.calls.last().map(String::as_str), Some("refuse 503"));
     }
 }

@@ -2,7 +2,7 @@
 //! that order, over a verified token. The first failure decides (`issuer`,
 //! `role`, `scope`, `claim`).
 
-use crate::config::{ClaimCheck, Config, Require};
+use crate::config::{ClaimCheck, Config, ProviderKind, Require};
 use crate::reason::Reason;
 use crate::request::view::RequestView;
 use crate::token::claims::lookup;
@@ -20,8 +20,17 @@ pub fn check(config: &Config, require: &Require, token: &VerifiedToken, view: &R
     }
     let roles = || string_set(lookup(&token.claims, &config.roles_claim), false);
     any_all(roles, require.roles_any.as_deref(), require.roles_all.as_deref(), Reason::Role)?;
-    let scopes = || string_set(lookup(&token.claims, &config.scopes_claim), true);
+    // A Txn-Token's purpose is its `scope` claim, whatever `claim_names.scopes` says (SPEC §14).
+    let is_txn = config.providers.get(token.provider).is_some_and(|p| p.kind != ProviderKind::AccessToken);
+    let scopes_claim = if is_txn { "scope" } else { config.scopes_claim.as_str() };
+    let scopes = || string_set(lookup(&token.claims, scopes_claim), true);
     any_all(scopes, require.scopes_any.as_deref(), require.scopes_all.as_deref(), Reason::Scope)?;
+    if let Some(workloads) = &require.workloads {
+        let req_wl = token.claims.get("req_wl").and_then(Value::as_str);
+        if !req_wl.is_some_and(|w| workloads.iter().any(|x| x == w)) {
+            return Err(Reason::Workload);
+        }
+    }
     for claim in &require.claims {
         if !claim_holds(claim, token, view) {
             return Err(Reason::Claim);

@@ -78,6 +78,29 @@ impl<'a> RequestView<'a> {
         }
     }
 
+    /// The same request with its origin fixed: [`RequestView::client_ip`] is
+    /// `ip` and [`RequestView::region`] is `region`, whatever the configured
+    /// sources say. For a Txn-Token, whose constraints hold for the request it
+    /// was issued for (SPEC §14, `rctx`), not for the hop that carries it.
+    /// Everything already read is carried over, not read again.
+    pub fn with_origin(&self, ip: Option<IpAddr>, region: Option<String>) -> RequestView<'a> {
+        RequestView {
+            host: self.host,
+            client_ip_source: self.client_ip_source,
+            region_source: self.region_source,
+            attributes: self.attributes,
+            method: self.method,
+            authority: self.authority,
+            path: self.path,
+            query: self.query,
+            host_name: self.host_name.clone(),
+            path_normalized: self.path_normalized.clone(),
+            client_ip: OnceCell::from(ip),
+            region: OnceCell::from(region.map(Cow::Owned)),
+            attribute_values: self.attribute_values.clone(),
+        }
+    }
+
     /// The single value of header `name` (lowercase) as UTF-8; `None` if absent,
     /// repeated or not UTF-8.
     pub fn header<'s>(&'s self, name: &'s str) -> Option<&'s str> {

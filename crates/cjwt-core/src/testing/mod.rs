@@ -100,6 +100,15 @@ pub fn without_usage_store(mut config: crate::config::Config) -> crate::config::
     config
 }
 
+/// `config` as built by hand with its Txn-Token issuing left without a default
+/// scope (compiling refuses a rule that would then issue none).
+pub fn without_txn_scope(mut config: crate::config::Config) -> crate::config::Config {
+    if let Some(issue) = config.txn_issue.as_mut() {
+        issue.scope = None;
+    }
+    config
+}
+
 /// An engine for the plugin configuration `config`.
 pub fn engine_for(config: &Value) -> crate::engine::Engine {
     crate::engine::Engine::new(crate::config::Config::from_json(config.to_string().as_bytes()).unwrap())
@@ -129,6 +138,36 @@ pub fn bearer_now(extra: Value) -> String {
 /// A JWKS document (as text) holding the public keys of `keys`, each with its `kid`.
 pub fn jwks(keys: &[(&SigningKey, &str)]) -> String {
     json!({"keys": keys.iter().map(|(k, kid)| k.public_jwk(Some(kid))).collect::<Vec<_>>()}).to_string()
+}
+
+/// The trust domain of the Txn-Token tests (SPEC §14).
+pub const TRUST_DOMAIN: &str = "mesh.example";
+
+/// A Txn-Token (`typ: txntoken+jwt`) that `key` signs as `kid`, carrying `claims` as they are.
+pub fn txn_token(key: &SigningKey, kid: &str, claims: &Value) -> String {
+    let header = json!({"alg": key.alg().name(), "typ": "txntoken+jwt", "kid": kid});
+    crate::mint::mint_raw(key, &header.to_string(), &claims.to_string())
+}
+
+/// Txn-Token claims valid at `now` in [`TRUST_DOMAIN`], merged with `extra`
+/// (a `null` removes a claim).
+pub fn txn_claims(now: i64, extra: Value) -> Value {
+    let mut base = json!({
+        "aud": TRUST_DOMAIN, "txn": "txn-1", "sub": "alice", "scope": "orders.read",
+        "req_wl": "gateway.mesh.example", "iat": now - 5, "exp": now + 55,
+        "rctx": {"req_ip": "192.0.2.10", "authn": "bearer"},
+        "tctx": {"iss": "https://idp.example.com"}
+    });
+    if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
+        for (k, v) in e {
+            if v.is_null() {
+                b.remove(&k);
+            } else {
+                b.insert(k, v);
+            }
+        }
+    }
+    base
 }
 
 /// `engine`'s outcome for `host` with inline keys, pure-Rust crypto, a fresh

@@ -5,7 +5,7 @@
 //! run on every request in [`check_claims`], so a cached [`VerifiedToken`] never
 //! outlives its validity.
 
-use crate::config::{Config, Provider};
+use crate::config::{Config, Provider, ProviderKind};
 use crate::constraints::Constraints;
 use crate::keys::algorithm::Algorithm;
 use crate::keys::host_crypto::HostCrypto;
@@ -205,13 +205,22 @@ pub fn verify(
     token: TokenText<'_>,
 ) -> Result<VerifiedToken, TokenRefusal> {
     let untrusted = jws::parse(token.as_str()).map_err(Reason::from)?;
+    // A Txn-Token is read from the `Txn-Token` header only (SPEC §14): one
+    // presented as an access token is refused before any key is looked for.
+    if is_txn_token(untrusted.jws.typ.as_deref()) {
+        return Err(Reason::TxnTokenInAuthorization.into());
+    }
     let iss = match untrusted.claims.get("iss") {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(Reason::MalformedToken.into()),
         None => return Err(Reason::UnknownIssuer.into()),
     };
-    let (index, provider) =
-        config.providers.iter().enumerate().find(|(_, p)| p.issuer == iss).ok_or(Reason::UnknownIssuer)?;
+    let (index, provider) = config
+        .providers
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.issuer == iss && p.kind == ProviderKind::AccessToken)
+        .ok_or(Reason::UnknownIssuer)?;
     if !provider.algorithms.contains(untrusted.jws.alg) {
         return Err(Reason::UnsupportedAlgorithm.into());
     }
@@ -227,6 +236,80 @@ pub fn verify(
     )
     .map_err(|reason| TokenRefusal::at_provider(reason, index))?;
     into_verified(config, index, untrusted).map_err(TokenRefusal::from)
+}
+
+/// The media type of Txn-Tokens (`typ`, draft-ietf-oauth-transaction-tokens).
+pub const TXN_TOKEN_TYP: &str = "txntoken+jwt";
+
+/// Whether a JWS `typ` names a Txn-Token (compared as a media type).
+pub fn is_txn_token(typ: Option<&str>) -> bool {
+    typ.is_some_and(|t| crate::config::normalize_typ(t) == TXN_TOKEN_TYP)
+}
+
+/// Verifies a Txn-Token from the `Txn-Token` header with the Txn-Token
+/// provider (index `provider`, SPEC §14): `typ` first (`wrong_typ`), an `iss`
+/// equal to the provider's when it names one, the signature, then the claims
+/// as [`into_verified`] reads them, with the constraints of `tctx.cnst`
+/// ([`Constraints::parse_downstream`]). The Txn-Token's own claims (`aud`,
+/// `txn`, ...) and times are checked per request by the caller.
+pub fn verify_txn(
+    config: &Config,
+    keys: &dyn KeyLookup,
+    crypto: &dyn HostCrypto,
+    token: TokenText<'_>,
+    provider: usize,
+) -> Result<VerifiedToken, TokenRefusal> {
+    let untrusted = jws::parse(token.as_str()).map_err(Reason::from)?;
+    if !is_txn_token(untrusted.jws.typ.as_deref()) {
+        return Err(Reason::WrongTyp.into());
+    }
+    let p = config.providers.get(provider).ok_or(Reason::KeysUnavailable)?;
+    match untrusted.claims.get("iss") {
+        None => {}
+        Some(Value::String(iss)) if p.issuer.is_empty() || *iss == p.issuer => {}
+        Some(Value::String(_)) => return Err(Reason::UnknownIssuer.into()),
+        Some(_) => return Err(Reason::MalformedToken.into()),
+    }
+    if !p.algorithms.contains(untrusted.jws.alg) {
+        return Err(Reason::UnsupportedAlgorithm.into());
+    }
+    check_signature(
+        p,
+        keys.fetched(provider),
+        crypto,
+        untrusted.jws.alg,
+        untrusted.jws.kid.as_deref(),
+        untrusted.jws.signing_input,
+        &untrusted.jws.signature,
+    )
+    .map_err(|reason| TokenRefusal::at_provider(reason, provider))?;
+    let claims = untrusted.claims;
+    let names: Vec<&str> = config.custom_constraints.iter().map(|(n, _)| n.as_str()).collect();
+    let constraints = match claims.get("tctx") {
+        None => Constraints::default(),
+        Some(Value::Object(tctx)) => match tctx.get("cnst") {
+            None => Constraints::default(),
+            Some(cnst) => Constraints::parse_downstream(cnst, &names).map_err(|_| Reason::MalformedConstraint)?,
+        },
+        Some(_) => return Err(Reason::IncompleteTxnToken.into()),
+    };
+    let jti = match claims.get("jti") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(Reason::MalformedToken.into()),
+    };
+    Ok(VerifiedToken {
+        provider,
+        exp: numeric_date(&claims, "exp", Rounding::Down)?,
+        nbf: numeric_date(&claims, "nbf", Rounding::Up)?,
+        iat: numeric_date(&claims, "iat", Rounding::Up)?,
+        claims,
+        payload: untrusted.jws.payload,
+        jti,
+        typ: untrusted.jws.typ,
+        constraints,
+        status: TokenStatus::None,
+    })
 }
 
 /// Selects the key (exact `kid`, or up to `MAX_KEYS_WITHOUT_KID` keys of the
