@@ -13,7 +13,7 @@
 //! DPoP proof is recorded there too, on the same call: first the proof (a replay
 //! is `dpop_replay`), then the token's use.
 
-use crate::config::{Auth, Config, Mode};
+use crate::config::{Auth, Config, EtcdStore, Mode};
 use crate::constraints::max_uses::TokenUse;
 use crate::keys::host_crypto::HostCrypto;
 use crate::policy::{require, rules};
@@ -26,6 +26,7 @@ use crate::sender::{self};
 use crate::token::cache::TokenCache;
 use crate::token::verify::{check_claims, verify, verify_txn, KeyLookup, TokenRefusal, TokenText, VerifiedToken};
 use crate::txn::{self, issue::TxnIds};
+use crate::usage::allowance::{self, LocalSpend};
 use crate::usage::etcd::{EtcdUse, UseAnswer, UseCall};
 use crate::usage::UsageId;
 use crate::usage::{UsageCounter, UsageError};
@@ -157,7 +158,8 @@ impl Engine {
         let Engine { config, cache, proof_keys, txn_ids } = self;
         let view = RequestView::for_config(host, config);
         let mut deferred = Deferred(None);
-        let counter: &mut dyn UsageCounter = if config.usage_store.is_some() { &mut deferred } else { counter };
+        let local: &mut dyn UsageCounter = counter;
+        let counter: &mut dyn UsageCounter = if config.usage_store.is_some() { &mut deferred } else { &mut *local };
         // `replay_cache.store: "usage_store"`: the proof is recorded in the mesh's
         // store, after every other check, instead of in this Envoy's cache.
         let mut deferred_proof = DeferredProof(None);
@@ -206,21 +208,55 @@ impl Engine {
             (Ok(token), Some(store)) => {
                 // A token no lease can cover (no `exp`, or a lifetime over a year)
                 // cannot be counted mesh-wide: refused, never uncounted.
+                // The free deny path: a token the store said is spent is refused
+                // here until it expires, without asking the store again.
+                // A token with room counts in batches (leased allowances): a
+                // use left in this Envoy's allowance is spent here, without the store.
                 let token_use = deferred.0.map(|p| {
-                    EtcdUse::new(&store.key_prefix, &p.id, p.limit, p.expires_at, now).map_err(|_| Reason::MaxUses)
+                    if local.is_spent(&p.id, now) {
+                        return Err(Reason::MaxUses);
+                    }
+                    let leased = store.allowance.filter(|a| p.limit >= a.from_max_uses);
+                    let Some(a) = leased else {
+                        return EtcdUse::new(&store.key_prefix, &p.id, p.limit, p.expires_at, now)
+                            .map(|u| Some((u, p, None)))
+                            .map_err(|_| Reason::MaxUses);
+                    };
+                    let now_ms = u64::try_from(now).unwrap_or(0).saturating_mul(1000);
+                    let want = match local.spend_allowance(&p.id, p.expires_at, now_ms, take_timeout_ms(store)) {
+                        LocalSpend::Spent => return Ok(None),
+                        LocalSpend::TakeBatch(last) => (allowance::batch_for(p.limit, a.batch), last),
+                        LocalSpend::TakeOne => (1, None),
+                    };
+                    EtcdUse::allowance(&store.key_prefix, &p.id, p.limit, p.expires_at, now)
+                        .map(|u| Some((u, p, Some(want))))
+                        .map_err(|_| Reason::MaxUses)
                 });
+                // The token's call knows its token (the deny path) and its batch.
+                let ready = |c: UseCall, p: &PendingUse, batch: Option<(u64, allowance::LastWritten)>| {
+                    let c = c.spending(Some((p.id, p.expires_at)));
+                    match batch {
+                        Some((want, last)) => c.in_batch(want, last),
+                        None => c,
+                    }
+                };
                 // A proof is remembered past its last acceptable second by the
                 // clock skew between replicas (and the lease's bucket).
                 let proof_use = deferred_proof.0.map(|(id, expires_at)| {
                     let until = expires_at.saturating_add(config.clock_skew_seconds);
                     EtcdUse::proof(&store.key_prefix, &id, until, now).map_err(|_| Reason::DpopReplay)
                 });
-                match (proof_use.transpose(), token_use.transpose()) {
+                match (proof_use.transpose(), token_use.transpose().map(Option::flatten)) {
                     (Err(reason), _) | (_, Err(reason)) => (Err(reason), None),
-                    (Ok(Some(proof)), Ok(then)) => {
-                        (Ok(token), Some(UseCall::proof_then(proof, then, &store.api_prefix)))
+                    (Ok(Some(proof)), Ok(Some((then, p, want)))) => {
+                        (Ok(token), Some(ready(UseCall::proof_then(proof, Some(then), &store.api_prefix), &p, want)))
                     }
-                    (Ok(None), Ok(Some(the_use))) => (Ok(token), Some(UseCall::new(the_use, &store.api_prefix))),
+                    (Ok(Some(proof)), Ok(None)) => {
+                        (Ok(token), Some(UseCall::proof_then(proof, None, &store.api_prefix)))
+                    }
+                    (Ok(None), Ok(Some((the_use, p, want)))) => {
+                        (Ok(token), Some(ready(UseCall::new(the_use, &store.api_prefix), &p, want)))
+                    }
                     (Ok(None), Ok(None)) => (Ok(token), None),
                 }
             }
@@ -237,6 +273,13 @@ impl Engine {
         let pending_exchange = exchange.filter(|_| matches!(decision, Decision::Allow { .. }));
         Outcome { decision, cache_hit, rule, verified, pending_use, store_ok: None, issued, pending_exchange }
     }
+}
+
+/// How long a batch noted as being taken is trusted (`crate::usage::allowance`):
+/// the store's deadline, the grace for a lost answer, and a second for the
+/// decision's clock counting whole seconds.
+fn take_timeout_ms(store: &EtcdStore) -> u64 {
+    store.timeout_ms.saturating_add(crate::lifecycle::request::LOST_ANSWER_GRACE_MS).saturating_add(1000)
 }
 
 /// An allowed request refused after all for `reason` (the Txn-Token Service

@@ -96,6 +96,8 @@ pub mod shared_slots {
     pub use crate::sender::replay::{
         first_seen_in, NextValue, ProofId, ReplayError, ReplayKey, ReplayStore, StoreError,
     };
+    pub use crate::usage::allowance;
+    pub use crate::usage::spent::{is_spent_in, mark_spent_in, spent_key};
     pub use crate::usage::{count_use, slot_key, SlotUpdate, UsageId};
 }
 

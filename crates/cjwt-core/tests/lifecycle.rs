@@ -208,20 +208,46 @@ fn a_use_that_needs_two_store_calls_walks_them_within_the_deadline() {
     assert!(flow.awaits_store());
     // The bucket's lease is missing: the grant, then the transaction again.
     let lease_missing = br#"{"error":"etcdserver: requested lease not found","code":5}"#;
-    let grant =
-        store_call(flow.on_store_answer(&e, &host, Some("400"), lease_missing, lease_missing.len(), NOW_MS + 100));
+    let grant = store_call(flow.on_store_answer(
+        &e,
+        &host,
+        &mut MemoryCounter::default(),
+        Some("400"),
+        lease_missing,
+        lease_missing.len(),
+        NOW_MS + 100,
+    ));
     assert_eq!((grant.path.as_str(), grant.timeout_ms), ("/v3/lease/grant", 200), "what is left of 300 ms");
     let id = serde_json::from_str::<Value>(&grant.body).unwrap()["ID"].clone();
     let granted = json!({"ID": id, "TTL": "60"}).to_string();
-    let txn = store_call(flow.on_store_answer(&e, &host, Some("200"), granted.as_bytes(), granted.len(), NOW_MS + 150));
+    let txn = store_call(flow.on_store_answer(
+        &e,
+        &host,
+        &mut MemoryCounter::default(),
+        Some("200"),
+        granted.as_bytes(),
+        granted.len(),
+        NOW_MS + 150,
+    ));
     assert_eq!((txn.path.as_str(), txn.timeout_ms), ("/v3/kv/txn", 150));
     let counted = br#"{"header":{"revision":"7"},"succeeded":true}"#;
-    let plan = acted(flow.on_store_answer(&e, &host, Some("200"), counted, counted.len(), NOW_MS + 200));
+    let plan = acted(flow.on_store_answer(
+        &e,
+        &host,
+        &mut MemoryCounter::default(),
+        Some("200"),
+        counted,
+        counted.len(),
+        NOW_MS + 200,
+    ));
     assert_eq!(status(&plan), None, "{plan:?}");
     assert!(plan.counters.contains(&Counter::UsageStoreOk) && plan.counters.contains(&Counter::Allowed));
     assert!(!flow.awaits_store());
     // An answer after the end: nothing.
-    assert!(matches!(flow.on_store_answer(&e, &host, Some("200"), counted, counted.len(), NOW_MS), Step::Nothing));
+    assert!(matches!(
+        flow.on_store_answer(&e, &host, &mut MemoryCounter::default(), Some("200"), counted, counted.len(), NOW_MS),
+        Step::Nothing
+    ));
 }
 
 #[test]
@@ -232,7 +258,15 @@ fn the_store_deadline_covers_every_call_of_a_use() {
     store_call(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut no_remote()));
     // The first answer came at the deadline: the next call is not sent.
     let lease_missing = br#"{"error":"etcdserver: requested lease not found","code":5}"#;
-    let plan = acted(flow.on_store_answer(&e, &host, Some("400"), lease_missing, lease_missing.len(), NOW_MS + 300));
+    let plan = acted(flow.on_store_answer(
+        &e,
+        &host,
+        &mut MemoryCounter::default(),
+        Some("400"),
+        lease_missing,
+        lease_missing.len(),
+        NOW_MS + 300,
+    ));
     assert_eq!(status(&plan), Some(503));
     assert!(plan.counters.contains(&Counter::UsageStoreFailed));
     assert_eq!(plan.logs[0], (Level::Warn, "cjwt: usage store unavailable: no answer within 300 ms".to_string()));
@@ -251,7 +285,15 @@ fn a_lost_or_oversized_store_answer_is_unavailable_never_allowed() {
     let mut flow = RequestFlow::new();
     store_call(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut no_remote()));
     let counted = br#"{"header":{"revision":"7"},"succeeded":true}"#;
-    let plan = acted(flow.on_store_answer(&e, &host, Some("200"), counted, 17 * 1024, NOW_MS + 10));
+    let plan = acted(flow.on_store_answer(
+        &e,
+        &host,
+        &mut MemoryCounter::default(),
+        Some("200"),
+        counted,
+        17 * 1024,
+        NOW_MS + 10,
+    ));
     assert_eq!(status(&plan), Some(503), "an answer over the limit is not read");
     assert!(plan.logs[0].1.contains("too large"), "{:?}", plan.logs);
     // Used up: 403 max_uses.
@@ -259,7 +301,15 @@ fn a_lost_or_oversized_store_answer_is_unavailable_never_allowed() {
     store_call(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut no_remote()));
     let exhausted =
         br#"{"header":{"revision":"7"},"succeeded":false,"responses":[{"response_txn":{"succeeded":false}}]}"#;
-    let plan = acted(flow.on_store_answer(&e, &host, Some("200"), exhausted, exhausted.len(), NOW_MS + 10));
+    let plan = acted(flow.on_store_answer(
+        &e,
+        &host,
+        &mut MemoryCounter::default(),
+        Some("200"),
+        exhausted,
+        exhausted.len(),
+        NOW_MS + 10,
+    ));
     assert_eq!(status(&plan), Some(403), "{plan:?}");
 }
 
@@ -292,7 +342,15 @@ fn host_verifications_are_counted_in_the_plan_that_ends_the_request() {
     };
     store_call(flow.start(&mut e, env, NOW_MS));
     let counted = br#"{"header":{"revision":"7"},"succeeded":true}"#;
-    let plan = acted(flow.on_store_answer(&e, &host, Some("200"), counted, counted.len(), NOW_MS + 10));
+    let plan = acted(flow.on_store_answer(
+        &e,
+        &host,
+        &mut MemoryCounter::default(),
+        Some("200"),
+        counted,
+        counted.len(),
+        NOW_MS + 10,
+    ));
     assert_eq!(plan.counters.iter().filter(|c| **c == Counter::VerifyHost).count(), 1, "{:?}", plan.counters);
 }
 
@@ -351,6 +409,87 @@ fn the_span_gets_reason_rule_and_issuer_and_the_subject_only_when_configured() {
     let plan = acted(start(&mut RequestFlow::new(), &mut e, &get(&token(json!({}))), &keys, &mut no_remote()));
     assert!(plan.span.is_empty());
     assert!(!plan.audit.is_empty(), "the access log keeps its fields");
+}
+
+/// The free deny path (issue 27 item 4): once the store said a token is spent,
+/// its replays are refused 403 `max_uses` here until it expires, never asking
+/// the store; other tokens still ask it.
+#[test]
+fn a_token_the_store_said_is_spent_is_refused_locally_until_it_expires() {
+    let mut e = engine(false, with_store());
+    let spent = token(json!({"jti": "spent-1", "cnst": {"max_uses": 1}}));
+    let host = get(&spent);
+    let mut counter = MemoryCounter::default();
+    let mut flow = RequestFlow::new();
+    store_call(flow.start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
+    let exhausted =
+        br#"{"header":{"revision":"7"},"succeeded":false,"responses":[{"response_txn":{"succeeded":false}}]}"#;
+    let plan =
+        acted(flow.on_store_answer(&e, &host, &mut counter, Some("200"), exhausted, exhausted.len(), NOW_MS + 10));
+    assert_eq!(status(&plan), Some(403));
+    // Every replay: refused at once, no store call.
+    for _ in 0..3 {
+        let plan = acted(RequestFlow::new().start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS + 20));
+        assert_eq!(status(&plan), Some(403), "{plan:?}");
+        assert!(plan.counters.contains(&Counter::DeniedBy(cjwt_core::reason::Reason::MaxUses)));
+        assert!(!plan.counters.contains(&Counter::UsageStoreOk));
+    }
+    // Another token still asks the store.
+    let other = get(&token(json!({"jti": "spent-2", "cnst": {"max_uses": 1}})));
+    store_call(RequestFlow::new().start(&mut e, env(&other, &Fetched::new(1), &mut counter), NOW_MS + 20));
+    // A counted answer remembers nothing.
+    let mut fresh = MemoryCounter::default();
+    let mut flow = RequestFlow::new();
+    store_call(flow.start(&mut e, env(&other, &Fetched::new(1), &mut fresh), NOW_MS));
+    let counted = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    acted(flow.on_store_answer(&e, &other, &mut fresh, Some("200"), counted, counted.len(), NOW_MS + 10));
+    store_call(RequestFlow::new().start(&mut e, env(&other, &Fetched::new(1), &mut fresh), NOW_MS + 20));
+}
+
+fn with_allowance() -> Value {
+    json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd.local", "key_prefix": "mesh/uses/",
+        "timeout_ms": 300, "allowance": {"from_max_uses": 10, "batch": 4}}}})
+}
+
+/// Leased allowances (issue 27 item 3): a token with room takes a batch of 4
+/// in one call; the next 3 requests are let through without the store; while
+/// a batch is being taken other requests ask for one use each; a token below
+/// the threshold is counted a use at a time.
+#[test]
+fn a_token_with_room_takes_a_batch_and_spends_it_locally() {
+    let mut e = engine(false, with_allowance());
+    let host = get(&token(json!({"jti": "many", "cnst": {"max_uses": 100}})));
+    let mut counter = MemoryCounter::default();
+    let mut flow = RequestFlow::new();
+    let call = store_call(flow.start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
+    let body: Value = serde_json::from_str(&call.body).unwrap();
+    // The key `mesh/uses/allow/` + 32 hex digits, base64.
+    assert!(body["failure"][0]["requestRange"]["key"].as_str().unwrap().starts_with("bWVzaC91c2VzL2FsbG93Lz"));
+    assert_eq!(body["success"][0]["requestPut"]["value"], "NA==", "a batch of 4");
+    // Meanwhile: one use only.
+    let one = store_call(RequestFlow::new().start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
+    let one: Value = serde_json::from_str(&one.body).unwrap();
+    assert_eq!(one["success"][0]["requestPut"]["value"], "MQ==", "one use");
+    let taken = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    let plan = acted(flow.on_store_answer(&e, &host, &mut counter, Some("200"), taken, taken.len(), NOW_MS + 10));
+    assert_eq!(status(&plan), None, "{plan:?}");
+    for _ in 0..3 {
+        let plan = acted(RequestFlow::new().start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS + 20));
+        assert_eq!(status(&plan), None, "{plan:?}");
+        assert!(!plan.counters.contains(&Counter::UsageStoreOk));
+    }
+    // Spent: the next one takes a batch again.
+    let again = store_call(RequestFlow::new().start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS + 30));
+    let again: Value = serde_json::from_str(&again.body).unwrap();
+    // It swaps on the key as the last batch wrote it (count 4 at revision 7): one round trip.
+    assert_eq!(again["compare"][0]["target"], "MOD");
+    assert_eq!(again["compare"][0]["modRevision"], "7");
+    assert_eq!(again["success"][0]["requestPut"]["value"], "OA==", "4 + a batch of 4");
+    // Below the threshold: a use at a time, in the per-use key.
+    let few = get(&token(json!({"jti": "few", "cnst": {"max_uses": 9}})));
+    let call = store_call(RequestFlow::new().start(&mut e, env(&few, &Fetched::new(1), &mut counter), NOW_MS));
+    let body: Value = serde_json::from_str(&call.body).unwrap();
+    assert_eq!(body["failure"][0]["requestTxn"]["compare"][0]["target"], "VERSION");
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! the test; `make test` installs it): exact counts under concurrent bursts
 //! through several Envoys, a leader killed during a burst, quorum lost and
 //! regained, an etcd that never answers, hostile etcd answers, keys gone after
-//! the token's expiry and no fresh uses from a restarted Envoy. Every response's
+//! the token's expiry and no fresh uses from a restarted Envoy, replays of a
+//! spent token refused without the store (the free deny path). Every response's
 //! status and reason is checked. Nothing is mocked at the network level except
 //! where the point is a broken store (a listener that never answers, a server
 //! that answers garbage), and those are real sockets through Envoy's cluster.
@@ -90,9 +91,11 @@ fn a_token_is_let_through_exactly_max_uses_times_across_envoys() {
     assert!(burst(&ports, &plain, 6, 5).iter().all(|s| *s == (200, None)));
     let after: u64 = envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum();
     assert_eq!(after, before, "no store call for a token without max_uses");
-    // Every store answer was counted as ok, none failed.
+    // Every store answer was counted as ok, none failed; every allowed use asked
+    // the store, and a replay of a token an Envoy learned was spent did not.
     let expected = 20 * 9 * 2 + 5 * 15 * 5;
-    assert_eq!(before as usize, expected, "cjwt.usage_store.ok over the three Envoys");
+    let asked = before as usize;
+    assert!((20 + 5 * 50..=expected).contains(&asked), "cjwt.usage_store.ok over the three Envoys: {asked}");
     assert_eq!(envoys.iter().map(|e| e.stat("cjwt.usage_store.failed")).sum::<u64>(), 0);
 }
 
@@ -284,4 +287,160 @@ fn keys_expire_with_their_token_and_a_restarted_envoy_hands_out_no_fresh_uses() 
         listed().lines().filter(|l| !l.trim().is_empty()).count() == 1
     });
     assert_eq!(etcd.keys_under(b"cjwt/uses/").len(), 1, "the live token's key stays");
+}
+
+/// The free deny path (issue 27 item 4): once the store said a token is spent,
+/// each Envoy (all its workers) refuses its replays locally until it expires,
+/// so a flood of replays of a spent one-time token never reaches etcd.
+#[test]
+fn replays_of_a_spent_token_are_refused_without_asking_the_store() {
+    let etcd = EtcdCluster::start(3);
+    let envoys = envoys(3, 2000, &etcd.envoy_cluster("etcd"));
+    let ports: Vec<u16> = envoys.iter().map(|e| e.port).collect();
+    let asked = || envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum::<u64>();
+    let once = use_token(&unique_jti("spent"), Some(1), 8);
+    assert_eq!(ask(ports[0], &once), (200, None));
+    // Each Envoy learns it from the store once (a worker's answer is every worker's).
+    for port in &ports {
+        assert_eq!(ask(*port, &once), (403, Some("max_uses".to_string())));
+    }
+    let learned = asked();
+    assert_eq!(learned, 4, "one use and one refusal per Envoy asked the store");
+    let flood = burst(&ports, &once, 12, 25);
+    assert!(flood.iter().all(|s| *s == (403, Some("max_uses".to_string()))), "{:?}", tally(&flood));
+    assert_eq!(asked(), learned, "300 replays, no store call");
+    assert_eq!(envoys.iter().map(|e| e.stat("cjwt.denied.max_uses")).sum::<u64>(), 303);
+    // Another token with room still asks the store.
+    assert_eq!(ask(ports[1], &use_token(&unique_jti("room"), Some(2), 300)), (200, None));
+    assert_eq!(asked(), learned + 1);
+    // After its expiry the token is refused as expired, whatever the set remembers.
+    std::thread::sleep(Duration::from_secs(9));
+    for port in &ports {
+        let (status, reason) = ask(*port, &once);
+        assert_eq!(status, 401, "{reason:?}");
+        assert_ne!(reason.as_deref(), Some("max_uses"));
+    }
+    assert_eq!(asked(), learned + 1);
+}
+
+/// `n` Envoys counting tokens with `max_uses` of 20 or more in batches of 16.
+fn leasing_envoys(n: usize, clusters: &str) -> Vec<Envoy> {
+    let plugin = config_json(json!({
+        "clock_skew_seconds": 0,
+        "usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": 2000,
+            "allowance": {"from_max_uses": 20, "batch": 16}}}
+    }));
+    (0..n)
+        .map(|_| {
+            let envoy =
+                Envoy::start(&plugin, Options { concurrency: 2, clusters: clusters.to_string(), ..Options::default() });
+            wait_until("the etcd members healthy in Envoy", Duration::from_secs(10), || {
+                let (_, clusters) = envoy.admin_get("/clusters");
+                let flags: Vec<&str> =
+                    clusters.lines().filter(|l| l.starts_with("etcd::") && l.contains("::health_flags::")).collect();
+                !flags.is_empty() && flags.iter().all(|l| l.ends_with("::healthy"))
+            });
+            envoy
+        })
+        .collect()
+}
+
+/// Leased allowances (issue 27 item 3): bursts across three Envoys never let
+/// a token through more than `max_uses` times, lose at most (Envoys × (batch −
+/// 1)) uses, and reach the store far less often than once a use; an Envoy
+/// stopped holding an allowance loses its uses, never hands them out twice.
+#[test]
+fn leased_allowances_never_let_a_token_through_more_than_max_uses() {
+    let etcd = EtcdCluster::start(3);
+    let mut envoys = leasing_envoys(3, &etcd.envoy_cluster("etcd"));
+    let ports: Vec<u16> = envoys.iter().map(|e| e.port).collect();
+    let (batch, n_envoys) = (16usize, 3usize);
+    for (limit, clients, each) in [(200u64, 12, 25), (20, 9, 4), (64, 16, 8)] {
+        let t = use_token(&unique_jti("leased"), Some(limit), 120);
+        let before: u64 = envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum();
+        let said = burst(&ports, &t, clients, each);
+        let allowed = count(&said, 200, None);
+        let used_up = count(&said, 403, Some("max_uses"));
+        assert_eq!(allowed + used_up, said.len(), "max_uses {limit}: {:?}", tally(&said));
+        assert!(allowed <= limit as usize, "max_uses {limit}: {allowed} let through");
+        assert!(
+            allowed + n_envoys * (batch - 1) >= limit as usize,
+            "max_uses {limit}: {allowed} let through, more lost than the bound"
+        );
+        let asked = envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum::<u64>() - before;
+        assert!(asked < said.len() as u64, "max_uses {limit}: {asked} store calls for {} requests", said.len());
+    }
+    // An Envoy stopped holding an allowance: its unspent uses are lost, never handed out again.
+    let t = use_token(&unique_jti("killed"), Some(40), 120);
+    assert_eq!(ask(ports[0], &t), (200, None), "the first Envoy takes a batch of 16");
+    drop(envoys.remove(0));
+    let said = burst(&ports[1..], &t, 8, 10);
+    let allowed = count(&said, 200, None);
+    assert!(allowed <= 40 - 16, "{allowed} let through after 16 were taken by the stopped Envoy");
+    assert!(allowed + 1 + 2 * (batch - 1) >= 40 - 15, "{allowed}: more lost than the bound");
+    assert_eq!(count(&said, 403, Some("max_uses")), said.len() - allowed, "{:?}", tally(&said));
+    assert_eq!(envoys.iter().map(|e| e.stat("cjwt.usage_store.failed")).sum::<u64>(), 0);
+}
+
+/// Leased allowances while etcd's leader dies during batch takes: never more
+/// than `max_uses` in all, before, during and after the election.
+#[test]
+fn a_leader_killed_during_batch_takes_never_lets_a_leased_token_through_more_than_max_uses() {
+    let mut etcd = EtcdCluster::start(3);
+    let envoys = leasing_envoys(3, &etcd.envoy_cluster("etcd"));
+    let ports: Vec<u16> = envoys.iter().map(|e| e.port).collect();
+    let limit = 150u64;
+    let t = use_token(&unique_jti("leased-election"), Some(limit), 300);
+    let leader = etcd.wait_leader(Duration::from_secs(10));
+    let (burst_ports, burst_token) = (ports.clone(), t.clone());
+    let during = std::thread::spawn(move || burst(&burst_ports, &burst_token, 8, 15));
+    std::thread::sleep(Duration::from_millis(100));
+    etcd.kill(leader);
+    let during = during.join().unwrap();
+    for said in &during {
+        assert!(
+            matches!(
+                (said.0, said.1.as_deref()),
+                (200, None) | (403, Some("max_uses")) | (503, Some("usage_unavailable"))
+            ),
+            "unexpected answer {said:?}"
+        );
+    }
+    etcd.wait_leader(Duration::from_secs(15));
+    for port in &ports {
+        wait_until("every Envoy serves again", Duration::from_secs(15), || {
+            ask(*port, &use_token(&unique_jti("after"), Some(1), 300)) == (200, None)
+        });
+    }
+    let rest = burst(&ports, &t, 8, 25);
+    let total = count(&during, 200, None) + count(&rest, 200, None);
+    assert!(total <= limit as usize, "over max_uses: {total} > {limit}: {:?} {:?}", tally(&during), tally(&rest));
+    assert!(
+        rest.iter().all(|s| matches!((s.0, s.1.as_deref()), (200, None) | (403, Some("max_uses")))),
+        "{:?}",
+        tally(&rest)
+    );
+}
+
+/// A leased token expiring with uses left in an allowance: refused as expired
+/// (never by the allowance), and its key is deleted by its lease.
+#[test]
+fn a_leased_token_expires_with_its_allowance_and_its_key() {
+    let etcd = EtcdCluster::start(3);
+    let envoys = leasing_envoys(2, &etcd.envoy_cluster("etcd"));
+    let t = use_token(&unique_jti("leased-short"), Some(100), 5);
+    for envoy in &envoys {
+        for _ in 0..3 {
+            assert_eq!(ask(envoy.port, &t), (200, None));
+        }
+    }
+    assert_eq!(etcd.keys_under(b"cjwt/uses/allow/").len(), 1);
+    std::thread::sleep(Duration::from_secs(6));
+    for envoy in &envoys {
+        let (status, reason) = ask(envoy.port, &t);
+        assert_eq!(status, 401, "{reason:?}");
+    }
+    wait_until("the expired token's key deleted by its lease", Duration::from_secs(40), || {
+        etcd.keys_under(b"cjwt/uses/allow/").is_empty()
+    });
 }

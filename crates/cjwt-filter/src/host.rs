@@ -1,6 +1,7 @@
 //! [`Host`] and [`UsageCounter`] over proxy-wasm hostcalls.
 
-use cjwt_core::shared_slots::{count_use, slot_key, SlotUpdate, UsageId};
+use cjwt_core::shared_slots::allowance::{self, allowance_key, LastWritten, LocalSpend};
+use cjwt_core::shared_slots::{count_use, is_spent_in, mark_spent_in, slot_key, spent_key, SlotUpdate, UsageId};
 use cjwt_core::shared_slots::{first_seen_in, NextValue, ProofId, ReplayError, ReplayKey, ReplayStore, StoreError};
 use cjwt_core::{clock, Host, HostCrypto, ReplayCache, UsageCounter, UsageError};
 use proxy_wasm::hostcalls;
@@ -64,6 +65,41 @@ impl UsageCounter for SharedDataCounter {
             Err(_) => Err(()),
         })
         .map_err(|()| UsageError)
+    }
+
+    /// The deny set of spent tokens, in shared data of its own ([`spent_key`]).
+    fn is_spent(&mut self, id: &UsageId, now: i64) -> bool {
+        hostcalls::get_shared_data(&spent_key(id.slot())).is_ok_and(|(value, _)| is_spent_in(value.as_deref(), id, now))
+    }
+
+    /// Leased allowances, in shared data of their own ([`allowance_key`]): the
+    /// spend and its note are one compare-and-swap, so workers never spend a
+    /// use twice. A host failure asks the store for the one use.
+    fn spend_allowance(&mut self, id: &UsageId, expires_at: i64, now_ms: u64, take_timeout_ms: u64) -> LocalSpend {
+        let mut found = LocalSpend::TakeOne;
+        let written = update_slot(&allowance_key(id.slot()), |value| {
+            let spend = allowance::spend(value, id, expires_at, now_ms, take_timeout_ms).map_err(|_| ())?;
+            found = spend.kind();
+            Ok(spend.into_value())
+        });
+        match (written, found) {
+            (Ok(true), kind) => kind,
+            (Ok(false), LocalSpend::TakeOne) => LocalSpend::TakeOne,
+            // Nothing written where a write was due, or a failure: ask for one use.
+            _ => LocalSpend::TakeOne,
+        }
+    }
+
+    fn deposit_allowance(&mut self, id: &UsageId, spare: u64, last: LastWritten, expires_at: i64, now_ms: u64) {
+        // Best effort: uses not deposited are lost (under), never handed out twice.
+        let _ = update_slot(&allowance_key(id.slot()), |value| {
+            allowance::deposit(value, id, spare, last, expires_at, now_ms).map(Some).map_err(|_| ())
+        });
+    }
+
+    fn mark_spent(&mut self, id: &UsageId, expires_at: i64, now: i64) {
+        // Best effort: a failure only means the next replay asks the store.
+        let _ = update_slot(&spent_key(id.slot()), |value| mark_spent_in(value, id, expires_at, now).map_err(|_| ()));
     }
 }
 

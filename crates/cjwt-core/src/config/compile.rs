@@ -3,8 +3,8 @@
 
 use super::denylist::DenyList;
 use super::model::{
-    Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource, Mode,
-    MtlsSource, NonceKey, Provider, ProviderKind, RegionSource, RemoteJwks, Require, Rule, RuleMatch,
+    Allowance, Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource,
+    Mode, MtlsSource, NonceKey, Provider, ProviderKind, RegionSource, RemoteJwks, Require, Rule, RuleMatch,
     SenderConstraints, SpanField, StatusListSource, TokenSource, TxnDomain, TxnExchange, TxnIssue,
 };
 use super::raw::*;
@@ -708,7 +708,22 @@ fn compile_etcd(field: &str, e: RawEtcdStore) -> Result<EtcdStore, ConfigError> 
     if !(1..=MAX_USAGE_TIMEOUT_MS).contains(&timeout_ms) {
         return err(format!("{field}.timeout_ms"), format!("must be 1..={MAX_USAGE_TIMEOUT_MS}"));
     }
-    Ok(EtcdStore { cluster, authority, api_prefix, key_prefix, timeout_ms })
+    let allowance = match e.allowance {
+        None => None,
+        Some(a) => {
+            let from_max_uses = match a.from_max_uses {
+                Some(n) if n >= 2 => n,
+                Some(_) => return err(format!("{field}.allowance.from_max_uses"), "must be at least 2"),
+                None => return err(format!("{field}.allowance.from_max_uses"), "is required"),
+            };
+            let batch = a.batch.unwrap_or(16);
+            if !(2..=1000).contains(&batch) {
+                return err(format!("{field}.allowance.batch"), "must be 2..=1000");
+            }
+            Some(Allowance { from_max_uses, batch })
+        }
+    };
+    Ok(EtcdStore { cluster, authority, api_prefix, key_prefix, timeout_ms, allowance })
 }
 
 /// The `typ` values of JWTs that are signed by issuers cjwt trusts but are not

@@ -28,9 +28,9 @@ pub use compile::{
 pub use denylist::{DenyList, Duplicate};
 pub use load::Capabilities;
 pub use model::{
-    Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource, Mode,
-    MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints, SpanField,
-    StatusListSource, TokenSource,
+    Allowance, Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource,
+    Mode, MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints,
+    SpanField, StatusListSource, TokenSource,
 };
 pub use model::{ProviderKind, TxnDomain, TxnExchange, TxnIssue};
 

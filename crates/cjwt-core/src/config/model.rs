@@ -444,6 +444,19 @@ pub struct EtcdStore {
     pub key_prefix: String,
     /// The longest a request waits for the store, all calls included (1..=5000 ms).
     pub timeout_ms: u64,
+    /// Leased allowances (issue 27 item 3; `None`: every use asks the store).
+    pub allowance: Option<Allowance>,
+}
+
+/// `usage_store.etcd.allowance`: tokens with room are counted in batches
+/// taken by each Envoy (`crate::usage::allowance`). Must be the same on every
+/// Envoy sharing a `key_prefix`: a token is counted in one key or the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Tokens whose `max_uses` is at least this take batches.
+    pub from_max_uses: u64,
+    /// Uses per batch.
+    pub batch: u64,
 }
 
 /// RFC 9728 protected resource metadata (SPEC §15): served at `path` (GET or

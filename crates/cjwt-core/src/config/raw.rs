@@ -274,6 +274,18 @@ pub struct RawEtcdStore {
     pub key_prefix: Option<String>,
     /// The longest a request waits for the store, ms (1..=5000; default 250).
     pub timeout_ms: Option<u64>,
+    /// Leased allowances (issue 27): tokens with room take uses in batches.
+    pub allowance: Option<RawAllowance>,
+}
+
+/// `usage_store.etcd.allowance`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllowance {
+    /// Tokens whose `max_uses` is at least this take batches (required, 2..).
+    pub from_max_uses: Option<u64>,
+    /// Uses per batch (2..=1000; default 16).
+    pub batch: Option<u64>,
 }
 
 /// One entry of `providers`: an issuer and how its keys are found.

@@ -142,6 +142,21 @@ fn errors_name_the_field() {
             "usage_store.etcd.timeout_ms: must be 1..=5000",
         ),
         (
+            config_json(json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e", "allowance": {}}}})),
+            "usage_store.etcd.allowance.from_max_uses: is required",
+        ),
+        (
+            config_json(
+                json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e", "allowance": {"from_max_uses": 1}}}}),
+            ),
+            "usage_store.etcd.allowance.from_max_uses: must be at least 2",
+        ),
+        (
+            config_json(json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e",
+                "allowance": {"from_max_uses": 10, "batch": 1001}}}})),
+            "usage_store.etcd.allowance.batch: must be 2..=1000",
+        ),
+        (
             config_json(json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e", "api_prefix": "v3/"}}})),
             "usage_store.etcd.api_prefix",
         ),

@@ -331,7 +331,7 @@ impl RequestFlow {
         now_ms: u64,
     ) -> Step {
         if !matches!(self.state, State::Exchange(_)) {
-            return self.on_store_answer(engine, env.host, status, body, body_len, now_ms);
+            return self.on_store_answer(engine, env.host, env.counter, status, body, body_len, now_ms);
         }
         let State::Exchange(wait) = std::mem::replace(&mut self.state, State::Done) else {
             return Step::Nothing;
@@ -355,11 +355,15 @@ impl RequestFlow {
 
     /// The usage store answered the call last handed out (see
     /// [`RequestFlow::on_answer`], which the adapters call; this is its form
-    /// for a flow that makes no exchange).
+    /// for a flow that makes no exchange). `counter` is the per-Envoy counter:
+    /// an exhausted token is remembered in its deny set
+    /// ([`UsageCounter::mark_spent`]), a batch's spare uses join its allowance.
+    #[allow(clippy::too_many_arguments)] // the flow's inputs, each used once
     pub fn on_store_answer(
         &mut self,
         engine: &Engine,
         host: &dyn Host,
+        counter: &mut dyn UsageCounter,
         status: Option<&str>,
         body: &[u8],
         body_len: usize,
@@ -386,6 +390,20 @@ impl RequestFlow {
                 }
             }
         };
+        if let Some((id, expires_at)) = wait.call.spent_token() {
+            match answer {
+                // The free deny path: until it expires, the token is refused here.
+                UseAnswer::Exhausted => {
+                    counter.mark_spent(&id, expires_at, i64::try_from(now_ms / 1000).unwrap_or(i64::MAX));
+                }
+                // A batch taken: its spare uses join this Envoy's allowance.
+                UseAnswer::Counted if wait.call.takes_batch() => {
+                    let (spare, last) = (wait.call.spare().unwrap_or(0), wait.call.written());
+                    counter.deposit_allowance(&id, spare, last, expires_at, now_ms);
+                }
+                UseAnswer::Counted | UseAnswer::Replayed | UseAnswer::Unavailable(_) => {}
+            }
+        }
         self.settled(engine, host, *wait, &answer)
     }
 

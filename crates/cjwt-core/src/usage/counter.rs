@@ -1,6 +1,7 @@
 //! The store that counts `max_uses` uses (SPEC §8), as the decision sees it:
 //! the host's counter (per Envoy, or deferred to the mesh's store), or memory.
 
+use super::allowance::{self, LastWritten, LocalSpend};
 use super::UsageId;
 
 /// The usage store failed (the caller fails closed).
@@ -14,12 +15,40 @@ pub trait UsageCounter {
     /// reached. `expires_at` (Unix seconds) lets the store drop the counter later.
     /// An `Err` is a store failure; the caller fails closed.
     fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError>;
+
+    /// With a mesh-wide `usage_store`: whether this Envoy learned from the store
+    /// that `id` is spent and the token has not expired at `now` (the free deny
+    /// path, [`super::spent`]). A store without a deny set answers `false`: the
+    /// mesh's store is asked, as always.
+    fn is_spent(&mut self, _id: &UsageId, _now: i64) -> bool {
+        false
+    }
+
+    /// The mesh's store said `id` is spent: remember it until `expires_at` (best
+    /// effort; a failure only means the next replay asks the store again).
+    fn mark_spent(&mut self, _id: &UsageId, _expires_at: i64, _now: i64) {}
+
+    /// Leased allowances ([`super::allowance`]): a request of token `id`
+    /// (counted in batches, valid until `expires_at`) at `now_ms` spends one
+    /// local use, or learns how to ask the store; a batch noted as being taken
+    /// is trusted for `take_timeout_ms`. A store without allowances (or failing)
+    /// answers [`LocalSpend::TakeOne`]: the mesh's store counts this one use.
+    fn spend_allowance(&mut self, _id: &UsageId, _expires_at: i64, _now_ms: u64, _take_timeout_ms: u64) -> LocalSpend {
+        LocalSpend::TakeOne
+    }
+
+    /// A batch taken for `id` answered: `spare` uses join the local allowance,
+    /// with the key as the batch wrote it, `last` (best effort: uses not
+    /// deposited are lost, never handed out twice).
+    fn deposit_allowance(&mut self, _id: &UsageId, _spare: u64, _last: LastWritten, _expires_at: i64, _now_ms: u64) {}
 }
 
 /// An in-memory counter (tests and the command line; not shared across VMs).
 #[derive(Default, Debug)]
 pub struct MemoryCounter {
     counts: std::collections::HashMap<UsageId, (u64, i64)>,
+    spent: std::collections::HashMap<UsageId, i64>,
+    allowances: Option<Vec<u8>>,
 }
 
 impl UsageCounter for MemoryCounter {
@@ -31,5 +60,35 @@ impl UsageCounter for MemoryCounter {
         }
         entry.0 += 1;
         Ok(true)
+    }
+
+    fn is_spent(&mut self, id: &UsageId, now: i64) -> bool {
+        self.spent.get(id).is_some_and(|exp| *exp > now)
+    }
+
+    fn mark_spent(&mut self, id: &UsageId, expires_at: i64, now: i64) {
+        self.spent.retain(|_, exp| *exp > now);
+        if expires_at > now {
+            self.spent.insert(*id, expires_at);
+        }
+    }
+
+    fn spend_allowance(&mut self, id: &UsageId, expires_at: i64, now_ms: u64, take_timeout_ms: u64) -> LocalSpend {
+        match allowance::spend(self.allowances.as_deref(), id, expires_at, now_ms, take_timeout_ms) {
+            Ok(spend) => {
+                let kind = spend.kind();
+                if let Some(v) = spend.into_value() {
+                    self.allowances = Some(v);
+                }
+                kind
+            }
+            Err(_) => LocalSpend::TakeOne,
+        }
+    }
+
+    fn deposit_allowance(&mut self, id: &UsageId, spare: u64, last: LastWritten, expires_at: i64, now_ms: u64) {
+        if let Ok(v) = allowance::deposit(self.allowances.as_deref(), id, spare, last, expires_at, now_ms) {
+            self.allowances = Some(v);
+        }
     }
 }

@@ -104,6 +104,154 @@ impl EtcdUse {
     pub fn lease_grant_body(&self) -> String {
         json!({"TTL": self.lease_ttl.to_string(), "ID": self.lease_id.to_string()}).to_string()
     }
+
+    /// A token counted in batches (leased allowances, issue 27): its own key,
+    /// `{key_prefix}allow/` + hex of the (`iss`, `jti`) hash, whose value is the
+    /// count (decimal) — never the key a use at a time is counted in.
+    pub fn allowance(
+        key_prefix: &str,
+        id: &UsageId,
+        limit: u64,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<EtcdUse, Unavailable> {
+        EtcdUse::with_key(&format!("{key_prefix}{ALLOWANCE_KEY_INFIX}"), &id.hex(), limit, expires_at, now)
+    }
+
+    /// The body of the compare-and-swap that takes `take` uses when the count is
+    /// `known` (`None`: the key is absent): the count rises by `take` iff the key
+    /// is as read; otherwise the key is read back, for the next attempt.
+    pub fn take_body(&self, take: u64, known: Option<Known>) -> String {
+        let key = b64_std(&self.key);
+        let (compare, put) = match known {
+            None => (
+                json!({"target": "CREATE", "key": key, "createRevision": "0", "result": "EQUAL"}),
+                json!({"key": key, "value": b64_std(take.to_string().as_bytes()), "lease": self.lease_id.to_string()}),
+            ),
+            Some(k) => (
+                json!({"target": "MOD", "key": key, "modRevision": k.mod_revision.to_string(), "result": "EQUAL"}),
+                json!({"key": key, "value": b64_std(k.count.saturating_add(take).to_string().as_bytes()), "ignoreLease": true}),
+            ),
+        };
+        json!({
+            "compare": [compare],
+            "success": [{"requestPut": put}],
+            "failure": [{"requestRange": {"key": key}}]
+        })
+        .to_string()
+    }
+}
+
+/// What follows `usage_store.etcd.key_prefix` in the keys of tokens counted in batches.
+pub const ALLOWANCE_KEY_INFIX: &str = "allow/";
+
+/// A batch-counted key as read back: its count and the revision it was last written at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    /// The uses taken so far (the value).
+    pub count: u64,
+    /// The key's `mod_revision` (the compare-and-swap's condition).
+    pub mod_revision: i64,
+}
+
+/// What an answer to [`EtcdUse::take_body`] says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TakeAnswer {
+    /// The uses asked for were taken, at this revision (the key's new `mod_revision`).
+    Taken(i64),
+    /// The key was not as assumed (another Envoy took a batch): here it is now.
+    Moved(Known),
+    /// The bucket's lease does not exist yet: grant it, then send once more.
+    LeaseMissing,
+    /// Anything else: unknown outcome (the uses count as taken).
+    Unavailable(String),
+}
+
+/// Reads the answer to [`EtcdUse::take_body`].
+pub fn parse_take_answer(status: Option<&str>, body: &[u8]) -> TakeAnswer {
+    let doc = match json::parse_object(body) {
+        Ok(doc) if status == Some("200") => doc,
+        // Errors read as for a use at a time (lease missing, or unavailable).
+        _ => {
+            return match parse_txn_answer(status, body) {
+                TxnAnswer::LeaseMissing => TakeAnswer::LeaseMissing,
+                TxnAnswer::Unavailable(why) => TakeAnswer::Unavailable(why),
+                TxnAnswer::Counted | TxnAnswer::Exhausted => TakeAnswer::Unavailable("not an etcd answer".into()),
+            }
+        }
+    };
+    if !doc.get("header").and_then(Value::as_object).is_some_and(|h| h.contains_key("revision")) {
+        return TakeAnswer::Unavailable("answer has no etcd header".into());
+    }
+    match doc.get("succeeded") {
+        Some(Value::Bool(true)) => {
+            let rev = doc
+                .get("header")
+                .and_then(|h| h.get("revision"))
+                .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(|i| i.to_string())))
+                .and_then(|r| r.parse::<i64>().ok());
+            return TakeAnswer::Taken(rev.unwrap_or(0));
+        }
+        None | Some(Value::Bool(false)) => {}
+        Some(_) => return TakeAnswer::Unavailable("`succeeded` is not a boolean".into()),
+    }
+    let range = match doc.get("responses") {
+        Some(Value::Array(items)) => match items.as_slice() {
+            [only] => only.get("response_range").or_else(|| only.get("responseRange")),
+            _ => None,
+        },
+        _ => None,
+    };
+    let kv = range.and_then(|r| r.get("kvs")).and_then(Value::as_array).and_then(|kvs| match kvs.as_slice() {
+        [only] => Some(only),
+        _ => None,
+    });
+    let Some(kv) = kv else {
+        return TakeAnswer::Unavailable("answer lacks the key read back".into());
+    };
+    let number = |v: Option<&Value>| {
+        v.and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(|i| i.to_string())))
+            .and_then(|s| s.parse::<i64>().ok())
+    };
+    let mod_revision = number(kv.get("mod_revision").or_else(|| kv.get("modRevision")));
+    let count = kv
+        .get("value")
+        .and_then(Value::as_str)
+        .and_then(|v| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(v).ok()
+        })
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match (count, mod_revision) {
+        (Some(count), Some(mod_revision)) if mod_revision > 0 => TakeAnswer::Moved(Known { count, mod_revision }),
+        _ => TakeAnswer::Unavailable("the key read back is not a count".into()),
+    }
+}
+
+/// How many compare-and-swap attempts one batch makes (each conflict is another
+/// Envoy's batch taken meanwhile; every round one of the contenders wins);
+/// then, or at the deadline, the use is unavailable.
+pub const MAX_TAKE_ATTEMPTS: u32 = 64;
+
+/// A batch being taken: how many uses are wanted, the key as last read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Batch {
+    want: u64,
+    known: Option<Known>,
+    attempts: u32,
+    /// Uses taken, once the swap succeeded.
+    taken: u64,
+    /// The key as the successful swap wrote it.
+    written: Option<Known>,
+}
+
+impl Batch {
+    /// The uses the next attempt takes: `want`, or what is left of `limit`.
+    fn take(&self, limit: u64) -> u64 {
+        let count = self.known.map_or(0, |k| k.count);
+        self.want.min(limit.saturating_sub(count))
+    }
 }
 
 /// Standard base64 with padding, as etcd's gateway encodes `bytes` fields.
@@ -249,6 +397,11 @@ pub struct UseCall {
     then: Option<EtcdUse>,
     api_prefix: String,
     phase: Phase,
+    /// The token whose use is counted, and its expiry: remembered as spent
+    /// when the store answers [`UseAnswer::Exhausted`] (the free deny path).
+    spent: Option<(UsageId, i64)>,
+    /// The token's use is taken in a batch ([`EtcdUse::allowance`] key).
+    batch: Option<Batch>,
 }
 
 impl UseCall {
@@ -260,7 +413,52 @@ impl UseCall {
             then: None,
             api_prefix: api_prefix.to_string(),
             phase: Phase::Txn { retried: false },
+            spent: None,
+            batch: None,
         }
+    }
+
+    /// The call, taking the token's use in a batch of `want` uses (its
+    /// `the_use` built by [`EtcdUse::allowance`]): the request spends one of
+    /// them, [`UseCall::spare`] tells what is left for the local allowance.
+    /// `last` is the key as this Envoy last wrote it (count, `mod_revision`):
+    /// the first swap assumes it, so that an Envoy alone taking batches needs one
+    /// round trip per batch (a stale guess costs one more, never a use).
+    pub fn in_batch(self, want: u64, last: Option<(u64, i64)>) -> UseCall {
+        let known = last.map(|(count, mod_revision)| Known { count, mod_revision });
+        UseCall { batch: Some(Batch { want: want.max(1), known, attempts: 0, taken: 0, written: None }), ..self }
+    }
+
+    /// A batch taken: the key as it wrote it (count, `mod_revision`), for the next batch.
+    pub fn written(&self) -> Option<(u64, i64)> {
+        self.batch.and_then(|b| b.written).map(|k| (k.count, k.mod_revision))
+    }
+
+    /// A batch taken: the uses taken beyond the one its request spent (`None`:
+    /// not a batch, or not taken).
+    pub fn spare(&self) -> Option<u64> {
+        self.batch.filter(|b| b.taken > 0).map(|b| b.taken - 1)
+    }
+
+    /// Whether the token's use is taken in a batch of more than one.
+    pub fn takes_batch(&self) -> bool {
+        self.batch.is_some_and(|b| b.want > 1)
+    }
+
+    /// The batch in play: only for the token's use (a proof comes first).
+    fn batch_now(&self) -> Option<Batch> {
+        self.batch.filter(|_| !self.proof)
+    }
+
+    /// The call, knowing the token `id` it counts a use of and its expiry
+    /// (`Some((id, expires_at))`), so that an exhausted answer can be remembered.
+    pub fn spending(self, spent: Option<(UsageId, i64)>) -> UseCall {
+        UseCall { spent, ..self }
+    }
+
+    /// The token this call counts a use of, and its expiry ([`UseCall::spending`]).
+    pub fn spent_token(&self) -> Option<(UsageId, i64)> {
+        self.spent
     }
 
     /// The call that records `proof` ([`EtcdUse::proof`]), then counts `then`
@@ -285,13 +483,59 @@ impl UseCall {
     }
 
     fn txn(&self) -> EtcdCall {
-        EtcdCall { path: format!("{}/kv/txn", self.api_prefix), body: self.the_use.txn_body() }
+        let body = match self.batch_now() {
+            Some(b) => self.the_use.take_body(b.take(self.the_use.limit), b.known),
+            None => self.the_use.txn_body(),
+        };
+        EtcdCall { path: format!("{}/kv/txn", self.api_prefix), body }
+    }
+
+    /// The answer to a batch's compare-and-swap.
+    fn on_take_answer(&mut self, mut b: Batch, retried: bool, status: Option<&str>, body: &[u8]) -> Step {
+        match parse_take_answer(status, body) {
+            TakeAnswer::Taken(rev) => {
+                b.taken = b.take(self.the_use.limit);
+                b.written =
+                    Some(Known { count: b.known.map_or(0, |k| k.count).saturating_add(b.taken), mod_revision: rev })
+                        .filter(|k| k.mod_revision > 0);
+                self.batch = Some(b);
+                if b.taken == 0 {
+                    return self.done(UseAnswer::Exhausted);
+                }
+                self.done(UseAnswer::Counted)
+            }
+            TakeAnswer::Moved(known) => {
+                b.known = Some(known);
+                b.attempts = b.attempts.saturating_add(1);
+                self.batch = Some(b);
+                if b.take(self.the_use.limit) == 0 {
+                    self.done(UseAnswer::Exhausted)
+                } else if b.attempts >= MAX_TAKE_ATTEMPTS {
+                    self.done(UseAnswer::Unavailable(format!("{MAX_TAKE_ATTEMPTS} conflicting batches")))
+                } else {
+                    Step::Send(self.txn())
+                }
+            }
+            TakeAnswer::LeaseMissing if !retried && b.known.is_none() => {
+                self.phase = Phase::Grant;
+                Step::Send(EtcdCall {
+                    path: format!("{}/lease/grant", self.api_prefix),
+                    body: self.the_use.lease_grant_body(),
+                })
+            }
+            TakeAnswer::LeaseMissing => self.done(UseAnswer::Unavailable("lease missing after its grant".into())),
+            TakeAnswer::Unavailable(why) => self.done(UseAnswer::Unavailable(why)),
+        }
     }
 
     /// The answer to the call last handed out: HTTP `status` (`None` when the
     /// call failed without one: reset, timeout) and `body`.
     pub fn on_answer(&mut self, status: Option<&str>, body: &[u8]) -> Step {
         match self.phase {
+            Phase::Txn { retried } if self.batch_now().is_some() => match self.batch_now() {
+                Some(b) => self.on_take_answer(b, retried, status, body),
+                None => self.done(UseAnswer::Unavailable("internal".into())),
+            },
             Phase::Txn { retried } => match parse_txn_answer(status, body) {
                 TxnAnswer::Counted => match self.then.take() {
                     Some(next) => {
@@ -615,5 +859,141 @@ mod tests {
         assert!(parse_grant_answer(Some("200"), br#"{"ID":"43","TTL":"90"}"#, id).is_err());
         assert!(parse_grant_answer(Some("503"), br#"{"error":"etcdserver: no leader"}"#, id).is_err());
         assert!(parse_grant_answer(Some("200"), b"garbage", id).is_err());
+    }
+
+    fn b64(s: &str) -> String {
+        b64_std(s.as_bytes())
+    }
+
+    fn moved(count: u64, rev: i64) -> String {
+        json!({"header": {"revision": "9"}, "responses": [{"response_range": {"header": {"revision": "9"},
+            "kvs": [{"key": "x", "mod_revision": rev.to_string(), "value": b64(&count.to_string())}], "count": "1"}}]})
+        .to_string()
+    }
+
+    fn batch_call(limit: u64, want: u64) -> UseCall {
+        let id = UsageId::new("https://i", "many");
+        let u = EtcdUse::allowance("cjwt/uses/", &id, limit, 1_800_000_030, 1_800_000_000).unwrap();
+        UseCall::new(u, "/v3").in_batch(want, None)
+    }
+
+    #[test]
+    fn a_batch_is_one_compare_and_swap_and_fits_what_is_left() {
+        let mut call = batch_call(100, 16);
+        let first: Value = serde_json::from_str(&call.first().body).unwrap();
+        assert!(String::from_utf8(call.the_use.key.clone()).unwrap().starts_with("cjwt/uses/allow/"));
+        assert_eq!(first["compare"][0]["target"], "CREATE");
+        assert_eq!(first["success"][0]["requestPut"]["value"], b64("16"));
+        assert!(first["failure"][0]["requestRange"].is_object());
+        // Another Envoy took 90 meanwhile: swap on its revision, for the 10 left.
+        let Step::Send(next) = call.on_answer(Some("200"), moved(90, 41).as_bytes()) else { panic!() };
+        let next: Value = serde_json::from_str(&next.body).unwrap();
+        assert_eq!(next["compare"][0]["target"], "MOD");
+        assert_eq!(next["compare"][0]["modRevision"], "41");
+        assert_eq!(next["success"][0]["requestPut"]["value"], b64("100"));
+        assert_eq!(next["success"][0]["requestPut"]["ignoreLease"], true);
+        let ok = br#"{"header":{"revision":"42"},"succeeded":true}"#;
+        assert_eq!(call.on_answer(Some("200"), ok), Step::Done(UseAnswer::Counted));
+        assert_eq!(call.spare(), Some(9), "10 taken, one spent by the request");
+        assert_eq!(call.written(), Some((100, 42)));
+        // The next batch starts from the key as written: one swap.
+        let id = UsageId::new("https://i", "many");
+        let u = EtcdUse::allowance("cjwt/uses/", &id, 200, 1_800_000_030, 1_800_000_000).unwrap();
+        let next = UseCall::new(u, "/v3").in_batch(16, Some((100, 42)));
+        let body: Value = serde_json::from_str(&next.first().body).unwrap();
+        assert_eq!(
+            (body["compare"][0]["target"].as_str(), body["compare"][0]["modRevision"].as_str()),
+            (Some("MOD"), Some("42"))
+        );
+        assert_eq!(body["success"][0]["requestPut"]["value"], b64("116"));
+        assert!(call.takes_batch());
+    }
+
+    #[test]
+    fn a_spent_allowance_is_exhausted_and_conflicts_are_bounded() {
+        let mut call = batch_call(100, 16);
+        assert_eq!(call.on_answer(Some("200"), moved(100, 41).as_bytes()), Step::Done(UseAnswer::Exhausted));
+        assert_eq!(call.spare(), None);
+        let mut call = batch_call(100, 16);
+        for i in 1..MAX_TAKE_ATTEMPTS {
+            assert!(matches!(
+                call.on_answer(Some("200"), moved(u64::from(i), 40 + i64::from(i)).as_bytes()),
+                Step::Send(_)
+            ));
+        }
+        assert!(matches!(call.on_answer(Some("200"), moved(50, 99).as_bytes()), Step::Done(UseAnswer::Unavailable(_))));
+        // A read-back that is not a count, or none: unavailable.
+        let mut call = batch_call(100, 16);
+        let junk = json!({"header": {"revision": "9"}, "responses": [{"response_range": {"kvs": [{"mod_revision": "3", "value": b64("x")}]}}]});
+        assert!(matches!(
+            call.on_answer(Some("200"), junk.to_string().as_bytes()),
+            Step::Done(UseAnswer::Unavailable(_))
+        ));
+        let mut call = batch_call(100, 16);
+        let none = br#"{"header":{"revision":"9"},"responses":[{"response_range":{"count":"0"}}]}"#;
+        assert!(matches!(call.on_answer(Some("200"), none), Step::Done(UseAnswer::Unavailable(_))));
+    }
+
+    #[test]
+    fn a_batch_grants_its_lease_first_and_one_use_takes_one() {
+        let mut call = batch_call(3, 1);
+        let lease_missing = br#"{"error":"etcdserver: requested lease not found","code":5}"#;
+        let Step::Send(grant) = call.on_answer(Some("400"), lease_missing) else { panic!() };
+        assert!(grant.path.ends_with("/lease/grant"));
+        let granted = json!({"ID": call.the_use.lease_id.to_string(), "TTL": "40"}).to_string();
+        let Step::Send(txn) = call.on_answer(Some("200"), granted.as_bytes()) else { panic!() };
+        let txn: Value = serde_json::from_str(&txn.body).unwrap();
+        assert_eq!(txn["success"][0]["requestPut"]["value"], b64("1"));
+        let ok = br#"{"header":{"revision":"42"},"succeeded":true}"#;
+        assert_eq!(call.on_answer(Some("200"), ok), Step::Done(UseAnswer::Counted));
+        assert_eq!(call.spare(), Some(0));
+        assert!(!call.takes_batch());
+    }
+
+    /// Many Envoys taking batches against one simulated key never take more
+    /// than `max_uses` in all, whatever the interleaving.
+    #[test]
+    fn batches_from_many_envoys_never_take_more_than_the_limit() {
+        let limit = 103u64;
+        let (mut count, mut rev) = (0u64, 0i64);
+        let mut calls: Vec<UseCall> = (0..7).map(|_| batch_call(limit, 16)).collect();
+        let mut bodies: Vec<Option<Value>> =
+            calls.iter().map(|c| Some(serde_json::from_str(&c.first().body).unwrap())).collect();
+        let mut taken = 0u64;
+        let mut x = 3u64;
+        while bodies.iter().any(Option::is_some) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let i = (x >> 33) as usize % calls.len();
+            let Some(body) = bodies[i].take() else { continue };
+            let cmp = &body["compare"][0];
+            let ok = match cmp["target"].as_str().unwrap() {
+                "CREATE" => rev == 0,
+                _ => cmp["modRevision"].as_str().unwrap().parse::<i64>().unwrap() == rev,
+            };
+            let answer = if ok {
+                use base64::Engine as _;
+                let v = body["success"][0]["requestPut"]["value"].as_str().unwrap();
+                let v = base64::engine::general_purpose::STANDARD.decode(v).unwrap();
+                count = String::from_utf8(v).unwrap().parse().unwrap();
+                rev += 1;
+                r#"{"header":{"revision":"1"},"succeeded":true}"#.to_string()
+            } else {
+                moved(count, rev)
+            };
+            match calls[i].on_answer(Some("200"), answer.as_bytes()) {
+                Step::Send(next) => bodies[i] = Some(serde_json::from_str(&next.body).unwrap()),
+                Step::Done(UseAnswer::Counted) => {
+                    taken += calls[i].spare().unwrap() + 1;
+                    calls[i] = batch_call(limit, 16);
+                    bodies[i] = Some(serde_json::from_str(&calls[i].first().body).unwrap());
+                    if rev == 0 {
+                        unreachable!();
+                    }
+                }
+                Step::Done(_) => {}
+            }
+            assert!(taken <= limit && count <= limit);
+        }
+        assert_eq!(taken, limit, "every use handed out once");
     }
 }

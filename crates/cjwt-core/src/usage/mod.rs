@@ -8,9 +8,11 @@
 //! whose token has expired. The key space is bounded and memory follows the
 //! number of live one-time tokens, not the number ever seen (SEC-12.5).
 
+pub mod allowance;
 mod counter;
 pub mod etcd;
 pub mod process;
+pub mod spent;
 
 pub use counter::{MemoryCounter, UsageCounter, UsageError};
 

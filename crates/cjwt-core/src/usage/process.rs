@@ -3,6 +3,8 @@
 //! ([`super::count_use`]), each slot behind its own lock, so a use is counted
 //! exactly once across all workers and memory follows the live one-time tokens.
 
+use super::allowance::{self, LastWritten, LocalSpend};
+use super::spent::{is_spent_in, mark_spent_in};
 use super::{count_use, SlotUpdate, UsageId, SLOTS};
 use crate::usage::{UsageCounter, UsageError};
 use std::sync::Mutex;
@@ -11,11 +13,16 @@ use std::sync::Mutex;
 #[derive(Debug)]
 pub struct ProcessCounter {
     slots: Vec<Mutex<Vec<u8>>>,
+    /// The deny set of spent tokens ([`super::spent`]), in slots of its own.
+    spent: Vec<Mutex<Vec<u8>>>,
+    /// Leased allowances ([`super::allowance`]), in slots of their own.
+    allowances: Vec<Mutex<Vec<u8>>>,
 }
 
 impl Default for ProcessCounter {
     fn default() -> Self {
-        ProcessCounter { slots: (0..usize::from(SLOTS)).map(|_| Mutex::new(Vec::new())).collect() }
+        let slots = || (0..usize::from(SLOTS)).map(|_| Mutex::new(Vec::new())).collect();
+        ProcessCounter { slots: slots(), spent: slots(), allowances: slots() }
     }
 }
 
@@ -50,9 +57,79 @@ impl ProcessCounter {
     }
 }
 
+impl ProcessCounter {
+    /// Whether the store said `id` is spent and the token lives at `now` ([`super::spent`]).
+    pub fn is_spent(&self, id: &UsageId, now: i64) -> bool {
+        let Some(Ok(value)) = self.spent.get(usize::from(id.slot())).map(Mutex::lock) else {
+            return false;
+        };
+        is_spent_in(Some(value.as_slice()), id, now)
+    }
+
+    /// Remembers `id` as spent until `expires_at` (a poisoned lock or a corrupt
+    /// slot remembers nothing: the store is asked again).
+    pub fn mark_spent(&self, id: &UsageId, expires_at: i64, now: i64) {
+        let Some(Ok(mut value)) = self.spent.get(usize::from(id.slot())).map(Mutex::lock) else {
+            return;
+        };
+        let current = if value.is_empty() { None } else { Some(value.as_slice()) };
+        if let Ok(Some(next)) = mark_spent_in(current, id, expires_at, now) {
+            *value = next;
+        }
+    }
+}
+
+impl ProcessCounter {
+    /// One request's local use of a batch-counted token ([`super::allowance::spend`]);
+    /// a poisoned lock or a corrupt slot asks the store for the one use.
+    pub fn spend_allowance(&self, id: &UsageId, expires_at: i64, now_ms: u64, take_timeout_ms: u64) -> LocalSpend {
+        let Some(Ok(mut value)) = self.allowances.get(usize::from(id.slot())).map(Mutex::lock) else {
+            return LocalSpend::TakeOne;
+        };
+        let current = if value.is_empty() { None } else { Some(value.as_slice()) };
+        match allowance::spend(current, id, expires_at, now_ms, take_timeout_ms) {
+            Ok(spend) => {
+                let kind = spend.kind();
+                if let Some(next) = spend.into_value() {
+                    *value = next;
+                }
+                kind
+            }
+            Err(_) => LocalSpend::TakeOne,
+        }
+    }
+
+    /// A batch's spare uses join the allowance ([`super::allowance::deposit`]).
+    pub fn deposit_allowance(&self, id: &UsageId, spare: u64, last: LastWritten, expires_at: i64, now_ms: u64) {
+        let Some(Ok(mut value)) = self.allowances.get(usize::from(id.slot())).map(Mutex::lock) else {
+            return;
+        };
+        let current = if value.is_empty() { None } else { Some(value.as_slice()) };
+        if let Ok(next) = allowance::deposit(current, id, spare, last, expires_at, now_ms) {
+            *value = next;
+        }
+    }
+}
+
 impl UsageCounter for &ProcessCounter {
+    fn spend_allowance(&mut self, id: &UsageId, expires_at: i64, now_ms: u64, take_timeout_ms: u64) -> LocalSpend {
+        ProcessCounter::spend_allowance(self, id, expires_at, now_ms, take_timeout_ms)
+    }
+
+    fn deposit_allowance(&mut self, id: &UsageId, spare: u64, last: LastWritten, expires_at: i64, now_ms: u64) {
+        ProcessCounter::deposit_allowance(self, id, spare, last, expires_at, now_ms);
+    }
+
     fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError> {
         ProcessCounter::try_use(self, id, limit, expires_at, now)
+    }
+
+    fn is_spent(&mut self, id: &UsageId, now: i64) -> bool {
+        ProcessCounter::is_spent(self, id, now)
+    }
+
+    fn mark_spent(&mut self, id: &UsageId, expires_at: i64, now: i64) {
+        ProcessCounter::mark_spent(self, id, expires_at, now);
     }
 }
 
@@ -86,5 +163,17 @@ mod tests {
         assert_eq!(counter.try_use(&a, 1, 100, 50), Ok(false));
         assert_eq!(counter.try_use(&b, 1, 100, 50), Ok(true));
         assert_eq!(counter.try_use(&a, 0, 100, 50), Ok(false));
+    }
+
+    #[test]
+    fn the_deny_set_is_shared_by_workers_and_kept_apart_from_counts() {
+        let counter = Arc::new(ProcessCounter::new());
+        let a = UsageId::new("i", "a");
+        let other = Arc::clone(&counter);
+        std::thread::spawn(move || other.mark_spent(&a, 100, 50)).join().unwrap();
+        assert!(counter.is_spent(&a, 60));
+        assert!(!counter.is_spent(&a, 100));
+        // The per-Envoy count of the same token is untouched.
+        assert_eq!(counter.try_use(&a, 1, 100, 50), Ok(true));
     }
 }
