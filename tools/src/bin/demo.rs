@@ -7,8 +7,9 @@
 //! local etcd (Debian's, `make etcd`): a DPoP-bound token with and without its
 //! proof, a revoked token, a token counted across both gateways. Then a
 //! Transaction Token chain: a gateway Envoy issuing Txn-Tokens, a workload
-//! relaying the `Txn-Token` header, a sidecar Envoy enforcing it. Exits non-zero
-//! if any outcome differs from the expected one.
+//! relaying the `Txn-Token` header, a sidecar Envoy enforcing it. Then an MCP
+//! agent token: an Envoy running its MCP filter before cjwt, JSON-RPC tool calls
+//! allowed and refused. Exits non-zero if any outcome differs from the expected one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 // test and bench tooling: a failed setup stops loudly
 
@@ -252,6 +253,7 @@ fn main() {
     }
     d.failures += v2();
     d.failures += v3();
+    d.failures += mcp();
     if d.failures > 0 {
         eprintln!("\n{} outcome(s) differ from what was expected; Envoy log: {}", d.failures, d.envoy.dir.display());
         std::process::exit(1);
@@ -451,6 +453,122 @@ fn v3() -> usize {
             o,
             &with,
             (401, "missing_txn_token"),
+        ),
+    ];
+    outcomes.iter().filter(|ok| !**ok).count()
+}
+
+/// Envoy's MCP filter before cjwt (SPEC §15 "Pairing with the MCP filter"): its
+/// parse stored as filter state too (cjwt reads it there), duplicate keys
+/// refused, the tool name and the constrained argument extracted for `tools/call`.
+const MCP_FILTER: &str = r#"          http_filters:
+          - name: envoy.filters.http.mcp
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp
+              traffic_mode: PASS_THROUGH
+              request_storage_mode: DYNAMIC_METADATA_AND_FILTER_STATE
+              reject_duplicate_keys: true
+              parser_config:
+                methods:
+                - method: tools/call
+                  extraction_rules:
+                  - path: params.name
+                  - path: params.arguments.customer_id
+          - name: cjwt
+"#;
+
+/// One JSON-RPC `tools/call` of `tool` with `arguments`, POSTed to `envoy`'s
+/// `/mcp` with `token`, printed as the others; whether the outcome and whether
+/// it reached the upstream were the expected ones.
+fn show_tool_call(
+    envoy: &Envoy,
+    what: &str,
+    token: &str,
+    tool: &str,
+    arguments: serde_json::Value,
+    expect: (u16, &str),
+) -> bool {
+    let body =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}})
+            .to_string();
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    let before = envoy.upstream.count();
+    let r = envoy::send_with_body("127.0.0.1", envoy.port, "POST", "/mcp", &headers, Some(body.as_bytes()));
+    let reached = envoy.upstream.count() > before;
+    let outcome = match (r.status, r.reason()) {
+        (200, _) => {
+            let sub = envoy
+                .upstream
+                .last()
+                .and_then(|x| x.header("x-cjwt-sub").map(str::to_owned))
+                .unwrap_or_else(|| "-".into());
+            format!("allowed   upstream saw x-cjwt-sub: {sub}")
+        }
+        (s, Some(reason)) => format!("refused   {s} {reason}"),
+        (s, None) => format!("status {s}"),
+    };
+    let ok = r.status == expect.0
+        && (expect.0 == 200 || r.reason().as_deref() == Some(expect.1))
+        && reached == (expect.0 == 200);
+    println!(
+        "{} {:<44} {:<6} {:<22} {:<10} {}",
+        if ok { "ok " } else { "BAD" },
+        what,
+        "POST",
+        "/mcp",
+        "127.0.0.1",
+        outcome
+    );
+    ok
+}
+
+/// MCP agent tokens (SPEC §15): an Envoy running the MCP filter, then cjwt (the
+/// shipped configuration), in front of the echo upstream; an agent token's
+/// `tools/call`s allowed and refused. Returns how many outcomes differ from the
+/// expected ones.
+fn mcp() -> usize {
+    println!(
+        "\nv3: an MCP agent token: Envoy's MCP filter (envoy.filters.http.mcp, request_storage_mode \
+         DYNAMIC_METADATA_AND_FILTER_STATE) before cjwt, JSON-RPC POSTs to /mcp ..."
+    );
+    let edits = vec![("          http_filters:\n          - name: cjwt\n".to_string(), MCP_FILTER.to_string())];
+    let envoy = Envoy::try_start(None, Options { edits, ..Options::default() }).unwrap_or_else(|log| {
+        eprintln!("Envoy did not start:\n{log}");
+        std::process::exit(1);
+    });
+    println!("Envoy with the MCP filter listens on 127.0.0.1:{}\n", envoy.port);
+    let agent = mint(&["--mcp-tools", "get_order,search_orders", "--mcp-arg", "get_order.customer_id=42"]);
+    println!();
+    println!("    {:<44} {:<6} {:<22} {:<10} outcome", "token: tools/call (JSON-RPC body)", "method", "path", "from");
+    let outcomes = [
+        show_tool_call(
+            &envoy,
+            "mcp: get_order {customer_id: \"42\"}",
+            &agent,
+            "get_order",
+            json!({"customer_id": "42"}),
+            (200, ""),
+        ),
+        show_tool_call(
+            &envoy,
+            "mcp: delete_order {order_id: \"1\"}",
+            &agent,
+            "delete_order",
+            json!({"order_id": "1"}),
+            (403, "mcp_tool"),
+        ),
+        show_tool_call(
+            &envoy,
+            "mcp: get_order {customer_id: \"7\"}",
+            &agent,
+            "get_order",
+            json!({"customer_id": "7"}),
+            (403, "mcp_argument"),
         ),
     ];
     outcomes.iter().filter(|ok| !**ok).count()
