@@ -697,7 +697,7 @@ fn load_test(dir: &Path, seconds: u64, reps: u64) -> String {
     }
     out.push_str(&dpop_rows);
     if env_num("BENCH_TXN", 1) == 1 {
-        out.push_str(&txn_cases(&envoys, &dir, &token_files, reps, seconds, now));
+        out.push_str(&txn_cases(&envoys, &dir, &token_files, reps, seconds));
     }
     if env_num("BENCH_MEMORY", 1) == 1 {
         let cjwt = &envoys.iter().find(|(g, _)| *g == Filter::Cjwt).unwrap().1;
@@ -1354,7 +1354,6 @@ fn txn_cases(
     token_files: &[(Algorithm, bool, PathBuf)],
     reps: u64,
     seconds: u64,
-    now: i64,
 ) -> String {
     let bearer_file = &token_files.iter().find(|(a, w, _)| *a == Algorithm::EdDSA && *w).unwrap().2;
     let jwks = |key: &SigningKey, kid: &str| json!({"keys": [key.public_jwk(Some(kid))]});
@@ -1399,6 +1398,9 @@ fn txn_cases(
                                "jwks": jwks(&key, "gw")}],
                 "default_rule": {"auth": "txn_token", "require": {"scopes_any": ["orders.read"], "req_wl": ["gateway.bench"]}}
             });
+            // Minted now, not when the run started: a Txn-Token lives 300 s at most, and
+            // the sections before this one take minutes.
+            let now = cjwt_core::clock::unix_seconds(std::time::SystemTime::now()).unwrap();
             let claims = json!({"aud": TXN_DOMAIN, "txn": "bench-txn", "sub": "user-0", "scope": "orders.read",
                 "req_wl": "gateway.bench", "iat": now, "exp": now + 280,
                 "rctx": {"req_ip": "127.0.0.1", "authn": "bearer"}, "tctx": {"iss": ISSUER, "cnst": {"ip": ["127.0.0.0/8"]}}});
