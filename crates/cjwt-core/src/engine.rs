@@ -188,7 +188,7 @@ impl Engine {
                     let raw = credential.as_ref().and_then(|c| std::str::from_utf8(&c.token).ok());
                     match (scope, raw, txn::issue::subject(&token)) {
                         (Some(scope), Some(raw), Ok(sub)) => {
-                            exchange = Some(txn::exchange::request(raw, scope, sub, &view));
+                            exchange = Some(txn::exchange::request(raw, &issue.trust_domain, scope, sub, &view));
                             (Ok(Some(token)), None)
                         }
                         _ => (Err(Reason::TxnIssueFailed), None),
@@ -481,6 +481,9 @@ fn check_txn(
     let verified = token.as_ref().ok().map(Rc::clone);
     let verdict = token.map_err(|r| r.reason).and_then(|token| {
         txn::enforce::check_claims(domain, &token, now, config.clock_skew_seconds)?;
+        if let Some(caller) = &rule.require.caller {
+            txn::enforce::check_caller(caller, view, &token)?;
+        }
         require::check(config, &rule.require, &token, view)?;
         let origin = txn::enforce::as_issued(view, &token);
         let uses = TokenUse { counter, issuer: "", jti: None, expires_at: now };

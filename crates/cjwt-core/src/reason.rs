@@ -243,6 +243,12 @@ reasons! {
     IncompleteTxnToken => "incomplete_txn_token", Untrusted;
     /// The Txn-Token's requesting workload (`req_wl`) is none of the rule's.
     Workload => "workload", Forbidden;
+    /// `require.caller`: the request carries no caller identity (no peer
+    /// certificate with a URI SAN, no trusted XFCC element with one `URI`).
+    CallerUnidentified => "caller_unidentified", Untrusted;
+    /// `require.caller`: the caller's identity is not one the rule accepts (or
+    /// not the Txn-Token's `req_wl`): a Txn-Token replayed from elsewhere.
+    CallerMismatch => "caller_mismatch", Untrusted;
     /// The gateway could not sign the Txn-Token of an allowed request.
     TxnIssueFailed => "txn_issue_failed", Unavailable;
     /// Exchanged issuing: the Txn-Token Service did not answer within its
@@ -262,7 +268,7 @@ mod tests {
     /// SPEC §4 "Decisions and responses", paragraph "Reason codes": the v1 codes
     /// with their status, in the SPEC's order. Hard-coded so that the crate stands
     /// alone; update it with the SPEC.
-    const SPEC_REASONS: [(&str, u32); 58] = [
+    const SPEC_REASONS: [(&str, u32); 60] = [
         ("missing_token", 401),
         ("multiple_tokens", 401),
         ("token_too_large", 401),
@@ -320,6 +326,8 @@ mod tests {
         ("wrong_trust_domain", 401),
         ("incomplete_txn_token", 401),
         ("workload", 403),
+        ("caller_unidentified", 401),
+        ("caller_mismatch", 401),
         ("txn_issue_failed", 503),
         ("txn_service_unavailable", 503),
         ("txn_exchange_invalid", 503),
@@ -390,6 +398,8 @@ mod tests {
             Reason::WrongTrustDomain => "wrong_trust_domain",
             Reason::IncompleteTxnToken => "incomplete_txn_token",
             Reason::Workload => "workload",
+            Reason::CallerUnidentified => "caller_unidentified",
+            Reason::CallerMismatch => "caller_mismatch",
             Reason::TxnIssueFailed => "txn_issue_failed",
             Reason::TxnServiceUnavailable => "txn_service_unavailable",
             Reason::TxnExchangeInvalid => "txn_exchange_invalid",

@@ -880,6 +880,18 @@ fn txn_reasons(seen: &mut std::collections::HashSet<Reason>) {
             seen.insert(r);
         }
     }
+    // `require.caller`: no caller identity, then another workload's.
+    let mut bound = engine(json!({
+        "providers": [{"name": "tts", "kind": "txn_token", "trust_domain": TRUST_DOMAIN,
+                       "jwks": {"keys": [gw.public_jwk(Some("gw1"))]}}],
+        "default_rule": {"auth": "txn_token", "require": {"caller": {"from": "peer"}}}
+    }));
+    let at = StaticHost::get("/x").header("txn-token", &txn(json!({})));
+    for host in [at.clone(), at.property(&["connection", "uri_san_peer_certificate"], "spiffe://elsewhere")] {
+        if let Some(r) = verdict(&mut bound, &host) {
+            seen.insert(r);
+        }
+    }
     // txn_issue_failed: a signer that fails cannot be made from a valid key; the
     // reason is reached by a rule without a scope in a configuration built by hand.
     let cfg = Config::from_json(

@@ -244,6 +244,84 @@ fn every_txn_token_refusal_has_its_reason() {
 }
 
 #[test]
+fn a_txn_token_bound_to_the_caller_is_refused_from_any_other() {
+    const GATEWAY: &str = "spiffe://mesh.example/ns/edge/sa/gateway";
+    const ORDERS: &str = "spiffe://mesh.example/ns/shop/sa/orders";
+    let gw = gateway_key();
+    let token = txn_token(gw, "gw1", &txn_claims(NOW, json!({"req_wl": GATEWAY})));
+    let with = |caller: Value| {
+        sidecar(json!({
+            "rules": [{"match": {"path": "/ledger/**"}, "auth": "txn_token", "require": {"caller": caller}}]
+        }))
+    };
+    let at = || StaticHost::get("/ledger/1").header("txn-token", &token);
+    let peer = |uri: &str| at().property(&["connection", "uri_san_peer_certificate"], uri);
+    let xfcc = |value: &str| at().header("x-forwarded-client-cert", value);
+    // Without `identities`, the caller must be the Txn-Token's `req_wl`.
+    let mut by_req_wl = with(json!({"from": "peer"}));
+    let cases: Vec<(&str, StaticHost, Option<Reason>)> = vec![
+        ("the requesting workload", peer(GATEWAY), None),
+        ("another workload", peer(ORDERS), Some(Reason::CallerMismatch)),
+        ("no peer certificate", at(), Some(Reason::CallerUnidentified)),
+        ("an empty URI SAN", peer(""), Some(Reason::CallerUnidentified)),
+        // The header is not the peer: a client cannot claim an identity with it.
+        ("XFCC is not read for `peer`", xfcc(&format!("URI={GATEWAY}")), Some(Reason::CallerUnidentified)),
+    ];
+    for (name, host, want) in &cases {
+        assert_eq!(verdict(&mut by_req_wl, host), *want, "peer, req_wl: {name}");
+    }
+    // A listed set, read from the element the trusted hop appended.
+    let mut listed = with(json!({"from": "xfcc", "trusted_hops": 1, "identities": [ORDERS]}));
+    let hash = "a".repeat(64);
+    let cases: Vec<(&str, StaticHost, Option<Reason>)> = vec![
+        ("listed", xfcc(&format!("Hash={hash};URI={ORDERS}")), None),
+        ("quoted", xfcc(&format!("Hash={hash};URI=\"{ORDERS}\"")), None),
+        ("req_wl is not listed", xfcc(&format!("URI={GATEWAY}")), Some(Reason::CallerMismatch)),
+        (
+            "a client's element before the trusted hop's",
+            xfcc(&format!("URI={ORDERS},URI={GATEWAY}")),
+            Some(Reason::CallerMismatch),
+        ),
+        ("no URI", xfcc(&format!("Hash={hash}")), Some(Reason::CallerUnidentified)),
+        ("two URIs", xfcc(&format!("URI={ORDERS};URI={ORDERS}")), Some(Reason::CallerUnidentified)),
+        ("no header", at(), Some(Reason::CallerUnidentified)),
+        ("the peer is not read for `xfcc`", peer(ORDERS), Some(Reason::CallerUnidentified)),
+        ("malformed", xfcc(&format!("URI=\"{ORDERS}")), Some(Reason::CertificateHeaderMalformed)),
+    ];
+    for (name, host, want) in &cases {
+        assert_eq!(verdict(&mut listed, host), *want, "xfcc, listed: {name}");
+    }
+    // Two trusted hops: the element two places from the right.
+    let mut two = with(json!({"from": "xfcc", "trusted_hops": 2, "identities": [ORDERS]}));
+    assert_eq!(verdict(&mut two, &xfcc(&format!("URI={ORDERS},URI={GATEWAY}"))), None);
+    assert_eq!(verdict(&mut two, &xfcc(&format!("URI={ORDERS}"))), Some(Reason::CallerUnidentified));
+    // The binding is checked before the rule's other requirements, after the token.
+    let expired =
+        txn_token(gw, "gw1", &txn_claims(NOW, json!({"req_wl": GATEWAY, "iat": NOW - 400, "exp": NOW - 340})));
+    let host = StaticHost::get("/ledger/1").header("txn-token", &expired);
+    assert_eq!(verdict(&mut by_req_wl, &host), Some(Reason::Expired));
+}
+
+#[test]
+fn the_caller_binding_is_compiled_strictly() {
+    let provider = json!({"name": "tts", "kind": "txn_token", "trust_domain": TRUST_DOMAIN,
+                          "jwks": {"keys": [gateway_key().public_jwk(Some("gw1"))]}});
+    let refused = |rule: Value| {
+        let cfg = json!({"providers": [provider.clone()], "rules": [rule], "default_rule": {"auth": "none"}});
+        Config::from_json(cfg.to_string().as_bytes()).unwrap_err().to_string()
+    };
+    let txn = |caller: Value| json!({"match": {"path": "/**"}, "auth": "txn_token", "require": {"caller": caller}});
+    assert!(refused(txn(json!({"from": "xfcc"}))).contains("rules[0].require.caller.trusted_hops"));
+    assert!(refused(txn(json!({"from": "xfcc", "trusted_hops": 11}))).contains("must be 1..=10"));
+    assert!(refused(txn(json!({"from": "peer", "trusted_hops": 1}))).contains("only applies"));
+    assert!(refused(txn(json!({"from": "header"}))).contains("rules[0].require.caller.from"));
+    assert!(refused(txn(json!({"from": "peer", "identities": []}))).contains("identities"));
+    assert!(refused(txn(json!({"from": "peer", "spiffe": true}))).contains("spiffe"));
+    let bearer = json!({"match": {"path": "/**"}, "require": {"caller": {"from": "peer"}}});
+    assert!(refused(bearer).contains("only applies to `auth: txn_token`"));
+}
+
+#[test]
 fn the_configuration_refuses_what_cannot_hold() {
     let provider = json!({"name": "tts", "kind": "txn_token", "trust_domain": TRUST_DOMAIN,
                           "jwks": {"keys": [gateway_key().public_jwk(Some("gw1"))]}});

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_core::config::Config;
-use cjwt_core::encoding::b64;
 use cjwt_core::engine::Engine;
 use cjwt_core::jwks::store::Fetched;
 use cjwt_core::keys::algorithm::Algorithm;
@@ -176,12 +175,13 @@ fn the_exchange_is_an_rfc_8693_request_and_its_verified_answer_goes_upstream() {
     assert!(call.headers().contains(&("content-type", "application/x-www-form-urlencoded")));
     let fields = form(&call.body);
     assert_eq!(field(&fields, "grant_type"), "urn:ietf:params:oauth:grant-type:token-exchange");
+    assert_eq!(field(&fields, "audience"), TRUST_DOMAIN, "the draft requires the trust domain as audience");
     assert_eq!(field(&fields, "requested_token_type"), "urn:ietf:params:oauth:token-type:txn_token");
     assert_eq!(field(&fields, "subject_token"), ext);
     assert_eq!(field(&fields, "subject_token_type"), "urn:ietf:params:oauth:token-type:access_token");
     assert_eq!(field(&fields, "scope"), "orders.read");
-    let context: Value =
-        serde_json::from_slice(&b64::decode(field(&fields, "request_context").as_bytes()).unwrap()).unwrap();
+    // A JSON object, form-encoded like every parameter (draft -10), not base64url.
+    let context: Value = serde_json::from_str(&field(&fields, "request_context")).unwrap();
     assert_eq!(context, json!({"req_ip": "192.0.2.10"}));
 
     let txn = signed(service(), json!({}));
@@ -254,6 +254,17 @@ fn an_answer_that_is_not_a_good_txn_token_is_503_txn_exchange_invalid() {
             "another token type",
             json!({"access_token": good, "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"})
                 .to_string(),
+        ),
+        (
+            "a bearer token_type",
+            json!({"access_token": good, "issued_token_type": exchange::TXN_TOKEN_TYPE, "token_type": "Bearer"})
+                .to_string(),
+        ),
+        (
+            "a refresh token beside it",
+            json!({"access_token": good, "issued_token_type": exchange::TXN_TOKEN_TYPE, "token_type": "N_A",
+                   "refresh_token": "r"})
+            .to_string(),
         ),
         ("not a JWS", exchange::answer("abc")),
         ("a foreign key", exchange::answer(&signed(stranger(), json!({})))),

@@ -12,12 +12,12 @@ use cjwt_core::encoding::b64;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::mint::mint;
 use cjwt_harness::envoy::{Envoy, Options};
+use cjwt_harness::pki::{https, Pki};
 use cjwt_harness::*;
 use p256::ecdsa::signature::Signer;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 /// A proof key, as a client holds it, signed with the crates directly.
 enum Holder {
@@ -505,135 +505,12 @@ fn proofs_are_refused_503_while_the_mesh_replay_store_is_down() {
     assert_eq!((r.status, r.reason().as_deref()), (401, Some("dpop_replay")), "{}", r.body);
 }
 
-/// Test certificates made by the `openssl` command: a CA, a server certificate,
-/// and two client certificates signed by the CA.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = cjwt_harness::scratch(&format!("pki-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pki = Pki { dir };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-        pki.openssl(
-            &[
-                &["req", "-x509"],
-                &ec[..],
-                &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=cjwt test CA", "-days", "2"],
-            ]
-            .concat(),
-        );
-        pki.openssl(
-            &[
-                &["req", "-x509"],
-                &ec[..],
-                &["-keyout", "server.key", "-out", "server.pem", "-subj", "/CN=api.example.com", "-days", "2"],
-            ]
-            .concat(),
-        );
-        for name in ["bound", "other"] {
-            pki.openssl(
-                &[
-                    &["req"],
-                    &ec[..],
-                    &[
-                        "-keyout",
-                        &format!("{name}.key"),
-                        "-out",
-                        &format!("{name}.csr"),
-                        "-subj",
-                        &format!("/CN={name}"),
-                    ],
-                ]
-                .concat(),
-            );
-            pki.openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "2",
-            ]);
-        }
-        pki
-    }
-
-    fn openssl(&self, args: &[&str]) -> String {
-        let out = Command::new("openssl").args(args).current_dir(&self.dir).output().expect("the openssl command");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// SHA-256 of the certificate's DER as lowercase hex, from openssl.
-    fn sha256_hex(&self, name: &str) -> String {
-        let out = self.openssl(&["x509", "-in", &format!("{name}.pem"), "-noout", "-fingerprint", "-sha256"]);
-        out.trim().rsplit('=').next().unwrap().replace(':', "").to_ascii_lowercase()
-    }
-
-    /// The RFC 8705 `x5t#S256` of a client certificate.
-    fn x5t(&self, name: &str) -> String {
-        let hex = self.sha256_hex(name);
-        let bytes: Vec<u8> =
-            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
-        b64::encode(&bytes)
-    }
-}
-
-/// The listener with TLS: client certificates requested (not required) and
-/// checked against the test CA.
-fn tls_edit(pki: &Pki) -> (String, String) {
-    let p = |n: &str| pki.path(n).display().to_string();
-    (
-        "    - filters:\n      - name: envoy.filters.network.http_connection_manager".to_string(),
-        format!(
-            "    - transport_socket:\n        name: envoy.transport_sockets.tls\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n          require_client_certificate: false\n          common_tls_context:\n            tls_certificates:\n            - certificate_chain: {{ filename: {} }}\n              private_key: {{ filename: {} }}\n            validation_context:\n              trusted_ca: {{ filename: {} }}\n      filters:\n      - name: envoy.filters.network.http_connection_manager",
-            p("server.pem"),
-            p("server.key"),
-            p("ca.pem")
-        ),
-    )
-}
-
-/// One HTTPS request with curl, with the client certificate `cert` (if any).
-fn https(port: u16, cert: Option<(&Path, &Path)>, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut c = Command::new("curl");
-    c.args(["-sk", "--http1.1", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"]);
-    c.arg("--resolve").arg(format!("api.example.com:{port}:127.0.0.1"));
-    if let Some((cert, key)) = cert {
-        c.arg("--cert").arg(cert).arg("--key").arg(key);
-    }
-    for (n, v) in headers {
-        c.arg("-H").arg(format!("{n}: {v}"));
-    }
-    c.arg(format!("https://api.example.com:{port}/v1/orders"));
-    let out = c.output().expect("the curl command");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (status.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
 #[test]
 fn certificate_bound_tokens_over_tls() {
     let pki = Pki::new();
     let envoy = Envoy::start(
         &with_sender(json!({"mtls": {"from": "peer"}}), json!({})),
-        Options { edits: vec![tls_edit(&pki)], ..Options::default() },
+        Options { edits: vec![pki.tls_edit()], ..Options::default() },
     );
     let t = token(json!({"cnf": {"x5t#S256": pki.x5t("bound")}}));
     let auth = format!("Bearer {t}");
@@ -650,7 +527,6 @@ fn certificate_bound_tokens_over_tls() {
     let plain = format!("Bearer {}", token(json!({})));
     assert_eq!(https(envoy.port, None, &[("authorization", &plain)]).0, 200);
     assert_eq!(envoy.upstream.count(), 2);
-    let _ = std::fs::remove_dir_all(&pki.dir);
 }
 
 #[test]
@@ -679,7 +555,6 @@ fn certificate_bound_tokens_through_a_trusted_hop() {
     let r = envoy.get("/v1/orders", &[("authorization", &auth)]);
     assert_eq!((r.status, r.reason().as_deref()), (401, Some("certificate_required")));
     assert_eq!(envoy.upstream.count(), 1);
-    let _ = std::fs::remove_dir_all(&pki.dir);
 }
 
 /// Issue 24 item 1: with `APPEND_FORWARD` (the sidecar setting) the client
@@ -700,7 +575,7 @@ fn xfcc_quote_smuggling_is_refused_through_a_tls_listener() {
             &with_sender(json!({"mtls": {"from": "xfcc", "trusted_hops": hops}}), json!({})),
             Options {
                 edits: vec![
-                    tls_edit(&pki),
+                    pki.tls_edit(),
                     (
                         "use_remote_address: true".to_string(),
                         "use_remote_address: true\n          forward_client_cert_details: APPEND_FORWARD\n          set_current_client_cert_details: { subject: true, uri: true, dns: true }".to_string(),
@@ -746,5 +621,4 @@ fn xfcc_quote_smuggling_is_refused_through_a_tls_listener() {
             assert_eq!(envoy.upstream.count(), 0);
         }
     }
-    let _ = std::fs::remove_dir_all(&pki.dir);
 }

@@ -283,3 +283,77 @@ fn the_txn_token_service_down_is_503_and_nothing_reaches_the_upstream() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(chain.sidecar.upstream.count(), 1);
 }
+
+/// `require.caller` (SPEC §14): a sidecar behind mTLS accepts a Txn-Token only
+/// from the workloads it names, by the URI SAN of the caller's certificate
+/// (what Istio's `ISTIO_MUTUAL` gives each sidecar), or from the Txn-Token's
+/// `req_wl`, read from the XFCC element Envoy itself appends. A Txn-Token
+/// lifted from the mesh is refused from anywhere else.
+#[test]
+fn a_txn_token_bound_to_the_caller_is_refused_from_any_other() {
+    const ORDERS: &str = "spiffe://mesh.example/ns/shop/sa/orders";
+    const BATCH: &str = "spiffe://mesh.example/ns/shop/sa/batch";
+    const GATEWAY: &str = "spiffe://mesh.example/ns/edge/sa/gateway";
+    let pki = cjwt_harness::pki::Pki::with_clients(&[
+        ("orders", Some(ORDERS)),
+        ("batch", Some(BATCH)),
+        ("gateway", Some(GATEWAY)),
+        ("plain", None),
+    ]);
+    let sidecar = |caller: Value, mut edits: Vec<(String, String)>| {
+        edits.push(pki.tls_edit());
+        let config = json!({
+            "providers": [{"name": "tts", "kind": "txn_token", "trust_domain": TRUST_DOMAIN,
+                           "jwks": {"keys": [gateway_key().public_jwk(Some("gw1"))]}}],
+            "default_rule": {"auth": "txn_token", "require": {"caller": caller}}
+        });
+        Envoy::start(&config, Options { edits, ..Options::default() })
+    };
+    let txn = txn_token(gateway_key(), "gw1", &txn_claims(now(), json!({"req_wl": GATEWAY})));
+    let call = |envoy: &Envoy, cert: Option<&str>, xfcc: Option<&str>| {
+        let files = cert.map(|c| pki.client(c));
+        let mut headers = vec![("txn-token", txn.as_str())];
+        if let Some(x) = xfcc {
+            headers.push(("x-forwarded-client-cert", x));
+        }
+        let (status, body) =
+            cjwt_harness::pki::https(envoy.port, files.as_ref().map(|(c, k)| (c.as_path(), k.as_path())), &headers);
+        (status, body["reason"].as_str().map(str::to_string))
+    };
+    let refused = |reason: &str| (401, Some(reason.to_string()));
+
+    // From the peer certificate, a listed identity.
+    let listed = sidecar(json!({"from": "peer", "identities": [ORDERS]}), vec![]);
+    assert_eq!(call(&listed, Some("orders"), None), (200, None));
+    assert_eq!(call(&listed, Some("batch"), None), refused("caller_mismatch"));
+    assert_eq!(call(&listed, Some("gateway"), None), refused("caller_mismatch"), "req_wl is not listed");
+    assert_eq!(call(&listed, Some("plain"), None), refused("caller_unidentified"), "a certificate without URI SAN");
+    assert_eq!(call(&listed, None, None), refused("caller_unidentified"), "no certificate");
+    let claimed = format!("URI={ORDERS}");
+    assert_eq!(call(&listed, None, Some(&claimed)), refused("caller_unidentified"), "a header is not the peer");
+    assert_eq!(listed.upstream.count(), 1);
+    assert_eq!(listed.stat("cjwt.denied.caller_mismatch"), 2);
+    assert_eq!(listed.stat("cjwt.denied.caller_unidentified"), 3);
+
+    // From the element Envoy appends to `x-forwarded-client-cert` (the sidecar
+    // setting), no identities listed: the caller must be the `req_wl`.
+    let append = (
+        "use_remote_address: true".to_string(),
+        "use_remote_address: true\n          forward_client_cert_details: APPEND_FORWARD\n          set_current_client_cert_details: { uri: true }".to_string(),
+    );
+    let appended = sidecar(json!({"from": "xfcc", "trusted_hops": 1}), vec![append]);
+    assert_eq!(call(&appended, Some("gateway"), None), (200, None));
+    assert_eq!(call(&appended, Some("orders"), None), refused("caller_mismatch"));
+    // A client's own element naming the gateway comes before Envoy's.
+    let forged = format!("URI={GATEWAY}");
+    assert_eq!(call(&appended, Some("orders"), Some(&forged)), refused("caller_mismatch"));
+    // Without mTLS Envoy drops a client's header: nobody is named.
+    assert_eq!(call(&appended, None, Some(&forged)), refused("caller_unidentified"));
+    assert_eq!(appended.upstream.count(), 1);
+    let at_end = appended.upstream.last().unwrap();
+    assert!(
+        at_end.header("x-forwarded-client-cert").is_some_and(|x| x.contains(&format!("URI={GATEWAY}"))),
+        "Envoy wrote the caller's URI SAN: {:?}",
+        at_end.header("x-forwarded-client-cert")
+    );
+}

@@ -12,6 +12,7 @@ pub mod docker;
 pub mod envoy;
 pub mod etcd;
 pub mod h2;
+pub mod pki;
 pub mod said;
 pub mod txn_service;
 pub mod zipkin;

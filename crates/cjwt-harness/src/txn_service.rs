@@ -132,13 +132,14 @@ fn exchanged(form: &str, key: &SigningKey, domain: &str, workload: &str) -> Opti
     if field("grant_type")? != exchange::GRANT_TYPE
         || field("requested_token_type")? != exchange::TXN_TOKEN_TYPE
         || field("subject_token_type")? != exchange::ACCESS_TOKEN_TYPE
+        || field("audience")? != domain
     {
         return None;
     }
     let subject: Value =
         serde_json::from_slice(&b64::decode(field("subject_token")?.split('.').nth(1)?.as_bytes())?).ok()?;
     let rctx: Value = match field("request_context") {
-        Some(c) => serde_json::from_slice(&b64::decode(c.as_bytes())?).ok()?,
+        Some(c) => serde_json::from_str(c).ok()?,
         None => json!({}),
     };
     let now = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs()).ok()?;

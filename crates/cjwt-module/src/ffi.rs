@@ -76,6 +76,8 @@ const ATTRIBUTE_SOURCE_ADDRESS: u32 = 24;
 /// `connection.sha256_peer_certificate_digest` (docs/dynamic-module-abi.md):
 /// lowercase hex; absent without a client certificate.
 const ATTRIBUTE_SHA256_PEER_CERTIFICATE_DIGEST: u32 = 38;
+/// `connection.uri_san_peer_certificate`: the peer certificate's first URI SAN.
+const ATTRIBUTE_URI_SAN_PEER_CERTIFICATE: u32 = 37;
 const LOG_INFO: u32 = 2;
 const LOG_WARN: u32 = 3;
 const LOG_ERROR: u32 = 4;
@@ -351,6 +353,12 @@ impl Filter<'_> {
     /// wasm build reads as `connection.sha256_peer_certificate_digest`.
     pub fn peer_certificate_digest(&self) -> Option<Vec<u8>> {
         self.attribute_string(ATTRIBUTE_SHA256_PEER_CERTIFICATE_DIGEST)
+    }
+
+    /// The downstream peer certificate's first URI SAN (e.g. a SPIFFE ID), the
+    /// value the wasm build reads as `connection.uri_san_peer_certificate`.
+    pub fn peer_uri_san(&self) -> Option<Vec<u8>> {
+        self.attribute_string(ATTRIBUTE_URI_SAN_PEER_CERTIFICATE)
     }
 
     /// The serialized filter state object `key` (e.g. the MCP filter's parse,

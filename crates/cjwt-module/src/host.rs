@@ -50,13 +50,15 @@ impl Host for NativeHost<'_> {
 
     /// `source.address` is Envoy's downstream address (`ip:port`), as the wasm
     /// build reads it; `connection.sha256_peer_certificate_digest` the peer
-    /// certificate's SHA-256 (lowercase hex) for certificate-bound tokens. No
+    /// certificate's SHA-256 (lowercase hex) for certificate-bound tokens,
+    /// `connection.uri_san_peer_certificate` its first URI SAN (`require.caller`). No
     /// other property is read through this ABI (node metadata is refused at
     /// configuration).
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         match path {
             ["source", "address"] => self.filter.source_address(),
             ["connection", "sha256_peer_certificate_digest"] => self.filter.peer_certificate_digest(),
+            ["connection", "uri_san_peer_certificate"] => self.filter.peer_uri_san(),
             ["filter_state", key] => self.filter.filter_state(key),
             // Bools only (the MCP filter's verdicts): one byte, as the wasm host gives one.
             ["metadata", "filter_metadata", namespace, key] => {

@@ -3,8 +3,8 @@
 
 use super::denylist::DenyList;
 use super::model::{
-    Allowance, Attribute, Auth, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward, JwksSource,
-    Mode, MtlsSource, NonceKey, Provider, ProviderKind, RegionSource, RemoteJwks, Require, Rule, RuleMatch,
+    Allowance, Attribute, Auth, Caller, ClaimCheck, ClientIpSource, Config, ConfigError, Dpop, EtcdStore, Forward,
+    JwksSource, Mode, MtlsSource, NonceKey, Provider, ProviderKind, RegionSource, RemoteJwks, Require, Rule, RuleMatch,
     SenderConstraints, SpanField, StatusListSource, TokenSource, TxnDomain, TxnExchange, TxnIssue,
 };
 use super::raw::*;
@@ -342,6 +342,9 @@ fn check_txn_rules(
         if rule.auth != Auth::TxnToken && rule.require.workloads.is_some() {
             return err(format!("{field}.require.req_wl"), "only applies to `auth: txn_token`");
         }
+        if rule.auth != Auth::TxnToken && rule.require.caller.is_some() {
+            return err(format!("{field}.require.caller"), "only applies to `auth: txn_token`");
+        }
         if let Some(issue) = issue {
             if rule.auth == Auth::TxnToken {
                 return err(
@@ -494,22 +497,21 @@ fn compile_sender(raw: Option<RawSenderConstraints>) -> Result<SenderConstraints
         return err("sender_constraints", "needs `dpop`, `mtls` or both");
     }
     let dpop = raw.dpop.map(compile_dpop).transpose()?;
-    let mtls = match raw.mtls {
-        None => None,
-        Some(m) => Some(match (m.from.as_str(), m.trusted_hops) {
-            ("peer", None) => MtlsSource::Peer,
-            ("peer", Some(_)) => {
-                return err("sender_constraints.mtls.trusted_hops", "only applies to {\"from\": \"xfcc\"}")
-            }
-            ("xfcc", Some(h)) if (1..=10).contains(&h) => MtlsSource::Xfcc { trusted_hops: h },
-            ("xfcc", Some(_)) => return err("sender_constraints.mtls.trusted_hops", "must be 1..=10"),
-            ("xfcc", None) => {
-                return err("sender_constraints.mtls.trusted_hops", "is required with {\"from\": \"xfcc\"}")
-            }
-            (other, _) => return err("sender_constraints.mtls.from", format!("{other:?} is not \"peer\" or \"xfcc\"")),
-        }),
-    };
+    let mtls =
+        raw.mtls.map(|m| compile_certificate_source("sender_constraints.mtls", &m.from, m.trusted_hops)).transpose()?;
     Ok(SenderConstraints { dpop, mtls })
+}
+
+/// `{"from": "peer"}` or `{"from": "xfcc", "trusted_hops": 1..=10}` at `field`.
+fn compile_certificate_source(field: &str, from: &str, trusted_hops: Option<u32>) -> Result<MtlsSource, ConfigError> {
+    match (from, trusted_hops) {
+        ("peer", None) => Ok(MtlsSource::Peer),
+        ("peer", Some(_)) => err(format!("{field}.trusted_hops"), "only applies to {\"from\": \"xfcc\"}"),
+        ("xfcc", Some(h)) if (1..=10).contains(&h) => Ok(MtlsSource::Xfcc { trusted_hops: h }),
+        ("xfcc", Some(_)) => err(format!("{field}.trusted_hops"), "must be 1..=10"),
+        ("xfcc", None) => err(format!("{field}.trusted_hops"), "is required with {\"from\": \"xfcc\"}"),
+        (other, _) => err(format!("{field}.from"), format!("{other:?} is not \"peer\" or \"xfcc\"")),
+    }
 }
 
 fn compile_dpop(raw: RawDpop) -> Result<Dpop, ConfigError> {
@@ -1035,6 +1037,13 @@ fn compile_require(field: &str, r: RawRequire, providers: &[&str]) -> Result<Req
         scopes_all: non_empty(format!("{field}.scopes_all"), r.scopes_all)?,
         claims,
         workloads: non_empty(format!("{field}.req_wl"), r.req_wl)?,
+        caller: match r.caller {
+            None => None,
+            Some(c) => Some(Caller {
+                from: compile_certificate_source(&format!("{field}.caller"), &c.from, c.trusted_hops)?,
+                identities: non_empty(format!("{field}.caller.identities"), c.identities)?,
+            }),
+        },
     })
 }
 

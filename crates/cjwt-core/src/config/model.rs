@@ -187,6 +187,20 @@ pub struct Require {
     pub claims: Vec<ClaimCheck>,
     /// Txn-Tokens only: `req_wl` is one of these (never empty when set).
     pub workloads: Option<Vec<String>>,
+    /// Txn-Tokens only: the calling workload's mesh identity must be accepted.
+    pub caller: Option<Caller>,
+}
+
+/// `require.caller` (SPEC §14): a Txn-Token is accepted only from a workload
+/// of the mesh: the identity of the caller (a URI SAN, e.g. a SPIFFE ID) read
+/// from `from` must be one of `identities`, or the Txn-Token's `req_wl` when
+/// none are listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Where the identity is read: the peer certificate, or a trusted XFCC element.
+    pub from: MtlsSource,
+    /// Identities accepted; `None`: exactly the Txn-Token's `req_wl`.
+    pub identities: Option<Vec<String>>,
 }
 
 /// A rule's `match`: all listed parts must hold.

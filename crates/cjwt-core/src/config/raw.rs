@@ -479,6 +479,25 @@ pub struct RawRequire {
     pub claims: Option<Vec<RawClaimCheck>>,
     /// With `auth: txn_token`: the Txn-Token's `req_wl` is one of these (non-empty).
     pub req_wl: Option<Vec<String>>,
+    /// With `auth: txn_token`: the Txn-Token is bound to the calling workload's
+    /// mesh identity (SPEC §14, "Bound to the caller").
+    pub caller: Option<RawCaller>,
+}
+
+/// `require.caller`: where the calling workload's identity comes from
+/// (`{"from": "peer"}` or `{"from": "xfcc", "trusted_hops": n}`, as
+/// `sender_constraints.mtls`), and the identities accepted (`identities`; absent:
+/// the Txn-Token's own `req_wl`).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawCaller {
+    /// `peer` (the URI SAN of the downstream TLS peer's certificate) or `xfcc`
+    /// (the `URI` of the trusted `x-forwarded-client-cert` element).
+    pub from: String,
+    /// With `xfcc` only (required, 1..=10): the proxies in front of Envoy to trust.
+    pub trusted_hops: Option<u32>,
+    /// The caller identities accepted (non-empty when set), e.g. SPIFFE IDs.
+    pub identities: Option<Vec<String>>,
 }
 
 /// One of `equals`, `one_of`, `equals_header`, `present` next to `claim`.

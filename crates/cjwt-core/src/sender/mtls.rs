@@ -63,19 +63,46 @@ fn hex_decode(hex: &[u8]) -> Option<Vec<u8>> {
 /// [`Reason::CertificateHeaderMalformed`]; fewer elements than `trusted_hops`,
 /// or an element without exactly one `Hash`, is [`Reason::CertificateRequired`].
 pub fn xfcc_hash(request: &RequestView<'_>, trusted_hops: u32) -> Result<Vec<u8>, Reason> {
+    xfcc_field(request, trusted_hops, b"hash")?.ok_or(Reason::CertificateRequired)
+}
+
+/// The value of `key` (compared without case) in the XFCC element
+/// `trusted_hops` places from the right, read as [`xfcc_hash`] reads the
+/// header: `Err(CertificateHeaderMalformed)` for a header that is not well
+/// formed, `Ok(None)` when there is no such element or it has not exactly one
+/// `key`.
+pub fn xfcc_field(request: &RequestView<'_>, trusted_hops: u32, key: &[u8]) -> Result<Option<Vec<u8>>, Reason> {
     let mut elements: Vec<Pairs<'_>> = Vec::new();
     for value in request.header_values(XFCC) {
         elements.extend(xfcc_elements(value).ok_or(Reason::CertificateHeaderMalformed)?);
     }
-    let hops = usize::try_from(trusted_hops).map_err(|_| Reason::CertificateRequired)?;
-    let index = elements.len().checked_sub(hops).ok_or(Reason::CertificateRequired)?;
-    let element = elements.get(index).ok_or(Reason::CertificateRequired)?;
-    let mut hashes = element.iter().filter_map(|(key, value)| key.eq_ignore_ascii_case(b"hash").then_some(*value));
-    let hash = hashes.next().ok_or(Reason::CertificateRequired)?;
-    if hashes.next().is_some() {
-        return Err(Reason::CertificateRequired);
+    let Some(element) = usize::try_from(trusted_hops)
+        .ok()
+        .and_then(|hops| elements.len().checked_sub(hops))
+        .and_then(|index| elements.get(index))
+    else {
+        return Ok(None);
+    };
+    let mut values = element.iter().filter_map(|(k, value)| k.eq_ignore_ascii_case(key).then_some(*value));
+    match (values.next(), values.next()) {
+        (Some(value), None) => Ok(Some(unquote(value).to_vec())),
+        _ => Ok(None),
     }
-    Ok(unquote(hash).to_vec())
+}
+
+/// The host property holding the first URI SAN of the peer certificate.
+pub const PEER_URI_SAN: [&str; 2] = ["connection", "uri_san_peer_certificate"];
+
+/// The calling workload's identity (a URI SAN, e.g. a SPIFFE ID) from `source`:
+/// the downstream peer certificate's first URI SAN, or the `URI` of the
+/// trusted XFCC element. `caller_unidentified` when there is none (or it is
+/// not UTF-8), `certificate_header_malformed` for a malformed XFCC header.
+pub fn caller_identity(source: MtlsSource, request: &RequestView<'_>) -> Result<String, Reason> {
+    let raw = match source {
+        MtlsSource::Peer => request.property(&PEER_URI_SAN),
+        MtlsSource::Xfcc { trusted_hops } => xfcc_field(request, trusted_hops, b"uri")?,
+    };
+    raw.filter(|v| !v.is_empty()).and_then(|v| String::from_utf8(v).ok()).ok_or(Reason::CallerUnidentified)
 }
 
 /// One element's `(key, value)` pairs, trimmed.

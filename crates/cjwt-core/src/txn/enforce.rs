@@ -2,7 +2,7 @@
 //! the claims the draft requires, the trust domain and lifetime, and the
 //! request context its `tctx` constraints are checked against (`rctx`).
 
-use crate::config::{TokenSource, TxnDomain};
+use crate::config::{Caller, TokenSource, TxnDomain};
 use crate::reason::Reason;
 use crate::request::credential::Found;
 use crate::request::view::RequestView;
@@ -26,6 +26,24 @@ pub fn find(view: &RequestView<'_>) -> Result<Found, Reason> {
         (Some(_), Some(_)) => Err(Reason::MultipleTokens),
         (None, _) if view.header_values("authorization").any(carries_txn_token) => Err(Reason::TxnTokenInAuthorization),
         (None, _) => Err(Reason::MissingTxnToken),
+    }
+}
+
+/// `require.caller`: the calling workload's identity (read from the peer
+/// certificate or a trusted XFCC element) is one of the rule's identities, or,
+/// when it lists none, the Txn-Token's `req_wl`. So a Txn-Token taken from the
+/// mesh and replayed from outside it, or by another workload, is refused
+/// (`caller_unidentified`, `caller_mismatch`).
+pub fn check_caller(caller: &Caller, view: &RequestView<'_>, token: &VerifiedToken) -> Result<(), Reason> {
+    let identity = crate::sender::mtls::caller_identity(caller.from, view)?;
+    let accepted = match &caller.identities {
+        Some(identities) => identities.iter().any(|i| *i == identity),
+        None => token.claims.get("req_wl").and_then(Value::as_str) == Some(identity.as_str()),
+    };
+    if accepted {
+        Ok(())
+    } else {
+        Err(Reason::CallerMismatch)
     }
 }
 

@@ -9,7 +9,7 @@
 //! request is exchanged on its own.
 
 use crate::config::{Config, ProviderKind};
-use crate::encoding::{b64, json};
+use crate::encoding::json;
 use crate::keys::host_crypto::HostCrypto;
 use crate::reason::Reason;
 use crate::request::view::RequestView;
@@ -38,11 +38,13 @@ pub struct Pending {
     pub subject: String,
 }
 
-/// The exchange for an allowed request: `subject_token` the inbound token,
-/// `scope` the rule's `txn_scope` (or the default), and `request_context` the
-/// base64url of the JSON object `{"req_ip": ...}` (the client address the
-/// decision was made with; `{}` when it has none), as the draft describes.
-pub fn request(subject_token: &str, scope: &str, subject: &str, view: &RequestView<'_>) -> Pending {
+/// The exchange for an allowed request, as draft-ietf-oauth-transaction-tokens-10
+/// §"Txn-Token Request" lists it: `audience` the trust domain, `scope` the
+/// rule's `txn_scope` (or the default), `subject_token` the inbound token, and
+/// `request_context` the JSON object `{"req_ip": ..., "region": ...}` (the
+/// client address and region the decision was made with; `{}` when it has
+/// none), form-encoded like every other parameter.
+pub fn request(subject_token: &str, audience: &str, scope: &str, subject: &str, view: &RequestView<'_>) -> Pending {
     let mut context = Map::new();
     if let Some(ip) = view.client_ip() {
         context.insert("req_ip".into(), ip.to_string().into());
@@ -50,9 +52,10 @@ pub fn request(subject_token: &str, scope: &str, subject: &str, view: &RequestVi
     if let Some(region) = view.region() {
         context.insert("region".into(), region.into());
     }
-    let context = b64::encode(Value::Object(context).to_string().as_bytes());
+    let context = Value::Object(context).to_string();
     let fields = [
         ("grant_type", GRANT_TYPE),
+        ("audience", audience),
         ("requested_token_type", TXN_TOKEN_TYPE),
         ("subject_token", subject_token),
         ("subject_token_type", ACCESS_TOKEN_TYPE),
@@ -129,6 +132,14 @@ pub fn verify_answer(
     let answer = json::parse_object(body).map_err(|_| Failure::invalid("the answer is not a JSON object"))?;
     if answer.get("issued_token_type").and_then(Value::as_str) != Some(TXN_TOKEN_TYPE) {
         return Err(Failure::invalid("the answer's issued_token_type is not txn_token"));
+    }
+    // The draft: `token_type` MUST be `N_A` (RFC 8693 §2.2.1, a token that is
+    // not an access token), and the answer MUST NOT carry a refresh token.
+    if answer.get("token_type").and_then(Value::as_str) != Some("N_A") {
+        return Err(Failure::invalid("the answer's token_type is not N_A"));
+    }
+    if answer.contains_key("refresh_token") {
+        return Err(Failure::invalid("the answer carries a refresh_token"));
     }
     let Some(token) = answer.get("access_token").and_then(Value::as_str) else {
         return Err(Failure::invalid("the answer has no access_token"));
