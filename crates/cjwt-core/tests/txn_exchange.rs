@@ -181,7 +181,7 @@ fn the_exchange_is_an_rfc_8693_request_and_its_verified_answer_goes_upstream() {
     assert_eq!(field(&fields, "subject_token_type"), "urn:ietf:params:oauth:token-type:access_token");
     assert_eq!(field(&fields, "scope"), "orders.read");
     // A JSON object, form-encoded like every parameter (draft -10), not base64url.
-    let context: Value = serde_json::from_str(&field(&fields, "request_context")).unwrap();
+    let context: Value = serde_json::from_str(field(&fields, "request_context")).unwrap();
     assert_eq!(context, json!({"req_ip": "192.0.2.10"}));
 
     let txn = signed(service(), json!({}));

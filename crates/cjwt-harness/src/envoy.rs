@@ -6,10 +6,11 @@
 //! ports, the concurrency and the plugin configuration replaced.
 #![allow(dead_code)]
 
+use crate::http_server::{self, Answer};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -124,15 +125,13 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&received);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let log = Arc::clone(&log);
-                std::thread::spawn(move || serve(stream, log));
-            }
+        let port = http_server::start("127.0.0.1:0", move |r| {
+            let lines: Vec<String> = r.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+            let echo = serde_json::json!({"method": r.method, "path": r.path, "headers": lines});
+            log.lock().unwrap().push(Received { method: r.method, path: r.path, headers: r.headers });
+            Some(Answer::json(200, echo.to_string()))
         });
         Upstream { port, received }
     }
@@ -143,53 +142,6 @@ impl Upstream {
 
     pub fn last(&self) -> Option<Received> {
         self.received.lock().unwrap().last().cloned()
-    }
-}
-
-fn serve(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>) {
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        let mut length = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.split_once(':') {
-                let n = n.trim().to_ascii_lowercase();
-                if n == "content-length" {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                headers.push((n, v.trim().to_string()));
-            }
-        }
-        let mut body = vec![0u8; length];
-        let _ = reader.read_exact(&mut body);
-        let echo = serde_json::json!({"method": method, "path": path, "headers": headers.iter().map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>()});
-        log.lock().unwrap().push(Received { method, path, headers });
-        let body = echo.to_string();
-        // One write: `write!` on the socket sends each piece on its own, and on a
-        // kept-alive connection Nagle then holds the last pieces until Envoy's
-        // delayed ACK (40 ms per request).
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
-            body.len(),
-            body
-        );
-        let _ = writer.write_all(answer.as_bytes());
     }
 }
 
@@ -210,65 +162,28 @@ impl Relay {
     /// Listening on `bind` (`0.0.0.0:0`: reachable from containers through
     /// their network's gateway address), calling `to_host:to_port`.
     pub fn start_between(bind: &str, to_host: &str, to_port: u16) -> Relay {
-        let listener = TcpListener::bind(bind).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&received);
         let to_host = to_host.to_string();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (log, to_host) = (Arc::clone(&log), to_host.clone());
-                std::thread::spawn(move || relay(stream, &to_host, to_port, log));
-            }
+        let port = http_server::start(bind, move |r| {
+            let carried: Vec<(&str, &str)> =
+                r.headers.iter().filter(|(n, _)| n == "txn-token").map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let answer = if to_host == "127.0.0.1" {
+                send(&to_host, to_port, &r.method, &r.path, &carried)
+            } else {
+                crate::etcd::http_with(&to_host, to_port, &r.method, &r.path, &carried, None, Duration::from_secs(15))
+                    .unwrap_or_else(|e| Response { status: 502, headers: Vec::new(), body: e })
+            };
+            log.lock().unwrap().push(Received { method: r.method, path: r.path, headers: r.headers });
+            let headers =
+                answer.headers.into_iter().filter(|(n, _)| n == "content-type" || n == "www-authenticate").collect();
+            Some(Answer { status: answer.status, headers, body: answer.body })
         });
         Relay { port, received }
     }
 
     pub fn count(&self) -> usize {
         self.received.lock().unwrap().len()
-    }
-}
-
-fn relay(stream: TcpStream, to_host: &str, to: u16, log: Arc<Mutex<Vec<Received>>>) {
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.split_once(':') {
-                headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let carried: Vec<(&str, &str)> =
-            headers.iter().filter(|(n, _)| n == "txn-token").map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let answer = if to_host == "127.0.0.1" {
-            send(to_host, to, &method, &path, &carried)
-        } else {
-            crate::etcd::http_with(to_host, to, &method, &path, &carried, None, Duration::from_secs(15))
-                .unwrap_or_else(|e| Response { status: 502, headers: Vec::new(), body: e })
-        };
-        log.lock().unwrap().push(Received { method, path, headers });
-        let mut out = format!("HTTP/1.1 {} relayed\r\n", answer.status);
-        for (n, v) in answer.headers.iter().filter(|(n, _)| n == "content-type" || n == "www-authenticate") {
-            out.push_str(&format!("{n}: {v}\r\n"));
-        }
-        out.push_str(&format!("content-length: {}\r\n\r\n{}", answer.body.len(), answer.body));
-        let _ = writer.write_all(out.as_bytes());
     }
 }
 
@@ -440,48 +355,20 @@ pub struct JwksServer {
 
 impl JwksServer {
     pub fn start(body: &str) -> JwksServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new((200u16, body.to_string(), Duration::ZERO)));
         let hits = Arc::new(AtomicUsize::new(0));
         let routes: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
         let paths: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
         let (st, h, ro, pa) = (Arc::clone(&state), Arc::clone(&hits), Arc::clone(&routes), Arc::clone(&paths));
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (st, h, ro, pa) = (Arc::clone(&st), Arc::clone(&h), Arc::clone(&ro), Arc::clone(&pa));
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut writer = stream;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        loop {
-                            let mut h = String::new();
-                            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                                break;
-                            }
-                        }
-                        h.fetch_add(1, Ordering::SeqCst);
-                        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                        pa.lock().unwrap().push(path.clone());
-                        let (mut status, mut body, delay) = st.lock().unwrap().clone();
-                        if let Some((_, b)) = ro.lock().unwrap().iter().find(|(p, _)| *p == path) {
-                            (status, body) = (200, b.clone());
-                        }
-                        std::thread::sleep(delay);
-                        let r = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if writer.write_all(r.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                });
+        let port = http_server::start("127.0.0.1:0", move |r| {
+            h.fetch_add(1, Ordering::SeqCst);
+            pa.lock().unwrap().push(r.path.clone());
+            let (mut status, mut body, delay) = st.lock().unwrap().clone();
+            if let Some((_, b)) = ro.lock().unwrap().iter().find(|(p, _)| *p == r.path) {
+                (status, body) = (200, b.clone());
             }
+            std::thread::sleep(delay);
+            Some(Answer::json(status, body))
         });
         JwksServer { port, state, hits, routes, paths }
     }

@@ -1,7 +1,7 @@
 //! Shared test helpers: the core's fixtures and its one table of request cases
 //! (`cjwt_core::testing`, re-exported here), and what only a real host needs: an
 //! Envoy launcher with an echo upstream and a JWKS server ([`envoy`]), HTTP/1 and
-//! h2c clients, etcd on loopback ([`etcd`]), Docker ([`docker`]), a Zipkin collector
+//! h2c clients, one HTTP/1.1 server for the test peers ([`http_server`]), etcd on loopback ([`etcd`]), Docker ([`docker`]), a Zipkin collector
 //! ([`zipkin`]), a Txn-Token Service ([`txn_service`]), and claims on ports and addresses that concurrent test processes
 //! must not share ([`claim`]).
 #![allow(dead_code)]
@@ -12,6 +12,7 @@ pub mod docker;
 pub mod envoy;
 pub mod etcd;
 pub mod h2;
+pub mod http_server;
 pub mod pki;
 pub mod said;
 pub mod txn_service;

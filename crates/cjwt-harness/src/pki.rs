@@ -15,11 +15,18 @@ pub struct Pki {
     pub dir: PathBuf,
 }
 
-impl Pki {
+impl Default for Pki {
     /// The CA, the server certificate and the client certificates `bound` and
     /// `other` (no SAN).
-    pub fn new() -> Pki {
+    fn default() -> Pki {
         Pki::with_clients(&[("bound", None), ("other", None)])
+    }
+}
+
+impl Pki {
+    /// [`Pki::default`].
+    pub fn new() -> Pki {
+        Pki::default()
     }
 
     /// The CA, the server certificate and one client certificate per

@@ -8,12 +8,11 @@
 //! taken down ([`TxnService::set_down`]): it then closes every connection
 //! without an answer.
 
+use crate::http_server::{self, Answer};
 use cjwt_core::encoding::b64;
 use cjwt_core::mint::SigningKey;
 use cjwt_core::txn::exchange;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -37,20 +36,27 @@ impl TxnService {
 
     /// Listening on `addr` (`0.0.0.0:0` for containers on a Docker network).
     pub fn start_on(addr: &str, key: &'static SigningKey, trust_domain: &str, workload: &str) -> TxnService {
-        let listener = TcpListener::bind(addr).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let down = Arc::new(AtomicBool::new(false));
         let issued = Arc::new(AtomicUsize::new(0));
-        let (d, n, domain) = (Arc::clone(&down), Arc::clone(&issued), (trust_domain.to_string(), workload.to_string()));
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                if d.load(Ordering::SeqCst) {
-                    drop(stream);
-                    continue;
-                }
-                let (d, n, domain) = (Arc::clone(&d), Arc::clone(&n), domain.clone());
-                std::thread::spawn(move || serve(stream, key, &domain.0, &domain.1, &d, &n));
+        let (d, n, domain, workload) =
+            (Arc::clone(&down), Arc::clone(&issued), trust_domain.to_string(), workload.to_string());
+        // Down: every connection is closed without an answer.
+        let port = http_server::start(addr, move |r| {
+            if d.load(Ordering::SeqCst) {
+                return None;
             }
+            let (status, answer) = if r.path == "/jwks" {
+                (200, json!({"keys": [key.public_jwk(Some(KID))]}).to_string())
+            } else {
+                match exchanged(&String::from_utf8_lossy(&r.body), key, &domain, &workload) {
+                    Some(token) => {
+                        n.fetch_add(1, Ordering::SeqCst);
+                        (200, exchange::answer(&token))
+                    }
+                    None => (400, json!({"error": "invalid_request"}).to_string()),
+                }
+            };
+            Some(Answer::json(status, answer).with("cache-control", "no-store"))
         });
         TxnService { port, down, issued, key }
     }
@@ -68,59 +74,6 @@ impl TxnService {
     /// Its JWKS (what `GET /jwks` answers).
     pub fn jwks(&self) -> Value {
         json!({"keys": [self.key.public_jwk(Some(KID))]})
-    }
-}
-
-fn serve(stream: TcpStream, key: &SigningKey, domain: &str, workload: &str, down: &AtomicBool, issued: &AtomicUsize) {
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || down.load(Ordering::SeqCst) {
-            return;
-        }
-        let mut length = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.split_once(':') {
-                if n.trim().eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0u8; length.min(1 << 20)];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("");
-        let (status, answer) = if path == "/jwks" {
-            (200, json!({"keys": [key.public_jwk(Some(KID))]}).to_string())
-        } else {
-            match exchanged(&String::from_utf8_lossy(&body), key, domain, workload) {
-                Some(token) => {
-                    issued.fetch_add(1, Ordering::SeqCst);
-                    (200, exchange::answer(&token))
-                }
-                None => (400, json!({"error": "invalid_request"}).to_string()),
-            }
-        };
-        if down.load(Ordering::SeqCst) {
-            return;
-        }
-        let out = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: {}\r\n\r\n{answer}",
-            answer.len()
-        );
-        if writer.write_all(out.as_bytes()).is_err() {
-            return;
-        }
     }
 }
 

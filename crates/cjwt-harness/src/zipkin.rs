@@ -2,9 +2,8 @@
 //! batches Envoy's Zipkin tracer POSTs (`collector_endpoint_version: HTTP_JSON`)
 //! and keeps every span, for a test to read its tags.
 
+use crate::http_server::{self, Answer};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,15 +18,16 @@ pub struct Collector {
 
 impl Collector {
     pub fn start() -> Collector {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let spans: Arc<Mutex<Vec<Value>>> = Arc::new(Mutex::new(Vec::new()));
         let kept = Arc::clone(&spans);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let kept = Arc::clone(&kept);
-                std::thread::spawn(move || serve(stream, &kept));
+        // Every request is answered 202; the bodies of POSTs to ENDPOINT are span arrays.
+        let port = http_server::start("127.0.0.1:0", move |r| {
+            if r.method == "POST" && r.path == ENDPOINT {
+                if let Ok(Value::Array(batch)) = serde_json::from_slice::<Value>(&r.body) {
+                    kept.lock().unwrap().extend(batch);
+                }
             }
+            Some(Answer { status: 202, headers: Vec::new(), body: String::new() })
         });
         Collector { port, spans }
     }
@@ -63,66 +63,4 @@ pub fn tags_with_prefix(span: &Value, prefix: &str) -> Vec<(String, String)> {
         .unwrap_or_default();
     tags.sort();
     tags
-}
-
-/// One connection: HTTP/1.1 requests (Content-Length or chunked bodies), each
-/// answered 202; the bodies of POSTs to [`ENDPOINT`] are span arrays.
-fn serve(stream: TcpStream, spans: &Mutex<Vec<Value>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let (mut length, mut chunked) = (0usize, false);
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                break;
-            }
-            if let Some((name, value)) = h.split_once(':') {
-                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_ascii_lowercase());
-                if name == "content-length" {
-                    length = value.parse().unwrap_or(0);
-                } else if name == "transfer-encoding" && value.contains("chunked") {
-                    chunked = true;
-                }
-            }
-        }
-        let body = if chunked { read_chunked(&mut reader) } else { read_exact(&mut reader, length) };
-        if line.starts_with("POST ") && line.split_whitespace().nth(1) == Some(ENDPOINT) {
-            if let Ok(Value::Array(batch)) = serde_json::from_slice::<Value>(&body) {
-                spans.lock().unwrap().extend(batch);
-            }
-        }
-        if writer.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n").is_err() {
-            return;
-        }
-    }
-}
-
-fn read_exact(reader: &mut impl Read, n: usize) -> Vec<u8> {
-    let mut body = vec![0; n];
-    if reader.read_exact(&mut body).is_err() {
-        body.clear();
-    }
-    body
-}
-
-fn read_chunked(reader: &mut impl BufRead) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let mut size = String::new();
-        if reader.read_line(&mut size).unwrap_or(0) == 0 {
-            return body;
-        }
-        let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
-        body.extend(read_exact(reader, n));
-        let mut crlf = String::new();
-        let _ = reader.read_line(&mut crlf);
-        if n == 0 {
-            return body;
-        }
-    }
 }

@@ -37,7 +37,7 @@ pub fn find(view: &RequestView<'_>) -> Result<Found, Reason> {
 pub fn check_caller(caller: &Caller, view: &RequestView<'_>, token: &VerifiedToken) -> Result<(), Reason> {
     let identity = crate::sender::mtls::caller_identity(caller.from, view)?;
     let accepted = match &caller.identities {
-        Some(identities) => identities.iter().any(|i| *i == identity),
+        Some(identities) => identities.contains(&identity),
         None => token.claims.get("req_wl").and_then(Value::as_str) == Some(identity.as_str()),
     };
     if accepted {
