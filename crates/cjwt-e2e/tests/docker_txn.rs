@@ -10,6 +10,8 @@
 //! ```
 //!
 //! The client is this host: every Envoy sees it as the network's gateway address.
+//! A second gateway exchanges the external token at the trust domain's
+//! Txn-Token Service (the harness's, RFC 8693, on this host) instead of signing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use cjwt_core::keys::algorithm::Algorithm;
@@ -18,6 +20,7 @@ use cjwt_harness::docker::{self, Container, ContainerSpec, Network};
 use cjwt_harness::envoy::{build, module_dir, repo_root, wasm_path, Build, Relay};
 use cjwt_harness::etcd::http_with;
 use cjwt_harness::said::wait_until;
+use cjwt_harness::txn_service::{TxnService, KID};
 use cjwt_harness::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -32,8 +35,17 @@ fn gateway_key() -> &'static SigningKey {
     key(Algorithm::ES256)
 }
 
+/// The Txn-Token Service's key.
+fn service_key() -> &'static SigningKey {
+    static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate(Algorithm::EdDSA).unwrap())
+}
+
 struct Chain {
     gateway: Container,
+    /// The gateway that exchanges at `service` instead of signing.
+    exchanger: Container,
+    service: TxnService,
     a: Container,
     b: Container,
     relay_a: Relay,
@@ -46,10 +58,15 @@ struct Chain {
     net: Network,
 }
 
+/// The Txn-Token provider of the trust domain: the signing gateway's key and the service's.
+fn txn_provider() -> Value {
+    json!({"name": "tts", "kind": "txn_token", "trust_domain": TRUST_DOMAIN,
+           "jwks": {"keys": [gateway_key().public_jwk(Some("gw1")), service_key().public_jwk(Some(KID))]}})
+}
+
 fn sidecar_plugin() -> Value {
     json!({
-        "providers": [{"name": "tts", "kind": "txn_token", "trust_domain": TRUST_DOMAIN,
-                       "jwks": {"keys": [gateway_key().public_jwk(Some("gw1"))]}}],
+        "providers": [txn_provider()],
         "clock_skew_seconds": 0,
         "default_rule": {"auth": "txn_token",
                          "require": {"scopes_any": ["orders.read"], "req_wl": ["gateway.mesh.example"]}}
@@ -68,9 +85,21 @@ fn gateway_plugin() -> Value {
     }))
 }
 
+/// The gateway that exchanges at the Txn-Token Service (cluster `txn_service`).
+fn exchanger_plugin() -> Value {
+    let mut plugin = gateway_plugin();
+    plugin["transaction_tokens"]["issue"] = json!({
+        "trust_domain": TRUST_DOMAIN, "workload": "gateway.mesh.example",
+        "exchange": {"cluster": "txn_service", "timeout_ms": 1000}
+    });
+    plugin["providers"].as_array_mut().unwrap().push(txn_provider());
+    plugin
+}
+
 /// The shipped Docker configuration of the build under test with `plugin`,
-/// its upstream sent to `upstream` (`host:port`) when given (else the echo).
-fn envoy_yaml(plugin: &Value, upstream: Option<(&str, u16)>, key_env: bool) -> String {
+/// and `clusters` (name, host, port) added; a cluster named `relay` takes the
+/// route to the upstream (else the echo).
+fn envoy_yaml(plugin: &Value, clusters: &[(&str, &str, u16)], key_env: bool) -> String {
     let file = match build() {
         Build::Wasm => "envoy/envoy-docker.yaml",
         Build::Native => "envoy/envoy-docker-native.yaml",
@@ -94,12 +123,14 @@ fn envoy_yaml(plugin: &Value, upstream: Option<(&str, u16)>, key_env: bool) -> S
             }
         }
     }
-    if let Some((host, port)) = upstream {
-        let from = "route: { cluster: upstream }";
-        assert!(out.contains(from));
-        out = out.replace(from, "route: { cluster: relay }");
+    for (name, host, port) in clusters {
+        if *name == "relay" {
+            let from = "route: { cluster: upstream }";
+            assert!(out.contains(from));
+            out = out.replace(from, "route: { cluster: relay }");
+        }
         out.push_str(&format!(
-            "  - name: relay\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: relay\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: {host}, port_value: {port} }}\n"
+            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: {host}, port_value: {port} }}\n"
         ));
     }
     if key_env && build() == Build::Wasm {
@@ -148,22 +179,31 @@ impl Chain {
                 .args(["envoy", "-c", "/etc/envoy/echo.yaml", "--concurrency", "1", "-l", "warning"]),
         );
         let (ip_gw, ip_a, ip_b) = (net.ip(21), net.ip(22), net.ip(23));
-        let b = envoy(&net, &dir, "sidecar-b", 23, &envoy_yaml(&sidecar_plugin(), None, false), false);
+        let b = envoy(&net, &dir, "sidecar-b", 23, &envoy_yaml(&sidecar_plugin(), &[], false), false);
         let relay_b = Relay::start_between("0.0.0.0:0", &ip_b, LISTENER);
         let a = envoy(
             &net,
             &dir,
             "sidecar-a",
             22,
-            &envoy_yaml(&sidecar_plugin(), Some((&client, relay_b.port)), false),
+            &envoy_yaml(&sidecar_plugin(), &[("relay", &client, relay_b.port)], false),
             false,
         );
         let relay_a = Relay::start_between("0.0.0.0:0", &ip_a, LISTENER);
-        let gateway =
-            envoy(&net, &dir, "gateway", 21, &envoy_yaml(&gateway_plugin(), Some((&client, relay_a.port)), true), true);
+        let gateway = envoy(
+            &net,
+            &dir,
+            "gateway",
+            21,
+            &envoy_yaml(&gateway_plugin(), &[("relay", &client, relay_a.port)], true),
+            true,
+        );
         let _ = ip_gw;
-        let chain = Chain { gateway, a, b, relay_a, relay_b, client, _echo: echo, dir, net };
-        for c in [&chain.gateway, &chain.a, &chain.b] {
+        let service = TxnService::start_on("0.0.0.0:0", service_key(), TRUST_DOMAIN, "gateway.mesh.example");
+        let clusters = [("relay", client.as_str(), relay_a.port), ("txn_service", client.as_str(), service.port)];
+        let exchanger = envoy(&net, &dir, "exchanger", 24, &envoy_yaml(&exchanger_plugin(), &clusters, false), false);
+        let chain = Chain { gateway, exchanger, service, a, b, relay_a, relay_b, client, _echo: echo, dir, net };
+        for c in [&chain.gateway, &chain.exchanger, &chain.a, &chain.b] {
             let ip = c.ip().unwrap().to_string();
             wait_until(&format!("{} serving", c.name()), Duration::from_secs(60), || {
                 http_with(&ip, ADMIN, "GET", "/ready", &[], None, Duration::from_secs(2)).is_ok_and(|r| r.status == 200)
@@ -273,4 +313,27 @@ fn a_transaction_across_three_envoys() {
     assert_eq!(chain.relay_b.count(), b_before, "nothing refused at A went on to B");
     // The good one, straight to A, goes on to B.
     assert_eq!(chain.ask(&chain.a, "/orders/1", &[("txn-token", &good)]), (200, None));
+
+    // Exchanged at the Txn-Token Service instead of signed: the service's
+    // Txn-Token crosses A and B.
+    let (a1, b1, issued) = (chain.relay_a.count(), chain.relay_b.count(), chain.service.issued());
+    assert_eq!(chain.ask(&chain.exchanger, "/orders/1", &[("authorization", &mine)]), (200, None));
+    assert_eq!((chain.relay_a.count(), chain.relay_b.count()), (a1 + 1, b1 + 1), "through A to B");
+    assert_eq!(chain.service.issued(), issued + 1);
+    let at_b = chain.relay_b.received.lock().unwrap().last().unwrap().header("txn-token").unwrap().to_string();
+    let header = at_b.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(&cjwt_core::encoding::b64::decode(header.as_bytes()).unwrap()).unwrap();
+    assert_eq!(header["kid"], KID, "the service signed the Txn-Token B received");
+    // An external token refused at the edge is never exchanged.
+    assert_eq!(chain.ask(&chain.exchanger, "/orders/1", &[("authorization", &elsewhere)]), (403, Some("ip".into())));
+    assert_eq!(chain.service.issued(), issued + 1);
+    // The service down: 503, nothing let through.
+    chain.service.set_down(true);
+    assert_eq!(
+        chain.ask(&chain.exchanger, "/orders/1", &[("authorization", &mine)]),
+        (503, Some("txn_service_unavailable".into()))
+    );
+    assert_eq!(chain.relay_a.count(), a1 + 1, "nothing passed the gateway without a Txn-Token");
+    chain.service.set_down(false);
+    assert_eq!(chain.ask(&chain.exchanger, "/orders/1", &[("authorization", &mine)]), (200, None));
 }
