@@ -46,7 +46,7 @@ enum Command {
     /// Make a DPoP proof (RFC 9449) for a method, URL and token; prints the proof.
     Dpop(commands::dpop::Args),
     /// Decide one request against a plugin configuration exactly as the filter would.
-    Explain(commands::explain::Args),
+    Explain(Box<commands::explain::Args>),
     /// Compile a plugin configuration (JSON or protobuf Struct) and report what it holds.
     CheckConfig(commands::check_config::Args),
     /// Build and sign a Status List Token from revoked and suspended indexes.
@@ -63,7 +63,7 @@ impl Command {
             Command::Mint(a) => commands::mint::run(*a),
             Command::Inspect(a) => commands::inspect::run(a),
             Command::Dpop(a) => commands::dpop::run(a),
-            Command::Explain(a) => commands::explain::run(a),
+            Command::Explain(a) => commands::explain::run(*a),
             Command::CheckConfig(a) => commands::check_config::run(a),
             Command::StatusList(a) => commands::status_list::run(a),
             Command::TxnToken(a) => commands::txn_token::run(*a),

@@ -609,6 +609,19 @@ fn txn_tokens_minted_inspected_and_explained() {
     assert!(stdout(&o).starts_with("note: a Txn-Token"), "{}", stdout(&o));
     let outside = mint(&["--cnst", r#"{"ip": ["198.51.100.0/24"]}"#]);
     assert_eq!(stdout(&explain(&outside)).lines().last(), Some("refuse 403 ip"));
+    // Bound to its caller: decided with the caller's identity, or refused without one.
+    let bound = dir.join("bound.json");
+    let cfg = json!({"providers": [{"name": "tts", "kind": "txn_token", "trust_domain": "mesh.example", "jwks": jwks}],
+                     "default_rule": {"auth": "txn_token", "require": {"caller": {"from": "xfcc", "trusted_hops": 1}}}});
+    std::fs::write(&bound, cfg.to_string()).unwrap();
+    let explain_bound = |caller: &[&str]| {
+        let mut args = vec!["explain", "--config", bound.to_str().unwrap(), "--token", &token, "--ip", "10.0.0.9"];
+        args.extend_from_slice(caller);
+        stdout(&cjwt(&args)).lines().last().map(str::to_string)
+    };
+    assert_eq!(explain_bound(&["--caller", "gw"]).as_deref(), Some("allow"));
+    assert_eq!(explain_bound(&["--caller", "spiffe://elsewhere"]).as_deref(), Some("refuse 401 caller_mismatch"));
+    assert_eq!(explain_bound(&[]).as_deref(), Some("refuse 401 caller_unidentified"));
     assert!(!cjwt(&[
         "txn-token",
         "--key",

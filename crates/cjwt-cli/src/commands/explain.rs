@@ -63,6 +63,11 @@ pub struct Args {
     /// certificate-bound tokens.
     #[arg(long, value_name = "HEX")]
     cert_sha256: Option<String>,
+    /// The calling workload's mesh identity (the URI SAN of its certificate,
+    /// e.g. a SPIFFE ID), for Txn-Tokens bound to their caller (SPEC §14,
+    /// `require.caller`): the peer's, and the trusted hop's XFCC `URI`.
+    #[arg(long, value_name = "URI")]
+    caller: Option<String>,
     /// An MCP request body (JSON-RPC) as sent with `--method POST`: decided as
     /// Envoy's MCP filter before cjwt passes it on (one JSON-RPC 2.0 object is
     /// parsed; a batch, or anything else, is not), SPEC §15.
@@ -96,13 +101,20 @@ pub fn run(a: Args) -> Result<u8, String> {
         .header(":authority", &a.host)
         .header(":scheme", &a.scheme)
         .peer(&peer);
+    // The certificate as the peer's, and as the element a trusted hop appends
+    // to `x-forwarded-client-cert` (read only where the configuration says so).
+    let mut xfcc = Vec::new();
     if let Some(hex) = &a.cert_sha256 {
         let hex: String = hex.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
         host = host.property(&["connection", "sha256_peer_certificate_digest"], &hex);
-        // Where the configuration reads it from XFCC, the trusted hop's element.
-        if let Some(cjwt_core::config::MtlsSource::Xfcc { .. }) = config.sender().mtls {
-            host = host.header("x-forwarded-client-cert", &format!("Hash={hex}"));
-        }
+        xfcc.push(format!("Hash={hex}"));
+    }
+    if let Some(uri) = &a.caller {
+        host = host.property(&["connection", "uri_san_peer_certificate"], uri);
+        xfcc.push(format!("URI={uri}"));
+    }
+    if !xfcc.is_empty() {
+        host = host.header("x-forwarded-client-cert", &xfcc.join(";"));
     }
     let body = match (&a.mcp_body, &a.mcp_method) {
         (Some(body), _) => Some(body.clone()),
