@@ -20,25 +20,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The MCP filter, before cjwt: its parse stored as filter state too (cjwt reads
-/// it there), duplicate keys refused, and the tool name and the constrained
-/// argument extracted for `tools/call` (SPEC §15 "Pairing with the MCP filter").
-const MCP_FILTER: &str = r#"          http_filters:
-          - name: envoy.filters.http.mcp
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp
-              traffic_mode: PASS_THROUGH
-              request_storage_mode: DYNAMIC_METADATA_AND_FILTER_STATE
-              reject_duplicate_keys: true
-              parser_config:
-                methods:
-                - method: tools/call
-                  extraction_rules:
-                  - path: params.name
-                  - path: params.arguments.customer_id
-          - name: cjwt
-"#;
-
 /// The Python SDK's MCP server on a claimed port, logging the tool calls it runs.
 struct McpServer {
     child: Child,
@@ -91,7 +72,7 @@ fn envoy(plugin: &Value, server: &McpServer, with_filter: bool) -> Envoy {
     let mut edits =
         vec![("route: { cluster: upstream }".to_string(), "route: { cluster: mcp, timeout: 0s }".to_string())];
     if with_filter {
-        edits.push(("          http_filters:\n          - name: cjwt\n".to_string(), MCP_FILTER.to_string()));
+        edits.push(cjwt_harness::mcp::filter_edit());
     }
     Envoy::start(plugin, Options { edits, clusters: cluster("mcp", server.port), ..Options::default() })
 }

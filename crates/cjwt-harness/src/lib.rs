@@ -13,6 +13,7 @@ pub mod envoy;
 pub mod etcd;
 pub mod h2;
 pub mod http_server;
+pub mod mcp;
 pub mod pki;
 pub mod said;
 pub mod txn_service;

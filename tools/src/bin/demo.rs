@@ -458,25 +458,6 @@ fn v3() -> usize {
     outcomes.iter().filter(|ok| !**ok).count()
 }
 
-/// Envoy's MCP filter before cjwt (SPEC §15 "Pairing with the MCP filter"): its
-/// parse stored as filter state too (cjwt reads it there), duplicate keys
-/// refused, the tool name and the constrained argument extracted for `tools/call`.
-const MCP_FILTER: &str = r#"          http_filters:
-          - name: envoy.filters.http.mcp
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp
-              traffic_mode: PASS_THROUGH
-              request_storage_mode: DYNAMIC_METADATA_AND_FILTER_STATE
-              reject_duplicate_keys: true
-              parser_config:
-                methods:
-                - method: tools/call
-                  extraction_rules:
-                  - path: params.name
-                  - path: params.arguments.customer_id
-          - name: cjwt
-"#;
-
 /// One JSON-RPC `tools/call` of `tool` with `arguments`, POSTed to `envoy`'s
 /// `/mcp` with `token`, printed as the others; whether the outcome and whether
 /// it reached the upstream were the expected ones.
@@ -536,7 +517,7 @@ fn mcp() -> usize {
         "\nv3: an MCP agent token: Envoy's MCP filter (envoy.filters.http.mcp, request_storage_mode \
          DYNAMIC_METADATA_AND_FILTER_STATE) before cjwt, JSON-RPC POSTs to /mcp ..."
     );
-    let edits = vec![("          http_filters:\n          - name: cjwt\n".to_string(), MCP_FILTER.to_string())];
+    let edits = vec![cjwt_harness::mcp::filter_edit()];
     let envoy = Envoy::try_start(None, Options { edits, ..Options::default() }).unwrap_or_else(|log| {
         eprintln!("Envoy did not start:\n{log}");
         std::process::exit(1);
