@@ -252,6 +252,30 @@ reasons! {
     /// may use (not its type, a bad signature, another trust domain or subject,
     /// expired, too long-lived, malformed).
     TxnExchangeInvalid => "txn_exchange_invalid", Unavailable;
+    // Holder attenuation (SPEC §16): the `cjwt-chain` header's delegation chain.
+    /// The chain is not links of strict compact JWS `~`-separated in one
+    /// `cjwt-chain` header, or a link lacks a required member or has it wrong
+    /// (`typ`, `jwk`, `iss`, `jti`, `exp`, `cnf.jkt`, `del_depth`, constraints).
+    ChainMalformed => "chain_malformed", Untrusted;
+    /// The `cjwt-chain` header is longer than `attenuation.max_bytes`.
+    ChainSize => "chain_size", Untrusted;
+    /// The chain has more links than `attenuation.max_depth`.
+    ChainDepth => "chain_depth", Untrusted;
+    /// A link is signed by another key than its parent's bound key (`cnf.jkt`),
+    /// or names another issuer, or the root token is not DPoP-bound.
+    ChainKey => "chain_key", Untrusted;
+    /// A link's signature does not verify (or its algorithm is not allowed).
+    ChainSignature => "chain_signature", Untrusted;
+    /// A link's `par_hash` is not its parent's: spliced from another chain, or reordered.
+    ChainParent => "chain_parent", Untrusted;
+    /// A link has expired, or is not yet valid.
+    ChainExpired => "chain_expired", Untrusted;
+    /// A link widens its parent: a constraint that allows more, a key nobody
+    /// understands, or a lifetime past its parent's.
+    ChainWidens => "chain_widens", Untrusted;
+    /// With a mesh-wide `usage_store`, more than one level of the chain counts
+    /// `max_uses` (the store counts one key per request).
+    ChainUses => "chain_uses", Forbidden;
 }
 
 #[cfg(test)]
