@@ -286,7 +286,7 @@ mod tests {
     /// SPEC §4 "Decisions and responses", paragraph "Reason codes": the v1 codes
     /// with their status, in the SPEC's order. Hard-coded so that the crate stands
     /// alone; update it with the SPEC.
-    const SPEC_REASONS: [(&str, u32); 58] = [
+    const SPEC_REASONS: [(&str, u32); 67] = [
         ("missing_token", 401),
         ("multiple_tokens", 401),
         ("token_too_large", 401),
@@ -347,6 +347,16 @@ mod tests {
         ("txn_issue_failed", 503),
         ("txn_service_unavailable", 503),
         ("txn_exchange_invalid", 503),
+        // §16 (v3): delegation chains.
+        ("chain_malformed", 401),
+        ("chain_size", 401),
+        ("chain_depth", 401),
+        ("chain_key", 401),
+        ("chain_signature", 401),
+        ("chain_parent", 401),
+        ("chain_expired", 401),
+        ("chain_widens", 401),
+        ("chain_uses", 403),
     ];
 
     /// The reasons SPEC §4 says v2 adds (§8 `usage_unavailable`, 503; §10 and §11,
@@ -417,6 +427,15 @@ mod tests {
             Reason::TxnIssueFailed => "txn_issue_failed",
             Reason::TxnServiceUnavailable => "txn_service_unavailable",
             Reason::TxnExchangeInvalid => "txn_exchange_invalid",
+            Reason::ChainMalformed => "chain_malformed",
+            Reason::ChainSize => "chain_size",
+            Reason::ChainDepth => "chain_depth",
+            Reason::ChainKey => "chain_key",
+            Reason::ChainSignature => "chain_signature",
+            Reason::ChainParent => "chain_parent",
+            Reason::ChainExpired => "chain_expired",
+            Reason::ChainWidens => "chain_widens",
+            Reason::ChainUses => "chain_uses",
         }
     }
 
