@@ -728,8 +728,25 @@ fn attenuate_inspect_and_explain_a_delegation_chain() {
     let (sub, _) = keygen(&dir, "EdDSA", "sub");
     let config = plugin(&dir, &jwks, json!({"sender_constraints": {"dpop": {}}}));
     let o = cjwt(&[
-        "mint", "--key", &pem, "--kid", "k1", "--iss", "https://issuer.test", "--aud", "api", "--ttl", "10m",
-        "--methods", "GET,POST", "--paths", "/v1/**", "--max-uses", "5", "--bind-key", &holder,
+        "mint",
+        "--key",
+        &pem,
+        "--kid",
+        "k1",
+        "--iss",
+        "https://issuer.test",
+        "--aud",
+        "api",
+        "--ttl",
+        "10m",
+        "--methods",
+        "GET,POST",
+        "--paths",
+        "/v1/**",
+        "--max-uses",
+        "5",
+        "--bind-key",
+        &holder,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let root = stdout(&o);
@@ -775,17 +792,34 @@ fn attenuate_inspect_and_explain_a_delegation_chain() {
     let proof = |key: &str| proof_for(key, url);
     let explain = |credential: &str, proof: &str, method: &str, path: &str| {
         cjwt(&[
-            "explain", "--config", &config, "--token", credential, "--host", "api.example.com", "--method", method,
-            "--path", path, "--dpop", proof,
+            "explain",
+            "--config",
+            &config,
+            "--token",
+            credential,
+            "--host",
+            "api.example.com",
+            "--method",
+            method,
+            "--path",
+            path,
+            "--dpop",
+            proof,
         ])
     };
     let o = explain(&two, &proof(&sub), "GET", "/v1/orders/7");
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("cjwt-chain"), "{}", stdout(&o));
     let o = explain(&two, &proof(&helper), "GET", "/v1/orders/7");
-    assert_eq!((o.status.code(), stdout(&o).lines().last().map(str::to_owned)), (Some(3), Some("refuse 401 dpop_key_mismatch".into())));
+    assert_eq!(
+        (o.status.code(), stdout(&o).lines().last().map(str::to_owned)),
+        (Some(3), Some("refuse 401 dpop_key_mismatch".into()))
+    );
     // The second link's path, narrower than the root's `/v1/**`: 403 `path`.
     let deeper = proof_for(&sub, "https://api.example.com/v1/orders/7/items");
     let o = explain(&two, &deeper, "GET", "/v1/orders/7/items");
-    assert_eq!((o.status.code(), stdout(&o).lines().last().map(str::to_owned)), (Some(4), Some("refuse 403 path".into())));
+    assert_eq!(
+        (o.status.code(), stdout(&o).lines().last().map(str::to_owned)),
+        (Some(4), Some("refuse 403 path".into()))
+    );
 }

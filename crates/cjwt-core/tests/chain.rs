@@ -229,7 +229,14 @@ fn every_refusal_has_its_own_reason() {
         ("cnf.jwk", forged(&h1, link_header(&h1), link_claims(&r, json!({"cnf": {"jwk": {"kty": "EC"}}})))),
         ("depth 2", forged(&h1, link_header(&h1), link_claims(&r, json!({"del_depth": 2})))),
         ("no typ", forged(&h1, json!({"alg": "ES256", "jwk": h1.public_jwk(None)}), link_claims(&r, json!({})))),
-        ("kid", forged(&h1, json!({"typ": "cjwt-link+jwt", "alg": "ES256", "kid": "a", "jwk": h1.public_jwk(None)}), link_claims(&r, json!({})))),
+        (
+            "kid",
+            forged(
+                &h1,
+                json!({"typ": "cjwt-link+jwt", "alg": "ES256", "kid": "a", "jwk": h1.public_jwk(None)}),
+                link_claims(&r, json!({})),
+            ),
+        ),
         ("no jwk", forged(&h1, json!({"typ": "cjwt-link+jwt", "alg": "ES256"}), link_claims(&r, json!({})))),
         ("bad constraint", forged(&h1, link_header(&h1), link_claims(&r, json!({"cnst": {"methods": 3}})))),
         ("two parts", "abc.def".to_string()),
@@ -272,7 +279,9 @@ fn a_root_not_bound_to_a_key_has_no_chain() {
 
 #[test]
 fn with_a_usage_store_one_level_counts_and_more_are_refused() {
-    let mut e = engine_with(json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "key_prefix": "mesh/uses/", "timeout_ms": 300}}}));
+    let mut e = engine_with(
+        json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "key_prefix": "mesh/uses/", "timeout_ms": 300}}}),
+    );
     let one = credential(json!({}), &[json!({"max_uses": 3})]);
     let outcome = e.decide_with(
         &request("GET", URL, &one, &holder(2), "m1"),
@@ -295,11 +304,8 @@ fn link_signatures_refuse_every_mutation() {
     let mut e = engine_with(json!({}));
     for alg in [Algorithm::ES256, Algorithm::EdDSA] {
         let h = SigningKey::generate(alg).unwrap();
-        let bound = mint(
-            key(Algorithm::EdDSA),
-            Some("k1"),
-            &claims(json!({"jti": "w", "cnf": {"jkt": jkt(&h).unwrap()}})),
-        );
+        let bound =
+            mint(key(Algorithm::EdDSA), Some("k1"), &claims(json!({"jti": "w", "cnf": {"jkt": jkt(&h).unwrap()}})));
         let header = json!({"typ": "cjwt-link+jwt", "alg": alg.name(), "jwk": h.public_jwk(None)});
         let mut body = link_claims(&bound, json!({}));
         body["iss"] = json!(jkt(&h).unwrap());
@@ -341,17 +347,15 @@ fn link_signatures_refuse_every_mutation() {
         // The payload changed under the signature.
         let mut other = body.clone();
         other["jti"] = json!("changed");
-        let tampered = format!(
-            "{}.{}.{sig}",
-            input.split('.').next().unwrap(),
-            b64::encode(other.to_string().as_bytes())
-        );
+        let tampered =
+            format!("{}.{}.{sig}", input.split('.').next().unwrap(), b64::encode(other.to_string().as_bytes()));
         assert_eq!(send(&mut e, &tampered), Some(Reason::ChainSignature), "{alg:?} payload changed");
         // alg none, an HMAC alg keyed with the public key, another alg than the key's.
         for bad_alg in ["none", "HS256", if alg == Algorithm::ES256 { "ES384" } else { "ES256" }] {
             let mut h2 = header.clone();
             h2["alg"] = json!(bad_alg);
-            let input = format!("{}.{}", b64::encode(h2.to_string().as_bytes()), b64::encode(body.to_string().as_bytes()));
+            let input =
+                format!("{}.{}", b64::encode(h2.to_string().as_bytes()), b64::encode(body.to_string().as_bytes()));
             let link = format!("{input}.{sig}");
             assert_eq!(send(&mut e, &link), Some(Reason::ChainSignature), "{alg:?} alg {bad_alg}");
         }

@@ -911,13 +911,13 @@ fn chain_reasons(seen: &mut std::collections::HashSet<Reason>) {
     let stranger = holder(9);
     let foreign = json!({"typ": "cjwt-link+jwt", "alg": "ES256", "jwk": stranger.public_jwk(None)});
     for chain in [
-        "x".to_string(),                                                   // chain_malformed
-        format!("{link}~{}", "A".repeat(2048)),                            // chain_size
-        format!("{link}~{link}"),                                          // chain_depth
-        mint_raw(&stranger, &foreign.to_string(), &claims(json!({}))),     // chain_key
-        flipped,                                                           // chain_signature
-        mint_raw(&h1, &header.to_string(), &claims(json!({"par_hash": "AAAA"}))), // chain_parent
-        mint_raw(&h1, &header.to_string(), &claims(json!({"exp": NOW - 120}))),   // chain_expired
+        "x".to_string(),                                                                    // chain_malformed
+        format!("{link}~{}", "A".repeat(2048)),                                             // chain_size
+        format!("{link}~{link}"),                                                           // chain_depth
+        mint_raw(&stranger, &foreign.to_string(), &claims(json!({}))),                      // chain_key
+        flipped,                                                                            // chain_signature
+        mint_raw(&h1, &header.to_string(), &claims(json!({"par_hash": "AAAA"}))),           // chain_parent
+        mint_raw(&h1, &header.to_string(), &claims(json!({"exp": NOW - 120}))),             // chain_expired
         mint_raw(&h1, &header.to_string(), &claims(json!({"cnst": {"methods": ["PUT"]}}))), // chain_widens
     ] {
         if let Some(r) = send(&mut e, &good, Some(&chain)) {

@@ -44,7 +44,8 @@ fn config(extra: Value) -> Value {
 }
 
 fn root(cnst: Value) -> String {
-    let extra = json!({"jti": format!("root-{}", std::process::id()), "cnf": {"jkt": jkt(&holder(1)).unwrap()}, "cnst": cnst});
+    let extra =
+        json!({"jti": format!("root-{}", std::process::id()), "cnf": {"jkt": jkt(&holder(1)).unwrap()}, "cnst": cnst});
     mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), extra))
 }
 
@@ -261,11 +262,10 @@ fn every_chain_refusal_has_its_own_reason() {
         assert!(challenge.contains(&format!("error_description=\"{reason}\"")), "case: {name}: {challenge}");
     }
     // No proof at all: the leaf must prove possession.
-    let (root_text, links) = split(&with(&good));
-    let resp = envoy.get(
-        "/v1/orders",
-        &[("authorization", &format!("DPoP {root_text}")), ("cjwt-chain", links.unwrap())],
-    );
+    let full = with(&good);
+    let (root_text, links) = split(&full);
+    let resp =
+        envoy.get("/v1/orders", &[("authorization", &format!("DPoP {root_text}")), ("cjwt-chain", links.unwrap())]);
     assert_eq!(outcome(&resp), (401, Some("invalid_dpop_proof".into())));
     // The root's constraints still hold under a chain that adds none.
     let h = headers(&with(&good), &holder(2), "DELETE", "/v1/orders");

@@ -75,9 +75,8 @@ pub fn run(a: Args) -> Result<u8, String> {
     let next_jkt = cjwt_core::mint::jkt(&next).ok_or("--bind-key: no thumbprint for this key")?;
     let config = a.config.as_deref().map(load_config).transpose()?;
     let claim = config.as_ref().map_or(DEFAULT_CONSTRAINTS_CLAIM.to_string(), |c| c.constraints_claim().to_string());
-    let mut names: Vec<String> = config.as_ref().map_or_else(Vec::new, |c| {
-        c.custom_constraint_names().into_iter().map(str::to_owned).collect()
-    });
+    let mut names: Vec<String> =
+        config.as_ref().map_or_else(Vec::new, |c| c.custom_constraint_names().into_iter().map(str::to_owned).collect());
     names.extend(a.constraint.iter().map(|(n, _)| n.clone()));
     let spec = ConstraintsSpec { custom: a.constraint, ..ConstraintsSpec::default() }
         .with("ip", values::flatten(a.ip))

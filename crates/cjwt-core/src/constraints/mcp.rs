@@ -188,9 +188,8 @@ impl Mcp {
             self.args.iter().any(|(t, mine)| {
                 t == tool
                     && paths.iter().all(|(path, allowed)| {
-                        mine.iter().any(|(p, values)| {
-                            p == path && values.iter().all(|v| allowed.iter().any(|a| same(v, a)))
-                        })
+                        mine.iter()
+                            .any(|(p, values)| p == path && values.iter().all(|v| allowed.iter().any(|a| same(v, a))))
                     })
             })
         });

@@ -403,7 +403,6 @@ pub fn within(parent: &serde_json::Map<String, Value>, child: &Value, custom_nam
     Ok(())
 }
 
-
 const ALLOCATION_OVERHEAD: usize = 16;
 
 fn vec_bytes<T>(v: &Vec<T>) -> usize {
@@ -651,14 +650,24 @@ mod tests {
             ("window", json!([mon]), json!([{"days": ["mon", "tue"], "start": "09:00", "end": "17:00"}]), false),
             ("window", json!([mon]), json!([{"days": ["mon"], "start": "08:00", "end": "17:00"}]), false),
             ("window", json!([mon]), json!([{"days": ["mon"], "start": "09:00", "end": "18:00"}]), false),
-            ("window", json!([mon]), json!([{"days": ["mon"], "start": "09:00", "end": "17:00", "tz": "Europe/Paris"}]), false),
+            (
+                "window",
+                json!([mon]),
+                json!([{"days": ["mon"], "start": "09:00", "end": "17:00", "tz": "Europe/Paris"}]),
+                false,
+            ),
             ("window", json!([mon]), json!([{"days": ["mon"], "start": "16:00", "end": "10:00"}]), false),
             ("window", json!([{"start": "22:00", "end": "06:00"}]), json!([{"start": "21:00", "end": "06:00"}]), false),
             // mcp: fewer tools, a prefix under a prefix, args restated narrower; every widening.
             ("mcp", json!({"tools": ["get_*"]}), json!({"tools": ["get_order"]}), true),
             ("mcp", json!({"tools": ["get_*"]}), json!({"tools": ["get_order_*"]}), true),
             ("mcp", json!({"tools": ["a"]}), json!({}), true),
-            ("mcp", json!({"tools": ["a"], "args": {"a": {"id": ["1", "2"]}}}), json!({"tools": ["a"], "args": {"a": {"id": "1", "x": 3}}}), true),
+            (
+                "mcp",
+                json!({"tools": ["a"], "args": {"a": {"id": ["1", "2"]}}}),
+                json!({"tools": ["a"], "args": {"a": {"id": "1", "x": 3}}}),
+                true,
+            ),
             ("mcp", json!({"methods": ["resources/read"]}), json!({"methods": ["resources/read"]}), true),
             ("mcp", json!({"tools": ["get_order"]}), json!({"tools": ["get_*"]}), false),
             ("mcp", json!({"tools": ["get_*"]}), json!({"tools": ["ge*"]}), false),
@@ -666,9 +675,24 @@ mod tests {
             ("mcp", json!({}), json!({"tools": ["a"]}), false),
             ("mcp", json!({"tools": ["a"]}), json!({"methods": ["resources/read"]}), false),
             ("mcp", json!({"tools": ["a"], "args": {"a": {"id": "1"}}}), json!({"tools": ["a"]}), false),
-            ("mcp", json!({"tools": ["a"], "args": {"a": {"id": "1"}}}), json!({"tools": ["a"], "args": {"a": {"id": ["1", "2"]}}}), false),
-            ("mcp", json!({"tools": ["a"], "args": {"a": {"id": "1", "x": 1}}}), json!({"tools": ["a"], "args": {"a": {"id": "1"}}}), false),
-            ("mcp", json!({"tools": ["a*"], "args": {"a*": {"id": "1"}}}), json!({"tools": ["a*"], "args": {"ab": {"id": "1"}}}), false),
+            (
+                "mcp",
+                json!({"tools": ["a"], "args": {"a": {"id": "1"}}}),
+                json!({"tools": ["a"], "args": {"a": {"id": ["1", "2"]}}}),
+                false,
+            ),
+            (
+                "mcp",
+                json!({"tools": ["a"], "args": {"a": {"id": "1", "x": 1}}}),
+                json!({"tools": ["a"], "args": {"a": {"id": "1"}}}),
+                false,
+            ),
+            (
+                "mcp",
+                json!({"tools": ["a*"], "args": {"a*": {"id": "1"}}}),
+                json!({"tools": ["a*"], "args": {"ab": {"id": "1"}}}),
+                false,
+            ),
             ("mcp", json!({"tools": ["a"]}), json!({"tools": ["a"], "extra": 1}), false),
             // max_uses: fewer or as many; more, zero, not an integer.
             ("max_uses", json!(5), json!(5), true),
