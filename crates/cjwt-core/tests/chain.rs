@@ -253,7 +253,7 @@ fn every_refusal_has_its_own_reason() {
     assert_eq!(verdict(&mut e, &request("GET", URL, &deep, &holder(5), "d")), Some(Reason::ChainDepth));
     let large = format!("{good}~{}", "A".repeat(4096));
     assert_eq!(send(&mut e, &large, &holder(2)), Some(Reason::ChainSize));
-    // Revocation of a link's jti revokes the chain; of the root, too.
+    // Revocation of a link's jti revokes the chain (the root's own revocation is SPEC §11's, unchanged).
     let c = credential(json!({}), &[json!({}), json!({})]);
     assert_eq!(verdict(&mut e, &request("GET", URL, &c, &holder(3), "v")), Some(Reason::Revoked));
     // Reordered links: link 2 where link 1 belongs.
