@@ -100,7 +100,7 @@ fuzz-build: tools
 
 fuzz: fuzz-smoke
 
-FUZZ_TARGETS := token config decide rsa etcd status_list sender jwks
+FUZZ_TARGETS := token config decide rsa etcd status_list sender jwks chain
 FUZZ_JOBS ?= 3
 ## fuzz-long: every fuzz target for FUZZ_SECONDS (3600: the documented run, docs/security.md), FUZZ_JOBS at a time at nice 10; executions, CPU time and findings per target in .tmp/fuzz-long/summary.md; fails on any finding
 fuzz-long: fuzz-build

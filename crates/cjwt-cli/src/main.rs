@@ -41,6 +41,8 @@ enum Command {
     Keygen(commands::keygen::Args),
     /// Mint a signed token with standard claims and constraints; prints the token.
     Mint(Box<commands::mint::Args>),
+    /// Derive a narrower link onto a DPoP-bound token or chain, offline (SPEC §16); prints `ROOT~LINK~…`.
+    Attenuate(Box<commands::attenuate::Args>),
     /// Show a token's header and claims, not verified, with the dates in UTC.
     Inspect(commands::inspect::Args),
     /// Make a DPoP proof (RFC 9449) for a method, URL and token; prints the proof.
@@ -61,6 +63,7 @@ impl Command {
         match self {
             Command::Keygen(a) => commands::keygen::run(a),
             Command::Mint(a) => commands::mint::run(*a),
+            Command::Attenuate(a) => commands::attenuate::run(*a),
             Command::Inspect(a) => commands::inspect::run(a),
             Command::Dpop(a) => commands::dpop::run(a),
             Command::Explain(a) => commands::explain::run(*a),

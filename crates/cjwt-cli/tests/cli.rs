@@ -728,3 +728,111 @@ fn mint_an_mcp_agent_token_and_explain_mcp_requests() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("TOOL.PATH=VALUE"), "{}", stderr(&o));
 }
+
+/// SPEC §16: `cjwt attenuate` derives narrower links offline, refuses to
+/// widen or to sign for another holder; `cjwt inspect` shows the chain;
+/// `cjwt explain` decides a chained request as the filter does.
+#[test]
+fn attenuate_inspect_and_explain_a_delegation_chain() {
+    let dir = tmp("attenuate");
+    let (pem, jwks) = keygen(&dir, "EdDSA", "k1");
+    let (holder, _) = keygen(&dir, "ES256", "holder");
+    let (helper, _) = keygen(&dir, "ES256", "helper");
+    let (sub, _) = keygen(&dir, "EdDSA", "sub");
+    let config = plugin(&dir, &jwks, json!({"sender_constraints": {"dpop": {}}}));
+    let o = cjwt(&[
+        "mint",
+        "--key",
+        &pem,
+        "--kid",
+        "k1",
+        "--iss",
+        "https://issuer.test",
+        "--aud",
+        "api",
+        "--ttl",
+        "10m",
+        "--methods",
+        "GET,POST",
+        "--paths",
+        "/v1/**",
+        "--max-uses",
+        "5",
+        "--bind-key",
+        &holder,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root = stdout(&o);
+    let attenuate = |token: &str, key: &str, next: &str, extra: &[&str]| {
+        let mut args = vec!["attenuate", "--token", token, "--key", key, "--bind-key", next];
+        args.extend_from_slice(extra);
+        cjwt(&args)
+    };
+    let o = attenuate(&root, &holder, &helper, &["--methods", "GET", "--max-uses", "2", "--ttl", "5m"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let one = stdout(&o);
+    assert_eq!(one.split('~').count(), 2);
+    // Widening is refused: a method, more uses, a longer life; so is another holder's key.
+    for (extra, what) in [
+        (vec!["--methods", "GET,DELETE"], "methods"),
+        (vec!["--max-uses", "3"], "max_uses"),
+        (vec!["--ttl", "1h"], "exp"),
+    ] {
+        let o = attenuate(&one, &helper, &sub, &extra);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", stdout(&o));
+        assert!(stderr(&o).contains(what), "{what}: {}", stderr(&o));
+    }
+    let o = attenuate(&one, &holder, &sub, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("binds"), "{}", stderr(&o));
+    let o = attenuate(&one, &helper, &sub, &["--paths", "/v1/orders/*", "--ttl", "1m"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let two = stdout(&o);
+    // inspect: the root, then each link, linked as the proxy requires.
+    let o = cjwt(&["inspect", &two]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = stdout(&o);
+    assert!(shown.contains("chain (not verified): 2 link(s)"), "{shown}");
+    assert_eq!(shown.matches("parent_hash=ok signer_is_parent_holder=yes").count(), 2, "{shown}");
+    // explain: the leaf's proof (over the root token) is allowed, the helper's is not.
+    let root_only = two.split('~').next().unwrap();
+    let url = "https://api.example.com/v1/orders/7";
+    let proof_for = |key: &str, url: &str| {
+        let o = cjwt(&["dpop", "--key", key, "--method", "GET", "--url", url, "--token", root_only]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let proof = |key: &str| proof_for(key, url);
+    let explain = |credential: &str, proof: &str, method: &str, path: &str| {
+        cjwt(&[
+            "explain",
+            "--config",
+            &config,
+            "--token",
+            credential,
+            "--host",
+            "api.example.com",
+            "--method",
+            method,
+            "--path",
+            path,
+            "--dpop",
+            proof,
+        ])
+    };
+    let o = explain(&two, &proof(&sub), "GET", "/v1/orders/7");
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("cjwt-chain"), "{}", stdout(&o));
+    let o = explain(&two, &proof(&helper), "GET", "/v1/orders/7");
+    assert_eq!(
+        (o.status.code(), stdout(&o).lines().last().map(str::to_owned)),
+        (Some(3), Some("refuse 401 dpop_key_mismatch".into()))
+    );
+    // The second link's path, narrower than the root's `/v1/**`: 403 `path`.
+    let deeper = proof_for(&sub, "https://api.example.com/v1/orders/7/items");
+    let o = explain(&two, &deeper, "GET", "/v1/orders/7/items");
+    assert_eq!(
+        (o.status.code(), stdout(&o).lines().last().map(str::to_owned)),
+        (Some(4), Some("refuse 403 path".into()))
+    );
+}

@@ -84,6 +84,7 @@ fn main() {
         }
     }
     dpop(now);
+    chain(now);
 }
 
 /// SPEC §10: a DPoP request (token cache warm, a fresh proof each time, so its
@@ -138,6 +139,74 @@ fn dpop(now: i64) {
         let replay = ProcessReplay::new();
         let mut next = requests.iter();
         time(&format!("DPoP, {} proof (native build verifier)", alg.name()), n, || {
+            let req = next.next().expect("a fresh proof");
+            let out = engine.decide_with(req, &InlineOnly, &native, &mut MemoryCounter::default(), &mut &replay);
+            assert!(matches!(out.decision, Decision::Allow { .. }), "{:?}", out.decision);
+        });
+    }
+}
+
+/// SPEC §16: a delegation chain of 1, 2 and 4 links (ES256 holder keys, each
+/// link narrowing `paths`), root token cache warm, a fresh leaf proof each
+/// time: every link's signature is verified on every request, then the
+/// leaf's DPoP proof. Beside it, the bound root alone (0 links).
+fn chain(now: i64) {
+    use cjwt_core::chain::mint::{attenuate, split, LinkSpec};
+    use cjwt_core::sender::replay::ProcessReplay;
+    println!("Delegation chain (EdDSA root, ES256 holders, cache warm), per request:");
+    let issuer = SigningKey::generate(Algorithm::EdDSA).expect("key");
+    let jwk = issuer.public_jwk(Some("k"));
+    let cfg = json!({"providers": [{"name": "p", "issuer": "https://i", "jwks": {"keys": [jwk]}}],
+        "sender_constraints": {"dpop": {"algorithms": ["ES256", "EdDSA"], "replay_cache": {"max_entries": 1_048_576}}}});
+    let native = NativeCrypto::new();
+    let holders: Vec<SigningKey> = (0..5).map(|_| SigningKey::generate(Algorithm::ES256).expect("key")).collect();
+    let jkt = |k: &SigningKey| cjwt_core::mint::jkt(k).expect("thumbprint");
+    let claims = json!({"iss": "https://i", "sub": "s", "jti": "root", "iat": now, "exp": now + 600,
+        "cnf": {"jkt": jkt(&holders[0])}, "cnst": {"paths": ["/v1/**"]}});
+    let root = mint(&issuer, Some("k"), &claims);
+    for depth in [0usize, 1, 2, 4] {
+        let mut credential = root.clone();
+        for i in 0..depth {
+            let spec = LinkSpec {
+                jti: format!("l{i}"),
+                iat: now,
+                exp: now + 300,
+                constraints: Some(json!({"paths": ["/v1/orders/**"]})),
+                next_jkt: jkt(&holders[i + 1]),
+            };
+            credential = attenuate(&holders[i], &credential, &spec, "cnst", &[]).expect("link");
+        }
+        let (root_text, links) = split(&credential);
+        let leaf = &holders[depth];
+        let n = 2_000u32;
+        let requests: Vec<StaticHost> = (0..=n)
+            .map(|i| {
+                let proof = cjwt_core::mint::dpop_proof(
+                    leaf,
+                    "GET",
+                    "https://api/v1/orders/7",
+                    Some(root_text),
+                    now,
+                    &format!("c{depth}-{i}"),
+                    None,
+                )
+                .expect("proof");
+                let req = StaticHost::get("/v1/orders/7")
+                    .set_header(":authority", "api")
+                    .header(":scheme", "https")
+                    .at(now)
+                    .header("authorization", &format!("DPoP {root_text}"))
+                    .header("dpop", &proof);
+                match links {
+                    Some(links) => req.header("cjwt-chain", links),
+                    None => req,
+                }
+            })
+            .collect();
+        let mut engine = Engine::new(Config::from_json(cfg.to_string().as_bytes()).expect("config"));
+        let replay = ProcessReplay::new();
+        let mut next = requests.iter();
+        time(&format!("chain of {depth} link(s) + leaf proof (native build verifier)"), n, || {
             let req = next.next().expect("a fresh proof");
             let out = engine.decide_with(req, &InlineOnly, &native, &mut MemoryCounter::default(), &mut &replay);
             assert!(matches!(out.decision, Decision::Allow { .. }), "{:?}", out.decision);

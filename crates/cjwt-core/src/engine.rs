@@ -436,16 +436,20 @@ fn check(
         }
         // Every request, cached verifications included (SPEC §11).
         crate::revocation::check(config, &token, keys, now)?;
+        // SPEC §16: a delegation chain, verified on every request (never cached).
+        let chain = crate::chain::verify(config, &token, &found.token, view, crypto, proof_keys)?;
+        let leaf = chain.as_ref().and_then(crate::chain::Chain::leaf_jkt);
         // SPEC §10: after the token checks, before the rule's `require`.
-        sender::check(config, &token, &found, view, crypto, replay, proof_keys)?;
+        sender::check(config, &token, &found, view, crypto, replay, proof_keys, leaf)?;
         require::check(config, &rule.require, &token, view)?;
-        let uses = TokenUse {
-            counter,
-            issuer: token.issuer(),
-            jti: token.jti.as_deref(),
-            expires_at: expires_at(config, &token),
-        };
-        token.constraints.check(view, uses, now)?;
+        let expires_at = expires_at(config, &token);
+        match &chain {
+            None => {
+                let uses = TokenUse { counter, issuer: token.issuer(), jti: token.jti.as_deref(), expires_at };
+                token.constraints.check(view, uses, now)?;
+            }
+            Some(chain) => crate::chain::check(config, &token, expires_at, chain, view, counter, now)?,
+        }
         Ok(Some(token))
     });
     Checked { verdict, credential: Some(found), cache_hit, provider, rule: index, verified }

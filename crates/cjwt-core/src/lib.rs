@@ -30,6 +30,8 @@
 //!    certificate binding).
 //!    [`txn`] (Transaction Tokens, SPEC §14: enforcing one from the
 //!    `Txn-Token` header, issuing one at the edge).
+//!    [`chain`] (holder attenuation, SPEC §16: the delegation chain of the
+//!    `cjwt-chain` header, verified with the root token and [`sender`]'s proof keys).
 //! 10. [`policy`]: the operator's rules (which rule applies, what it `require`s).
 //! 11. [`engine`]: the decision, top to bottom.
 //! 12. [`outcome`]: the refusal, the forwarding edits, the plan an adapter executes.
@@ -55,6 +57,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod chain;
 pub mod config;
 pub mod constraints;
 pub mod encoding;

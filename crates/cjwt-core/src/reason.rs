@@ -258,6 +258,30 @@ reasons! {
     /// may use (not its type, a bad signature, another trust domain or subject,
     /// expired, too long-lived, malformed).
     TxnExchangeInvalid => "txn_exchange_invalid", Unavailable;
+    // Holder attenuation (SPEC §16): the `cjwt-chain` header's delegation chain.
+    /// The chain is not links of strict compact JWS `~`-separated in one
+    /// `cjwt-chain` header, or a link lacks a required member or has it wrong
+    /// (`typ`, `jwk`, `iss`, `jti`, `exp`, `cnf.jkt`, `del_depth`, constraints).
+    ChainMalformed => "chain_malformed", Untrusted;
+    /// The `cjwt-chain` header is longer than `attenuation.max_bytes`.
+    ChainSize => "chain_size", Untrusted;
+    /// The chain has more links than `attenuation.max_depth`.
+    ChainDepth => "chain_depth", Untrusted;
+    /// A link is signed by another key than its parent's bound key (`cnf.jkt`),
+    /// or names another issuer, or the root token is not DPoP-bound.
+    ChainKey => "chain_key", Untrusted;
+    /// A link's signature does not verify (or its algorithm is not allowed).
+    ChainSignature => "chain_signature", Untrusted;
+    /// A link's `par_hash` is not its parent's: spliced from another chain, or reordered.
+    ChainParent => "chain_parent", Untrusted;
+    /// A link has expired, or is not yet valid.
+    ChainExpired => "chain_expired", Untrusted;
+    /// A link widens its parent: a constraint that allows more, a key nobody
+    /// understands, or a lifetime past its parent's.
+    ChainWidens => "chain_widens", Untrusted;
+    /// With a mesh-wide `usage_store`, more than one level of the chain counts
+    /// `max_uses` (the store counts one key per request).
+    ChainUses => "chain_uses", Forbidden;
 }
 
 #[cfg(test)]
@@ -268,7 +292,7 @@ mod tests {
     /// SPEC §4 "Decisions and responses", paragraph "Reason codes": the v1 codes
     /// with their status, in the SPEC's order. Hard-coded so that the crate stands
     /// alone; update it with the SPEC.
-    const SPEC_REASONS: [(&str, u32); 60] = [
+    const SPEC_REASONS: [(&str, u32); 69] = [
         ("missing_token", 401),
         ("multiple_tokens", 401),
         ("token_too_large", 401),
@@ -331,6 +355,16 @@ mod tests {
         ("txn_issue_failed", 503),
         ("txn_service_unavailable", 503),
         ("txn_exchange_invalid", 503),
+        // §16 (v3): delegation chains.
+        ("chain_malformed", 401),
+        ("chain_size", 401),
+        ("chain_depth", 401),
+        ("chain_key", 401),
+        ("chain_signature", 401),
+        ("chain_parent", 401),
+        ("chain_expired", 401),
+        ("chain_widens", 401),
+        ("chain_uses", 403),
     ];
 
     /// The reasons SPEC §4 says v2 adds (§8 `usage_unavailable`, 503; §10 and §11,
@@ -403,6 +437,15 @@ mod tests {
             Reason::TxnIssueFailed => "txn_issue_failed",
             Reason::TxnServiceUnavailable => "txn_service_unavailable",
             Reason::TxnExchangeInvalid => "txn_exchange_invalid",
+            Reason::ChainMalformed => "chain_malformed",
+            Reason::ChainSize => "chain_size",
+            Reason::ChainDepth => "chain_depth",
+            Reason::ChainKey => "chain_key",
+            Reason::ChainSignature => "chain_signature",
+            Reason::ChainParent => "chain_parent",
+            Reason::ChainExpired => "chain_expired",
+            Reason::ChainWidens => "chain_widens",
+            Reason::ChainUses => "chain_uses",
         }
     }
 

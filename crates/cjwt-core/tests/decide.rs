@@ -852,8 +852,85 @@ fn every_reason_code_is_reachable() {
     }
     sender_reasons(&mut seen);
     txn_reasons(&mut seen);
+    chain_reasons(&mut seen);
     let missing: Vec<&str> = Reason::ALL.iter().filter(|r| !seen.contains(r)).map(|r| r.code()).collect();
     assert!(missing.is_empty(), "unreached reason codes: {missing:?}");
+}
+
+/// The reasons of SPEC §16, one request each (tests/chain.rs has the details).
+fn chain_reasons(seen: &mut std::collections::HashSet<Reason>) {
+    use cjwt_core::chain::mint::{attenuate, split, LinkSpec};
+    use cjwt_core::mint::{dpop_proof, jkt, mint_raw, SigningKey};
+    let holder = |n: u8| SigningKey::P256(p256::ecdsa::SigningKey::from_slice(&[n; 32]).unwrap());
+    let root = |cnst: Value| eddsa(json!({"jti": "r", "cnf": {"jkt": jkt(&holder(1)).unwrap()}, "cnst": cnst}));
+    let spec = |cnst: Value, exp: i64| LinkSpec {
+        jti: "l".into(),
+        iat: NOW,
+        exp,
+        constraints: Some(cnst),
+        next_jkt: jkt(&holder(2)).unwrap(),
+    };
+    let derive = |r: &str, cnst: Value| attenuate(&holder(1), r, &spec(cnst, NOW + 60), "cnst", &[]).unwrap();
+    let url = "https://api.example.com/x";
+    let send = |e: &mut Engine, credential: &str, chain: Option<&str>| {
+        let (r, links) = split(credential);
+        let proof = dpop_proof(&holder(2), "GET", url, Some(r), NOW, "p", None).unwrap();
+        let host = StaticHost::get("/x")
+            .header(":scheme", "https")
+            .header("authorization", &format!("DPoP {r}"))
+            .header("dpop", &proof)
+            .header("cjwt-chain", chain.or(links).unwrap());
+        let replay = cjwt_core::sender::replay::ProcessReplay::new();
+        match e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay).decision {
+            Decision::Allow { .. } => None,
+            Decision::Deny(d) | Decision::DryRunDeny(d) => Some(d.reason),
+        }
+    };
+    let mut e = engine(json!({"sender_constraints": {"dpop": {}}, "attenuation": {"max_depth": 1, "max_bytes": 2048}}));
+    let r = root(json!({"methods": ["GET"], "max_uses": 5}));
+    let good = derive(&r, json!({}));
+    let link = split(&good).1.unwrap().to_string();
+    let flipped = {
+        let mut b = link.clone().into_bytes();
+        let i = b.len() - 10;
+        b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    };
+    let h1 = holder(1);
+    let header = json!({"typ": "cjwt-link+jwt", "alg": "ES256", "jwk": h1.public_jwk(None)});
+    let claims = |extra: Value| {
+        let mut c: Value = serde_json::from_slice(
+            &cjwt_core::encoding::b64::decode(link.split('.').nth(1).unwrap().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c.to_string()
+    };
+    let stranger = holder(9);
+    let foreign = json!({"typ": "cjwt-link+jwt", "alg": "ES256", "jwk": stranger.public_jwk(None)});
+    for chain in [
+        "x".to_string(),                                                                    // chain_malformed
+        format!("{link}~{}", "A".repeat(2048)),                                             // chain_size
+        format!("{link}~{link}"),                                                           // chain_depth
+        mint_raw(&stranger, &foreign.to_string(), &claims(json!({}))),                      // chain_key
+        flipped,                                                                            // chain_signature
+        mint_raw(&h1, &header.to_string(), &claims(json!({"par_hash": "AAAA"}))),           // chain_parent
+        mint_raw(&h1, &header.to_string(), &claims(json!({"exp": NOW - 120}))),             // chain_expired
+        mint_raw(&h1, &header.to_string(), &claims(json!({"cnst": {"methods": ["PUT"]}}))), // chain_widens
+    ] {
+        if let Some(r) = send(&mut e, &good, Some(&chain)) {
+            seen.insert(r);
+        }
+    }
+    // chain_uses: the root and its link each count, with a mesh-wide store.
+    let mut meshed = engine(json!({"sender_constraints": {"dpop": {}},
+        "usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd"}}}));
+    let counted = derive(&r, json!({"max_uses": 2}));
+    if let Some(r) = send(&mut meshed, &counted, None) {
+        seen.insert(r);
+    }
 }
 
 /// The reasons of SPEC §14, one request each (tests/txn.rs has the details).

@@ -24,6 +24,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
     /// The token, placed where the configuration's first token source reads it.
+    /// A delegation credential `ROOT~LINK~…` (`cjwt attenuate`, SPEC §16): the
+    /// root is placed so, the links go in the `cjwt-chain` header.
     #[arg(long, value_name = "TOKEN")]
     token: String,
     /// The request method.
@@ -84,11 +86,13 @@ pub struct Args {
 /// Prints `allow` (exit 0) or `refuse STATUS REASON` (exit 3 for 401, 4 for 403).
 pub fn run(a: Args) -> Result<u8, String> {
     let config = load_config(&a.config)?;
+    let (root, links) = cjwt_core::chain::mint::split(&a.token);
+    let (token, links) = (root.to_string(), links.map(str::to_string));
     let mut path = a.path;
     // The credential is placed where the configuration's first source reads it.
     if let Some(TokenSource::Query(name)) = config.token_from().first() {
         let sep = if path.contains('?') { '&' } else { '?' };
-        path = format!("{path}{sep}{name}={}", a.token);
+        path = format!("{path}{sep}{name}={}", token);
     }
     let peer = match a.ip {
         IpAddr::V4(ip) => format!("{ip}:50000"),
@@ -151,20 +155,24 @@ pub fn run(a: Args) -> Result<u8, String> {
     }
     // A Transaction Token (typ `txntoken+jwt`, SPEC §14) goes where a sidecar
     // reads it, the `Txn-Token` header, whatever the configuration's sources.
-    let txn = cjwt_core::token::jws::parse_jws(&a.token)
+    let txn = cjwt_core::token::jws::parse_jws(&token)
         .is_ok_and(|t| cjwt_core::token::verify::is_txn_token(t.typ.as_deref()));
     match config.token_from().first() {
         _ if txn => {
             out!("note: a Txn-Token: sent in the txn-token header");
-            host = host.header(cjwt_core::txn::HEADER, &a.token);
+            host = host.header(cjwt_core::txn::HEADER, &token);
         }
         _ if a.dpop.is_some() => {
-            host = host.header("authorization", &format!("DPoP {}", a.token));
+            host = host.header("authorization", &format!("DPoP {}", token));
             host = host.header("dpop", a.dpop.as_deref().unwrap_or_default());
         }
-        Some(TokenSource::Header { name, prefix }) => host = host.header(name, &format!("{prefix}{}", a.token)),
-        Some(TokenSource::Cookie(name)) => host = host.header("cookie", &format!("{name}={}", a.token)),
+        Some(TokenSource::Header { name, prefix }) => host = host.header(name, &format!("{prefix}{}", token)),
+        Some(TokenSource::Cookie(name)) => host = host.header("cookie", &format!("{name}={}", token)),
         Some(TokenSource::Query(_)) | None => {}
+    }
+    if let Some(links) = &links {
+        out!("note: a delegation chain of {} link(s): sent in the cjwt-chain header", links.split('~').count());
+        host = host.header(cjwt_core::chain::HEADER, links);
     }
     let at = a.at.unwrap_or_else(now);
     let mut store = Fetched::new(config.provider_count());

@@ -216,7 +216,7 @@ pub fn load_key(path: &Path, alg: Option<Algorithm>) -> Result<SigningKey, Strin
 }
 
 /// The `mcp` constraint of `--mcp-tools`, `--mcp-methods` and `--mcp-arg` (none when no flag is given).
-fn mcp_claim(tools: Vec<String>, methods: Vec<String>, args: Vec<(String, String, String)>) -> Option<Value> {
+pub fn mcp_claim(tools: Vec<String>, methods: Vec<String>, args: Vec<(String, String, String)>) -> Option<Value> {
     if tools.is_empty() && methods.is_empty() && args.is_empty() {
         return None;
     }

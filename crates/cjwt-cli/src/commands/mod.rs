@@ -1,6 +1,7 @@
 //! One module per subcommand, each with its `Args` (clap derive) and `run`,
 //! plus what several of them share.
 
+pub mod attenuate;
 pub mod check_config;
 pub mod dpop;
 pub mod explain;

@@ -194,6 +194,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let status_lists = compile_status_lists(raw.status_lists.unwrap_or_default(), &providers)?;
     let status_list_by_uri = status_lists.iter().enumerate().map(|(i, s)| (s.uri.clone(), i)).collect();
     let span_fields = compile_tracing(raw.tracing)?;
+    let attenuation = compile_attenuation(raw.attenuation)?;
 
     Ok(Config {
         providers,
@@ -223,10 +224,28 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         status_lists,
         status_list_by_uri,
         sender,
+        attenuation,
         span_fields,
         txn_provider,
         txn_issue,
     })
+}
+
+/// `attenuation` (SPEC §16): `max_depth` 0..=16, `max_bytes` 256..=65536.
+fn compile_attenuation(raw: Option<super::raw::RawAttenuation>) -> Result<super::model::Attenuation, ConfigError> {
+    let default = super::model::Attenuation::default();
+    let Some(raw) = raw else {
+        return Ok(default);
+    };
+    let max_depth = raw.max_depth.unwrap_or(default.max_depth);
+    if max_depth > 16 {
+        return err("attenuation.max_depth", "must be 0..=16");
+    }
+    let max_bytes = raw.max_bytes.unwrap_or(default.max_bytes);
+    if !(256..=65536).contains(&max_bytes) {
+        return err("attenuation.max_bytes", "must be 256..=65536");
+    }
+    Ok(super::model::Attenuation { max_depth, max_bytes })
 }
 
 /// `protected_resource` (RFC 9728): the document, its URL and path.

@@ -32,7 +32,7 @@ pub use model::{
     Mode, MtlsSource, NonceKey, Provider, RegionSource, RemoteJwks, Require, Rule, RuleMatch, SenderConstraints,
     SpanField, StatusListSource, TokenSource,
 };
-pub use model::{Caller, ProviderKind, TxnDomain, TxnExchange, TxnIssue};
+pub use model::{Attenuation, Caller, ProviderKind, TxnDomain, TxnExchange, TxnIssue};
 
 #[cfg(test)]
 mod tests;

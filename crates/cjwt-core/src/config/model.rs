@@ -358,6 +358,8 @@ pub struct Config {
     pub(crate) status_list_by_uri: HashMap<String, usize>,
     /// Which `cnf` bindings are enforced (SPEC §10); both `None`: every `cnf` is refused.
     pub(crate) sender: SenderConstraints,
+    /// The bounds of a delegation chain (SPEC §16).
+    pub(crate) attenuation: Attenuation,
     /// The decision's fields tagged on the request's trace span, in [`SpanField::ALL`] order.
     pub(crate) span_fields: Vec<SpanField>,
     /// The Txn-Token provider (index into [`Config::providers`]), if one is configured (SPEC §14).
@@ -415,6 +417,21 @@ pub struct Dpop {
     /// `replay_cache.store: "usage_store"`: proofs are recorded once for the
     /// whole mesh in the `usage_store` etcd (and the local cache is not used).
     pub replay_in_usage_store: bool,
+}
+
+/// `attenuation` (SPEC §16), compiled: the bounds of a delegation chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attenuation {
+    /// Most links after the root (0: every chain is refused, `chain_depth`).
+    pub max_depth: usize,
+    /// Longest `cjwt-chain` header, bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for Attenuation {
+    fn default() -> Attenuation {
+        Attenuation { max_depth: 4, max_bytes: 8192 }
+    }
 }
 
 /// The secret and period of stateless DPoP nonces. Never printed.
@@ -552,6 +569,16 @@ impl Config {
     /// Sender constraints (DPoP, certificate binding).
     pub fn sender(&self) -> &SenderConstraints {
         &self.sender
+    }
+
+    /// The bounds of a delegation chain (SPEC §16).
+    pub fn attenuation(&self) -> Attenuation {
+        self.attenuation
+    }
+
+    /// The configured custom constraint names, in configuration order.
+    pub fn custom_constraint_names(&self) -> Vec<&str> {
+        self.custom_constraints.iter().map(|(n, _)| n.as_str()).collect()
     }
 
     /// The mesh-wide usage store, if configured.

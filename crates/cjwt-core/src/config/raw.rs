@@ -60,6 +60,18 @@ pub struct RawConfig {
     pub tracing: Option<RawTracing>,
     /// Transaction Tokens (SPEC §14 v3): issuing them at the edge.
     pub transaction_tokens: Option<RawTransactionTokens>,
+    /// Holder attenuation (SPEC §16): the delegation chains a request may carry.
+    pub attenuation: Option<RawAttenuation>,
+}
+
+/// `attenuation` (SPEC §16): the bounds of a delegation chain.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttenuation {
+    /// Most links after the root (0..=16; default 4; 0 refuses every chain).
+    pub max_depth: Option<usize>,
+    /// Longest `cjwt-chain` header, bytes (256..=65536; default 8192).
+    pub max_bytes: Option<usize>,
 }
 
 /// `tracing`: the decision's fields put on the request's trace span.

@@ -23,6 +23,16 @@ pub fn check(name: &str, allowed: &[String], view: &RequestView<'_>) -> Result<(
     }
 }
 
+/// Whether the custom constraint `key`'s `child` value allows no attribute its
+/// `parent` value refuses (SPEC §16): a subset. A value that does not parse is
+/// not within (fail closed).
+pub fn within(key: &str, parent: &Value, child: &Value) -> bool {
+    match (parse(key, parent), parse(key, child)) {
+        (Ok(parent), Ok(child)) => child.iter().all(|c| parent.contains(c)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

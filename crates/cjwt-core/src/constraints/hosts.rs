@@ -25,6 +25,16 @@ pub fn check(patterns: &[HostPattern], view: &RequestView<'_>) -> Result<(), Rea
     }
 }
 
+/// Whether `child` allows no host `parent` refuses (SPEC §16): every child
+/// pattern lies inside a parent pattern ([`HostPattern::within`]). A value that
+/// does not parse is not within (fail closed).
+pub fn within(parent: &Value, child: &Value) -> bool {
+    let (Ok(parent), Ok(child)) = (parse(parent), parse(child)) else {
+        return false;
+    };
+    child.iter().all(|c| parent.iter().any(|p| c.within(p)))
+}
+
 impl super::Footprint for HostPattern {
     fn heap_bytes(&self) -> usize {
         HostPattern::heap_bytes(self)

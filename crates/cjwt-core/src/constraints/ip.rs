@@ -30,6 +30,16 @@ pub fn check(ranges: &[IpRange], view: &RequestView<'_>) -> Result<(), Reason> {
     }
 }
 
+/// Whether `child` allows no client `parent` refuses (SPEC §16): every range of
+/// `child` lies inside a range of `parent`. A value that does not parse is not
+/// within (fail closed).
+pub fn within(parent: &Value, child: &Value) -> bool {
+    let (Ok(parent), Ok(child)) = (parse(parent), parse(child)) else {
+        return false;
+    };
+    child.iter().all(|c| parent.iter().any(|p| p.covers(c)))
+}
+
 impl super::Footprint for IpRange {
     fn heap_bytes(&self) -> usize {
         0
@@ -92,6 +102,19 @@ impl IpRange {
         match (self, normalize(ip)) {
             (IpRange::V4 { net, prefix }, IpAddr::V4(a)) => u32::from(a) & mask32(*prefix) == *net,
             (IpRange::V6 { net, prefix }, IpAddr::V6(a)) => u128::from(a) & mask128(*prefix) == *net,
+            _ => false,
+        }
+    }
+
+    /// True when every address of `other` is inside this range.
+    pub fn covers(&self, other: &IpRange) -> bool {
+        match (self, other) {
+            (IpRange::V4 { net, prefix }, IpRange::V4 { net: n, prefix: p }) => {
+                p >= prefix && n & mask32(*prefix) == *net
+            }
+            (IpRange::V6 { net, prefix }, IpRange::V6 { net: n, prefix: p }) => {
+                p >= prefix && n & mask128(*prefix) == *net
+            }
             _ => false,
         }
     }

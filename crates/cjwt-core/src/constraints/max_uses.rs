@@ -53,6 +53,15 @@ pub fn check(limit: u64, token: TokenUse<'_>, now: i64) -> Result<(), Reason> {
     }
 }
 
+/// Whether `child` grants no more uses than `parent` (SPEC §16): both integers
+/// ≥ 1, the child's no greater. Anything else is not within (fail closed).
+pub fn within(parent: &Value, child: &Value) -> bool {
+    match (parent.as_u64(), child.as_u64()) {
+        (Some(parent), Some(child)) => child >= 1 && child <= parent,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,15 @@ impl ToolPattern {
             ToolPattern::Exact(s) | ToolPattern::Prefix(s) => s,
         }
     }
+
+    /// True when every tool name this pattern matches, `parent` matches too.
+    pub fn within(&self, parent: &ToolPattern) -> bool {
+        match (self, parent) {
+            (ToolPattern::Exact(c), ToolPattern::Exact(p)) => c == p,
+            (ToolPattern::Exact(c) | ToolPattern::Prefix(c), ToolPattern::Prefix(p)) => c.starts_with(p.as_str()),
+            (ToolPattern::Prefix(_), ToolPattern::Exact(_)) => false,
+        }
+    }
 }
 
 /// Compiles the `mcp` value.
@@ -101,6 +110,15 @@ pub fn parse(value: &Value) -> Result<Mcp, String> {
         }
     }
     Ok(mcp)
+}
+
+/// Whether `child` allows no MCP request `parent` refuses ([`Mcp::within`]).
+/// A value that does not parse is not within (fail closed).
+pub fn within(parent: &Value, child: &Value) -> bool {
+    match (parse(parent), parse(child)) {
+        (Ok(parent), Ok(child)) => child.within(&parent),
+        _ => false,
+    }
 }
 
 fn parse_args(v: &Value) -> Result<Vec<(ToolPattern, ArgumentValues)>, String> {
@@ -152,6 +170,30 @@ impl Mcp {
             || (method.starts_with(NOTIFICATIONS) && method.len() > NOTIFICATIONS.len())
             || (self.tools.is_some() && (method == TOOLS_CALL || method == "tools/list"))
             || self.methods.iter().any(|m| m == method)
+    }
+
+    /// True when this value allows no MCP request `parent` refuses (SPEC §16):
+    /// each of its `methods` is one `parent` allows; its `tools` (if any) lie
+    /// inside `parent`'s `tools` (which must be given); and every `args` entry
+    /// of `parent` is restated, for the same tool pattern, with every argument
+    /// path and a subset of its values (more entries or paths may be added).
+    pub fn within(&self, parent: &Mcp) -> bool {
+        let methods = self.methods.iter().all(|m| parent.allows_method(m));
+        let tools = match (&self.tools, &parent.tools) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(child), Some(parent)) => child.iter().all(|c| parent.iter().any(|p| c.within(p))),
+        };
+        let args = parent.args.iter().all(|(tool, paths)| {
+            self.args.iter().any(|(t, mine)| {
+                t == tool
+                    && paths.iter().all(|(path, allowed)| {
+                        mine.iter()
+                            .any(|(p, values)| p == path && values.iter().all(|v| allowed.iter().any(|a| same(v, a))))
+                    })
+            })
+        });
+        methods && tools && args
     }
 }
 

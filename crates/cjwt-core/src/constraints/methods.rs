@@ -20,6 +20,15 @@ pub fn check(methods: &[String], view: &RequestView<'_>) -> Result<(), Reason> {
     }
 }
 
+/// Whether `child` allows no method `parent` refuses (SPEC §16): its methods
+/// are a subset. A value that does not parse is not within (fail closed).
+pub fn within(parent: &Value, child: &Value) -> bool {
+    match (parse(parent), parse(child)) {
+        (Ok(parent), Ok(child)) => child.iter().all(|c| parent.contains(c)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,10 @@ pub struct Kind {
     pub downstream: bool,
     /// How `cjwt mint` writes the values given for this kind.
     pub mint: Mint,
+    /// Whether a child value allows no request the parent value refuses
+    /// (`within(parent, child)`, SPEC §16): a link of a delegation chain
+    /// never widens a kind. A value that does not parse is not within.
+    pub within: fn(&Value, &Value) -> bool,
 }
 
 /// How a minted claim value is made of the values given for a kind.
@@ -73,6 +77,7 @@ pub const KINDS: &[Kind] = &[
         counts_use: false,
         downstream: true,
         mint: Mint::List,
+        within: ip::within,
     },
     Kind {
         name: "methods",
@@ -80,6 +85,7 @@ pub const KINDS: &[Kind] = &[
         counts_use: false,
         downstream: false,
         mint: Mint::List,
+        within: methods::within,
     },
     Kind {
         name: "paths",
@@ -87,6 +93,7 @@ pub const KINDS: &[Kind] = &[
         counts_use: false,
         downstream: false,
         mint: Mint::List,
+        within: paths::within,
     },
     Kind {
         name: "hosts",
@@ -94,6 +101,7 @@ pub const KINDS: &[Kind] = &[
         counts_use: false,
         downstream: false,
         mint: Mint::List,
+        within: hosts::within,
     },
     Kind {
         name: "region",
@@ -101,6 +109,7 @@ pub const KINDS: &[Kind] = &[
         counts_use: false,
         downstream: true,
         mint: Mint::List,
+        within: region::within,
     },
     Kind {
         name: "window",
@@ -108,6 +117,7 @@ pub const KINDS: &[Kind] = &[
         counts_use: false,
         downstream: true,
         mint: Mint::List,
+        within: window::within,
     },
     Kind {
         name: "mcp",
@@ -116,6 +126,7 @@ pub const KINDS: &[Kind] = &[
         // The MCP request a hop carries is not the one a Txn-Token was issued for.
         downstream: false,
         mint: Mint::One,
+        within: mcp::within,
     },
     Kind {
         name: "max_uses",
@@ -132,6 +143,7 @@ pub const KINDS: &[Kind] = &[
         counts_use: true,
         downstream: false,
         mint: Mint::One,
+        within: max_uses::within,
     },
 ];
 
@@ -303,9 +315,19 @@ impl Constraints {
     /// and the kinds that count a use (`max_uses`) last, so that a refused request
     /// uses nothing. The first failure decides.
     pub fn check(&self, view: &RequestView<'_>, token: TokenUse<'_>, now: i64) -> Result<(), Reason> {
+        self.check_conditions(view, now)?;
+        self.check_uses(view, token, now)
+    }
+
+    /// The checks of [`Constraints::check`] that count nothing: `unknown_constraint`,
+    /// the kinds that count no use, the custom constraints. A delegation chain
+    /// (SPEC §16) checks every link's conditions before any link counts a use.
+    pub fn check_conditions(&self, view: &RequestView<'_>, now: i64) -> Result<(), Reason> {
         if self.unknown.is_some() {
             return Err(Reason::UnknownConstraint);
         }
+        let mut uncounted = Uncounted;
+        let token = TokenUse { counter: &mut uncounted, issuer: "", jti: None, expires_at: now };
         let mut at = At { view, token, now };
         for (_, c) in self.builtin.iter().filter(|(kind, _)| !kind.counts_use) {
             c.check(&mut at)?;
@@ -313,10 +335,23 @@ impl Constraints {
         for (name, allowed) in &self.custom {
             custom::check(name, allowed, view)?;
         }
+        Ok(())
+    }
+
+    /// The checks of [`Constraints::check`] that count a use (`max_uses`), after
+    /// [`Constraints::check_conditions`] held.
+    pub fn check_uses(&self, view: &RequestView<'_>, token: TokenUse<'_>, now: i64) -> Result<(), Reason> {
+        let mut at = At { view, token, now };
         for (_, c) in self.builtin.iter().filter(|(kind, _)| kind.counts_use) {
             c.check(&mut at)?;
         }
         Ok(())
+    }
+
+    /// Whether a check of these constraints can count a use (a kind that counts
+    /// uses is present).
+    pub fn counts_use(&self) -> bool {
+        self.builtin.iter().any(|(kind, _)| kind.counts_use)
     }
 
     /// An upper estimate of the heap these compiled constraints hold (for the
@@ -336,7 +371,38 @@ impl Constraints {
     }
 }
 
-/// Allocator bookkeeping per allocation (headers, rounding).
+/// The counter of the checks that count nothing: no use is ever asked of it.
+struct Uncounted;
+
+impl crate::usage::UsageCounter for Uncounted {
+    fn try_use(&mut self, _: &crate::usage::UsageId, _: u64, _: i64, _: i64) -> Result<bool, crate::usage::UsageError> {
+        Err(crate::usage::UsageError)
+    }
+}
+
+/// Whether the constraints value `child` allows no request `parent` refuses,
+/// kind by kind (SPEC §16): for each key of `child` that `parent` also has, the
+/// kind's `within` (a built-in kind, [`Kind::within`]) or a subset of values (a
+/// configured custom constraint). A key `parent` lacks adds a condition; a
+/// key nobody understands cannot be decided and is refused (fail closed). The
+/// error names the first key that widens.
+pub fn within(parent: &serde_json::Map<String, Value>, child: &Value, custom_names: &[&str]) -> Result<(), String> {
+    let child = child.as_object().ok_or("the constraints claim is not an object")?;
+    for (key, value) in child {
+        let known = kind(key).is_some() || custom_names.contains(&key.as_str());
+        let narrower = match (kind(key), parent.get(key)) {
+            _ if !known => false,
+            (_, None) => true,
+            (Some(kind), Some(p)) => (kind.within)(p, value),
+            (None, Some(p)) => custom::within(key, p, value),
+        };
+        if !narrower {
+            return Err(format!("{key}: widens its parent's"));
+        }
+    }
+    Ok(())
+}
+
 const ALLOCATION_OVERHEAD: usize = 16;
 
 fn vec_bytes<T>(v: &Vec<T>) -> usize {
@@ -531,6 +597,136 @@ mod tests {
         use crate::usage::MemoryCounter;
         let host = TestHost::default();
         assert_eq!(check(&Constraints::default(), &host, &mut MemoryCounter::default()), Ok(()));
+    }
+
+    /// SPEC §16: every way a child value can widen its parent's, kind by kind
+    /// (each `KINDS` row and the custom constraints), and the narrowings that
+    /// must pass. A row is (kind, parent, child, within).
+    #[test]
+    fn every_way_to_widen_each_kind_is_refused() {
+        let mon = json!({"days": ["mon"], "start": "09:00", "end": "17:00"});
+        let table: Vec<(&str, Value, Value, bool)> = vec![
+            // ip: a range inside, the same, a single address inside; wider, beside, another family.
+            ("ip", json!(["10.0.0.0/8"]), json!(["10.1.0.0/16"]), true),
+            ("ip", json!(["10.0.0.0/8"]), json!("10.0.0.0/8"), true),
+            ("ip", json!(["10.0.0.0/8", "::1"]), json!(["10.2.3.4", "::1"]), true),
+            ("ip", json!(["10.0.0.0/8"]), json!([]), true),
+            ("ip", json!(["10.1.0.0/16"]), json!(["10.0.0.0/8"]), false),
+            ("ip", json!(["10.0.0.0/8"]), json!(["11.0.0.0/8"]), false),
+            ("ip", json!(["10.0.0.0/8"]), json!(["10.0.0.0/8", "192.168.0.1"]), false),
+            ("ip", json!(["0.0.0.0/0"]), json!(["::/0"]), false),
+            ("ip", json!(["10.0.0.0/8"]), json!(["10.0.0.1/8"]), false),
+            // methods: a subset; an extra one, another case.
+            ("methods", json!(["GET", "POST"]), json!(["GET"]), true),
+            ("methods", json!(["GET"]), json!([]), true),
+            ("methods", json!(["GET"]), json!(["GET", "POST"]), false),
+            ("methods", json!(["GET"]), json!(["get"]), false),
+            ("methods", json!([]), json!(["GET"]), false),
+            // paths: narrower patterns; wider ones.
+            ("paths", json!(["/orders/**"]), json!(["/orders/1"]), true),
+            ("paths", json!(["/orders/**"]), json!(["/orders/*/items/**"]), true),
+            ("paths", json!(["/orders/*"]), json!(["/orders/1"]), true),
+            ("paths", json!(["/orders/*"]), json!(["/orders/*"]), true),
+            ("paths", json!(["/orders/1"]), json!(["/orders/*"]), false),
+            ("paths", json!(["/orders/*"]), json!(["/orders/**"]), false),
+            ("paths", json!(["/orders/*"]), json!(["/orders/1/2"]), false),
+            ("paths", json!(["/orders/**"]), json!(["/**"]), false),
+            ("paths", json!(["/orders/**"]), json!(["/admin"]), false),
+            ("paths", json!(["/a/b"]), json!(["/a"]), false),
+            // hosts: an exact name under a wildcard; the reverse, another name.
+            ("hosts", json!(["*.example.com"]), json!(["api.example.com"]), true),
+            ("hosts", json!(["api.example.com"]), json!(["API.example.com."]), true),
+            ("hosts", json!(["api.example.com"]), json!(["*.example.com"]), false),
+            ("hosts", json!(["*.example.com"]), json!(["a.b.example.com"]), false),
+            ("hosts", json!(["*.example.com"]), json!(["*.b.example.com"]), false),
+            ("hosts", json!(["api.example.com"]), json!(["api.example.org"]), false),
+            // region: a subset; another.
+            ("region", json!(["eu", "us"]), json!(["eu"]), true),
+            ("region", json!(["eu"]), json!(["eu", "us"]), false),
+            // window: fewer days, shorter hours; more days, longer hours, another zone, across midnight.
+            ("window", json!([mon]), json!([{"days": ["mon"], "start": "10:00", "end": "12:00"}]), true),
+            ("window", json!([{"start": "09:00", "end": "17:00"}]), json!([mon]), true),
+            ("window", json!([{"start": "22:00", "end": "06:00"}]), json!([{"start": "23:00", "end": "05:00"}]), true),
+            ("window", json!([mon]), json!([{"days": ["mon", "tue"], "start": "09:00", "end": "17:00"}]), false),
+            ("window", json!([mon]), json!([{"days": ["mon"], "start": "08:00", "end": "17:00"}]), false),
+            ("window", json!([mon]), json!([{"days": ["mon"], "start": "09:00", "end": "18:00"}]), false),
+            (
+                "window",
+                json!([mon]),
+                json!([{"days": ["mon"], "start": "09:00", "end": "17:00", "tz": "Europe/Paris"}]),
+                false,
+            ),
+            ("window", json!([mon]), json!([{"days": ["mon"], "start": "16:00", "end": "10:00"}]), false),
+            ("window", json!([{"start": "22:00", "end": "06:00"}]), json!([{"start": "21:00", "end": "06:00"}]), false),
+            // mcp: fewer tools, a prefix under a prefix, args restated narrower; every widening.
+            ("mcp", json!({"tools": ["get_*"]}), json!({"tools": ["get_order"]}), true),
+            ("mcp", json!({"tools": ["get_*"]}), json!({"tools": ["get_order_*"]}), true),
+            ("mcp", json!({"tools": ["a"]}), json!({}), true),
+            (
+                "mcp",
+                json!({"tools": ["a"], "args": {"a": {"id": ["1", "2"]}}}),
+                json!({"tools": ["a"], "args": {"a": {"id": "1", "x": 3}}}),
+                true,
+            ),
+            ("mcp", json!({"methods": ["resources/read"]}), json!({"methods": ["resources/read"]}), true),
+            ("mcp", json!({"tools": ["get_order"]}), json!({"tools": ["get_*"]}), false),
+            ("mcp", json!({"tools": ["get_*"]}), json!({"tools": ["ge*"]}), false),
+            ("mcp", json!({"tools": ["a"]}), json!({"tools": ["a", "b"]}), false),
+            ("mcp", json!({}), json!({"tools": ["a"]}), false),
+            ("mcp", json!({"tools": ["a"]}), json!({"methods": ["resources/read"]}), false),
+            ("mcp", json!({"tools": ["a"], "args": {"a": {"id": "1"}}}), json!({"tools": ["a"]}), false),
+            (
+                "mcp",
+                json!({"tools": ["a"], "args": {"a": {"id": "1"}}}),
+                json!({"tools": ["a"], "args": {"a": {"id": ["1", "2"]}}}),
+                false,
+            ),
+            (
+                "mcp",
+                json!({"tools": ["a"], "args": {"a": {"id": "1", "x": 1}}}),
+                json!({"tools": ["a"], "args": {"a": {"id": "1"}}}),
+                false,
+            ),
+            (
+                "mcp",
+                json!({"tools": ["a*"], "args": {"a*": {"id": "1"}}}),
+                json!({"tools": ["a*"], "args": {"ab": {"id": "1"}}}),
+                false,
+            ),
+            ("mcp", json!({"tools": ["a"]}), json!({"tools": ["a"], "extra": 1}), false),
+            // max_uses: fewer or as many; more, zero, not an integer.
+            ("max_uses", json!(5), json!(5), true),
+            ("max_uses", json!(5), json!(1), true),
+            ("max_uses", json!(5), json!(6), false),
+            ("max_uses", json!(5), json!(0), false),
+            ("max_uses", json!(5), json!(2.5), false),
+            ("max_uses", json!(5), json!("1"), false),
+            // custom (`tenant`, configured): a subset; another value.
+            ("tenant", json!(["acme", "globex"]), json!("acme"), true),
+            ("tenant", json!(["acme"]), json!(["acme", "globex"]), false),
+            ("tenant", json!(["acme"]), json!(7), false),
+        ];
+        let mut covered: Vec<&str> = Vec::new();
+        for (name, parent, child, want) in &table {
+            let parent_map: serde_json::Map<String, Value> = [(name.to_string(), parent.clone())].into_iter().collect();
+            let got = within(&parent_map, &json!({ *name: child }), &["tenant"]).is_ok();
+            assert_eq!(got, *want, "{name}: {parent} -> {child}");
+            if !want {
+                covered.push(name);
+            }
+        }
+        // Every built-in kind has a widening row.
+        for kind in KINDS {
+            assert!(covered.contains(&kind.name), "no widening row for {}", kind.name);
+        }
+        // A kind the parent lacks is an added condition; a key nobody
+        // understands cannot be decided and is refused.
+        let empty = serde_json::Map::new();
+        assert!(within(&empty, &json!({"methods": ["GET"], "tenant": "acme"}), &["tenant"]).is_ok());
+        assert!(within(&empty, &json!({"geo": "eu"}), &["tenant"]).is_err());
+        let parent: serde_json::Map<String, Value> = [("geo".to_string(), json!("eu"))].into_iter().collect();
+        assert!(within(&parent, &json!({"geo": "eu"}), &[]).is_err());
+        assert!(within(&empty, &json!([]), &[]).is_err());
     }
 
     #[test]

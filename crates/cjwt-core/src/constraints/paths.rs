@@ -25,6 +25,16 @@ pub fn check(patterns: &[PathPattern], view: &RequestView<'_>) -> Result<(), Rea
     }
 }
 
+/// Whether `child` allows no path `parent` refuses (SPEC §16): every child
+/// pattern lies inside a parent pattern ([`PathPattern::within`]). A value that
+/// does not parse is not within (fail closed).
+pub fn within(parent: &Value, child: &Value) -> bool {
+    let (Ok(parent), Ok(child)) = (parse(parent), parse(child)) else {
+        return false;
+    };
+    child.iter().all(|c| parent.iter().any(|p| c.within(p)))
+}
+
 impl super::Footprint for PathPattern {
     fn heap_bytes(&self) -> usize {
         PathPattern::heap_bytes(self)

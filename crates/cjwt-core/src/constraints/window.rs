@@ -32,6 +32,16 @@ impl super::Footprint for Window {
     }
 }
 
+/// Whether `child` allows no instant `parent` refuses (SPEC §16): every child
+/// window lies inside a parent window ([`Window::within`]). A value that does
+/// not parse is not within (fail closed).
+pub fn within(parent: &Value, child: &Value) -> bool {
+    let (Ok(parent), Ok(child)) = (parse(parent), parse(child)) else {
+        return false;
+    };
+    child.iter().all(|c| parent.iter().any(|p| c.within(p)))
+}
+
 /// One compiled window.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Window {
@@ -81,6 +91,15 @@ impl Window {
             Some(_) => return Err("`tz` must be a string".into()),
         };
         Ok(Window { days, start, end, zone })
+    }
+
+    /// True when every instant of this window lies inside `parent` (SPEC §16):
+    /// the same zone, a subset of its days, and the same kind of interval
+    /// (within a day, or across midnight) inside its hours.
+    pub fn within(&self, parent: &Window) -> bool {
+        let days = self.days & !parent.days == 0;
+        let same_kind = (self.start < self.end) == (parent.start < parent.end);
+        self.zone == parent.zone && days && same_kind && parent.start <= self.start && self.end <= parent.end
     }
 
     /// True when the instant `now` (Unix seconds) lies inside this window.

@@ -64,6 +64,23 @@ impl PathPattern {
         self.rest || segs.next().is_none()
     }
 
+    /// True when every path this pattern matches, `parent` matches too (SPEC
+    /// §16): segment by segment, a parent literal needs the same literal, a
+    /// parent `*` a literal or `*`; past the parent's segments, only a parent
+    /// ending in `**` allows more (and a child `**`).
+    pub fn within(&self, parent: &PathPattern) -> bool {
+        let mut mine = self.segments.iter();
+        for want in &parent.segments {
+            match (want, mine.next()) {
+                (Segment::Literal(p), Some(Segment::Literal(c))) if p == c => {}
+                (Segment::One, Some(Segment::Literal(c))) if !c.is_empty() => {}
+                (Segment::One, Some(Segment::One)) => {}
+                _ => return false,
+            }
+        }
+        parent.rest || (mine.next().is_none() && !self.rest)
+    }
+
     /// An upper estimate of the heap this pattern holds (its segment list and
     /// literal segments, with allocator overhead).
     pub fn heap_bytes(&self) -> usize {
@@ -167,6 +184,15 @@ impl HostPattern {
             HostPattern::OneLabel(suffix) => {
                 host.strip_suffix(suffix.as_str()).is_some_and(|label| !label.is_empty() && !label.contains('.'))
             }
+        }
+    }
+
+    /// True when every host this pattern matches, `parent` matches too (SPEC
+    /// §16): the same pattern, or an exact name `parent` matches.
+    pub fn within(&self, parent: &HostPattern) -> bool {
+        match self {
+            HostPattern::Exact(h) => parent.matches(h),
+            HostPattern::OneLabel(_) => self == parent,
         }
     }
 

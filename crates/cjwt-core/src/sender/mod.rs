@@ -64,6 +64,9 @@ pub fn is_dpop_scheme(source: &TokenSource) -> bool {
 /// The sender checks of SPEC §10 for a verified `token` found as `credential`.
 /// The first failure decides: `unsupported_binding`, then the DPoP reasons
 /// (`unexpected_dpop`, `dpop_required`, the proof's), then the certificate's.
+/// With a delegation chain (SPEC §16), `leaf` is the leaf link's `cnf.jkt`:
+/// the proof must be signed by the leaf holder's key, not the root's.
+#[allow(clippy::too_many_arguments)] // each is one input of the decision
 pub fn check(
     config: &Config,
     token: &VerifiedToken,
@@ -72,9 +75,13 @@ pub fn check(
     crypto: &dyn HostCrypto,
     replay: &mut dyn ReplayCache,
     proof_keys: &mut dpop::ProofKeys,
+    leaf: Option<&str>,
 ) -> Result<(), Reason> {
     let sender = &config.sender;
-    let bound = binding(&token.claims, sender)?;
+    let mut bound = binding(&token.claims, sender)?;
+    if let (Some(leaf), Some(_)) = (leaf, bound.jkt) {
+        bound.jkt = Some(leaf);
+    }
     if let Some(dpop) = &sender.dpop {
         let scheme = is_dpop_scheme(&credential.source);
         match bound.jkt {

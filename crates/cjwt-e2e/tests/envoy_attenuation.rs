@@ -1,0 +1,279 @@
+//! Holder attenuation (SPEC §16) through a real Envoy, for the build under
+//! test (`CJWT_BUILD=wasm|native`): a root token bound to a holder key, links
+//! derived offline as `cjwt attenuate` derives them (`chain::mint::attenuate`),
+//! forged links where a test needs one `attenuate` refuses to sign, and the
+//! leaf's DPoP proof. Envoy's MCP filter parses the tool calls the chain
+//! narrows. Requires `make build` and the project virtualenv (`make envoy`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
+
+use cjwt_core::chain::mint::{attenuate, split, LinkSpec};
+use cjwt_core::encoding::b64;
+use cjwt_core::keys::algorithm::Algorithm;
+use cjwt_core::mint::{dpop_proof, jkt, mint, mint_raw, SigningKey};
+use cjwt_harness::envoy::{send_with_body, Envoy, Options};
+use cjwt_harness::*;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// The MCP filter before cjwt, its parse stored as filter state (SPEC §15).
+const MCP_FILTER: &str = r#"          http_filters:
+          - name: envoy.filters.http.mcp
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp
+              traffic_mode: PASS_THROUGH
+              request_storage_mode: DYNAMIC_METADATA_AND_FILTER_STATE
+              reject_duplicate_keys: true
+              parser_config:
+                methods:
+                - method: tools/call
+                  extraction_rules:
+                  - path: params.name
+          - name: cjwt
+"#;
+
+fn holder(n: u8) -> SigningKey {
+    SigningKey::P256(p256::ecdsa::SigningKey::from_slice(&[n; 32]).unwrap())
+}
+
+fn config(extra: Value) -> Value {
+    let mut cfg = config_json(extra);
+    cfg["sender_constraints"] = json!({"dpop": {"algorithms": ["ES256", "EdDSA"]}});
+    cfg["clock_skew_seconds"] = json!(0);
+    cfg
+}
+
+fn root(cnst: Value) -> String {
+    let extra =
+        json!({"jti": format!("root-{}", std::process::id()), "cnf": {"jkt": jkt(&holder(1)).unwrap()}, "cnst": cnst});
+    mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), extra))
+}
+
+/// `credential` with a link signed by holder `n`, binding holder `n + 1`.
+fn link(credential: &str, n: u8, ttl: i64, cnst: Value) -> String {
+    let spec = LinkSpec {
+        jti: format!("link-{n}-{}", std::process::id()),
+        iat: now(),
+        exp: now() + ttl,
+        constraints: (!cnst.is_null()).then_some(cnst),
+        next_jkt: jkt(&holder(n + 1)).unwrap(),
+    };
+    attenuate(&holder(n), credential, &spec, "cnst", &[]).unwrap()
+}
+
+fn proof_id() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+}
+
+/// The headers of a request with `credential` (root under `DPoP`, links in
+/// `cjwt-chain`) and a proof by `prover` for `method` `path`.
+fn headers(credential: &str, prover: &SigningKey, method: &str, path: &str) -> Vec<(String, String)> {
+    let (root, links) = split(credential);
+    let url = format!("http://api.example.com{path}");
+    let proof = dpop_proof(prover, method, &url, Some(root), now(), &proof_id(), None).unwrap();
+    let mut h = vec![("authorization".to_string(), format!("DPoP {root}")), ("dpop".to_string(), proof)];
+    if let Some(links) = links {
+        h.push(("cjwt-chain".to_string(), links.to_string()));
+    }
+    h
+}
+
+fn call(envoy: &Envoy, credential: &str, prover: &SigningKey, tool: &str) -> envoy::Response {
+    let mut h = headers(credential, prover, "POST", "/mcp");
+    h.push(("content-type".into(), "application/json".into()));
+    h.push(("accept".into(), "application/json, text/event-stream".into()));
+    let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
+    send_with_body("127.0.0.1", envoy.port, "POST", "/mcp", &h, Some(body.to_string().as_bytes()))
+}
+
+fn get(envoy: &Envoy, credential: &str, prover: &SigningKey) -> envoy::Response {
+    let h = headers(credential, prover, "GET", "/v1/orders");
+    let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    envoy.get("/v1/orders", &h)
+}
+
+fn outcome(r: &envoy::Response) -> (u16, Option<String>) {
+    (r.status, r.reason())
+}
+
+/// Three links narrow tools, uses and time: each holder passes on less, the
+/// leaf's calls count at every level, and the leaf's short life ends its chain
+/// while the shorter chains above it still work within what they have left.
+#[test]
+fn a_three_link_chain_across_tools_uses_and_time() {
+    let edits = vec![("          http_filters:\n          - name: cjwt\n".to_string(), MCP_FILTER.to_string())];
+    let envoy = Envoy::start(&config(json!({})), Options { edits, ..Options::default() });
+    let r = root(json!({"mcp": {"tools": ["get_order", "search_orders", "delete_order"]}, "max_uses": 10}));
+    let one = link(&r, 1, 300, json!({"mcp": {"tools": ["get_order", "search_orders"]}, "max_uses": 5}));
+    let two = link(&one, 2, 300, json!({"mcp": {"tools": ["get_order"]}, "max_uses": 3}));
+    let three = link(&two, 3, 4, json!({"max_uses": 2}));
+    let leaf = holder(4);
+    let ok = (200, None);
+    assert_eq!(outcome(&call(&envoy, &three, &leaf, "get_order")), ok);
+    // Tools the chain dropped: refused, nothing counted.
+    assert_eq!(outcome(&call(&envoy, &three, &leaf, "search_orders")), (403, Some("mcp_tool".into())));
+    assert_eq!(outcome(&call(&envoy, &three, &leaf, "delete_order")), (403, Some("mcp_tool".into())));
+    assert_eq!(outcome(&call(&envoy, &three, &leaf, "get_order")), ok);
+    // The leaf's two uses are spent.
+    assert_eq!(outcome(&call(&envoy, &three, &leaf, "get_order")), (403, Some("max_uses".into())));
+    // Link 2 has one use left (the leaf spent two of its three).
+    assert_eq!(outcome(&call(&envoy, &two, &holder(3), "get_order")), ok);
+    assert_eq!(outcome(&call(&envoy, &two, &holder(3), "get_order")), (403, Some("max_uses".into())));
+    // Link 1 allows search_orders, and has 2 of its 5 left.
+    assert_eq!(outcome(&call(&envoy, &one, &holder(2), "search_orders")), ok);
+    assert_eq!(outcome(&call(&envoy, &one, &holder(2), "delete_order")), (403, Some("mcp_tool".into())));
+    assert_eq!(outcome(&call(&envoy, &one, &holder(2), "get_order")), ok);
+    assert_eq!(outcome(&call(&envoy, &one, &holder(2), "get_order")), (403, Some("max_uses".into())));
+    // The root's holder: 5 of 10 spent through the chain; delete_order is still its own.
+    assert_eq!(outcome(&call(&envoy, &r, &holder(1), "delete_order")), ok);
+    // Time: the leaf's link lives 4 s.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(outcome(&call(&envoy, &three, &leaf, "get_order")), (401, Some("chain_expired".into())));
+    assert_eq!(envoy.upstream.count(), 6, "only the allowed calls went upstream");
+    assert_eq!(envoy.stat("cjwt.denied.chain_expired"), 1);
+    assert_eq!(envoy.stat("cjwt.denied.max_uses"), 3);
+}
+
+/// A link signed by hand: `signer` signs `claims` under `header`.
+fn forged(signer: &SigningKey, header: Value, claims: Value) -> String {
+    mint_raw(signer, &header.to_string(), &claims.to_string())
+}
+
+fn link_header(signer: &SigningKey) -> Value {
+    json!({"typ": "cjwt-link+jwt", "alg": signer.alg().name(), "jwk": signer.public_jwk(None)})
+}
+
+/// The claims of a first link under `root`, with `extra` laid over (a `null` removes a member).
+fn link_claims(root: &str, extra: Value) -> Value {
+    let input = &root[..root.rfind('.').unwrap()];
+    let mut c = json!({
+        "iss": jkt(&holder(1)).unwrap(), "jti": format!("forged-{}", proof_id()), "iat": now(), "exp": now() + 300,
+        "par_hash": b64::encode(&Sha256::digest(input.as_bytes())), "del_depth": 1,
+        "cnf": {"jkt": jkt(&holder(2)).unwrap()}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            c.as_object_mut().unwrap().remove(k);
+        } else {
+            c[k] = v.clone();
+        }
+    }
+    c
+}
+
+/// Every refusal of a chain, with its own reason, its status and challenge,
+/// in both builds alike; none reaches the upstream.
+#[test]
+fn every_chain_refusal_has_its_own_reason() {
+    let revoked_jti = format!("revoked-{}", std::process::id());
+    let envoy = Envoy::start(
+        &config(json!({
+            "attenuation": {"max_depth": 2, "max_bytes": 2048},
+            "revocation": {"jti": [{"iss": "https://idp.example.com", "jti": revoked_jti}]}
+        })),
+        Options::default(),
+    );
+    let r = root(json!({"methods": ["GET"]}));
+    let h1 = holder(1);
+    let with = |link: &str| format!("{r}~{link}");
+    let good = forged(&h1, link_header(&h1), link_claims(&r, json!({})));
+    let resp = get(&envoy, &with(&good), &holder(2));
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert!(
+        envoy.upstream.last().unwrap().header("cjwt-chain").is_some(),
+        "the chain goes upstream as sent (cjwt removes only the credential it reads, when configured)"
+    );
+
+    let mut bad_sig = good.clone();
+    let last = bad_sig.pop().unwrap();
+    bad_sig.push(if last == 'A' { 'B' } else { 'A' });
+    let stranger = holder(9);
+    let other_root = root(json!({"methods": ["GET", "POST"]}));
+    let deep = link(&link(&link(&r, 1, 300, json!({})), 2, 300, json!({})), 3, 300, json!({}));
+    let cases: Vec<(&str, String, SigningKey, u16, &str)> = vec![
+        ("broken signature", with(&bad_sig), holder(2), 401, "chain_signature"),
+        (
+            "signed by another key",
+            with(&forged(&stranger, link_header(&stranger), link_claims(&r, json!({"iss": jkt(&stranger).unwrap()})))),
+            holder(2),
+            401,
+            "chain_key",
+        ),
+        (
+            "the bound key's jwk, another key's signature",
+            with(&forged(&stranger, link_header(&h1), link_claims(&r, json!({})))),
+            holder(2),
+            401,
+            "chain_signature",
+        ),
+        (
+            "spliced from another root",
+            with(&forged(&h1, link_header(&h1), link_claims(&other_root, json!({})))),
+            holder(2),
+            401,
+            "chain_parent",
+        ),
+        (
+            "widens methods",
+            with(&forged(&h1, link_header(&h1), link_claims(&r, json!({"cnst": {"methods": ["GET", "POST"]}})))),
+            holder(2),
+            401,
+            "chain_widens",
+        ),
+        (
+            "outlives its parent",
+            with(&forged(&h1, link_header(&h1), link_claims(&r, json!({"exp": now() + 7200})))),
+            holder(2),
+            401,
+            "chain_widens",
+        ),
+        (
+            "expired",
+            with(&forged(&h1, link_header(&h1), link_claims(&r, json!({"iat": now() - 600, "exp": now() - 60})))),
+            holder(2),
+            401,
+            "chain_expired",
+        ),
+        (
+            "no cnf",
+            with(&forged(&h1, link_header(&h1), link_claims(&r, json!({"cnf": null})))),
+            holder(2),
+            401,
+            "chain_malformed",
+        ),
+        ("three links, max_depth 2", deep, holder(4), 401, "chain_depth"),
+        ("larger than max_bytes", with(&format!("{good}~{}", "A".repeat(2100))), holder(2), 401, "chain_size"),
+        (
+            "a revoked link",
+            with(&forged(&h1, link_header(&h1), link_claims(&r, json!({"jti": revoked_jti})))),
+            holder(2),
+            401,
+            "revoked",
+        ),
+        ("a proof by the root's holder, not the leaf's", with(&good), holder(1), 401, "dpop_key_mismatch"),
+        ("a proof by a stranger", with(&good), holder(9), 401, "dpop_key_mismatch"),
+    ];
+    for (name, credential, prover, status, reason) in &cases {
+        let resp = get(&envoy, credential, prover);
+        assert_eq!(outcome(&resp), (*status, Some(reason.to_string())), "case: {name}: {}", resp.body);
+        let challenge = resp.header("www-authenticate").unwrap_or_default();
+        assert!(challenge.contains(&format!("error_description=\"{reason}\"")), "case: {name}: {challenge}");
+    }
+    // No proof at all: the leaf must prove possession.
+    let full = with(&good);
+    let (root_text, links) = split(&full);
+    let resp =
+        envoy.get("/v1/orders", &[("authorization", &format!("DPoP {root_text}")), ("cjwt-chain", links.unwrap())]);
+    assert_eq!(outcome(&resp), (401, Some("invalid_dpop_proof".into())));
+    // The root's constraints still hold under a chain that adds none.
+    let h = headers(&with(&good), &holder(2), "DELETE", "/v1/orders");
+    let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let resp = cjwt_harness::envoy::send("127.0.0.1", envoy.port, "DELETE", "/v1/orders", &h);
+    assert_eq!(outcome(&resp), (403, Some("method".into())));
+    assert_eq!(envoy.upstream.count(), 1, "only the good chain went upstream");
+    for (_, _, _, _, reason) in &cases {
+        assert!(envoy.stat(&format!("cjwt.denied.{reason}")) >= 1, "{reason} counted");
+    }
+}
