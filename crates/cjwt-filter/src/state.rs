@@ -28,6 +28,8 @@ pub struct Shared {
     pub woken: Cell<bool>,
     /// Requests waiting for the mesh-wide usage store (SPEC §8 v2).
     pub usage: RefCell<Vec<super::usage::UsageWait>>,
+    /// Leased allowances' background refills in flight (no request waits for them).
+    pub refills: RefCell<Vec<super::usage::RefillWait>>,
 }
 
 /// A stream, as a paused request is remembered (waiting for keys or for the
