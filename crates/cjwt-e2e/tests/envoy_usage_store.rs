@@ -544,7 +544,9 @@ fn with_background_refill_a_steady_stream_waits_for_the_store_on_none_but_the_fi
     assert_eq!((asked, failed), (1, 0), "one request asked the store; no refill failed");
     // 96 uses: the first batch, then a refill each 16 uses.
     assert!((requests / batch - 1..=requests / batch + 1).contains(&refilled), "{refilled} refills");
-    assert_eq!(posts, asked + refilled, "every store call the relay saw is the first batch or a refill");
+    // Every call the relay saw is the first batch's (its transaction; on a bucket
+    // without a lease yet, the lease grant and the transaction again) or a refill's.
+    assert!([1, 3].contains(&(posts - refilled)), "{posts} calls relayed, {refilled} refills");
     // The same stream without background refill: one request a batch waits (the
     // measurement sees a store round trip when there is one).
     let (took, posts, asked, refilled, _) = run(0);

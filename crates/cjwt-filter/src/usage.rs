@@ -70,7 +70,7 @@ pub fn start_refill(shared: &Shared, refill: Refill, current: u32) {
 
 /// Sends one call of `refill` as the root context and remembers it; a call
 /// that cannot be sent ends the refill at once.
-fn send_refill(shared: &Shared, mut refill: Refill, call: &StoreCall, current: u32) {
+fn send_refill(shared: &Shared, refill: Refill, call: &StoreCall, current: u32) {
     let sent = if hostcalls::set_effective_context(shared.root_context).is_ok() {
         hostcalls::dispatch_http_call(
             &call.cluster,

@@ -87,6 +87,8 @@ impl ModuleConfig {
             .collect();
         log(Level::Info, &config.accepted_line("native module"));
         let crypto = NativeCrypto::new();
+        // Leased allowances refill in the background from the main thread.
+        let refills = config.usage_store().is_some_and(|s| s.allowance.is_some_and(|a| a.refill_below > 0));
         let mut store = Fetched::new(config.provider_count());
         // Key sets and status lists are fetched on the main thread, once per Envoy
         // (the configuration's id tags its leases among the process's configurations).
@@ -100,8 +102,6 @@ impl ModuleConfig {
             Mutex::new(state)
         });
         let keys = RwLock::new(store);
-        // Leased allowances refill in the background from the main thread too.
-        let refills = config.usage_store().is_some_and(|s| s.allowance.is_some_and(|a| a.refill_below > 0));
         let scheduler = (remote.is_some() || refills).then(|| handle.scheduler());
         if let Some(None) = scheduler {
             log(
