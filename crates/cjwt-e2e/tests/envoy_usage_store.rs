@@ -516,8 +516,10 @@ fn with_background_refill_a_steady_stream_waits_for_the_store_on_none_but_the_fi
             "usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": 3000,
                 "allowance": {"from_max_uses": 20, "batch": batch, "refill_below": refill_below}}}
         }));
-        let envoy =
-            Envoy::start(&plugin, Options { concurrency: 2, clusters: cluster("etcd", slow.port), ..Options::default() });
+        let envoy = Envoy::start(
+            &plugin,
+            Options { concurrency: 2, clusters: cluster("etcd", slow.port), ..Options::default() },
+        );
         let t = use_token(&unique_jti("steady"), Some(1000), 300);
         let mut took = Vec::new();
         for _ in 0..requests {
@@ -531,13 +533,21 @@ fn with_background_refill_a_steady_stream_waits_for_the_store_on_none_but_the_fi
         std::thread::sleep(Duration::from_millis(800));
         let stats = envoy.stats();
         let stat = |n: &str| stats.get(n).copied().unwrap_or(0) as usize;
-        (took, slow.posts(), stat("cjwt.usage_store.ok"), stat("cjwt.usage_store.refill_ok"), stat("cjwt.usage_store.refill_failed"))
+        (
+            took,
+            slow.posts(),
+            stat("cjwt.usage_store.ok"),
+            stat("cjwt.usage_store.refill_ok"),
+            stat("cjwt.usage_store.refill_failed"),
+        )
     };
     let fast = delay / 2;
     // With refill below 8 of 16.
     let (took, posts, asked, refilled, failed) = run(8);
-    eprintln!("refill: {posts} store calls for {requests} requests; latencies (ms): {:?}",
-        took.iter().map(|d| d.as_millis()).collect::<Vec<_>>());
+    eprintln!(
+        "refill: {posts} store calls for {requests} requests ({asked} asked by requests, {refilled} refills, {failed} failed); latencies (ms): {:?}",
+        took.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
     assert!(took[0] >= delay, "the first request takes the first batch through the slow store: {:?}", took[0]);
     let slow: Vec<(usize, Duration)> = took.iter().copied().enumerate().skip(1).filter(|(_, d)| *d >= fast).collect();
     assert!(slow.is_empty(), "requests that waited for the store: {slow:?}");

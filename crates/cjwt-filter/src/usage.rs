@@ -10,15 +10,19 @@
 //! unavailable on the tick, one second after its deadline at most.
 //!
 //! A leased allowance's background refill (`cjwt_core::Refill`, taken from a
-//! request's flow after each step) is a call of the VM's own: dispatched as the
-//! root context, remembered apart from any stream, its answer handed to the
-//! refill (which deposits the batch in shared data), settled on the tick if
-//! the answer never comes. A stream that ends meanwhile changes nothing.
+//! request's flow after each step) is a call of the VM's own: the stream queues
+//! it and brings the root's tick forward ([`WAKE_PERIOD`]); the root sends it in
+//! its tick (the SDK answers a call to the context whose callback made it, so a
+//! call made in a stream's callback is lost with the stream), remembers it apart
+//! from any stream, hands its answer to the refill (which deposits the batch in
+//! shared data), and settles it on the tick if the answer never comes. A stream
+//! that ends meanwhile changes nothing.
 
-use super::http::wake;
-use super::state::{Shared, Waiter};
 use super::host::SharedDataCounter;
 use super::http::log_line;
+use super::http::wake;
+use super::remote::WAKE_PERIOD;
+use super::state::{Shared, Waiter};
 use cjwt_core::{Level, Refill, RefillStep, StoreCall};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
@@ -61,44 +65,57 @@ pub struct RefillWait {
     refill: Refill,
 }
 
-/// Starts `refill` (a request's flow handed it out while `current` was the
-/// effective context, made current again afterwards).
-pub fn start_refill(shared: &Shared, refill: Refill, current: u32) {
-    let call = refill.first();
-    send_refill(shared, refill, &call, current);
+/// The VM's background refills: queued by streams, in flight from the root.
+#[derive(Default)]
+pub struct Refills {
+    queued: Vec<Refill>,
+    in_flight: Vec<RefillWait>,
 }
 
-/// Sends one call of `refill` as the root context and remembers it; a call
-/// that cannot be sent ends the refill at once.
-fn send_refill(shared: &Shared, refill: Refill, call: &StoreCall, current: u32) {
-    let sent = if hostcalls::set_effective_context(shared.root_context).is_ok() {
-        hostcalls::dispatch_http_call(
-            &call.cluster,
-            call.headers().to_vec(),
-            Some(call.body.as_bytes()),
-            vec![],
-            Duration::from_millis(call.timeout_ms),
-        )
-        .map_err(|e| format!("cluster {:?}: dispatch failed ({e:?})", call.cluster))
-    } else {
-        Err("the root context cannot be made current".into())
-    };
-    let _ = hostcalls::set_effective_context(current);
-    match (sent, shared.refills.try_borrow_mut()) {
-        (Ok(token), Ok(mut refills)) => refills.push(RefillWait { token, refill }),
-        (Err(why), _) => refill_step(shared, refill, refill_failed(&why), current),
-        (Ok(_), Err(_)) => refill_step(shared, refill, refill_failed("internal"), current),
+/// Queues `refill` (a request's flow handed it out while `current` was the
+/// effective context) and brings the root's tick forward: only a call made in a
+/// root callback is answered to the root (the SDK answers a call to the context
+/// whose callback made it, and a stream's may be gone by then).
+pub fn start_refill(shared: &Shared, refill: Refill, current: u32) {
+    if let Ok(mut refills) = shared.refills.try_borrow_mut() {
+        refills.queued.push(refill);
+    }
+    if !shared.woken.replace(true) {
+        // The tick period is the root context's: set it as the root, then the stream again.
+        let _ = hostcalls::set_effective_context(shared.root_context);
+        let _ = hostcalls::set_tick_period(WAKE_PERIOD);
+        let _ = hostcalls::set_effective_context(current);
     }
 }
 
-fn refill_failed(why: &str) -> RefillStep {
-    RefillStep::Done(cjwt_core::Counter::UsageStoreRefillFailed, Some(format!("cjwt: refill failed: {why}")))
+/// Sends one call of `refill` (in a root callback) and remembers it; a call
+/// that cannot be sent ends the refill at once.
+fn send_refill(shared: &Shared, mut refill: Refill, call: &StoreCall) {
+    let _ = hostcalls::set_effective_context(shared.root_context);
+    let sent = hostcalls::dispatch_http_call(
+        &call.cluster,
+        call.headers().to_vec(),
+        Some(call.body.as_bytes()),
+        vec![],
+        Duration::from_millis(call.timeout_ms),
+    );
+    match (sent, shared.refills.try_borrow_mut()) {
+        (Ok(token), Ok(mut refills)) => refills.in_flight.push(RefillWait { token, refill }),
+        (Err(e), _) => {
+            let step = refill.on_failure(&format!("cluster {:?}: dispatch failed ({e:?})", call.cluster));
+            refill_step(shared, refill, step);
+        }
+        (Ok(_), Err(_)) => {
+            let step = refill.on_failure("internal");
+            refill_step(shared, refill, step);
+        }
+    }
 }
 
 /// Executes a refill's next step: its next call, or its counter and log line.
-fn refill_step(shared: &Shared, refill: Refill, step: RefillStep, current: u32) {
+fn refill_step(shared: &Shared, refill: Refill, step: RefillStep) {
     match step {
-        RefillStep::Send(call) => send_refill(shared, refill, &call, current),
+        RefillStep::Send(call) => send_refill(shared, refill, &call),
         RefillStep::Done(counter, line) => {
             shared.metrics.bump(counter);
             if let Some(line) = line {
@@ -111,13 +128,16 @@ fn refill_step(shared: &Shared, refill: Refill, step: RefillStep, current: u32) 
 /// An HTTP call answer: `true` when it was a usage call or a refill (handled here).
 pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
     let refill = match shared.refills.try_borrow_mut() {
-        Ok(mut refills) => refills.iter().position(|r| r.token == token).map(|i| refills.swap_remove(i).refill),
+        Ok(mut refills) => {
+            let at = refills.in_flight.iter().position(|r| r.token == token);
+            at.map(|i| refills.in_flight.swap_remove(i).refill)
+        }
         Err(_) => None,
     };
     if let Some(mut refill) = refill {
         let (status, body) = answer(body_size);
         let step = refill.on_answer(&mut SharedDataCounter, status.as_deref(), &body, body_size, now_ms());
-        refill_step(shared, refill, step, shared.root_context);
+        refill_step(shared, refill, step);
         return true;
     }
     let waiter = match shared.usage.try_borrow_mut() {
@@ -146,20 +166,25 @@ fn answer(body_size: usize) -> (Option<String>, Vec<u8>) {
     (status, body)
 }
 
-/// Settles the waits and refills whose answer is more than a second overdue (it will not come).
+/// The root's tick: sends the refills queued, settles the waits and refills
+/// whose answer is more than a second overdue (it will not come).
 pub fn on_tick(shared: &Shared) {
     let now = now_ms();
-    let late: Vec<RefillWait> = match shared.refills.try_borrow_mut() {
+    let (queued, late): (Vec<Refill>, Vec<RefillWait>) = match shared.refills.try_borrow_mut() {
         Ok(mut refills) => {
-            let (late, kept) = std::mem::take(&mut *refills).into_iter().partition(|r| r.refill.overdue(now));
-            *refills = kept;
-            late
+            let (late, kept) = std::mem::take(&mut refills.in_flight).into_iter().partition(|r| r.refill.overdue(now));
+            refills.in_flight = kept;
+            (std::mem::take(&mut refills.queued), late)
         }
-        Err(_) => Vec::new(),
+        Err(_) => (Vec::new(), Vec::new()),
     };
+    for refill in queued {
+        let call = refill.first();
+        send_refill(shared, refill, &call);
+    }
     for mut wait in late {
         let step = wait.refill.on_failure("no answer (the call was lost)");
-        refill_step(shared, wait.refill, step, shared.root_context);
+        refill_step(shared, wait.refill, step);
     }
     let overdue: Vec<UsageWait> = match shared.usage.try_borrow_mut() {
         Ok(mut waits) => {

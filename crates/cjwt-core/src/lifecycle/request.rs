@@ -39,9 +39,9 @@
 //! milliseconds as an argument. `cjwt explain` drives the same flow.
 
 use crate::config::EtcdStore;
-use crate::lifecycle::refill::Refill;
 use crate::engine::{refuse_allowed, settle, Engine, Outcome};
 use crate::keys::host_crypto::HostCrypto;
+use crate::lifecycle::refill::Refill;
 use crate::outcome::metrics::Counter;
 use crate::outcome::plan::{self, Plan};
 use crate::outcome::Level;

@@ -232,7 +232,9 @@ pub fn dry(current: Option<&[u8]>, id: &UsageId, expires_at: i64, now_ms: u64) -
     let mut records = read(current)?;
     match records.iter_mut().find(|r| r.id == id.0) {
         Some(r) => r.taking_until_ms = DRY,
-        None => records.push(Record { id: id.0, left: 0, expires_at, taking_until_ms: DRY, last_count: 0, last_rev: 0 }),
+        None => {
+            records.push(Record { id: id.0, left: 0, expires_at, taking_until_ms: DRY, last_count: 0, last_rev: 0 })
+        }
     }
     Ok(write(records, now))
 }
@@ -475,7 +477,10 @@ mod tests {
         slot = Some(deposit(slot.as_deref(), &live, 1, None, 1_900_000_000, 1_850_000_000_000).unwrap());
         assert_eq!(slot.as_ref().unwrap().len(), RECORD);
         // An expired allowance is never spent.
-        assert!(!matches!(spend(slot.as_deref(), &live, at(1_900_000_000, 1_900_000_000_000, 10, 0)), Ok(Spend::Spent(_))));
+        assert!(!matches!(
+            spend(slot.as_deref(), &live, at(1_900_000_000, 1_900_000_000_000, 10, 0)),
+            Ok(Spend::Spent(_))
+        ));
     }
 
     #[test]
