@@ -219,11 +219,11 @@ impl Engine {
                 // use left in this Envoy's allowance is spent here, without the store.
                 let mut refill = None;
                 let token_use = deferred.0.map(|p| {
-                    if local.is_spent(&p.id, now) {
-                        return Err(Reason::MaxUses);
-                    }
                     let leased = store.allowance.filter(|a| p.limit >= a.from_max_uses);
                     let Some(a) = leased else {
+                        if local.is_spent(&p.id, now) {
+                            return Err(Reason::MaxUses);
+                        }
                         return EtcdUse::new(&store.key_prefix, &p.id, p.limit, p.expires_at, now)
                             .map(|u| Some((u, p, None)))
                             .map_err(|_| Reason::MaxUses);
@@ -249,6 +249,10 @@ impl Engine {
                             );
                             return Ok(None);
                         }
+                        // Nothing left here: the deny path refuses a token the store
+                        // said is spent (a leased one spends what this Envoy holds
+                        // first: those uses were counted, and a refill may still add some).
+                        _ if local.is_spent(&p.id, now) => return Err(Reason::MaxUses),
                         LocalSpend::TakeBatch(last) => (allowance::batch_for(p.limit, a.batch), last),
                         LocalSpend::TakeOne => (1, None),
                     };

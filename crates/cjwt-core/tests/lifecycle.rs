@@ -725,3 +725,27 @@ fn the_protected_resource_metadata_is_served_and_named_in_every_401() {
         assert!(with(bad.clone()).is_err(), "{bad}");
     }
 }
+
+/// A leased token the store said is spent (a one-use ask of this Envoy found
+/// it used up while a refill was out) still spends what this Envoy holds —
+/// those uses were counted — and is refused here, without the store, once the
+/// allowance is empty.
+#[test]
+fn a_spent_leased_token_spends_what_is_held_then_is_refused_without_the_store() {
+    use cjwt_core::usage::{UsageCounter, UsageId};
+    let mut e = engine(false, allowance(0));
+    let host = get(&token(json!({"jti": "held", "cnst": {"max_uses": 100}})));
+    let mut counter = MemoryCounter::default();
+    let mut flow = RequestFlow::new();
+    store_call(flow.start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
+    let taken = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    acted(flow.on_store_answer(&e, &host, &mut counter, Some("200"), taken, taken.len(), NOW_MS + 10));
+    counter.mark_spent(&UsageId::new("https://idp.example.com", "held"), NOW + 600, NOW);
+    for i in 0..3 {
+        local(request(&mut e, &host, &mut counter, NOW_MS + 20 + i).0);
+    }
+    let plan = acted(request(&mut e, &host, &mut counter, NOW_MS + 30).0);
+    assert_eq!(status(&plan), Some(403), "{plan:?}");
+    assert!(plan.counters.contains(&Counter::DeniedBy(cjwt_core::reason::Reason::MaxUses)));
+    assert!(!plan.counters.contains(&Counter::UsageStoreOk), "refused without the store");
+}
