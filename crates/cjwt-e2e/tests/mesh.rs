@@ -420,22 +420,30 @@ fn assert_leased_answers(said: &[Said], what: &str) {
 #[test]
 fn leased_tokens_bursts_an_envoy_killed_holding_a_lease_and_expiry() {
     let mesh = Mesh::start_with(&leasing_plugin());
+    let failed = || mesh.stat("cjwt.usage_store.failed") + mesh.stat("cjwt.usage_store.refill_failed");
     for (limit, clients, each) in [(200u64, 12, 25), (64, 9, 12), (20, 6, 6)] {
         let jti = unique_jti("leased");
         let t = use_token(&jti, Some(limit), 300);
         let calls = || mesh.stat("cjwt.usage_store.ok") + mesh.stat("cjwt.usage_store.refill_ok");
-        let before = calls();
+        let (before, failed_before) = (calls(), failed());
         let said = mesh.burst(&t, clients, each);
+        // No fault here, but a loaded machine may push a contended batch past its
+        // 2 s deadline: such a request gets 503 and its call counts as failed.
+        assert_leased_answers(&said, "a burst");
         let allowed = count(&said, 200, None) as u64;
-        assert_eq!(count(&said, 200, None) + count(&said, 403, Some("max_uses")), said.len(), "{:?}", tally(&said));
         let taken = mesh.taken(&jti);
+        let (calls, failures) = (calls() - before, failed() - failed_before);
+        eprintln!(
+            "max_uses {limit}: {} requests, {allowed} let through, {taken} taken, {calls} store calls, {failures} failed: {:?}",
+            said.len(),
+            tally(&said)
+        );
+        assert!(count(&said, 503, Some("usage_unavailable")) as u64 <= failures, "a 503 without a failed call");
         assert!(allowed <= taken && taken <= limit, "max_uses {limit}: {allowed} let through, {taken} taken");
-        assert!(limit - allowed <= 3 * HELD, "max_uses {limit}: {} lost, over the bound {}", limit - allowed, 3 * HELD);
-        let calls = calls() - before;
-        eprintln!("max_uses {limit}: {} requests, {allowed} let through, {calls} store calls", said.len());
+        let bound = 3 * HELD + BATCH * failures;
+        assert!(limit - allowed <= bound, "max_uses {limit}: {} lost, over the bound {bound}", limit - allowed);
         assert!(calls * 2 < said.len() as u64, "max_uses {limit}: {calls} store calls for {} requests", said.len());
     }
-    assert_eq!(mesh.stat("cjwt.usage_store.failed") + mesh.stat("cjwt.usage_store.refill_failed"), 0);
 
     // An Envoy killed holding a lease: its 13 unspent uses are lost, never handed out again.
     let (limit, jti) = (60u64, unique_jti("killed"));
@@ -444,14 +452,23 @@ fn leased_tokens_bursts_an_envoy_killed_holding_a_lease_and_expiry() {
         assert!(is(&mesh.ask(0, &t), 200, None));
     }
     assert_eq!(mesh.taken(&jti), BATCH, "envoy0 took one batch and holds 13 of it");
+    let failed_before =
+        mesh.stat_of(&[1, 2], "cjwt.usage_store.failed") + mesh.stat_of(&[1, 2], "cjwt.usage_store.refill_failed");
     mesh.envoys[0].kill();
     let said = mesh.burst_on(&[1, 2], &t, 8, 12);
+    assert_leased_answers(&said, "after envoy0 was killed");
     let others = count(&said, 200, None) as u64;
-    assert_eq!(count(&said, 403, Some("max_uses")) as u64, said.len() as u64 - others, "{:?}", tally(&said));
+    let failures = mesh.stat_of(&[1, 2], "cjwt.usage_store.failed")
+        + mesh.stat_of(&[1, 2], "cjwt.usage_store.refill_failed")
+        - failed_before;
+    eprintln!("killed: {others} let through by the others, {failures} failed: {:?}", tally(&said));
     assert!(others <= limit - BATCH, "{others} let through by the others after envoy0 took {BATCH}");
     assert_eq!(mesh.taken(&jti), limit, "the others drained the store");
     let lost = limit - 3 - others;
-    assert!((BATCH - 3..=HELD + 2 * HELD).contains(&lost), "{lost} lost: the killed Envoy's 13, within the bound");
+    assert!(
+        (BATCH - 3..=HELD + 2 * HELD + BATCH * failures).contains(&lost),
+        "{lost} lost: the killed Envoy's 13, within the bound"
+    );
     // Restarted, it has nothing of the token left: the store says used up.
     mesh.envoys[0].start();
     mesh.wait_ready(0);
