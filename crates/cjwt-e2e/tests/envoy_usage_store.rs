@@ -355,7 +355,7 @@ fn leased_allowances_never_let_a_token_through_more_than_max_uses() {
     let mut envoys = leasing_envoys(3, &etcd.envoy_cluster("etcd"));
     let ports: Vec<u16> = envoys.iter().map(|e| e.port).collect();
     // What one Envoy may hold: a batch and the refill mark (8 by default) less one.
-    let (batch, held, n_envoys) = (16usize, 16 + 8 - 1, 3usize);
+    let (held, n_envoys) = (16usize + 8 - 1, 3usize);
     for (limit, clients, each) in [(200u64, 12, 25), (20, 9, 4), (64, 16, 8)] {
         let t = use_token(&unique_jti("leased"), Some(limit), 120);
         let before: u64 = envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum();
