@@ -11,9 +11,10 @@
 //!           ─ not sent, timed out, lost (overdue) ─► on_failure ─► Done (failed)
 //! ```
 //!
-//! The call lives where no stream's end can cancel it: proxy-wasm dispatches it
-//! as the root context and settles it on the tick if its answer never comes; the
-//! native module sends it as a configuration-level callout from the main thread.
+//! The call lives where no stream's end can cancel it: the proxy-wasm filter
+//! sends it in the root context's tick and settles it there if its answer never
+//! comes; the native module sends it as a configuration-level callout from the
+//! main thread.
 //! Whatever happens to it, exact-or-under holds: a use is let through only after
 //! the store counted it in the batch that [`Refill::on_answer`] deposited; a
 //! batch whose answer is lost loses its uses (the bound is in
