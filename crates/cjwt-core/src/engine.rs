@@ -26,7 +26,7 @@ use crate::sender::{self};
 use crate::token::cache::TokenCache;
 use crate::token::verify::{check_claims, verify, verify_txn, KeyLookup, TokenRefusal, TokenText, VerifiedToken};
 use crate::txn::{self, issue::TxnIds};
-use crate::usage::allowance::{self, LocalSpend};
+use crate::usage::allowance::{self, LocalSpend, Spending};
 use crate::usage::etcd::{EtcdUse, UseAnswer, UseCall};
 use crate::usage::UsageId;
 use crate::usage::{UsageCounter, UsageError};
@@ -102,6 +102,10 @@ pub struct Outcome {
     /// make at the Txn-Token Service before the decision (`Allow`) holds; the
     /// flow drives it and sets [`Outcome::issued`] with the verified answer.
     pub pending_exchange: Option<txn::exchange::Pending>,
+    /// With leased allowances: a batch to take in the background (this
+    /// request spent a local use and left fewer than `refill_below`); the
+    /// request does not wait for it (`crate::lifecycle::refill`).
+    pub pending_refill: Option<UseCall>,
 }
 
 /// The core: a compiled configuration and its verified-token cache (one per VM).
@@ -204,6 +208,7 @@ impl Engine {
         };
         // What is deferred to the store: only for a request allowed but for it
         // (the proof and `max_uses` are the last checks, so no refusal can follow).
+        let mut pending_refill = None;
         let (verdict, pending_use) = match (verdict, &config.usage_store) {
             (Ok(token), Some(store)) => {
                 // A token no lease can cover (no `exp`, or a lifetime over a year)
@@ -212,19 +217,42 @@ impl Engine {
                 // here until it expires, without asking the store again.
                 // A token with room counts in batches (leased allowances): a
                 // use left in this Envoy's allowance is spent here, without the store.
+                let mut refill = None;
                 let token_use = deferred.0.map(|p| {
-                    if local.is_spent(&p.id, now) {
-                        return Err(Reason::MaxUses);
-                    }
                     let leased = store.allowance.filter(|a| p.limit >= a.from_max_uses);
                     let Some(a) = leased else {
+                        if local.is_spent(&p.id, now) {
+                            return Err(Reason::MaxUses);
+                        }
                         return EtcdUse::new(&store.key_prefix, &p.id, p.limit, p.expires_at, now)
                             .map(|u| Some((u, p, None)))
                             .map_err(|_| Reason::MaxUses);
                     };
                     let now_ms = u64::try_from(now).unwrap_or(0).saturating_mul(1000);
-                    let want = match local.spend_allowance(&p.id, p.expires_at, now_ms, take_timeout_ms(store)) {
+                    let at = Spending {
+                        expires_at: p.expires_at,
+                        now_ms,
+                        take_timeout_ms: take_timeout_ms(store),
+                        refill_below: a.refill_below,
+                    };
+                    let want = match local.spend_allowance(&p.id, at) {
                         LocalSpend::Spent => return Ok(None),
+                        // Spent here, and a batch to take in the background: the
+                        // store's answer joins the allowance, not this request.
+                        LocalSpend::SpentRefill(last) => {
+                            refill = EtcdUse::allowance(&store.key_prefix, &p.id, p.limit, p.expires_at, now).ok().map(
+                                |u| {
+                                    UseCall::new(u, &store.api_prefix)
+                                        .in_batch(allowance::batch_for(p.limit, a.batch), last)
+                                        .spending(Some((p.id, p.expires_at)))
+                                },
+                            );
+                            return Ok(None);
+                        }
+                        // Nothing left here: the deny path refuses a token the store
+                        // said is spent (a leased one spends what this Envoy holds
+                        // first: those uses were counted, and a refill may still add some).
+                        _ if local.is_spent(&p.id, now) => return Err(Reason::MaxUses),
                         LocalSpend::TakeBatch(last) => (allowance::batch_for(p.limit, a.batch), last),
                         LocalSpend::TakeOne => (1, None),
                     };
@@ -246,6 +274,7 @@ impl Engine {
                     let until = expires_at.saturating_add(config.clock_skew_seconds);
                     EtcdUse::proof(&store.key_prefix, &id, until, now).map_err(|_| Reason::DpopReplay)
                 });
+                pending_refill = refill;
                 match (proof_use.transpose(), token_use.transpose().map(Option::flatten)) {
                     (Err(reason), _) | (_, Err(reason)) => (Err(reason), None),
                     (Ok(Some(proof)), Ok(Some((then, p, want)))) => {
@@ -271,7 +300,17 @@ impl Engine {
         };
         // Only an allowed request is exchanged.
         let pending_exchange = exchange.filter(|_| matches!(decision, Decision::Allow { .. }));
-        Outcome { decision, cache_hit, rule, verified, pending_use, store_ok: None, issued, pending_exchange }
+        Outcome {
+            decision,
+            cache_hit,
+            rule,
+            verified,
+            pending_use,
+            store_ok: None,
+            issued,
+            pending_exchange,
+            pending_refill,
+        }
     }
 }
 

@@ -81,6 +81,7 @@ pub use jwks::store::Fetched;
 pub use keys::host_crypto::HostCrypto;
 #[cfg(feature = "native-crypto")]
 pub use keys::native::NativeCrypto;
+pub use lifecycle::refill::{Refill, RefillStep};
 pub use lifecycle::remote::{Call, Effect, NextValue, ProcessSharing, Remote, Sharing};
 pub use lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
 pub use outcome::metrics::Counter;

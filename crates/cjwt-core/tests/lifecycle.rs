@@ -8,6 +8,7 @@ use cjwt_core::jwks::parse::parse_remote_jwks;
 use cjwt_core::jwks::store::Fetched;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::{HostCrypto, PureRust};
+use cjwt_core::lifecycle::refill::{Refill, RefillStep};
 use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
 use cjwt_core::mint::{mint, SigningKey};
 use cjwt_core::outcome::metrics::Counter;
@@ -446,9 +447,174 @@ fn a_token_the_store_said_is_spent_is_refused_locally_until_it_expires() {
     store_call(RequestFlow::new().start(&mut e, env(&other, &Fetched::new(1), &mut fresh), NOW_MS + 20));
 }
 
-fn with_allowance() -> Value {
+/// Leased allowances in batches of 4, refilled in the background below `refill_below`.
+fn allowance(refill_below: u64) -> Value {
     json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd.local", "key_prefix": "mesh/uses/",
-        "timeout_ms": 300, "allowance": {"from_max_uses": 10, "batch": 4}}}})
+        "timeout_ms": 300, "allowance": {"from_max_uses": 10, "batch": 4, "refill_below": refill_below}}}})
+}
+
+fn with_allowance() -> Value {
+    allowance(0)
+}
+
+/// One request of `host` started at `now_ms`: its step, and the refill it started.
+fn request(e: &mut Engine, host: &StaticHost, counter: &mut MemoryCounter, now_ms: u64) -> (Step, Option<Refill>) {
+    let mut flow = RequestFlow::new();
+    let step = flow.start(e, env(host, &Fetched::new(1), counter), now_ms);
+    (step, flow.take_refill())
+}
+
+/// A request let through without the store.
+fn local(step: Step) {
+    let plan = acted(step);
+    assert_eq!(status(&plan), None, "{plan:?}");
+    assert!(!plan.counters.contains(&Counter::UsageStoreOk), "asked the store: {plan:?}");
+}
+
+const TAKEN_AT_9: &[u8] = br#"{"header":{"revision":"9"},"succeeded":true}"#;
+
+/// Background refill (issue 27 item 3): a spend that leaves fewer than
+/// `refill_below` uses starts one batch that no request waits for; its uses
+/// (all of them: no request spends one) join the allowance when it answers,
+/// so a steady stream never waits for the store after the first request.
+#[test]
+fn a_leased_token_refills_in_the_background_and_no_request_waits() {
+    let mut e = engine(false, allowance(2));
+    let host = get(&token(json!({"jti": "refilled", "cnst": {"max_uses": 100}})));
+    let mut counter = MemoryCounter::default();
+    // The first request takes a batch of 4 and waits for it.
+    let mut flow = RequestFlow::new();
+    store_call(flow.start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
+    let taken = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    acted(flow.on_store_answer(&e, &host, &mut counter, Some("200"), taken, taken.len(), NOW_MS + 10));
+    assert!(flow.take_refill().is_none(), "a request batch is no refill");
+    // 3 left: the first spend leaves 2 (no refill), the next leaves 1 (< 2: refill).
+    let (step, refill) = request(&mut e, &host, &mut counter, NOW_MS + 20);
+    local(step);
+    assert!(refill.is_none());
+    let (step, refill) = request(&mut e, &host, &mut counter, NOW_MS + 30);
+    local(step);
+    let mut refill = refill.expect("a refill below the mark");
+    let call = refill.first();
+    assert_eq!((call.cluster.as_str(), call.authority.as_str(), call.timeout_ms), ("etcd", "etcd.local", 300));
+    let body: Value = serde_json::from_str(&call.body).unwrap();
+    assert_eq!(body["compare"][0]["modRevision"], "7", "swaps on the key as the last batch wrote it");
+    assert_eq!(body["success"][0]["requestPut"]["value"], "OA==", "4 + a batch of 4");
+    // While it is out: the last use is spent, no second refill; then one use at a time.
+    let (step, again) = request(&mut e, &host, &mut counter, NOW_MS + 40);
+    local(step);
+    assert!(again.is_none(), "one refill at a time");
+    let (step, again) = request(&mut e, &host, &mut counter, NOW_MS + 50);
+    let one: Value = serde_json::from_str(&store_call(step).body).unwrap();
+    assert_eq!(one["success"][0]["requestPut"]["value"], "MQ==", "one use");
+    assert!(again.is_none());
+    // The refill answers: its 4 uses join the allowance, none spent by it.
+    assert!(!refill.overdue(NOW_MS + 60));
+    assert_eq!(
+        refill.on_answer(&mut counter, Some("200"), TAKEN_AT_9, TAKEN_AT_9.len(), NOW_MS + 60),
+        RefillStep::Done(Counter::UsageStoreRefillOk, None)
+    );
+    // A steady stream from here never waits: each refill answers before the allowance is empty.
+    let (mut refills, mut last_rev) = (0, 9u64);
+    for i in 0..40u64 {
+        let (step, refill) = request(&mut e, &host, &mut counter, NOW_MS + 100 + i * 10);
+        local(step);
+        if let Some(mut r) = refill {
+            refills += 1;
+            let body: Value = serde_json::from_str(&r.first().body).unwrap();
+            assert_eq!(body["compare"][0]["modRevision"], last_rev.to_string(), "refill {refills}");
+            last_rev += 1;
+            let answer = format!(r#"{{"header":{{"revision":"{last_rev}"}},"succeeded":true}}"#);
+            let step = r.on_answer(&mut counter, Some("200"), answer.as_bytes(), answer.len(), NOW_MS + 105 + i * 10);
+            assert_eq!(step, RefillStep::Done(Counter::UsageStoreRefillOk, None));
+        }
+    }
+    assert_eq!(refills, 10, "40 uses, a refill of 4 every 4 requests");
+}
+
+/// A refill whose answer never comes, or comes unusable, deposits nothing: its
+/// uses (if the store counted them) are lost, never handed out; the note stands
+/// until it times out, so the lost batch is not followed by another at once.
+#[test]
+fn a_refill_lost_or_failed_deposits_nothing_and_is_retried_after_the_timeout() {
+    let mut e = engine(false, allowance(4));
+    let host = get(&token(json!({"jti": "lost", "cnst": {"max_uses": 100}})));
+    let mut counter = MemoryCounter::default();
+    let mut flow = RequestFlow::new();
+    store_call(flow.start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
+    let taken = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    acted(flow.on_store_answer(&e, &host, &mut counter, Some("200"), taken, taken.len(), NOW_MS + 10));
+    // 3 left, below 4: the first spend refills.
+    let (step, refill) = request(&mut e, &host, &mut counter, NOW_MS + 20);
+    local(step);
+    let mut refill = refill.unwrap();
+    // Its answer is lost: overdue once the deadline (300 ms) and the grace (1 s) passed.
+    assert!(!refill.overdue(NOW_MS + 20 + 300 + 1000));
+    assert!(refill.overdue(NOW_MS + 20 + 300 + 1001));
+    let RefillStep::Done(Counter::UsageStoreRefillFailed, Some(line)) = refill.on_failure("no answer") else {
+        panic!("a lost refill fails")
+    };
+    assert!(line.contains("no answer"), "{line}");
+    // A late answer to it is refused, not deposited.
+    let late = refill.on_answer(&mut counter, Some("200"), TAKEN_AT_9, TAKEN_AT_9.len(), NOW_MS + 2000);
+    assert!(matches!(late, RefillStep::Done(Counter::UsageStoreRefillFailed, _)), "{late:?}");
+    // The 2 left are spent; then one use at a time (the note stands), no refill.
+    for i in 0..2 {
+        let (step, refill) = request(&mut e, &host, &mut counter, NOW_MS + 30 + i);
+        local(step);
+        assert!(refill.is_none());
+    }
+    let (step, refill) = request(&mut e, &host, &mut counter, NOW_MS + 40);
+    store_call(step);
+    assert!(refill.is_none());
+    // An unusable answer (no leader) deposits nothing either.
+    let mut e2 = engine(false, allowance(4));
+    let mut c2 = MemoryCounter::default();
+    let mut flow = RequestFlow::new();
+    store_call(flow.start(&mut e2, env(&host, &Fetched::new(1), &mut c2), NOW_MS));
+    acted(flow.on_store_answer(&e2, &host, &mut c2, Some("200"), taken, taken.len(), NOW_MS + 10));
+    let (step, refill) = request(&mut e2, &host, &mut c2, NOW_MS + 20);
+    local(step);
+    let no_leader = br#"{"error":"etcdserver: no leader","code":14}"#;
+    let step = refill.unwrap().on_answer(&mut c2, Some("503"), no_leader, no_leader.len(), NOW_MS + 30);
+    assert!(matches!(step, RefillStep::Done(Counter::UsageStoreRefillFailed, Some(_))), "{step:?}");
+    for i in 0..2 {
+        local(request(&mut e2, &host, &mut c2, NOW_MS + 40 + i).0);
+    }
+    store_call(request(&mut e2, &host, &mut c2, NOW_MS + 50).0);
+}
+
+/// A refill that finds the token used up across the mesh marks the allowance
+/// dry: the uses left are spent, then each request asks the store, which
+/// answers `max_uses`, and the free deny path remembers it.
+#[test]
+fn a_refill_that_finds_the_token_used_up_spends_what_is_left_and_takes_no_batch_again() {
+    let mut e = engine(false, allowance(4));
+    let host = get(&token(json!({"jti": "dry", "cnst": {"max_uses": 10}})));
+    let mut counter = MemoryCounter::default();
+    let mut flow = RequestFlow::new();
+    store_call(flow.start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
+    let taken = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    acted(flow.on_store_answer(&e, &host, &mut counter, Some("200"), taken, taken.len(), NOW_MS + 10));
+    let (step, refill) = request(&mut e, &host, &mut counter, NOW_MS + 20);
+    local(step);
+    let mut refill = refill.unwrap();
+    // Other Envoys took the rest: the swap finds the count at the limit (10).
+    let moved = br#"{"header":{"revision":"12"},"responses":[{"response_range":{"header":{},"kvs":[{"key":"eA==","value":"MTA=","mod_revision":"12","create_revision":"2","version":"3"}]}}]}"#;
+    assert_eq!(
+        refill.on_answer(&mut counter, Some("200"), moved, moved.len(), NOW_MS + 30),
+        RefillStep::Done(Counter::UsageStoreRefillOk, None)
+    );
+    for i in 0..2 {
+        let (step, refill) = request(&mut e, &host, &mut counter, NOW_MS + 40 + i);
+        local(step);
+        assert!(refill.is_none(), "dry: no refill");
+    }
+    // Empty and dry: long after any timeout, a use at a time, never a batch.
+    let (step, refill) = request(&mut e, &host, &mut counter, NOW_MS + 60_000);
+    let one: Value = serde_json::from_str(&store_call(step).body).unwrap();
+    assert_eq!(one["success"][0]["requestPut"]["value"], "MQ==", "one use");
+    assert!(refill.is_none());
 }
 
 /// Leased allowances (issue 27 item 3): a token with room takes a batch of 4
@@ -558,4 +724,28 @@ fn the_protected_resource_metadata_is_served_and_named_in_every_401() {
     ] {
         assert!(with(bad.clone()).is_err(), "{bad}");
     }
+}
+
+/// A leased token the store said is spent (a one-use ask of this Envoy found
+/// it used up while a refill was out) still spends what this Envoy holds —
+/// those uses were counted — and is refused here, without the store, once the
+/// allowance is empty.
+#[test]
+fn a_spent_leased_token_spends_what_is_held_then_is_refused_without_the_store() {
+    use cjwt_core::usage::{UsageCounter, UsageId};
+    let mut e = engine(false, allowance(0));
+    let host = get(&token(json!({"jti": "held", "cnst": {"max_uses": 100}})));
+    let mut counter = MemoryCounter::default();
+    let mut flow = RequestFlow::new();
+    store_call(flow.start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
+    let taken = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    acted(flow.on_store_answer(&e, &host, &mut counter, Some("200"), taken, taken.len(), NOW_MS + 10));
+    counter.mark_spent(&UsageId::new("https://idp.example.com", "held"), NOW + 600, NOW);
+    for i in 0..3 {
+        local(request(&mut e, &host, &mut counter, NOW_MS + 20 + i).0);
+    }
+    let plan = acted(request(&mut e, &host, &mut counter, NOW_MS + 30).0);
+    assert_eq!(status(&plan), Some(403), "{plan:?}");
+    assert!(plan.counters.contains(&Counter::DeniedBy(cjwt_core::reason::Reason::MaxUses)));
+    assert!(!plan.counters.contains(&Counter::UsageStoreOk), "refused without the store");
 }

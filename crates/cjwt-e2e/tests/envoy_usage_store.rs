@@ -346,15 +346,16 @@ fn leasing_envoys(n: usize, clusters: &str) -> Vec<Envoy> {
 }
 
 /// Leased allowances (issue 27 item 3): bursts across three Envoys never let
-/// a token through more than `max_uses` times, lose at most (Envoys × (batch −
-/// 1)) uses, and reach the store far less often than once a use; an Envoy
+/// a token through more than `max_uses` times, lose at most (Envoys × (batch +
+/// refill_below − 1)) uses (`refill_below` by default half a batch), and reach the store far less often than once a use; an Envoy
 /// stopped holding an allowance loses its uses, never hands them out twice.
 #[test]
 fn leased_allowances_never_let_a_token_through_more_than_max_uses() {
     let etcd = EtcdCluster::start(3);
     let mut envoys = leasing_envoys(3, &etcd.envoy_cluster("etcd"));
     let ports: Vec<u16> = envoys.iter().map(|e| e.port).collect();
-    let (batch, n_envoys) = (16usize, 3usize);
+    // What one Envoy may hold: a batch and the refill mark (8 by default) less one.
+    let (held, n_envoys) = (16usize + 8 - 1, 3usize);
     for (limit, clients, each) in [(200u64, 12, 25), (20, 9, 4), (64, 16, 8)] {
         let t = use_token(&unique_jti("leased"), Some(limit), 120);
         let before: u64 = envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum();
@@ -364,7 +365,7 @@ fn leased_allowances_never_let_a_token_through_more_than_max_uses() {
         assert_eq!(allowed + used_up, said.len(), "max_uses {limit}: {:?}", tally(&said));
         assert!(allowed <= limit as usize, "max_uses {limit}: {allowed} let through");
         assert!(
-            allowed + n_envoys * (batch - 1) >= limit as usize,
+            allowed + n_envoys * held >= limit as usize,
             "max_uses {limit}: {allowed} let through, more lost than the bound"
         );
         let asked = envoys.iter().map(|e| e.stat("cjwt.usage_store.ok")).sum::<u64>() - before;
@@ -377,7 +378,7 @@ fn leased_allowances_never_let_a_token_through_more_than_max_uses() {
     let said = burst(&ports[1..], &t, 8, 10);
     let allowed = count(&said, 200, None);
     assert!(allowed <= 40 - 16, "{allowed} let through after 16 were taken by the stopped Envoy");
-    assert!(allowed + 1 + 2 * (batch - 1) >= 40 - 15, "{allowed}: more lost than the bound");
+    assert!(allowed + 1 + 2 * held >= 40 - 15, "{allowed}: more lost than the bound");
     assert_eq!(count(&said, 403, Some("max_uses")), said.len() - allowed, "{:?}", tally(&said));
     assert_eq!(envoys.iter().map(|e| e.stat("cjwt.usage_store.failed")).sum::<u64>(), 0);
 }
@@ -443,4 +444,126 @@ fn a_leased_token_expires_with_its_allowance_and_its_key() {
     wait_until("the expired token's key deleted by its lease", Duration::from_secs(40), || {
         etcd.keys_under(b"cjwt/uses/allow/").is_empty()
     });
+}
+
+/// A TCP relay to `to` that holds every chunk a client sends for `delay`
+/// before passing it on (answers come back at once), and counts the store
+/// calls it relays (`POST`s: health checks are `GET`s): a store whose every
+/// round trip takes at least `delay`.
+struct SlowStore {
+    port: u16,
+    posts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SlowStore {
+    fn start(to: (String, u16), delay: Duration) -> SlowStore {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let posts = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&posts);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect((to.0.as_str(), to.1)) else { continue };
+                let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut from_server, mut to_client) = (server, client);
+                let counted = std::sync::Arc::clone(&counted);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = from_client.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let chunk = &buf[..n];
+                        counted.fetch_add(chunk.windows(5).filter(|w| w == b"POST ").count(), Ordering::SeqCst);
+                        std::thread::sleep(delay);
+                        if to_server.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_server.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        SlowStore { port, posts }
+    }
+
+    fn posts(&self) -> usize {
+        self.posts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Background refill (issue 27 item 3): a steady stream of one leased token's
+/// requests waits for the store on none of them but the first, and the store
+/// is called about once a batch. The store sits behind a relay that delays
+/// every call by 300 ms, so a request that waited for it cannot be fast: the
+/// first request (which takes the first batch) must be slow, every other one
+/// fast; and the same stream without refill (`refill_below: 0`) shows the
+/// slow requests the measurement catches, one a batch.
+#[test]
+fn with_background_refill_a_steady_stream_waits_for_the_store_on_none_but_the_first() {
+    let etcd = EtcdCluster::start(1);
+    let delay = Duration::from_millis(300);
+    let (batch, requests) = (16usize, 96usize);
+    let run = |refill_below: u64| {
+        let slow = SlowStore::start(etcd.endpoint(0), delay);
+        let plugin = config_json(json!({
+            "clock_skew_seconds": 0,
+            "usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": 3000,
+                "allowance": {"from_max_uses": 20, "batch": batch, "refill_below": refill_below}}}
+        }));
+        let envoy = Envoy::start(
+            &plugin,
+            Options { concurrency: 2, clusters: cluster("etcd", slow.port), ..Options::default() },
+        );
+        let t = use_token(&unique_jti("steady"), Some(1000), 300);
+        let mut took = Vec::new();
+        for _ in 0..requests {
+            let started = Instant::now();
+            assert_eq!(ask(envoy.port, &t), (200, None), "refill_below {refill_below}");
+            took.push(started.elapsed());
+            // 60 ms between requests: 8 uses cover 480 ms, a refill takes 300 ms and a little.
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        // Refills answered after the stream settle before the counts are read.
+        std::thread::sleep(Duration::from_millis(800));
+        let stats = envoy.stats();
+        let stat = |n: &str| stats.get(n).copied().unwrap_or(0) as usize;
+        (
+            took,
+            slow.posts(),
+            stat("cjwt.usage_store.ok"),
+            stat("cjwt.usage_store.refill_ok"),
+            stat("cjwt.usage_store.refill_failed"),
+        )
+    };
+    let fast = delay / 2;
+    // With refill below 8 of 16.
+    let (took, posts, asked, refilled, failed) = run(8);
+    eprintln!(
+        "refill: {posts} store calls for {requests} requests ({asked} asked by requests, {refilled} refills, {failed} failed); latencies (ms): {:?}",
+        took.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
+    assert!(took[0] >= delay, "the first request takes the first batch through the slow store: {:?}", took[0]);
+    let slow: Vec<(usize, Duration)> = took.iter().copied().enumerate().skip(1).filter(|(_, d)| *d >= fast).collect();
+    assert!(slow.is_empty(), "requests that waited for the store: {slow:?}");
+    assert_eq!((asked, failed), (1, 0), "one request asked the store; no refill failed");
+    // 96 uses: the first batch, then a refill each 16 uses.
+    assert!((requests / batch - 1..=requests / batch + 1).contains(&refilled), "{refilled} refills");
+    // Every call the relay saw is the first batch's (its transaction; on a bucket
+    // without a lease yet, the lease grant and the transaction again) or a refill's.
+    assert!([1, 3].contains(&(posts - refilled)), "{posts} calls relayed, {refilled} refills");
+    // The same stream without background refill: one request a batch waits (the
+    // measurement sees a store round trip when there is one).
+    let (took, posts, asked, refilled, _) = run(0);
+    let waited = took.iter().filter(|d| **d >= delay).count();
+    eprintln!("no refill: {posts} store calls, {waited} requests waited");
+    assert_eq!(refilled, 0);
+    assert_eq!(waited, asked, "each request that asked the store waited for it");
+    assert!(waited >= requests / batch, "{waited} requests waited");
 }

@@ -48,16 +48,31 @@ fn plugin() -> Value {
     }))
 }
 
+/// Leased allowances: tokens with `max_uses` of 20 or more take batches of
+/// [`BATCH`], refilled in the background below [`REFILL_BELOW`].
+const BATCH: u64 = 16;
+const REFILL_BELOW: u64 = 8;
+/// The most unspent uses one Envoy holds of a token (`usage::allowance`).
+const HELD: u64 = BATCH + REFILL_BELOW - 1;
+
+fn leasing_plugin() -> Value {
+    config_json(json!({
+        "clock_skew_seconds": 0,
+        "usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": 2000,
+            "allowance": {"from_max_uses": 20, "batch": BATCH, "refill_below": REFILL_BELOW}}}
+    }))
+}
+
 /// The shipped Docker configuration of the build under test (envoy/envoy-docker.yaml
 /// or envoy/envoy-docker-native.yaml) with the test's plugin configuration and the
 /// etcd cluster.
-fn envoy_yaml(etcd: &EtcdContainers) -> String {
+fn envoy_yaml(etcd: &EtcdContainers, plugin: &Value) -> String {
     let file = match build() {
         Build::Wasm => "envoy/envoy-docker.yaml",
         Build::Native => "envoy/envoy-docker-native.yaml",
     };
     let shipped = std::fs::read_to_string(repo_root().join(file)).unwrap();
-    let plugin = serde_json::to_string_pretty(&plugin()).unwrap();
+    let plugin = serde_json::to_string_pretty(plugin).unwrap();
     let mut out = String::new();
     let mut lines = shipped.lines().peekable();
     while let Some(line) = lines.next() {
@@ -82,6 +97,11 @@ fn envoy_yaml(etcd: &EtcdContainers) -> String {
 
 impl Mesh {
     fn start() -> Mesh {
+        Mesh::start_with(&plugin())
+    }
+
+    /// The mesh with the plugin configuration `plugin`.
+    fn start_with(plugin: &Value) -> Mesh {
         docker::require_engine();
         docker::require_image(&docker::envoy_image());
         docker::require_image(&docker::etcd_image());
@@ -102,7 +122,7 @@ impl Mesh {
         let config =
             cjwt_harness::scratch(&format!("mesh-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)))
                 .join("envoy.yaml");
-        std::fs::write(&config, envoy_yaml(&etcd)).unwrap();
+        std::fs::write(&config, envoy_yaml(&etcd, plugin)).unwrap();
         let mut envoys = Vec::new();
         let mut fronts = Vec::new();
         for i in 0..3u8 {
@@ -165,9 +185,15 @@ impl Mesh {
     /// `clients` concurrent clients each sending `each` requests with `token`,
     /// spread over the three Envoys.
     fn burst(&self, token: &str, clients: usize, each: usize) -> Vec<Said> {
+        self.burst_on(&[0, 1, 2], token, clients, each)
+    }
+
+    /// [`Mesh::burst`] spread over the Envoys `on` only.
+    fn burst_on(&self, on: &[usize], token: &str, clients: usize, each: usize) -> Vec<Said> {
+        let fronts: Vec<String> = on.iter().map(|i| self.fronts[*i].clone()).collect();
         let threads: Vec<_> = (0..clients)
             .map(|c| {
-                let fronts = self.fronts.clone();
+                let fronts = fronts.clone();
                 let token = token.to_string();
                 std::thread::spawn(move || {
                     (0..each).map(|i| ask(&fronts[(c + i) % fronts.len()], &token)).collect::<Vec<_>>()
@@ -177,12 +203,26 @@ impl Mesh {
         threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
     }
 
+    /// The uses etcd handed out in batches of the leased token `jti` (the
+    /// count in its key, `cjwt/uses/allow/` + the hex of its id; 0 when absent).
+    fn taken(&self, jti: &str) -> u64 {
+        let id = cjwt_core::shared_slots::UsageId::new("https://idp.example.com", jti).hex();
+        let (code, out) = self.etcd.etcdctl(&["get", "--print-value-only", &format!("cjwt/uses/allow/{id}")]);
+        assert_eq!(code, 0, "{out}");
+        out.trim().parse().unwrap_or_else(|_| if out.trim().is_empty() { 0 } else { panic!("not a count: {out:?}") })
+    }
+
     /// cjwt's counter `name` summed over the Envoys (wasm: `wasmcustom.` names;
     /// native: the module's `cjwt.` namespace as it is).
     fn stat(&self, name: &str) -> u64 {
+        self.stat_of(&[0, 1, 2], name)
+    }
+
+    /// [`Mesh::stat`] summed over the Envoys `of` only.
+    fn stat_of(&self, of: &[usize], name: &str) -> u64 {
         let prefix = if build() == Build::Wasm { "wasmcustom." } else { "" };
-        (0..3)
-            .map(|i| {
+        of.iter()
+            .map(|&i| {
                 let path = format!("/stats?filter=^{prefix}{name}$");
                 let got = http_with(&self.fronts[i], ADMIN, "GET", &path, &[], None, Duration::from_secs(5)).unwrap();
                 got.body
@@ -358,4 +398,194 @@ fn an_envoy_cut_off_from_etcd_refuses_max_uses_tokens_and_serves_the_rest() {
     wait_until("the reconnected Envoy counts again", Duration::from_secs(20), || {
         is(&mesh.ask(2, &use_token(&unique_jti("again"), Some(1), 300)), 200, None)
     });
+}
+
+/// Every answer to a leased token in a fault: let through, used up, or the
+/// store unavailable; never anything else.
+fn assert_leased_answers(said: &[Said], what: &str) {
+    for s in said {
+        assert!(
+            is(s, 200, None) || is(s, 403, Some("max_uses")) || is(s, 503, Some("usage_unavailable")),
+            "{what}: {s:?}"
+        );
+    }
+}
+
+/// Leased allowances (issue 27 items 3 and 5) through three Envoys: bursts
+/// never let a token through more than `max_uses` times and lose at most what
+/// the Envoys hold (`usage::allowance`: `batch + refill_below − 1` each) at far
+/// fewer store calls than uses; an Envoy killed holding a lease loses what it
+/// held, never hands it out again (nor after its restart); a leased token
+/// expires with its allowances and its key.
+#[test]
+fn leased_tokens_bursts_an_envoy_killed_holding_a_lease_and_expiry() {
+    let mesh = Mesh::start_with(&leasing_plugin());
+    let failed = || mesh.stat("cjwt.usage_store.failed") + mesh.stat("cjwt.usage_store.refill_failed");
+    for (limit, clients, each) in [(200u64, 12, 25), (64, 9, 12), (20, 6, 6)] {
+        let jti = unique_jti("leased");
+        let t = use_token(&jti, Some(limit), 300);
+        let calls = || mesh.stat("cjwt.usage_store.ok") + mesh.stat("cjwt.usage_store.refill_ok");
+        let (before, failed_before) = (calls(), failed());
+        let said = mesh.burst(&t, clients, each);
+        // No fault here, but a loaded machine may push a contended batch past its
+        // 2 s deadline: such a request gets 503 and its call counts as failed.
+        assert_leased_answers(&said, "a burst");
+        let allowed = count(&said, 200, None) as u64;
+        let taken = mesh.taken(&jti);
+        let (calls, failures) = (calls() - before, failed() - failed_before);
+        eprintln!(
+            "max_uses {limit}: {} requests, {allowed} let through, {taken} taken, {calls} store calls, {failures} failed: {:?}",
+            said.len(),
+            tally(&said)
+        );
+        assert!(count(&said, 503, Some("usage_unavailable")) as u64 <= failures, "a 503 without a failed call");
+        assert!(allowed <= taken && taken <= limit, "max_uses {limit}: {allowed} let through, {taken} taken");
+        let bound = 3 * HELD + BATCH * failures;
+        assert!(limit - allowed <= bound, "max_uses {limit}: {} lost, over the bound {bound}", limit - allowed);
+        assert!(calls * 2 < said.len() as u64, "max_uses {limit}: {calls} store calls for {} requests", said.len());
+    }
+
+    // An Envoy killed holding a lease: its 13 unspent uses are lost, never handed out again.
+    let (limit, jti) = (60u64, unique_jti("killed"));
+    let t = use_token(&jti, Some(limit), 300);
+    for _ in 0..3 {
+        assert!(is(&mesh.ask(0, &t), 200, None));
+    }
+    assert_eq!(mesh.taken(&jti), BATCH, "envoy0 took one batch and holds 13 of it");
+    let failed_before =
+        mesh.stat_of(&[1, 2], "cjwt.usage_store.failed") + mesh.stat_of(&[1, 2], "cjwt.usage_store.refill_failed");
+    mesh.envoys[0].kill();
+    let said = mesh.burst_on(&[1, 2], &t, 8, 12);
+    assert_leased_answers(&said, "after envoy0 was killed");
+    let others = count(&said, 200, None) as u64;
+    let failures = mesh.stat_of(&[1, 2], "cjwt.usage_store.failed")
+        + mesh.stat_of(&[1, 2], "cjwt.usage_store.refill_failed")
+        - failed_before;
+    eprintln!("killed: {others} let through by the others, {failures} failed: {:?}", tally(&said));
+    assert!(others <= limit - BATCH, "{others} let through by the others after envoy0 took {BATCH}");
+    assert_eq!(mesh.taken(&jti), limit, "the others drained the store");
+    let lost = limit - 3 - others;
+    assert!(
+        (BATCH - 3..=HELD + 2 * HELD + BATCH * failures).contains(&lost),
+        "{lost} lost: the killed Envoy's 13, within the bound"
+    );
+    // Restarted, it has nothing of the token left: the store says used up.
+    mesh.envoys[0].start();
+    mesh.wait_ready(0);
+    assert!(is(&mesh.ask(0, &t), 403, Some("max_uses")));
+
+    // Expiry: a leased token held by every Envoy is refused as expired, not by an allowance.
+    let short_jti = unique_jti("leased-short");
+    let short = use_token(&short_jti, Some(100), 6);
+    for i in 0..3 {
+        for _ in 0..3 {
+            assert!(is(&mesh.ask(i, &short), 200, None), "envoy{i}");
+        }
+    }
+    assert_eq!(mesh.taken(&short_jti), 3 * BATCH);
+    std::thread::sleep(Duration::from_secs(7));
+    for i in 0..3 {
+        let said = mesh.ask(i, &short);
+        assert_eq!(said.0, 401, "envoy{i}: {said:?}");
+    }
+    wait_until("the expired leased token's key deleted by its lease", Duration::from_secs(45), || {
+        mesh.taken(&short_jti) == 0
+    });
+}
+
+/// Leased allowances under faults: the etcd leader killed while the Envoys
+/// refill, and an Envoy cut off from etcd. Never more than `max_uses` let
+/// through; the lost remainder within the written bound: what the Envoys hold
+/// (`batch + refill_below − 1` each) plus a batch for each store call that
+/// failed (its outcome unknown).
+#[test]
+fn leased_tokens_under_a_leader_killed_during_refills_and_a_partitioned_envoy() {
+    let mesh = Mesh::start_with(&leasing_plugin());
+    let failed = || mesh.stat("cjwt.usage_store.failed") + mesh.stat("cjwt.usage_store.refill_failed");
+
+    // The leader killed while a steady burst refills across the three Envoys.
+    let (limit, jti) = (400u64, unique_jti("leased-election"));
+    let t = use_token(&jti, Some(limit), 300);
+    let leader = mesh.etcd.leader().expect("a leader");
+    let during = {
+        let fronts = mesh.fronts.clone();
+        let t = t.clone();
+        std::thread::spawn(move || {
+            let threads: Vec<_> = (0..9)
+                .map(|c| {
+                    let (fronts, t) = (fronts.clone(), t.clone());
+                    std::thread::spawn(move || {
+                        (0..30)
+                            .map(|i| {
+                                std::thread::sleep(Duration::from_millis(30));
+                                ask(&fronts[(c + i) % 3], &t)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            threads.into_iter().flat_map(|t| t.join().unwrap()).collect::<Vec<_>>()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    mesh.etcd.kill(leader);
+    let during = during.join().unwrap();
+    assert_leased_answers(&during, "during the election");
+    let refills_during = mesh.stat("cjwt.usage_store.refill_ok") + mesh.stat("cjwt.usage_store.refill_failed");
+    assert!(refills_during > 0, "the Envoys refilled during the burst");
+    wait_until("a fresh token allowed by every Envoy", Duration::from_secs(20), || {
+        (0..3).all(|i| is(&mesh.ask(i, &use_token(&unique_jti("after"), Some(1), 300)), 200, None))
+    });
+    mesh.etcd.start(leader);
+    mesh.etcd.wait_healthy(leader, Duration::from_secs(30));
+    for i in 0..3 {
+        mesh.wait_ready(i);
+    }
+    let rest = mesh.burst(&t, 9, 40);
+    assert_leased_answers(&rest, "after the election");
+    let allowed = (count(&during, 200, None) + count(&rest, 200, None)) as u64;
+    let taken = mesh.taken(&jti);
+    let failures = failed();
+    eprintln!(
+        "election: during {:?}, after {:?}; {allowed} let through, {taken} taken, {failures} failed store calls, {refills_during} refills during",
+        tally(&during),
+        tally(&rest)
+    );
+    assert!(allowed <= taken && taken <= limit, "{allowed} let through, {taken} taken of {limit}");
+    assert!(
+        limit - allowed <= 3 * HELD + BATCH * failures,
+        "{} lost, over the bound {}",
+        limit - allowed,
+        3 * HELD + BATCH * failures
+    );
+
+    // A partitioned Envoy: it serves what it holds (already counted), then 503;
+    // the others drain the rest; never more than max_uses in all.
+    let (limit, jti) = (100u64, unique_jti("leased-cut"));
+    let t = use_token(&jti, Some(limit), 300);
+    let failed_before = failed();
+    assert!(is(&mesh.ask(2, &t), 200, None));
+    assert!(is(&mesh.ask(2, &t), 200, None));
+    mesh.envoys[2].disconnect(&mesh.back);
+    let cut: Vec<Said> = (0..30).map(|_| mesh.ask(2, &t)).collect();
+    let cut_allowed = count(&cut, 200, None) as u64;
+    assert_eq!(cut_allowed, BATCH - 2, "cut off, it spends what it held and no more: {:?}", tally(&cut));
+    assert_eq!(count(&cut, 503, Some("usage_unavailable")) as u64, 30 - cut_allowed, "{:?}", tally(&cut));
+    let others = mesh.burst_on(&[0, 1], &t, 8, 15);
+    assert_leased_answers(&others, "the two others");
+    mesh.envoys[2].connect(&mesh.back, &mesh.back.ip(23));
+    mesh.wait_ready(2);
+    let after = mesh.burst(&t, 6, 6);
+    assert_leased_answers(&after, "reconnected");
+    let allowed = 2 + cut_allowed + (count(&others, 200, None) + count(&after, 200, None)) as u64;
+    let taken = mesh.taken(&jti);
+    let failures = failed() - failed_before;
+    eprintln!("partition: {allowed} let through, {taken} taken, {failures} failed store calls");
+    assert!(allowed <= taken && taken <= limit, "{allowed} let through, {taken} taken of {limit}");
+    assert!(
+        limit - allowed <= 3 * HELD + BATCH * failures,
+        "{} lost, over the bound {}",
+        limit - allowed,
+        3 * HELD + BATCH * failures
+    );
 }

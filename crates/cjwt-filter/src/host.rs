@@ -1,6 +1,6 @@
 //! [`Host`] and [`UsageCounter`] over proxy-wasm hostcalls.
 
-use cjwt_core::shared_slots::allowance::{self, allowance_key, LastWritten, LocalSpend};
+use cjwt_core::shared_slots::allowance::{self, allowance_key, LastWritten, LocalSpend, Spending};
 use cjwt_core::shared_slots::{count_use, is_spent_in, mark_spent_in, slot_key, spent_key, SlotUpdate, UsageId};
 use cjwt_core::shared_slots::{first_seen_in, NextValue, ProofId, ReplayError, ReplayKey, ReplayStore, StoreError};
 use cjwt_core::{clock, Host, HostCrypto, ReplayCache, UsageCounter, UsageError};
@@ -75,10 +75,10 @@ impl UsageCounter for SharedDataCounter {
     /// Leased allowances, in shared data of their own ([`allowance_key`]): the
     /// spend and its note are one compare-and-swap, so workers never spend a
     /// use twice. A host failure asks the store for the one use.
-    fn spend_allowance(&mut self, id: &UsageId, expires_at: i64, now_ms: u64, take_timeout_ms: u64) -> LocalSpend {
+    fn spend_allowance(&mut self, id: &UsageId, at: Spending) -> LocalSpend {
         let mut found = LocalSpend::TakeOne;
         let written = update_slot(&allowance_key(id.slot()), |value| {
-            let spend = allowance::spend(value, id, expires_at, now_ms, take_timeout_ms).map_err(|_| ())?;
+            let spend = allowance::spend(value, id, at).map_err(|_| ())?;
             found = spend.kind();
             Ok(spend.into_value())
         });
@@ -94,6 +94,13 @@ impl UsageCounter for SharedDataCounter {
         // Best effort: uses not deposited are lost (under), never handed out twice.
         let _ = update_slot(&allowance_key(id.slot()), |value| {
             allowance::deposit(value, id, spare, last, expires_at, now_ms).map(Some).map_err(|_| ())
+        });
+    }
+
+    fn dry_allowance(&mut self, id: &UsageId, expires_at: i64, now_ms: u64) {
+        // Best effort: a failure only means the next refill learns it again.
+        let _ = update_slot(&allowance_key(id.slot()), |value| {
+            allowance::dry(value, id, expires_at, now_ms).map(Some).map_err(|_| ())
         });
     }
 

@@ -137,6 +137,10 @@ fn with_env<R>(shared: &Shared, host: &ProxyHost, f: impl FnOnce(&mut Engine, En
 /// paused, or send a usage-store call (one that cannot be sent is the flow's
 /// failure at once).
 fn run(shared: &Shared, me: &Waiter, host: &ProxyHost, step: Option<Step>) -> Action {
+    // A background refill the decision started: the VM's own call, not this stream's.
+    if let Some(refill) = me.flow.try_borrow_mut().ok().and_then(|mut flow| flow.take_refill()) {
+        usage::start_refill(shared, refill, me.context);
+    }
     match step {
         // Forward or refuse, through the plan's host calls on this stream.
         Some(Step::Act(plan)) => match plan.execute(&mut Executor(shared)) {

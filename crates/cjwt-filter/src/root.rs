@@ -66,6 +66,7 @@ impl RootContext for CjwtRoot {
                     root_context: self.id,
                     woken: std::cell::Cell::new(false),
                     usage: RefCell::new(Vec::new()),
+                    refills: RefCell::new(super::usage::Refills::default()),
                 });
                 if fetching || meshed {
                     // Shared sets and lists, refreshes, usage waits whose answer was lost.

@@ -24,10 +24,12 @@ pub struct Shared {
     /// The root context's id: fetches are dispatched from it, so that their
     /// answers arrive even when the stream that needed them is gone (SEC-12.3).
     pub root_context: u32,
-    /// Set while the tick runs at [`super::remote::WAKE_PERIOD`] for a fetch a request started.
+    /// Set while the tick runs at [`super::remote::WAKE_PERIOD`] for a fetch or a refill a request started.
     pub woken: Cell<bool>,
     /// Requests waiting for the mesh-wide usage store (SPEC §8 v2).
     pub usage: RefCell<Vec<super::usage::UsageWait>>,
+    /// Leased allowances' background refills in flight (no request waits for them).
+    pub refills: RefCell<super::usage::Refills>,
 }
 
 /// A stream, as a paused request is remembered (waiting for keys or for the

@@ -8,10 +8,22 @@
 //! answers are matched by token, whichever context the SDK hands them to. A wait
 //! whose answer never comes (the context that received it ended) is settled as
 //! unavailable on the tick, one second after its deadline at most.
+//!
+//! A leased allowance's background refill (`cjwt_core::Refill`, taken from a
+//! request's flow after each step) is a call of the VM's own: the stream queues
+//! it and brings the root's tick forward ([`WAKE_PERIOD`]); the root sends it in
+//! its tick (the SDK answers a call to the context whose callback made it, so a
+//! call made in a stream's callback is lost with the stream), remembers it apart
+//! from any stream, hands its answer to the refill (which deposits the batch in
+//! shared data), and settles it on the tick if the answer never comes. A stream
+//! that ends meanwhile changes nothing.
 
+use super::host::SharedDataCounter;
+use super::http::log_line;
 use super::http::wake;
+use super::remote::WAKE_PERIOD;
 use super::state::{Shared, Waiter};
-use cjwt_core::StoreCall;
+use cjwt_core::{Level, Refill, RefillStep, StoreCall};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 use std::time::Duration;
@@ -47,8 +59,87 @@ pub fn dispatch(shared: &Shared, call: &StoreCall, waiter: &Waiter) -> Result<()
     Ok(())
 }
 
-/// An HTTP call answer: `true` when it was a usage call (handled here).
+/// One background refill in flight: the call's token and the refill.
+pub struct RefillWait {
+    token: u32,
+    refill: Refill,
+}
+
+/// The VM's background refills: queued by streams, in flight from the root.
+#[derive(Default)]
+pub struct Refills {
+    queued: Vec<Refill>,
+    in_flight: Vec<RefillWait>,
+}
+
+/// Queues `refill` (a request's flow handed it out while `current` was the
+/// effective context) and brings the root's tick forward: only a call made in a
+/// root callback is answered to the root (the SDK answers a call to the context
+/// whose callback made it, and a stream's may be gone by then).
+pub fn start_refill(shared: &Shared, refill: Refill, current: u32) {
+    if let Ok(mut refills) = shared.refills.try_borrow_mut() {
+        refills.queued.push(refill);
+    }
+    if !shared.woken.replace(true) {
+        // The tick period is the root context's: set it as the root, then the stream again.
+        let _ = hostcalls::set_effective_context(shared.root_context);
+        let _ = hostcalls::set_tick_period(WAKE_PERIOD);
+        let _ = hostcalls::set_effective_context(current);
+    }
+}
+
+/// Sends one call of `refill` (in a root callback) and remembers it; a call
+/// that cannot be sent ends the refill at once.
+fn send_refill(shared: &Shared, mut refill: Refill, call: &StoreCall) {
+    let _ = hostcalls::set_effective_context(shared.root_context);
+    let sent = hostcalls::dispatch_http_call(
+        &call.cluster,
+        call.headers().to_vec(),
+        Some(call.body.as_bytes()),
+        vec![],
+        Duration::from_millis(call.timeout_ms),
+    );
+    match (sent, shared.refills.try_borrow_mut()) {
+        (Ok(token), Ok(mut refills)) => refills.in_flight.push(RefillWait { token, refill }),
+        (Err(e), _) => {
+            let step = refill.on_failure(&format!("cluster {:?}: dispatch failed ({e:?})", call.cluster));
+            refill_step(shared, refill, step);
+        }
+        (Ok(_), Err(_)) => {
+            let step = refill.on_failure("internal");
+            refill_step(shared, refill, step);
+        }
+    }
+}
+
+/// Executes a refill's next step: its next call, or its counter and log line.
+fn refill_step(shared: &Shared, refill: Refill, step: RefillStep) {
+    match step {
+        RefillStep::Send(call) => send_refill(shared, refill, &call),
+        RefillStep::Done(counter, line) => {
+            shared.metrics.bump(counter);
+            if let Some(line) = line {
+                log_line(Level::Warn, &line);
+            }
+        }
+    }
+}
+
+/// An HTTP call answer: `true` when it was a usage call or a refill (handled here).
 pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
+    let refill = match shared.refills.try_borrow_mut() {
+        Ok(mut refills) => {
+            let at = refills.in_flight.iter().position(|r| r.token == token);
+            at.map(|i| refills.in_flight.swap_remove(i).refill)
+        }
+        Err(_) => None,
+    };
+    if let Some(mut refill) = refill {
+        let (status, body) = answer(body_size);
+        let step = refill.on_answer(&mut SharedDataCounter, status.as_deref(), &body, body_size, now_ms());
+        refill_step(shared, refill, step);
+        return true;
+    }
     let waiter = match shared.usage.try_borrow_mut() {
         Ok(mut waits) => match waits.iter().position(|w| w.token == token) {
             Some(i) => waits.swap_remove(i).waiter,
@@ -56,22 +147,45 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
         },
         Err(_) => return false,
     };
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
-    // An answer over the limit is not read: the flow refuses it by its size.
-    let body = if body_size > StoreCall::MAX_ANSWER_BYTES {
-        Vec::new()
-    } else {
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
-    };
+    let (status, body) = answer(body_size);
     wake(shared, &waiter, |flow, engine, env| {
         flow.on_answer(engine, env, status.as_deref(), &body, body_size, now_ms())
     });
     true
 }
 
-/// Settles the waits whose answer is more than a second overdue (it will not come).
+/// The answer of the call being answered: `:status` and body (an answer over
+/// the limit is not read: the flow or the refill refuses it by its size).
+fn answer(body_size: usize) -> (Option<String>, Vec<u8>) {
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+    let body = if body_size > StoreCall::MAX_ANSWER_BYTES {
+        Vec::new()
+    } else {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
+    };
+    (status, body)
+}
+
+/// The root's tick: sends the refills queued, settles the waits and refills
+/// whose answer is more than a second overdue (it will not come).
 pub fn on_tick(shared: &Shared) {
     let now = now_ms();
+    let (queued, late): (Vec<Refill>, Vec<RefillWait>) = match shared.refills.try_borrow_mut() {
+        Ok(mut refills) => {
+            let (late, kept) = std::mem::take(&mut refills.in_flight).into_iter().partition(|r| r.refill.overdue(now));
+            refills.in_flight = kept;
+            (std::mem::take(&mut refills.queued), late)
+        }
+        Err(_) => (Vec::new(), Vec::new()),
+    };
+    for refill in queued {
+        let call = refill.first();
+        send_refill(shared, refill, &call);
+    }
+    for mut wait in late {
+        let step = wait.refill.on_failure("no answer (the call was lost)");
+        refill_step(shared, wait.refill, step);
+    }
     let overdue: Vec<UsageWait> = match shared.usage.try_borrow_mut() {
         Ok(mut waits) => {
             let (late, kept) = std::mem::take(&mut *waits)

@@ -6,6 +6,7 @@
 
 use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level, Scheduler};
 use crate::jwks::{self, RemoteState, EVENT_TICK};
+use crate::refill::{self, EVENT_REFILL};
 use cjwt_core::{Capabilities, Config, Counter, Engine, Fetched, NativeCrypto, ProcessCounter, ProcessReplay, Remote};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +32,10 @@ pub struct Shared {
     pub crypto: NativeCrypto,
     /// Remote key sets and status lists, when any is configured.
     pub remote: Option<Mutex<RemoteState>>,
-    /// Runs this configuration's scheduled hook on the main thread (fetches).
+    /// Runs this configuration's scheduled hook on the main thread (fetches, refills).
     pub scheduler: Mutex<Option<Scheduler>>,
+    /// Leased allowances' background refills (queued by workers, sent from the main thread).
+    pub refills: refill::Lock,
 }
 
 /// The object Envoy holds for one filter configuration.
@@ -84,6 +87,8 @@ impl ModuleConfig {
             .collect();
         log(Level::Info, &config.accepted_line("native module"));
         let crypto = NativeCrypto::new();
+        // Leased allowances refill in the background from the main thread.
+        let refills = config.usage_store().is_some_and(|s| s.allowance.is_some_and(|a| a.refill_below > 0));
         let mut store = Fetched::new(config.provider_count());
         // Key sets and status lists are fetched on the main thread, once per Envoy
         // (the configuration's id tags its leases among the process's configurations).
@@ -97,11 +102,11 @@ impl ModuleConfig {
             Mutex::new(state)
         });
         let keys = RwLock::new(store);
-        let scheduler = remote.as_ref().map(|_| handle.scheduler());
+        let scheduler = (remote.is_some() || refills).then(|| handle.scheduler());
         if let Some(None) = scheduler {
             log(
                 Level::Error,
-                "cjwt: configuration refused: Envoy gave no scheduler for remote key sets or status lists",
+                "cjwt: configuration refused: Envoy gave no scheduler for remote key sets, status lists or refills",
             );
             return None;
         }
@@ -114,6 +119,7 @@ impl ModuleConfig {
             crypto,
             remote,
             scheduler: Mutex::new(scheduler.flatten()),
+            refills: refill::Lock::default(),
         });
         let ticker = shared.remote.is_some().then(|| {
             // The first fetches now, then a tick every second until the sender is dropped.
@@ -132,14 +138,19 @@ impl ModuleConfig {
         Some(ModuleConfig { shared, ticker })
     }
 
-    /// A config-level scheduled event (main thread): fetches.
+    /// A config-level scheduled event (main thread): refills, or fetches.
     pub fn on_scheduled(&self, handle: ConfigHandle<'_>, event: u64) {
-        jwks::on_scheduled(&self.shared, handle, event);
+        match event {
+            EVENT_REFILL => refill::on_scheduled(&self.shared, handle),
+            _ => jwks::on_scheduled(&self.shared, handle, event),
+        }
     }
 
-    /// A config-level HTTP call answered (main thread): a key fetch.
+    /// A config-level HTTP call answered (main thread): a refill, or a key fetch.
     pub fn on_callout_done(&self, handle: ConfigHandle<'_>, callout: u64, answer: CalloutAnswer<'_>) {
-        jwks::on_callout_done(&self.shared, handle, callout, answer);
+        if !refill::on_callout_done(&self.shared, handle, callout, &answer) {
+            jwks::on_callout_done(&self.shared, handle, callout, answer);
+        }
     }
 }
 

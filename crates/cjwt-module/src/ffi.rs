@@ -578,9 +578,10 @@ impl ConfigHandle<'_> {
         (!ptr.is_null()).then_some(Scheduler { ptr, config: true })
     }
 
-    /// Starts an HTTP call to `cluster` not tied to any stream (main thread only);
-    /// the answer comes to [`envoy_dynamic_module_on_http_filter_config_http_callout_done`].
-    pub fn callout(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Option<u64> {
+    /// Starts an HTTP call to `cluster` not tied to any stream (main thread
+    /// only): `headers` and `body` (empty: none) within `timeout_ms`; the answer
+    /// comes to [`envoy_dynamic_module_on_http_filter_config_http_callout_done`].
+    pub fn callout(&self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u64) -> Option<u64> {
         // SAFETY: config pointer in a config hook on the main thread, for the
         // configuration's callout binding.
         unsafe {
@@ -589,7 +590,7 @@ impl ConfigHandle<'_> {
                 self.ptr,
                 cluster,
                 headers,
-                &[],
+                body,
                 timeout_ms,
             )
         }

@@ -167,8 +167,9 @@ fn execute(shared: &Shared, host: Host<'_>, effects: Vec<Effect<Arc<Waiter>>>) {
                     continue;
                 };
                 let timeout_ms = u64::try_from(call.timeout().as_millis()).unwrap_or(u64::MAX);
-                let id =
-                    handle.callout(call.cluster(), &call.headers(), timeout_ms).and_then(|id| u32::try_from(id).ok());
+                let id = handle
+                    .callout(call.cluster(), &call.headers(), &[], timeout_ms)
+                    .and_then(|id| u32::try_from(id).ok());
                 let (Some(remote), Some(now)) = (&shared.remote, now()) else { continue };
                 let Ok(mut state) = remote.lock() else { continue };
                 match id {

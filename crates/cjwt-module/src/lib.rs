@@ -10,11 +10,12 @@
 //! `max_uses` count, counters); [`stream`] reads one request, asks the core, and
 //! executes the core's plan; [`host`] is the request as the core sees it;
 //! [`jwks`] runs the core's key fetcher on Envoy's main thread, one fetch per
-//! Envoy.
+//! Envoy; [`refill`] sends leased allowances' background refills from it.
 
 pub mod config;
 pub mod ffi;
 pub mod hooks;
 pub mod host;
 pub mod jwks;
+pub mod refill;
 pub mod stream;

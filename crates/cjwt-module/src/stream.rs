@@ -108,6 +108,10 @@ impl Stream {
     /// Executes one step of the flow: act on a plan, pause for keys, or send a
     /// store call (a call that cannot be sent is the flow's failure at once).
     fn run(&mut self, f: Filter<'_>, host: &NativeHost<'_>, step: Option<Step>) -> u32 {
+        // A background refill the decision started: the configuration's call, not this stream's.
+        if let Some(refill) = self.flow.take_refill() {
+            crate::refill::queue(&self.shared, refill);
+        }
         match step {
             Some(Step::Act(plan)) => self.execute(f, plan),
             Some(Step::AwaitKeys | Step::Nothing) => HEADERS_STOP,

@@ -741,7 +741,11 @@ fn compile_etcd(field: &str, e: RawEtcdStore) -> Result<EtcdStore, ConfigError> 
             if !(2..=1000).contains(&batch) {
                 return err(format!("{field}.allowance.batch"), "must be 2..=1000");
             }
-            Some(Allowance { from_max_uses, batch })
+            let refill_below = a.refill_below.unwrap_or(batch / 2);
+            if refill_below > batch {
+                return err(format!("{field}.allowance.refill_below"), "must be 0..=batch");
+            }
+            Some(Allowance { from_max_uses, batch, refill_below })
         }
     };
     Ok(EtcdStore { cluster, authority, api_prefix, key_prefix, timeout_ms, allowance })

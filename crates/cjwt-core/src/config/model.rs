@@ -488,6 +488,9 @@ pub struct Allowance {
     pub from_max_uses: u64,
     /// Uses per batch.
     pub batch: u64,
+    /// A request that leaves fewer uses than this in the allowance starts a
+    /// batch in the background (0..=`batch`; 0: only an empty allowance takes one).
+    pub refill_below: u64,
 }
 
 /// RFC 9728 protected resource metadata (SPEC §15): served at `path` (GET or

@@ -298,6 +298,8 @@ pub struct RawAllowance {
     pub from_max_uses: Option<u64>,
     /// Uses per batch (2..=1000; default 16).
     pub batch: Option<u64>,
+    /// Background refill below this many uses left (0..=batch; default batch / 2).
+    pub refill_below: Option<u64>,
 }
 
 /// One entry of `providers`: an issuer and how its keys are found.

@@ -157,6 +157,11 @@ fn errors_name_the_field() {
             "usage_store.etcd.allowance.batch: must be 2..=1000",
         ),
         (
+            config_json(json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e",
+                "allowance": {"from_max_uses": 10, "batch": 8, "refill_below": 9}}}})),
+            "usage_store.etcd.allowance.refill_below: must be 0..=batch",
+        ),
+        (
             config_json(json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e", "api_prefix": "v3/"}}})),
             "usage_store.etcd.api_prefix",
         ),

@@ -18,6 +18,11 @@
 //!                          ─ not sent, timed out, lost ─► on_store_failure ─► Act(503 txn_service_unavailable)
 //! ```
 //!
+//! A decision that spends a leased use and leaves the allowance below its
+//! low-water mark also starts a background refill, which the request does not
+//! wait for: the adapter takes it with [`RequestFlow::take_refill`] after each
+//! step and sends it as its own call ([`crate::lifecycle::refill`]).
+//!
 //! The exchange at the Txn-Token Service is one more call of the same shape
 //! as the store's ([`StoreCall`], with its own content type): the adapters
 //! send it, match its answer and time it out exactly as a store call.
@@ -36,6 +41,7 @@
 use crate::config::EtcdStore;
 use crate::engine::{refuse_allowed, settle, Engine, Outcome};
 use crate::keys::host_crypto::HostCrypto;
+use crate::lifecycle::refill::Refill;
 use crate::outcome::metrics::Counter;
 use crate::outcome::plan::{self, Plan};
 use crate::outcome::Level;
@@ -188,6 +194,9 @@ struct ExchangeWait {
 #[derive(Debug, Default)]
 pub struct RequestFlow {
     state: State,
+    /// A leased allowance's background batch this request's decision started
+    /// ([`RequestFlow::take_refill`]).
+    refill: Option<Refill>,
 }
 
 /// How much longer than its deadline a store call may stay unanswered before
@@ -242,6 +251,14 @@ impl RequestFlow {
         }
     }
 
+    /// The background refill this request's decision started, if any: the
+    /// adapter takes it after each step and sends it as its own call (never
+    /// the stream's, which may end first; see [`crate::lifecycle::refill`]).
+    /// The request does not wait for it.
+    pub fn take_refill(&mut self) -> Option<Refill> {
+        self.refill.take()
+    }
+
     /// Whether the request is paused for a call: the usage store or the Txn-Token Service.
     pub fn awaits_store(&self) -> bool {
         matches!(self.state, State::Store(_) | State::Exchange(_))
@@ -267,6 +284,9 @@ impl RequestFlow {
         let before = crypto.calls();
         let mut outcome = engine.decide_with(host, keys, crypto, counter, replay);
         let verified_by_host = crypto.calls().saturating_sub(before);
+        if let (Some(call), Some(store)) = (outcome.pending_refill.take(), engine.config().usage_store.as_ref()) {
+            self.refill = Some(Refill::new(call, store, now_ms));
+        }
         if let Some(provider) = plan::awaits_keys(&outcome.decision).filter(|_| may_wait) {
             self.state = State::Missing(Box::new(Missing { outcome, verified_by_host, takeovers }));
             return Step::KeysMissing { provider };

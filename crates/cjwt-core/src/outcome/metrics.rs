@@ -30,13 +30,19 @@ pub enum Counter {
     UsageStoreOk,
     /// `cjwt.usage_store.failed`: the store did not answer usably (503 `usage_unavailable`).
     UsageStoreFailed,
+    /// `cjwt.usage_store.refill_ok`: a leased allowance's background batch
+    /// answered (taken, or the token found used up).
+    UsageStoreRefillOk,
+    /// `cjwt.usage_store.refill_failed`: a background batch got no usable
+    /// answer (its uses, if taken, are lost).
+    UsageStoreRefillFailed,
     /// `cjwt.status_list.fetch_ok` (SPEC §11).
     StatusListFetchOk,
     /// `cjwt.status_list.fetch_failed` (SPEC §11).
     StatusListFetchFailed,
 }
 
-const FIXED: [Counter; 11] = [
+const FIXED: [Counter; 13] = [
     Counter::Allowed,
     Counter::Denied,
     Counter::CacheHit,
@@ -46,6 +52,8 @@ const FIXED: [Counter; 11] = [
     Counter::JwksFetchFailed,
     Counter::UsageStoreOk,
     Counter::UsageStoreFailed,
+    Counter::UsageStoreRefillOk,
+    Counter::UsageStoreRefillFailed,
     Counter::StatusListFetchOk,
     Counter::StatusListFetchFailed,
 ];
@@ -84,6 +92,8 @@ impl Counter {
             Counter::JwksFetchFailed => "cjwt.jwks.fetch_failed".into(),
             Counter::UsageStoreOk => "cjwt.usage_store.ok".into(),
             Counter::UsageStoreFailed => "cjwt.usage_store.failed".into(),
+            Counter::UsageStoreRefillOk => "cjwt.usage_store.refill_ok".into(),
+            Counter::UsageStoreRefillFailed => "cjwt.usage_store.refill_failed".into(),
             Counter::StatusListFetchOk => "cjwt.status_list.fetch_ok".into(),
             Counter::StatusListFetchFailed => "cjwt.status_list.fetch_failed".into(),
         }

@@ -1,7 +1,7 @@
 //! The store that counts `max_uses` uses (SPEC §8), as the decision sees it:
 //! the host's counter (per Envoy, or deferred to the mesh's store), or memory.
 
-use super::allowance::{self, LastWritten, LocalSpend};
+use super::allowance::{self, LastWritten, LocalSpend, Spending};
 use super::UsageId;
 
 /// The usage store failed (the caller fails closed).
@@ -29,13 +29,18 @@ pub trait UsageCounter {
     fn mark_spent(&mut self, _id: &UsageId, _expires_at: i64, _now: i64) {}
 
     /// Leased allowances ([`super::allowance`]): a request of token `id`
-    /// (counted in batches, valid until `expires_at`) at `now_ms` spends one
-    /// local use, or learns how to ask the store; a batch noted as being taken
-    /// is trusted for `take_timeout_ms`. A store without allowances (or failing)
-    /// answers [`LocalSpend::TakeOne`]: the mesh's store counts this one use.
-    fn spend_allowance(&mut self, _id: &UsageId, _expires_at: i64, _now_ms: u64, _take_timeout_ms: u64) -> LocalSpend {
+    /// (counted in batches) spends one local use (maybe starting a refill), or
+    /// learns how to ask the store ([`Spending`]: expiry, clock, how long a
+    /// batch being taken is trusted, the low-water mark). A store without
+    /// allowances (or failing) answers [`LocalSpend::TakeOne`]: the mesh's
+    /// store counts this one use.
+    fn spend_allowance(&mut self, _id: &UsageId, _at: Spending) -> LocalSpend {
         LocalSpend::TakeOne
     }
+
+    /// A refill found `id` used up: take no batch for it again (best effort:
+    /// a failure only means the next refill asks the store and learns it again).
+    fn dry_allowance(&mut self, _id: &UsageId, _expires_at: i64, _now_ms: u64) {}
 
     /// A batch taken for `id` answered: `spare` uses join the local allowance,
     /// with the key as the batch wrote it, `last` (best effort: uses not
@@ -73,8 +78,8 @@ impl UsageCounter for MemoryCounter {
         }
     }
 
-    fn spend_allowance(&mut self, id: &UsageId, expires_at: i64, now_ms: u64, take_timeout_ms: u64) -> LocalSpend {
-        match allowance::spend(self.allowances.as_deref(), id, expires_at, now_ms, take_timeout_ms) {
+    fn spend_allowance(&mut self, id: &UsageId, at: Spending) -> LocalSpend {
+        match allowance::spend(self.allowances.as_deref(), id, at) {
             Ok(spend) => {
                 let kind = spend.kind();
                 if let Some(v) = spend.into_value() {
@@ -88,6 +93,12 @@ impl UsageCounter for MemoryCounter {
 
     fn deposit_allowance(&mut self, id: &UsageId, spare: u64, last: LastWritten, expires_at: i64, now_ms: u64) {
         if let Ok(v) = allowance::deposit(self.allowances.as_deref(), id, spare, last, expires_at, now_ms) {
+            self.allowances = Some(v);
+        }
+    }
+
+    fn dry_allowance(&mut self, id: &UsageId, expires_at: i64, now_ms: u64) {
+        if let Ok(v) = allowance::dry(self.allowances.as_deref(), id, expires_at, now_ms) {
             self.allowances = Some(v);
         }
     }

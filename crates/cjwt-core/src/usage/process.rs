@@ -3,7 +3,7 @@
 //! ([`super::count_use`]), each slot behind its own lock, so a use is counted
 //! exactly once across all workers and memory follows the live one-time tokens.
 
-use super::allowance::{self, LastWritten, LocalSpend};
+use super::allowance::{self, LastWritten, LocalSpend, Spending};
 use super::spent::{is_spent_in, mark_spent_in};
 use super::{count_use, SlotUpdate, UsageId, SLOTS};
 use crate::usage::{UsageCounter, UsageError};
@@ -82,12 +82,12 @@ impl ProcessCounter {
 impl ProcessCounter {
     /// One request's local use of a batch-counted token ([`super::allowance::spend`]);
     /// a poisoned lock or a corrupt slot asks the store for the one use.
-    pub fn spend_allowance(&self, id: &UsageId, expires_at: i64, now_ms: u64, take_timeout_ms: u64) -> LocalSpend {
+    pub fn spend_allowance(&self, id: &UsageId, at: Spending) -> LocalSpend {
         let Some(Ok(mut value)) = self.allowances.get(usize::from(id.slot())).map(Mutex::lock) else {
             return LocalSpend::TakeOne;
         };
         let current = if value.is_empty() { None } else { Some(value.as_slice()) };
-        match allowance::spend(current, id, expires_at, now_ms, take_timeout_ms) {
+        match allowance::spend(current, id, at) {
             Ok(spend) => {
                 let kind = spend.kind();
                 if let Some(next) = spend.into_value() {
@@ -109,11 +109,26 @@ impl ProcessCounter {
             *value = next;
         }
     }
+
+    /// A refill found `id` used up ([`super::allowance::dry`]).
+    pub fn dry_allowance(&self, id: &UsageId, expires_at: i64, now_ms: u64) {
+        let Some(Ok(mut value)) = self.allowances.get(usize::from(id.slot())).map(Mutex::lock) else {
+            return;
+        };
+        let current = if value.is_empty() { None } else { Some(value.as_slice()) };
+        if let Ok(next) = allowance::dry(current, id, expires_at, now_ms) {
+            *value = next;
+        }
+    }
 }
 
 impl UsageCounter for &ProcessCounter {
-    fn spend_allowance(&mut self, id: &UsageId, expires_at: i64, now_ms: u64, take_timeout_ms: u64) -> LocalSpend {
-        ProcessCounter::spend_allowance(self, id, expires_at, now_ms, take_timeout_ms)
+    fn spend_allowance(&mut self, id: &UsageId, at: Spending) -> LocalSpend {
+        ProcessCounter::spend_allowance(self, id, at)
+    }
+
+    fn dry_allowance(&mut self, id: &UsageId, expires_at: i64, now_ms: u64) {
+        ProcessCounter::dry_allowance(self, id, expires_at, now_ms);
     }
 
     fn deposit_allowance(&mut self, id: &UsageId, spare: u64, last: LastWritten, expires_at: i64, now_ms: u64) {
