@@ -11,6 +11,7 @@
 
 use super::http::wake;
 use super::state::{Shared, Waiter};
+use cjwt_core::usage::etcd::EtcdReply;
 use cjwt_core::StoreCall;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
@@ -36,7 +37,7 @@ pub fn dispatch(shared: &Shared, call: &StoreCall, waiter: &Waiter) -> Result<()
     let sent = hostcalls::dispatch_http_call(
         &call.cluster,
         call.headers().to_vec(),
-        Some(call.body.as_bytes()),
+        Some(call.body.as_slice()),
         vec![],
         Duration::from_millis(call.timeout_ms),
     );
@@ -56,7 +57,13 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
         },
         Err(_) => return false,
     };
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+    let header = |map: MapType, name: &str| hostcalls::get_map_value(map, name).ok().flatten();
+    let status = header(MapType::HttpCallResponseHeaders, ":status");
+    // gRPC: the status is in the trailers, or in the headers of a trailers-only answer.
+    let grpc = |name: &str| {
+        header(MapType::HttpCallResponseTrailers, name).or_else(|| header(MapType::HttpCallResponseHeaders, name))
+    };
+    let (grpc_status, grpc_message) = (grpc("grpc-status"), grpc("grpc-message"));
     // An answer over the limit is not read: the flow refuses it by its size.
     let body = if body_size > StoreCall::MAX_ANSWER_BYTES {
         Vec::new()
@@ -64,7 +71,13 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
     };
     wake(shared, &waiter, |flow, engine, env| {
-        flow.on_answer(engine, env, status.as_deref(), &body, body_size, now_ms())
+        let reply = EtcdReply {
+            status: status.as_deref(),
+            grpc_status: grpc_status.as_deref(),
+            grpc_message: grpc_message.as_deref(),
+            body: &body,
+        };
+        flow.on_reply(engine, env, &reply, body_size, now_ms())
     });
     true
 }

@@ -4,6 +4,7 @@ use crate::config::{ModuleConfig, Shared};
 use crate::ffi::{log, CalloutAnswer, Filter, Level, HEADERS_CONTINUE, HEADERS_STOP};
 use crate::host::NativeHost;
 use crate::jwks::{self, Waiter, EVENT_KEYS};
+use cjwt_core::usage::etcd::EtcdReply;
 use cjwt_core::{Counter, Env, Level as CoreLevel, Plan, PlanHost, Refusal, RequestFlow, SpanField, Step};
 use std::sync::Arc;
 
@@ -86,13 +87,17 @@ impl Stream {
             internal_error(f);
             return;
         };
-        let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
+        let text = |v: Option<&[u8]>| v.and_then(|s| std::str::from_utf8(s).ok());
+        let reply = EtcdReply {
+            status: text(answer.status),
+            grpc_status: text(answer.grpc_status),
+            grpc_message: text(answer.grpc_message),
+            body: &answer.body,
+        };
         let Stream { shared, flow, .. } = self;
         let step = shared
             .with_engine(|engine| {
-                with_env(shared, &host, |env| {
-                    flow.on_answer(engine, env, status, &answer.body, answer.body_len, now_ms())
-                })
+                with_env(shared, &host, |env| flow.on_reply(engine, env, &reply, answer.body_len, now_ms()))
             })
             .flatten();
         self.resume(f, &host, step);
@@ -112,7 +117,7 @@ impl Stream {
             Some(Step::Act(plan)) => self.execute(f, plan),
             Some(Step::AwaitKeys | Step::Nothing) => HEADERS_STOP,
             Some(Step::AwaitStore(call)) => {
-                match f.callout(&call.cluster, &call.headers(), call.body.as_bytes(), call.timeout_ms) {
+                match f.callout(&call.cluster, &call.headers(), &call.body, call.timeout_ms) {
                     Some(callout) => {
                         self.callout = Some(callout);
                         HEADERS_STOP
