@@ -17,10 +17,6 @@ use cjwt_harness::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn plugin(timeout_ms: u64) -> Value {
-    plugin_over(timeout_ms, "grpc")
-}
-
 /// The plugin counting in etcd over `api` (`"grpc"`, the default, or `"json"`).
 fn plugin_over(timeout_ms: u64, api: &str) -> Value {
     config_json(json!({

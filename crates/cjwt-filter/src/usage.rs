@@ -48,8 +48,9 @@ pub fn dispatch(shared: &Shared, call: &StoreCall, waiter: &Waiter) -> Result<()
     Ok(())
 }
 
-/// An HTTP call answer: `true` when it was a usage call (handled here).
-pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
+/// An HTTP call answer (`trailers`: how many trailers it has): `true` when it
+/// was a usage call (handled here).
+pub fn on_response(shared: &Shared, token: u32, body_size: usize, trailers: usize) -> bool {
     let waiter = match shared.usage.try_borrow_mut() {
         Ok(mut waits) => match waits.iter().position(|w| w.token == token) {
             Some(i) => waits.swap_remove(i).waiter,
@@ -60,8 +61,13 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
     let header = |map: MapType, name: &str| hostcalls::get_map_value(map, name).ok().flatten();
     let status = header(MapType::HttpCallResponseHeaders, ":status");
     // gRPC: the status is in the trailers, or in the headers of a trailers-only answer.
+    // The trailers' map is read only when there are some: without, Envoy answers
+    // BadArgument, on which the SDK panics.
     let grpc = |name: &str| {
-        header(MapType::HttpCallResponseTrailers, name).or_else(|| header(MapType::HttpCallResponseHeaders, name))
+        (trailers > 0)
+            .then(|| header(MapType::HttpCallResponseTrailers, name))
+            .flatten()
+            .or_else(|| header(MapType::HttpCallResponseHeaders, name))
     };
     let (grpc_status, grpc_message) = (grpc("grpc-status"), grpc("grpc-message"));
     // An answer over the limit is not read: the flow refuses it by its size.

@@ -87,7 +87,9 @@ impl Stream {
             internal_error(f);
             return;
         };
-        let text = |v: Option<&[u8]>| v.and_then(|s| std::str::from_utf8(s).ok());
+        fn text(v: Option<&[u8]>) -> Option<&str> {
+            v.and_then(|s| std::str::from_utf8(s).ok())
+        }
         let reply = EtcdReply {
             status: text(answer.status),
             grpc_status: text(answer.grpc_status),

@@ -43,6 +43,7 @@
 //! add over (a) as a ratio to the floor of their API (target: at most 1.2×).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test and bench tooling: a failed setup stops loudly
 
+#[path = "bench/floor.rs"]
 mod floor;
 
 use cjwt_harness::envoy;
