@@ -248,9 +248,14 @@ impl Engine {
                 });
                 match (proof_use.transpose(), token_use.transpose().map(Option::flatten)) {
                     (Err(reason), _) | (_, Err(reason)) => (Err(reason), None),
-                    (Ok(Some(proof)), Ok(Some((then, p, want)))) => {
-                        (Ok(token), Some(ready(UseCall::proof_then(proof, Some(then), &store.api_prefix).over(store.api), &p, want)))
-                    }
+                    (Ok(Some(proof)), Ok(Some((then, p, want)))) => (
+                        Ok(token),
+                        Some(ready(
+                            UseCall::proof_then(proof, Some(then), &store.api_prefix).over(store.api),
+                            &p,
+                            want,
+                        )),
+                    ),
                     (Ok(Some(proof)), Ok(None)) => {
                         (Ok(token), Some(UseCall::proof_then(proof, None, &store.api_prefix).over(store.api)))
                     }

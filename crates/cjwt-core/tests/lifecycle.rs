@@ -595,7 +595,8 @@ fn a_use_over_grpc_by_default_walks_the_same_steps() {
         error: String::new(),
     });
     let reply = EtcdReply { status: Some("200"), grpc_status: Some("0"), body: &granted, ..Default::default() };
-    let txn = store_call(flow.on_store_reply(&e, &host, &mut MemoryCounter::default(), &reply, granted.len(), NOW_MS + 20));
+    let txn =
+        store_call(flow.on_store_reply(&e, &host, &mut MemoryCounter::default(), &reply, granted.len(), NOW_MS + 20));
     assert_eq!(txn.body, first.body);
     let counted = grpc::frame(&pb::TxnResponse {
         header: Some(pb::ResponseHeader { revision: 4, ..Default::default() }),
@@ -608,7 +609,12 @@ fn a_use_over_grpc_by_default_walks_the_same_steps() {
     // A gRPC error after an answer that looked counted: unavailable.
     let mut flow = RequestFlow::new();
     store_call(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut no_remote()));
-    let reply = EtcdReply { status: Some("200"), grpc_status: Some("14"), grpc_message: Some("etcdserver: no leader"), body: &counted };
+    let reply = EtcdReply {
+        status: Some("200"),
+        grpc_status: Some("14"),
+        grpc_message: Some("etcdserver: no leader"),
+        body: &counted,
+    };
     let plan = acted(flow.on_store_reply(&e, &host, &mut MemoryCounter::default(), &reply, counted.len(), NOW_MS + 30));
     assert_eq!(status(&plan), Some(503), "{plan:?}");
 }

@@ -285,8 +285,7 @@ fn a_request_refused_at_the_edge_is_never_exchanged() {
 
 #[test]
 fn the_exchange_comes_before_the_usage_store() {
-    let store =
-        json!({"etcd": {"cluster": "etcd", "authority": "etcd.local", "key_prefix": "mesh/uses/", "timeout_ms": 300,
+    let store = json!({"etcd": {"cluster": "etcd", "authority": "etcd.local", "key_prefix": "mesh/uses/", "timeout_ms": 300,
                         "api": "json"}});
     let mut e = gateway(json!({"usage_store": store}));
     let host = request(&external(json!({"jti": "once", "cnst": {"max_uses": 1}})));

@@ -274,7 +274,12 @@ fn hostile_store_answers_never_let_a_request_through() {
     for (status, body) in hostile.iter().chain([&(200, recorded_counted.to_string())]) {
         fake.set(*status, body);
         let said = ask(grpc.port, &use_token(&unique_jti("hostile-grpc"), Some(5), 300));
-        assert_eq!(said, (503, Some("usage_unavailable".to_string())), "gRPC: {status} {}", &body[..body.len().min(80)]);
+        assert_eq!(
+            said,
+            (503, Some("usage_unavailable".to_string())),
+            "gRPC: {status} {}",
+            &body[..body.len().min(80)]
+        );
     }
     assert_eq!(grpc.stat("cjwt.usage_store.failed"), hostile.len() as u64 + 1);
     assert_eq!(grpc.stat("cjwt.usage_store.ok"), 0);

@@ -977,8 +977,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
         assert_eq!([ask_dpop(e, p), ask_dpop(e, p)], [(200, None), replayed.clone()], "{b:?}: a proof per Envoy");
     }
     let p = check_proofs.next().unwrap();
-    let said: Vec<_> =
-        builds.iter().chain(builds.iter()).map(|b| ask_dpop(envoy_of(*b, Store::Grpc), p)).collect();
+    let said: Vec<_> = builds.iter().chain(builds.iter()).map(|b| ask_dpop(envoy_of(*b, Store::Grpc), p)).collect();
     assert_eq!(said[0], (200, None), "the first mesh Envoy accepts the proof");
     assert!(said[1..].iter().all(|s| *s == replayed), "every mesh Envoy refuses it after: {said:?}");
     // Mesh-wide: a token with max_uses 2, its uses spread over the builds'

@@ -40,7 +40,9 @@ pub mod pb {
 use pb::compare::{CompareResult, CompareTarget, TargetUnion};
 use pb::request_op::Request;
 use pb::response_op::Response;
-use pb::{Compare, LeaseGrantRequest, LeaseGrantResponse, PutRequest, RangeRequest, RequestOp, TxnRequest, TxnResponse};
+use pb::{
+    Compare, LeaseGrantRequest, LeaseGrantResponse, PutRequest, RangeRequest, RequestOp, TxnRequest, TxnResponse,
+};
 
 /// The `:path` of a transaction.
 pub const TXN_PATH: &str = "/etcdserverpb.KV/Txn";
@@ -149,8 +151,18 @@ impl EtcdUse {
     pub fn txn_grpc(&self) -> Vec<u8> {
         let key = self.key.as_slice();
         let nested = TxnRequest {
-            compare: vec![compare(CompareTarget::Version, CompareResult::Less, key, TargetUnion::Version(self.limit_i64()))],
-            success: vec![put(PutRequest { key: key.to_vec(), ignore_value: true, ignore_lease: true, ..PutRequest::default() })],
+            compare: vec![compare(
+                CompareTarget::Version,
+                CompareResult::Less,
+                key,
+                TargetUnion::Version(self.limit_i64()),
+            )],
+            success: vec![put(PutRequest {
+                key: key.to_vec(),
+                ignore_value: true,
+                ignore_lease: true,
+                ..PutRequest::default()
+            })],
             failure: Vec::new(),
         };
         frame(&TxnRequest {
@@ -445,11 +457,8 @@ mod tests {
         let id = a_use().lease_id;
         let granted = frame(&LeaseGrantResponse { header: header(3), id, ttl: 40, error: String::new() });
         assert_eq!(read_grant(&ok(&granted), id), Ok(()));
-        let exists = GrpcAnswer {
-            grpc_status: Some("9"),
-            grpc_message: Some("etcdserver: lease already exists"),
-            ..ok(b"")
-        };
+        let exists =
+            GrpcAnswer { grpc_status: Some("9"), grpc_message: Some("etcdserver: lease already exists"), ..ok(b"") };
         assert_eq!(read_grant(&exists, id), Ok(()));
         assert!(read_grant(&ok(&granted), id + 1).is_err());
         let refused = frame(&LeaseGrantResponse { header: header(3), id, ttl: 40, error: "no".into() });

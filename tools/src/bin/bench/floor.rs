@@ -64,7 +64,8 @@ async fn grpc_call(client: &h2::client::SendRequest<Bytes>, authority: &str, bod
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let (status, grpc_status, grpc_message) = (parts.status.as_str().to_owned(), field("grpc-status"), field("grpc-message"));
+    let (status, grpc_status, grpc_message) =
+        (parts.status.as_str().to_owned(), field("grpc-status"), field("grpc-message"));
     let read = grpc::read_txn(&GrpcAnswer {
         status: Some(&status),
         grpc_status: grpc_status.as_deref(),
