@@ -1,6 +1,8 @@
 //! The mesh-wide usage count on etcd v3 (SPEC §8 v2, issue 13): the protocol
 //! as pure functions — request bodies for etcd's HTTP/JSON gateway, and the
-//! reading of every answer — so that it is unit-tested without a proxy.
+//! reading of every answer — so that it is unit-tested without a proxy. The
+//! same transactions over etcd's gRPC API (the default, [`EtcdApi`]) are
+//! encoded and read in [`super::grpc`]; the steps of a use are the same.
 //!
 //! An adapter drives one use with a [`UseCall`]: it sends the calls the call
 //! hands out (`POST` through the configured Envoy cluster, within what is left
