@@ -277,14 +277,19 @@ impl Engine {
                 pending_refill = refill;
                 match (proof_use.transpose(), token_use.transpose().map(Option::flatten)) {
                     (Err(reason), _) | (_, Err(reason)) => (Err(reason), None),
-                    (Ok(Some(proof)), Ok(Some((then, p, want)))) => {
-                        (Ok(token), Some(ready(UseCall::proof_then(proof, Some(then), &store.api_prefix), &p, want)))
-                    }
+                    (Ok(Some(proof)), Ok(Some((then, p, want)))) => (
+                        Ok(token),
+                        Some(ready(
+                            UseCall::proof_then(proof, Some(then), &store.api_prefix).over(store.api),
+                            &p,
+                            want,
+                        )),
+                    ),
                     (Ok(Some(proof)), Ok(None)) => {
-                        (Ok(token), Some(UseCall::proof_then(proof, None, &store.api_prefix)))
+                        (Ok(token), Some(UseCall::proof_then(proof, None, &store.api_prefix).over(store.api)))
                     }
                     (Ok(None), Ok(Some((the_use, p, want)))) => {
-                        (Ok(token), Some(ready(UseCall::new(the_use, &store.api_prefix), &p, want)))
+                        (Ok(token), Some(ready(UseCall::new(the_use, &store.api_prefix).over(store.api), &p, want)))
                     }
                     (Ok(None), Ok(None)) => (Ok(token), None),
                 }

@@ -14,7 +14,8 @@
 //!    form and patterns, the origin, and where each configured value is read
 //!    from, [`request::source`]).
 //! 4. [`usage`]: `max_uses` counting (the counter the decision sees, the
-//!    in-process records, the etcd protocol) and the ids the stores record.
+//!    in-process records, the etcd protocol over gRPC and the JSON gateway)
+//!    and the ids the stores record.
 //! 5. [`constraints`]: the token's own conditions, one table of kinds
 //!    ([`constraints::KINDS`]), one module per kind, each parsing its claim value
 //!    and checking it against the request view.

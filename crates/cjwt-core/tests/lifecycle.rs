@@ -52,7 +52,9 @@ fn engine(remote: bool, extra: Value) -> Engine {
 }
 
 fn with_store() -> Value {
-    json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd.local", "key_prefix": "mesh/uses/", "timeout_ms": 300}}})
+    // The JSON gateway: these tests read its bodies (the gRPC default: the test after them).
+    json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd.local", "key_prefix": "mesh/uses/", "timeout_ms": 300,
+        "api": "json"}}})
 }
 
 fn get(token: &str) -> StaticHost {
@@ -219,7 +221,7 @@ fn a_use_that_needs_two_store_calls_walks_them_within_the_deadline() {
         NOW_MS + 100,
     ));
     assert_eq!((grant.path.as_str(), grant.timeout_ms), ("/v3/lease/grant", 200), "what is left of 300 ms");
-    let id = serde_json::from_str::<Value>(&grant.body).unwrap()["ID"].clone();
+    let id = serde_json::from_slice::<Value>(&grant.body).unwrap()["ID"].clone();
     let granted = json!({"ID": id, "TTL": "60"}).to_string();
     let txn = store_call(flow.on_store_answer(
         &e,
@@ -450,7 +452,7 @@ fn a_token_the_store_said_is_spent_is_refused_locally_until_it_expires() {
 /// Leased allowances in batches of 4, refilled in the background below `refill_below`.
 fn allowance(refill_below: u64) -> Value {
     json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd.local", "key_prefix": "mesh/uses/",
-        "timeout_ms": 300, "allowance": {"from_max_uses": 10, "batch": 4, "refill_below": refill_below}}}})
+        "timeout_ms": 300, "api": "json", "allowance": {"from_max_uses": 10, "batch": 4, "refill_below": refill_below}}}})
 }
 
 fn with_allowance() -> Value {
@@ -497,7 +499,7 @@ fn a_leased_token_refills_in_the_background_and_no_request_waits() {
     let mut refill = refill.expect("a refill below the mark");
     let call = refill.first();
     assert_eq!((call.cluster.as_str(), call.authority.as_str(), call.timeout_ms), ("etcd", "etcd.local", 300));
-    let body: Value = serde_json::from_str(&call.body).unwrap();
+    let body: Value = serde_json::from_slice(&call.body).unwrap();
     assert_eq!(body["compare"][0]["modRevision"], "7", "swaps on the key as the last batch wrote it");
     assert_eq!(body["success"][0]["requestPut"]["value"], "OA==", "4 + a batch of 4");
     // While it is out: the last use is spent, no second refill; then one use at a time.
@@ -505,7 +507,7 @@ fn a_leased_token_refills_in_the_background_and_no_request_waits() {
     local(step);
     assert!(again.is_none(), "one refill at a time");
     let (step, again) = request(&mut e, &host, &mut counter, NOW_MS + 50);
-    let one: Value = serde_json::from_str(&store_call(step).body).unwrap();
+    let one: Value = serde_json::from_slice(&store_call(step).body).unwrap();
     assert_eq!(one["success"][0]["requestPut"]["value"], "MQ==", "one use");
     assert!(again.is_none());
     // The refill answers: its 4 uses join the allowance, none spent by it.
@@ -521,7 +523,7 @@ fn a_leased_token_refills_in_the_background_and_no_request_waits() {
         local(step);
         if let Some(mut r) = refill {
             refills += 1;
-            let body: Value = serde_json::from_str(&r.first().body).unwrap();
+            let body: Value = serde_json::from_slice(&r.first().body).unwrap();
             assert_eq!(body["compare"][0]["modRevision"], last_rev.to_string(), "refill {refills}");
             last_rev += 1;
             let answer = format!(r#"{{"header":{{"revision":"{last_rev}"}},"succeeded":true}}"#);
@@ -612,7 +614,7 @@ fn a_refill_that_finds_the_token_used_up_spends_what_is_left_and_takes_no_batch_
     }
     // Empty and dry: long after any timeout, a use at a time, never a batch.
     let (step, refill) = request(&mut e, &host, &mut counter, NOW_MS + 60_000);
-    let one: Value = serde_json::from_str(&store_call(step).body).unwrap();
+    let one: Value = serde_json::from_slice(&store_call(step).body).unwrap();
     assert_eq!(one["success"][0]["requestPut"]["value"], "MQ==", "one use");
     assert!(refill.is_none());
 }
@@ -628,13 +630,13 @@ fn a_token_with_room_takes_a_batch_and_spends_it_locally() {
     let mut counter = MemoryCounter::default();
     let mut flow = RequestFlow::new();
     let call = store_call(flow.start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
-    let body: Value = serde_json::from_str(&call.body).unwrap();
+    let body: Value = serde_json::from_slice(&call.body).unwrap();
     // The key `mesh/uses/allow/` + 32 hex digits, base64.
     assert!(body["failure"][0]["requestRange"]["key"].as_str().unwrap().starts_with("bWVzaC91c2VzL2FsbG93Lz"));
     assert_eq!(body["success"][0]["requestPut"]["value"], "NA==", "a batch of 4");
     // Meanwhile: one use only.
     let one = store_call(RequestFlow::new().start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
-    let one: Value = serde_json::from_str(&one.body).unwrap();
+    let one: Value = serde_json::from_slice(&one.body).unwrap();
     assert_eq!(one["success"][0]["requestPut"]["value"], "MQ==", "one use");
     let taken = br#"{"header":{"revision":"7"},"succeeded":true}"#;
     let plan = acted(flow.on_store_answer(&e, &host, &mut counter, Some("200"), taken, taken.len(), NOW_MS + 10));
@@ -646,7 +648,7 @@ fn a_token_with_room_takes_a_batch_and_spends_it_locally() {
     }
     // Spent: the next one takes a batch again.
     let again = store_call(RequestFlow::new().start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS + 30));
-    let again: Value = serde_json::from_str(&again.body).unwrap();
+    let again: Value = serde_json::from_slice(&again.body).unwrap();
     // It swaps on the key as the last batch wrote it (count 4 at revision 7): one round trip.
     assert_eq!(again["compare"][0]["target"], "MOD");
     assert_eq!(again["compare"][0]["modRevision"], "7");
@@ -654,7 +656,7 @@ fn a_token_with_room_takes_a_batch_and_spends_it_locally() {
     // Below the threshold: a use at a time, in the per-use key.
     let few = get(&token(json!({"jti": "few", "cnst": {"max_uses": 9}})));
     let call = store_call(RequestFlow::new().start(&mut e, env(&few, &Fetched::new(1), &mut counter), NOW_MS));
-    let body: Value = serde_json::from_str(&call.body).unwrap();
+    let body: Value = serde_json::from_slice(&call.body).unwrap();
     assert_eq!(body["failure"][0]["requestTxn"]["compare"][0]["target"], "VERSION");
 }
 
@@ -748,4 +750,61 @@ fn a_spent_leased_token_spends_what_is_held_then_is_refused_without_the_store() 
     assert_eq!(status(&plan), Some(403), "{plan:?}");
     assert!(plan.counters.contains(&Counter::DeniedBy(cjwt_core::reason::Reason::MaxUses)));
     assert!(!plan.counters.contains(&Counter::UsageStoreOk), "refused without the store");
+}
+
+/// The default API (issue 27 item 2): gRPC calls (`te: trailers`, a gRPC
+/// frame), the lease missing as a trailers-only `grpc-status` 5, granted, the
+/// transaction once more, counted from the message alone (as the native
+/// callout, which shows no trailers, passes it).
+#[test]
+fn a_use_over_grpc_by_default_walks_the_same_steps() {
+    use cjwt_core::usage::etcd::EtcdReply;
+    use cjwt_core::usage::grpc::{self, pb};
+    let store = json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd.local", "timeout_ms": 300}}});
+    let mut e = engine(false, store);
+    let host = get(&token(json!({"jti": "g1", "cnst": {"max_uses": 2}})));
+    let mut flow = RequestFlow::new();
+    let first = store_call(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut no_remote()));
+    assert_eq!((first.path.as_str(), first.content_type), (grpc::TXN_PATH, grpc::CONTENT_TYPE));
+    assert!(first.is_grpc() && first.headers().contains(&("te", "trailers")));
+    assert!(grpc::unframe(&first.body).is_ok());
+    let missing = EtcdReply {
+        status: Some("200"),
+        grpc_status: Some("5"),
+        grpc_message: Some("etcdserver: requested lease not found"),
+        body: b"",
+    };
+    let grant = store_call(flow.on_store_reply(&e, &host, &mut MemoryCounter::default(), &missing, 0, NOW_MS + 10));
+    assert_eq!(grant.path, grpc::LEASE_GRANT_PATH);
+    use prost::Message as _;
+    let asked = pb::LeaseGrantRequest::decode(grpc::unframe(&grant.body).unwrap()).unwrap();
+    let granted = grpc::frame(&pb::LeaseGrantResponse {
+        header: Some(pb::ResponseHeader { revision: 3, ..Default::default() }),
+        id: asked.id,
+        ttl: asked.ttl,
+        error: String::new(),
+    });
+    let reply = EtcdReply { status: Some("200"), grpc_status: Some("0"), body: &granted, ..Default::default() };
+    let txn =
+        store_call(flow.on_store_reply(&e, &host, &mut MemoryCounter::default(), &reply, granted.len(), NOW_MS + 20));
+    assert_eq!(txn.body, first.body);
+    let counted = grpc::frame(&pb::TxnResponse {
+        header: Some(pb::ResponseHeader { revision: 4, ..Default::default() }),
+        succeeded: true,
+        responses: vec![],
+    });
+    let reply = EtcdReply { status: Some("200"), body: &counted, ..Default::default() };
+    let plan = acted(flow.on_store_reply(&e, &host, &mut MemoryCounter::default(), &reply, counted.len(), NOW_MS + 30));
+    assert_eq!(status(&plan), None, "{plan:?}");
+    // A gRPC error after an answer that looked counted: unavailable.
+    let mut flow = RequestFlow::new();
+    store_call(start(&mut flow, &mut e, &host, &Fetched::new(1), &mut no_remote()));
+    let reply = EtcdReply {
+        status: Some("200"),
+        grpc_status: Some("14"),
+        grpc_message: Some("etcdserver: no leader"),
+        body: &counted,
+    };
+    let plan = acted(flow.on_store_reply(&e, &host, &mut MemoryCounter::default(), &reply, counted.len(), NOW_MS + 30));
+    assert_eq!(status(&plan), Some(503), "{plan:?}");
 }

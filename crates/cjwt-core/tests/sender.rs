@@ -294,7 +294,7 @@ fn proofs_recorded_in_the_usage_store_for_the_mesh() {
     use cjwt_core::engine::settle;
     use cjwt_core::sender::replay::ProofId;
     use cjwt_core::usage::etcd::{Step, UseAnswer};
-    let store = json!({"etcd": {"cluster": "etcd", "authority": "etcd", "key_prefix": "mesh/uses/"}});
+    let store = json!({"etcd": {"cluster": "etcd", "authority": "etcd", "key_prefix": "mesh/uses/", "api": "json"}});
     let mut e = engine(
         json!({"dpop": {"replay_cache": {"store": "usage_store"}}}),
         json!({"usage_store": store, "clock_skew_seconds": 30}),
@@ -303,8 +303,8 @@ fn proofs_recorded_in_the_usage_store_for_the_mesh() {
     let t = bound_token();
     let url = "https://api.example.com/orders";
     let host = request(&t, "DPoP").header("dpop", &proof("GET", url, &t, NOW, "m1"));
-    let key_of = |body: &str| {
-        let v: Value = serde_json::from_str(body).unwrap();
+    let key_of = |body: &[u8]| {
+        let v: Value = serde_json::from_slice(body).unwrap();
         let key = v["compare"][0]["key"].as_str().unwrap().to_string();
         use base64::Engine as _;
         String::from_utf8(base64::engine::general_purpose::STANDARD.decode(key).unwrap()).unwrap()
@@ -321,7 +321,7 @@ fn proofs_recorded_in_the_usage_store_for_the_mesh() {
             Step::Send(grant) => grant,
             other => panic!("{other:?}"),
         };
-        let ttl: i64 = serde_json::from_str::<Value>(&grant.body).unwrap()["TTL"].as_str().unwrap().parse().unwrap();
+        let ttl: i64 = serde_json::from_slice::<Value>(&grant.body).unwrap()["TTL"].as_str().unwrap().parse().unwrap();
         assert!(ttl >= 60 + 30, "lease TTL {ttl}");
     }
     assert!(replay.is_empty(), "the local cache is not used");

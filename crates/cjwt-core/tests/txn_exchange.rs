@@ -173,7 +173,7 @@ fn the_exchange_is_an_rfc_8693_request_and_its_verified_answer_goes_upstream() {
     assert_eq!(call.timeout_ms, TIMEOUT_MS);
     assert!(!call.records_proof && !call.counts_use);
     assert!(call.headers().contains(&("content-type", "application/x-www-form-urlencoded")));
-    let fields = form(&call.body);
+    let fields = form(std::str::from_utf8(&call.body).unwrap());
     assert_eq!(field(&fields, "grant_type"), "urn:ietf:params:oauth:grant-type:token-exchange");
     assert_eq!(field(&fields, "audience"), TRUST_DOMAIN, "the draft requires the trust domain as audience");
     assert_eq!(field(&fields, "requested_token_type"), "urn:ietf:params:oauth:token-type:txn_token");
@@ -296,8 +296,8 @@ fn a_request_refused_at_the_edge_is_never_exchanged() {
 
 #[test]
 fn the_exchange_comes_before_the_usage_store() {
-    let store =
-        json!({"etcd": {"cluster": "etcd", "authority": "etcd.local", "key_prefix": "mesh/uses/", "timeout_ms": 300}});
+    let store = json!({"etcd": {"cluster": "etcd", "authority": "etcd.local", "key_prefix": "mesh/uses/", "timeout_ms": 300,
+                        "api": "json"}});
     let mut e = gateway(json!({"usage_store": store}));
     let host = request(&external(json!({"jti": "once", "cnst": {"max_uses": 1}})));
     let mut flow = RequestFlow::new();

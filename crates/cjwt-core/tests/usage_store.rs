@@ -17,7 +17,9 @@ use cjwt_core::usage::etcd::{Step, UseAnswer};
 use serde_json::{json, Value};
 
 fn store() -> Value {
-    json!({"etcd": {"cluster": "etcd", "authority": "etcd", "key_prefix": "mesh/uses/", "timeout_ms": 300}})
+    // The JSON gateway (the fallback): these tests read its JSON bodies; the
+    // gRPC encodings are tested in usage::grpc, the default in lifecycle.rs.
+    json!({"etcd": {"cluster": "etcd", "authority": "etcd", "key_prefix": "mesh/uses/", "timeout_ms": 300, "api": "json"}})
 }
 
 fn engine(extra: Value) -> Engine {
@@ -44,7 +46,7 @@ fn only_an_allowed_request_with_max_uses_waits_and_nothing_is_counted_here() {
         assert!(matches!(o.decision, Decision::Allow { .. }), "{:?}", o.decision);
         let call = o.pending_use.expect("waits for the store");
         assert_eq!(call.first().path, "/v3/kv/txn");
-        let body: Value = serde_json::from_str(&call.first().body).unwrap();
+        let body: Value = serde_json::from_slice(&call.first().body).unwrap();
         assert_eq!(body["failure"][0]["requestTxn"]["compare"][0]["version"], "1");
     }
     // Refused for another reason: nothing to count, nothing waits.
@@ -138,7 +140,7 @@ fn the_store_key_is_the_token_identity() {
     let mut body = |t: &str| {
         let o = decide(&mut e, &StaticHost::get("/x").bearer(t));
         let first = o.pending_use.unwrap().first();
-        let v: Value = serde_json::from_str(&first.body).unwrap();
+        let v: Value = serde_json::from_slice(&first.body).unwrap();
         v["compare"][0]["key"].as_str().unwrap().to_string()
     };
     let a = body(&token(json!({"jti": "j1", "cnst": {"max_uses": 1}})));

@@ -98,6 +98,8 @@ fn the_etcd_serviceentry_gives_the_usage_store_its_cluster() {
     let host = se["spec"]["hosts"][0].as_str().unwrap();
     let port = se["spec"]["ports"][0]["number"].as_u64().unwrap();
     assert_eq!(port, 2379);
+    // etcd's gRPC API (the default `usage_store.etcd.api`) needs an HTTP/2 cluster.
+    assert_eq!(se["spec"]["ports"][0]["protocol"], "GRPC");
     assert_eq!(dr["spec"]["host"], host);
     assert_eq!(dr["spec"]["trafficPolicy"]["tls"]["mode"], "MUTUAL");
     assert_eq!(dr["spec"]["trafficPolicy"]["outlierDetection"]["consecutiveLocalOriginFailures"], 1);

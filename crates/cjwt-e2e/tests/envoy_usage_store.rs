@@ -17,10 +17,11 @@ use cjwt_harness::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn plugin(timeout_ms: u64) -> Value {
+/// The plugin counting in etcd over `api` (`"grpc"`, the default, or `"json"`).
+fn plugin_over(timeout_ms: u64, api: &str) -> Value {
     config_json(json!({
         "clock_skew_seconds": 0,
-        "usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": timeout_ms}}
+        "usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": timeout_ms, "api": api}}
     }))
 }
 
@@ -28,10 +29,15 @@ fn plugin(timeout_ms: u64) -> Value {
 /// returned once its health checks found every store member healthy (until then
 /// Envoy has no host to call, and answers 503 `usage_unavailable`).
 fn envoys(n: usize, timeout_ms: u64, clusters: &str) -> Vec<Envoy> {
+    envoys_over(n, timeout_ms, clusters, "grpc")
+}
+
+/// [`envoys`] over `api`.
+fn envoys_over(n: usize, timeout_ms: u64, clusters: &str, api: &str) -> Vec<Envoy> {
     (0..n)
         .map(|_| {
             let envoy = Envoy::start(
-                &plugin(timeout_ms),
+                &plugin_over(timeout_ms, api),
                 Options { concurrency: 2, clusters: clusters.to_string(), ..Options::default() },
             );
             wait_until("the etcd members healthy in Envoy", Duration::from_secs(10), || {
@@ -227,7 +233,8 @@ fn a_store_that_never_answers_costs_at_most_timeout_ms_and_blocks_nobody_else() 
 #[test]
 fn hostile_store_answers_never_let_a_request_through() {
     let fake = JwksServer::start("{}");
-    let envoy = &envoys(1, 1000, &cluster("etcd", fake.port))[0];
+    // The JSON gateway's answers, to an Envoy counting over the gateway.
+    let envoy = &envoys_over(1, 1000, &cluster("etcd", fake.port), "json")[0];
     let header = r#""header":{"revision":"7"}"#;
     let huge = format!(r#"{{{header},"succeeded":true,"pad":"{}"}}"#, "a".repeat(100_000));
     let hostile: Vec<(u16, String)> = vec![
@@ -255,13 +262,27 @@ fn hostile_store_answers_never_let_a_request_through() {
         );
     }
     // An etcd answer saying the use was counted lets it through (the same fake, a recorded answer).
-    fake.set(
-        200,
-        r#"{"header":{"revision":"2"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"2"}}}]}"#,
-    );
+    let recorded_counted =
+        r#"{"header":{"revision":"2"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"2"}}}]}"#;
+    fake.set(200, recorded_counted);
     assert_eq!(ask(envoy.port, &use_token(&unique_jti("ok"), Some(5), 300)), (200, None));
     assert_eq!(envoy.stat("cjwt.usage_store.failed"), hostile.len() as u64);
     assert_eq!(envoy.stat("cjwt.usage_store.ok"), 1);
+    // An Envoy counting over gRPC refuses every one of them, the gateway's
+    // "counted" too: none is a gRPC answer (no frame, HTTP/1.1, no grpc-status).
+    let grpc = &envoys(1, 1000, &cluster("etcd", fake.port))[0];
+    for (status, body) in hostile.iter().chain([&(200, recorded_counted.to_string())]) {
+        fake.set(*status, body);
+        let said = ask(grpc.port, &use_token(&unique_jti("hostile-grpc"), Some(5), 300));
+        assert_eq!(
+            said,
+            (503, Some("usage_unavailable".to_string())),
+            "gRPC: {status} {}",
+            &body[..body.len().min(80)]
+        );
+    }
+    assert_eq!(grpc.stat("cjwt.usage_store.failed"), hostile.len() as u64 + 1);
+    assert_eq!(grpc.stat("cjwt.usage_store.ok"), 0);
 }
 
 #[test]

@@ -52,9 +52,9 @@ impl Drop for CjwtHttp {
 }
 
 impl Context for CjwtHttp {
-    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, trailers: usize) {
         if let Some(shared) = &self.shared {
-            if usage::on_response(shared, token_id, body_size) {
+            if usage::on_response(shared, token_id, body_size, trailers) {
                 return;
             }
             if let Some(released) = remote::on_response(shared, token_id, body_size, Some(self.me.context)) {

@@ -23,6 +23,7 @@ use super::http::log_line;
 use super::http::wake;
 use super::remote::WAKE_PERIOD;
 use super::state::{Shared, Waiter};
+use cjwt_core::usage::etcd::EtcdReply;
 use cjwt_core::{Level, Refill, RefillStep, StoreCall};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
@@ -48,7 +49,7 @@ pub fn dispatch(shared: &Shared, call: &StoreCall, waiter: &Waiter) -> Result<()
     let sent = hostcalls::dispatch_http_call(
         &call.cluster,
         call.headers().to_vec(),
-        Some(call.body.as_bytes()),
+        Some(call.body.as_slice()),
         vec![],
         Duration::from_millis(call.timeout_ms),
     );
@@ -95,7 +96,7 @@ fn send_refill(shared: &Shared, mut refill: Refill, call: &StoreCall) {
     let sent = hostcalls::dispatch_http_call(
         &call.cluster,
         call.headers().to_vec(),
-        Some(call.body.as_bytes()),
+        Some(call.body.as_slice()),
         vec![],
         Duration::from_millis(call.timeout_ms),
     );
@@ -125,8 +126,9 @@ fn refill_step(shared: &Shared, refill: Refill, step: RefillStep) {
     }
 }
 
-/// An HTTP call answer: `true` when it was a usage call or a refill (handled here).
-pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
+/// An HTTP call answer (`trailers`: how many trailers it has): `true` when it
+/// was a usage call or a refill (handled here).
+pub fn on_response(shared: &Shared, token: u32, body_size: usize, trailers: usize) -> bool {
     let refill = match shared.refills.try_borrow_mut() {
         Ok(mut refills) => {
             let at = refills.in_flight.iter().position(|r| r.token == token);
@@ -135,8 +137,8 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
         Err(_) => None,
     };
     if let Some(mut refill) = refill {
-        let (status, body) = answer(body_size);
-        let step = refill.on_answer(&mut SharedDataCounter, status.as_deref(), &body, body_size, now_ms());
+        let answer = Answer::read(body_size, trailers);
+        let step = refill.on_reply(&mut SharedDataCounter, &answer.reply(), body_size, now_ms());
         refill_step(shared, refill, step);
         return true;
     }
@@ -147,23 +149,54 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
         },
         Err(_) => return false,
     };
-    let (status, body) = answer(body_size);
-    wake(shared, &waiter, |flow, engine, env| {
-        flow.on_answer(engine, env, status.as_deref(), &body, body_size, now_ms())
-    });
+    let answer = Answer::read(body_size, trailers);
+    wake(shared, &waiter, |flow, engine, env| flow.on_reply(engine, env, &answer.reply(), body_size, now_ms()));
     true
 }
 
-/// The answer of the call being answered: `:status` and body (an answer over
-/// the limit is not read: the flow or the refill refuses it by its size).
-fn answer(body_size: usize) -> (Option<String>, Vec<u8>) {
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
-    let body = if body_size > StoreCall::MAX_ANSWER_BYTES {
-        Vec::new()
-    } else {
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
-    };
-    (status, body)
+/// The answer of the call being answered, as the host shows it.
+struct Answer {
+    status: Option<String>,
+    grpc_status: Option<String>,
+    grpc_message: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// `:status`, the gRPC status (in the trailers, or in the headers of a
+    /// trailers-only answer) and the body (an answer over the limit is not
+    /// read: the flow or the refill refuses it by its size). The trailers' map
+    /// is read only when there are some: without, Envoy answers BadArgument,
+    /// on which the SDK panics.
+    fn read(body_size: usize, trailers: usize) -> Answer {
+        let header = |map: MapType, name: &str| hostcalls::get_map_value(map, name).ok().flatten();
+        let grpc = |name: &str| {
+            (trailers > 0)
+                .then(|| header(MapType::HttpCallResponseTrailers, name))
+                .flatten()
+                .or_else(|| header(MapType::HttpCallResponseHeaders, name))
+        };
+        let body = if body_size > StoreCall::MAX_ANSWER_BYTES {
+            Vec::new()
+        } else {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
+        };
+        Answer {
+            status: header(MapType::HttpCallResponseHeaders, ":status"),
+            grpc_status: grpc("grpc-status"),
+            grpc_message: grpc("grpc-message"),
+            body,
+        }
+    }
+
+    fn reply(&self) -> EtcdReply<'_> {
+        EtcdReply {
+            status: self.status.as_deref(),
+            grpc_status: self.grpc_status.as_deref(),
+            grpc_message: self.grpc_message.as_deref(),
+            body: &self.body,
+        }
+    }
 }
 
 /// The root's tick: sends the refills queued, settles the waits and refills

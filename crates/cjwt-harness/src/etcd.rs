@@ -693,14 +693,39 @@ impl EtcdCluster {
     /// panic threshold is 0: when no member is healthy, Envoy fails the request at
     /// once instead of trying them all.
     pub fn envoy_cluster(&self, name: &str) -> String {
-        let endpoints: Vec<(String, u16)> = self.members.iter().map(|m| (m.ip.clone(), CLIENT_PORT)).collect();
-        envoy_cluster(name, &endpoints)
+        envoy_cluster(name, &self.client_endpoints())
+    }
+
+    /// The same cluster over HTTP/1.1, for etcd's JSON gateway
+    /// (`usage_store.etcd.api: "json"`): etcd's client port sends HTTP/2 to
+    /// its gRPC server and HTTP/1.1 to the gateway.
+    pub fn envoy_cluster_json(&self, name: &str) -> String {
+        envoy_cluster_json(name, &self.client_endpoints())
+    }
+
+    fn client_endpoints(&self) -> Vec<(String, u16)> {
+        self.members.iter().map(|m| (m.ip.clone(), CLIENT_PORT)).collect()
     }
 }
 
-/// The Envoy cluster `name` of etcd members at `endpoints` (ip, client port):
-/// see [`EtcdCluster::envoy_cluster`].
+/// The Envoy cluster `name` of etcd members at `endpoints` (ip, client port),
+/// over HTTP/2 for etcd's gRPC API (the default `usage_store.etcd.api`): see
+/// [`EtcdCluster::envoy_cluster`].
 pub fn envoy_cluster(name: &str, endpoints: &[(String, u16)]) -> String {
+    let mut yaml = envoy_cluster_json(name, endpoints);
+    yaml.push_str(concat!(
+        "    typed_extension_protocol_options:\n",
+        "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n",
+        "        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n",
+        "        explicit_http_config:\n",
+        "          http2_protocol_options: {}\n",
+    ));
+    yaml
+}
+
+/// The cluster of [`envoy_cluster`] over HTTP/1.1, for etcd's JSON gateway.
+/// Its health check is HTTP/1.1 `GET /health` either way.
+pub fn envoy_cluster_json(name: &str, endpoints: &[(String, u16)]) -> String {
     let mut yaml = format!(
         "  - name: {name}\n    type: STATIC\n    connect_timeout: 0.25s\n    lb_policy: ROUND_ROBIN\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n"
     );

@@ -638,6 +638,11 @@ unsafe fn start_callout(
 pub struct CalloutAnswer<'hook> {
     /// The `:status` header, if the call answered.
     pub status: Option<&'hook [u8]>,
+    /// The `grpc-status` and `grpc-message` headers (a gRPC error comes as a
+    /// trailers-only answer; this hook is not given the trailers of others).
+    pub grpc_status: Option<&'hook [u8]>,
+    /// See `grpc_status`.
+    pub grpc_message: Option<&'hook [u8]>,
     /// The body, concatenated (empty when longer than the hook's limit).
     pub body: Vec<u8>,
     /// The body's length as Envoy holds it (greater than `body.len()` when it
@@ -659,14 +664,17 @@ pub(crate) unsafe fn callout_answer<'a>(
     limit: usize,
 ) -> CalloutAnswer<'a> {
     if result != CALLOUT_RESULT_SUCCESS {
-        return CalloutAnswer { status: None, body: Vec::new(), body_len: 0 };
+        return CalloutAnswer { status: None, grpc_status: None, grpc_message: None, body: Vec::new(), body_len: 0 };
     }
     let headers: &[envoy_http_header] =
         if headers.is_null() { &[] } else { std::slice::from_raw_parts(headers, headers_size) };
-    let status = headers
-        .iter()
-        .find(|h| envoy_bytes(envoy_buffer { ptr: h.key_ptr, length: h.key_length }) == b":status")
-        .map(|h| envoy_bytes(envoy_buffer { ptr: h.value_ptr, length: h.value_length }));
+    let header = |name: &[u8]| {
+        headers
+            .iter()
+            .find(|h| envoy_bytes(envoy_buffer { ptr: h.key_ptr, length: h.key_length }) == name)
+            .map(|h| envoy_bytes(envoy_buffer { ptr: h.value_ptr, length: h.value_length }))
+    };
+    let (status, grpc_status, grpc_message) = (header(b":status"), header(b"grpc-status"), header(b"grpc-message"));
     let chunks: &[envoy_buffer] =
         if body_chunks.is_null() { &[] } else { std::slice::from_raw_parts(body_chunks, body_chunks_size) };
     let body_len = chunks.iter().fold(0usize, |n, c| n.saturating_add(c.length));
@@ -676,7 +684,7 @@ pub(crate) unsafe fn callout_answer<'a>(
             body.extend_from_slice(envoy_bytes(*c));
         }
     }
-    CalloutAnswer { status, body, body_len }
+    CalloutAnswer { status, grpc_status, grpc_message, body, body_len }
 }
 
 // ---- our objects, handed to Envoy as `const void*` -----------------------------

@@ -54,14 +54,13 @@ pub fn on_callout_done(shared: &Shared, handle: ConfigHandle<'_>, callout: u64, 
     let Some(mut refill) = found else {
         return false;
     };
-    let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
-    let step = refill.on_answer(&mut { shared.usage }, status, &answer.body, answer.body_len, now_ms());
+    let step = refill.on_reply(&mut { shared.usage }, &crate::stream::reply(answer), answer.body_len, now_ms());
     next(shared, handle, refill, step);
     true
 }
 
 fn send(shared: &Shared, handle: ConfigHandle<'_>, mut refill: Refill, call: &StoreCall) {
-    match handle.callout(&call.cluster, &call.headers(), call.body.as_bytes(), call.timeout_ms) {
+    match handle.callout(&call.cluster, &call.headers(), &call.body, call.timeout_ms) {
         Some(id) => {
             if let Ok(mut refills) = shared.refills.lock() {
                 refills.in_flight.push((id, refill));

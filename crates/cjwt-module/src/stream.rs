@@ -4,6 +4,7 @@ use crate::config::{ModuleConfig, Shared};
 use crate::ffi::{log, CalloutAnswer, Filter, Level, HEADERS_CONTINUE, HEADERS_STOP};
 use crate::host::NativeHost;
 use crate::jwks::{self, Waiter, EVENT_KEYS};
+use cjwt_core::usage::etcd::EtcdReply;
 use cjwt_core::{Counter, Env, Level as CoreLevel, Plan, PlanHost, Refusal, RequestFlow, SpanField, Step};
 use std::sync::Arc;
 
@@ -86,13 +87,11 @@ impl Stream {
             internal_error(f);
             return;
         };
-        let status = answer.status.and_then(|s| std::str::from_utf8(s).ok());
+        let reply = reply(&answer);
         let Stream { shared, flow, .. } = self;
         let step = shared
             .with_engine(|engine| {
-                with_env(shared, &host, |env| {
-                    flow.on_answer(engine, env, status, &answer.body, answer.body_len, now_ms())
-                })
+                with_env(shared, &host, |env| flow.on_reply(engine, env, &reply, answer.body_len, now_ms()))
             })
             .flatten();
         self.resume(f, &host, step);
@@ -116,7 +115,7 @@ impl Stream {
             Some(Step::Act(plan)) => self.execute(f, plan),
             Some(Step::AwaitKeys | Step::Nothing) => HEADERS_STOP,
             Some(Step::AwaitStore(call)) => {
-                match f.callout(&call.cluster, &call.headers(), call.body.as_bytes(), call.timeout_ms) {
+                match f.callout(&call.cluster, &call.headers(), &call.body, call.timeout_ms) {
                     Some(callout) => {
                         self.callout = Some(callout);
                         HEADERS_STOP
@@ -204,6 +203,20 @@ fn with_env<R>(shared: &Shared, host: &NativeHost<'_>, f: impl FnOnce(Env<'_>) -
         replay: &mut { shared.replay },
     };
     Some(f(env))
+}
+
+/// A callout's answer as the core reads a store's (`:status`, the gRPC status
+/// of a trailers-only answer, the body).
+pub fn reply<'a>(answer: &'a CalloutAnswer<'_>) -> EtcdReply<'a> {
+    fn text(v: Option<&[u8]>) -> Option<&str> {
+        v.and_then(|s| std::str::from_utf8(s).ok())
+    }
+    EtcdReply {
+        status: text(answer.status),
+        grpc_status: text(answer.grpc_status),
+        grpc_message: text(answer.grpc_message),
+        body: &answer.body,
+    }
 }
 
 /// The operating system's clock in milliseconds.

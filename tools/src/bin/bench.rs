@@ -25,7 +25,8 @@
 //! three-member etcd on loopback (`cjwt_harness::etcd`, `make etcd`): (a) a token
 //! without `max_uses`, (b) `max_uses` counted per Envoy (no `usage_store`), (c)
 //! `max_uses` counted mesh-wide (`usage_store.etcd`: one etcd transaction per
-//! request), (d) a DPoP-bound token with a fresh proof per request, proofs
+//! request, over etcd's gRPC API), (c′) the same over etcd's JSON gateway
+//! (`api: "json"`), (d) a DPoP-bound token with a fresh proof per request, proofs
 //! remembered per Envoy, (e) the same with proofs recorded in etcd for the mesh
 //! (`replay_cache.store: "usage_store"`, issue 24 item 3; proof pools of
 //! BENCH_USAGE_DPOP_POOL, default 40,000). One EdDSA token with `max_uses` 1,000,000,000 is sent on every
@@ -35,8 +36,15 @@
 //! (default 2, so that the section takes about 2 minutes), medians; Envoy CPU
 //! per request, and etcd's (the three members together, unpinned), with etcd's
 //! own WAL fsync figures. Reports the p50/p99 that (c) adds over (a) and (b)
-//! against issue 13's target (at most 1.5 ms at p99), without failing.
+//! against issue 13's target (at most 1.5 ms at p99), without failing. In each
+//! round it also measures the store's floor (issue 27 item 1, `bench/floor.rs`):
+//! the same transaction sent straight to the same members over gRPC and over
+//! the gateway, 16 in flight and one at a time, and reports what (c) and (c′)
+//! add over (a) as a ratio to the floor of their API (target: at most 1.2×).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test and bench tooling: a failed setup stops loudly
+
+#[path = "bench/floor.rs"]
+mod floor;
 
 use cjwt_harness::envoy;
 use cjwt_harness::etcd::EtcdCluster;
@@ -711,6 +719,9 @@ fn load_test(dir: &Path, seconds: u64, reps: u64) -> String {
 const COUNTED_MAX_USES: u64 = 1_000_000_000;
 /// Issue 13's target: a mesh-wide use adds at most this much at p99 on loopback.
 const MESH_USE_P99_TARGET_US: f64 = 1500.0;
+/// Issue 27's target: a use that must reach the store adds at most this many
+/// times the store's own floor (the bare transaction), at p50 and p99.
+const FLOOR_RATIO_TARGET: f64 = 1.2;
 /// `usage_store.etcd.timeout_ms` of the mesh-wide Envoys.
 const USAGE_TIMEOUT_MS: u64 = 250;
 
@@ -721,8 +732,10 @@ enum Usage {
     Plain,
     /// (b) `max_uses` counted per Envoy (no `usage_store`).
     PerEnvoy,
-    /// (c) `max_uses` counted mesh-wide: one etcd transaction per request.
+    /// (c) `max_uses` counted mesh-wide: one etcd transaction per request (gRPC).
     MeshWide,
+    /// (c′) The same over etcd's JSON gateway (`usage_store.etcd.api: "json"`).
+    MeshWideJson,
     /// (d) A DPoP-bound token with a fresh proof per request, the proof
     /// remembered in the per-Envoy replay cache (through the Envoy without `usage_store`).
     DpopLocal,
@@ -732,27 +745,44 @@ enum Usage {
 }
 
 impl Usage {
-    const ALL: [Usage; 5] = [Usage::Plain, Usage::PerEnvoy, Usage::MeshWide, Usage::DpopLocal, Usage::DpopMesh];
+    const ALL: [Usage; 6] =
+        [Usage::Plain, Usage::PerEnvoy, Usage::MeshWide, Usage::MeshWideJson, Usage::DpopLocal, Usage::DpopMesh];
 
     fn label(self) -> &'static str {
         match self {
             Usage::Plain => "(a) no max_uses",
             Usage::PerEnvoy => "(b) max_uses, per Envoy",
-            Usage::MeshWide => "(c) max_uses, mesh-wide (etcd)",
+            Usage::MeshWide => "(c) max_uses, mesh-wide (etcd gRPC)",
+            Usage::MeshWideJson => "(c′) max_uses, mesh-wide (etcd JSON gateway)",
             Usage::DpopLocal => "(d) DPoP proof, per-Envoy replay cache",
             Usage::DpopMesh => "(e) DPoP proof, mesh-wide replay store (etcd)",
         }
     }
 
-    /// Whether the case runs through the Envoy configured with `usage_store`.
-    fn mesh_envoy(self) -> bool {
-        !matches!(self, Usage::PerEnvoy | Usage::DpopLocal)
+    /// The Envoy the case runs through.
+    fn store(self) -> Store {
+        match self {
+            Usage::PerEnvoy | Usage::DpopLocal => Store::Local,
+            Usage::MeshWideJson => Store::Json,
+            Usage::Plain | Usage::MeshWide | Usage::DpopMesh => Store::Grpc,
+        }
     }
 
     /// Whether every request of the case is a store call that may answer 503.
     fn may_fail(self) -> bool {
-        matches!(self, Usage::MeshWide | Usage::DpopMesh)
+        matches!(self, Usage::MeshWide | Usage::MeshWideJson | Usage::DpopMesh)
     }
+}
+
+/// The three Envoys of each build in the mesh-wide section.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Store {
+    /// No `usage_store`: `max_uses` counted per Envoy.
+    Local,
+    /// `usage_store.etcd` over etcd's gRPC API (cluster `etcd`, HTTP/2).
+    Grpc,
+    /// `usage_store.etcd` over the JSON gateway (`api: "json"`, cluster `etcd_json`, HTTP/1.1).
+    Json,
 }
 
 /// The pids of this process's etcd members (`cjwt_harness::etcd` runs them on
@@ -822,7 +852,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     let etcd = EtcdCluster::start(3);
     let etcd_pids = etcd_pids();
     assert_eq!(etcd_pids.len(), 3, "the three etcd members' processes, found in /proc: {etcd_pids:?}");
-    let clusters = etcd.envoy_cluster("etcd");
+    let clusters = format!("{}{}", etcd.envoy_cluster("etcd"), etcd.envoy_cluster_json("etcd_json"));
 
     let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
     let jwks = json!({"keys": [key.public_jwk(Some("usage"))]});
@@ -870,9 +900,10 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
 
     // Two Envoys per build, both with the etcd cluster (health checks every 0.5 s):
     // one counting per Envoy, one counting in etcd.
-    let mut envoys: Vec<(Filter, bool, RunningEnvoy)> = Vec::new();
+    let mut envoys: Vec<(Filter, Store, RunningEnvoy)> = Vec::new();
     for b in &builds {
-        for mesh in [false, true] {
+        for store in [Store::Local, Store::Grpc, Store::Json] {
+            let mesh = store != Store::Local;
             let mut cfg = json!({
                 "providers": [{"name": "bench", "issuer": ISSUER, "audiences": ["bench"], "jwks": jwks}],
                 "default_rule": {"require": {"claims": [{"claim": "tenant", "equals": "acme"}]}},
@@ -883,21 +914,28 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
             let replay_cache = if mesh { json!({"store": "usage_store"}) } else { json!({"max_entries": 1_048_576}) };
             cfg["sender_constraints"] = json!({"dpop": {"algorithms": ["EdDSA"], "max_age_seconds": 600,
                 "public_origin": DPOP_ORIGIN, "replay_cache": replay_cache}});
-            if mesh {
-                cfg["usage_store"] =
-                    json!({"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": USAGE_TIMEOUT_MS}});
+            match store {
+                Store::Local => {}
+                Store::Grpc => {
+                    cfg["usage_store"] =
+                        json!({"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": USAGE_TIMEOUT_MS}});
+                }
+                Store::Json => {
+                    cfg["usage_store"] = json!({"etcd": {"cluster": "etcd_json", "authority": "etcd", "api": "json",
+                        "timeout_ms": USAGE_TIMEOUT_MS}});
+                }
             }
-            let name = format!("Usage{b:?}{}", if mesh { "MeshWide" } else { "PerEnvoy" });
+            let name = format!("Usage{b:?}{store:?}");
             let filter = cjwt_filter(*b, &cfg);
             let e = launch(&name, &dir.join(&name), b.module_dir(), |d| bootstrap(&filter, &clusters, d));
-            envoys.push((*b, mesh, e));
+            envoys.push((*b, store, e));
         }
     }
-    let envoy_of = |b: Filter, mesh: bool| &envoys.iter().find(|(f, m, _)| *f == b && *m == mesh).unwrap().2;
+    let envoy_of = |b: Filter, store: Store| &envoys.iter().find(|(f, s, _)| *f == b && *s == store).unwrap().2;
     let deadline = Instant::now() + Duration::from_secs(15);
     for (b, mesh, e) in &envoys {
         while !etcd_healthy_in(e, 3) {
-            assert!(Instant::now() < deadline, "{b:?} mesh={mesh}: the etcd members are not healthy in Envoy");
+            assert!(Instant::now() < deadline, "{b:?} {mesh:?}: the etcd members are not healthy in Envoy");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -914,10 +952,10 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     };
     let refused = (403, Some("max_uses".to_string()));
     for (b, mesh, e) in &envoys {
-        assert_eq!(ask(e, Some(&plain)), (200, None), "{b:?} mesh={mesh}: the token without max_uses");
-        assert_eq!(ask(e, Some(&counted)), (200, None), "{b:?} mesh={mesh}: the counted token");
-        assert_ne!(ask(e, None).0, 200, "{b:?} mesh={mesh}: a request without a token was let through");
-        if !mesh {
+        assert_eq!(ask(e, Some(&plain)), (200, None), "{b:?} {mesh:?}: the token without max_uses");
+        assert_eq!(ask(e, Some(&counted)), (200, None), "{b:?} {mesh:?}: the counted token");
+        assert_ne!(ask(e, None).0, 200, "{b:?} {mesh:?}: a request without a token was let through");
+        if *mesh == Store::Local {
             let twice = token(&format!("check-{b:?}-{now}"), Some(2));
             let said: Vec<_> = (0..3).map(|_| ask(e, Some(&twice))).collect();
             assert_eq!(said, [(200, None), (200, None), refused.clone()], "{b:?}: max_uses 2 per Envoy");
@@ -935,19 +973,57 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     let mut check_proofs = check_proofs.lines();
     for b in &builds {
         let p = check_proofs.next().unwrap();
-        let e = envoy_of(*b, false);
+        let e = envoy_of(*b, Store::Local);
         assert_eq!([ask_dpop(e, p), ask_dpop(e, p)], [(200, None), replayed.clone()], "{b:?}: a proof per Envoy");
     }
     let p = check_proofs.next().unwrap();
-    let said: Vec<_> = builds.iter().chain(builds.iter()).map(|b| ask_dpop(envoy_of(*b, true), p)).collect();
+    let said: Vec<_> = builds.iter().chain(builds.iter()).map(|b| ask_dpop(envoy_of(*b, Store::Grpc), p)).collect();
     assert_eq!(said[0], (200, None), "the first mesh Envoy accepts the proof");
     assert!(said[1..].iter().all(|s| *s == replayed), "every mesh Envoy refuses it after: {said:?}");
-    // Mesh-wide: a token with max_uses 2, its uses spread over the builds' Envoys.
-    let mesh_envoys: Vec<&RunningEnvoy> = builds.iter().map(|b| envoy_of(*b, true)).collect();
+    // Mesh-wide: a token with max_uses 2, its uses spread over the builds'
+    // Envoys, over gRPC and the JSON gateway alike (one key, one count).
+    let mesh_stores: Vec<(Filter, Store)> =
+        builds.iter().flat_map(|b| [(*b, Store::Grpc), (*b, Store::Json)]).collect();
+    let mesh_envoys: Vec<&RunningEnvoy> = mesh_stores.iter().map(|(b, s)| envoy_of(*b, *s)).collect();
     let twice = token(&format!("check-mesh-{now}"), Some(2));
     let said: Vec<_> = (0..3).map(|i| ask(mesh_envoys[i % mesh_envoys.len()], Some(&twice))).collect();
     assert_eq!(said, [(200, None), (200, None), refused], "max_uses 2 counted mesh-wide");
-    let check_order: Vec<&str> = (0..3).map(|i| builds[i % builds.len()].label()).collect();
+    let check_order: Vec<String> = (0..3)
+        .map(|i| {
+            let (b, s) = mesh_stores[i % mesh_stores.len()];
+            format!("{} over {}", b.label(), if s == Store::Json { "the JSON gateway" } else { "gRPC" })
+        })
+        .collect();
+
+    // The floor (issue 27 item 1): the same transaction straight to the same
+    // members, on a key of its own (its lease granted first, its key created).
+    let floor_use = cjwt_core::usage::etcd::EtcdUse::new(
+        "cjwt/floor/",
+        &cjwt_core::usage::UsageId::new(ISSUER, &format!("floor-{now}")),
+        COUNTED_MAX_USES,
+        now + 7200,
+        now,
+    )
+    .unwrap();
+    let endpoints = etcd.endpoints();
+    let (ip, port) = &endpoints[0];
+    let grant = cjwt_harness::etcd::http(
+        ip,
+        *port,
+        "POST",
+        "/v3/lease/grant",
+        Some(&floor_use.lease_grant_body()),
+        Duration::from_secs(5),
+    );
+    assert!(grant.is_ok(), "the floor's lease: {grant:?}");
+    let (floor_grpc_body, floor_json_body) = (floor_use.txn_grpc(), floor_use.txn_body().into_bytes());
+    let first = floor::json(&endpoints[..1], &floor_json_body, 1, 1);
+    assert!(first.rps > 0.0 && first.failed == 0, "the floor's transaction over the JSON gateway: {first:?}");
+    let first = floor::grpc(&endpoints[..1], &floor_grpc_body, 1, 1);
+    assert!(first.rps > 0.0 && first.failed == 0, "the floor's transaction over gRPC: {first:?}");
+    let floor_cases: Vec<(Store, u32)> =
+        [Store::Grpc, Store::Json].iter().flat_map(|s| [16u32, 1].map(|c| (*s, c))).collect();
+    let mut floor_samples: Vec<Vec<floor::Floor>> = vec![Vec::new(); floor_cases.len()];
 
     // Two loads: the load test's 16 connections (throughput, CPU per request,
     // latency with queueing), and one request at a time (the latency of a use).
@@ -961,7 +1037,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
             if rep % 2 == 0 { (0..cases.len()).collect() } else { (0..cases.len()).rev().collect() };
         for i in order {
             let (c, b, u) = cases[i];
-            let e = envoy_of(b, u.mesh_envoy());
+            let e = envoy_of(b, u.store());
             let s = match u {
                 Usage::DpopLocal | Usage::DpopMesh => {
                     let token = ("TOKEN", bound.clone());
@@ -970,12 +1046,21 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
                     run_wrk_measured(e, "tools/bench/requests-dpop.lua", &warm, &run, seconds, c, &etcd_pids)
                 }
                 Usage::Plain => run_wrk_with(e, &plain_file, seconds, c, &etcd_pids),
-                Usage::PerEnvoy | Usage::MeshWide => run_wrk_with(e, &counted_file, seconds, c, &etcd_pids),
+                Usage::PerEnvoy | Usage::MeshWide | Usage::MeshWideJson => {
+                    run_wrk_with(e, &counted_file, seconds, c, &etcd_pids)
+                }
             };
             if !u.may_fail() {
                 assert_eq!(s.non2xx, 0, "{b:?} {u:?} -c{c}: non-2xx responses during the run");
             }
             samples[i].push(s);
+        }
+        for (i, (store, c)) in floor_cases.iter().enumerate() {
+            let f = match store {
+                Store::Json => floor::json(&endpoints, &floor_json_body, *c as usize, seconds),
+                Store::Grpc | Store::Local => floor::grpc(&endpoints, &floor_grpc_body, *c as usize, seconds),
+            };
+            floor_samples[i].push(f);
         }
     }
 
@@ -1020,10 +1105,12 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
         out,
         "Tokens: EdDSA, one token per case, repeated (verified-token cache warm). (a) has no max_uses; (b) and (c) \
          send one token with max_uses {COUNTED_MAX_USES} on every request, so every request is a counted use; \
-         in (c) each is one etcd transaction (POST /v3/kv/txn; the token's first use also granted the lease of \
-         its 10-second expiry bucket), usage_store timeout_ms {USAGE_TIMEOUT_MS}. (a) and (c) run through an \
-         Envoy configured with usage_store, (b) through one without; both have the etcd cluster (health checks \
-         every 0.5 s)."
+         in (c) each is one etcd transaction over etcd's gRPC API (POST /etcdserverpb.KV/Txn over HTTP/2, the \
+         default `usage_store.etcd.api`; the token's first use also granted the lease of its 10-second expiry \
+         bucket), in (c′) the same over the JSON gateway (`api: \"json\"`, POST /v3/kv/txn over HTTP/1.1); \
+         usage_store timeout_ms {USAGE_TIMEOUT_MS}. (a) and (c) run through an Envoy configured with \
+         usage_store over gRPC, (c′) through one over the gateway, (b) through one without; all have both etcd \
+         clusters (health checks every 0.5 s)."
     );
     let _ = writeln!(
         out,
@@ -1109,6 +1196,67 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
         summary(1),
         summary(16)
     );
+    // The floor and the ratio (issue 27 item 1).
+    let fmed = |i: usize, f: fn(&floor::Floor) -> f64| median(floor_samples[i].iter().map(f).collect());
+    let fidx = |s: Store, c: u32| floor_cases.iter().position(|x| *x == (s, c)).unwrap();
+    let _ = writeln!(
+        out,
+        "\nThe store's floor (issue 27 item 1): the transaction of (c), on a key of its own with the same \
+         max_uses, sent by this process straight to the same three members, round-robin (not pinned; every \
+         answer read by cjwt's own reader and required to say counted): over gRPC with the `h2` crate (one \
+         HTTP/2 connection per member, calls multiplexed, as Envoy's pool), over the JSON gateway with `ureq` \
+         (HTTP/1.1 keep-alive, a connection per caller and member); with 16 calls in flight and one at a time, \
+         {seconds} s per round after a 1 s warm-up, in each of the {reps} rounds; medians.\n"
+    );
+    let _ = writeln!(out, "| API | in flight | calls/s | p50 µs | p99 µs | failed |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for (i, (store, c)) in floor_cases.iter().enumerate() {
+        let failed: u64 = floor_samples[i].iter().map(|f| f.failed).sum();
+        let _ = writeln!(
+            out,
+            "| {} | {c} | {:.0} | {:.0} | {:.0} | {failed} |",
+            if *store == Store::Json { "JSON gateway" } else { "gRPC" },
+            fmed(i, |f| f.rps),
+            fmed(i, |f| f.p50_us),
+            fmed(i, |f| f.p99_us),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\ncjwt's added latency over the floor: what a counted use adds to a request ((c) − (a), or (c′) − (a)) \
+         divided by the bare transaction's latency over the same API at the same concurrency (issue 27's target: \
+         at most {FLOOR_RATIO_TARGET}× at p50 and p99; a report, not a test). Below 1 the use costs less than a \
+         client's own round trip to etcd (Envoy's pooled connections, the call made while the request waits).\n"
+    );
+    let _ = writeln!(
+        out,
+        "| build | API | connections | added p50 / p99 µs | floor p50 / p99 µs | ratio p50 / p99 | target |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|");
+    for c in loads {
+        for b in &builds {
+            for (store, case) in [(Store::Grpc, Usage::MeshWide), (Store::Json, Usage::MeshWideJson)] {
+                let (a, m, f) = (idx(c, *b, Usage::Plain), idx(c, *b, case), fidx(store, c));
+                let added = (med(m, |s| s.p50_us) - med(a, |s| s.p50_us), med(m, |s| s.p99_us) - med(a, |s| s.p99_us));
+                let floor_at = (fmed(f, |x| x.p50_us), fmed(f, |x| x.p99_us));
+                let ratio = (added.0 / floor_at.0, added.1 / floor_at.1);
+                let held = ratio.0 <= FLOOR_RATIO_TARGET && ratio.1 <= FLOOR_RATIO_TARGET;
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {c} | {:.0} / {:.0} | {:.0} / {:.0} | {:.2} / {:.2} | {} |",
+                    b.label(),
+                    if store == Store::Json { "JSON gateway" } else { "gRPC" },
+                    added.0,
+                    added.1,
+                    floor_at.0,
+                    floor_at.1,
+                    ratio.0,
+                    ratio.1,
+                    if held { "held" } else { "not held" }
+                );
+            }
+        }
+    }
     let _ = writeln!(
         out,
         "\nDPoP replay check for the mesh (issue 24 item 3): (d) and (e) send one DPoP-bound EdDSA token (no \
@@ -1140,7 +1288,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     let _ = writeln!(
         out,
         "\nCounted: etcd holds the counted token's key at version {counted_version} (one put per counted use: \
-         every (c) request of every build, warm-ups and the requests wrk abandons in flight at the end of each run \
+         every (c) and (c′) request of every build, warm-ups and the requests wrk abandons in flight at the end of each run \
          included); the usage_store Envoys' cjwt.usage_store.ok \
          {store_ok}, usage_store.failed {store_failed}; their etcd cluster's upstream_rq_total {etcd_rq}, \
          upstream_cx_total {etcd_cx}.\netcd's disk, from its /metrics since it started: {etcd_disk}.\nThis \

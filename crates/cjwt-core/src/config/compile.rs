@@ -13,6 +13,7 @@ use crate::encoding::json;
 use crate::keys::algorithm::{AlgSet, Algorithm};
 use crate::keys::key::VerificationKey;
 use crate::request::paths::{HostPattern, PathPattern};
+use crate::usage::etcd::EtcdApi;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -717,6 +718,11 @@ fn compile_etcd(field: &str, e: RawEtcdStore) -> Result<EtcdStore, ConfigError> 
     };
     let cluster = required("cluster", e.cluster)?;
     let authority = required("authority", e.authority)?;
+    let api = match e.api.as_deref() {
+        None | Some("grpc") => EtcdApi::Grpc,
+        Some("json") => EtcdApi::Json,
+        Some(_) => return err(format!("{field}.api"), "must be \"grpc\" or \"json\""),
+    };
     let api_prefix = e.api_prefix.unwrap_or_else(|| "/v3".into());
     if !api_prefix.starts_with('/') || api_prefix.ends_with('/') || !api_prefix.bytes().all(|b| b.is_ascii_graphic()) {
         return err(format!("{field}.api_prefix"), "must start with '/' and not end with one (e.g. \"/v3\")");
@@ -748,7 +754,7 @@ fn compile_etcd(field: &str, e: RawEtcdStore) -> Result<EtcdStore, ConfigError> 
             Some(Allowance { from_max_uses, batch, refill_below })
         }
     };
-    Ok(EtcdStore { cluster, authority, api_prefix, key_prefix, timeout_ms, allowance })
+    Ok(EtcdStore { cluster, authority, api, api_prefix, key_prefix, timeout_ms, allowance })
 }
 
 /// The `typ` values of JWTs that are signed by issuers cjwt trusts but are not

@@ -11,6 +11,7 @@ use crate::request::host::Host;
 use crate::request::paths::{HostPattern, PathPattern};
 pub use crate::request::source::{Attribute, ClientIpSource, RegionSource, TokenSource};
 use crate::request::view::RequestView;
+pub use crate::usage::etcd::EtcdApi;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -469,7 +470,9 @@ pub struct EtcdStore {
     pub cluster: String,
     /// The `:authority` of the calls.
     pub authority: String,
-    /// The gateway's path prefix, without a trailing `/` (e.g. `/v3`).
+    /// The API the calls use: etcd's gRPC API (default) or its JSON gateway.
+    pub api: EtcdApi,
+    /// The JSON gateway's path prefix, without a trailing `/` (e.g. `/v3`).
     pub api_prefix: String,
     /// The prefix of every key written.
     pub key_prefix: String,

@@ -280,7 +280,9 @@ pub struct RawEtcdStore {
     pub cluster: Option<String>,
     /// The `:authority` of the calls (required, non-empty).
     pub authority: Option<String>,
-    /// The gateway's path prefix (default `/v3`).
+    /// The API the calls use: `"grpc"` (default) or `"json"` (the gateway).
+    pub api: Option<String>,
+    /// The gateway's path prefix (default `/v3`; the JSON gateway only).
     pub api_prefix: Option<String>,
     /// The prefix of every key written (default `cjwt/uses/`).
     pub key_prefix: Option<String>,

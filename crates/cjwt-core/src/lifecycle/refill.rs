@@ -23,7 +23,7 @@
 use crate::config::EtcdStore;
 use crate::lifecycle::request::{StoreCall, LOST_ANSWER_GRACE_MS};
 use crate::outcome::metrics::Counter;
-use crate::usage::etcd::{Step as UseStep, UseAnswer, UseCall, MAX_ANSWER_BYTES};
+use crate::usage::etcd::{EtcdCall, EtcdReply, Step as UseStep, UseAnswer, UseCall, MAX_ANSWER_BYTES};
 use crate::usage::UsageCounter;
 
 /// One batch being taken in the background.
@@ -64,17 +64,16 @@ impl Refill {
 
     /// The first call to send.
     pub fn first(&self) -> StoreCall {
-        let first = self.call.first();
-        self.store_call(first.path, first.body, self.timeout_ms)
+        self.store_call(self.call.first(), self.timeout_ms)
     }
 
-    fn store_call(&self, path: String, body: String, timeout_ms: u64) -> StoreCall {
+    fn store_call(&self, call: EtcdCall, timeout_ms: u64) -> StoreCall {
         StoreCall {
             cluster: self.cluster.clone(),
             authority: self.authority.clone(),
-            path,
-            body,
-            content_type: "application/json",
+            path: call.path,
+            body: call.body,
+            content_type: call.api.content_type(),
             timeout_ms: timeout_ms.max(1),
             records_proof: false,
             counts_use: true,
@@ -99,18 +98,32 @@ impl Refill {
         body_len: usize,
         now_ms: u64,
     ) -> RefillStep {
+        self.on_reply(counter, &EtcdReply::http(status, body), body_len, now_ms)
+    }
+
+    /// [`Refill::on_answer`] with all the host gives of the answer: for a gRPC
+    /// call, `grpc-status` and `grpc-message` from its headers, or its
+    /// trailers where the host shows them.
+    pub fn on_reply(
+        &mut self,
+        counter: &mut dyn UsageCounter,
+        reply: &EtcdReply<'_>,
+        body_len: usize,
+        now_ms: u64,
+    ) -> RefillStep {
+        let body = reply.body;
         if self.done {
             return RefillStep::Done(Counter::UsageStoreRefillFailed, Some("cjwt: refill answered twice".into()));
         }
         let answer = if body_len > MAX_ANSWER_BYTES || body.len() > MAX_ANSWER_BYTES {
             self.call.on_failure(&format!("answer of {body_len} bytes is too large"))
         } else {
-            match self.call.on_answer(status, body) {
+            match self.call.on_reply(reply) {
                 UseStep::Done(answer) => answer,
                 UseStep::Send(next) => {
                     let left = self.deadline_ms.saturating_sub(now_ms);
                     if left > 0 {
-                        return RefillStep::Send(self.store_call(next.path, next.body, left));
+                        return RefillStep::Send(self.store_call(next, left));
                     }
                     self.call.on_failure(&format!("no answer within {} ms", self.timeout_ms))
                 }

@@ -49,7 +49,8 @@ use crate::request::host::Host;
 use crate::sender::replay::ReplayCache;
 use crate::token::verify::KeyLookup;
 use crate::txn::exchange::{self, Failure, Pending};
-use crate::usage::etcd::{Step as UseStep, UseAnswer, UseCall, MAX_ANSWER_BYTES};
+use crate::usage::etcd::{EtcdCall, EtcdReply, Step as UseStep, UseAnswer, UseCall, MAX_ANSWER_BYTES};
+use crate::usage::grpc;
 use crate::usage::UsageCounter;
 
 /// What the host offers one decision: the request, the keys, signature
@@ -80,8 +81,8 @@ pub enum KeyWait {
     DecideAgain,
 }
 
-/// One call through an Envoy cluster, to the usage store (etcd's JSON gateway)
-/// or to the Txn-Token Service (an RFC 8693 exchange): `POST path` with
+/// One call through an Envoy cluster, to the usage store (etcd's gRPC API or
+/// its JSON gateway) or to the Txn-Token Service (an RFC 8693 exchange): `POST path` with
 /// `body` of `content_type`, answered within `timeout_ms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreCall {
@@ -92,9 +93,9 @@ pub struct StoreCall {
     /// The call's `:path`.
     pub path: String,
     /// The body.
-    pub body: String,
-    /// The body's media type: `application/json` (the store),
-    /// `application/x-www-form-urlencoded` (the exchange).
+    pub body: Vec<u8>,
+    /// The body's media type: `application/grpc` or `application/json` (the
+    /// store), `application/x-www-form-urlencoded` (the exchange).
     pub content_type: &'static str,
     /// What is left of the store's `timeout_ms` (at least 1).
     pub timeout_ms: u64,
@@ -111,14 +112,24 @@ impl StoreCall {
     /// is not read and the use (or the exchange) is unavailable.
     pub const MAX_ANSWER_BYTES: usize = exchange::MAX_ANSWER_BYTES;
 
-    /// The call's request headers.
-    pub fn headers(&self) -> [(&str, &str); 4] {
-        [
+    /// The call's request headers (a gRPC call adds `te: trailers`).
+    pub fn headers(&self) -> Vec<(&str, &str)> {
+        let mut headers = vec![
             (":method", "POST"),
             (":path", self.path.as_str()),
             (":authority", self.authority.as_str()),
             ("content-type", self.content_type),
-        ]
+        ];
+        if self.is_grpc() {
+            headers.push(("te", "trailers"));
+        }
+        headers
+    }
+
+    /// Whether the call is a gRPC call (its answer's `grpc-status` and
+    /// `grpc-message`, from headers or trailers, go to [`RequestFlow::on_reply`]).
+    pub fn is_grpc(&self) -> bool {
+        self.content_type == grpc::CONTENT_TYPE
     }
 }
 
@@ -297,7 +308,7 @@ impl RequestFlow {
                 cluster: x.cluster,
                 authority: x.authority,
                 path: x.path,
-                body: pending.body.clone(),
+                body: pending.body.clone().into_bytes(),
                 content_type: exchange::FORM,
                 timeout_ms: x.timeout_ms.max(1),
                 records_proof: false,
@@ -324,7 +335,7 @@ impl RequestFlow {
                 let deadline_ms = now_ms.saturating_add(store.timeout_ms);
                 let first = call.first();
                 let wait = StoreWait { outcome, call, store, deadline_ms, verified_by_host };
-                let step = Step::AwaitStore(wait.call_for(first.path, first.body, wait.store.timeout_ms));
+                let step = Step::AwaitStore(wait.call_for(first, wait.store.timeout_ms));
                 self.state = State::Store(Box::new(wait));
                 step
             }
@@ -340,7 +351,8 @@ impl RequestFlow {
     /// Txn-Token Service's): HTTP `status` (`None` when the call failed without
     /// one) and `body`, of `body_len` bytes in all (an answer over
     /// [`StoreCall::MAX_ANSWER_BYTES`] is not read: pass what was read). `env`
-    /// verifies an exchanged Txn-Token (its keys and crypto).
+    /// verifies an exchanged Txn-Token (its keys and crypto). A gRPC call's
+    /// answer goes to [`RequestFlow::on_reply`], with its `grpc-status`.
     pub fn on_answer(
         &mut self,
         engine: &Engine,
@@ -350,8 +362,23 @@ impl RequestFlow {
         body_len: usize,
         now_ms: u64,
     ) -> Step {
+        self.on_reply(engine, env, &EtcdReply::http(status, body), body_len, now_ms)
+    }
+
+    /// [`RequestFlow::on_answer`] with all the host gives of the answer: for a
+    /// gRPC call ([`StoreCall::is_grpc`]) `grpc-status` and `grpc-message`
+    /// from its headers, or its trailers where the host shows them.
+    pub fn on_reply(
+        &mut self,
+        engine: &Engine,
+        env: Env<'_>,
+        reply: &EtcdReply<'_>,
+        body_len: usize,
+        now_ms: u64,
+    ) -> Step {
+        let (status, body) = (reply.status, reply.body);
         if !matches!(self.state, State::Exchange(_)) {
-            return self.on_store_answer(engine, env.host, env.counter, status, body, body_len, now_ms);
+            return self.on_store_reply(engine, env.host, env.counter, reply, body_len, now_ms);
         }
         let State::Exchange(wait) = std::mem::replace(&mut self.state, State::Done) else {
             return Step::Nothing;
@@ -389,21 +416,35 @@ impl RequestFlow {
         body_len: usize,
         now_ms: u64,
     ) -> Step {
+        self.on_store_reply(engine, host, counter, &EtcdReply::http(status, body), body_len, now_ms)
+    }
+
+    /// [`RequestFlow::on_store_answer`] with all the host gives of the answer
+    /// (a gRPC call's `grpc-status` and `grpc-message`).
+    pub fn on_store_reply(
+        &mut self,
+        engine: &Engine,
+        host: &dyn Host,
+        counter: &mut dyn UsageCounter,
+        reply: &EtcdReply<'_>,
+        body_len: usize,
+        now_ms: u64,
+    ) -> Step {
         let State::Store(mut wait) = std::mem::replace(&mut self.state, State::Done) else {
             // Not waiting: an answer to nothing is ignored.
             return Step::Nothing;
         };
-        let answer = if body_len > MAX_ANSWER_BYTES || body.len() > MAX_ANSWER_BYTES {
+        let answer = if body_len > MAX_ANSWER_BYTES || reply.body.len() > MAX_ANSWER_BYTES {
             wait.call.on_failure(&format!("answer of {body_len} bytes is too large"))
         } else {
-            match wait.call.on_answer(status, body) {
+            match wait.call.on_reply(reply) {
                 UseStep::Done(answer) => answer,
                 UseStep::Send(next) => {
                     let left = wait.deadline_ms.saturating_sub(now_ms);
                     if left == 0 {
                         wait.call.on_failure(&format!("no answer within {} ms", wait.store.timeout_ms))
                     } else {
-                        let step = Step::AwaitStore(wait.call_for(next.path, next.body, left));
+                        let step = Step::AwaitStore(wait.call_for(next, left));
                         self.state = State::Store(wait);
                         return step;
                     }
@@ -491,13 +532,13 @@ impl RequestFlow {
 }
 
 impl StoreWait {
-    fn call_for(&self, path: String, body: String, timeout_ms: u64) -> StoreCall {
+    fn call_for(&self, call: EtcdCall, timeout_ms: u64) -> StoreCall {
         StoreCall {
             cluster: self.store.cluster.clone(),
             authority: self.store.authority.clone(),
-            path,
-            body,
-            content_type: "application/json",
+            path: call.path,
+            body: call.body,
+            content_type: call.api.content_type(),
             timeout_ms: timeout_ms.max(1),
             records_proof: self.call.records_proof(),
             counts_use: self.call.counts_use(),

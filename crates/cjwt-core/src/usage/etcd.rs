@@ -1,6 +1,8 @@
 //! The mesh-wide usage count on etcd v3 (SPEC §8 v2, issue 13): the protocol
 //! as pure functions — request bodies for etcd's HTTP/JSON gateway, and the
-//! reading of every answer — so that it is unit-tested without a proxy.
+//! reading of every answer — so that it is unit-tested without a proxy. The
+//! same transactions over etcd's gRPC API (the default, [`EtcdApi`]) are
+//! encoded and read in [`super::grpc`]; the steps of a use are the same.
 //!
 //! An adapter drives one use with a [`UseCall`]: it sends the calls the call
 //! hands out (`POST` through the configured Envoy cluster, within what is left
@@ -17,6 +19,7 @@
 //! the same; "requested lease not found" → grant it, retry once.
 
 use crate::encoding::json;
+use crate::usage::grpc;
 use crate::usage::{ProofId, UsageId};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -337,14 +340,66 @@ pub fn parse_grant_answer(status: Option<&str>, body: &[u8], lease_id: i64) -> R
 /// unavailable (etcd's answers to these calls are a few hundred bytes).
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
-/// One HTTP call to etcd's gateway: `POST` `path` with the JSON `body`
-/// (`content-type: application/json`, `:authority` from the configuration).
+/// Which of etcd's APIs the calls use (`usage_store.etcd.api`, SPEC §8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EtcdApi {
+    /// etcd's gRPC API over HTTP/2 ([`super::grpc`]): the default, measured faster.
+    #[default]
+    Grpc,
+    /// etcd's HTTP/JSON gateway under `api_prefix` (the fallback).
+    Json,
+}
+
+impl EtcdApi {
+    /// The media type of the calls' bodies.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            EtcdApi::Grpc => grpc::CONTENT_TYPE,
+            EtcdApi::Json => "application/json",
+        }
+    }
+}
+
+/// One HTTP call to etcd: `POST` `path` with `body` (`content-type` after
+/// [`EtcdCall::api`], `:authority` from the configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdCall {
-    /// `{api_prefix}/kv/txn` or `{api_prefix}/lease/grant`.
+    /// gRPC: `/etcdserverpb.KV/Txn` or `/etcdserverpb.Lease/LeaseGrant`;
+    /// JSON: `{api_prefix}/kv/txn` or `{api_prefix}/lease/grant`.
     pub path: String,
-    /// The JSON body.
-    pub body: String,
+    /// The body: one gRPC frame, or the JSON text.
+    pub body: Vec<u8>,
+    /// The API the call is made to.
+    pub api: EtcdApi,
+}
+
+/// An answer from etcd, as the host's callout gives it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EtcdReply<'a> {
+    /// The HTTP `:status` (`None` when the call failed without one).
+    pub status: Option<&'a str>,
+    /// `grpc-status` from the headers or trailers (gRPC; `None` when absent or not shown).
+    pub grpc_status: Option<&'a str>,
+    /// `grpc-message` from the headers or trailers (gRPC).
+    pub grpc_message: Option<&'a str>,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+impl<'a> EtcdReply<'a> {
+    /// An answer known by its HTTP status and body only.
+    pub fn http(status: Option<&'a str>, body: &'a [u8]) -> EtcdReply<'a> {
+        EtcdReply { status, body, ..EtcdReply::default() }
+    }
+
+    fn grpc(&self) -> grpc::GrpcAnswer<'a> {
+        grpc::GrpcAnswer {
+            status: self.status,
+            grpc_status: self.grpc_status,
+            grpc_message: self.grpc_message,
+            body: self.body,
+        }
+    }
 }
 
 /// How one use ended.
@@ -396,6 +451,8 @@ pub struct UseCall {
     /// The token's use, once the proof was recorded.
     then: Option<EtcdUse>,
     api_prefix: String,
+    /// The API the calls are made to.
+    api: EtcdApi,
     phase: Phase,
     /// The token whose use is counted, and its expiry: remembered as spent
     /// when the store answers [`UseAnswer::Exhausted`] (the free deny path).
@@ -405,13 +462,15 @@ pub struct UseCall {
 }
 
 impl UseCall {
-    /// The call for `the_use` against the gateway under `api_prefix` (e.g. `/v3`).
+    /// The call for `the_use` against the JSON gateway under `api_prefix`
+    /// (e.g. `/v3`); [`UseCall::over`] chooses the API.
     pub fn new(the_use: EtcdUse, api_prefix: &str) -> UseCall {
         UseCall {
             the_use,
             proof: false,
             then: None,
             api_prefix: api_prefix.to_string(),
+            api: EtcdApi::Json,
             phase: Phase::Txn { retried: false },
             spent: None,
             batch: None,
@@ -427,6 +486,16 @@ impl UseCall {
     pub fn in_batch(self, want: u64, last: Option<(u64, i64)>) -> UseCall {
         let known = last.map(|(count, mod_revision)| Known { count, mod_revision });
         UseCall { batch: Some(Batch { want: want.max(1), known, attempts: 0, taken: 0, written: None }), ..self }
+    }
+
+    /// The call, made to `api` (gRPC, or the JSON gateway under the `api_prefix` given).
+    pub fn over(self, api: EtcdApi) -> UseCall {
+        UseCall { api, ..self }
+    }
+
+    /// The API the calls are made to.
+    pub fn api(&self) -> EtcdApi {
+        self.api
     }
 
     /// A batch taken: the key as it wrote it (count, `mod_revision`), for the next batch.
@@ -483,16 +552,50 @@ impl UseCall {
     }
 
     fn txn(&self) -> EtcdCall {
-        let body = match self.batch_now() {
-            Some(b) => self.the_use.take_body(b.take(self.the_use.limit), b.known),
-            None => self.the_use.txn_body(),
+        let u = &self.the_use;
+        let (path, body) = match (self.api, self.batch_now()) {
+            (EtcdApi::Grpc, Some(b)) => (grpc::TXN_PATH.to_string(), u.take_grpc(b.take(u.limit), b.known)),
+            (EtcdApi::Grpc, None) => (grpc::TXN_PATH.to_string(), u.txn_grpc()),
+            (EtcdApi::Json, Some(b)) => {
+                (format!("{}/kv/txn", self.api_prefix), u.take_body(b.take(u.limit), b.known).into_bytes())
+            }
+            (EtcdApi::Json, None) => (format!("{}/kv/txn", self.api_prefix), u.txn_body().into_bytes()),
         };
-        EtcdCall { path: format!("{}/kv/txn", self.api_prefix), body }
+        EtcdCall { path, body, api: self.api }
+    }
+
+    fn grant(&self) -> EtcdCall {
+        let (path, body) = match self.api {
+            EtcdApi::Grpc => (grpc::LEASE_GRANT_PATH.to_string(), self.the_use.lease_grant_grpc()),
+            EtcdApi::Json => (format!("{}/lease/grant", self.api_prefix), self.the_use.lease_grant_body().into_bytes()),
+        };
+        EtcdCall { path, body, api: self.api }
+    }
+
+    fn read_txn(&self, reply: &EtcdReply<'_>) -> TxnAnswer {
+        match self.api {
+            EtcdApi::Grpc => grpc::read_txn(&reply.grpc()),
+            EtcdApi::Json => parse_txn_answer(reply.status, reply.body),
+        }
+    }
+
+    fn read_take(&self, reply: &EtcdReply<'_>) -> TakeAnswer {
+        match self.api {
+            EtcdApi::Grpc => grpc::read_take(&reply.grpc()),
+            EtcdApi::Json => parse_take_answer(reply.status, reply.body),
+        }
+    }
+
+    fn read_grant(&self, reply: &EtcdReply<'_>) -> Result<(), Unavailable> {
+        match self.api {
+            EtcdApi::Grpc => grpc::read_grant(&reply.grpc(), self.the_use.lease_id),
+            EtcdApi::Json => parse_grant_answer(reply.status, reply.body, self.the_use.lease_id),
+        }
     }
 
     /// The answer to a batch's compare-and-swap.
-    fn on_take_answer(&mut self, mut b: Batch, retried: bool, status: Option<&str>, body: &[u8]) -> Step {
-        match parse_take_answer(status, body) {
+    fn on_take_answer(&mut self, mut b: Batch, retried: bool, reply: &EtcdReply<'_>) -> Step {
+        match self.read_take(reply) {
             TakeAnswer::Taken(rev) => {
                 b.taken = b.take(self.the_use.limit);
                 b.written =
@@ -518,10 +621,7 @@ impl UseCall {
             }
             TakeAnswer::LeaseMissing if !retried && b.known.is_none() => {
                 self.phase = Phase::Grant;
-                Step::Send(EtcdCall {
-                    path: format!("{}/lease/grant", self.api_prefix),
-                    body: self.the_use.lease_grant_body(),
-                })
+                Step::Send(self.grant())
             }
             TakeAnswer::LeaseMissing => self.done(UseAnswer::Unavailable("lease missing after its grant".into())),
             TakeAnswer::Unavailable(why) => self.done(UseAnswer::Unavailable(why)),
@@ -529,14 +629,20 @@ impl UseCall {
     }
 
     /// The answer to the call last handed out: HTTP `status` (`None` when the
-    /// call failed without one: reset, timeout) and `body`.
+    /// call failed without one: reset, timeout) and `body` (no gRPC status:
+    /// see [`UseCall::on_reply`]).
     pub fn on_answer(&mut self, status: Option<&str>, body: &[u8]) -> Step {
+        self.on_reply(&EtcdReply::http(status, body))
+    }
+
+    /// The answer to the call last handed out, as the host gives it.
+    pub fn on_reply(&mut self, reply: &EtcdReply<'_>) -> Step {
         match self.phase {
             Phase::Txn { retried } if self.batch_now().is_some() => match self.batch_now() {
-                Some(b) => self.on_take_answer(b, retried, status, body),
+                Some(b) => self.on_take_answer(b, retried, reply),
                 None => self.done(UseAnswer::Unavailable("internal".into())),
             },
-            Phase::Txn { retried } => match parse_txn_answer(status, body) {
+            Phase::Txn { retried } => match self.read_txn(reply) {
                 TxnAnswer::Counted => match self.then.take() {
                     Some(next) => {
                         self.the_use = next;
@@ -550,15 +656,12 @@ impl UseCall {
                 TxnAnswer::Exhausted => self.done(UseAnswer::Exhausted),
                 TxnAnswer::LeaseMissing if !retried => {
                     self.phase = Phase::Grant;
-                    Step::Send(EtcdCall {
-                        path: format!("{}/lease/grant", self.api_prefix),
-                        body: self.the_use.lease_grant_body(),
-                    })
+                    Step::Send(self.grant())
                 }
                 TxnAnswer::LeaseMissing => self.done(UseAnswer::Unavailable("lease missing after its grant".into())),
                 TxnAnswer::Unavailable(why) => self.done(UseAnswer::Unavailable(why)),
             },
-            Phase::Grant => match parse_grant_answer(status, body, self.the_use.lease_id) {
+            Phase::Grant => match self.read_grant(reply) {
                 Ok(()) => {
                     self.phase = Phase::Txn { retried: true };
                     Step::Send(self.txn())
@@ -778,7 +881,7 @@ mod tests {
         let proof_key = b64_std(&proof().key);
         let use_key = b64_std(&a_use().key);
         let key_of = |call: &EtcdCall| {
-            let body: Value = serde_json::from_str(&call.body).unwrap();
+            let body: Value = serde_json::from_slice(&call.body).unwrap();
             body["compare"][0]["key"].as_str().unwrap().to_string()
         };
         // Fresh proof, no max_uses: one transaction.
@@ -807,7 +910,7 @@ mod tests {
         assert_eq!(key_of(&send(call.on_answer(Some("200"), granted.as_bytes()))), proof_key);
         assert_eq!(key_of(&send(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()))), use_key);
         let grant = send(call.on_answer(Some(RECORDED_LEASE_MISSING.0), RECORDED_LEASE_MISSING.1.as_bytes()));
-        let body: Value = serde_json::from_str(&grant.body).unwrap();
+        let body: Value = serde_json::from_slice(&grant.body).unwrap();
         assert_eq!(body["ID"], a_use().lease_id.to_string(), "the use's own lease");
         // Unavailable at the proof or at the use: unavailable, nothing allowed.
         for failing_step in 0..2 {
@@ -880,14 +983,14 @@ mod tests {
     #[test]
     fn a_batch_is_one_compare_and_swap_and_fits_what_is_left() {
         let mut call = batch_call(100, 16);
-        let first: Value = serde_json::from_str(&call.first().body).unwrap();
+        let first: Value = serde_json::from_slice(&call.first().body).unwrap();
         assert!(String::from_utf8(call.the_use.key.clone()).unwrap().starts_with("cjwt/uses/allow/"));
         assert_eq!(first["compare"][0]["target"], "CREATE");
         assert_eq!(first["success"][0]["requestPut"]["value"], b64("16"));
         assert!(first["failure"][0]["requestRange"].is_object());
         // Another Envoy took 90 meanwhile: swap on its revision, for the 10 left.
         let Step::Send(next) = call.on_answer(Some("200"), moved(90, 41).as_bytes()) else { panic!() };
-        let next: Value = serde_json::from_str(&next.body).unwrap();
+        let next: Value = serde_json::from_slice(&next.body).unwrap();
         assert_eq!(next["compare"][0]["target"], "MOD");
         assert_eq!(next["compare"][0]["modRevision"], "41");
         assert_eq!(next["success"][0]["requestPut"]["value"], b64("100"));
@@ -900,7 +1003,7 @@ mod tests {
         let id = UsageId::new("https://i", "many");
         let u = EtcdUse::allowance("cjwt/uses/", &id, 200, 1_800_000_030, 1_800_000_000).unwrap();
         let next = UseCall::new(u, "/v3").in_batch(16, Some((100, 42)));
-        let body: Value = serde_json::from_str(&next.first().body).unwrap();
+        let body: Value = serde_json::from_slice(&next.first().body).unwrap();
         assert_eq!(
             (body["compare"][0]["target"].as_str(), body["compare"][0]["modRevision"].as_str()),
             (Some("MOD"), Some("42"))
@@ -942,7 +1045,7 @@ mod tests {
         assert!(grant.path.ends_with("/lease/grant"));
         let granted = json!({"ID": call.the_use.lease_id.to_string(), "TTL": "40"}).to_string();
         let Step::Send(txn) = call.on_answer(Some("200"), granted.as_bytes()) else { panic!() };
-        let txn: Value = serde_json::from_str(&txn.body).unwrap();
+        let txn: Value = serde_json::from_slice(&txn.body).unwrap();
         assert_eq!(txn["success"][0]["requestPut"]["value"], b64("1"));
         let ok = br#"{"header":{"revision":"42"},"succeeded":true}"#;
         assert_eq!(call.on_answer(Some("200"), ok), Step::Done(UseAnswer::Counted));
@@ -958,7 +1061,7 @@ mod tests {
         let (mut count, mut rev) = (0u64, 0i64);
         let mut calls: Vec<UseCall> = (0..7).map(|_| batch_call(limit, 16)).collect();
         let mut bodies: Vec<Option<Value>> =
-            calls.iter().map(|c| Some(serde_json::from_str(&c.first().body).unwrap())).collect();
+            calls.iter().map(|c| Some(serde_json::from_slice(&c.first().body).unwrap())).collect();
         let mut taken = 0u64;
         let mut x = 3u64;
         while bodies.iter().any(Option::is_some) {
@@ -981,11 +1084,11 @@ mod tests {
                 moved(count, rev)
             };
             match calls[i].on_answer(Some("200"), answer.as_bytes()) {
-                Step::Send(next) => bodies[i] = Some(serde_json::from_str(&next.body).unwrap()),
+                Step::Send(next) => bodies[i] = Some(serde_json::from_slice(&next.body).unwrap()),
                 Step::Done(UseAnswer::Counted) => {
                     taken += calls[i].spare().unwrap() + 1;
                     calls[i] = batch_call(limit, 16);
-                    bodies[i] = Some(serde_json::from_str(&calls[i].first().body).unwrap());
+                    bodies[i] = Some(serde_json::from_slice(&calls[i].first().body).unwrap());
                     if rev == 0 {
                         unreachable!();
                     }

@@ -11,6 +11,7 @@
 pub mod allowance;
 mod counter;
 pub mod etcd;
+pub mod grpc;
 pub mod process;
 pub mod spent;
 
