@@ -243,6 +243,7 @@ impl Engine {
                             refill = EtcdUse::allowance(&store.key_prefix, &p.id, p.limit, p.expires_at, now).ok().map(
                                 |u| {
                                     UseCall::new(u, &store.api_prefix)
+                                        .over(store.api)
                                         .in_batch(allowance::batch_for(p.limit, a.batch), last)
                                         .spending(Some((p.id, p.expires_at)))
                                 },

@@ -386,3 +386,22 @@ fn attenuate_refuses_to_widen_or_to_sign_for_another_holder() {
     let widen = attenuate(&holder(2), &c, &spec("b", 3, json!({"methods": ["POST"]})), "cnst", &[]);
     assert!(widen.is_err());
 }
+
+/// `forward.remove_token`: the links go with the root token (they are part of
+/// the credential); without it the `cjwt-chain` header goes upstream as sent.
+#[test]
+fn remove_token_removes_the_chain_too() {
+    use cjwt_core::outcome::plan::{plan, Act};
+    let c = credential(Value::Null, &[json!({"methods": ["GET"]})]);
+    let host = request("GET", URL, &c, &holder(2), "p-remove");
+    for (remove, removed) in [(true, true), (false, false)] {
+        let mut e = engine_with(json!({"forward": {"remove_token": remove}}));
+        let replay = ProcessReplay::new();
+        let outcome = e.decide_with(&host, &InlineOnly, &PureRust, &mut MemoryCounter::default(), &mut &replay);
+        assert!(matches!(outcome.decision, Decision::Allow { .. }), "{:?}", outcome.decision);
+        let Act::Forward(ops) = plan(e.config(), &outcome, &host).act else { panic!("refused") };
+        let chain_removed = ops.iter().any(|(n, v)| n == "cjwt-chain" && v.is_none());
+        assert_eq!(chain_removed, removed, "remove_token {remove}: {ops:?}");
+        assert_eq!(ops.iter().any(|(n, v)| n == "authorization" && v.is_none()), removed);
+    }
+}

@@ -808,3 +808,36 @@ fn a_use_over_grpc_by_default_walks_the_same_steps() {
     let plan = acted(flow.on_store_reply(&e, &host, &mut MemoryCounter::default(), &reply, counted.len(), NOW_MS + 30));
     assert_eq!(status(&plan), Some(503), "{plan:?}");
 }
+
+/// A background refill speaks the store's configured API, as the request's own
+/// calls do (gRPC by default): a refill sent over the JSON gateway to a gRPC
+/// cluster would fail every time.
+#[test]
+fn a_refill_speaks_the_configured_api() {
+    use cjwt_core::usage::grpc;
+    for (api, path) in [(None, grpc::TXN_PATH), (Some("json"), "/v3/kv/txn")] {
+        let mut store = json!({"cluster": "etcd", "authority": "etcd.local", "key_prefix": "mesh/uses/",
+            "timeout_ms": 300, "allowance": {"from_max_uses": 10, "batch": 4, "refill_below": 2}});
+        if let Some(api) = api {
+            store["api"] = json!(api);
+        }
+        let mut e = engine(false, json!({"usage_store": {"etcd": store}}));
+        let host = get(&token(json!({"jti": format!("api-{path}"), "cnst": {"max_uses": 100}})));
+        let mut counter = MemoryCounter::default();
+        let mut flow = RequestFlow::new();
+        let first = store_call(flow.start(&mut e, env(&host, &Fetched::new(1), &mut counter), NOW_MS));
+        assert_eq!(first.path, path);
+        // As if that batch was taken: 3 uses held, the key last written at revision 7.
+        use cjwt_core::usage::UsageCounter;
+        let use_id = cjwt_core::usage::UsageId::new("https://idp.example.com", &format!("api-{path}"));
+        counter.deposit_allowance(&use_id, 3, Some((4, 7)), NOW + 600, NOW_MS);
+        let (mut refill, mut asked) = (None, 0);
+        while refill.is_none() && asked < 4 {
+            let (_, r) = request(&mut e, &host, &mut counter, NOW_MS + 20 + asked);
+            refill = r;
+            asked += 1;
+        }
+        let refill = refill.expect("a refill below the mark");
+        assert_eq!(refill.first().path, path, "api {api:?}");
+    }
+}

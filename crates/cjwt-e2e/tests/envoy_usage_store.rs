@@ -535,7 +535,8 @@ fn with_background_refill_a_steady_stream_waits_for_the_store_on_none_but_the_fi
         let slow = SlowStore::start(etcd.endpoint(0), delay);
         let plugin = config_json(json!({
             "clock_skew_seconds": 0,
-            "usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": 3000,
+            // The JSON gateway over HTTP/1.1: the relay counts the calls by their `POST` lines.
+            "usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": 3000, "api": "json",
                 "allowance": {"from_max_uses": 20, "batch": batch, "refill_below": refill_below}}}
         }));
         let envoy = Envoy::start(

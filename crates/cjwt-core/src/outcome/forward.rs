@@ -63,6 +63,10 @@ pub fn edits(
             Some(TokenSource::Cookie(name)) => out.drop_cookie = Some(name.clone()),
             None => {}
         }
+        // A delegation chain (SPEC §16) is part of the credential: its links go too.
+        if request.header_values(crate::chain::HEADER).next().is_some() {
+            out.remove.push(crate::chain::HEADER.to_string());
+        }
     }
     let Some(token) = token else {
         return out;
