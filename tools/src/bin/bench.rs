@@ -742,11 +742,21 @@ enum Usage {
     /// (e) The same, the proof recorded for the mesh in etcd
     /// (`replay_cache.store: "usage_store"`): one etcd transaction per request.
     DpopMesh,
+    /// (f) The token of (c), counted mesh-wide in leased allowances: batches of
+    /// [`LEASED_BATCH`] taken from etcd (gRPC) and refilled in the background.
+    MeshWideLeased,
 }
 
 impl Usage {
-    const ALL: [Usage; 6] =
-        [Usage::Plain, Usage::PerEnvoy, Usage::MeshWide, Usage::MeshWideJson, Usage::DpopLocal, Usage::DpopMesh];
+    const ALL: [Usage; 7] = [
+        Usage::Plain,
+        Usage::PerEnvoy,
+        Usage::MeshWide,
+        Usage::MeshWideJson,
+        Usage::DpopLocal,
+        Usage::DpopMesh,
+        Usage::MeshWideLeased,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -756,6 +766,7 @@ impl Usage {
             Usage::MeshWideJson => "(c′) max_uses, mesh-wide (etcd JSON gateway)",
             Usage::DpopLocal => "(d) DPoP proof, per-Envoy replay cache",
             Usage::DpopMesh => "(e) DPoP proof, mesh-wide replay store (etcd)",
+            Usage::MeshWideLeased => "(f) max_uses, mesh-wide, leased allowances (etcd gRPC)",
         }
     }
 
@@ -764,13 +775,14 @@ impl Usage {
         match self {
             Usage::PerEnvoy | Usage::DpopLocal => Store::Local,
             Usage::MeshWideJson => Store::Json,
+            Usage::MeshWideLeased => Store::Leased,
             Usage::Plain | Usage::MeshWide | Usage::DpopMesh => Store::Grpc,
         }
     }
 
     /// Whether every request of the case is a store call that may answer 503.
     fn may_fail(self) -> bool {
-        matches!(self, Usage::MeshWide | Usage::MeshWideJson | Usage::DpopMesh)
+        matches!(self, Usage::MeshWide | Usage::MeshWideJson | Usage::DpopMesh | Usage::MeshWideLeased)
     }
 }
 
@@ -783,7 +795,16 @@ enum Store {
     Grpc,
     /// `usage_store.etcd` over the JSON gateway (`api: "json"`, cluster `etcd_json`, HTTP/1.1).
     Json,
+    /// `usage_store.etcd` over gRPC with leased allowances (`allowance`, batches of [`LEASED_BATCH`]).
+    Leased,
 }
+
+/// The batch of the leased case (f); its refill mark is the default, half a batch.
+const LEASED_BATCH: u64 = 256;
+/// Issue 27 item 3's targets for a leased token against per-Envoy counting (b):
+/// at most this much more at p99, and at least this share of its counted requests/s.
+const LEASED_P99_TARGET_US: f64 = 100.0;
+const LEASED_RPS_TARGET: f64 = 0.8;
 
 /// The pids of this process's etcd members (`cjwt_harness::etcd` runs them on
 /// data dirs under `<temp>/cjwt-tests/etcd-<our pid>-<n>/`), found in /proc.
@@ -902,7 +923,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     // one counting per Envoy, one counting in etcd.
     let mut envoys: Vec<(Filter, Store, RunningEnvoy)> = Vec::new();
     for b in &builds {
-        for store in [Store::Local, Store::Grpc, Store::Json] {
+        for store in [Store::Local, Store::Grpc, Store::Json, Store::Leased] {
             let mesh = store != Store::Local;
             let mut cfg = json!({
                 "providers": [{"name": "bench", "issuer": ISSUER, "audiences": ["bench"], "jwks": jwks}],
@@ -923,6 +944,10 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
                 Store::Json => {
                     cfg["usage_store"] = json!({"etcd": {"cluster": "etcd_json", "authority": "etcd", "api": "json",
                         "timeout_ms": USAGE_TIMEOUT_MS}});
+                }
+                Store::Leased => {
+                    cfg["usage_store"] = json!({"etcd": {"cluster": "etcd", "authority": "etcd",
+                        "timeout_ms": USAGE_TIMEOUT_MS, "allowance": {"from_max_uses": 1000, "batch": LEASED_BATCH}}});
                 }
             }
             let name = format!("Usage{b:?}{store:?}");
@@ -1046,7 +1071,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
                     run_wrk_measured(e, "tools/bench/requests-dpop.lua", &warm, &run, seconds, c, &etcd_pids)
                 }
                 Usage::Plain => run_wrk_with(e, &plain_file, seconds, c, &etcd_pids),
-                Usage::PerEnvoy | Usage::MeshWide | Usage::MeshWideJson => {
+                Usage::PerEnvoy | Usage::MeshWide | Usage::MeshWideJson | Usage::MeshWideLeased => {
                     run_wrk_with(e, &counted_file, seconds, c, &etcd_pids)
                 }
             };
@@ -1058,7 +1083,9 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
         for (i, (store, c)) in floor_cases.iter().enumerate() {
             let f = match store {
                 Store::Json => floor::json(&endpoints, &floor_json_body, *c as usize, seconds),
-                Store::Grpc | Store::Local => floor::grpc(&endpoints, &floor_grpc_body, *c as usize, seconds),
+                Store::Grpc | Store::Local | Store::Leased => {
+                    floor::grpc(&endpoints, &floor_grpc_body, *c as usize, seconds)
+                }
             };
             floor_samples[i].push(f);
         }
@@ -1255,6 +1282,40 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
                     if held { "held" } else { "not held" }
                 );
             }
+        }
+    }
+    // Leased allowances (issue 27 item 3) against per-Envoy counting.
+    let _ = writeln!(
+        out,
+        "\nLeased allowances (issue 27 item 3): (f) sends the counted token of (b) and (c) through an Envoy whose \
+         usage_store takes batches of {LEASED_BATCH} uses (`allowance.from_max_uses` 1000, the default refill \
+         mark of half a batch: the next batch is taken in the background), so a request waits for etcd only \
+         when the Envoy's allowance is empty. Targets against per-Envoy counting (b): at most \
+         {LEASED_P99_TARGET_US:.0} µs more at p99, and at 16 connections at least {:.0} % of its counted \
+         requests/s (a report, not a test).\n",
+        LEASED_RPS_TARGET * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "| build | connections | (f) req/s | (f) ÷ (b) req/s | (f) − (b) p50 / p99 µs | (f) non-2xx | target |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|");
+    for c in loads {
+        for b in &builds {
+            let (pb, f) = (idx(c, *b, Usage::PerEnvoy), idx(c, *b, Usage::MeshWideLeased));
+            let share = med(f, |s| s.rps) / med(pb, |s| s.rps);
+            let added = (med(f, |s| s.p50_us) - med(pb, |s| s.p50_us), med(f, |s| s.p99_us) - med(pb, |s| s.p99_us));
+            let held = added.1 <= LEASED_P99_TARGET_US && (c != 16 || share >= LEASED_RPS_TARGET);
+            let non2xx: u64 = samples[f].iter().map(|s| s.non2xx).sum();
+            let _ = writeln!(
+                out,
+                "| {} | {c} | {:.0} | {share:.2} | {:.0} / {:.0} | {non2xx} | {} |",
+                b.label(),
+                med(f, |s| s.rps),
+                added.0,
+                added.1,
+                if held { "held" } else { "not held" }
+            );
         }
     }
     let _ = writeln!(
