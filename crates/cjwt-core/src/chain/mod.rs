@@ -36,13 +36,14 @@ pub mod mint;
 use crate::config::Config;
 use crate::constraints::max_uses::TokenUse;
 use crate::constraints::{self, Constraints};
-use crate::encoding::{b64, json};
+use crate::encoding::b64;
 use crate::keys::algorithm::Algorithm;
 use crate::keys::host_crypto::HostCrypto;
 use crate::reason::Reason;
 use crate::request::view::RequestView;
 use crate::sender::dpop::{thumbprint, ProofKeys};
 use crate::token::claims::{lookup_unambiguous, numeric_date, Rounding};
+use crate::token::jws::{parse_holder_jws, HolderJws};
 use crate::token::verify::VerifiedToken;
 use crate::usage::UsageCounter;
 use serde_json::{Map, Value};
@@ -164,8 +165,8 @@ pub fn verify_value(
     let mut parent = Parent { signing_input: root_input, jkt: root_jkt.to_owned(), exp: root.exp };
     let mut links = Vec::with_capacity(count);
     for (i, text) in text.split(SEPARATOR).enumerate() {
-        let Parsed { header_b64, header, claims, signing_input, signature } =
-            parse(text).ok_or(Reason::ChainMalformed)?;
+        let HolderJws { header_b64, header, claims, signing_input, signature } =
+            parse_holder_jws(text).ok_or(Reason::ChainMalformed)?;
         match header.get("typ").and_then(Value::as_str) {
             Some(t) if t.eq_ignore_ascii_case(LINK_TYP) => {}
             _ => return Err(Reason::ChainMalformed),
@@ -286,34 +287,6 @@ pub fn check(
     root.constraints.check_uses(view, uses, now)
 }
 
-/// A link's parts: header and payload objects (no duplicate members), the
-/// signing input and the signature bytes.
-struct Parsed<'a> {
-    header_b64: &'a str,
-    header: Map<String, Value>,
-    claims: Map<String, Value>,
-    signing_input: &'a str,
-    signature: Vec<u8>,
-}
-
-fn parse(link: &str) -> Option<Parsed<'_>> {
-    if !link.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-        return None;
-    }
-    let mut parts = link.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return None;
-    };
-    if h.is_empty() || p.is_empty() || s.is_empty() {
-        return None;
-    }
-    let header = json::parse_object(&b64::decode(h.as_bytes())?).ok()?;
-    let claims = json::parse_object(&b64::decode(p.as_bytes())?).ok()?;
-    let signature = b64::decode(s.as_bytes())?;
-    let signing_input = link.get(..h.len() + 1 + p.len())?;
-    Some(Parsed { header_b64: h, header, claims, signing_input, signature })
-}
-
 /// What [`inspect`] reads of one link, unverified (for `cjwt inspect`).
 #[derive(Debug)]
 pub struct Shown {
@@ -332,7 +305,7 @@ pub fn inspect(value: &str) -> Option<Vec<Shown>> {
         .trim()
         .split(SEPARATOR)
         .map(|text| {
-            let p = parse(text)?;
+            let p = parse_holder_jws(text)?;
             let signer = p.header.get("jwk").and_then(Value::as_object).and_then(thumbprint);
             Some(Shown { header: p.header, claims: p.claims, signer })
         })

@@ -11,13 +11,14 @@
 use super::nonce;
 use super::replay::{ProofId, ReplayCache};
 use crate::config::Dpop;
-use crate::encoding::{b64, json};
+use crate::encoding::b64;
 use crate::keys::algorithm::{AlgSet, Algorithm};
 use crate::keys::host_crypto::HostCrypto;
 use crate::keys::key::VerificationKey;
 use crate::reason::Reason;
 pub use crate::request::origin::parse_origin;
 use crate::token::claims::{numeric_date, Rounding};
+use crate::token::jws::{parse_holder_jws, HolderJws};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -67,7 +68,7 @@ pub fn check(
         return Err(INVALID);
     }
     let proof = std::str::from_utf8(proof).map_err(|_| INVALID)?.trim_matches([' ', '\t']);
-    let Parsed { header_b64, header, claims, signing_input, signature } = parse(proof).ok_or(INVALID)?;
+    let HolderJws { header_b64, header, claims, signing_input, signature } = parse_holder_jws(proof).ok_or(INVALID)?;
 
     match header.get("typ").and_then(Value::as_str) {
         Some(t) if t.eq_ignore_ascii_case("dpop+jwt") => {}
@@ -171,34 +172,6 @@ impl ProofKeys {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
-}
-
-/// A proof's parts: header and payload objects (no duplicate members), the
-/// signing input and the signature bytes.
-struct Parsed<'a> {
-    header_b64: &'a str,
-    header: Map<String, Value>,
-    claims: Map<String, Value>,
-    signing_input: &'a str,
-    signature: Vec<u8>,
-}
-
-fn parse(proof: &str) -> Option<Parsed<'_>> {
-    if !proof.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-        return None;
-    }
-    let mut parts = proof.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return None;
-    };
-    if h.is_empty() || p.is_empty() || s.is_empty() {
-        return None;
-    }
-    let header = json::parse_object(&b64::decode(h.as_bytes())?).ok()?;
-    let claims = json::parse_object(&b64::decode(p.as_bytes())?).ok()?;
-    let signature = b64::decode(s.as_bytes())?;
-    let signing_input = proof.get(..h.len() + 1 + p.len())?;
-    Some(Parsed { header_b64: h, header, claims, signing_input, signature })
 }
 
 /// The RFC 7638 SHA-256 thumbprint (base64url) of a public JWK: the required

@@ -116,6 +116,38 @@ fn optional_string(header: &Map<String, Value>, name: &str) -> Result<Option<Str
     }
 }
 
+/// A compact JWS signed by a holder (a DPoP proof, a delegation link): its
+/// header and payload as JSON objects (no duplicate members), its signing
+/// input and signature bytes; checked by its reader, not here.
+pub(crate) struct HolderJws<'a> {
+    /// The header as sent (base64url).
+    pub header_b64: &'a str,
+    pub header: Map<String, Value>,
+    pub claims: Map<String, Value>,
+    pub signing_input: &'a str,
+    pub signature: Vec<u8>,
+}
+
+/// `text` as three non-empty base64url parts whose first two are JSON
+/// objects; `None` for anything else.
+pub(crate) fn parse_holder_jws(text: &str) -> Option<HolderJws<'_>> {
+    if !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+        return None;
+    }
+    let mut parts = text.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    if h.is_empty() || p.is_empty() || s.is_empty() {
+        return None;
+    }
+    let header = json::parse_object(&b64::decode(h.as_bytes())?).ok()?;
+    let claims = json::parse_object(&b64::decode(p.as_bytes())?).ok()?;
+    let signature = b64::decode(s.as_bytes())?;
+    let signing_input = text.get(..h.len() + 1 + p.len())?;
+    Some(HolderJws { header_b64: h, header, claims, signing_input, signature })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
