@@ -235,7 +235,7 @@ bench: build envoy etcd bench-tools
 	$(PYTHON) scripts/strip-exports.py target/vmbench/$(WASM_TARGET)/release/cjwt.wasm
 	cargo bench -p cjwt-core --bench core
 	cargo run --quiet --release -p cjwt-tools --bin vm_bench
-	cargo run --quiet --release -p cjwt-tools --bin bench
+	cargo run --quiet --release -p cjwt-tools --features bench --bin bench
 
 bench-tools:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || (echo "make bench needs wrk (Debian package wrk)"; exit 1)

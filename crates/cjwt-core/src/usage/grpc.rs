@@ -23,19 +23,7 @@
 use super::etcd::{EtcdUse, Known, TakeAnswer, TxnAnswer, Unavailable};
 use prost::Message;
 
-/// The types generated from the vendored protos (`proto/etcd`, `build.rs`).
-#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used, clippy::indexing_slicing)]
-pub mod pb {
-    /// etcd's `mvccpb` package (`KeyValue`).
-    pub mod mvccpb {
-        include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
-    }
-    /// etcd's `etcdserverpb` package (the messages of `KV/Txn` and `Lease/LeaseGrant`).
-    pub mod etcdserverpb {
-        include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
-    }
-    pub use etcdserverpb::*;
-}
+pub mod pb;
 
 use pb::compare::{CompareResult, CompareTarget, TargetUnion};
 use pb::request_op::Request;
