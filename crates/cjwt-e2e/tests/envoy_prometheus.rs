@@ -195,7 +195,7 @@ fn promtool_accepts_the_rules_and_the_scrape_config() {
         assert!(out.status.success(), "promtool check {what} {file}:\n{text}");
         assert!(text.contains("SUCCESS"), "{text}");
     }
-    assert_eq!(alert_rules().len(), 4);
+    assert_eq!(alert_rules().len(), 5);
 }
 
 const REMOTE_ISS: &str = "https://remote.example.com";
@@ -326,7 +326,7 @@ fn every_dashboard_query_and_alert_answers_from_a_real_prometheus() {
     let groups = prom.get("/api/v1/rules");
     let rules: Vec<Value> =
         groups["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap().clone()).collect();
-    assert_eq!(rules.len(), 4);
+    assert_eq!(rules.len(), 5);
     wait_until("every rule evaluated", Duration::from_secs(10), || {
         let g = prom.get("/api/v1/rules");
         g["groups"][0]["rules"].as_array().unwrap().iter().all(|r| r["health"] == "ok")
