@@ -100,29 +100,7 @@ fn exchanger_plugin() -> Value {
 /// and `clusters` (name, host, port) added; a cluster named `relay` takes the
 /// route to the upstream (else the echo).
 fn envoy_yaml(plugin: &Value, clusters: &[(&str, &str, u16)], key_env: bool) -> String {
-    let file = match build() {
-        Build::Wasm => "envoy/envoy-docker.yaml",
-        Build::Native => "envoy/envoy-docker-native.yaml",
-    };
-    let shipped = std::fs::read_to_string(repo_root().join(file)).unwrap();
-    let plugin = serde_json::to_string_pretty(plugin).unwrap();
-    let mut out = String::new();
-    let mut lines = shipped.lines().peekable();
-    while let Some(line) = lines.next() {
-        out.push_str(line);
-        out.push('\n');
-        if line.trim_start() == "value: |" {
-            let indent = line.len() - line.trim_start().len();
-            while lines.peek().is_some_and(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent) {
-                lines.next();
-            }
-            for l in plugin.lines() {
-                out.push_str(&" ".repeat(indent + 2));
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-    }
+    let mut out = docker::shipped_config(plugin);
     for (name, host, port) in clusters {
         if *name == "relay" {
             let from = "route: { cluster: upstream }";

@@ -67,29 +67,7 @@ fn leasing_plugin() -> Value {
 /// or envoy/envoy-docker-native.yaml) with the test's plugin configuration and the
 /// etcd cluster.
 fn envoy_yaml(etcd: &EtcdContainers, plugin: &Value) -> String {
-    let file = match build() {
-        Build::Wasm => "envoy/envoy-docker.yaml",
-        Build::Native => "envoy/envoy-docker-native.yaml",
-    };
-    let shipped = std::fs::read_to_string(repo_root().join(file)).unwrap();
-    let plugin = serde_json::to_string_pretty(plugin).unwrap();
-    let mut out = String::new();
-    let mut lines = shipped.lines().peekable();
-    while let Some(line) = lines.next() {
-        out.push_str(line);
-        out.push('\n');
-        if line.trim_start() == "value: |" {
-            let indent = line.len() - line.trim_start().len();
-            while lines.peek().is_some_and(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent) {
-                lines.next();
-            }
-            for l in plugin.lines() {
-                out.push_str(&" ".repeat(indent + 2));
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-    }
+    let mut out = docker::shipped_config(plugin);
     let endpoints: Vec<(String, u16)> = (0..etcd.len()).map(|i| (etcd.ip(i).to_string(), 2379)).collect();
     out.push_str(&envoy_cluster("etcd", &endpoints));
     out

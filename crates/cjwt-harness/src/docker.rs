@@ -67,6 +67,36 @@ fn makefile_var(name: &str) -> String {
 }
 
 /// The Envoy image: `$ENVOY_IMAGE` (as `make docker-test` and compose read it),
+/// The shipped Docker configuration of the build under test
+/// (`envoy/envoy-docker.yaml` or `envoy/envoy-docker-native.yaml`) with the
+/// plugin configuration (the block under `value: |`) replaced by `plugin`.
+pub fn shipped_config(plugin: &Value) -> String {
+    let file = match crate::envoy::build() {
+        crate::envoy::Build::Wasm => "envoy/envoy-docker.yaml",
+        crate::envoy::Build::Native => "envoy/envoy-docker-native.yaml",
+    };
+    let shipped = std::fs::read_to_string(repo_root().join(file)).unwrap();
+    let plugin = serde_json::to_string_pretty(plugin).unwrap();
+    let mut out = String::new();
+    let mut lines = shipped.lines().peekable();
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        out.push('\n');
+        if line.trim_start() == "value: |" {
+            let indent = line.len() - line.trim_start().len();
+            while lines.peek().is_some_and(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent) {
+                lines.next();
+            }
+            for l in plugin.lines() {
+                out.push_str(&" ".repeat(indent + 2));
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 /// else `cjwt-envoy:<ENVOY_VERSION>` (`make envoy-image`).
 pub fn envoy_image() -> String {
     std::env::var("ENVOY_IMAGE")
