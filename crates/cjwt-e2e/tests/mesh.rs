@@ -169,16 +169,21 @@ impl Mesh {
     /// [`Mesh::burst`] spread over the Envoys `on` only.
     fn burst_on(&self, on: &[usize], token: &str, clients: usize, each: usize) -> Vec<Said> {
         let fronts: Vec<String> = on.iter().map(|i| self.fronts[*i].clone()).collect();
-        let threads: Vec<_> = (0..clients)
-            .map(|c| {
-                let fronts = fronts.clone();
-                let token = token.to_string();
-                std::thread::spawn(move || {
-                    (0..each).map(|i| ask(&fronts[(c + i) % fronts.len()], &token)).collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        paced_burst(fronts, token, clients, each, Duration::ZERO).join().unwrap()
+    }
+
+    /// After `leader` was killed: service resumes by itself with the new leader
+    /// (a fresh one-time token allowed by every Envoy), then the member comes
+    /// back and every Envoy sees it healthy.
+    fn recover(&self, leader: usize) {
+        wait_until("a fresh token allowed by every Envoy", Duration::from_secs(20), || {
+            (0..3).all(|i| is(&self.ask(i, &use_token(&unique_jti("after"), Some(1), 300)), 200, None))
+        });
+        self.etcd.start(leader);
+        self.etcd.wait_healthy(leader, Duration::from_secs(30));
+        for i in 0..3 {
+            self.wait_ready(i);
+        }
     }
 
     /// The uses etcd handed out in batches of the leased token `jti` (the
@@ -217,6 +222,34 @@ impl Drop for Mesh {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.config);
     }
+}
+
+/// `clients` callers in the background, each asking `each` times with `token`
+/// (`pace` before each ask), round-robin over `fronts`: all their answers.
+fn paced_burst(
+    fronts: Vec<String>,
+    token: &str,
+    clients: usize,
+    each: usize,
+    pace: Duration,
+) -> std::thread::JoinHandle<Vec<Said>> {
+    let token = token.to_string();
+    std::thread::spawn(move || {
+        let threads: Vec<_> = (0..clients)
+            .map(|c| {
+                let (fronts, token) = (fronts.clone(), token.clone());
+                std::thread::spawn(move || {
+                    (0..each)
+                        .map(|i| {
+                            std::thread::sleep(pace);
+                            ask(&fronts[(c + i) % fronts.len()], &token)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    })
 }
 
 fn ask(ip: &str, token: &str) -> Said {
@@ -281,27 +314,7 @@ fn a_leader_killed_during_a_burst_and_quorum_lost_never_let_a_token_through_twic
         let limit = 1;
         let t = use_token(&unique_jti("election"), Some(limit), 300);
         let leader = mesh.etcd.leader().expect("a leader");
-        let burst = {
-            let fronts = mesh.fronts.clone();
-            let t = t.clone();
-            std::thread::spawn(move || {
-                let threads: Vec<_> = (0..6)
-                    .map(|c| {
-                        let fronts = fronts.clone();
-                        let t = t.clone();
-                        std::thread::spawn(move || {
-                            (0..15)
-                                .map(|i| {
-                                    std::thread::sleep(Duration::from_millis(40));
-                                    ask(&fronts[(c + i) % 3], &t)
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                threads.into_iter().flat_map(|t| t.join().unwrap()).collect::<Vec<_>>()
-            })
-        };
+        let burst = paced_burst(mesh.fronts.clone(), &t, 6, 15, Duration::from_millis(40));
         std::thread::sleep(Duration::from_millis(100));
         mesh.etcd.kill(leader);
         // Fresh one-time tokens during the election: 200 or 503, never 403.
@@ -326,15 +339,7 @@ fn a_leader_killed_during_a_burst_and_quorum_lost_never_let_a_token_through_twic
             tally(&fresh)
         );
         eprintln!("round {round}: burst {:?}, fresh {:?}", tally(&during), tally(&fresh));
-        // Service resumes by itself with the new leader; the member comes back.
-        wait_until("a fresh token allowed by every Envoy", Duration::from_secs(20), || {
-            (0..3).all(|i| is(&mesh.ask(i, &use_token(&unique_jti("after"), Some(1), 300)), 200, None))
-        });
-        mesh.etcd.start(leader);
-        mesh.etcd.wait_healthy(leader, Duration::from_secs(30));
-        for i in 0..3 {
-            mesh.wait_ready(i);
-        }
+        mesh.recover(leader);
         assert!(mesh.burst(&t, 3, 3).iter().all(|s| is(s, 403, Some("max_uses")) || is(s, 200, None)));
     }
 
@@ -485,40 +490,14 @@ fn leased_tokens_under_a_leader_killed_during_refills_and_a_partitioned_envoy() 
     let (limit, jti) = (400u64, unique_jti("leased-election"));
     let t = use_token(&jti, Some(limit), 300);
     let leader = mesh.etcd.leader().expect("a leader");
-    let during = {
-        let fronts = mesh.fronts.clone();
-        let t = t.clone();
-        std::thread::spawn(move || {
-            let threads: Vec<_> = (0..9)
-                .map(|c| {
-                    let (fronts, t) = (fronts.clone(), t.clone());
-                    std::thread::spawn(move || {
-                        (0..30)
-                            .map(|i| {
-                                std::thread::sleep(Duration::from_millis(30));
-                                ask(&fronts[(c + i) % 3], &t)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            threads.into_iter().flat_map(|t| t.join().unwrap()).collect::<Vec<_>>()
-        })
-    };
+    let during = paced_burst(mesh.fronts.clone(), &t, 9, 30, Duration::from_millis(30));
     std::thread::sleep(Duration::from_millis(300));
     mesh.etcd.kill(leader);
     let during = during.join().unwrap();
     assert_leased_answers(&during, "during the election");
     let refills_during = mesh.stat("cjwt.usage_store.refill_ok") + mesh.stat("cjwt.usage_store.refill_failed");
     assert!(refills_during > 0, "the Envoys refilled during the burst");
-    wait_until("a fresh token allowed by every Envoy", Duration::from_secs(20), || {
-        (0..3).all(|i| is(&mesh.ask(i, &use_token(&unique_jti("after"), Some(1), 300)), 200, None))
-    });
-    mesh.etcd.start(leader);
-    mesh.etcd.wait_healthy(leader, Duration::from_secs(30));
-    for i in 0..3 {
-        mesh.wait_ready(i);
-    }
+    mesh.recover(leader);
     let rest = mesh.burst(&t, 9, 40);
     assert_leased_answers(&rest, "after the election");
     let allowed = (count(&during, 200, None) + count(&rest, 200, None)) as u64;
