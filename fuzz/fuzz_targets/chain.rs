@@ -80,23 +80,10 @@ fn request(f: &Fixture, method: &[u8], path: &[u8], chain: &[u8]) -> StaticHost 
         .header_bytes("cjwt-chain", chain.to_vec())
 }
 
-/// `base` with the members of `fuzzed` (a JSON object) laid over it, or
-/// `fuzzed` as it is when it is not an object.
-fn overlay(mut base: Value, fuzzed: &[u8]) -> String {
-    match (serde_json::from_slice::<Value>(fuzzed), base.as_object_mut()) {
-        (Ok(Value::Object(over)), Some(map)) => {
-            map.extend(over);
-            base.to_string()
-        }
-        _ if fuzzed == b"{}" => base.to_string(),
-        _ => String::from_utf8_lossy(fuzzed).into_owned(),
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
     let Some((case, rest)) = data.split_first() else { return };
-    let mut parts = rest.split(|b| *b == 0xff).take(if rest.is_empty() { 0 } else { usize::MAX });
+    let mut parts = common::fields(rest);
     let mut field = |default: &[u8]| parts.next().map(<[u8]>::to_vec).unwrap_or_else(|| default.to_vec());
     match case % 3 {
         0 => {
@@ -111,8 +98,8 @@ fuzz_target!(|data: &[u8]| {
             let base_header = json!({"typ": "cjwt-link+jwt", "alg": "EdDSA", "jwk": f.holder.public_jwk(None)});
             let base_claims = json!({"iss": holder_jkt, "jti": "l", "iat": NOW, "exp": NOW + 300,
                 "par_hash": par_hash, "del_depth": 1, "cnf": {"jkt": leaf_jkt}, "cnst": {"paths": ["/a/b"]}});
-            let header = overlay(base_header, &field(b"{}"));
-            let claims = overlay(base_claims, &field(b"{}"));
+            let header = common::overlay(base_header, &field(b"{}"));
+            let claims = common::overlay(base_claims, &field(b"{}"));
             let method = field(b"GET");
             let path = field(b"/a/b");
             let link = mint_raw(&f.holder, &header, &claims);

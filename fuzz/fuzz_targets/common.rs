@@ -1,4 +1,5 @@
-//! Shared by the fuzz targets: a request host and a configuration.
+//! Shared by the fuzz targets: a request host, a configuration, and the
+//! splitting and overlaying of fuzzed bytes.
 #![allow(dead_code)]
 
 use cjwt_core::config::Config;
@@ -50,4 +51,23 @@ fn compile() -> Config {
 pub fn hs256_key() -> cjwt_core::mint::SigningKey {
     let secret = cjwt_core::encoding::b64::decode(b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").expect("secret");
     cjwt_core::mint::SigningKey::Hmac(secret, cjwt_core::keys::algorithm::Algorithm::HS256)
+}
+
+/// The fields of `rest`, separated by `0xff` bytes; none at all when `rest`
+/// is empty (splitting an empty input would give one empty field).
+pub fn fields(rest: &[u8]) -> impl Iterator<Item = &[u8]> {
+    rest.split(|b| *b == 0xff).take(if rest.is_empty() { 0 } else { usize::MAX })
+}
+
+/// `base` with the members of `fuzzed` (a JSON object) laid over it, or
+/// `fuzzed` as it is when it is not an object.
+pub fn overlay(mut base: serde_json::Value, fuzzed: &[u8]) -> String {
+    match (serde_json::from_slice::<serde_json::Value>(fuzzed), base.as_object_mut()) {
+        (Ok(serde_json::Value::Object(over)), Some(map)) => {
+            map.extend(over);
+            base.to_string()
+        }
+        _ if fuzzed == b"{}" => base.to_string(),
+        _ => String::from_utf8_lossy(fuzzed).into_owned(),
+    }
 }

@@ -94,25 +94,10 @@ fn request(method: &[u8], path: &[u8], token: &str) -> StaticHost {
         .header("authorization", &format!("DPoP {token}"))
 }
 
-/// `base` with the members of `fuzzed` (a JSON object) laid over it, or `fuzzed`
-/// as it is when it is not an object.
-fn overlay(mut base: Value, fuzzed: &[u8]) -> String {
-    match (serde_json::from_slice::<Value>(fuzzed), base.as_object_mut()) {
-        (Ok(Value::Object(over)), Some(map)) => {
-            map.extend(over);
-            base.to_string()
-        }
-        _ if fuzzed == b"{}" => base.to_string(),
-        _ => String::from_utf8_lossy(fuzzed).into_owned(),
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
     let Some((case, rest)) = data.split_first() else { return };
-    // No fields at all when nothing follows the case byte (splitting an empty
-    // input would give one empty field).
-    let mut parts = rest.split(|b| *b == 0xff).take(if rest.is_empty() { 0 } else { usize::MAX });
+    let mut parts = common::fields(rest);
     let mut field = |default: &[u8]| parts.next().map(<[u8]>::to_vec).unwrap_or_else(|| default.to_vec());
     match case % 4 {
         0 => {
@@ -126,8 +111,8 @@ fuzz_target!(|data: &[u8]| {
             let ath = b64::encode(&sha2::Sha256::digest(f.dpop_token.as_bytes()));
             let base_header = json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": f.holder.public_jwk(None)});
             let base_claims = json!({"htm": "GET", "htu": URL, "iat": NOW, "jti": "j", "ath": ath});
-            let header = overlay(base_header, &field(b"{}"));
-            let claims = overlay(base_claims, &field(b"{}"));
+            let header = common::overlay(base_header, &field(b"{}"));
+            let claims = common::overlay(base_claims, &field(b"{}"));
             let method = field(b"GET");
             let path = field(b"/orders");
             let clock = field(b"");
