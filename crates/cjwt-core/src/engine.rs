@@ -409,8 +409,8 @@ struct PendingUse {
 }
 
 /// A [`UsageCounter`] that counts nothing: it notes the use (for the store) and
-/// lets the check pass, so that the decision is made up to the use.
-/// A chain notes one use per counting level, leaf first and root last.
+/// lets the check pass, so that the decision is made up to the use. A chain
+/// notes one use per counting level, leaf first and root last.
 struct Deferred(Vec<PendingUse>);
 
 impl UsageCounter for Deferred {
