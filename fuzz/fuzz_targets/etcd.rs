@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     for api in [EtcdApi::Json, EtcdApi::Grpc] {
         let the_use =
             EtcdUse::new("cjwt/uses/", &UsageId::new("https://i", "j"), 3, 1_800_000_100, 1_800_000_000).unwrap();
-        let mut call = UseCall::new(the_use, "/v3").over(api);
+        let mut call = UseCall::new(the_use, api, "/v3");
         // Three answers in a row (txn, grant, txn): never more calls, never a panic.
         let mut steps = 0;
         for chunk in body.chunks(body.len() / 3 + 1) {

@@ -161,7 +161,7 @@ impl Engine {
     ) -> Outcome {
         let Engine { config, cache, proof_keys, txn_ids } = self;
         let view = RequestView::for_config(host, config);
-        let mut deferred = Deferred(None);
+        let mut deferred = Deferred(Vec::new());
         let local: &mut dyn UsageCounter = counter;
         let counter: &mut dyn UsageCounter = if config.usage_store.is_some() { &mut deferred } else { &mut *local };
         // `replay_cache.store: "usage_store"`: the proof is recorded in the mesh's
@@ -218,7 +218,7 @@ impl Engine {
                 // A token with room counts in batches (leased allowances): a
                 // use left in this Envoy's allowance is spent here, without the store.
                 let mut refill = None;
-                let token_use = deferred.0.map(|p| {
+                let mut single = |p: PendingUse| {
                     let leased = store.allowance.filter(|a| p.limit >= a.from_max_uses);
                     let Some(a) = leased else {
                         if local.is_spent(&p.id, now) {
@@ -242,8 +242,7 @@ impl Engine {
                         LocalSpend::SpentRefill(last) => {
                             refill = EtcdUse::allowance(&store.key_prefix, &p.id, p.limit, p.expires_at, now).ok().map(
                                 |u| {
-                                    UseCall::new(u, &store.api_prefix)
-                                        .over(store.api)
+                                    UseCall::new(u, store.api, &store.api_prefix)
                                         .in_batch(allowance::batch_for(p.limit, a.batch), last)
                                         .spending(Some((p.id, p.expires_at)))
                                 },
@@ -260,8 +259,31 @@ impl Engine {
                     EtcdUse::allowance(&store.key_prefix, &p.id, p.limit, p.expires_at, now)
                         .map(|u| Some((u, p, Some(want))))
                         .map_err(|_| Reason::MaxUses)
-                });
-                // The token's call knows its token (the deny path) and its batch.
+                };
+                // A delegation chain with more than one counting level (SPEC §16):
+                // one use per level, leaf first, each asked of the store (no local
+                // allowance is spent): a level leased in batches is taken one use
+                // at a time from its allowance key, so that each token is counted
+                // in one key whatever presents it.
+                let level = |local: &mut dyn UsageCounter, p: PendingUse| {
+                    if local.is_spent(&p.id, now) {
+                        return Err(Reason::MaxUses);
+                    }
+                    match store.allowance.filter(|a| p.limit >= a.from_max_uses) {
+                        Some(_) => EtcdUse::allowance(&store.key_prefix, &p.id, p.limit, p.expires_at, now)
+                            .map(|u| (u, p, Some((1, None)))),
+                        None => {
+                            EtcdUse::new(&store.key_prefix, &p.id, p.limit, p.expires_at, now).map(|u| (u, p, None))
+                        }
+                    }
+                    .map_err(|_| Reason::MaxUses)
+                };
+                let token_uses: Result<Vec<_>, Reason> = match deferred.0.as_slice() {
+                    [] => Ok(Vec::new()),
+                    [p] => single(*p).map(|u| u.into_iter().collect()),
+                    levels => levels.iter().map(|p| level(&mut *local, *p)).collect(),
+                };
+                // The call knows each token it counts (the deny path) and its batch.
                 let ready = |c: UseCall, p: &PendingUse, batch: Option<(u64, allowance::LastWritten)>| {
                     let c = c.spending(Some((p.id, p.expires_at)));
                     match batch {
@@ -276,23 +298,20 @@ impl Engine {
                     EtcdUse::proof(&store.key_prefix, &id, until, now).map_err(|_| Reason::DpopReplay)
                 });
                 pending_refill = refill;
-                match (proof_use.transpose(), token_use.transpose().map(Option::flatten)) {
+                match (proof_use.transpose(), token_uses) {
                     (Err(reason), _) | (_, Err(reason)) => (Err(reason), None),
-                    (Ok(Some(proof)), Ok(Some((then, p, want)))) => (
-                        Ok(token),
-                        Some(ready(
-                            UseCall::proof_then(proof, Some(then), &store.api_prefix).over(store.api),
-                            &p,
-                            want,
-                        )),
-                    ),
-                    (Ok(Some(proof)), Ok(None)) => {
-                        (Ok(token), Some(UseCall::proof_then(proof, None, &store.api_prefix).over(store.api)))
+                    // The proof first, then each use in order.
+                    (Ok(proof), Ok(uses)) => {
+                        let mut call = proof.map(|p| UseCall::proof(p, store.api, &store.api_prefix));
+                        for (the_use, p, want) in uses {
+                            let next = match call {
+                                Some(call) => call.then(the_use),
+                                None => UseCall::new(the_use, store.api, &store.api_prefix),
+                            };
+                            call = Some(ready(next, &p, want));
+                        }
+                        (Ok(token), call)
                     }
-                    (Ok(None), Ok(Some((the_use, p, want)))) => {
-                        (Ok(token), Some(ready(UseCall::new(the_use, &store.api_prefix).over(store.api), &p, want)))
-                    }
-                    (Ok(None), Ok(None)) => (Ok(token), None),
                 }
             }
             // Proofs meant for a store that is not configured (a configuration
@@ -390,12 +409,13 @@ struct PendingUse {
 }
 
 /// A [`UsageCounter`] that counts nothing: it notes the use (for the store) and
-/// lets the check pass, so that the decision is made up to the use.
-struct Deferred(Option<PendingUse>);
+/// lets the check pass, so that the decision is made up to the use. A chain
+/// notes one use per counting level, leaf first and root last.
+struct Deferred(Vec<PendingUse>);
 
 impl UsageCounter for Deferred {
     fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, _now: i64) -> Result<bool, UsageError> {
-        self.0 = Some(PendingUse { id: *id, limit, expires_at });
+        self.0.push(PendingUse { id: *id, limit, expires_at });
         Ok(true)
     }
 }

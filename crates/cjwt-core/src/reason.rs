@@ -279,9 +279,6 @@ reasons! {
     /// A link widens its parent: a constraint that allows more, a key nobody
     /// understands, or a lifetime past its parent's.
     ChainWidens => "chain_widens", Untrusted;
-    /// With a mesh-wide `usage_store`, more than one level of the chain counts
-    /// `max_uses` (the store counts one key per request).
-    ChainUses => "chain_uses", Forbidden;
 }
 
 #[cfg(test)]
@@ -292,7 +289,7 @@ mod tests {
     /// SPEC §4 "Decisions and responses", paragraph "Reason codes": the v1 codes
     /// with their status, in the SPEC's order. Hard-coded so that the crate stands
     /// alone; update it with the SPEC.
-    const SPEC_REASONS: [(&str, u32); 69] = [
+    const SPEC_REASONS: [(&str, u32); 68] = [
         ("missing_token", 401),
         ("multiple_tokens", 401),
         ("token_too_large", 401),
@@ -364,7 +361,6 @@ mod tests {
         ("chain_parent", 401),
         ("chain_expired", 401),
         ("chain_widens", 401),
-        ("chain_uses", 403),
     ];
 
     /// The reasons SPEC §4 says v2 adds (§8 `usage_unavailable`, 503; §10 and §11,
@@ -445,7 +441,6 @@ mod tests {
             Reason::ChainParent => "chain_parent",
             Reason::ChainExpired => "chain_expired",
             Reason::ChainWidens => "chain_widens",
-            Reason::ChainUses => "chain_uses",
         }
     }
 

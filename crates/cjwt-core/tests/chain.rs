@@ -278,22 +278,27 @@ fn a_root_not_bound_to_a_key_has_no_chain() {
 }
 
 #[test]
-fn with_a_usage_store_one_level_counts_and_more_are_refused() {
+fn with_a_usage_store_every_counting_level_goes_to_the_store() {
     let mut e = engine_with(
         json!({"usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd", "key_prefix": "mesh/uses/", "timeout_ms": 300}}}),
     );
+    let decide = |e: &mut Engine, c: &str, proof: &str| {
+        e.decide_with(
+            &request("GET", URL, c, &holder(2), proof),
+            &InlineOnly,
+            &PureRust,
+            &mut MemoryCounter::default(),
+            &mut &ProcessReplay::new(),
+        )
+    };
     let one = credential(json!({}), &[json!({"max_uses": 3})]);
-    let outcome = e.decide_with(
-        &request("GET", URL, &one, &holder(2), "m1"),
-        &InlineOnly,
-        &PureRust,
-        &mut MemoryCounter::default(),
-        &mut &ProcessReplay::new(),
-    );
+    let outcome = decide(&mut e, &one, "m1");
     assert!(matches!(outcome.decision, Decision::Allow { .. }), "{:?}", outcome.decision);
-    assert!(outcome.pending_use.is_some(), "the link's use goes to the store");
+    assert_eq!(outcome.pending_use.map(|c| c.uses_left()), Some(1), "the link's use goes to the store");
     let two = credential(json!({"max_uses": 5}), &[json!({"max_uses": 3})]);
-    assert_eq!(verdict(&mut e, &request("GET", URL, &two, &holder(2), "m2")), Some(Reason::ChainUses));
+    let outcome = decide(&mut e, &two, "m2");
+    assert!(matches!(outcome.decision, Decision::Allow { .. }), "{:?}", outcome.decision);
+    assert_eq!(outcome.pending_use.map(|c| c.uses_left()), Some(2), "the link's use, then the root's");
 }
 
 /// Wycheproof-style negative cases for a link's signature: every mutation of
@@ -403,5 +408,435 @@ fn remove_token_removes_the_chain_too() {
         let chain_removed = ops.iter().any(|(n, v)| n == "cjwt-chain" && v.is_none());
         assert_eq!(chain_removed, removed, "remove_token {remove}: {ops:?}");
         assert_eq!(ops.iter().any(|(n, v)| n == "authorization" && v.is_none()), removed);
+    }
+}
+
+/// A mesh-wide `usage_store` (SPEC §16, decision 117): an in-memory etcd
+/// answering the calls a request's flow hands out, over the JSON gateway or
+/// gRPC, as etcd does: the use transaction (create, or put again below the
+/// limit), the compare-and-swap of a leased allowance, the lease grant.
+mod mesh {
+    use super::*;
+    use base64::Engine as _;
+    use cjwt_core::engine::Engine;
+    use cjwt_core::keys::host_crypto::PureRust;
+    use cjwt_core::lifecycle::request::{Env, RequestFlow, Step, StoreCall};
+    use cjwt_core::outcome::metrics::Counter;
+    use cjwt_core::outcome::plan::{Act, Plan};
+    use cjwt_core::usage::etcd::EtcdReply;
+    use cjwt_core::usage::grpc::{self, pb};
+    use cjwt_core::usage::UsageId;
+    use prost::Message as _;
+    use std::collections::{HashMap, HashSet};
+
+    const ISS: &str = "https://idp.example.com";
+    const PREFIX: &str = "mesh/uses/";
+    const NOW_MS: u64 = (NOW as u64) * 1000;
+
+    #[derive(Default)]
+    struct FakeEtcd {
+        /// key → (version, value, mod_revision)
+        keys: HashMap<Vec<u8>, (i64, Vec<u8>, i64)>,
+        leases: HashSet<i64>,
+        revision: i64,
+        /// The keys of the transactions, in the order asked.
+        asked: Vec<String>,
+        /// The n-th call (from 0) is answered 503 / gRPC 14.
+        fail_at: Option<usize>,
+        calls: usize,
+    }
+
+    /// What etcd does with one transaction, API aside.
+    enum Done {
+        Created,
+        Nested(bool),
+        Taken,
+        Moved(u64, i64),
+        LeaseMissing,
+    }
+
+    impl FakeEtcd {
+        fn version(&self, key: &str) -> i64 {
+            self.keys.get(key.as_bytes()).map_or(0, |k| k.0)
+        }
+
+        fn count(&self, key: &str) -> u64 {
+            self.keys.get(key.as_bytes()).map_or(0, |k| String::from_utf8_lossy(&k.1).parse().unwrap())
+        }
+
+        /// `create`: the put if the key is absent (with its lease, value);
+        /// `nested_limit`: the use's limit; else `cas`: (known mod_revision or
+        /// None for CREATE, value to write).
+        fn apply(
+            &mut self,
+            key: Vec<u8>,
+            lease: i64,
+            nested_limit: Option<i64>,
+            cas: Option<(Option<i64>, Vec<u8>)>,
+        ) -> Done {
+            self.asked.push(String::from_utf8(key.clone()).unwrap());
+            let exists = self.keys.contains_key(&key);
+            match (nested_limit, cas) {
+                (Some(limit), _) => {
+                    if !exists {
+                        if !self.leases.contains(&lease) {
+                            return Done::LeaseMissing;
+                        }
+                        self.revision += 1;
+                        self.keys.insert(key, (1, vec![], self.revision));
+                        return Done::Created;
+                    }
+                    let k = self.keys.get_mut(&key).unwrap();
+                    if k.0 < limit {
+                        self.revision += 1;
+                        k.0 += 1;
+                        k.2 = self.revision;
+                        Done::Nested(true)
+                    } else {
+                        Done::Nested(false)
+                    }
+                }
+                (None, Some((known, value))) => {
+                    let current = self.keys.get(&key).map(|k| k.2);
+                    match (known, current) {
+                        (None, None) if !self.leases.contains(&lease) => Done::LeaseMissing,
+                        (None, None) => {
+                            self.revision += 1;
+                            self.keys.insert(key, (1, value, self.revision));
+                            Done::Taken
+                        }
+                        (Some(m), Some(c)) if m == c => {
+                            self.revision += 1;
+                            let k = self.keys.get_mut(&key).unwrap();
+                            (k.0, k.1, k.2) = (k.0 + 1, value, self.revision);
+                            Done::Taken
+                        }
+                        _ => {
+                            let k = self.keys.get(&key).unwrap();
+                            Done::Moved(String::from_utf8_lossy(&k.1).parse().unwrap(), k.2)
+                        }
+                    }
+                }
+                (None, None) => panic!("not a transaction of cjwt's"),
+            }
+        }
+
+        /// The answer to `call`: (HTTP status, grpc-status, grpc-message, body).
+        fn answer(&mut self, call: &StoreCall) -> (String, Option<String>, Option<String>, Vec<u8>) {
+            let n = self.calls;
+            self.calls += 1;
+            if self.fail_at == Some(n) {
+                return match call.is_grpc() {
+                    true => ("200".into(), Some("14".into()), Some("etcdserver: no leader".into()), vec![]),
+                    false => ("503".into(), None, None, br#"{"error":"etcdserver: no leader"}"#.to_vec()),
+                };
+            }
+            if call.is_grpc() {
+                self.answer_grpc(call)
+            } else {
+                self.answer_json(call)
+            }
+        }
+
+        fn answer_json(&mut self, call: &StoreCall) -> (String, Option<String>, Option<String>, Vec<u8>) {
+            let body: Value = serde_json::from_slice(&call.body).unwrap();
+            let b64 = |v: &Value| base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap();
+            let num = |v: &Value| v.as_str().unwrap().parse::<i64>().unwrap();
+            if call.path.ends_with("/lease/grant") {
+                self.leases.insert(num(&body["ID"]));
+                let out = json!({"header": {"revision": "1"}, "ID": body["ID"], "TTL": body["TTL"]});
+                return ("200".into(), None, None, out.to_string().into_bytes());
+            }
+            let cmp = &body["compare"][0];
+            let put = &body["success"][0]["requestPut"];
+            let lease = put.get("lease").map_or(0, num);
+            let done = match body["failure"][0].get("requestTxn") {
+                Some(nested) => self.apply(b64(&cmp["key"]), lease, Some(num(&nested["compare"][0]["version"])), None),
+                None => {
+                    let known = (cmp["target"] == "MOD").then(|| num(&cmp["modRevision"]));
+                    self.apply(b64(&cmp["key"]), lease, None, Some((known, b64(&put["value"]))))
+                }
+            };
+            let header = json!({"revision": self.revision.to_string()});
+            let out = match done {
+                Done::LeaseMissing => {
+                    return (
+                        "404".into(),
+                        None,
+                        None,
+                        br#"{"error":"etcdserver: requested lease not found","code":5}"#.to_vec(),
+                    )
+                }
+                Done::Created | Done::Taken => json!({"header": header, "succeeded": true}),
+                Done::Nested(true) => json!({"header": header, "responses": [{"response_txn": {"succeeded": true}}]}),
+                Done::Nested(false) => json!({"header": header, "responses": [{"response_txn": {}}]}),
+                Done::Moved(count, rev) => json!({"header": header, "responses": [{"response_range": {"kvs": [{
+                    "mod_revision": rev.to_string(),
+                    "value": base64::engine::general_purpose::STANDARD.encode(count.to_string())}]}}]}),
+            };
+            ("200".into(), None, None, out.to_string().into_bytes())
+        }
+
+        fn answer_grpc(&mut self, call: &StoreCall) -> (String, Option<String>, Option<String>, Vec<u8>) {
+            use pb::compare::TargetUnion;
+            use pb::request_op::Request;
+            use pb::response_op::Response;
+            let message = grpc::unframe(&call.body).unwrap();
+            let header = |rev| Some(pb::ResponseHeader { revision: rev, ..Default::default() });
+            if call.path == grpc::LEASE_GRANT_PATH {
+                let asked = pb::LeaseGrantRequest::decode(message).unwrap();
+                self.leases.insert(asked.id);
+                let out =
+                    pb::LeaseGrantResponse { header: header(1), id: asked.id, ttl: asked.ttl, error: String::new() };
+                return ("200".into(), Some("0".into()), None, grpc::frame(&out));
+            }
+            let txn = pb::TxnRequest::decode(message).unwrap();
+            let cmp = &txn.compare[0];
+            let Some(Request::RequestPut(put)) = &txn.success[0].request else { panic!("no put") };
+            let done = match &txn.failure[0].request {
+                Some(Request::RequestTxn(nested)) => {
+                    let Some(TargetUnion::Version(limit)) = nested.compare[0].target_union else { panic!() };
+                    self.apply(cmp.key.clone(), put.lease, Some(limit), None)
+                }
+                _ => {
+                    let known = match cmp.target_union {
+                        Some(TargetUnion::ModRevision(m)) => Some(m),
+                        _ => None,
+                    };
+                    self.apply(cmp.key.clone(), put.lease, None, Some((known, put.value.clone())))
+                }
+            };
+            let nested = |succeeded| pb::ResponseOp {
+                response: Some(Response::ResponseTxn(pb::TxnResponse {
+                    header: header(0),
+                    succeeded,
+                    responses: vec![],
+                })),
+            };
+            let out = match done {
+                Done::LeaseMissing => {
+                    return (
+                        "200".into(),
+                        Some("5".into()),
+                        Some("etcdserver: requested lease not found".into()),
+                        vec![],
+                    )
+                }
+                Done::Created | Done::Taken => {
+                    pb::TxnResponse { header: header(self.revision), succeeded: true, responses: vec![] }
+                }
+                Done::Nested(ok) => {
+                    pb::TxnResponse { header: header(self.revision), succeeded: false, responses: vec![nested(ok)] }
+                }
+                Done::Moved(count, rev) => pb::TxnResponse {
+                    header: header(self.revision),
+                    succeeded: false,
+                    responses: vec![pb::ResponseOp {
+                        response: Some(Response::ResponseRange(pb::RangeResponse {
+                            kvs: vec![pb::KeyValue {
+                                key: cmp.key.clone(),
+                                mod_revision: rev,
+                                value: count.to_string().into_bytes(),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        })),
+                    }],
+                },
+            };
+            ("200".into(), Some("0".into()), None, grpc::frame(&out))
+        }
+    }
+
+    fn engine(api: &str, extra: Value) -> Engine {
+        let mut store =
+            json!({"cluster": "etcd", "authority": "etcd", "key_prefix": PREFIX, "timeout_ms": 300, "api": api});
+        for (k, v) in extra.as_object().unwrap() {
+            store[k] = v.clone();
+        }
+        let mut sender = json!({"dpop": {}});
+        if extra.get("mesh_proofs").is_some() {
+            store.as_object_mut().unwrap().remove("mesh_proofs");
+            sender["dpop"]["replay_cache"] = json!({"store": "usage_store"});
+        }
+        let mut cfg = config_json(json!({"usage_store": {"etcd": store}}));
+        cfg["sender_constraints"] = sender;
+        Engine::new(Config::from_json(cfg.to_string().as_bytes()).unwrap())
+    }
+
+    /// One request walked through its flow against `etcd`: the plan that ends it.
+    fn walk(e: &mut Engine, host: &StaticHost, etcd: &mut FakeEtcd, counter: &mut MemoryCounter) -> Plan {
+        let replay = ProcessReplay::new();
+        let mut r = &replay;
+        let mut flow = RequestFlow::new();
+        let env = Env { host, keys: &InlineOnly, crypto: &PureRust, counter: &mut *counter, replay: &mut r };
+        let mut step = flow.start(e, env, NOW_MS);
+        for _ in 0..32 {
+            match step {
+                Step::Act(plan) => return plan,
+                Step::AwaitStore(call) => {
+                    let (status, gs, gm, body) = etcd.answer(&call);
+                    let reply = EtcdReply {
+                        status: Some(&status),
+                        grpc_status: gs.as_deref(),
+                        grpc_message: gm.as_deref(),
+                        body: &body,
+                    };
+                    step = flow.on_store_reply(e, host, &mut *counter, &reply, body.len(), NOW_MS + 10);
+                }
+                other => panic!("unexpected step {other:?}"),
+            }
+        }
+        panic!("the flow never ended")
+    }
+
+    fn reason(plan: &Plan) -> Option<(u32, String)> {
+        match &plan.act {
+            Act::Forward(_) => None,
+            Act::Refuse(r) => {
+                let reason = plan.audit.iter().find(|(f, _)| *f == "reason").map(|(_, v)| v.clone()).unwrap();
+                Some((r.status, reason))
+            }
+        }
+    }
+
+    /// The store key of the root (`root-1`) and of link `i` (1-based) of `c`.
+    fn root_key() -> String {
+        format!("{PREFIX}{}", UsageId::new(ISS, "root-1").hex())
+    }
+
+    fn link_key(c: &str, i: usize) -> String {
+        let link = c.split('~').nth(i).unwrap();
+        let input = &link[..link.rfind('.').unwrap()];
+        let name = format!("link:{}", b64::encode(&sha2::Sha256::digest(input.as_bytes())));
+        format!("{PREFIX}{}", UsageId::new(ISS, &name).hex())
+    }
+
+    /// A 3-link chain with `max_uses` at the root (5), link 1 (3) and link 3
+    /// (2): each request counts the leaf's, link 1's and the root's key, in
+    /// that order; the leaf (tightest) is exhausted after 2, and its refusal
+    /// counts nothing further. Then a chain whose middle level is the tightest:
+    /// refused there with the leaf's use spent.
+    #[test]
+    fn every_counting_level_counts_in_the_store_leaf_first() {
+        for api in ["json", "grpc"] {
+            let mut e = engine(api, json!({}));
+            let c = credential(json!({"max_uses": 5}), &[json!({"max_uses": 3}), json!({}), json!({"max_uses": 2})]);
+            let (leaf, mid, root) = (link_key(&c, 3), link_key(&c, 1), root_key());
+            let mut etcd = FakeEtcd::default();
+            let mut counter = MemoryCounter::default();
+            for (i, jti) in ["a", "b"].iter().enumerate() {
+                let plan = walk(&mut e, &request("GET", URL, &c, &holder(4), jti), &mut etcd, &mut counter);
+                assert_eq!(reason(&plan), None, "{api} use {i}: {plan:?}");
+                assert!(plan.counters.contains(&Counter::UsageStoreOk));
+            }
+            // Three keys, leaf first. The links' bucket lease (their `exp`) is
+            // granted at the leaf's first use, the root's (a later `exp`) at its own.
+            let order: Vec<&str> = etcd.asked.iter().map(String::as_str).collect();
+            assert_eq!(
+                order,
+                [&leaf, &leaf, &mid, &root, &root, &leaf, &mid, &root].map(String::as_str),
+                "{api}: each level in order, each missing lease granted then the level asked again"
+            );
+            assert_eq!(etcd.leases.len(), 2, "{api}");
+            assert_eq!((etcd.version(&leaf), etcd.version(&mid), etcd.version(&root)), (2, 2, 2), "{api}");
+            // The leaf is spent: refused max_uses, nothing else counted.
+            let plan = walk(&mut e, &request("GET", URL, &c, &holder(4), "c"), &mut etcd, &mut counter);
+            assert_eq!(reason(&plan), Some((403, "max_uses".into())), "{api}");
+            assert_eq!((etcd.version(&mid), etcd.version(&root)), (2, 2), "{api}");
+            // The free deny path: the leaf's chain is refused without the store.
+            let calls = etcd.calls;
+            let plan = walk(&mut e, &request("GET", URL, &c, &holder(4), "d"), &mut etcd, &mut counter);
+            assert_eq!((reason(&plan), etcd.calls), (Some((403, "max_uses".into())), calls), "{api}");
+
+            // The middle level the tightest: link 1 allows 1, its child 2.
+            let c = credential(json!({"max_uses": 5}), &[json!({"max_uses": 1}), json!({"max_uses": 1})]);
+            let c2 = credential(json!({"max_uses": 5}), &[json!({"max_uses": 1})]);
+            let (l1, l2) = (link_key(&c, 1), link_key(&c, 2));
+            assert_eq!(l1, link_key(&c2, 1), "the same link, the same key");
+            let mut counter = MemoryCounter::default();
+            let plan = walk(&mut e, &request("GET", URL, &c2, &holder(2), "x"), &mut etcd, &mut counter);
+            assert_eq!(reason(&plan), None, "{api}: link 1 spends its one use");
+            assert_eq!(etcd.version(&root), 3, "{api}");
+            let plan = walk(&mut e, &request("GET", URL, &c, &holder(3), "y"), &mut etcd, &mut counter);
+            assert_eq!(reason(&plan), Some((403, "max_uses".into())), "{api}: link 1 has nothing left");
+            assert_eq!(etcd.version(&l2), 1, "{api}: the leaf's use, counted before, stays spent");
+            assert_eq!((etcd.version(&l1), etcd.version(&root)), (1, 3), "{api}: the root counts nothing");
+        }
+    }
+
+    /// A DPoP proof recorded for the mesh, then the levels: a replayed proof
+    /// counts nothing; a fresh one, every level.
+    #[test]
+    fn a_proof_is_recorded_first_then_each_level() {
+        for api in ["json", "grpc"] {
+            let mut e = engine(api, json!({"mesh_proofs": true}));
+            let c = credential(json!({"max_uses": 5}), &[json!({"max_uses": 3})]);
+            let (link, root) = (link_key(&c, 1), root_key());
+            let mut etcd = FakeEtcd::default();
+            let mut counter = MemoryCounter::default();
+            let host = request("GET", URL, &c, &holder(2), "p1");
+            let plan = walk(&mut e, &host, &mut etcd, &mut counter);
+            assert_eq!(reason(&plan), None, "{api}: {plan:?}");
+            assert!(etcd.asked[0].starts_with(&format!("{PREFIX}dpop/")), "{api}: {:?}", etcd.asked);
+            assert_eq!(etcd.asked.last(), Some(&root));
+            assert_eq!((etcd.version(&link), etcd.version(&root)), (1, 1), "{api}");
+            // The same proof again: a replay, no level counted.
+            let plan = walk(&mut e, &host, &mut etcd, &mut counter);
+            assert_eq!(reason(&plan), Some((401, "dpop_replay".into())), "{api}");
+            assert_eq!((etcd.version(&link), etcd.version(&root)), (1, 1), "{api}");
+        }
+    }
+
+    /// The store failing at any call of the sequence: 503
+    /// `usage_unavailable`, what was counted before stays counted.
+    #[test]
+    fn a_store_failing_mid_sequence_fails_closed() {
+        for api in ["json", "grpc"] {
+            let c = credential(json!({"max_uses": 5}), &[json!({"max_uses": 3}), json!({"max_uses": 2})]);
+            // Calls: leaf txn (lease missing), grant, leaf txn, link 1 txn, root txn.
+            for fail_at in 0..5 {
+                let mut e = engine(api, json!({}));
+                let mut etcd = FakeEtcd { fail_at: Some(fail_at), ..FakeEtcd::default() };
+                let mut counter = MemoryCounter::default();
+                let plan = walk(&mut e, &request("GET", URL, &c, &holder(3), "f"), &mut etcd, &mut counter);
+                assert_eq!(reason(&plan), Some((503, "usage_unavailable".into())), "{api} failing at {fail_at}");
+                assert!(plan.counters.contains(&Counter::UsageStoreFailed));
+                assert_eq!(etcd.calls, fail_at + 1, "{api}: nothing asked after the failure");
+                let leaf_counted = i64::from(fail_at > 2);
+                assert_eq!(etcd.version(&link_key(&c, 2)), leaf_counted, "{api} failing at {fail_at}");
+                assert_eq!(etcd.version(&link_key(&c, 1)), i64::from(fail_at > 3));
+                assert_eq!(etcd.version(&root_key()), 0);
+            }
+        }
+    }
+
+    /// Leased allowances: a level whose `max_uses` reaches `from_max_uses` is
+    /// counted in its allowance key (as without a chain), one use taken by
+    /// compare-and-swap; the others in their use keys.
+    #[test]
+    fn a_leased_level_takes_one_use_from_its_allowance_key() {
+        for api in ["json", "grpc"] {
+            let allowance = json!({"allowance": {"from_max_uses": 10, "batch": 4, "refill_below": 0}});
+            let mut e = engine(api, allowance);
+            let c = credential(json!({"max_uses": 100}), &[json!({"max_uses": 2})]);
+            let link = link_key(&c, 1);
+            let root = format!("{PREFIX}allow/{}", UsageId::new(ISS, "root-1").hex());
+            let mut etcd = FakeEtcd::default();
+            let mut counter = MemoryCounter::default();
+            for jti in ["a", "b"] {
+                let plan = walk(&mut e, &request("GET", URL, &c, &holder(2), jti), &mut etcd, &mut counter);
+                assert_eq!(reason(&plan), None, "{api}: {plan:?}");
+            }
+            assert_eq!((etcd.version(&link), etcd.count(&root)), (2, 2), "{api}: one use taken per request");
+            let plan = walk(&mut e, &request("GET", URL, &c, &holder(2), "c"), &mut etcd, &mut counter);
+            assert_eq!(reason(&plan), Some((403, "max_uses".into())), "{api}");
+            assert_eq!(etcd.count(&root), 2, "{api}");
+            // The root used alone takes a batch from the same key.
+            let (root_only, _) = split(&c);
+            let plan = walk(&mut e, &request("GET", URL, root_only, &holder(1), "r"), &mut etcd, &mut counter);
+            assert_eq!(reason(&plan), None, "{api}");
+            assert_eq!(etcd.count(&root), 6, "{api}: a batch of 4 on top of the chain's 2");
+        }
     }
 }

@@ -924,13 +924,6 @@ fn chain_reasons(seen: &mut std::collections::HashSet<Reason>) {
             seen.insert(r);
         }
     }
-    // chain_uses: the root and its link each count, with a mesh-wide store.
-    let mut meshed = engine(json!({"sender_constraints": {"dpop": {}},
-        "usage_store": {"etcd": {"cluster": "etcd", "authority": "etcd"}}}));
-    let counted = derive(&r, json!({"max_uses": 2}));
-    if let Some(r) = send(&mut meshed, &counted, None) {
-        seen.insert(r);
-    }
 }
 
 /// The reasons of SPEC §14, one request each (tests/txn.rs has the details).

@@ -277,3 +277,77 @@ fn every_chain_refusal_has_its_own_reason() {
         assert!(envoy.stat(&format!("cjwt.denied.{reason}")) >= 1, "{reason} counted");
     }
 }
+
+/// Issue 29, decision 117: with a mesh-wide `usage_store`, a chain whose root
+/// and link both have `max_uses` counts each level in etcd. Two Envoys (one
+/// on etcd's gRPC API, one on its JSON gateway) share one etcd: the link's 3
+/// uses hold across both, also under a concurrent burst; each accepted request
+/// counted one use of the link's key and one of the root's, and a refused one
+/// none of the root's (the link, counted first, was exhausted).
+#[test]
+fn two_counting_levels_are_counted_mesh_wide() {
+    use cjwt_core::usage::UsageId;
+    use cjwt_harness::said;
+    use std::time::Duration;
+    let etcd = cjwt_harness::etcd::EtcdCluster::start(1);
+    let replica = |api: &str, clusters: String| {
+        let store = json!({"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": 2000, "api": api}});
+        let envoy = Envoy::start(
+            &config(json!({"usage_store": store})),
+            Options { concurrency: 2, clusters, ..Options::default() },
+        );
+        said::wait_until("the etcd members healthy in Envoy", Duration::from_secs(10), || {
+            let (_, clusters) = envoy.admin_get("/clusters");
+            let flags: Vec<&str> =
+                clusters.lines().filter(|l| l.starts_with("etcd::") && l.contains("::health_flags::")).collect();
+            !flags.is_empty() && flags.iter().all(|l| l.ends_with("::healthy"))
+        });
+        envoy
+    };
+    let (a, b) = (replica("grpc", etcd.envoy_cluster("etcd")), replica("json", etcd.envoy_cluster_json("etcd")));
+    let r = root(json!({"max_uses": 10}));
+    let one = link(&r, 1, 300, json!({"max_uses": 3}));
+    let helper = holder(2);
+    // The store keys: the root's (iss, jti), the link's (iss, hash of its signing input).
+    let iss = claims_at(now(), json!({}))["iss"].as_str().unwrap().to_string();
+    let root_key = format!("cjwt/uses/{}", UsageId::new(&iss, &format!("root-{}", std::process::id())).hex());
+    let text = one.split('~').nth(1).unwrap();
+    let input = &text[..text.rfind('.').unwrap()];
+    let link_name = format!("link:{}", b64::encode(&Sha256::digest(input.as_bytes())));
+    let link_key = format!("cjwt/uses/{}", UsageId::new(&iss, &link_name).hex());
+    let version = |key: &str| {
+        let keys = etcd.keys_under(b"cjwt/uses/");
+        keys.iter().find(|(k, _, _)| k == key.as_bytes()).map_or(0, |(_, v, lease)| {
+            assert!(*lease > 0, "{key} is leased");
+            *v
+        })
+    };
+    // One use through each Envoy.
+    assert_eq!(outcome(&get(&a, &one, &helper)), (200, None));
+    assert_eq!(outcome(&get(&b, &one, &helper)), (200, None));
+    assert_eq!((version(&link_key), version(&root_key)), (2, 2), "each level counted once per request");
+    // A burst of 8 to both at once: the link's last use goes to exactly one.
+    let requests: Vec<(u16, Vec<(String, String)>)> =
+        (0..8).map(|i| ([a.port, b.port][i % 2], headers(&one, &helper, "GET", "/v1/orders"))).collect();
+    let threads: Vec<_> = requests
+        .into_iter()
+        .map(|(port, h)| {
+            std::thread::spawn(move || {
+                let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                let r = envoy::send("127.0.0.1", port, "GET", "/v1/orders", &h);
+                (r.status, r.reason())
+            })
+        })
+        .collect();
+    let said: Vec<said::Said> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(said::count(&said, 200, None), 1, "{:?}", said::tally(&said));
+    assert_eq!(said::count(&said, 403, Some("max_uses")), 7, "{:?}", said::tally(&said));
+    assert_eq!((version(&link_key), version(&root_key)), (3, 3), "the root counts only what the link let through");
+    // Spent on both Envoys; the root's holder still has 7 of its 10.
+    assert_eq!(outcome(&get(&a, &one, &helper)), (403, Some("max_uses".into())));
+    assert_eq!(outcome(&get(&b, &one, &helper)), (403, Some("max_uses".into())));
+    assert_eq!(outcome(&get(&b, &r, &holder(1))), (200, None));
+    assert_eq!(version(&root_key), 4);
+    assert_eq!(a.upstream.count() + b.upstream.count(), 4, "only the allowed requests went upstream");
+    assert_eq!(a.stat("cjwt.usage_store.failed") + b.stat("cjwt.usage_store.failed"), 0);
+}

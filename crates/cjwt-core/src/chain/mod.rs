@@ -254,9 +254,9 @@ fn next_holder(claims: &Map<String, Value>) -> Option<&str> {
 /// uses, the leaf's first and the root's last, each under its own key: a
 /// refused request counts nothing, and a use refused at a level after another
 /// counted it leaves that count spent (never more uses than any level
-/// allows). With a mesh-wide `usage_store` the store counts one key per
-/// request: a chain in which more than one level has `max_uses` is
-/// `chain_uses`.
+/// allows). With a mesh-wide `usage_store` the uses are noted in the same
+/// order and asked of the store one after another, each under its own key
+/// ([`crate::usage::etcd::UseCall`]), with the same outcome.
 #[allow(clippy::too_many_arguments)] // each is one input of the decision
 pub fn check(
     config: &Config,
@@ -267,11 +267,6 @@ pub fn check(
     counter: &mut dyn UsageCounter,
     now: i64,
 ) -> Result<(), Reason> {
-    let counting = chain.links.iter().filter(|l| l.constraints.counts_use()).count();
-    let counting = counting.saturating_add(usize::from(root.constraints.counts_use()));
-    if config.usage_store().is_some() && counting > 1 {
-        return Err(Reason::ChainUses);
-    }
     root.constraints.check_conditions(view, now)?;
     for link in &chain.links {
         link.constraints.check_conditions(view, now)?;

@@ -23,6 +23,7 @@ use crate::usage::grpc;
 use crate::usage::{ProofId, UsageId};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
 
 /// Seconds per lease bucket: a key's lease ends at most two buckets after its
 /// token (`exp` plus clock skew). Ten seconds keeps keys briefly past their token
@@ -436,61 +437,103 @@ enum Phase {
     Done,
 }
 
-/// One use asked of etcd: the transaction; if the bucket's lease is missing, the
-/// lease grant and the transaction once more. Nothing is read before the
-/// transaction, so a use costs one round trip except the first of a bucket.
+/// The uses asked of etcd for one request, one after another, each one
+/// transaction; if a use's bucket lease is missing, the lease grant and the
+/// transaction once more. Nothing is read before a transaction, so a use costs
+/// one round trip except the first of a bucket.
 ///
-/// A request with a DPoP proof recorded for the mesh ([`UseCall::proof_then`])
+/// A request with a DPoP proof recorded for the mesh ([`UseCall::proof`])
 /// walks the proof's use first and then, once the proof is fresh, the token's:
-/// a replayed proof counts no use of its token.
+/// a replayed proof counts no use. A delegation chain (SPEC §16) with more
+/// than one level that has `max_uses` adds one use per level
+/// ([`UseCall::then`]), leaf first and root last, each under its own key: the
+/// first level exhausted ends the call ([`UseAnswer::Exhausted`]) and the
+/// levels counted before it stay counted (exact or under, as the per-Envoy
+/// counter); a failure at any step is [`UseAnswer::Unavailable`].
 #[derive(Debug, Clone)]
 pub struct UseCall {
-    the_use: EtcdUse,
-    /// Whether `the_use` is a DPoP proof (its exhaustion is a replay).
-    proof: bool,
-    /// The token's use, once the proof was recorded.
-    then: Option<EtcdUse>,
+    /// The use being asked.
+    level: Level,
+    /// The uses after it, in order.
+    rest: VecDeque<Level>,
     api_prefix: String,
     /// The API the calls are made to.
     api: EtcdApi,
     phase: Phase,
+}
+
+/// One use of a [`UseCall`].
+#[derive(Debug, Clone)]
+struct Level {
+    the_use: EtcdUse,
+    /// Whether `the_use` is a DPoP proof (its exhaustion is a replay).
+    proof: bool,
     /// The token whose use is counted, and its expiry: remembered as spent
     /// when the store answers [`UseAnswer::Exhausted`] (the free deny path).
     spent: Option<(UsageId, i64)>,
-    /// The token's use is taken in a batch ([`EtcdUse::allowance`] key).
+    /// The use is taken by compare-and-swap ([`EtcdUse::allowance`] key), in a
+    /// batch of `want`.
     batch: Option<Batch>,
 }
 
+impl Level {
+    fn of(the_use: EtcdUse, proof: bool) -> Level {
+        Level { the_use, proof, spent: None, batch: None }
+    }
+}
+
 impl UseCall {
-    /// The call for `the_use` against the JSON gateway under `api_prefix`
-    /// (e.g. `/v3`); [`UseCall::over`] chooses the API.
-    pub fn new(the_use: EtcdUse, api_prefix: &str) -> UseCall {
+    /// The call counting `the_use`, made to `api` (gRPC; or the JSON gateway
+    /// under `api_prefix`, e.g. `/v3`): both from `usage_store.etcd`.
+    pub fn new(the_use: EtcdUse, api: EtcdApi, api_prefix: &str) -> UseCall {
+        UseCall::first_level(Level::of(the_use, false), api, api_prefix)
+    }
+
+    /// The call that records `proof` ([`EtcdUse::proof`]) made to `api` under
+    /// `api_prefix`; [`UseCall::then`] adds the uses counted once it was fresh.
+    pub fn proof(proof: EtcdUse, api: EtcdApi, api_prefix: &str) -> UseCall {
+        UseCall::first_level(Level::of(proof, true), api, api_prefix)
+    }
+
+    fn first_level(level: Level, api: EtcdApi, api_prefix: &str) -> UseCall {
         UseCall {
-            the_use,
-            proof: false,
-            then: None,
+            level,
+            rest: VecDeque::new(),
             api_prefix: api_prefix.to_string(),
-            api: EtcdApi::Json,
+            api,
             phase: Phase::Txn { retried: false },
-            spent: None,
-            batch: None,
         }
     }
 
-    /// The call, taking the token's use in a batch of `want` uses (its
+    /// The call, counting `the_use` too once every use before it was counted
+    /// (or, after a proof, found fresh).
+    pub fn then(mut self, the_use: EtcdUse) -> UseCall {
+        self.rest.push_back(Level::of(the_use, false));
+        self
+    }
+
+    /// The use added last ([`UseCall::new`], [`UseCall::then`]).
+    fn last_added(&mut self) -> &mut Level {
+        match self.rest.back_mut() {
+            Some(last) => last,
+            None => &mut self.level,
+        }
+    }
+
+    /// The call, taking the use added last in a batch of `want` uses (its
     /// `the_use` built by [`EtcdUse::allowance`]): the request spends one of
     /// them, [`UseCall::spare`] tells what is left for the local allowance.
     /// `last` is the key as this Envoy last wrote it (count, `mod_revision`):
     /// the first swap assumes it, so that an Envoy alone taking batches needs one
-    /// round trip per batch (a stale guess costs one more, never a use).
-    pub fn in_batch(self, want: u64, last: Option<(u64, i64)>) -> UseCall {
+    /// round trip per batch (a stale guess costs one more, never a use). A proof
+    /// is never taken in a batch.
+    pub fn in_batch(mut self, want: u64, last: Option<(u64, i64)>) -> UseCall {
         let known = last.map(|(count, mod_revision)| Known { count, mod_revision });
-        UseCall { batch: Some(Batch { want: want.max(1), known, attempts: 0, taken: 0, written: None }), ..self }
-    }
-
-    /// The call, made to `api` (gRPC, or the JSON gateway under the `api_prefix` given).
-    pub fn over(self, api: EtcdApi) -> UseCall {
-        UseCall { api, ..self }
+        let level = self.last_added();
+        if !level.proof {
+            level.batch = Some(Batch { want: want.max(1), known, attempts: 0, taken: 0, written: None });
+        }
+        self
     }
 
     /// The API the calls are made to.
@@ -500,50 +543,57 @@ impl UseCall {
 
     /// A batch taken: the key as it wrote it (count, `mod_revision`), for the next batch.
     pub fn written(&self) -> Option<(u64, i64)> {
-        self.batch.and_then(|b| b.written).map(|k| (k.count, k.mod_revision))
+        self.level.batch.and_then(|b| b.written).map(|k| (k.count, k.mod_revision))
     }
 
     /// A batch taken: the uses taken beyond the one its request spent (`None`:
     /// not a batch, or not taken).
     pub fn spare(&self) -> Option<u64> {
-        self.batch.filter(|b| b.taken > 0).map(|b| b.taken - 1)
+        self.level.batch.filter(|b| b.taken > 0).map(|b| b.taken - 1)
     }
 
-    /// Whether the token's use is taken in a batch of more than one.
+    /// Whether the use being asked is taken in a batch of more than one.
     pub fn takes_batch(&self) -> bool {
-        self.batch.is_some_and(|b| b.want > 1)
+        self.level.batch.is_some_and(|b| b.want > 1)
     }
 
-    /// The batch in play: only for the token's use (a proof comes first).
+    /// The batch in play: only for a token's use (a proof is never batched).
     fn batch_now(&self) -> Option<Batch> {
-        self.batch.filter(|_| !self.proof)
+        self.level.batch.filter(|_| !self.level.proof)
     }
 
-    /// The call, knowing the token `id` it counts a use of and its expiry
-    /// (`Some((id, expires_at))`), so that an exhausted answer can be remembered.
-    pub fn spending(self, spent: Option<(UsageId, i64)>) -> UseCall {
-        UseCall { spent, ..self }
+    /// The call, knowing the token `id` whose use the use added last counts,
+    /// and its expiry (`Some((id, expires_at))`), so that an exhausted answer
+    /// can be remembered.
+    pub fn spending(mut self, spent: Option<(UsageId, i64)>) -> UseCall {
+        let level = self.last_added();
+        if !level.proof {
+            level.spent = spent;
+        }
+        self
     }
 
-    /// The token this call counts a use of, and its expiry ([`UseCall::spending`]).
+    /// The token whose use is being asked (after [`UseAnswer::Exhausted`]: the
+    /// one exhausted), and its expiry ([`UseCall::spending`]).
     pub fn spent_token(&self) -> Option<(UsageId, i64)> {
-        self.spent
+        self.level.spent
     }
 
-    /// The call that records `proof` ([`EtcdUse::proof`]), then counts `then`
-    /// (the token's use, if it has `max_uses`) when the proof was fresh.
-    pub fn proof_then(proof: EtcdUse, then: Option<EtcdUse>, api_prefix: &str) -> UseCall {
-        UseCall { proof: true, then, ..UseCall::new(proof, api_prefix) }
-    }
-
-    /// Whether the call records a DPoP proof (its answer may be [`UseAnswer::Replayed`]).
+    /// Whether the use being asked is a DPoP proof's record (its answer may be
+    /// [`UseAnswer::Replayed`]).
     pub fn records_proof(&self) -> bool {
-        self.proof
+        self.level.proof
     }
 
-    /// Whether the call counts a `max_uses` use (its answer may be [`UseAnswer::Exhausted`]).
+    /// Whether the call counts a `max_uses` use, now or after the use being
+    /// asked (its answer may be [`UseAnswer::Exhausted`]).
     pub fn counts_use(&self) -> bool {
-        !self.proof || self.then.is_some()
+        !self.level.proof || !self.rest.is_empty()
+    }
+
+    /// How many uses are left to ask, the one being asked included.
+    pub fn uses_left(&self) -> usize {
+        self.rest.len().saturating_add(1)
     }
 
     /// The first call to send: the transaction.
@@ -552,7 +602,7 @@ impl UseCall {
     }
 
     fn txn(&self) -> EtcdCall {
-        let u = &self.the_use;
+        let u = &self.level.the_use;
         let (path, body) = match (self.api, self.batch_now()) {
             (EtcdApi::Grpc, Some(b)) => (grpc::TXN_PATH.to_string(), u.take_grpc(b.take(u.limit), b.known)),
             (EtcdApi::Grpc, None) => (grpc::TXN_PATH.to_string(), u.txn_grpc()),
@@ -566,8 +616,10 @@ impl UseCall {
 
     fn grant(&self) -> EtcdCall {
         let (path, body) = match self.api {
-            EtcdApi::Grpc => (grpc::LEASE_GRANT_PATH.to_string(), self.the_use.lease_grant_grpc()),
-            EtcdApi::Json => (format!("{}/lease/grant", self.api_prefix), self.the_use.lease_grant_body().into_bytes()),
+            EtcdApi::Grpc => (grpc::LEASE_GRANT_PATH.to_string(), self.level.the_use.lease_grant_grpc()),
+            EtcdApi::Json => {
+                (format!("{}/lease/grant", self.api_prefix), self.level.the_use.lease_grant_body().into_bytes())
+            }
         };
         EtcdCall { path, body, api: self.api }
     }
@@ -588,8 +640,8 @@ impl UseCall {
 
     fn read_grant(&self, reply: &EtcdReply<'_>) -> Result<(), Unavailable> {
         match self.api {
-            EtcdApi::Grpc => grpc::read_grant(&reply.grpc(), self.the_use.lease_id),
-            EtcdApi::Json => parse_grant_answer(reply.status, reply.body, self.the_use.lease_id),
+            EtcdApi::Grpc => grpc::read_grant(&reply.grpc(), self.level.the_use.lease_id),
+            EtcdApi::Json => parse_grant_answer(reply.status, reply.body, self.level.the_use.lease_id),
         }
     }
 
@@ -597,21 +649,21 @@ impl UseCall {
     fn on_take_answer(&mut self, mut b: Batch, retried: bool, reply: &EtcdReply<'_>) -> Step {
         match self.read_take(reply) {
             TakeAnswer::Taken(rev) => {
-                b.taken = b.take(self.the_use.limit);
+                b.taken = b.take(self.level.the_use.limit);
                 b.written =
                     Some(Known { count: b.known.map_or(0, |k| k.count).saturating_add(b.taken), mod_revision: rev })
                         .filter(|k| k.mod_revision > 0);
-                self.batch = Some(b);
+                self.level.batch = Some(b);
                 if b.taken == 0 {
                     return self.done(UseAnswer::Exhausted);
                 }
-                self.done(UseAnswer::Counted)
+                self.next_level()
             }
             TakeAnswer::Moved(known) => {
                 b.known = Some(known);
                 b.attempts = b.attempts.saturating_add(1);
-                self.batch = Some(b);
-                if b.take(self.the_use.limit) == 0 {
+                self.level.batch = Some(b);
+                if b.take(self.level.the_use.limit) == 0 {
                     self.done(UseAnswer::Exhausted)
                 } else if b.attempts >= MAX_TAKE_ATTEMPTS {
                     self.done(UseAnswer::Unavailable(format!("{MAX_TAKE_ATTEMPTS} conflicting batches")))
@@ -643,16 +695,8 @@ impl UseCall {
                 None => self.done(UseAnswer::Unavailable("internal".into())),
             },
             Phase::Txn { retried } => match self.read_txn(reply) {
-                TxnAnswer::Counted => match self.then.take() {
-                    Some(next) => {
-                        self.the_use = next;
-                        self.proof = false;
-                        self.phase = Phase::Txn { retried: false };
-                        Step::Send(self.txn())
-                    }
-                    None => self.done(UseAnswer::Counted),
-                },
-                TxnAnswer::Exhausted if self.proof => self.done(UseAnswer::Replayed),
+                TxnAnswer::Counted => self.next_level(),
+                TxnAnswer::Exhausted if self.level.proof => self.done(UseAnswer::Replayed),
                 TxnAnswer::Exhausted => self.done(UseAnswer::Exhausted),
                 TxnAnswer::LeaseMissing if !retried => {
                     self.phase = Phase::Grant;
@@ -677,6 +721,18 @@ impl UseCall {
     pub fn on_failure(&mut self, why: &str) -> UseAnswer {
         self.phase = Phase::Done;
         UseAnswer::Unavailable(why.to_string())
+    }
+
+    /// The use being asked was counted: the next one, or counted in all.
+    fn next_level(&mut self) -> Step {
+        match self.rest.pop_front() {
+            Some(next) => {
+                self.level = next;
+                self.phase = Phase::Txn { retried: false };
+                Step::Send(self.txn())
+            }
+            None => self.done(UseAnswer::Counted),
+        }
     }
 
     fn done(&mut self, answer: UseAnswer) -> Step {
@@ -813,11 +869,11 @@ mod tests {
             Step::Send(call) => call,
             Step::Done(answer) => panic!("expected a call, got {answer:?}"),
         };
-        let mut call = UseCall::new(a_use(), "/v3");
+        let mut call = UseCall::new(a_use(), EtcdApi::Json, "/v3");
         assert_eq!(call.first().path, "/v3/kv/txn");
         assert_eq!(call.on_answer(Some("200"), RECORDED_SECOND.1.as_bytes()), Step::Done(UseAnswer::Counted));
 
-        let mut call = UseCall::new(a_use(), "/v3");
+        let mut call = UseCall::new(a_use(), EtcdApi::Json, "/v3");
         let grant = send(call.on_answer(Some(RECORDED_LEASE_MISSING.0), RECORDED_LEASE_MISSING.1.as_bytes()));
         assert_eq!(grant.path, "/v3/lease/grant");
         let granted = format!(r#"{{"header":{{"revision":"1"}},"ID":"{}","TTL":"100"}}"#, a_use().lease_id);
@@ -826,7 +882,7 @@ mod tests {
         assert_eq!(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()), Step::Done(UseAnswer::Counted));
 
         // The lease still missing after the grant: unavailable, not a loop.
-        let mut call = UseCall::new(a_use(), "/v3");
+        let mut call = UseCall::new(a_use(), EtcdApi::Json, "/v3");
         let _ = send(call.on_answer(Some(RECORDED_LEASE_MISSING.0), RECORDED_LEASE_MISSING.1.as_bytes()));
         let _ = send(call.on_answer(Some(RECORDED_LEASE_EXISTS.0), RECORDED_LEASE_EXISTS.1.as_bytes()));
         assert!(matches!(
@@ -835,16 +891,16 @@ mod tests {
         ));
 
         // Exhausted, a failed grant, a failure, an answer after the end.
-        let mut call = UseCall::new(a_use(), "/v3");
+        let mut call = UseCall::new(a_use(), EtcdApi::Json, "/v3");
         assert_eq!(call.on_answer(Some("200"), RECORDED_EXHAUSTED.1.as_bytes()), Step::Done(UseAnswer::Exhausted));
         assert!(matches!(
             call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()),
             Step::Done(UseAnswer::Unavailable(_))
         ));
-        let mut call = UseCall::new(a_use(), "/v3");
+        let mut call = UseCall::new(a_use(), EtcdApi::Json, "/v3");
         let _ = send(call.on_answer(Some(RECORDED_LEASE_MISSING.0), RECORDED_LEASE_MISSING.1.as_bytes()));
         assert!(matches!(call.on_answer(None, b""), Step::Done(UseAnswer::Unavailable(_))));
-        let mut call = UseCall::new(a_use(), "/v3");
+        let mut call = UseCall::new(a_use(), EtcdApi::Json, "/v3");
         assert_eq!(call.on_failure("timeout"), UseAnswer::Unavailable("timeout".into()));
     }
 
@@ -885,25 +941,25 @@ mod tests {
             body["compare"][0]["key"].as_str().unwrap().to_string()
         };
         // Fresh proof, no max_uses: one transaction.
-        let mut call = UseCall::proof_then(proof(), None, "/v3");
+        let mut call = UseCall::proof(proof(), EtcdApi::Json, "/v3");
         assert!(call.records_proof() && !call.counts_use());
-        assert!(UseCall::proof_then(proof(), Some(a_use()), "/v3").counts_use());
-        assert!(!UseCall::new(a_use(), "/v3").records_proof());
+        assert!(UseCall::proof(proof(), EtcdApi::Json, "/v3").then(a_use()).counts_use());
+        assert!(!UseCall::new(a_use(), EtcdApi::Json, "/v3").records_proof());
         assert_eq!(key_of(&call.first()), proof_key);
         assert_eq!(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()), Step::Done(UseAnswer::Counted));
         // Replayed proof: its one use is taken.
-        let mut call = UseCall::proof_then(proof(), Some(a_use()), "/v3");
+        let mut call = UseCall::proof(proof(), EtcdApi::Json, "/v3").then(a_use());
         assert_eq!(call.on_answer(Some("200"), RECORDED_EXHAUSTED.1.as_bytes()), Step::Done(UseAnswer::Replayed));
         // Fresh proof then the token's use: counted, or exhausted (max_uses).
-        let mut call = UseCall::proof_then(proof(), Some(a_use()), "/v3");
+        let mut call = UseCall::proof(proof(), EtcdApi::Json, "/v3").then(a_use());
         let next = send(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()));
         assert_eq!((next.path.as_str(), key_of(&next)), ("/v3/kv/txn", use_key.clone()));
         assert_eq!(call.on_answer(Some("200"), RECORDED_SECOND.1.as_bytes()), Step::Done(UseAnswer::Counted));
-        let mut call = UseCall::proof_then(proof(), Some(a_use()), "/v3");
+        let mut call = UseCall::proof(proof(), EtcdApi::Json, "/v3").then(a_use());
         let _ = send(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()));
         assert_eq!(call.on_answer(Some("200"), RECORDED_EXHAUSTED.1.as_bytes()), Step::Done(UseAnswer::Exhausted));
         // The proof's lease missing: granted, the proof again, then the use (whose lease may be missing too).
-        let mut call = UseCall::proof_then(proof(), Some(a_use()), "/v3");
+        let mut call = UseCall::proof(proof(), EtcdApi::Json, "/v3").then(a_use());
         let grant = send(call.on_answer(Some(RECORDED_LEASE_MISSING.0), RECORDED_LEASE_MISSING.1.as_bytes()));
         assert_eq!(grant.path, "/v3/lease/grant");
         let granted = format!(r#"{{"header":{{"revision":"1"}},"ID":"{}","TTL":"100"}}"#, proof().lease_id);
@@ -914,13 +970,13 @@ mod tests {
         assert_eq!(body["ID"], a_use().lease_id.to_string(), "the use's own lease");
         // Unavailable at the proof or at the use: unavailable, nothing allowed.
         for failing_step in 0..2 {
-            let mut call = UseCall::proof_then(proof(), Some(a_use()), "/v3");
+            let mut call = UseCall::proof(proof(), EtcdApi::Json, "/v3").then(a_use());
             if failing_step == 1 {
                 let _ = send(call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()));
             }
             assert!(matches!(call.on_answer(Some("503"), b"{}"), Step::Done(UseAnswer::Unavailable(_))));
         }
-        let mut call = UseCall::proof_then(proof(), None, "/v3");
+        let mut call = UseCall::proof(proof(), EtcdApi::Json, "/v3");
         assert!(matches!(call.on_failure("timeout"), UseAnswer::Unavailable(_)));
         assert!(matches!(
             call.on_answer(Some("200"), RECORDED_FIRST.1.as_bytes()),
@@ -977,14 +1033,14 @@ mod tests {
     fn batch_call(limit: u64, want: u64) -> UseCall {
         let id = UsageId::new("https://i", "many");
         let u = EtcdUse::allowance("cjwt/uses/", &id, limit, 1_800_000_030, 1_800_000_000).unwrap();
-        UseCall::new(u, "/v3").in_batch(want, None)
+        UseCall::new(u, EtcdApi::Json, "/v3").in_batch(want, None)
     }
 
     #[test]
     fn a_batch_is_one_compare_and_swap_and_fits_what_is_left() {
         let mut call = batch_call(100, 16);
         let first: Value = serde_json::from_slice(&call.first().body).unwrap();
-        assert!(String::from_utf8(call.the_use.key.clone()).unwrap().starts_with("cjwt/uses/allow/"));
+        assert!(String::from_utf8(call.level.the_use.key.clone()).unwrap().starts_with("cjwt/uses/allow/"));
         assert_eq!(first["compare"][0]["target"], "CREATE");
         assert_eq!(first["success"][0]["requestPut"]["value"], b64("16"));
         assert!(first["failure"][0]["requestRange"].is_object());
@@ -1002,7 +1058,7 @@ mod tests {
         // The next batch starts from the key as written: one swap.
         let id = UsageId::new("https://i", "many");
         let u = EtcdUse::allowance("cjwt/uses/", &id, 200, 1_800_000_030, 1_800_000_000).unwrap();
-        let next = UseCall::new(u, "/v3").in_batch(16, Some((100, 42)));
+        let next = UseCall::new(u, EtcdApi::Json, "/v3").in_batch(16, Some((100, 42)));
         let body: Value = serde_json::from_slice(&next.first().body).unwrap();
         assert_eq!(
             (body["compare"][0]["target"].as_str(), body["compare"][0]["modRevision"].as_str()),
@@ -1043,7 +1099,7 @@ mod tests {
         let lease_missing = br#"{"error":"etcdserver: requested lease not found","code":5}"#;
         let Step::Send(grant) = call.on_answer(Some("400"), lease_missing) else { panic!() };
         assert!(grant.path.ends_with("/lease/grant"));
-        let granted = json!({"ID": call.the_use.lease_id.to_string(), "TTL": "40"}).to_string();
+        let granted = json!({"ID": call.level.the_use.lease_id.to_string(), "TTL": "40"}).to_string();
         let Step::Send(txn) = call.on_answer(Some("200"), granted.as_bytes()) else { panic!() };
         let txn: Value = serde_json::from_slice(&txn.body).unwrap();
         assert_eq!(txn["success"][0]["requestPut"]["value"], b64("1"));

@@ -459,7 +459,7 @@ mod tests {
     /// missing, granted, the transaction once more.
     #[test]
     fn a_use_over_grpc_grants_its_lease_and_retries() {
-        let mut call = UseCall::new(a_use(), "/v3").over(EtcdApi::Grpc);
+        let mut call = UseCall::new(a_use(), EtcdApi::Grpc, "/v3");
         let first = call.first();
         assert_eq!((first.path.as_str(), first.api), (TXN_PATH, EtcdApi::Grpc));
         let missing = EtcdReply {
@@ -479,7 +479,7 @@ mod tests {
         assert_eq!(txn.body, a_use().txn_grpc());
         // Missing again after the grant: unavailable, never a second grant.
         assert!(matches!(call.on_reply(&missing), Step::Done(UseAnswer::Unavailable(_))));
-        let mut call = UseCall::new(a_use(), "/v3").over(EtcdApi::Grpc);
+        let mut call = UseCall::new(a_use(), EtcdApi::Grpc, "/v3");
         let exhausted = nested(false);
         let reply = EtcdReply { status: Some("200"), grpc_status: Some("0"), body: &exhausted, ..EtcdReply::default() };
         assert_eq!(call.on_reply(&reply), Step::Done(UseAnswer::Exhausted));
