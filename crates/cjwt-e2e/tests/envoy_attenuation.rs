@@ -186,9 +186,13 @@ fn every_chain_refusal_has_its_own_reason() {
         "the chain goes upstream as sent (cjwt removes only the credential it reads, when configured)"
     );
 
-    let mut bad_sig = good.clone();
-    let last = bad_sig.pop().unwrap();
-    bad_sig.push(if last == 'A' { 'B' } else { 'A' });
+    // One character inside the signature changed (all its six bits are the
+    // signature's: the last one's low bits are padding, which a strict decoder
+    // refuses as malformed rather than as a wrong signature).
+    let mut bad_sig = good.clone().into_bytes();
+    let at = bad_sig.len() - 10;
+    bad_sig[at] = if bad_sig[at] == b'A' { b'B' } else { b'A' };
+    let bad_sig = String::from_utf8(bad_sig).unwrap();
     let stranger = holder(9);
     let other_root = root(json!({"methods": ["GET", "POST"]}));
     let deep = link(&link(&link(&r, 1, 300, json!({})), 2, 300, json!({})), 3, 300, json!({}));
