@@ -2,10 +2,11 @@
 //! (`cjwt_core::lifecycle::request`), and execute its steps with proxy-wasm
 //! hostcalls. Nothing here decides.
 
-use super::host::{ProxyHost, SharedDataCounter, SharedDataReplay};
+use super::host::{ProxyHost, SharedData};
 use super::remote;
 use super::state::{Shared, Waiter};
 use super::usage;
+use cjwt_core::shared_slots::Slots;
 use cjwt_core::{audit_filter_state, Counter, Engine, Env, Level, PlanHost, Refusal, RequestFlow, SpanField, Step};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -54,12 +55,7 @@ impl Drop for CjwtHttp {
 impl Context for CjwtHttp {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, trailers: usize) {
         if let Some(shared) = &self.shared {
-            if usage::on_response(shared, token_id, body_size, trailers) {
-                return;
-            }
-            if let Some(released) = remote::on_response(shared, token_id, body_size, Some(self.me.context)) {
-                answer_waiters(shared, released);
-            }
+            on_call_response(shared, token_id, body_size, trailers, Some(self.me.context));
         }
     }
 }
@@ -87,6 +83,16 @@ impl HttpContext for CjwtHttp {
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         self.hold_until_allowed()
+    }
+}
+
+/// An HTTP call answered (`stream`: the stream context it was delivered to,
+/// `None` for the root): a usage call's or a refill's, else a fetch's.
+pub fn on_call_response(shared: &Shared, token: u32, body_size: usize, trailers: usize, stream: Option<u32>) {
+    if !usage::on_response(shared, token, body_size, trailers) {
+        if let Some(released) = remote::on_response(shared, token, body_size, stream) {
+            answer_waiters(shared, released);
+        }
     }
 }
 
@@ -127,8 +133,8 @@ fn with_env<R>(shared: &Shared, host: &ProxyHost, f: impl FnOnce(&mut Engine, En
         host,
         keys: &*keys,
         crypto: &shared.crypto,
-        counter: &mut SharedDataCounter,
-        replay: &mut SharedDataReplay,
+        counter: &mut Slots(SharedData),
+        replay: &mut Slots(SharedData),
     };
     Some(f(&mut engine, env))
 }

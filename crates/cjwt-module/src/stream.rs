@@ -220,7 +220,7 @@ pub fn reply<'a>(answer: &'a CalloutAnswer<'_>) -> EtcdReply<'a> {
 }
 
 /// The operating system's clock in milliseconds.
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     cjwt_core::clock::unix_millis(std::time::SystemTime::now())
 }
 
