@@ -48,7 +48,8 @@
 //! The adapters (the proxy-wasm filter `cjwt-filter`, the native Envoy dynamic
 //! module `cjwt-module`) use only what this file re-exports: compile a
 //! [`Config`] for their build's [`Capabilities`], keep an [`Engine`] and the
-//! [`Fetched`] material, run a [`RequestFlow`] per request and a [`Remote`] per
+//! [`Fetched`] material, run a [`RequestFlow`] per request (driven by
+//! [`RequestFlow::drive`] through their [`FlowHost`]) and a [`Remote`] per
 //! configuration, keep the calls they send in [`InFlight`] tables and
 //! background refills in [`Refills`], read answers into an [`Answer`],
 //! implement the host traits ([`Host`], [`HostCrypto`], [`UsageCounter`],
@@ -87,7 +88,7 @@ pub use keys::native::NativeCrypto;
 pub use lifecycle::calls::{Answer, InFlight};
 pub use lifecycle::refill::{Due, Refill, RefillStep, Refills};
 pub use lifecycle::remote::{Call, Effect, NextValue, ProcessSharing, Remote, Sharing};
-pub use lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
+pub use lifecycle::request::{Env, Event, FlowHost, Flowed, KeyWait, RequestFlow, Step, StoreCall};
 pub use outcome::metrics::Counter;
 pub use outcome::plan::{audit_filter_state, Act, Plan, PlanHost};
 pub use outcome::response::Refusal;

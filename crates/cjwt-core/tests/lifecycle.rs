@@ -9,7 +9,7 @@ use cjwt_core::jwks::store::Fetched;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::{HostCrypto, PureRust};
 use cjwt_core::lifecycle::refill::{Refill, RefillStep, Refills};
-use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
+use cjwt_core::lifecycle::request::{Env, Event, FlowHost, Flowed, KeyWait, RequestFlow, Step, StoreCall};
 use cjwt_core::mint::{mint, SigningKey};
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::outcome::plan::{Act, Plan};
@@ -585,6 +585,132 @@ fn a_refill_lost_or_failed_deposits_nothing_and_is_retried_after_the_timeout() {
         local(request(&mut e2, &host, &mut c2, NOW_MS + 40 + i).0);
     }
     store_call(request(&mut e2, &host, &mut c2, NOW_MS + 50).0);
+}
+
+/// An adapter, faked for `RequestFlow::drive`: its remote, its store calls
+/// (sent, or refused with `unsent`), the refills and plans handed to it.
+struct FakeFlowHost<'a> {
+    engine: &'a mut Engine,
+    host: &'a StaticHost,
+    keys: Fetched,
+    counter: MemoryCounter,
+    remote: FakeRemote,
+    unsent: Option<&'static str>,
+    sent: Vec<StoreCall>,
+    refills: Vec<Refill>,
+    plans: Vec<Plan>,
+    failed: bool,
+    now_ms: u64,
+}
+
+impl<'a> FakeFlowHost<'a> {
+    fn new(engine: &'a mut Engine, host: &'a StaticHost, remote: FakeRemote) -> FakeFlowHost<'a> {
+        FakeFlowHost {
+            engine,
+            host,
+            keys: Fetched::new(1),
+            counter: MemoryCounter::default(),
+            remote,
+            unsent: None,
+            sent: vec![],
+            refills: vec![],
+            plans: vec![],
+            failed: false,
+            now_ms: NOW_MS,
+        }
+    }
+}
+
+impl FlowHost for FakeFlowHost<'_> {
+    fn with_env(&mut self, step: &mut dyn FnMut(&mut Engine, Env<'_>) -> Step) -> Option<Step> {
+        (!self.failed).then(|| step(self.engine, env(self.host, &self.keys, &mut self.counter)))
+    }
+
+    fn wait_for_keys(&mut self, provider: usize) -> KeyWait {
+        self.remote.wait_for_keys(provider)
+    }
+
+    fn send(&mut self, call: &StoreCall) -> Result<(), String> {
+        self.sent.push(call.clone());
+        self.unsent.map_or(Ok(()), |why| Err(why.to_string()))
+    }
+
+    fn refill(&mut self, refill: Refill) {
+        self.refills.push(refill);
+    }
+
+    fn act(&mut self, plan: Plan) -> bool {
+        let allowed = status(&plan).is_none();
+        self.plans.push(plan);
+        allowed
+    }
+
+    fn fail(&mut self) {
+        self.failed = true;
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+}
+
+/// What both adapters do with a request, driven by the core: it waits for its
+/// keys, is decided again when they come, a late wake-up does nothing; a use
+/// sent to the store pauses it until the answer, a call that cannot be sent
+/// refuses it at once (503), a lost answer too; a host that cannot run the
+/// flow refuses it.
+#[test]
+fn drive_takes_every_step_an_adapter_would_and_stops_where_the_host_waits() {
+    let mut e = engine(true, json!({}));
+    let host = get(&token(json!({})));
+    let mut flow = RequestFlow::new();
+    let mut h = FakeFlowHost::new(&mut e, &host, FakeRemote::answering(vec![KeyWait::Wait]));
+    assert_eq!(flow.drive(Event::Start, &mut h), Flowed::Paused);
+    assert_eq!((h.remote.asked.as_slice(), h.plans.len()), (&[0][..], 0));
+    h.keys = fetched(h.engine);
+    assert_eq!(flow.drive(Event::Keys, &mut h), Flowed::Allowed);
+    assert!(h.plans[0].counters.contains(&Counter::Allowed));
+    assert_eq!(flow.drive(Event::Keys, &mut h), Flowed::Nothing, "woken twice");
+    // The usage store: paused for the call, then its answer acts.
+    let mut e = engine(false, with_store());
+    let host = get(&token(json!({"jti": "driven", "cnst": {"max_uses": 1}})));
+    let mut h = FakeFlowHost::new(&mut e, &host, no_remote());
+    let mut flow = RequestFlow::new();
+    assert_eq!(flow.drive(Event::Start, &mut h), Flowed::Paused);
+    assert_eq!(h.sent.len(), 1);
+    assert_eq!(flow.drive(Event::Lost("no answer"), &mut h), Flowed::Refused);
+    assert_eq!(status(&h.plans[0]), Some(503));
+    assert_eq!(flow.drive(Event::Lost("no answer"), &mut h), Flowed::Nothing, "acted on already");
+    // A call that cannot be sent: refused at once, with the host's reason in the log.
+    let mut flow = RequestFlow::new();
+    h.unsent = Some("cluster \"etcd\": callout not started");
+    assert_eq!(flow.drive(Event::Start, &mut h), Flowed::Refused);
+    assert_eq!(status(&h.plans[1]), Some(503));
+    assert!(h.plans[1].logs.iter().any(|(_, l)| l.contains("callout not started")), "{:?}", h.plans[1].logs);
+    // A host that cannot run the flow: refused.
+    let mut flow = RequestFlow::new();
+    h.failed = true;
+    assert_eq!(flow.drive(Event::Start, &mut h), Flowed::Refused);
+    assert_eq!(h.plans.len(), 2, "no plan: the host refused it itself");
+}
+
+/// `drive` hands out the background refill a decision starts.
+#[test]
+fn drive_hands_out_the_refill_a_decision_starts() {
+    let mut e = engine(false, allowance(4));
+    let host = get(&token(json!({"jti": "driven-refill", "cnst": {"max_uses": 100}})));
+    let mut h = FakeFlowHost::new(&mut e, &host, no_remote());
+    let mut flow = RequestFlow::new();
+    assert_eq!(flow.drive(Event::Start, &mut h), Flowed::Paused, "the first batch is waited for");
+    let taken = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    let reply = EtcdReply::http(Some("200"), taken);
+    h.now_ms = NOW_MS + 10;
+    assert_eq!(flow.drive(Event::Reply(&reply, taken.len()), &mut h), Flowed::Allowed);
+    assert!(h.refills.is_empty());
+    h.now_ms = NOW_MS + 20;
+    assert_eq!(RequestFlow::new().drive(Event::Start, &mut h), Flowed::Allowed, "spent locally");
+    assert_eq!(h.refills.len(), 1, "3 left, below 4: a refill");
+    assert_eq!(h.sent.len(), 1, "the refill is not the request's call");
 }
 
 /// A leased token `jti` that took its batch at `NOW_MS` and spent a use at

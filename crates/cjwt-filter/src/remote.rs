@@ -138,13 +138,8 @@ fn execute(shared: &Shared, effects: Vec<Effect<Waiter>>, stream: Option<u32>) -
                 let _ = hostcalls::set_effective_context(shared.root_context);
                 let sent = hostcalls::dispatch_http_call(call.cluster(), call.headers(), None, vec![], call.timeout());
                 let Ok(mut remote) = shared.remote.try_borrow_mut() else { continue };
-                match sent {
-                    Ok(token) => remote.on_dispatched(&call, token),
-                    Err(e) => {
-                        let now = host_now().unwrap_or(0);
-                        queue.extend(remote.on_dispatch_failed(&call, now, &format!("{e:?}"), &mut ProxySharing));
-                    }
-                }
+                let (sent, now) = (sent.map_err(|e| format!("{e:?}")), host_now().unwrap_or(0));
+                queue.extend(remote.dispatched(&call, sent, now, &mut ProxySharing));
             }
         }
     }

@@ -23,7 +23,7 @@ use super::http::{log_line, wake};
 use super::remote;
 use super::state::{Shared, Waiter};
 use cjwt_core::shared_slots::Slots;
-use cjwt_core::{Answer, Level, Refill, StoreCall};
+use cjwt_core::{Answer, Event, Level, Refill, StoreCall};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 use std::time::Duration;
@@ -98,7 +98,7 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize, trailers: usiz
         return false;
     };
     let answer = read_answer(body_size, trailers);
-    wake(shared, &waiter, |flow, engine, env| flow.on_reply(engine, env, &answer.reply(), answer.body_len, now_ms()));
+    wake(shared, &waiter, Event::Reply(&answer.reply(), answer.body_len));
     true
 }
 
@@ -125,9 +125,7 @@ pub fn on_tick(shared: &Shared) {
     }
     flush_refills(shared);
     for waiter in shared.usage.try_borrow_mut().map(|mut w| w.overdue(now)).unwrap_or_default() {
-        wake(shared, &waiter, |flow, engine, env| {
-            flow.on_store_failure(engine, env.host, "no answer (the call was lost)")
-        });
+        wake(shared, &waiter, Event::Lost("no answer (the call was lost)"));
     }
     let _ = hostcalls::set_effective_context(shared.root_context);
 }
