@@ -48,9 +48,12 @@
 //! The adapters (the proxy-wasm filter `cjwt-filter`, the native Envoy dynamic
 //! module `cjwt-module`) use only what this file re-exports: compile a
 //! [`Config`] for their build's [`Capabilities`], keep an [`Engine`] and the
-//! [`Fetched`] material, run a [`RequestFlow`] per request and a [`Remote`] per
-//! configuration, implement the host traits ([`Host`], [`HostCrypto`],
-//! [`UsageCounter`], [`ReplayCache`], [`Sharing`]), and execute each [`Step`]
+//! [`Fetched`] material, run a [`RequestFlow`] per request (driven by
+//! [`RequestFlow::drive`] through their [`FlowHost`]) and a [`Remote`] per
+//! configuration, keep the calls they send in [`InFlight`] tables and
+//! background refills in [`Refills`], read answers into an [`Answer`],
+//! implement the host traits ([`Host`], [`HostCrypto`], [`UsageCounter`],
+//! [`ReplayCache`], [`Sharing`]), and execute each [`Step`]
 //! ([`Plan`]: [`Act`], [`Counter`]s, log lines, [`SpanField`] tags) and [`Effect`]. They decide
 //! nothing. The modules stay public for the command line (`cjwt-cli`: minting,
 //! inspecting, status lists) and the tests.
@@ -82,9 +85,10 @@ pub use jwks::store::Fetched;
 pub use keys::host_crypto::HostCrypto;
 #[cfg(feature = "native-crypto")]
 pub use keys::native::NativeCrypto;
-pub use lifecycle::refill::{Refill, RefillStep};
+pub use lifecycle::calls::{Answer, InFlight};
+pub use lifecycle::refill::{Due, Refill, RefillStep, Refills};
 pub use lifecycle::remote::{Call, Effect, NextValue, ProcessSharing, Remote, Sharing};
-pub use lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
+pub use lifecycle::request::{Env, Event, FlowHost, Flowed, KeyWait, RequestFlow, Step, StoreCall};
 pub use outcome::metrics::Counter;
 pub use outcome::plan::{audit_filter_state, Act, Plan, PlanHost};
 pub use outcome::response::Refusal;
@@ -95,13 +99,15 @@ pub use usage::process::ProcessCounter;
 pub use usage::{UsageCounter, UsageError};
 
 /// For hosts that keep `max_uses` counts and DPoP proof ids in memory their
-/// workers share (proxy-wasm shared data): the records as pure byte functions
-/// over one slot, for the host's compare-and-swap.
+/// workers share (proxy-wasm shared data): the counter and replay cache
+/// ([`shared_slots::Slots`]) over the host's compare-and-swap
+/// ([`shared_slots::SlotStore`]), and the records as pure byte functions over one slot.
 pub mod shared_slots {
     pub use crate::sender::replay::{
         first_seen_in, NextValue, ProofId, ReplayError, ReplayKey, ReplayStore, StoreError,
     };
     pub use crate::usage::allowance;
+    pub use crate::usage::slots::{SlotNext, SlotStore, Slots};
     pub use crate::usage::spent::{is_spent_in, mark_spent_in, spent_key};
     pub use crate::usage::{count_use, slot_key, SlotUpdate, UsageId};
 }

@@ -8,14 +8,15 @@ use cjwt_core::jwks::parse::parse_remote_jwks;
 use cjwt_core::jwks::store::Fetched;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::{HostCrypto, PureRust};
-use cjwt_core::lifecycle::refill::{Refill, RefillStep};
-use cjwt_core::lifecycle::request::{Env, KeyWait, RequestFlow, Step, StoreCall};
+use cjwt_core::lifecycle::refill::{Refill, RefillStep, Refills};
+use cjwt_core::lifecycle::request::{Env, Event, FlowHost, Flowed, KeyWait, RequestFlow, Step, StoreCall};
 use cjwt_core::mint::{mint, SigningKey};
 use cjwt_core::outcome::metrics::Counter;
 use cjwt_core::outcome::plan::{Act, Plan};
 use cjwt_core::outcome::Level;
 use cjwt_core::request::static_host::StaticHost;
 use cjwt_core::sender::replay::NoReplayCache;
+use cjwt_core::usage::etcd::EtcdReply;
 use cjwt_core::usage::MemoryCounter;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -584,6 +585,195 @@ fn a_refill_lost_or_failed_deposits_nothing_and_is_retried_after_the_timeout() {
         local(request(&mut e2, &host, &mut c2, NOW_MS + 40 + i).0);
     }
     store_call(request(&mut e2, &host, &mut c2, NOW_MS + 50).0);
+}
+
+/// An adapter, faked for `RequestFlow::drive`: its remote, its store calls
+/// (sent, or refused with `unsent`), the refills and plans handed to it.
+struct FakeFlowHost<'a> {
+    engine: &'a mut Engine,
+    host: &'a StaticHost,
+    keys: Fetched,
+    counter: MemoryCounter,
+    remote: FakeRemote,
+    unsent: Option<&'static str>,
+    sent: Vec<StoreCall>,
+    refills: Vec<Refill>,
+    plans: Vec<Plan>,
+    failed: bool,
+    now_ms: u64,
+}
+
+impl<'a> FakeFlowHost<'a> {
+    fn new(engine: &'a mut Engine, host: &'a StaticHost, remote: FakeRemote) -> FakeFlowHost<'a> {
+        FakeFlowHost {
+            engine,
+            host,
+            keys: Fetched::new(1),
+            counter: MemoryCounter::default(),
+            remote,
+            unsent: None,
+            sent: vec![],
+            refills: vec![],
+            plans: vec![],
+            failed: false,
+            now_ms: NOW_MS,
+        }
+    }
+}
+
+impl FlowHost for FakeFlowHost<'_> {
+    fn with_env(&mut self, step: &mut dyn FnMut(&mut Engine, Env<'_>) -> Step) -> Option<Step> {
+        (!self.failed).then(|| step(self.engine, env(self.host, &self.keys, &mut self.counter)))
+    }
+
+    fn wait_for_keys(&mut self, provider: usize) -> KeyWait {
+        self.remote.wait_for_keys(provider)
+    }
+
+    fn send(&mut self, call: &StoreCall) -> Result<(), String> {
+        self.sent.push(call.clone());
+        self.unsent.map_or(Ok(()), |why| Err(why.to_string()))
+    }
+
+    fn refill(&mut self, refill: Refill) {
+        self.refills.push(refill);
+    }
+
+    fn act(&mut self, plan: Plan) -> bool {
+        let allowed = status(&plan).is_none();
+        self.plans.push(plan);
+        allowed
+    }
+
+    fn fail(&mut self) {
+        self.failed = true;
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+}
+
+/// What both adapters do with a request, driven by the core: it waits for its
+/// keys, is decided again when they come, a late wake-up does nothing; a use
+/// sent to the store pauses it until the answer, a call that cannot be sent
+/// refuses it at once (503), a lost answer too; a host that cannot run the
+/// flow refuses it.
+#[test]
+fn drive_takes_every_step_an_adapter_would_and_stops_where_the_host_waits() {
+    let mut e = engine(true, json!({}));
+    let host = get(&token(json!({})));
+    let mut flow = RequestFlow::new();
+    let mut h = FakeFlowHost::new(&mut e, &host, FakeRemote::answering(vec![KeyWait::Wait]));
+    assert_eq!(flow.drive(Event::Start, &mut h), Flowed::Paused);
+    assert_eq!((h.remote.asked.as_slice(), h.plans.len()), (&[0][..], 0));
+    h.keys = fetched(h.engine);
+    assert_eq!(flow.drive(Event::Keys, &mut h), Flowed::Allowed);
+    assert!(h.plans[0].counters.contains(&Counter::Allowed));
+    assert_eq!(flow.drive(Event::Keys, &mut h), Flowed::Nothing, "woken twice");
+    // The usage store: paused for the call, then its answer acts.
+    let mut e = engine(false, with_store());
+    let host = get(&token(json!({"jti": "driven", "cnst": {"max_uses": 1}})));
+    let mut h = FakeFlowHost::new(&mut e, &host, no_remote());
+    let mut flow = RequestFlow::new();
+    assert_eq!(flow.drive(Event::Start, &mut h), Flowed::Paused);
+    assert_eq!(h.sent.len(), 1);
+    assert_eq!(flow.drive(Event::Lost("no answer"), &mut h), Flowed::Refused);
+    assert_eq!(status(&h.plans[0]), Some(503));
+    assert_eq!(flow.drive(Event::Lost("no answer"), &mut h), Flowed::Nothing, "acted on already");
+    // A call that cannot be sent: refused at once, with the host's reason in the log.
+    let mut flow = RequestFlow::new();
+    h.unsent = Some("cluster \"etcd\": callout not started");
+    assert_eq!(flow.drive(Event::Start, &mut h), Flowed::Refused);
+    assert_eq!(status(&h.plans[1]), Some(503));
+    assert!(h.plans[1].logs.iter().any(|(_, l)| l.contains("callout not started")), "{:?}", h.plans[1].logs);
+    // A host that cannot run the flow: refused.
+    let mut flow = RequestFlow::new();
+    h.failed = true;
+    assert_eq!(flow.drive(Event::Start, &mut h), Flowed::Refused);
+    assert_eq!(h.plans.len(), 2, "no plan: the host refused it itself");
+}
+
+/// `drive` hands out the background refill a decision starts.
+#[test]
+fn drive_hands_out_the_refill_a_decision_starts() {
+    let mut e = engine(false, allowance(4));
+    let host = get(&token(json!({"jti": "driven-refill", "cnst": {"max_uses": 100}})));
+    let mut h = FakeFlowHost::new(&mut e, &host, no_remote());
+    let mut flow = RequestFlow::new();
+    assert_eq!(flow.drive(Event::Start, &mut h), Flowed::Paused, "the first batch is waited for");
+    let taken = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    let reply = EtcdReply::http(Some("200"), taken);
+    h.now_ms = NOW_MS + 10;
+    assert_eq!(flow.drive(Event::Reply(&reply, taken.len()), &mut h), Flowed::Allowed);
+    assert!(h.refills.is_empty());
+    h.now_ms = NOW_MS + 20;
+    assert_eq!(RequestFlow::new().drive(Event::Start, &mut h), Flowed::Allowed, "spent locally");
+    assert_eq!(h.refills.len(), 1, "3 left, below 4: a refill");
+    assert_eq!(h.sent.len(), 1, "the refill is not the request's call");
+}
+
+/// A leased token `jti` that took its batch at `NOW_MS` and spent a use at
+/// `NOW_MS + 20`: the refill that spend started (`allowance(4)`: 3 left, below 4).
+fn started_refill(e: &mut Engine, counter: &mut MemoryCounter, jti: &str) -> Refill {
+    let host = get(&token(json!({"jti": jti, "cnst": {"max_uses": 100}})));
+    let mut flow = RequestFlow::new();
+    store_call(flow.start(e, env(&host, &Fetched::new(1), counter), NOW_MS));
+    let taken = br#"{"header":{"revision":"7"},"succeeded":true}"#;
+    acted(flow.on_store_answer(e, &host, counter, Some("200"), taken, taken.len(), NOW_MS + 10));
+    let (step, refill) = request(e, &host, counter, NOW_MS + 20);
+    local(step);
+    refill.expect("a refill below the mark")
+}
+
+/// The registry of background refills both adapters keep (`Refills`): calls
+/// due, then in flight by the host's token; an answer matched by its token
+/// (another token is no refill's), a swap that lost a race makes the next
+/// call due, a call not sent or never answered ends failed, and each end is
+/// handed out once for the adapter to count and log.
+#[test]
+fn the_refills_registry_matches_answers_by_token_and_settles_calls_lost_or_not_sent() {
+    let mut e = engine(false, allowance(4));
+    let mut counter = MemoryCounter::default();
+    let mut refills = Refills::default();
+    refills.queue(started_refill(&mut e, &mut counter, "answered"));
+    refills.queue(started_refill(&mut e, &mut counter, "lost"));
+    refills.queue(started_refill(&mut e, &mut counter, "unsent"));
+    let due = refills.take_due();
+    assert_eq!(due.len(), 3);
+    assert!(refills.take_due().is_empty(), "handed out once");
+    assert!(due.iter().all(|d| d.call().cluster == "etcd" && d.call().timeout_ms == 300));
+    let mut due = due.into_iter();
+    refills.sent(due.next().unwrap(), Ok(11), NOW_MS + 20);
+    refills.sent(due.next().unwrap(), Ok(12), NOW_MS + 20);
+    refills.sent(due.next().unwrap(), Err("cluster \"etcd\": callout not started".into()), NOW_MS + 20);
+    let ended = refills.take_ended();
+    assert!(
+        matches!(&ended[..], [(Counter::UsageStoreRefillFailed, Some(l))] if l.contains("callout not started")),
+        "{ended:?}"
+    );
+    assert!(refills.awaits(11) && refills.awaits(12) && !refills.awaits(13));
+    assert_eq!(refills.len(), 2);
+    // Another token is no refill's answer.
+    let reply = |body: &'static [u8]| EtcdReply::http(Some("200"), body);
+    assert!(!refills.on_reply(13, &mut counter, &reply(TAKEN_AT_9), TAKEN_AT_9.len(), NOW_MS + 30));
+    // A swap that lost a race (another Envoy moved the count to 3): the next call is due, within what is left.
+    let moved = br#"{"header":{"revision":"12"},"responses":[{"response_range":{"header":{},"kvs":[{"key":"eA==","value":"Mw==","mod_revision":"12","create_revision":"2","version":"3"}]}}]}"#;
+    assert!(refills.on_reply(11, &mut counter, &reply(moved), moved.len(), NOW_MS + 50));
+    assert!(refills.take_ended().is_empty());
+    let next = refills.take_due();
+    assert!(matches!(&next[..], [d] if d.call().timeout_ms == 270), "{next:?}");
+    refills.sent(next.into_iter().next().unwrap(), Ok(21), NOW_MS + 50);
+    assert!(refills.on_reply(21, &mut counter, &reply(TAKEN_AT_9), TAKEN_AT_9.len(), NOW_MS + 60));
+    assert_eq!(refills.take_ended(), [(Counter::UsageStoreRefillOk, None)]);
+    // The lost one: overdue once its deadline (300 ms) and the grace (1 s) passed; a late answer is for no one.
+    refills.overdue(NOW_MS + 20 + 300 + 1000);
+    assert!(refills.take_ended().is_empty(), "within the grace");
+    refills.overdue(NOW_MS + 20 + 300 + 1001);
+    let ended = refills.take_ended();
+    assert!(matches!(&ended[..], [(Counter::UsageStoreRefillFailed, Some(l))] if l.contains("no answer")), "{ended:?}");
+    assert!(!refills.on_reply(12, &mut counter, &reply(TAKEN_AT_9), TAKEN_AT_9.len(), NOW_MS + 2000));
+    assert!(refills.is_empty());
 }
 
 /// A refill that finds the token used up across the mesh marks the allowance

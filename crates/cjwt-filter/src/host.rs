@@ -1,9 +1,7 @@
-//! [`Host`] and [`UsageCounter`] over proxy-wasm hostcalls.
+//! [`Host`], shared data and signature verification over proxy-wasm hostcalls.
 
-use cjwt_core::shared_slots::allowance::{self, allowance_key, LastWritten, LocalSpend, Spending};
-use cjwt_core::shared_slots::{count_use, is_spent_in, mark_spent_in, slot_key, spent_key, SlotUpdate, UsageId};
-use cjwt_core::shared_slots::{first_seen_in, NextValue, ProofId, ReplayError, ReplayKey, ReplayStore, StoreError};
-use cjwt_core::{clock, Host, HostCrypto, ReplayCache, UsageCounter, UsageError};
+use cjwt_core::shared_slots::{SlotNext, SlotStore};
+use cjwt_core::{clock, Host, HostCrypto, UsageError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, Status};
 
@@ -44,109 +42,41 @@ impl Host for ProxyHost {
     }
 }
 
-/// `max_uses` counters in proxy-wasm shared data, shared by every worker VM of
-/// this Envoy (same `vm_id`), updated with compare-and-swap.
+/// Proxy-wasm shared data as the core's [`SlotStore`]: `max_uses` counts, spent
+/// tokens, leased allowances and DPoP proof ids (through
+/// [`Slots`](cjwt_core::shared_slots::Slots)), shared by every worker VM of this
+/// Envoy (same `vm_id`), each value updated with compare-and-swap.
 ///
-/// Shared data has no delete, so counters live in the bounded slots of
+/// Shared data has no delete, so the records live in the bounded slots of
 /// [`cjwt_core::usage`]: each write drops the slot's expired records.
 /// A slot's first write passes a CAS value no entry can hold (`u32::MAX`): the
 /// host inserts a missing key whatever the CAS, and refuses the write with
 /// `CasMismatch` if another worker inserted it first — so that race retries too.
-pub struct SharedDataCounter;
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SharedData;
 
 const CAS_ATTEMPTS: usize = 64;
 const FIRST_WRITE_CAS: u32 = u32::MAX;
 
-impl UsageCounter for SharedDataCounter {
-    fn try_use(&mut self, id: &UsageId, limit: u64, expires_at: i64, now: i64) -> Result<bool, UsageError> {
-        update_slot(&slot_key(id.slot()), |value| match count_use(value, id, limit, expires_at, now) {
-            Ok(SlotUpdate::Write(next)) => Ok(Some(next)),
-            Ok(SlotUpdate::Exhausted) => Ok(None),
-            Err(_) => Err(()),
-        })
-        .map_err(|()| UsageError)
-    }
-
-    /// The deny set of spent tokens, in shared data of its own ([`spent_key`]).
-    fn is_spent(&mut self, id: &UsageId, now: i64) -> bool {
-        hostcalls::get_shared_data(&spent_key(id.slot())).is_ok_and(|(value, _)| is_spent_in(value.as_deref(), id, now))
-    }
-
-    /// Leased allowances, in shared data of their own ([`allowance_key`]): the
-    /// spend and its note are one compare-and-swap, so workers never spend a
-    /// use twice. A host failure asks the store for the one use.
-    fn spend_allowance(&mut self, id: &UsageId, at: Spending) -> LocalSpend {
-        let mut found = LocalSpend::TakeOne;
-        let written = update_slot(&allowance_key(id.slot()), |value| {
-            let spend = allowance::spend(value, id, at).map_err(|_| ())?;
-            found = spend.kind();
-            Ok(spend.into_value())
-        });
-        match (written, found) {
-            (Ok(true), kind) => kind,
-            (Ok(false), LocalSpend::TakeOne) => LocalSpend::TakeOne,
-            // Nothing written where a write was due, or a failure: ask for one use.
-            _ => LocalSpend::TakeOne,
+impl SlotStore for SharedData {
+    /// Read-modify-write retried on a concurrent write, at most [`CAS_ATTEMPTS`] times.
+    fn update(&mut self, key: &str, next: &mut SlotNext<'_>) -> Result<bool, UsageError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let (value, cas) = hostcalls::get_shared_data(key).map_err(|_| UsageError)?;
+            let Some(next) = next(value.as_deref())? else {
+                return Ok(false);
+            };
+            let cas = match (value.is_some(), cas) {
+                (true, Some(c)) => c,
+                _ => FIRST_WRITE_CAS,
+            };
+            match hostcalls::set_shared_data(key, Some(&next), Some(cas)) {
+                Ok(()) => return Ok(true),
+                Err(Status::CasMismatch) => continue,
+                Err(_) => return Err(UsageError),
+            }
         }
-    }
-
-    fn deposit_allowance(&mut self, id: &UsageId, spare: u64, last: LastWritten, expires_at: i64, now_ms: u64) {
-        // Best effort: uses not deposited are lost (under), never handed out twice.
-        let _ = update_slot(&allowance_key(id.slot()), |value| {
-            allowance::deposit(value, id, spare, last, expires_at, now_ms).map(Some).map_err(|_| ())
-        });
-    }
-
-    fn dry_allowance(&mut self, id: &UsageId, expires_at: i64, now_ms: u64) {
-        // Best effort: a failure only means the next refill learns it again.
-        let _ = update_slot(&allowance_key(id.slot()), |value| {
-            allowance::dry(value, id, expires_at, now_ms).map(Some).map_err(|_| ())
-        });
-    }
-
-    fn mark_spent(&mut self, id: &UsageId, expires_at: i64, now: i64) {
-        // Best effort: a failure only means the next replay asks the store.
-        let _ = update_slot(&spent_key(id.slot()), |value| mark_spent_in(value, id, expires_at, now).map_err(|_| ()));
-    }
-}
-
-/// Read-modify-write of one shared-data slot with compare-and-swap, retried on a
-/// concurrent write: `next` maps the current value to the value to write, or to
-/// `None` (nothing to write: `Ok(false)`). `Ok(true)` once written; `Err` on a
-/// host error, a value `next` refuses, or too many conflicts (callers fail closed).
-fn update_slot(key: &str, mut next: impl FnMut(Option<&[u8]>) -> Result<Option<Vec<u8>>, ()>) -> Result<bool, ()> {
-    for _ in 0..CAS_ATTEMPTS {
-        let (value, cas) = hostcalls::get_shared_data(key).map_err(|_| ())?;
-        let Some(next) = next(value.as_deref())? else {
-            return Ok(false);
-        };
-        let cas = match (value.is_some(), cas) {
-            (true, Some(c)) => c,
-            _ => FIRST_WRITE_CAS,
-        };
-        match hostcalls::set_shared_data(key, Some(&next), Some(cas)) {
-            Ok(()) => return Ok(true),
-            Err(Status::CasMismatch) => continue,
-            Err(_) => return Err(()),
-        }
-    }
-    Err(())
-}
-
-/// The DPoP replay cache (SPEC §10) in proxy-wasm shared data, shared by every
-/// worker VM of this Envoy: the slots and ledger of
-/// [`cjwt_core::sender::replay`], each updated with compare-and-swap ([`update_slot`]).
-pub struct SharedDataReplay;
-
-impl ReplayStore for SharedDataReplay {
-    fn update(&mut self, key: ReplayKey, next: &mut NextValue<'_>) -> Result<bool, StoreError> {
-        update_slot(&key.name(), |value| next(value).map_err(|_| ())).map_err(|()| StoreError)
-    }
-}
-
-impl ReplayCache for SharedDataReplay {
-    fn first_seen(&mut self, id: &ProofId, expires_at: i64, now: i64, max_entries: usize) -> Result<bool, ReplayError> {
-        first_seen_in(self, id, expires_at, now, max_entries)
+        Err(UsageError)
     }
 }
 

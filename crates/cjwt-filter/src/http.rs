@@ -2,11 +2,15 @@
 //! (`cjwt_core::lifecycle::request`), and execute its steps with proxy-wasm
 //! hostcalls. Nothing here decides.
 
-use super::host::{ProxyHost, SharedDataCounter, SharedDataReplay};
+use super::host::{ProxyHost, SharedData};
 use super::remote;
 use super::state::{Shared, Waiter};
 use super::usage;
-use cjwt_core::{audit_filter_state, Counter, Engine, Env, Level, PlanHost, Refusal, RequestFlow, SpanField, Step};
+use cjwt_core::shared_slots::Slots;
+use cjwt_core::{
+    audit_filter_state, Counter, Engine, Env, Event, FlowHost, Flowed, KeyWait, Level, Plan, PlanHost, Refill, Refusal,
+    RequestFlow, SpanField, Step, StoreCall,
+};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
@@ -54,12 +58,7 @@ impl Drop for CjwtHttp {
 impl Context for CjwtHttp {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, trailers: usize) {
         if let Some(shared) = &self.shared {
-            if usage::on_response(shared, token_id, body_size, trailers) {
-                return;
-            }
-            if let Some(released) = remote::on_response(shared, token_id, body_size, Some(self.me.context)) {
-                answer_waiters(shared, released);
-            }
+            on_call_response(shared, token_id, body_size, trailers, Some(self.me.context));
         }
     }
 }
@@ -76,9 +75,10 @@ impl HttpContext for CjwtHttp {
         if super::vm_bench::answer(&shared) {
             return Action::Pause;
         }
-        let action = start(&shared, &self.me);
-        self.me.allowed.set(action == Action::Continue);
-        action
+        match drive(&shared, &self.me, Event::Start) {
+            Flowed::Allowed => Action::Continue,
+            Flowed::Paused | Flowed::Refused | Flowed::Nothing => Action::Pause,
+        }
     }
 
     fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
@@ -90,115 +90,101 @@ impl HttpContext for CjwtHttp {
     }
 }
 
-/// Starts the flow of the current request (`me`) and executes its steps. A
-/// request that lacks its provider's keys asks the VM's remote state whether
-/// it waits (remote.rs); the requests a key set taken over released are decided
-/// after this one.
-fn start(shared: &Shared, me: &Waiter) -> Action {
+/// An HTTP call answered (`stream`: the stream context it was delivered to,
+/// `None` for the root): a usage call's or a refill's, else a fetch's.
+pub fn on_call_response(shared: &Shared, token: u32, body_size: usize, trailers: usize, stream: Option<u32>) {
+    if !usage::on_response(shared, token, body_size, trailers) {
+        if let Some(released) = remote::on_response(shared, token, body_size, stream) {
+            answer_waiters(shared, released);
+        }
+    }
+}
+
+/// Drives the flow of the request `me` (the current stream) after `event`:
+/// `allowed` set once it is acted on. The requests a key set taken over
+/// released are decided after this one.
+fn drive(shared: &Shared, me: &Waiter, event: Event<'_>) -> Flowed {
     let Some(host) = ProxyHost::read() else {
         log::error!("cjwt: the host clock cannot be read; refusing");
-        return send(&Refusal::unavailable());
-    };
-    let mut released = Vec::new();
-    let step = {
-        let Ok(mut flow) = me.flow.try_borrow_mut() else {
-            return send(&Refusal::unavailable());
-        };
-        let mut step = with_env(shared, &host, |engine, env| flow.start(engine, env, usage::now_ms()));
-        while let Some(Step::KeysMissing { provider }) = step {
-            // Another worker's set taken over (decide again), a fetch to wait for, or neither.
-            let (wait, others) = remote::wait_for_keys(shared, provider, me);
-            released.extend(others);
-            step = with_env(shared, &host, |engine, env| flow.on_key_wait(engine, env, wait, usage::now_ms()));
-        }
-        step
-    };
-    let action = run(shared, me, &host, step);
-    answer_waiters(shared, released);
-    action
-}
-
-/// Runs `f` with the engine and what the core reads for one decision.
-fn with_env<R>(shared: &Shared, host: &ProxyHost, f: impl FnOnce(&mut Engine, Env<'_>) -> R) -> Option<R> {
-    let (Ok(mut engine), Ok(keys)) = (shared.engine.try_borrow_mut(), shared.keys.try_borrow()) else {
-        return None;
-    };
-    let env = Env {
-        host,
-        keys: &*keys,
-        crypto: &shared.crypto,
-        counter: &mut SharedDataCounter,
-        replay: &mut SharedDataReplay,
-    };
-    Some(f(&mut engine, env))
-}
-
-/// Executes one step of the current request (`me`): act on a plan, stay
-/// paused, or send a usage-store call (one that cannot be sent is the flow's
-/// failure at once).
-fn run(shared: &Shared, me: &Waiter, host: &ProxyHost, step: Option<Step>) -> Action {
-    // A background refill the decision started: the VM's own call, not this stream's.
-    if let Some(refill) = me.flow.try_borrow_mut().ok().and_then(|mut flow| flow.take_refill()) {
-        usage::start_refill(shared, refill, me.context);
-    }
-    match step {
-        // Forward or refuse, through the plan's host calls on this stream.
-        Some(Step::Act(plan)) => match plan.execute(&mut Executor(shared)) {
-            true => Action::Continue,
-            false => Action::Pause,
-        },
-        Some(Step::AwaitKeys | Step::Nothing) => Action::Pause,
-        Some(Step::AwaitStore(call)) => match usage::dispatch(shared, &call, me) {
-            Ok(()) => Action::Pause,
-            Err(why) => {
-                let step = match (me.flow.try_borrow_mut(), shared.engine.try_borrow()) {
-                    (Ok(mut flow), Ok(engine)) => Some(flow.on_store_failure(&engine, host, &why)),
-                    _ => None,
-                };
-                run(shared, me, host, step)
-            }
-        },
-        // Answered in `start`; never returned later.
-        Some(Step::KeysMissing { .. }) | None => send(&Refusal::unavailable()),
-    }
-}
-
-/// A paused request (`waiter`) takes its flow's next step with `f` in a later
-/// callback: made current (nothing happens if it ended), the step executed, the
-/// request resumed if allowed and left paused while the flow waits on.
-pub fn wake(shared: &Shared, waiter: &Waiter, f: impl FnOnce(&mut RequestFlow, &mut Engine, Env<'_>) -> Step) {
-    if hostcalls::set_effective_context(waiter.context).is_err() {
-        return;
-    }
-    let Some(host) = ProxyHost::read() else {
-        waiter.allowed.set(false);
         send(&Refusal::unavailable());
-        return;
+        return Flowed::Refused;
     };
-    let step = match waiter.flow.try_borrow_mut() {
-        Ok(mut flow) => with_env(shared, &host, |engine, env| f(&mut flow, engine, env)),
-        Err(_) => None,
+    let mut stream = Stream { shared, me, host: &host, released: Vec::new() };
+    let flowed = match me.flow.try_borrow_mut() {
+        Ok(mut flow) => flow.drive(event, &mut stream),
+        Err(_) => {
+            stream.fail();
+            Flowed::Refused
+        }
     };
-    if matches!(step, Some(Step::Nothing)) {
-        return;
+    answer_waiters(shared, stream.released);
+    if matches!(flowed, Flowed::Allowed | Flowed::Refused) {
+        me.allowed.set(flowed == Flowed::Allowed);
     }
-    let action = run(shared, waiter, &host, step);
-    if action == Action::Pause && waiter.flow.try_borrow().is_ok_and(|f| f.awaits_store()) {
-        return;
-    }
-    let allowed = action == Action::Continue;
-    waiter.allowed.set(allowed);
-    if allowed {
+    flowed
+}
+
+/// A paused request (`waiter`) takes its flow's next steps after `event` in a
+/// later callback: made current (nothing happens if it ended), resumed if
+/// allowed, left paused while the flow waits on.
+pub fn wake(shared: &Shared, waiter: &Waiter, event: Event<'_>) {
+    if hostcalls::set_effective_context(waiter.context).is_ok() && drive(shared, waiter, event) == Flowed::Allowed {
         let _ = hostcalls::resume_http_request();
     }
 }
 
-/// A plan's host calls on the current stream ([`PlanHost`]).
-struct Executor<'a>(&'a Shared);
+/// The current stream (`me`) as the core's flow drives it ([`FlowHost`]) and
+/// as its plan acts on it ([`PlanHost`]).
+struct Stream<'a> {
+    shared: &'a Shared,
+    me: &'a Waiter,
+    host: &'a ProxyHost,
+    /// Requests a key set taken over released, decided after this one.
+    released: Vec<Waiter>,
+}
 
-impl PlanHost for Executor<'_> {
+impl FlowHost for Stream<'_> {
+    /// The engine, the keys, the crypto, and shared data for counts and proofs.
+    fn with_env(&mut self, step: &mut dyn FnMut(&mut Engine, Env<'_>) -> Step) -> Option<Step> {
+        let (Ok(mut engine), Ok(keys)) = (self.shared.engine.try_borrow_mut(), self.shared.keys.try_borrow()) else {
+            return None;
+        };
+        let (counter, replay) = (&mut Slots(SharedData), &mut Slots(SharedData));
+        Some(step(&mut engine, Env { host: self.host, keys: &*keys, crypto: &self.shared.crypto, counter, replay }))
+    }
+
+    fn wait_for_keys(&mut self, provider: usize) -> KeyWait {
+        let (wait, released) = remote::wait_for_keys(self.shared, provider, self.me);
+        self.released.extend(released);
+        wait
+    }
+
+    fn send(&mut self, call: &StoreCall) -> Result<(), String> {
+        usage::dispatch(self.shared, call, self.me)
+    }
+
+    /// The VM's own call, not this stream's.
+    fn refill(&mut self, refill: Refill) {
+        usage::start_refill(self.shared, refill, self.me.context);
+    }
+
+    /// Forward or refuse, through the plan's host calls on this stream.
+    fn act(&mut self, plan: Plan) -> bool {
+        plan.execute(self)
+    }
+
+    fn fail(&mut self) {
+        send(&Refusal::unavailable());
+    }
+
+    fn now_ms(&self) -> u64 {
+        usage::now_ms()
+    }
+}
+
+impl PlanHost for Stream<'_> {
     fn count(&mut self, counter: Counter) {
-        self.0.metrics.bump(counter);
+        self.shared.metrics.bump(counter);
     }
 
     fn log(&mut self, level: Level, line: &str) {
@@ -243,7 +229,7 @@ pub fn answer_waiters(shared: &Shared, waiters: Vec<Waiter>) {
         return;
     }
     for waiter in waiters {
-        wake(shared, &waiter, |flow, engine, env| flow.on_keys(engine, env, usage::now_ms()));
+        wake(shared, &waiter, Event::Keys);
     }
     // Back to the root context (the caller's): a fetch started after this must not
     // be dispatched as the last waiter's stream.

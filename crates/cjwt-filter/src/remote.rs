@@ -17,7 +17,7 @@
 
 use super::host::host_now;
 use super::state::{Shared, Waiter};
-use cjwt_core::{Effect, KeyWait, NextValue, Sharing};
+use cjwt_core::{Config, Effect, Fetched, KeyWait, NextValue, Remote, Sharing};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 use std::collections::VecDeque;
@@ -49,19 +49,27 @@ impl Sharing for ProxySharing {
     }
 }
 
+/// Runs `f` with the VM's remote, its configuration, the key store and the
+/// host clock; `None` without a clock or when one is borrowed (never: one thread).
+fn with_remote<R>(shared: &Shared, f: impl FnOnce(&mut Remote<Waiter>, &Config, &mut Fetched, i64) -> R) -> Option<R> {
+    let now = host_now()?;
+    let (Ok(engine), Ok(mut keys), Ok(mut remote)) =
+        (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.remote.try_borrow_mut())
+    else {
+        return None;
+    };
+    Some(f(&mut remote, engine.config(), &mut keys, now))
+}
+
 /// On configuration: the key sets and lists other VMs loaded (SPEC §12). Its
 /// own first fetches are the first tick's, 200 ms on: the VM Envoy configures
 /// first on the main thread never receives answers and must not take a lease.
 pub fn on_configure(shared: &Shared) {
-    let Some(now) = host_now() else { return };
-    let effects = match (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.remote.try_borrow_mut()) {
-        (Ok(engine), Ok(mut keys), Ok(mut remote)) => {
-            remote.on_configure(now, engine.config(), &mut keys, &shared.crypto, &mut ProxySharing)
-        }
-        _ => return,
-    };
+    let effects = with_remote(shared, |remote, config, keys, now| {
+        remote.on_configure(now, config, keys, &shared.crypto, &mut ProxySharing)
+    });
     // Nobody waits yet: nothing is released.
-    let _ = execute(shared, effects, None);
+    let _ = execute(shared, effects.unwrap_or_default(), None);
 }
 
 /// The root's tick: sets the period back if a request brought it forward,
@@ -70,27 +78,19 @@ pub fn on_tick(shared: &Shared) -> Vec<Waiter> {
     if shared.woken.replace(false) {
         let _ = hostcalls::set_tick_period(TICK_PERIOD);
     }
-    let Some(now) = host_now() else { return Vec::new() };
-    let effects = match (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.remote.try_borrow_mut()) {
-        (Ok(engine), Ok(mut keys), Ok(mut remote)) => {
-            remote.on_tick(now, engine.config(), &mut keys, &shared.crypto, &mut ProxySharing)
-        }
-        _ => return Vec::new(),
-    };
-    execute(shared, effects, None)
+    let effects = with_remote(shared, |remote, config, keys, now| {
+        remote.on_tick(now, config, keys, &shared.crypto, &mut ProxySharing)
+    });
+    execute(shared, effects.unwrap_or_default(), None)
 }
 
 /// A request (the stream `waiter`, current now) lacks `provider`'s keys:
 /// whether it waits, and the requests a set taken over released.
 pub fn wait_for_keys(shared: &Shared, provider: usize, waiter: &Waiter) -> (KeyWait, Vec<Waiter>) {
-    let Some(now) = host_now() else { return (KeyWait::DoNotWait, Vec::new()) };
-    let (wait, effects) =
-        match (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.remote.try_borrow_mut()) {
-            (Ok(engine), Ok(mut keys), Ok(mut remote)) => {
-                remote.wait_for_keys(provider, waiter.clone(), now, engine.config(), &mut keys, &mut ProxySharing)
-            }
-            _ => return (KeyWait::DoNotWait, Vec::new()),
-        };
+    let asked = with_remote(shared, |remote, config, keys, now| {
+        remote.wait_for_keys(provider, waiter.clone(), now, config, keys, &mut ProxySharing)
+    });
+    let Some((wait, effects)) = asked else { return (KeyWait::DoNotWait, Vec::new()) };
     (wait, execute(shared, effects, Some(waiter.context)))
 }
 
@@ -98,24 +98,26 @@ pub fn wait_for_keys(shared: &Shared, provider: usize, waiter: &Waiter) -> (KeyW
 /// `None` for the root). `None` when it was not a fetch; else the requests
 /// it released.
 pub fn on_response(shared: &Shared, token: u32, body_size: usize, stream: Option<u32>) -> Option<Vec<Waiter>> {
-    let now = host_now()?;
     let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
     let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
-    let effects = match (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.remote.try_borrow_mut()) {
-        (Ok(engine), Ok(mut keys), Ok(mut remote)) => remote.on_answer(
-            token,
-            status.as_deref(),
-            &body,
-            now,
-            engine.config(),
-            &mut keys,
-            &shared.crypto,
-            &mut ProxySharing,
-            stream.is_none(),
-        )?,
-        _ => return None,
-    };
+    let effects = with_remote(shared, |remote, config, keys, now| {
+        let (status, sharing) = (status.as_deref(), &mut ProxySharing);
+        remote.on_answer(token, status, &body, now, config, keys, &shared.crypto, sharing, stream.is_none())
+    })??;
     Some(execute(shared, effects, stream))
+}
+
+/// Brings the root's next tick forward to [`WAKE_PERIOD`] (once until it
+/// runs): the tick period is the root context's, so it is set as the root,
+/// then `stream` (the stream current now, if any) is made current again.
+pub fn wake_root(shared: &Shared, stream: Option<u32>) {
+    if !shared.woken.replace(true) {
+        let _ = hostcalls::set_effective_context(shared.root_context);
+        let _ = hostcalls::set_tick_period(WAKE_PERIOD);
+        if let Some(stream) = stream {
+            let _ = hostcalls::set_effective_context(stream);
+        }
+    }
 }
 
 /// Executes the remote's effects (`stream`: the stream context current now,
@@ -129,29 +131,15 @@ fn execute(shared: &Shared, effects: Vec<Effect<Waiter>>, stream: Option<u32>) -
             Effect::Log(level, line) => super::http::log_line(level, &line),
             Effect::Count(counter) => shared.metrics.bump(counter),
             Effect::Wake(waiter) => woken.push(waiter),
-            Effect::WakeMain => {
-                if !shared.woken.replace(true) {
-                    // The tick period is the root context's: set it as the root, then the stream again.
-                    let _ = hostcalls::set_effective_context(shared.root_context);
-                    let _ = hostcalls::set_tick_period(WAKE_PERIOD);
-                    if let Some(stream) = stream {
-                        let _ = hostcalls::set_effective_context(stream);
-                    }
-                }
-            }
+            Effect::WakeMain => wake_root(shared, stream),
             Effect::Dispatch(call) => {
                 // Only a root callback dispatches (see the module's documentation); the root
                 // is the running context, make it the effective one too.
                 let _ = hostcalls::set_effective_context(shared.root_context);
                 let sent = hostcalls::dispatch_http_call(call.cluster(), call.headers(), None, vec![], call.timeout());
                 let Ok(mut remote) = shared.remote.try_borrow_mut() else { continue };
-                match sent {
-                    Ok(token) => remote.on_dispatched(&call, token),
-                    Err(e) => {
-                        let now = host_now().unwrap_or(0);
-                        queue.extend(remote.on_dispatch_failed(&call, now, &format!("{e:?}"), &mut ProxySharing));
-                    }
-                }
+                let (sent, now) = (sent.map_err(|e| format!("{e:?}")), host_now().unwrap_or(0));
+                queue.extend(remote.dispatched(&call, sent, now, &mut ProxySharing));
             }
         }
     }

@@ -31,12 +31,7 @@ impl CjwtRoot {
 impl Context for CjwtRoot {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, trailers: usize) {
         if let Some(shared) = &self.shared {
-            if usage::on_response(shared, token_id, body_size, trailers) {
-                return;
-            }
-            if let Some(released) = remote::on_response(shared, token_id, body_size, None) {
-                http::answer_waiters(shared, released);
-            }
+            http::on_call_response(shared, token_id, body_size, trailers, None);
         }
     }
 }
@@ -65,8 +60,8 @@ impl RootContext for CjwtRoot {
                     remote: RefCell::new(remote),
                     root_context: self.id,
                     woken: std::cell::Cell::new(false),
-                    usage: RefCell::new(Vec::new()),
-                    refills: RefCell::new(super::usage::Refills::default()),
+                    usage: RefCell::default(),
+                    refills: RefCell::default(),
                 });
                 if fetching || meshed {
                     // Shared sets and lists, refreshes, usage waits whose answer was lost.

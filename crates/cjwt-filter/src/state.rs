@@ -5,7 +5,7 @@
 
 use super::host::EnvoyCrypto;
 use super::metrics::Metrics;
-use cjwt_core::{Engine, Fetched, Remote, RequestFlow};
+use cjwt_core::{Engine, Fetched, InFlight, Refills, Remote, RequestFlow};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -26,10 +26,10 @@ pub struct Shared {
     pub root_context: u32,
     /// Set while the tick runs at [`super::remote::WAKE_PERIOD`] for a fetch or a refill a request started.
     pub woken: Cell<bool>,
-    /// Requests waiting for the mesh-wide usage store (SPEC §8 v2).
-    pub usage: RefCell<Vec<super::usage::UsageWait>>,
-    /// Leased allowances' background refills in flight (no request waits for them).
-    pub refills: RefCell<super::usage::Refills>,
+    /// Requests waiting for the mesh-wide usage store (SPEC §8 v2), by call token.
+    pub usage: RefCell<InFlight<Waiter>>,
+    /// Leased allowances' background refills (no request waits for them).
+    pub refills: RefCell<Refills>,
 }
 
 /// A stream, as a paused request is remembered (waiting for keys or for the

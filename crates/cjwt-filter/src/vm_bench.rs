@@ -6,9 +6,10 @@
 //! nanoseconds per step, each the mean of N runs, using that request's headers
 //! and token. `examples/vm_bench.rs` (part of `make bench`) drives it.
 
-use super::host::{ProxyHost, SharedDataCounter, SharedDataReplay};
+use super::host::{ProxyHost, SharedData};
 use super::state::Shared;
 use cjwt_core::request::host::header_values;
+use cjwt_core::shared_slots::Slots;
 use cjwt_core::token::jws;
 use cjwt_core::token::verify::{verify, InlineOnly, TokenText};
 use proxy_wasm::hostcalls;
@@ -77,8 +78,8 @@ pub fn answer(shared: &Shared) -> bool {
                 &host,
                 &*keys,
                 &shared.crypto,
-                &mut SharedDataCounter,
-                &mut SharedDataReplay,
+                &mut Slots(SharedData),
+                &mut Slots(SharedData),
             ))
         };
         put("decide_warm", time(n, &mut decide));

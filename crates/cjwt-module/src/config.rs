@@ -7,7 +7,9 @@
 use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level, Scheduler};
 use crate::jwks::{self, RemoteState, EVENT_TICK};
 use crate::refill::{self, EVENT_REFILL};
-use cjwt_core::{Capabilities, Config, Counter, Engine, Fetched, NativeCrypto, ProcessCounter, ProcessReplay, Remote};
+use cjwt_core::{
+    Capabilities, Config, Counter, Engine, Fetched, NativeCrypto, ProcessCounter, ProcessReplay, Refills, Remote,
+};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -35,7 +37,7 @@ pub struct Shared {
     /// Runs this configuration's scheduled hook on the main thread (fetches, refills).
     pub scheduler: Mutex<Option<Scheduler>>,
     /// Leased allowances' background refills (queued by workers, sent from the main thread).
-    pub refills: refill::Lock,
+    pub refills: Mutex<Refills>,
 }
 
 /// The object Envoy holds for one filter configuration.
@@ -119,7 +121,7 @@ impl ModuleConfig {
             crypto,
             remote,
             scheduler: Mutex::new(scheduler.flatten()),
-            refills: refill::Lock::default(),
+            refills: Mutex::default(),
         });
         let ticker = shared.remote.is_some().then(|| {
             // The first fetches now, then a tick every second until the sender is dropped.

@@ -167,20 +167,13 @@ fn execute(shared: &Shared, host: Host<'_>, effects: Vec<Effect<Arc<Waiter>>>) {
                     continue;
                 };
                 let timeout_ms = u64::try_from(call.timeout().as_millis()).unwrap_or(u64::MAX);
-                let id = handle
+                let sent = handle
                     .callout(call.cluster(), &call.headers(), &[], timeout_ms)
                     .and_then(|id| u32::try_from(id).ok());
                 let (Some(remote), Some(now)) = (&shared.remote, now()) else { continue };
                 let Ok(mut state) = remote.lock() else { continue };
-                match id {
-                    Some(id) => state.remote.on_dispatched(&call, id),
-                    None => queue.extend(state.remote.on_dispatch_failed(
-                        &call,
-                        now,
-                        "callout not started",
-                        &mut ProcessSharing,
-                    )),
-                }
+                let sent = sent.ok_or_else(|| "callout not started".to_string());
+                queue.extend(state.remote.dispatched(&call, sent, now, &mut ProcessSharing));
             }
         }
     }

@@ -5,7 +5,10 @@ use crate::ffi::{log, CalloutAnswer, Filter, Level, HEADERS_CONTINUE, HEADERS_ST
 use crate::host::NativeHost;
 use crate::jwks::{self, Waiter, EVENT_KEYS};
 use cjwt_core::usage::etcd::EtcdReply;
-use cjwt_core::{Counter, Env, Level as CoreLevel, Plan, PlanHost, Refusal, RequestFlow, SpanField, Step};
+use cjwt_core::{
+    Counter, Engine, Env, Event, FlowHost, Flowed, KeyWait, Level as CoreLevel, Plan, PlanHost, Refill, Refusal,
+    RequestFlow, SpanField, Step, StoreCall,
+};
 use std::sync::Arc;
 
 /// The module's state for one stream: the core's [`RequestFlow`] and what the
@@ -44,96 +47,45 @@ impl Stream {
     pub fn on_request_headers(&mut self, f: Filter<'_>) -> u32 {
         #[cfg(feature = "fault-injection")]
         fault_injection(&f);
-        let Some(host) = NativeHost::read(f) else {
-            log(Level::Error, "cjwt: the clock cannot be read; refusing");
-            internal_error(f);
-            return HEADERS_STOP;
-        };
-        let Stream { shared, waiter, flow, .. } = self;
-        let step = shared.with_engine(|engine| {
-            let mut step = with_env(shared, &host, |env| flow.start(engine, env, now_ms()))?;
-            // The key store is not borrowed while the remote is asked (the main
-            // thread takes the remote's lock, then the store's).
-            while let Step::KeysMissing { provider } = step {
-                let wait = jwks::wait_for_keys(shared, f, provider, waiter);
-                step = with_env(shared, &host, |env| flow.on_key_wait(engine, env, wait, now_ms()))?;
-            }
-            Some(step)
-        });
-        self.run(f, &host, step.flatten())
+        match self.drive(f, Event::Start) {
+            Flowed::Allowed => HEADERS_CONTINUE,
+            Flowed::Paused | Flowed::Refused | Flowed::Nothing => HEADERS_STOP,
+        }
     }
 
     /// A scheduled event on this stream's worker: the keys it waited for
     /// arrived (or the fetch failed).
     pub fn on_scheduled(&mut self, f: Filter<'_>, event: u64) {
-        if event != EVENT_KEYS || self.allowed {
-            return;
+        if event == EVENT_KEYS && !self.allowed {
+            self.resume(f, Event::Keys);
         }
-        let Some(host) = NativeHost::read(f) else {
-            internal_error(f);
-            return;
-        };
-        let Stream { shared, flow, .. } = self;
-        let step = shared.with_engine(|engine| with_env(shared, &host, |env| flow.on_keys(engine, env, now_ms())));
-        self.resume(f, &host, step.flatten());
     }
 
     /// A callout of this stream answered (its worker): the store's answer.
     pub fn on_callout_done(&mut self, f: Filter<'_>, callout: u64, answer: CalloutAnswer<'_>) {
-        if self.callout.take_if(|c| *c == callout).is_none() {
-            return;
+        if self.callout.take_if(|c| *c == callout).is_some() {
+            self.resume(f, Event::Reply(&reply(&answer), answer.body_len));
         }
-        let Some(host) = NativeHost::read(f) else {
-            internal_error(f);
-            return;
-        };
-        let reply = reply(&answer);
-        let Stream { shared, flow, .. } = self;
-        let step = shared
-            .with_engine(|engine| {
-                with_env(shared, &host, |env| flow.on_reply(engine, env, &reply, answer.body_len, now_ms()))
-            })
-            .flatten();
-        self.resume(f, &host, step);
     }
 
-    /// Executes a step taken in a later callback, and resumes the request if it may go on.
-    fn resume(&mut self, f: Filter<'_>, host: &NativeHost<'_>, step: Option<Step>) {
-        if self.run(f, host, step) == HEADERS_CONTINUE {
+    /// Drives the flow after `event` in a later callback, and resumes the request if it may go on.
+    fn resume(&mut self, f: Filter<'_>, event: Event<'_>) {
+        if self.drive(f, event) == Flowed::Allowed {
             f.continue_decoding();
         }
     }
 
-    /// Executes one step of the flow: act on a plan, pause for keys, or send a
-    /// store call (a call that cannot be sent is the flow's failure at once).
-    fn run(&mut self, f: Filter<'_>, host: &NativeHost<'_>, step: Option<Step>) -> u32 {
-        // A background refill the decision started: the configuration's call, not this stream's.
-        if let Some(refill) = self.flow.take_refill() {
-            crate::refill::queue(&self.shared, refill);
-        }
-        match step {
-            Some(Step::Act(plan)) => self.execute(f, plan),
-            Some(Step::AwaitKeys | Step::Nothing) => HEADERS_STOP,
-            Some(Step::AwaitStore(call)) => {
-                match f.callout(&call.cluster, &call.headers(), &call.body, call.timeout_ms) {
-                    Some(callout) => {
-                        self.callout = Some(callout);
-                        HEADERS_STOP
-                    }
-                    None => {
-                        let why = format!("cluster {:?}: callout not started", call.cluster);
-                        let Stream { shared, flow, .. } = self;
-                        let step = shared.with_engine(|engine| flow.on_store_failure(engine, host, &why));
-                        self.run(f, host, step)
-                    }
-                }
-            }
-            // KeysMissing is answered in on_request_headers, never returned later.
-            Some(Step::KeysMissing { .. }) | None => {
-                internal_error(f);
-                HEADERS_STOP
-            }
-        }
+    /// Drives the flow after `event` with this stream's host calls ([`StreamHost`]).
+    fn drive(&mut self, f: Filter<'_>, event: Event<'_>) -> Flowed {
+        let Some(host) = NativeHost::read(f) else {
+            log(Level::Error, "cjwt: the clock cannot be read; refusing");
+            internal_error(f);
+            return Flowed::Refused;
+        };
+        let Stream { shared, allowed, waiter, flow, callout } = self;
+        let flowed = flow.drive(event, &mut StreamHost { shared, f, host: &host, waiter, callout });
+        *allowed |= flowed == Flowed::Allowed;
+        flowed
     }
 
     /// The stream ended: a fetch that answers later must not wake it.
@@ -142,27 +94,60 @@ impl Stream {
             w.close();
         }
     }
+}
 
-    /// Executes the plan through [`Executor`]; the request goes upstream if it allows.
-    fn execute(&mut self, f: Filter<'_>, plan: Plan) -> u32 {
-        self.allowed = plan.execute(&mut Executor { f, counters: &self.shared.counters });
-        if self.allowed {
-            HEADERS_CONTINUE
-        } else {
-            HEADERS_STOP
-        }
+/// One stream's host calls, as the core's flow drives it ([`FlowHost`]) and
+/// its plan acts on it ([`PlanHost`]).
+struct StreamHost<'s, 'f> {
+    shared: &'s Arc<Shared>,
+    f: Filter<'f>,
+    host: &'s NativeHost<'f>,
+    /// Kept once the request waits for its provider's keys.
+    waiter: &'s mut Option<Arc<Waiter>>,
+    /// The usage-store callout in flight.
+    callout: &'s mut Option<u64>,
+}
+
+impl FlowHost for StreamHost<'_, '_> {
+    /// The key store is not borrowed while the remote is asked (the main
+    /// thread takes the remote's lock, then the store's): see [`with_env`].
+    fn with_env(&mut self, step: &mut dyn FnMut(&mut Engine, Env<'_>) -> Step) -> Option<Step> {
+        let (shared, host) = (self.shared, self.host);
+        shared.with_engine(|engine| with_env(shared, host, |env| step(engine, env))).flatten()
+    }
+
+    fn wait_for_keys(&mut self, provider: usize) -> KeyWait {
+        jwks::wait_for_keys(self.shared, self.f, provider, self.waiter)
+    }
+
+    /// A callout of this stream, answered on its worker, cancelled if it ends.
+    fn send(&mut self, call: &StoreCall) -> Result<(), String> {
+        let callout = self.f.callout(&call.cluster, &call.headers(), &call.body, call.timeout_ms);
+        *self.callout = Some(callout.ok_or_else(|| format!("cluster {:?}: callout not started", call.cluster))?);
+        Ok(())
+    }
+
+    /// The configuration's call, not this stream's.
+    fn refill(&mut self, refill: Refill) {
+        crate::refill::queue(self.shared, refill);
+    }
+
+    fn act(&mut self, plan: Plan) -> bool {
+        plan.execute(self)
+    }
+
+    fn fail(&mut self) {
+        internal_error(self.f);
+    }
+
+    fn now_ms(&self) -> u64 {
+        now_ms()
     }
 }
 
-/// A plan's host calls on this stream ([`PlanHost`]).
-struct Executor<'a, 'f> {
-    f: Filter<'f>,
-    counters: &'a [Option<usize>],
-}
-
-impl PlanHost for Executor<'_, '_> {
+impl PlanHost for StreamHost<'_, '_> {
     fn count(&mut self, counter: Counter) {
-        if let Some(Some(id)) = self.counters.get(counter.index()) {
+        if let Some(Some(id)) = self.shared.counters.get(counter.index()) {
             self.f.increment(*id, 1);
         }
     }
@@ -220,7 +205,7 @@ pub fn reply<'a>(answer: &'a CalloutAnswer<'_>) -> EtcdReply<'a> {
 }
 
 /// The operating system's clock in milliseconds.
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     cjwt_core::clock::unix_millis(std::time::SystemTime::now())
 }
 

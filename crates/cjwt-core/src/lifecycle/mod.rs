@@ -2,8 +2,11 @@
 //! ([`request`]: decide, wait for keys, ask the usage store, act), a leased
 //! allowance's background refill ([`refill`]: a batch no request waits for), and
 //! the effects of remote fetches ([`remote`]: the log line and counter of a
-//! fetch that ended, the same in both builds).
+//! fetch that ended, the same in both builds); and what the adapters keep of
+//! the calls they send ([`calls`]: in flight by token, settled when overdue,
+//! their answers read by one rule).
 
+pub mod calls;
 pub mod refill;
 pub mod remote;
 pub mod request;

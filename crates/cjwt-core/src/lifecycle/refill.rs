@@ -14,13 +14,23 @@
 //! The call lives where no stream's end can cancel it: the proxy-wasm filter
 //! sends it in the root context's tick and settles it there if its answer never
 //! comes; the native module sends it as a configuration-level callout from the
-//! main thread.
+//! main thread. Both keep their refills in a [`Refills`] registry: queued by
+//! requests, sent when the host may send, matched by the host's token when
+//! answered, settled when overdue; the adapter only sends, and counts and logs
+//! each refill's end.
+//!
+//! ```text
+//!   queue(refill) ─► take_due ─► the host sends each call ─► sent(call, token | why)
+//!   on_reply(token, answer) ─► the batch deposited, or the next call due (take_due again)
+//!   overdue(now) ─► lost calls failed ─► take_ended: a counter and a warning each
+//! ```
 //! Whatever happens to it, exact-or-under holds: a use is let through only after
 //! the store counted it in the batch that [`Refill::on_answer`] deposited; a
 //! batch whose answer is lost loses its uses (the bound is in
 //! [`crate::usage::allowance`]).
 
 use crate::config::EtcdStore;
+use crate::lifecycle::calls::InFlight;
 use crate::lifecycle::request::{StoreCall, LOST_ANSWER_GRACE_MS};
 use crate::outcome::metrics::Counter;
 use crate::usage::etcd::{EtcdCall, EtcdReply, Step as UseStep, UseAnswer, UseCall, MAX_ANSWER_BYTES};
@@ -158,5 +168,118 @@ impl Refill {
         self.done = true;
         let _ = self.call.on_failure(why);
         RefillStep::Done(Counter::UsageStoreRefillFailed, Some(format!("cjwt: refill failed: {why}")))
+    }
+}
+
+/// A refill's call to send: the host sends [`Due::call`] and reports it with
+/// [`Refills::sent`].
+#[derive(Debug)]
+pub struct Due {
+    refill: Refill,
+    call: StoreCall,
+}
+
+impl Due {
+    /// The call to send.
+    pub fn call(&self) -> &StoreCall {
+        &self.call
+    }
+}
+
+/// How a refill ended: bump the counter (`cjwt.usage_store.refill_ok` or
+/// `refill_failed`) and log the warning, if any.
+pub type Ended = (Counter, Option<String>);
+
+/// The background refills of one host context (a proxy-wasm VM's root context,
+/// a native configuration): due to be sent, in flight by the host's call
+/// token, and ended (for the adapter to count and log). Refills deposit their
+/// batches in the counter handed to [`Refills::on_reply`]; nothing waits for them.
+#[derive(Debug, Default)]
+pub struct Refills {
+    due: Vec<Due>,
+    in_flight: InFlight<Refill>,
+    ended: Vec<Ended>,
+}
+
+impl Refills {
+    /// A request's flow started `refill` ([`crate::RequestFlow::take_refill`]):
+    /// its first call is due.
+    pub fn queue(&mut self, refill: Refill) {
+        let call = refill.first();
+        self.due.push(Due { refill, call });
+    }
+
+    /// The calls due, to be sent where the host lets this context's calls
+    /// outlive any stream; each reported with [`Refills::sent`].
+    pub fn take_due(&mut self) -> Vec<Due> {
+        std::mem::take(&mut self.due)
+    }
+
+    /// The host sent `due`'s call as `token` at `now_ms`, or could not (why):
+    /// a refill not sent ends failed.
+    pub fn sent(&mut self, due: Due, token: Result<u64, String>, now_ms: u64) {
+        let Due { mut refill, call } = due;
+        match token {
+            Ok(token) => self.in_flight.sent(token, now_ms, call.timeout_ms, refill),
+            Err(why) => {
+                let step = refill.on_failure(&why);
+                self.step(refill, step);
+            }
+        }
+    }
+
+    /// Whether `token` is a refill's call in flight (its answer goes to [`Refills::on_reply`]).
+    pub fn awaits(&self, token: u64) -> bool {
+        self.in_flight.awaits(token)
+    }
+
+    /// The host answered `token`: `false` when it is no refill's call. A
+    /// refill's answer deposits its batch in `counter` (or marks the
+    /// allowance dry), or makes its next call due.
+    pub fn on_reply(
+        &mut self,
+        token: u64,
+        counter: &mut dyn UsageCounter,
+        reply: &EtcdReply<'_>,
+        body_len: usize,
+        now_ms: u64,
+    ) -> bool {
+        let Some(mut refill) = self.in_flight.answered(token) else {
+            return false;
+        };
+        let step = refill.on_reply(counter, reply, body_len, now_ms);
+        self.step(refill, step);
+        true
+    }
+
+    /// Fails the refills whose answer is overdue at `now_ms` (a host that may
+    /// lose an answer calls this on its tick).
+    pub fn overdue(&mut self, now_ms: u64) {
+        for mut refill in self.in_flight.overdue(now_ms) {
+            let step = refill.on_failure("no answer (the call was lost)");
+            self.step(refill, step);
+        }
+    }
+
+    /// The refills that ended since last asked, for the adapter to count and log.
+    pub fn take_ended(&mut self) -> Vec<Ended> {
+        std::mem::take(&mut self.ended)
+    }
+
+    /// How many refills are due or in flight.
+    pub fn len(&self) -> usize {
+        self.due.len().saturating_add(self.in_flight.len())
+    }
+
+    /// Whether no refill is due or in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn step(&mut self, refill: Refill, step: RefillStep) {
+        match step {
+            RefillStep::Send(call) => self.due.push(Due { refill, call }),
+            RefillStep::Done(counter, line) => self.ended.push((counter, line)),
+        }
     }
 }

@@ -318,6 +318,25 @@ impl<W> Remote<W> {
         (wait, out)
     }
 
+    /// What became of [`Effect::Dispatch`]: the host dispatched `call` as
+    /// `token` ([`Remote::on_dispatched`]) or would not, with its error
+    /// ([`Remote::on_dispatch_failed`], whose effects are returned).
+    pub fn dispatched(
+        &mut self,
+        call: &Call,
+        sent: Result<u32, String>,
+        now: i64,
+        sharing: &mut dyn Sharing,
+    ) -> Vec<Effect<W>> {
+        match sent {
+            Ok(token) => {
+                self.on_dispatched(call, token);
+                Vec::new()
+            }
+            Err(error) => self.on_dispatch_failed(call, now, &error, sharing),
+        }
+    }
+
     /// The host dispatched `call` as `token`.
     pub fn on_dispatched(&mut self, call: &Call, token: u32) {
         match call {
@@ -902,7 +921,7 @@ mod tests {
         let name = list_name(&w.config, 0).unwrap();
         assert!(!lease::held_by_other(w.sharing.get(&format!("{name}.lease")).as_deref(), 2, T0), "given back");
         // Not dispatched: logged with the host's error, counted, retried later.
-        let failed = r.on_dispatch_failed(&calls[1], T0, "BadArgument", &mut w.sharing);
+        let failed = r.dispatched(&calls[1], Err("BadArgument".into()), T0, &mut w.sharing);
         assert_eq!(
             failed[0],
             Effect::Log(

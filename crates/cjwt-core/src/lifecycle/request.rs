@@ -37,6 +37,12 @@
 //! Nothing here touches a host: the request comes through [`Host`], keys,
 //! crypto, counts and proofs through the traits in [`Env`], time in
 //! milliseconds as an argument. `cjwt explain` drives the same flow.
+//!
+//! Both adapters drive it the same way, so [`RequestFlow::drive`] does it for
+//! them: given what happened ([`Event`]) and the host's calls ([`FlowHost`]),
+//! it takes steps until the request is paused or acted on: asks for keys,
+//! sends each call (one that cannot be sent is the flow's failure at once),
+//! hands out every background refill, executes the plan.
 
 use crate::config::EtcdStore;
 use crate::engine::{refuse_allowed, settle, Engine, Outcome};
@@ -157,6 +163,56 @@ pub enum Step {
     Nothing,
 }
 
+/// What happened to a request, for [`RequestFlow::drive`].
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// Its headers arrived: decide it.
+    Start,
+    /// The key fetch it waited for ended ([`RequestFlow::on_keys`]).
+    Keys,
+    /// Its call was answered: the reply, and the body's length as the host
+    /// holds it ([`RequestFlow::on_reply`]).
+    Reply(&'a EtcdReply<'a>, usize),
+    /// Its call's answer will not come: why, for the log ([`RequestFlow::on_store_failure`]).
+    Lost(&'a str),
+}
+
+/// Where [`RequestFlow::drive`] left the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flowed {
+    /// Paused: waiting for keys or for a call's answer.
+    Paused,
+    /// Acted on: it goes upstream.
+    Allowed,
+    /// Acted on: refused (or the host failed, [`FlowHost::fail`]).
+    Refused,
+    /// The event was out of place (woken twice, an answer to a request no
+    /// longer waiting): nothing was done.
+    Nothing,
+}
+
+/// The host's calls for one request, as [`RequestFlow::drive`] makes them.
+pub trait FlowHost {
+    /// Runs `step` with the engine and what the core reads for one decision
+    /// ([`Env`]); `None` when the host cannot (the request is refused, [`FlowHost::fail`]).
+    fn with_env(&mut self, step: &mut dyn FnMut(&mut Engine, Env<'_>) -> Step) -> Option<Step>;
+    /// Whether the request waits for `provider`'s keys: the adapter's
+    /// [`crate::Remote::wait_for_keys`], asked with no key store borrowed.
+    fn wait_for_keys(&mut self, provider: usize) -> KeyWait;
+    /// Sends `call` for the request, whose answer comes back as
+    /// [`Event::Reply`] (or [`Event::Lost`]); why not, when it cannot be sent.
+    fn send(&mut self, call: &StoreCall) -> Result<(), String>;
+    /// A background refill the decision started: sent as the host's own call,
+    /// never the request's ([`crate::lifecycle::refill`]).
+    fn refill(&mut self, refill: Refill);
+    /// Executes the plan (forward or refuse): whether the request goes upstream.
+    fn act(&mut self, plan: Plan) -> bool;
+    /// Refuses the request with 503: the host could not run the flow.
+    fn fail(&mut self);
+    /// The host clock in Unix milliseconds.
+    fn now_ms(&self) -> u64;
+}
+
 /// Where a request is.
 #[derive(Debug, Default)]
 enum State {
@@ -259,6 +315,44 @@ impl RequestFlow {
             State::Keys => self.decide(engine, env, false, 0, now_ms),
             // Woken twice, or not waiting for keys: nothing to do.
             State::Deciding | State::Missing(_) | State::Store(_) | State::Exchange(_) | State::Done => Step::Nothing,
+        }
+    }
+
+    /// Takes the flow's steps after `event` with the host's calls, until the
+    /// request is paused or acted on (see the module's documentation).
+    pub fn drive(&mut self, event: Event<'_>, host: &mut dyn FlowHost) -> Flowed {
+        let now = host.now_ms();
+        let mut step = host.with_env(&mut |engine, env| match event {
+            Event::Start => self.start(engine, env, now),
+            Event::Keys => self.on_keys(engine, env, now),
+            Event::Reply(reply, body_len) => self.on_reply(engine, env, reply, body_len, now),
+            Event::Lost(why) => self.on_store_failure(engine, env.host, why),
+        });
+        if matches!(step, Some(Step::Nothing)) {
+            return Flowed::Nothing;
+        }
+        loop {
+            if let Some(refill) = self.take_refill() {
+                host.refill(refill);
+            }
+            step = match step {
+                Some(Step::Act(plan)) => return if host.act(plan) { Flowed::Allowed } else { Flowed::Refused },
+                Some(Step::AwaitKeys | Step::Nothing) => return Flowed::Paused,
+                Some(Step::KeysMissing { provider }) => {
+                    // Another worker's set taken over (decide again), a fetch to wait for, or neither.
+                    let wait = host.wait_for_keys(provider);
+                    let now = host.now_ms();
+                    host.with_env(&mut |engine, env| self.on_key_wait(engine, env, wait, now))
+                }
+                Some(Step::AwaitStore(call)) => match host.send(&call) {
+                    Ok(()) => return Flowed::Paused,
+                    Err(why) => host.with_env(&mut |engine, env| self.on_store_failure(engine, env.host, &why)),
+                },
+                None => {
+                    host.fail();
+                    return Flowed::Refused;
+                }
+            };
         }
     }
 

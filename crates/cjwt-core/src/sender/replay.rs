@@ -27,7 +27,9 @@
 //! Across replicas nothing is shared here: `replay_cache.store: "usage_store"`
 //! records proofs in the mesh-wide etcd store instead (see [`crate::engine`]).
 
+use crate::usage::slots::{SlotStore, Slots};
 pub use crate::usage::ProofId;
+use crate::usage::UsageError;
 use std::sync::Mutex;
 
 /// Where a proof's record lives in this cache (the id itself is
@@ -433,6 +435,20 @@ impl ReplayCache for &ProcessReplay {
 impl ReplayCache for ProcessReplay {
     fn first_seen(&mut self, id: &ProofId, expires_at: i64, now: i64, max_entries: usize) -> Result<bool, ReplayError> {
         ProcessReplay::first_seen(self, id, expires_at, now, max_entries)
+    }
+}
+
+/// The replay cache over a host's shared values ([`Slots`], with the
+/// `max_uses` counts): each slot and the ledger one value, under [`ReplayKey::name`].
+impl<S: SlotStore> ReplayStore for Slots<S> {
+    fn update(&mut self, key: ReplayKey, next: &mut NextValue<'_>) -> Result<bool, StoreError> {
+        self.0.update(&key.name(), &mut |value| next(value).map_err(|_| UsageError)).map_err(|_| StoreError)
+    }
+}
+
+impl<S: SlotStore> ReplayCache for Slots<S> {
+    fn first_seen(&mut self, id: &ProofId, expires_at: i64, now: i64, max_entries: usize) -> Result<bool, ReplayError> {
+        first_seen_in(self, id, expires_at, now, max_entries)
     }
 }
 

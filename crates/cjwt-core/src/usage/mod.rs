@@ -13,6 +13,7 @@ mod counter;
 pub mod etcd;
 pub mod grpc;
 pub mod process;
+pub mod slots;
 pub mod spent;
 
 pub use counter::{MemoryCounter, UsageCounter, UsageError};
