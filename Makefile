@@ -258,14 +258,20 @@ validate: build envoy
 	  ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(CURDIR)/target/release-native $(ENVOY) --mode validate -c .tmp/validate.yaml -l warning >/dev/null || exit 1; \
 	done
 
+# $(call replace,SRC,DST): DST becomes a copy of SRC by a rename, so that whoever has DST open or
+# loaded (an Envoy under test, a concurrent make: CI runs make test and make docker-test at once)
+# sees the whole old file or the whole new one. The fault wasm is stripped before its rename too.
+replace = cp $(1) $(2).$$$$.tmp && mv -f $(2).$$$$.tmp $(2)
+
 ## fault-build: test-only builds that fail on demand (prove fail-closed behaviour): the filter traps, the module panics; the twin packages of crates/cjwt-fault (same source, fault injection on) share target/ with `make build`, their artifacts copied to target/fault/
 fault-build: wasm-target
 	cargo build --release --target $(WASM_TARGET) -p cjwt-filter-fault
 	@mkdir -p target/fault/$(WASM_TARGET)/release target/fault/release-native
-	cp target/$(WASM_TARGET)/release/cjwt_fault.wasm target/fault/$(WASM_TARGET)/release/cjwt.wasm
-	$(PYTHON) scripts/strip-exports.py target/fault/$(WASM_TARGET)/release/cjwt.wasm
+	cp target/$(WASM_TARGET)/release/cjwt_fault.wasm target/fault/$(WASM_TARGET)/release/cjwt.wasm.$$$$.tmp && \
+	  $(PYTHON) scripts/strip-exports.py target/fault/$(WASM_TARGET)/release/cjwt.wasm.$$$$.tmp && \
+	  mv -f target/fault/$(WASM_TARGET)/release/cjwt.wasm.$$$$.tmp target/fault/$(WASM_TARGET)/release/cjwt.wasm
 	cargo build --profile release-native -p cjwt-module-fault
-	cp target/release-native/libcjwt_fault_module.so target/fault/release-native/libcjwt.so
+	$(call replace,target/release-native/libcjwt_fault_module.so,target/fault/release-native/libcjwt.so)
 
 # cargo nextest runs every test in its own process, in parallel (.config/nextest.toml);
 # installed from crates.io when missing.

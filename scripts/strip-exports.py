@@ -12,6 +12,7 @@ decision is still pending).
 
 Usage: strip-exports.py MODULE.wasm   (rewrites the file in place; idempotent)
 """
+import os
 import sys
 
 from wasmbin import enc, leb, sections
@@ -67,8 +68,15 @@ def main():
     with open(path, "rb") as f:
         module = f.read()
     stripped, removed = strip(module)
-    with open(path, "wb") as f:
+    if stripped == module:
+        print(f"{path}: no unused callback exports (already stripped)")
+        return
+    # A new file renamed over the old one: a reader (an Envoy loading it, a
+    # concurrent make) sees the whole old module or the whole new one.
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
         f.write(stripped)
+    os.replace(tmp, path)
     print(f"{path}: removed {len(removed)} unused callback exports")
 
 

@@ -156,6 +156,32 @@ fn a_child_never_spends_more_than_its_parent_has_left() {
     assert_eq!(decide(&mut e, &request("GET", URL, &c, &holder(2), "b"), &mut counter), Some(Reason::MaxUses));
 }
 
+/// A root bound by `cnf.jwk` (the holder's public key itself, RFC 7800) starts
+/// a chain as one bound by `cnf.jkt` does: its first link must be signed by
+/// that key; a root whose `cnf.jwk` holds a private key binds nothing.
+#[test]
+fn a_root_bound_by_cnf_jwk_starts_a_chain() {
+    let mut e = engine_with(json!({}));
+    let root_with =
+        |jwk: Value| mint(key(Algorithm::EdDSA), Some("k1"), &claims(json!({"jti": "root-jwk", "cnf": {"jwk": jwk}})));
+    let root = root_with(holder(1).public_jwk(None));
+    let c = attenuate(&holder(1), &root, &spec("link-jwk", 2, json!({"methods": ["GET"]})), "cnst", &[]).unwrap();
+    assert_eq!(verdict(&mut e, &request("GET", URL, &c, &holder(2), "jwk-ok")), None);
+    assert_eq!(verdict(&mut e, &request("POST", URL, &c, &holder(2), "jwk-post")), Some(Reason::Method));
+    // The root alone, proved by its own key, as any DPoP-bound token.
+    assert_eq!(verdict(&mut e, &request("GET", URL, &root, &holder(1), "jwk-root")), None);
+    // A link signed by another key than the one in cnf.jwk.
+    let stranger = attenuate(&holder(1), &root_with(holder(4).public_jwk(None)), &spec("s", 2, json!({})), "cnst", &[]);
+    assert!(stranger.is_err(), "the CLI refuses to derive with a key the credential does not bind");
+    let mut private = holder(1).public_jwk(None);
+    private["d"] = json!(b64::encode(&[1u8; 32]));
+    let leaky = root_with(private);
+    assert_eq!(
+        verdict(&mut e, &request("GET", URL, &leaky, &holder(1), "jwk-private")),
+        Some(Reason::UnsupportedBinding)
+    );
+}
+
 #[test]
 fn the_leaf_proves_possession_of_its_own_key() {
     let mut e = engine_with(json!({}));

@@ -63,11 +63,17 @@ pub fn attenuate(
     let credential = credential.trim();
     let parts = credential.split(SEPARATOR).map(decode).collect::<Result<Vec<_>, _>>()?;
     let parent = parts.last().ok_or("an empty credential")?;
-    let bound = parent.claims.get("cnf").and_then(|c| c.get("jkt")).and_then(Value::as_str);
-    let bound = bound.ok_or("the credential's last part binds no key (no `cnf.jkt`): nothing can be derived")?;
+    let cnf = parent.claims.get("cnf");
+    let bound = match (cnf.and_then(|c| c.get("jkt")), cnf.and_then(|c| c.get("jwk"))) {
+        (Some(Value::String(jkt)), _) => Some(jkt.clone()),
+        (None, Some(Value::Object(key))) => crate::sender::dpop::thumbprint(key),
+        _ => None,
+    };
+    let bound =
+        bound.ok_or("the credential's last part binds no key (no `cnf.jkt` or `cnf.jwk`): nothing can be derived")?;
     let mine = jkt(holder).ok_or("the key has no thumbprint")?;
     if bound != mine {
-        return Err("the key is not the one the credential binds (`cnf.jkt`): only its holder can derive".into());
+        return Err("the key is not the one the credential binds (`cnf`): only its holder can derive".into());
     }
     let mut effective = Map::new();
     for part in &parts {

@@ -2,7 +2,7 @@
 //! root issuer's key alone.
 //!
 //! The root is the request's ordinary token (`Authorization: DPoP <root>`),
-//! bound to a holder key by `cnf.jkt`. The `cjwt-chain` header carries the
+//! bound to a holder key by `cnf.jkt` (or `cnf.jwk`). The `cjwt-chain` header carries the
 //! links, root to leaf, `~`-separated; each link is a compact JWS
 //! (`typ: cjwt-link+jwt`) that:
 //!
@@ -162,7 +162,7 @@ pub fn verify_value(
         _ => return Err(Reason::MalformedConstraint),
     };
     let skew = config.clock_skew_seconds();
-    let mut parent = Parent { signing_input: root_input, jkt: root_jkt.to_owned(), exp: root.exp };
+    let mut parent = Parent { signing_input: root_input, jkt: root_jkt.into_owned(), exp: root.exp };
     let mut links = Vec::with_capacity(count);
     for (i, text) in text.split(SEPARATOR).enumerate() {
         let HolderJws { header_b64, header, claims, signing_input, signature } =
