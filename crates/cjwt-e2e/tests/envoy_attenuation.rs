@@ -49,12 +49,18 @@ fn root(cnst: Value) -> String {
     mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), extra))
 }
 
-/// `credential` with a link signed by holder `n`, binding holder `n + 1`.
+/// `credential` with a link signed by holder `n`, binding holder `n + 1`, for
+/// `ttl` seconds but never past its parent's `exp` (a parent made in an earlier
+/// second with the same lifetime ends a second sooner).
 fn link(credential: &str, n: u8, ttl: i64, cnst: Value) -> String {
+    let parent = credential.rsplit('~').next().unwrap();
+    let claims: Value =
+        serde_json::from_slice(&b64::decode(parent.split('.').nth(1).unwrap().as_bytes()).unwrap()).unwrap();
+    let now = now();
     let spec = LinkSpec {
         jti: format!("link-{n}-{}", std::process::id()),
-        iat: now(),
-        exp: now() + ttl,
+        iat: now,
+        exp: (now + ttl).min(claims["exp"].as_i64().unwrap()),
         constraints: (!cnst.is_null()).then_some(cnst),
         next_jkt: jkt(&holder(n + 1)).unwrap(),
     };
