@@ -361,3 +361,29 @@ fn two_counting_levels_are_counted_mesh_wide() {
     assert_eq!(a.upstream.count() + b.upstream.count(), 4, "only the allowed requests went upstream");
     assert_eq!(a.stat("cjwt.usage_store.failed") + b.stat("cjwt.usage_store.failed"), 0);
 }
+
+/// SEC-16.12: a root bound by `cnf.jwk` (the holder's public key itself)
+/// starts a chain as one bound by `cnf.jkt`; a `cnf.jwk` carrying a private
+/// key, or beside a `cnf.jkt` naming another key, binds nothing: 401
+/// `unsupported_binding`, never forwarded.
+#[test]
+fn a_root_bound_by_cnf_jwk_and_its_forgeries() {
+    let envoy = Envoy::start(&config(json!({})), Options::default());
+    let root_with = |cnf: Value| {
+        let extra =
+            json!({"jti": format!("root-jwk-{}", std::process::id()), "cnf": cnf, "cnst": {"methods": ["GET"]}});
+        mint(key(Algorithm::EdDSA), Some("k1"), &claims_at(now(), extra))
+    };
+    let r = root_with(json!({"jwk": holder(1).public_jwk(None)}));
+    let one = link(&r, 1, 300, json!({"paths": ["/v1/**"]}));
+    assert_eq!(outcome(&get(&envoy, &one, &holder(2))), (200, None));
+    assert_eq!(outcome(&get(&envoy, &r, &holder(1))), (200, None));
+    let mut private = holder(1).public_jwk(None);
+    private["d"] = json!(b64::encode(&[1u8; 32]));
+    let before = envoy.upstream.count();
+    for cnf in [json!({"jwk": private}), json!({"jwk": holder(1).public_jwk(None), "jkt": jkt(&holder(4)).unwrap()})] {
+        let forged = root_with(cnf.clone());
+        assert_eq!(outcome(&get(&envoy, &forged, &holder(1))), (401, Some("unsupported_binding".into())), "{cnf}");
+    }
+    assert_eq!(envoy.upstream.count(), before, "a refused request reached the upstream");
+}
