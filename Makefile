@@ -332,15 +332,19 @@ soak-both: build envoy
 	  wait $$native; native=$$?; \
 	  test $$wasm = 0 -a $$native = 0
 
+# Where clippy writes: target/ by default (it shares the check artifacts of fuzz/ with the
+# workspace's). CI gives it a directory of its own, target/lint, because it lints while
+# make docker-test runs, and cargo locks a target directory for the whole of a build.
+LINT_TARGET ?= $(CURDIR)/target
 ## lint: no ignored file tracked, formatting and clippy (native, wasm32 and fuzz/), warnings denied
 lint: wasm-target
 	@tracked="$$(git ls-files -ci --exclude-standard)"; [ -z "$$tracked" ] || { echo "lint: ignored files are tracked (git rm --cached them):"; echo "$$tracked"; exit 1; }
 	cargo fmt --check
-	cargo clippy --all-targets --all-features -- -D warnings
-	cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter -- -D warnings
-	cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter --features fault-injection,vm-bench -- -D warnings
+	CARGO_TARGET_DIR=$(LINT_TARGET) cargo clippy --all-targets --all-features -- -D warnings
+	CARGO_TARGET_DIR=$(LINT_TARGET) cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter -- -D warnings
+	CARGO_TARGET_DIR=$(LINT_TARGET) cargo clippy --release --target $(WASM_TARGET) -p cjwt-filter --features fault-injection,vm-bench -- -D warnings
 	cargo fmt --check --manifest-path fuzz/Cargo.toml
-	CARGO_TARGET_DIR=$(CURDIR)/target cargo clippy --manifest-path fuzz/Cargo.toml --all-targets --no-default-features -- -D warnings
+	CARGO_TARGET_DIR=$(LINT_TARGET) cargo clippy --manifest-path fuzz/Cargo.toml --all-targets --no-default-features -- -D warnings
 
 clean:
 	cargo clean

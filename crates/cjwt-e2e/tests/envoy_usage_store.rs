@@ -448,14 +448,22 @@ fn a_leader_killed_during_batch_takes_never_lets_a_leased_token_through_more_tha
             ask(*port, &use_token(&unique_jti("after"), Some(1), 300)) == (200, None)
         });
     }
+    // After the election Envoy may still hold a member out (outlier detection ejects one at its
+    // first timeout, for longer each time, and the election timed calls out): such a call fails
+    // closed, 503. What must hold is the limit, and that the store decides again: the token's
+    // remaining uses are spent and the rest refused with 403.
     let rest = burst(&ports, &t, 8, 25);
     let total = count(&during, 200, None) + count(&rest, 200, None);
     assert!(total <= limit as usize, "over max_uses: {total} > {limit}: {:?} {:?}", tally(&during), tally(&rest));
     assert!(
-        rest.iter().all(|s| matches!((s.0, s.1.as_deref()), (200, None) | (403, Some("max_uses")))),
+        rest.iter().all(|s| matches!(
+            (s.0, s.1.as_deref()),
+            (200, None) | (403, Some("max_uses")) | (503, Some("usage_unavailable"))
+        )),
         "{:?}",
         tally(&rest)
     );
+    assert!(count(&rest, 403, Some("max_uses")) > 0, "the store never refused the spent token: {:?}", tally(&rest));
 }
 
 /// A leased token expiring with uses left in an allowance: refused as expired
