@@ -667,8 +667,10 @@ fn drive_takes_every_step_an_adapter_would_and_stops_where_the_host_waits() {
     let mut h = FakeFlowHost::new(&mut e, &host, FakeRemote::answering(vec![KeyWait::Wait]));
     assert_eq!(flow.drive(Event::Start, &mut h), Flowed::Paused);
     assert_eq!((h.remote.asked.as_slice(), h.plans.len()), (&[0][..], 0));
+    assert!(!flow.allowed(), "paused: body and trailers held");
     h.keys = fetched(h.engine);
     assert_eq!(flow.drive(Event::Keys, &mut h), Flowed::Allowed);
+    assert!(flow.allowed());
     assert!(h.plans[0].counters.contains(&Counter::Allowed));
     assert_eq!(flow.drive(Event::Keys, &mut h), Flowed::Nothing, "woken twice");
     // The usage store: paused for the call, then its answer acts.
@@ -680,6 +682,7 @@ fn drive_takes_every_step_an_adapter_would_and_stops_where_the_host_waits() {
     assert_eq!(h.sent.len(), 1);
     assert_eq!(flow.drive(Event::Lost("no answer"), &mut h), Flowed::Refused);
     assert_eq!(status(&h.plans[0]), Some(503));
+    assert!(!flow.allowed());
     assert_eq!(flow.drive(Event::Lost("no answer"), &mut h), Flowed::Nothing, "acted on already");
     // A call that cannot be sent: refused at once, with the host's reason in the log.
     let mut flow = RequestFlow::new();
