@@ -178,12 +178,14 @@ pub trait BackgroundHost {
         self.wake_main();
     }
 
-    /// In the main context: sends every refill call due, then counts and logs
-    /// the refills that ended. The refills are not locked while a call starts.
+    /// In the main context: sends every refill call due (elsewhere they stay
+    /// due), then counts and logs the refills that ended. The refills are not
+    /// locked while a call starts.
     fn send_refills(&mut self) {
         for due in self.with_refills(Refills::take_due).unwrap_or_default() {
             let call = due.call();
             let Some(sent) = self.callout(&call.cluster, &call.headers(), &call.body, call.timeout_ms) else {
+                let _ = self.with_refills(|r| r.put_back(due));
                 continue;
             };
             let sent = sent.map_err(|why| format!("cluster {:?}: {why}", call.cluster));
