@@ -33,6 +33,9 @@ use crate::usage::{UsageCounter, UsageError};
 use sha2::{Digest, Sha256};
 use std::rc::Rc;
 
+mod workers;
+pub use workers::WorkerEngines;
+
 /// What to do with a request.
 #[derive(Debug)]
 pub enum Decision {

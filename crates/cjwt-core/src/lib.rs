@@ -47,15 +47,16 @@
 //!
 //! The adapters (the proxy-wasm filter `cjwt-filter`, the native Envoy dynamic
 //! module `cjwt-module`) use only what this file re-exports: compile a
-//! [`Config`] for their build's [`Capabilities`], keep an [`Engine`] and the
-//! [`Fetched`] material, run a [`RequestFlow`] per request (driven by
-//! [`RequestFlow::drive`] through their [`FlowHost`]) and a [`Remote`] per
-//! configuration, keep the calls they send in [`InFlight`] tables and
-//! background refills in [`Refills`], read answers into an [`Answer`],
-//! implement the host traits ([`Host`], [`HostCrypto`], [`UsageCounter`],
-//! [`ReplayCache`], [`Sharing`]), and execute each [`Step`]
-//! ([`Plan`]: [`Act`], [`Counter`]s, log lines, [`SpanField`] tags) and [`Effect`]. They decide
-//! nothing. The modules stay public for the command line (`cjwt-cli`: minting,
+//! [`Config`] for their build's [`Capabilities`], keep an [`Engine`] (one per
+//! worker thread: [`WorkerEngines`]) and the [`Fetched`] material, define
+//! their [`CounterIds`], run a [`RequestFlow`] per request (driven by
+//! [`RequestFlow::drive`] through their [`FlowHost`]) and a [`Remote`] and
+//! background [`Refills`] per configuration (driven through their
+//! [`BackgroundHost`], over [`RemoteEnv`]), keep the calls they send in
+//! [`InFlight`] tables, read answers into an [`Answer`], implement the host
+//! traits ([`Host`], [`HostCrypto`], [`UsageCounter`], [`ReplayCache`],
+//! [`Sharing`]), and execute each [`Step`] ([`Plan`]: [`Act`], [`Counter`]s,
+//! log lines, [`SpanField`] tags) and [`Effect`]. They decide nothing. The modules stay public for the command line (`cjwt-cli`: minting,
 //! inspecting, status lists) and the tests.
 
 #![forbid(unsafe_code)]
@@ -80,20 +81,21 @@ pub mod txn;
 pub mod usage;
 
 pub use config::{Capabilities, Config, ConfigError, SpanField};
-pub use engine::Engine;
+pub use engine::{Engine, WorkerEngines};
 pub use jwks::store::Fetched;
 pub use keys::host_crypto::HostCrypto;
 #[cfg(feature = "native-crypto")]
 pub use keys::native::NativeCrypto;
+pub use lifecycle::background::{BackgroundHost, RemoteEnv};
 pub use lifecycle::calls::{Answer, InFlight};
 pub use lifecycle::refill::{Due, Refill, RefillStep, Refills};
 pub use lifecycle::remote::{Call, Effect, NextValue, ProcessSharing, Remote, Sharing};
 pub use lifecycle::request::{Env, Event, FlowHost, Flowed, KeyWait, RequestFlow, Step, StoreCall};
-pub use outcome::metrics::Counter;
+pub use outcome::metrics::{Counter, CounterIds};
 pub use outcome::plan::{audit_filter_state, Act, Plan, PlanHost};
 pub use outcome::response::Refusal;
 pub use outcome::Level;
-pub use request::host::{clock, Host};
+pub use request::host::{clock, Host, ReusedHeaders};
 pub use sender::replay::{ProcessReplay, ReplayCache};
 pub use usage::process::ProcessCounter;
 pub use usage::{UsageCounter, UsageError};

@@ -8,6 +8,7 @@ use cjwt_core::jwks::parse::parse_remote_jwks;
 use cjwt_core::jwks::store::Fetched;
 use cjwt_core::keys::algorithm::Algorithm;
 use cjwt_core::keys::host_crypto::{HostCrypto, PureRust};
+use cjwt_core::lifecycle::background::{BackgroundHost, RemoteEnv};
 use cjwt_core::lifecycle::refill::{Refill, RefillStep, Refills};
 use cjwt_core::lifecycle::request::{Env, Event, FlowHost, Flowed, KeyWait, RequestFlow, Step, StoreCall};
 use cjwt_core::mint::{mint, SigningKey};
@@ -667,8 +668,10 @@ fn drive_takes_every_step_an_adapter_would_and_stops_where_the_host_waits() {
     let mut h = FakeFlowHost::new(&mut e, &host, FakeRemote::answering(vec![KeyWait::Wait]));
     assert_eq!(flow.drive(Event::Start, &mut h), Flowed::Paused);
     assert_eq!((h.remote.asked.as_slice(), h.plans.len()), (&[0][..], 0));
+    assert!(!flow.allowed(), "paused: body and trailers held");
     h.keys = fetched(h.engine);
     assert_eq!(flow.drive(Event::Keys, &mut h), Flowed::Allowed);
+    assert!(flow.allowed());
     assert!(h.plans[0].counters.contains(&Counter::Allowed));
     assert_eq!(flow.drive(Event::Keys, &mut h), Flowed::Nothing, "woken twice");
     // The usage store: paused for the call, then its answer acts.
@@ -680,6 +683,7 @@ fn drive_takes_every_step_an_adapter_would_and_stops_where_the_host_waits() {
     assert_eq!(h.sent.len(), 1);
     assert_eq!(flow.drive(Event::Lost("no answer"), &mut h), Flowed::Refused);
     assert_eq!(status(&h.plans[0]), Some(503));
+    assert!(!flow.allowed());
     assert_eq!(flow.drive(Event::Lost("no answer"), &mut h), Flowed::Nothing, "acted on already");
     // A call that cannot be sent: refused at once, with the host's reason in the log.
     let mut flow = RequestFlow::new();
@@ -774,6 +778,121 @@ fn the_refills_registry_matches_answers_by_token_and_settles_calls_lost_or_not_s
     assert!(matches!(&ended[..], [(Counter::UsageStoreRefillFailed, Some(l))] if l.contains("no answer")), "{ended:?}");
     assert!(!refills.on_reply(12, &mut counter, &reply(TAKEN_AT_9), TAKEN_AT_9.len(), NOW_MS + 2000));
     assert!(refills.is_empty());
+}
+
+/// An adapter's main context, faked for the background driver's refills: no
+/// remote source; its calls numbered from 1 (or refused with `refused`; none
+/// outside the `main` context), what it logged and counted.
+struct FakeMain {
+    refills: Refills,
+    main: bool,
+    refused: Option<&'static str>,
+    sent: Vec<StoreCall>,
+    logs: Vec<(Level, String)>,
+    counts: Vec<Counter>,
+    main_woken: usize,
+    now_ms: u64,
+}
+
+impl BackgroundHost for FakeMain {
+    type Waiter = ();
+
+    fn with_remote<R>(&mut self, _: impl FnOnce(RemoteEnv<'_, ()>) -> R) -> Option<R> {
+        None
+    }
+
+    fn with_refills<R>(&mut self, step: impl FnOnce(&mut Refills) -> R) -> Option<R> {
+        Some(step(&mut self.refills))
+    }
+
+    fn callout(
+        &mut self,
+        cluster: &str,
+        _: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Option<Result<u64, String>> {
+        if !self.main {
+            return None;
+        }
+        self.sent.push(StoreCall {
+            cluster: cluster.into(),
+            authority: String::new(),
+            path: String::new(),
+            body: body.to_vec(),
+            content_type: "",
+            timeout_ms,
+            records_proof: false,
+            counts_use: true,
+        });
+        Some(self.refused.map_or(Ok(self.sent.len() as u64), |why| Err(why.to_string())))
+    }
+
+    fn log(&mut self, level: Level, line: &str) {
+        self.logs.push((level, line.to_string()));
+    }
+
+    fn count(&mut self, counter: Counter) {
+        self.counts.push(counter);
+    }
+
+    fn wake(&mut self, (): ()) {}
+
+    fn wake_main(&mut self) {
+        self.main_woken += 1;
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+}
+
+/// The background driver's refills, as both adapters run them: queued from a
+/// stream (the main context woken, nothing sent there), sent from the main
+/// context, an answer deposits the batch and is counted, another token is no
+/// refill's, a call refused is counted and logged with the cluster, and a call
+/// never answered is settled on the tick.
+#[test]
+fn the_background_driver_sends_refills_from_the_main_context_and_counts_and_logs_their_end() {
+    let mut e = engine(false, allowance(4));
+    let mut counter = MemoryCounter::default();
+    let mut h = FakeMain {
+        refills: Refills::default(),
+        main: false,
+        refused: None,
+        sent: vec![],
+        logs: vec![],
+        counts: vec![],
+        main_woken: 0,
+        now_ms: NOW_MS + 20,
+    };
+    h.queue_refill(started_refill(&mut e, &mut counter, "answered"));
+    h.send_refills();
+    assert_eq!((h.main_woken, h.sent.len(), h.refills.len()), (1, 0, 1), "a stream sends nothing");
+    h.main = true;
+    h.send_refills();
+    assert!(matches!(&h.sent[..], [c] if c.cluster == "etcd" && c.timeout_ms == 300 && !c.body.is_empty()));
+    let reply = EtcdReply::http(Some("200"), TAKEN_AT_9);
+    assert!(!h.refill_answered(7, &mut counter, &reply, TAKEN_AT_9.len()), "no refill's token");
+    assert!(h.refill_answered(1, &mut counter, &reply, TAKEN_AT_9.len()));
+    assert_eq!((h.counts.as_slice(), h.logs.len()), (&[Counter::UsageStoreRefillOk][..], 0));
+    assert!(h.refills.is_empty());
+    // Refused by the host: ended at once, counted, logged with the cluster.
+    h.refused = Some("callout not started");
+    h.queue_refill(started_refill(&mut e, &mut counter, "refused"));
+    h.send_refills();
+    assert_eq!(h.counts.last(), Some(&Counter::UsageStoreRefillFailed));
+    assert_eq!(h.logs, [(Level::Warn, "cjwt: refill failed: cluster \"etcd\": callout not started".to_string())]);
+    // Never answered: settled on the tick once its deadline and the grace passed.
+    h.refused = None;
+    h.queue_refill(started_refill(&mut e, &mut counter, "lost"));
+    h.send_refills();
+    h.refills_tick();
+    assert_eq!(h.refills.len(), 1, "still due");
+    h.now_ms += 300 + 1001;
+    h.refills_tick();
+    assert!(h.refills.is_empty());
+    assert!(h.logs.last().is_some_and(|(_, l)| l.contains("no answer")), "{:?}", h.logs);
 }
 
 /// A refill that finds the token used up across the mesh marks the allowance

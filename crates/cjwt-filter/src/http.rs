@@ -3,18 +3,18 @@
 //! hostcalls. Nothing here decides.
 
 use super::host::{ProxyHost, SharedData};
-use super::remote;
+use super::remote::{self, Root};
 use super::state::{Shared, Waiter};
 use super::usage;
 use cjwt_core::shared_slots::Slots;
 use cjwt_core::{
-    audit_filter_state, Counter, Engine, Env, Event, FlowHost, Flowed, KeyWait, Level, Plan, PlanHost, Refill, Refusal,
-    RequestFlow, SpanField, Step, StoreCall,
+    audit_filter_state, BackgroundHost, Counter, Engine, Env, Event, FlowHost, Flowed, KeyWait, Level, Plan, PlanHost,
+    Refill, Refusal, RequestFlow, SpanField, Step, StoreCall,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// One HTTP stream's context.
@@ -26,20 +26,13 @@ pub struct CjwtHttp {
 impl CjwtHttp {
     /// The stream `context_id` of a VM configured with `shared` (`None`: not configured).
     pub fn new(context_id: u32, shared: Option<Rc<Shared>>) -> CjwtHttp {
-        CjwtHttp {
-            shared,
-            me: Waiter {
-                context: context_id,
-                allowed: Rc::new(Cell::new(false)),
-                flow: Rc::new(RefCell::new(RequestFlow::new())),
-            },
-        }
+        CjwtHttp { shared, me: Waiter { context: context_id, flow: Rc::new(RefCell::new(RequestFlow::new())) } }
     }
 
     /// Body and trailers pass only once the request is allowed; until then
     /// Envoy buffers them (within its buffer limits) or drops them with the refusal.
     fn hold_until_allowed(&self) -> Action {
-        if self.me.allowed.get() {
+        if self.me.flow.try_borrow().is_ok_and(|flow| flow.allowed()) {
             Action::Continue
         } else {
             Action::Pause
@@ -94,15 +87,12 @@ impl HttpContext for CjwtHttp {
 /// `None` for the root): a usage call's or a refill's, else a fetch's.
 pub fn on_call_response(shared: &Shared, token: u32, body_size: usize, trailers: usize, stream: Option<u32>) {
     if !usage::on_response(shared, token, body_size, trailers) {
-        if let Some(released) = remote::on_response(shared, token, body_size, stream) {
-            answer_waiters(shared, released);
-        }
+        answer_waiters(shared, remote::on_response(shared, token, body_size, stream));
     }
 }
 
-/// Drives the flow of the request `me` (the current stream) after `event`:
-/// `allowed` set once it is acted on. The requests a key set taken over
-/// released are decided after this one.
+/// Drives the flow of the request `me` (the current stream) after `event`.
+/// The requests a key set taken over released are decided after this one.
 fn drive(shared: &Shared, me: &Waiter, event: Event<'_>) -> Flowed {
     let Some(host) = ProxyHost::read() else {
         log::error!("cjwt: the host clock cannot be read; refusing");
@@ -118,9 +108,6 @@ fn drive(shared: &Shared, me: &Waiter, event: Event<'_>) -> Flowed {
         }
     };
     answer_waiters(shared, stream.released);
-    if matches!(flowed, Flowed::Allowed | Flowed::Refused) {
-        me.allowed.set(flowed == Flowed::Allowed);
-    }
     flowed
 }
 
@@ -154,8 +141,9 @@ impl FlowHost for Stream<'_> {
     }
 
     fn wait_for_keys(&mut self, provider: usize) -> KeyWait {
-        let (wait, released) = remote::wait_for_keys(self.shared, provider, self.me);
-        self.released.extend(released);
+        let mut root = Root::new(self.shared, Some(self.me.context));
+        let wait = root.wait_for_keys(provider, self.me.clone());
+        self.released.extend(root.woken);
         wait
     }
 
@@ -163,9 +151,10 @@ impl FlowHost for Stream<'_> {
         usage::dispatch(self.shared, call, self.me)
     }
 
-    /// The VM's own call, not this stream's.
+    /// The VM's own call, not this stream's: sent in a root callback (the
+    /// SDK answers a call to the context whose callback made it).
     fn refill(&mut self, refill: Refill) {
-        usage::start_refill(self.shared, refill, self.me.context);
+        Root::new(self.shared, Some(self.me.context)).queue_refill(refill);
     }
 
     /// Forward or refuse, through the plan's host calls on this stream.

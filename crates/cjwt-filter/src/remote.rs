@@ -1,7 +1,8 @@
-//! Remote key sets and status lists, the host's side: the core's
-//! [`Remote`](cjwt_core::Remote) decides what to fetch,
-//! when, by whom, and which requests wait; this module gives it the VM's
-//! shared data ([`ProxySharing`]) and executes the effects it returns.
+//! Remote key sets and status lists and leased allowances' background
+//! refills, the host's side: the core's [`Remote`](cjwt_core::Remote) decides
+//! what to fetch, when, by whom, and which requests wait, and its
+//! [`BackgroundHost`] driver runs the fetches and the refills; this module
+//! gives it the VM's shared data ([`ProxySharing`]) and its host calls ([`Root`]).
 //!
 //! One fetch per Envoy (SPEC §12): the worker VMs share each source's last
 //! good copy in proxy-wasm shared data and take turns fetching through a lease.
@@ -16,11 +17,12 @@
 //! again.
 
 use super::host::host_now;
+use super::http::log_line;
 use super::state::{Shared, Waiter};
-use cjwt_core::{Config, Effect, Fetched, KeyWait, NextValue, Remote, Sharing};
+use super::usage::now_ms;
+use cjwt_core::{BackgroundHost, Counter, Level, NextValue, Refills, RemoteEnv, Sharing};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
-use std::collections::VecDeque;
 use std::time::Duration;
 
 /// The root context's tick: shared sets and lists, refreshes, calls given up.
@@ -49,27 +51,80 @@ impl Sharing for ProxySharing {
     }
 }
 
-/// Runs `f` with the VM's remote, its configuration, the key store and the
-/// host clock; `None` without a clock or when one is borrowed (never: one thread).
-fn with_remote<R>(shared: &Shared, f: impl FnOnce(&mut Remote<Waiter>, &Config, &mut Fetched, i64) -> R) -> Option<R> {
-    let now = host_now()?;
-    let (Ok(engine), Ok(mut keys), Ok(mut remote)) =
-        (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.remote.try_borrow_mut())
-    else {
-        return None;
-    };
-    Some(f(&mut remote, engine.config(), &mut keys, now))
+/// The VM's background work as the core's driver runs it, in a root callback
+/// (`stream`: `None`) or a stream's (the stream context current now). The
+/// requests a fetch released are collected in `woken`, for the caller to decide
+/// again (`http::answer_waiters`).
+pub struct Root<'a> {
+    shared: &'a Shared,
+    stream: Option<u32>,
+    /// The requests to wake.
+    pub woken: Vec<Waiter>,
 }
 
-/// On configuration: the key sets and lists other VMs loaded (SPEC §12). Its
-/// own first fetches are the first tick's, 200 ms on: the VM Envoy configures
-/// first on the main thread never receives answers and must not take a lease.
-pub fn on_configure(shared: &Shared) {
-    let effects = with_remote(shared, |remote, config, keys, now| {
-        remote.on_configure(now, config, keys, &shared.crypto, &mut ProxySharing)
-    });
-    // Nobody waits yet: nothing is released.
-    let _ = execute(shared, effects.unwrap_or_default(), None);
+impl<'a> Root<'a> {
+    /// The VM's background work in the current callback (`stream`, if a stream's).
+    pub fn new(shared: &'a Shared, stream: Option<u32>) -> Root<'a> {
+        Root { shared, stream, woken: Vec::new() }
+    }
+}
+
+impl BackgroundHost for Root<'_> {
+    type Waiter = Waiter;
+
+    /// The remote, its configuration (the engine's), the key store and the host
+    /// clock; `None` without a clock or when one is borrowed (never: one thread).
+    fn with_remote<R>(&mut self, step: impl FnOnce(RemoteEnv<'_, Waiter>) -> R) -> Option<R> {
+        let (shared, now) = (self.shared, host_now()?);
+        let (Ok(engine), Ok(mut keys), Ok(mut remote)) =
+            (shared.engine.try_borrow(), shared.keys.try_borrow_mut(), shared.remote.try_borrow_mut())
+        else {
+            return None;
+        };
+        let (config, crypto, sharing) = (engine.config(), &shared.crypto, &mut ProxySharing);
+        Some(step(RemoteEnv { remote: &mut remote, config, keys: &mut keys, crypto, sharing, now }))
+    }
+
+    fn with_refills<R>(&mut self, step: impl FnOnce(&mut Refills) -> R) -> Option<R> {
+        self.shared.refills.try_borrow_mut().ok().map(|mut refills| step(&mut refills))
+    }
+
+    /// Always as the root context (see the module's documentation; the core
+    /// hands a call out in a root callback only), which stays the effective one.
+    fn callout(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        ms: u64,
+    ) -> Option<Result<u64, String>> {
+        if hostcalls::set_effective_context(self.shared.root_context).is_err() {
+            return Some(Err("the root context cannot be made current".into()));
+        }
+        let (body, timeout) = ((!body.is_empty()).then_some(body), Duration::from_millis(ms));
+        let sent = hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, vec![], timeout);
+        Some(sent.map(u64::from).map_err(|e| format!("{e:?}")))
+    }
+
+    fn log(&mut self, level: Level, line: &str) {
+        log_line(level, line);
+    }
+
+    fn count(&mut self, counter: Counter) {
+        self.shared.metrics.bump(counter);
+    }
+
+    fn wake(&mut self, waiter: Waiter) {
+        self.woken.push(waiter);
+    }
+
+    fn wake_main(&mut self) {
+        wake_root(self.shared, self.stream);
+    }
+
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
 }
 
 /// The root's tick: sets the period back if a request brought it forward,
@@ -78,33 +133,20 @@ pub fn on_tick(shared: &Shared) -> Vec<Waiter> {
     if shared.woken.replace(false) {
         let _ = hostcalls::set_tick_period(TICK_PERIOD);
     }
-    let effects = with_remote(shared, |remote, config, keys, now| {
-        remote.on_tick(now, config, keys, &shared.crypto, &mut ProxySharing)
-    });
-    execute(shared, effects.unwrap_or_default(), None)
+    let mut root = Root::new(shared, None);
+    root.tick();
+    root.woken
 }
 
-/// A request (the stream `waiter`, current now) lacks `provider`'s keys:
-/// whether it waits, and the requests a set taken over released.
-pub fn wait_for_keys(shared: &Shared, provider: usize, waiter: &Waiter) -> (KeyWait, Vec<Waiter>) {
-    let asked = with_remote(shared, |remote, config, keys, now| {
-        remote.wait_for_keys(provider, waiter.clone(), now, config, keys, &mut ProxySharing)
-    });
-    let Some((wait, effects)) = asked else { return (KeyWait::DoNotWait, Vec::new()) };
-    (wait, execute(shared, effects, Some(waiter.context)))
-}
-
-/// An HTTP call answered (`stream`: the stream context it was delivered to,
-/// `None` for the root). `None` when it was not a fetch; else the requests
-/// it released.
-pub fn on_response(shared: &Shared, token: u32, body_size: usize, stream: Option<u32>) -> Option<Vec<Waiter>> {
+/// An HTTP call answered that was no usage call nor refill (`stream`: the
+/// stream context it was delivered to, `None` for the root): a fetch's, if
+/// any. Returns the requests it released.
+pub fn on_response(shared: &Shared, token: u32, body_size: usize, stream: Option<u32>) -> Vec<Waiter> {
     let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
     let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
-    let effects = with_remote(shared, |remote, config, keys, now| {
-        let (status, sharing) = (status.as_deref(), &mut ProxySharing);
-        remote.on_answer(token, status, &body, now, config, keys, &shared.crypto, sharing, stream.is_none())
-    })??;
-    Some(execute(shared, effects, stream))
+    let mut root = Root::new(shared, stream);
+    root.fetch_answered(u64::from(token), status.as_deref(), &body, stream.is_none());
+    root.woken
 }
 
 /// Brings the root's next tick forward to [`WAKE_PERIOD`] (once until it
@@ -118,30 +160,4 @@ pub fn wake_root(shared: &Shared, stream: Option<u32>) {
             let _ = hostcalls::set_effective_context(stream);
         }
     }
-}
-
-/// Executes the remote's effects (`stream`: the stream context current now,
-/// `None` in a root callback): dispatches calls and reports them back, logs,
-/// counts, brings the root's tick forward. Returns the requests to wake.
-fn execute(shared: &Shared, effects: Vec<Effect<Waiter>>, stream: Option<u32>) -> Vec<Waiter> {
-    let mut woken = Vec::new();
-    let mut queue: VecDeque<Effect<Waiter>> = effects.into();
-    while let Some(effect) = queue.pop_front() {
-        match effect {
-            Effect::Log(level, line) => super::http::log_line(level, &line),
-            Effect::Count(counter) => shared.metrics.bump(counter),
-            Effect::Wake(waiter) => woken.push(waiter),
-            Effect::WakeMain => wake_root(shared, stream),
-            Effect::Dispatch(call) => {
-                // Only a root callback dispatches (see the module's documentation); the root
-                // is the running context, make it the effective one too.
-                let _ = hostcalls::set_effective_context(shared.root_context);
-                let sent = hostcalls::dispatch_http_call(call.cluster(), call.headers(), None, vec![], call.timeout());
-                let Ok(mut remote) = shared.remote.try_borrow_mut() else { continue };
-                let (sent, now) = (sent.map_err(|e| format!("{e:?}")), host_now().unwrap_or(0));
-                queue.extend(remote.dispatched(&call, sent, now, &mut ProxySharing));
-            }
-        }
-    }
-    woken
 }

@@ -6,10 +6,10 @@
 use super::host::EnvoyCrypto;
 use super::http::{self, CjwtHttp};
 use super::metrics::Metrics;
-use super::remote;
+use super::remote::{self, Root};
 use super::state::Shared;
 use super::usage;
-use cjwt_core::{Capabilities, Config, Engine, Fetched, Remote};
+use cjwt_core::{BackgroundHost, Capabilities, Config, Engine, Fetched, Remote};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
@@ -67,8 +67,10 @@ impl RootContext for CjwtRoot {
                     // Shared sets and lists, refreshes, usage waits whose answer was lost.
                     let _ = proxy_wasm::hostcalls::set_tick_period(remote::TICK_PERIOD);
                 }
-                // Start with the sets and lists another VM loaded, if any (SPEC §12).
-                remote::on_configure(&shared);
+                // Start with the sets and lists another VM loaded, if any (SPEC §12). Its
+                // own first fetches are the first tick's, 200 ms on: the VM Envoy configures
+                // first on the main thread never receives answers and must not take a lease.
+                Root::new(&shared, None).configure();
                 self.shared = Some(shared);
                 true
             }

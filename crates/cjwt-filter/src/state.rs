@@ -33,15 +33,13 @@ pub struct Shared {
 }
 
 /// A stream, as a paused request is remembered (waiting for keys or for the
-/// usage store): the answer takes its flow's next step and sets `allowed`.
-/// Until `allowed` is set, request body and trailers are held (no body
-/// callback's answer may release the request).
+/// usage store): the answer takes its flow's next step. Until the flow has
+/// allowed it, request body and trailers are held (no body callback's answer
+/// may release the request).
 #[derive(Debug, Clone)]
 pub struct Waiter {
     /// The stream's context id (made current to decide it again).
     pub context: u32,
-    /// Whether the request was allowed (shared with the stream's context).
-    pub allowed: Rc<Cell<bool>>,
     /// The request's lifecycle (shared with the stream's context).
     pub flow: Rc<RefCell<RequestFlow>>,
 }

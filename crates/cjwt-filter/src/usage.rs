@@ -10,20 +10,20 @@
 //! unavailable on the tick, one second after its deadline at most.
 //!
 //! A leased allowance's background refill (`cjwt_core::Refill`, taken from a
-//! request's flow after each step) is a call of the VM's own: the stream queues
-//! it in the core's [`cjwt_core::Refills`] and brings the root's tick forward
-//! ([`remote::wake_root`]); the root sends it in its tick (the SDK answers a
-//! call to the context whose callback made it, so a call made in a stream's
-//! callback is lost with the stream), hands its answer to the registry (which
-//! deposits the batch in shared data), and has it settled on the tick if the
-//! answer never comes. A stream that ends meanwhile changes nothing.
+//! request's flow after each step) is a call of the VM's own, run by the core's
+//! background driver over [`Root`]: the stream queues it and brings the root's
+//! tick forward ([`super::remote::wake_root`]); the root sends it in its tick (the SDK
+//! answers a call to the context whose callback made it, so a call made in a
+//! stream's callback is lost with the stream), hands its answer to the driver
+//! (which deposits the batch in shared data), and has it settled on the tick if
+//! the answer never comes. A stream that ends meanwhile changes nothing.
 
 use super::host::SharedData;
-use super::http::{log_line, wake};
-use super::remote;
+use super::http::wake;
+use super::remote::Root;
 use super::state::{Shared, Waiter};
 use cjwt_core::shared_slots::Slots;
-use cjwt_core::{Answer, Event, Level, Refill, StoreCall};
+use cjwt_core::{Answer, BackgroundHost, Event, StoreCall};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 use std::time::Duration;
@@ -54,44 +54,13 @@ pub fn dispatch(shared: &Shared, call: &StoreCall, waiter: &Waiter) -> Result<()
     Ok(())
 }
 
-/// Queues `refill` (a request's flow handed it out while `current` was the
-/// effective context) and brings the root's tick forward: only a call made in a
-/// root callback is answered to the root (the SDK answers a call to the context
-/// whose callback made it, and a stream's may be gone by then).
-pub fn start_refill(shared: &Shared, refill: Refill, current: u32) {
-    if let Ok(mut refills) = shared.refills.try_borrow_mut() {
-        refills.queue(refill);
-    }
-    remote::wake_root(shared, Some(current));
-}
-
-/// In a root callback: sends the refills' calls due, then counts and logs the
-/// refills that ended.
-fn flush_refills(shared: &Shared) {
-    for due in shared.refills.try_borrow_mut().map(|mut r| r.take_due()).unwrap_or_default() {
-        let sent = send(shared, due.call(), shared.root_context);
-        if let Ok(mut refills) = shared.refills.try_borrow_mut() {
-            refills.sent(due, sent, now_ms());
-        }
-    }
-    for (counter, line) in shared.refills.try_borrow_mut().map(|mut r| r.take_ended()).unwrap_or_default() {
-        shared.metrics.bump(counter);
-        if let Some(line) = line {
-            log_line(Level::Warn, &line);
-        }
-    }
-}
-
 /// An HTTP call answer (`trailers`: how many trailers it has): `true` when it
 /// was a usage call or a refill (handled here).
 pub fn on_response(shared: &Shared, token: u32, body_size: usize, trailers: usize) -> bool {
     let token = u64::from(token);
     if shared.refills.try_borrow().is_ok_and(|r| r.awaits(token)) {
         let answer = read_answer(body_size, trailers);
-        if let Ok(mut refills) = shared.refills.try_borrow_mut() {
-            refills.on_reply(token, &mut Slots(SharedData), &answer.reply(), answer.body_len, now_ms());
-        }
-        flush_refills(shared);
+        Root::new(shared, None).refill_answered(token, &mut Slots(SharedData), &answer.reply(), answer.body_len);
         return true;
     }
     let Some(waiter) = shared.usage.try_borrow_mut().ok().and_then(|mut w| w.answered(token)) else {
@@ -119,12 +88,8 @@ fn read_answer(body_size: usize, trailers: usize) -> Answer {
 /// The root's tick: settles the refills and waits whose answer is more than a
 /// second overdue (it will not come), and sends the refills due.
 pub fn on_tick(shared: &Shared) {
-    let now = now_ms();
-    if let Ok(mut refills) = shared.refills.try_borrow_mut() {
-        refills.overdue(now);
-    }
-    flush_refills(shared);
-    for waiter in shared.usage.try_borrow_mut().map(|mut w| w.overdue(now)).unwrap_or_default() {
+    Root::new(shared, None).refills_tick();
+    for waiter in shared.usage.try_borrow_mut().map(|mut w| w.overdue(now_ms())).unwrap_or_default() {
         wake(shared, &waiter, Event::Lost("no answer (the call was lost)"));
     }
     let _ = hostcalls::set_effective_context(shared.root_context);

@@ -1,28 +1,28 @@
 //! One filter configuration: compiled once on the main thread (a configuration
 //! error refuses to load, naming the field), then shared by every worker:
 //! counters, the per-process `max_uses` count, and the key store. Each worker
-//! thread keeps its own [`Engine`] (the verified-token cache is per worker, as in
-//! the wasm build, and needs no lock).
+//! thread keeps its own [`cjwt_core::Engine`] ([`WorkerEngines`]: the
+//! verified-token cache is per worker, as in the wasm build, and needs no lock).
 
+use crate::background::{Main, RemoteState, EVENT_TICK};
 use crate::ffi::{log, CalloutAnswer, ConfigHandle, Level, Scheduler};
-use crate::jwks::{self, RemoteState, EVENT_TICK};
-use crate::refill::{self, EVENT_REFILL};
+use crate::stream::reply;
 use cjwt_core::{
-    Capabilities, Config, Counter, Engine, Fetched, NativeCrypto, ProcessCounter, ProcessReplay, Refills, Remote,
+    BackgroundHost, Capabilities, Config, CounterIds, Fetched, NativeCrypto, ProcessCounter, ProcessReplay, Refills,
+    Remote, WorkerEngines,
 };
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// What every worker of one configuration shares.
 pub struct Shared {
-    /// The plugin configuration as given (each worker compiles its own engine).
-    pub bytes: Vec<u8>,
-    /// Counter ids by [`Counter::index`]; `None` where the host refused one.
-    pub counters: Vec<Option<usize>>,
+    /// Each worker's engine, compiled from the plugin configuration as given.
+    pub engines: WorkerEngines,
+    /// Envoy's counter ids.
+    pub counters: CounterIds<usize>,
     /// Remote key sets and status lists, one store for the whole process.
     pub keys: RwLock<Fetched>,
     /// `max_uses`, counted once for every worker of this Envoy: the process's one
@@ -64,11 +64,6 @@ impl Drop for ModuleConfig {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-thread_local! {
-    /// This worker's engines, one per live configuration.
-    static ENGINES: RefCell<Vec<(Weak<Shared>, Engine)>> = const { RefCell::new(Vec::new()) };
-}
-
 impl ModuleConfig {
     /// Compiles the configuration and defines the counters (Envoy allows that only
     /// here). `None` refuses the configuration; the reason is logged first.
@@ -80,30 +75,17 @@ impl ModuleConfig {
                 return None;
             }
         };
-        let counters = Counter::all()
-            .into_iter()
-            .map(|c| {
-                let name = c.name();
-                handle.define_counter(name.strip_prefix("cjwt.").unwrap_or(&name))
-            })
-            .collect();
+        let counters = CounterIds::define(|name| handle.define_counter(name.strip_prefix("cjwt.").unwrap_or(name)));
         log(Level::Info, &config.accepted_line("native module"));
         let crypto = NativeCrypto::new();
         // Leased allowances refill in the background from the main thread.
         let refills = config.usage_store().is_some_and(|s| s.allowance.is_some_and(|a| a.refill_below > 0));
-        let mut store = Fetched::new(config.provider_count());
+        let keys = RwLock::new(Fetched::new(config.provider_count()));
         // Key sets and status lists are fetched on the main thread, once per Envoy
         // (the configuration's id tags its leases among the process's configurations).
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let remote = Remote::new(&config, id);
-        let remote = remote.is_active().then(|| {
-            let mut state = RemoteState { remote, config };
-            // A configuration pushed at run time keeps the key sets and lists already
-            // fetched; they serve until its own fetches.
-            jwks::on_configure(&mut state, &mut store, &crypto);
-            Mutex::new(state)
-        });
-        let keys = RwLock::new(store);
+        let remote = remote.is_active().then(|| Mutex::new(RemoteState { remote, config }));
         let scheduler = (remote.is_some() || refills).then(|| handle.scheduler());
         if let Some(None) = scheduler {
             log(
@@ -113,7 +95,7 @@ impl ModuleConfig {
             return None;
         }
         let shared = Arc::new(Shared {
-            bytes: bytes.to_vec(),
+            engines: WorkerEngines::new(bytes),
             counters,
             keys,
             usage: ProcessCounter::global(),
@@ -123,6 +105,9 @@ impl ModuleConfig {
             scheduler: Mutex::new(scheduler.flatten()),
             refills: Mutex::default(),
         });
+        // A configuration pushed at run time keeps the key sets and lists already
+        // fetched; they serve until its own fetches.
+        Main::Config(&shared, handle).configure();
         let ticker = shared.remote.is_some().then(|| {
             // The first fetches now, then a tick every second until the sender is dropped.
             shared.commit(EVENT_TICK);
@@ -140,18 +125,24 @@ impl ModuleConfig {
         Some(ModuleConfig { shared, ticker })
     }
 
-    /// A config-level scheduled event (main thread): refills, or fetches.
+    /// A config-level scheduled event (main thread): the tick, or the fetches
+    /// and refills workers queued.
     pub fn on_scheduled(&self, handle: ConfigHandle<'_>, event: u64) {
-        match event {
-            EVENT_REFILL => refill::on_scheduled(&self.shared, handle),
-            _ => jwks::on_scheduled(&self.shared, handle, event),
+        let mut main = Main::Config(&self.shared, handle);
+        if event == EVENT_TICK {
+            main.tick();
+        } else {
+            main.wanted();
+            main.send_refills();
         }
     }
 
-    /// A config-level HTTP call answered (main thread): a refill, or a key fetch.
+    /// A config-level HTTP call answered (main thread): a refill, or a fetch.
     pub fn on_callout_done(&self, handle: ConfigHandle<'_>, callout: u64, answer: CalloutAnswer<'_>) {
-        if !refill::on_callout_done(&self.shared, handle, callout, &answer) {
-            jwks::on_callout_done(&self.shared, handle, callout, answer);
+        let mut main = Main::Config(&self.shared, handle);
+        let reply = reply(&answer);
+        if !main.refill_answered(callout, &mut { self.shared.usage }, &reply, answer.body_len) {
+            main.fetch_answered(callout, reply.status, reply.body, true);
         }
     }
 }
@@ -164,21 +155,5 @@ impl Shared {
                 s.commit(event);
             }
         }
-    }
-
-    /// Runs `f` with this worker's engine for this configuration, compiling it on
-    /// the worker's first request. `None` if it cannot be compiled (it compiled
-    /// at load, so only an internal error gets here; the caller answers 503).
-    pub fn with_engine<R>(self: &Arc<Self>, f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
-        let me = Arc::as_ptr(self);
-        ENGINES.with(|engines| {
-            let mut engines = engines.try_borrow_mut().ok()?;
-            engines.retain(|(w, _)| w.strong_count() > 0);
-            if !engines.iter().any(|(w, _)| w.as_ptr() == me) {
-                engines.push((Arc::downgrade(self), Engine::new(Config::from_plugin_bytes(&self.bytes).ok()?)));
-            }
-            let (_, engine) = engines.iter_mut().find(|(w, _)| w.as_ptr() == me)?;
-            Some(f(engine))
-        })
     }
 }

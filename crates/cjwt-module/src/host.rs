@@ -3,21 +3,14 @@
 //! clock from the operating system.
 
 use crate::ffi::Filter;
-use cjwt_core::{clock, Host};
-use std::cell::RefCell;
+use cjwt_core::{clock, Host, ReusedHeaders};
 
 /// One request's view of Envoy during one hook.
 pub struct NativeHost<'hook> {
-    /// The worker's header buffer, lent for this hook: the first `len` entries.
-    headers: Vec<(String, Vec<u8>)>,
-    len: usize,
+    /// The request's headers, in the worker's reused buffer.
+    headers: ReusedHeaders,
     filter: Filter<'hook>,
     now: i64,
-}
-
-thread_local! {
-    /// Each worker's header buffer, reused request after request.
-    static HEADERS: RefCell<Vec<(String, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl<'hook> NativeHost<'hook> {
@@ -25,27 +18,14 @@ impl<'hook> NativeHost<'hook> {
     /// impossible time (the caller fails closed).
     pub fn read(filter: Filter<'hook>) -> Option<NativeHost<'hook>> {
         let now = clock::unix_seconds(std::time::SystemTime::now())?;
-        let mut headers = HEADERS.with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default());
-        let len = filter.request_headers_into(&mut headers);
-        Some(NativeHost { headers, len, filter, now })
-    }
-}
-
-impl Drop for NativeHost<'_> {
-    /// Gives the header buffer back to the worker.
-    fn drop(&mut self) {
-        let headers = std::mem::take(&mut self.headers);
-        HEADERS.with(|b| {
-            if let Ok(mut b) = b.try_borrow_mut() {
-                *b = headers;
-            }
-        });
+        let headers = ReusedHeaders::fill(|buffer| filter.request_headers_into(buffer));
+        Some(NativeHost { headers, filter, now })
     }
 }
 
 impl Host for NativeHost<'_> {
     fn headers(&self) -> &[(String, Vec<u8>)] {
-        self.headers.get(..self.len).unwrap_or(&[])
+        self.headers.as_slice()
     }
 
     /// `source.address` is Envoy's downstream address (`ip:port`), as the wasm

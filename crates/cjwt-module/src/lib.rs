@@ -9,13 +9,13 @@
 //! plugin configuration once and keeps what all workers share (keys, the
 //! `max_uses` count, counters); [`stream`] reads one request, asks the core, and
 //! executes the core's plan; [`host`] is the request as the core sees it;
-//! [`jwks`] runs the core's key fetcher on Envoy's main thread, one fetch per
-//! Envoy; [`refill`] sends leased allowances' background refills from it.
+//! [`background`] is the host of the core's background driver on Envoy's main
+//! thread: key sets and status lists fetched once per Envoy, leased
+//! allowances' refills.
 
+pub mod background;
 pub mod config;
 pub mod ffi;
 pub mod hooks;
 pub mod host;
-pub mod jwks;
-pub mod refill;
 pub mod stream;

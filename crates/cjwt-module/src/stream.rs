@@ -1,13 +1,13 @@
 //! One HTTP stream: read the request, ask the core, execute the core's plan.
 
+use crate::background::{self, Main, Waiter, EVENT_KEYS};
 use crate::config::{ModuleConfig, Shared};
 use crate::ffi::{log, CalloutAnswer, Filter, Level, HEADERS_CONTINUE, HEADERS_STOP};
 use crate::host::NativeHost;
-use crate::jwks::{self, Waiter, EVENT_KEYS};
 use cjwt_core::usage::etcd::EtcdReply;
 use cjwt_core::{
-    Counter, Engine, Env, Event, FlowHost, Flowed, KeyWait, Level as CoreLevel, Plan, PlanHost, Refill, Refusal,
-    RequestFlow, SpanField, Step, StoreCall,
+    BackgroundHost, Counter, Engine, Env, Event, FlowHost, Flowed, KeyWait, Level as CoreLevel, Plan, PlanHost, Refill,
+    Refusal, RequestFlow, SpanField, Step, StoreCall,
 };
 use std::sync::Arc;
 
@@ -15,8 +15,6 @@ use std::sync::Arc;
 /// host needs to resume it.
 pub struct Stream {
     shared: Arc<Shared>,
-    /// Set once the request may go upstream: until then body and trailers are held.
-    allowed: bool,
     /// Set once the request waited (paused) for its provider's keys.
     waiter: Option<Arc<Waiter>>,
     /// The request's lifecycle (decided, waiting for keys or for the usage store).
@@ -29,18 +27,12 @@ pub struct Stream {
 impl Stream {
     /// A new stream of configuration `config`.
     pub fn new(config: &ModuleConfig) -> Stream {
-        Stream {
-            shared: Arc::clone(&config.shared),
-            allowed: false,
-            waiter: None,
-            flow: RequestFlow::new(),
-            callout: None,
-        }
+        Stream { shared: Arc::clone(&config.shared), waiter: None, flow: RequestFlow::new(), callout: None }
     }
 
     /// Whether the request was allowed (body and trailers may pass).
     pub fn allowed(&self) -> bool {
-        self.allowed
+        self.flow.allowed()
     }
 
     /// Request headers: the flow starts.
@@ -56,7 +48,7 @@ impl Stream {
     /// A scheduled event on this stream's worker: the keys it waited for
     /// arrived (or the fetch failed).
     pub fn on_scheduled(&mut self, f: Filter<'_>, event: u64) {
-        if event == EVENT_KEYS && !self.allowed {
+        if event == EVENT_KEYS && !self.flow.allowed() {
             self.resume(f, Event::Keys);
         }
     }
@@ -82,10 +74,8 @@ impl Stream {
             internal_error(f);
             return Flowed::Refused;
         };
-        let Stream { shared, allowed, waiter, flow, callout } = self;
-        let flowed = flow.drive(event, &mut StreamHost { shared, f, host: &host, waiter, callout });
-        *allowed |= flowed == Flowed::Allowed;
-        flowed
+        let Stream { shared, waiter, flow, callout } = self;
+        flow.drive(event, &mut StreamHost { shared, f, host: &host, waiter, callout })
     }
 
     /// The stream ended: a fetch that answers later must not wake it.
@@ -109,15 +99,23 @@ struct StreamHost<'s, 'f> {
 }
 
 impl FlowHost for StreamHost<'_, '_> {
-    /// The key store is not borrowed while the remote is asked (the main
-    /// thread takes the remote's lock, then the store's): see [`with_env`].
+    /// This worker's engine, and what the core reads for one decision: the
+    /// request, the key store (read-locked for the step only: it is not
+    /// borrowed while the remote is asked, since the main thread takes the
+    /// remote's lock, then the store's), the crypto, the process's counter and
+    /// replay cache. `None` when the store's lock is poisoned.
     fn with_env(&mut self, step: &mut dyn FnMut(&mut Engine, Env<'_>) -> Step) -> Option<Step> {
         let (shared, host) = (self.shared, self.host);
-        shared.with_engine(|engine| with_env(shared, host, |env| step(engine, env))).flatten()
+        let step = |engine: &mut Engine| {
+            let keys = shared.keys.read().ok()?;
+            let (counter, replay) = (&mut { shared.usage }, &mut { shared.replay });
+            Some(step(engine, Env { host, keys: &*keys, crypto: &shared.crypto, counter, replay }))
+        };
+        shared.engines.with(step).flatten()
     }
 
     fn wait_for_keys(&mut self, provider: usize) -> KeyWait {
-        jwks::wait_for_keys(self.shared, self.f, provider, self.waiter)
+        background::wait_for_keys(self.shared, self.f, provider, self.waiter)
     }
 
     /// A callout of this stream, answered on its worker, cancelled if it ends.
@@ -129,7 +127,7 @@ impl FlowHost for StreamHost<'_, '_> {
 
     /// The configuration's call, not this stream's.
     fn refill(&mut self, refill: Refill) {
-        crate::refill::queue(self.shared, refill);
+        Main::Stream(self.shared, self.f).queue_refill(refill);
     }
 
     fn act(&mut self, plan: Plan) -> bool {
@@ -147,8 +145,8 @@ impl FlowHost for StreamHost<'_, '_> {
 
 impl PlanHost for StreamHost<'_, '_> {
     fn count(&mut self, counter: Counter) {
-        if let Some(Some(id)) = self.shared.counters.get(counter.index()) {
-            self.f.increment(*id, 1);
+        if let Some(id) = self.shared.counters.id(counter) {
+            self.f.increment(id, 1);
         }
     }
 
@@ -175,33 +173,10 @@ impl PlanHost for StreamHost<'_, '_> {
     }
 }
 
-/// Runs `f` with what the core reads for one decision: the request, the key
-/// store (read-locked for the call only), the crypto, the process's counter and
-/// replay cache. `None` when the store's lock is poisoned.
-fn with_env<R>(shared: &Shared, host: &NativeHost<'_>, f: impl FnOnce(Env<'_>) -> R) -> Option<R> {
-    let keys = shared.keys.read().ok()?;
-    let env = Env {
-        host,
-        keys: &*keys,
-        crypto: &shared.crypto,
-        counter: &mut { shared.usage },
-        replay: &mut { shared.replay },
-    };
-    Some(f(env))
-}
-
 /// A callout's answer as the core reads a store's (`:status`, the gRPC status
 /// of a trailers-only answer, the body).
 pub fn reply<'a>(answer: &'a CalloutAnswer<'_>) -> EtcdReply<'a> {
-    fn text(v: Option<&[u8]>) -> Option<&str> {
-        v.and_then(|s| std::str::from_utf8(s).ok())
-    }
-    EtcdReply {
-        status: text(answer.status),
-        grpc_status: text(answer.grpc_status),
-        grpc_message: text(answer.grpc_message),
-        body: &answer.body,
-    }
+    EtcdReply::from_bytes(answer.status, answer.grpc_status, answer.grpc_message, &answer.body)
 }
 
 /// The operating system's clock in milliseconds.

@@ -4,8 +4,10 @@
 //! the effects of remote fetches ([`remote`]: the log line and counter of a
 //! fetch that ended, the same in both builds); and what the adapters keep of
 //! the calls they send ([`calls`]: in flight by token, settled when overdue,
-//! their answers read by one rule).
+//! their answers read by one rule). [`background`] drives the configuration's
+//! own work (the fetches' effects, the refills' calls) over one host trait.
 
+pub mod background;
 pub mod calls;
 pub mod refill;
 pub mod remote;

@@ -215,6 +215,12 @@ impl Refills {
         std::mem::take(&mut self.due)
     }
 
+    /// The host may not send `due`'s call where it is (a stream's context):
+    /// due again, for the context that sends.
+    pub fn put_back(&mut self, due: Due) {
+        self.due.push(due);
+    }
+
     /// The host sent `due`'s call as `token` at `now_ms`, or could not (why):
     /// a refill not sent ends failed.
     pub fn sent(&mut self, due: Due, token: Result<u64, String>, now_ms: u64) {

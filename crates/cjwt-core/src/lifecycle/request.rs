@@ -264,6 +264,8 @@ pub struct RequestFlow {
     /// A leased allowance's background batch this request's decision started
     /// ([`RequestFlow::take_refill`]).
     refill: Option<Refill>,
+    /// Whether [`RequestFlow::drive`] last acted on the request by letting it go upstream.
+    allowed: bool,
 }
 
 /// How much longer than its deadline a store call may stay unanswered before
@@ -336,7 +338,10 @@ impl RequestFlow {
                 host.refill(refill);
             }
             step = match step {
-                Some(Step::Act(plan)) => return if host.act(plan) { Flowed::Allowed } else { Flowed::Refused },
+                Some(Step::Act(plan)) => {
+                    self.allowed = host.act(plan);
+                    return if self.allowed { Flowed::Allowed } else { Flowed::Refused };
+                }
                 Some(Step::AwaitKeys | Step::Nothing) => return Flowed::Paused,
                 Some(Step::KeysMissing { provider }) => {
                     // Another worker's set taken over (decide again), a fetch to wait for, or neither.
@@ -350,6 +355,7 @@ impl RequestFlow {
                 },
                 None => {
                     host.fail();
+                    self.allowed = false;
                     return Flowed::Refused;
                 }
             };
@@ -362,6 +368,12 @@ impl RequestFlow {
     /// The request does not wait for it.
     pub fn take_refill(&mut self) -> Option<Refill> {
         self.refill.take()
+    }
+
+    /// Whether [`RequestFlow::drive`] let the request go upstream (the last
+    /// time it acted on it): until then the adapter holds its body and trailers.
+    pub fn allowed(&self) -> bool {
+        self.allowed
     }
 
     /// Whether the request is paused for a call: the usage store or the Txn-Token Service.

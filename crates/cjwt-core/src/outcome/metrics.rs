@@ -100,6 +100,27 @@ impl Counter {
     }
 }
 
+/// The host's id of every counter, defined once per configuration (Envoy's
+/// counter id, proxy-wasm's metric id). A definition the host refused leaves
+/// the counter without an id: counting is best effort, it never changes a decision.
+#[derive(Debug, Default)]
+pub struct CounterIds<I> {
+    ids: Vec<Option<I>>,
+}
+
+impl<I: Copy> CounterIds<I> {
+    /// Defines every counter: `define` gets its [`Counter::name`] and gives
+    /// the host's id, `None` when the host refused it.
+    pub fn define(mut define: impl FnMut(&str) -> Option<I>) -> CounterIds<I> {
+        CounterIds { ids: Counter::all().into_iter().map(|c| define(&c.name())).collect() }
+    }
+
+    /// The host's id of `counter`, if it was defined.
+    pub fn id(&self, counter: Counter) -> Option<I> {
+        self.ids.get(counter.index()).copied().flatten()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +137,14 @@ mod tests {
         assert_eq!(names.len(), all.len());
         assert!(names.contains(&"cjwt.denied.max_uses".to_string()));
         assert!(names.contains(&"cjwt.dry_run.denied.ip".to_string()));
+    }
+
+    #[test]
+    fn counter_ids_by_counter_none_where_the_host_refused() {
+        let ids = CounterIds::define(|name| (name != "cjwt.denied").then_some(name.len()));
+        assert_eq!(ids.id(Counter::Allowed), Some("cjwt.allowed".len()));
+        assert_eq!(ids.id(Counter::Denied), None);
+        assert_eq!(ids.id(Counter::StatusListFetchFailed), Some("cjwt.status_list.fetch_failed".len()));
+        assert_eq!(CounterIds::<u32>::default().id(Counter::Allowed), None);
     }
 }

@@ -29,6 +29,47 @@ pub fn single_header<'a>(host: &'a dyn Host, name: &'a str) -> Option<&'a str> {
     std::str::from_utf8(first).ok()
 }
 
+/// A request's headers copied into a buffer its thread reuses request after
+/// request (a host that copies them out of the proxy: the native module). The
+/// buffer goes back to the thread when this is dropped.
+#[derive(Debug, Default)]
+pub struct ReusedHeaders {
+    buffer: Vec<(String, Vec<u8>)>,
+    len: usize,
+}
+
+thread_local! {
+    /// Each thread's header buffer, lent to one [`ReusedHeaders`] at a time.
+    static HEADERS: std::cell::RefCell<Vec<(String, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl ReusedHeaders {
+    /// Lends this thread's buffer to `fill`, which overwrites its first entries
+    /// (reusing their allocations) and says how many are the request's.
+    pub fn fill(fill: impl FnOnce(&mut Vec<(String, Vec<u8>)>) -> usize) -> ReusedHeaders {
+        let mut buffer = HEADERS.with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default());
+        let len = fill(&mut buffer);
+        ReusedHeaders { buffer, len }
+    }
+
+    /// The request's headers (for [`Host::headers`]).
+    pub fn as_slice(&self) -> &[(String, Vec<u8>)] {
+        self.buffer.get(..self.len).unwrap_or(&[])
+    }
+}
+
+impl Drop for ReusedHeaders {
+    /// Gives the buffer back to the thread.
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.buffer);
+        HEADERS.with(|b| {
+            if let Ok(mut b) = b.try_borrow_mut() {
+                *b = buffer;
+            }
+        });
+    }
+}
+
 /// Reading the host clock.
 pub mod clock {
     /// 2020-01-01T00:00:00Z: a host clock before this is broken, not early.
@@ -61,5 +102,35 @@ pub mod clock {
             assert_eq!(unix_millis(UNIX_EPOCH), 0);
             assert_eq!(unix_millis(UNIX_EPOCH + Duration::from_millis(1_800_000_000_123)), 1_800_000_000_123);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str) -> (String, Vec<u8>) {
+        (name.to_string(), b"v".to_vec())
+    }
+
+    #[test]
+    fn the_header_buffer_is_reused_and_only_the_requests_entries_are_shown() {
+        let first = ReusedHeaders::fill(|b| {
+            b.clear();
+            b.extend([header("a"), header("b"), header("c")]);
+            3
+        });
+        assert_eq!(first.as_slice().len(), 3);
+        drop(first);
+        let second = ReusedHeaders::fill(|b| {
+            assert_eq!(b.len(), 3, "the buffer came back");
+            b[0] = header("x");
+            1
+        });
+        assert_eq!(second.as_slice(), [header("x")]);
+        // Lent out already: a second reader gets a buffer of its own.
+        let third = ReusedHeaders::fill(|b| b.len());
+        assert!(third.as_slice().is_empty());
+        assert_eq!(ReusedHeaders::fill(|_| 5).as_slice(), [], "more than it holds: none");
     }
 }

@@ -393,6 +393,18 @@ impl<'a> EtcdReply<'a> {
         EtcdReply { status, body, ..EtcdReply::default() }
     }
 
+    /// An answer as a host hands it over in bytes: `:status`, `grpc-status`,
+    /// `grpc-message` (a header that is not UTF-8 reads as absent) and the body.
+    pub fn from_bytes(
+        status: Option<&'a [u8]>,
+        grpc_status: Option<&'a [u8]>,
+        grpc_message: Option<&'a [u8]>,
+        body: &'a [u8],
+    ) -> EtcdReply<'a> {
+        let text = |v: Option<&'a [u8]>| v.and_then(|s| std::str::from_utf8(s).ok());
+        EtcdReply { status: text(status), grpc_status: text(grpc_status), grpc_message: text(grpc_message), body }
+    }
+
     fn grpc(&self) -> grpc::GrpcAnswer<'a> {
         grpc::GrpcAnswer {
             status: self.status,
@@ -751,6 +763,15 @@ mod tests {
 
     fn a_use() -> EtcdUse {
         EtcdUse::new("cjwt/uses/", &UsageId::new("https://i", "j1"), 3, 1_800_000_030, 1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn a_reply_from_the_hosts_bytes_drops_a_header_that_is_not_utf8() {
+        let reply = EtcdReply::from_bytes(Some(b"200"), Some(b"14"), Some(b"\xff"), b"body");
+        assert_eq!(
+            reply,
+            EtcdReply { status: Some("200"), grpc_status: Some("14"), grpc_message: None, body: b"body" }
+        );
     }
 
     #[test]
