@@ -302,12 +302,14 @@ define both
 	  test $$wasm = 0 -a $$native = 0
 endef
 
-# The wasm run: the suites of crates/cjwt-e2e that need no Docker (all but docker_*.rs and
-# mesh.rs, which make docker-test runs), the Envoy suites among them against cjwt.wasm.
-WASM_TESTS = package(cjwt-e2e) and not (binary_id(cjwt-e2e::docker_*) | binary_id(cjwt-e2e::mesh))
-# The native run: the Envoy suites (crates/cjwt-e2e/tests/envoy_*.rs) against libcjwt.so, and every
-# other crate's tests (core, CLI, module, tools: CJWT_BUILD does not concern them), which balances the two runs.
-NATIVE_TESTS = not package(cjwt-e2e) | binary_id(cjwt-e2e::envoy_*)
+# The wasm run: the Envoy suites (crates/cjwt-e2e/tests/envoy_*.rs) against cjwt.wasm, and the
+# checks of the .wasm's exports.
+WASM_TESTS = binary_id(cjwt-e2e::envoy_*) | binary_id(cjwt-e2e::wasm_exports)
+# The native run: the Envoy suites against libcjwt.so, and every other test but the Docker suites
+# (docker_*.rs and mesh.rs: make docker-test): the core, CLI, module and tools, the deployment
+# manifests, the etcd cluster (CJWT_BUILD does not concern them). The wasm run's Envoy suites take
+# longer (V8), so the rest is on this side.
+NATIVE_TESTS = not (binary_id(cjwt-e2e::docker_*) | binary_id(cjwt-e2e::mesh) | binary_id(cjwt-e2e::wasm_exports))
 ## test: every test of every crate (found by cargo) but the Docker suites (make docker-test), in parallel under cargo nextest, two runs at once: the Envoy integration suites against the wasm build, and against the native build with the core, CLI, module and tools tests
 test: build fault-build envoy validate etcd test-tools prometheus mcp-tools nextest
 	cargo nextest run --no-run $(WORKSPACE)

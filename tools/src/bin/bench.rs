@@ -800,7 +800,7 @@ enum Store {
 }
 
 /// The batch of the leased case (f); its refill mark is the default, half a batch.
-const LEASED_BATCH: u64 = 256;
+const LEASED_BATCH: u64 = 1000;
 /// Issue 27 item 3's targets for a leased token against per-Envoy counting (b):
 /// at most this much more at p99, and at least this share of its counted requests/s.
 const LEASED_P99_TARGET_US: f64 = 100.0;
