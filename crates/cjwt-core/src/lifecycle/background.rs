@@ -231,28 +231,9 @@ pub trait BackgroundHost {
 mod tests {
     use super::*;
     use crate::keys::host_crypto::PureRust;
-    use crate::lifecycle::remote::NextValue;
-    use std::collections::HashMap;
+    use crate::lifecycle::remote::tests::FakeSharing;
 
     const T0: i64 = 1_800_000_000;
-
-    /// One Envoy's shared data: compare-and-swap always wins (one thread).
-    #[derive(Default)]
-    struct FakeSharing(HashMap<String, Vec<u8>>);
-
-    impl Sharing for FakeSharing {
-        fn get(&self, name: &str) -> Option<Vec<u8>> {
-            self.0.get(name).cloned()
-        }
-
-        fn set(&mut self, name: &str, value: &[u8]) {
-            self.0.insert(name.to_string(), value.to_vec());
-        }
-
-        fn update(&mut self, name: &str, next: &mut NextValue<'_>) -> bool {
-            next(self.0.get(name).map(Vec::as_slice)).map(|v| self.0.insert(name.to_string(), v)).is_some()
-        }
-    }
 
     /// An adapter, faked: its remote and store, its calls (numbered from 1,
     /// or refused with `refused`; none outside the `main` context), and what

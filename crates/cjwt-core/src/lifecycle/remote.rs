@@ -683,7 +683,7 @@ fn effects<W>(line: Option<(Level, String)>, counter: Option<Counter>) -> Vec<Ef
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::keys::host_crypto::PureRust;
     use std::collections::HashMap;
@@ -691,8 +691,9 @@ mod tests {
     const T0: i64 = 1_800_000_000;
 
     /// One Envoy's shared data: compare-and-swap always wins (one thread).
+    /// Also the background driver's tests'.
     #[derive(Default)]
-    struct FakeSharing(HashMap<String, Vec<u8>>);
+    pub(crate) struct FakeSharing(HashMap<String, Vec<u8>>);
 
     impl Sharing for FakeSharing {
         fn get(&self, name: &str) -> Option<Vec<u8>> {
