@@ -33,7 +33,7 @@
 //!    `Txn-Token` header, issuing one at the edge).
 //!    [`chain`] (holder attenuation, SPEC §16: the delegation chain of the
 //!    `cjwt-chain` header, verified with the root token and [`sender`]'s proof keys).
-//! 10. [`policy`]: the operator's rules (which rule applies, what it `require`s).
+//! 10. `policy`: the operator's rules (which rule applies, what it `require`s).
 //! 11. [`engine`]: the decision, top to bottom.
 //! 12. [`outcome`]: the refusal, the forwarding edits, the plan an adapter executes.
 //! 13. [`lifecycle`]: every step a request ([`RequestFlow`]) or a fetch

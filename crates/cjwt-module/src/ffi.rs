@@ -456,7 +456,7 @@ impl Filter<'_> {
 
     /// Starts an HTTP call for this stream (its worker): `POST`-style `headers`
     /// and `body` to `cluster`, within `timeout_ms`. The answer comes to
-    /// [`envoy_dynamic_module_on_http_filter_http_callout_done`] on this worker;
+    /// `envoy_dynamic_module_on_http_filter_http_callout_done` on this worker;
     /// Envoy cancels it if the stream ends first.
     pub fn callout(&self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u64) -> Option<u64> {
         // SAFETY: stream filter in the current hook, for the stream callout binding.
@@ -486,7 +486,7 @@ impl Filter<'_> {
         };
     }
 
-    /// A scheduler that runs [`envoy_dynamic_module_on_http_filter_scheduled`] on
+    /// A scheduler that runs `envoy_dynamic_module_on_http_filter_scheduled` on
     /// this stream's worker, from any thread.
     pub fn scheduler(&self) -> Option<Scheduler> {
         // SAFETY: stream filter in the current hook.
@@ -570,7 +570,7 @@ impl ConfigHandle<'_> {
         };
     }
 
-    /// A scheduler that runs [`envoy_dynamic_module_on_http_filter_config_scheduled`]
+    /// A scheduler that runs `envoy_dynamic_module_on_http_filter_config_scheduled`
     /// on the main thread, from any thread.
     pub fn scheduler(&self) -> Option<Scheduler> {
         // SAFETY: config pointer in the current config hook.
@@ -580,7 +580,7 @@ impl ConfigHandle<'_> {
 
     /// Starts an HTTP call to `cluster` not tied to any stream (main thread
     /// only): `headers` and `body` (empty: none) within `timeout_ms`; the answer
-    /// comes to [`envoy_dynamic_module_on_http_filter_config_http_callout_done`].
+    /// comes to `envoy_dynamic_module_on_http_filter_config_http_callout_done`.
     pub fn callout(&self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u64) -> Option<u64> {
         // SAFETY: config pointer in a config hook on the main thread, for the
         // configuration's callout binding.

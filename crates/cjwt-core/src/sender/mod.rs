@@ -43,7 +43,7 @@ pub struct Binding<'a> {
 }
 
 /// Reads `cnf` as must-understand: absent is no binding; anything but an object
-/// whose members are `jkt` (a string) or `jwk` (a public key, [`public_jwk`]),
+/// whose members are `jkt` (a string) or `jwk` (a public key, `public_jwk`),
 /// with `dpop` configured, and `x5t#S256` (a string, with `mtls` configured),
 /// at least one, is `unsupported_binding`; so are a `jkt` and a `jwk` that name
 /// different keys.

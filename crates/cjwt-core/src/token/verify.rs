@@ -249,7 +249,7 @@ pub fn is_txn_token(typ: Option<&str>) -> bool {
 /// Verifies a Txn-Token from the `Txn-Token` header with the Txn-Token
 /// provider (index `provider`, SPEC §14): `typ` first (`wrong_typ`), an `iss`
 /// equal to the provider's when it names one, the signature, then the claims
-/// as [`into_verified`] reads them, with the constraints of `tctx.cnst`
+/// as `into_verified` reads them, with the constraints of `tctx.cnst`
 /// ([`Constraints::parse_downstream`]). The Txn-Token's own claims (`aud`,
 /// `txn`, ...) and times are checked per request by the caller.
 pub fn verify_txn(
