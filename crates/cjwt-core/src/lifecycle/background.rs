@@ -231,7 +231,7 @@ pub trait BackgroundHost {
 mod tests {
     use super::*;
     use crate::keys::host_crypto::PureRust;
-    use crate::lifecycle::remote::tests::FakeSharing;
+    use crate::lifecycle::remote::tests::{jwks, FakeSharing};
 
     const T0: i64 = 1_800_000_000;
 
@@ -323,15 +323,6 @@ mod tests {
             main_woken: 0,
             now: T0,
         }
-    }
-
-    /// An Ed25519 public JWK with `kid` (the key's bytes: RFC 8037's example).
-    fn jwks(kids: &[&str]) -> Vec<u8> {
-        let keys: Vec<_> = kids
-            .iter()
-            .map(|k| serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": k, "alg": "EdDSA"}))
-            .collect();
-        serde_json::json!({"keys": keys}).to_string().into_bytes()
     }
 
     #[test]

@@ -725,7 +725,8 @@ pub(crate) mod tests {
     }
 
     /// An Ed25519 public JWK with `kid` (the key's bytes: RFC 8037's example).
-    fn jwks(kids: &[&str]) -> Vec<u8> {
+    /// Also the background driver's tests'.
+    pub(crate) fn jwks(kids: &[&str]) -> Vec<u8> {
         let keys: Vec<_> = kids
             .iter()
             .map(|k| serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": k, "alg": "EdDSA"}))
