@@ -592,9 +592,48 @@ impl Drop for Image {
 /// and DNS aliases) on a [`Network`], each at a fixed address with etcd's ports
 /// (client 2379, peer 2380), heartbeat 100 ms and election timeout 1 s. The
 /// containers are removed on drop (drop it before its network).
+///
+/// Each member keeps its data in a host directory in memory ([`MemoryDirs`]),
+/// mounted at its data directory: it outlives a stopped or killed member (which
+/// comes back with its log, as on a disk), and etcd's fsync costs nothing. On the
+/// shared CI machine, WAL fsyncs stalled by the builds' writes made a leader miss
+/// its heartbeats and the store miss the suites' 2 s deadline (503s in an
+/// exact-count round). What the suites prove — counts under kills, elections and
+/// partitions — does not depend on the disk; `make bench`'s etcd stays on disk.
 pub struct EtcdContainers {
     members: Vec<Container>,
     ips: Vec<String>,
+    // Dropped after `members`: the directories go once the containers are gone.
+    _data: MemoryDirs,
+}
+
+/// Host directories under `/dev/shm` (the system temp directory where there is
+/// none), removed on drop.
+struct MemoryDirs(Vec<PathBuf>);
+
+impl MemoryDirs {
+    fn create(names: &[String]) -> MemoryDirs {
+        use std::os::unix::fs::PermissionsExt;
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+        let dirs: Vec<PathBuf> = names.iter().map(|n| base.join("cjwt-tests").join(n)).collect();
+        for dir in &dirs {
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            // etcd wants its data directory private.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        }
+        MemoryDirs(dirs)
+    }
+}
+
+impl Drop for MemoryDirs {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// How long a cluster, or a started member, may take to answer `/health`.
@@ -609,13 +648,16 @@ impl EtcdContainers {
         let ips: Vec<String> = (0..n).map(|i| network.ip(first_host + u8::try_from(i).unwrap())).collect();
         let initial: Vec<String> =
             ips.iter().enumerate().map(|(i, ip)| format!("etcd{i}=http://{ip}:{ETCD_PEER_PORT}")).collect();
+        let data = MemoryDirs::create(&(0..n).map(|i| format!("{}-etcd{i}", network.name())).collect::<Vec<_>>());
         let members = ips
             .iter()
             .enumerate()
             .map(|(i, ip)| {
                 let member = format!("etcd{i}");
-                let spec =
-                    ContainerSpec::new(&image, &member).on(network, first_host + u8::try_from(i).unwrap()).args([
+                let spec = ContainerSpec::new(&image, &member)
+                    .on(network, first_host + u8::try_from(i).unwrap())
+                    .mount(&data.0[i], "/tmp/etcd", false)
+                    .args([
                         "etcd".to_string(),
                         format!("--name={member}"),
                         "--data-dir=/tmp/etcd".into(),
@@ -634,7 +676,7 @@ impl EtcdContainers {
                 Container::run(spec)
             })
             .collect();
-        let cluster = EtcdContainers { members, ips };
+        let cluster = EtcdContainers { members, ips, _data: data };
         for i in 0..n {
             cluster.wait_healthy(i, ETCD_START_DEADLINE);
         }
