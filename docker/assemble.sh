@@ -30,8 +30,11 @@ for bin in "$@"; do
   [ -n "$found" ] || { echo "ldd named no libraries for $bin"; exit 1; }
   libs="$libs $found"
 done
+# The cache is read whole first: with pipefail, an awk that stopped at the first match
+# would fail the pipe whenever ldconfig was still writing (SIGPIPE, exit 141).
+cache=$(ldconfig -p)
 for soname in ${extra[@]+"${extra[@]}"}; do
-  path=$(ldconfig -p | awk -v n="$soname" '$1 == n && $NF ~ /^\// { print $NF; exit }')
+  path=$(awk -v n="$soname" '$1 == n && $NF ~ /^\// && !found { print $NF; found = 1 }' <<<"$cache")
   [ -n "$path" ] || { echo "$soname not found (ldconfig -p)"; exit 1; }
   libs="$libs $path"
 done
