@@ -101,6 +101,7 @@ FUZZ_SMOKE_JOBS ?= $(shell nproc)
 # with line tables, cargo fuzz's release), for 75–95 % of the executions per second
 # (decision 123); a finding's stack trace names functions, not lines (make fuzz-long
 # keeps both). CI's head start builds the same (make fuzz-smoke-build).
+## fuzz-smoke-build: the fuzz targets as make fuzz-smoke runs them (no sanitizer, opt-level 1, no debug info)
 fuzz-smoke-build: FUZZ_SANITIZER = none
 fuzz-smoke-build: FUZZ_RUSTFLAGS = -Copt-level=1 -Cdebuginfo=0
 fuzz-smoke-build: fuzz-build
