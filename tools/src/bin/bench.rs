@@ -40,7 +40,10 @@
 //! round it also measures the store's floor (issue 27 item 1, `bench/floor.rs`):
 //! the same transaction sent straight to the same members over gRPC and over
 //! the gateway, 16 in flight and one at a time, and reports what (c) and (c′)
-//! add over (a) as a ratio to the floor of their API (target: at most 1.2×).
+//! add over (a) as a ratio to the floor of their API (target: at most 1.2×);
+//! and the same gRPC transaction carried by an Envoy without cjwt (routed to
+//! the same cluster), so that the ratio of (c) − (a) to it says how much of the
+//! gap to the bare floor is cjwt's own and how much is Envoy's (decision 124).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test and bench tooling: a failed setup stops loudly
 
 #[path = "bench/floor.rs"]
@@ -255,6 +258,12 @@ fn native_b() -> Option<PathBuf> {
 /// [`http_filters`] writes them) in front of a `direct_response` route, and
 /// `clusters` (items for `static_resources.clusters`, possibly none).
 fn bootstrap(http_filters: &str, clusters: &str, dir: &Path) -> String {
+    routed_bootstrap(http_filters, r#"direct_response: {status: 200, body: {inline_string: "ok"}}"#, clusters, dir)
+}
+
+/// [`bootstrap`] with `action` (a route action in YAML flow style) instead of the
+/// `direct_response`: the store's floor through Envoy routes to the etcd cluster.
+fn routed_bootstrap(http_filters: &str, action: &str, clusters: &str, dir: &Path) -> String {
     let clusters = if clusters.is_empty() { String::new() } else { format!("  clusters:\n{clusters}") };
     format!(
         r#"admin:
@@ -278,7 +287,7 @@ static_resources:
               domains: ["*"]
               routes:
               - match: {{prefix: "/"}}
-                direct_response: {{status: 200, body: {{inline_string: "ok"}}}}
+                {action}
           http_filters:{}
           - name: envoy.filters.http.router
             typed_config:
@@ -1053,6 +1062,23 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     // Two loads: the load test's 16 connections (throughput, CPU per request,
     // latency with queueing), and one request at a time (the latency of a use).
     let loads = [16u32, 1];
+    // The floor through Envoy: the same transaction routed, with no cjwt, by an
+    // Envoy like the others (CPU 0, one worker) to the same `etcd` cluster and
+    // its HTTP/2 pool, from this process over one HTTP/2 connection: what Envoy
+    // itself takes to carry the transaction, beside what cjwt's use adds.
+    let proxy_name = "UsageFloorThroughEnvoy";
+    let proxy = launch(proxy_name, &dir.join(proxy_name), None, |d| {
+        routed_bootstrap("", "route: {cluster: etcd, timeout: 5s}", &clusters, d)
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !etcd_healthy_in(&proxy, 3) {
+        assert!(Instant::now() < deadline, "{proxy_name}: the etcd members are not healthy in Envoy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let proxy_at = [("127.0.0.1".to_string(), proxy.port)];
+    let first = floor::grpc(&proxy_at, &floor_grpc_body, 1, 1);
+    assert!(first.rps > 0.0 && first.failed == 0, "the floor's transaction through Envoy: {first:?}");
+    let mut proxied_samples: Vec<Vec<floor::Floor>> = vec![Vec::new(); loads.len()];
     let cases: Vec<(u32, Filter, Usage)> =
         loads.iter().flat_map(|c| builds.iter().flat_map(move |b| Usage::ALL.map(|u| (*c, *b, u)))).collect();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); cases.len()];
@@ -1088,6 +1114,9 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
                 }
             };
             floor_samples[i].push(f);
+        }
+        for (i, c) in loads.iter().enumerate() {
+            proxied_samples[i].push(floor::grpc(&proxy_at, &floor_grpc_body, *c as usize, seconds));
         }
     }
 
@@ -1284,6 +1313,54 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
             }
         }
     }
+    // Envoy's own share of the floor: the transaction carried by an Envoy without cjwt.
+    let pmed = |i: usize, f: fn(&floor::Floor) -> f64| median(proxied_samples[i].iter().map(f).collect());
+    let _ = writeln!(
+        out,
+        "\nThe floor through Envoy: the same gRPC transaction sent by this process over one HTTP/2 connection \
+         to an Envoy without cjwt (CPU 0, one worker, as the others) that routes it to the same `etcd` cluster \
+         (the HTTP/2 pool and round-robin of the usage_store Envoys): what Envoy itself takes to carry the \
+         transaction. cjwt's added latency ((c) − (a), gRPC) as a ratio to it says how much of the gap to the \
+         bare floor is cjwt's own (at most 1: none).\n"
+    );
+    let _ = writeln!(out, "| in flight | calls/s | p50 µs | p99 µs | failed |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|");
+    for (i, c) in loads.iter().enumerate() {
+        let failed: u64 = proxied_samples[i].iter().map(|f| f.failed).sum();
+        let _ = writeln!(
+            out,
+            "| {c} | {:.0} | {:.0} | {:.0} | {failed} |",
+            pmed(i, |f| f.rps),
+            pmed(i, |f| f.p50_us),
+            pmed(i, |f| f.p99_us)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n| build | connections | added p50 / p99 µs | through Envoy p50 / p99 µs | ratio p50 / p99 | bare floor ÷ through Envoy p50 |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for (li, c) in loads.iter().enumerate() {
+        for b in &builds {
+            let (a, m) = (idx(*c, *b, Usage::Plain), idx(*c, *b, Usage::MeshWide));
+            let added = (med(m, |s| s.p50_us) - med(a, |s| s.p50_us), med(m, |s| s.p99_us) - med(a, |s| s.p99_us));
+            let through = (pmed(li, |x| x.p50_us), pmed(li, |x| x.p99_us));
+            let bare = fmed(fidx(Store::Grpc, *c), |x| x.p50_us);
+            let _ = writeln!(
+                out,
+                "| {} | {c} | {:.0} / {:.0} | {:.0} / {:.0} | {:.2} / {:.2} | {:.2} |",
+                b.label(),
+                added.0,
+                added.1,
+                through.0,
+                through.1,
+                added.0 / through.0,
+                added.1 / through.1,
+                bare / through.0
+            );
+        }
+    }
+    drop(proxy);
     // Leased allowances (issue 27 item 3) against per-Envoy counting.
     let _ = writeln!(
         out,
