@@ -16,22 +16,6 @@ use cjwt_harness::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-/// The MCP filter before cjwt, its parse stored as filter state (SPEC §15).
-const MCP_FILTER: &str = r#"          http_filters:
-          - name: envoy.filters.http.mcp
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp
-              traffic_mode: PASS_THROUGH
-              request_storage_mode: DYNAMIC_METADATA_AND_FILTER_STATE
-              reject_duplicate_keys: true
-              parser_config:
-                methods:
-                - method: tools/call
-                  extraction_rules:
-                  - path: params.name
-          - name: cjwt
-"#;
-
 fn holder(n: u8) -> SigningKey {
     SigningKey::P256(p256::ecdsa::SigningKey::from_slice(&[n; 32]).unwrap())
 }
@@ -109,7 +93,8 @@ fn outcome(r: &envoy::Response) -> (u16, Option<String>) {
 /// while the shorter chains above it still work within what they have left.
 #[test]
 fn a_three_link_chain_across_tools_uses_and_time() {
-    let edits = vec![("          http_filters:\n          - name: cjwt\n".to_string(), MCP_FILTER.to_string())];
+    // Envoy's MCP filter before cjwt, as the MCP suite and the demo put it.
+    let edits = vec![cjwt_harness::mcp::filter_edit()];
     let envoy = Envoy::start(&config(json!({})), Options { edits, ..Options::default() });
     let r = root(json!({"mcp": {"tools": ["get_order", "search_orders", "delete_order"]}, "max_uses": 10}));
     let one = link(&r, 1, 300, json!({"mcp": {"tools": ["get_order", "search_orders"]}, "max_uses": 5}));
