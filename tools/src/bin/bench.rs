@@ -1162,6 +1162,9 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
 
     let med = |i: usize, f: fn(&Sample) -> f64| median(samples[i].iter().map(f).collect());
     let idx = |c: u32, b: Filter, u: Usage| cases.iter().position(|x| *x == (c, b, u)).unwrap();
+    // What case x adds over case y, at p50 and p99 (differences of the medians).
+    let diff =
+        |x: usize, y: usize| (med(x, |s| s.p50_us) - med(y, |s| s.p50_us), med(x, |s| s.p99_us) - med(y, |s| s.p99_us));
     let mut out = String::new();
     let _ = writeln!(out, "\n## Mesh-wide max_uses (etcd)\n");
     let _ = writeln!(
@@ -1234,9 +1237,6 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     for c in loads {
         for b in &builds {
             let (a, pb, m) = (idx(c, *b, Usage::Plain), idx(c, *b, Usage::PerEnvoy), idx(c, *b, Usage::MeshWide));
-            let diff = |x: usize, y: usize| {
-                (med(x, |s| s.p50_us) - med(y, |s| s.p50_us), med(x, |s| s.p99_us) - med(y, |s| s.p99_us))
-            };
             let mut verdict = |added_p99: f64| {
                 let held = added_p99 <= MESH_USE_P99_TARGET_US;
                 verdicts.push((c, held));
@@ -1317,7 +1317,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
         for b in &builds {
             for (store, case) in [(Store::Grpc, Usage::MeshWide), (Store::Json, Usage::MeshWideJson)] {
                 let (a, m, f) = (idx(c, *b, Usage::Plain), idx(c, *b, case), fidx(store, c));
-                let added = (med(m, |s| s.p50_us) - med(a, |s| s.p50_us), med(m, |s| s.p99_us) - med(a, |s| s.p99_us));
+                let added = diff(m, a);
                 let floor_at = (fmed(f, |x| x.p50_us), fmed(f, |x| x.p99_us));
                 let ratio = (added.0 / floor_at.0, added.1 / floor_at.1);
                 let held = ratio.0 <= FLOOR_RATIO_TARGET && ratio.1 <= FLOOR_RATIO_TARGET;
@@ -1367,7 +1367,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     for (li, c) in loads.iter().enumerate() {
         for b in &builds {
             let (a, m) = (idx(*c, *b, Usage::Plain), idx(*c, *b, Usage::MeshWide));
-            let added = (med(m, |s| s.p50_us) - med(a, |s| s.p50_us), med(m, |s| s.p99_us) - med(a, |s| s.p99_us));
+            let added = diff(m, a);
             let through = (pmed(li, |x| x.p50_us), pmed(li, |x| x.p99_us));
             let bare = fmed(fidx(Store::Grpc, *c), |x| x.p50_us);
             let _ = writeln!(
@@ -1407,9 +1407,6 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
             let (pb, f) = (idx(c, *b, Usage::PerEnvoy), idx(c, *b, Usage::MeshWideLeased));
             let a2 = idx(c, *b, Usage::PlainLeased);
             let share = med(f, |s| s.rps) / med(pb, |s| s.rps);
-            let diff = |x: usize, y: usize| {
-                (med(x, |s| s.p50_us) - med(y, |s| s.p50_us), med(x, |s| s.p99_us) - med(y, |s| s.p99_us))
-            };
             let added = diff(f, pb);
             let (instances, own) = (diff(a2, pb), diff(f, a2));
             let held = added.1 <= LEASED_P99_TARGET_US && (c != 16 || share >= LEASED_RPS_TARGET);
@@ -1479,12 +1476,13 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     for c in loads {
         for b in &builds {
             let (d, e) = (idx(c, *b, Usage::DpopLocal), idx(c, *b, Usage::DpopMesh));
+            let added = diff(e, d);
             let _ = writeln!(
                 out,
                 "| {} | {c} | {:.0} / {:.0} | {:.1} | {:.1} |",
                 b.label(),
-                med(e, |s| s.p50_us) - med(d, |s| s.p50_us),
-                med(e, |s| s.p99_us) - med(d, |s| s.p99_us),
+                added.0,
+                added.1,
                 med(e, |s| s.cpu_us_per_req) - med(d, |s| s.cpu_us_per_req),
                 med(e, |s| s.other_cpu_us_per_req),
             );
