@@ -267,20 +267,34 @@ fn bootstrap(http_filters: &str, clusters: &str, dir: &Path) -> String {
 /// [`bootstrap`] with `action` (a route action in YAML flow style) instead of the
 /// `direct_response`: the store's floor through Envoy routes to the etcd cluster.
 fn routed_bootstrap(http_filters: &str, action: &str, clusters: &str, dir: &Path) -> String {
-    let clusters = if clusters.is_empty() { String::new() } else { format!("  clusters:\n{clusters}") };
+    envelope(&listener_yaml("bench", http_filters, action), clusters, dir)
+}
+
+/// [`bootstrap`] with a second listener, [`SECOND_LISTENER`], whose filters are
+/// `second_filters`: two filter configurations in one Envoy process (one worker,
+/// one VM), so that two cases run on the same instance.
+fn two_listener_bootstrap(http_filters: &str, second_filters: &str, clusters: &str, dir: &Path) -> String {
+    let action = r#"direct_response: {status: 200, body: {inline_string: "ok"}}"#;
+    let listeners =
+        listener_yaml("bench", http_filters, action) + &listener_yaml(SECOND_LISTENER, second_filters, action);
+    envelope(&listeners, clusters, dir)
+}
+
+/// The name of the second listener of [`two_listener_bootstrap`].
+const SECOND_LISTENER: &str = "second";
+
+/// One static listener on a free loopback port: `http_filters` then the router,
+/// one route to `action`.
+fn listener_yaml(name: &str, http_filters: &str, action: &str) -> String {
     format!(
-        r#"admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-static_resources:
-  listeners:
-  - name: bench
+        r#"  - name: {name}
     address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
+          stat_prefix: {name}
           normalize_path: true
           merge_slashes: true
           path_with_escaped_slashes_action: REJECT_REQUEST
@@ -291,13 +305,25 @@ static_resources:
               routes:
               - match: {{prefix: "/"}}
                 {action}
-          http_filters:{}
+          http_filters:{http_filters}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-{clusters}# {}
+"#
+    )
+}
+
+/// A bootstrap with an admin port, `listeners` (items of
+/// `static_resources.listeners`) and `clusters` (possibly none).
+fn envelope(listeners: &str, clusters: &str, dir: &Path) -> String {
+    let clusters = if clusters.is_empty() { String::new() } else { format!("  clusters:\n{clusters}") };
+    format!(
+        r#"admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+static_resources:
+  listeners:
+{listeners}{clusters}# {}
 "#,
-        http_filters,
         dir.display()
     )
 }
@@ -305,8 +331,43 @@ static_resources:
 struct RunningEnvoy {
     child: Child,
     port: u16,
+    /// The port of [`SECOND_LISTENER`] (0: none).
+    second: u16,
     admin: u16,
     pid: u32,
+}
+
+/// Where wrk sends a case's requests: a listener of an Envoy, whose CPU is measured.
+#[derive(Clone, Copy)]
+struct Listener {
+    port: u16,
+    pid: u32,
+}
+
+impl RunningEnvoy {
+    /// The first listener (the only one but in [`two_listener_bootstrap`]).
+    fn listener(&self) -> Listener {
+        Listener { port: self.port, pid: self.pid }
+    }
+
+    /// [`SECOND_LISTENER`], in the same process.
+    fn second_listener(&self) -> Listener {
+        assert_ne!(self.second, 0, "this Envoy has no second listener");
+        Listener { port: self.second, pid: self.pid }
+    }
+}
+
+/// The ports of the listeners named `bench` and [`SECOND_LISTENER`] (0 when
+/// there is none), once every listener listens: `None` before.
+fn listener_ports(admin: u16) -> Option<(u16, u16)> {
+    let (status, body) = envoy::admin_get(admin, "/listeners?format=json");
+    let v: Value = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
+    let mut ports = std::collections::HashMap::new();
+    for l in v["listener_statuses"].as_array()? {
+        let port = l["local_address"]["socket_address"]["port_value"].as_u64().and_then(|p| u16::try_from(p).ok());
+        ports.insert(l["name"].as_str()?.to_string(), port.filter(|p| *p != 0)?);
+    }
+    Some((*ports.get("bench")?, ports.get(SECOND_LISTENER).copied().unwrap_or(0)))
 }
 
 impl Drop for RunningEnvoy {
@@ -365,14 +426,15 @@ fn launch_with_env(
         .expect("taskset and envoy");
     let pid = child.id();
     // Owned from here on, so that every path (including a failed start) kills it.
-    let mut running = RunningEnvoy { child, port: 0, admin: 0, pid };
+    let mut running = RunningEnvoy { child, port: 0, second: 0, admin: 0, pid };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         assert!(Instant::now() < deadline, "{name}: Envoy did not start; see {}", case_dir.display());
         if let Ok(addr) = std::fs::read_to_string(&admin_file) {
             let admin: u16 = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            if let Some(port) = envoy::listener_port(admin) {
+            if let Some((port, second)) = listener_ports(admin) {
                 running.port = port;
+                running.second = second;
                 running.admin = admin;
                 return running;
             }
@@ -414,14 +476,14 @@ fn parse_latency(v: &str) -> f64 {
 }
 
 fn run_wrk(envoy: &RunningEnvoy, tokens: &Path, seconds: u64) -> Sample {
-    run_wrk_with(envoy, tokens, seconds, 16, &[])
+    run_wrk_with(envoy.listener(), tokens, seconds, 16, &[])
 }
 
 /// [`run_wrk`] with `connections` wrk connections, also measuring the CPU time
 /// of the processes `others`.
-fn run_wrk_with(envoy: &RunningEnvoy, tokens: &Path, seconds: u64, connections: u32, others: &[u32]) -> Sample {
+fn run_wrk_with(at: Listener, tokens: &Path, seconds: u64, connections: u32, others: &[u32]) -> Sample {
     let env = [("TOKENS", tokens.display().to_string())];
-    run_wrk_measured(envoy, "tools/bench/requests.lua", &env, &env, seconds, connections, others)
+    run_wrk_measured(at, "tools/bench/requests.lua", &env, &env, seconds, connections, others)
 }
 
 /// One wrk measurement with `script` at 16 connections: a 1 s warm-up with
@@ -433,13 +495,13 @@ fn run_wrk_script(
     run_env: &[(&str, String)],
     seconds: u64,
 ) -> Sample {
-    run_wrk_measured(envoy, script, warm_env, run_env, seconds, 16, &[])
+    run_wrk_measured(envoy.listener(), script, warm_env, run_env, seconds, 16, &[])
 }
 
 /// [`run_wrk_script`] with `connections` wrk connections, also measuring the CPU
 /// time of the processes `others`.
 fn run_wrk_measured(
-    envoy: &RunningEnvoy,
+    at: Listener,
     script: &str,
     warm_env: &[(&str, String)],
     run_env: &[(&str, String)],
@@ -454,18 +516,26 @@ fn run_wrk_measured(
             .arg(format!("{secs}s"))
             .arg("-s")
             .arg(&script)
-            .arg(format!("http://127.0.0.1:{}/", envoy.port))
+            .arg(format!("http://127.0.0.1:{}/", at.port))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .expect("wrk")
     };
     let _ = wrk(1, warm_env); // warm-up: V8 tiers up, caches fill
     let others_cpu = || others.iter().map(|pid| cpu_micros(*pid)).sum::<u64>();
-    let (cpu0, others0) = (cpu_micros(envoy.pid), others_cpu());
+    let (cpu0, others0) = (cpu_micros(at.pid), others_cpu());
     let out = wrk(seconds, run_env);
-    let cpu = cpu_micros(envoy.pid).saturating_sub(cpu0);
+    let cpu = cpu_micros(at.pid).saturating_sub(cpu0);
     let others_cpu = others_cpu().saturating_sub(others0);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (mut s, total) = parse_wrk(&String::from_utf8_lossy(&out.stdout));
+    s.cpu_us_per_req = if total > 0 { cpu as f64 / total as f64 } else { f64::NAN };
+    s.other_cpu_us_per_req = if total > 0 { others_cpu as f64 / total as f64 } else { f64::NAN };
+    s
+}
+
+/// wrk's report: requests/s, p50, p99 and non-2xx (no CPU figures), and the
+/// number of requests.
+fn parse_wrk(text: &str) -> (Sample, u64) {
     let mut s = Sample::default();
     let mut total = 0u64;
     for line in text.lines() {
@@ -482,9 +552,32 @@ fn run_wrk_measured(
             total = t.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
         }
     }
-    s.cpu_us_per_req = if total > 0 { cpu as f64 / total as f64 } else { f64::NAN };
-    s.other_cpu_us_per_req = if total > 0 { others_cpu as f64 / total as f64 } else { f64::NAN };
-    s
+    (s, total)
+}
+
+/// Two wrk processes at once, `connections` each, one per listener of `pair`
+/// (both on CPU 1), sending the token file `tokens`: a 1 s warm-up, then
+/// `seconds` measured. Whatever else the machine does meanwhile (etcd's
+/// background work, a noisy neighbour) lands on both alike, so the difference
+/// of the two is the difference of their paths (decision 127).
+fn run_wrk_pair(pair: [Listener; 2], tokens: &Path, seconds: u64, connections: u32) -> [Sample; 2] {
+    let script = envoy::repo_root().join("tools/bench/requests.lua");
+    let wrk = |secs: u64, at: Listener| {
+        Command::new("taskset")
+            .args(["-c", "1", "wrk", "-t1", &format!("-c{connections}"), "--latency", "-d"])
+            .arg(format!("{secs}s"))
+            .arg("-s")
+            .arg(&script)
+            .arg(format!("http://127.0.0.1:{}/", at.port))
+            .env("TOKENS", tokens)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("wrk")
+    };
+    let both = |secs: u64| pair.map(|at| wrk(secs, at)).map(|c| c.wait_with_output().expect("wrk"));
+    let _ = both(1);
+    both(seconds).map(|out| parse_wrk(&String::from_utf8_lossy(&out.stdout)).0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -755,8 +848,12 @@ enum Usage {
     /// (`replay_cache.store: "usage_store"`): one etcd transaction per request.
     DpopMesh,
     /// (f) The token of (c), counted mesh-wide in leased allowances: batches of
-    /// [`LEASED_BATCH`] taken from etcd (gRPC) and refilled in the background.
+    /// [`leased_batch`] taken from etcd (gRPC) and refilled in the background.
     MeshWideLeased,
+    /// (b′) The token of (b), counted per Envoy by a second listener of the
+    /// Envoy of (f) (a filter configuration without `usage_store`): item 3's
+    /// comparison on one Envoy instance, free of the spread between instances.
+    PerEnvoyLeased,
     /// (a′) The token of (a), through the Envoy of (f): the same Envoy with nothing
     /// counted, so that (f) − (a′) is the leased path's own cost, free of the
     /// spread between Envoy instances.
@@ -764,7 +861,7 @@ enum Usage {
 }
 
 impl Usage {
-    const ALL: [Usage; 8] = [
+    const ALL: [Usage; 9] = [
         Usage::Plain,
         Usage::PerEnvoy,
         Usage::MeshWide,
@@ -772,6 +869,7 @@ impl Usage {
         Usage::DpopLocal,
         Usage::DpopMesh,
         Usage::MeshWideLeased,
+        Usage::PerEnvoyLeased,
         Usage::PlainLeased,
     ];
 
@@ -784,6 +882,7 @@ impl Usage {
             Usage::DpopLocal => "(d) DPoP proof, per-Envoy replay cache",
             Usage::DpopMesh => "(e) DPoP proof, mesh-wide replay store (etcd)",
             Usage::MeshWideLeased => "(f) max_uses, mesh-wide, leased allowances (etcd gRPC)",
+            Usage::PerEnvoyLeased => "(b′) max_uses, per Envoy, through a second listener of the Envoy of (f)",
             Usage::PlainLeased => "(a′) no max_uses, through the Envoy of (f)",
         }
     }
@@ -793,8 +892,16 @@ impl Usage {
         match self {
             Usage::PerEnvoy | Usage::DpopLocal => Store::Local,
             Usage::MeshWideJson => Store::Json,
-            Usage::MeshWideLeased | Usage::PlainLeased => Store::Leased,
+            Usage::MeshWideLeased | Usage::PerEnvoyLeased | Usage::PlainLeased => Store::Leased,
             Usage::Plain | Usage::MeshWide | Usage::DpopMesh => Store::Grpc,
+        }
+    }
+
+    /// The listener of its Envoy the case sends to.
+    fn listener(self, envoy: &RunningEnvoy) -> Listener {
+        match self {
+            Usage::PerEnvoyLeased => envoy.second_listener(),
+            _ => envoy.listener(),
         }
     }
 
@@ -804,7 +911,7 @@ impl Usage {
     }
 }
 
-/// The three Envoys of each build in the mesh-wide section.
+/// The four Envoys of each build in the mesh-wide section.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Store {
     /// No `usage_store`: `max_uses` counted per Envoy.
@@ -813,12 +920,19 @@ enum Store {
     Grpc,
     /// `usage_store.etcd` over the JSON gateway (`api: "json"`, cluster `etcd_json`, HTTP/1.1).
     Json,
-    /// `usage_store.etcd` over gRPC with leased allowances (`allowance`, batches of [`LEASED_BATCH`]).
+    /// `usage_store.etcd` over gRPC with leased allowances (`allowance`, batches of [`leased_batch`]),
+    /// and a second listener with the configuration of [`Store::Local`].
     Leased,
 }
 
-/// The batch of the leased case (f); its refill mark is the default, half a batch.
-const LEASED_BATCH: u64 = 1000;
+/// The batch of the leased case (f), `BENCH_LEASED_BATCH` (default 10,000); its
+/// refill mark is the default, half a batch. Sized as SPEC §8 advises for this
+/// bench's rates (up to about 30,000 counted requests/s per Envoy): a batch every
+/// third of a second or less often, since each is an etcd transaction whose CPU,
+/// on this machine, delays the Envoy or wrk (decision 127).
+fn leased_batch() -> u64 {
+    env_num("BENCH_LEASED_BATCH", 10_000)
+}
 /// Issue 27 item 3's targets for a leased token against per-Envoy counting (b):
 /// at most this much more at p99, and at least this share of its counted requests/s.
 const LEASED_P99_TARGET_US: f64 = 100.0;
@@ -942,40 +1056,51 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
         ("PROOFS", path.display().to_string())
     };
 
-    // Two Envoys per build, both with the etcd cluster (health checks every 0.5 s):
-    // one counting per Envoy, one counting in etcd.
+    // Four Envoys per build, all with both etcd clusters (health checks every
+    // 0.5 s): one counting per Envoy, three counting in etcd. The leased one
+    // also counts per Envoy on a second listener, for (b′).
+    let plugin_config = |store: Store| {
+        let mesh = store != Store::Local;
+        let mut cfg = json!({
+            "providers": [{"name": "bench", "issuer": ISSUER, "audiences": ["bench"], "jwks": jwks}],
+            "default_rule": {"require": {"claims": [{"claim": "tenant", "equals": "acme"}]}},
+            "cache": {"max_entries": 1024}
+        });
+        // DPoP (d, e): the per-Envoy Envoy remembers proofs itself, the mesh
+        // one records them in etcd (issue 24 item 3).
+        let replay_cache = if mesh { json!({"store": "usage_store"}) } else { json!({"max_entries": 1_048_576}) };
+        cfg["sender_constraints"] = json!({"dpop": {"algorithms": ["EdDSA"], "max_age_seconds": 600,
+                "public_origin": DPOP_ORIGIN, "replay_cache": replay_cache}});
+        match store {
+            Store::Local => {}
+            Store::Grpc => {
+                cfg["usage_store"] =
+                    json!({"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": USAGE_TIMEOUT_MS}});
+            }
+            Store::Json => {
+                cfg["usage_store"] = json!({"etcd": {"cluster": "etcd_json", "authority": "etcd", "api": "json",
+                        "timeout_ms": USAGE_TIMEOUT_MS}});
+            }
+            Store::Leased => {
+                cfg["usage_store"] = json!({"etcd": {"cluster": "etcd", "authority": "etcd",
+                        "timeout_ms": USAGE_TIMEOUT_MS, "allowance": {"from_max_uses": 1000, "batch": leased_batch()}}});
+            }
+        }
+        cfg
+    };
     let mut envoys: Vec<(Filter, Store, RunningEnvoy)> = Vec::new();
     for b in &builds {
         for store in [Store::Local, Store::Grpc, Store::Json, Store::Leased] {
-            let mesh = store != Store::Local;
-            let mut cfg = json!({
-                "providers": [{"name": "bench", "issuer": ISSUER, "audiences": ["bench"], "jwks": jwks}],
-                "default_rule": {"require": {"claims": [{"claim": "tenant", "equals": "acme"}]}},
-                "cache": {"max_entries": 1024}
-            });
-            // DPoP (d, e): the per-Envoy Envoy remembers proofs itself, the mesh
-            // one records them in etcd (issue 24 item 3).
-            let replay_cache = if mesh { json!({"store": "usage_store"}) } else { json!({"max_entries": 1_048_576}) };
-            cfg["sender_constraints"] = json!({"dpop": {"algorithms": ["EdDSA"], "max_age_seconds": 600,
-                "public_origin": DPOP_ORIGIN, "replay_cache": replay_cache}});
-            match store {
-                Store::Local => {}
-                Store::Grpc => {
-                    cfg["usage_store"] =
-                        json!({"etcd": {"cluster": "etcd", "authority": "etcd", "timeout_ms": USAGE_TIMEOUT_MS}});
-                }
-                Store::Json => {
-                    cfg["usage_store"] = json!({"etcd": {"cluster": "etcd_json", "authority": "etcd", "api": "json",
-                        "timeout_ms": USAGE_TIMEOUT_MS}});
-                }
-                Store::Leased => {
-                    cfg["usage_store"] = json!({"etcd": {"cluster": "etcd", "authority": "etcd",
-                        "timeout_ms": USAGE_TIMEOUT_MS, "allowance": {"from_max_uses": 1000, "batch": LEASED_BATCH}}});
-                }
-            }
             let name = format!("Usage{b:?}{store:?}");
-            let filter = cjwt_filter(*b, &cfg);
-            let e = launch(&name, &dir.join(&name), b.module_dir(), |d| bootstrap(&filter, &clusters, d));
+            let filter = cjwt_filter(*b, &plugin_config(store));
+            let e = if store == Store::Leased {
+                let second = cjwt_filter(*b, &plugin_config(Store::Local));
+                launch(&name, &dir.join(&name), b.module_dir(), |d| {
+                    two_listener_bootstrap(&filter, &second, &clusters, d)
+                })
+            } else {
+                launch(&name, &dir.join(&name), b.module_dir(), |d| bootstrap(&filter, &clusters, d))
+            };
             envoys.push((*b, store, e));
         }
     }
@@ -989,24 +1114,31 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     }
 
     // Before measuring: every Envoy answers both tokens, refuses no token, and counts.
-    let ask = |e: &RunningEnvoy, token: Option<&str>| {
+    let ask_at = |at: Listener, token: Option<&str>| {
         let auth = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("x-tenant-id", "acme")];
         if let Some(a) = &auth {
             headers.push(("authorization", a.as_str()));
         }
-        let r = envoy::send("127.0.0.1", e.port, "GET", "/v1/orders/7", &headers);
+        let r = envoy::send("127.0.0.1", at.port, "GET", "/v1/orders/7", &headers);
         (r.status, r.reason())
     };
+    let ask = |e: &RunningEnvoy, token: Option<&str>| ask_at(e.listener(), token);
     let refused = (403, Some("max_uses".to_string()));
     for (b, mesh, e) in &envoys {
-        assert_eq!(ask(e, Some(&plain)), (200, None), "{b:?} {mesh:?}: the token without max_uses");
-        assert_eq!(ask(e, Some(&counted)), (200, None), "{b:?} {mesh:?}: the counted token");
-        assert_ne!(ask(e, None).0, 200, "{b:?} {mesh:?}: a request without a token was let through");
-        if *mesh == Store::Local {
-            let twice = token(&format!("check-{b:?}-{now}"), Some(2));
-            let said: Vec<_> = (0..3).map(|_| ask(e, Some(&twice))).collect();
-            assert_eq!(said, [(200, None), (200, None), refused.clone()], "{b:?}: max_uses 2 per Envoy");
+        let mut listeners = vec![(e.listener(), *mesh)];
+        if *mesh == Store::Leased {
+            listeners.push((e.second_listener(), Store::Local));
+        }
+        for (at, counts) in listeners {
+            assert_eq!(ask_at(at, Some(&plain)), (200, None), "{b:?} {mesh:?}: the token without max_uses");
+            assert_eq!(ask_at(at, Some(&counted)), (200, None), "{b:?} {mesh:?}: the counted token");
+            assert_ne!(ask_at(at, None).0, 200, "{b:?} {mesh:?}: a request without a token was let through");
+            if counts == Store::Local {
+                let twice = token(&format!("check-{b:?}-{mesh:?}-{now}"), Some(2));
+                let said: Vec<_> = (0..3).map(|_| ask_at(at, Some(&twice))).collect();
+                assert_eq!(said, [(200, None), (200, None), refused.clone()], "{b:?} {mesh:?}: max_uses 2 per Envoy");
+            }
         }
     }
     // DPoP: a proof is accepted once by each per-Envoy Envoy, and once across the mesh Envoys.
@@ -1095,40 +1227,55 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     let mut proxied_samples: Vec<Vec<floor::Floor>> = vec![Vec::new(); loads.len()];
     let cases: Vec<(u32, Filter, Usage)> =
         loads.iter().flat_map(|c| builds.iter().flat_map(move |b| Usage::ALL.map(|u| (*c, *b, u)))).collect();
+    // One case's run: wrk through the case's listener, its answers checked.
+    let run_case = |case: (u32, Filter, Usage)| -> Sample {
+        let (c, b, u) = case;
+        let at = u.listener(envoy_of(b, u.store()));
+        let s = match u {
+            Usage::DpopLocal | Usage::DpopMesh => {
+                let token = ("TOKEN", bound.clone());
+                let warm = [token.clone(), proofs(dpop_pool / 4)];
+                let run = [token, proofs(dpop_pool)];
+                run_wrk_measured(at, "tools/bench/requests-dpop.lua", &warm, &run, seconds, c, &etcd_pids)
+            }
+            Usage::Plain | Usage::PlainLeased => run_wrk_with(at, &plain_file, seconds, c, &etcd_pids),
+            Usage::PerEnvoy | Usage::MeshWide | Usage::MeshWideJson | Usage::MeshWideLeased | Usage::PerEnvoyLeased => {
+                run_wrk_with(at, &counted_file, seconds, c, &etcd_pids)
+            }
+        };
+        if !u.may_fail() {
+            let dpop = matches!(u, Usage::DpopLocal | Usage::DpopMesh);
+            assert_eq!(
+                s.non2xx,
+                0,
+                "{b:?} {u:?} -c{c}: non-2xx responses during the run{}",
+                if dpop {
+                    format!(" (a proof is accepted once: {} requests/s × {seconds} s against a pool of {dpop_pool} proofs; raise BENCH_USAGE_DPOP_POOL)", s.rps.round())
+                } else {
+                    String::new()
+                }
+            );
+        }
+        s
+    };
+    let pairs: Vec<(u32, Filter)> = loads.iter().flat_map(|c| builds.iter().map(move |b| (*c, *b))).collect();
+    let pair_connections = |c: u32| (c / 2).max(1);
+    let mut pair_samples: Vec<Vec<[Sample; 2]>> = vec![Vec::new(); pairs.len()];
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); cases.len()];
     for rep in 0..reps {
         println!("mesh-wide max_uses: round {}/{reps} ({} cases, {seconds} s each) ...", rep + 1, cases.len());
         let order: Vec<usize> =
             if rep % 2 == 0 { (0..cases.len()).collect() } else { (0..cases.len()).rev().collect() };
         for i in order {
-            let (c, b, u) = cases[i];
-            let e = envoy_of(b, u.store());
-            let s = match u {
-                Usage::DpopLocal | Usage::DpopMesh => {
-                    let token = ("TOKEN", bound.clone());
-                    let warm = [token.clone(), proofs(dpop_pool / 4)];
-                    let run = [token, proofs(dpop_pool)];
-                    run_wrk_measured(e, "tools/bench/requests-dpop.lua", &warm, &run, seconds, c, &etcd_pids)
-                }
-                Usage::Plain | Usage::PlainLeased => run_wrk_with(e, &plain_file, seconds, c, &etcd_pids),
-                Usage::PerEnvoy | Usage::MeshWide | Usage::MeshWideJson | Usage::MeshWideLeased => {
-                    run_wrk_with(e, &counted_file, seconds, c, &etcd_pids)
-                }
-            };
-            if !u.may_fail() {
-                let dpop = matches!(u, Usage::DpopLocal | Usage::DpopMesh);
-                assert_eq!(
-                    s.non2xx,
-                    0,
-                    "{b:?} {u:?} -c{c}: non-2xx responses during the run{}",
-                    if dpop {
-                        format!(" (a proof is accepted once: {} requests/s × {seconds} s against a pool of {dpop_pool} proofs; raise BENCH_USAGE_DPOP_POOL)", s.rps.round())
-                    } else {
-                        String::new()
-                    }
-                );
-            }
+            let s = run_case(cases[i]);
             samples[i].push(s);
+        }
+        // (f) and (b′) at once on their Envoy, half the load's connections each.
+        for (i, (c, b)) in pairs.iter().enumerate() {
+            let e = envoy_of(*b, Store::Leased);
+            let both = run_wrk_pair([e.listener(), e.second_listener()], &counted_file, seconds, pair_connections(*c));
+            assert_eq!(both[1].non2xx, 0, "{b:?} (b′) -c{c} paired with (f): non-2xx responses");
+            pair_samples[i].push(both);
         }
         for (i, (store, c)) in floor_cases.iter().enumerate() {
             let f = match store {
@@ -1385,64 +1532,116 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
         }
     }
     drop(proxy);
-    // Leased allowances (issue 27 item 3) against per-Envoy counting.
+    // Leased allowances (issue 27 item 3) against per-Envoy counting, judged on
+    // one Envoy instance: (f) and (b′) are two listeners of the same process.
     let _ = writeln!(
         out,
         "\nLeased allowances (issue 27 item 3): (f) sends the counted token of (b) and (c) through an Envoy whose \
-         usage_store takes batches of {LEASED_BATCH} uses (`allowance.from_max_uses` 1000, the default refill \
+         usage_store takes batches of {} uses (`allowance.from_max_uses` 1000, the default refill \
          mark of half a batch: the next batch is taken in the background), so a request waits for etcd only \
-         when the Envoy's allowance is empty. Targets against per-Envoy counting (b): at most \
-         {LEASED_P99_TARGET_US:.0} µs more at p99, and at 16 connections at least {:.0} % of its counted \
-         requests/s (a report, not a test).\n",
+         when the Envoy's allowance is empty. Targets against per-Envoy counting: at most \
+         {LEASED_P99_TARGET_US:.0} µs more at p99 (judged on the next table), and at 16 connections at least \
+         {:.0} % of its counted requests/s (judged here; a report, not a test). Against (b′): the same token \
+         counted per Envoy by a second listener of the same Envoy process (its one worker, its one wasm VM), \
+         run next to (f) in each round, so that the spread between Envoy instances is not in the comparison \
+         ((b′) − (b): the same work on two instances). Per round: (f) − (b′) at p99 in each of the {reps} \
+         rounds, lowest to highest. Each background batch is one etcd transaction, whose milliseconds of CPU \
+         in the three members (the etcd CPU column: (f) against (b′)) delay whatever shares a CPU with them \
+         here (decision 127).\n",
+        leased_batch(),
         LEASED_RPS_TARGET * 100.0
     );
     let _ = writeln!(
         out,
-        "| build | connections | (f) req/s | (f) ÷ (b) req/s | (f) − (b) p50 / p99 µs | (f) non-2xx | target \
-         | (a′) − (b) p50 / p99 µs | (f) − (a′) p50 / p99 µs | target against (a′) |"
+        "| build | connections | (f) req/s | (f) ÷ (b′) req/s | (f) − (b′) p50 / p99 µs | (f) − (b′) p99 per round µs \
+         | (f) − (b′) Envoy CPU µs/req | (f) / (b′) etcd CPU µs/req | (f) non-2xx | rate target | (b′) − (b) p50 / p99 µs \
+         | (f) − (a′) p50 / p99 µs |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|---:|---:|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
     for c in loads {
         for b in &builds {
             let (pb, f) = (idx(c, *b, Usage::PerEnvoy), idx(c, *b, Usage::MeshWideLeased));
-            let a2 = idx(c, *b, Usage::PlainLeased);
-            let share = med(f, |s| s.rps) / med(pb, |s| s.rps);
-            let added = diff(f, pb);
-            let (instances, own) = (diff(a2, pb), diff(f, a2));
-            let held = added.1 <= LEASED_P99_TARGET_US && (c != 16 || share >= LEASED_RPS_TARGET);
-            let held_own = own.1 <= LEASED_P99_TARGET_US;
+            let (pb2, a2) = (idx(c, *b, Usage::PerEnvoyLeased), idx(c, *b, Usage::PlainLeased));
+            let share = med(f, |s| s.rps) / med(pb2, |s| s.rps);
+            let added = diff(f, pb2);
+            let (instances, own) = (diff(pb2, pb), diff(f, a2));
+            let mut rounds: Vec<f64> = samples[f].iter().zip(&samples[pb2]).map(|(x, y)| x.p99_us - y.p99_us).collect();
+            rounds.sort_by(|x, y| x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal));
+            let rounds: Vec<String> = rounds.iter().map(|r| format!("{r:.0}")).collect();
+            let cpu = med(f, |s| s.cpu_us_per_req) - med(pb2, |s| s.cpu_us_per_req);
+            let rate = match (c, share >= LEASED_RPS_TARGET) {
+                (16, true) => "held",
+                (16, false) => "not held",
+                _ => "—",
+            };
             let non2xx: u64 = samples[f].iter().map(|s| s.non2xx).sum();
-            let verdict = |h: bool| if h { "held" } else { "not held" };
             let _ = writeln!(
                 out,
-                "| {} | {c} | {:.0} | {share:.2} | {:.0} / {:.0} | {non2xx} | {} | {:.0} / {:.0} | {:.0} / {:.0} | {} |",
+                "| {} | {c} | {:.0} | {share:.2} | {:.0} / {:.0} | {} | {cpu:.1} | {:.1} / {:.1} | {non2xx} | {} | {:.0} / {:.0} | {:.0} / {:.0} |",
                 b.label(),
                 med(f, |s| s.rps),
                 added.0,
                 added.1,
-                verdict(held),
+                rounds.join(", "),
+                med(f, |s| s.other_cpu_us_per_req),
+                med(pb2, |s| s.other_cpu_us_per_req),
+                rate,
                 instances.0,
                 instances.1,
                 own.0,
                 own.1,
-                verdict(held_own)
             );
         }
     }
     let _ = writeln!(
         out,
-        "\n(a′) sends the token of (a), which counts nothing, through the Envoy of (f): (a′) − (b) is the spread \
-         between two Envoy instances when the one of (a′) does less, and (f) − (a′) is the leased path's own \
-         cost, measured on one Envoy (a stricter test than against (b), which counts too)."
+        "\n(a′) sends the token of (a), which counts nothing, through the first listener of the Envoy of (f): \
+         (f) − (a′) is what the leased path costs over counting nothing, on one Envoy."
     );
+    let _ = writeln!(
+        out,
+        "\n(f) and (b′) **at once**, in each round: two wrk processes started together on CPU 1, one per \
+         listener of the leased Envoy, half the connections each (8 + 8 for 16; 1 + 1 for 1), the same token. \
+         Both share the Envoy's worker and whatever else the machine does meanwhile (etcd's own background \
+         work, refills' transactions, a neighbour), so their difference is that of their paths: \
+         issue 27's p99 target (at most {LEASED_P99_TARGET_US:.0} µs more than per-Envoy counting) is judged \
+         here.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| build | connections each | (f) req/s | (b′) req/s | (f) − (b′) p50 / p99 µs | (f) − (b′) p99 per round µs \
+         | (f) non-2xx | p99 target |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
+    for (i, (c, b)) in pairs.iter().enumerate() {
+        let m = |k: usize, f: fn(&Sample) -> f64| median(pair_samples[i].iter().map(|p| f(&p[k])).collect());
+        let added = (m(0, |s| s.p50_us) - m(1, |s| s.p50_us), m(0, |s| s.p99_us) - m(1, |s| s.p99_us));
+        let mut rounds: Vec<f64> = pair_samples[i].iter().map(|p| p[0].p99_us - p[1].p99_us).collect();
+        rounds.sort_by(|x, y| x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal));
+        let rounds: Vec<String> = rounds.iter().map(|r| format!("{r:.0}")).collect();
+        let non2xx: u64 = pair_samples[i].iter().map(|p| p[0].non2xx).sum();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {:.0} / {:.0} | {} | {non2xx} | {} |",
+            b.label(),
+            pair_connections(*c),
+            m(0, |s| s.rps),
+            m(1, |s| s.rps),
+            added.0,
+            added.1,
+            rounds.join(", "),
+            if added.1 <= LEASED_P99_TARGET_US { "held" } else { "not held" },
+        );
+    }
     // Whether a request ever waited for etcd: the leased Envoy's store calls
     // made on a request's path (`usage_store.ok`/`failed`: the allowance was
     // empty) against its background batches, over all of its runs.
     let _ = writeln!(
         out,
         "\nThe leased Envoys over all their runs (both loads, {reps} rounds, warm-ups and checks included): \
-         requests let through, store calls a request waited for (its Envoy's allowance was empty: \
-         `usage_store.ok` + `usage_store.failed`), and batches taken in the background \
+         requests let through (`allowed`, by both listeners: (f), (a′) and (b′)), store calls a request \
+         waited for (its Envoy's allowance was empty: `usage_store.ok` + `usage_store.failed`; only the \
+         first listener has a usage_store), and batches taken in the background \
          (`usage_store.refill_ok` / `refill_failed`).\n"
     );
     let _ = writeln!(out, "| build | allowed | calls a request waited for | background batches ok / failed |");

@@ -710,6 +710,13 @@ fn compile_status_lists(raw: Vec<RawStatusList>, providers: &[Provider]) -> Resu
 /// The longest a request may wait for the usage store, ms.
 pub const MAX_USAGE_TIMEOUT_MS: u64 = 5000;
 
+/// The largest `usage_store.etcd.allowance.batch`: an Envoy holds at most about
+/// 1.5 batches of a token unspent (the bound on what is lost, SPEC §8), and
+/// each batch is one etcd transaction, so a batch sized for a token's peak
+/// rate keeps the store's load (and, where the store shares the proxies'
+/// CPUs, its CPU bursts) to a few transactions per second (decision 127).
+const MAX_BATCH: u64 = 1_000_000;
+
 fn compile_etcd(field: &str, e: RawEtcdStore) -> Result<EtcdStore, ConfigError> {
     let required = |name: &str, v: Option<String>| match v {
         Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic()) => Ok(v),
@@ -744,8 +751,8 @@ fn compile_etcd(field: &str, e: RawEtcdStore) -> Result<EtcdStore, ConfigError> 
                 None => return err(format!("{field}.allowance.from_max_uses"), "is required"),
             };
             let batch = a.batch.unwrap_or(16);
-            if !(2..=1000).contains(&batch) {
-                return err(format!("{field}.allowance.batch"), "must be 2..=1000");
+            if !(2..=MAX_BATCH).contains(&batch) {
+                return err(format!("{field}.allowance.batch"), format!("must be 2..={MAX_BATCH}"));
             }
             let refill_below = a.refill_below.unwrap_or(batch / 2);
             if refill_below > batch {

@@ -298,7 +298,7 @@ pub struct RawEtcdStore {
 pub struct RawAllowance {
     /// Tokens whose `max_uses` is at least this take batches (required, 2..).
     pub from_max_uses: Option<u64>,
-    /// Uses per batch (2..=1000; default 16).
+    /// Uses per batch (2..=1,000,000; default 16).
     pub batch: Option<u64>,
     /// Background refill below this many uses left (0..=batch; default batch / 2).
     pub refill_below: Option<u64>,

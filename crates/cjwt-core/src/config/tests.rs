@@ -153,8 +153,8 @@ fn errors_name_the_field() {
         ),
         (
             config_json(json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e",
-                "allowance": {"from_max_uses": 10, "batch": 1001}}}})),
-            "usage_store.etcd.allowance.batch: must be 2..=1000",
+                "allowance": {"from_max_uses": 10, "batch": 1_000_001}}}})),
+            "usage_store.etcd.allowance.batch: must be 2..=1000000",
         ),
         (
             config_json(json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e",
@@ -178,6 +178,12 @@ fn errors_name_the_field() {
         let e = refused(cfg.clone());
         assert!(e.contains(want), "want {want:?} in {e:?}");
     }
+    // The largest batch is accepted (decision 127: batches sized for a token's peak rate).
+    let largest = json!({"usage_store": {"etcd": {"cluster": "e", "authority": "e",
+        "allowance": {"from_max_uses": 10, "batch": 1_000_000}}}});
+    let c = compile(config_json(largest)).unwrap();
+    let a = c.usage_store.as_ref().and_then(|s| s.allowance).unwrap();
+    assert_eq!((a.batch, a.refill_below), (1_000_000, 500_000));
 }
 
 #[test]
