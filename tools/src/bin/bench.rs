@@ -272,7 +272,7 @@ fn routed_bootstrap(http_filters: &str, action: &str, clusters: &str, dir: &Path
 
 /// [`bootstrap`] with a second listener, [`SECOND_LISTENER`], whose filters are
 /// `second_filters`: two filter configurations in one Envoy process (one worker,
-/// one VM), so that two cases run on the same instance.
+/// and, in wasm, one VM), so that two cases run on the same instance.
 fn two_listener_bootstrap(http_filters: &str, second_filters: &str, clusters: &str, dir: &Path) -> String {
     let action = r#"direct_response: {status: 200, body: {inline_string: "ok"}}"#;
     let listeners =
@@ -1340,13 +1340,14 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
          bucket), in (c′) the same over the JSON gateway (`api: \"json\"`, POST /v3/kv/txn over HTTP/1.1); \
          usage_store timeout_ms {USAGE_TIMEOUT_MS}. (a) and (c) run through an Envoy configured with \
          usage_store over gRPC, (c′) through one over the gateway, (b) through one without; all have both etcd \
-         clusters (health checks every 0.5 s)."
+         clusters (health checks every 0.5 s). (f), (b′) and (a′) run through a fourth Envoy, leased on its first \
+         listener and counting per Envoy on its second (see below)."
     );
     let _ = writeln!(
         out,
         "Checked first: every Envoy allows both tokens and refuses a request without one; a max_uses 2 token is \
-         allowed twice and refused (403 max_uses) the third time on each per-Envoy Envoy, and across the \
-         usage_store Envoys ({}).\n",
+         allowed twice and refused (403 max_uses) the third time on each per-Envoy Envoy and on the leased \
+         Envoy's second listener, and across the usage_store Envoys ({}).\n",
         check_order.join(", then ")
     );
     let _ = writeln!(
@@ -1540,9 +1541,9 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
          usage_store takes batches of {} uses (`allowance.from_max_uses` 1000, the default refill \
          mark of half a batch: the next batch is taken in the background), so a request waits for etcd only \
          when the Envoy's allowance is empty. Targets against per-Envoy counting: at most \
-         {LEASED_P99_TARGET_US:.0} µs more at p99 (judged on the next table), and at 16 connections at least \
+         {LEASED_P99_TARGET_US:.0} µs more at p99 (judged on the at-once table below), and at 16 connections at least \
          {:.0} % of its counted requests/s (judged here; a report, not a test). Against (b′): the same token \
-         counted per Envoy by a second listener of the same Envoy process (its one worker, its one wasm VM), \
+         counted per Envoy by a second listener of the same Envoy process (its one worker and, in wasm, its one VM), \
          run next to (f) in each round, so that the spread between Envoy instances is not in the comparison \
          ((b′) − (b): the same work on two instances). Per round: (f) − (b′) at p99 in each of the {reps} \
          rounds, lowest to highest. Each background batch is one etcd transaction, whose milliseconds of CPU \

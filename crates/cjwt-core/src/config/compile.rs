@@ -710,8 +710,9 @@ fn compile_status_lists(raw: Vec<RawStatusList>, providers: &[Provider]) -> Resu
 /// The longest a request may wait for the usage store, ms.
 pub const MAX_USAGE_TIMEOUT_MS: u64 = 5000;
 
-/// The largest `usage_store.etcd.allowance.batch`: an Envoy holds at most about
-/// 1.5 batches of a token unspent (the bound on what is lost, SPEC §8), and
+/// The largest `usage_store.etcd.allowance.batch`: an Envoy holds at most
+/// `batch + refill_below − 1` uses of a token unspent (about 1.5 batches with
+/// the default `refill_below`; the bound on what is lost, SPEC §8), and
 /// each batch is one etcd transaction, so a batch sized for a token's peak
 /// rate keeps the store's load (and, where the store shares the proxies'
 /// CPUs, its CPU bursts) to a few transactions per second (decision 127).
