@@ -1083,7 +1083,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
             }
             Store::Leased => {
                 cfg["usage_store"] = json!({"etcd": {"cluster": "etcd", "authority": "etcd",
-                        "timeout_ms": USAGE_TIMEOUT_MS, "allowance": {"from_max_uses": 1000, "batch": leased_batch()}}});
+                        "timeout_ms": USAGE_TIMEOUT_MS, "allowance": {"from_max_uses": 10 * leased_batch(), "batch": leased_batch()}}});
             }
         }
         cfg
@@ -1538,7 +1538,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     let _ = writeln!(
         out,
         "\nLeased allowances (issue 27 item 3): (f) sends the counted token of (b) and (c) through an Envoy whose \
-         usage_store takes batches of {} uses (`allowance.from_max_uses` 1000, the default refill \
+         usage_store takes batches of {} uses (`allowance.from_max_uses` ten batches, as SPEC §8 advises; the default refill \
          mark of half a batch: the next batch is taken in the background), so a request waits for etcd only \
          when the Envoy's allowance is empty. Targets against per-Envoy counting: at most \
          {LEASED_P99_TARGET_US:.0} µs more at p99 (judged on the at-once table below), and at 16 connections at least \
