@@ -511,12 +511,7 @@ fn run_wrk_measured(
 ) -> Sample {
     let script = envoy::repo_root().join(script);
     let wrk = |secs: u64, env: &[(&str, String)]| {
-        Command::new("taskset")
-            .args(["-c", "1", "wrk", "-t1", &format!("-c{connections}"), "--latency", "-d"])
-            .arg(format!("{secs}s"))
-            .arg("-s")
-            .arg(&script)
-            .arg(format!("http://127.0.0.1:{}/", at.port))
+        wrk_command(at, &script, secs, connections)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .expect("wrk")
@@ -531,6 +526,19 @@ fn run_wrk_measured(
     s.cpu_us_per_req = if total > 0 { cpu as f64 / total as f64 } else { f64::NAN };
     s.other_cpu_us_per_req = if total > 0 { others_cpu as f64 / total as f64 } else { f64::NAN };
     s
+}
+
+/// wrk on CPU 1 with one thread, `connections` connections and `script`, for
+/// `secs` seconds against listener `at`, latency distribution on.
+fn wrk_command(at: Listener, script: &Path, secs: u64, connections: u32) -> Command {
+    let mut command = Command::new("taskset");
+    command
+        .args(["-c", "1", "wrk", "-t1", &format!("-c{connections}"), "--latency", "-d"])
+        .arg(format!("{secs}s"))
+        .arg("-s")
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{}/", at.port));
+    command
 }
 
 /// wrk's report: requests/s, p50, p99 and non-2xx (no CPU figures), and the
@@ -563,17 +571,8 @@ fn parse_wrk(text: &str) -> (Sample, u64) {
 fn run_wrk_pair(pair: [Listener; 2], tokens: &Path, seconds: u64, connections: u32) -> [Sample; 2] {
     let script = envoy::repo_root().join("tools/bench/requests.lua");
     let wrk = |secs: u64, at: Listener| {
-        Command::new("taskset")
-            .args(["-c", "1", "wrk", "-t1", &format!("-c{connections}"), "--latency", "-d"])
-            .arg(format!("{secs}s"))
-            .arg("-s")
-            .arg(&script)
-            .arg(format!("http://127.0.0.1:{}/", at.port))
-            .env("TOKENS", tokens)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("wrk")
+        let mut command = wrk_command(at, &script, secs, connections);
+        command.env("TOKENS", tokens).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("wrk")
     };
     let both = |secs: u64| pair.map(|at| wrk(secs, at)).map(|c| c.wait_with_output().expect("wrk"));
     let _ = both(1);
