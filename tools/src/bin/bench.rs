@@ -32,8 +32,11 @@
 //! BENCH_USAGE_DPOP_POOL, default 15,000 per second of a run + 10,000). One
 //! EdDSA token with `max_uses` 1,000,000,000 is sent on every request of (b) and
 //! (c), so every request is a counted use; (f) sends it through an Envoy with
-//! leased allowances, (a′) the token of (a) through that same Envoy (the leased
-//! path's own cost, on one Envoy: decision 125). Each case with wrk
+//! leased allowances (batches of BENCH_LEASED_BATCH, default 10,000), (b′) to a
+//! second listener of that Envoy counting per Envoy, (a′) the token of (a) to
+//! its first (the leased path against counting per Envoy and against nothing,
+//! on one Envoy: decisions 125, 127), and in each round (f) and (b′) also run at
+//! once, two wrk processes on the two listeners. Each case with wrk
 //! at 16 connections (as above) and at 1 (one request at a time: the latency of
 //! a use without queueing), BENCH_REPS interleaved rounds of BENCH_USAGE_SECONDS
 //! (default 2, so that the section takes about 2 minutes), medians; Envoy CPU
@@ -261,7 +264,7 @@ fn native_b() -> Option<PathBuf> {
 /// [`http_filters`] writes them) in front of a `direct_response` route, and
 /// `clusters` (items for `static_resources.clusters`, possibly none).
 fn bootstrap(http_filters: &str, clusters: &str, dir: &Path) -> String {
-    routed_bootstrap(http_filters, r#"direct_response: {status: 200, body: {inline_string: "ok"}}"#, clusters, dir)
+    routed_bootstrap(http_filters, DIRECT_OK, clusters, dir)
 }
 
 /// [`bootstrap`] with `action` (a route action in YAML flow style) instead of the
@@ -274,11 +277,13 @@ fn routed_bootstrap(http_filters: &str, action: &str, clusters: &str, dir: &Path
 /// `second_filters`: two filter configurations in one Envoy process (one worker,
 /// and, in wasm, one VM), so that two cases run on the same instance.
 fn two_listener_bootstrap(http_filters: &str, second_filters: &str, clusters: &str, dir: &Path) -> String {
-    let action = r#"direct_response: {status: 200, body: {inline_string: "ok"}}"#;
     let listeners =
-        listener_yaml("bench", http_filters, action) + &listener_yaml(SECOND_LISTENER, second_filters, action);
+        listener_yaml("bench", http_filters, DIRECT_OK) + &listener_yaml(SECOND_LISTENER, second_filters, DIRECT_OK);
     envelope(&listeners, clusters, dir)
 }
+
+/// The route action of every bench listener but the floor's: 200 "ok" from Envoy itself.
+const DIRECT_OK: &str = r#"direct_response: {status: 200, body: {inline_string: "ok"}}"#;
 
 /// The name of the second listener of [`two_listener_bootstrap`].
 const SECOND_LISTENER: &str = "second";
@@ -577,6 +582,13 @@ fn run_wrk_pair(pair: [Listener; 2], tokens: &Path, seconds: u64, connections: u
     let both = |secs: u64| pair.map(|at| wrk(secs, at)).map(|c| c.wait_with_output().expect("wrk"));
     let _ = both(1);
     both(seconds).map(|out| parse_wrk(&String::from_utf8_lossy(&out.stdout)).0)
+}
+
+/// Each round's figure, lowest first, in whole µs: "-50, -10, 170".
+fn lowest_first(rounds: impl Iterator<Item = f64>) -> String {
+    let mut v: Vec<f64> = rounds.collect();
+    v.sort_by(f64::total_cmp);
+    v.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -1565,9 +1577,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
             let share = med(f, |s| s.rps) / med(pb2, |s| s.rps);
             let added = diff(f, pb2);
             let (instances, own) = (diff(pb2, pb), diff(f, a2));
-            let mut rounds: Vec<f64> = samples[f].iter().zip(&samples[pb2]).map(|(x, y)| x.p99_us - y.p99_us).collect();
-            rounds.sort_by(|x, y| x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal));
-            let rounds: Vec<String> = rounds.iter().map(|r| format!("{r:.0}")).collect();
+            let rounds = lowest_first(samples[f].iter().zip(&samples[pb2]).map(|(x, y)| x.p99_us - y.p99_us));
             let cpu = med(f, |s| s.cpu_us_per_req) - med(pb2, |s| s.cpu_us_per_req);
             let rate = match (c, share >= LEASED_RPS_TARGET) {
                 (16, true) => "held",
@@ -1582,7 +1592,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
                 med(f, |s| s.rps),
                 added.0,
                 added.1,
-                rounds.join(", "),
+                rounds,
                 med(f, |s| s.other_cpu_us_per_req),
                 med(pb2, |s| s.other_cpu_us_per_req),
                 rate,
@@ -1616,9 +1626,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
     for (i, (c, b)) in pairs.iter().enumerate() {
         let m = |k: usize, f: fn(&Sample) -> f64| median(pair_samples[i].iter().map(|p| f(&p[k])).collect());
         let added = (m(0, |s| s.p50_us) - m(1, |s| s.p50_us), m(0, |s| s.p99_us) - m(1, |s| s.p99_us));
-        let mut rounds: Vec<f64> = pair_samples[i].iter().map(|p| p[0].p99_us - p[1].p99_us).collect();
-        rounds.sort_by(|x, y| x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal));
-        let rounds: Vec<String> = rounds.iter().map(|r| format!("{r:.0}")).collect();
+        let rounds = lowest_first(pair_samples[i].iter().map(|p| p[0].p99_us - p[1].p99_us));
         let non2xx: u64 = pair_samples[i].iter().map(|p| p[0].non2xx).sum();
         let _ = writeln!(
             out,
@@ -1629,7 +1637,7 @@ fn usage_section(dir: &Path, seconds: u64, reps: u64) -> String {
             m(1, |s| s.rps),
             added.0,
             added.1,
-            rounds.join(", "),
+            rounds,
             if added.1 <= LEASED_P99_TARGET_US { "held" } else { "not held" },
         );
     }
